@@ -1,0 +1,817 @@
+//! What the ledger records, and its canonical, versioned encoding.
+//!
+//! An encoded entry is `[version][kind][body]`. The version byte lets a future
+//! format coexist with this one; a reader refuses versions it does not know
+//! rather than guess. The bytes are canonical (see [`crate::codec`]): the
+//! stored bytes are the hashed bytes are the bytes a device signed.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+
+use crate::codec::{DecodeError, Reader, Writer};
+use crate::hash::{Digest, Domain};
+use crate::head::SignedTreeHead;
+use crate::merkle::{Blake3Merkle, MerkleHasher};
+use crate::reading::DeviceBatch;
+
+/// The encoding version this build writes and reads.
+pub const ENCODING_VERSION: u8 = 1;
+/// Identifiers (GLNs, EPC URIs, Digital Link URIs, rule names) are short.
+pub const MAX_ID_LEN: usize = 1024;
+/// An EPCIS event document as received, kept whole.
+pub const MAX_DOCUMENT_LEN: usize = 1 << 20;
+
+/// An entry's id: its Merkle leaf hash, so the id is also what proofs prove.
+pub fn entry_id(encoded: &[u8]) -> Digest {
+    Blake3Merkle::hash_leaf(encoded)
+}
+
+/// One record in a shard's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A device's signed batch of sensor readings.
+    Readings(SignedBatch),
+    /// A custody event (EPCIS 2.0): commission, pack, ship, receive, transform, sell…
+    Custody(CustodyEvent),
+    /// Organisations and device keys: the identity state is derived from these.
+    Identity(IdentityChange),
+    /// A receipt in this shard's outbox for a subject homed on another shard.
+    ReceiptOut(Receipt),
+    /// A receipt delivered from another shard, with the proof that it was committed there.
+    ReceiptIn(ReceiptDelivery),
+    /// A rule's verdict: breach, quarantine, release.
+    Verdict(RuleVerdict),
+    /// A signed tree head recorded in the log (own earlier head or a peer's).
+    Checkpoint(SignedTreeHead),
+}
+
+/// Readings and the device's ed25519 signature over the batch's canonical bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedBatch {
+    pub batch: DeviceBatch,
+    pub signature: [u8; 64],
+}
+
+impl SignedBatch {
+    /// The message a device key signs: the canonical batch bytes in their own domain.
+    pub fn signing_message(batch_bytes: &[u8]) -> Digest {
+        Domain::DeviceBatch.hash(batch_bytes)
+    }
+
+    pub fn sign(batch: DeviceBatch, key: &SigningKey) -> SignedBatch {
+        let msg = Self::signing_message(&batch.to_bytes());
+        SignedBatch {
+            signature: key.sign(&msg.0).to_bytes(),
+            batch,
+        }
+    }
+
+    pub fn verify(&self, key: &VerifyingKey) -> bool {
+        let msg = Self::signing_message(&self.batch.to_bytes());
+        key.verify(&msg.0, &Signature::from_bytes(&self.signature))
+            .is_ok()
+    }
+}
+
+/// The five EPCIS 2.0 event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Object,
+    Aggregation,
+    Transformation,
+    Association,
+    Transaction,
+}
+
+/// EPCIS `action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Add,
+    Observe,
+    Delete,
+}
+
+/// How an identifier takes part in an event; lineage follows these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectRole {
+    /// `epcList` / `quantityList` of an object or transaction event.
+    Object,
+    /// `parentID` of an aggregation, association or transaction event.
+    Parent,
+    /// `childEPCs` / `childQuantityList`.
+    Child,
+    /// `inputEPCList` / `inputQuantityList` of a transformation.
+    Input,
+    /// `outputEPCList` / `outputQuantityList` of a transformation.
+    Output,
+}
+
+/// A quantity of a class-level identifier (lot), in thousandths of `uom`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quantity {
+    pub milli: i64,
+    pub uom: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub role: SubjectRole,
+    /// EPC URN or GS1 Digital Link URI, as received.
+    pub id: String,
+    pub quantity: Option<Quantity>,
+}
+
+/// A custody event: the fields coldtrail indexes, plus the event document as
+/// received so that every EPCIS field is kept and can be returned unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustodyEvent {
+    /// The organisation (GLN) that captured it.
+    pub recorded_by: String,
+    /// EPCIS `eventID` (a URI).
+    pub event_id: String,
+    pub kind: EventKind,
+    pub action: Option<Action>,
+    /// `eventTime`, Unix epoch ms.
+    pub event_time_ms: i64,
+    /// `eventTimeZoneOffset` in minutes.
+    pub tz_offset_min: i16,
+    pub biz_step: Option<String>,
+    pub disposition: Option<String>,
+    pub read_point: Option<String>,
+    pub biz_location: Option<String>,
+    pub subjects: Vec<Subject>,
+    /// The event's JSON as received.
+    pub document: Vec<u8>,
+}
+
+/// What kind of partner an organisation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgRole {
+    Grower,
+    Packer,
+    Processor,
+    Carrier,
+    DistributionCentre,
+    Retailer,
+    Manufacturer,
+    Clinic,
+    Investigator,
+    Operator,
+}
+
+/// Changes to who may write: organisations and their devices' keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityChange {
+    OrgRegistered {
+        org: String,
+        name: String,
+        role: OrgRole,
+        at_ms: i64,
+    },
+    DeviceRegistered {
+        org: String,
+        device: String,
+        public_key: [u8; 32],
+        at_ms: i64,
+    },
+    KeyRotated {
+        org: String,
+        device: String,
+        public_key: [u8; 32],
+        at_ms: i64,
+    },
+    DeviceRevoked {
+        org: String,
+        device: String,
+        reason: String,
+        at_ms: i64,
+    },
+}
+
+/// A cross-shard receipt: entry `source_index` of shard `from_shard` concerns
+/// `subject`, which is homed on `to_shard`. `channel_seq` numbers receipts on
+/// the (from, to) channel from 0 without gaps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub from_shard: u32,
+    pub to_shard: u32,
+    pub channel_seq: u64,
+    pub source_index: u64,
+    pub source_id: Digest,
+    pub subject: String,
+}
+
+/// A receipt as the receiving shard commits it: the receipt entry's position
+/// in the sender's log, its inclusion proof, and the sender's signed head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptDelivery {
+    pub receipt: Receipt,
+    pub receipt_index: u64,
+    pub proof: Vec<Digest>,
+    pub head: SignedTreeHead,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerdictKind {
+    Breach,
+    Quarantine,
+    Release,
+}
+
+/// Points at an entry on some shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRef {
+    pub shard: u32,
+    pub index: u64,
+    pub id: Digest,
+}
+
+/// A rule's finding, explained in one sentence, with the entries it rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleVerdict {
+    pub rule: String,
+    pub subject: String,
+    pub kind: VerdictKind,
+    pub from_ms: i64,
+    pub to_ms: Option<i64>,
+    pub explanation: String,
+    pub evidence: Vec<EntryRef>,
+}
+
+macro_rules! tagged_enum {
+    ($name:ident, $what:literal, { $($variant:ident = $tag:literal),+ $(,)? }) => {
+        impl $name {
+            fn tag(self) -> u8 {
+                match self { $($name::$variant => $tag),+ }
+            }
+            fn from_tag(tag: u8) -> Result<Self, DecodeError> {
+                match tag {
+                    $($tag => Ok($name::$variant),)+
+                    _ => Err(DecodeError::UnknownTag { what: $what, tag: u64::from(tag) }),
+                }
+            }
+        }
+    };
+}
+
+tagged_enum!(EventKind, "event kind", { Object = 0, Aggregation = 1, Transformation = 2, Association = 3, Transaction = 4 });
+tagged_enum!(Action, "action", { Add = 0, Observe = 1, Delete = 2 });
+tagged_enum!(SubjectRole, "subject role", { Object = 0, Parent = 1, Child = 2, Input = 3, Output = 4 });
+tagged_enum!(OrgRole, "organisation role", {
+    Grower = 0, Packer = 1, Processor = 2, Carrier = 3, DistributionCentre = 4,
+    Retailer = 5, Manufacturer = 6, Clinic = 7, Investigator = 8, Operator = 9,
+});
+tagged_enum!(VerdictKind, "verdict kind", { Breach = 0, Quarantine = 1, Release = 2 });
+
+const KIND_READINGS: u8 = 0;
+const KIND_CUSTODY: u8 = 1;
+const KIND_IDENTITY: u8 = 2;
+const KIND_RECEIPT_OUT: u8 = 3;
+const KIND_RECEIPT_IN: u8 = 4;
+const KIND_VERDICT: u8 = 5;
+const KIND_CHECKPOINT: u8 = 6;
+
+fn id(r: &mut Reader<'_>, what: &'static str) -> Result<String, DecodeError> {
+    let s = r.string(what)?;
+    if s.len() > MAX_ID_LEN {
+        return Err(DecodeError::OutOfRange {
+            what,
+            value: s.len() as u64,
+        });
+    }
+    Ok(s)
+}
+
+fn opt_id(r: &mut Reader<'_>, what: &'static str) -> Result<Option<String>, DecodeError> {
+    r.option(what, |r| id(r, what))
+}
+
+fn put_opt_str(w: &mut Writer, v: &Option<String>) {
+    w.option(v.as_ref(), |w, s| w.str(s));
+}
+
+impl Receipt {
+    fn encode(&self, w: &mut Writer) {
+        w.varint(u64::from(self.from_shard));
+        w.varint(u64::from(self.to_shard));
+        w.varint(self.channel_seq);
+        w.varint(self.source_index);
+        w.digest(&self.source_id);
+        w.str(&self.subject);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Receipt, DecodeError> {
+        Ok(Receipt {
+            from_shard: r.varint_as("receipt source shard")?,
+            to_shard: r.varint_as("receipt destination shard")?,
+            channel_seq: r.varint("receipt channel sequence")?,
+            source_index: r.varint("receipt source index")?,
+            source_id: r.digest("receipt source entry id")?,
+            subject: id(r, "receipt subject")?,
+        })
+    }
+}
+
+impl Entry {
+    /// A short name of the entry's kind, for tools and logs.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Entry::Readings(_) => "readings",
+            Entry::Custody(_) => "custody",
+            Entry::Identity(_) => "identity",
+            Entry::ReceiptOut(_) => "receipt-out",
+            Entry::ReceiptIn(_) => "receipt-in",
+            Entry::Verdict(_) => "verdict",
+            Entry::Checkpoint(_) => "checkpoint",
+        }
+    }
+
+    pub fn encode(&self, w: &mut Writer) {
+        w.u8(ENCODING_VERSION);
+        match self {
+            Entry::Readings(sb) => {
+                w.u8(KIND_READINGS);
+                sb.batch.encode(w);
+                w.fixed(&sb.signature);
+            }
+            Entry::Custody(e) => {
+                w.u8(KIND_CUSTODY);
+                w.str(&e.recorded_by);
+                w.str(&e.event_id);
+                w.u8(e.kind.tag());
+                w.option(e.action.as_ref(), |w, a| w.u8(a.tag()));
+                w.svarint(e.event_time_ms);
+                w.svarint(i64::from(e.tz_offset_min));
+                put_opt_str(w, &e.biz_step);
+                put_opt_str(w, &e.disposition);
+                put_opt_str(w, &e.read_point);
+                put_opt_str(w, &e.biz_location);
+                w.seq(&e.subjects, |w, s| {
+                    w.u8(s.role.tag());
+                    w.str(&s.id);
+                    w.option(s.quantity.as_ref(), |w, q| {
+                        w.svarint(q.milli);
+                        put_opt_str(w, &q.uom);
+                    });
+                });
+                w.bytes(&e.document);
+            }
+            Entry::Identity(c) => {
+                w.u8(KIND_IDENTITY);
+                match c {
+                    IdentityChange::OrgRegistered {
+                        org,
+                        name,
+                        role,
+                        at_ms,
+                    } => {
+                        w.u8(0);
+                        w.str(org);
+                        w.str(name);
+                        w.u8(role.tag());
+                        w.svarint(*at_ms);
+                    }
+                    IdentityChange::DeviceRegistered {
+                        org,
+                        device,
+                        public_key,
+                        at_ms,
+                    } => {
+                        w.u8(1);
+                        w.str(org);
+                        w.str(device);
+                        w.fixed(public_key);
+                        w.svarint(*at_ms);
+                    }
+                    IdentityChange::KeyRotated {
+                        org,
+                        device,
+                        public_key,
+                        at_ms,
+                    } => {
+                        w.u8(2);
+                        w.str(org);
+                        w.str(device);
+                        w.fixed(public_key);
+                        w.svarint(*at_ms);
+                    }
+                    IdentityChange::DeviceRevoked {
+                        org,
+                        device,
+                        reason,
+                        at_ms,
+                    } => {
+                        w.u8(3);
+                        w.str(org);
+                        w.str(device);
+                        w.str(reason);
+                        w.svarint(*at_ms);
+                    }
+                }
+            }
+            Entry::ReceiptOut(rc) => {
+                w.u8(KIND_RECEIPT_OUT);
+                rc.encode(w);
+            }
+            Entry::ReceiptIn(d) => {
+                w.u8(KIND_RECEIPT_IN);
+                d.receipt.encode(w);
+                w.varint(d.receipt_index);
+                w.seq(&d.proof, |w, h| w.digest(h));
+                d.head.encode(w);
+            }
+            Entry::Verdict(v) => {
+                w.u8(KIND_VERDICT);
+                w.str(&v.rule);
+                w.str(&v.subject);
+                w.u8(v.kind.tag());
+                w.svarint(v.from_ms);
+                w.option(v.to_ms.as_ref(), |w, t| w.svarint(*t));
+                w.str(&v.explanation);
+                w.seq(&v.evidence, |w, e| {
+                    w.varint(u64::from(e.shard));
+                    w.varint(e.index);
+                    w.digest(&e.id);
+                });
+            }
+            Entry::Checkpoint(h) => {
+                w.u8(KIND_CHECKPOINT);
+                h.encode(w);
+            }
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(256);
+        self.encode(&mut w);
+        w.into_bytes()
+    }
+
+    /// Decodes one entry that must span all of `bytes`.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Entry, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8("entry version")?;
+        if version != ENCODING_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                version,
+                supported: ENCODING_VERSION,
+            });
+        }
+        let entry = match r.u8("entry kind")? {
+            KIND_READINGS => Entry::Readings(SignedBatch {
+                batch: DeviceBatch::decode(&mut r)?,
+                signature: r.fixed("batch signature")?,
+            }),
+            KIND_CUSTODY => Entry::Custody(CustodyEvent {
+                recorded_by: id(&mut r, "recorded by")?,
+                event_id: id(&mut r, "event id")?,
+                kind: EventKind::from_tag(r.u8("event kind")?)?,
+                action: r.option("action", |r| Action::from_tag(r.u8("action")?))?,
+                event_time_ms: r.svarint("event time")?,
+                tz_offset_min: r.svarint_as("time zone offset")?,
+                biz_step: opt_id(&mut r, "business step")?,
+                disposition: opt_id(&mut r, "disposition")?,
+                read_point: opt_id(&mut r, "read point")?,
+                biz_location: opt_id(&mut r, "business location")?,
+                subjects: r.seq("subjects", 3, |r| {
+                    Ok(Subject {
+                        role: SubjectRole::from_tag(r.u8("subject role")?)?,
+                        id: id(r, "subject id")?,
+                        quantity: r.option("quantity", |r| {
+                            Ok(Quantity {
+                                milli: r.svarint("quantity")?,
+                                uom: opt_id(r, "unit of measure")?,
+                            })
+                        })?,
+                    })
+                })?,
+                document: {
+                    let d = r.bytes("event document")?;
+                    if d.len() > MAX_DOCUMENT_LEN {
+                        return Err(DecodeError::OutOfRange {
+                            what: "event document length",
+                            value: d.len() as u64,
+                        });
+                    }
+                    d.to_vec()
+                },
+            }),
+            KIND_IDENTITY => Entry::Identity(match r.u8("identity change")? {
+                0 => IdentityChange::OrgRegistered {
+                    org: id(&mut r, "organisation")?,
+                    name: id(&mut r, "organisation name")?,
+                    role: OrgRole::from_tag(r.u8("organisation role")?)?,
+                    at_ms: r.svarint("time")?,
+                },
+                1 => IdentityChange::DeviceRegistered {
+                    org: id(&mut r, "organisation")?,
+                    device: id(&mut r, "device")?,
+                    public_key: r.fixed("device public key")?,
+                    at_ms: r.svarint("time")?,
+                },
+                2 => IdentityChange::KeyRotated {
+                    org: id(&mut r, "organisation")?,
+                    device: id(&mut r, "device")?,
+                    public_key: r.fixed("device public key")?,
+                    at_ms: r.svarint("time")?,
+                },
+                3 => IdentityChange::DeviceRevoked {
+                    org: id(&mut r, "organisation")?,
+                    device: id(&mut r, "device")?,
+                    reason: id(&mut r, "revocation reason")?,
+                    at_ms: r.svarint("time")?,
+                },
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "identity change",
+                        tag: u64::from(tag),
+                    })
+                }
+            }),
+            KIND_RECEIPT_OUT => Entry::ReceiptOut(Receipt::decode(&mut r)?),
+            KIND_RECEIPT_IN => Entry::ReceiptIn(ReceiptDelivery {
+                receipt: Receipt::decode(&mut r)?,
+                receipt_index: r.varint("receipt index")?,
+                proof: r.seq("receipt proof", 32, |r| r.digest("proof hash"))?,
+                head: SignedTreeHead::decode(&mut r)?,
+            }),
+            KIND_VERDICT => Entry::Verdict(RuleVerdict {
+                rule: id(&mut r, "rule")?,
+                subject: id(&mut r, "verdict subject")?,
+                kind: VerdictKind::from_tag(r.u8("verdict kind")?)?,
+                from_ms: r.svarint("verdict start")?,
+                to_ms: r.option("verdict end", |r| r.svarint("verdict end"))?,
+                explanation: r.string("explanation")?,
+                evidence: r.seq("evidence", 34, |r| {
+                    Ok(EntryRef {
+                        shard: r.varint_as("evidence shard")?,
+                        index: r.varint("evidence index")?,
+                        id: r.digest("evidence entry id")?,
+                    })
+                })?,
+            }),
+            KIND_CHECKPOINT => Entry::Checkpoint(SignedTreeHead::decode(&mut r)?),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "entry kind",
+                    tag: u64::from(tag),
+                })
+            }
+        };
+        r.finish()?;
+        Ok(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::head::TreeHead;
+    use crate::reading::tests::arb_batch;
+    use proptest::prelude::*;
+
+    fn arb_digest() -> impl Strategy<Value = Digest> {
+        any::<[u8; 32]>().prop_map(Digest)
+    }
+
+    fn arb_opt_str() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("[ -~]{0,20}")
+    }
+
+    fn arb_receipt() -> impl Strategy<Value = Receipt> {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+            arb_digest(),
+            "[ -~]{0,30}",
+        )
+            .prop_map(
+                |(from_shard, to_shard, channel_seq, source_index, source_id, subject)| Receipt {
+                    from_shard,
+                    to_shard,
+                    channel_seq,
+                    source_index,
+                    source_id,
+                    subject,
+                },
+            )
+    }
+
+    fn arb_head() -> impl Strategy<Value = SignedTreeHead> {
+        (
+            arb_digest(),
+            any::<u64>(),
+            arb_digest(),
+            any::<i64>(),
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+        )
+            .prop_map(|(log_id, size, root, timestamp_ms, s1, s2)| {
+                let mut signature = [0u8; 64];
+                signature[..32].copy_from_slice(&s1);
+                signature[32..].copy_from_slice(&s2);
+                SignedTreeHead {
+                    head: TreeHead {
+                        log_id,
+                        size,
+                        root,
+                        timestamp_ms,
+                    },
+                    signature,
+                }
+            })
+    }
+
+    fn arb_entry() -> impl Strategy<Value = Entry> {
+        let subject = (
+            0u8..5,
+            "[ -~]{1,30}",
+            proptest::option::of((any::<i64>(), arb_opt_str())),
+        )
+            .prop_map(|(role, id, q)| Subject {
+                role: SubjectRole::from_tag(role).unwrap(),
+                id,
+                quantity: q.map(|(milli, uom)| Quantity { milli, uom }),
+            });
+        prop_oneof![
+            (arb_batch(), any::<[u8; 32]>()).prop_map(|(batch, s)| {
+                let mut signature = [0u8; 64];
+                signature[..32].copy_from_slice(&s);
+                Entry::Readings(SignedBatch { batch, signature })
+            }),
+            (
+                (
+                    "[ -~]{0,20}",
+                    "[ -~]{0,40}",
+                    0u8..5,
+                    proptest::option::of(0u8..3),
+                    any::<i64>(),
+                    any::<i16>()
+                ),
+                (arb_opt_str(), arb_opt_str(), arb_opt_str(), arb_opt_str()),
+                proptest::collection::vec(subject, 0..5),
+                proptest::collection::vec(any::<u8>(), 0..64),
+            )
+                .prop_map(
+                    |((rb, eid, kind, action, t, tz), (bs, disp, rp, bl), subjects, document)| {
+                        Entry::Custody(CustodyEvent {
+                            recorded_by: rb,
+                            event_id: eid,
+                            kind: EventKind::from_tag(kind).unwrap(),
+                            action: action.map(|a| Action::from_tag(a).unwrap()),
+                            event_time_ms: t,
+                            tz_offset_min: tz,
+                            biz_step: bs,
+                            disposition: disp,
+                            read_point: rp,
+                            biz_location: bl,
+                            subjects,
+                            document,
+                        })
+                    }
+                ),
+            (
+                "[ -~]{0,20}",
+                "[ -~]{0,20}",
+                any::<[u8; 32]>(),
+                any::<i64>(),
+                0u8..4,
+                0u8..10
+            )
+                .prop_map(|(org, device, public_key, at_ms, which, role)| {
+                    Entry::Identity(match which {
+                        0 => IdentityChange::OrgRegistered {
+                            org,
+                            name: device,
+                            role: OrgRole::from_tag(role).unwrap(),
+                            at_ms,
+                        },
+                        1 => IdentityChange::DeviceRegistered {
+                            org,
+                            device,
+                            public_key,
+                            at_ms,
+                        },
+                        2 => IdentityChange::KeyRotated {
+                            org,
+                            device,
+                            public_key,
+                            at_ms,
+                        },
+                        _ => IdentityChange::DeviceRevoked {
+                            org,
+                            device,
+                            reason: "lost".into(),
+                            at_ms,
+                        },
+                    })
+                }),
+            arb_receipt().prop_map(Entry::ReceiptOut),
+            (
+                arb_receipt(),
+                any::<u64>(),
+                proptest::collection::vec(arb_digest(), 0..8),
+                arb_head()
+            )
+                .prop_map(|(receipt, receipt_index, proof, head)| Entry::ReceiptIn(
+                    ReceiptDelivery {
+                        receipt,
+                        receipt_index,
+                        proof,
+                        head
+                    }
+                )),
+            (
+                "[ -~]{0,20}",
+                "[ -~]{0,20}",
+                0u8..3,
+                any::<i64>(),
+                any::<Option<i64>>(),
+                "[ -~]{0,60}",
+                proptest::collection::vec((any::<u32>(), any::<u64>(), arb_digest()), 0..4)
+            )
+                .prop_map(|(rule, subject, kind, from_ms, to_ms, explanation, ev)| {
+                    Entry::Verdict(RuleVerdict {
+                        rule,
+                        subject,
+                        kind: VerdictKind::from_tag(kind).unwrap(),
+                        from_ms,
+                        to_ms,
+                        explanation,
+                        evidence: ev
+                            .into_iter()
+                            .map(|(shard, index, id)| EntryRef { shard, index, id })
+                            .collect(),
+                    })
+                }),
+            arb_head().prop_map(Entry::Checkpoint),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn entries_round_trip(entry in arb_entry()) {
+            let bytes = entry.to_bytes();
+            prop_assert_eq!(Entry::from_bytes(&bytes).unwrap(), entry);
+        }
+
+        #[test]
+        fn decoded_entries_re_encode_to_the_same_bytes(
+            entry in arb_entry(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut bytes = entry.to_bytes();
+            for (i, b) in flips {
+                let i = i.index(bytes.len());
+                bytes[i] = b;
+            }
+            if let Ok(e) = Entry::from_bytes(&bytes) {
+                prop_assert_eq!(e.to_bytes(), bytes.clone());
+            }
+            let cut = cut.index(bytes.len());
+            let _ = Entry::from_bytes(&bytes[..cut]);
+        }
+
+        #[test]
+        fn arbitrary_bytes_are_refused_or_canonical(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(e) = Entry::from_bytes(&bytes) {
+                prop_assert_eq!(e.to_bytes(), bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn device_signatures_cover_the_canonical_bytes() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let batch = DeviceBatch {
+            device: "logger-1".into(),
+            first_seq: 10,
+            readings: vec![crate::reading::Reading::new(1_700_000_000_000, 412)],
+        };
+        let signed = SignedBatch::sign(batch, &key);
+        assert!(signed.verify(&key.verifying_key()));
+        let mut altered = signed.clone();
+        altered.batch.readings[0].temp_centi_c = 399;
+        assert!(!altered.verify(&key.verifying_key()));
+        let entry = Entry::Readings(signed);
+        let Entry::Readings(back) = Entry::from_bytes(&entry.to_bytes()).unwrap() else {
+            panic!("kind changed")
+        };
+        assert!(back.verify(&key.verifying_key()));
+    }
+
+    #[test]
+    fn unknown_versions_and_kinds_are_refused() {
+        assert!(matches!(
+            Entry::from_bytes(&[2, 0]),
+            Err(DecodeError::UnsupportedVersion { version: 2, .. })
+        ));
+        assert!(matches!(
+            Entry::from_bytes(&[1, 99]),
+            Err(DecodeError::UnknownTag { .. })
+        ));
+        assert!(Entry::from_bytes(&[]).is_err());
+    }
+}

@@ -1,0 +1,515 @@
+//! Merkle log proofs in the shape of RFC 9162 (Certificate Transparency v2).
+//!
+//! `leaf = H(0x00 || entry)`, `node = H(0x01 || left || right)`, for trees of
+//! any size. The hash is a type parameter ([`MerkleHasher`]): coldtrail logs use
+//! [`Blake3Merkle`]; the test suite instantiates SHA-256 to check the algorithm
+//! against the public RFC 6962 vectors.
+//!
+//! This module is the verifier half clients reuse: it needs nothing but the
+//! hasher, allocates only for proof generation, and never panics on any input
+//! (sizes, indices and proof lengths are all checked before use).
+
+use crate::hash::{Digest, Domain};
+
+/// A hash function in the RFC 9162 tree shape.
+pub trait MerkleHasher {
+    /// `H(0x00 || data)`.
+    fn hash_leaf(data: &[u8]) -> Digest;
+    /// `H(0x01 || left || right)`.
+    fn hash_children(left: &Digest, right: &Digest) -> Digest;
+    /// The root of the empty tree, `H()`.
+    fn empty_root() -> Digest;
+}
+
+/// BLAKE3 in the [`Domain::Merkle`] domain: the hasher of every coldtrail log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Blake3Merkle;
+
+impl MerkleHasher for Blake3Merkle {
+    fn hash_leaf(data: &[u8]) -> Digest {
+        Domain::Merkle.hash_parts(&[&[0x00], data])
+    }
+    fn hash_children(left: &Digest, right: &Digest) -> Digest {
+        let mut buf = [0u8; 65];
+        buf[0] = 0x01;
+        buf[1..33].copy_from_slice(&left.0);
+        buf[33..].copy_from_slice(&right.0);
+        Domain::Merkle.hash(&buf)
+    }
+    fn empty_root() -> Digest {
+        Domain::Merkle.hash(&[])
+    }
+}
+
+/// Why a proof was refused. Every variant is a reason a verifier must say no.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    #[error("leaf index {index} is not inside a tree of size {size}")]
+    IndexOutOfRange { index: u64, size: u64 },
+    #[error("proof has {got} hashes, a proof for these sizes has {want}")]
+    WrongLength { got: usize, want: usize },
+    #[error("the proof leads to root {computed}, not the expected {expected}")]
+    RootMismatch { computed: Digest, expected: Digest },
+    #[error("first size {size1} is larger than second size {size2}")]
+    SizesReversed { size1: u64, size2: u64 },
+    #[error("a consistency proof from the empty tree proves nothing and is refused")]
+    EmptyFirstTree,
+    #[error("requested tree size {size} is larger than the log ({log_size} entries)")]
+    SizeBeyondLog { size: u64, log_size: u64 },
+}
+
+fn verify_match(computed: Digest, expected: &Digest) -> Result<(), ProofError> {
+    if computed == *expected {
+        Ok(())
+    } else {
+        Err(ProofError::RootMismatch {
+            computed,
+            expected: *expected,
+        })
+    }
+}
+
+/// Splits an inclusion proof for `index` in a tree of `size` into the part
+/// below the point where the paths to `index` and to `size - 1` meet (`inner`)
+/// and the left siblings above it (`border`). Requires `index < size`.
+fn decompose(index: u64, size: u64) -> (usize, usize) {
+    let inner = (64 - (index ^ (size - 1)).leading_zeros()) as usize;
+    let border = index.checked_shr(inner as u32).unwrap_or(0).count_ones() as usize;
+    (inner, border)
+}
+
+fn chain_inner<H: MerkleHasher>(mut seed: Digest, proof: &[Digest], index: u64) -> Digest {
+    for (i, h) in proof.iter().enumerate() {
+        seed = if (index >> i) & 1 == 0 {
+            H::hash_children(&seed, h)
+        } else {
+            H::hash_children(h, &seed)
+        };
+    }
+    seed
+}
+
+fn chain_inner_right<H: MerkleHasher>(mut seed: Digest, proof: &[Digest], index: u64) -> Digest {
+    for (i, h) in proof.iter().enumerate() {
+        if (index >> i) & 1 == 1 {
+            seed = H::hash_children(h, &seed);
+        }
+    }
+    seed
+}
+
+fn chain_border_right<H: MerkleHasher>(mut seed: Digest, proof: &[Digest]) -> Digest {
+    for h in proof {
+        seed = H::hash_children(h, &seed);
+    }
+    seed
+}
+
+/// The root that an inclusion proof for `leaf_hash` at `index` leads to.
+pub fn root_from_inclusion_proof<H: MerkleHasher>(
+    index: u64,
+    size: u64,
+    leaf_hash: &Digest,
+    proof: &[Digest],
+) -> Result<Digest, ProofError> {
+    if index >= size {
+        return Err(ProofError::IndexOutOfRange { index, size });
+    }
+    let (inner, border) = decompose(index, size);
+    if proof.len() != inner + border {
+        return Err(ProofError::WrongLength {
+            got: proof.len(),
+            want: inner + border,
+        });
+    }
+    let res = chain_inner::<H>(*leaf_hash, &proof[..inner], index);
+    Ok(chain_border_right::<H>(res, &proof[inner..]))
+}
+
+/// Checks that `leaf_hash` is the leaf at `index` of the tree of `size` with `root`.
+pub fn verify_inclusion<H: MerkleHasher>(
+    index: u64,
+    size: u64,
+    leaf_hash: &Digest,
+    proof: &[Digest],
+    root: &Digest,
+) -> Result<(), ProofError> {
+    verify_match(
+        root_from_inclusion_proof::<H>(index, size, leaf_hash, proof)?,
+        root,
+    )
+}
+
+/// Checks that the tree of `size2` with `root2` extends the tree of `size1`
+/// with `root1`. Refuses `size1 == 0`: every tree extends the empty one, so
+/// such a proof carries no information and accepting it only hides mistakes.
+pub fn verify_consistency<H: MerkleHasher>(
+    size1: u64,
+    size2: u64,
+    proof: &[Digest],
+    root1: &Digest,
+    root2: &Digest,
+) -> Result<(), ProofError> {
+    if size1 == 0 {
+        return Err(ProofError::EmptyFirstTree);
+    }
+    if size2 < size1 {
+        return Err(ProofError::SizesReversed { size1, size2 });
+    }
+    if size1 == size2 {
+        if !proof.is_empty() {
+            return Err(ProofError::WrongLength {
+                got: proof.len(),
+                want: 0,
+            });
+        }
+        return verify_match(*root1, root2);
+    }
+    let (inner, border) = decompose(size1 - 1, size2);
+    let shift = size1.trailing_zeros() as usize;
+    // shift < inner whenever size1 < size2.
+    let inner = inner - shift;
+    // The proof starts with the root of the subtree of size 2^shift, unless
+    // size1 is exactly that subtree, whose root the verifier already has.
+    let (seed, start) = if size1 == 1u64 << shift {
+        (*root1, 0)
+    } else {
+        match proof.first() {
+            Some(first) => (*first, 1),
+            None => {
+                return Err(ProofError::WrongLength {
+                    got: 0,
+                    want: 1 + inner + border,
+                })
+            }
+        }
+    };
+    if proof.len() != start + inner + border {
+        return Err(ProofError::WrongLength {
+            got: proof.len(),
+            want: start + inner + border,
+        });
+    }
+    let proof = &proof[start..];
+    let mask = (size1 - 1) >> shift;
+    let hash1 = chain_inner_right::<H>(seed, &proof[..inner], mask);
+    let hash1 = chain_border_right::<H>(hash1, &proof[inner..]);
+    verify_match(hash1, root1)?;
+    let hash2 = chain_inner::<H>(seed, &proof[..inner], mask);
+    let hash2 = chain_border_right::<H>(hash2, &proof[inner..]);
+    verify_match(hash2, root2)
+}
+
+/// Verification of proofs as they arrive on the wire: hashes as byte strings
+/// of unchecked length. Each function checks lengths in the order the
+/// reference verifier (transparency-dev/merkle) does, then defers to the typed
+/// verifier above, so it agrees with that verifier case for case.
+pub mod wire {
+    use super::*;
+
+    /// Why a wire-form proof was refused.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum WireError {
+        #[error("{what} is {len} bytes long; a hash is 32 bytes")]
+        HashLength { what: &'static str, len: usize },
+        #[error(transparent)]
+        Proof(#[from] ProofError),
+    }
+
+    fn digest(what: &'static str, b: &[u8]) -> Result<Digest, WireError> {
+        Digest::from_slice(b).ok_or(WireError::HashLength { what, len: b.len() })
+    }
+
+    fn digests<B: AsRef<[u8]>>(proof: &[B]) -> Result<Vec<Digest>, WireError> {
+        proof
+            .iter()
+            .map(|h| digest("proof hash", h.as_ref()))
+            .collect()
+    }
+
+    pub fn verify_inclusion<H: MerkleHasher, B: AsRef<[u8]>>(
+        index: u64,
+        size: u64,
+        leaf_hash: &[u8],
+        proof: &[B],
+        root: &[u8],
+    ) -> Result<(), WireError> {
+        let leaf = digest("leaf hash", leaf_hash)?;
+        let root = digest("root", root)?;
+        Ok(super::verify_inclusion::<H>(
+            index,
+            size,
+            &leaf,
+            &digests(proof)?,
+            &root,
+        )?)
+    }
+
+    pub fn verify_consistency<H: MerkleHasher, B: AsRef<[u8]>>(
+        size1: u64,
+        size2: u64,
+        proof: &[B],
+        root1: &[u8],
+        root2: &[u8],
+    ) -> Result<(), WireError> {
+        // Equal non-empty sizes need no hashing: the roots must simply be the
+        // same bytes, whatever their length.
+        if size1 == size2 && size1 > 0 && proof.is_empty() {
+            return if root1 == root2 {
+                Ok(())
+            } else {
+                Err(WireError::Proof(ProofError::RootMismatch {
+                    computed: Digest::from_slice(root1).unwrap_or_default(),
+                    expected: Digest::from_slice(root2).unwrap_or_default(),
+                }))
+            };
+        }
+        let r1 = digest("first root", root1)?;
+        let r2 = digest("second root", root2)?;
+        Ok(super::verify_consistency::<H>(
+            size1,
+            size2,
+            &digests(proof)?,
+            &r1,
+            &r2,
+        )?)
+    }
+}
+
+/// Where proof generation gets the hashes of perfect subtrees from.
+///
+/// `perfect(level, index)` is the root of the perfect subtree of `2^level`
+/// leaves starting at leaf `index << level`; callers only ask for subtrees that
+/// lie wholly inside the tree the source holds.
+pub trait SubtreeSource {
+    type Error;
+    fn perfect(&self, level: u32, index: u64) -> Result<Digest, Self::Error>;
+}
+
+/// Proof and root construction over any [`SubtreeSource`].
+pub struct Prover<'a, H, S> {
+    source: &'a S,
+    _hasher: std::marker::PhantomData<H>,
+}
+
+/// The largest power of two strictly smaller than `n` (n ≥ 2).
+fn split_point(n: u64) -> u64 {
+    debug_assert!(n >= 2);
+    1u64 << (63 - (n - 1).leading_zeros())
+}
+
+impl<'a, H: MerkleHasher, S: SubtreeSource> Prover<'a, H, S> {
+    pub fn new(source: &'a S) -> Self {
+        Prover {
+            source,
+            _hasher: std::marker::PhantomData,
+        }
+    }
+
+    /// MTH(D[start..start + len]); `start` is aligned to the subtree size the
+    /// recursion produces, so every perfect piece is one `perfect` lookup.
+    fn range_hash(&self, start: u64, len: u64) -> Result<Digest, S::Error> {
+        if len == 0 {
+            return Ok(H::empty_root());
+        }
+        if len.is_power_of_two() {
+            let level = len.trailing_zeros();
+            return self.source.perfect(level, start >> level);
+        }
+        let k = split_point(len);
+        let left = self
+            .source
+            .perfect(k.trailing_zeros(), start >> k.trailing_zeros())?;
+        let right = self.range_hash(start + k, len - k)?;
+        Ok(H::hash_children(&left, &right))
+    }
+
+    /// The root of the tree made of the first `size` leaves.
+    pub fn root(&self, size: u64) -> Result<Digest, S::Error> {
+        self.range_hash(0, size)
+    }
+
+    /// The inclusion proof for leaf `index` in the tree of `size` (RFC 9162
+    /// PATH), leaf-side first. Requires `index < size`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Digest>, S::Error> {
+        debug_assert!(index < size);
+        let mut out = Vec::with_capacity(64);
+        let (mut start, mut len, mut m) = (0u64, size, index);
+        // Walk from the root down, collecting siblings; reversed at the end.
+        while len > 1 {
+            let k = split_point(len);
+            if m < k {
+                out.push(self.range_hash(start + k, len - k)?);
+                len = k;
+            } else {
+                out.push(self.range_hash(start, k)?);
+                start += k;
+                m -= k;
+                len -= k;
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The consistency proof between the trees of `size1` and `size2`
+    /// (RFC 9162 SUBPROOF). Requires `0 < size1 <= size2`.
+    pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Digest>, S::Error> {
+        debug_assert!(0 < size1 && size1 <= size2);
+        let mut out = Vec::with_capacity(64);
+        let (mut start, mut n, mut m) = (0u64, size2, size1);
+        let mut complete = true;
+        while m != n {
+            let k = split_point(n);
+            if m <= k {
+                out.push(self.range_hash(start + k, n - k)?);
+                n = k;
+            } else {
+                out.push(self.range_hash(start, k)?);
+                start += k;
+                m -= k;
+                n -= k;
+                complete = false;
+            }
+        }
+        if !complete {
+            out.push(self.range_hash(start, m)?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+}
+
+/// A whole tree held in memory, level by level: the simplest
+/// [`SubtreeSource`], used by tests, tools and small clients.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryTree<H> {
+    /// `levels[l][i]` = perfect subtree of 2^l leaves at index i.
+    levels: Vec<Vec<Digest>>,
+    _hasher: std::marker::PhantomData<H>,
+}
+
+impl<H: MerkleHasher> MemoryTree<H> {
+    pub fn new() -> Self {
+        MemoryTree {
+            levels: vec![Vec::new()],
+            _hasher: std::marker::PhantomData,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.levels[0].len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.levels[0].is_empty()
+    }
+
+    /// Appends a leaf by its leaf hash, completing every perfect subtree it closes.
+    pub fn push_leaf_hash(&mut self, leaf: Digest) {
+        self.levels[0].push(leaf);
+        let mut level = 0;
+        while self.levels[level].len() % 2 == 0 {
+            let n = self.levels[level].len();
+            let parent = H::hash_children(&self.levels[level][n - 2], &self.levels[level][n - 1]);
+            if self.levels.len() == level + 1 {
+                self.levels.push(Vec::new());
+            }
+            self.levels[level + 1].push(parent);
+            level += 1;
+        }
+    }
+
+    pub fn push(&mut self, entry: &[u8]) {
+        self.push_leaf_hash(H::hash_leaf(entry));
+    }
+
+    pub fn prover(&self) -> Prover<'_, H, Self> {
+        Prover::new(self)
+    }
+
+    pub fn root(&self, size: u64) -> Digest {
+        match self.prover().root(size) {
+            Ok(d) => d,
+            Err(never) => match never {},
+        }
+    }
+}
+
+impl<H> SubtreeSource for MemoryTree<H> {
+    type Error = std::convert::Infallible;
+    fn perfect(&self, level: u32, index: u64) -> Result<Digest, Self::Error> {
+        Ok(self.levels[level as usize][index as usize])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(n: u64) -> MemoryTree<Blake3Merkle> {
+        let mut t = MemoryTree::new();
+        for i in 0..n {
+            t.push(&i.to_le_bytes());
+        }
+        t
+    }
+
+    /// RFC 9162's recursive definition, written out literally, to check the
+    /// level-indexed construction against.
+    fn reference_root(leaves: &[Digest]) -> Digest {
+        match leaves.len() {
+            0 => Blake3Merkle::empty_root(),
+            1 => leaves[0],
+            n => {
+                let k = split_point(n as u64) as usize;
+                Blake3Merkle::hash_children(
+                    &reference_root(&leaves[..k]),
+                    &reference_root(&leaves[k..]),
+                )
+            }
+        }
+    }
+
+    #[test]
+    fn roots_match_the_recursive_definition() {
+        let t = tree(70);
+        let leaves: Vec<Digest> = (0..70u64)
+            .map(|i| Blake3Merkle::hash_leaf(&i.to_le_bytes()))
+            .collect();
+        for size in 0..=70 {
+            assert_eq!(
+                t.root(size),
+                reference_root(&leaves[..size as usize]),
+                "size {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_proof_in_small_trees_verifies() {
+        let t = tree(33);
+        for size in 1..=33u64 {
+            let root = t.root(size);
+            for index in 0..size {
+                let proof = t.prover().inclusion_proof(index, size).unwrap();
+                let leaf = Blake3Merkle::hash_leaf(&index.to_le_bytes());
+                verify_inclusion::<Blake3Merkle>(index, size, &leaf, &proof, &root).unwrap();
+            }
+            for size1 in 1..=size {
+                let proof = t.prover().consistency_proof(size1, size).unwrap();
+                verify_consistency::<Blake3Merkle>(size1, size, &proof, &t.root(size1), &root)
+                    .unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn verifier_refuses_out_of_range_without_panicking() {
+        let d = Digest::default();
+        assert!(verify_inclusion::<Blake3Merkle>(5, 5, &d, &[], &d).is_err());
+        assert!(verify_inclusion::<Blake3Merkle>(u64::MAX, 0, &d, &[], &d).is_err());
+        assert!(verify_consistency::<Blake3Merkle>(u64::MAX, u64::MAX - 1, &[], &d, &d).is_err());
+        assert!(verify_consistency::<Blake3Merkle>(3, u64::MAX, &[d; 3], &d, &d).is_err());
+    }
+}
