@@ -1,1 +1,142 @@
-//! placeholder
+//! Where a log's entries live. [`Store`] is the boundary the rest of coldtrail
+//! sees; [`EmbeddedStore`] keeps a log in append-only segment files, and a
+//! PostgreSQL store will implement the same trait.
+//!
+//! Invariants every store keeps:
+//! - an append is answered only after the entries are durable (fsync'd);
+//! - entry `i` never changes once answered, and indices have no gaps;
+//! - no entry is handed out whose checksum failed;
+//! - a signed head is handed out only after it is durable itself.
+
+mod audit;
+mod embedded;
+pub mod format;
+mod tree;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::hash::Digest;
+use crate::head::SignedTreeHead;
+
+pub use audit::{audit_log, AuditProgress, AuditReport, Problem};
+pub use embedded::{EmbeddedStore, StoreConfig};
+
+/// Where appended entries landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Index of the first entry; the rest follow without gaps.
+    pub first_index: u64,
+    /// The entries' ids (Merkle leaf hashes), in order.
+    pub ids: Vec<Digest>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged: {what}")]
+    Corrupt { path: String, what: String },
+    #[error("the store stopped accepting writes after an earlier failure: {0}")]
+    Stopped(String),
+    #[error("the append queue is full ({0} requests waiting); retry later")]
+    QueueFull(usize),
+    #[error("entry {index} does not exist (the log has {size} entries)")]
+    NoSuchEntry { index: u64, size: u64 },
+    #[error("entry of {len} bytes is larger than the {max}-byte limit")]
+    EntryTooLarge { len: usize, max: usize },
+    #[error("an append needs at least one entry")]
+    EmptyAppend,
+    #[error(transparent)]
+    Proof(#[from] crate::merkle::ProofError),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+/// An append on its way to durability. Wait for it with [`Pending::wait`]
+/// from a thread, or `.await` it from async code.
+pub struct Pending(pub(crate) tokio::sync::oneshot::Receiver<Result<Appended, StoreError>>);
+
+impl Pending {
+    /// Blocks until the entries are durable. Must not be called from inside
+    /// an async runtime (await the `Pending` there).
+    pub fn wait(self) -> Result<Appended, StoreError> {
+        self.0
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(StoreError::Stopped("the writer ended before answering".into())))
+    }
+}
+
+impl Future for Pending {
+    type Output = Result<Appended, StoreError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| Err(StoreError::Stopped("the writer ended before answering".into())))
+        })
+    }
+}
+
+/// A durable, append-only, provable log of entries.
+pub trait Store: Send + Sync {
+    /// The log's public key; its id is derived from it.
+    fn public_key(&self) -> VerifyingKey;
+
+    /// Queues entries for the next group commit. Refuses at once with
+    /// [`StoreError::QueueFull`] when the bounded queue is full.
+    fn submit(&self, entries: Vec<Vec<u8>>) -> Result<Pending, StoreError>;
+
+    /// Appends and waits until durable.
+    fn append(&self, entries: Vec<Vec<u8>>) -> Result<Appended, StoreError> {
+        self.submit(entries)?.wait()
+    }
+
+    /// Number of durable entries.
+    fn len(&self) -> u64;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The encoded entry at `index`, checksum-verified.
+    fn entry(&self, index: u64) -> Result<Vec<u8>, StoreError>;
+
+    /// Entries `[from, to)`, checksum-verified.
+    fn entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// The id (leaf hash) of entry `index`.
+    fn entry_id(&self, index: u64) -> Result<Digest, StoreError>;
+
+    /// The lowest index of an entry with this id.
+    fn find(&self, id: &Digest) -> Result<Option<u64>, StoreError>;
+
+    /// The root of the first `size` entries.
+    fn root(&self, size: u64) -> Result<Digest, StoreError>;
+
+    /// Inclusion proof of entry `index` in the tree of `size` entries.
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Digest>, StoreError>;
+
+    /// Consistency proof between the trees of `size1` and `size2` entries.
+    fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Digest>, StoreError>;
+
+    /// Signs (and durably records) a head over everything committed so far.
+    fn sign_head(&self) -> Result<SignedTreeHead, StoreError>;
+
+    /// The newest signed head, if any.
+    fn latest_head(&self) -> Option<SignedTreeHead>;
+}

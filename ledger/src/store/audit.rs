@@ -1,0 +1,478 @@
+//! The full audit behind `coldtrail verify`: every checksum, every leaf hash,
+//! the tree, every signed head, and every derived file, recomputed from the
+//! segments and compared. Read-only; it repairs nothing.
+//!
+//! The audit stops at the first problem and names where it is: the file, and
+//! where it applies the segment, the block (by offset and entry range) and
+//! the entry. Memory stays bounded: the tree is folded as a compact range
+//! (one hash per level), and files are streamed.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+
+use super::embedded::{list_segments, read_meta};
+use super::format::{self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::StoreError;
+use crate::entry::entry_id;
+use crate::hash::Digest;
+use crate::head::{log_id, SignedTreeHead};
+use crate::merkle::{Blake3Merkle, MerkleHasher};
+
+/// Where and what the first problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub segment: Option<u64>,
+    /// Offset of the block in its segment, and the entries it should hold.
+    pub block: Option<(u64, u64, u64)>,
+    pub entry: Option<u64>,
+    pub what: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(s) = self.segment {
+            write!(f, ", segment {s}")?;
+        }
+        if let Some((off, from, to)) = self.block {
+            write!(f, ", block at offset {off} (entries {from}..{to})")?;
+        }
+        if let Some(e) = self.entry {
+            write!(f, ", entry {e}")?;
+        }
+        write!(f, ": {}", self.what)
+    }
+}
+
+/// What the audit checked, and the first problem if there was one.
+#[derive(Debug, Clone, Default)]
+pub struct AuditReport {
+    pub log_id: Digest,
+    pub segments: u64,
+    pub blocks: u64,
+    pub entries: u64,
+    /// Bytes read and checked, all files together.
+    pub bytes: u64,
+    pub heads: u64,
+    pub latest_head: Option<SignedTreeHead>,
+    pub problem: Option<Problem>,
+}
+
+/// Told how many bytes were checked since it was last told.
+pub trait AuditProgress {
+    fn advance(&self, bytes: u64);
+}
+
+impl<F: Fn(u64)> AuditProgress for F {
+    fn advance(&self, bytes: u64) {
+        self(bytes)
+    }
+}
+
+/// Streams a fixed-record file, reporting where it ends early.
+struct Records {
+    reader: Option<BufReader<File>>,
+    len: u64,
+    read: u64,
+}
+
+impl Records {
+    fn open(path: &Path) -> Records {
+        match File::open(path) {
+            Ok(f) => {
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                Records {
+                    reader: Some(BufReader::with_capacity(1 << 20, f)),
+                    len,
+                    read: 0,
+                }
+            }
+            Err(_) => Records {
+                reader: None,
+                len: 0,
+                read: 0,
+            },
+        }
+    }
+
+    /// The next `N` bytes, or `None` at (or near) the end.
+    fn next<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let r = self.reader.as_mut()?;
+        let mut b = [0u8; N];
+        r.read_exact(&mut b).ok()?;
+        self.read += N as u64;
+        Some(b)
+    }
+}
+
+/// The tree folded as a compact range: perfect subtrees of decreasing size.
+#[derive(Default)]
+struct Frontier {
+    nodes: Vec<(u32, Digest)>,
+    size: u64,
+}
+
+impl Frontier {
+    /// Adds a leaf; returns the 16-leaf subtree root it completes, if any.
+    fn push(&mut self, leaf: Digest) -> Option<Digest> {
+        self.size += 1;
+        let mut node = (0u32, leaf);
+        let mut chunk = None;
+        while let Some(&(level, left)) = self.nodes.last() {
+            if level != node.0 {
+                break;
+            }
+            self.nodes.pop();
+            node = (level + 1, Blake3Merkle::hash_children(&left, &node.1));
+            if node.0 == format::NODE_LEVEL {
+                chunk = Some(node.1);
+            }
+        }
+        self.nodes.push(node);
+        chunk
+    }
+
+    fn root(&self) -> Digest {
+        let mut it = self.nodes.iter().rev();
+        let Some(&(_, mut acc)) = it.next() else {
+            return Blake3Merkle::empty_root();
+        };
+        for (_, left) in it {
+            acc = Blake3Merkle::hash_children(left, &acc);
+        }
+        acc
+    }
+}
+
+struct Auditor<'a> {
+    dir: &'a Path,
+    key: VerifyingKey,
+    report: AuditReport,
+    index: Records,
+    leaves: Records,
+    nodes: Records,
+    heads: Vec<SignedTreeHead>,
+    next_head: usize,
+    frontier: Frontier,
+    progress: &'a dyn AuditProgress,
+}
+
+type Check = Result<(), Problem>;
+
+fn problem(file: &str, what: impl Into<String>) -> Problem {
+    Problem {
+        file: file.to_string(),
+        segment: None,
+        block: None,
+        entry: None,
+        what: what.into(),
+    }
+}
+
+/// Audits the log in `dir`. `Err` only when the directory cannot be read as a
+/// log at all; damage is reported in [`AuditReport::problem`].
+pub fn audit_log(dir: &Path, progress: &dyn AuditProgress) -> Result<AuditReport, StoreError> {
+    let key = match read_meta(dir) {
+        Ok(k) => k,
+        Err(StoreError::Corrupt { what, .. }) => {
+            return Ok(AuditReport {
+                problem: Some(problem(format::META_FILE, what)),
+                ..AuditReport::default()
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let mut a = Auditor {
+        dir,
+        key,
+        report: AuditReport {
+            log_id: log_id(&key),
+            ..AuditReport::default()
+        },
+        index: Records::open(&dir.join(format::INDEX_FILE)),
+        leaves: Records::open(&dir.join(format::LEAVES_FILE)),
+        nodes: Records::open(&dir.join(format::NODES_FILE)),
+        heads: Vec::new(),
+        next_head: 0,
+        frontier: Frontier::default(),
+        progress,
+    };
+    if let Err(p) = a.run() {
+        a.report.problem = Some(p);
+    }
+    Ok(a.report)
+}
+
+impl Auditor<'_> {
+    fn run(&mut self) -> Check {
+        self.load_heads()?;
+        self.check_heads_up_to(0)?;
+        let segments = list_segments(self.dir).map_err(|e| problem(".", e.to_string()))?;
+        for (i, &n) in segments.iter().enumerate() {
+            if n != i as u64 {
+                return Err(problem(&format::segment_name(i as u64), "segment is missing"));
+            }
+            let first = self.frontier.size;
+            self.segment(n, i + 1 == segments.len())?;
+            if i + 1 < segments.len() {
+                self.sealed_ids(n, first)?;
+            }
+            self.report.segments += 1;
+        }
+        let entries = self.frontier.size;
+        self.report.entries = entries;
+        if self.index.read != self.index.len {
+            // The index lists blocks the segments no longer hold: name the
+            // segment and block the index says are missing.
+            return Err(match self.index.next::<{ format::INDEX_RECORD_LEN }>().and_then(|r| BlockLoc::decode(&r)) {
+                Some(loc) => Problem {
+                    segment: Some(loc.segment),
+                    block: Some((loc.offset, loc.first_index, loc.end_index())),
+                    ..problem(
+                        &format::segment_name(loc.segment),
+                        "block listed in the index is missing: the segment was cut short or removed",
+                    )
+                },
+                None => problem(format::INDEX_FILE, "ends with a damaged or partial record"),
+            });
+        }
+        if self.leaves.len != entries * 32 {
+            return Err(problem(
+                format::LEAVES_FILE,
+                format!("holds {} bytes; {entries} entries need {}", self.leaves.len, entries * 32),
+            ));
+        }
+        let want_nodes = (entries >> format::NODE_LEVEL) * 32;
+        if self.nodes.len != want_nodes {
+            return Err(problem(
+                format::NODES_FILE,
+                format!("holds {} bytes; {entries} entries need {want_nodes}", self.nodes.len),
+            ));
+        }
+        if let Some(h) = self.heads.get(self.next_head) {
+            return Err(problem(
+                format::HEADS_FILE,
+                format!("a signed head commits to {} entries but the segments hold {entries}", h.head.size),
+            ));
+        }
+        // An unsigned tail is not tamper-evident: a clean close or an open
+        // signs a head over everything, so a closed log has none.
+        let signed = self.report.latest_head.map_or(0, |h| h.head.size);
+        if signed < entries {
+            return Err(Problem {
+                entry: Some(signed),
+                ..problem(
+                    format::HEADS_FILE,
+                    format!("entries {signed}..{entries} are not covered by any signed head (the log was not closed cleanly, or heads were removed; opening the log signs one)"),
+                )
+            });
+        }
+        self.report.bytes += self.index.len + self.leaves.len + self.nodes.len;
+        Ok(())
+    }
+
+    fn load_heads(&mut self) -> Check {
+        let bytes = match fs::read(self.dir.join(format::HEADS_FILE)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(problem(format::HEADS_FILE, e.to_string())),
+        };
+        if bytes.len() % format::HEAD_RECORD_LEN != 0 {
+            return Err(problem(format::HEADS_FILE, "ends with a partial record"));
+        }
+        let mut prev: Option<SignedTreeHead> = None;
+        for (i, rec) in bytes.chunks_exact(format::HEAD_RECORD_LEN).enumerate() {
+            let h = format::decode_head(rec)
+                .ok_or_else(|| problem(format::HEADS_FILE, format!("record {i}: checksum does not match")))?;
+            h.verify(&self.key)
+                .map_err(|e| problem(format::HEADS_FILE, format!("record {i} (size {}): {e}", h.head.size)))?;
+            if let Some(p) = prev {
+                if h.head.size < p.head.size || h.head.timestamp_ms < p.head.timestamp_ms {
+                    return Err(problem(
+                        format::HEADS_FILE,
+                        format!("record {i} (size {}) goes back from size {}", h.head.size, p.head.size),
+                    ));
+                }
+            }
+            prev = Some(h);
+            self.heads.push(h);
+        }
+        self.report.heads = self.heads.len() as u64;
+        self.report.latest_head = prev;
+        self.report.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Checks every head whose size the tree has now reached.
+    fn check_heads_up_to(&mut self, size: u64) -> Check {
+        while let Some(h) = self.heads.get(self.next_head) {
+            if h.head.size != size {
+                break;
+            }
+            let root = self.frontier.root();
+            if root != h.head.root {
+                return Err(Problem {
+                    entry: size.checked_sub(1),
+                    ..problem(
+                        format::HEADS_FILE,
+                        format!(
+                            "record {}: signed root {} at size {size}, but the stored entries give {root}",
+                            self.next_head, h.head.root
+                        ),
+                    )
+                });
+            }
+            self.next_head += 1;
+        }
+        Ok(())
+    }
+
+    fn segment(&mut self, n: u64, last: bool) -> Check {
+        let name = format::segment_name(n);
+        let seg_problem = |what: String| Problem {
+            segment: Some(n),
+            ..problem(&name, what)
+        };
+        let bytes = fs::read(self.dir.join(&name)).map_err(|e| seg_problem(e.to_string()))?;
+        let header = SegmentHeader::decode(&bytes).map_err(|w| seg_problem(w.to_string()))?;
+        if header.log_id != self.report.log_id || header.number != n {
+            return Err(seg_problem("segment header names another log or number".into()));
+        }
+        if header.first_index != self.frontier.size {
+            return Err(seg_problem(format!(
+                "segment starts at entry {}, expected {}",
+                header.first_index, self.frontier.size
+            )));
+        }
+        let mut pos = SEGMENT_HEADER_LEN;
+        self.progress.advance(pos as u64);
+        while pos < bytes.len() {
+            let expect_first = self.frontier.size;
+            let at_block = |what: String, to: u64| Problem {
+                segment: Some(n),
+                block: Some((pos as u64, expect_first, to)),
+                ..problem(&name, what)
+            };
+            let h = FrameHeader::parse(&bytes[pos..]).map_err(|w| {
+                let tail = if last && bytes.len() - pos < FRAME_HEADER_LEN {
+                    " (a torn write at the tail: opening the store truncates it)"
+                } else {
+                    ""
+                };
+                at_block(format!("{w}{tail}"), expect_first)
+            })?;
+            let to = expect_first + u64::from(h.count);
+            let end = pos + h.frame_len() as usize;
+            if end > bytes.len() {
+                return Err(at_block("block runs past the end of the segment".into(), to));
+            }
+            let payload = &bytes[pos + FRAME_HEADER_LEN..end];
+            if !h.check(payload) {
+                return Err(at_block("block checksum does not match".into(), to));
+            }
+            if h.first_index != expect_first || h.count == 0 {
+                return Err(at_block(
+                    format!("block holds entries from {}, expected from {expect_first}", h.first_index),
+                    to,
+                ));
+            }
+            let entries = format::unpack_block(&h, payload).map_err(|w| at_block(w.to_string(), to))?;
+            let loc = BlockLoc {
+                first_index: h.first_index,
+                count: h.count,
+                segment: n,
+                offset: pos as u64,
+                frame_len: h.frame_len() as u32,
+            };
+            match self.index.next::<{ format::INDEX_RECORD_LEN }>() {
+                Some(rec) if BlockLoc::decode(&rec) == Some(loc) => {}
+                Some(_) => {
+                    return Err(Problem {
+                        segment: Some(n),
+                        block: Some((pos as u64, expect_first, to)),
+                        ..problem(
+                            format::INDEX_FILE,
+                            format!("record {} does not describe this block", self.report.blocks),
+                        )
+                    })
+                }
+                None => {
+                    return Err(Problem {
+                        segment: Some(n),
+                        block: Some((pos as u64, expect_first, to)),
+                        ..problem(format::INDEX_FILE, "ends before this block (opening the store re-indexes it)")
+                    })
+                }
+            }
+            for (i, e) in entries.iter().enumerate() {
+                let index = expect_first + i as u64;
+                let leaf = entry_id(e);
+                match self.leaves.next::<32>() {
+                    Some(b) if b == leaf.0 => {}
+                    other => {
+                        return Err(Problem {
+                            segment: Some(n),
+                            block: Some((pos as u64, expect_first, to)),
+                            entry: Some(index),
+                            ..problem(
+                                format::LEAVES_FILE,
+                                if other.is_some() {
+                                    "stored leaf hash differs from the entry's hash"
+                                } else {
+                                    "ends before this entry"
+                                },
+                            )
+                        })
+                    }
+                }
+                if let Some(chunk) = self.frontier.push(leaf) {
+                    let k = (index >> format::NODE_LEVEL) as usize;
+                    if self.nodes.next::<32>() != Some(chunk.0) {
+                        return Err(Problem {
+                            entry: Some(index),
+                            ..problem(format::NODES_FILE, format!("node {k} differs from the stored leaves' subtree"))
+                        });
+                    }
+                }
+                self.check_heads_up_to(index + 1)?;
+            }
+            self.report.blocks += 1;
+            self.progress.advance(end as u64 - pos as u64);
+            pos = end;
+        }
+        self.report.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// A sealed segment's ids file must hold exactly its entries' ids, sorted.
+    fn sealed_ids(&mut self, n: u64, first: u64) -> Check {
+        let name = format::ids_name(n);
+        let stored = fs::read(self.dir.join(&name)).map_err(|e| Problem {
+            segment: Some(n),
+            ..problem(&name, format!("{e} (opening the store rebuilds it)"))
+        })?;
+        let leaves = File::open(self.dir.join(format::LEAVES_FILE)).map_err(|e| problem(format::LEAVES_FILE, e.to_string()))?;
+        let count = self.frontier.size - first;
+        let mut buf = vec![0u8; count as usize * 32];
+        std::os::unix::fs::FileExt::read_exact_at(&leaves, &mut buf, first * 32)
+            .map_err(|e| problem(format::LEAVES_FILE, e.to_string()))?;
+        let pairs = buf
+            .chunks_exact(32)
+            .zip(first..)
+            .map(|(c, i)| (format::id_prefix(&Digest(c.try_into().expect("32 bytes"))), i))
+            .collect();
+        if format::encode_ids(pairs) != stored {
+            return Err(Problem {
+                segment: Some(n),
+                ..problem(&name, "does not list the segment's entry ids")
+            });
+        }
+        self.report.bytes += stored.len() as u64;
+        Ok(())
+    }
+}

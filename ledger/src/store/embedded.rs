@@ -1,0 +1,1149 @@
+//! The embedded store: one log in one directory of append-only files.
+//!
+//! One writer thread owns every file handle that writes. Appenders hash their
+//! entries on their own threads and queue them on a bounded channel; the
+//! writer drains whatever has queued, writes it as one or more blocks, fsyncs
+//! once, updates the derived files and the in-memory tree, and only then
+//! answers every waiter of the group (group commit). Readers share the state
+//! behind a lock and read blocks with positioned reads, checking each block's
+//! checksum every time.
+//!
+//! Recovery on open: the segments are the record. The derived files (`index`,
+//! `leaves`, `nodes`, `*.ids`) are cut back to what the segments hold, and
+//! blocks after the last indexed one are re-read and re-indexed. A block that
+//! fails its checksum at the very end of the last segment is a write that was
+//! never acknowledged and is truncated; a failing block anywhere else, or one
+//! followed by a valid block, is damage and the store refuses to open.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use tokio::sync::oneshot;
+
+use super::format::{self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::tree::{chunk_root, StoredTree};
+use super::{Appended, Pending, Store, StoreError};
+use crate::entry::entry_id;
+use crate::hash::Digest;
+use crate::head::{log_id, SignedTreeHead, TreeHead};
+use crate::merkle::ProofError;
+
+/// Limits and timings of an embedded store. Every bound is explicit.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// A segment is sealed and a new one started once it reaches this size.
+    pub segment_bytes: u64,
+    /// At most this many entries in one block.
+    pub max_block_entries: usize,
+    /// At most this many raw (uncompressed) bytes in one block.
+    pub max_block_bytes: usize,
+    /// At most this many bytes in one entry.
+    pub max_entry_bytes: usize,
+    /// Append requests that may wait for the writer; more are refused.
+    pub queue_depth: usize,
+    /// While appends arrive, a head is signed at least this often.
+    pub head_interval: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            segment_bytes: 256 << 20,
+            max_block_entries: 4096,
+            max_block_bytes: 4 << 20,
+            max_entry_bytes: 4 << 20,
+            queue_depth: 1024,
+            head_interval: Duration::from_millis(5),
+        }
+    }
+}
+
+enum Request {
+    Append {
+        entries: Vec<Vec<u8>>,
+        ids: Vec<Digest>,
+        reply: oneshot::Sender<Result<Appended, StoreError>>,
+    },
+    SignHead {
+        reply: oneshot::Sender<Result<SignedTreeHead, StoreError>>,
+    },
+}
+
+/// What readers share with the writer.
+struct State {
+    blocks: Vec<BlockLoc>,
+    tree: StoredTree,
+    latest_head: Option<SignedTreeHead>,
+    /// Read handles, by segment number.
+    segments: BTreeMap<u64, Arc<File>>,
+    /// `(id prefix, index)` of the entries in the active segment.
+    active_ids: BTreeSet<(u64, u64)>,
+    /// Sealed segments' sorted id files: (segment, file, record count).
+    sealed_ids: Vec<(u64, File, u64)>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    key: VerifyingKey,
+    state: RwLock<State>,
+    /// Set when a write failed: after a failed fsync the page cache cannot be
+    /// trusted, so the store stops rather than guess (fail-stop).
+    stopped: Mutex<Option<String>>,
+    /// The last block read, decoded: sequential readers hit it.
+    cache: Mutex<Option<(u64, Arc<Vec<Vec<u8>>>)>>,
+}
+
+/// An append-only log in a directory. Dropping it finishes queued appends and
+/// stops the writer.
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    tx: Option<SyncSender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    config: StoreConfig,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn open_append(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}
+
+fn read_all(path: &Path) -> Result<Vec<u8>, StoreError> {
+    match fs::read(path) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))?;
+    f.set_len(len).map_err(|e| StoreError::io(path, e))?;
+    f.sync_all().map_err(|e| StoreError::io(path, e))
+}
+
+fn corrupt(path: &Path, what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        path: path.display().to_string(),
+        what: what.into(),
+    }
+}
+
+/// Lists the segment numbers in `dir`, in order.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        let e = e.map_err(|e| StoreError::io(dir, e))?;
+        if let Some(n) = e.file_name().to_str().and_then(format::parse_segment_name) {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Reads the `LOG` meta file.
+pub(crate) fn read_meta(dir: &Path) -> Result<VerifyingKey, StoreError> {
+    let path = dir.join(format::META_FILE);
+    let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+    format::decode_meta(&bytes).map_err(|what| corrupt(&path, what))
+}
+
+/// Reads one frame at `offset` of `file`: header and checked payload.
+pub(crate) fn read_frame(file: &File, offset: u64) -> Result<(FrameHeader, Vec<u8>), &'static str> {
+    let mut head = [0u8; FRAME_HEADER_LEN];
+    file.read_exact_at(&mut head, offset).map_err(|_| "block header is cut short")?;
+    let h = FrameHeader::parse(&head)?;
+    let mut payload = vec![0u8; h.payload_len as usize];
+    file.read_exact_at(&mut payload, offset + FRAME_HEADER_LEN as u64)
+        .map_err(|_| "block payload is cut short")?;
+    if !h.check(&payload) {
+        return Err("block checksum does not match");
+    }
+    Ok((h, payload))
+}
+
+/// Is there a valid frame anywhere in `bytes`? Used to tell a torn tail (only
+/// garbage follows) from damage in the middle (valid blocks follow).
+fn valid_frame_follows(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i + FRAME_HEADER_LEN <= bytes.len() {
+        if &bytes[i..i + 4] == b"CTBK" {
+            if let Ok(h) = FrameHeader::parse(&bytes[i..]) {
+                let end = i + h.frame_len() as usize;
+                if end <= bytes.len() && h.check(&bytes[i + FRAME_HEADER_LEN..end]) {
+                    return true;
+                }
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+impl EmbeddedStore {
+    /// Creates a new log in `dir` (which must not hold one) under `key`.
+    pub fn create(dir: &Path, key: SigningKey, config: StoreConfig) -> Result<EmbeddedStore, StoreError> {
+        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let meta = dir.join(format::META_FILE);
+        if meta.exists() {
+            return Err(StoreError::Config(format!("{} already holds a log", dir.display())));
+        }
+        let tmp = dir.join("LOG.tmp");
+        let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        f.write_all(&format::encode_meta(&key.verifying_key()))
+            .and_then(|_| f.sync_all())
+            .map_err(|e| StoreError::io(&tmp, e))?;
+        fs::rename(&tmp, &meta).map_err(|e| StoreError::io(&meta, e))?;
+        sync_dir(dir)?;
+        Self::open(dir, key, config)
+    }
+
+    /// Opens the log in `dir`, creating it if the directory holds none.
+    pub fn open_or_create(dir: &Path, key: SigningKey, config: StoreConfig) -> Result<EmbeddedStore, StoreError> {
+        if dir.join(format::META_FILE).exists() {
+            Self::open(dir, key, config)
+        } else {
+            Self::create(dir, key, config)
+        }
+    }
+
+    /// Opens an existing log, recovering from a crash (see the module docs).
+    pub fn open(dir: &Path, key: SigningKey, config: StoreConfig) -> Result<EmbeddedStore, StoreError> {
+        if config.max_block_entries == 0 || config.queue_depth == 0 || config.max_block_bytes == 0 {
+            return Err(StoreError::Config("block limits and queue depth must be positive".into()));
+        }
+        let stored_key = read_meta(dir)?;
+        if stored_key != key.verifying_key() {
+            return Err(StoreError::Config(format!(
+                "{} belongs to log {}, not to the key given (log {})",
+                dir.display(),
+                log_id(&stored_key),
+                log_id(&key.verifying_key())
+            )));
+        }
+        let id = log_id(&stored_key);
+        let recovered = recover(dir, id)?;
+        let Recovered {
+            blocks,
+            segments,
+            active,
+            active_len,
+            leaves_len,
+        } = recovered;
+
+        // Derived files: cut back to, or rebuilt up to, what the segments hold.
+        let size = blocks.last().map_or(0, BlockLoc::end_index);
+        let leaves_path = dir.join(format::LEAVES_FILE);
+        let leaves_w = open_append(&leaves_path)?;
+        let leaves_r = File::open(&leaves_path).map_err(|e| StoreError::io(&leaves_path, e))?;
+        let have_leaves = (leaves_len / 32).min(size);
+        if leaves_len != have_leaves * 32 {
+            truncate(&leaves_path, have_leaves * 32)?;
+        }
+        let seg_files: BTreeMap<u64, Arc<File>> = segments;
+        if have_leaves < size {
+            let mut missing = Vec::new();
+            for loc in blocks.iter().filter(|b| b.end_index() > have_leaves) {
+                let entries = read_block_entries(&seg_files, dir, loc)?;
+                for (i, e) in entries.iter().enumerate() {
+                    if loc.first_index + i as u64 >= have_leaves {
+                        missing.extend_from_slice(&entry_id(e).0);
+                    }
+                }
+            }
+            (&leaves_w)
+                .write_all(&missing)
+                .and_then(|_| leaves_w.sync_data())
+                .map_err(|e| StoreError::io(&leaves_path, e))?;
+        }
+
+        let nodes_path = dir.join(format::NODES_FILE);
+        let mut nodes_bytes = read_all(&nodes_path)?;
+        let want_nodes = size >> format::NODE_LEVEL;
+        let have_nodes = (nodes_bytes.len() as u64 / 32).min(want_nodes);
+        nodes_bytes.truncate(have_nodes as usize * 32);
+        let mut level_nodes: Vec<Digest> = nodes_bytes
+            .chunks_exact(32)
+            .map(|c| Digest(c.try_into().expect("32-byte chunk")))
+            .collect();
+        let nodes_w = open_append(&nodes_path)?;
+        nodes_w
+            .set_len(have_nodes * 32)
+            .map_err(|e| StoreError::io(&nodes_path, e))?;
+        let chunk = 1u64 << format::NODE_LEVEL;
+        if have_nodes < want_nodes {
+            let mut add = Vec::new();
+            for n in have_nodes..want_nodes {
+                let leaves = read_leaf_range(&leaves_r, n * chunk, chunk).map_err(|e| StoreError::io(&leaves_path, e))?;
+                let node = chunk_root(&leaves);
+                level_nodes.push(node);
+                add.extend_from_slice(&node.0);
+            }
+            (&nodes_w)
+                .write_all(&add)
+                .and_then(|_| nodes_w.sync_data())
+                .map_err(|e| StoreError::io(&nodes_path, e))?;
+        }
+        let tail = read_leaf_range(&leaves_r, want_nodes * chunk, size - want_nodes * chunk)
+            .map_err(|e| StoreError::io(&leaves_path, e))?;
+        let tree = StoredTree::new(leaves_r, size, level_nodes, tail);
+
+        // Heads: the last whole record wins; a torn record is cut off.
+        let heads_path = dir.join(format::HEADS_FILE);
+        let heads_len = fs::metadata(&heads_path).map(|m| m.len()).unwrap_or(0);
+        let whole = heads_len - heads_len % format::HEAD_RECORD_LEN as u64;
+        if whole != heads_len {
+            truncate(&heads_path, whole)?;
+        }
+        let heads_w = open_append(&heads_path)?;
+        let latest_head = if whole > 0 {
+            let mut rec = [0u8; format::HEAD_RECORD_LEN];
+            heads_w
+                .read_exact_at(&mut rec, whole - format::HEAD_RECORD_LEN as u64)
+                .map_err(|e| StoreError::io(&heads_path, e))?;
+            let h = format::decode_head(&rec).ok_or_else(|| corrupt(&heads_path, "the last signed head's checksum does not match"))?;
+            if h.head.size > size {
+                return Err(corrupt(
+                    &heads_path,
+                    format!(
+                        "a signed head commits to {} entries but the segments hold {size}: acknowledged data is missing",
+                        h.head.size
+                    ),
+                ));
+            }
+            let root = tree.prover().root(h.head.size).map_err(|e| StoreError::io(&leaves_path, e))?;
+            if root != h.head.root {
+                return Err(corrupt(
+                    dir,
+                    format!("the tree rebuilt from the stored files does not match the signed head at size {}; run `coldtrail verify`", h.head.size),
+                ));
+            }
+            Some(h)
+        } else {
+            None
+        };
+
+        // Ids: sealed segments have sorted files (rebuilt if missing); the
+        // active segment's ids are held in memory.
+        let mut sealed_ids = Vec::new();
+        let mut active_ids = BTreeSet::new();
+        for (i, &seg) in seg_files.keys().enumerate() {
+            let seg_blocks: Vec<&BlockLoc> = blocks.iter().filter(|b| b.segment == seg).collect();
+            let (Some(first), Some(last)) = (seg_blocks.first(), seg_blocks.last()) else {
+                continue;
+            };
+            let (from, to) = (first.first_index, last.end_index());
+            let ids = read_leaf_range(&tree, from, to - from).map_err(|e| StoreError::io(&leaves_path, e))?;
+            let pairs = ids.iter().zip(from..).map(|(d, i)| (format::id_prefix(d), i));
+            if i + 1 == seg_files.len() {
+                active_ids.extend(pairs);
+            } else {
+                let path = dir.join(format::ids_name(seg));
+                let want = (to - from) * format::ID_RECORD_LEN as u64;
+                if fs::metadata(&path).map(|m| m.len()).ok() != Some(want) {
+                    write_file_synced(&path, &format::encode_ids(pairs.collect()))?;
+                }
+                let f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+                sealed_ids.push((seg, f, to - from));
+            }
+        }
+
+        let index_path = dir.join(format::INDEX_FILE);
+        let index_w = open_append(&index_path)?;
+        let (active_no, active_file) = active;
+        let state = State {
+            blocks,
+            tree,
+            latest_head,
+            segments: seg_files,
+            active_ids,
+            sealed_ids,
+        };
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            key: stored_key,
+            state: RwLock::new(state),
+            stopped: Mutex::new(None),
+            cache: Mutex::new(None),
+        });
+        let (tx, rx) = mpsc::sync_channel(config.queue_depth);
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+            key,
+            config: config.clone(),
+            log_id: id,
+            active_no,
+            active: active_file,
+            active_len,
+            index: index_w,
+            leaves: leaves_w,
+            nodes: nodes_w,
+            heads: heads_w,
+            last_head_at: Instant::now(),
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("ledger-writer-{}", &id.to_hex()[..8]))
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::io(dir, e))?;
+        Ok(EmbeddedStore {
+            shared,
+            tx: Some(tx),
+            writer: Some(handle),
+            config,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn log_id(&self) -> Digest {
+        log_id(&self.shared.key)
+    }
+
+    fn check_running(&self) -> Result<(), StoreError> {
+        match &*self.shared.stopped.lock().expect("stopped lock") {
+            Some(why) => Err(StoreError::Stopped(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&self, req: Request) -> Result<(), StoreError> {
+        let tx = self.tx.as_ref().expect("sender lives until drop");
+        match tx.try_send(req) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(StoreError::QueueFull(self.config.queue_depth)),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Stopped("the writer has ended".into())),
+        }
+    }
+
+    /// Like [`Store::submit`], but waits for room in the queue instead of
+    /// refusing: for tools and loaders that want backpressure, not errors.
+    pub fn submit_blocking(&self, entries: Vec<Vec<u8>>) -> Result<Pending, StoreError> {
+        let (req, pending) = self.prepare(entries)?;
+        let tx = self.tx.as_ref().expect("sender lives until drop");
+        tx.send(req)
+            .map_err(|_| StoreError::Stopped("the writer has ended".into()))?;
+        Ok(pending)
+    }
+
+    fn prepare(&self, entries: Vec<Vec<u8>>) -> Result<(Request, Pending), StoreError> {
+        self.check_running()?;
+        if entries.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        if let Some(e) = entries.iter().find(|e| e.len() > self.config.max_entry_bytes) {
+            return Err(StoreError::EntryTooLarge {
+                len: e.len(),
+                max: self.config.max_entry_bytes,
+            });
+        }
+        // Hash on the caller's thread: the writer's time is for the disk.
+        let ids = entries.iter().map(|e| entry_id(e)).collect();
+        let (reply, rx) = oneshot::channel();
+        Ok((Request::Append { entries, ids, reply }, Pending(rx)))
+    }
+
+    fn read_block(&self, loc: &BlockLoc) -> Result<Arc<Vec<Vec<u8>>>, StoreError> {
+        if let Some((first, block)) = &*self.shared.cache.lock().expect("cache lock") {
+            if *first == loc.first_index {
+                return Ok(Arc::clone(block));
+            }
+        }
+        let file = {
+            let st = self.shared.state.read().expect("state lock");
+            Arc::clone(st.segments.get(&loc.segment).ok_or_else(|| {
+                corrupt(&self.shared.dir, format!("segment {} is missing", loc.segment))
+            })?)
+        };
+        let entries = Arc::new(read_loc(&file, &self.shared.dir, loc)?);
+        *self.shared.cache.lock().expect("cache lock") = Some((loc.first_index, Arc::clone(&entries)));
+        Ok(entries)
+    }
+
+    fn block_of(&self, index: u64) -> Result<BlockLoc, StoreError> {
+        let st = self.shared.state.read().expect("state lock");
+        let size = st.tree.size();
+        if index >= size {
+            return Err(StoreError::NoSuchEntry { index, size });
+        }
+        let i = st.blocks.partition_point(|b| b.end_index() <= index);
+        Ok(st.blocks[i])
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), StoreError> {
+        let log_size = self.len();
+        if size > log_size {
+            return Err(ProofError::SizeBeyondLog { size, log_size }.into());
+        }
+        Ok(())
+    }
+
+    /// Number of segment files and total bytes on disk, for `inspect`.
+    pub fn disk_usage(&self) -> Result<(usize, u64), StoreError> {
+        let mut bytes = 0;
+        for e in fs::read_dir(&self.shared.dir).map_err(|e| StoreError::io(&self.shared.dir, e))? {
+            let e = e.map_err(|e| StoreError::io(&self.shared.dir, e))?;
+            bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+        let st = self.shared.state.read().expect("state lock");
+        Ok((st.segments.len(), bytes))
+    }
+}
+
+fn read_leaf_range(src: &impl LeafRead, start: u64, n: u64) -> io::Result<Vec<Digest>> {
+    src.leaves(start, n)
+}
+
+trait LeafRead {
+    fn leaves(&self, start: u64, n: u64) -> io::Result<Vec<Digest>>;
+}
+
+impl LeafRead for File {
+    fn leaves(&self, start: u64, n: u64) -> io::Result<Vec<Digest>> {
+        let mut buf = vec![0u8; n as usize * 32];
+        self.read_exact_at(&mut buf, start * 32)?;
+        Ok(buf
+            .chunks_exact(32)
+            .map(|c| Digest(c.try_into().expect("32-byte chunk")))
+            .collect())
+    }
+}
+
+impl LeafRead for StoredTree {
+    fn leaves(&self, start: u64, n: u64) -> io::Result<Vec<Digest>> {
+        self.read_leaves(start, n)
+    }
+}
+
+fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| StoreError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
+    sync_dir(path.parent().expect("store files live in a directory"))
+}
+
+fn read_loc(file: &File, dir: &Path, loc: &BlockLoc) -> Result<Vec<Vec<u8>>, StoreError> {
+    let seg = dir.join(format::segment_name(loc.segment));
+    let (h, payload) = read_frame(file, loc.offset).map_err(|what| {
+        corrupt(&seg, format!("block at offset {} (entries {}..{}): {what}", loc.offset, loc.first_index, loc.end_index()))
+    })?;
+    if h.first_index != loc.first_index || h.count != loc.count {
+        return Err(corrupt(
+            &seg,
+            format!("block at offset {} holds entries {}..{}, the index expects {}..{}", loc.offset, h.first_index, h.first_index + u64::from(h.count), loc.first_index, loc.end_index()),
+        ));
+    }
+    format::unpack_block(&h, &payload).map_err(|what| corrupt(&seg, format!("block at offset {}: {what}", loc.offset)))
+}
+
+fn read_block_entries(segments: &BTreeMap<u64, Arc<File>>, dir: &Path, loc: &BlockLoc) -> Result<Vec<Vec<u8>>, StoreError> {
+    let file = segments
+        .get(&loc.segment)
+        .ok_or_else(|| corrupt(dir, format!("segment {} is missing", loc.segment)))?;
+    read_loc(file, dir, loc)
+}
+
+struct Recovered {
+    blocks: Vec<BlockLoc>,
+    segments: BTreeMap<u64, Arc<File>>,
+    /// The active segment's number and append handle.
+    active: (u64, File),
+    active_len: u64,
+    leaves_len: u64,
+}
+
+/// Reconciles the index with the segments; see the module docs.
+fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
+    let index_path = dir.join(format::INDEX_FILE);
+    let index_bytes = read_all(&index_path)?;
+    let mut blocks: Vec<BlockLoc> = Vec::new();
+    for rec in index_bytes.chunks(format::INDEX_RECORD_LEN) {
+        // The index is written after the data it describes: its tail may be
+        // torn, and whatever it lost is re-read from the segments below.
+        match BlockLoc::decode(rec) {
+            Some(loc) if loc.first_index == blocks.last().map_or(0, BlockLoc::end_index) && loc.count > 0 => blocks.push(loc),
+            _ => break,
+        }
+    }
+    let mut seg_numbers = list_segments(dir)?;
+    if seg_numbers.is_empty() {
+        seg_numbers.push(0);
+    }
+    // Indexed blocks must point into existing segments and fit inside them.
+    let mut segments = BTreeMap::new();
+    let mut seg_lens = BTreeMap::new();
+    for &n in &seg_numbers {
+        let path = dir.join(format::segment_name(n));
+        let f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        let len = f.metadata().map_err(|e| StoreError::io(&path, e))?.len();
+        seg_lens.insert(n, len);
+        segments.insert(n, f);
+    }
+    if let Some(bad) = blocks
+        .iter()
+        .position(|b| seg_lens.get(&b.segment).is_none_or(|&len| b.offset + u64::from(b.frame_len) > len))
+    {
+        let b = blocks[bad];
+        return Err(corrupt(
+            &dir.join(format::segment_name(b.segment)),
+            format!("the index places entries {}..{} at offset {}, beyond the end of the segment: acknowledged data is missing", b.first_index, b.end_index(), b.offset),
+        ));
+    }
+    let index_len = (blocks.len() * format::INDEX_RECORD_LEN) as u64;
+    if index_bytes.len() as u64 != index_len {
+        truncate(&index_path, index_len)?;
+    }
+
+    // Scan forward from the end of the last indexed block, across segments.
+    let mut new_blocks = Vec::new();
+    let start_seg = blocks.last().map_or(seg_numbers[0], |b| b.segment);
+    let last_seg = *seg_numbers.last().expect("at least one segment");
+    let mut next_index = blocks.last().map_or(0, BlockLoc::end_index);
+    for &n in seg_numbers.iter().filter(|&&n| n >= start_seg) {
+        let path = dir.join(format::segment_name(n));
+        let f = &segments[&n];
+        let len = seg_lens[&n];
+        let mut pos = match blocks.last() {
+            Some(b) if b.segment == n => b.offset + u64::from(b.frame_len),
+            _ => SEGMENT_HEADER_LEN as u64,
+        };
+        if len < SEGMENT_HEADER_LEN as u64 {
+            if n == last_seg {
+                // A segment created but torn before its header was durable.
+                let header = SegmentHeader { log_id: id, number: n, first_index: next_index }.encode();
+                f.set_len(0).map_err(|e| StoreError::io(&path, e))?;
+                (&*f).write_all(&header).and_then(|_| f.sync_all()).map_err(|e| StoreError::io(&path, e))?;
+                sync_dir(dir)?;
+                seg_lens.insert(n, SEGMENT_HEADER_LEN as u64);
+                continue;
+            }
+            return Err(corrupt(&path, "segment is shorter than its header"));
+        }
+        let mut hb = [0u8; SEGMENT_HEADER_LEN];
+        f.read_exact_at(&mut hb, 0).map_err(|e| StoreError::io(&path, e))?;
+        let header = SegmentHeader::decode(&hb).map_err(|what| corrupt(&path, what))?;
+        if header.log_id != id || header.number != n {
+            return Err(corrupt(&path, "segment header names another log or number"));
+        }
+        if pos == SEGMENT_HEADER_LEN as u64 && header.first_index != next_index {
+            return Err(corrupt(&path, format!("segment starts at entry {}, expected {next_index}", header.first_index)));
+        }
+        while pos < len {
+            match read_frame(f, pos) {
+                Ok((h, payload)) if h.first_index == next_index && h.count > 0 => {
+                    format::unpack_block(&h, &payload).map_err(|what| corrupt(&path, format!("block at offset {pos}: {what}")))?;
+                    let loc = BlockLoc {
+                        first_index: h.first_index,
+                        count: h.count,
+                        segment: n,
+                        offset: pos,
+                        frame_len: h.frame_len() as u32,
+                    };
+                    next_index = loc.end_index();
+                    pos += h.frame_len();
+                    new_blocks.push(loc);
+                }
+                Ok((h, _)) => {
+                    return Err(corrupt(
+                        &path,
+                        format!("block at offset {pos} holds entries from {}, expected {next_index}", h.first_index),
+                    ))
+                }
+                Err(what) => {
+                    let mut rest = vec![0u8; (len - pos) as usize];
+                    f.read_exact_at(&mut rest, pos).map_err(|e| StoreError::io(&path, e))?;
+                    if n != last_seg || valid_frame_follows(&rest[1..]) {
+                        return Err(corrupt(&path, format!("block at offset {pos}: {what}")));
+                    }
+                    // A torn, never-acknowledged write: cut it off.
+                    truncate(&path, pos)?;
+                    seg_lens.insert(n, pos);
+                    break;
+                }
+            }
+        }
+    }
+    if !new_blocks.is_empty() {
+        let mut rec = Vec::with_capacity(new_blocks.len() * format::INDEX_RECORD_LEN);
+        for b in &new_blocks {
+            rec.extend_from_slice(&b.encode());
+        }
+        let f = open_append(&index_path)?;
+        (&f).write_all(&rec).and_then(|_| f.sync_data()).map_err(|e| StoreError::io(&index_path, e))?;
+        blocks.extend(new_blocks);
+    }
+    let leaves_len = fs::metadata(dir.join(format::LEAVES_FILE)).map(|m| m.len()).unwrap_or(0);
+    let active_len = seg_lens[&last_seg];
+    let mut read_handles = BTreeMap::new();
+    let mut active = None;
+    for (n, f) in segments {
+        if n == last_seg {
+            let r = f.try_clone().map_err(|e| StoreError::io(dir, e))?;
+            read_handles.insert(n, Arc::new(r));
+            active = Some((n, f));
+        } else {
+            read_handles.insert(n, Arc::new(f));
+        }
+    }
+    Ok(Recovered {
+        blocks,
+        segments: read_handles,
+        active: active.expect("the last segment is open"),
+        active_len,
+        leaves_len,
+    })
+}
+
+/// The thread that owns every write handle.
+struct Writer {
+    shared: Arc<Shared>,
+    key: SigningKey,
+    config: StoreConfig,
+    log_id: Digest,
+    active_no: u64,
+    active: File,
+    active_len: u64,
+    index: File,
+    leaves: File,
+    nodes: File,
+    heads: File,
+    last_head_at: Instant,
+}
+
+type AppendReply = oneshot::Sender<Result<Appended, StoreError>>;
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Request>) {
+        // After a crash the tail may be unsigned: cover it before anything else.
+        if let Err(e) = self.sign_head(false) {
+            *self.shared.stopped.lock().expect("stopped lock") = Some(e.to_string());
+        }
+        while let Ok(first) = rx.recv() {
+            let mut group: Vec<(Vec<Vec<u8>>, Vec<Digest>, AppendReply)> = Vec::new();
+            let mut head_waiters = Vec::new();
+            let (mut n_entries, mut n_bytes) = (0usize, 0usize);
+            let mut next = Some(first);
+            // Drain what has queued, up to a few blocks' worth per fsync.
+            while let Some(req) = next.take() {
+                match req {
+                    Request::Append { entries, ids, reply } => {
+                        n_entries += entries.len();
+                        n_bytes += entries.iter().map(Vec::len).sum::<usize>();
+                        group.push((entries, ids, reply));
+                    }
+                    Request::SignHead { reply } => head_waiters.push(reply),
+                }
+                if n_entries >= 4 * self.config.max_block_entries || n_bytes >= 4 * self.config.max_block_bytes {
+                    break;
+                }
+                next = match rx.try_recv() {
+                    Ok(r) => Some(r),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+                };
+            }
+            let stopped = self.shared.stopped.lock().expect("stopped lock").clone();
+            if let Some(why) = stopped {
+                for (_, _, reply) in group {
+                    let _ = reply.send(Err(StoreError::Stopped(why.clone())));
+                }
+                for reply in head_waiters {
+                    let _ = reply.send(Err(StoreError::Stopped(why.clone())));
+                }
+                continue;
+            }
+            if !group.is_empty() {
+                match self.commit(&group) {
+                    Ok(first_index) => {
+                        let mut at = first_index;
+                        for (entries, ids, reply) in group {
+                            let n = entries.len() as u64;
+                            let _ = reply.send(Ok(Appended { first_index: at, ids }));
+                            at += n;
+                        }
+                    }
+                    Err(e) => {
+                        let why = e.to_string();
+                        *self.shared.stopped.lock().expect("stopped lock") = Some(why.clone());
+                        for (_, _, reply) in group {
+                            let _ = reply.send(Err(StoreError::Stopped(why.clone())));
+                        }
+                    }
+                }
+            }
+            let due = self.last_head_at.elapsed() >= self.config.head_interval;
+            if !head_waiters.is_empty() || due {
+                let res = self.sign_head(!head_waiters.is_empty());
+                if let Err(e) = &res {
+                    *self.shared.stopped.lock().expect("stopped lock") = Some(e.to_string());
+                }
+                for reply in head_waiters {
+                    let _ = reply.send(match &res {
+                        Ok(Some(h)) => Ok(*h),
+                        Ok(None) => Err(StoreError::Stopped("no head was signed".into())),
+                        Err(e) => Err(StoreError::Stopped(e.to_string())),
+                    });
+                }
+            }
+        }
+        // Channel closed: leave a head over everything, for the next open.
+        let _ = self.sign_head(false);
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.shared.dir.join(name)
+    }
+
+    /// Writes the group as blocks, fsyncs once, extends derived state.
+    /// Returns the index of the group's first entry.
+    fn commit(&mut self, group: &[(Vec<Vec<u8>>, Vec<Digest>, AppendReply)]) -> Result<u64, StoreError> {
+        let first_index = self.shared.state.read().expect("state lock").tree.size();
+        let entries: Vec<&Vec<u8>> = group.iter().flat_map(|(e, _, _)| e.iter()).collect();
+        let ids: Vec<Digest> = group.iter().flat_map(|(_, ids, _)| ids.iter().copied()).collect();
+        let mut new_blocks = Vec::new();
+        // Ids of this group's entries in the active segment: a roll must seal
+        // them with the segment they were written to.
+        let mut unsealed: Vec<(u64, u64)> = Vec::new();
+        let mut next_index = first_index;
+        let mut start = 0;
+        while start < entries.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < entries.len() && end - start < self.config.max_block_entries && (end == start || bytes + entries[end].len() <= self.config.max_block_bytes) {
+                bytes += entries[end].len();
+                end += 1;
+            }
+            let chunk: Vec<Vec<u8>> = entries[start..end].iter().map(|e| (*e).clone()).collect();
+            let (payload, raw_len) = format::pack_block(&chunk);
+            let count = chunk.len() as u32;
+            let frame = FrameHeader::frame(&payload, raw_len, next_index, count);
+            if self.active_len > SEGMENT_HEADER_LEN as u64 && self.active_len + frame.len() as u64 > self.config.segment_bytes {
+                self.roll(next_index, std::mem::take(&mut unsealed))?;
+            }
+            let seg_path = self.path(&format::segment_name(self.active_no));
+            (&self.active).write_all(&frame).map_err(|e| StoreError::io(&seg_path, e))?;
+            new_blocks.push(BlockLoc {
+                first_index: next_index,
+                count,
+                segment: self.active_no,
+                offset: self.active_len,
+                frame_len: frame.len() as u32,
+            });
+            unsealed.extend(ids[start..end].iter().zip(next_index..).map(|(d, i)| (format::id_prefix(d), i)));
+            self.active_len += frame.len() as u64;
+            next_index += u64::from(count);
+            start = end;
+        }
+        // The one fsync the whole group waits for.
+        let seg_path = self.path(&format::segment_name(self.active_no));
+        self.active.sync_data().map_err(|e| StoreError::io(&seg_path, e))?;
+
+        // Derived files: written after the data, never fsync'd here; recovery
+        // rebuilds whatever of them a crash loses.
+        let mut leaf_bytes = Vec::with_capacity(ids.len() * 32);
+        for d in &ids {
+            leaf_bytes.extend_from_slice(&d.0);
+        }
+        let p = self.path(format::LEAVES_FILE);
+        (&self.leaves).write_all(&leaf_bytes).map_err(|e| StoreError::io(&p, e))?;
+        let mut idx = Vec::with_capacity(new_blocks.len() * format::INDEX_RECORD_LEN);
+        for b in &new_blocks {
+            idx.extend_from_slice(&b.encode());
+        }
+        let p = self.path(format::INDEX_FILE);
+        (&self.index).write_all(&idx).map_err(|e| StoreError::io(&p, e))?;
+
+        let mut st = self.shared.state.write().expect("state lock");
+        let nodes = st.tree.push_leaves(&ids);
+        st.blocks.extend(new_blocks);
+        st.active_ids.extend(unsealed);
+        drop(st);
+        if !nodes.is_empty() {
+            let mut nb = Vec::with_capacity(nodes.len() * 32);
+            for n in &nodes {
+                nb.extend_from_slice(&n.0);
+            }
+            let p = self.path(format::NODES_FILE);
+            (&self.nodes).write_all(&nb).map_err(|e| StoreError::io(&p, e))?;
+        }
+        Ok(first_index)
+    }
+
+    /// Seals the active segment (fsync'd, its sorted ids file written) and
+    /// starts the next one at `first_index`. `unsealed` are ids of entries in
+    /// the sealed segment that are not yet in the shared active set.
+    fn roll(&mut self, first_index: u64, unsealed: Vec<(u64, u64)>) -> Result<(), StoreError> {
+        let old = self.active_no;
+        let old_path = self.path(&format::segment_name(old));
+        self.active.sync_data().map_err(|e| StoreError::io(&old_path, e))?;
+        let mut pairs: Vec<(u64, u64)> = self.shared.state.read().expect("state lock").active_ids.iter().copied().collect();
+        pairs.extend(unsealed);
+        let n_ids = pairs.len() as u64;
+        let ids_path = self.path(&format::ids_name(old));
+        write_file_synced(&ids_path, &format::encode_ids(pairs))?;
+        let ids_file = File::open(&ids_path).map_err(|e| StoreError::io(&ids_path, e))?;
+
+        let n = old + 1;
+        let path = self.path(&format::segment_name(n));
+        let f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        let header = SegmentHeader {
+            log_id: self.log_id,
+            number: n,
+            first_index,
+        };
+        (&f).write_all(&header.encode())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| StoreError::io(&path, e))?;
+        sync_dir(&self.shared.dir)?;
+        let reader = f.try_clone().map_err(|e| StoreError::io(&path, e))?;
+        let mut st = self.shared.state.write().expect("state lock");
+        st.segments.insert(n, Arc::new(reader));
+        st.active_ids.clear();
+        st.sealed_ids.push((old, ids_file, n_ids));
+        drop(st);
+        self.active = f;
+        self.active_no = n;
+        self.active_len = SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+
+    /// Signs a head over everything committed, unless nothing changed since
+    /// the last one and `force` is false. The head is durable when returned.
+    fn sign_head(&mut self, force: bool) -> Result<Option<SignedTreeHead>, StoreError> {
+        self.last_head_at = Instant::now();
+        let (size, root, prev) = {
+            let st = self.shared.state.read().expect("state lock");
+            let size = st.tree.size();
+            if !force && st.latest_head.is_some_and(|h| h.head.size == size) {
+                return Ok(None);
+            }
+            if !force && size == 0 {
+                return Ok(None);
+            }
+            let root = st
+                .tree
+                .prover()
+                .root(size)
+                .map_err(|e| StoreError::io(self.path(format::LEAVES_FILE), e))?;
+            (size, root, st.latest_head)
+        };
+        // Heads are ordered in time even if the clock steps back.
+        let timestamp_ms = now_ms().max(prev.map_or(0, |h| h.head.timestamp_ms));
+        let sth = TreeHead {
+            log_id: self.log_id,
+            size,
+            root,
+            timestamp_ms,
+        }
+        .sign(&self.key);
+        let p = self.path(format::HEADS_FILE);
+        (&self.heads)
+            .write_all(&format::encode_head(&sth))
+            .and_then(|_| self.heads.sync_data())
+            .map_err(|e| StoreError::io(&p, e))?;
+        self.shared.state.write().expect("state lock").latest_head = Some(sth);
+        Ok(Some(sth))
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn public_key(&self) -> VerifyingKey {
+        self.shared.key
+    }
+
+    fn submit(&self, entries: Vec<Vec<u8>>) -> Result<Pending, StoreError> {
+        let (req, pending) = self.prepare(entries)?;
+        self.send(req)?;
+        Ok(pending)
+    }
+
+    fn len(&self) -> u64 {
+        self.shared.state.read().expect("state lock").tree.size()
+    }
+
+    fn entry(&self, index: u64) -> Result<Vec<u8>, StoreError> {
+        let loc = self.block_of(index)?;
+        let block = self.read_block(&loc)?;
+        Ok(block[(index - loc.first_index) as usize].clone())
+    }
+
+    fn entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let size = self.len();
+        if to > size || from > to {
+            return Err(StoreError::NoSuchEntry { index: to.max(from), size });
+        }
+        let mut out = Vec::with_capacity((to - from) as usize);
+        let mut i = from;
+        while i < to {
+            let loc = self.block_of(i)?;
+            let block = self.read_block(&loc)?;
+            let start = (i - loc.first_index) as usize;
+            let end = (to.min(loc.end_index()) - loc.first_index) as usize;
+            out.extend(block[start..end].iter().cloned());
+            i = loc.first_index + end as u64;
+        }
+        Ok(out)
+    }
+
+    fn entry_id(&self, index: u64) -> Result<Digest, StoreError> {
+        let st = self.shared.state.read().expect("state lock");
+        let size = st.tree.size();
+        if index >= size {
+            return Err(StoreError::NoSuchEntry { index, size });
+        }
+        let mut v = st
+            .tree
+            .read_leaves(index, 1)
+            .map_err(|e| StoreError::io(self.shared.dir.join(format::LEAVES_FILE), e))?;
+        Ok(v.remove(0))
+    }
+
+    fn find(&self, id: &Digest) -> Result<Option<u64>, StoreError> {
+        let prefix = format::id_prefix(id);
+        let candidates: Vec<u64> = {
+            let st = self.shared.state.read().expect("state lock");
+            let mut c = Vec::new();
+            for (seg, file, _) in &st.sealed_ids {
+                let path = self.shared.dir.join(format::ids_name(*seg));
+                c.extend(search_ids(file, prefix).map_err(|e| StoreError::io(&path, e))?);
+            }
+            c.extend(st.active_ids.range((prefix, 0)..=(prefix, u64::MAX)).map(|&(_, i)| i));
+            c
+        };
+        let size = self.len();
+        for i in candidates.into_iter().filter(|&i| i < size) {
+            if self.entry_id(i)? == *id {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    fn root(&self, size: u64) -> Result<Digest, StoreError> {
+        self.check_size(size)?;
+        let st = self.shared.state.read().expect("state lock");
+        st.tree
+            .prover()
+            .root(size)
+            .map_err(|e| StoreError::io(self.shared.dir.join(format::LEAVES_FILE), e))
+    }
+
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Digest>, StoreError> {
+        self.check_size(size)?;
+        if index >= size {
+            return Err(ProofError::IndexOutOfRange { index, size }.into());
+        }
+        let st = self.shared.state.read().expect("state lock");
+        st.tree
+            .prover()
+            .inclusion_proof(index, size)
+            .map_err(|e| StoreError::io(self.shared.dir.join(format::LEAVES_FILE), e))
+    }
+
+    fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Digest>, StoreError> {
+        self.check_size(size2)?;
+        if size1 == 0 {
+            return Err(ProofError::EmptyFirstTree.into());
+        }
+        if size1 > size2 {
+            return Err(ProofError::SizesReversed { size1, size2 }.into());
+        }
+        let st = self.shared.state.read().expect("state lock");
+        st.tree
+            .prover()
+            .consistency_proof(size1, size2)
+            .map_err(|e| StoreError::io(self.shared.dir.join(format::LEAVES_FILE), e))
+    }
+
+    fn sign_head(&self) -> Result<SignedTreeHead, StoreError> {
+        self.check_running()?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::SignHead { reply })?;
+        rx.blocking_recv()
+            .unwrap_or_else(|_| Err(StoreError::Stopped("the writer ended before answering".into())))
+    }
+
+    fn latest_head(&self) -> Option<SignedTreeHead> {
+        self.shared.state.read().expect("state lock").latest_head
+    }
+}
+
+/// Binary search in a sorted ids file: the indices whose id has `prefix`.
+fn search_ids(file: &File, prefix: u64) -> io::Result<Vec<u64>> {
+    let n = file.metadata()?.len() / format::ID_RECORD_LEN as u64;
+    let rec = |i: u64| -> io::Result<(u64, u64)> {
+        let mut b = [0u8; format::ID_RECORD_LEN];
+        file.read_exact_at(&mut b, i * format::ID_RECORD_LEN as u64)?;
+        Ok(format::decode_id_record(&b))
+    };
+    let (mut lo, mut hi) = (0u64, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if rec(mid)?.0 < prefix {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let mut out = Vec::new();
+    while lo < n {
+        let (p, i) = rec(lo)?;
+        if p != prefix {
+            break;
+        }
+        out.push(i);
+        lo += 1;
+    }
+    Ok(out)
+}

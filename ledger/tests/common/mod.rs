@@ -1,0 +1,45 @@
+//! Helpers shared by the store's integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use ledger::store::{audit_log, AuditReport, EmbeddedStore, StoreConfig};
+
+pub fn key() -> SigningKey {
+    SigningKey::from_bytes(&[42; 32])
+}
+
+/// Small segments and blocks so that tests cross every boundary.
+pub fn small_config() -> StoreConfig {
+    StoreConfig {
+        segment_bytes: 16 << 10,
+        max_block_entries: 16,
+        max_block_bytes: 4 << 10,
+        head_interval: Duration::from_millis(2),
+        ..StoreConfig::default()
+    }
+}
+
+pub fn open(dir: &Path) -> EmbeddedStore {
+    EmbeddedStore::open_or_create(dir, key(), small_config()).expect("store opens")
+}
+
+pub fn audit(dir: &Path) -> AuditReport {
+    audit_log(dir, &|_| {}).expect("log is readable")
+}
+
+/// A self-describing entry: its tag, then bytes derived from the tag, so a
+/// reader can tell a whole entry from a damaged or partial one.
+pub fn tagged_entry(tag: u64) -> Vec<u8> {
+    let mut out = tag.to_le_bytes().to_vec();
+    let len = (tag % 200) as usize;
+    out.extend((0..len).map(|i| (tag as usize).wrapping_mul(31).wrapping_add(i) as u8));
+    out
+}
+
+pub fn tag_of(entry: &[u8]) -> Option<u64> {
+    let tag = u64::from_le_bytes(entry.get(..8)?.try_into().ok()?);
+    (tagged_entry(tag) == entry).then_some(tag)
+}
