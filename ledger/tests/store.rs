@@ -16,10 +16,15 @@ fn appended_entries_read_back_and_prove() {
     let store = open(dir.path());
     let mut all = Vec::new();
     for batch in 0..40u64 {
-        let entries: Vec<Vec<u8>> = (0..(batch % 7 + 1)).map(|i| tagged_entry(batch * 100 + i)).collect();
+        let entries: Vec<Vec<u8>> = (0..(batch % 7 + 1))
+            .map(|i| tagged_entry(batch * 100 + i))
+            .collect();
         let got = store.append(entries.clone()).unwrap();
         assert_eq!(got.first_index, all.len() as u64);
-        assert_eq!(got.ids, entries.iter().map(|e| entry_id(e)).collect::<Vec<_>>());
+        assert_eq!(
+            got.ids,
+            entries.iter().map(|e| entry_id(e)).collect::<Vec<_>>()
+        );
         all.extend(entries);
     }
     let n = all.len() as u64;
@@ -33,13 +38,30 @@ fn appended_entries_read_back_and_prove() {
         assert_eq!(&store.entry(i).unwrap(), e);
         assert_eq!(store.find(&entry_id(e)).unwrap(), Some(i));
         let proof = store.inclusion_proof(i, n).unwrap();
-        verify_inclusion::<Blake3Merkle>(i, n, &Blake3Merkle::hash_leaf(e), &proof, &head.head.root).unwrap();
+        verify_inclusion::<Blake3Merkle>(
+            i,
+            n,
+            &Blake3Merkle::hash_leaf(e),
+            &proof,
+            &head.head.root,
+        )
+        .unwrap();
     }
     for size1 in 1..=n {
         let proof = store.consistency_proof(size1, n).unwrap();
-        verify_consistency::<Blake3Merkle>(size1, n, &proof, &store.root(size1).unwrap(), &head.head.root).unwrap();
+        verify_consistency::<Blake3Merkle>(
+            size1,
+            n,
+            &proof,
+            &store.root(size1).unwrap(),
+            &head.head.root,
+        )
+        .unwrap();
     }
-    assert!(matches!(store.entry(n), Err(StoreError::NoSuchEntry { .. })));
+    assert!(matches!(
+        store.entry(n),
+        Err(StoreError::NoSuchEntry { .. })
+    ));
     assert!(store.inclusion_proof(0, n + 1).is_err());
     assert_eq!(store.find(&entry_id(b"never appended")).unwrap(), None);
 }
@@ -73,7 +95,9 @@ fn a_different_key_cannot_open_the_log() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
     let other = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-    let err = EmbeddedStore::open(dir.path(), other, small_config()).err().expect("refused");
+    let err = EmbeddedStore::open(dir.path(), other, small_config())
+        .err()
+        .expect("refused");
     assert!(matches!(err, StoreError::Config(_)), "{err}");
 }
 
@@ -88,13 +112,19 @@ fn concurrent_appenders_share_group_commits_and_lose_nothing() {
                 (0..200u64)
                     .map(|i| {
                         let tag = t * 1_000_000 + i;
-                        (tag, store.append(vec![tagged_entry(tag)]).unwrap().first_index)
+                        (
+                            tag,
+                            store.append(vec![tagged_entry(tag)]).unwrap().first_index,
+                        )
                     })
                     .collect::<Vec<_>>()
             })
         })
         .collect();
-    let acks: Vec<(u64, u64)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let acks: Vec<(u64, u64)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     assert_eq!(store.len(), 1600);
     for (tag, index) in acks {
         assert_eq!(store.entry(index).unwrap(), tagged_entry(tag));
@@ -102,7 +132,11 @@ fn concurrent_appenders_share_group_commits_and_lose_nothing() {
     drop(store);
     let report = audit(dir.path());
     assert_eq!(report.problem, None);
-    assert!(report.blocks < 1600, "group commit packs appends into shared blocks ({} blocks)", report.blocks);
+    assert!(
+        report.blocks < 1600,
+        "group commit packs appends into shared blocks ({} blocks)",
+        report.blocks
+    );
 }
 
 #[test]
@@ -133,7 +167,10 @@ fn bad_appends_are_refused() {
     let store = open(dir.path());
     assert!(matches!(store.append(vec![]), Err(StoreError::EmptyAppend)));
     let huge = vec![0u8; small_config().max_entry_bytes + 1];
-    assert!(matches!(store.append(vec![huge]), Err(StoreError::EntryTooLarge { .. })));
+    assert!(matches!(
+        store.append(vec![huge]),
+        Err(StoreError::EntryTooLarge { .. })
+    ));
     assert_eq!(store.len(), 0);
 }
 

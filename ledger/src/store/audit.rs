@@ -15,7 +15,9 @@ use std::path::Path;
 use ed25519_dalek::VerifyingKey;
 
 use super::embedded::{list_segments, read_meta};
-use super::format::{self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::format::{
+    self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 use super::StoreError;
 use crate::entry::entry_id;
 use crate::hash::Digest;
@@ -79,6 +81,8 @@ struct Records {
     reader: Option<BufReader<File>>,
     len: u64,
     read: u64,
+    /// A record read ahead by `peek`, handed out by the next `next`.
+    peeked: Option<Vec<u8>>,
 }
 
 impl Records {
@@ -90,23 +94,36 @@ impl Records {
                     reader: Some(BufReader::with_capacity(1 << 20, f)),
                     len,
                     read: 0,
+                    peeked: None,
                 }
             }
             Err(_) => Records {
                 reader: None,
                 len: 0,
                 read: 0,
+                peeked: None,
             },
         }
     }
 
     /// The next `N` bytes, or `None` at (or near) the end.
     fn next<const N: usize>(&mut self) -> Option<[u8; N]> {
+        if let Some(p) = self.peeked.take() {
+            return p.try_into().ok();
+        }
         let r = self.reader.as_mut()?;
         let mut b = [0u8; N];
         r.read_exact(&mut b).ok()?;
         self.read += N as u64;
         Some(b)
+    }
+}
+
+impl Records {
+    fn peek<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let rec = self.next::<N>()?;
+        self.peeked = Some(rec.to_vec());
+        Some(rec)
     }
 }
 
@@ -215,7 +232,10 @@ impl Auditor<'_> {
         let segments = list_segments(self.dir).map_err(|e| problem(".", e.to_string()))?;
         for (i, &n) in segments.iter().enumerate() {
             if n != i as u64 {
-                return Err(problem(&format::segment_name(i as u64), "segment is missing"));
+                return Err(problem(
+                    &format::segment_name(i as u64),
+                    "segment is missing",
+                ));
             }
             let first = self.frontier.size;
             self.segment(n, i + 1 == segments.len())?;
@@ -244,20 +264,30 @@ impl Auditor<'_> {
         if self.leaves.len != entries * 32 {
             return Err(problem(
                 format::LEAVES_FILE,
-                format!("holds {} bytes; {entries} entries need {}", self.leaves.len, entries * 32),
+                format!(
+                    "holds {} bytes; {entries} entries need {}",
+                    self.leaves.len,
+                    entries * 32
+                ),
             ));
         }
         let want_nodes = (entries >> format::NODE_LEVEL) * 32;
         if self.nodes.len != want_nodes {
             return Err(problem(
                 format::NODES_FILE,
-                format!("holds {} bytes; {entries} entries need {want_nodes}", self.nodes.len),
+                format!(
+                    "holds {} bytes; {entries} entries need {want_nodes}",
+                    self.nodes.len
+                ),
             ));
         }
         if let Some(h) = self.heads.get(self.next_head) {
             return Err(problem(
                 format::HEADS_FILE,
-                format!("a signed head commits to {} entries but the segments hold {entries}", h.head.size),
+                format!(
+                    "a signed head commits to {} entries but the segments hold {entries}",
+                    h.head.size
+                ),
             ));
         }
         // An unsigned tail is not tamper-evident: a clean close or an open
@@ -287,15 +317,26 @@ impl Auditor<'_> {
         }
         let mut prev: Option<SignedTreeHead> = None;
         for (i, rec) in bytes.chunks_exact(format::HEAD_RECORD_LEN).enumerate() {
-            let h = format::decode_head(rec)
-                .ok_or_else(|| problem(format::HEADS_FILE, format!("record {i}: checksum does not match")))?;
-            h.verify(&self.key)
-                .map_err(|e| problem(format::HEADS_FILE, format!("record {i} (size {}): {e}", h.head.size)))?;
+            let h = format::decode_head(rec).ok_or_else(|| {
+                problem(
+                    format::HEADS_FILE,
+                    format!("record {i}: checksum does not match"),
+                )
+            })?;
+            h.verify(&self.key).map_err(|e| {
+                problem(
+                    format::HEADS_FILE,
+                    format!("record {i} (size {}): {e}", h.head.size),
+                )
+            })?;
             if let Some(p) = prev {
                 if h.head.size < p.head.size || h.head.timestamp_ms < p.head.timestamp_ms {
                     return Err(problem(
                         format::HEADS_FILE,
-                        format!("record {i} (size {}) goes back from size {}", h.head.size, p.head.size),
+                        format!(
+                            "record {i} (size {}) goes back from size {}",
+                            h.head.size, p.head.size
+                        ),
                     ));
                 }
             }
@@ -341,7 +382,9 @@ impl Auditor<'_> {
         let bytes = fs::read(self.dir.join(&name)).map_err(|e| seg_problem(e.to_string()))?;
         let header = SegmentHeader::decode(&bytes).map_err(|w| seg_problem(w.to_string()))?;
         if header.log_id != self.report.log_id || header.number != n {
-            return Err(seg_problem("segment header names another log or number".into()));
+            return Err(seg_problem(
+                "segment header names another log or number".into(),
+            ));
         }
         if header.first_index != self.frontier.size {
             return Err(seg_problem(format!(
@@ -369,7 +412,10 @@ impl Auditor<'_> {
             let to = expect_first + u64::from(h.count);
             let end = pos + h.frame_len() as usize;
             if end > bytes.len() {
-                return Err(at_block("block runs past the end of the segment".into(), to));
+                return Err(at_block(
+                    "block runs past the end of the segment".into(),
+                    to,
+                ));
             }
             let payload = &bytes[pos + FRAME_HEADER_LEN..end];
             if !h.check(payload) {
@@ -377,11 +423,15 @@ impl Auditor<'_> {
             }
             if h.first_index != expect_first || h.count == 0 {
                 return Err(at_block(
-                    format!("block holds entries from {}, expected from {expect_first}", h.first_index),
+                    format!(
+                        "block holds entries from {}, expected from {expect_first}",
+                        h.first_index
+                    ),
                     to,
                 ));
             }
-            let entries = format::unpack_block(&h, payload).map_err(|w| at_block(w.to_string(), to))?;
+            let entries =
+                format::unpack_block(&h, payload).map_err(|w| at_block(w.to_string(), to))?;
             let loc = BlockLoc {
                 first_index: h.first_index,
                 count: h.count,
@@ -405,7 +455,10 @@ impl Auditor<'_> {
                     return Err(Problem {
                         segment: Some(n),
                         block: Some((pos as u64, expect_first, to)),
-                        ..problem(format::INDEX_FILE, "ends before this block (opening the store re-indexes it)")
+                        ..problem(
+                            format::INDEX_FILE,
+                            "ends before this block (opening the store re-indexes it)",
+                        )
                     })
                 }
             }
@@ -435,7 +488,10 @@ impl Auditor<'_> {
                     if self.nodes.next::<32>() != Some(chunk.0) {
                         return Err(Problem {
                             entry: Some(index),
-                            ..problem(format::NODES_FILE, format!("node {k} differs from the stored leaves' subtree"))
+                            ..problem(
+                                format::NODES_FILE,
+                                format!("node {k} differs from the stored leaves' subtree"),
+                            )
                         });
                     }
                 }
@@ -444,6 +500,24 @@ impl Auditor<'_> {
             self.report.blocks += 1;
             self.progress.advance(end as u64 - pos as u64);
             pos = end;
+        }
+        // A segment cut short at a block boundary: the index still lists
+        // blocks in it.
+        if let Some(loc) = self
+            .index
+            .peek::<{ format::INDEX_RECORD_LEN }>()
+            .and_then(|r| BlockLoc::decode(&r))
+        {
+            if loc.segment == n {
+                return Err(Problem {
+                    segment: Some(n),
+                    block: Some((loc.offset, loc.first_index, loc.end_index())),
+                    ..problem(
+                        &name,
+                        "block listed in the index is missing: the segment was cut short",
+                    )
+                });
+            }
         }
         self.report.bytes += bytes.len() as u64;
         Ok(())
@@ -456,7 +530,8 @@ impl Auditor<'_> {
             segment: Some(n),
             ..problem(&name, format!("{e} (opening the store rebuilds it)"))
         })?;
-        let leaves = File::open(self.dir.join(format::LEAVES_FILE)).map_err(|e| problem(format::LEAVES_FILE, e.to_string()))?;
+        let leaves = File::open(self.dir.join(format::LEAVES_FILE))
+            .map_err(|e| problem(format::LEAVES_FILE, e.to_string()))?;
         let count = self.frontier.size - first;
         let mut buf = vec![0u8; count as usize * 32];
         std::os::unix::fs::FileExt::read_exact_at(&leaves, &mut buf, first * 32)
@@ -464,7 +539,12 @@ impl Auditor<'_> {
         let pairs = buf
             .chunks_exact(32)
             .zip(first..)
-            .map(|(c, i)| (format::id_prefix(&Digest(c.try_into().expect("32 bytes"))), i))
+            .map(|(c, i)| {
+                (
+                    format::id_prefix(&Digest(c.try_into().expect("32 bytes"))),
+                    i,
+                )
+            })
             .collect();
         if format::encode_ids(pairs) != stored {
             return Err(Problem {

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use tokio::sync::oneshot;
 
-use super::format::{self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::format::{
+    self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 use super::tree::{chunk_root, StoredTree};
 use super::{Appended, Pending, Store, StoreError};
 use crate::entry::entry_id;
@@ -180,7 +182,8 @@ pub(crate) fn read_meta(dir: &Path) -> Result<VerifyingKey, StoreError> {
 /// Reads one frame at `offset` of `file`: header and checked payload.
 pub(crate) fn read_frame(file: &File, offset: u64) -> Result<(FrameHeader, Vec<u8>), &'static str> {
     let mut head = [0u8; FRAME_HEADER_LEN];
-    file.read_exact_at(&mut head, offset).map_err(|_| "block header is cut short")?;
+    file.read_exact_at(&mut head, offset)
+        .map_err(|_| "block header is cut short")?;
     let h = FrameHeader::parse(&head)?;
     let mut payload = vec![0u8; h.payload_len as usize];
     file.read_exact_at(&mut payload, offset + FRAME_HEADER_LEN as u64)
@@ -211,11 +214,18 @@ fn valid_frame_follows(bytes: &[u8]) -> bool {
 
 impl EmbeddedStore {
     /// Creates a new log in `dir` (which must not hold one) under `key`.
-    pub fn create(dir: &Path, key: SigningKey, config: StoreConfig) -> Result<EmbeddedStore, StoreError> {
+    pub fn create(
+        dir: &Path,
+        key: SigningKey,
+        config: StoreConfig,
+    ) -> Result<EmbeddedStore, StoreError> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let meta = dir.join(format::META_FILE);
         if meta.exists() {
-            return Err(StoreError::Config(format!("{} already holds a log", dir.display())));
+            return Err(StoreError::Config(format!(
+                "{} already holds a log",
+                dir.display()
+            )));
         }
         let tmp = dir.join("LOG.tmp");
         let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
@@ -228,7 +238,11 @@ impl EmbeddedStore {
     }
 
     /// Opens the log in `dir`, creating it if the directory holds none.
-    pub fn open_or_create(dir: &Path, key: SigningKey, config: StoreConfig) -> Result<EmbeddedStore, StoreError> {
+    pub fn open_or_create(
+        dir: &Path,
+        key: SigningKey,
+        config: StoreConfig,
+    ) -> Result<EmbeddedStore, StoreError> {
         if dir.join(format::META_FILE).exists() {
             Self::open(dir, key, config)
         } else {
@@ -237,9 +251,15 @@ impl EmbeddedStore {
     }
 
     /// Opens an existing log, recovering from a crash (see the module docs).
-    pub fn open(dir: &Path, key: SigningKey, config: StoreConfig) -> Result<EmbeddedStore, StoreError> {
+    pub fn open(
+        dir: &Path,
+        key: SigningKey,
+        config: StoreConfig,
+    ) -> Result<EmbeddedStore, StoreError> {
         if config.max_block_entries == 0 || config.queue_depth == 0 || config.max_block_bytes == 0 {
-            return Err(StoreError::Config("block limits and queue depth must be positive".into()));
+            return Err(StoreError::Config(
+                "block limits and queue depth must be positive".into(),
+            ));
         }
         let stored_key = read_meta(dir)?;
         if stored_key != key.verifying_key() {
@@ -303,7 +323,8 @@ impl EmbeddedStore {
         if have_nodes < want_nodes {
             let mut add = Vec::new();
             for n in have_nodes..want_nodes {
-                let leaves = read_leaf_range(&leaves_r, n * chunk, chunk).map_err(|e| StoreError::io(&leaves_path, e))?;
+                let leaves = read_leaf_range(&leaves_r, n * chunk, chunk)
+                    .map_err(|e| StoreError::io(&leaves_path, e))?;
                 let node = chunk_root(&leaves);
                 level_nodes.push(node);
                 add.extend_from_slice(&node.0);
@@ -330,7 +351,12 @@ impl EmbeddedStore {
             heads_w
                 .read_exact_at(&mut rec, whole - format::HEAD_RECORD_LEN as u64)
                 .map_err(|e| StoreError::io(&heads_path, e))?;
-            let h = format::decode_head(&rec).ok_or_else(|| corrupt(&heads_path, "the last signed head's checksum does not match"))?;
+            let h = format::decode_head(&rec).ok_or_else(|| {
+                corrupt(
+                    &heads_path,
+                    "the last signed head's checksum does not match",
+                )
+            })?;
             if h.head.size > size {
                 return Err(corrupt(
                     &heads_path,
@@ -340,7 +366,10 @@ impl EmbeddedStore {
                     ),
                 ));
             }
-            let root = tree.prover().root(h.head.size).map_err(|e| StoreError::io(&leaves_path, e))?;
+            let root = tree
+                .prover()
+                .root(h.head.size)
+                .map_err(|e| StoreError::io(&leaves_path, e))?;
             if root != h.head.root {
                 return Err(corrupt(
                     dir,
@@ -362,8 +391,12 @@ impl EmbeddedStore {
                 continue;
             };
             let (from, to) = (first.first_index, last.end_index());
-            let ids = read_leaf_range(&tree, from, to - from).map_err(|e| StoreError::io(&leaves_path, e))?;
-            let pairs = ids.iter().zip(from..).map(|(d, i)| (format::id_prefix(d), i));
+            let ids = read_leaf_range(&tree, from, to - from)
+                .map_err(|e| StoreError::io(&leaves_path, e))?;
+            let pairs = ids
+                .iter()
+                .zip(from..)
+                .map(|(d, i)| (format::id_prefix(d), i));
             if i + 1 == seg_files.len() {
                 active_ids.extend(pairs);
             } else {
@@ -442,7 +475,9 @@ impl EmbeddedStore {
         match tx.try_send(req) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(StoreError::QueueFull(self.config.queue_depth)),
-            Err(TrySendError::Disconnected(_)) => Err(StoreError::Stopped("the writer has ended".into())),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(StoreError::Stopped("the writer has ended".into()))
+            }
         }
     }
 
@@ -461,7 +496,10 @@ impl EmbeddedStore {
         if entries.is_empty() {
             return Err(StoreError::EmptyAppend);
         }
-        if let Some(e) = entries.iter().find(|e| e.len() > self.config.max_entry_bytes) {
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e.len() > self.config.max_entry_bytes)
+        {
             return Err(StoreError::EntryTooLarge {
                 len: e.len(),
                 max: self.config.max_entry_bytes,
@@ -470,7 +508,14 @@ impl EmbeddedStore {
         // Hash on the caller's thread: the writer's time is for the disk.
         let ids = entries.iter().map(|e| entry_id(e)).collect();
         let (reply, rx) = oneshot::channel();
-        Ok((Request::Append { entries, ids, reply }, Pending(rx)))
+        Ok((
+            Request::Append {
+                entries,
+                ids,
+                reply,
+            },
+            Pending(rx),
+        ))
     }
 
     fn read_block(&self, loc: &BlockLoc) -> Result<Arc<Vec<Vec<u8>>>, StoreError> {
@@ -482,11 +527,15 @@ impl EmbeddedStore {
         let file = {
             let st = self.shared.state.read().expect("state lock");
             Arc::clone(st.segments.get(&loc.segment).ok_or_else(|| {
-                corrupt(&self.shared.dir, format!("segment {} is missing", loc.segment))
+                corrupt(
+                    &self.shared.dir,
+                    format!("segment {} is missing", loc.segment),
+                )
             })?)
         };
         let entries = Arc::new(read_loc(&file, &self.shared.dir, loc)?);
-        *self.shared.cache.lock().expect("cache lock") = Some((loc.first_index, Arc::clone(&entries)));
+        *self.shared.cache.lock().expect("cache lock") =
+            Some((loc.first_index, Arc::clone(&entries)));
         Ok(entries)
     }
 
@@ -558,18 +607,38 @@ fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 fn read_loc(file: &File, dir: &Path, loc: &BlockLoc) -> Result<Vec<Vec<u8>>, StoreError> {
     let seg = dir.join(format::segment_name(loc.segment));
     let (h, payload) = read_frame(file, loc.offset).map_err(|what| {
-        corrupt(&seg, format!("block at offset {} (entries {}..{}): {what}", loc.offset, loc.first_index, loc.end_index()))
+        corrupt(
+            &seg,
+            format!(
+                "block at offset {} (entries {}..{}): {what}",
+                loc.offset,
+                loc.first_index,
+                loc.end_index()
+            ),
+        )
     })?;
     if h.first_index != loc.first_index || h.count != loc.count {
         return Err(corrupt(
             &seg,
-            format!("block at offset {} holds entries {}..{}, the index expects {}..{}", loc.offset, h.first_index, h.first_index + u64::from(h.count), loc.first_index, loc.end_index()),
+            format!(
+                "block at offset {} holds entries {}..{}, the index expects {}..{}",
+                loc.offset,
+                h.first_index,
+                h.first_index + u64::from(h.count),
+                loc.first_index,
+                loc.end_index()
+            ),
         ));
     }
-    format::unpack_block(&h, &payload).map_err(|what| corrupt(&seg, format!("block at offset {}: {what}", loc.offset)))
+    format::unpack_block(&h, &payload)
+        .map_err(|what| corrupt(&seg, format!("block at offset {}: {what}", loc.offset)))
 }
 
-fn read_block_entries(segments: &BTreeMap<u64, Arc<File>>, dir: &Path, loc: &BlockLoc) -> Result<Vec<Vec<u8>>, StoreError> {
+fn read_block_entries(
+    segments: &BTreeMap<u64, Arc<File>>,
+    dir: &Path,
+    loc: &BlockLoc,
+) -> Result<Vec<Vec<u8>>, StoreError> {
     let file = segments
         .get(&loc.segment)
         .ok_or_else(|| corrupt(dir, format!("segment {} is missing", loc.segment)))?;
@@ -594,7 +663,12 @@ fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
         // The index is written after the data it describes: its tail may be
         // torn, and whatever it lost is re-read from the segments below.
         match BlockLoc::decode(rec) {
-            Some(loc) if loc.first_index == blocks.last().map_or(0, BlockLoc::end_index) && loc.count > 0 => blocks.push(loc),
+            Some(loc)
+                if loc.first_index == blocks.last().map_or(0, BlockLoc::end_index)
+                    && loc.count > 0 =>
+            {
+                blocks.push(loc)
+            }
             _ => break,
         }
     }
@@ -617,10 +691,11 @@ fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
         seg_lens.insert(n, len);
         segments.insert(n, f);
     }
-    if let Some(bad) = blocks
-        .iter()
-        .position(|b| seg_lens.get(&b.segment).is_none_or(|&len| b.offset + u64::from(b.frame_len) > len))
-    {
+    if let Some(bad) = blocks.iter().position(|b| {
+        seg_lens
+            .get(&b.segment)
+            .is_none_or(|&len| b.offset + u64::from(b.frame_len) > len)
+    }) {
         let b = blocks[bad];
         return Err(corrupt(
             &dir.join(format::segment_name(b.segment)),
@@ -648,9 +723,17 @@ fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
         if len < SEGMENT_HEADER_LEN as u64 {
             if n == last_seg {
                 // A segment created but torn before its header was durable.
-                let header = SegmentHeader { log_id: id, number: n, first_index: next_index }.encode();
+                let header = SegmentHeader {
+                    log_id: id,
+                    number: n,
+                    first_index: next_index,
+                }
+                .encode();
                 f.set_len(0).map_err(|e| StoreError::io(&path, e))?;
-                (&*f).write_all(&header).and_then(|_| f.sync_all()).map_err(|e| StoreError::io(&path, e))?;
+                (&*f)
+                    .write_all(&header)
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| StoreError::io(&path, e))?;
                 sync_dir(dir)?;
                 seg_lens.insert(n, SEGMENT_HEADER_LEN as u64);
                 continue;
@@ -658,18 +741,26 @@ fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
             return Err(corrupt(&path, "segment is shorter than its header"));
         }
         let mut hb = [0u8; SEGMENT_HEADER_LEN];
-        f.read_exact_at(&mut hb, 0).map_err(|e| StoreError::io(&path, e))?;
+        f.read_exact_at(&mut hb, 0)
+            .map_err(|e| StoreError::io(&path, e))?;
         let header = SegmentHeader::decode(&hb).map_err(|what| corrupt(&path, what))?;
         if header.log_id != id || header.number != n {
             return Err(corrupt(&path, "segment header names another log or number"));
         }
         if pos == SEGMENT_HEADER_LEN as u64 && header.first_index != next_index {
-            return Err(corrupt(&path, format!("segment starts at entry {}, expected {next_index}", header.first_index)));
+            return Err(corrupt(
+                &path,
+                format!(
+                    "segment starts at entry {}, expected {next_index}",
+                    header.first_index
+                ),
+            ));
         }
         while pos < len {
             match read_frame(f, pos) {
                 Ok((h, payload)) if h.first_index == next_index && h.count > 0 => {
-                    format::unpack_block(&h, &payload).map_err(|what| corrupt(&path, format!("block at offset {pos}: {what}")))?;
+                    format::unpack_block(&h, &payload)
+                        .map_err(|what| corrupt(&path, format!("block at offset {pos}: {what}")))?;
                     let loc = BlockLoc {
                         first_index: h.first_index,
                         count: h.count,
@@ -684,12 +775,16 @@ fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
                 Ok((h, _)) => {
                     return Err(corrupt(
                         &path,
-                        format!("block at offset {pos} holds entries from {}, expected {next_index}", h.first_index),
+                        format!(
+                            "block at offset {pos} holds entries from {}, expected {next_index}",
+                            h.first_index
+                        ),
                     ))
                 }
                 Err(what) => {
                     let mut rest = vec![0u8; (len - pos) as usize];
-                    f.read_exact_at(&mut rest, pos).map_err(|e| StoreError::io(&path, e))?;
+                    f.read_exact_at(&mut rest, pos)
+                        .map_err(|e| StoreError::io(&path, e))?;
                     if n != last_seg || valid_frame_follows(&rest[1..]) {
                         return Err(corrupt(&path, format!("block at offset {pos}: {what}")));
                     }
@@ -707,10 +802,14 @@ fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
             rec.extend_from_slice(&b.encode());
         }
         let f = open_append(&index_path)?;
-        (&f).write_all(&rec).and_then(|_| f.sync_data()).map_err(|e| StoreError::io(&index_path, e))?;
+        (&f).write_all(&rec)
+            .and_then(|_| f.sync_data())
+            .map_err(|e| StoreError::io(&index_path, e))?;
         blocks.extend(new_blocks);
     }
-    let leaves_len = fs::metadata(dir.join(format::LEAVES_FILE)).map(|m| m.len()).unwrap_or(0);
+    let leaves_len = fs::metadata(dir.join(format::LEAVES_FILE))
+        .map(|m| m.len())
+        .unwrap_or(0);
     let active_len = seg_lens[&last_seg];
     let mut read_handles = BTreeMap::new();
     let mut active = None;
@@ -764,14 +863,20 @@ impl Writer {
             // Drain what has queued, up to a few blocks' worth per fsync.
             while let Some(req) = next.take() {
                 match req {
-                    Request::Append { entries, ids, reply } => {
+                    Request::Append {
+                        entries,
+                        ids,
+                        reply,
+                    } => {
                         n_entries += entries.len();
                         n_bytes += entries.iter().map(Vec::len).sum::<usize>();
                         group.push((entries, ids, reply));
                     }
                     Request::SignHead { reply } => head_waiters.push(reply),
                 }
-                if n_entries >= 4 * self.config.max_block_entries || n_bytes >= 4 * self.config.max_block_bytes {
+                if n_entries >= 4 * self.config.max_block_entries
+                    || n_bytes >= 4 * self.config.max_block_bytes
+                {
                     break;
                 }
                 next = match rx.try_recv() {
@@ -795,7 +900,10 @@ impl Writer {
                         let mut at = first_index;
                         for (entries, ids, reply) in group {
                             let n = entries.len() as u64;
-                            let _ = reply.send(Ok(Appended { first_index: at, ids }));
+                            let _ = reply.send(Ok(Appended {
+                                first_index: at,
+                                ids,
+                            }));
                             at += n;
                         }
                     }
@@ -833,10 +941,16 @@ impl Writer {
 
     /// Writes the group as blocks, fsyncs once, extends derived state.
     /// Returns the index of the group's first entry.
-    fn commit(&mut self, group: &[(Vec<Vec<u8>>, Vec<Digest>, AppendReply)]) -> Result<u64, StoreError> {
+    fn commit(
+        &mut self,
+        group: &[(Vec<Vec<u8>>, Vec<Digest>, AppendReply)],
+    ) -> Result<u64, StoreError> {
         let first_index = self.shared.state.read().expect("state lock").tree.size();
         let entries: Vec<&Vec<u8>> = group.iter().flat_map(|(e, _, _)| e.iter()).collect();
-        let ids: Vec<Digest> = group.iter().flat_map(|(_, ids, _)| ids.iter().copied()).collect();
+        let ids: Vec<Digest> = group
+            .iter()
+            .flat_map(|(_, ids, _)| ids.iter().copied())
+            .collect();
         let mut new_blocks = Vec::new();
         // Ids of this group's entries in the active segment: a roll must seal
         // them with the segment they were written to.
@@ -846,7 +960,10 @@ impl Writer {
         while start < entries.len() {
             let mut end = start;
             let mut bytes = 0;
-            while end < entries.len() && end - start < self.config.max_block_entries && (end == start || bytes + entries[end].len() <= self.config.max_block_bytes) {
+            while end < entries.len()
+                && end - start < self.config.max_block_entries
+                && (end == start || bytes + entries[end].len() <= self.config.max_block_bytes)
+            {
                 bytes += entries[end].len();
                 end += 1;
             }
@@ -854,11 +971,15 @@ impl Writer {
             let (payload, raw_len) = format::pack_block(&chunk);
             let count = chunk.len() as u32;
             let frame = FrameHeader::frame(&payload, raw_len, next_index, count);
-            if self.active_len > SEGMENT_HEADER_LEN as u64 && self.active_len + frame.len() as u64 > self.config.segment_bytes {
+            if self.active_len > SEGMENT_HEADER_LEN as u64
+                && self.active_len + frame.len() as u64 > self.config.segment_bytes
+            {
                 self.roll(next_index, std::mem::take(&mut unsealed))?;
             }
             let seg_path = self.path(&format::segment_name(self.active_no));
-            (&self.active).write_all(&frame).map_err(|e| StoreError::io(&seg_path, e))?;
+            (&self.active)
+                .write_all(&frame)
+                .map_err(|e| StoreError::io(&seg_path, e))?;
             new_blocks.push(BlockLoc {
                 first_index: next_index,
                 count,
@@ -866,14 +987,21 @@ impl Writer {
                 offset: self.active_len,
                 frame_len: frame.len() as u32,
             });
-            unsealed.extend(ids[start..end].iter().zip(next_index..).map(|(d, i)| (format::id_prefix(d), i)));
+            unsealed.extend(
+                ids[start..end]
+                    .iter()
+                    .zip(next_index..)
+                    .map(|(d, i)| (format::id_prefix(d), i)),
+            );
             self.active_len += frame.len() as u64;
             next_index += u64::from(count);
             start = end;
         }
         // The one fsync the whole group waits for.
         let seg_path = self.path(&format::segment_name(self.active_no));
-        self.active.sync_data().map_err(|e| StoreError::io(&seg_path, e))?;
+        self.active
+            .sync_data()
+            .map_err(|e| StoreError::io(&seg_path, e))?;
 
         // Derived files: written after the data, never fsync'd here; recovery
         // rebuilds whatever of them a crash loses.
@@ -882,13 +1010,17 @@ impl Writer {
             leaf_bytes.extend_from_slice(&d.0);
         }
         let p = self.path(format::LEAVES_FILE);
-        (&self.leaves).write_all(&leaf_bytes).map_err(|e| StoreError::io(&p, e))?;
+        (&self.leaves)
+            .write_all(&leaf_bytes)
+            .map_err(|e| StoreError::io(&p, e))?;
         let mut idx = Vec::with_capacity(new_blocks.len() * format::INDEX_RECORD_LEN);
         for b in &new_blocks {
             idx.extend_from_slice(&b.encode());
         }
         let p = self.path(format::INDEX_FILE);
-        (&self.index).write_all(&idx).map_err(|e| StoreError::io(&p, e))?;
+        (&self.index)
+            .write_all(&idx)
+            .map_err(|e| StoreError::io(&p, e))?;
 
         let mut st = self.shared.state.write().expect("state lock");
         let nodes = st.tree.push_leaves(&ids);
@@ -901,7 +1033,9 @@ impl Writer {
                 nb.extend_from_slice(&n.0);
             }
             let p = self.path(format::NODES_FILE);
-            (&self.nodes).write_all(&nb).map_err(|e| StoreError::io(&p, e))?;
+            (&self.nodes)
+                .write_all(&nb)
+                .map_err(|e| StoreError::io(&p, e))?;
         }
         Ok(first_index)
     }
@@ -912,8 +1046,18 @@ impl Writer {
     fn roll(&mut self, first_index: u64, unsealed: Vec<(u64, u64)>) -> Result<(), StoreError> {
         let old = self.active_no;
         let old_path = self.path(&format::segment_name(old));
-        self.active.sync_data().map_err(|e| StoreError::io(&old_path, e))?;
-        let mut pairs: Vec<(u64, u64)> = self.shared.state.read().expect("state lock").active_ids.iter().copied().collect();
+        self.active
+            .sync_data()
+            .map_err(|e| StoreError::io(&old_path, e))?;
+        let mut pairs: Vec<(u64, u64)> = self
+            .shared
+            .state
+            .read()
+            .expect("state lock")
+            .active_ids
+            .iter()
+            .copied()
+            .collect();
         pairs.extend(unsealed);
         let n_ids = pairs.len() as u64;
         let ids_path = self.path(&format::ids_name(old));
@@ -1021,7 +1165,10 @@ impl Store for EmbeddedStore {
     fn entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
         let size = self.len();
         if to > size || from > to {
-            return Err(StoreError::NoSuchEntry { index: to.max(from), size });
+            return Err(StoreError::NoSuchEntry {
+                index: to.max(from),
+                size,
+            });
         }
         let mut out = Vec::with_capacity((to - from) as usize);
         let mut i = from;
@@ -1058,7 +1205,11 @@ impl Store for EmbeddedStore {
                 let path = self.shared.dir.join(format::ids_name(*seg));
                 c.extend(search_ids(file, prefix).map_err(|e| StoreError::io(&path, e))?);
             }
-            c.extend(st.active_ids.range((prefix, 0)..=(prefix, u64::MAX)).map(|&(_, i)| i));
+            c.extend(
+                st.active_ids
+                    .range((prefix, 0)..=(prefix, u64::MAX))
+                    .map(|&(_, i)| i),
+            );
             c
         };
         let size = self.len();
@@ -1110,8 +1261,11 @@ impl Store for EmbeddedStore {
         self.check_running()?;
         let (reply, rx) = oneshot::channel();
         self.send(Request::SignHead { reply })?;
-        rx.blocking_recv()
-            .unwrap_or_else(|_| Err(StoreError::Stopped("the writer ended before answering".into())))
+        rx.blocking_recv().unwrap_or_else(|_| {
+            Err(StoreError::Stopped(
+                "the writer ended before answering".into(),
+            ))
+        })
     }
 
     fn latest_head(&self) -> Option<SignedTreeHead> {

@@ -208,21 +208,27 @@ impl FrameHeader {
 
     /// Checks the payload against the header's checksum.
     pub fn check(&self, payload: &[u8]) -> bool {
-        let fixed = Self::fixed_fields(self.payload_len, self.raw_len, self.first_index, self.count);
-        payload.len() == self.payload_len as usize && Domain::BlockChecksum.hash_parts(&[&fixed, payload]) == self.checksum
+        let fixed =
+            Self::fixed_fields(self.payload_len, self.raw_len, self.first_index, self.count);
+        payload.len() == self.payload_len as usize
+            && Domain::BlockChecksum.hash_parts(&[&fixed, payload]) == self.checksum
     }
 }
 
 /// Decompresses a checked payload and splits it into its entries.
 pub fn unpack_block(h: &FrameHeader, payload: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
-    let raw = lz4_flex::block::decompress(payload, h.raw_len as usize).map_err(|_| "block payload does not decompress")?;
+    let raw = lz4_flex::block::decompress(payload, h.raw_len as usize)
+        .map_err(|_| "block payload does not decompress")?;
     let mut r = crate::codec::Reader::new(&raw);
     let mut out = Vec::with_capacity(h.count as usize);
     for _ in 0..h.count {
-        let e = r.bytes("entry").map_err(|_| "block payload holds fewer entries than its header says")?;
+        let e = r
+            .bytes("entry")
+            .map_err(|_| "block payload holds fewer entries than its header says")?;
         out.push(e.to_vec());
     }
-    r.finish().map_err(|_| "block payload has bytes after its last entry")?;
+    r.finish()
+        .map_err(|_| "block payload has bytes after its last entry")?;
     Ok(out)
 }
 

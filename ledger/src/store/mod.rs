@@ -77,9 +77,11 @@ impl Pending {
     /// Blocks until the entries are durable. Must not be called from inside
     /// an async runtime (await the `Pending` there).
     pub fn wait(self) -> Result<Appended, StoreError> {
-        self.0
-            .blocking_recv()
-            .unwrap_or_else(|_| Err(StoreError::Stopped("the writer ended before answering".into())))
+        self.0.blocking_recv().unwrap_or_else(|_| {
+            Err(StoreError::Stopped(
+                "the writer ended before answering".into(),
+            ))
+        })
     }
 }
 
@@ -87,7 +89,11 @@ impl Future for Pending {
     type Output = Result<Appended, StoreError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.0).poll(cx).map(|r| {
-            r.unwrap_or_else(|_| Err(StoreError::Stopped("the writer ended before answering".into())))
+            r.unwrap_or_else(|_| {
+                Err(StoreError::Stopped(
+                    "the writer ended before answering".into(),
+                ))
+            })
         })
     }
 }

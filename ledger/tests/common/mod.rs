@@ -35,7 +35,14 @@ pub fn audit(dir: &Path) -> AuditReport {
 pub fn tagged_entry(tag: u64) -> Vec<u8> {
     let mut out = tag.to_le_bytes().to_vec();
     let len = (tag % 200) as usize;
-    out.extend((0..len).map(|i| (tag as usize).wrapping_mul(31).wrapping_add(i) as u8));
+    // xorshift: incompressible enough that small segments fill and roll.
+    let mut x = tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    out.extend((0..len).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }));
     out
 }
 
