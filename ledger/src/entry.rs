@@ -25,6 +25,29 @@ pub fn entry_id(encoded: &[u8]) -> Digest {
     Blake3Merkle::hash_leaf(encoded)
 }
 
+/// The kind of an encoded entry, read from its two header bytes without
+/// decoding the rest; `None` for an unknown version or kind.
+pub fn kind_of(encoded: &[u8]) -> Option<&'static str> {
+    match encoded {
+        [ENCODING_VERSION, kind, ..] => kind_label(*kind),
+        _ => None,
+    }
+}
+
+/// The label of an entry kind tag.
+pub fn kind_label(kind: u8) -> Option<&'static str> {
+    Some(match kind {
+        KIND_READINGS => "readings",
+        KIND_CUSTODY => "custody",
+        KIND_IDENTITY => "identity",
+        KIND_RECEIPT_OUT => "receipt-out",
+        KIND_RECEIPT_IN => "receipt-in",
+        KIND_VERDICT => "verdict",
+        KIND_CHECKPOINT => "checkpoint",
+        _ => return None,
+    })
+}
+
 /// One record in a shard's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -314,27 +337,30 @@ impl Receipt {
 impl Entry {
     /// A short name of the entry's kind, for tools and logs.
     pub fn kind_name(&self) -> &'static str {
+        kind_label(self.kind_tag()).expect("every kind has a label")
+    }
+
+    fn kind_tag(&self) -> u8 {
         match self {
-            Entry::Readings(_) => "readings",
-            Entry::Custody(_) => "custody",
-            Entry::Identity(_) => "identity",
-            Entry::ReceiptOut(_) => "receipt-out",
-            Entry::ReceiptIn(_) => "receipt-in",
-            Entry::Verdict(_) => "verdict",
-            Entry::Checkpoint(_) => "checkpoint",
+            Entry::Readings(_) => KIND_READINGS,
+            Entry::Custody(_) => KIND_CUSTODY,
+            Entry::Identity(_) => KIND_IDENTITY,
+            Entry::ReceiptOut(_) => KIND_RECEIPT_OUT,
+            Entry::ReceiptIn(_) => KIND_RECEIPT_IN,
+            Entry::Verdict(_) => KIND_VERDICT,
+            Entry::Checkpoint(_) => KIND_CHECKPOINT,
         }
     }
 
     pub fn encode(&self, w: &mut Writer) {
         w.u8(ENCODING_VERSION);
+        w.u8(self.kind_tag());
         match self {
             Entry::Readings(sb) => {
-                w.u8(KIND_READINGS);
                 sb.batch.encode(w);
                 w.fixed(&sb.signature);
             }
             Entry::Custody(e) => {
-                w.u8(KIND_CUSTODY);
                 w.str(&e.recorded_by);
                 w.str(&e.event_id);
                 w.u8(e.kind.tag());
@@ -356,7 +382,6 @@ impl Entry {
                 w.bytes(&e.document);
             }
             Entry::Identity(c) => {
-                w.u8(KIND_IDENTITY);
                 match c {
                     IdentityChange::OrgRegistered {
                         org,
@@ -409,18 +434,15 @@ impl Entry {
                 }
             }
             Entry::ReceiptOut(rc) => {
-                w.u8(KIND_RECEIPT_OUT);
                 rc.encode(w);
             }
             Entry::ReceiptIn(d) => {
-                w.u8(KIND_RECEIPT_IN);
                 d.receipt.encode(w);
                 w.varint(d.receipt_index);
                 w.seq(&d.proof, |w, h| w.digest(h));
                 d.head.encode(w);
             }
             Entry::Verdict(v) => {
-                w.u8(KIND_VERDICT);
                 w.str(&v.rule);
                 w.str(&v.subject);
                 w.u8(v.kind.tag());
@@ -434,7 +456,6 @@ impl Entry {
                 });
             }
             Entry::Checkpoint(h) => {
-                w.u8(KIND_CHECKPOINT);
                 h.encode(w);
             }
         }
@@ -753,6 +774,7 @@ mod tests {
         #[test]
         fn entries_round_trip(entry in arb_entry()) {
             let bytes = entry.to_bytes();
+            prop_assert!(kind_of(&bytes).is_some());
             prop_assert_eq!(Entry::from_bytes(&bytes).unwrap(), entry);
         }
 

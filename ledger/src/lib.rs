@@ -15,6 +15,8 @@ pub mod codec;
 pub mod entry;
 pub mod hash;
 pub mod head;
+#[cfg(feature = "store")]
+pub mod keys;
 pub mod merkle;
 pub mod reading;
 #[cfg(feature = "store")]

@@ -19,7 +19,7 @@ use super::format::{
     self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use super::StoreError;
-use crate::entry::entry_id;
+use crate::entry::{entry_id, kind_label, ENCODING_VERSION};
 use crate::hash::Digest;
 use crate::head::{log_id, SignedTreeHead};
 use crate::merkle::{Blake3Merkle, MerkleHasher};
@@ -60,8 +60,12 @@ pub struct AuditReport {
     pub entries: u64,
     /// Bytes read and checked, all files together.
     pub bytes: u64,
+    /// Entry bytes (uncompressed) hashed.
+    pub entry_bytes: u64,
     pub heads: u64,
     pub latest_head: Option<SignedTreeHead>,
+    /// Entries by kind (`readings`, `receipt-out`, …; `unknown` for others).
+    pub kinds: std::collections::BTreeMap<&'static str, u64>,
     pub problem: Option<Problem>,
 }
 
@@ -125,6 +129,87 @@ impl Records {
         self.peeked = Some(rec.to_vec());
         Some(rec)
     }
+}
+
+/// Entry kinds counted per block: the seven known kinds, then "unknown".
+const KIND_SLOTS: usize = 8;
+
+/// What the parallel pass learnt about one block.
+enum BlockWork {
+    /// Not checked: its header did not parse or it runs past the end.
+    NotRead,
+    BadChecksum,
+    Bad(&'static str),
+    Good { leaves: Vec<Digest>, kinds: [u64; KIND_SLOTS] },
+}
+
+/// The frames of a segment, in order, up to the first header that does not
+/// parse or the first frame that runs past the end.
+fn frames(bytes: &[u8]) -> Vec<(usize, Result<FrameHeader, &'static str>)> {
+    let mut out = Vec::new();
+    let mut pos = SEGMENT_HEADER_LEN;
+    while pos < bytes.len() {
+        let h = FrameHeader::parse(&bytes[pos..]);
+        let next = h.as_ref().ok().map(|h| pos + h.frame_len() as usize);
+        out.push((pos, h));
+        match next {
+            Some(end) if end <= bytes.len() => pos = end,
+            _ => break,
+        }
+    }
+    out
+}
+
+fn hash_block(bytes: &[u8], pos: usize, h: &Result<FrameHeader, &'static str>) -> BlockWork {
+    let Ok(h) = h else { return BlockWork::NotRead };
+    let end = pos + h.frame_len() as usize;
+    if end > bytes.len() {
+        return BlockWork::NotRead;
+    }
+    let payload = &bytes[pos + FRAME_HEADER_LEN..end];
+    if !h.check(payload) {
+        return BlockWork::BadChecksum;
+    }
+    let raw = match format::decompress_block(h, payload) {
+        Ok(r) => r,
+        Err(w) => return BlockWork::Bad(w),
+    };
+    let entries = match format::split_entries(h, &raw) {
+        Ok(e) => e,
+        Err(w) => return BlockWork::Bad(w),
+    };
+    let mut kinds = [0u64; KIND_SLOTS];
+    let leaves = entries
+        .iter()
+        .map(|e| {
+            let slot = match e {
+                [ENCODING_VERSION, k, ..] if kind_label(*k).is_some() => *k as usize,
+                _ => KIND_SLOTS - 1,
+            };
+            kinds[slot] += 1;
+            entry_id(e)
+        })
+        .collect();
+    BlockWork::Good { leaves, kinds }
+}
+
+/// Checks checksums, decompresses and hashes every block, on every core.
+fn hash_blocks(bytes: &[u8], frames: &[(usize, Result<FrameHeader, &'static str>)]) -> Vec<BlockWork> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || frames.len() < 2 {
+        return frames.iter().map(|(pos, h)| hash_block(bytes, *pos, h)).collect();
+    }
+    let per = frames.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = frames
+            .chunks(per)
+            .map(|chunk| s.spawn(move || chunk.iter().map(|(pos, h)| hash_block(bytes, *pos, h)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("hashing threads do not panic"))
+            .collect()
+    })
 }
 
 /// The tree folded as a compact range: perfect subtrees of decreasing size.
@@ -392,16 +477,17 @@ impl Auditor<'_> {
                 header.first_index, self.frontier.size
             )));
         }
-        let mut pos = SEGMENT_HEADER_LEN;
-        self.progress.advance(pos as u64);
-        while pos < bytes.len() {
+        self.progress.advance(SEGMENT_HEADER_LEN as u64);
+        let frames = frames(&bytes);
+        let work = hash_blocks(&bytes, &frames);
+        for ((pos, parsed), work) in frames.into_iter().zip(work) {
             let expect_first = self.frontier.size;
             let at_block = |what: String, to: u64| Problem {
                 segment: Some(n),
                 block: Some((pos as u64, expect_first, to)),
                 ..problem(&name, what)
             };
-            let h = FrameHeader::parse(&bytes[pos..]).map_err(|w| {
+            let h = parsed.map_err(|w| {
                 let tail = if last && bytes.len() - pos < FRAME_HEADER_LEN {
                     " (a torn write at the tail: opening the store truncates it)"
                 } else {
@@ -412,26 +498,20 @@ impl Auditor<'_> {
             let to = expect_first + u64::from(h.count);
             let end = pos + h.frame_len() as usize;
             if end > bytes.len() {
-                return Err(at_block(
-                    "block runs past the end of the segment".into(),
-                    to,
-                ));
+                return Err(at_block("block runs past the end of the segment".into(), to));
             }
-            let payload = &bytes[pos + FRAME_HEADER_LEN..end];
-            if !h.check(payload) {
-                return Err(at_block("block checksum does not match".into(), to));
-            }
+            let (leaves, kinds) = match work {
+                BlockWork::BadChecksum => return Err(at_block("block checksum does not match".into(), to)),
+                BlockWork::Bad(w) if h.first_index == expect_first => return Err(at_block(w.to_string(), to)),
+                BlockWork::Bad(_) | BlockWork::NotRead => (Vec::new(), [0; KIND_SLOTS]),
+                BlockWork::Good { leaves, kinds } => (leaves, kinds),
+            };
             if h.first_index != expect_first || h.count == 0 {
                 return Err(at_block(
-                    format!(
-                        "block holds entries from {}, expected from {expect_first}",
-                        h.first_index
-                    ),
+                    format!("block holds entries from {}, expected from {expect_first}", h.first_index),
                     to,
                 ));
             }
-            let entries =
-                format::unpack_block(&h, payload).map_err(|w| at_block(w.to_string(), to))?;
             let loc = BlockLoc {
                 first_index: h.first_index,
                 count: h.count,
@@ -455,16 +535,18 @@ impl Auditor<'_> {
                     return Err(Problem {
                         segment: Some(n),
                         block: Some((pos as u64, expect_first, to)),
-                        ..problem(
-                            format::INDEX_FILE,
-                            "ends before this block (opening the store re-indexes it)",
-                        )
+                        ..problem(format::INDEX_FILE, "ends before this block (opening the store re-indexes it)")
                     })
                 }
             }
-            for (i, e) in entries.iter().enumerate() {
+            for (slot, k) in kinds.iter().enumerate() {
+                if *k > 0 {
+                    let label = u8::try_from(slot).ok().and_then(kind_label).unwrap_or("unknown");
+                    *self.report.kinds.entry(label).or_insert(0) += k;
+                }
+            }
+            for (i, leaf) in leaves.into_iter().enumerate() {
                 let index = expect_first + i as u64;
-                let leaf = entry_id(e);
                 match self.leaves.next::<32>() {
                     Some(b) if b == leaf.0 => {}
                     other => {
@@ -488,18 +570,15 @@ impl Auditor<'_> {
                     if self.nodes.next::<32>() != Some(chunk.0) {
                         return Err(Problem {
                             entry: Some(index),
-                            ..problem(
-                                format::NODES_FILE,
-                                format!("node {k} differs from the stored leaves' subtree"),
-                            )
+                            ..problem(format::NODES_FILE, format!("node {k} differs from the stored leaves' subtree"))
                         });
                     }
                 }
                 self.check_heads_up_to(index + 1)?;
             }
             self.report.blocks += 1;
+            self.report.entry_bytes += u64::from(h.raw_len);
             self.progress.advance(end as u64 - pos as u64);
-            pos = end;
         }
         // A segment cut short at a block boundary: the index still lists
         // blocks in it.

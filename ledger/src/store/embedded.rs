@@ -15,12 +15,12 @@
 //! never acknowledged and is truncated; a failing block anywhere else, or one
 //! followed by a valid block, is damage and the store refuses to open.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use tokio::sync::oneshot;
 
+use super::ids::{ActiveIds, SealedIds};
 use super::format::{
     self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
@@ -41,8 +42,11 @@ use crate::merkle::ProofError;
 /// Limits and timings of an embedded store. Every bound is explicit.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// A segment is sealed and a new one started once it reaches this size.
+    /// A segment is sealed and a new one started once it reaches this size…
     pub segment_bytes: u64,
+    /// …or holds this many entries (which bounds the ids held in memory and
+    /// re-read at open).
+    pub segment_entries: u64,
     /// At most this many entries in one block.
     pub max_block_entries: usize,
     /// At most this many raw (uncompressed) bytes in one block.
@@ -59,6 +63,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             segment_bytes: 256 << 20,
+            segment_entries: 1 << 18,
             max_block_entries: 4096,
             max_block_bytes: 4 << 20,
             max_entry_bytes: 4 << 20,
@@ -79,6 +84,12 @@ enum Request {
     },
 }
 
+/// A decoded block: its first entry index and its entries.
+type CachedBlock = (u64, Arc<Vec<Vec<u8>>>);
+
+/// One queued append: entries, their ids, and who to answer.
+type GroupMember = (Vec<Vec<u8>>, Vec<Digest>, AppendReply);
+
 /// What readers share with the writer.
 struct State {
     blocks: Vec<BlockLoc>,
@@ -87,9 +98,9 @@ struct State {
     /// Read handles, by segment number.
     segments: BTreeMap<u64, Arc<File>>,
     /// `(id prefix, index)` of the entries in the active segment.
-    active_ids: BTreeSet<(u64, u64)>,
+    active_ids: ActiveIds,
     /// Sealed segments' sorted id files: (segment, file, record count).
-    sealed_ids: Vec<(u64, File, u64)>,
+    sealed_ids: Vec<SealedIds>,
 }
 
 struct Shared {
@@ -100,7 +111,7 @@ struct Shared {
     /// trusted, so the store stops rather than guess (fail-stop).
     stopped: Mutex<Option<String>>,
     /// The last block read, decoded: sequential readers hit it.
-    cache: Mutex<Option<(u64, Arc<Vec<Vec<u8>>>)>>,
+    cache: Mutex<Option<CachedBlock>>,
 }
 
 /// An append-only log in a directory. Dropping it finishes queued appends and
@@ -384,7 +395,7 @@ impl EmbeddedStore {
         // Ids: sealed segments have sorted files (rebuilt if missing); the
         // active segment's ids are held in memory.
         let mut sealed_ids = Vec::new();
-        let mut active_ids = BTreeSet::new();
+        let mut active_ids = ActiveIds::default();
         for (i, &seg) in seg_files.keys().enumerate() {
             let seg_blocks: Vec<&BlockLoc> = blocks.iter().filter(|b| b.segment == seg).collect();
             let (Some(first), Some(last)) = (seg_blocks.first(), seg_blocks.last()) else {
@@ -406,13 +417,17 @@ impl EmbeddedStore {
                     write_file_synced(&path, &format::encode_ids(pairs.collect()))?;
                 }
                 let f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
-                sealed_ids.push((seg, f, to - from));
+                sealed_ids.push(SealedIds::new(seg, f, to - from));
             }
         }
 
         let index_path = dir.join(format::INDEX_FILE);
         let index_w = open_append(&index_path)?;
         let (active_no, active_file) = active;
+        let active_first = blocks
+            .iter()
+            .find(|b| b.segment == active_no)
+            .map_or(size, |b| b.first_index);
         let state = State {
             blocks,
             tree,
@@ -435,6 +450,7 @@ impl EmbeddedStore {
             config: config.clone(),
             log_id: id,
             active_no,
+            active_first,
             active: active_file,
             active_len,
             index: index_w,
@@ -838,6 +854,8 @@ struct Writer {
     config: StoreConfig,
     log_id: Digest,
     active_no: u64,
+    /// Index of the first entry in the active segment.
+    active_first: u64,
     active: File,
     active_len: u64,
     index: File,
@@ -856,7 +874,7 @@ impl Writer {
             *self.shared.stopped.lock().expect("stopped lock") = Some(e.to_string());
         }
         while let Ok(first) = rx.recv() {
-            let mut group: Vec<(Vec<Vec<u8>>, Vec<Digest>, AppendReply)> = Vec::new();
+            let mut group: Vec<GroupMember> = Vec::new();
             let mut head_waiters = Vec::new();
             let (mut n_entries, mut n_bytes) = (0usize, 0usize);
             let mut next = Some(first);
@@ -879,10 +897,7 @@ impl Writer {
                 {
                     break;
                 }
-                next = match rx.try_recv() {
-                    Ok(r) => Some(r),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-                };
+                next = rx.try_recv().ok();
             }
             let stopped = self.shared.stopped.lock().expect("stopped lock").clone();
             if let Some(why) = stopped {
@@ -943,7 +958,7 @@ impl Writer {
     /// Returns the index of the group's first entry.
     fn commit(
         &mut self,
-        group: &[(Vec<Vec<u8>>, Vec<Digest>, AppendReply)],
+        group: &[GroupMember],
     ) -> Result<u64, StoreError> {
         let first_index = self.shared.state.read().expect("state lock").tree.size();
         let entries: Vec<&Vec<u8>> = group.iter().flat_map(|(e, _, _)| e.iter()).collect();
@@ -967,12 +982,12 @@ impl Writer {
                 bytes += entries[end].len();
                 end += 1;
             }
-            let chunk: Vec<Vec<u8>> = entries[start..end].iter().map(|e| (*e).clone()).collect();
-            let (payload, raw_len) = format::pack_block(&chunk);
-            let count = chunk.len() as u32;
+            let (payload, raw_len) = format::pack_block(&entries[start..end]);
+            let count = (end - start) as u32;
             let frame = FrameHeader::frame(&payload, raw_len, next_index, count);
             if self.active_len > SEGMENT_HEADER_LEN as u64
-                && self.active_len + frame.len() as u64 > self.config.segment_bytes
+                && (self.active_len + frame.len() as u64 > self.config.segment_bytes
+                    || next_index + u64::from(count) - self.active_first > self.config.segment_entries)
             {
                 self.roll(next_index, std::mem::take(&mut unsealed))?;
             }
@@ -1055,9 +1070,7 @@ impl Writer {
             .read()
             .expect("state lock")
             .active_ids
-            .iter()
-            .copied()
-            .collect();
+            .pairs();
         pairs.extend(unsealed);
         let n_ids = pairs.len() as u64;
         let ids_path = self.path(&format::ids_name(old));
@@ -1085,10 +1098,11 @@ impl Writer {
         let mut st = self.shared.state.write().expect("state lock");
         st.segments.insert(n, Arc::new(reader));
         st.active_ids.clear();
-        st.sealed_ids.push((old, ids_file, n_ids));
+        st.sealed_ids.push(SealedIds::new(old, ids_file, n_ids));
         drop(st);
         self.active = f;
         self.active_no = n;
+        self.active_first = first_index;
         self.active_len = SEGMENT_HEADER_LEN as u64;
         Ok(())
     }
@@ -1201,18 +1215,16 @@ impl Store for EmbeddedStore {
         let candidates: Vec<u64> = {
             let st = self.shared.state.read().expect("state lock");
             let mut c = Vec::new();
-            for (seg, file, _) in &st.sealed_ids {
-                let path = self.shared.dir.join(format::ids_name(*seg));
-                c.extend(search_ids(file, prefix).map_err(|e| StoreError::io(&path, e))?);
+            for sealed in &st.sealed_ids {
+                let path = self.shared.dir.join(format::ids_name(sealed.segment));
+                c.extend(sealed.candidates(prefix).map_err(|e| StoreError::io(&path, e))?);
             }
-            c.extend(
-                st.active_ids
-                    .range((prefix, 0)..=(prefix, u64::MAX))
-                    .map(|&(_, i)| i),
-            );
+            c.extend(st.active_ids.candidates(prefix));
             c
         };
         let size = self.len();
+        let mut candidates = candidates;
+        candidates.sort_unstable();
         for i in candidates.into_iter().filter(|&i| i < size) {
             if self.entry_id(i)? == *id {
                 return Ok(Some(i));
@@ -1271,33 +1283,4 @@ impl Store for EmbeddedStore {
     fn latest_head(&self) -> Option<SignedTreeHead> {
         self.shared.state.read().expect("state lock").latest_head
     }
-}
-
-/// Binary search in a sorted ids file: the indices whose id has `prefix`.
-fn search_ids(file: &File, prefix: u64) -> io::Result<Vec<u64>> {
-    let n = file.metadata()?.len() / format::ID_RECORD_LEN as u64;
-    let rec = |i: u64| -> io::Result<(u64, u64)> {
-        let mut b = [0u8; format::ID_RECORD_LEN];
-        file.read_exact_at(&mut b, i * format::ID_RECORD_LEN as u64)?;
-        Ok(format::decode_id_record(&b))
-    };
-    let (mut lo, mut hi) = (0u64, n);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if rec(mid)?.0 < prefix {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    let mut out = Vec::new();
-    while lo < n {
-        let (p, i) = rec(lo)?;
-        if p != prefix {
-            break;
-        }
-        out.push(i);
-        lo += 1;
-    }
-    Ok(out)
 }

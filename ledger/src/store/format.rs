@@ -215,28 +215,42 @@ impl FrameHeader {
     }
 }
 
-/// Decompresses a checked payload and splits it into its entries.
-pub fn unpack_block(h: &FrameHeader, payload: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
+/// Decompresses a checked payload into its raw entry stream.
+pub fn decompress_block(h: &FrameHeader, payload: &[u8]) -> Result<Vec<u8>, &'static str> {
     let raw = lz4_flex::block::decompress(payload, h.raw_len as usize)
         .map_err(|_| "block payload does not decompress")?;
-    let mut r = crate::codec::Reader::new(&raw);
+    if raw.len() != h.raw_len as usize {
+        return Err("block payload decompresses to another length than its header says");
+    }
+    Ok(raw)
+}
+
+/// Splits a raw entry stream into the header's `count` entries, borrowed.
+pub fn split_entries<'a>(h: &FrameHeader, raw: &'a [u8]) -> Result<Vec<&'a [u8]>, &'static str> {
+    let mut r = crate::codec::Reader::new(raw);
     let mut out = Vec::with_capacity(h.count as usize);
     for _ in 0..h.count {
         let e = r
             .bytes("entry")
             .map_err(|_| "block payload holds fewer entries than its header says")?;
-        out.push(e.to_vec());
+        out.push(e);
     }
     r.finish()
         .map_err(|_| "block payload has bytes after its last entry")?;
     Ok(out)
 }
 
+/// Decompresses a checked payload and splits it into owned entries.
+pub fn unpack_block(h: &FrameHeader, payload: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
+    let raw = decompress_block(h, payload)?;
+    Ok(split_entries(h, &raw)?.into_iter().map(<[u8]>::to_vec).collect())
+}
+
 /// Packs entries into a raw payload and compresses it. Returns (compressed, raw length).
-pub fn pack_block(entries: &[Vec<u8>]) -> (Vec<u8>, u32) {
-    let mut w = crate::codec::Writer::with_capacity(entries.iter().map(|e| e.len() + 3).sum());
+pub fn pack_block<E: AsRef<[u8]>>(entries: &[E]) -> (Vec<u8>, u32) {
+    let mut w = crate::codec::Writer::with_capacity(entries.iter().map(|e| e.as_ref().len() + 3).sum());
     for e in entries {
-        w.bytes(e);
+        w.bytes(e.as_ref());
     }
     let raw_len = u32::try_from(w.buf.len()).expect("raw block bounded by the block byte limit");
     (lz4_flex::block::compress(&w.buf), raw_len)

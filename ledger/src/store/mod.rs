@@ -11,6 +11,7 @@
 mod audit;
 mod embedded;
 pub mod format;
+mod ids;
 mod tree;
 
 use std::future::Future;
