@@ -1,0 +1,80 @@
+//! The binary end to end: demo builds a ledger, verify passes on it and fails,
+//! naming the place, once a stored byte changes; keygen writes private keys.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn coldtrail(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coldtrail"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn demo(dir: &Path) {
+    let out = coldtrail(&["demo", "--data-dir", dir.to_str().unwrap(), "--devices", "5", "--hours", "6"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("every checksum, hash and signed head verified"), "{t}");
+    assert!(t.contains("verify --data-dir"), "{t}");
+}
+
+#[test]
+fn demo_then_verify_and_inspect_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path());
+    let out = coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("verified 1 logs: 36 entries"), "{}", text(&out));
+    let out = coldtrail(&["inspect", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("identity 6, readings 30"), "{t}");
+    assert!(t.contains("receipts        out 0, in 0"), "{t}");
+    // Running the demo again on the same directory appends to the same log.
+    demo(dir.path());
+    let out = coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(text(&out).contains("72 entries"), "{}", text(&out));
+}
+
+#[test]
+fn verify_names_the_shard_segment_and_block_of_a_flipped_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path());
+    let seg = dir.path().join("shard-000/00000000.seg");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x40;
+    std::fs::write(&seg, bytes).unwrap();
+    let out = coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("FAILED: shard shard-000"), "{t}");
+    assert!(t.contains("00000000.seg, segment 0, block at offset"), "{t}");
+    assert!(t.contains("block checksum does not match"), "{t}");
+}
+
+#[test]
+fn verify_refuses_a_directory_without_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("holds no coldtrail log"), "{}", text(&out));
+}
+
+#[test]
+fn keygen_writes_a_private_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.key");
+    let out = coldtrail(&["keygen", "--out", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("did:key     did:key:z6Mk"), "{}", text(&out));
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let again = coldtrail(&["keygen", "--out", path.to_str().unwrap()]);
+    assert!(!again.status.success(), "never overwrites a key");
+}
