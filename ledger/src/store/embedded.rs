@@ -402,19 +402,18 @@ impl EmbeddedStore {
                 continue;
             };
             let (from, to) = (first.first_index, last.end_index());
-            let ids = read_leaf_range(&tree, from, to - from)
-                .map_err(|e| StoreError::io(&leaves_path, e))?;
-            let pairs = ids
-                .iter()
-                .zip(from..)
-                .map(|(d, i)| (format::id_prefix(d), i));
+            let pairs = || -> Result<Vec<(u64, u64)>, StoreError> {
+                let ids = read_leaf_range(&tree, from, to - from).map_err(|e| StoreError::io(&leaves_path, e))?;
+                Ok(ids.iter().zip(from..).map(|(d, i)| (format::id_prefix(d), i)).collect())
+            };
             if i + 1 == seg_files.len() {
-                active_ids.extend(pairs);
+                active_ids.extend(pairs()?);
             } else {
+                // Sealed: its ids file is only rebuilt when it is missing or cut short.
                 let path = dir.join(format::ids_name(seg));
                 let want = (to - from) * format::ID_RECORD_LEN as u64;
                 if fs::metadata(&path).map(|m| m.len()).ok() != Some(want) {
-                    write_file_synced(&path, &format::encode_ids(pairs.collect()))?;
+                    write_file_synced(&path, &format::encode_ids(pairs()?))?;
                 }
                 let f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
                 sealed_ids.push(SealedIds::new(seg, f, to - from));
