@@ -62,11 +62,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
             d.clone()
         }
         None => {
-            tmp = tempfile::Builder::new().prefix("coldtrail-bench-").tempdir()?;
+            tmp = tempfile::Builder::new()
+                .prefix("coldtrail-bench-")
+                .tempdir()?;
             tmp.path().to_path_buf()
         }
     };
-    println!("coldtrail bench: {} cores; logs under {}", std::thread::available_parallelism().map_or(1, |n| n.get()), root.display());
+    println!(
+        "coldtrail bench: {} cores; logs under {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        root.display()
+    );
     println!("{:<44} {:<28} baseline (same run)", "figure", "value");
     encode_and_hash(&args);
     durable_append(&args, &root.join("readings"))?;
@@ -109,7 +115,11 @@ fn encode_and_hash(args: &Args) {
     row(
         "encode + hash (one core)",
         format!("{}readings/s", si(per_sec(readings, d))),
-        format!("hash alone {}readings/s ({:.2}x)", si(per_sec(readings, base)), d.as_secs_f64() / base.as_secs_f64()),
+        format!(
+            "hash alone {}readings/s ({:.2}x)",
+            si(per_sec(readings, base)),
+            d.as_secs_f64() / base.as_secs_f64()
+        ),
     );
     row(
         "encoded size before lz4",
@@ -119,7 +129,11 @@ fn encode_and_hash(args: &Args) {
     // The cost a device batch adds at ingest: one signature check per batch.
     let key: SigningKey = SigningKey::from_bytes(&[5; 32]);
     let vk = key.verifying_key();
-    let signed: Vec<SignedBatch> = batches.iter().take(200).map(|b| SignedBatch::sign(b.batch.clone(), &key)).collect();
+    let signed: Vec<SignedBatch> = batches
+        .iter()
+        .take(200)
+        .map(|b| SignedBatch::sign(b.batch.clone(), &key))
+        .collect();
     let t = Instant::now();
     for s in &signed {
         assert!(s.verify(&vk));
@@ -128,7 +142,10 @@ fn encode_and_hash(args: &Args) {
     row(
         "signature check per batch",
         format!("{:.1} us", d.as_secs_f64() * 1e6 / signed.len() as f64),
-        format!("= {}readings/s per core", si(per_sec((signed.len() * args.batch) as f64, d))),
+        format!(
+            "= {}readings/s per core",
+            si(per_sec((signed.len() * args.batch) as f64, d))
+        ),
     );
 }
 
@@ -141,7 +158,11 @@ fn durable_append(args: &Args, dir: &Path) -> Result<()> {
         .collect();
     let readings = (entries.len() * args.batch) as f64;
     let bytes: usize = entries.iter().map(Vec::len).sum();
-    let store = Arc::new(EmbeddedStore::create(dir, SigningKey::from_bytes(&[1; 32]), StoreConfig::default())?);
+    let store = Arc::new(EmbeddedStore::create(
+        dir,
+        SigningKey::from_bytes(&[1; 32]),
+        StoreConfig::default(),
+    )?);
     let entries = Arc::new(entries);
     let t = Instant::now();
     let threads: Vec<_> = (0..args.appenders)
@@ -189,9 +210,20 @@ fn durable_append(args: &Args, dir: &Path) -> Result<()> {
     let base = t.elapsed();
     std::fs::remove_file(&raw_path)?;
     row(
-        &format!("durable append ({} appenders, group commit)", args.appenders),
-        format!("{}readings/s, {}B/s", si(per_sec(readings, d)), si(per_sec(bytes as f64, d))),
-        format!("raw write+fdatasync {}B/s ({:.2}x)", si(per_sec(bytes as f64, base)), d.as_secs_f64() / base.as_secs_f64()),
+        &format!(
+            "durable append ({} appenders, group commit)",
+            args.appenders
+        ),
+        format!(
+            "{}readings/s, {}B/s",
+            si(per_sec(readings, d)),
+            si(per_sec(bytes as f64, d))
+        ),
+        format!(
+            "raw write+fdatasync {}B/s ({:.2}x)",
+            si(per_sec(bytes as f64, base)),
+            d.as_secs_f64() / base.as_secs_f64()
+        ),
     );
     let disk = dir_bytes(dir)?;
     row(
@@ -207,7 +239,12 @@ fn durable_append(args: &Args, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn audit_row(name: &str, report: &ledger::store::AuditReport, d: Duration, dir: &Path) -> Result<()> {
+fn audit_row(
+    name: &str,
+    report: &ledger::store::AuditReport,
+    d: Duration,
+    dir: &Path,
+) -> Result<()> {
     let bytes = report.bytes;
     // Baseline: reading the same files and BLAKE3-hashing them once.
     let t = Instant::now();
@@ -223,7 +260,11 @@ fn audit_row(name: &str, report: &ledger::store::AuditReport, d: Duration, dir: 
             si(per_sec(bytes as f64, d)),
             si(per_sec(report.entry_bytes as f64, d))
         ),
-        format!("read + blake3 {}B/s ({:.2}x)", si(per_sec(bytes as f64, base)), d.as_secs_f64() / base.as_secs_f64()),
+        format!(
+            "read + blake3 {}B/s ({:.2}x)",
+            si(per_sec(bytes as f64, base)),
+            d.as_secs_f64() / base.as_secs_f64()
+        ),
     );
     Ok(())
 }
@@ -264,9 +305,15 @@ fn large_log(args: &Args, dir: &Path) -> Result<()> {
     let probes = 20_000u64;
     let idx: Vec<u64> = (0..probes).map(|_| rng.gen_range(0..n)).collect();
     let t = Instant::now();
-    let proofs: Vec<Vec<ledger::Digest>> = idx.iter().map(|&i| store.inclusion_proof(i, n)).collect::<Result<_, _>>()?;
+    let proofs: Vec<Vec<ledger::Digest>> = idx
+        .iter()
+        .map(|&i| store.inclusion_proof(i, n))
+        .collect::<Result<_, _>>()?;
     let make = t.elapsed();
-    let leaves: Vec<ledger::Digest> = idx.iter().map(|&i| store.entry_id(i)).collect::<Result<_, _>>()?;
+    let leaves: Vec<ledger::Digest> = idx
+        .iter()
+        .map(|&i| store.entry_id(i))
+        .collect::<Result<_, _>>()?;
     let t = Instant::now();
     for ((&i, p), l) in idx.iter().zip(&proofs).zip(&leaves) {
         verify_inclusion::<Blake3Merkle>(i, n, l, p, &head.head.root)?;
@@ -274,14 +321,24 @@ fn large_log(args: &Args, dir: &Path) -> Result<()> {
     let verify = t.elapsed();
     row(
         &format!("inclusion proof at {n} (make / verify)"),
-        format!("{:.2} us / {:.2} us", make.as_secs_f64() * 1e6 / probes as f64, verify.as_secs_f64() * 1e6 / probes as f64),
+        format!(
+            "{:.2} us / {:.2} us",
+            make.as_secs_f64() * 1e6 / probes as f64,
+            verify.as_secs_f64() * 1e6 / probes as f64
+        ),
         format!("goal 20 us / 10 us; {} hashes per proof", proofs[0].len()),
     );
     let sizes: Vec<u64> = (0..probes / 10).map(|_| rng.gen_range(1..n)).collect();
     let t = Instant::now();
-    let cproofs: Vec<Vec<ledger::Digest>> = sizes.iter().map(|&s| store.consistency_proof(s, n)).collect::<Result<_, _>>()?;
+    let cproofs: Vec<Vec<ledger::Digest>> = sizes
+        .iter()
+        .map(|&s| store.consistency_proof(s, n))
+        .collect::<Result<_, _>>()?;
     let cmake = t.elapsed();
-    let roots: Vec<ledger::Digest> = sizes.iter().map(|&s| store.root(s)).collect::<Result<_, _>>()?;
+    let roots: Vec<ledger::Digest> = sizes
+        .iter()
+        .map(|&s| store.root(s))
+        .collect::<Result<_, _>>()?;
     let t = Instant::now();
     for ((&s, p), r) in sizes.iter().zip(&cproofs).zip(&roots) {
         verify_consistency::<Blake3Merkle>(s, n, p, r, &head.head.root)?;
@@ -290,7 +347,11 @@ fn large_log(args: &Args, dir: &Path) -> Result<()> {
     let k = sizes.len() as f64;
     row(
         &format!("consistency proof to {n} (make / verify)"),
-        format!("{:.2} us / {:.2} us", cmake.as_secs_f64() * 1e6 / k, cverify.as_secs_f64() * 1e6 / k),
+        format!(
+            "{:.2} us / {:.2} us",
+            cmake.as_secs_f64() * 1e6 / k,
+            cverify.as_secs_f64() * 1e6 / k
+        ),
         format!("lookup by id {:.2} us", {
             let t = Instant::now();
             for l in leaves.iter().take(2000) {
@@ -304,7 +365,10 @@ fn large_log(args: &Args, dir: &Path) -> Result<()> {
     let t = Instant::now();
     let store = EmbeddedStore::open(dir, key, config)?;
     let open = t.elapsed();
-    anyhow::ensure!(store.len() == n && store.root(n)? == head.head.root, "reopened log differs");
+    anyhow::ensure!(
+        store.len() == n && store.root(n)? == head.head.root,
+        "reopened log differs"
+    );
     drop(store);
     // Baseline: reading the persisted 16-leaf nodes alone.
     let t = Instant::now();

@@ -44,15 +44,21 @@ pub fn shard_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey> {
 pub fn run(args: Args) -> Result<ExitCode> {
     let data_dir = match args.data_dir {
         Some(d) => d,
-        None => tempfile::Builder::new().prefix("coldtrail-demo-").tempdir()?.keep(),
+        None => tempfile::Builder::new()
+            .prefix("coldtrail-demo-")
+            .tempdir()?
+            .keep(),
     };
     let log_dir = data_dir.join("shard-000");
-    let store = EmbeddedStore::open_or_create(&log_dir, shard_key(&data_dir)?, StoreConfig::default())
-        .with_context(|| format!("opening the ledger in {}", log_dir.display()))?;
+    let store =
+        EmbeddedStore::open_or_create(&log_dir, shard_key(&data_dir)?, StoreConfig::default())
+            .with_context(|| format!("opening the ledger in {}", log_dir.display()))?;
     let first_new = store.len();
 
     let org = "urn:epc:id:sgln:0614141.00001.0".to_string();
-    let mut loggers: Vec<Logger> = (0..args.devices).map(|n| Logger::new(args.seed, n)).collect();
+    let mut loggers: Vec<Logger> = (0..args.devices)
+        .map(|n| Logger::new(args.seed, n))
+        .collect();
     let mut identity = vec![Entry::Identity(IdentityChange::OrgRegistered {
         org: org.clone(),
         name: "Example Cold Logistics".into(),
@@ -73,9 +79,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     let batches = u64::from(args.devices) * u64::from(args.hours);
     let bar = ProgressBar::new(batches).with_style(
-        ProgressStyle::with_template("{spinner} appending signed hourly batches [{bar:30}] {pos}/{len} {per_sec}")
-            .expect("static template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} appending signed hourly batches [{bar:30}] {pos}/{len} {per_sec}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
     );
     for _ in 0..args.hours {
         // One hour of every logger: appended together, waited for together.
@@ -96,7 +104,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let index = n - 1;
     let entry = store.entry(index)?;
     let proof = store.inclusion_proof(index, head.head.size)?;
-    verify_inclusion::<Blake3Merkle>(index, head.head.size, &ledger::entry_id(&entry), &proof, &head.head.root)?;
+    verify_inclusion::<Blake3Merkle>(
+        index,
+        head.head.size,
+        &ledger::entry_id(&entry),
+        &proof,
+        &head.head.root,
+    )?;
     head.verify(&store.public_key())?;
     drop(store);
 
@@ -117,8 +131,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         human_bytes(bytes),
         bytes as f64 / readings as f64
     );
-    println!("  signed head     size {} root {}", head.head.size, head.head.root);
-    println!("  example proof   entry {index}: {} hashes to the signed root, verified", proof.len());
+    println!(
+        "  signed head     size {} root {}",
+        head.head.size, head.head.root
+    );
+    println!(
+        "  example proof   entry {index}: {} hashes to the signed root, verified",
+        proof.len()
+    );
     match report.problem {
         None => println!("  audit           every checksum, hash and signed head verified"),
         Some(p) => {
@@ -128,8 +148,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     println!();
     println!("next:");
-    println!("  cargo run --release -- verify --data-dir {}", data_dir.display());
-    println!("  cargo run --release -- inspect --data-dir {}", data_dir.display());
+    println!(
+        "  cargo run --release -- verify --data-dir {}",
+        data_dir.display()
+    );
+    println!(
+        "  cargo run --release -- inspect --data-dir {}",
+        data_dir.display()
+    );
     println!("  cargo run --release -- bench");
     Ok(ExitCode::SUCCESS)
 }

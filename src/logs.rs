@@ -9,19 +9,30 @@ use ledger::store::format::META_FILE;
 /// that does (a node keeps one per shard), by name.
 pub fn find_logs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     if dir.join(META_FILE).is_file() {
-        let name = dir.file_name().map_or_else(|| ".".into(), |n| n.to_string_lossy().into_owned());
+        let name = dir
+            .file_name()
+            .map_or_else(|| ".".into(), |n| n.to_string_lossy().into_owned());
         return Ok(vec![(name, dir.to_path_buf())]);
     }
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let p = e?.path();
         if p.join(META_FILE).is_file() {
-            out.push((p.file_name().expect("a directory entry has a name").to_string_lossy().into_owned(), p));
+            out.push((
+                p.file_name()
+                    .expect("a directory entry has a name")
+                    .to_string_lossy()
+                    .into_owned(),
+                p,
+            ));
         }
     }
     out.sort();
     if out.is_empty() {
-        bail!("{} holds no coldtrail log (no {META_FILE} file in it or in a subdirectory)", dir.display());
+        bail!(
+            "{} holds no coldtrail log (no {META_FILE} file in it or in a subdirectory)",
+            dir.display()
+        );
     }
     Ok(out)
 }

@@ -13,7 +13,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "coldtrail", version, about = "Tamper-evident provenance for cold chains")]
+#[command(
+    name = "coldtrail",
+    version,
+    about = "Tamper-evident provenance for cold chains"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

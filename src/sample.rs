@@ -70,7 +70,10 @@ impl Logger {
             humidity_permille: Some((self.humidity * 10.0).round() as u16),
             door_open: Some(door),
             battery_mv: Some(self.battery_mv.round() as u16),
-            shock_centi_g: self.rng.gen_bool(0.002).then(|| self.rng.gen_range(100..600)),
+            shock_centi_g: self
+                .rng
+                .gen_bool(0.002)
+                .then(|| self.rng.gen_range(100..600)),
             ..Reading::new(self.time_ms, (self.temp * 100.0).round() as i32)
         };
         // One-minute interval with a little jitter, as real loggers have.

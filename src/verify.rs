@@ -35,9 +35,11 @@ pub fn verify(data_dir: &Path) -> Result<ExitCode> {
     let logs = find_logs(data_dir)?;
     let total: u64 = logs.iter().map(|(_, p)| dir_bytes(p).unwrap_or(0)).sum();
     let bar = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{spinner} verifying {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("static template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} verifying {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
     );
     let started = Instant::now();
     let (mut entries, mut bytes) = (0, 0);
@@ -79,9 +81,21 @@ pub fn inspect(data_dir: &Path) -> Result<ExitCode> {
         println!("{name} ({})", path.display());
         println!("    log id          {}", r.log_id);
         println!("    entries         {}", r.entries);
-        println!("    on disk         {} in {} segments, {} blocks", human_bytes(dir_bytes(&path)?), r.segments, r.blocks);
+        println!(
+            "    on disk         {} in {} segments, {} blocks",
+            human_bytes(dir_bytes(&path)?),
+            r.segments,
+            r.blocks
+        );
         let kinds: Vec<String> = r.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        println!("    by kind         {}", if kinds.is_empty() { "-".into() } else { kinds.join(", ") });
+        println!(
+            "    by kind         {}",
+            if kinds.is_empty() {
+                "-".into()
+            } else {
+                kinds.join(", ")
+            }
+        );
         println!(
             "    receipts        out {}, in {}",
             r.kinds.get("receipt-out").unwrap_or(&0),

@@ -13,14 +13,29 @@ fn coldtrail(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn demo(dir: &Path) {
-    let out = coldtrail(&["demo", "--data-dir", dir.to_str().unwrap(), "--devices", "5", "--hours", "6"]);
+    let out = coldtrail(&[
+        "demo",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--devices",
+        "5",
+        "--hours",
+        "6",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains("every checksum, hash and signed head verified"), "{t}");
+    assert!(
+        t.contains("every checksum, hash and signed head verified"),
+        "{t}"
+    );
     assert!(t.contains("verify --data-dir"), "{t}");
 }
 
@@ -30,7 +45,11 @@ fn demo_then_verify_and_inspect_pass() {
     demo(dir.path());
     let out = coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("verified 1 logs: 36 entries"), "{}", text(&out));
+    assert!(
+        text(&out).contains("verified 1 logs: 36 entries"),
+        "{}",
+        text(&out)
+    );
     let out = coldtrail(&["inspect", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
@@ -55,7 +74,10 @@ fn verify_names_the_shard_segment_and_block_of_a_flipped_byte() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("FAILED: shard shard-000"), "{t}");
-    assert!(t.contains("00000000.seg, segment 0, block at offset"), "{t}");
+    assert!(
+        t.contains("00000000.seg, segment 0, block at offset"),
+        "{t}"
+    );
     assert!(t.contains("block checksum does not match"), "{t}");
 }
 
@@ -64,7 +86,11 @@ fn verify_refuses_a_directory_without_logs() {
     let dir = tempfile::tempdir().unwrap();
     let out = coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).contains("holds no coldtrail log"), "{}", text(&out));
+    assert!(
+        text(&out).contains("holds no coldtrail log"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -73,8 +99,15 @@ fn keygen_writes_a_private_key_once() {
     let path = dir.path().join("node.key");
     let out = coldtrail(&["keygen", "--out", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("did:key     did:key:z6Mk"), "{}", text(&out));
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(
+        text(&out).contains("did:key     did:key:z6Mk"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let again = coldtrail(&["keygen", "--out", path.to_str().unwrap()]);
     assert!(!again.status.success(), "never overwrites a key");
 }

@@ -381,58 +381,56 @@ impl Entry {
                 });
                 w.bytes(&e.document);
             }
-            Entry::Identity(c) => {
-                match c {
-                    IdentityChange::OrgRegistered {
-                        org,
-                        name,
-                        role,
-                        at_ms,
-                    } => {
-                        w.u8(0);
-                        w.str(org);
-                        w.str(name);
-                        w.u8(role.tag());
-                        w.svarint(*at_ms);
-                    }
-                    IdentityChange::DeviceRegistered {
-                        org,
-                        device,
-                        public_key,
-                        at_ms,
-                    } => {
-                        w.u8(1);
-                        w.str(org);
-                        w.str(device);
-                        w.fixed(public_key);
-                        w.svarint(*at_ms);
-                    }
-                    IdentityChange::KeyRotated {
-                        org,
-                        device,
-                        public_key,
-                        at_ms,
-                    } => {
-                        w.u8(2);
-                        w.str(org);
-                        w.str(device);
-                        w.fixed(public_key);
-                        w.svarint(*at_ms);
-                    }
-                    IdentityChange::DeviceRevoked {
-                        org,
-                        device,
-                        reason,
-                        at_ms,
-                    } => {
-                        w.u8(3);
-                        w.str(org);
-                        w.str(device);
-                        w.str(reason);
-                        w.svarint(*at_ms);
-                    }
+            Entry::Identity(c) => match c {
+                IdentityChange::OrgRegistered {
+                    org,
+                    name,
+                    role,
+                    at_ms,
+                } => {
+                    w.u8(0);
+                    w.str(org);
+                    w.str(name);
+                    w.u8(role.tag());
+                    w.svarint(*at_ms);
                 }
-            }
+                IdentityChange::DeviceRegistered {
+                    org,
+                    device,
+                    public_key,
+                    at_ms,
+                } => {
+                    w.u8(1);
+                    w.str(org);
+                    w.str(device);
+                    w.fixed(public_key);
+                    w.svarint(*at_ms);
+                }
+                IdentityChange::KeyRotated {
+                    org,
+                    device,
+                    public_key,
+                    at_ms,
+                } => {
+                    w.u8(2);
+                    w.str(org);
+                    w.str(device);
+                    w.fixed(public_key);
+                    w.svarint(*at_ms);
+                }
+                IdentityChange::DeviceRevoked {
+                    org,
+                    device,
+                    reason,
+                    at_ms,
+                } => {
+                    w.u8(3);
+                    w.str(org);
+                    w.str(device);
+                    w.str(reason);
+                    w.svarint(*at_ms);
+                }
+            },
             Entry::ReceiptOut(rc) => {
                 rc.encode(w);
             }

@@ -47,19 +47,27 @@ pub fn write_key_file(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
         .open(path)
         .map_err(io)?;
     let hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    writeln!(f, "{KEY_FILE_TAG}\n{hex}").and_then(|_| f.sync_all()).map_err(io)
+    writeln!(f, "{KEY_FILE_TAG}\n{hex}")
+        .and_then(|_| f.sync_all())
+        .map_err(io)
 }
 
 /// Reads a key file written by [`write_key_file`]; refuses one others can read.
 pub fn read_key_file(path: &Path) -> Result<SigningKey, KeyError> {
     use std::os::unix::fs::PermissionsExt;
     let p = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|source| KeyError::Io { path: p.clone(), source })?;
+    let meta = std::fs::metadata(path).map_err(|source| KeyError::Io {
+        path: p.clone(),
+        source,
+    })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyError::Permissions { path: p, mode });
     }
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: p.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: p.clone(),
+        source,
+    })?;
     let mut lines = text.lines();
     let (Some(KEY_FILE_TAG), Some(hex), None) = (lines.next(), lines.next(), lines.next()) else {
         return Err(KeyError::Format { path: p });
@@ -92,7 +100,9 @@ mod tests {
     #[test]
     fn did_key_matches_a_published_example() {
         // A did:key document published with its base58 public key.
-        let raw = bs58::decode("8HH5gYEeNc3z7PYXmd54d4x6qAfCNrqQqEB3nS7Zfu7K").into_vec().unwrap();
+        let raw = bs58::decode("8HH5gYEeNc3z7PYXmd54d4x6qAfCNrqQqEB3nS7Zfu7K")
+            .into_vec()
+            .unwrap();
         let key = VerifyingKey::from_bytes(&raw.try_into().unwrap()).unwrap();
         let did = "did:key:z6MkmjY8GnV5i9YTDtPETC2uUAW6ejw3nk5mXF5yci5ab7th";
         assert_eq!(did_key(&key), did);
@@ -108,10 +118,16 @@ mod tests {
         let path = dir.path().join("k");
         let key = generate().unwrap();
         write_key_file(&path, &key).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(read_key_file(&path).unwrap().to_bytes(), key.to_bytes());
         assert!(write_key_file(&path, &key).is_err(), "never overwrites");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(read_key_file(&path), Err(KeyError::Permissions { .. })));
+        assert!(matches!(
+            read_key_file(&path),
+            Err(KeyError::Permissions { .. })
+        ));
     }
 }

@@ -161,8 +161,7 @@ fn every_tampering_is_detected_and_named() {
 fn last_segment(dir: &Path) -> PathBuf {
     files(dir)
         .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .next_back()
+        .rfind(|p| p.extension().is_some_and(|e| e == "seg"))
         .unwrap()
 }
 

@@ -140,7 +140,10 @@ enum BlockWork {
     NotRead,
     BadChecksum,
     Bad(&'static str),
-    Good { leaves: Vec<Digest>, kinds: [u64; KIND_SLOTS] },
+    Good {
+        leaves: Vec<Digest>,
+        kinds: [u64; KIND_SLOTS],
+    },
 }
 
 /// The frames of a segment, in order, up to the first header that does not
@@ -194,16 +197,29 @@ fn hash_block(bytes: &[u8], pos: usize, h: &Result<FrameHeader, &'static str>) -
 }
 
 /// Checks checksums, decompresses and hashes every block, on every core.
-fn hash_blocks(bytes: &[u8], frames: &[(usize, Result<FrameHeader, &'static str>)]) -> Vec<BlockWork> {
+fn hash_blocks(
+    bytes: &[u8],
+    frames: &[(usize, Result<FrameHeader, &'static str>)],
+) -> Vec<BlockWork> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads == 1 || frames.len() < 2 {
-        return frames.iter().map(|(pos, h)| hash_block(bytes, *pos, h)).collect();
+        return frames
+            .iter()
+            .map(|(pos, h)| hash_block(bytes, *pos, h))
+            .collect();
     }
     let per = frames.len().div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = frames
             .chunks(per)
-            .map(|chunk| s.spawn(move || chunk.iter().map(|(pos, h)| hash_block(bytes, *pos, h)).collect::<Vec<_>>()))
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(pos, h)| hash_block(bytes, *pos, h))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
         handles
             .into_iter()
@@ -498,17 +514,27 @@ impl Auditor<'_> {
             let to = expect_first + u64::from(h.count);
             let end = pos + h.frame_len() as usize;
             if end > bytes.len() {
-                return Err(at_block("block runs past the end of the segment".into(), to));
+                return Err(at_block(
+                    "block runs past the end of the segment".into(),
+                    to,
+                ));
             }
             let (leaves, kinds) = match work {
-                BlockWork::BadChecksum => return Err(at_block("block checksum does not match".into(), to)),
-                BlockWork::Bad(w) if h.first_index == expect_first => return Err(at_block(w.to_string(), to)),
+                BlockWork::BadChecksum => {
+                    return Err(at_block("block checksum does not match".into(), to))
+                }
+                BlockWork::Bad(w) if h.first_index == expect_first => {
+                    return Err(at_block(w.to_string(), to))
+                }
                 BlockWork::Bad(_) | BlockWork::NotRead => (Vec::new(), [0; KIND_SLOTS]),
                 BlockWork::Good { leaves, kinds } => (leaves, kinds),
             };
             if h.first_index != expect_first || h.count == 0 {
                 return Err(at_block(
-                    format!("block holds entries from {}, expected from {expect_first}", h.first_index),
+                    format!(
+                        "block holds entries from {}, expected from {expect_first}",
+                        h.first_index
+                    ),
                     to,
                 ));
             }
@@ -535,13 +561,19 @@ impl Auditor<'_> {
                     return Err(Problem {
                         segment: Some(n),
                         block: Some((pos as u64, expect_first, to)),
-                        ..problem(format::INDEX_FILE, "ends before this block (opening the store re-indexes it)")
+                        ..problem(
+                            format::INDEX_FILE,
+                            "ends before this block (opening the store re-indexes it)",
+                        )
                     })
                 }
             }
             for (slot, k) in kinds.iter().enumerate() {
                 if *k > 0 {
-                    let label = u8::try_from(slot).ok().and_then(kind_label).unwrap_or("unknown");
+                    let label = u8::try_from(slot)
+                        .ok()
+                        .and_then(kind_label)
+                        .unwrap_or("unknown");
                     *self.report.kinds.entry(label).or_insert(0) += k;
                 }
             }
@@ -570,7 +602,10 @@ impl Auditor<'_> {
                     if self.nodes.next::<32>() != Some(chunk.0) {
                         return Err(Problem {
                             entry: Some(index),
-                            ..problem(format::NODES_FILE, format!("node {k} differs from the stored leaves' subtree"))
+                            ..problem(
+                                format::NODES_FILE,
+                                format!("node {k} differs from the stored leaves' subtree"),
+                            )
                         });
                     }
                 }

@@ -28,10 +28,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use tokio::sync::oneshot;
 
-use super::ids::{ActiveIds, SealedIds};
 use super::format::{
     self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
+use super::ids::{ActiveIds, SealedIds};
 use super::tree::{chunk_root, StoredTree};
 use super::{Appended, Pending, Store, StoreError};
 use crate::entry::entry_id;
@@ -403,8 +403,13 @@ impl EmbeddedStore {
             };
             let (from, to) = (first.first_index, last.end_index());
             let pairs = || -> Result<Vec<(u64, u64)>, StoreError> {
-                let ids = read_leaf_range(&tree, from, to - from).map_err(|e| StoreError::io(&leaves_path, e))?;
-                Ok(ids.iter().zip(from..).map(|(d, i)| (format::id_prefix(d), i)).collect())
+                let ids = read_leaf_range(&tree, from, to - from)
+                    .map_err(|e| StoreError::io(&leaves_path, e))?;
+                Ok(ids
+                    .iter()
+                    .zip(from..)
+                    .map(|(d, i)| (format::id_prefix(d), i))
+                    .collect())
             };
             if i + 1 == seg_files.len() {
                 active_ids.extend(pairs()?);
@@ -955,10 +960,7 @@ impl Writer {
 
     /// Writes the group as blocks, fsyncs once, extends derived state.
     /// Returns the index of the group's first entry.
-    fn commit(
-        &mut self,
-        group: &[GroupMember],
-    ) -> Result<u64, StoreError> {
+    fn commit(&mut self, group: &[GroupMember]) -> Result<u64, StoreError> {
         let first_index = self.shared.state.read().expect("state lock").tree.size();
         let entries: Vec<&Vec<u8>> = group.iter().flat_map(|(e, _, _)| e.iter()).collect();
         let ids: Vec<Digest> = group
@@ -986,7 +988,8 @@ impl Writer {
             let frame = FrameHeader::frame(&payload, raw_len, next_index, count);
             if self.active_len > SEGMENT_HEADER_LEN as u64
                 && (self.active_len + frame.len() as u64 > self.config.segment_bytes
-                    || next_index + u64::from(count) - self.active_first > self.config.segment_entries)
+                    || next_index + u64::from(count) - self.active_first
+                        > self.config.segment_entries)
             {
                 self.roll(next_index, std::mem::take(&mut unsealed))?;
             }
@@ -1216,7 +1219,11 @@ impl Store for EmbeddedStore {
             let mut c = Vec::new();
             for sealed in &st.sealed_ids {
                 let path = self.shared.dir.join(format::ids_name(sealed.segment));
-                c.extend(sealed.candidates(prefix).map_err(|e| StoreError::io(&path, e))?);
+                c.extend(
+                    sealed
+                        .candidates(prefix)
+                        .map_err(|e| StoreError::io(&path, e))?,
+                );
             }
             c.extend(st.active_ids.candidates(prefix));
             c

@@ -243,12 +243,16 @@ pub fn split_entries<'a>(h: &FrameHeader, raw: &'a [u8]) -> Result<Vec<&'a [u8]>
 /// Decompresses a checked payload and splits it into owned entries.
 pub fn unpack_block(h: &FrameHeader, payload: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
     let raw = decompress_block(h, payload)?;
-    Ok(split_entries(h, &raw)?.into_iter().map(<[u8]>::to_vec).collect())
+    Ok(split_entries(h, &raw)?
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect())
 }
 
 /// Packs entries into a raw payload and compresses it. Returns (compressed, raw length).
 pub fn pack_block<E: AsRef<[u8]>>(entries: &[E]) -> (Vec<u8>, u32) {
-    let mut w = crate::codec::Writer::with_capacity(entries.iter().map(|e| e.as_ref().len() + 3).sum());
+    let mut w =
+        crate::codec::Writer::with_capacity(entries.iter().map(|e| e.as_ref().len() + 3).sum());
     for e in entries {
         w.bytes(e.as_ref());
     }

@@ -43,16 +43,21 @@ impl ActiveIds {
     }
 
     pub fn candidates(&self, prefix: u64) -> impl Iterator<Item = u64> + '_ {
-        self.first
-            .get(&prefix)
-            .copied()
-            .into_iter()
-            .chain(self.more.iter().filter(move |&&(p, _)| p == prefix).map(|&(_, i)| i))
+        self.first.get(&prefix).copied().into_iter().chain(
+            self.more
+                .iter()
+                .filter(move |&&(p, _)| p == prefix)
+                .map(|&(_, i)| i),
+        )
     }
 
     /// Every pair, for sealing into a sorted file.
     pub fn pairs(&self) -> Vec<(u64, u64)> {
-        self.first.iter().map(|(&p, &i)| (p, i)).chain(self.more.iter().copied()).collect()
+        self.first
+            .iter()
+            .map(|(&p, &i)| (p, i))
+            .chain(self.more.iter().copied())
+            .collect()
     }
 
     pub fn clear(&mut self) {
@@ -105,7 +110,8 @@ impl SealedIds {
         let start = run * FENCE_EVERY;
         let mut end = (start + 2 * FENCE_EVERY).min(self.count);
         let mut buf = vec![0u8; ((end - start) as usize) * ID_RECORD_LEN];
-        self.file.read_exact_at(&mut buf, start * ID_RECORD_LEN as u64)?;
+        self.file
+            .read_exact_at(&mut buf, start * ID_RECORD_LEN as u64)?;
         let mut at = start;
         loop {
             for rec in buf.chunks_exact(ID_RECORD_LEN) {
@@ -124,7 +130,8 @@ impl SealedIds {
             }
             end = (at + FENCE_EVERY).min(self.count);
             buf = vec![0u8; ((end - at) as usize) * ID_RECORD_LEN];
-            self.file.read_exact_at(&mut buf, at * ID_RECORD_LEN as u64)?;
+            self.file
+                .read_exact_at(&mut buf, at * ID_RECORD_LEN as u64)?;
         }
     }
 }
@@ -140,14 +147,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ids");
         // Prefixes with long runs of repeats across fence boundaries.
-        let pairs: Vec<(u64, u64)> = (0..5000u64).map(|i| ((i / 700) * 1000 + i % 3, i)).collect();
-        File::create(&path).unwrap().write_all(&encode_ids(pairs.clone())).unwrap();
+        let pairs: Vec<(u64, u64)> = (0..5000u64)
+            .map(|i| ((i / 700) * 1000 + i % 3, i))
+            .collect();
+        File::create(&path)
+            .unwrap()
+            .write_all(&encode_ids(pairs.clone()))
+            .unwrap();
         let sealed = SealedIds::new(0, File::open(&path).unwrap(), pairs.len() as u64);
         for &(p, i) in &pairs {
-            assert!(sealed.candidates(p).unwrap().contains(&i), "prefix {p} index {i}");
+            assert!(
+                sealed.candidates(p).unwrap().contains(&i),
+                "prefix {p} index {i}"
+            );
         }
         assert!(sealed.candidates(999_999).unwrap().is_empty());
-        assert!(sealed.candidates(0).unwrap().iter().all(|&i| pairs[i as usize].0 == 0));
+        assert!(sealed
+            .candidates(0)
+            .unwrap()
+            .iter()
+            .all(|&i| pairs[i as usize].0 == 0));
     }
 
     #[test]
