@@ -459,6 +459,36 @@ impl Entry {
         }
     }
 
+    /// The identifiers this entry is about: the device of a reading batch,
+    /// every subject of a custody event, the organisation and device of an
+    /// identity change, the subject of a delivered receipt or a verdict.
+    /// A receipt in an outbox is about nothing on its own shard.
+    pub fn subjects(&self) -> Vec<&str> {
+        match self {
+            Entry::Readings(sb) => vec![sb.batch.device.as_str()],
+            Entry::Custody(e) => {
+                let mut v: Vec<&str> = Vec::with_capacity(e.subjects.len());
+                for s in &e.subjects {
+                    if !v.contains(&s.id.as_str()) {
+                        v.push(&s.id);
+                    }
+                }
+                v
+            }
+            Entry::Identity(c) => match c {
+                IdentityChange::OrgRegistered { org, .. } => vec![org.as_str()],
+                IdentityChange::DeviceRegistered { org, device, .. }
+                | IdentityChange::KeyRotated { org, device, .. }
+                | IdentityChange::DeviceRevoked { org, device, .. } => {
+                    vec![org.as_str(), device.as_str()]
+                }
+            },
+            Entry::ReceiptOut(_) | Entry::Checkpoint(_) => Vec::new(),
+            Entry::ReceiptIn(d) => vec![d.receipt.subject.as_str()],
+            Entry::Verdict(v) => vec![v.subject.as_str()],
+        }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(256);
         self.encode(&mut w);

@@ -82,10 +82,12 @@ pub enum Domain {
     LogId,
     /// Hash of a bearer token, as stored.
     Token,
+    /// A partition key's hash, which picks its home shard.
+    Routing,
 }
 
 impl Domain {
-    const ALL: [Domain; 7] = [
+    const ALL: [Domain; 8] = [
         Domain::Merkle,
         Domain::BlockChecksum,
         Domain::IndexRecord,
@@ -93,6 +95,7 @@ impl Domain {
         Domain::DeviceBatch,
         Domain::LogId,
         Domain::Token,
+        Domain::Routing,
     ];
 
     /// BLAKE3 `derive_key` context: globally unique, hard-coded, application
@@ -106,6 +109,7 @@ impl Domain {
             Domain::DeviceBatch => "coldtrail 2026-11 device batch signature v1",
             Domain::LogId => "coldtrail 2026-11 log id v1",
             Domain::Token => "coldtrail 2026-11 bearer token v1",
+            Domain::Routing => "coldtrail 2026-11 shard routing v1",
         }
     }
 

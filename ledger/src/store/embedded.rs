@@ -1275,15 +1275,11 @@ impl Store for EmbeddedStore {
             .map_err(|e| StoreError::io(self.shared.dir.join(format::LEAVES_FILE), e))
     }
 
-    fn sign_head(&self) -> Result<SignedTreeHead, StoreError> {
+    fn request_head(&self) -> Result<Pending<SignedTreeHead>, StoreError> {
         self.check_running()?;
         let (reply, rx) = oneshot::channel();
         self.send(Request::SignHead { reply })?;
-        rx.blocking_recv().unwrap_or_else(|_| {
-            Err(StoreError::Stopped(
-                "the writer ended before answering".into(),
-            ))
-        })
+        Ok(Pending(rx))
     }
 
     fn latest_head(&self) -> Option<SignedTreeHead> {

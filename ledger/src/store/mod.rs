@@ -70,32 +70,31 @@ impl StoreError {
     }
 }
 
-/// An append on its way to durability. Wait for it with [`Pending::wait`]
-/// from a thread, or `.await` it from async code.
-pub struct Pending(pub(crate) tokio::sync::oneshot::Receiver<Result<Appended, StoreError>>);
+/// An answer on its way from the store's writer: an append becoming durable,
+/// or a head being signed. Wait for it with [`Pending::wait`] from a thread,
+/// or `.await` it from async code.
+pub struct Pending<T = Appended>(pub(crate) tokio::sync::oneshot::Receiver<Result<T, StoreError>>);
 
-impl Pending {
-    /// Blocks until the entries are durable. Must not be called from inside
-    /// an async runtime (await the `Pending` there).
-    pub fn wait(self) -> Result<Appended, StoreError> {
-        self.0.blocking_recv().unwrap_or_else(|_| {
-            Err(StoreError::Stopped(
-                "the writer ended before answering".into(),
-            ))
-        })
+fn writer_gone<T>() -> Result<T, StoreError> {
+    Err(StoreError::Stopped(
+        "the writer ended before answering".into(),
+    ))
+}
+
+impl<T> Pending<T> {
+    /// Blocks until answered. Must not be called from inside an async
+    /// runtime (await the `Pending` there).
+    pub fn wait(self) -> Result<T, StoreError> {
+        self.0.blocking_recv().unwrap_or_else(|_| writer_gone())
     }
 }
 
-impl Future for Pending {
-    type Output = Result<Appended, StoreError>;
+impl<T> Future for Pending<T> {
+    type Output = Result<T, StoreError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|r| {
-            r.unwrap_or_else(|_| {
-                Err(StoreError::Stopped(
-                    "the writer ended before answering".into(),
-                ))
-            })
-        })
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| writer_gone()))
     }
 }
 
@@ -141,8 +140,14 @@ pub trait Store: Send + Sync {
     /// Consistency proof between the trees of `size1` and `size2` entries.
     fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Digest>, StoreError>;
 
-    /// Signs (and durably records) a head over everything committed so far.
-    fn sign_head(&self) -> Result<SignedTreeHead, StoreError>;
+    /// Asks for a head over everything committed so far, signed and durably
+    /// recorded before it is answered.
+    fn request_head(&self) -> Result<Pending<SignedTreeHead>, StoreError>;
+
+    /// Signs a head and waits for it (not from inside an async runtime).
+    fn sign_head(&self) -> Result<SignedTreeHead, StoreError> {
+        self.request_head()?.wait()
+    }
 
     /// The newest signed head, if any.
     fn latest_head(&self) -> Option<SignedTreeHead>;

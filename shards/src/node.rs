@@ -1,0 +1,346 @@
+//! A node: its shards, the relay that carries receipts between them, and the
+//! history of a subject across shards.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use ledger::entry::{Entry, ReceiptDelivery};
+use ledger::store::{Store, StoreConfig};
+use ledger::{Digest, SignedTreeHead};
+use tokio::sync::Notify;
+
+use crate::shard::{Committed, ReceiptError, Shard};
+use crate::{Router, ShardError};
+
+const NODE_FILE: &str = "NODE";
+const NODE_TAG: &str = "coldtrail-node v1";
+
+/// How to open a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    /// Shard count. `None`: what the data directory was created with, or one
+    /// per core for a new one.
+    pub shards: Option<u32>,
+    pub store: StoreConfig,
+}
+
+impl NodeConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            data_dir: data_dir.into(),
+            shards: None,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// A future that the transport trait can return from any implementation.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How receipts travel between shards: in-process now, HTTP between nodes later.
+pub trait ReceiptTransport: Send + Sync {
+    /// Hands a delivery to its destination shard, which checks and commits it.
+    fn deliver(&self, delivery: ReceiptDelivery) -> BoxFuture<'_, Result<(), ShardError>>;
+    /// The channel sequence shard `to` expects next from shard `from`.
+    fn next_expected(&self, from: u32, to: u32) -> BoxFuture<'_, Result<u64, ShardError>>;
+}
+
+/// The in-process transport: deliveries go straight to the local shard.
+#[derive(Clone)]
+pub struct LocalTransport {
+    shards: Arc<Vec<Arc<Shard>>>,
+    keys: Arc<Vec<VerifyingKey>>,
+}
+
+impl ReceiptTransport for LocalTransport {
+    fn deliver(&self, d: ReceiptDelivery) -> BoxFuture<'_, Result<(), ShardError>> {
+        Box::pin(async move {
+            let to = d.receipt.to_shard;
+            let shard = self
+                .shards
+                .get(to as usize)
+                .ok_or(ShardError::NoSuchShard(to))?;
+            let key = self.keys.get(d.receipt.from_shard as usize).copied();
+            shard.accept(d, key).await.map(|_| ())
+        })
+    }
+
+    fn next_expected(&self, from: u32, to: u32) -> BoxFuture<'_, Result<u64, ShardError>> {
+        Box::pin(async move {
+            let shard = self
+                .shards
+                .get(to as usize)
+                .ok_or(ShardError::NoSuchShard(to))?;
+            Ok(shard.inbox_expected(from))
+        })
+    }
+}
+
+/// An entry with what proves it: its inclusion proof under a signed head of
+/// its shard's log.
+#[derive(Debug, Clone)]
+pub struct ProvenEntry {
+    pub shard: u32,
+    pub index: u64,
+    pub bytes: Vec<u8>,
+    pub proof: Vec<Digest>,
+    pub head: SignedTreeHead,
+}
+
+impl ProvenEntry {
+    /// Checks the head's signature under `key` and the entry's inclusion.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), ledger::head::VerifyError> {
+        self.head
+            .verify_inclusion(key, self.index, &ledger::entry_id(&self.bytes), &self.proof)
+    }
+}
+
+/// One step of a subject's history: the entry about it, and when the entry
+/// lives on another shard, the receipt on the home shard that links it.
+#[derive(Debug, Clone)]
+pub struct HistoryItem {
+    pub entry: ProvenEntry,
+    pub link: Option<ProvenEntry>,
+}
+
+/// A node's shards.
+pub struct Node {
+    router: Router,
+    shards: Arc<Vec<Arc<Shard>>>,
+    keys: Arc<Vec<VerifyingKey>>,
+    notify: Arc<Notify>,
+    data_dir: PathBuf,
+}
+
+fn read_node_file(path: &Path) -> Result<Option<u32>, ShardError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ShardError::io(path, e)),
+    };
+    let mut lines = text.lines();
+    let shards = match (
+        lines.next(),
+        lines.next().and_then(|l| l.strip_prefix("shards ")),
+    ) {
+        (Some(NODE_TAG), Some(n)) => n.trim().parse::<u32>().ok().filter(|&n| n > 0),
+        _ => None,
+    };
+    shards.map(Some).ok_or_else(|| {
+        ShardError::Config(format!("{} is not a coldtrail node file", path.display()))
+    })
+}
+
+impl Node {
+    /// Opens the node in `config.data_dir`, creating it if new. Refuses to
+    /// open existing data with a different shard count: every subject's home
+    /// is its hash modulo the count, so changing it would strand history.
+    pub fn open(config: NodeConfig) -> Result<Node, ShardError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| ShardError::io(dir, e))?;
+        let node_file = dir.join(NODE_FILE);
+        let n = match (read_node_file(&node_file)?, config.shards) {
+            (Some(existing), Some(asked)) if existing != asked => {
+                return Err(ShardError::Config(format!(
+                    "{} holds {existing} shards but {asked} were asked for; start with {existing} shards \
+                     (changing the shard count of existing data is not supported: subjects are homed by hash modulo the count)",
+                    dir.display()
+                )))
+            }
+            (Some(existing), _) => existing,
+            (None, asked) => {
+                let n = asked.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |p| p.get() as u32));
+                if n == 0 {
+                    return Err(ShardError::Config("a node needs at least one shard".into()));
+                }
+                let tmp = dir.join("NODE.tmp");
+                std::fs::write(&tmp, format!("{NODE_TAG}\nshards {n}\n"))
+                    .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+                    .and_then(|_| std::fs::rename(&tmp, &node_file))
+                    .map_err(|e| ShardError::io(&node_file, e))?;
+                n
+            }
+        };
+        let router = Router::new(n);
+        let notify = Arc::new(Notify::new());
+        let keys_dir = dir.join("keys");
+        std::fs::create_dir_all(&keys_dir).map_err(|e| ShardError::io(&keys_dir, e))?;
+        let mut shards = Vec::with_capacity(n as usize);
+        for id in 0..n {
+            let key_path = keys_dir.join(format!("shard-{id:03}.key"));
+            let key = if key_path.exists() {
+                ledger::keys::read_key_file(&key_path)?
+            } else {
+                let k = ledger::keys::generate()?;
+                ledger::keys::write_key_file(&key_path, &k)?;
+                k
+            };
+            let shard_dir = dir.join(format!("shard-{id:03}"));
+            shards.push(Arc::new(Shard::open(
+                id,
+                router,
+                &shard_dir,
+                key,
+                config.store.clone(),
+                Arc::clone(&notify),
+            )?));
+        }
+        let keys = shards.iter().map(|s| s.public_key()).collect();
+        Ok(Node {
+            router,
+            shards: Arc::new(shards),
+            keys: Arc::new(keys),
+            notify,
+            data_dir: dir.clone(),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn router(&self) -> Router {
+        self.router
+    }
+
+    pub fn shards(&self) -> &[Arc<Shard>] {
+        &self.shards
+    }
+
+    pub fn shard(&self, id: u32) -> Result<&Arc<Shard>, ShardError> {
+        self.shards
+            .get(id as usize)
+            .ok_or(ShardError::NoSuchShard(id))
+    }
+
+    /// The public key of each shard's log, by shard.
+    pub fn keys(&self) -> &[VerifyingKey] {
+        &self.keys
+    }
+
+    pub(crate) fn notify(&self) -> &Arc<Notify> {
+        &self.notify
+    }
+
+    /// Appends `entries` on the home shard of `partition_key` (device for
+    /// readings; lot, shipment or container for events; organisation for
+    /// identity changes), with receipts for every subject homed elsewhere.
+    pub async fn append(
+        &self,
+        partition_key: &str,
+        entries: Vec<Entry>,
+    ) -> Result<Committed, ShardError> {
+        self.shard(self.router.shard_for(partition_key))?
+            .append(entries)
+            .await
+    }
+
+    /// The transport that delivers between this node's own shards.
+    pub fn local_transport(&self) -> LocalTransport {
+        LocalTransport {
+            shards: Arc::clone(&self.shards),
+            keys: Arc::clone(&self.keys),
+        }
+    }
+
+    /// Sends every committed receipt its destination has not yet taken,
+    /// channel by channel, in order. Returns how many the transport accepted
+    /// (for the local transport: how many were committed).
+    pub async fn relay_once(&self, transport: &dyn ReceiptTransport) -> Result<u64, ShardError> {
+        let mut delivered = 0;
+        for from in &*self.shards {
+            for to in 0..self.router.shards() {
+                if to == from.id() || from.outbox_len(to) == 0 {
+                    continue;
+                }
+                // Send everything from what the receiver expects to the end of
+                // the committed outbox, in order; the receiver refuses what it
+                // already has and what comes too early.
+                let expected = transport.next_expected(from.id(), to).await?;
+                for seq in expected..from.outbox_len(to) {
+                    let Some(d) = from.delivery(to, seq).await? else {
+                        break;
+                    };
+                    match transport.deliver(d).await {
+                        Ok(()) => delivered += 1,
+                        Err(ShardError::Receipt(ReceiptError::Replayed { .. })) => {}
+                        Err(ShardError::Receipt(ReceiptError::Skipped { .. })) => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Runs the relay until the node is dropped: after every commit, and
+    /// every `retry` in case a delivery failed.
+    pub fn spawn_relay(self: &Arc<Self>, retry: Duration) -> tokio::task::JoinHandle<()> {
+        let node = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(n) = node.upgrade() else { return };
+                let notify = Arc::clone(&n.notify);
+                let woken = notify.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                let transport = n.local_transport();
+                // A failed delivery is retried on the next round.
+                let _ = n.relay_once(&transport).await;
+                drop(n);
+                let _ = tokio::time::timeout(retry, woken).await;
+            }
+        })
+    }
+
+    async fn prove(&self, shard: u32, index: u64) -> Result<ProvenEntry, ShardError> {
+        let s = self.shard(shard)?;
+        let head = s.head_covering(index + 1).await?;
+        Ok(ProvenEntry {
+            shard,
+            index,
+            bytes: s.store().entry(index)?,
+            proof: s.store().inclusion_proof(index, head.head.size)?,
+            head,
+        })
+    }
+
+    /// Every entry about `subject`, in the causal order its home shard
+    /// committed them, each with its proof; entries committed on other shards
+    /// come with the receipt that links them.
+    pub async fn history(&self, subject: &str) -> Result<Vec<HistoryItem>, ShardError> {
+        let home = self.router.shard_for(subject);
+        let mut out = Vec::new();
+        for index in self.shard(home)?.entries_about(subject) {
+            if index >= self.shard(home)?.committed() {
+                break;
+            }
+            let here = self.prove(home, index).await?;
+            let entry = Entry::from_bytes(&here.bytes).map_err(|e| ShardError::Corrupt {
+                shard: home,
+                what: format!("entry {index}: {e}"),
+            })?;
+            match entry {
+                Entry::ReceiptIn(d) => {
+                    let source = self
+                        .prove(d.receipt.from_shard, d.receipt.source_index)
+                        .await?;
+                    out.push(HistoryItem {
+                        entry: source,
+                        link: Some(here),
+                    });
+                }
+                _ => out.push(HistoryItem {
+                    entry: here,
+                    link: None,
+                }),
+            }
+        }
+        Ok(out)
+    }
+}

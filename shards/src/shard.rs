@@ -1,0 +1,414 @@
+//! One shard: a log, and the sequencer state derived from it.
+//!
+//! The sequencer is the shard's append path: under one short lock it assigns
+//! indices, adds a receipt to the outbox for every subject homed on another
+//! shard, and queues the whole group on the store, whose writer commits it in
+//! one block group with one fsync. The state it keeps (outbox positions, the
+//! next expected receipt from each shard, the subject index) is derived from
+//! the log alone and rebuilt from it when the shard opens.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use ledger::entry::{Entry, Receipt, ReceiptDelivery};
+use ledger::merkle::{verify_inclusion, Blake3Merkle};
+use ledger::store::{EmbeddedStore, Pending, Store, StoreConfig};
+use ledger::{entry_id, Digest, SignedTreeHead};
+
+use crate::{Router, ShardError};
+
+/// What the sequencer knows, rebuilt from the log at open.
+#[derive(Default)]
+struct Sequencer {
+    /// Index the next entry will get (committed or queued entries before it).
+    next_index: u64,
+    /// `outbox[b]`: indices of this shard's receipts to shard `b`, by channel sequence.
+    outbox: HashMap<u32, Vec<u64>>,
+    /// `inbox[a]`: the channel sequence expected next from shard `a`.
+    inbox: HashMap<u32, u64>,
+    /// Subject -> indices of the entries about it on this shard.
+    subjects: HashMap<String, Vec<u64>>,
+}
+
+impl Sequencer {
+    /// Records an entry about to be appended at `self.next_index`.
+    fn record(&mut self, entry: &Entry) {
+        let index = self.next_index;
+        match entry {
+            Entry::ReceiptOut(r) => {
+                let out = self.outbox.entry(r.to_shard).or_default();
+                debug_assert_eq!(out.len() as u64, r.channel_seq);
+                out.push(index);
+            }
+            Entry::ReceiptIn(d) => {
+                self.inbox
+                    .insert(d.receipt.from_shard, d.receipt.channel_seq + 1);
+            }
+            _ => {}
+        }
+        for s in entry.subjects() {
+            self.subjects.entry(s.to_string()).or_default().push(index);
+        }
+        self.next_index += 1;
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub shard: u32,
+    /// Index and id of each appended entry, in order.
+    pub entries: Vec<(u64, Digest)>,
+    /// Receipts put in the outbox for subjects homed elsewhere.
+    pub receipts: Vec<Receipt>,
+}
+
+/// Why a delivered receipt was refused. Nothing refused is committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    #[error("receipt is addressed to shard {to}, not to shard {at}")]
+    Misrouted { to: u32, at: u32 },
+    #[error("receipt claims to come from shard {from}, which this node does not have")]
+    UnknownSender { from: u32 },
+    #[error("the sender's signed head does not verify: {0}")]
+    BadHead(String),
+    #[error("the inclusion proof does not place this receipt at index {index} of the sender's log: {reason}")]
+    BadProof { index: u64, reason: String },
+    #[error(
+        "receipt {got} on channel {from}->{to} was already committed (next expected is {expected})"
+    )]
+    Replayed {
+        from: u32,
+        to: u32,
+        got: u64,
+        expected: u64,
+    },
+    #[error(
+        "receipt {got} on channel {from}->{to} skips ahead; receipt {expected} must come first"
+    )]
+    Skipped {
+        from: u32,
+        to: u32,
+        got: u64,
+        expected: u64,
+    },
+}
+
+/// A shard of a node.
+pub struct Shard {
+    id: u32,
+    router: Router,
+    store: EmbeddedStore,
+    seq: Mutex<Sequencer>,
+    /// Entries known durable: the feed's high-water mark.
+    committed: AtomicU64,
+    /// Woken whenever `committed` grows (the node's feed listens).
+    notify: Arc<Notify>,
+}
+
+impl Shard {
+    /// Opens (or creates) the shard's log and rebuilds its sequencer state.
+    pub fn open(
+        id: u32,
+        router: Router,
+        dir: &Path,
+        key: SigningKey,
+        config: StoreConfig,
+        notify: Arc<Notify>,
+    ) -> Result<Shard, ShardError> {
+        let store = EmbeddedStore::open_or_create(dir, key, config)?;
+        let mut seq = Sequencer::default();
+        let len = store.len();
+        let mut from = 0;
+        // Scan in chunks: memory stays bounded by one chunk of entries.
+        while from < len {
+            let to = (from + 4096).min(len);
+            for bytes in store.entries(from, to)? {
+                let entry = Entry::from_bytes(&bytes).map_err(|e| ShardError::Corrupt {
+                    shard: id,
+                    what: format!("entry {} does not decode: {e}", seq.next_index),
+                })?;
+                seq.record(&entry);
+            }
+            from = to;
+        }
+        Ok(Shard {
+            id,
+            router,
+            store,
+            seq: Mutex::new(seq),
+            committed: AtomicU64::new(len),
+            notify,
+        })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn store(&self) -> &EmbeddedStore {
+        &self.store
+    }
+
+    pub fn public_key(&self) -> VerifyingKey {
+        self.store.public_key()
+    }
+
+    /// Entries known to be durable.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    fn mark_committed(&self) {
+        self.committed.fetch_max(self.store.len(), Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    /// Appends `entries`; for each subject of each entry that is homed on
+    /// another shard, a receipt follows the entry in the same commit.
+    /// Resolves once everything is durable.
+    pub async fn append(&self, entries: Vec<Entry>) -> Result<Committed, ShardError> {
+        let (pending, committed) = self.queue(entries)?;
+        pending.await?;
+        self.mark_committed();
+        Ok(committed)
+    }
+
+    /// The sequencer step: indices, receipts and the queued store append,
+    /// under the lock so that indices follow queue order.
+    fn queue(&self, entries: Vec<Entry>) -> Result<(Pending, Committed), ShardError> {
+        let mut seq = self.seq.lock().expect("sequencer lock");
+        let mut all = Vec::with_capacity(entries.len());
+        let mut planned = Vec::with_capacity(entries.len());
+        let mut receipts = Vec::new();
+        let mut outbox_len: HashMap<u32, u64> = HashMap::new();
+        let mut index = seq.next_index;
+        for entry in entries {
+            let bytes = entry.to_bytes();
+            let id = entry_id(&bytes);
+            planned.push((index, id));
+            let source_index = index;
+            index += 1;
+            for subject in entry.subjects() {
+                let home = self.router.shard_for(subject);
+                if home == self.id {
+                    continue;
+                }
+                let n = outbox_len
+                    .entry(home)
+                    .or_insert_with(|| seq.outbox.get(&home).map_or(0, |v| v.len() as u64));
+                let receipt = Receipt {
+                    from_shard: self.id,
+                    to_shard: home,
+                    channel_seq: *n,
+                    source_index,
+                    source_id: id,
+                    subject: subject.to_string(),
+                };
+                *n += 1;
+                receipts.push(receipt);
+            }
+            all.push((entry, bytes));
+            // Receipts go right after their entry.
+            let new_receipts = receipts.iter().filter(|r| r.source_index == source_index);
+            for r in new_receipts {
+                let e = Entry::ReceiptOut(r.clone());
+                let b = e.to_bytes();
+                index += 1;
+                all.push((e, b));
+            }
+        }
+        let pending = self
+            .store
+            .submit(all.iter().map(|(_, b)| b.clone()).collect())?;
+        // Queued: the indices are now taken, in queue order.
+        for (entry, _) in &all {
+            seq.record(entry);
+        }
+        debug_assert_eq!(seq.next_index, index);
+        Ok((
+            pending,
+            Committed {
+                shard: self.id,
+                entries: planned,
+                receipts,
+            },
+        ))
+    }
+
+    /// The next receipt this shard expects from shard `from`.
+    pub fn inbox_expected(&self, from: u32) -> u64 {
+        *self
+            .seq
+            .lock()
+            .expect("sequencer lock")
+            .inbox
+            .get(&from)
+            .unwrap_or(&0)
+    }
+
+    /// Receipts committed in this shard's outbox for shard `to`.
+    pub fn outbox_len(&self, to: u32) -> u64 {
+        let committed = self.committed();
+        self.seq
+            .lock()
+            .expect("sequencer lock")
+            .outbox
+            .get(&to)
+            .map_or(0, |v| v.partition_point(|&i| i < committed) as u64)
+    }
+
+    /// A signed head covering at least `size` entries.
+    pub async fn head_covering(&self, size: u64) -> Result<SignedTreeHead, ShardError> {
+        if let Some(h) = self.store.latest_head() {
+            if h.head.size >= size {
+                return Ok(h);
+            }
+        }
+        Ok(self.store.request_head()?.await?)
+    }
+
+    /// Receipt `channel_seq` on the channel to `to`, packed for delivery with
+    /// its inclusion proof and a signed head. `None` if not (yet) committed.
+    pub async fn delivery(
+        &self,
+        to: u32,
+        channel_seq: u64,
+    ) -> Result<Option<ReceiptDelivery>, ShardError> {
+        let index = {
+            let seq = self.seq.lock().expect("sequencer lock");
+            match seq
+                .outbox
+                .get(&to)
+                .and_then(|v| v.get(channel_seq as usize))
+            {
+                Some(&i) => i,
+                None => return Ok(None),
+            }
+        };
+        if index >= self.committed() {
+            return Ok(None);
+        }
+        let head = self.head_covering(index + 1).await?;
+        let bytes = self.store.entry(index)?;
+        let Entry::ReceiptOut(receipt) =
+            Entry::from_bytes(&bytes).map_err(|e| ShardError::Corrupt {
+                shard: self.id,
+                what: format!("outbox entry {index}: {e}"),
+            })?
+        else {
+            return Err(ShardError::Corrupt {
+                shard: self.id,
+                what: format!("outbox entry {index} is not a receipt"),
+            });
+        };
+        let proof = self.store.inclusion_proof(index, head.head.size)?;
+        Ok(Some(ReceiptDelivery {
+            receipt,
+            receipt_index: index,
+            proof,
+            head,
+        }))
+    }
+
+    /// Checks a delivered receipt and commits it (see [`ReceiptError`] for
+    /// every refusal). `sender_key` is the public key of the claimed sender.
+    pub async fn accept(
+        &self,
+        d: ReceiptDelivery,
+        sender_key: Option<VerifyingKey>,
+    ) -> Result<Committed, ShardError> {
+        let (pending, committed) = {
+            let r = &d.receipt;
+            if r.to_shard != self.id {
+                return Err(ReceiptError::Misrouted {
+                    to: r.to_shard,
+                    at: self.id,
+                }
+                .into());
+            }
+            let key = sender_key
+                .filter(|_| r.from_shard != self.id)
+                .ok_or(ReceiptError::UnknownSender { from: r.from_shard })?;
+            d.head
+                .verify(&key)
+                .map_err(|e| ReceiptError::BadHead(e.to_string()))?;
+            let leaf = entry_id(&Entry::ReceiptOut(r.clone()).to_bytes());
+            verify_inclusion::<Blake3Merkle>(
+                d.receipt_index,
+                d.head.head.size,
+                &leaf,
+                &d.proof,
+                &d.head.head.root,
+            )
+            .map_err(|e| ReceiptError::BadProof {
+                index: d.receipt_index,
+                reason: e.to_string(),
+            })?;
+            // The sequence check and the queueing happen under one hold of
+            // the sequencer lock: two deliveries of one receipt cannot both commit.
+            self.queue_receipt_in(d)?
+        };
+        pending.await?;
+        self.mark_committed();
+        Ok(committed)
+    }
+
+    fn queue_receipt_in(&self, d: ReceiptDelivery) -> Result<(Pending, Committed), ShardError> {
+        let mut seq = self.seq.lock().expect("sequencer lock");
+        let expected = *seq.inbox.get(&d.receipt.from_shard).unwrap_or(&0);
+        if d.receipt.channel_seq != expected {
+            let (from, to, got) = (
+                d.receipt.from_shard,
+                d.receipt.to_shard,
+                d.receipt.channel_seq,
+            );
+            return Err(if got < expected {
+                ReceiptError::Replayed {
+                    from,
+                    to,
+                    got,
+                    expected,
+                }
+            } else {
+                ReceiptError::Skipped {
+                    from,
+                    to,
+                    got,
+                    expected,
+                }
+            }
+            .into());
+        }
+        let entry = Entry::ReceiptIn(d);
+        let bytes = entry.to_bytes();
+        let id = entry_id(&bytes);
+        let index = seq.next_index;
+        let pending = self.store.submit(vec![bytes])?;
+        seq.record(&entry);
+        Ok((
+            pending,
+            Committed {
+                shard: self.id,
+                entries: vec![(index, id)],
+                receipts: Vec::new(),
+            },
+        ))
+    }
+
+    /// Indices of the entries about `subject` on this shard, in log order.
+    pub fn entries_about(&self, subject: &str) -> Vec<u64> {
+        self.seq
+            .lock()
+            .expect("sequencer lock")
+            .subjects
+            .get(subject)
+            .cloned()
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,231 @@
+//! Cross-shard receipts: created with their entry, delivered with proof,
+//! committed exactly once in order, and every forgery refused.
+
+mod common;
+
+use common::{lot_on, node, observe, transformation};
+use ledger::entry::{Entry, ReceiptDelivery};
+use ledger::store::Store;
+use shards::{Node, ReceiptError, ShardError};
+
+fn refused(node: &Node, d: ReceiptDelivery, key_from: u32) -> ReceiptError {
+    let to = d.receipt.to_shard.min(node.shards().len() as u32 - 1);
+    let shard = node.shard(to).unwrap();
+    let before = shard.store().len();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(shard.accept(d, node.keys().get(key_from as usize).copied()))
+        .expect_err("refused");
+    assert_eq!(shard.store().len(), before, "nothing refused is committed");
+    match err {
+        ShardError::Receipt(r) => r,
+        other => panic!("not a receipt refusal: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_transformation_sends_receipts_to_its_inputs_homes_and_history_follows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), 4);
+    let lettuce = lot_on(&node, 1, "lettuce");
+    let carrots = lot_on(&node, 2, "carrots");
+    let salad = lot_on(&node, 3, "salad");
+    node.append(&lettuce, vec![observe(1, &lettuce)])
+        .await
+        .unwrap();
+    let c = node
+        .append(
+            &salad,
+            vec![transformation(2, &[&lettuce, &carrots], &salad)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.shard, 3);
+    let homes: Vec<u32> = c.receipts.iter().map(|r| r.to_shard).collect();
+    assert_eq!(homes, vec![1, 2], "one receipt per subject homed elsewhere");
+    assert_eq!(node.shard(1).unwrap().outbox_len(3), 0);
+    assert_eq!(node.relay_once(&node.local_transport()).await.unwrap(), 2);
+    assert_eq!(
+        node.relay_once(&node.local_transport()).await.unwrap(),
+        0,
+        "nothing is delivered twice"
+    );
+    assert_eq!(node.shard(1).unwrap().inbox_expected(3), 1);
+
+    let history = node.history(&lettuce).await.unwrap();
+    assert_eq!(
+        history.len(),
+        2,
+        "observation on its home, then the transformation via receipt"
+    );
+    assert!(history[0].link.is_none());
+    let via = &history[1];
+    assert_eq!(via.entry.shard, 3);
+    assert!(matches!(
+        Entry::from_bytes(&via.entry.bytes).unwrap(),
+        Entry::Custody(_)
+    ));
+    let link = via.link.as_ref().unwrap();
+    assert_eq!(link.shard, 1);
+    for item in &history {
+        item.entry
+            .verify(&node.keys()[item.entry.shard as usize])
+            .unwrap();
+        if let Some(l) = &item.link {
+            l.verify(&node.keys()[l.shard as usize]).unwrap();
+        }
+    }
+    // The output lot's own history holds the transformation directly.
+    let salad_history = node.history(&salad).await.unwrap();
+    assert_eq!(salad_history.len(), 1);
+    assert!(salad_history[0].link.is_none());
+}
+
+#[tokio::test]
+async fn sequencer_state_is_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lettuce, salad) = {
+        let node = node(dir.path(), 4);
+        let lettuce = lot_on(&node, 1, "lettuce");
+        let salad = lot_on(&node, 3, "salad");
+        for i in 0..3 {
+            node.append(&salad, vec![transformation(i, &[&lettuce], &salad)])
+                .await
+                .unwrap();
+        }
+        // Deliver only the first receipt, then "crash".
+        let d = node
+            .shard(3)
+            .unwrap()
+            .delivery(1, 0)
+            .await
+            .unwrap()
+            .unwrap();
+        node.shard(1)
+            .unwrap()
+            .accept(d, Some(node.keys()[3]))
+            .await
+            .unwrap();
+        (lettuce, salad)
+    };
+    let node = node(dir.path(), 4);
+    assert_eq!(node.shard(3).unwrap().outbox_len(1), 3);
+    assert_eq!(node.shard(1).unwrap().inbox_expected(3), 1);
+    assert_eq!(node.relay_once(&node.local_transport()).await.unwrap(), 2);
+    assert_eq!(node.history(&lettuce).await.unwrap().len(), 3);
+    assert_eq!(node.history(&salad).await.unwrap().len(), 3);
+}
+
+#[test]
+fn forged_receipts_are_refused_and_nothing_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), 4);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let lettuce = lot_on(&node, 1, "lettuce");
+    let salad = lot_on(&node, 3, "salad");
+    let (d0, d1) = rt.block_on(async {
+        node.append(&salad, vec![transformation(1, &[&lettuce], &salad)])
+            .await
+            .unwrap();
+        node.append(&salad, vec![transformation(2, &[&lettuce], &salad)])
+            .await
+            .unwrap();
+        let s3 = node.shard(3).unwrap();
+        (
+            s3.delivery(1, 0).await.unwrap().unwrap(),
+            s3.delivery(1, 1).await.unwrap().unwrap(),
+        )
+    });
+
+    // Bad signature on the sender's head.
+    let mut bad = d0.clone();
+    bad.head.signature[5] ^= 1;
+    assert!(matches!(refused(&node, bad, 3), ReceiptError::BadHead(_)));
+    // A head signed by another shard's key.
+    assert!(matches!(
+        refused(&node, d0.clone(), 2),
+        ReceiptError::BadHead(_)
+    ));
+    // A proof for another entry: the receipt's index moved, or its content changed.
+    let mut moved = d0.clone();
+    moved.receipt_index -= 1;
+    assert!(matches!(
+        refused(&node, moved, 3),
+        ReceiptError::BadProof { .. }
+    ));
+    let mut altered = d0.clone();
+    altered.receipt.subject.push('X');
+    assert!(matches!(
+        refused(&node, altered, 3),
+        ReceiptError::BadProof { .. }
+    ));
+    let mut swapped_proof = d0.clone();
+    swapped_proof.proof = d1.proof.clone();
+    assert!(matches!(
+        refused(&node, swapped_proof, 3),
+        ReceiptError::BadProof { .. }
+    ));
+    // Wrong channel: addressed elsewhere, or from a shard the node lacks.
+    let mut misrouted = d0.clone();
+    misrouted.receipt.to_shard = 2;
+    assert!(matches!(
+        refused(&node, misrouted, 3),
+        ReceiptError::Misrouted { to: 2, at: _ } | ReceiptError::BadProof { .. }
+    ));
+    let mut unknown = d0.clone();
+    unknown.receipt.from_shard = 9;
+    assert!(matches!(
+        refused(&node, unknown, 9),
+        ReceiptError::UnknownSender { from: 9 }
+    ));
+    // Skipped sequence number: receipt 1 before receipt 0.
+    assert!(matches!(
+        refused(&node, d1.clone(), 3),
+        ReceiptError::Skipped {
+            got: 1,
+            expected: 0,
+            ..
+        }
+    ));
+    // The genuine receipt commits once; its replay is refused.
+    rt.block_on(
+        node.shard(1)
+            .unwrap()
+            .accept(d0.clone(), Some(node.keys()[3])),
+    )
+    .unwrap();
+    assert!(matches!(
+        refused(&node, d0, 3),
+        ReceiptError::Replayed {
+            got: 0,
+            expected: 1,
+            ..
+        }
+    ));
+    rt.block_on(node.shard(1).unwrap().accept(d1, Some(node.keys()[3])))
+        .unwrap();
+    assert_eq!(node.shard(1).unwrap().inbox_expected(3), 2);
+}
+
+#[test]
+fn a_node_refuses_a_different_shard_count_on_existing_data() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(node(dir.path(), 3));
+    let err = Node::open(common::config(dir.path(), 4))
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("holds 3 shards but 4 were asked for"),
+        "{err}"
+    );
+    let mut same = common::config(dir.path(), 3);
+    same.shards = None;
+    assert_eq!(Node::open(same).unwrap().shards().len(), 3);
+}
