@@ -18,6 +18,11 @@ mod router;
 mod shard;
 
 pub use node::{HistoryItem, LocalTransport, Node, NodeConfig, ProvenEntry, ReceiptTransport};
+
+/// The future type [`ReceiptTransport`] implementations return.
+pub mod node_future {
+    pub use crate::node::BoxFuture;
+}
 pub use router::Router;
 pub use shard::{Committed, ReceiptError, Shard};
 
