@@ -93,9 +93,9 @@ impl Logger {
         b
     }
 
-    /// The next `n` readings, signed, as an encoded ledger entry.
-    pub fn signed_entry(&mut self, n: usize) -> Vec<u8> {
+    /// The next `n` readings, signed, as a ledger entry.
+    pub fn signed_entry(&mut self, n: usize) -> Entry {
         let batch = self.batch(n);
-        Entry::Readings(SignedBatch::sign(batch, &self.key)).to_bytes()
+        Entry::Readings(SignedBatch::sign(batch, &self.key))
     }
 }

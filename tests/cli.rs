@@ -21,6 +21,10 @@ fn text(o: &Output) -> String {
 }
 
 fn demo(dir: &Path) {
+    demo_with(dir, "1");
+}
+
+fn demo_with(dir: &Path, shards: &str) {
     let out = coldtrail(&[
         "demo",
         "--data-dir",
@@ -29,13 +33,13 @@ fn demo(dir: &Path) {
         "5",
         "--hours",
         "6",
+        "--shards",
+        shards,
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
-    assert!(
-        t.contains("every checksum, hash and signed head verified"),
-        "{t}"
-    );
+    assert!(t.contains("audit passed"), "{t}");
+    assert!(t.contains("every proof verified"), "{t}");
     assert!(t.contains("verify --data-dir"), "{t}");
 }
 
@@ -79,6 +83,46 @@ fn verify_names_the_shard_segment_and_block_of_a_flipped_byte() {
         "{t}"
     );
     assert!(t.contains("block checksum does not match"), "{t}");
+}
+
+#[test]
+fn a_sharded_demo_links_its_shards_with_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    demo_with(dir.path(), "2");
+    let out = coldtrail(&["inspect", "--data-dir", dir.path().to_str().unwrap()]);
+    let t = text(&out);
+    let count = |label: &str| -> u64 {
+        t.lines()
+            .filter_map(|l| l.trim().strip_prefix("receipts        "))
+            .map(|l| {
+                let part = l.split(", ").find(|p| p.starts_with(label)).unwrap();
+                part[label.len() + 1..].parse::<u64>().unwrap()
+            })
+            .sum()
+    };
+    assert!(count("out") > 0, "{t}");
+    assert_eq!(count("out"), count("in"), "every receipt delivered: {t}");
+    let out = coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("verified 2 logs"), "{}", text(&out));
+    // The node remembers its shard count.
+    let out = coldtrail(&[
+        "demo",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--devices",
+        "1",
+        "--hours",
+        "1",
+        "--shards",
+        "3",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("holds 2 shards but 3 were asked for"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -240,6 +240,20 @@ impl Node {
             .await
     }
 
+    /// Receipts committed in some outbox and not yet committed by their
+    /// destination, over all channels of this node.
+    pub fn pending_receipts(&self) -> u64 {
+        let mut n = 0;
+        for from in self.shards.iter() {
+            for to in self.shards.iter().filter(|t| t.id() != from.id()) {
+                n += from
+                    .outbox_len(to.id())
+                    .saturating_sub(to.inbox_expected(from.id()));
+            }
+        }
+        n
+    }
+
     /// The transport that delivers between this node's own shards.
     pub fn local_transport(&self) -> LocalTransport {
         LocalTransport {

@@ -229,3 +229,48 @@ fn a_node_refuses_a_different_shard_count_on_existing_data() {
     same.shards = None;
     assert_eq!(Node::open(same).unwrap().shards().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_relay_delivers_everything_without_being_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = std::sync::Arc::new(node(dir.path(), 4));
+    let relay = node.spawn_relay(std::time::Duration::from_millis(50));
+    let lots: Vec<String> = (0..8)
+        .map(|i| format!("urn:epc:class:lgtin:4012345.012345.R{i}"))
+        .collect();
+    let mut about: std::collections::HashMap<String, usize> = Default::default();
+    for i in 0..40u64 {
+        let out = &lots[(i % 8) as usize];
+        let inputs: Vec<&str> = lots
+            .iter()
+            .filter(|l| *l != out)
+            .take(3)
+            .map(String::as_str)
+            .collect();
+        for l in inputs.iter().copied().chain([out.as_str()]) {
+            *about.entry(l.to_string()).or_default() += 1;
+        }
+        node.append(out, vec![transformation(i, &inputs, out)])
+            .await
+            .unwrap();
+    }
+    let settled = async {
+        loop {
+            if node.pending_receipts() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), settled)
+        .await
+        .expect("the relay settles");
+    for lot in &lots {
+        assert_eq!(
+            node.history(lot).await.unwrap().len(),
+            about[lot],
+            "{lot}: every event about it, wherever committed"
+        );
+    }
+    relay.abort();
+}
