@@ -35,13 +35,16 @@ pub struct Args {
     /// Appending threads for the durable append figure.
     #[arg(long, default_value_t = 4)]
     appenders: usize,
+    /// Which figures: `ledger`, `shards`, or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards"])]
+    only: String,
 }
 
-fn per_sec(n: f64, d: Duration) -> f64 {
+pub(crate) fn per_sec(n: f64, d: Duration) -> f64 {
     n / d.as_secs_f64().max(1e-12)
 }
 
-fn si(v: f64) -> String {
+pub(crate) fn si(v: f64) -> String {
     match v {
         v if v >= 1e9 => format!("{:.2} G", v / 1e9),
         v if v >= 1e6 => format!("{:.2} M", v / 1e6),
@@ -50,7 +53,7 @@ fn si(v: f64) -> String {
     }
 }
 
-fn row(name: &str, value: String, baseline: String) {
+pub(crate) fn row(name: &str, value: String, baseline: String) {
     println!("{name:<44} {value:<28} {baseline}");
 }
 
@@ -74,9 +77,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         root.display()
     );
     println!("{:<44} {:<28} baseline (same run)", "figure", "value");
-    encode_and_hash(&args);
-    durable_append(&args, &root.join("readings"))?;
-    large_log(&args, &root.join("large"))?;
+    if args.only != "shards" {
+        encode_and_hash(&args);
+        durable_append(&args, &root.join("readings"))?;
+        large_log(&args, &root.join("large"))?;
+    }
+    if args.only != "ledger" {
+        crate::bench_shards::run(&root.join("shards"), &signed_batches(&args, 20), args.batch)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,7 @@
 //! `coldtrail`: the one binary. Thin wiring over the library crates.
 
 mod bench;
+mod bench_shards;
 mod demo;
 mod logs;
 mod sample;

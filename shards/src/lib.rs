@@ -24,7 +24,7 @@ pub mod node_future {
     pub use crate::node::BoxFuture;
 }
 pub use router::Router;
-pub use shard::{Committed, ReceiptError, Shard};
+pub use shard::{Accepted, Committed, ReceiptError, Shard};
 
 /// Errors of the sharded ledger.
 #[derive(Debug, thiserror::Error)]

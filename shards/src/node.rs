@@ -17,6 +17,8 @@ use crate::shard::{Committed, ReceiptError, Shard};
 use crate::{Router, ShardError};
 
 const NODE_FILE: &str = "NODE";
+/// Receipts sent to one destination in one run (one proof head, one commit there).
+const RELAY_RUN: u64 = 512;
 const NODE_TAG: &str = "coldtrail-node v1";
 
 /// How to open a node.
@@ -44,8 +46,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How receipts travel between shards: in-process now, HTTP between nodes later.
 pub trait ReceiptTransport: Send + Sync {
-    /// Hands a delivery to its destination shard, which checks and commits it.
-    fn deliver(&self, delivery: ReceiptDelivery) -> BoxFuture<'_, Result<(), ShardError>>;
+    /// Hands a run of deliveries from one sender, in channel order, to their
+    /// destination shard, which checks and commits them. Returns how many
+    /// the transport took (the local one: how many were committed).
+    fn deliver(&self, run: Vec<ReceiptDelivery>) -> BoxFuture<'_, Result<u64, ShardError>>;
     /// The channel sequence shard `to` expects next from shard `from`.
     fn next_expected(&self, from: u32, to: u32) -> BoxFuture<'_, Result<u64, ShardError>>;
 }
@@ -58,15 +62,19 @@ pub struct LocalTransport {
 }
 
 impl ReceiptTransport for LocalTransport {
-    fn deliver(&self, d: ReceiptDelivery) -> BoxFuture<'_, Result<(), ShardError>> {
+    fn deliver(&self, run: Vec<ReceiptDelivery>) -> BoxFuture<'_, Result<u64, ShardError>> {
         Box::pin(async move {
-            let to = d.receipt.to_shard;
+            let Some(first) = run.first() else {
+                return Ok(0);
+            };
+            let (from, to) = (first.receipt.from_shard, first.receipt.to_shard);
             let shard = self
                 .shards
                 .get(to as usize)
                 .ok_or(ShardError::NoSuchShard(to))?;
-            let key = self.keys.get(d.receipt.from_shard as usize).copied();
-            shard.accept(d, key).await.map(|_| ())
+            let key = self.keys.get(from as usize).copied();
+            let accepted = shard.accept_batch(run, key).await?;
+            Ok(accepted.committed.entries.len() as u64)
         })
     }
 
@@ -275,17 +283,21 @@ impl Node {
                 // Send everything from what the receiver expects to the end of
                 // the committed outbox, in order; the receiver refuses what it
                 // already has and what comes too early.
-                let expected = transport.next_expected(from.id(), to).await?;
-                for seq in expected..from.outbox_len(to) {
-                    let Some(d) = from.delivery(to, seq).await? else {
+                let mut next = transport.next_expected(from.id(), to).await?;
+                let end = from.outbox_len(to);
+                while next < end {
+                    let run = from.deliveries(to, next, end.min(next + RELAY_RUN)).await?;
+                    if run.is_empty() {
                         break;
-                    };
-                    match transport.deliver(d).await {
-                        Ok(()) => delivered += 1,
+                    }
+                    let n = run.len() as u64;
+                    match transport.deliver(run).await {
+                        Ok(k) => delivered += k,
                         Err(ShardError::Receipt(ReceiptError::Replayed { .. })) => {}
                         Err(ShardError::Receipt(ReceiptError::Skipped { .. })) => break,
                         Err(e) => return Err(e),
                     }
+                    next += n;
                 }
             }
         }

@@ -99,6 +99,14 @@ pub enum ReceiptError {
     },
 }
 
+/// What a run of deliveries committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub committed: Committed,
+    /// Deliveries skipped because they were already committed.
+    pub replayed: u64,
+}
+
 /// A shard of a node.
 pub struct Shard {
     id: u32,
@@ -273,47 +281,98 @@ impl Shard {
         Ok(self.store.request_head()?.await?)
     }
 
-    /// Receipt `channel_seq` on the channel to `to`, packed for delivery with
-    /// its inclusion proof and a signed head. `None` if not (yet) committed.
+    /// Receipts `from_seq..to_seq` of the channel to `to` (as far as they are
+    /// committed), packed for delivery: each with its inclusion proof under
+    /// one signed head that covers them all.
+    pub async fn deliveries(
+        &self,
+        to: u32,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<ReceiptDelivery>, ShardError> {
+        let committed = self.committed();
+        let indices: Vec<u64> = {
+            let seq = self.seq.lock().expect("sequencer lock");
+            seq.outbox
+                .get(&to)
+                .map(|v| {
+                    let end = (to_seq as usize).min(v.len());
+                    v.get(from_seq as usize..end)
+                        .unwrap_or(&[])
+                        .iter()
+                        .copied()
+                        .take_while(|&i| i < committed)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let Some(&last) = indices.last() else {
+            return Ok(Vec::new());
+        };
+        let head = self.head_covering(last + 1).await?;
+        let mut out = Vec::with_capacity(indices.len());
+        for index in indices {
+            let bytes = self.store.entry(index)?;
+            let Ok(Entry::ReceiptOut(receipt)) = Entry::from_bytes(&bytes) else {
+                return Err(ShardError::Corrupt {
+                    shard: self.id,
+                    what: format!("outbox entry {index} is not a receipt"),
+                });
+            };
+            out.push(ReceiptDelivery {
+                receipt,
+                receipt_index: index,
+                proof: self.store.inclusion_proof(index, head.head.size)?,
+                head,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Receipt `channel_seq` of the channel to `to`, packed for delivery;
+    /// `None` if not (yet) committed.
     pub async fn delivery(
         &self,
         to: u32,
         channel_seq: u64,
     ) -> Result<Option<ReceiptDelivery>, ShardError> {
-        let index = {
-            let seq = self.seq.lock().expect("sequencer lock");
-            match seq
-                .outbox
-                .get(&to)
-                .and_then(|v| v.get(channel_seq as usize))
-            {
-                Some(&i) => i,
-                None => return Ok(None),
-            }
-        };
-        if index >= self.committed() {
-            return Ok(None);
-        }
-        let head = self.head_covering(index + 1).await?;
-        let bytes = self.store.entry(index)?;
-        let Entry::ReceiptOut(receipt) =
-            Entry::from_bytes(&bytes).map_err(|e| ShardError::Corrupt {
-                shard: self.id,
-                what: format!("outbox entry {index}: {e}"),
-            })?
-        else {
-            return Err(ShardError::Corrupt {
-                shard: self.id,
-                what: format!("outbox entry {index} is not a receipt"),
+        Ok(self
+            .deliveries(to, channel_seq, channel_seq + 1)
+            .await?
+            .pop())
+    }
+
+    /// Checks one delivery's addressing, head signature and proof.
+    fn check(
+        &self,
+        d: &ReceiptDelivery,
+        sender_key: Option<VerifyingKey>,
+    ) -> Result<(), ReceiptError> {
+        let r = &d.receipt;
+        if r.to_shard != self.id {
+            return Err(ReceiptError::Misrouted {
+                to: r.to_shard,
+                at: self.id,
             });
-        };
-        let proof = self.store.inclusion_proof(index, head.head.size)?;
-        Ok(Some(ReceiptDelivery {
-            receipt,
-            receipt_index: index,
-            proof,
-            head,
-        }))
+        }
+        let key = sender_key
+            .filter(|_| r.from_shard != self.id)
+            .ok_or(ReceiptError::UnknownSender { from: r.from_shard })?;
+        d.head
+            .verify(&key)
+            .map_err(|e| ReceiptError::BadHead(e.to_string()))?;
+        let leaf = entry_id(&Entry::ReceiptOut(r.clone()).to_bytes());
+        verify_inclusion::<Blake3Merkle>(
+            d.receipt_index,
+            d.head.head.size,
+            &leaf,
+            &d.proof,
+            &d.head.head.root,
+        )
+        .map_err(|e| ReceiptError::BadProof {
+            index: d.receipt_index,
+            reason: e.to_string(),
+        })
     }
 
     /// Checks a delivered receipt and commits it (see [`ReceiptError`] for
@@ -323,82 +382,134 @@ impl Shard {
         d: ReceiptDelivery,
         sender_key: Option<VerifyingKey>,
     ) -> Result<Committed, ShardError> {
-        let (pending, committed) = {
-            let r = &d.receipt;
-            if r.to_shard != self.id {
-                return Err(ReceiptError::Misrouted {
-                    to: r.to_shard,
-                    at: self.id,
+        Ok(self.accept_batch(vec![d], sender_key).await?.committed)
+    }
+
+    /// Checks a run of deliveries from one sender and commits, in one group,
+    /// those that come next on their channel. Any forged delivery refuses the
+    /// whole run. Deliveries already committed are skipped (and counted); a
+    /// gap ends the run. A run of nothing but a replay, or starting with a
+    /// gap, is refused with [`ReceiptError::Replayed`] or [`ReceiptError::Skipped`].
+    pub async fn accept_batch(
+        &self,
+        ds: Vec<ReceiptDelivery>,
+        sender_key: Option<VerifyingKey>,
+    ) -> Result<Accepted, ShardError> {
+        let mut verified_head = None;
+        for d in &ds {
+            if verified_head == Some(d.head) {
+                // Same signed head as the previous delivery: its signature
+                // was checked; only the proof is new.
+                let leaf = entry_id(&Entry::ReceiptOut(d.receipt.clone()).to_bytes());
+                verify_inclusion::<Blake3Merkle>(
+                    d.receipt_index,
+                    d.head.head.size,
+                    &leaf,
+                    &d.proof,
+                    &d.head.head.root,
+                )
+                .map_err(|e| ReceiptError::BadProof {
+                    index: d.receipt_index,
+                    reason: e.to_string(),
+                })?;
+                if d.receipt.to_shard != self.id
+                    || Some(d.receipt.from_shard) != ds.first().map(|f| f.receipt.from_shard)
+                {
+                    return Err(ReceiptError::Misrouted {
+                        to: d.receipt.to_shard,
+                        at: self.id,
+                    }
+                    .into());
                 }
-                .into());
+            } else {
+                self.check(d, sender_key)?;
+                verified_head = Some(d.head);
             }
-            let key = sender_key
-                .filter(|_| r.from_shard != self.id)
-                .ok_or(ReceiptError::UnknownSender { from: r.from_shard })?;
-            d.head
-                .verify(&key)
-                .map_err(|e| ReceiptError::BadHead(e.to_string()))?;
-            let leaf = entry_id(&Entry::ReceiptOut(r.clone()).to_bytes());
-            verify_inclusion::<Blake3Merkle>(
-                d.receipt_index,
-                d.head.head.size,
-                &leaf,
-                &d.proof,
-                &d.head.head.root,
-            )
-            .map_err(|e| ReceiptError::BadProof {
-                index: d.receipt_index,
-                reason: e.to_string(),
-            })?;
+        }
+        if ds
+            .iter()
+            .any(|d| Some(d.receipt.from_shard) != ds.first().map(|f| f.receipt.from_shard))
+        {
+            return Err(ShardError::Config(
+                "a run of deliveries comes from one sender".into(),
+            ));
+        }
+        let (pending, accepted) = {
             // The sequence check and the queueing happen under one hold of
             // the sequencer lock: two deliveries of one receipt cannot both commit.
-            self.queue_receipt_in(d)?
+            let mut seq = self.seq.lock().expect("sequencer lock");
+            let mut take = Vec::new();
+            let mut replayed = 0;
+            let mut refusal = None;
+            for d in ds {
+                let (from, to, got) = (
+                    d.receipt.from_shard,
+                    d.receipt.to_shard,
+                    d.receipt.channel_seq,
+                );
+                let expected = *seq.inbox.get(&from).unwrap_or(&0) + take.len() as u64;
+                if got < expected {
+                    replayed += 1;
+                    refusal.get_or_insert(ReceiptError::Replayed {
+                        from,
+                        to,
+                        got,
+                        expected,
+                    });
+                } else if got > expected {
+                    if take.is_empty() && replayed == 0 {
+                        refusal = Some(ReceiptError::Skipped {
+                            from,
+                            to,
+                            got,
+                            expected,
+                        });
+                    }
+                    break;
+                } else {
+                    take.push(d);
+                }
+            }
+            if take.is_empty() {
+                return match refusal {
+                    Some(r) => Err(r.into()),
+                    None => Ok(Accepted {
+                        committed: Committed {
+                            shard: self.id,
+                            entries: Vec::new(),
+                            receipts: Vec::new(),
+                        },
+                        replayed,
+                    }),
+                };
+            }
+            let entries: Vec<Entry> = take.into_iter().map(Entry::ReceiptIn).collect();
+            let bytes: Vec<Vec<u8>> = entries.iter().map(Entry::to_bytes).collect();
+            let first = seq.next_index;
+            let ids: Vec<(u64, Digest)> = bytes
+                .iter()
+                .zip(first..)
+                .map(|(b, i)| (i, entry_id(b)))
+                .collect();
+            let pending = self.store.submit(bytes)?;
+            for e in &entries {
+                seq.record(e);
+            }
+            (
+                pending,
+                Accepted {
+                    committed: Committed {
+                        shard: self.id,
+                        entries: ids,
+                        receipts: Vec::new(),
+                    },
+                    replayed,
+                },
+            )
         };
         pending.await?;
         self.mark_committed();
-        Ok(committed)
-    }
-
-    fn queue_receipt_in(&self, d: ReceiptDelivery) -> Result<(Pending, Committed), ShardError> {
-        let mut seq = self.seq.lock().expect("sequencer lock");
-        let expected = *seq.inbox.get(&d.receipt.from_shard).unwrap_or(&0);
-        if d.receipt.channel_seq != expected {
-            let (from, to, got) = (
-                d.receipt.from_shard,
-                d.receipt.to_shard,
-                d.receipt.channel_seq,
-            );
-            return Err(if got < expected {
-                ReceiptError::Replayed {
-                    from,
-                    to,
-                    got,
-                    expected,
-                }
-            } else {
-                ReceiptError::Skipped {
-                    from,
-                    to,
-                    got,
-                    expected,
-                }
-            }
-            .into());
-        }
-        let entry = Entry::ReceiptIn(d);
-        let bytes = entry.to_bytes();
-        let id = entry_id(&bytes);
-        let index = seq.next_index;
-        let pending = self.store.submit(vec![bytes])?;
-        seq.record(&entry);
-        Ok((
-            pending,
-            Committed {
-                shard: self.id,
-                entries: vec![(index, id)],
-                receipts: Vec::new(),
-            },
-        ))
+        Ok(accepted)
     }
 
     /// Indices of the entries about `subject` on this shard, in log order.

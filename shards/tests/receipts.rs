@@ -274,3 +274,46 @@ async fn the_background_relay_delivers_everything_without_being_asked() {
     }
     relay.abort();
 }
+
+#[tokio::test]
+async fn a_run_with_one_forgery_commits_nothing_and_replays_in_a_run_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path(), 4);
+    let lettuce = lot_on(&node, 1, "lettuce");
+    let salad = lot_on(&node, 3, "salad");
+    for i in 0..5 {
+        node.append(&salad, vec![transformation(i, &[&lettuce], &salad)])
+            .await
+            .unwrap();
+    }
+    let s1 = node.shard(1).unwrap();
+    let run = node.shard(3).unwrap().deliveries(1, 0, 5).await.unwrap();
+    assert_eq!(run.len(), 5);
+    let before = s1.store().len();
+    let mut forged = run.clone();
+    forged[3].receipt.source_index += 1;
+    let err = s1
+        .accept_batch(forged, Some(node.keys()[3]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ShardError::Receipt(ReceiptError::BadProof { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        s1.store().len(),
+        before,
+        "nothing of a forged run is committed"
+    );
+    let first_two = s1
+        .accept_batch(run[..2].to_vec(), Some(node.keys()[3]))
+        .await
+        .unwrap();
+    assert_eq!(first_two.committed.entries.len(), 2);
+    let rest = s1
+        .accept_batch(run.clone(), Some(node.keys()[3]))
+        .await
+        .unwrap();
+    assert_eq!((rest.committed.entries.len(), rest.replayed), (3, 2));
+    assert_eq!(s1.inbox_expected(3), 5);
+}

@@ -29,10 +29,12 @@ struct Net {
 impl ReceiptTransport for Net {
     fn deliver(
         &self,
-        d: ReceiptDelivery,
-    ) -> shards::node_future::BoxFuture<'_, Result<(), ShardError>> {
-        self.in_flight.lock().unwrap().push_back(d);
-        Box::pin(async { Ok(()) })
+        run: Vec<ReceiptDelivery>,
+    ) -> shards::node_future::BoxFuture<'_, Result<u64, ShardError>> {
+        // Runs are split: each delivery travels, is duplicated and reordered alone.
+        let n = run.len() as u64;
+        self.in_flight.lock().unwrap().extend(run);
+        Box::pin(async move { Ok(n) })
     }
     fn next_expected(
         &self,
