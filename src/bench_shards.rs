@@ -108,6 +108,9 @@ fn transformation(i: u64, inputs: &[String], output: &str) -> Entry {
     })
 }
 
+/// When each receipt, by (from, to, channel sequence), was seen.
+type Times = HashMap<(u32, u32, u64), Instant>;
+
 /// Transformations whose three input lots live on other shards: each commit
 /// sends three receipts; the relay runs in the background; a feed consumer
 /// notes when each receipt is committed at its destination.
@@ -117,8 +120,8 @@ async fn receipts(dir: &Path, shards: u32) -> Result<()> {
     let lots: Vec<String> = (0..64)
         .map(|i| format!("urn:epc:class:lgtin:4012345.012345.B{i}"))
         .collect();
-    let sent: Arc<Mutex<HashMap<(u32, u32, u64), Instant>>> = Default::default();
-    let arrived: Arc<Mutex<HashMap<(u32, u32, u64), Instant>>> = Default::default();
+    let sent: Arc<Mutex<Times>> = Default::default();
+    let arrived: Arc<Mutex<Times>> = Default::default();
     let events = 3000u64;
     let watcher = {
         let (node, arrived) = (Arc::clone(&node), Arc::clone(&arrived));
