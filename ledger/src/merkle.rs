@@ -380,6 +380,25 @@ impl<'a, H: MerkleHasher, S: SubtreeSource> Prover<'a, H, S> {
     }
 }
 
+/// Appends `node` to `levels[0]` and adds, level by level, every parent it
+/// completes: `levels[l][i]` is the perfect subtree of `2^l` bottom nodes at `i`.
+pub fn push_completing<H: MerkleHasher>(levels: &mut Vec<Vec<Digest>>, node: Digest) {
+    if levels.is_empty() {
+        levels.push(Vec::new());
+    }
+    levels[0].push(node);
+    let mut l = 0;
+    while levels[l].len() % 2 == 0 {
+        let n = levels[l].len();
+        let parent = H::hash_children(&levels[l][n - 2], &levels[l][n - 1]);
+        if levels.len() == l + 1 {
+            levels.push(Vec::new());
+        }
+        levels[l + 1].push(parent);
+        l += 1;
+    }
+}
+
 /// A whole tree held in memory, level by level: the simplest
 /// [`SubtreeSource`], used by tests, tools and small clients.
 #[derive(Debug, Clone, Default)]
@@ -407,17 +426,7 @@ impl<H: MerkleHasher> MemoryTree<H> {
 
     /// Appends a leaf by its leaf hash, completing every perfect subtree it closes.
     pub fn push_leaf_hash(&mut self, leaf: Digest) {
-        self.levels[0].push(leaf);
-        let mut level = 0;
-        while self.levels[level].len() % 2 == 0 {
-            let n = self.levels[level].len();
-            let parent = H::hash_children(&self.levels[level][n - 2], &self.levels[level][n - 1]);
-            if self.levels.len() == level + 1 {
-                self.levels.push(Vec::new());
-            }
-            self.levels[level + 1].push(parent);
-            level += 1;
-        }
+        push_completing::<H>(&mut self.levels, leaf);
     }
 
     pub fn push(&mut self, entry: &[u8]) {

@@ -10,7 +10,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::hash::Digest;
-use crate::merkle::{Blake3Merkle, MerkleHasher, Prover, SubtreeSource};
+use crate::merkle::{push_completing, Blake3Merkle, MerkleHasher, Prover, SubtreeSource};
 use crate::store::format::NODE_LEVEL;
 
 const CHUNK: u64 = 1 << NODE_LEVEL;
@@ -48,17 +48,7 @@ impl StoredTree {
     }
 
     fn push_node(&mut self, node: Digest) {
-        self.upper[0].push(node);
-        let mut l = 0;
-        while self.upper[l].len() % 2 == 0 {
-            let n = self.upper[l].len();
-            let parent = Blake3Merkle::hash_children(&self.upper[l][n - 2], &self.upper[l][n - 1]);
-            if self.upper.len() == l + 1 {
-                self.upper.push(Vec::new());
-            }
-            self.upper[l + 1].push(parent);
-            l += 1;
-        }
+        push_completing::<Blake3Merkle>(&mut self.upper, node);
     }
 
     /// Appends leaf hashes (already written to the `leaves` file). Returns the
