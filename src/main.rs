@@ -5,6 +5,7 @@ mod bench_shards;
 mod demo;
 mod logs;
 mod sample;
+mod serve;
 mod verify;
 
 use std::path::PathBuf;
@@ -47,6 +48,68 @@ enum Cmd {
     },
     /// Measure the ledger: encoding, durable appends, proofs, open, disk use, audit.
     Bench(bench::Args),
+    /// Serve the write API over HTTP until Ctrl-C.
+    Serve {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Address to listen on; port 0 picks a free port (printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Shards of a new node (default: one per core).
+        #[arg(long)]
+        shards: Option<u32>,
+    },
+    /// Organisations (partners, investigators, operators).
+    Org {
+        #[command(subcommand)]
+        cmd: OrgCmd,
+    },
+    /// Bearer tokens for the API.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCmd {
+    /// Register an organisation (writes an identity entry; the server must be stopped).
+    Add {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The organisation's GLN, as an EPC URN (urn:epc:id:sgln:…) or a plain 13-digit GLN.
+        #[arg(long)]
+        gln: String,
+        #[arg(long)]
+        name: String,
+        /// grower, packer, processor, carrier, dc, retailer, manufacturer, clinic, investigator or operator.
+        #[arg(long)]
+        role: String,
+        /// Shards of a new node (default: one per core).
+        #[arg(long)]
+        shards: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Issue a token for an organisation; printed once, stored hashed.
+    Issue {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        org: String,
+        /// partner (writes), investigator (reads) or operator.
+        #[arg(long, default_value = "partner")]
+        role: String,
+    },
+    /// Revoke tokens by the start of their hash (at least 8 hex digits).
+    Revoke {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        hash: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,5 +138,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Verify { data_dir } => verify::verify(&data_dir),
         Cmd::Inspect { data_dir } => verify::inspect(&data_dir),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Serve {
+            data_dir,
+            listen,
+            shards,
+        } => serve::serve(data_dir, listen, shards),
+        Cmd::Org {
+            cmd:
+                OrgCmd::Add {
+                    data_dir,
+                    gln,
+                    name,
+                    role,
+                    shards,
+                },
+        } => serve::org_add(data_dir, gln, name, role, shards),
+        Cmd::Token {
+            cmd:
+                TokenCmd::Issue {
+                    data_dir,
+                    org,
+                    role,
+                },
+        } => serve::token_issue(data_dir, org, role),
+        Cmd::Token {
+            cmd: TokenCmd::Revoke { data_dir, hash },
+        } => serve::token_revoke(data_dir, hash),
     }
 }

@@ -388,7 +388,7 @@ pub fn push_completing<H: MerkleHasher>(levels: &mut Vec<Vec<Digest>>, node: Dig
     }
     levels[0].push(node);
     let mut l = 0;
-    while levels[l].len() % 2 == 0 {
+    while levels[l].len().is_multiple_of(2) {
         let n = levels[l].len();
         let parent = H::hash_children(&levels[l][n - 2], &levels[l][n - 1]);
         if levels.len() == l + 1 {

@@ -187,3 +187,18 @@ fn entries_larger_than_a_block_limit_still_fit_one_per_block() {
     drop(store);
     assert_eq!(audit(dir.path()).problem, None);
 }
+
+#[test]
+fn a_log_is_opened_by_one_owner_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    let err = EmbeddedStore::open(dir.path(), key(), small_config())
+        .err()
+        .expect("refused while open");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    drop(first);
+    open(dir.path());
+}

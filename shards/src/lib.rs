@@ -50,7 +50,7 @@ pub enum ShardError {
 }
 
 impl ShardError {
-    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> ShardError {
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> ShardError {
         ShardError::Io {
             path: path.display().to_string(),
             source,

@@ -112,6 +112,9 @@ struct Shared {
     stopped: Mutex<Option<String>>,
     /// The last block read, decoded: sequential readers hit it.
     cache: Mutex<Option<CachedBlock>>,
+    /// Holds an exclusive lock on the `LOG` file while the store is open:
+    /// two processes appending to one log would interleave blocks.
+    _lock: File,
 }
 
 /// An append-only log in a directory. Dropping it finishes queued appends and
@@ -181,6 +184,20 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
     }
     out.sort_unstable();
     Ok(out)
+}
+
+/// Takes the exclusive lock that says this process owns the log.
+fn lock_log(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(format::META_FILE);
+    let f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Config(format!(
+            "{} is in use by another process (a running server?); stop it first",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(&path, e)),
+    }
 }
 
 /// Reads the `LOG` meta file.
@@ -272,6 +289,7 @@ impl EmbeddedStore {
                 "block limits and queue depth must be positive".into(),
             ));
         }
+        let lock = lock_log(dir)?;
         let stored_key = read_meta(dir)?;
         if stored_key != key.verifying_key() {
             return Err(StoreError::Config(format!(
@@ -446,6 +464,7 @@ impl EmbeddedStore {
             state: RwLock::new(state),
             stopped: Mutex::new(None),
             cache: Mutex::new(None),
+            _lock: lock,
         });
         let (tx, rx) = mpsc::sync_channel(config.queue_depth);
         let writer = Writer {

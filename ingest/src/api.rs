@@ -1,0 +1,382 @@
+//! The write API as library functions; the HTTP handlers in `routes` only
+//! parse, authorise, call one of these and map the result.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use ledger::entry::{Entry, IdentityChange, SignedBatch};
+use ledger::store::Store;
+use serde::Serialize;
+use shards::Node;
+use utoipa::ToSchema;
+
+use crate::identity::IdentityState;
+use crate::problem::ApiError;
+use crate::tokens::{Principal, Role, TokenStore};
+
+/// Bounds of the write path. Each has a tested behaviour at the limit.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body (413 above).
+    pub max_body_bytes: usize,
+    /// Requests being processed at once (429 above).
+    pub max_in_flight: usize,
+    /// How far ahead of the server clock a reading may be (422 above).
+    pub future_slack_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 << 20,
+            max_in_flight: 256,
+            future_slack_ms: 5 * 60_000,
+        }
+    }
+}
+
+/// Where one written entry landed: enough to fetch its proof later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Written {
+    pub shard: u32,
+    pub index: u64,
+    /// The entry id (its Merkle leaf hash), hex.
+    pub id: String,
+    /// What the entry is about (device, lot, event id…).
+    pub subject: String,
+}
+
+/// The answer to a successful write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct WriteResult {
+    pub entries: Vec<Written>,
+    /// Cross-shard receipts committed with the entries.
+    pub receipts: usize,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The ingest tier's state.
+pub struct Ingest {
+    pub(crate) node: Arc<Node>,
+    pub(crate) identity: RwLock<IdentityState>,
+    pub(crate) tokens: TokenStore,
+    pub(crate) limits: Limits,
+    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
+    pub(crate) idempotency: crate::idempotency::IdempotencyStore,
+}
+
+impl Ingest {
+    /// Builds the identity state from every shard's log.
+    pub fn open(node: Arc<Node>, limits: Limits) -> Result<Ingest, shards::ShardError> {
+        let mut identity = IdentityState::default();
+        for shard in node.shards() {
+            let len = shard.store().len();
+            let mut from = 0;
+            while from < len {
+                let to = (from + 4096).min(len);
+                for bytes in shard.store().entries(from, to)? {
+                    if matches!(
+                        ledger::entry::kind_of(&bytes),
+                        Some("identity" | "readings")
+                    ) {
+                        if let Ok(e) = Entry::from_bytes(&bytes) {
+                            identity.apply(&e);
+                        }
+                    }
+                }
+                from = to;
+            }
+        }
+        let dir = node.data_dir().to_path_buf();
+        Ok(Ingest {
+            tokens: TokenStore::new(&dir),
+            idempotency: crate::idempotency::IdempotencyStore::open(&dir)
+                .map_err(|e| shards::ShardError::io(&dir.join("idempotency.jsonl"), e))?,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
+            identity: RwLock::new(identity),
+            limits,
+            node,
+        })
+    }
+
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.node.data_dir()
+    }
+
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+        let token = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthenticated)?;
+        self.tokens.authenticate(token.trim())
+    }
+
+    fn writer(&self, who: &Principal) -> Result<(), ApiError> {
+        match who.role {
+            Role::Partner | Role::Operator => Ok(()),
+            Role::Investigator => Err(ApiError::Forbidden(
+                "investigator tokens read; they cannot write".into(),
+            )),
+        }
+    }
+
+    /// Appends entries homed on `key`'s shard and folds them into the identity state.
+    pub(crate) async fn commit(
+        &self,
+        key: &str,
+        entries: Vec<Entry>,
+        subject: &str,
+    ) -> Result<WriteResult, ApiError> {
+        let c = self.node.append(key, entries.clone()).await?;
+        let mut id = self.identity.write().expect("identity lock");
+        for e in &entries {
+            id.apply(e);
+        }
+        Ok(WriteResult {
+            entries: c
+                .entries
+                .iter()
+                .map(|(index, d)| Written {
+                    shard: c.shard,
+                    index: *index,
+                    id: d.to_hex(),
+                    subject: subject.to_string(),
+                })
+                .collect(),
+            receipts: c.receipts.len(),
+        })
+    }
+
+    /// Registers a device of the caller's organisation under `public_key`.
+    pub async fn register_device(
+        &self,
+        who: &Principal,
+        device: &str,
+        public_key: VerifyingKey,
+    ) -> Result<WriteResult, ApiError> {
+        self.writer(who)?;
+        check_id(device, "device")?;
+        {
+            let id = self.identity.read().expect("identity lock");
+            if !id.orgs.contains_key(&who.org) {
+                return Err(ApiError::UnknownOrganisation(who.org.clone()));
+            }
+            if id.devices.contains_key(device) {
+                return Err(ApiError::DeviceExists(device.to_string()));
+            }
+        }
+        let entry = Entry::Identity(IdentityChange::DeviceRegistered {
+            org: who.org.clone(),
+            device: device.to_string(),
+            public_key: public_key.to_bytes(),
+            at_ms: now_ms(),
+        });
+        self.commit(&who.org, vec![entry], device).await
+    }
+
+    /// Rotates a device's key: the new key signs readings from now on.
+    pub async fn rotate_key(
+        &self,
+        who: &Principal,
+        device: &str,
+        public_key: VerifyingKey,
+    ) -> Result<WriteResult, ApiError> {
+        self.writer(who)?;
+        self.identity
+            .read()
+            .expect("identity lock")
+            .device_of(&who.org, device)?;
+        let entry = Entry::Identity(IdentityChange::KeyRotated {
+            org: who.org.clone(),
+            device: device.to_string(),
+            public_key: public_key.to_bytes(),
+            at_ms: now_ms(),
+        });
+        self.commit(&who.org, vec![entry], device).await
+    }
+
+    /// Revokes a device: nothing it signs for a time from now on is accepted.
+    pub async fn revoke_device(
+        &self,
+        who: &Principal,
+        device: &str,
+        reason: &str,
+    ) -> Result<WriteResult, ApiError> {
+        self.writer(who)?;
+        self.identity
+            .read()
+            .expect("identity lock")
+            .device_of(&who.org, device)?;
+        let entry = Entry::Identity(IdentityChange::DeviceRevoked {
+            org: who.org.clone(),
+            device: device.to_string(),
+            reason: reason.to_string(),
+            at_ms: now_ms(),
+        });
+        self.commit(&who.org, vec![entry], device).await
+    }
+
+    /// Accepts signed device batches, all or none: each must come from a
+    /// device of the caller's organisation, be signed by the key valid at its
+    /// first reading, and continue the device's sequence.
+    pub async fn submit_batches(
+        &self,
+        who: &Principal,
+        batches: Vec<SignedBatch>,
+    ) -> Result<WriteResult, ApiError> {
+        self.writer(who)?;
+        let now = now_ms();
+        // Bounds and ownership first, then every signature in one batch check.
+        let keys: Vec<VerifyingKey> = {
+            let id = self.identity.read().expect("identity lock");
+            let mut keys = Vec::with_capacity(batches.len());
+            for b in &batches {
+                if let Some(r) = b
+                    .batch
+                    .readings
+                    .iter()
+                    .find(|r| r.time_ms > now + self.limits.future_slack_ms)
+                {
+                    return Err(ApiError::ClockInFuture {
+                        at_ms: r.time_ms,
+                        now_ms: now,
+                        slack_ms: self.limits.future_slack_ms,
+                    });
+                }
+                let device = id.device_of(&who.org, &b.batch.device)?;
+                let at = b.batch.readings.first().map_or(now, |r| r.time_ms);
+                keys.push(device.key_at(&b.batch.device, at)?);
+            }
+            keys
+        };
+        verify_signatures(&batches, &keys)?;
+        // Sequence check and reservation in one hold of the lock, so two
+        // copies of one batch cannot both pass.
+        let reserved: Vec<(String, u64, u64)> = {
+            let mut id = self.identity.write().expect("identity lock");
+            let mut next: HashMap<&str, u64> = HashMap::new();
+            for b in &batches {
+                let dev = b.batch.device.as_str();
+                let expected = match next.get(dev) {
+                    Some(n) => *n,
+                    None => id.device_of(&who.org, dev)?.next_seq,
+                };
+                if b.batch.first_seq < expected {
+                    return Err(ApiError::ReplayedSequence {
+                        device: dev.to_string(),
+                        got: b.batch.first_seq,
+                        expected,
+                    });
+                }
+                next.insert(dev, b.batch.next_seq());
+            }
+            next.into_iter()
+                .map(|(dev, n)| {
+                    let d = id.devices.get_mut(dev).expect("checked above");
+                    let old = d.next_seq;
+                    d.next_seq = n;
+                    (dev.to_string(), old, n)
+                })
+                .collect()
+        };
+        // Commit per device (each on its home shard), concurrently.
+        let mut by_device: HashMap<String, Vec<Entry>> = HashMap::new();
+        for b in batches {
+            by_device
+                .entry(b.batch.device.clone())
+                .or_default()
+                .push(Entry::Readings(b));
+        }
+        let commits = by_device.into_iter().map(|(dev, entries)| async move {
+            self.node.append(&dev, entries).await.map(|c| (dev, c))
+        });
+        let results = futures_util::future::join_all(commits).await;
+        let mut out = WriteResult {
+            entries: Vec::new(),
+            receipts: 0,
+        };
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok((dev, c)) => {
+                    out.receipts += c.receipts.len();
+                    out.entries
+                        .extend(c.entries.iter().map(|(index, d)| Written {
+                            shard: c.shard,
+                            index: *index,
+                            id: d.to_hex(),
+                            subject: dev.clone(),
+                        }));
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        if let Some(e) = failure {
+            // Give back the reservations that did not commit.
+            let mut id = self.identity.write().expect("identity lock");
+            for (dev, old, new) in reserved {
+                if !out.entries.iter().any(|w| w.subject == dev) {
+                    if let Some(d) = id.devices.get_mut(&dev) {
+                        if d.next_seq == new {
+                            d.next_seq = old;
+                        }
+                    }
+                }
+            }
+            return Err(e.into());
+        }
+        out.entries.sort_by_key(|w| (w.shard, w.index));
+        Ok(out)
+    }
+}
+
+/// Checks every signature, in one batch verification when there are several;
+/// names the first bad one.
+fn verify_signatures(batches: &[SignedBatch], keys: &[VerifyingKey]) -> Result<(), ApiError> {
+    let messages: Vec<[u8; 32]> = batches
+        .iter()
+        .map(|b| SignedBatch::signing_message(&b.batch.to_bytes()).0)
+        .collect();
+    let sigs: Vec<Signature> = batches
+        .iter()
+        .map(|b| Signature::from_bytes(&b.signature))
+        .collect();
+    if batches.len() > 1 {
+        let msgs: Vec<&[u8]> = messages.iter().map(|m| &m[..]).collect();
+        if ed25519_dalek::verify_batch(&msgs, &sigs, keys).is_ok() {
+            return Ok(());
+        }
+    }
+    for (i, ((m, s), k)) in messages.iter().zip(&sigs).zip(keys).enumerate() {
+        if k.verify_strict(m, s).is_err() {
+            let b = &batches[i].batch;
+            return Err(ApiError::BadSignature {
+                index: i,
+                device: b.device.clone(),
+                at_ms: b.readings.first().map_or(0, |r| r.time_ms),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Identifiers are short, printable and non-empty.
+pub(crate) fn check_id(s: &str, what: &str) -> Result<(), ApiError> {
+    if s.is_empty() || s.len() > 256 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ApiError::InvalidBody(format!(
+            "{what} {s:?} must be 1 to 256 characters without spaces or control characters"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! Who may write what: organisations, their devices and the devices' keys
+//! over time, and each device's next sequence number. All of it is derived
+//! from ledger entries ([`IdentityState::apply`]); nothing here is a source
+//! of truth of its own.
+
+use std::collections::HashMap;
+
+use ed25519_dalek::VerifyingKey;
+use ledger::entry::{Entry, IdentityChange, OrgRole};
+
+use crate::problem::ApiError;
+
+#[derive(Debug, Clone)]
+pub struct Org {
+    pub name: String,
+    pub role: OrgRole,
+}
+
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub org: String,
+    /// Keys in the order they became valid: `(valid_from_ms, key)`.
+    pub keys: Vec<(i64, VerifyingKey)>,
+    pub revoked_at_ms: Option<i64>,
+    /// The sequence number the next batch must start at.
+    pub next_seq: u64,
+}
+
+impl Device {
+    /// The key that signs readings taken at `at_ms`, or why there is none.
+    ///
+    /// The first key also covers readings from before the registration (a
+    /// logger's backlog, uploaded late); a rotation hands over at its time.
+    /// A revoked device signs nothing any more, whatever its readings' time:
+    /// a stolen key could back-date them.
+    pub fn key_at(&self, device: &str, at_ms: i64) -> Result<VerifyingKey, ApiError> {
+        if let Some(revoked) = self.revoked_at_ms {
+            return Err(ApiError::RevokedKey {
+                device: device.to_string(),
+                revoked_at_ms: revoked,
+                at_ms,
+            });
+        }
+        self.keys
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(i, (from, _))| *i == 0 || *from <= at_ms)
+            .map(|(_, (_, k))| *k)
+            .ok_or_else(|| ApiError::NoKeyAtTime {
+                device: device.to_string(),
+                at_ms,
+                valid_from_ms: self.keys.first().map_or(0, |(f, _)| *f),
+            })
+    }
+}
+
+/// The identity state of the whole node.
+#[derive(Debug, Default, Clone)]
+pub struct IdentityState {
+    pub orgs: HashMap<String, Org>,
+    pub devices: HashMap<String, Device>,
+}
+
+impl IdentityState {
+    /// Folds one committed entry into the state.
+    pub fn apply(&mut self, entry: &Entry) {
+        match entry {
+            Entry::Identity(IdentityChange::OrgRegistered {
+                org, name, role, ..
+            }) => {
+                self.orgs.insert(
+                    org.clone(),
+                    Org {
+                        name: name.clone(),
+                        role: *role,
+                    },
+                );
+            }
+            Entry::Identity(IdentityChange::DeviceRegistered {
+                org,
+                device,
+                public_key,
+                at_ms,
+            }) => {
+                if let Ok(key) = VerifyingKey::from_bytes(public_key) {
+                    self.devices.entry(device.clone()).or_insert(Device {
+                        org: org.clone(),
+                        keys: vec![(*at_ms, key)],
+                        revoked_at_ms: None,
+                        next_seq: 0,
+                    });
+                }
+            }
+            Entry::Identity(IdentityChange::KeyRotated {
+                device,
+                public_key,
+                at_ms,
+                ..
+            }) => {
+                if let (Some(d), Ok(key)) = (
+                    self.devices.get_mut(device),
+                    VerifyingKey::from_bytes(public_key),
+                ) {
+                    d.keys.push((*at_ms, key));
+                }
+            }
+            Entry::Identity(IdentityChange::DeviceRevoked { device, at_ms, .. }) => {
+                if let Some(d) = self.devices.get_mut(device) {
+                    d.revoked_at_ms = Some(d.revoked_at_ms.map_or(*at_ms, |r| r.min(*at_ms)));
+                }
+            }
+            Entry::Readings(sb) => {
+                if let Some(d) = self.devices.get_mut(&sb.batch.device) {
+                    d.next_seq = d.next_seq.max(sb.batch.next_seq());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The device, if `org` may write for it.
+    pub fn device_of(&self, org: &str, device: &str) -> Result<&Device, ApiError> {
+        let d = self
+            .devices
+            .get(device)
+            .ok_or_else(|| ApiError::UnknownDevice(device.to_string()))?;
+        if d.org != org {
+            return Err(ApiError::WrongOrganisation {
+                device: device.to_string(),
+                org: org.to_string(),
+            });
+        }
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn registered(at: i64) -> IdentityState {
+        let mut s = IdentityState::default();
+        s.apply(&Entry::Identity(IdentityChange::DeviceRegistered {
+            org: "org".into(),
+            device: "d".into(),
+            public_key: SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes(),
+            at_ms: at,
+        }));
+        s
+    }
+
+    #[test]
+    fn keys_are_valid_from_registration_until_rotation_or_revocation() {
+        let mut s = registered(100);
+        let k1 = SigningKey::from_bytes(&[1; 32]).verifying_key();
+        let k2 = SigningKey::from_bytes(&[2; 32]).verifying_key();
+        assert_eq!(
+            s.devices["d"].key_at("d", 99).unwrap(),
+            k1,
+            "the first key covers the backlog"
+        );
+        assert_eq!(s.devices["d"].key_at("d", 100).unwrap(), k1);
+        s.apply(&Entry::Identity(IdentityChange::KeyRotated {
+            org: "org".into(),
+            device: "d".into(),
+            public_key: k2.to_bytes(),
+            at_ms: 200,
+        }));
+        assert_eq!(s.devices["d"].key_at("d", 199).unwrap(), k1);
+        assert_eq!(s.devices["d"].key_at("d", 200).unwrap(), k2);
+        s.apply(&Entry::Identity(IdentityChange::DeviceRevoked {
+            org: "org".into(),
+            device: "d".into(),
+            reason: "lost".into(),
+            at_ms: 300,
+        }));
+        assert!(
+            matches!(
+                s.devices["d"].key_at("d", 299),
+                Err(ApiError::RevokedKey { .. })
+            ),
+            "nothing is accepted after revocation"
+        );
+        assert!(matches!(
+            s.devices["d"].key_at("d", 300),
+            Err(ApiError::RevokedKey { .. })
+        ));
+    }
+
+    #[test]
+    fn devices_belong_to_one_organisation() {
+        let s = registered(0);
+        assert!(s.device_of("org", "d").is_ok());
+        assert!(matches!(
+            s.device_of("other", "d"),
+            Err(ApiError::WrongOrganisation { .. })
+        ));
+        assert!(matches!(
+            s.device_of("org", "x"),
+            Err(ApiError::UnknownDevice(_))
+        ));
+    }
+}

@@ -1,0 +1,204 @@
+//! Every refusal the write API makes: a stable code, an HTTP status, and a
+//! message that says what to fix, served as `application/problem+json`
+//! (RFC 9457).
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// A refusal. The `code` of each variant is part of the API: clients branch on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request needs `Authorization: Bearer <token>`; get a token with `coldtrail token issue`")]
+    Unauthenticated,
+    #[error("the bearer token is unknown or revoked; ask your operator for a new one")]
+    BadToken,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the body does not match the expected shape: {0}")]
+    InvalidBody(String),
+    #[error(
+        "unsupported content type {0:?}; send application/json or application/vnd.coldtrail.batch"
+    )]
+    UnsupportedMediaType(String),
+    #[error("the body is {got} bytes; the limit is {limit} bytes, split it into smaller requests")]
+    PayloadTooLarge { got: usize, limit: usize },
+    #[error("device {0:?} is not registered; register it with POST /v1/devices first")]
+    UnknownDevice(String),
+    #[error("device {device:?} belongs to another organisation than {org:?}")]
+    WrongOrganisation { device: String, org: String },
+    #[error("device {0:?} is already registered; rotate its key with POST /v1/devices/{{device}}/rotate")]
+    DeviceExists(String),
+    #[error("organisation {0:?} is not registered; an operator adds it with `coldtrail org add`")]
+    UnknownOrganisation(String),
+    #[error("the signature of batch {index} (device {device:?}) does not verify under the device key valid at {at_ms}; sign the canonical batch bytes with the device's current key")]
+    BadSignature {
+        index: usize,
+        device: String,
+        at_ms: i64,
+    },
+    #[error("device {device:?} key was revoked at {revoked_at_ms}; readings from {at_ms} cannot be accepted")]
+    RevokedKey {
+        device: String,
+        revoked_at_ms: i64,
+        at_ms: i64,
+    },
+    #[error("device {device:?} has no key valid at {at_ms} (its first key is valid from {valid_from_ms})")]
+    NoKeyAtTime {
+        device: String,
+        at_ms: i64,
+        valid_from_ms: i64,
+    },
+    #[error("device {device:?} batch starts at sequence {got}, but {expected} is next: this batch (or part of it) was already accepted, or the device rewound")]
+    ReplayedSequence {
+        device: String,
+        got: u64,
+        expected: u64,
+    },
+    #[error("a reading is time-stamped {at_ms}, more than {slack_ms} ms ahead of the server clock ({now_ms}); fix the device clock")]
+    ClockInFuture {
+        at_ms: i64,
+        now_ms: i64,
+        slack_ms: i64,
+    },
+    #[error("invalid GTIN {0:?}: the check digit does not match")]
+    InvalidGtin(String),
+    #[error("unknown EPCIS event type {0:?}; use ObjectEvent, AggregationEvent, TransformationEvent, AssociationEvent or TransactionEvent")]
+    UnknownEventType(String),
+    #[error("invalid identifier {0:?}: use an EPC URN (urn:epc:id:…, urn:epc:class:…) or a GS1 Digital Link URI")]
+    InvalidIdentifier(String),
+    #[error("{0}")]
+    InvalidEvent(String),
+    #[error(
+        "the Idempotency-Key {0:?} was used for a different request; use a new key for new content"
+    )]
+    IdempotencyKeyReused(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the server is busy ({0}); retry after the Retry-After delay")]
+    Overloaded(String),
+    #[error("the ledger cannot accept writes: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+}
+
+impl ApiError {
+    /// The stable code, also the last part of the problem `type`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::BadToken => "bad_token",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::InvalidBody(_) => "invalid_body",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnknownDevice(_) => "unknown_device",
+            ApiError::WrongOrganisation { .. } => "wrong_organisation",
+            ApiError::DeviceExists(_) => "device_exists",
+            ApiError::UnknownOrganisation(_) => "unknown_organisation",
+            ApiError::BadSignature { .. } => "bad_signature",
+            ApiError::RevokedKey { .. } => "revoked_key",
+            ApiError::NoKeyAtTime { .. } => "no_key_at_time",
+            ApiError::ReplayedSequence { .. } => "replayed_sequence",
+            ApiError::ClockInFuture { .. } => "clock_in_future",
+            ApiError::InvalidGtin(_) => "invalid_gtin",
+            ApiError::UnknownEventType(_) => "unknown_event_type",
+            ApiError::InvalidIdentifier(_) => "invalid_identifier",
+            ApiError::InvalidEvent(_) => "invalid_event",
+            ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Overloaded(_) => "overloaded",
+            ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.status_code() {
+            StatusCode::UNAUTHORIZED => "Unauthorized",
+            StatusCode::FORBIDDEN => "Forbidden",
+            StatusCode::NOT_FOUND => "Not Found",
+            StatusCode::CONFLICT => "Conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "Payload Too Large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported Media Type",
+            StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable Content",
+            StatusCode::TOO_MANY_REQUESTS => "Too Many Requests",
+            StatusCode::SERVICE_UNAVAILABLE => "Service Unavailable",
+            _ => "Bad Request",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated | ApiError::BadToken => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::WrongOrganisation { .. } => StatusCode::FORBIDDEN,
+            ApiError::MalformedJson(_) | ApiError::InvalidBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_)
+            | ApiError::UnknownDevice(_)
+            | ApiError::UnknownOrganisation(_) => StatusCode::NOT_FOUND,
+            ApiError::DeviceExists(_)
+            | ApiError::ReplayedSequence { .. }
+            | ApiError::IdempotencyKeyReused(_) => StatusCode::CONFLICT,
+            ApiError::BadSignature { .. }
+            | ApiError::RevokedKey { .. }
+            | ApiError::NoKeyAtTime { .. }
+            | ApiError::ClockInFuture { .. }
+            | ApiError::InvalidGtin(_)
+            | ApiError::UnknownEventType(_)
+            | ApiError::InvalidIdentifier(_)
+            | ApiError::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = Problem {
+            kind: format!("urn:coldtrail:problem:{}", self.code()),
+            title: self.title(),
+            status: self.status_code().as_u16(),
+            detail: self.to_string(),
+            code: self.code(),
+        };
+        let mut resp = HttpResponse::build(self.status_code());
+        resp.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if matches!(self, ApiError::Overloaded(_) | ApiError::Unavailable(_)) {
+            resp.insert_header((header::RETRY_AFTER, "1"));
+        }
+        resp.body(serde_json::to_vec(&body).expect("a problem serialises"))
+    }
+}
+
+impl From<shards::ShardError> for ApiError {
+    fn from(e: shards::ShardError) -> ApiError {
+        use ledger::store::StoreError;
+        match e {
+            shards::ShardError::Store(StoreError::QueueFull(n)) => {
+                ApiError::Overloaded(format!("the ledger's append queue is full ({n} waiting)"))
+            }
+            shards::ShardError::Store(StoreError::NoSuchEntry { index, size }) => {
+                ApiError::NotFound(format!("entry {index} does not exist (the shard has {size} entries)"))
+            }
+            shards::ShardError::Store(StoreError::Proof(p)) => ApiError::InvalidBody(p.to_string()),
+            shards::ShardError::NoSuchShard(s) => ApiError::NotFound(format!(
+                "there is no shard {s} on this node; shards are numbered from 0, as in the answers to writes"
+            )),
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! HTTP handlers: parse, authorise, call one library function, map the result.
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::web::{self, Bytes, ServiceConfig};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use ledger::store::Store;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::api::{Ingest, WriteResult, Written};
+use crate::idempotency::Answer;
+use crate::problem::ApiError;
+use crate::tokens::Principal;
+use crate::wire::{self, BatchesJson, BINARY_BATCH};
+
+/// Registers the write API on an actix-web app.
+pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
+    move |cfg: &mut ServiceConfig| {
+        cfg.app_data(web::Data::from(ingest))
+            .route("/v1/batches", web::post().to(post_batches))
+            .route("/v1/devices", web::post().to(post_device))
+            .route("/v1/devices/{device}/rotate", web::post().to(post_rotate))
+            .route("/v1/devices/{device}/revoke", web::post().to(post_revoke))
+            .route("/v1/shards/{shard}/head", web::get().to(get_head))
+            .route(
+                "/v1/shards/{shard}/entries/{index}/proof",
+                web::get().to(get_proof),
+            )
+            .route(
+                "/v1/shards/{shard}/consistency",
+                web::get().to(get_consistency),
+            )
+            .route("/v1/openapi.json", web::get().to(get_openapi));
+    }
+}
+
+/// The answer for any path no route takes.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no {} {}; the API is described at /v1/openapi.json",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Reads the body up to the limit, refusing larger ones before reading them.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(ApiError::PayloadTooLarge { got: len, limit });
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::InvalidBody(format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge {
+                got: body.len() + chunk.len(),
+                limit,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::MalformedJson(e.to_string())
+        } else {
+            ApiError::InvalidBody(e.to_string())
+        }
+    })
+}
+
+/// The frame every write shares: admission (bounded in-flight requests),
+/// authentication, the body, and `Idempotency-Key`. `write` gets the caller
+/// and the body and does the work.
+async fn write_route<F, Fut>(
+    ingest: &Ingest,
+    req: &HttpRequest,
+    payload: web::Payload,
+    write: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(Principal, Bytes) -> Fut,
+    Fut: std::future::Future<Output = Result<WriteResult, ApiError>>,
+{
+    let _permit = ingest.in_flight.clone().try_acquire_owned().map_err(|_| {
+        ApiError::Overloaded(format!(
+            "{} write requests in flight",
+            ingest.limits.max_in_flight
+        ))
+    })?;
+    let who = ingest.authenticate(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let body = read_body(req, payload, ingest.limits.max_body_bytes).await?;
+    let run = |who: Principal, body: Bytes| async move {
+        let result = write(who, body).await?;
+        Ok::<_, ApiError>(Answer {
+            fingerprint: String::new(),
+            status: 201,
+            body: serde_json::to_string(&result).expect("results serialise"),
+        })
+    };
+    let key = req
+        .headers()
+        .get("Idempotency-Key")
+        .map(|v| v.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| ApiError::InvalidBody("Idempotency-Key must be visible ASCII".into()))?;
+    let (answer, replayed) = match key {
+        None => (run(who, body).await?, false),
+        Some(key) => {
+            let fingerprint = ledger::Domain::Token
+                .hash_parts(&[
+                    req.method().as_str().as_bytes(),
+                    req.path().as_bytes(),
+                    &body,
+                ])
+                .to_hex();
+            let org = who.org.clone();
+            let ran = std::cell::Cell::new(false);
+            let answer = ingest
+                .idempotency
+                .once(&org, &key, fingerprint.clone(), || async {
+                    ran.set(true);
+                    let mut a = run(who, body).await?;
+                    a.fingerprint = fingerprint.clone();
+                    Ok(a)
+                })
+                .await?;
+            (answer, !ran.get())
+        }
+    };
+    let mut resp = HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(answer.status).expect("stored statuses are valid"),
+    );
+    resp.content_type("application/json");
+    if replayed {
+        resp.insert_header(("Idempotent-Replayed", "true"));
+    }
+    Ok(resp.body(answer.body))
+}
+
+/// Submit signed device batches (JSON or the binary form).
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    request_body(content(
+        (BatchesJson = "application/json"),
+        (Vec<u8> = "application/vnd.coldtrail.batch")
+    )),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retrying with the same key returns the first answer")),
+    responses(
+        (status = 201, description = "Durably committed", body = WriteResult),
+        (status = 400, description = "Malformed body"),
+        (status = 401, description = "Missing or bad token"),
+        (status = 403, description = "Device of another organisation"),
+        (status = 404, description = "Unknown device"),
+        (status = 409, description = "Replayed sequence or reused idempotency key"),
+        (status = 413, description = "Body too large"),
+        (status = 415, description = "Unsupported content type"),
+        (status = 422, description = "Bad signature, revoked key, clock in the future"),
+        (status = 429, description = "Too many requests in flight"),
+        (status = 503, description = "The ledger cannot accept writes")
+    ),
+    security(("bearer" = []))
+)]
+async fn post_batches(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let binary = match content_type.as_str() {
+        "application/json" => false,
+        BINARY_BATCH => true,
+        other => return Err(ApiError::UnsupportedMediaType(other.to_string())),
+    };
+    let ingest_ref = ingest.get_ref();
+    write_route(ingest_ref, &req, payload, |who, body| async move {
+        let batches = if binary {
+            wire::decode_binary(&body)?
+        } else {
+            wire::decode_json(&body)?
+        };
+        ingest_ref.submit_batches(&who, batches).await
+    })
+    .await
+}
+
+/// A device's public key: a `did:key` or 64 hex digits.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterDevice {
+    pub device: String,
+    pub public_key: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    pub public_key: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Revoke {
+    pub reason: String,
+}
+
+fn parse_key(s: &str) -> Result<ed25519_dalek::VerifyingKey, ApiError> {
+    if let Some(k) = ledger::keys::parse_did_key(s) {
+        return Ok(k);
+    }
+    let bytes: [u8; 32] = hex::decode(s)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            ApiError::InvalidBody("public_key must be a did:key or 64 hex digits".into())
+        })?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| ApiError::InvalidBody("public_key is not a valid ed25519 key".into()))
+}
+
+/// Register a device of the caller's organisation.
+#[utoipa::path(post, path = "/v1/devices", request_body = RegisterDevice,
+    responses((status = 201, body = WriteResult), (status = 409, description = "Already registered")),
+    security(("bearer" = [])))]
+async fn post_device(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let ingest_ref = ingest.get_ref();
+    write_route(ingest_ref, &req, payload, |who, body| async move {
+        let r: RegisterDevice = json_body(&body)?;
+        ingest_ref
+            .register_device(&who, &r.device, parse_key(&r.public_key)?)
+            .await
+    })
+    .await
+}
+
+/// Rotate a device's key.
+#[utoipa::path(post, path = "/v1/devices/{device}/rotate", request_body = RotateKey,
+    params(("device" = String, Path)), responses((status = 201, body = WriteResult)), security(("bearer" = [])))]
+async fn post_rotate(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let device = req.match_info().get("device").unwrap_or("").to_string();
+    let ingest_ref = ingest.get_ref();
+    write_route(ingest_ref, &req, payload, |who, body| async move {
+        let r: RotateKey = json_body(&body)?;
+        ingest_ref
+            .rotate_key(&who, &device, parse_key(&r.public_key)?)
+            .await
+    })
+    .await
+}
+
+/// Revoke a device.
+#[utoipa::path(post, path = "/v1/devices/{device}/revoke", request_body = Revoke,
+    params(("device" = String, Path)), responses((status = 201, body = WriteResult)), security(("bearer" = [])))]
+async fn post_revoke(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let device = req.match_info().get("device").unwrap_or("").to_string();
+    let ingest_ref = ingest.get_ref();
+    write_route(ingest_ref, &req, payload, |who, body| async move {
+        let r: Revoke = json_body(&body)?;
+        ingest_ref.revoke_device(&who, &device, &r.reason).await
+    })
+    .await
+}
+
+/// A signed tree head.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HeadJson {
+    pub shard: u32,
+    /// The shard log's ed25519 public key, hex.
+    pub public_key: String,
+    pub log_id: String,
+    pub size: u64,
+    pub root: String,
+    pub timestamp_ms: i64,
+    pub signature: String,
+}
+
+impl HeadJson {
+    fn new(shard: u32, key: &ed25519_dalek::VerifyingKey, h: &ledger::SignedTreeHead) -> HeadJson {
+        HeadJson {
+            shard,
+            public_key: hex::encode(key.as_bytes()),
+            log_id: h.head.log_id.to_hex(),
+            size: h.head.size,
+            root: h.head.root.to_hex(),
+            timestamp_ms: h.head.timestamp_ms,
+            signature: hex::encode(h.signature),
+        }
+    }
+}
+
+/// An entry's inclusion proof under a signed head.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProofJson {
+    pub shard: u32,
+    pub index: u64,
+    pub id: String,
+    /// Sibling hashes, leaf side first, hex.
+    pub proof: Vec<String>,
+    pub head: HeadJson,
+}
+
+/// A consistency proof between two sizes of a shard's log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsistencyJson {
+    pub shard: u32,
+    pub first: u64,
+    pub second: u64,
+    pub first_root: String,
+    pub second_root: String,
+    pub proof: Vec<String>,
+}
+
+fn shard_of(ingest: &Ingest, req: &HttpRequest) -> Result<Arc<shards::Shard>, ApiError> {
+    let raw = req.match_info().get("shard").unwrap_or("");
+    let id: u32 = raw
+        .parse()
+        .map_err(|_| ApiError::InvalidBody(format!("shard {raw:?} is not a number")))?;
+    Ok(Arc::clone(ingest.node().shard(id)?))
+}
+
+/// The shard's newest signed tree head (signed now if the log grew since).
+#[utoipa::path(get, path = "/v1/shards/{shard}/head", params(("shard" = u32, Path)), responses((status = 200, body = HeadJson)))]
+async fn get_head(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let shard = shard_of(&ingest, &req)?;
+    let head = shard.head_covering(shard.committed()).await?;
+    Ok(HttpResponse::Ok().json(HeadJson::new(shard.id(), &shard.public_key(), &head)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ProofQuery {
+    /// Prove against the head of this size (default: a current head).
+    pub size: Option<u64>,
+}
+
+/// Inclusion proof of entry `index` with the signed head it leads to.
+#[utoipa::path(get, path = "/v1/shards/{shard}/entries/{index}/proof",
+    params(("shard" = u32, Path), ("index" = u64, Path), ProofQuery),
+    responses((status = 200, body = ProofJson), (status = 404, description = "No such entry")))]
+async fn get_proof(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let shard = shard_of(&ingest, &req)?;
+    let raw = req.match_info().get("index").unwrap_or("");
+    let index: u64 = raw
+        .parse()
+        .map_err(|_| ApiError::InvalidBody(format!("index {raw:?} is not a number")))?;
+    if index >= shard.committed() {
+        return Err(ApiError::NotFound(format!(
+            "shard {} has no entry {index} (it has {})",
+            shard.id(),
+            shard.committed()
+        )));
+    }
+    let q = web::Query::<ProofQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    let head = shard.head_covering(index + 1).await?;
+    if let Some(size) = q.size {
+        if size != head.head.size {
+            return Err(ApiError::InvalidBody(format!(
+                "only the current head (size {}) is kept signed; ask without `size` and check consistency with /consistency",
+                head.head.size
+            )));
+        }
+    }
+    let store = shard.store();
+    let proof = store
+        .inclusion_proof(index, head.head.size)
+        .map_err(shards::ShardError::from)?;
+    Ok(HttpResponse::Ok().json(ProofJson {
+        shard: shard.id(),
+        index,
+        id: store
+            .entry_id(index)
+            .map_err(shards::ShardError::from)?
+            .to_hex(),
+        proof: proof.iter().map(|d| d.to_hex()).collect(),
+        head: HeadJson::new(shard.id(), &shard.public_key(), &head),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ConsistencyQuery {
+    pub first: u64,
+    pub second: u64,
+}
+
+/// Consistency proof between the trees of `first` and `second` entries.
+#[utoipa::path(get, path = "/v1/shards/{shard}/consistency", params(("shard" = u32, Path), ConsistencyQuery),
+    responses((status = 200, body = ConsistencyJson)))]
+async fn get_consistency(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let shard = shard_of(&ingest, &req)?;
+    let q = web::Query::<ConsistencyQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::InvalidBody(format!("{e}; give ?first=N&second=M")))?;
+    if q.second > shard.committed() {
+        return Err(ApiError::NotFound(format!(
+            "shard {} has {} entries, not {}",
+            shard.id(),
+            shard.committed(),
+            q.second
+        )));
+    }
+    let store = shard.store();
+    let proof = store
+        .consistency_proof(q.first, q.second)
+        .map_err(shards::ShardError::from)?;
+    Ok(HttpResponse::Ok().json(ConsistencyJson {
+        shard: shard.id(),
+        first: q.first,
+        second: q.second,
+        first_root: store
+            .root(q.first)
+            .map_err(shards::ShardError::from)?
+            .to_hex(),
+        second_root: store
+            .root(q.second)
+            .map_err(shards::ShardError::from)?
+            .to_hex(),
+        proof: proof.iter().map(|d| d.to_hex()).collect(),
+    }))
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The write API's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "coldtrail write API", description = "Signed cold-chain sensor batches, device identities and proofs. Every refusal is application/problem+json with a stable `code`."),
+    paths(post_batches, post_device, post_rotate, post_revoke, get_head, get_proof, get_consistency),
+    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, HeadJson, ProofJson, ConsistencyJson)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+async fn get_openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

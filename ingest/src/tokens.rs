@@ -1,0 +1,214 @@
+//! Bearer tokens for partners, investigators and operators.
+//!
+//! A token is shown once, when issued; only its hash (BLAKE3, token domain)
+//! is stored, in `DIR/tokens.json`. The server re-reads the file when it
+//! changes, so `coldtrail token issue` and `revoke` take effect at once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use ledger::Domain;
+use serde::{Deserialize, Serialize};
+
+use crate::problem::ApiError;
+
+/// What a token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A logistics partner: writes batches and events for its own organisation.
+    Partner,
+    /// A recall investigator: reads.
+    Investigator,
+    /// Runs the node.
+    Operator,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub org: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Hex BLAKE3 (token domain) of the token.
+    pub hash: String,
+    pub org: String,
+    pub role: Role,
+    pub issued_at_ms: i64,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a token file: {reason}")]
+    Format { path: String, reason: String },
+    #[error("no token starts with hash {0:?}")]
+    NotFound(String),
+}
+
+pub struct TokenStore {
+    path: PathBuf,
+    cache: Mutex<(Option<SystemTime>, HashMap<String, TokenRecord>)>,
+}
+
+fn hash(token: &str) -> String {
+    Domain::Token.hash(token.as_bytes()).to_hex()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl TokenStore {
+    pub fn new(data_dir: &Path) -> TokenStore {
+        TokenStore {
+            path: data_dir.join("tokens.json"),
+            cache: Mutex::new((None, HashMap::new())),
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> TokenError {
+        TokenError::Io {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    pub fn load(&self) -> Result<Vec<TokenRecord>, TokenError> {
+        match std::fs::read(&self.path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| TokenError::Format {
+                path: self.path.display().to_string(),
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    fn save(&self, records: &[TokenRecord]) -> Result<(), TokenError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = self.path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| self.io(e))?;
+        f.write_all(&serde_json::to_vec_pretty(records).expect("records serialise"))
+            .and_then(|_| f.sync_all())
+            .map_err(|e| self.io(e))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| self.io(e))
+    }
+
+    /// Issues a new token; returns it (shown once) and its record.
+    pub fn issue(&self, org: &str, role: Role) -> Result<(String, TokenRecord), TokenError> {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed)
+            .map_err(|e| self.io(std::io::Error::other(e.to_string())))?;
+        let token = format!("ct_{}", hex::encode(seed));
+        let record = TokenRecord {
+            hash: hash(&token),
+            org: org.to_string(),
+            role,
+            issued_at_ms: now_ms(),
+            revoked: false,
+        };
+        let mut all = self.load()?;
+        all.push(record.clone());
+        self.save(&all)?;
+        Ok((token, record))
+    }
+
+    /// Revokes every token whose hash starts with `hash_prefix` (at least 8 hex digits).
+    pub fn revoke(&self, hash_prefix: &str) -> Result<usize, TokenError> {
+        let mut all = self.load()?;
+        let mut n = 0;
+        for r in all
+            .iter_mut()
+            .filter(|r| hash_prefix.len() >= 8 && r.hash.starts_with(hash_prefix))
+        {
+            r.revoked = true;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(TokenError::NotFound(hash_prefix.to_string()));
+        }
+        self.save(&all)?;
+        Ok(n)
+    }
+
+    /// The principal a bearer token stands for.
+    pub fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        let mut cache = self.cache.lock().expect("token cache lock");
+        if cache.0 != mtime || mtime.is_none() {
+            let records = self
+                .load()
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            cache.1 = records.into_iter().map(|r| (r.hash.clone(), r)).collect();
+            cache.0 = mtime;
+        }
+        match cache.1.get(&hash(token)) {
+            Some(r) if !r.revoked => Ok(Principal {
+                org: r.org.clone(),
+                role: r.role,
+            }),
+            _ => Err(ApiError::BadToken),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_tokens_authenticate_until_revoked_and_only_hashes_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path());
+        let (token, record) = store
+            .issue("urn:epc:id:sgln:0614141.00001.0", Role::Partner)
+            .unwrap();
+        assert_eq!(store.authenticate(&token).unwrap().role, Role::Partner);
+        assert!(matches!(
+            store.authenticate("ct_nope"),
+            Err(ApiError::BadToken)
+        ));
+        let on_disk = std::fs::read_to_string(dir.path().join("tokens.json")).unwrap();
+        assert!(
+            !on_disk.contains(&token[3..]),
+            "the token itself is never stored"
+        );
+        // A second store (the server) sees the revocation made by the first (the CLI).
+        let server = TokenStore::new(dir.path());
+        server.authenticate(&token).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.revoke(&record.hash[..12]).unwrap();
+        assert!(matches!(
+            server.authenticate(&token),
+            Err(ApiError::BadToken)
+        ));
+        assert!(
+            store.revoke("abc").is_err(),
+            "too short a prefix revokes nothing"
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! `coldtrail serve`, `org add`, `token issue|revoke`: running a node.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::{Context, Result};
+use ingest::{Ingest, Limits, Role, TokenStore};
+use ledger::entry::{Entry, IdentityChange, OrgRole};
+use shards::{Node, NodeConfig};
+
+fn open_node(data_dir: &Path, shards: Option<u32>) -> Result<Arc<Node>> {
+    let config = NodeConfig {
+        shards,
+        ..NodeConfig::new(data_dir)
+    };
+    Ok(Arc::new(Node::open(config).with_context(|| {
+        format!("opening the node in {}", data_dir.display())
+    })?))
+}
+
+/// Starts the HTTP server on `listen` (port 0: any free port) and serves
+/// until Ctrl-C; `ready` gets the bound address once it listens.
+pub async fn run_server(
+    node: Arc<Node>,
+    listen: &str,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<()> {
+    let ingest = Arc::new(Ingest::open(Arc::clone(&node), Limits::default())?);
+    let relay = node.spawn_relay(Duration::from_millis(20));
+    let app_ingest = Arc::clone(&ingest);
+    let server = HttpServer::new(move || {
+        App::new()
+            .configure(ingest::configure(Arc::clone(&app_ingest)))
+            .default_service(web::to(ingest::not_found))
+    })
+    .workers(2)
+    .bind(listen)
+    .with_context(|| format!("binding {listen}"))?;
+    let addr = *server
+        .addrs()
+        .first()
+        .context("the server bound no address")?;
+    ready(addr);
+    server.run().await?;
+    relay.abort();
+    let _ = relay.await;
+    Ok(())
+}
+
+pub fn serve(data_dir: PathBuf, listen: String, shards: Option<u32>) -> Result<ExitCode> {
+    actix_web::rt::System::new().block_on(async move {
+        let node = open_node(&data_dir, shards)?;
+        run_server(node, &listen, |addr| {
+            println!("coldtrail serving {} on http://{addr}", data_dir.display());
+            println!("  write API   http://{addr}/v1/   (OpenAPI: http://{addr}/v1/openapi.json)");
+        })
+        .await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn parse_role(s: &str) -> Result<OrgRole> {
+    Ok(match s {
+        "grower" => OrgRole::Grower,
+        "packer" => OrgRole::Packer,
+        "processor" => OrgRole::Processor,
+        "carrier" => OrgRole::Carrier,
+        "dc" | "distribution-centre" => OrgRole::DistributionCentre,
+        "retailer" => OrgRole::Retailer,
+        "manufacturer" => OrgRole::Manufacturer,
+        "clinic" => OrgRole::Clinic,
+        "investigator" => OrgRole::Investigator,
+        "operator" => OrgRole::Operator,
+        other => anyhow::bail!(
+            "unknown role {other:?}: use grower, packer, processor, carrier, dc, retailer, manufacturer, clinic, investigator or operator"
+        ),
+    })
+}
+
+/// Registers an organisation: an identity entry on its home shard.
+pub fn org_add(
+    data_dir: PathBuf,
+    gln: String,
+    name: String,
+    role: String,
+    shards: Option<u32>,
+) -> Result<ExitCode> {
+    let role = parse_role(&role)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let node = open_node(&data_dir, shards)?;
+        let entry = Entry::Identity(IdentityChange::OrgRegistered {
+            org: gln.clone(),
+            name: name.clone(),
+            role,
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        });
+        let c = node.append(&gln, vec![entry]).await?;
+        let (index, id) = c.entries[0];
+        println!(
+            "registered {gln} ({name}) on shard {} at index {index}, entry {id}",
+            c.shard
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn token_issue(data_dir: PathBuf, org: String, role: String) -> Result<ExitCode> {
+    let role = match role.as_str() {
+        "partner" => Role::Partner,
+        "investigator" => Role::Investigator,
+        "operator" => Role::Operator,
+        other => {
+            anyhow::bail!("unknown token role {other:?}: use partner, investigator or operator")
+        }
+    };
+    std::fs::create_dir_all(&data_dir)?;
+    let (token, record) = TokenStore::new(&data_dir).issue(&org, role)?;
+    println!("{token}");
+    eprintln!(
+        "issued a {:?} token for {org}; only its hash {} is stored: keep the token, it is not shown again",
+        record.role,
+        &record.hash[..16]
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn token_revoke(data_dir: PathBuf, hash: String) -> Result<ExitCode> {
+    let n = TokenStore::new(&data_dir).revoke(&hash)?;
+    println!("revoked {n} token(s)");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,438 @@
+//! The write API end to end: a real server on loopback, real HTTP.
+
+mod support;
+
+use ed25519_dalek::SigningKey;
+use ingest::wire::{encode_binary, encode_json, BINARY_BATCH};
+use ingest::DeviceClient;
+use ledger::reading::Reading;
+use serde_json::json;
+use support::{get, post, post_json, provision, Server};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn readings(n: usize, start_ms: i64) -> Vec<Reading> {
+    (0..n)
+        .map(|i| Reading {
+            humidity_permille: Some(850),
+            ..Reading::new(start_ms + i as i64 * 60_000, 400 + (i % 5) as i32)
+        })
+        .collect()
+}
+
+fn register(base: &str, token: &str, device: &str, key: &SigningKey) {
+    let r = post_json(
+        base,
+        "/v1/devices",
+        token,
+        &json!({"device": device, "public_key": ledger::keys::did_key(&key.verifying_key())}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+/// Each shard's committed size, as its signed head tells.
+fn sizes(base: &str) -> Vec<u64> {
+    (0..2)
+        .map(|s| {
+            get(base, &format!("/v1/shards/{s}/head")).json()["size"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn hex_digest(v: &serde_json::Value) -> ledger::Digest {
+    ledger::Digest::from_hex(v.as_str().unwrap()).unwrap()
+}
+
+/// Fetches an entry's proof over HTTP and checks it with the small verifier.
+fn verify_written(base: &str, w: &serde_json::Value) {
+    let (shard, index) = (w["shard"].as_u64().unwrap(), w["index"].as_u64().unwrap());
+    let p = get(base, &format!("/v1/shards/{shard}/entries/{index}/proof"));
+    assert_eq!(p.status, 200, "{}", p.body);
+    let p = p.json();
+    assert_eq!(p["id"], w["id"]);
+    let h = &p["head"];
+    let key = ed25519_dalek::VerifyingKey::from_bytes(
+        &hex::decode(h["public_key"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    let sth = ledger::SignedTreeHead {
+        head: ledger::TreeHead {
+            log_id: hex_digest(&h["log_id"]),
+            size: h["size"].as_u64().unwrap(),
+            root: hex_digest(&h["root"]),
+            timestamp_ms: h["timestamp_ms"].as_i64().unwrap(),
+        },
+        signature: hex::decode(h["signature"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    };
+    let proof: Vec<ledger::Digest> = p["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hex_digest)
+        .collect();
+    sth.verify_inclusion(&key, index, &hex_digest(&w["id"]), &proof)
+        .unwrap_or_else(|e| panic!("entry {shard}/{index}: {e}"));
+}
+
+#[test]
+fn batches_in_json_and_binary_are_acknowledged_with_proofs_that_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let key = SigningKey::from_bytes(&[21; 32]);
+    register(&server.base, &token, "logger-a", &key);
+    let mut dev = DeviceClient::new("logger-a", key);
+    let t0 = now_ms() - 4 * 3_600_000;
+    let json_body = encode_json(&[
+        dev.sign(readings(60, t0)),
+        dev.sign(readings(60, t0 + 3_600_000)),
+    ]);
+    let r = post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        "application/json",
+        &json_body,
+        None,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["entries"].as_array().unwrap().len(), 2);
+    let bin = encode_binary(&[dev.sign(readings(30, t0 + 7_200_000))]);
+    let r2 = post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        BINARY_BATCH,
+        &bin,
+        None,
+    );
+    assert_eq!(r2.status, 201, "{}", r2.body);
+    for w in j["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(r2.json()["entries"].as_array().unwrap())
+    {
+        assert_eq!(w["subject"], "logger-a");
+        verify_written(&server.base, w);
+    }
+    // A consistency proof between two heads of the same shard.
+    let shard = j["entries"][0]["shard"].as_u64().unwrap();
+    let c = get(
+        &server.base,
+        &format!("/v1/shards/{shard}/consistency?first=1&second=2"),
+    );
+    assert_eq!(c.status, 200, "{}", c.body);
+    get(
+        &server.base,
+        &format!("/v1/shards/{shard}/consistency?first=2&second=1"),
+    )
+    .assert_problem(400, "invalid_body");
+}
+
+#[test]
+fn every_refusal_has_a_stable_code_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, other_token) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let base = &server.base;
+    let key = SigningKey::from_bytes(&[22; 32]);
+    register(base, &token, "logger-b", &key);
+    register(
+        base,
+        &other_token,
+        "logger-other",
+        &SigningKey::from_bytes(&[23; 32]),
+    );
+    let mut dev = DeviceClient::new("logger-b", key.clone());
+    let t0 = now_ms() - 3_600_000;
+    let good = dev.sign(readings(10, t0));
+    let ok = post(
+        base,
+        "/v1/batches",
+        Some(&token),
+        "application/json",
+        &encode_json(std::slice::from_ref(&good)),
+        None,
+    );
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    let before = sizes(base);
+    let send =
+        |tok: Option<&str>, ct: &str, body: &[u8]| post(base, "/v1/batches", tok, ct, body, None);
+
+    send(None, "application/json", b"{}").assert_problem(401, "unauthenticated");
+    send(Some("ct_00"), "application/json", b"{}").assert_problem(401, "bad_token");
+    send(Some(&token), "text/plain", b"hi").assert_problem(415, "unsupported_media_type");
+    send(Some(&token), "application/json", b"{\"batches\": [")
+        .assert_problem(400, "malformed_json");
+    send(
+        Some(&token),
+        "application/json",
+        br#"{"batches": [{"device": 1}]}"#,
+    )
+    .assert_problem(400, "invalid_body");
+    send(Some(&token), BINARY_BATCH, &[0xff, 0xff]).assert_problem(400, "invalid_body");
+    // Replayed: the batch already accepted, sent again.
+    send(
+        Some(&token),
+        "application/json",
+        &encode_json(std::slice::from_ref(&good)),
+    )
+    .assert_problem(409, "replayed_sequence");
+    // Rewound: a new batch that starts before the device's next sequence.
+    let mut rewound = DeviceClient::new("logger-b", key.clone()).starting_at(5);
+    send(
+        Some(&token),
+        "application/json",
+        &encode_json(&[rewound.sign(readings(3, t0))]),
+    )
+    .assert_problem(409, "replayed_sequence");
+    // Unknown device; a device of another organisation.
+    let mut ghost = DeviceClient::new("logger-ghost", key.clone());
+    send(
+        Some(&token),
+        "application/json",
+        &encode_json(&[ghost.sign(readings(3, t0))]),
+    )
+    .assert_problem(404, "unknown_device");
+    let mut foreign = DeviceClient::new("logger-other", SigningKey::from_bytes(&[23; 32]));
+    send(
+        Some(&token),
+        "application/json",
+        &encode_json(&[foreign.sign(readings(3, t0))]),
+    )
+    .assert_problem(403, "wrong_organisation");
+    // Bad signature: signed by another key; or a reading changed after signing.
+    let mut forger =
+        DeviceClient::new("logger-b", SigningKey::from_bytes(&[99; 32])).starting_at(10);
+    send(
+        Some(&token),
+        "application/json",
+        &encode_json(&[forger.sign(readings(3, t0))]),
+    )
+    .assert_problem(422, "bad_signature");
+    let mut next = DeviceClient::new("logger-b", key.clone()).starting_at(10);
+    let mut altered = next.sign(readings(3, t0 + 600_000));
+    altered.batch.readings[1].temp_centi_c += 1000;
+    send(Some(&token), BINARY_BATCH, &encode_binary(&[altered]))
+        .assert_problem(422, "bad_signature");
+    // One bad batch among good ones refuses the whole request.
+    let mut mixed = DeviceClient::new("logger-b", key.clone()).starting_at(10);
+    let g1 = mixed.sign(readings(3, t0 + 600_000));
+    let mut g2 = mixed.sign(readings(3, t0 + 900_000));
+    g2.signature[0] ^= 1;
+    send(Some(&token), "application/json", &encode_json(&[g1, g2]))
+        .assert_problem(422, "bad_signature");
+    // The clock far in the future.
+    let mut future = DeviceClient::new("logger-b", key.clone()).starting_at(10);
+    send(
+        Some(&token),
+        "application/json",
+        &encode_json(&[future.sign(readings(2, now_ms() + 86_400_000))]),
+    )
+    .assert_problem(422, "clock_in_future");
+    // Registering a device twice; a key that is not a key.
+    post_json(
+        base,
+        "/v1/devices",
+        &token,
+        &json!({"device": "logger-b", "public_key": hex::encode([1u8; 32])}),
+    )
+    .assert_problem(409, "device_exists");
+    post_json(
+        base,
+        "/v1/devices",
+        &token,
+        &json!({"device": "logger-c", "public_key": "zzz"}),
+    )
+    .assert_problem(400, "invalid_body");
+    // Unknown routes and shards.
+    post(
+        base,
+        "/v1/nowhere",
+        Some(&token),
+        "application/json",
+        b"{}",
+        None,
+    )
+    .assert_problem(404, "not_found");
+    get(base, "/v1/shards/7/head").assert_problem(404, "not_found");
+    get(base, "/v1/shards/0/entries/999999/proof").assert_problem(404, "not_found");
+    assert_eq!(sizes(base), before, "nothing refused was written");
+
+    // A revoked device: its key signs nothing from the revocation on.
+    let r = post_json(
+        base,
+        "/v1/devices/logger-b/revoke",
+        &token,
+        &json!({"reason": "stolen"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let after_revoke = sizes(base);
+    let mut late = DeviceClient::new("logger-b", key).starting_at(10);
+    send(
+        Some(&token),
+        "application/json",
+        &encode_json(&[late.sign(readings(2, t0))]),
+    )
+    .assert_problem(422, "revoked_key");
+    assert_eq!(sizes(base), after_revoke);
+}
+
+#[test]
+fn rotated_keys_sign_from_the_rotation_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let (k1, k2) = (
+        SigningKey::from_bytes(&[31; 32]),
+        SigningKey::from_bytes(&[32; 32]),
+    );
+    register(&server.base, &token, "logger-r", &k1);
+    let r = post_json(
+        &server.base,
+        "/v1/devices/logger-r/rotate",
+        &token,
+        &json!({"public_key": hex::encode(k2.verifying_key().as_bytes())}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let now = now_ms();
+    let mut dev = DeviceClient::new("logger-r", k1);
+    let old = dev.sign(readings(2, now));
+    post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        "application/json",
+        &encode_json(&[old]),
+        None,
+    )
+    .assert_problem(422, "bad_signature");
+    let mut dev = DeviceClient::new("logger-r", k2);
+    let new = dev.sign(readings(2, now));
+    let r = post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        "application/json",
+        &encode_json(&[new]),
+        None,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+#[test]
+fn a_retry_with_the_same_idempotency_key_returns_the_first_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let key = SigningKey::from_bytes(&[41; 32]);
+    register(&server.base, &token, "logger-i", &key);
+    let mut dev = DeviceClient::new("logger-i", key);
+    let body = encode_json(&[dev.sign(readings(5, now_ms() - 600_000))]);
+    let first = post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        "application/json",
+        &body,
+        Some("retry-1"),
+    );
+    assert_eq!(first.status, 201, "{}", first.body);
+    let before = sizes(&server.base);
+    let again = post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        "application/json",
+        &body,
+        Some("retry-1"),
+    );
+    assert_eq!((again.status, &again.body), (201, &first.body));
+    assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+    assert_eq!(sizes(&server.base), before, "the retry wrote nothing");
+    let other = encode_json(&[dev.sign(readings(5, now_ms() - 300_000))]);
+    post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        "application/json",
+        &other,
+        Some("retry-1"),
+    )
+    .assert_problem(409, "idempotency_key_reused");
+    // The first answer outlives the server.
+    server.kill9();
+    let server = Server::start(dir.path());
+    let after_restart = post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        "application/json",
+        &body,
+        Some("retry-1"),
+    );
+    assert_eq!(
+        (after_restart.status, &after_restart.body),
+        (201, &first.body)
+    );
+}
+
+#[test]
+fn acknowledged_batches_survive_kill_9_and_keep_the_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let key = SigningKey::from_bytes(&[51; 32]);
+    register(&server.base, &token, "logger-k", &key);
+    let mut dev = DeviceClient::new("logger-k", key.clone());
+    let t0 = now_ms() - 86_400_000;
+    let mut acked = Vec::new();
+    let mut sent = Vec::new();
+    for h in 0..20 {
+        let b = dev.sign(readings(60, t0 + h * 3_600_000));
+        sent.push(b.clone());
+        let r = post(
+            &server.base,
+            "/v1/batches",
+            Some(&token),
+            BINARY_BATCH,
+            &encode_binary(&[b]),
+            None,
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        acked.extend(r.json()["entries"].as_array().unwrap().clone());
+    }
+    server.kill9();
+    let server = Server::start(dir.path());
+    for w in &acked {
+        verify_written(&server.base, w);
+    }
+    // The device's sequence survived too: a replay is still refused.
+    post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        BINARY_BATCH,
+        &encode_binary(&sent[19..]),
+        None,
+    )
+    .assert_problem(409, "replayed_sequence");
+    drop(server);
+    let out = support::coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verified 2 logs"));
+}

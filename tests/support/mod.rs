@@ -1,0 +1,217 @@
+//! A real `coldtrail serve` on loopback, for end-to-end tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub const ORG: &str = "urn:epc:id:sgln:0614141.00001.0";
+pub const OTHER_ORG: &str = "urn:epc:id:sgln:0614141.00002.0";
+
+pub fn coldtrail(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_coldtrail"))
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "coldtrail {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Registers both organisations and issues a partner token for each.
+pub fn provision(dir: &Path) -> (String, String) {
+    let d = dir.to_str().unwrap();
+    coldtrail(&[
+        "org",
+        "add",
+        "--data-dir",
+        d,
+        "--gln",
+        ORG,
+        "--name",
+        "Example Carrier",
+        "--role",
+        "carrier",
+        "--shards",
+        "2",
+    ]);
+    coldtrail(&[
+        "org",
+        "add",
+        "--data-dir",
+        d,
+        "--gln",
+        OTHER_ORG,
+        "--name",
+        "Other Packer",
+        "--role",
+        "packer",
+    ]);
+    let token = |org: &str| {
+        String::from_utf8(coldtrail(&["token", "issue", "--data-dir", d, "--org", org]).stdout)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    (token(ORG), token(OTHER_ORG))
+}
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub dir: PathBuf,
+}
+
+impl Server {
+    pub fn start(dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coldtrail"))
+            .args([
+                "serve",
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the server starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines
+            .next()
+            .expect("the server prints its address")
+            .unwrap();
+        let base = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .expect("an address in the first line")
+            .to_string();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            base,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// SIGKILL: no chance to flush or sign anything.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// A problem+json refusal with this status and code.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(
+            self.content_type, "application/problem+json",
+            "{}",
+            self.body
+        );
+        let j = self.json();
+        assert_eq!(j["code"], code, "{}", self.body);
+        assert_eq!(j["status"], status);
+        assert!(
+            j["detail"].as_str().is_some_and(|d| d.len() > 20),
+            "a message that says what to fix: {}",
+            self.body
+        );
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn reply(mut r: ureq::http::Response<ureq::Body>) -> Reply {
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    Reply {
+        status: r.status().as_u16(),
+        content_type,
+        headers,
+        body: r.body_mut().read_to_string().unwrap_or_default(),
+    }
+}
+
+pub fn post(
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+    idem: Option<&str>,
+) -> Reply {
+    let mut req = agent()
+        .post(format!("{base}{path}"))
+        .header("Content-Type", content_type);
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    if let Some(k) = idem {
+        req = req.header("Idempotency-Key", k);
+    }
+    reply(req.send(body).expect("the request completes"))
+}
+
+pub fn post_json(base: &str, path: &str, token: &str, body: &serde_json::Value) -> Reply {
+    post(
+        base,
+        path,
+        Some(token),
+        "application/json",
+        body.to_string().as_bytes(),
+        None,
+    )
+}
+
+pub fn get(base: &str, path: &str) -> Reply {
+    reply(
+        agent()
+            .get(format!("{base}{path}"))
+            .call()
+            .expect("the request completes"),
+    )
+}
