@@ -104,6 +104,7 @@ fn transformation(i: u64, inputs: &[String], output: &str) -> Entry {
         read_point: None,
         biz_location: None,
         subjects,
+        readings: Vec::new(),
         document: Vec::new(),
     })
 }

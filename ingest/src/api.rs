@@ -55,6 +55,21 @@ pub struct WriteResult {
     pub entries: Vec<Written>,
     /// Cross-shard receipts committed with the entries.
     pub receipts: usize,
+    /// EPCIS capture only: events already captured with the same content,
+    /// answered with where they are instead of written again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub already_captured: Vec<Written>,
+    /// EPCIS capture only: the capture job's id (`GET /capture/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_id: Option<String>,
+}
+
+/// Where a captured event is, and its content fingerprint.
+#[derive(Debug, Clone)]
+pub(crate) struct EventLoc {
+    pub shard: u32,
+    pub index: u64,
+    pub fingerprint: String,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -71,25 +86,49 @@ pub struct Ingest {
     pub(crate) limits: Limits,
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
     pub(crate) idempotency: crate::idempotency::IdempotencyStore,
+    /// eventID -> where its events are (several: corrections by errorDeclaration).
+    pub(crate) events: RwLock<HashMap<String, Vec<EventLoc>>>,
+    /// Captures check and append under this lock, so one eventID cannot be
+    /// captured twice by two racing requests.
+    pub(crate) capture_lock: tokio::sync::Mutex<()>,
+    /// Recent capture jobs, for `GET /capture/{id}` (bounded, oldest dropped).
+    pub(crate) captures: std::sync::Mutex<std::collections::VecDeque<(String, WriteResult)>>,
 }
+
+/// Capture jobs remembered for `GET /capture/{id}`.
+const MAX_CAPTURE_JOBS: usize = 10_000;
 
 impl Ingest {
     /// Builds the identity state from every shard's log.
     pub fn open(node: Arc<Node>, limits: Limits) -> Result<Ingest, shards::ShardError> {
         let mut identity = IdentityState::default();
+        let mut events: HashMap<String, Vec<EventLoc>> = HashMap::new();
         for shard in node.shards() {
             let len = shard.store().len();
             let mut from = 0;
             while from < len {
                 let to = (from + 4096).min(len);
-                for bytes in shard.store().entries(from, to)? {
-                    if matches!(
-                        ledger::entry::kind_of(&bytes),
-                        Some("identity" | "readings")
-                    ) {
-                        if let Ok(e) = Entry::from_bytes(&bytes) {
-                            identity.apply(&e);
+                for (bytes, index) in shard.store().entries(from, to)?.into_iter().zip(from..) {
+                    match ledger::entry::kind_of(&bytes) {
+                        Some("identity" | "readings") => {
+                            if let Ok(e) = Entry::from_bytes(&bytes) {
+                                identity.apply(&e);
+                            }
                         }
+                        Some("custody") => {
+                            if let Ok(Entry::Custody(c)) = Entry::from_bytes(&bytes) {
+                                let doc: serde_json::Value =
+                                    serde_json::from_slice(&c.document).unwrap_or_default();
+                                events.entry(c.event_id).or_default().push(EventLoc {
+                                    shard: shard.id(),
+                                    index,
+                                    fingerprint: ledger::Domain::Token
+                                        .hash(crate::epcis::canonical_json(&doc).as_bytes())
+                                        .to_hex(),
+                                });
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 from = to;
@@ -102,6 +141,9 @@ impl Ingest {
                 .map_err(|e| shards::ShardError::io(&dir.join("idempotency.jsonl"), e))?,
             in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
             identity: RwLock::new(identity),
+            events: RwLock::new(events),
+            capture_lock: tokio::sync::Mutex::new(()),
+            captures: std::sync::Mutex::new(std::collections::VecDeque::new()),
             limits,
             node,
         })
@@ -155,6 +197,8 @@ impl Ingest {
                 })
                 .collect(),
             receipts: c.receipts.len(),
+            already_captured: Vec::new(),
+            capture_id: None,
         })
     }
 
@@ -305,6 +349,8 @@ impl Ingest {
         let mut out = WriteResult {
             entries: Vec::new(),
             receipts: 0,
+            already_captured: Vec::new(),
+            capture_id: None,
         };
         let mut failure = None;
         for r in results {
@@ -338,6 +384,161 @@ impl Ingest {
         }
         out.entries.sort_by_key(|w| (w.shard, w.index));
         Ok(out)
+    }
+}
+
+impl Ingest {
+    /// Captures EPCIS events: each is appended on the home shard of the
+    /// identifier it is chiefly about (receipts carry it to the others'). An
+    /// event whose eventID was captured before is answered with where it is
+    /// when its content is the same, refused when it differs, and appended
+    /// when it is a correction (it carries an `errorDeclaration`).
+    pub async fn capture(
+        &self,
+        who: &Principal,
+        captured: Vec<crate::epcis::Captured>,
+    ) -> Result<WriteResult, ApiError> {
+        self.writer(who)?;
+        if !self
+            .identity
+            .read()
+            .expect("identity lock")
+            .orgs
+            .contains_key(&who.org)
+        {
+            return Err(ApiError::UnknownOrganisation(who.org.clone()));
+        }
+        let _guard = self.capture_lock.lock().await;
+        let mut out = WriteResult {
+            entries: Vec::new(),
+            receipts: 0,
+            already_captured: Vec::new(),
+            capture_id: None,
+        };
+        let mut new = Vec::new();
+        {
+            let events = self.events.read().expect("events lock");
+            let mut seen: HashMap<&str, &str> = HashMap::new();
+            for c in &captured {
+                let id = c.event.event_id.as_str();
+                let earlier = events.get(id);
+                if let Some(loc) =
+                    earlier.and_then(|v| v.iter().find(|l| l.fingerprint == c.fingerprint))
+                {
+                    out.already_captured.push(Written {
+                        shard: loc.shard,
+                        index: loc.index,
+                        id: String::new(),
+                        subject: id.to_string(),
+                    });
+                    continue;
+                }
+                if (earlier.is_some() || seen.contains_key(id)) && !c.declares_error {
+                    return Err(ApiError::DuplicateEvent(id.to_string()));
+                }
+                seen.insert(id, &c.fingerprint);
+                new.push(c.clone());
+            }
+        }
+        let commits = new.iter().map(|c| async move {
+            let r = self
+                .node
+                .append(&c.partition_key, vec![Entry::Custody(c.event.clone())])
+                .await;
+            r.map(|committed| (c, committed))
+        });
+        let results = futures_util::future::join_all(commits).await;
+        let mut events = self.events.write().expect("events lock");
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok((c, committed)) => {
+                    let (index, id) = committed.entries[0];
+                    events
+                        .entry(c.event.event_id.clone())
+                        .or_default()
+                        .push(EventLoc {
+                            shard: committed.shard,
+                            index,
+                            fingerprint: c.fingerprint.clone(),
+                        });
+                    out.receipts += committed.receipts.len();
+                    out.entries.push(Written {
+                        shard: committed.shard,
+                        index,
+                        id: id.to_hex(),
+                        subject: c.event.event_id.clone(),
+                    });
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        drop(events);
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        let job = ledger::Domain::Token
+            .hash_parts(&[out
+                .entries
+                .iter()
+                .chain(&out.already_captured)
+                .map(|w| format!("{}/{};", w.shard, w.index))
+                .collect::<String>()
+                .as_bytes()])
+            .to_hex()[..24]
+            .to_string();
+        out.capture_id = Some(job.clone());
+        let mut jobs = self.captures.lock().expect("captures lock");
+        if jobs.len() >= MAX_CAPTURE_JOBS {
+            jobs.pop_front();
+        }
+        jobs.push_back((job, out.clone()));
+        Ok(out)
+    }
+
+    /// A capture job by id, if it is still remembered.
+    pub fn capture_job(&self, id: &str) -> Option<WriteResult> {
+        self.captures
+            .lock()
+            .expect("captures lock")
+            .iter()
+            .find(|(j, _)| j == id)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// Every stored event with this eventID (the event and its corrections), as captured.
+    pub fn events_by_id(&self, event_id: &str) -> Result<Vec<serde_json::Value>, ApiError> {
+        let locs = self
+            .events
+            .read()
+            .expect("events lock")
+            .get(event_id)
+            .cloned()
+            .unwrap_or_default();
+        if locs.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "no event with eventID {event_id:?} was captured"
+            )));
+        }
+        locs.iter()
+            .map(|l| {
+                let bytes = self
+                    .node
+                    .shard(l.shard)?
+                    .store()
+                    .entry(l.index)
+                    .map_err(shards::ShardError::from)?;
+                match Entry::from_bytes(&bytes) {
+                    Ok(Entry::Custody(c)) => serde_json::from_slice(&c.document).map_err(|e| {
+                        ApiError::Unavailable(format!("stored event {event_id}: {e}"))
+                    }),
+                    _ => Err(ApiError::Unavailable(format!(
+                        "entry {}/{} is not an event",
+                        l.shard, l.index
+                    ))),
+                }
+            })
+            .collect()
     }
 }
 

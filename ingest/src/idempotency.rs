@@ -26,6 +26,8 @@ pub struct Answer {
     pub fingerprint: String,
     pub status: u16,
     pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -9,6 +9,7 @@
 //! written.
 
 pub mod api;
+pub mod epcis;
 pub mod idempotency;
 pub mod identity;
 pub mod problem;

@@ -75,6 +75,8 @@ pub enum ApiError {
         "the Idempotency-Key {0:?} was used for a different request; use a new key for new content"
     )]
     IdempotencyKeyReused(String),
+    #[error("an event with eventID {0:?} was already captured with other content; send a correction with an `errorDeclaration`, or use a new eventID")]
+    DuplicateEvent(String),
     #[error("{0}")]
     NotFound(String),
     #[error("the server is busy ({0}); retry after the Retry-After delay")]
@@ -118,6 +120,7 @@ impl ApiError {
             ApiError::InvalidIdentifier(_) => "invalid_identifier",
             ApiError::InvalidEvent(_) => "invalid_event",
             ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",
+            ApiError::DuplicateEvent(_) => "duplicate_event",
             ApiError::NotFound(_) => "not_found",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
@@ -153,7 +156,8 @@ impl ResponseError for ApiError {
             | ApiError::UnknownOrganisation(_) => StatusCode::NOT_FOUND,
             ApiError::DeviceExists(_)
             | ApiError::ReplayedSequence { .. }
-            | ApiError::IdempotencyKeyReused(_) => StatusCode::CONFLICT,
+            | ApiError::IdempotencyKeyReused(_)
+            | ApiError::DuplicateEvent(_) => StatusCode::CONFLICT,
             ApiError::BadSignature { .. }
             | ApiError::RevokedKey { .. }
             | ApiError::NoKeyAtTime { .. }

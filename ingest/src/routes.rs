@@ -33,6 +33,12 @@ pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
                 "/v1/shards/{shard}/consistency",
                 web::get().to(get_consistency),
             )
+            .route("/v1/capture", web::post().to(post_capture))
+            .route("/capture", web::post().to(post_capture))
+            .route("/v1/capture/{id}", web::get().to(get_capture))
+            .route("/capture/{id}", web::get().to(get_capture))
+            .route("/v1/events", web::get().to(get_events))
+            .route("/events/{id:.*}", web::get().to(get_events))
             .route("/v1/openapi.json", web::get().to(get_openapi));
     }
 }
@@ -113,10 +119,16 @@ where
     let body = read_body(req, payload, ingest.limits.max_body_bytes).await?;
     let run = |who: Principal, body: Bytes| async move {
         let result = write(who, body).await?;
+        // A capture is answered as the EPCIS REST binding does: 202 and the job's location.
+        let location = result
+            .capture_id
+            .as_ref()
+            .map(|id| format!("/capture/{id}"));
         Ok::<_, ApiError>(Answer {
             fingerprint: String::new(),
-            status: 201,
+            status: if location.is_some() { 202 } else { 201 },
             body: serde_json::to_string(&result).expect("results serialise"),
+            location,
         })
     };
     let key = req
@@ -155,6 +167,9 @@ where
     resp.content_type("application/json");
     if replayed {
         resp.insert_header(("Idempotent-Replayed", "true"));
+    }
+    if let Some(location) = &answer.location {
+        resp.insert_header((header::LOCATION, location.as_str()));
     }
     Ok(resp.body(answer.body))
 }
@@ -213,6 +228,113 @@ async fn post_batches(
         ingest_ref.submit_batches(&who, batches).await
     })
     .await
+}
+
+/// Capture an EPCIS 2.0 document (JSON / JSON-LD): ObjectEvent,
+/// AggregationEvent, TransformationEvent, AssociationEvent, TransactionEvent.
+#[utoipa::path(
+    post,
+    path = "/v1/capture",
+    request_body(content = Object, content_type = "application/ld+json", description = "An EPCISDocument"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retrying with the same key returns the first answer")),
+    responses(
+        (status = 202, description = "Durably committed; Location names the capture job", body = WriteResult),
+        (status = 400, description = "Not JSON, or not an EPCIS document"),
+        (status = 409, description = "eventID already captured with other content"),
+        (status = 422, description = "Unknown event type, invalid GTIN or identifier, bad time")
+    ),
+    security(("bearer" = []))
+)]
+async fn post_capture(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if content_type != "application/json" && content_type != "application/ld+json" {
+        return Err(ApiError::UnsupportedMediaType(content_type));
+    }
+    let ingest_ref = ingest.get_ref();
+    write_route(ingest_ref, &req, payload, |who, body| async move {
+        let events = crate::epcis::parse_document(&body, &who.org)?;
+        ingest_ref.capture(&who, events).await
+    })
+    .await
+}
+
+/// A capture job: it finished (capture answers once everything is durable).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaptureJob {
+    #[serde(rename = "captureID")]
+    pub capture_id: String,
+    pub running: bool,
+    pub success: bool,
+    pub capture_error_behaviour: String,
+    pub errors: Vec<String>,
+    pub result: WriteResult,
+}
+
+/// The status of a capture job (remembered for the most recent captures).
+#[utoipa::path(get, path = "/v1/capture/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = CaptureJob), (status = 404, description = "Unknown or forgotten job")))]
+async fn get_capture(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let id = req.match_info().get("id").unwrap_or("");
+    let result = ingest.capture_job(id).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no capture job {id:?} (jobs are remembered until the server restarts)"
+        ))
+    })?;
+    Ok(HttpResponse::Ok().json(CaptureJob {
+        capture_id: id.to_string(),
+        running: false,
+        success: true,
+        capture_error_behaviour: "rollback".into(),
+        errors: Vec::new(),
+        result,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventQuery {
+    #[serde(rename = "eventID")]
+    #[param(rename = "eventID")]
+    pub event_id: String,
+}
+
+/// The captured events with this eventID (the event and any corrections),
+/// as an EPCISQueryDocument.
+#[utoipa::path(get, path = "/v1/events", params(EventQuery),
+    responses((status = 200, description = "EPCISQueryDocument"), (status = 404, description = "Never captured")))]
+async fn get_events(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let id = match req.match_info().get("id") {
+        Some(id) => id.to_string(),
+        None => {
+            web::Query::<EventQuery>::from_query(req.query_string())
+                .map_err(|e| ApiError::InvalidBody(format!("{e}; give ?eventID=…")))?
+                .into_inner()
+                .event_id
+        }
+    };
+    let events = ingest.events_by_id(&id)?;
+    Ok(HttpResponse::Ok().content_type("application/ld+json").json(serde_json::json!({
+        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
+        "type": "EPCISQueryDocument",
+        "schemaVersion": "2.0",
+        "epcisBody": {"queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": events}}}
+    })))
 }
 
 /// A device's public key: a `did:key` or 64 hex digits.
@@ -480,8 +602,8 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "coldtrail write API", description = "Signed cold-chain sensor batches, device identities and proofs. Every refusal is application/problem+json with a stable `code`."),
-    paths(post_batches, post_device, post_rotate, post_revoke, get_head, get_proof, get_consistency),
-    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, HeadJson, ProofJson, ConsistencyJson)),
+    paths(post_batches, post_device, post_rotate, post_revoke, get_head, get_proof, get_consistency, post_capture, get_capture, get_events),
+    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, HeadJson, ProofJson, ConsistencyJson, CaptureJob)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

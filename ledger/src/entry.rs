@@ -11,7 +11,7 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::hash::{Digest, Domain};
 use crate::head::SignedTreeHead;
 use crate::merkle::{Blake3Merkle, MerkleHasher};
-use crate::reading::DeviceBatch;
+use crate::reading::{decode_readings, encode_readings, DeviceBatch, Reading};
 
 /// The encoding version this build writes and reads.
 pub const ENCODING_VERSION: u8 = 1;
@@ -162,6 +162,9 @@ pub struct CustodyEvent {
     pub read_point: Option<String>,
     pub biz_location: Option<String>,
     pub subjects: Vec<Subject>,
+    /// Sensor readings the event carries (EPCIS `sensorElementList`), in the
+    /// same model as device batches; every sensor field stays in `document`.
+    pub readings: Vec<Reading>,
     /// The event's JSON as received.
     pub document: Vec<u8>,
 }
@@ -379,6 +382,7 @@ impl Entry {
                         put_opt_str(w, &q.uom);
                     });
                 });
+                encode_readings(w, &e.readings);
                 w.bytes(&e.document);
             }
             Entry::Identity(c) => match c {
@@ -533,6 +537,7 @@ impl Entry {
                         })?,
                     })
                 })?,
+                readings: decode_readings(&mut r)?,
                 document: {
                     let d = r.bytes("event document")?;
                     if d.len() > MAX_DOCUMENT_LEN {
@@ -701,9 +706,16 @@ mod tests {
                 (arb_opt_str(), arb_opt_str(), arb_opt_str(), arb_opt_str()),
                 proptest::collection::vec(subject, 0..5),
                 proptest::collection::vec(any::<u8>(), 0..64),
+                proptest::collection::vec(crate::reading::tests::arb_reading(), 0..4),
             )
                 .prop_map(
-                    |((rb, eid, kind, action, t, tz), (bs, disp, rp, bl), subjects, document)| {
+                    |(
+                        (rb, eid, kind, action, t, tz),
+                        (bs, disp, rp, bl),
+                        subjects,
+                        document,
+                        readings,
+                    )| {
                         Entry::Custody(CustodyEvent {
                             recorded_by: rb,
                             event_id: eid,
@@ -716,6 +728,7 @@ mod tests {
                             read_point: rp,
                             biz_location: bl,
                             subjects,
+                            readings,
                             document,
                         })
                     }

@@ -189,39 +189,9 @@ impl DeviceBatch {
     /// The canonical bytes (what a device signs). The batch must be valid.
     pub fn encode(&self, w: &mut Writer) {
         debug_assert!(self.validate().is_ok(), "encoding an invalid batch");
-        let rs = &self.readings;
         w.str(&self.device);
         w.varint(self.first_seq);
-        w.varint(rs.len() as u64);
-        let Some(first) = rs.first() else { return };
-        // Time: first absolute, then delta-of-delta.
-        w.svarint(first.time_ms);
-        let mut prev_t = first.time_ms;
-        let mut prev_d = 0i64;
-        for r in &rs[1..] {
-            let d = r.time_ms - prev_t;
-            w.svarint(d - prev_d);
-            prev_t = r.time_ms;
-            prev_d = d;
-        }
-        for r in rs {
-            w.u8(mask_of(r));
-        }
-        put_delta_column(w, rs.iter().map(|r| Some(i64::from(r.temp_centi_c))));
-        put_delta_column(w, rs.iter().map(|r| r.humidity_permille.map(i64::from)));
-        for s in rs.iter().filter_map(|r| r.shock_centi_g) {
-            w.varint(u64::from(s));
-        }
-        put_delta_column(w, rs.iter().map(|r| r.light_lux.map(i64::from)));
-        put_delta_column(
-            w,
-            rs.iter().map(|r| r.location.map(|p| i64::from(p.lat_e7))),
-        );
-        put_delta_column(
-            w,
-            rs.iter().map(|r| r.location.map(|p| i64::from(p.lon_e7))),
-        );
-        put_delta_column(w, rs.iter().map(|r| r.battery_mv.map(i64::from)));
+        encode_readings(w, &self.readings);
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -234,97 +204,7 @@ impl DeviceBatch {
     pub fn decode(r: &mut Reader<'_>) -> Result<DeviceBatch, DecodeError> {
         let device = r.string("device id")?;
         let first_seq = r.varint("first sequence number")?;
-        let n = r.varint("reading count")?;
-        // Each reading costs at least two bytes (time and mask), which bounds n
-        // by the input before anything is allocated.
-        if n > MAX_READINGS_PER_BATCH as u64 || n.saturating_mul(2) > r.remaining() as u64 {
-            return Err(DecodeError::OutOfRange {
-                what: "reading count",
-                value: n,
-            });
-        }
-        let n = n as usize;
-        let mut readings = Vec::with_capacity(n);
-        if n > 0 {
-            let mut t = r.svarint("first reading time")?;
-            check_time(t)?;
-            readings.push(Reading::new(t, 0));
-            let mut d = 0i64;
-            for _ in 1..n {
-                let dd = r.svarint("time delta")?;
-                d = d.checked_add(dd).ok_or(DecodeError::Invalid {
-                    what: "time delta",
-                    reason: "overflows",
-                })?;
-                t = t.checked_add(d).ok_or(DecodeError::Invalid {
-                    what: "reading time",
-                    reason: "overflows",
-                })?;
-                check_time(t)?;
-                readings.push(Reading::new(t, 0));
-            }
-        }
-        let masks = r.take(n, "presence masks")?;
-        if let Some(bad) = masks
-            .iter()
-            .find(|&&m| m & !KNOWN_BITS != 0 || (m & DOOR_OPEN != 0 && m & HAS_DOOR == 0))
-        {
-            return Err(DecodeError::UnknownTag {
-                what: "presence mask",
-                tag: u64::from(*bad),
-            });
-        }
-        let mut temp = 0i64;
-        for reading in &mut readings {
-            temp = delta_step(r, temp, "temperature")?;
-            reading.temp_centi_c = to_int(temp, "temperature")?;
-        }
-        let mut hum = 0i64;
-        for (reading, m) in readings.iter_mut().zip(masks) {
-            if m & HAS_HUMIDITY != 0 {
-                hum = delta_step(r, hum, "humidity")?;
-                reading.humidity_permille = Some(to_int(hum, "humidity")?);
-            }
-        }
-        for (reading, m) in readings.iter_mut().zip(masks) {
-            if m & HAS_SHOCK != 0 {
-                reading.shock_centi_g = Some(r.varint_as("shock")?);
-            }
-            if m & HAS_DOOR != 0 {
-                reading.door_open = Some(m & DOOR_OPEN != 0);
-            }
-        }
-        let mut light = 0i64;
-        for (reading, m) in readings.iter_mut().zip(masks) {
-            if m & HAS_LIGHT != 0 {
-                light = delta_step(r, light, "light")?;
-                reading.light_lux = Some(to_int(light, "light")?);
-            }
-        }
-        let mut lat = 0i64;
-        for (reading, m) in readings.iter_mut().zip(masks) {
-            if m & HAS_LOCATION != 0 {
-                lat = delta_step(r, lat, "latitude")?;
-                reading.location = Some(GeoPoint {
-                    lat_e7: to_int(lat, "latitude")?,
-                    lon_e7: 0,
-                });
-            }
-        }
-        let mut lon = 0i64;
-        for reading in &mut readings {
-            if let Some(p) = reading.location.as_mut() {
-                lon = delta_step(r, lon, "longitude")?;
-                p.lon_e7 = to_int(lon, "longitude")?;
-            }
-        }
-        let mut battery = 0i64;
-        for (reading, m) in readings.iter_mut().zip(masks) {
-            if m & HAS_BATTERY != 0 {
-                battery = delta_step(r, battery, "battery")?;
-                reading.battery_mv = Some(to_int(battery, "battery")?);
-            }
-        }
+        let readings = decode_readings(r)?;
         let batch = DeviceBatch {
             device,
             first_seq,
@@ -340,6 +220,138 @@ impl DeviceBatch {
         r.finish()?;
         Ok(b)
     }
+}
+
+/// The columnar encoding of a run of readings (count, then the columns);
+/// the readings must be valid.
+pub fn encode_readings(w: &mut Writer, rs: &[Reading]) {
+    w.varint(rs.len() as u64);
+    let Some(first) = rs.first() else { return };
+    // Time: first absolute, then delta-of-delta.
+    w.svarint(first.time_ms);
+    let mut prev_t = first.time_ms;
+    let mut prev_d = 0i64;
+    for r in &rs[1..] {
+        let d = r.time_ms - prev_t;
+        w.svarint(d - prev_d);
+        prev_t = r.time_ms;
+        prev_d = d;
+    }
+    for r in rs {
+        w.u8(mask_of(r));
+    }
+    put_delta_column(w, rs.iter().map(|r| Some(i64::from(r.temp_centi_c))));
+    put_delta_column(w, rs.iter().map(|r| r.humidity_permille.map(i64::from)));
+    for s in rs.iter().filter_map(|r| r.shock_centi_g) {
+        w.varint(u64::from(s));
+    }
+    put_delta_column(w, rs.iter().map(|r| r.light_lux.map(i64::from)));
+    put_delta_column(
+        w,
+        rs.iter().map(|r| r.location.map(|p| i64::from(p.lat_e7))),
+    );
+    put_delta_column(
+        w,
+        rs.iter().map(|r| r.location.map(|p| i64::from(p.lon_e7))),
+    );
+    put_delta_column(w, rs.iter().map(|r| r.battery_mv.map(i64::from)));
+}
+
+/// Decodes what [`encode_readings`] wrote; refuses anything else.
+pub fn decode_readings(r: &mut Reader<'_>) -> Result<Vec<Reading>, DecodeError> {
+    let n = r.varint("reading count")?;
+    // Each reading costs at least two bytes (time and mask), which bounds n
+    // by the input before anything is allocated.
+    if n > MAX_READINGS_PER_BATCH as u64 || n.saturating_mul(2) > r.remaining() as u64 {
+        return Err(DecodeError::OutOfRange {
+            what: "reading count",
+            value: n,
+        });
+    }
+    let n = n as usize;
+    let mut readings = Vec::with_capacity(n);
+    if n > 0 {
+        let mut t = r.svarint("first reading time")?;
+        check_time(t)?;
+        readings.push(Reading::new(t, 0));
+        let mut d = 0i64;
+        for _ in 1..n {
+            let dd = r.svarint("time delta")?;
+            d = d.checked_add(dd).ok_or(DecodeError::Invalid {
+                what: "time delta",
+                reason: "overflows",
+            })?;
+            t = t.checked_add(d).ok_or(DecodeError::Invalid {
+                what: "reading time",
+                reason: "overflows",
+            })?;
+            check_time(t)?;
+            readings.push(Reading::new(t, 0));
+        }
+    }
+    let masks = r.take(n, "presence masks")?;
+    if let Some(bad) = masks
+        .iter()
+        .find(|&&m| m & !KNOWN_BITS != 0 || (m & DOOR_OPEN != 0 && m & HAS_DOOR == 0))
+    {
+        return Err(DecodeError::UnknownTag {
+            what: "presence mask",
+            tag: u64::from(*bad),
+        });
+    }
+    let mut temp = 0i64;
+    for reading in &mut readings {
+        temp = delta_step(r, temp, "temperature")?;
+        reading.temp_centi_c = to_int(temp, "temperature")?;
+    }
+    let mut hum = 0i64;
+    for (reading, m) in readings.iter_mut().zip(masks) {
+        if m & HAS_HUMIDITY != 0 {
+            hum = delta_step(r, hum, "humidity")?;
+            reading.humidity_permille = Some(to_int(hum, "humidity")?);
+        }
+    }
+    for (reading, m) in readings.iter_mut().zip(masks) {
+        if m & HAS_SHOCK != 0 {
+            reading.shock_centi_g = Some(r.varint_as("shock")?);
+        }
+        if m & HAS_DOOR != 0 {
+            reading.door_open = Some(m & DOOR_OPEN != 0);
+        }
+    }
+    let mut light = 0i64;
+    for (reading, m) in readings.iter_mut().zip(masks) {
+        if m & HAS_LIGHT != 0 {
+            light = delta_step(r, light, "light")?;
+            reading.light_lux = Some(to_int(light, "light")?);
+        }
+    }
+    let mut lat = 0i64;
+    for (reading, m) in readings.iter_mut().zip(masks) {
+        if m & HAS_LOCATION != 0 {
+            lat = delta_step(r, lat, "latitude")?;
+            reading.location = Some(GeoPoint {
+                lat_e7: to_int(lat, "latitude")?,
+                lon_e7: 0,
+            });
+        }
+    }
+    let mut lon = 0i64;
+    for reading in &mut readings {
+        if let Some(p) = reading.location.as_mut() {
+            lon = delta_step(r, lon, "longitude")?;
+            p.lon_e7 = to_int(lon, "longitude")?;
+        }
+    }
+    let mut battery = 0i64;
+    for (reading, m) in readings.iter_mut().zip(masks) {
+        if m & HAS_BATTERY != 0 {
+            battery = delta_step(r, battery, "battery")?;
+            reading.battery_mv = Some(to_int(battery, "battery")?);
+        }
+    }
+    readings.iter().try_for_each(Reading::validate)?;
+    Ok(readings)
 }
 
 fn check_time(t: i64) -> Result<(), DecodeError> {

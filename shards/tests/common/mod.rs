@@ -50,6 +50,7 @@ pub fn transformation(event: u64, inputs: &[&str], output: &str) -> Entry {
         read_point: None,
         biz_location: None,
         subjects,
+        readings: Vec::new(),
         document: b"{}".to_vec(),
     })
 }
