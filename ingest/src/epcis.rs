@@ -210,6 +210,15 @@ fn quantities_of(
     Ok(())
 }
 
+/// What one sensor element reported at one time, in SI-ish units.
+#[derive(Default)]
+struct Sample {
+    time: i64,
+    temp_c: Option<f64>,
+    humidity_pct: Option<f64>,
+    lux: Option<f64>,
+}
+
 /// Readings from `sensorElementList`: one per distinct time, where a
 /// temperature was reported (the reading model's one required quantity).
 fn readings_of(
@@ -240,7 +249,7 @@ fn readings_of(
                     "{at}: each sensor element needs a `sensorReport` array"
                 ))
             })?;
-        let mut by_time: Vec<(i64, Option<f64>, Option<f64>, Option<f64>)> = Vec::new();
+        let mut by_time: Vec<Sample> = Vec::new();
         for r in reports {
             let time = match r.get("time").and_then(Value::as_str) {
                 Some(t) => parse_time(t, "sensorReport.time", at)?,
@@ -254,24 +263,34 @@ fn readings_of(
             let (Some(value), uom) = (value, r.get("uom").and_then(Value::as_str)) else {
                 continue;
             };
-            let slot = match by_time.iter().position(|s| s.0 == time) {
+            let slot = match by_time.iter().position(|s| s.time == time) {
                 Some(i) => i,
                 None => {
-                    by_time.push((time, None, None, None));
+                    by_time.push(Sample {
+                        time,
+                        ..Sample::default()
+                    });
                     by_time.len() - 1
                 }
             };
+            let sample = &mut by_time[slot];
             match (kind, uom) {
-                ("Temperature", Some("CEL") | None) => by_time[slot].1 = Some(value),
-                ("Temperature", Some("FAH")) => by_time[slot].1 = Some((value - 32.0) * 5.0 / 9.0),
-                ("Temperature", Some("KEL")) => by_time[slot].1 = Some(value - 273.15),
-                ("RelativeHumidity", Some("P1") | None) => by_time[slot].2 = Some(value),
-                ("Illuminance", Some("LUX") | None) => by_time[slot].3 = Some(value),
+                ("Temperature", Some("CEL") | None) => sample.temp_c = Some(value),
+                ("Temperature", Some("FAH")) => sample.temp_c = Some((value - 32.0) * 5.0 / 9.0),
+                ("Temperature", Some("KEL")) => sample.temp_c = Some(value - 273.15),
+                ("RelativeHumidity", Some("P1") | None) => sample.humidity_pct = Some(value),
+                ("Illuminance", Some("LUX") | None) => sample.lux = Some(value),
                 _ => {}
             }
         }
-        for (time, temp, humidity, lux) in by_time {
-            let Some(temp) = temp else { continue };
+        for Sample {
+            time,
+            temp_c,
+            humidity_pct: humidity,
+            lux,
+        } in by_time
+        {
+            let Some(temp) = temp_c else { continue };
             let r = Reading {
                 humidity_permille: humidity.map(|h| (h * 10.0).round().clamp(0.0, 1000.0) as u16),
                 light_lux: lux.map(|l| l.round().clamp(0.0, u32::MAX as f64) as u32),
