@@ -58,6 +58,12 @@ enum Cmd {
         /// Shards of a new node (default: one per core).
         #[arg(long)]
         shards: Option<u32>,
+        /// Largest request body accepted (413 above).
+        #[arg(long, default_value_t = ingest::Limits::default().max_body_bytes)]
+        max_body_bytes: usize,
+        /// Write requests processed at once (429 with Retry-After above).
+        #[arg(long, default_value_t = ingest::Limits::default().max_in_flight)]
+        max_in_flight: usize,
     },
     /// Organisations (partners, investigators, operators).
     Org {
@@ -142,7 +148,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             data_dir,
             listen,
             shards,
-        } => serve::serve(data_dir, listen, shards),
+            max_body_bytes,
+            max_in_flight,
+        } => serve::serve(
+            data_dir,
+            listen,
+            shards,
+            ingest::Limits {
+                max_body_bytes,
+                max_in_flight,
+                ..ingest::Limits::default()
+            },
+        ),
         Cmd::Org {
             cmd:
                 OrgCmd::Add {

@@ -26,9 +26,10 @@ fn open_node(data_dir: &Path, shards: Option<u32>) -> Result<Arc<Node>> {
 pub async fn run_server(
     node: Arc<Node>,
     listen: &str,
+    limits: Limits,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
-    let ingest = Arc::new(Ingest::open(Arc::clone(&node), Limits::default())?);
+    let ingest = Arc::new(Ingest::open(Arc::clone(&node), limits)?);
     let relay = node.spawn_relay(Duration::from_millis(20));
     let app_ingest = Arc::clone(&ingest);
     let server = HttpServer::new(move || {
@@ -37,6 +38,9 @@ pub async fn run_server(
             .default_service(web::to(ingest::not_found))
     })
     .workers(2)
+    // Slow or stalled clients are cut off rather than held forever.
+    .client_request_timeout(Duration::from_secs(30))
+    .client_disconnect_timeout(Duration::from_secs(5))
     .bind(listen)
     .with_context(|| format!("binding {listen}"))?;
     let addr = *server
@@ -50,12 +54,19 @@ pub async fn run_server(
     Ok(())
 }
 
-pub fn serve(data_dir: PathBuf, listen: String, shards: Option<u32>) -> Result<ExitCode> {
+pub fn serve(
+    data_dir: PathBuf,
+    listen: String,
+    shards: Option<u32>,
+    limits: Limits,
+) -> Result<ExitCode> {
     actix_web::rt::System::new().block_on(async move {
         let node = open_node(&data_dir, shards)?;
-        run_server(node, &listen, |addr| {
+        let shown = format!("{limits:?}");
+        run_server(node, &listen, limits, |addr| {
             println!("coldtrail serving {} on http://{addr}", data_dir.display());
             println!("  write API   http://{addr}/v1/   (OpenAPI: http://{addr}/v1/openapi.json)");
+            println!("  limits      {shown}");
         })
         .await?;
         Ok(ExitCode::SUCCESS)

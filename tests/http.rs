@@ -432,7 +432,171 @@ fn acknowledged_batches_survive_kill_9_and_keep_the_sequence() {
         None,
     )
     .assert_problem(409, "replayed_sequence");
-    drop(server);
+    server.stop();
     let out = support::coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("verified 2 logs"));
+}
+
+#[test]
+fn bodies_over_the_limit_are_refused_with_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start_with(dir.path(), &["--max-body-bytes", "4096"]);
+    let key = SigningKey::from_bytes(&[61; 32]);
+    register(&server.base, &token, "logger-big", &key);
+    let mut dev = DeviceClient::new("logger-big", key);
+    let body = encode_json(&[dev.sign(readings(200, now_ms() - 86_400_000))]);
+    assert!(body.len() > 4096);
+    post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        "application/json",
+        &body,
+        None,
+    )
+    .assert_problem(413, "payload_too_large");
+}
+
+#[test]
+fn overload_is_refused_with_429_and_retry_after_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start_with(dir.path(), &["--max-in-flight", "1"]);
+    let base = server.base.clone();
+    let t0 = now_ms() - 30 * 86_400_000;
+    for t in 0..8u8 {
+        register(
+            &base,
+            &token,
+            &format!("logger-load-{t}"),
+            &SigningKey::from_bytes(&[70 + t; 32]),
+        );
+    }
+    let mut threads = Vec::new();
+    for t in 0..8u8 {
+        let key = SigningKey::from_bytes(&[70 + t; 32]);
+        let device = format!("logger-load-{t}");
+        let (base, token) = (base.clone(), token.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut dev = DeviceClient::new(device, key);
+            let (mut created, mut refused) = (0, 0);
+            for b in 0..15i64 {
+                let body = encode_binary(&[dev.sign(readings(1000, t0 + b * 60_000_000))]);
+                // Retry what was refused: it was not written, so it is not a replay.
+                loop {
+                    let r = post(
+                        &base,
+                        "/v1/batches",
+                        Some(&token),
+                        BINARY_BATCH,
+                        &body,
+                        None,
+                    );
+                    if r.status == 429 {
+                        r.assert_problem(429, "overloaded");
+                        assert_eq!(r.header("retry-after"), Some("1"));
+                        refused += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                        continue;
+                    }
+                    assert_eq!(r.status, 201, "{}", r.body);
+                    created += 1;
+                    break;
+                }
+            }
+            (created, refused)
+        }));
+    }
+    let (mut created, mut refused) = (0, 0);
+    for t in threads {
+        let (c, r) = t.join().unwrap();
+        created += c;
+        refused += r;
+    }
+    assert_eq!(created, 8 * 15);
+    assert!(
+        refused > 0,
+        "eight writers against one slot must meet a 429"
+    );
+    server.stop();
+    // Every acknowledged batch is in the ledger once: 8 devices x 15 batches.
+    let out = support::coldtrail(&["inspect", "--data-dir", dir.path().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let readings_entries: u64 = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("by kind"))
+        .flat_map(|l| l.split(", ").map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|p| {
+            p.trim()
+                .strip_prefix("readings ")
+                .map(|n| n.parse::<u64>().unwrap())
+        })
+        .sum();
+    assert_eq!(readings_entries, 120, "{text}");
+}
+
+#[test]
+fn the_openapi_document_describes_the_real_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let doc = get(&server.base, "/v1/openapi.json");
+    assert_eq!(doc.status, 200);
+    let doc = doc.json();
+    let paths = doc["paths"].as_object().unwrap();
+    for must in [
+        "/v1/batches",
+        "/v1/devices",
+        "/v1/capture",
+        "/v1/events",
+        "/v1/shards/{shard}/head",
+        "/v1/shards/{shard}/entries/{index}/proof",
+        "/v1/shards/{shard}/consistency",
+    ] {
+        assert!(paths.contains_key(must), "{must} is documented");
+    }
+    let mut probed = 0;
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{shard}", "0")
+            .replace("{index}", "0")
+            .replace("{device}", "logger-none")
+            .replace("{id}", "none");
+        for method in item.as_object().unwrap().keys() {
+            let query = match concrete.as_str() {
+                "/v1/shards/0/consistency" => "?first=1&second=1",
+                "/v1/events" => "?eventID=none",
+                _ => "",
+            };
+            let url = format!("{concrete}{query}");
+            let r = match method.as_str() {
+                "get" => get(&server.base, &url),
+                "post" => post(
+                    &server.base,
+                    &url,
+                    Some(&token),
+                    "application/json",
+                    b"{}",
+                    None,
+                ),
+                other => panic!("{path}: undocumented method {other}"),
+            };
+            // Whatever the answer, it must come from the documented route,
+            // not from the fallback for unknown paths.
+            let fallback =
+                r.status == 404 && r.body.contains("the API is described at /v1/openapi.json");
+            assert!(
+                !fallback,
+                "{method} {path} is documented but not served: {}",
+                r.body
+            );
+            assert!(r.status < 500, "{method} {path}: {}", r.body);
+            probed += 1;
+        }
+    }
+    assert!(probed >= 10, "probed {probed} documented operations");
+    // And an undocumented path really falls back.
+    let r = get(&server.base, "/v1/undocumented");
+    assert!(r.body.contains("the API is described at /v1/openapi.json"));
 }

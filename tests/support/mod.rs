@@ -68,6 +68,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &[])
+    }
+
+    /// Starts with extra `serve` flags (limits).
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_coldtrail"))
             .args([
                 "serve",
@@ -76,6 +81,7 @@ impl Server {
                 "--listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -97,6 +103,17 @@ impl Server {
             base,
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// SIGINT, as Ctrl-C: the server finishes and closes its logs cleanly.
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "the server exits cleanly on SIGINT: {exit}");
     }
 
     /// SIGKILL: no chance to flush or sign anything.
