@@ -3,6 +3,7 @@
 mod bench;
 mod bench_shards;
 mod demo;
+mod loadgen;
 mod logs;
 mod sample;
 mod serve;
@@ -48,6 +49,8 @@ enum Cmd {
     },
     /// Measure the ledger: encoding, durable appends, proofs, open, disk use, audit.
     Bench(bench::Args),
+    /// Drive a server with signed, realistic batches and report readings/s and ack latency.
+    Loadgen(loadgen::Args),
     /// Serve the write API over HTTP until Ctrl-C.
     Serve {
         #[arg(long)]
@@ -144,6 +147,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Verify { data_dir } => verify::verify(&data_dir),
         Cmd::Inspect { data_dir } => verify::inspect(&data_dir),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Loadgen(args) => loadgen::run(args),
         Cmd::Serve {
             data_dir,
             listen,

@@ -48,8 +48,15 @@ impl Logger {
         }
     }
 
+    /// The same logger under another id, starting at `start_ms`.
+    pub fn renamed(mut self, id: String, start_ms: i64) -> Logger {
+        self.id = id;
+        self.time_ms = start_ms + (self.time_ms - START_MS);
+        self
+    }
+
     fn next_reading(&mut self) -> Reading {
-        let minute = (self.time_ms - START_MS) / 60_000;
+        let minute = self.time_ms / 60_000;
         if self.door_open_left == 0 && self.rng.gen_bool(1.0 / 240.0) {
             self.door_open_left = self.rng.gen_range(2..12);
         }
@@ -93,9 +100,14 @@ impl Logger {
         b
     }
 
+    /// The next `n` readings, signed.
+    pub fn signed_batch(&mut self, n: usize) -> SignedBatch {
+        let batch = self.batch(n);
+        SignedBatch::sign(batch, &self.key)
+    }
+
     /// The next `n` readings, signed, as a ledger entry.
     pub fn signed_entry(&mut self, n: usize) -> Entry {
-        let batch = self.batch(n);
-        Entry::Readings(SignedBatch::sign(batch, &self.key))
+        Entry::Readings(self.signed_batch(n))
     }
 }

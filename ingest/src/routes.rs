@@ -22,6 +22,7 @@ pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
         cfg.app_data(web::Data::from(ingest))
             .route("/v1/batches", web::post().to(post_batches))
             .route("/v1/devices", web::post().to(post_device))
+            .route("/v1/devices/{device}", web::get().to(get_device))
             .route("/v1/devices/{device}/rotate", web::post().to(post_rotate))
             .route("/v1/devices/{device}/revoke", web::post().to(post_revoke))
             .route("/v1/shards/{shard}/head", web::get().to(get_head))
@@ -426,6 +427,56 @@ async fn post_revoke(
     .await
 }
 
+/// One of a device's keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceKeyJson {
+    /// Signs readings taken from this time on (the first key also covers earlier ones).
+    pub valid_from_ms: i64,
+    pub public_key: String,
+    /// The same key as a W3C `did:key`.
+    pub did: String,
+}
+
+/// A device as the ledger's identity entries define it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceJson {
+    pub device: String,
+    pub org: String,
+    pub keys: Vec<DeviceKeyJson>,
+    pub revoked_at_ms: Option<i64>,
+    /// The sequence number its next batch must start at.
+    pub next_seq: u64,
+}
+
+/// A device of the caller's organisation: keys, revocation, next sequence number.
+#[utoipa::path(get, path = "/v1/devices/{device}", params(("device" = String, Path)),
+    responses((status = 200, body = DeviceJson), (status = 404, description = "Unknown device")), security(("bearer" = [])))]
+async fn get_device(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let who = ingest.authenticate(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let device = req.match_info().get("device").unwrap_or("");
+    let id = ingest.identity.read().expect("identity lock");
+    let d = id.device_of(&who.org, device)?;
+    Ok(HttpResponse::Ok().json(DeviceJson {
+        device: device.to_string(),
+        org: d.org.clone(),
+        keys: d
+            .keys
+            .iter()
+            .map(|(from, k)| DeviceKeyJson {
+                valid_from_ms: *from,
+                public_key: hex::encode(k.as_bytes()),
+                did: ledger::keys::did_key(k),
+            })
+            .collect(),
+        revoked_at_ms: d.revoked_at_ms,
+        next_seq: d.next_seq,
+    }))
+}
+
 /// A signed tree head.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HeadJson {
@@ -602,8 +653,8 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "coldtrail write API", description = "Signed cold-chain sensor batches, device identities and proofs. Every refusal is application/problem+json with a stable `code`."),
-    paths(post_batches, post_device, post_rotate, post_revoke, get_head, get_proof, get_consistency, post_capture, get_capture, get_events),
-    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, HeadJson, ProofJson, ConsistencyJson, CaptureJob)),
+    paths(post_batches, post_device, get_device, post_rotate, post_revoke, get_head, get_proof, get_consistency, post_capture, get_capture, get_events),
+    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, HeadJson, ProofJson, ConsistencyJson, CaptureJob, DeviceJson, DeviceKeyJson)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

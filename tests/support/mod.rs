@@ -232,3 +232,13 @@ pub fn get(base: &str, path: &str) -> Reply {
             .expect("the request completes"),
     )
 }
+
+pub fn get_auth(base: &str, path: &str, token: &str) -> Reply {
+    reply(
+        agent()
+            .get(format!("{base}{path}"))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .expect("the request completes"),
+    )
+}

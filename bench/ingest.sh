@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# End-to-end durable ingest on this machine: a real server and the load
+# generator over loopback, then the same kind of readings loaded into
+# PostgreSQL with COPY as the baseline, all in this one script.
+#
+#   bench/ingest.sh [seconds-per-run]        (default 10)
+#
+# Needs a PostgreSQL reachable with psql (PGHOST/PGDATABASE, default
+# 127.0.0.1 / test). Prints one line per figure and the ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+export PGHOST=${PGHOST:-127.0.0.1} PGDATABASE=${PGDATABASE:-test}
+
+cargo build --release --quiet
+bin=target/release/coldtrail
+work=$(mktemp -d)
+trap 'kill -INT "${server:-0}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+
+org=urn:epc:id:sgln:0614141.00001.0
+$bin org add --data-dir "$work/node" --gln $org --name Bench --role carrier >/dev/null
+token=$($bin token issue --data-dir "$work/node" --org $org 2>/dev/null)
+$bin serve --data-dir "$work/node" --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do grep -q http:// "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
+base=$(grep -o 'http://[0-9.:]*' "$work/serve.log" | head -1)
+
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+
+bin_run=$($bin loadgen --target "$base" --token "$token" --duration "${secs}s" --format binary --json)
+json_run=$($bin loadgen --target "$base" --token "$token" --duration "${secs}s" --format json --json)
+peak=$(field "$bin_run" readings_per_s)
+half=$(python3 -c "print(int(float('$peak') / 2))")
+half_run=$($bin loadgen --target "$base" --token "$token" --duration "${secs}s" --format binary --rate "$half" --json)
+kill -INT $server; wait $server || true; server=
+
+echo "binary   $bin_run"
+echo "json     $json_run"
+echo "half     $half_run"
+
+# Baseline: as many readings as the binary run took, COPY'd into PostgreSQL.
+n=$(field "$bin_run" readings)
+$bin loadgen --csv-out "$work/readings.csv" --readings "$n" >/dev/null
+psql -q -v ON_ERROR_STOP=1 -c "DROP TABLE IF EXISTS coldtrail_bench_readings; CREATE TABLE coldtrail_bench_readings (device text, seq bigint, time_ms bigint, temp_centi_c int, humidity_permille int, door_open boolean, shock_centi_g int, battery_mv int)"
+t0=$(date +%s.%N)
+psql -q -v ON_ERROR_STOP=1 -c "\\copy coldtrail_bench_readings FROM '$work/readings.csv' CSV"
+t1=$(date +%s.%N)
+psql -q -c "DROP TABLE coldtrail_bench_readings"
+pg=$(python3 -c "print(int($n / ($t1 - $t0)))")
+echo "postgres COPY: $n readings in $(python3 -c "print(round($t1 - $t0, 2))") s = $pg readings/s"
+python3 - "$bin_run" "$json_run" "$half_run" "$pg" <<'PY'
+import json, sys
+b, j, h, pg = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4])
+print(f"binary: {b['readings_per_s']:,.0f} readings/s ({b['readings_per_s']/pg:.2f}x PostgreSQL COPY), p99 {b['p99_ms']:.2f} ms at full load")
+print(f"json:   {j['readings_per_s']:,.0f} readings/s ({j['readings_per_s']/pg:.2f}x PostgreSQL COPY), p99 {j['p99_ms']:.2f} ms at full load")
+print(f"half of binary peak ({h['readings_per_s']:,.0f} readings/s): ack p50 {h['p50_ms']:.2f} ms, p90 {h['p90_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms, max {h['max_ms']:.2f} ms")
+PY

@@ -1,0 +1,271 @@
+//! `coldtrail loadgen`: signed, realistic batches from many devices over
+//! concurrent connections; prints readings/s and acknowledgement latency.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use ingest::wire::{encode_binary, encode_json, BINARY_BATCH};
+
+use crate::sample::Logger;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The server's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long, required_unless_present = "csv_out")]
+    target: Option<String>,
+    /// A partner token (`coldtrail token issue`).
+    #[arg(long, required_unless_present = "csv_out")]
+    token: Option<String>,
+    /// Instead of sending: write `--readings` of the same generated readings
+    /// as CSV (for loading a baseline database with COPY), and exit.
+    #[arg(long)]
+    csv_out: Option<std::path::PathBuf>,
+    /// With `--csv-out`: how many readings.
+    #[arg(long, default_value_t = 1_000_000)]
+    readings: u64,
+    /// How long to send, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Simulated loggers (registered first under fresh ids).
+    #[arg(long, default_value_t = 200)]
+    devices: u32,
+    /// Readings per batch.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// `binary` or `json`.
+    #[arg(long, default_value = "binary", value_parser = ["binary", "json"])]
+    format: String,
+    /// Target readings/s (paced); unlimited if not given.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Print one JSON line of results instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// Writes the generated readings as CSV: device, seq, time_ms, temp_centi_c,
+/// humidity_permille, door_open, shock_centi_g, battery_mv.
+fn write_csv(args: &Args, path: &std::path::Path) -> Result<ExitCode> {
+    use std::io::Write;
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64
+        - 365 * 86_400_000;
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    let mut loggers: Vec<Logger> = (0..args.devices)
+        .map(|n| Logger::new(1, n).renamed(format!("urn:epc:id:giai:0614141.csv-{n:05}"), start_ms))
+        .collect();
+    let mut written = 0u64;
+    'outer: loop {
+        for l in &mut loggers {
+            let b = l.batch(args.batch);
+            for (i, r) in b.readings.iter().enumerate() {
+                let opt = |v: Option<String>| v.unwrap_or_default();
+                writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{}",
+                    b.device,
+                    b.first_seq + i as u64,
+                    r.time_ms,
+                    r.temp_centi_c,
+                    opt(r.humidity_permille.map(|v| v.to_string())),
+                    opt(r.door_open.map(|v| v.to_string())),
+                    opt(r.shock_centi_g.map(|v| v.to_string())),
+                    opt(r.battery_mv.map(|v| v.to_string()))
+                )?;
+                written += 1;
+                if written >= args.readings {
+                    break 'outer;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    println!("wrote {written} readings to {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    if args.connections == 0 || args.devices == 0 || args.batch == 0 {
+        bail!("--connections, --devices and --batch must be positive");
+    }
+    if let Some(path) = &args.csv_out {
+        return write_csv(&args, path);
+    }
+    let (Some(target), Some(token)) = (args.target.clone(), args.token.clone()) else {
+        bail!("--target and --token are needed to send");
+    };
+    let run_tag = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis()
+        % 1_000_000_000;
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64
+        - 365 * 86_400_000;
+    let registrar = agent();
+    let base = target.trim_end_matches('/').to_string();
+    // Register every device first.
+    let mut loggers = Vec::with_capacity(args.devices as usize);
+    for n in 0..args.devices {
+        let l = Logger::new(run_tag as u64, n).renamed(
+            format!("urn:epc:id:giai:0614141.lg{run_tag}-{n:05}"),
+            start_ms,
+        );
+        let body = serde_json::json!({"device": l.id, "public_key": ledger::keys::did_key(&l.key.verifying_key())});
+        let mut r = registrar
+            .post(format!("{base}/v1/devices"))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string().as_bytes())
+            .with_context(|| format!("registering devices at {base}"))?;
+        if r.status() != 201 {
+            bail!(
+                "registering {} failed: {} {}",
+                l.id,
+                r.status(),
+                r.body_mut().read_to_string().unwrap_or_default()
+            );
+        }
+        loggers.push(l);
+    }
+    let per_conn: Vec<Vec<Logger>> = {
+        let mut v: Vec<Vec<Logger>> = (0..args.connections).map(|_| Vec::new()).collect();
+        for (i, l) in loggers.into_iter().enumerate() {
+            v[i % args.connections].push(l);
+        }
+        v
+    };
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
+    let readings = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let binary = args.format == "binary";
+    // Each connection paces itself to its share of the target rate.
+    let interval = args.rate.map(|r| {
+        Duration::from_secs_f64(args.batch as f64 * args.connections as f64 / r.max(1) as f64)
+    });
+    let started = Instant::now();
+    let threads: Vec<_> = per_conn
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .map(|mut loggers| {
+            let (hist, readings, refused, stop) = (
+                Arc::clone(&hist),
+                Arc::clone(&readings),
+                Arc::clone(&refused),
+                Arc::clone(&stop),
+            );
+            let (base, token, batch) = (base.clone(), token.clone(), args.batch);
+            std::thread::spawn(move || -> Result<()> {
+                let agent = agent();
+                let mut next_send = Instant::now();
+                let mut k = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let i = k % loggers.len();
+                    let l = &mut loggers[i];
+                    k += 1;
+                    let signed = l.signed_batch(batch);
+                    let (ct, body) = if binary {
+                        (BINARY_BATCH, encode_binary(std::slice::from_ref(&signed)))
+                    } else {
+                        (
+                            "application/json",
+                            encode_json(std::slice::from_ref(&signed)),
+                        )
+                    };
+                    if let Some(iv) = interval {
+                        let now = Instant::now();
+                        if next_send > now {
+                            std::thread::sleep(next_send - now);
+                        }
+                        next_send += iv;
+                    }
+                    // Retry on 429/503: the batch was not written.
+                    loop {
+                        let t = Instant::now();
+                        let mut r = agent
+                            .post(format!("{base}/v1/batches"))
+                            .header("Authorization", format!("Bearer {token}"))
+                            .header("Content-Type", ct)
+                            .send(&body[..])?;
+                        let status = r.status().as_u16();
+                        if status == 201 {
+                            let us = t.elapsed().as_micros() as u64;
+                            hist.lock().expect("histogram lock").record(us.max(1))?;
+                            readings.fetch_add(batch as u64, Ordering::Relaxed);
+                            break;
+                        }
+                        if status == 429 || status == 503 {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(5));
+                            continue;
+                        }
+                        bail!(
+                            "batch refused: {status} {}",
+                            r.body_mut().read_to_string().unwrap_or_default()
+                        );
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    std::thread::sleep(args.duration);
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("load thread")?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let h = hist.lock().expect("histogram lock");
+    let n = readings.load(Ordering::Relaxed);
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "format": args.format, "readings": n, "seconds": secs, "readings_per_s": n as f64 / secs,
+                "batches": h.len(), "refused_429_503": refused.load(Ordering::Relaxed),
+                "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0
+            })
+        );
+    } else {
+        println!(
+            "{} batches of {} readings ({}), {} connections, {:.1} s",
+            h.len(),
+            args.batch,
+            args.format,
+            args.connections,
+            secs
+        );
+        println!("  readings/s      {:.0}", n as f64 / secs);
+        println!(
+            "  ack latency     p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            h.max() as f64 / 1000.0
+        );
+        println!("  refused (retried) {}", refused.load(Ordering::Relaxed));
+    }
+    Ok(ExitCode::SUCCESS)
+}
