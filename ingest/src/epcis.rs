@@ -26,20 +26,31 @@ pub struct Captured {
     pub fingerprint: String,
 }
 
-/// GS1 check digit over a string of digits (the last digit is the check).
-pub fn gs1_check_digit_ok(digits: &str) -> bool {
-    let d: Vec<u32> = digits.chars().filter_map(|c| c.to_digit(10)).collect();
-    if d.len() != digits.len() || d.len() < 2 {
-        return false;
-    }
-    let (data, check) = d.split_at(d.len() - 1);
-    let sum: u32 = data
+/// The GS1 check digit for `data` (all digits, check digit not included):
+/// weights 3, 1, 3, … from the right.
+pub fn gs1_check_digit(data: &str) -> Option<u32> {
+    let d: Vec<u32> = data
+        .chars()
+        .map(|c| c.to_digit(10))
+        .collect::<Option<_>>()?;
+    let sum: u32 = d
         .iter()
         .rev()
         .enumerate()
         .map(|(i, &x)| if i % 2 == 0 { 3 * x } else { x })
         .sum();
-    (10 - sum % 10) % 10 == check[0]
+    Some((10 - sum % 10) % 10)
+}
+
+/// Whether the last digit of `digits` is the GS1 check digit of the rest.
+pub fn gs1_check_digit_ok(digits: &str) -> bool {
+    match (
+        digits.len().checked_sub(1),
+        digits.chars().last().and_then(|c| c.to_digit(10)),
+    ) {
+        (Some(n), Some(check)) if n > 0 => gs1_check_digit(&digits[..n]) == Some(check),
+        _ => false,
+    }
 }
 
 /// Accepts an EPC URN (`urn:epc:id:…`, `urn:epc:class:…`, `urn:epc:idpat:…`)
