@@ -1,182 +1,270 @@
-//! `coldtrail demo`: a sample cold-chain ledger on a sharded node, built,
-//! signed, cross-linked by receipts and audited.
+//! `coldtrail demo`: the demo world, pushed through the real HTTP API of a
+//! server on embedded storage, then served until Ctrl-C.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use fixtures::{generate, Scale, World};
 use indicatif::{ProgressBar, ProgressStyle};
-use ledger::entry::{Entry, IdentityChange, OrgRole};
-use ledger::store::{audit_log, Store};
-use shards::{Node, NodeConfig};
-use tokio::task::JoinSet;
+use ingest::wire::{encode_binary, BINARY_BATCH};
+use ingest::{Limits, Role, TokenStore};
+use ledger::entry::{Entry, IdentityChange};
+use shards::Node;
 
-use crate::logs::{dir_bytes, human_bytes};
-use crate::sample::{Logger, START_MS};
+use crate::serve::{open_node, run_server};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Where to keep the ledger; a new temporary directory if not given.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Number of simulated loggers.
-    #[arg(long, default_value_t = 100)]
-    devices: u32,
-    /// Hours of one-minute readings per logger.
-    #[arg(long, default_value_t = 24)]
-    hours: u32,
+    /// Address to serve on; port 0 picks a free port (printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// How big a world: tiny, demo or large.
+    #[arg(long, default_value = "demo")]
+    scale: Scale,
     /// Same seed, same world.
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Shards of a new node (default: one per core); existing data keeps its count.
     #[arg(long)]
     shards: Option<u32>,
+    /// Stop once the world is loaded (for scripts), instead of serving until Ctrl-C.
+    #[arg(long)]
+    exit_after_load: bool,
+}
+
+/// 2026-11-01T00:00:00Z: the demo world's first day.
+const WORLD_START_MS: i64 = 1_793_491_200_000;
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    token: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<serde_json::Value> {
+    for attempt in 0.. {
+        let mut r = agent
+            .post(url)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", content_type)
+            .send(body)
+            .with_context(|| format!("POST {url}"))?;
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap_or_default();
+        match status {
+            200..=299 => return Ok(serde_json::from_str(&text).unwrap_or_default()),
+            // Overload: nothing was written; wait and send again.
+            429 | 503 if attempt < 100 => std::thread::sleep(Duration::from_millis(20)),
+            _ => bail!("POST {url}: {status} {text}"),
+        }
+    }
+    unreachable!("the loop returns or bails")
+}
+
+/// Registers the world's organisations directly (an operator's job, done
+/// before the server takes the node) and issues each a partner token.
+async fn provision(node: &Node, world: &World) -> Result<Vec<String>> {
+    let tokens = TokenStore::new(node.data_dir());
+    let mut out = Vec::with_capacity(world.orgs.len());
+    for org in &world.orgs {
+        let entry = Entry::Identity(IdentityChange::OrgRegistered {
+            org: org.id.clone(),
+            name: org.name.clone(),
+            role: org.role,
+            at_ms: world.start_ms,
+        });
+        node.append(&org.id, vec![entry]).await?;
+        out.push(tokens.issue(&org.id, Role::Partner)?.0);
+    }
+    Ok(out)
+}
+
+/// Pushes devices, events and every device's signed batches through the API.
+fn load(base: &str, world: &World, tokens: &[String]) -> Result<(u64, Option<serde_json::Value>)> {
+    let registrar = agent();
+    for d in &world.devices {
+        let body = serde_json::json!({"device": d.id, "public_key": ledger::keys::did_key(&d.key().verifying_key())});
+        post(
+            &registrar,
+            &format!("{base}/v1/devices"),
+            &tokens[d.owner],
+            "application/json",
+            body.to_string().as_bytes(),
+        )?;
+    }
+    for (org, doc) in world.documents() {
+        post(
+            &registrar,
+            &format!("{base}/capture"),
+            &tokens[org],
+            "application/ld+json",
+            doc.to_string().as_bytes(),
+        )?;
+    }
+    let total = world.reading_count();
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{spinner} pushing signed readings over HTTP [{bar:30}] {human_pos}/{human_len} {per_sec}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    let sent = AtomicU64::new(0);
+    let example = std::sync::Mutex::new(None);
+    let next = AtomicU64::new(0);
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    let agent = agent();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        let Some(d) = world.devices.get(i) else {
+                            return Ok(());
+                        };
+                        for batch in world.signed_batches(d, 720) {
+                            let n = batch.batch.readings.len() as u64;
+                            let answer = post(
+                                &agent,
+                                &format!("{base}/v1/batches"),
+                                &tokens[d.owner],
+                                BINARY_BATCH,
+                                &encode_binary(&[batch]),
+                            )?;
+                            example.lock().expect("example lock").get_or_insert(answer);
+                            sent.fetch_add(n, Ordering::Relaxed);
+                            bar.inc(n);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("push thread")?;
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    Ok((
+        sent.load(Ordering::Relaxed),
+        example.into_inner().expect("example lock"),
+    ))
+}
+
+fn fresh(dir: &Path) -> bool {
+    !dir.join("NODE").exists()
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run_async(args))
-}
-
-async fn run_async(args: Args) -> Result<ExitCode> {
-    let data_dir = match args.data_dir {
+    let data_dir = match args.data_dir.clone() {
         Some(d) => d,
         None => tempfile::Builder::new()
             .prefix("coldtrail-demo-")
             .tempdir()?
             .keep(),
     };
-    let config = NodeConfig {
-        shards: args.shards,
-        ..NodeConfig::new(&data_dir)
-    };
-    let node = Arc::new(
-        Node::open(config)
-            .with_context(|| format!("opening the node in {}", data_dir.display()))?,
-    );
-    let relay = node.spawn_relay(Duration::from_millis(20));
-    let before: u64 = node.shards().iter().map(|s| s.store().len()).sum();
-
-    // Identity changes are homed on the organisation; each device
-    // registration sends a receipt to the device's home shard.
-    let org = "urn:epc:id:sgln:0614141.00001.0".to_string();
-    let loggers: Vec<Logger> = (0..args.devices)
-        .map(|n| Logger::new(args.seed, n))
-        .collect();
-    let mut identity = vec![Entry::Identity(IdentityChange::OrgRegistered {
-        org: org.clone(),
-        name: "Example Cold Logistics".into(),
-        role: OrgRole::Carrier,
-        at_ms: START_MS,
-    })];
-    identity.extend(loggers.iter().map(|l| {
-        Entry::Identity(IdentityChange::DeviceRegistered {
-            org: org.clone(),
-            device: l.id.clone(),
-            public_key: l.key.verifying_key().to_bytes(),
-            at_ms: START_MS,
+    let new = fresh(&data_dir);
+    let world = generate(args.seed, args.scale, WORLD_START_MS);
+    actix_web::rt::System::new().block_on(async move {
+        let node = open_node(&data_dir, args.shards)?;
+        let tokens = if new { Some(provision(&node, &world).await?) } else { None };
+        let world = Arc::new(world);
+        let loaded: Arc<std::sync::Mutex<Option<Result<()>>>> = Arc::default();
+        let done = Arc::clone(&loaded);
+        let dir_for_print = data_dir.clone();
+        let exit_after_load = args.exit_after_load;
+        let relay_node = Arc::clone(&node);
+        run_server(Arc::clone(&node), &args.listen, Limits::default(), move |addr, handle| {
+            let base = format!("http://{addr}");
+            let node = relay_node;
+            std::thread::spawn(move || {
+                let result = (|| -> Result<()> {
+                    match &tokens {
+                        Some(tokens) => {
+                            println!("coldtrail demo: loading the {:?} world (seed {}) into {} through {base}", world.scale, world.seed, dir_for_print.display());
+                            let (readings, example) = load(&base, &world, tokens)?;
+                            // Let the relay carry every receipt home before saying "loaded".
+                            while node.pending_receipts() > 0 {
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            print_next(&base, &dir_for_print, &world, readings, example.as_ref());
+                        }
+                        None => {
+                            println!("coldtrail demo: {} already holds a node; serving it as it is", dir_for_print.display());
+                            print_next(&base, &dir_for_print, &world, 0, None);
+                        }
+                    }
+                    Ok(())
+                })();
+                let failed = result.is_err();
+                *done.lock().expect("result lock") = Some(result);
+                if exit_after_load || failed {
+                    // Graceful: the logs close and sign their heads.
+                    actix_web::rt::System::new().block_on(handle.stop(true));
+                } else {
+                    println!("serving until Ctrl-C");
+                }
+            });
         })
-    }));
-    node.append(&org, identity).await?;
-
-    let batches = u64::from(args.devices) * u64::from(args.hours);
-    let bar = ProgressBar::new(batches).with_style(
-        ProgressStyle::with_template(
-            "{spinner} appending signed hourly batches [{bar:30}] {pos}/{len} {per_sec}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    let mut loggers = loggers;
-    for _ in 0..args.hours {
-        // One hour of every logger, appended concurrently on their home shards.
-        let mut set = JoinSet::new();
-        for l in &mut loggers {
-            let (node, device, entry) = (Arc::clone(&node), l.id.clone(), l.signed_entry(60));
-            set.spawn(async move { node.append(&device, vec![entry]).await });
+        .await?;
+        let outcome = loaded.lock().expect("result lock").take();
+        match outcome {
+            Some(Err(e)) => Err(e),
+            _ => Ok(ExitCode::SUCCESS),
         }
-        while let Some(r) = set.join_next().await {
-            r??;
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
-    while node.pending_receipts() > 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    relay.abort();
-    // The relay's task holds the node while it runs: let it end, so that
-    // dropping the node below closes (and signs) every shard's log.
-    let _ = relay.await;
+    })
+}
 
-    // A device's history across shards, every entry proven.
-    let device = loggers[0].id.clone();
-    let history = node.history(&device).await?;
-    for item in &history {
-        item.entry.verify(&node.keys()[item.entry.shard as usize])?;
-        if let Some(link) = &item.link {
-            link.verify(&node.keys()[link.shard as usize])?;
-        }
+fn print_next(
+    base: &str,
+    data_dir: &Path,
+    world: &World,
+    readings: u64,
+    example: Option<&serde_json::Value>,
+) {
+    let lot = &world.truth.contaminated_lot;
+    if readings > 0 {
+        println!(
+            "  loaded          {} organisations, {} lots, {} loggers, {} EPCIS events, {readings} signed readings",
+            world.orgs.len(),
+            world.lots.len(),
+            world.devices.len(),
+            world.events.len()
+        );
     }
-    let shard_dirs: Vec<(u32, PathBuf, u64)> = node
-        .shards()
-        .iter()
-        .map(|s| (s.id(), s.store().dir().to_path_buf(), s.store().len()))
-        .collect();
-    let after: u64 = shard_dirs.iter().map(|(_, _, n)| n).sum();
-    drop(node);
-
-    let readings = batches * 60;
-    println!("coldtrail demo: a sample cold-chain ledger");
     println!("  data dir        {}", data_dir.display());
-    println!(
-        "  appended        {} entries ({} loggers x {} hourly batches of one-minute readings = {} readings, their registrations and receipts)",
-        after - before,
-        args.devices,
-        args.hours,
-        readings
-    );
-    let mut bytes = 0;
-    for (id, dir, n) in &shard_dirs {
-        let report = audit_log(dir, &|_| {})?;
-        let b = dir_bytes(dir)?;
-        bytes += b;
-        match report.problem {
-            None => println!(
-                "  shard {id}         {n} entries, {}, receipts out {} / in {}, audit passed",
-                human_bytes(b),
-                report.kinds.get("receipt-out").unwrap_or(&0),
-                report.kinds.get("receipt-in").unwrap_or(&0)
-            ),
-            Some(p) => {
-                println!("  shard {id}         audit FAILED: {p}");
-                return Ok(ExitCode::from(1));
-            }
-        }
+    println!("  API             {base}/v1/   (OpenAPI: {base}/v1/openapi.json)");
+    if let Some(w) = example.and_then(|e| e["entries"].get(0)) {
+        println!(
+            "  example proof   {base}/v1/shards/{}/entries/{}/proof",
+            w["shard"], w["index"]
+        );
     }
+    println!("  shard head      {base}/v1/shards/0/head");
     println!(
-        "  on disk         {} ({:.2} bytes per reading, ledger overhead included)",
-        human_bytes(bytes),
-        bytes as f64 / readings.max(1) as f64
+        "  an event        {base}/v1/events?eventID={}",
+        world.events[0].event["eventID"].as_str().unwrap_or("")
+    );
+    println!("  try             curl -s {base}/v1/shards/0/head");
+    println!(
+        "  ground truth    contaminated lot {lot}; {} lots descend from it",
+        world.truth.affected_lots.len()
     );
     println!(
-        "  example         history of {device}: {} entries across shards, every proof verified against its shard's signed head",
-        history.len()
-    );
-    println!();
-    println!("next:");
-    println!(
-        "  cargo run --release -- verify --data-dir {}",
+        "  audit later     cargo run --release -- verify --data-dir {}",
         data_dir.display()
     );
-    println!(
-        "  cargo run --release -- inspect --data-dir {}",
-        data_dir.display()
-    );
-    println!("  cargo run --release -- bench");
-    Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@
 //! Used by `demo` and `bench` until the fixtures world takes over.
 
 use ed25519_dalek::SigningKey;
-use ledger::entry::{Entry, SignedBatch};
+use ledger::entry::SignedBatch;
 use ledger::reading::{DeviceBatch, Reading};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -104,10 +104,5 @@ impl Logger {
     pub fn signed_batch(&mut self, n: usize) -> SignedBatch {
         let batch = self.batch(n);
         SignedBatch::sign(batch, &self.key)
-    }
-
-    /// The next `n` readings, signed, as a ledger entry.
-    pub fn signed_entry(&mut self, n: usize) -> Entry {
-        Entry::Readings(self.signed_batch(n))
     }
 }

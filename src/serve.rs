@@ -11,7 +11,7 @@ use ingest::{Ingest, Limits, Role, TokenStore};
 use ledger::entry::{Entry, IdentityChange, OrgRole};
 use shards::{Node, NodeConfig};
 
-fn open_node(data_dir: &Path, shards: Option<u32>) -> Result<Arc<Node>> {
+pub fn open_node(data_dir: &Path, shards: Option<u32>) -> Result<Arc<Node>> {
     let config = NodeConfig {
         shards,
         ..NodeConfig::new(data_dir)
@@ -27,7 +27,7 @@ pub async fn run_server(
     node: Arc<Node>,
     listen: &str,
     limits: Limits,
-    ready: impl FnOnce(std::net::SocketAddr),
+    ready: impl FnOnce(std::net::SocketAddr, actix_web::dev::ServerHandle),
 ) -> Result<()> {
     let ingest = Arc::new(Ingest::open(Arc::clone(&node), limits)?);
     let relay = node.spawn_relay(Duration::from_millis(20));
@@ -47,10 +47,12 @@ pub async fn run_server(
         .addrs()
         .first()
         .context("the server bound no address")?;
-    ready(addr);
-    server.run().await?;
+    let server = server.run();
+    ready(addr, server.handle());
+    server.await?;
     relay.abort();
     let _ = relay.await;
+    node.sign_heads().await?;
     Ok(())
 }
 
@@ -63,7 +65,7 @@ pub fn serve(
     actix_web::rt::System::new().block_on(async move {
         let node = open_node(&data_dir, shards)?;
         let shown = format!("{limits:?}");
-        run_server(node, &listen, limits, |addr| {
+        run_server(node, &listen, limits, |addr, _| {
             println!("coldtrail serving {} on http://{addr}", data_dir.display());
             println!("  write API   http://{addr}/v1/   (OpenAPI: http://{addr}/v1/openapi.json)");
             println!("  limits      {shown}");

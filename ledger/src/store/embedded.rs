@@ -896,7 +896,27 @@ impl Writer {
         if let Err(e) = self.sign_head(false) {
             *self.shared.stopped.lock().expect("stopped lock") = Some(e.to_string());
         }
-        while let Ok(first) = rx.recv() {
+        loop {
+            // While the newest entries are unsigned, wait only a head
+            // interval: an idle log gets its tail signed promptly.
+            let first = if self.tail_unsigned() {
+                match rx.recv_timeout(self.config.head_interval) {
+                    Ok(r) => r,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if let Err(e) = self.sign_head(false) {
+                            *self.shared.stopped.lock().expect("stopped lock") =
+                                Some(e.to_string());
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            };
             let mut group: Vec<GroupMember> = Vec::new();
             let mut head_waiters = Vec::new();
             let (mut n_entries, mut n_bytes) = (0usize, 0usize);
@@ -975,6 +995,15 @@ impl Writer {
 
     fn path(&self, name: &str) -> PathBuf {
         self.shared.dir.join(name)
+    }
+
+    /// Whether entries exist that no signed head covers yet.
+    fn tail_unsigned(&self) -> bool {
+        if self.shared.stopped.lock().expect("stopped lock").is_some() {
+            return false;
+        }
+        let st = self.shared.state.read().expect("state lock");
+        st.latest_head.map_or(0, |h| h.head.size) < st.tree.size()
     }
 
     /// Writes the group as blocks, fsyncs once, extends derived state.
