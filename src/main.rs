@@ -49,6 +49,15 @@ enum Cmd {
     },
     /// Measure the ledger: encoding, durable appends, proofs, open, disk use, audit.
     Bench(bench::Args),
+    /// Write a generated world to files: world.json, truth.json, one EPCIS document per organisation.
+    World {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "demo")]
+        scale: fixtures::Scale,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Drive a server with signed, realistic batches and report readings/s and ack latency.
     Loadgen(loadgen::Args),
     /// Serve the write API over HTTP until Ctrl-C.
@@ -148,6 +157,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Inspect { data_dir } => verify::inspect(&data_dir),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Loadgen(args) => loadgen::run(args),
+        Cmd::World { out, scale, seed } => {
+            let world = fixtures::generate(seed, scale, 1_793_491_200_000);
+            world.write_to(&out)?;
+            println!(
+                "wrote the {scale:?} world (seed {seed}) to {}: {} organisations, {} lots, {} loggers, {} events, {} readings (generated on demand)",
+                out.display(),
+                world.orgs.len(),
+                world.lots.len(),
+                world.devices.len(),
+                world.events.len(),
+                world.reading_count()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Serve {
             data_dir,
             listen,
