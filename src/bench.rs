@@ -15,8 +15,8 @@ use ledger::merkle::{verify_consistency, verify_inclusion, Blake3Merkle, MerkleH
 use ledger::store::{audit_log, EmbeddedStore, Pending, Store, StoreConfig};
 use rand::{Rng, SeedableRng};
 
+use crate::loadgen::Logger;
 use crate::logs::{dir_bytes, human_bytes};
-use crate::sample::Logger;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -120,12 +120,20 @@ fn world_generation() {
 
 /// Realistic hourly-or-larger batches, signed once up front.
 fn signed_batches(args: &Args, rounds: usize) -> Vec<SignedBatch> {
-    let mut loggers: Vec<Logger> = (0..args.devices).map(|n| Logger::new(1, n)).collect();
+    let mut loggers: Vec<Logger> = (0..args.devices)
+        .map(|n| {
+            Logger::new(
+                format!("urn:epc:id:giai:0614141.bench-{n:05}"),
+                1,
+                n,
+                1_793_491_200_000,
+            )
+        })
+        .collect();
     let mut out = Vec::new();
     for _ in 0..rounds {
         for l in &mut loggers {
-            let batch = l.batch(args.batch);
-            out.push(SignedBatch::sign(batch, &l.key));
+            out.push(l.next_batch(args.batch));
         }
     }
     out

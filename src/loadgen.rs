@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use ingest::wire::{encode_binary, encode_json, BINARY_BATCH};
 
-use crate::sample::Logger;
+use fixtures::Device;
+use ledger::entry::SignedBatch;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,6 +51,32 @@ pub struct Args {
     json: bool,
 }
 
+/// A standalone fixtures logger and its signed-batch stream.
+pub struct Logger {
+    pub device: Device,
+    batches: Box<dyn FnMut(usize) -> SignedBatch + Send>,
+}
+
+impl Logger {
+    /// Logger `n` of a load run: setpoints cycle through chilled, seafood,
+    /// frozen and vaccine profiles.
+    pub fn new(id: String, seed: u64, n: u32, start_ms: i64) -> Logger {
+        let setpoint = [2.0, 0.0, -22.0, 5.0][n as usize % 4];
+        let device = Device::standalone(id, seed ^ (u64::from(n) << 32), setpoint, start_ms);
+        let mut stream = fixtures::readings(&device, &[]);
+        let mut client = ingest::DeviceClient::new(device.id.clone(), device.key());
+        Logger {
+            device,
+            batches: Box::new(move |n| client.sign(stream.by_ref().take(n).collect())),
+        }
+    }
+
+    /// The next `n` readings, signed.
+    pub fn next_batch(&mut self, n: usize) -> SignedBatch {
+        (self.batches)(n)
+    }
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -70,12 +97,20 @@ fn write_csv(args: &Args, path: &std::path::Path) -> Result<ExitCode> {
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
     );
     let mut loggers: Vec<Logger> = (0..args.devices)
-        .map(|n| Logger::new(1, n).renamed(format!("urn:epc:id:giai:0614141.csv-{n:05}"), start_ms))
+        .map(|n| {
+            Logger::new(
+                format!("urn:epc:id:giai:0614141.csv-{n:05}"),
+                1,
+                n,
+                start_ms,
+            )
+        })
         .collect();
     let mut written = 0u64;
     'outer: loop {
         for l in &mut loggers {
-            let b = l.batch(args.batch);
+            let s = l.next_batch(args.batch);
+            let b = &s.batch;
             for (i, r) in b.readings.iter().enumerate() {
                 let opt = |v: Option<String>| v.unwrap_or_default();
                 writeln!(
@@ -125,11 +160,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Register every device first.
     let mut loggers = Vec::with_capacity(args.devices as usize);
     for n in 0..args.devices {
-        let l = Logger::new(run_tag as u64, n).renamed(
+        let l = Logger::new(
             format!("urn:epc:id:giai:0614141.lg{run_tag}-{n:05}"),
+            run_tag as u64,
+            n,
             start_ms,
         );
-        let body = serde_json::json!({"device": l.id, "public_key": ledger::keys::did_key(&l.key.verifying_key())});
+        let body = serde_json::json!({"device": l.device.id, "public_key": ledger::keys::did_key(&l.device.key().verifying_key())});
         let mut r = registrar
             .post(format!("{base}/v1/devices"))
             .header("Authorization", format!("Bearer {token}"))
@@ -139,7 +176,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if r.status() != 201 {
             bail!(
                 "registering {} failed: {} {}",
-                l.id,
+                l.device.id,
                 r.status(),
                 r.body_mut().read_to_string().unwrap_or_default()
             );
@@ -184,7 +221,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     let i = k % loggers.len();
                     let l = &mut loggers[i];
                     k += 1;
-                    let signed = l.signed_batch(batch);
+                    let signed = l.next_batch(batch);
                     let (ct, body) = if binary {
                         (BINARY_BATCH, encode_binary(std::slice::from_ref(&signed)))
                     } else {

@@ -5,7 +5,6 @@ mod bench_shards;
 mod demo;
 mod loadgen;
 mod logs;
-mod sample;
 mod serve;
 mod verify;
 
