@@ -15,7 +15,12 @@ export PGHOST=${PGHOST:-127.0.0.1} PGDATABASE=${PGDATABASE:-test}
 cargo build --release --quiet
 bin=target/release/coldtrail
 work=$(mktemp -d)
-trap 'kill -INT "${server:-0}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+server=
+cleanup() {
+  if [ -n "$server" ]; then kill -INT "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 org=urn:epc:id:sgln:0614141.00001.0
 $bin org add --data-dir "$work/node" --gln $org --name Bench --role carrier >/dev/null
@@ -41,7 +46,7 @@ echo "half     $half_run"
 # Baseline: as many readings as the binary run took, COPY'd into PostgreSQL.
 n=$(field "$bin_run" readings)
 $bin loadgen --csv-out "$work/readings.csv" --readings "$n" >/dev/null
-psql -q -v ON_ERROR_STOP=1 -c "DROP TABLE IF EXISTS coldtrail_bench_readings; CREATE TABLE coldtrail_bench_readings (device text, seq bigint, time_ms bigint, temp_centi_c int, humidity_permille int, door_open boolean, shock_centi_g int, battery_mv int)"
+psql -q -v ON_ERROR_STOP=1 -c "SET client_min_messages = warning; DROP TABLE IF EXISTS coldtrail_bench_readings; CREATE TABLE coldtrail_bench_readings (device text, seq bigint, time_ms bigint, temp_centi_c int, humidity_permille int, door_open boolean, shock_centi_g int, battery_mv int)"
 t0=$(date +%s.%N)
 psql -q -v ON_ERROR_STOP=1 -c "\\copy coldtrail_bench_readings FROM '$work/readings.csv' CSV"
 t1=$(date +%s.%N)
