@@ -600,3 +600,22 @@ fn the_openapi_document_describes_the_real_routes() {
     let r = get(&server.base, "/v1/undocumented");
     assert!(r.body.contains("the API is described at /v1/openapi.json"));
 }
+
+#[test]
+fn racing_registrations_of_one_device_register_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let threads: Vec<_> = (0..8u8)
+        .map(|i| {
+            let (base, token) = (server.base.clone(), token.clone());
+            std::thread::spawn(move || {
+                let key = SigningKey::from_bytes(&[90 + i; 32]);
+                post_json(&base, "/v1/devices", &token, &json!({"device": "logger-race", "public_key": hex::encode(key.verifying_key().as_bytes())})).status
+            })
+        })
+        .collect();
+    let mut statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![201, 409, 409, 409, 409, 409, 409, 409]);
+}

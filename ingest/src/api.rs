@@ -91,6 +91,9 @@ pub struct Ingest {
     /// Captures check and append under this lock, so one eventID cannot be
     /// captured twice by two racing requests.
     pub(crate) capture_lock: tokio::sync::Mutex<()>,
+    /// Device registrations, rotations and revocations check and append
+    /// under this lock, so two racing registrations cannot both pass.
+    pub(crate) registry_lock: tokio::sync::Mutex<()>,
     /// Recent capture jobs, for `GET /capture/{id}` (bounded, oldest dropped).
     pub(crate) captures: std::sync::Mutex<std::collections::VecDeque<(String, WriteResult)>>,
 }
@@ -143,6 +146,7 @@ impl Ingest {
             identity: RwLock::new(identity),
             events: RwLock::new(events),
             capture_lock: tokio::sync::Mutex::new(()),
+            registry_lock: tokio::sync::Mutex::new(()),
             captures: std::sync::Mutex::new(std::collections::VecDeque::new()),
             limits,
             node,
@@ -211,6 +215,7 @@ impl Ingest {
     ) -> Result<WriteResult, ApiError> {
         self.writer(who)?;
         check_id(device, "device")?;
+        let _guard = self.registry_lock.lock().await;
         {
             let id = self.identity.read().expect("identity lock");
             if !id.orgs.contains_key(&who.org) {
@@ -237,6 +242,7 @@ impl Ingest {
         public_key: VerifyingKey,
     ) -> Result<WriteResult, ApiError> {
         self.writer(who)?;
+        let _guard = self.registry_lock.lock().await;
         self.identity
             .read()
             .expect("identity lock")
@@ -258,6 +264,7 @@ impl Ingest {
         reason: &str,
     ) -> Result<WriteResult, ApiError> {
         self.writer(who)?;
+        let _guard = self.registry_lock.lock().await;
         self.identity
             .read()
             .expect("identity lock")
