@@ -241,27 +241,41 @@ impl Ingest {
         device: &str,
         public_key: VerifyingKey,
     ) -> Result<WriteResult, ApiError> {
-        self.writer(who)?;
-        let _guard = self.registry_lock.lock().await;
-        self.identity
-            .read()
-            .expect("identity lock")
-            .device_of(&who.org, device)?;
-        let entry = Entry::Identity(IdentityChange::KeyRotated {
-            org: who.org.clone(),
-            device: device.to_string(),
-            public_key: public_key.to_bytes(),
-            at_ms: now_ms(),
-        });
-        self.commit(&who.org, vec![entry], device).await
+        self.change_device(who, device, |org, device, at_ms| {
+            IdentityChange::KeyRotated {
+                org,
+                device,
+                public_key: public_key.to_bytes(),
+                at_ms,
+            }
+        })
+        .await
     }
 
-    /// Revokes a device: nothing it signs for a time from now on is accepted.
+    /// Revokes a device: nothing it signs is accepted any more.
     pub async fn revoke_device(
         &self,
         who: &Principal,
         device: &str,
         reason: &str,
+    ) -> Result<WriteResult, ApiError> {
+        self.change_device(who, device, |org, device, at_ms| {
+            IdentityChange::DeviceRevoked {
+                org,
+                device,
+                reason: reason.to_string(),
+                at_ms,
+            }
+        })
+        .await
+    }
+
+    /// Appends an identity change to a device of the caller's organisation.
+    async fn change_device(
+        &self,
+        who: &Principal,
+        device: &str,
+        change: impl FnOnce(String, String, i64) -> IdentityChange,
     ) -> Result<WriteResult, ApiError> {
         self.writer(who)?;
         let _guard = self.registry_lock.lock().await;
@@ -269,12 +283,7 @@ impl Ingest {
             .read()
             .expect("identity lock")
             .device_of(&who.org, device)?;
-        let entry = Entry::Identity(IdentityChange::DeviceRevoked {
-            org: who.org.clone(),
-            device: device.to_string(),
-            reason: reason.to_string(),
-            at_ms: now_ms(),
-        });
+        let entry = Entry::Identity(change(who.org.clone(), device.to_string(), now_ms()));
         self.commit(&who.org, vec![entry], device).await
     }
 
