@@ -619,3 +619,71 @@ fn racing_registrations_of_one_device_register_it_once() {
     statuses.sort_unstable();
     assert_eq!(statuses, vec![201, 409, 409, 409, 409, 409, 409, 409]);
 }
+
+#[test]
+fn random_and_mangled_bodies_get_4xx_and_the_server_survives() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let key = SigningKey::from_bytes(&[111; 32]);
+    register(&server.base, &token, "logger-fuzz", &key);
+    let mut dev = DeviceClient::new("logger-fuzz", key);
+    let good_json = encode_json(&[dev.sign(readings(20, now_ms() - 86_400_000))]);
+    let good_bin = encode_binary(&[dev.sign(readings(20, now_ms() - 86_400_000))]);
+    let good_epcis = std::fs::read(
+        std::env::var_os("COLDTRAIL_SHARED")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+            .join("epcis/JSON/WithSensorData/SensorDataExample1.jsonld"),
+    )
+    .unwrap();
+    let seed: u64 = rand::random();
+    eprintln!("body fuzz seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for i in 0..300 {
+        let (path, ct, base): (&str, &str, &[u8]) = match i % 3 {
+            0 => ("/v1/batches", "application/json", &good_json),
+            1 => ("/v1/batches", BINARY_BATCH, &good_bin),
+            _ => ("/capture", "application/ld+json", &good_epcis),
+        };
+        let mut body = base.to_vec();
+        match rng.gen_range(0..4) {
+            0 => body = (0..rng.gen_range(0..300)).map(|_| rng.gen()).collect(),
+            1 => body.truncate(rng.gen_range(0..body.len())),
+            _ => {
+                for _ in 0..rng.gen_range(1..8) {
+                    let at = rng.gen_range(0..body.len());
+                    body[at] = rng.gen();
+                }
+            }
+        }
+        let r = post(&server.base, path, Some(&token), ct, &body, None);
+        assert!(
+            (200..500).contains(&r.status),
+            "seed {seed}, try {i}: {path} answered {}: {}",
+            r.status,
+            r.body
+        );
+        if r.status >= 400 {
+            assert_eq!(
+                r.content_type, "application/problem+json",
+                "seed {seed}, try {i}: {}",
+                r.body
+            );
+        }
+    }
+    // Still serving, still correct.
+    let ok = post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        "application/json",
+        &encode_json(&[dev.sign(readings(5, now_ms() - 3_600_000))]),
+        None,
+    );
+    assert!(ok.status == 201 || ok.status == 409, "{}", ok.body);
+    server.stop();
+    let out = support::coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success());
+}

@@ -296,6 +296,12 @@ impl Ingest {
         batches: Vec<SignedBatch>,
     ) -> Result<WriteResult, ApiError> {
         self.writer(who)?;
+        if let Some(b) = batches.iter().find(|b| b.batch.readings.is_empty()) {
+            return Err(ApiError::InvalidBody(format!(
+                "the batch of device {:?} starting at sequence {} holds no readings; send at least one",
+                b.batch.device, b.batch.first_seq
+            )));
+        }
         let now = now_ms();
         // Bounds and ownership first, then every signature in one batch check.
         let keys: Vec<VerifyingKey> = {
