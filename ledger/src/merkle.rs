@@ -56,6 +56,8 @@ pub enum ProofError {
     EmptyFirstTree,
     #[error("requested tree size {size} is larger than the log ({log_size} entries)")]
     SizeBeyondLog { size: u64, log_size: u64 },
+    #[error("[{start}, {end}) is not a subtree of a tree of size {size}")]
+    InvalidSubtree { start: u64, end: u64, size: u64 },
 }
 
 fn verify_match(computed: Digest, expected: &Digest) -> Result<(), ProofError> {
@@ -245,6 +247,62 @@ pub mod wire {
         )?)
     }
 
+    pub fn verify_subtree_inclusion<H: MerkleHasher, B: AsRef<[u8]>>(
+        index: u64,
+        start: u64,
+        end: u64,
+        leaf_hash: &[u8],
+        proof: &[B],
+        subtree_root: &[u8],
+    ) -> Result<(), WireError> {
+        let leaf = digest("leaf hash", leaf_hash)?;
+        let root = digest("subtree root", subtree_root)?;
+        Ok(super::verify_subtree_inclusion::<H>(
+            index,
+            start,
+            end,
+            &leaf,
+            &digests(proof)?,
+            &root,
+        )?)
+    }
+
+    pub fn verify_subtree_consistency<H: MerkleHasher, B: AsRef<[u8]>>(
+        start: u64,
+        end: u64,
+        size: u64,
+        proof: &[B],
+        subtree_root: &[u8],
+        root: &[u8],
+    ) -> Result<(), WireError> {
+        // The whole tree as its own subtree: the roots must be the same
+        // bytes, whatever their length (as for equal sizes above).
+        if start == 0 && end == size && end > 0 && proof.is_empty() {
+            return verify_consistency::<H, B>(size, size, proof, subtree_root, root);
+        }
+        let sub = digest("subtree root", subtree_root)?;
+        // The empty subtree does not look at the tree's root.
+        if start == end {
+            return Ok(super::verify_subtree_consistency::<H>(
+                start,
+                end,
+                size,
+                &digests(proof)?,
+                &sub,
+                &Digest::default(),
+            )?);
+        }
+        let root = digest("root", root)?;
+        Ok(super::verify_subtree_consistency::<H>(
+            start,
+            end,
+            size,
+            &digests(proof)?,
+            &sub,
+            &root,
+        )?)
+    }
+
     pub fn verify_consistency<H: MerkleHasher, B: AsRef<[u8]>>(
         size1: u64,
         size2: u64,
@@ -274,6 +332,123 @@ pub mod wire {
             &r2,
         )?)
     }
+}
+
+/// Whether `[start, end)` is a subtree in the sense of the Merkle Tree
+/// Certificates draft: non-empty, and `start` a multiple of the smallest power
+/// of two not below its size (so it is one node of any large enough tree, or
+/// the left edge of one).
+pub fn valid_subtree(start: u64, end: u64) -> bool {
+    start < end
+        && (end - start)
+            .checked_next_power_of_two()
+            .is_some_and(|p| start % p == 0)
+}
+
+/// Checks that `leaf_hash` is leaf `index` of the subtree `[start, end)`
+/// whose hash is `subtree_root`: an inclusion proof inside the subtree.
+pub fn verify_subtree_inclusion<H: MerkleHasher>(
+    index: u64,
+    start: u64,
+    end: u64,
+    leaf_hash: &Digest,
+    proof: &[Digest],
+    subtree_root: &Digest,
+) -> Result<(), ProofError> {
+    if !valid_subtree(start, end) {
+        return Err(ProofError::InvalidSubtree {
+            start,
+            end,
+            size: end,
+        });
+    }
+    if !(start..end).contains(&index) {
+        return Err(ProofError::IndexOutOfRange { index, size: end });
+    }
+    verify_inclusion::<H>(index - start, end - start, leaf_hash, proof, subtree_root)
+}
+
+/// Checks that the subtree `[start, end)` with hash `subtree_root` sits at
+/// those leaves of the tree of `size` with `root` (MTC draft, "Verifying a
+/// Subtree Consistency Proof"). `fnode`, `snode` and `tnode` track the
+/// subtree's first and last leaf and the tree's last leaf as the walk climbs.
+pub fn verify_subtree_consistency<H: MerkleHasher>(
+    start: u64,
+    end: u64,
+    size: u64,
+    proof: &[Digest],
+    subtree_root: &Digest,
+    root: &Digest,
+) -> Result<(), ProofError> {
+    // The empty subtree is part of every tree; its hash is the empty root.
+    if start == end && end <= size {
+        if !proof.is_empty() {
+            return Err(ProofError::WrongLength {
+                got: proof.len(),
+                want: 0,
+            });
+        }
+        return verify_match(H::empty_root(), subtree_root);
+    }
+    if !valid_subtree(start, end) || end > size {
+        return Err(ProofError::InvalidSubtree { start, end, size });
+    }
+    let (mut fnode, mut snode, mut tnode) = (start, end - 1, size - 1);
+    if snode == tnode {
+        // Flush with the right edge: no outside sibling below the subtree's root.
+        while fnode != snode {
+            fnode >>= 1;
+            snode >>= 1;
+            tnode >>= 1;
+        }
+    } else {
+        while fnode != snode && snode & 1 == 1 {
+            fnode >>= 1;
+            snode >>= 1;
+            tnode >>= 1;
+        }
+    }
+    let (mut fr, mut sr, rest) = if fnode == snode {
+        (*subtree_root, *subtree_root, proof)
+    } else {
+        match proof.split_first() {
+            Some((first, rest)) => (*first, *first, rest),
+            None => return Err(ProofError::WrongLength { got: 0, want: 1 }),
+        }
+    };
+    let too_long = ProofError::WrongLength {
+        got: proof.len(),
+        want: proof.len().saturating_sub(1),
+    };
+    for c in rest {
+        if tnode == 0 {
+            return Err(too_long);
+        }
+        if snode & 1 == 1 || snode == tnode {
+            if fnode < snode {
+                fr = H::hash_children(c, &fr);
+            }
+            sr = H::hash_children(c, &sr);
+            while snode & 1 == 0 {
+                fnode >>= 1;
+                snode >>= 1;
+                tnode >>= 1;
+            }
+        } else {
+            sr = H::hash_children(&sr, c);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+        tnode >>= 1;
+    }
+    if tnode != 0 {
+        return Err(ProofError::WrongLength {
+            got: proof.len(),
+            want: proof.len() + 1,
+        });
+    }
+    verify_match(fr, subtree_root)?;
+    verify_match(sr, root)
 }
 
 /// Where proof generation gets the hashes of perfect subtrees from.

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use ledger::merkle::wire::{verify_consistency, verify_inclusion};
+use ledger::merkle::wire::{
+    verify_consistency, verify_inclusion, verify_subtree_consistency, verify_subtree_inclusion,
+};
 use ledger::merkle::{MemoryTree, MerkleHasher};
 use ledger::Digest;
 use serde::Deserialize;
@@ -222,4 +224,80 @@ fn prover_reproduces_the_reference_proofs() {
         checked += 1;
     }
     assert!(checked >= 8, "only {checked} happy paths checked");
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubtreeInclusionCase {
+    leaf_idx: u64,
+    start: u64,
+    end: u64,
+    root: String,
+    leaf_hash: String,
+    proof: Option<Vec<String>>,
+    desc: String,
+    want_err: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubtreeConsistencyCase {
+    start: u64,
+    end: u64,
+    size: u64,
+    root1: String,
+    root2: String,
+    proof: Option<Vec<String>>,
+    desc: String,
+    want_err: bool,
+}
+
+/// Subtree proofs (Merkle Tree Certificates draft): inclusion of a leaf in a
+/// subtree, and of a subtree in a tree.
+#[test]
+fn subtree_cases_agree_with_the_reference_verifier() {
+    let (mut accepted, mut refused) = (0, 0);
+    for f in case_files("subtreeinclusion") {
+        let c: SubtreeInclusionCase = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        let proof: Vec<Vec<u8>> = c.proof.iter().flatten().map(|h| b64(h)).collect();
+        let ok = verify_subtree_inclusion::<Sha256Merkle, _>(
+            c.leaf_idx,
+            c.start,
+            c.end,
+            &b64(&c.leaf_hash),
+            &proof,
+            &b64(&c.root),
+        )
+        .is_ok();
+        assert_eq!(ok, !c.want_err, "{}: {}", f.display(), c.desc);
+        if ok {
+            accepted += 1
+        } else {
+            refused += 1
+        }
+    }
+    for f in case_files("subtreeconsistency") {
+        let c: SubtreeConsistencyCase =
+            serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        let proof: Vec<Vec<u8>> = c.proof.iter().flatten().map(|h| b64(h)).collect();
+        let ok = verify_subtree_consistency::<Sha256Merkle, _>(
+            c.start,
+            c.end,
+            c.size,
+            &proof,
+            &b64(&c.root1),
+            &b64(&c.root2),
+        )
+        .is_ok();
+        assert_eq!(ok, !c.want_err, "{}: {}", f.display(), c.desc);
+        if ok {
+            accepted += 1
+        } else {
+            refused += 1
+        }
+    }
+    assert!(
+        accepted > 10 && refused > 80,
+        "accepted {accepted}, refused {refused}"
+    );
 }
