@@ -342,7 +342,7 @@ pub fn valid_subtree(start: u64, end: u64) -> bool {
     start < end
         && (end - start)
             .checked_next_power_of_two()
-            .is_some_and(|p| start % p == 0)
+            .is_some_and(|p| start.is_multiple_of(p))
 }
 
 /// Checks that `leaf_hash` is leaf `index` of the subtree `[start, end)`
