@@ -45,6 +45,13 @@ pub fn verify(data_dir: &Path) -> Result<ExitCode> {
     let (mut entries, mut bytes) = (0, 0);
     let mut reports: Vec<(String, AuditReport)> = Vec::new();
     for (name, path) in &logs {
+        if ledger::store::open_elsewhere(path) {
+            bar.suspend(|| {
+                eprintln!(
+                    "note: {name} is open in another process (a running server?): entries written during the audit may show as problems; stop it for a definitive audit"
+                )
+            });
+        }
         bar.set_message(name.clone());
         let report = audit_log(path, &|n| bar.inc(n))?;
         entries += report.entries;

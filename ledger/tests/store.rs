@@ -202,3 +202,12 @@ fn a_log_is_opened_by_one_owner_at_a_time() {
     drop(first);
     open(dir.path());
 }
+
+#[test]
+fn other_processes_can_tell_a_log_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert!(ledger::store::open_elsewhere(dir.path()));
+    drop(store);
+    assert!(!ledger::store::open_elsewhere(dir.path()));
+}

@@ -186,6 +186,14 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
     Ok(out)
 }
 
+/// Whether another process holds the log open (a running server, say).
+pub fn open_elsewhere(dir: &Path) -> bool {
+    let Ok(f) = File::open(dir.join(format::META_FILE)) else {
+        return false;
+    };
+    matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 /// Takes the exclusive lock that says this process owns the log.
 fn lock_log(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join(format::META_FILE);

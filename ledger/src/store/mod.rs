@@ -24,7 +24,7 @@ use crate::hash::Digest;
 use crate::head::SignedTreeHead;
 
 pub use audit::{audit_log, AuditProgress, AuditReport, Problem};
-pub use embedded::{EmbeddedStore, StoreConfig};
+pub use embedded::{open_elsewhere, EmbeddedStore, StoreConfig};
 
 /// Where appended entries landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
