@@ -112,8 +112,14 @@ impl Ingest {
             while from < len {
                 let to = (from + 4096).min(len);
                 for (bytes, index) in shard.store().entries(from, to)?.into_iter().zip(from..) {
+                    // Readings only move a device's next sequence number: read
+                    // their header, not their readings.
+                    if let Some((device, first_seq, count)) = ledger::entry::peek_readings(&bytes) {
+                        identity.advance_sequence(&device, first_seq.saturating_add(count));
+                        continue;
+                    }
                     match ledger::entry::kind_of(&bytes) {
-                        Some("identity" | "readings") => {
+                        Some("identity") => {
                             if let Ok(e) = Entry::from_bytes(&bytes) {
                                 identity.apply(&e);
                             }

@@ -110,12 +110,15 @@ impl IdentityState {
                     d.revoked_at_ms = Some(d.revoked_at_ms.map_or(*at_ms, |r| r.min(*at_ms)));
                 }
             }
-            Entry::Readings(sb) => {
-                if let Some(d) = self.devices.get_mut(&sb.batch.device) {
-                    d.next_seq = d.next_seq.max(sb.batch.next_seq());
-                }
-            }
+            Entry::Readings(sb) => self.advance_sequence(&sb.batch.device, sb.batch.next_seq()),
             _ => {}
+        }
+    }
+
+    /// A batch of `device` up to (not including) `next_seq` was committed.
+    pub fn advance_sequence(&mut self, device: &str, next_seq: u64) {
+        if let Some(d) = self.devices.get_mut(device) {
+            d.next_seq = d.next_seq.max(next_seq);
         }
     }
 

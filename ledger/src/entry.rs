@@ -48,6 +48,23 @@ pub fn kind_label(kind: u8) -> Option<&'static str> {
     })
 }
 
+/// The device, first sequence number and reading count of an encoded
+/// readings entry, read without decoding its readings (for scans that only
+/// need to know whose batch it is). `None` for any other entry.
+pub fn peek_readings(encoded: &[u8]) -> Option<(String, u64, u64)> {
+    match encoded {
+        [ENCODING_VERSION, KIND_READINGS, rest @ ..] => {
+            let mut r = Reader::new(rest);
+            Some((
+                r.string("device id").ok()?,
+                r.varint("first sequence number").ok()?,
+                r.varint("reading count").ok()?,
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// One record in a shard's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -816,6 +833,12 @@ mod tests {
         fn entries_round_trip(entry in arb_entry()) {
             let bytes = entry.to_bytes();
             prop_assert!(kind_of(&bytes).is_some());
+            if let Entry::Readings(sb) = &entry {
+                let peeked = peek_readings(&bytes).unwrap();
+                prop_assert_eq!(peeked, (sb.batch.device.clone(), sb.batch.first_seq, sb.batch.readings.len() as u64));
+            } else {
+                prop_assert!(peek_readings(&bytes).is_none());
+            }
             prop_assert_eq!(Entry::from_bytes(&bytes).unwrap(), entry);
         }
 

@@ -51,8 +51,17 @@ impl Sequencer {
             }
             _ => {}
         }
-        for s in entry.subjects() {
-            self.subjects.entry(s.to_string()).or_default().push(index);
+        self.record_subjects(&entry.subjects());
+    }
+
+    /// Records an entry, known only by its subjects, at `self.next_index`.
+    fn record_subjects(&mut self, subjects: &[&str]) {
+        let index = self.next_index;
+        for s in subjects {
+            self.subjects
+                .entry((*s).to_string())
+                .or_default()
+                .push(index);
         }
         self.next_index += 1;
     }
@@ -137,6 +146,12 @@ impl Shard {
         while from < len {
             let to = (from + 4096).min(len);
             for bytes in store.entries(from, to)? {
+                // Readings are the bulk of a log and their subject is in the
+                // header: skip decoding the readings themselves.
+                if let Some((device, _, _)) = ledger::entry::peek_readings(&bytes) {
+                    seq.record_subjects(&[device.as_str()]);
+                    continue;
+                }
                 let entry = Entry::from_bytes(&bytes).map_err(|e| ShardError::Corrupt {
                     shard: id,
                     what: format!("entry {} does not decode: {e}", seq.next_index),
