@@ -24,8 +24,9 @@ fn demo(dir: &Path) {
     demo_with(dir, "1");
 }
 
-fn demo_with(dir: &Path, shards: &str) {
-    let out = coldtrail(&[
+/// Runs the demo at tiny scale on `dir`, loading and exiting; `shards` for a new node.
+fn run_demo(dir: &Path, shards: Option<&str>) -> Output {
+    let mut args = vec![
         "demo",
         "--data-dir",
         dir.to_str().unwrap(),
@@ -34,9 +35,15 @@ fn demo_with(dir: &Path, shards: &str) {
         "--listen",
         "127.0.0.1:0",
         "--exit-after-load",
-        "--shards",
-        shards,
-    ]);
+    ];
+    if let Some(n) = shards {
+        args.extend(["--shards", n]);
+    }
+    coldtrail(&args)
+}
+
+fn demo_with(dir: &Path, shards: &str) {
+    let out = run_demo(dir, Some(shards));
     assert!(out.status.success(), "{}", text(&out));
     let t = text(&out);
     assert!(t.contains("loaded"), "{t}");
@@ -59,16 +66,7 @@ fn demo_then_verify_and_inspect_pass() {
         assert!(t.contains(kind), "{kind}: {t}");
     }
     // The same world from the same seed: a second run serves what is there.
-    let again = coldtrail(&[
-        "demo",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--scale",
-        "tiny",
-        "--listen",
-        "127.0.0.1:0",
-        "--exit-after-load",
-    ]);
+    let again = run_demo(dir.path(), None);
     assert!(
         text(&again).contains("already holds a node"),
         "{}",
@@ -117,18 +115,7 @@ fn a_sharded_demo_links_its_shards_with_receipts() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("verified 2 logs"), "{}", text(&out));
     // The node remembers its shard count.
-    let out = coldtrail(&[
-        "demo",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--scale",
-        "tiny",
-        "--listen",
-        "127.0.0.1:0",
-        "--exit-after-load",
-        "--shards",
-        "3",
-    ]);
+    let out = run_demo(dir.path(), Some("3"));
     assert!(!out.status.success());
     assert!(
         text(&out).contains("holds 2 shards but 3 were asked for"),

@@ -153,15 +153,7 @@ fn bad_documents_are_refused_with_their_codes_and_write_nothing() {
             None,
         )
     };
-    let sizes = || -> Vec<u64> {
-        (0..2)
-            .map(|s| {
-                get(base, &format!("/v1/shards/{s}/head")).json()["size"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect()
-    };
+    let sizes = || support::shard_sizes(base);
     let good = object_event("https://id.gs1.org/01/09506000134352/21/1", json!({}));
     let r = cap(&document(vec![good.clone()]));
     assert_eq!(r.status, 202, "{}", r.body);

@@ -7,7 +7,7 @@ use ingest::wire::{encode_binary, encode_json, BINARY_BATCH};
 use ingest::DeviceClient;
 use ledger::reading::Reading;
 use serde_json::json;
-use support::{get, post, post_json, provision, Server};
+use support::{get, post, post_json, provision, shard_sizes as sizes, Server};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -33,17 +33,6 @@ fn register(base: &str, token: &str, device: &str, key: &SigningKey) {
         &json!({"device": device, "public_key": ledger::keys::did_key(&key.verifying_key())}),
     );
     assert_eq!(r.status, 201, "{}", r.body);
-}
-
-/// Each shard's committed size, as its signed head tells.
-fn sizes(base: &str) -> Vec<u64> {
-    (0..2)
-        .map(|s| {
-            get(base, &format!("/v1/shards/{s}/head")).json()["size"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect()
 }
 
 fn hex_digest(v: &serde_json::Value) -> ledger::Digest {

@@ -242,3 +242,14 @@ pub fn get_auth(base: &str, path: &str, token: &str) -> Reply {
             .expect("the request completes"),
     )
 }
+
+/// Each shard's committed size, as its signed head tells (the test nodes have two shards).
+pub fn shard_sizes(base: &str) -> Vec<u64> {
+    (0..2)
+        .map(|s| {
+            get(base, &format!("/v1/shards/{s}/head")).json()["size"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
