@@ -35,8 +35,8 @@ pub struct Args {
     /// Appending threads for the durable append figure.
     #[arg(long, default_value_t = 4)]
     appenders: usize,
-    /// Which figures: `ledger`, `shards`, `fixtures`, or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures"])]
+    /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules"])]
     only: String,
 }
 
@@ -81,6 +81,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         encode_and_hash(&args);
         durable_append(&args, &root.join("readings"))?;
         large_log(&args, &root.join("large"))?;
+    }
+    if args.only == "all" || args.only == "rules" {
+        crate::bench_rules::run(&root)?;
     }
     if args.only == "all" || args.only == "fixtures" {
         world_generation();

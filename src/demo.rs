@@ -164,6 +164,85 @@ fn load(base: &str, world: &World, tokens: &[String]) -> Result<(u64, Option<ser
     ))
 }
 
+/// Maps the world's products to the rules profiles that judge them
+/// (`rules.json`, read by the analytics consumer when the server starts).
+fn write_rules(data_dir: &Path, world: &World) -> Result<()> {
+    let mut config = analytics::RulesConfig::default();
+    for p in &world.products {
+        config
+            .products
+            .insert(p.gtin.clone(), p.profile.rules.to_string());
+    }
+    config.validate()?;
+    let path = data_dir.join(analytics::profile::RULES_FILE);
+    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Waits until the rules have consumed (and flushed) everything committed,
+/// including the verdicts they appended themselves.
+fn wait_for_rules(node: &Node, rules: &analytics::consumer::Status) -> Result<()> {
+    let bar = ProgressBar::new_spinner()
+        .with_message("running the cold-chain rules over what was loaded");
+    loop {
+        if let Some(e) = rules.failed() {
+            bail!("the analytics consumer stopped: {e}");
+        }
+        if rules.caught_up_with(node) {
+            // Settled: nothing appended since the last look.
+            std::thread::sleep(Duration::from_millis(200));
+            if rules.caught_up_with(node) {
+                break;
+            }
+        }
+        bar.tick();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Prints the breaches the rules recorded.
+fn print_breaches(data_dir: &Path, world: &World) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let rows = rt.block_on(async {
+        let ctx = analytics::sql::session(&analytics::persist::analytics_dir(data_dir), Vec::new()).await?;
+        let df = ctx
+            .sql("SELECT rule, explanation FROM verdicts WHERE kind = 'breach' GROUP BY rule, explanation ORDER BY min(from_time)")
+            .await?;
+        anyhow::Ok(df.collect().await?)
+    })?;
+    use analytics::datafusion::arrow::array::AsArray;
+    let mut lines = Vec::new();
+    for b in &rows {
+        for r in 0..b.num_rows() {
+            lines.push(format!(
+                "{:<22} {}",
+                b.column(0).as_string::<i32>().value(r),
+                b.column(1).as_string::<i32>().value(r)
+            ));
+        }
+    }
+    println!(
+        "  rules           {} breaches found ({} incidents were injected into the world):",
+        lines.len(),
+        world.truth.incidents.len()
+    );
+    for l in lines.iter().take(20) {
+        println!("    {l}");
+    }
+    if lines.len() > 20 {
+        println!(
+            "    … {} more: coldtrail breaches --data-dir {}",
+            lines.len() - 20,
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn fresh(dir: &Path) -> bool {
     !dir.join("NODE").exists()
 }
@@ -180,6 +259,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let world = generate(args.seed, args.scale, WORLD_START_MS);
     actix_web::rt::System::new().block_on(async move {
         let node = open_node(&data_dir, args.shards)?;
+        if new {
+            write_rules(&data_dir, &world)?;
+        }
         let tokens = if new { Some(provision(&node, &world).await?) } else { None };
         let world = Arc::new(world);
         let loaded: Arc<std::sync::Mutex<Option<Result<()>>>> = Arc::default();
@@ -187,7 +269,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let dir_for_print = data_dir.clone();
         let exit_after_load = args.exit_after_load;
         let relay_node = Arc::clone(&node);
-        run_server(Arc::clone(&node), &args.listen, Limits::default(), move |addr, handle| {
+        run_server(Arc::clone(&node), &args.listen, Limits::default(), move |addr, handle, rules| {
             let base = format!("http://{addr}");
             let node = relay_node;
             std::thread::spawn(move || {
@@ -200,6 +282,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                             while node.pending_receipts() > 0 {
                                 std::thread::sleep(Duration::from_millis(5));
                             }
+                            wait_for_rules(&node, &rules)?;
+                            print_breaches(&dir_for_print, &world)?;
                             print_next(&base, &dir_for_print, &world, readings, example.as_ref());
                         }
                         None => {

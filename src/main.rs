@@ -1,6 +1,8 @@
 //! `coldtrail`: the one binary. Thin wiring over the library crates.
 
+mod analytics_cmd;
 mod bench;
+mod bench_rules;
 mod bench_shards;
 mod demo;
 mod loadgen;
@@ -85,6 +87,46 @@ enum Cmd {
     Token {
         #[command(subcommand)]
         cmd: TokenCmd,
+    },
+    /// The analytics tables and rule state (derived from the logs).
+    Analytics {
+        #[command(subcommand)]
+        cmd: analytics_cmd::AnalyticsCmd,
+    },
+    /// Run SQL over the analytics tables (readings, events, event_subjects,
+    /// associations, verdicts) and print the result.
+    Sql {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The query, e.g. "SELECT device, max(temp_c) FROM readings GROUP BY device".
+        query: String,
+    },
+    /// Export the analytics tables.
+    Export {
+        #[command(subcommand)]
+        cmd: ExportCmd,
+    },
+    /// List rule verdicts (breaches, quarantines, releases) with their
+    /// explanation and evidence, and breaches still ongoing.
+    Breaches {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Only verdicts about this lot (or container, or logger).
+        #[arg(long)]
+        lot: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportCmd {
+    /// One Parquet file per table in DIR (DuckDB, pyarrow, Spark read them).
+    Parquet {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -207,5 +249,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Token {
             cmd: TokenCmd::Revoke { data_dir, hash },
         } => serve::token_revoke(data_dir, hash),
+        Cmd::Analytics { cmd } => analytics_cmd::run(cmd),
+        Cmd::Sql { data_dir, query } => analytics_cmd::sql(&data_dir, &query),
+        Cmd::Export {
+            cmd: ExportCmd::Parquet { data_dir, out },
+        } => analytics_cmd::export_parquet(&data_dir, &out),
+        Cmd::Breaches {
+            data_dir,
+            lot,
+            json,
+        } => analytics_cmd::breaches(&data_dir, lot.as_deref(), json),
     }
 }

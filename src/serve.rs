@@ -27,10 +27,18 @@ pub async fn run_server(
     node: Arc<Node>,
     listen: &str,
     limits: Limits,
-    ready: impl FnOnce(std::net::SocketAddr, actix_web::dev::ServerHandle),
+    ready: impl FnOnce(
+        std::net::SocketAddr,
+        actix_web::dev::ServerHandle,
+        Arc<analytics::consumer::Status>,
+    ),
 ) -> Result<()> {
     let ingest = Arc::new(Ingest::open(Arc::clone(&node), limits)?);
+    let policies = ingest.follow()?;
     let relay = node.spawn_relay(Duration::from_millis(20));
+    let rules = analytics::RulesConfig::load(node.data_dir())?;
+    let consumer =
+        analytics::Running::spawn(Arc::clone(&node), rules, analytics::Options::default())?;
     let app_ingest = Arc::clone(&ingest);
     let server = HttpServer::new(move || {
         App::new()
@@ -48,10 +56,13 @@ pub async fn run_server(
         .first()
         .context("the server bound no address")?;
     let server = server.run();
-    ready(addr, server.handle());
+    ready(addr, server.handle(), Arc::clone(&consumer.status));
     server.await?;
     relay.abort();
     let _ = relay.await;
+    policies.abort();
+    // The rules see everything acknowledged before the logs close.
+    consumer.stop()?;
     node.sign_heads().await?;
     Ok(())
 }
@@ -65,7 +76,7 @@ pub fn serve(
     actix_web::rt::System::new().block_on(async move {
         let node = open_node(&data_dir, shards)?;
         let shown = format!("{limits:?}");
-        run_server(node, &listen, limits, |addr, _| {
+        run_server(node, &listen, limits, |addr, _, _| {
             println!("coldtrail serving {} on http://{addr}", data_dir.display());
             println!("  write API   http://{addr}/v1/   (OpenAPI: http://{addr}/v1/openapi.json)");
             println!("  limits      {shown}");

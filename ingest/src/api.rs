@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use ledger::entry::{Entry, IdentityChange, SignedBatch};
+use ledger::entry::{Entry, IdentityChange, RuleVerdict, SignedBatch, VerdictKind};
 use ledger::store::Store;
 use serde::Serialize;
 use shards::Node;
@@ -96,6 +96,8 @@ pub struct Ingest {
     pub(crate) registry_lock: tokio::sync::Mutex<()>,
     /// Recent capture jobs, for `GET /capture/{id}` (bounded, oldest dropped).
     pub(crate) captures: std::sync::Mutex<std::collections::VecDeque<(String, WriteResult)>>,
+    /// How far the start-up scan read each shard: [`Ingest::follow`] goes on from there.
+    scanned: Vec<u64>,
 }
 
 /// Capture jobs remembered for `GET /capture/{id}`.
@@ -106,8 +108,10 @@ impl Ingest {
     pub fn open(node: Arc<Node>, limits: Limits) -> Result<Ingest, shards::ShardError> {
         let mut identity = IdentityState::default();
         let mut events: HashMap<String, Vec<EventLoc>> = HashMap::new();
+        let mut scanned = Vec::with_capacity(node.shards().len());
         for shard in node.shards() {
-            let len = shard.store().len();
+            let len = shard.committed();
+            scanned.push(len);
             let mut from = 0;
             while from < len {
                 let to = (from + 4096).min(len);
@@ -119,7 +123,7 @@ impl Ingest {
                         continue;
                     }
                     match ledger::entry::kind_of(&bytes) {
-                        Some("identity") => {
+                        Some("identity") | Some("verdict") => {
                             if let Ok(e) = Entry::from_bytes(&bytes) {
                                 identity.apply(&e);
                             }
@@ -156,7 +160,94 @@ impl Ingest {
             captures: std::sync::Mutex::new(std::collections::VecDeque::new()),
             limits,
             node,
+            scanned,
         })
+    }
+
+    /// Follows what commits after the start-up scan and folds the policies
+    /// other parts of the node record (analytics suspends devices and
+    /// quarantines lots by appending verdicts) into the write-side state:
+    /// policies reach ingest as ledger entries, never as calls.
+    pub fn follow(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, shards::ShardError> {
+        let mut feed =
+            shards::feed::Subscription::follow(Arc::clone(&self.node), self.scanned.clone(), 4096)?;
+        let me = Arc::clone(self);
+        Ok(tokio::spawn(async move {
+            while let Ok(batch) = feed.next().await {
+                for bytes in &batch.entries {
+                    if ledger::entry::kind_of(bytes) == Some("verdict") {
+                        if let Ok(e) = Entry::from_bytes(bytes) {
+                            me.identity.write().expect("identity lock").apply(&e);
+                        }
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Puts a suspended device of the caller's organisation back in service.
+    pub async fn reinstate_device(
+        &self,
+        who: &Principal,
+        device: &str,
+        reason: &str,
+    ) -> Result<WriteResult, ApiError> {
+        self.writer(who)?;
+        let _guard = self.registry_lock.lock().await;
+        if self
+            .identity
+            .read()
+            .expect("identity lock")
+            .device_of(&who.org, device)?
+            .suspended
+            .is_none()
+        {
+            return Err(ApiError::NotSuspended(device.to_string()));
+        }
+        let v = RuleVerdict {
+            rule: "reinstated".into(),
+            subject: device.to_string(),
+            kind: VerdictKind::Reinstate,
+            from_ms: now_ms(),
+            to_ms: None,
+            explanation: format!("reinstated by {}: {reason}", who.org),
+            evidence: Vec::new(),
+        };
+        self.commit(device, vec![Entry::Verdict(v)], device).await
+    }
+
+    /// Releases a lot from quarantine: investigators and operators only.
+    pub async fn release_lot(
+        &self,
+        who: &Principal,
+        lot: &str,
+        reason: &str,
+    ) -> Result<WriteResult, ApiError> {
+        if who.role == Role::Partner {
+            return Err(ApiError::Forbidden(
+                "only investigator (QA) or operator tokens release a quarantined lot".into(),
+            ));
+        }
+        let _guard = self.registry_lock.lock().await;
+        if !self
+            .identity
+            .read()
+            .expect("identity lock")
+            .quarantined
+            .contains_key(lot)
+        {
+            return Err(ApiError::NotQuarantined(lot.to_string()));
+        }
+        let v = RuleVerdict {
+            rule: "quarantine_release".into(),
+            subject: lot.to_string(),
+            kind: VerdictKind::Release,
+            from_ms: now_ms(),
+            to_ms: None,
+            explanation: format!("released from quarantine by {}: {reason}", who.org),
+            evidence: Vec::new(),
+        };
+        self.commit(lot, vec![Entry::Verdict(v)], lot).await
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -327,6 +418,12 @@ impl Ingest {
                     });
                 }
                 let device = id.device_of(&who.org, &b.batch.device)?;
+                if let Some(why) = &device.suspended {
+                    return Err(ApiError::DeviceSuspended {
+                        device: b.batch.device.clone(),
+                        reason: why.clone(),
+                    });
+                }
                 let at = b.batch.readings.first().map_or(now, |r| r.time_ms);
                 keys.push(device.key_at(&b.batch.device, at)?);
             }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use ed25519_dalek::VerifyingKey;
-use ledger::entry::{Entry, IdentityChange, OrgRole};
+use ledger::entry::{Entry, IdentityChange, OrgRole, VerdictKind};
 
 use crate::problem::ApiError;
 
@@ -24,6 +24,8 @@ pub struct Device {
     pub revoked_at_ms: Option<i64>,
     /// The sequence number the next batch must start at.
     pub next_seq: u64,
+    /// Suspended by policy (why), until its owner reinstates it.
+    pub suspended: Option<String>,
 }
 
 impl Device {
@@ -60,6 +62,8 @@ impl Device {
 pub struct IdentityState {
     pub orgs: HashMap<String, Org>,
     pub devices: HashMap<String, Device>,
+    /// Lots in quarantine (recorded by the rules' policies): lot -> why.
+    pub quarantined: HashMap<String, String>,
 }
 
 impl IdentityState {
@@ -89,6 +93,7 @@ impl IdentityState {
                         keys: vec![(*at_ms, key)],
                         revoked_at_ms: None,
                         next_seq: 0,
+                        suspended: None,
                     });
                 }
             }
@@ -111,6 +116,26 @@ impl IdentityState {
                 }
             }
             Entry::Readings(sb) => self.advance_sequence(&sb.batch.device, sb.batch.next_seq()),
+            Entry::Verdict(v) => match v.kind {
+                VerdictKind::Suspend => {
+                    if let Some(d) = self.devices.get_mut(&v.subject) {
+                        d.suspended = Some(v.explanation.clone());
+                    }
+                }
+                VerdictKind::Reinstate => {
+                    if let Some(d) = self.devices.get_mut(&v.subject) {
+                        d.suspended = None;
+                    }
+                }
+                VerdictKind::Quarantine => {
+                    self.quarantined
+                        .insert(v.subject.clone(), v.explanation.clone());
+                }
+                VerdictKind::Release => {
+                    self.quarantined.remove(&v.subject);
+                }
+                VerdictKind::Breach => {}
+            },
             _ => {}
         }
     }

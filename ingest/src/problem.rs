@@ -77,6 +77,12 @@ pub enum ApiError {
     IdempotencyKeyReused(String),
     #[error("an event with eventID {0:?} was already captured with other content; send a correction with an `errorDeclaration`, or use a new eventID")]
     DuplicateEvent(String),
+    #[error("device {device:?} is suspended: {reason}. Fix the device, then its owner reinstates it with POST /v1/devices/{device}/reinstate")]
+    DeviceSuspended { device: String, reason: String },
+    #[error("device {0:?} is not suspended; there is nothing to reinstate")]
+    NotSuspended(String),
+    #[error("lot {0:?} is not in quarantine; there is nothing to release")]
+    NotQuarantined(String),
     #[error("{0}")]
     NotFound(String),
     #[error("the server is busy ({0}); retry after the Retry-After delay")]
@@ -121,6 +127,9 @@ impl ApiError {
             ApiError::InvalidEvent(_) => "invalid_event",
             ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",
             ApiError::DuplicateEvent(_) => "duplicate_event",
+            ApiError::DeviceSuspended { .. } => "device_suspended",
+            ApiError::NotSuspended(_) => "not_suspended",
+            ApiError::NotQuarantined(_) => "not_quarantined",
             ApiError::NotFound(_) => "not_found",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
@@ -147,7 +156,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated | ApiError::BadToken => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) | ApiError::WrongOrganisation { .. } => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_)
+            | ApiError::WrongOrganisation { .. }
+            | ApiError::DeviceSuspended { .. } => StatusCode::FORBIDDEN,
             ApiError::MalformedJson(_) | ApiError::InvalidBody(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -157,7 +168,9 @@ impl ResponseError for ApiError {
             ApiError::DeviceExists(_)
             | ApiError::ReplayedSequence { .. }
             | ApiError::IdempotencyKeyReused(_)
-            | ApiError::DuplicateEvent(_) => StatusCode::CONFLICT,
+            | ApiError::DuplicateEvent(_)
+            | ApiError::NotSuspended(_)
+            | ApiError::NotQuarantined(_) => StatusCode::CONFLICT,
             ApiError::BadSignature { .. }
             | ApiError::RevokedKey { .. }
             | ApiError::NoKeyAtTime { .. }

@@ -25,6 +25,11 @@ pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
             .route("/v1/devices/{device}", web::get().to(get_device))
             .route("/v1/devices/{device}/rotate", web::post().to(post_rotate))
             .route("/v1/devices/{device}/revoke", web::post().to(post_revoke))
+            .route(
+                "/v1/devices/{device}/reinstate",
+                web::post().to(post_reinstate),
+            )
+            .route("/v1/quarantine/release", web::post().to(post_release))
             .route("/v1/shards/{shard}/head", web::get().to(get_head))
             .route(
                 "/v1/shards/{shard}/entries/{index}/proof",
@@ -353,6 +358,22 @@ pub struct Revoke {
     pub reason: String,
 }
 
+/// Why a suspended device may write again.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reinstate {
+    pub reason: String,
+}
+
+/// Which quarantined lot is released, and why.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// The lot as the quarantine names it (an EPC class URN or Digital Link URI).
+    pub lot: String,
+    pub reason: String,
+}
+
 fn parse_key(s: &str) -> Result<ed25519_dalek::VerifyingKey, ApiError> {
     if let Some(k) = ledger::keys::parse_did_key(s) {
         return Ok(k);
@@ -422,6 +443,39 @@ async fn post_revoke(
     .await
 }
 
+/// Reinstate a device the rules suspended for impossible data (its owner, once it is fixed).
+#[utoipa::path(post, path = "/v1/devices/{device}/reinstate", request_body = Reinstate,
+    params(("device" = String, Path)), responses((status = 201, body = WriteResult), (status = 409, description = "The device is not suspended")), security(("bearer" = [])))]
+async fn post_reinstate(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let device = req.match_info().get("device").unwrap_or("").to_string();
+    let ingest_ref = ingest.get_ref();
+    write_route(ingest_ref, &req, payload, |who, body| async move {
+        let r: Reinstate = json_body(&body)?;
+        ingest_ref.reinstate_device(&who, &device, &r.reason).await
+    })
+    .await
+}
+
+/// Release a lot from quarantine (investigator or operator tokens).
+#[utoipa::path(post, path = "/v1/quarantine/release", request_body = Release,
+    responses((status = 201, body = WriteResult), (status = 403, description = "Partner tokens cannot release"), (status = 409, description = "The lot is not in quarantine")), security(("bearer" = [])))]
+async fn post_release(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let ingest_ref = ingest.get_ref();
+    write_route(ingest_ref, &req, payload, |who, body| async move {
+        let r: Release = json_body(&body)?;
+        ingest_ref.release_lot(&who, &r.lot, &r.reason).await
+    })
+    .await
+}
+
 /// One of a device's keys.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeviceKeyJson {
@@ -441,6 +495,8 @@ pub struct DeviceJson {
     pub revoked_at_ms: Option<i64>,
     /// The sequence number its next batch must start at.
     pub next_seq: u64,
+    /// Why the rules suspended it (its batches are refused until reinstated).
+    pub suspended: Option<String>,
 }
 
 /// A device of the caller's organisation: keys, revocation, next sequence number.
@@ -469,6 +525,7 @@ async fn get_device(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpR
             .collect(),
         revoked_at_ms: d.revoked_at_ms,
         next_seq: d.next_seq,
+        suspended: d.suspended.clone(),
     }))
 }
 
@@ -648,8 +705,8 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "coldtrail write API", description = "Signed cold-chain sensor batches, device identities and proofs. Every refusal is application/problem+json with a stable `code`."),
-    paths(post_batches, post_device, get_device, post_rotate, post_revoke, get_head, get_proof, get_consistency, post_capture, get_capture, get_events),
-    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, HeadJson, ProofJson, ConsistencyJson, CaptureJob, DeviceJson, DeviceKeyJson)),
+    paths(post_batches, post_device, get_device, post_rotate, post_revoke, post_reinstate, post_release, get_head, get_proof, get_consistency, post_capture, get_capture, get_events),
+    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, Reinstate, Release, HeadJson, ProofJson, ConsistencyJson, CaptureJob, DeviceJson, DeviceKeyJson)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

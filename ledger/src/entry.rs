@@ -253,11 +253,20 @@ pub struct ReceiptDelivery {
     pub head: SignedTreeHead,
 }
 
+/// What a verdict records. Quarantine and suspension are policies the rules
+/// apply; release and reinstatement are people lifting them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerdictKind {
+    /// A rule found a breach (subject: a lot, container or logger).
     Breach,
+    /// A lot may not move on until released.
     Quarantine,
+    /// An investigator or QA released a quarantined lot.
     Release,
+    /// A device sent physically impossible data; its batches are refused.
+    Suspend,
+    /// The device's owner put it back in service.
+    Reinstate,
 }
 
 /// Points at an entry on some shard.
@@ -303,7 +312,7 @@ tagged_enum!(OrgRole, "organisation role", {
     Grower = 0, Packer = 1, Processor = 2, Carrier = 3, DistributionCentre = 4,
     Retailer = 5, Manufacturer = 6, Clinic = 7, Investigator = 8, Operator = 9,
 });
-tagged_enum!(VerdictKind, "verdict kind", { Breach = 0, Quarantine = 1, Release = 2 });
+tagged_enum!(VerdictKind, "verdict kind", { Breach = 0, Quarantine = 1, Release = 2, Suspend = 3, Reinstate = 4 });
 
 const KIND_READINGS: u8 = 0;
 const KIND_CUSTODY: u8 = 1;
@@ -804,7 +813,7 @@ mod tests {
             (
                 "[ -~]{0,20}",
                 "[ -~]{0,20}",
-                0u8..3,
+                0u8..5,
                 any::<i64>(),
                 any::<Option<i64>>(),
                 "[ -~]{0,60}",

@@ -36,8 +36,12 @@ impl FeedBatch {
 /// A consumer's position in the feed.
 pub struct Subscription {
     node: Arc<Node>,
-    path: PathBuf,
+    /// Where the cursor is committed; `None` for a follower that keeps none.
+    path: Option<PathBuf>,
+    /// Committed: where a restarted consumer resumes.
     cursors: Vec<u64>,
+    /// Handed out: the next index to read, at or past the cursor.
+    read: Vec<u64>,
     state: Vec<u8>,
     /// Round-robin start, so no shard starves the others.
     next_shard: usize,
@@ -107,9 +111,36 @@ impl Subscription {
         };
         Ok(Subscription {
             node,
-            path,
+            path: Some(path),
+            read: cursors.clone(),
             cursors,
             state,
+            next_shard: 0,
+            max_batch: max_batch.max(1),
+        })
+    }
+
+    /// Follows the feed from `from` (per shard) without a cursor file: for
+    /// state that is rebuilt at start anyway and only needs what commits
+    /// after (ingest following the policies analytics records).
+    pub fn follow(
+        node: Arc<Node>,
+        from: Vec<u64>,
+        max_batch: usize,
+    ) -> Result<Subscription, ShardError> {
+        if from.len() != node.shards().len() {
+            return Err(ShardError::Config(format!(
+                "a follower needs a position on each of the {} shards, not {}",
+                node.shards().len(),
+                from.len()
+            )));
+        }
+        Ok(Subscription {
+            node,
+            path: None,
+            read: from.clone(),
+            cursors: from,
+            state: Vec::new(),
             next_shard: 0,
             max_batch: max_batch.max(1),
         })
@@ -125,39 +156,76 @@ impl Subscription {
         &self.state
     }
 
-    /// The next batch after the cursor of some shard, or `None` if every
-    /// shard is read up to its committed end.
+    /// The next index to be handed out, per shard: the cursor plus whatever
+    /// was handed out since the last commit.
+    pub fn read_position(&self) -> &[u64] {
+        &self.read
+    }
+
+    /// The next batch after the read position of some shard (taking shards
+    /// in turn), or `None` if every shard is read up to its committed end.
     pub fn try_next(&mut self) -> Result<Option<FeedBatch>, ShardError> {
-        let shards = self.node.shards();
-        for k in 0..shards.len() {
-            let s = (self.next_shard + k) % shards.len();
-            let shard = &shards[s];
-            let from = self.cursors[s];
-            let committed = shard.committed();
-            if from < committed {
-                let to = committed.min(from + self.max_batch as u64);
-                let entries = shard.store().entries(from, to)?;
-                self.next_shard = (s + 1) % shards.len();
-                return Ok(Some(FeedBatch {
-                    shard: s as u32,
-                    first_index: from,
-                    entries,
-                }));
+        let n = self.node.shards().len();
+        for k in 0..n {
+            let s = (self.next_shard + k) % n;
+            if let Some(b) = self.try_next_from(s as u32)? {
+                self.next_shard = (s + 1) % n;
+                return Ok(Some(b));
             }
         }
         Ok(None)
     }
 
+    /// The next batch of shard `shard` after its read position, or `None` if
+    /// it is read up to its committed end.
+    pub fn try_next_from(&mut self, shard: u32) -> Result<Option<FeedBatch>, ShardError> {
+        let s = shard as usize;
+        let sh = self.node.shard(shard)?;
+        let from = self.read[s];
+        let committed = sh.committed();
+        if from >= committed {
+            return Ok(None);
+        }
+        let to = committed.min(from + self.max_batch as u64);
+        let entries = sh.store().entries(from, to)?;
+        self.read[s] = to;
+        Ok(Some(FeedBatch {
+            shard,
+            first_index: from,
+            entries,
+        }))
+    }
+
+    /// Whether every shard is read up to its committed end.
+    pub fn caught_up(&self) -> bool {
+        self.node
+            .shards()
+            .iter()
+            .zip(&self.read)
+            .all(|(s, r)| *r >= s.committed())
+    }
+
     /// Waits for the next batch.
     pub async fn next(&mut self) -> Result<FeedBatch, ShardError> {
+        loop {
+            if let Some(b) = self.try_next()? {
+                return Ok(b);
+            }
+            self.wait().await;
+        }
+    }
+
+    /// Waits until some shard has committed entries past the read position
+    /// (without handing them out).
+    pub async fn wait(&self) {
         loop {
             let notify = Arc::clone(self.node.notify());
             let woken = notify.notified();
             tokio::pin!(woken);
             // Registered before looking, so a commit in between is not missed.
             woken.as_mut().enable();
-            if let Some(b) = self.try_next()? {
-                return Ok(b);
+            if !self.caught_up() {
+                return;
             }
             woken.await;
         }
@@ -178,10 +246,49 @@ impl Subscription {
         }
         let mut cursors = self.cursors.clone();
         cursors[s] = batch.end();
-        write_atomic(&self.path, &encode(&cursors, state))?;
+        write_atomic(self.cursor_path()?, &encode(&cursors, state))?;
+        self.read[s] = self.read[s].max(cursors[s]);
         self.cursors = cursors;
         self.state = state.to_vec();
         Ok(())
+    }
+
+    /// Records that everything handed out so far was consumed, together with
+    /// the consumer's `state` after it, in one atomic, durable file replace:
+    /// for consumers that read many batches between commits.
+    pub fn commit_read(&mut self, state: &[u8]) -> Result<(), ShardError> {
+        let read = self.read.clone();
+        self.commit_to(&read, state)
+    }
+
+    /// Records that each shard was consumed up to (not including) `cursors`,
+    /// which lie between the committed cursor and the read position: for
+    /// consumers that commit partway through a batch.
+    pub fn commit_to(&mut self, cursors: &[u64], state: &[u8]) -> Result<(), ShardError> {
+        let ok = cursors.len() == self.read.len()
+            && cursors
+                .iter()
+                .zip(&self.read)
+                .zip(&self.cursors)
+                .all(|((c, r), old)| old <= c && c <= r);
+        if !ok {
+            return Err(ShardError::Config(format!(
+                "cannot commit cursors {cursors:?}: they must lie between the committed {:?} and the read {:?}",
+                self.cursors, self.read
+            )));
+        }
+        write_atomic(self.cursor_path()?, &encode(cursors, state))?;
+        self.cursors = cursors.to_vec();
+        self.state = state.to_vec();
+        Ok(())
+    }
+}
+
+impl Subscription {
+    fn cursor_path(&self) -> Result<&Path, ShardError> {
+        self.path
+            .as_deref()
+            .ok_or_else(|| ShardError::Config("a follower keeps no cursor to commit".into()))
     }
 }
 

@@ -54,7 +54,7 @@ async fn a_killed_consumer_resumes_missing_nothing_and_repeating_nothing() {
             if done {
                 break;
             }
-            tokio::time::timeout(std::time::Duration::from_millis(20), sub.next())
+            tokio::time::timeout(std::time::Duration::from_millis(20), sub.wait())
                 .await
                 .ok();
             continue;

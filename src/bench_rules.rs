@@ -1,0 +1,157 @@
+//! `coldtrail bench --only rules`: the rule engine's figures, one core, each
+//! beside a baseline measured in the same run.
+
+use std::time::Instant;
+
+use analytics::batch::BatchEvaluator;
+use analytics::engine::Engine;
+use analytics::persist::{read_parquet, Manifest, TableStore};
+use analytics::rules::{DeviceEval, Evidence};
+use analytics::{EngineState, RulesConfig};
+use anyhow::Result;
+use ledger::entry::Entry;
+use ledger::reading::Reading;
+
+use crate::bench::{per_sec, row, si};
+
+/// Realistic logger streams: `devices` one-minute loggers (the fixtures'
+/// reading model: relaxation, noise, defrosts, rare shocks), `per_device`
+/// readings each, signed in batches of 720.
+fn streams(devices: u32, per_device: usize) -> Vec<(fixtures::Device, Vec<Reading>)> {
+    (0..devices)
+        .map(|i| {
+            let d = fixtures::Device::standalone(
+                format!("urn:epc:id:giai:0614141.B{i:05}"),
+                u64::from(i) * 7919 + 1,
+                2.0,
+                1_793_491_200_000,
+            );
+            let rs: Vec<Reading> = fixtures::readings(&d, &[]).take(per_device).collect();
+            (d, rs)
+        })
+        .collect()
+}
+
+pub fn run(root: &std::path::Path) -> Result<()> {
+    let (devices, per_device) = (100u32, 50_000usize);
+    let data = streams(devices, per_device);
+    let total = f64::from(devices) * per_device as f64;
+    let config = {
+        let mut c = RulesConfig::default();
+        c.default_profile = "chilled_produce".into();
+        c
+    };
+    let profile = config.profile("chilled_produce").expect("built in").clone();
+
+    // Baseline: touching every reading once (sum of temperatures).
+    let t = Instant::now();
+    let mut sum = 0i64;
+    for (_, rs) in &data {
+        for r in rs {
+            sum = sum.wrapping_add(i64::from(r.temp_centi_c));
+        }
+    }
+    let touch = t.elapsed();
+    std::hint::black_box(sum);
+
+    // The rules alone: every rule of the chilled-food profile, per logger.
+    let ev = Evidence {
+        shard: 0,
+        index: 0,
+        id: [0; 32],
+    };
+    let t = Instant::now();
+    let mut findings = Vec::new();
+    for (d, rs) in &data {
+        let mut e = DeviceEval::new(&d.id, &profile);
+        for r in rs {
+            e.push(&profile, r, &ev, &mut findings);
+        }
+    }
+    let rules = t.elapsed();
+    row(
+        "rules alone, one core (9 rules)",
+        format!("{}readings/s", si(per_sec(total, rules))),
+        format!(
+            "reading each reading once: {}readings/s ({:.0}x)",
+            si(per_sec(total, touch)),
+            rules.as_secs_f64() / touch.as_secs_f64().max(1e-9)
+        ),
+    );
+
+    // The streaming engine: decode entries, table rows, rules.
+    let entries: Vec<Vec<u8>> = data
+        .iter()
+        .flat_map(|(d, rs)| {
+            fixtures::signed(d, rs.iter().copied(), 720)
+                .map(|b| Entry::Readings(b).to_bytes())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let t = Instant::now();
+    for e in &entries {
+        std::hint::black_box(Entry::from_bytes(e).ok());
+    }
+    let decode = t.elapsed();
+    let mut engine = Engine::new(config.clone(), EngineState::default());
+    let t = Instant::now();
+    for (i, e) in entries.iter().enumerate() {
+        engine.apply(0, i as u64, e);
+    }
+    let streaming = t.elapsed();
+    row(
+        "streaming engine, one core",
+        format!("{}readings/s", si(per_sec(total, streaming))),
+        format!(
+            "decoding the entries alone: {}readings/s",
+            si(per_sec(total, decode))
+        ),
+    );
+
+    // Parquet: bytes per reading, and the batch evaluator over it.
+    let dir = root.join("rules-bench");
+    let mut manifest = Manifest::default();
+    let store = TableStore::open(dir.clone(), &manifest)?;
+    let t = Instant::now();
+    let batch = engine.tail.readings.finish();
+    store.write_part(&mut manifest, "readings", &batch)?;
+    let write = t.elapsed();
+    let files = store.files(&manifest, "readings");
+    let bytes: u64 = files
+        .iter()
+        .map(|f| f.metadata().map_or(0, |m| m.len()))
+        .sum();
+    let ledger_bytes: usize = entries.iter().map(Vec::len).sum();
+    row(
+        "readings table as Parquet",
+        format!("{:.2} B/reading", bytes as f64 / total),
+        format!(
+            "entry bytes before lz4: {:.2} B/reading; written at {}readings/s",
+            ledger_bytes as f64 / total,
+            si(per_sec(total, write))
+        ),
+    );
+    let watches = engine.state.watches.clone();
+    let t = Instant::now();
+    let mut eval = BatchEvaluator::new(&config, &watches);
+    for f in &files {
+        for b in read_parquet(f)? {
+            eval.push(&b)?;
+        }
+    }
+    let result = eval.finish();
+    let batch_time = t.elapsed();
+    row(
+        "batch rules over the Parquet table",
+        format!(
+            "{}readings/s",
+            si(per_sec(result.readings as f64, batch_time))
+        ),
+        format!(
+            "streaming engine: {}readings/s",
+            si(per_sec(total, streaming))
+        ),
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
