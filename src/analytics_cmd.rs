@@ -25,6 +25,16 @@ pub enum AnalyticsCmd {
         #[arg(long, default_value_t = Options::default().flush_rows)]
         flush_rows: usize,
     },
+    /// Check the rules: run them in batch over the tables and compare with the
+    /// verdicts streaming recorded on the ledger; with `--truth`, score them
+    /// against a generated world's ground truth (precision and recall).
+    Check {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// A world's truth.json (`coldtrail world --out DIR` writes one).
+        #[arg(long)]
+        truth: Option<PathBuf>,
+    },
     /// Bring the tables and rules up to date with the logs, recording any
     /// verdicts they find (the server must be stopped; it does this itself).
     Sync {
@@ -74,6 +84,7 @@ pub fn run(cmd: AnalyticsCmd) -> Result<ExitCode> {
             data_dir,
             flush_rows,
         } => rebuild(&data_dir, flush_rows, false),
+        AnalyticsCmd::Check { data_dir, truth } => check(&data_dir, truth.as_deref()),
     }
 }
 
@@ -120,6 +131,80 @@ fn rebuild(data_dir: &Path, flush_rows: usize, fresh: bool) -> Result<ExitCode> 
         }
         node.sign_heads().await?;
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn check(data_dir: &Path, truth: Option<&Path>) -> Result<ExitCode> {
+    use ledger::entry::{Entry, VerdictKind};
+    use ledger::store::Store;
+    runtime()?.block_on(async {
+        let node = open_node(data_dir, None)?;
+        let config = RulesConfig::load(data_dir)?;
+        let mut c = Consumer::open(Arc::clone(&node), config.clone(), Options::default())?;
+        c.sync().await?;
+        let files = c.store().files(c.manifest(), "readings");
+        let started = Instant::now();
+        let result = analytics::batch::evaluate_files(&config, &c.engine.state.watches, &files)?;
+        let secs = started.elapsed().as_secs_f64();
+        let bytes: u64 = files.iter().map(|f| f.metadata().map_or(0, |m| m.len())).sum();
+        println!(
+            "batch: {} readings from {} Parquet parts ({:.2} B/reading) judged in {secs:.2} s ({:.2} M readings/s): {} findings",
+            result.readings,
+            files.len(),
+            bytes as f64 / result.readings.max(1) as f64,
+            result.readings as f64 / secs / 1e6,
+            result.findings.len()
+        );
+        // What streaming recorded (rules' own verdicts, not people's releases
+        // nor the stream's device suspensions).
+        let mut streamed = std::collections::BTreeSet::new();
+        for s in node.shards() {
+            let mut i = 0;
+            while i < s.committed() {
+                let to = s.committed().min(i + 4096);
+                for e in s.store().entries(i, to).map_err(shards::ShardError::from)? {
+                    if ledger::entry::kind_of(&e) == Some("verdict") {
+                        if let Ok(Entry::Verdict(v)) = Entry::from_bytes(&e) {
+                            if matches!(v.kind, VerdictKind::Breach | VerdictKind::Quarantine) {
+                                streamed.insert(format!("{v:?}"));
+                            }
+                        }
+                    }
+                }
+                i = to;
+            }
+        }
+        let batch: std::collections::BTreeSet<String> = result.verdicts.iter().map(|p| format!("{:?}", p.verdict)).collect();
+        let same = streamed == batch;
+        println!(
+            "streaming = batch: {} ({} verdicts on the ledger, {} from the batch run)",
+            if same { "yes" } else { "NO" },
+            streamed.len(),
+            batch.len()
+        );
+        if !same {
+            for v in streamed.symmetric_difference(&batch).take(10) {
+                println!("  differs: {v}");
+            }
+        }
+        if let Some(path) = truth {
+            let truth: fixtures::GroundTruth = serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)?;
+            let expected: Vec<_> = truth.incidents.iter().filter(|i| !i.kind.expected_rules().is_empty()).collect();
+            let found = expected.iter().filter(|i| result.findings.iter().any(|f| i.explains(&f.rule, &f.device, f.from_ms, f.to_ms))).count();
+            let right = result.findings.iter().filter(|f| truth.incidents.iter().any(|i| i.explains(&f.rule, &f.device, f.from_ms, f.to_ms))).count();
+            println!(
+                "ground truth: recall {found}/{} = {:.3}, precision {right}/{} = {:.3}",
+                expected.len(),
+                found as f64 / expected.len().max(1) as f64,
+                result.findings.len(),
+                right as f64 / result.findings.len().max(1) as f64
+            );
+            for f in result.findings.iter().filter(|f| !truth.incidents.iter().any(|i| i.explains(&f.rule, &f.device, f.from_ms, f.to_ms))).take(10) {
+                println!("  unexplained: {} {} {}", f.rule, f.device, f.summary);
+            }
+        }
+        node.sign_heads().await?;
+        Ok(if same { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     })
 }
 

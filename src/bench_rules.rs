@@ -3,9 +3,8 @@
 
 use std::time::Instant;
 
-use analytics::batch::BatchEvaluator;
 use analytics::engine::Engine;
-use analytics::persist::{read_parquet, Manifest, TableStore};
+use analytics::persist::{Manifest, TableStore};
 use analytics::rules::{DeviceEval, Evidence};
 use analytics::{EngineState, RulesConfig};
 use anyhow::Result;
@@ -36,10 +35,9 @@ pub fn run(root: &std::path::Path) -> Result<()> {
     let (devices, per_device) = (100u32, 50_000usize);
     let data = streams(devices, per_device);
     let total = f64::from(devices) * per_device as f64;
-    let config = {
-        let mut c = RulesConfig::default();
-        c.default_profile = "chilled_produce".into();
-        c
+    let config = RulesConfig {
+        default_profile: "chilled_produce".into(),
+        ..RulesConfig::default()
     };
     let profile = config.profile("chilled_produce").expect("built in").clone();
 
@@ -133,13 +131,7 @@ pub fn run(root: &std::path::Path) -> Result<()> {
     );
     let watches = engine.state.watches.clone();
     let t = Instant::now();
-    let mut eval = BatchEvaluator::new(&config, &watches);
-    for f in &files {
-        for b in read_parquet(f)? {
-            eval.push(&b)?;
-        }
-    }
-    let result = eval.finish();
+    let result = analytics::batch::evaluate_files(&config, &watches, &files)?;
     let batch_time = t.elapsed();
     row(
         "batch rules over the Parquet table",

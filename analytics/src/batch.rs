@@ -133,3 +133,25 @@ impl<'a> BatchEvaluator<'a> {
         self.result
     }
 }
+
+/// Runs every rule over the `readings` table stored in `files` (in order).
+pub fn evaluate_files(
+    config: &RulesConfig,
+    watches: &Watches,
+    files: &[std::path::PathBuf],
+) -> Result<BatchResult, AnalyticsError> {
+    let mut eval = BatchEvaluator::new(config, watches);
+    for f in files {
+        let file = std::fs::File::open(f).map_err(|e| AnalyticsError::io(f, e))?;
+        let reader =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                file,
+            )?
+            .with_batch_size(65_536)
+            .build()?;
+        for b in reader {
+            eval.push(&b?)?;
+        }
+    }
+    Ok(eval.finish())
+}

@@ -152,15 +152,3 @@ pub fn write_parquet(
     std::fs::rename(&tmp, path).map_err(|e| AnalyticsError::io(path, e))?;
     sync_dir(path.parent().expect("parts live in a table directory"))
 }
-
-/// Reads every batch of a Parquet file.
-pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, AnalyticsError> {
-    let file = File::open(path).map_err(|e| AnalyticsError::io(path, e))?;
-    let reader =
-        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-            .with_batch_size(65_536)
-            .build()?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(AnalyticsError::from)
-}

@@ -597,8 +597,10 @@ mod tests {
         let mut c = RulesConfig::default();
         c.products.insert("00614141100012".into(), "nope".into());
         assert!(c.validate().unwrap_err().to_string().contains("nope"));
-        let mut c = RulesConfig::default();
-        c.default_profile = "missing".into();
+        let c = RulesConfig {
+            default_profile: "missing".into(),
+            ..RulesConfig::default()
+        };
         assert!(c.validate().is_err());
     }
 }

@@ -192,7 +192,7 @@ pub fn gtin_of(id: &str) -> Option<String> {
     {
         let mut parts = rest.split('.');
         let (prefix, item) = (parts.next()?, parts.next()?);
-        if item.is_empty() || !(prefix.len() + item.len() == 13) {
+        if item.is_empty() || prefix.len() + item.len() != 13 {
             return None;
         }
         let body = format!("{}{prefix}{}", &item[..1], &item[1..]);
