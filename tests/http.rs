@@ -7,7 +7,9 @@ use ingest::wire::{encode_binary, encode_json, BINARY_BATCH};
 use ingest::DeviceClient;
 use ledger::reading::Reading;
 use serde_json::json;
-use support::{get, post, post_json, provision, shard_sizes as sizes, Server};
+use support::{
+    get, post, post_json, provision, register_device as register, shard_sizes as sizes, Server,
+};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -23,16 +25,6 @@ fn readings(n: usize, start_ms: i64) -> Vec<Reading> {
             ..Reading::new(start_ms + i as i64 * 60_000, 400 + (i % 5) as i32)
         })
         .collect()
-}
-
-fn register(base: &str, token: &str, device: &str, key: &SigningKey) {
-    let r = post_json(
-        base,
-        "/v1/devices",
-        token,
-        &json!({"device": device, "public_key": ledger::keys::did_key(&key.verifying_key())}),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
 }
 
 fn hex_digest(v: &serde_json::Value) -> ledger::Digest {
@@ -140,7 +132,7 @@ fn every_refusal_has_a_stable_code_and_writes_nothing() {
     let server = Server::start(dir.path());
     let base = &server.base;
     let key = SigningKey::from_bytes(&[22; 32]);
-    register(base, &token, "logger-b", &key);
+    support::register_device(base, &token, "logger-b", &key);
     register(
         base,
         &other_token,

@@ -15,16 +15,6 @@ use ledger::reading::Reading;
 use serde_json::json;
 use support::{get_auth, post, post_json, provision, Server, ORG};
 
-fn register(base: &str, token: &str, device: &str, key: &SigningKey) {
-    let r = post_json(
-        base,
-        "/v1/devices",
-        token,
-        &json!({"device": device, "public_key": ledger::keys::did_key(&key.verifying_key())}),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-}
-
 fn send(base: &str, token: &str, dev: &mut DeviceClient, readings: Vec<Reading>) -> support::Reply {
     post(
         base,
@@ -57,7 +47,7 @@ fn a_device_sending_impossible_data_is_suspended_until_its_owner_reinstates_it()
     let server = Server::start(dir.path());
     let base = &server.base;
     let key = SigningKey::from_bytes(&[7; 32]);
-    register(base, &token, "logger-broken", &key);
+    support::register_device(base, &token, "logger-broken", &key);
     let mut dev = DeviceClient::new("logger-broken", key.clone());
     let mut rs = minutes(T0, 10, 1, 4.0);
     rs[5].temp_centi_c = -15_000; // −150 °C: a broken probe
@@ -160,7 +150,7 @@ fn a_breach_quarantines_the_lot_until_an_investigator_releases_it() {
     let server = Server::start(dir.path());
     let base = &server.base;
     let key = SigningKey::from_bytes(&[9; 32]);
-    register(base, &token, "urn:epc:id:giai:0614141.F1", &key);
+    support::register_device(base, &token, "urn:epc:id:giai:0614141.F1", &key);
     let doc = json!({
         "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
         "type": "EPCISDocument", "schemaVersion": "2.0", "creationDate": "2026-11-01T00:00:00Z",

@@ -253,3 +253,14 @@ pub fn shard_sizes(base: &str) -> Vec<u64> {
         })
         .collect()
 }
+
+/// Registers `device` of the token's organisation under `key`.
+pub fn register_device(base: &str, token: &str, device: &str, key: &ed25519_dalek::SigningKey) {
+    let r = post_json(
+        base,
+        "/v1/devices",
+        token,
+        &serde_json::json!({"device": device, "public_key": ledger::keys::did_key(&key.verifying_key())}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}

@@ -20,6 +20,25 @@ struct Run {
     evidence: EvidenceList,
 }
 
+impl Run {
+    /// Adds a trigger at `t` of `magnitude` to the open run, or opens one.
+    fn note(run: &mut Option<Run>, t: i64, magnitude: i64, evidence: &super::Evidence) {
+        let run = run.get_or_insert_with(|| Run {
+            from_ms: t,
+            last_ms: t,
+            count: 0,
+            peak: 0,
+            evidence: EvidenceList::default(),
+        });
+        run.last_ms = t;
+        run.count += 1;
+        if magnitude.abs() > run.peak.abs() {
+            run.peak = magnitude;
+        }
+        run.evidence.push(evidence);
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RateState {
     /// (time, 0.01 °C) of the readings within the window before the current one.
@@ -59,19 +78,7 @@ impl RateState {
             .max_by_key(|d| d.abs())
             .unwrap_or(0);
         if change.abs() > limit {
-            let run = self.run.get_or_insert_with(|| Run {
-                from_ms: t,
-                last_ms: t,
-                count: 0,
-                peak: 0,
-                evidence: EvidenceList::default(),
-            });
-            run.last_ms = t;
-            run.count += 1;
-            if change.abs() > run.peak.abs() {
-                run.peak = change;
-            }
-            run.evidence.push(s.evidence);
+            Run::note(&mut self.run, t, change, s.evidence);
         }
         self.window.push_back((t, v));
         // The next reading is past the window: nothing can join this run.
@@ -148,17 +155,7 @@ impl ShockState {
             return;
         };
         if f64::from(g) > limit_g * 100.0 {
-            let run = self.run.get_or_insert_with(|| Run {
-                from_ms: t,
-                last_ms: t,
-                count: 0,
-                peak: 0,
-                evidence: EvidenceList::default(),
-            });
-            run.last_ms = t;
-            run.count += 1;
-            run.peak = run.peak.max(i64::from(g));
-            run.evidence.push(s.evidence);
+            Run::note(&mut self.run, t, i64::from(g), s.evidence);
         }
         // The next reading is past the merge window: nothing can join this run.
         if self
