@@ -69,6 +69,8 @@ pub struct Consumer {
     status: Option<Arc<Status>>,
     /// Per shard, the index after the last entry applied to the engine.
     applied: Vec<u64>,
+    /// Per shard, how far [`Consumer::look_ahead`] has read.
+    ahead: Vec<u64>,
 }
 
 impl Consumer {
@@ -131,6 +133,7 @@ impl Consumer {
             options,
             last_flush: Instant::now(),
             status: None,
+            ahead: applied.clone(),
             applied,
         })
     }
@@ -145,6 +148,19 @@ impl Consumer {
 
     pub fn store(&self) -> &TableStore {
         &self.store
+    }
+
+    /// A SQL session over the flushed tables and the rows not flushed yet.
+    pub async fn session(&mut self) -> Result<datafusion::prelude::SessionContext, AnalyticsError> {
+        let tail = &mut self.engine.tail;
+        let (events, subjects) = tail.events.snapshot();
+        let rows = vec![
+            ("readings", tail.readings.snapshot()),
+            ("events", events),
+            ("event_subjects", subjects),
+            ("verdicts", tail.verdicts.snapshot()),
+        ];
+        crate::sql::session(self.store.dir(), rows).await
     }
 
     /// Whether every committed entry has been consumed (not necessarily flushed).
@@ -163,22 +179,41 @@ impl Consumer {
     }
 
     async fn consume(&mut self, b: FeedBatch) -> Result<u64, AnalyticsError> {
-        let mut n = b.entries.len() as u64;
         if b.entries.iter().any(|e| self.engine.is_new_device(e)) {
-            // A device's registration and its logger associations were
-            // committed before ingest accepted its readings: read them first.
-            for s in 0..self.node.shards().len() as u32 {
-                if s == b.shard {
-                    continue;
-                }
-                while let Some(other) = self.sub.try_next_from(s)? {
-                    n += other.entries.len() as u64;
-                    self.apply(&other).await?;
-                }
-            }
+            self.look_ahead(b.shard)?;
         }
         self.apply(&b).await?;
-        Ok(n)
+        Ok(b.entries.len() as u64)
+    }
+
+    /// Before a logger's first reading is judged: a device's registration and
+    /// its logger associations were committed (on other shards, perhaps)
+    /// before ingest accepted its readings, so everything committed on the
+    /// other shards is read ahead for who owns what and who watches what.
+    /// Each entry is read ahead once; its rows come when it is consumed.
+    fn look_ahead(&mut self, except: u32) -> Result<(), AnalyticsError> {
+        for (s, shard) in self.node.shards().iter().enumerate() {
+            if s as u32 == except {
+                continue;
+            }
+            let end = shard.committed();
+            let mut i = self.ahead[s].max(self.sub.read_position()[s]);
+            while i < end {
+                let to = end.min(i + FEED_BATCH as u64);
+                for (k, e) in shard
+                    .store()
+                    .entries(i, to)
+                    .map_err(shards::ShardError::from)?
+                    .iter()
+                    .enumerate()
+                {
+                    self.engine.look_ahead(s as u32, i + k as u64, e);
+                }
+                i = to;
+            }
+            self.ahead[s] = end;
+        }
+        Ok(())
     }
 
     /// Applies a batch entry by entry, flushing whenever enough rows wait

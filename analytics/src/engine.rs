@@ -198,6 +198,8 @@ impl Engine {
             Entry::Identity(IdentityChange::DeviceRegistered { org, device, .. }) => {
                 self.state.owners.insert(device, org);
             }
+            // Other shards' entries seen ahead (`look_ahead`) apply again
+            // here, in order: their effects are idempotent.
             Entry::Verdict(v) => {
                 match v.kind {
                     VerdictKind::Quarantine => {
@@ -220,6 +222,33 @@ impl Engine {
                 }
                 self.state.recorded.insert(VerdictKey::of(&v));
                 self.tail.verdicts.append(&at, &v);
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes what a committed entry says about who owns a device and what a
+    /// logger watches, without adding rows: for reading ahead on other shards
+    /// before a logger's first reading is judged. Applying the entry in order
+    /// later does it again, to the same effect.
+    pub fn look_ahead(&mut self, shard: u32, index: u64, encoded: &[u8]) {
+        if !matches!(
+            ledger::entry::kind_of(encoded),
+            Some("custody" | "identity")
+        ) {
+            return;
+        }
+        match Entry::from_bytes(encoded) {
+            Ok(Entry::Custody(e)) => {
+                let at = Evidence {
+                    shard,
+                    index,
+                    id: ledger::entry_id(encoded).0,
+                };
+                self.state.watches.apply(&e, &at);
+            }
+            Ok(Entry::Identity(IdentityChange::DeviceRegistered { org, device, .. })) => {
+                self.state.owners.insert(device, org);
             }
             _ => {}
         }

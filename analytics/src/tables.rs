@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Decimal128Builder, FixedSizeBinaryBuilder, Int16Builder, ListBuilder,
-    RecordBatch, StringBuilder, TimestampMillisecondBuilder, UInt16Builder, UInt32Builder,
-    UInt64Builder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Decimal128Builder, FixedSizeBinaryBuilder,
+    Int16Builder, ListBuilder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+    UInt16Builder, UInt32Builder, UInt64Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
@@ -131,6 +131,15 @@ pub fn verdicts_schema() -> SchemaRef {
     Arc::new(Schema::new(f))
 }
 
+/// A builder's column: taken (the builder starts empty) or copied.
+fn out(b: &mut dyn ArrayBuilder, take: bool) -> ArrayRef {
+    if take {
+        b.finish()
+    } else {
+        b.finish_cloned()
+    }
+}
+
 fn decimal(precision: u8, scale: i8) -> Decimal128Builder {
     Decimal128Builder::new()
         .with_precision_and_scale(precision, scale)
@@ -159,11 +168,11 @@ impl EntryCols {
         self.id.append_value(at.id).expect("ids are 32 bytes");
     }
 
-    fn finish(&mut self) -> Vec<ArrayRef> {
+    fn build(&mut self, take: bool) -> Vec<ArrayRef> {
         vec![
-            Arc::new(self.shard.finish()),
-            Arc::new(self.index.finish()),
-            Arc::new(self.id.finish()),
+            out(&mut self.shard, take),
+            out(&mut self.index, take),
+            out(&mut self.id, take),
         ]
     }
 }
@@ -245,22 +254,33 @@ impl ReadingsBuilder {
 
     /// The rows so far as a batch; the builder starts empty again.
     pub fn finish(&mut self) -> RecordBatch {
-        let mut cols = self.entry.finish();
+        self.build(true)
+    }
+
+    /// The rows so far as a batch, keeping them.
+    pub fn snapshot(&mut self) -> RecordBatch {
+        self.build(false)
+    }
+
+    fn build(&mut self, take: bool) -> RecordBatch {
+        let mut cols = self.entry.build(take);
         cols.extend([
-            Arc::new(self.device.finish()) as ArrayRef,
-            Arc::new(self.owner.finish()),
-            Arc::new(self.seq.finish()),
-            Arc::new(self.time.finish()),
-            Arc::new(self.temp.finish()),
-            Arc::new(self.humidity.finish()),
-            Arc::new(self.shock.finish()),
-            Arc::new(self.door.finish()),
-            Arc::new(self.light.finish()),
-            Arc::new(self.lat.finish()),
-            Arc::new(self.lon.finish()),
-            Arc::new(self.battery.finish()),
+            out(&mut self.device, take),
+            out(&mut self.owner, take),
+            out(&mut self.seq, take),
+            out(&mut self.time, take),
+            out(&mut self.temp, take),
+            out(&mut self.humidity, take),
+            out(&mut self.shock, take),
+            out(&mut self.door, take),
+            out(&mut self.light, take),
+            out(&mut self.lat, take),
+            out(&mut self.lon, take),
+            out(&mut self.battery, take),
         ]);
-        self.len = 0;
+        if take {
+            self.len = 0;
+        }
         RecordBatch::try_new(readings_schema(), cols).expect("columns match the schema")
     }
 }
@@ -427,38 +447,49 @@ impl EventsBuilder {
 
     /// (`events`, `event_subjects`) so far; the builder starts empty again.
     pub fn finish(&mut self) -> (RecordBatch, RecordBatch) {
-        let mut cols = self.entry.finish();
+        self.build(true)
+    }
+
+    /// (`events`, `event_subjects`) so far, keeping them.
+    pub fn snapshot(&mut self) -> (RecordBatch, RecordBatch) {
+        self.build(false)
+    }
+
+    fn build(&mut self, take: bool) -> (RecordBatch, RecordBatch) {
+        let mut cols = self.entry.build(take);
         cols.extend([
-            Arc::new(self.event_id.finish()) as ArrayRef,
-            Arc::new(self.event_type.finish()),
-            Arc::new(self.action.finish()),
-            Arc::new(self.biz_step.finish()),
-            Arc::new(self.disposition.finish()),
-            Arc::new(self.time.finish()),
-            Arc::new(self.tz.finish()),
-            Arc::new(self.recorded_by.finish()),
-            Arc::new(self.read_point.finish()),
-            Arc::new(self.biz_location.finish()),
-            Arc::new(self.parent.finish()),
+            out(&mut self.event_id, take),
+            out(&mut self.event_type, take),
+            out(&mut self.action, take),
+            out(&mut self.biz_step, take),
+            out(&mut self.disposition, take),
+            out(&mut self.time, take),
+            out(&mut self.tz, take),
+            out(&mut self.recorded_by, take),
+            out(&mut self.read_point, take),
+            out(&mut self.biz_location, take),
+            out(&mut self.parent, take),
         ]);
         for b in self.lists.iter_mut() {
-            cols.push(Arc::new(b.finish()));
+            cols.push(out(b, take));
         }
-        cols.push(Arc::new(self.sensor.finish()));
+        cols.push(out(&mut self.sensor, take));
         let events = RecordBatch::try_new(events_schema(), cols).expect("columns match the schema");
         let s = &mut self.subjects;
-        let mut cols = s.entry.finish();
+        let mut cols = s.entry.build(take);
         cols.extend([
-            Arc::new(s.event_id.finish()) as ArrayRef,
-            Arc::new(s.time.finish()),
-            Arc::new(s.role.finish()),
-            Arc::new(s.subject.finish()),
-            Arc::new(s.quantity.finish()),
-            Arc::new(s.uom.finish()),
+            out(&mut s.event_id, take),
+            out(&mut s.time, take),
+            out(&mut s.role, take),
+            out(&mut s.subject, take),
+            out(&mut s.quantity, take),
+            out(&mut s.uom, take),
         ]);
         let subjects =
             RecordBatch::try_new(event_subjects_schema(), cols).expect("columns match the schema");
-        self.len = 0;
+        if take {
+            self.len = 0;
+        }
         (events, subjects)
     }
 }
@@ -529,17 +560,27 @@ impl VerdictsBuilder {
     }
 
     pub fn finish(&mut self) -> RecordBatch {
-        let mut cols = self.entry.finish();
+        self.build(true)
+    }
+
+    pub fn snapshot(&mut self) -> RecordBatch {
+        self.build(false)
+    }
+
+    fn build(&mut self, take: bool) -> RecordBatch {
+        let mut cols = self.entry.build(take);
         cols.extend([
-            Arc::new(self.rule.finish()) as ArrayRef,
-            Arc::new(self.subject.finish()),
-            Arc::new(self.kind.finish()),
-            Arc::new(self.from.finish()),
-            Arc::new(self.to.finish()),
-            Arc::new(self.explanation.finish()),
-            Arc::new(self.evidence.finish()),
+            out(&mut self.rule, take),
+            out(&mut self.subject, take),
+            out(&mut self.kind, take),
+            out(&mut self.from, take),
+            out(&mut self.to, take),
+            out(&mut self.explanation, take),
+            out(&mut self.evidence, take),
         ]);
-        self.len = 0;
+        if take {
+            self.len = 0;
+        }
         RecordBatch::try_new(verdicts_schema(), cols).expect("columns match the schema")
     }
 }

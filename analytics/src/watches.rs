@@ -54,6 +54,7 @@ impl Watches {
     /// with a parent change anything). `ADD` opens an interval per child,
     /// `DELETE` closes the named children's open intervals, or all of the
     /// parent's when it names none (as EPCIS defines a DELETE without children).
+    /// Idempotent: the same event applied twice changes nothing more.
     pub fn apply(&mut self, e: &CustodyEvent, at: &Evidence) {
         let kind = match e.kind {
             EventKind::Association => WatchKind::Association,
@@ -73,6 +74,13 @@ impl Watches {
         match e.action {
             Some(Action::Add) => {
                 for c in children {
+                    // The same event applied again (read ahead, then in order) changes nothing.
+                    if list
+                        .iter()
+                        .any(|w| w.kind == kind && w.child == c && w.add_event == e.event_id)
+                    {
+                        continue;
+                    }
                     list.push(Watch {
                         kind,
                         child: c.to_string(),
