@@ -84,6 +84,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     if args.only == "all" || args.only == "rules" {
         crate::bench_rules::run(&root)?;
+        crate::bench_rules::lag(&root, signed_batches(&args, 20))?;
     }
     if args.only == "all" || args.only == "fixtures" {
         world_generation();

@@ -147,3 +147,91 @@ pub fn run(root: &std::path::Path) -> Result<()> {
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
+
+/// Lag from an append's acknowledgement to the rules having judged it, with
+/// the node taking appends as fast as 4 writers can push them: the analytics
+/// consumer running beside ingest on the same two cores, as in `serve`.
+pub fn lag(root: &std::path::Path, batches: Vec<ledger::entry::SignedBatch>) -> Result<()> {
+    use std::sync::{Arc, Mutex};
+    let dir = root.join("rules-lag");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let total: usize = batches.iter().map(|b| b.batch.readings.len()).sum();
+    let (acks, secs, lags) = rt.block_on(async {
+        let node = Arc::new(shards::Node::open(shards::NodeConfig {
+            shards: Some(2),
+            ..shards::NodeConfig::new(&dir)
+        })?);
+        let running = analytics::Running::spawn(
+            Arc::clone(&node),
+            RulesConfig::default(),
+            analytics::Options::default(),
+        )?;
+        let acks: Arc<Mutex<Vec<(u32, u64, Instant)>>> = Arc::default();
+        let queue = Arc::new(Mutex::new(batches));
+        let started = Instant::now();
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let (node, queue, acks) =
+                    (Arc::clone(&node), Arc::clone(&queue), Arc::clone(&acks));
+                tokio::spawn(async move {
+                    loop {
+                        let Some(b) = queue.lock().expect("queue").pop() else {
+                            return Ok::<_, anyhow::Error>(());
+                        };
+                        let device = b.batch.device.clone();
+                        let c = node.append(&device, vec![Entry::Readings(b)]).await?;
+                        acks.lock()
+                            .expect("acks")
+                            .push((c.shard, c.entries[0].0, Instant::now()));
+                    }
+                })
+            })
+            .collect();
+        // Watch the rules' position; each ack's lag is when it is passed.
+        let mut lags = Vec::new();
+        let mut pending: Vec<(u32, u64, Instant)> = Vec::new();
+        loop {
+            let done = writers.iter().all(|w| w.is_finished());
+            pending.append(&mut acks.lock().expect("acks"));
+            let applied = running.status.applied();
+            let now = Instant::now();
+            pending.retain(|(s, i, at)| {
+                let judged = applied.get(*s as usize).is_some_and(|a| a > i);
+                if judged {
+                    lags.push(now.duration_since(*at));
+                }
+                !judged
+            });
+            if done && pending.is_empty() && acks.lock().expect("acks").is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        for w in writers {
+            w.await??;
+        }
+        let secs = started.elapsed();
+        running.stop()?;
+        anyhow::Ok((lags.len(), secs, lags))
+    })?;
+    let mut lags = lags;
+    lags.sort();
+    let pct = |p: f64| lags[((lags.len() as f64 * p) as usize).min(lags.len() - 1)];
+    row(
+        "ack to judged by the rules, at peak appends",
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms",
+            pct(0.5).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3
+        ),
+        format!(
+            "{acks} batches, {}readings/s appended with the rules running",
+            si(per_sec(total as f64, secs))
+        ),
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}

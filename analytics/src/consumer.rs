@@ -183,6 +183,12 @@ impl Consumer {
             self.look_ahead(b.shard)?;
         }
         self.apply(&b).await?;
+        if let Some(st) = &self.status {
+            st.applied
+                .lock()
+                .expect("status lock")
+                .clone_from(&self.applied);
+        }
         Ok(b.entries.len() as u64)
     }
 
@@ -334,6 +340,8 @@ impl Consumer {
 pub struct Status {
     /// The committed cursor per shard after the last flush.
     flushed: std::sync::Mutex<Vec<u64>>,
+    /// Per shard, the index after the last entry the rules have judged.
+    applied: std::sync::Mutex<Vec<u64>>,
     /// Why the consumer stopped, if it failed.
     failed: std::sync::Mutex<Option<String>>,
 }
@@ -341,6 +349,12 @@ pub struct Status {
 impl Status {
     pub fn flushed(&self) -> Vec<u64> {
         self.flushed.lock().expect("status lock").clone()
+    }
+
+    /// Per shard, the index after the last entry the rules have judged
+    /// (not yet flushed, perhaps).
+    pub fn applied(&self) -> Vec<u64> {
+        self.applied.lock().expect("status lock").clone()
     }
 
     pub fn failed(&self) -> Option<String> {
@@ -377,6 +391,7 @@ impl Running {
         let mut consumer = Consumer::open(node, config, options)?;
         let status = Arc::new(Status::default());
         *status.flushed.lock().expect("status lock") = consumer.sub.cursors().to_vec();
+        *status.applied.lock().expect("status lock") = consumer.sub.cursors().to_vec();
         consumer.status = Some(Arc::clone(&status));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let st = Arc::clone(&status);

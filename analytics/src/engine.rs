@@ -262,18 +262,25 @@ impl Engine {
                 .readings
                 .append(at, device, owner, batch.first_seq + i as u64, r);
         }
-        let profile = match self.state.devices.get(device) {
-            Some(e) => self
-                .config
-                .profile(&e.profile)
-                .unwrap_or_else(|| self.config.profile_for_gtin(None)),
-            None => profile_for(&self.config, &self.state.watches, device),
-        };
-        let eval = self
+        // A logger keeps the profile it started with. If the configuration
+        // changed that profile's rules since (or dropped it), its rule state
+        // starts afresh from this reading: old state cannot judge new rules.
+        let kept = self
             .state
             .devices
-            .entry(device.to_string())
-            .or_insert_with(|| DeviceEval::new(device, profile));
+            .get(device)
+            .and_then(|e| self.config.profile(&e.profile).filter(|p| e.fits(p)));
+        let profile = match kept {
+            Some(p) => p,
+            None => {
+                let p = profile_for(&self.config, &self.state.watches, device);
+                self.state
+                    .devices
+                    .insert(device.to_string(), DeviceEval::new(device, p));
+                p
+            }
+        };
+        let eval = self.state.devices.get_mut(device).expect("inserted above");
         let mut found = Vec::new();
         let mut suspend = None;
         for r in &batch.readings {
@@ -345,5 +352,52 @@ impl Engine {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger::entry::SignedBatch;
+    use ledger::reading::{DeviceBatch, Reading};
+
+    fn batch(first_seq: u64, minutes: std::ops::Range<i64>, temp_c: i32) -> Vec<u8> {
+        let readings = minutes
+            .map(|m| Reading::new(1_793_664_000_000 + m * 60_000, temp_c * 100))
+            .collect::<Vec<_>>();
+        Entry::Readings(SignedBatch {
+            batch: DeviceBatch {
+                device: "logger".into(),
+                first_seq,
+                readings,
+            },
+            signature: [0; 64],
+        })
+        .to_bytes()
+    }
+
+    #[test]
+    fn a_changed_profile_restarts_its_loggers_state_instead_of_misjudging() {
+        let mut engine = Engine::new(RulesConfig::default(), EngineState::default());
+        engine.apply(0, 0, &batch(0, 0..30, 4));
+        let state = engine.state.clone();
+        // The operator adds a rule to the profile the logger was judged by.
+        let mut config = RulesConfig::default();
+        let p = config
+            .profiles
+            .iter_mut()
+            .find(|p| p.name == "device_health")
+            .unwrap();
+        p.rules.insert(0, p.rules[2].clone());
+        p.rules[0].name = "shock_again".into();
+        config.validate().unwrap();
+        let mut engine = Engine::new(config, state);
+        engine.apply(0, 1, &batch(30, 30..60, 4));
+        let eval = &engine.state.devices["logger"];
+        assert!(eval.fits(engine.config.profile("device_health").unwrap()));
+        assert_eq!(
+            eval.judged, 30,
+            "judged afresh from the first reading after the change"
+        );
     }
 }

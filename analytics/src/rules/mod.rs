@@ -338,6 +338,15 @@ impl DeviceEval {
         }
     }
 
+    /// Whether this state was built for `profile`'s rules as they are now.
+    pub fn fits(&self, profile: &Profile) -> bool {
+        self.profile == profile.name
+            && self.machines.len() == profile.rules.len()
+            && self.machines.iter().zip(&profile.rules).all(|(m, spec)| {
+                std::mem::discriminant(m) == std::mem::discriminant(&Machine::new(spec))
+            })
+    }
+
     /// The time of the last reading judged or pending.
     pub fn last_time_ms(&self) -> Option<i64> {
         self.last.as_ref().map(|(r, _)| r.time_ms)

@@ -535,3 +535,20 @@ fn readings_that_go_back_in_time_are_counted_not_judged() {
     assert_eq!(out.len(), 1);
     assert_eq!(mins(&out[0]), (10, 50, 40));
 }
+
+#[test]
+fn state_fits_only_the_rules_it_was_built_for() {
+    let p = profile(consecutive(8.0, 30.0));
+    let (e, _) = run(&p, &[(0, 5.0)]);
+    assert!(e.fits(&p));
+    let mut changed = p.clone();
+    changed.rules.push(RuleSpec {
+        name: "missing".into(),
+        kind: RuleKind::MissingData,
+        quarantine: false,
+    });
+    assert!(!e.fits(&changed));
+    let mut swapped = p.clone();
+    swapped.rules[0].kind = RuleKind::MissingData;
+    assert!(!e.fits(&swapped));
+}
