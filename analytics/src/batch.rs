@@ -75,6 +75,7 @@ impl<'a> BatchEvaluator<'a> {
         let lat: &Decimal128Array = col(b, "lat")?;
         let lon: &Decimal128Array = col(b, "lon")?;
         let battery: &UInt16Array = col(b, "battery_mv")?;
+        let defrost: &BooleanArray = col(b, "defrost")?;
         let opt = |a: &Decimal128Array, i: usize| (!a.is_null(i)).then(|| a.value(i));
         let mut current: Option<(String, Evidence)> = None;
         let mut found = Vec::new();
@@ -104,6 +105,7 @@ impl<'a> BatchEvaluator<'a> {
                     lon_e7: o as i32,
                 }),
                 battery_mv: (!battery.is_null(i)).then(|| battery.value(i)),
+                defrost: defrost.value(i),
             };
             let eval = match self.result.devices.get_mut(d) {
                 Some(e) => e,

@@ -188,6 +188,12 @@ pub struct Profile {
     pub description: String,
     /// The longest time one reading stands for; a longer silence is a gap.
     pub heartbeat_min: f64,
+    /// Defrost masking: while a unit reports a defrost cycle, and for this
+    /// long after its last defrost reading, the temperature rules pause (the
+    /// masked time neither counts toward a delay or total nor ends an
+    /// excursion). 0: defrost is judged like any other warming.
+    #[serde(default)]
+    pub defrost_mask_min: f64,
     pub rules: Vec<RuleSpec>,
 }
 
@@ -303,6 +309,12 @@ impl RulesConfig {
             if !names.insert(p.name.as_str()) {
                 return bad(format!("profile {:?} is defined twice", p.name));
             }
+            if !(p.defrost_mask_min.is_finite() && p.defrost_mask_min >= 0.0) {
+                return bad(format!(
+                    "profile {:?}: defrost_mask_min must be a number of minutes, 0 or more",
+                    p.name
+                ));
+            }
             if !(p.heartbeat_min.is_finite() && p.heartbeat_min > 0.0) {
                 return bad(format!(
                     "profile {:?}: heartbeat_min must be a positive number of minutes",
@@ -360,6 +372,17 @@ impl RulesConfig {
 }
 
 impl RuleKind {
+    /// Whether the rule judges temperature (and pauses under defrost masking).
+    pub fn reads_temperature(&self) -> bool {
+        match self {
+            RuleKind::Limit(l) => l.quantity == Quantity::Temperature,
+            RuleKind::RateOfChange { .. }
+            | RuleKind::ReeferSwings { .. }
+            | RuleKind::Mkt { .. } => true,
+            RuleKind::MissingData | RuleKind::Shock { .. } | RuleKind::Dwell { .. } => false,
+        }
+    }
+
     /// Every number in the rule, for validation.
     fn numbers(&self) -> Vec<f64> {
         match self {
@@ -499,6 +522,7 @@ pub fn builtin_profiles() -> Vec<Profile> {
             name: "vaccines_2_8".into(),
             description: "vaccines 2–8 °C: heat alarm above +8 °C for 10 h, freeze alarm at or below −0.5 °C for 60 min (WHO PQS E006), Q-tag type II cumulative 20 h at or above 10 °C".into(),
             heartbeat_min: 60.0,
+            defrost_mask_min: 0.0,
             rules: with_device_rules(vec![
                 vaccine_heat,
                 limit("vaccine_freeze", Temperature, Below, -0.5, Inclusive, Timing::Consecutive { delay_min: 60.0 }, true),
@@ -510,6 +534,7 @@ pub fn builtin_profiles() -> Vec<Profile> {
             name: "chilled_produce".into(),
             description: "chilled food (FDA Food Code cold holding ≤ 5 °C; FSANZ 2-hour/4-hour rule: cumulative time above 5 °C, 2 h use now, 4 h discard), fast rises, humidity for fresh produce".into(),
             heartbeat_min: 60.0,
+            defrost_mask_min: 30.0,
             rules: with_device_rules(vec![
                 limit("chilled_2h_above_5c", Temperature, Above, 5.0, Strict, Timing::Cumulative { total_min: 120.0 }, true),
                 limit("chilled_4h_above_5c", Temperature, Above, 5.0, Strict, Timing::Cumulative { total_min: 240.0 }, true),
@@ -523,6 +548,7 @@ pub fn builtin_profiles() -> Vec<Profile> {
             name: "fresh_fish".into(),
             description: "fresh fish near melting ice, 0–2 °C: above 2 °C for 30 min (deadband 0.5 °C)".into(),
             heartbeat_min: 60.0,
+            defrost_mask_min: 30.0,
             rules: with_device_rules(vec![
                 {
                     let mut r = limit("fish_above_2c", Temperature, Above, 2.0, Strict, Timing::Consecutive { delay_min: 30.0 }, true);
@@ -537,6 +563,7 @@ pub fn builtin_profiles() -> Vec<Profile> {
             name: "frozen".into(),
             description: "quick-frozen food ≤ −18 °C (EU): brief rises up to −15 °C tolerated in transport, so above −15 °C is a breach at once and above −18 °C a breach after 60 min".into(),
             heartbeat_min: 60.0,
+            defrost_mask_min: 30.0,
             rules: with_device_rules(vec![
                 limit("frozen_above_minus15c", Temperature, Above, -15.0, Strict, Timing::Instant, true),
                 limit("frozen_above_minus18c", Temperature, Above, -18.0, Strict, Timing::Consecutive { delay_min: 60.0 }, true),
@@ -546,24 +573,28 @@ pub fn builtin_profiles() -> Vec<Profile> {
             name: "atp_ice_cream".into(),
             description: "ATP maximum for ice cream: −20 °C".into(),
             heartbeat_min: 60.0,
+            defrost_mask_min: 0.0,
             rules: with_device_rules(vec![limit("atp_max", Temperature, Above, -20.0, Strict, Timing::Instant, true)]),
         },
         Profile {
             name: "atp_red_meat".into(),
             description: "ATP maximum for red meat: +7 °C".into(),
             heartbeat_min: 60.0,
+            defrost_mask_min: 0.0,
             rules: with_device_rules(vec![limit("atp_max", Temperature, Above, 7.0, Strict, Timing::Instant, true)]),
         },
         Profile {
             name: "atp_poultry".into(),
             description: "ATP maximum for poultry: +4 °C".into(),
             heartbeat_min: 60.0,
+            defrost_mask_min: 0.0,
             rules: with_device_rules(vec![limit("atp_max", Temperature, Above, 4.0, Strict, Timing::Instant, true)]),
         },
         Profile {
             name: "crt".into(),
             description: "controlled room temperature (USP <659>/<1079>): excursions 15–30 °C allowed if the mean kinetic temperature stays ≤ 25 °C; below 15 or above 30 °C is a breach".into(),
             heartbeat_min: 60.0,
+            defrost_mask_min: 0.0,
             rules: with_device_rules(vec![
                 RuleSpec { name: "crt_mkt".into(), kind: RuleKind::Mkt { limit_c: 25.0, window_h: 720.0, delta_h_over_r_k: crate::rules::mkt::DEFAULT_DELTA_H_OVER_R_K }, quarantine: true },
                 limit("crt_above_30c", Temperature, Above, 30.0, Strict, Timing::Instant, true),
@@ -574,6 +605,7 @@ pub fn builtin_profiles() -> Vec<Profile> {
             name: "device_health".into(),
             description: "a logger watching no known product: only the logger's own health (missing data, door, shock, reefer swings, dwell)".into(),
             heartbeat_min: 60.0,
+            defrost_mask_min: 0.0,
             rules: device_rules(),
         },
     ]

@@ -56,6 +56,7 @@ pub fn readings_schema() -> SchemaRef {
         Field::new("lat", DataType::Decimal128(10, 7), true),
         Field::new("lon", DataType::Decimal128(10, 7), true),
         Field::new("battery_mv", DataType::UInt16, true),
+        Field::new("defrost", DataType::Boolean, false),
     ]);
     Arc::new(Schema::new(f))
 }
@@ -192,6 +193,7 @@ pub struct ReadingsBuilder {
     lat: Decimal128Builder,
     lon: Decimal128Builder,
     battery: UInt16Builder,
+    defrost: BooleanBuilder,
     len: usize,
 }
 
@@ -211,6 +213,7 @@ impl Default for ReadingsBuilder {
             lat: decimal(10, 7),
             lon: decimal(10, 7),
             battery: UInt16Builder::new(),
+            defrost: BooleanBuilder::new(),
             len: 0,
         }
     }
@@ -249,6 +252,7 @@ impl ReadingsBuilder {
         self.lon
             .append_option(r.location.map(|p| i128::from(p.lon_e7)));
         self.battery.append_option(r.battery_mv);
+        self.defrost.append_value(r.defrost);
         self.len += 1;
     }
 
@@ -277,6 +281,7 @@ impl ReadingsBuilder {
             out(&mut self.lat, take),
             out(&mut self.lon, take),
             out(&mut self.battery, take),
+            out(&mut self.defrost, take),
         ]);
         if take {
             self.len = 0;

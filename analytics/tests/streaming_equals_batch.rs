@@ -54,6 +54,7 @@ struct Step {
     humidity: u16,
     shock: Option<u16>,
     moved: bool,
+    defrost: bool,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -64,17 +65,20 @@ fn step() -> impl Strategy<Value = Step> {
         prop::option::weighted(0.5, prop::bool::weighted(0.2)),
         500u16..1000,
         prop::option::weighted(0.03, 0u16..900),
-        prop::bool::weighted(0.7),
+        (prop::bool::weighted(0.7), prop::bool::weighted(0.05)),
     )
-        .prop_map(|(dt_s, dtemp, jump, door, humidity, shock, moved)| Step {
-            dt_s,
-            dtemp,
-            jump,
-            door,
-            humidity,
-            shock,
-            moved,
-        })
+        .prop_map(
+            |(dt_s, dtemp, jump, door, humidity, shock, (moved, defrost))| Step {
+                dt_s,
+                dtemp,
+                jump,
+                door,
+                humidity,
+                shock,
+                moved,
+                defrost,
+            },
+        )
 }
 
 /// A logger's readings from random steps around `base` (0.01 °C).
@@ -100,6 +104,7 @@ fn readings(base: i32, steps: &[Step]) -> Vec<Reading> {
                     lon_e7: 0,
                 }),
                 battery_mv: Some(3600),
+                defrost: s.defrost,
             }
         })
         .collect()

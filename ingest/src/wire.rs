@@ -43,6 +43,9 @@ pub struct ReadingJson {
     pub lon_e7: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub battery_mv: Option<u16>,
+    /// The unit is in a defrost cycle (reefers, fridges); false when absent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub defrost: bool,
 }
 
 /// A device's signed batch.
@@ -76,6 +79,7 @@ impl From<&Reading> for ReadingJson {
             lat_e7: r.location.map(|p| p.lat_e7),
             lon_e7: r.location.map(|p| p.lon_e7),
             battery_mv: r.battery_mv,
+            defrost: r.defrost,
         }
     }
 }
@@ -100,6 +104,7 @@ impl ReadingJson {
             light_lux: self.light_lux,
             location,
             battery_mv: self.battery_mv,
+            defrost: self.defrost,
         })
     }
 }

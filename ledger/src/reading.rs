@@ -43,6 +43,9 @@ pub struct Reading {
     pub location: Option<GeoPoint>,
     /// Battery voltage in millivolts.
     pub battery_mv: Option<u16>,
+    /// The unit reports a defrost cycle in progress (reefers, fridges): the
+    /// air warms on purpose, and rules may mask it.
+    pub defrost: bool,
 }
 
 impl Reading {
@@ -57,6 +60,7 @@ impl Reading {
             light_lux: None,
             location: None,
             battery_mv: None,
+            defrost: false,
         }
     }
 
@@ -116,7 +120,7 @@ const DOOR_OPEN: u8 = 1 << 3;
 const HAS_LIGHT: u8 = 1 << 4;
 const HAS_LOCATION: u8 = 1 << 5;
 const HAS_BATTERY: u8 = 1 << 6;
-const KNOWN_BITS: u8 = 0x7f;
+const DEFROST: u8 = 1 << 7;
 
 fn mask_of(r: &Reading) -> u8 {
     let mut m = 0;
@@ -140,6 +144,9 @@ fn mask_of(r: &Reading) -> u8 {
     }
     if r.battery_mv.is_some() {
         m |= HAS_BATTERY;
+    }
+    if r.defrost {
+        m |= DEFROST;
     }
     m
 }
@@ -292,7 +299,8 @@ pub fn decode_readings(r: &mut Reader<'_>) -> Result<Vec<Reading>, DecodeError> 
     let masks = r.take(n, "presence masks")?;
     if let Some(bad) = masks
         .iter()
-        .find(|&&m| m & !KNOWN_BITS != 0 || (m & DOOR_OPEN != 0 && m & HAS_DOOR == 0))
+        // Every bit has a meaning; the only impossible mask is an open door without a door.
+        .find(|&&m| m & DOOR_OPEN != 0 && m & HAS_DOOR == 0)
     {
         return Err(DecodeError::UnknownTag {
             what: "presence mask",
@@ -318,6 +326,7 @@ pub fn decode_readings(r: &mut Reader<'_>) -> Result<Vec<Reading>, DecodeError> 
         if m & HAS_DOOR != 0 {
             reading.door_open = Some(m & DOOR_OPEN != 0);
         }
+        reading.defrost = m & DEFROST != 0;
     }
     let mut light = 0i64;
     for (reading, m) in readings.iter_mut().zip(masks) {
@@ -397,9 +406,9 @@ pub(crate) mod tests {
                 -900_000_000i32..=900_000_000,
                 -1_800_000_000i32..=1_800_000_000,
             )),
-            any::<Option<u16>>(),
+            (any::<Option<u16>>(), any::<bool>()),
         )
-            .prop_map(|(t, temp, h, s, d, l, loc, b)| Reading {
+            .prop_map(|(t, temp, h, s, d, l, loc, (b, defrost))| Reading {
                 time_ms: t,
                 temp_centi_c: temp,
                 humidity_permille: h,
@@ -408,6 +417,7 @@ pub(crate) mod tests {
                 light_lux: l,
                 location: loc.map(|(lat_e7, lon_e7)| GeoPoint { lat_e7, lon_e7 }),
                 battery_mv: b,
+                defrost,
             })
     }
 

@@ -245,13 +245,27 @@ pub fn get_auth(base: &str, path: &str, token: &str) -> Reply {
 
 /// Each shard's committed size, as its signed head tells (the test nodes have two shards).
 pub fn shard_sizes(base: &str) -> Vec<u64> {
-    (0..2)
-        .map(|s| {
-            get(base, &format!("/v1/shards/{s}/head")).json()["size"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect()
+    // Settled sizes: the relay (receipts) and the rules (verdicts) write on
+    // their own after a request is answered; compare what they leave.
+    let read = || -> Vec<u64> {
+        (0..2)
+            .map(|s| {
+                get(base, &format!("/v1/shards/{s}/head")).json()["size"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let mut last = read();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let now = read();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
 }
 
 /// Registers `device` of the token's organisation under `key`.

@@ -278,6 +278,7 @@ struct Stored {
     light_lux: Option<u32>,
     location: Option<(i32, i32)>,
     battery_mv: Option<u16>,
+    defrost: bool,
 }
 
 impl From<&Reading> for Stored {
@@ -291,6 +292,7 @@ impl From<&Reading> for Stored {
             light_lux: r.light_lux,
             location: r.location.map(|p| (p.lat_e7, p.lon_e7)),
             battery_mv: r.battery_mv,
+            defrost: r.defrost,
         }
     }
 }
@@ -308,6 +310,7 @@ impl From<Stored> for Reading {
                 .location
                 .map(|(lat_e7, lon_e7)| ledger::reading::GeoPoint { lat_e7, lon_e7 }),
             battery_mv: s.battery_mv,
+            defrost: s.defrost,
         }
     }
 }
@@ -324,6 +327,9 @@ pub struct DeviceEval {
     pub out_of_order: u64,
     /// Readings judged.
     pub judged: u64,
+    /// Temperature rules pause until then (defrost masking).
+    #[serde(default)]
+    mask_until_ms: i64,
 }
 
 impl DeviceEval {
@@ -335,6 +341,7 @@ impl DeviceEval {
             machines: profile.rules.iter().map(Machine::new).collect(),
             out_of_order: 0,
             judged: 0,
+            mask_until_ms: i64::MIN,
         }
     }
 
@@ -375,13 +382,17 @@ impl DeviceEval {
                 from_ms: prev.time_ms,
                 to_ms: reading.time_ms.min(prev.time_ms + hb),
             };
+            let masked = profile.defrost_mask_min > 0.0
+                && (prev.defrost || prev.time_ms < self.mask_until_ms);
             for (m, spec) in self.machines.iter_mut().zip(&profile.rules) {
                 let cx = Ctx {
                     spec,
                     device: &self.device,
                     heartbeat_ms: hb,
                 };
-                m.span(&cx, &span, out);
+                if !(masked && spec.kind.reads_temperature()) {
+                    m.span(&cx, &span, out);
+                }
                 if reading.time_ms > prev.time_ms + hb {
                     m.gap(
                         &cx,
@@ -393,6 +404,10 @@ impl DeviceEval {
             }
         }
         self.judged += 1;
+        if reading.defrost {
+            self.mask_until_ms =
+                reading.time_ms + crate::profile::minutes_ms(profile.defrost_mask_min);
+        }
         self.last = Some((Stored::from(reading), evidence.clone()));
     }
 

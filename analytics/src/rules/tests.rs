@@ -14,6 +14,7 @@ fn profile(rule: RuleKind) -> Profile {
         name: "test".into(),
         description: String::new(),
         heartbeat_min: 60.0,
+        defrost_mask_min: 0.0,
         rules: vec![RuleSpec {
             name: "r".into(),
             kind: rule,
@@ -551,4 +552,51 @@ fn state_fits_only_the_rules_it_was_built_for() {
     let mut swapped = p.clone();
     swapped.rules[0].kind = RuleKind::MissingData;
     assert!(!e.fits(&swapped));
+}
+
+#[test]
+fn defrost_masking_pauses_temperature_rules_without_ending_an_excursion() {
+    let mut p = profile(consecutive(2.0, 30.0));
+    p.rules.push(RuleSpec {
+        name: "door".into(),
+        kind: RuleKind::Limit(LimitRule {
+            quantity: Quantity::Door,
+            direction: Direction::Above,
+            limit: 0.5,
+            comparison: Comparison::Strict,
+            timing: Timing::Consecutive { delay_min: 15.0 },
+            deadband: 0.0,
+            clear_delay_min: 0.0,
+        }),
+        quarantine: false,
+    });
+    let at = |m: i64, c: f64, defrost: bool, door: bool| Reading {
+        defrost,
+        door_open: Some(door),
+        ..Reading::new(T0 + m * MIN, (c * 100.0) as i32)
+    };
+    // A 35-minute defrost warming the air to 2.5 °C, the door open during it.
+    let mut rs: Vec<Reading> = (0..10).map(|m| at(m, 0.0, false, false)).collect();
+    rs.extend((10..45).map(|m| at(m, 2.5, true, true)));
+    rs.extend((45..90).map(|m| at(m, 0.0, false, false)));
+    let (_, unmasked) = run_readings(&p, &rs);
+    let rules = |fs: &[Finding]| fs.iter().map(|f| f.rule.clone()).collect::<Vec<_>>();
+    assert_eq!(rules(&unmasked), ["r", "door"], "{unmasked:?}");
+    p.defrost_mask_min = 30.0;
+    let (_, masked) = run_readings(&p, &rs);
+    assert_eq!(
+        rules(&masked),
+        ["door"],
+        "only temperature rules pause: {masked:?}"
+    );
+    // An excursion that spans a masked defrost goes on through it; the
+    // masked time (the defrost, then 30 min) does not count toward its delay.
+    let mut rs: Vec<Reading> = (0..20).map(|m| at(m, 3.0, false, false)).collect();
+    rs.extend((20..30).map(|m| at(m, 3.0, true, false)));
+    rs.extend((30..90).map(|m| at(m, 3.0, false, false)));
+    rs.extend((90..110).map(|m| at(m, 0.0, false, false)));
+    let (_, out) = run_readings(&p, &rs);
+    assert_eq!(rules(&out), ["r"], "{out:?}");
+    // Counted: 0-20, then from 59 (30 min after the last defrost reading at 29): delay reached at 69.
+    assert_eq!(mins(&out[0]), (0, 90, 69));
 }
