@@ -68,7 +68,7 @@ pub fn run(root: &std::path::Path) -> Result<()> {
     }
     let rules = t.elapsed();
     row(
-        "rules alone, one core (9 rules)",
+        &format!("rules alone, one core ({} rules)", profile.rules.len()),
         format!("{}readings/s", si(per_sec(total, rules))),
         format!(
             "reading each reading once: {}readings/s ({:.0}x)",

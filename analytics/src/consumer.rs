@@ -229,6 +229,9 @@ impl Consumer {
             let index = b.first_index + i as u64;
             self.engine.apply(b.shard, index, e);
             self.applied[b.shard as usize] = index + 1;
+            if let Some(st) = &self.status {
+                st.applied.lock().expect("status lock")[b.shard as usize] = index + 1;
+            }
             if self.engine.tail.rows() >= self.options.flush_rows {
                 self.flush_now().await?;
             }
