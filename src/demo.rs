@@ -37,10 +37,23 @@ pub struct Args {
     /// Stop once the world is loaded (for scripts), instead of serving until Ctrl-C.
     #[arg(long)]
     exit_after_load: bool,
+    /// The world's first day (UTC). The large world spans 60 days: start it
+    /// 60 days ago or more, or its later readings lie in the server's future.
+    #[arg(long, default_value = "2026-11-01", value_parser = parse_day)]
+    start: i64,
 }
 
-/// 2026-11-01T00:00:00Z: the demo world's first day.
-const WORLD_START_MS: i64 = 1_793_491_200_000;
+/// A day (YYYY-MM-DD, UTC) as Unix epoch milliseconds.
+pub fn parse_day(s: &str) -> Result<i64, String> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("{s:?}: {e}; write the day as YYYY-MM-DD"))
+        .map(|d| {
+            d.and_hms_opt(0, 0, 0)
+                .expect("midnight exists")
+                .and_utc()
+                .timestamp_millis()
+        })
+}
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -256,7 +269,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .keep(),
     };
     let new = fresh(&data_dir);
-    let world = generate(args.seed, args.scale, WORLD_START_MS);
+    let world = generate(args.seed, args.scale, args.start);
     actix_web::rt::System::new().block_on(async move {
         let node = open_node(&data_dir, args.shards)?;
         if new {

@@ -58,6 +58,9 @@ enum Cmd {
         scale: fixtures::Scale,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// The world's first day (UTC), as `demo --start`.
+        #[arg(long, default_value = "2026-11-01", value_parser = demo::parse_day)]
+        start: i64,
     },
     /// Drive a server with signed, realistic batches and report readings/s and ack latency.
     Loadgen(loadgen::Args),
@@ -198,8 +201,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Inspect { data_dir } => verify::inspect(&data_dir),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Loadgen(args) => loadgen::run(args),
-        Cmd::World { out, scale, seed } => {
-            let world = fixtures::generate(seed, scale, 1_793_491_200_000);
+        Cmd::World {
+            out,
+            scale,
+            seed,
+            start,
+        } => {
+            let world = fixtures::generate(seed, scale, start);
             world.write_to(&out)?;
             println!(
                 "wrote the {scale:?} world (seed {seed}) to {}: {} organisations, {} lots, {} loggers, {} events, {} readings (generated on demand)",
