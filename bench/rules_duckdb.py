@@ -49,7 +49,7 @@ SELECT (SELECT count(*) FROM consecutive), (SELECT count(*) FROM cumulative),
 con = duckdb.connect()
 con.execute(f"SET threads = {threads}")
 started = time.perf_counter()
-consecutive, cumulative, mkt_devices, rows = con.sql(SQL).fetchone()
+consecutive, cumulative, mkt_devices, rows = con.execute(SQL).fetchall()[0]
 secs = time.perf_counter() - started
 
 table = ds.dataset(parts, format="parquet")

@@ -199,6 +199,10 @@ fn check(data_dir: &Path, truth: Option<&Path>) -> Result<ExitCode> {
                 result.findings.len(),
                 right as f64 / result.findings.len().max(1) as f64
             );
+            for i in expected.iter().filter(|i| !result.findings.iter().any(|f| i.explains(&f.rule, &f.device, f.from_ms, f.to_ms))) {
+                let near: Vec<String> = result.findings.iter().filter(|f| f.device == i.device).map(|f| format!("{} {}", f.rule, f.summary)).collect();
+                println!("  missed: {:?} on {} ({}, from {}); that logger's findings: {near:?}", i.kind, i.device, i.what, i.from_ms);
+            }
             for f in result.findings.iter().filter(|f| !truth.incidents.iter().any(|i| i.explains(&f.rule, &f.device, f.from_ms, f.to_ms))).take(10) {
                 println!("  unexplained: {} {} {}", f.rule, f.device, f.summary);
             }
