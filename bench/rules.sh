@@ -19,7 +19,7 @@ cargo build --release --quiet
 bin=${CARGO_TARGET_DIR:-target}/release/coldtrail
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-rss() { awk -F': ' '/Maximum resident/ {printf "%.0f MB", $2 / 1024}' "$1"; }
+rss() { awk -F': ' '/Maximum resident/ {printf "%.0f MiB", $2 / 1024}' "$1"; }
 
 echo "== $scale world through HTTP, rules streaming"
 /usr/bin/time -v "$bin" demo --data-dir "$work/node" --scale "$scale" --start "$start" --listen 127.0.0.1:0 --exit-after-load \
