@@ -108,9 +108,8 @@ impl LimitState {
         }
         if let Some(exc) = &mut self.exc {
             match exc.clearing_since {
-                Some(since) if rule.beyond(v) => {
+                Some(_) if rule.beyond(v) => {
                     // Beyond again within the clear delay: the excursion goes on.
-                    let _ = since;
                     exc.clearing_since = None;
                 }
                 Some(since) => {

@@ -99,7 +99,10 @@ impl RateState {
     fn close(&mut self, cx: &Ctx<'_>, out: &mut Vec<Finding>) {
         if let Some(mut run) = self.run.take() {
             let dir = if run.peak > 0 { "rose" } else { "dropped" };
-            let RuleWithin(within) = rule_within(cx);
+            let within = match cx.spec.kind {
+                crate::profile::RuleKind::RateOfChange { within_min, .. } => minutes_ms(within_min),
+                _ => unreachable!("a rate state belongs to a rate-of-change rule"),
+            };
             out.push(cx.finding(
                 run.from_ms,
                 run.last_ms,
@@ -117,17 +120,6 @@ impl RateState {
                 run.evidence.take(),
             ));
         }
-    }
-}
-
-struct RuleWithin(i64);
-
-fn rule_within(cx: &Ctx<'_>) -> RuleWithin {
-    match cx.spec.kind {
-        crate::profile::RuleKind::RateOfChange { within_min, .. } => {
-            RuleWithin(minutes_ms(within_min))
-        }
-        _ => RuleWithin(0),
     }
 }
 
