@@ -44,7 +44,9 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            flush_rows: 1 << 20,
+            // Half a million rows of builders is ~60 MB; twice that kept the
+            // large world's demo within 1 GiB by too little.
+            flush_rows: 1 << 19,
             flush_interval: Duration::from_secs(1),
         }
     }
