@@ -135,8 +135,7 @@ fn rebuild(data_dir: &Path, flush_rows: usize, fresh: bool) -> Result<ExitCode> 
 }
 
 fn check(data_dir: &Path, truth: Option<&Path>) -> Result<ExitCode> {
-    use ledger::entry::{Entry, VerdictKind};
-    use ledger::store::Store;
+    use ledger::entry::VerdictKind;
     runtime()?.block_on(async {
         let node = open_node(data_dir, None)?;
         let config = RulesConfig::load(data_dir)?;
@@ -157,23 +156,12 @@ fn check(data_dir: &Path, truth: Option<&Path>) -> Result<ExitCode> {
         );
         // What streaming recorded (rules' own verdicts, not people's releases
         // nor the stream's device suspensions).
-        let mut streamed = std::collections::BTreeSet::new();
-        for s in node.shards() {
-            let mut i = 0;
-            while i < s.committed() {
-                let to = s.committed().min(i + 4096);
-                for e in s.store().entries(i, to).map_err(shards::ShardError::from)? {
-                    if ledger::entry::kind_of(&e) == Some("verdict") {
-                        if let Ok(Entry::Verdict(v)) = Entry::from_bytes(&e) {
-                            if matches!(v.kind, VerdictKind::Breach | VerdictKind::Quarantine) {
-                                streamed.insert(format!("{v:?}"));
-                            }
-                        }
-                    }
-                }
-                i = to;
-            }
-        }
+        let from = vec![0; node.shards().len()];
+        let streamed: std::collections::BTreeSet<String> = analytics::consumer::verdicts_on_ledger(&node, &from)?
+            .iter()
+            .filter(|v| matches!(v.kind, VerdictKind::Breach | VerdictKind::Quarantine))
+            .map(|v| format!("{v:?}"))
+            .collect();
         let batch: std::collections::BTreeSet<String> = result.verdicts.iter().map(|p| format!("{:?}", p.verdict)).collect();
         let same = streamed == batch;
         println!(

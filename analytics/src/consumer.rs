@@ -107,24 +107,8 @@ impl Consumer {
         let mut engine = Engine::new(config, state);
         // Verdicts recorded after the cursor (before a crash) must not be
         // recorded again when their causes are consumed again.
-        for (shard, from) in node.shards().iter().zip(sub.cursors()) {
-            let end = shard.committed();
-            let mut i = *from;
-            while i < end {
-                let to = end.min(i + FEED_BATCH as u64);
-                for e in shard
-                    .store()
-                    .entries(i, to)
-                    .map_err(shards::ShardError::from)?
-                {
-                    if ledger::entry::kind_of(&e) == Some("verdict") {
-                        if let Ok(Entry::Verdict(v)) = Entry::from_bytes(&e) {
-                            engine.state.recorded.insert(VerdictKey::of(&v));
-                        }
-                    }
-                }
-                i = to;
-            }
+        for v in verdicts_on_ledger(&node, sub.cursors())? {
+            engine.state.recorded.insert(VerdictKey::of(&v));
         }
         Ok(Consumer {
             node,
@@ -338,6 +322,34 @@ impl Consumer {
         self.sync().await?;
         Ok(self)
     }
+}
+
+/// Every verdict entry on `node`'s logs from `from` (an index per shard) on.
+pub fn verdicts_on_ledger(
+    node: &Node,
+    from: &[u64],
+) -> Result<Vec<ledger::entry::RuleVerdict>, AnalyticsError> {
+    let mut out = Vec::new();
+    for (shard, from) in node.shards().iter().zip(from) {
+        let end = shard.committed();
+        let mut i = *from;
+        while i < end {
+            let to = end.min(i + FEED_BATCH as u64);
+            for e in shard
+                .store()
+                .entries(i, to)
+                .map_err(shards::ShardError::from)?
+            {
+                if ledger::entry::kind_of(&e) == Some("verdict") {
+                    if let Ok(Entry::Verdict(v)) = Entry::from_bytes(&e) {
+                        out.push(v);
+                    }
+                }
+            }
+            i = to;
+        }
+    }
+    Ok(out)
 }
 
 /// What a running consumer has durably done, for callers that wait on it.
