@@ -91,7 +91,24 @@ fn every_gs1_example_is_captured_and_queried_back_unchanged() {
         for (event, id) in events.iter().zip(&ids) {
             let q = get(&server.base, &format!("/v1/events?eventID={}", encode(id)));
             assert_eq!(q.status, 200, "{}: {id}: {}", file.display(), q.body);
-            let back = events_of(&q.json());
+            let mut back = events_of(&q.json());
+            // Each event names the entry it rests on; that entry holds it.
+            for b in &mut back {
+                let named = b
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("coldtrail:entry")
+                    .expect("every queried event names its entry");
+                let entry = get(
+                    &server.base,
+                    &format!("/v1/entries/{}", named["id"].as_str().unwrap()),
+                );
+                assert_eq!(entry.status, 200, "{}", entry.body);
+                let entry = entry.json();
+                assert_eq!(entry["shard"], named["shard"]);
+                assert_eq!(entry["index"], named["index"]);
+                assert_eq!(&entry["entry"]["document"], b, "{}", file.display());
+            }
             let mut expected = event.as_object().unwrap().clone();
             if let (Some(ctx), false) = (doc.get("@context"), expected.contains_key("@context")) {
                 expected.insert("@context".into(), ctx.clone());

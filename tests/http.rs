@@ -122,7 +122,7 @@ fn batches_in_json_and_binary_are_acknowledged_with_proofs_that_verify() {
         &server.base,
         &format!("/v1/shards/{shard}/consistency?first=2&second=1"),
     )
-    .assert_problem(400, "invalid_body");
+    .assert_problem(400, "invalid_parameter");
 }
 
 #[test]
@@ -250,9 +250,25 @@ fn every_refusal_has_a_stable_code_and_writes_nothing() {
         b"{}",
         None,
     )
-    .assert_problem(404, "not_found");
+    .assert_problem(404, "no_such_route");
     get(base, "/v1/shards/7/head").assert_problem(404, "not_found");
     get(base, "/v1/shards/0/entries/999999/proof").assert_problem(404, "not_found");
+    // Bad parameters are named, wherever they are.
+    for (path, name) in [
+        ("/v1/shards/x/head", "shard"),
+        ("/v1/shards/0/entries/-1", "index"),
+        ("/v1/shards/0/entries/0/proof?size=many", "size"),
+        ("/v1/shards/0/entries/0/proof?sise=1", "sise"),
+        ("/v1/shards/0/consistency?first=1", "second"),
+        ("/v1/shards/0/consistency?first=0&second=1", "first"),
+        ("/v1/shards/0/heads/1e3", "size"),
+        ("/v1/entries/abc", "id"),
+        ("/v1/events", "eventID"),
+    ] {
+        let r = get(base, path);
+        r.assert_problem(400, "invalid_parameter");
+        assert_eq!(r.json()["parameter"], name, "{path}: {}", r.body);
+    }
     assert_eq!(sizes(base), before, "nothing refused was written");
 
     // A revoked device: its key signs nothing from the revocation on.
@@ -537,20 +553,41 @@ fn the_openapi_document_describes_the_real_routes() {
     ] {
         assert!(paths.contains_key(must), "{must} is documented");
     }
+    // Call every documented operation as a client generated from the
+    // document would: path and query parameters where and as the document
+    // names them, a sample value of the declared type.
+    let sample = |p: &serde_json::Value| match p["schema"]["type"].as_str() {
+        Some("integer") => "1".to_string(),
+        _ => "none".to_string(),
+    };
     let mut probed = 0;
     for (path, item) in paths {
-        let concrete = path
-            .replace("{shard}", "0")
-            .replace("{index}", "0")
-            .replace("{device}", "logger-none")
-            .replace("{id}", "none");
-        for method in item.as_object().unwrap().keys() {
-            let query = match concrete.as_str() {
-                "/v1/shards/0/consistency" => "?first=1&second=1",
-                "/v1/events" => "?eventID=none",
-                _ => "",
-            };
-            let url = format!("{concrete}{query}");
+        for (method, op) in item.as_object().unwrap() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let mut url = path.clone();
+            let mut query = Vec::new();
+            for p in &params {
+                let name = p["name"].as_str().unwrap();
+                match p["in"].as_str().unwrap() {
+                    "path" => {
+                        assert!(
+                            path.contains(&format!("{{{name}}}")),
+                            "{method} {path}: path parameter {name} is not in the path"
+                        );
+                        url = url.replace(&format!("{{{name}}}"), &sample(p));
+                    }
+                    "query" => query.push(format!("{name}={}", sample(p))),
+                    "header" => {}
+                    other => panic!("{method} {path}: parameter {name} in {other}"),
+                }
+            }
+            assert!(
+                !url.contains('{'),
+                "{method} {path}: a path segment has no declared parameter: {url}"
+            );
+            if !query.is_empty() {
+                url = format!("{url}?{}", query.join("&"));
+            }
             let r = match method.as_str() {
                 "get" => get(&server.base, &url),
                 "post" => post(
@@ -564,22 +601,28 @@ fn the_openapi_document_describes_the_real_routes() {
                 other => panic!("{path}: undocumented method {other}"),
             };
             // Whatever the answer, it must come from the documented route,
-            // not from the fallback for unknown paths.
-            let fallback =
-                r.status == 404 && r.body.contains("the API is described at /v1/openapi.json");
-            assert!(
-                !fallback,
-                "{method} {path} is documented but not served: {}",
+            // which must take every parameter the document gives it.
+            let code = serde_json::from_str::<serde_json::Value>(&r.body)
+                .ok()
+                .and_then(|j| j["code"].as_str().map(str::to_string));
+            assert_ne!(
+                code.as_deref(),
+                Some("no_such_route"),
+                "{method} {url}: documented but not served: {}",
                 r.body
             );
-            assert!(r.status < 500, "{method} {path}: {}", r.body);
+            assert!(
+                !r.body.contains("takes no such parameter"),
+                "{method} {url}: a documented parameter is refused: {}",
+                r.body
+            );
+            assert!(r.status < 500, "{method} {url}: {}", r.body);
             probed += 1;
         }
     }
-    assert!(probed >= 10, "probed {probed} documented operations");
+    assert!(probed >= 15, "probed {probed} documented operations");
     // And an undocumented path really falls back.
-    let r = get(&server.base, "/v1/undocumented");
-    assert!(r.body.contains("the API is described at /v1/openapi.json"));
+    get(&server.base, "/v1/undocumented").assert_problem(404, "no_such_route");
 }
 
 #[test]

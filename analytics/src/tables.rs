@@ -352,28 +352,6 @@ impl Default for EventsBuilder {
     }
 }
 
-/// The CBV-style name of an event type.
-pub fn event_type_name(kind: ledger::entry::EventKind) -> &'static str {
-    use ledger::entry::EventKind::*;
-    match kind {
-        Object => "ObjectEvent",
-        Aggregation => "AggregationEvent",
-        Transformation => "TransformationEvent",
-        Association => "AssociationEvent",
-        Transaction => "TransactionEvent",
-    }
-}
-
-pub fn role_name(role: SubjectRole) -> &'static str {
-    match role {
-        SubjectRole::Object => "object",
-        SubjectRole::Parent => "parent",
-        SubjectRole::Child => "child",
-        SubjectRole::Input => "input",
-        SubjectRole::Output => "output",
-    }
-}
-
 /// `sourceList` / `destinationList` ids of the event document, as received.
 fn party_list(doc: &serde_json::Value, list: &str, field: &str) -> Vec<String> {
     doc.get(list)
@@ -399,7 +377,7 @@ impl EventsBuilder {
     pub fn append(&mut self, at: &Evidence, e: &CustodyEvent) {
         self.entry.append(at);
         self.event_id.append_value(&e.event_id);
-        self.event_type.append_value(event_type_name(e.kind));
+        self.event_type.append_value(e.kind.name());
         self.action.append_option(e.action.map(|a| match a {
             ledger::entry::Action::Add => "ADD",
             ledger::entry::Action::Observe => "OBSERVE",
@@ -440,7 +418,7 @@ impl EventsBuilder {
             s.entry.append(at);
             s.event_id.append_value(&e.event_id);
             s.time.append_value(e.event_time_ms);
-            s.role.append_value(role_name(subj.role));
+            s.role.append_value(subj.role.name());
             s.subject.append_value(&subj.id);
             s.quantity
                 .append_option(subj.quantity.as_ref().map(|q| q.milli as f64 / 1000.0));
@@ -528,16 +506,6 @@ impl Default for VerdictsBuilder {
     }
 }
 
-pub fn verdict_kind_name(kind: ledger::entry::VerdictKind) -> &'static str {
-    match kind {
-        ledger::entry::VerdictKind::Breach => "breach",
-        ledger::entry::VerdictKind::Quarantine => "quarantine",
-        ledger::entry::VerdictKind::Release => "release",
-        ledger::entry::VerdictKind::Suspend => "suspend",
-        ledger::entry::VerdictKind::Reinstate => "reinstate",
-    }
-}
-
 impl VerdictsBuilder {
     pub fn len(&self) -> usize {
         self.len
@@ -551,7 +519,7 @@ impl VerdictsBuilder {
         self.entry.append(at);
         self.rule.append_value(&v.rule);
         self.subject.append_value(&v.subject);
-        self.kind.append_value(verdict_kind_name(v.kind));
+        self.kind.append_value(v.kind.name());
         self.from.append_value(v.from_ms);
         self.to.append_option(v.to_ms);
         self.explanation.append_value(&v.explanation);

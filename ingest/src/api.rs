@@ -631,7 +631,8 @@ impl Ingest {
             .map(|(_, r)| r.clone())
     }
 
-    /// Every stored event with this eventID (the event and its corrections), as captured.
+    /// Every stored event with this eventID (the event and its corrections), as
+    /// captured, each with the ledger entry it rests on (`coldtrail:entry`).
     pub fn events_by_id(&self, event_id: &str) -> Result<Vec<serde_json::Value>, ApiError> {
         let locs = self
             .events
@@ -654,9 +655,24 @@ impl Ingest {
                     .entry(l.index)
                     .map_err(shards::ShardError::from)?;
                 match Entry::from_bytes(&bytes) {
-                    Ok(Entry::Custody(c)) => serde_json::from_slice(&c.document).map_err(|e| {
-                        ApiError::Unavailable(format!("stored event {event_id}: {e}"))
-                    }),
+                    Ok(Entry::Custody(c)) => {
+                        let mut event: serde_json::Value = serde_json::from_slice(&c.document)
+                            .map_err(|e| {
+                                ApiError::Unavailable(format!("stored event {event_id}: {e}"))
+                            })?;
+                        // The entry the event rests on, so a reader can go on to its proof.
+                        if let Some(fields) = event.as_object_mut() {
+                            fields.insert(
+                                crate::epcis::ENTRY_EXTENSION.into(),
+                                crate::view::entry_ref(&ledger::entry::EntryRef {
+                                    shard: l.shard,
+                                    index: l.index,
+                                    id: ledger::entry_id(&bytes),
+                                }),
+                            );
+                        }
+                        Ok(event)
+                    }
                     _ => Err(ApiError::Unavailable(format!(
                         "entry {}/{} is not an event",
                         l.shard, l.index

@@ -13,8 +13,10 @@ pub mod epcis;
 pub mod idempotency;
 pub mod identity;
 pub mod problem;
+pub mod read;
 pub mod routes;
 pub mod tokens;
+pub mod view;
 pub mod wire;
 
 pub use api::{Ingest, Limits, WriteResult, Written};

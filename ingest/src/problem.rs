@@ -85,6 +85,16 @@ pub enum ApiError {
     NotQuarantined(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("parameter `{name}`: {message}")]
+    InvalidParameter { name: String, message: String },
+    #[error("no {0}; the API is described at /v1/openapi.json")]
+    NoSuchRoute(String),
+    #[error("shard {shard} has no head signed at size {size}{}", match .next { Some(n) => format!("; the next signed size is {n}"), None => " or above yet".to_string() })]
+    NoSignedHead {
+        shard: u32,
+        size: u64,
+        next: Option<u64>,
+    },
     #[error("the server is busy ({0}); retry after the Retry-After delay")]
     Overloaded(String),
     #[error("the ledger cannot accept writes: {0}")]
@@ -99,6 +109,9 @@ struct Problem<'a> {
     status: u16,
     detail: String,
     code: &'a str,
+    /// The request parameter at fault, for `invalid_parameter`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameter: Option<&'a str>,
 }
 
 impl ApiError {
@@ -131,6 +144,9 @@ impl ApiError {
             ApiError::NotSuspended(_) => "not_suspended",
             ApiError::NotQuarantined(_) => "not_quarantined",
             ApiError::NotFound(_) => "not_found",
+            ApiError::InvalidParameter { .. } => "invalid_parameter",
+            ApiError::NoSuchRoute(_) => "no_such_route",
+            ApiError::NoSignedHead { .. } => "no_signed_head",
             ApiError::Overloaded(_) => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
         }
@@ -159,10 +175,14 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_)
             | ApiError::WrongOrganisation { .. }
             | ApiError::DeviceSuspended { .. } => StatusCode::FORBIDDEN,
-            ApiError::MalformedJson(_) | ApiError::InvalidBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson(_)
+            | ApiError::InvalidBody(_)
+            | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_)
+            | ApiError::NoSuchRoute(_)
+            | ApiError::NoSignedHead { .. }
             | ApiError::UnknownDevice(_)
             | ApiError::UnknownOrganisation(_) => StatusCode::NOT_FOUND,
             ApiError::DeviceExists(_)
@@ -191,6 +211,10 @@ impl ResponseError for ApiError {
             status: self.status_code().as_u16(),
             detail: self.to_string(),
             code: self.code(),
+            parameter: match self {
+                ApiError::InvalidParameter { name, .. } => Some(name),
+                _ => None,
+            },
         };
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header((header::CONTENT_TYPE, "application/problem+json"));

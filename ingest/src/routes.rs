@@ -6,13 +6,13 @@ use actix_web::http::header;
 use actix_web::web::{self, Bytes, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use ledger::store::Store;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::api::{Ingest, WriteResult, Written};
 use crate::idempotency::Answer;
 use crate::problem::ApiError;
+use crate::read::{ConsistencyJson, EntryJson, HeadJson, ProofJson};
 use crate::tokens::Principal;
 use crate::wire::{self, BatchesJson, BINARY_BATCH};
 
@@ -31,6 +31,19 @@ pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
             )
             .route("/v1/quarantine/release", web::post().to(post_release))
             .route("/v1/shards/{shard}/head", web::get().to(get_head))
+            .route(
+                "/v1/shards/{shard}/heads/{size}",
+                web::get().to(get_head_at),
+            )
+            .route(
+                "/v1/shards/{shard}/entries/{index}",
+                web::get().to(get_entry),
+            )
+            .route(
+                "/v1/shards/{shard}/entries/{index}/raw",
+                web::get().to(get_entry_raw),
+            )
+            .route("/v1/entries/{id}", web::get().to(get_entry_by_id))
             .route(
                 "/v1/shards/{shard}/entries/{index}/proof",
                 web::get().to(get_proof),
@@ -51,8 +64,8 @@ pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
 
 /// The answer for any path no route takes.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "no {} {}; the API is described at /v1/openapi.json",
+    Err(ApiError::NoSuchRoute(format!(
+        "{} {}",
         req.method(),
         req.path()
     )))
@@ -308,30 +321,18 @@ async fn get_capture(
     }))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct EventQuery {
-    #[serde(rename = "eventID")]
-    #[param(rename = "eventID")]
-    pub event_id: String,
-}
-
 /// The captured events with this eventID (the event and any corrections),
-/// as an EPCISQueryDocument.
-#[utoipa::path(get, path = "/v1/events", params(EventQuery),
+/// as an EPCISQueryDocument; each names its ledger entry in `coldtrail:entry`.
+#[utoipa::path(get, path = "/v1/events", params(("eventID" = String, Query, description = "The EPCIS eventID")),
     responses((status = 200, description = "EPCISQueryDocument"), (status = 404, description = "Never captured")))]
 async fn get_events(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let id = match req.match_info().get("id") {
         Some(id) => id.to_string(),
-        None => {
-            web::Query::<EventQuery>::from_query(req.query_string())
-                .map_err(|e| ApiError::InvalidBody(format!("{e}; give ?eventID=…")))?
-                .into_inner()
-                .event_id
-        }
+        None => QueryParams::parse(&req, &["eventID"])?.require("eventID")?,
     };
     let events = ingest.events_by_id(&id)?;
     Ok(HttpResponse::Ok().content_type("application/ld+json").json(serde_json::json!({
-        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
+        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld", {"coldtrail": crate::epcis::NAMESPACE}],
         "type": "EPCISQueryDocument",
         "schemaVersion": "2.0",
         "epcisBody": {"queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": events}}}
@@ -529,163 +530,149 @@ async fn get_device(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpR
     }))
 }
 
-/// A signed tree head.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HeadJson {
-    pub shard: u32,
-    /// The shard log's ed25519 public key, hex.
-    pub public_key: String,
-    pub log_id: String,
-    pub size: u64,
-    pub root: String,
-    pub timestamp_ms: i64,
-    pub signature: String,
-}
+/// A request's query string, read parameter by parameter so that a bad one
+/// is named in the refusal; a parameter the route does not know is refused.
+struct QueryParams(Vec<(String, String)>);
 
-impl HeadJson {
-    fn new(shard: u32, key: &ed25519_dalek::VerifyingKey, h: &ledger::SignedTreeHead) -> HeadJson {
-        HeadJson {
-            shard,
-            public_key: hex::encode(key.as_bytes()),
-            log_id: h.head.log_id.to_hex(),
-            size: h.head.size,
-            root: h.head.root.to_hex(),
-            timestamp_ms: h.head.timestamp_ms,
-            signature: hex::encode(h.signature),
+impl QueryParams {
+    fn parse(req: &HttpRequest, known: &[&str]) -> Result<QueryParams, ApiError> {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map_err(|e| ApiError::InvalidParameter {
+                name: "query".into(),
+                message: format!("the query string is not valid form encoding: {e}"),
+            })?
+            .into_inner();
+        if let Some((name, _)) = pairs.iter().find(|(n, _)| !known.contains(&n.as_str())) {
+            return Err(ApiError::InvalidParameter {
+                name: name.clone(),
+                message: format!(
+                    "this route takes no such parameter; it takes {}",
+                    known.join(", ")
+                ),
+            });
         }
+        Ok(QueryParams(pairs))
+    }
+
+    fn get<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        match self.0.iter().find(|(n, _)| n == name) {
+            None => Ok(None),
+            Some((_, v)) => v.parse().map(Some).map_err(|_| ApiError::InvalidParameter {
+                name: name.into(),
+                message: format!("{v:?} is not a {}", std::any::type_name::<T>()),
+            }),
+        }
+    }
+
+    fn require<T: std::str::FromStr>(&self, name: &str) -> Result<T, ApiError> {
+        self.get(name)?.ok_or_else(|| ApiError::InvalidParameter {
+            name: name.into(),
+            message: "this parameter is required".into(),
+        })
     }
 }
 
-/// An entry's inclusion proof under a signed head.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ProofJson {
-    pub shard: u32,
-    pub index: u64,
-    pub id: String,
-    /// Sibling hashes, leaf side first, hex.
-    pub proof: Vec<String>,
-    pub head: HeadJson,
+/// A path segment as a number, or a refusal naming it.
+fn path_number<T: std::str::FromStr>(req: &HttpRequest, name: &str) -> Result<T, ApiError> {
+    let raw = req.match_info().get(name).unwrap_or("");
+    raw.parse().map_err(|_| ApiError::InvalidParameter {
+        name: name.into(),
+        message: format!("{raw:?} is not a non-negative number"),
+    })
 }
 
-/// A consistency proof between two sizes of a shard's log.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ConsistencyJson {
-    pub shard: u32,
-    pub first: u64,
-    pub second: u64,
-    pub first_root: String,
-    pub second_root: String,
-    pub proof: Vec<String>,
-}
-
-fn shard_of(ingest: &Ingest, req: &HttpRequest) -> Result<Arc<shards::Shard>, ApiError> {
-    let raw = req.match_info().get("shard").unwrap_or("");
-    let id: u32 = raw
-        .parse()
-        .map_err(|_| ApiError::InvalidBody(format!("shard {raw:?} is not a number")))?;
-    Ok(Arc::clone(ingest.node().shard(id)?))
-}
-
-/// The shard's newest signed tree head (signed now if the log grew since).
-#[utoipa::path(get, path = "/v1/shards/{shard}/head", params(("shard" = u32, Path)), responses((status = 200, body = HeadJson)))]
+/// The shard's newest signed head (signed now if the log grew since).
+#[utoipa::path(get, path = "/v1/shards/{shard}/head", params(("shard" = u32, Path)),
+    responses((status = 200, body = HeadJson), (status = 404, description = "No such shard")))]
 async fn get_head(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let shard = shard_of(&ingest, &req)?;
-    let head = shard.head_covering(shard.committed()).await?;
-    Ok(HttpResponse::Ok().json(HeadJson::new(shard.id(), &shard.public_key(), &head)))
+    QueryParams::parse(&req, &[])?;
+    let shard = path_number(&req, "shard")?;
+    Ok(HttpResponse::Ok().json(ingest.latest_head(shard).await?))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ProofQuery {
-    /// Prove against the head of this size (default: a current head).
-    pub size: Option<u64>,
+/// The head the shard's log signed at exactly `size` entries (every head it
+/// signed is kept): fetch the head an old proof or a saved state refers to.
+#[utoipa::path(get, path = "/v1/shards/{shard}/heads/{size}", params(("shard" = u32, Path), ("size" = u64, Path)),
+    responses((status = 200, body = HeadJson), (status = 404, description = "No head was signed at that size (`no_signed_head` names the next signed size)")))]
+async fn get_head_at(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let shard = path_number(&req, "shard")?;
+    let size = path_number(&req, "size")?;
+    Ok(HttpResponse::Ok().json(ingest.head_at(shard, size)?))
+}
+
+/// Entry `index` of a shard: its canonical bytes (base64), id and decoded view.
+#[utoipa::path(get, path = "/v1/shards/{shard}/entries/{index}",
+    params(("shard" = u32, Path), ("index" = u64, Path)),
+    responses((status = 200, body = EntryJson), (status = 404, description = "No such entry")))]
+async fn get_entry(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let shard = path_number(&req, "shard")?;
+    let index = path_number(&req, "index")?;
+    Ok(HttpResponse::Ok().json(ingest.entry_at(shard, index)?))
+}
+
+/// Entry `index` of a shard: exactly its canonical bytes.
+#[utoipa::path(get, path = "/v1/shards/{shard}/entries/{index}/raw",
+    params(("shard" = u32, Path), ("index" = u64, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>, description = "The canonical bytes"), (status = 404, description = "No such entry")))]
+async fn get_entry_raw(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let shard = path_number(&req, "shard")?;
+    let index = path_number(&req, "index")?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(ingest.entry_bytes(shard, index)?))
+}
+
+/// The entry with this id (64 hex digits), wherever it is on this node.
+#[utoipa::path(get, path = "/v1/entries/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = EntryJson), (status = 400, description = "Not an entry id"), (status = 404, description = "No such entry")))]
+async fn get_entry_by_id(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let id = req.match_info().get("id").unwrap_or("");
+    Ok(HttpResponse::Ok().json(ingest.entry_by_id(id)?))
 }
 
 /// Inclusion proof of entry `index` with the signed head it leads to.
 #[utoipa::path(get, path = "/v1/shards/{shard}/entries/{index}/proof",
-    params(("shard" = u32, Path), ("index" = u64, Path), ProofQuery),
-    responses((status = 200, body = ProofJson), (status = 404, description = "No such entry")))]
+    params(("shard" = u32, Path), ("index" = u64, Path),
+        ("size" = Option<u64>, Query, description = "Prove against the head signed at this size (default: a current head)")),
+    responses((status = 200, body = ProofJson), (status = 404, description = "No such entry, or no head signed at `size`")))]
 async fn get_proof(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let shard = shard_of(&ingest, &req)?;
-    let raw = req.match_info().get("index").unwrap_or("");
-    let index: u64 = raw
-        .parse()
-        .map_err(|_| ApiError::InvalidBody(format!("index {raw:?} is not a number")))?;
-    if index >= shard.committed() {
-        return Err(ApiError::NotFound(format!(
-            "shard {} has no entry {index} (it has {})",
-            shard.id(),
-            shard.committed()
-        )));
-    }
-    let q = web::Query::<ProofQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
-    let head = shard.head_covering(index + 1).await?;
-    if let Some(size) = q.size {
-        if size != head.head.size {
-            return Err(ApiError::InvalidBody(format!(
-                "only the current head (size {}) is kept signed; ask without `size` and check consistency with /consistency",
-                head.head.size
-            )));
-        }
-    }
-    let store = shard.store();
-    let proof = store
-        .inclusion_proof(index, head.head.size)
-        .map_err(shards::ShardError::from)?;
-    Ok(HttpResponse::Ok().json(ProofJson {
-        shard: shard.id(),
-        index,
-        id: store
-            .entry_id(index)
-            .map_err(shards::ShardError::from)?
-            .to_hex(),
-        proof: proof.iter().map(|d| d.to_hex()).collect(),
-        head: HeadJson::new(shard.id(), &shard.public_key(), &head),
-    }))
+    let q = QueryParams::parse(&req, &["size"])?;
+    let shard = path_number(&req, "shard")?;
+    let index = path_number(&req, "index")?;
+    Ok(HttpResponse::Ok().json(ingest.proof(shard, index, q.get("size")?).await?))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ConsistencyQuery {
-    pub first: u64,
-    pub second: u64,
-}
-
-/// Consistency proof between the trees of `first` and `second` entries.
-#[utoipa::path(get, path = "/v1/shards/{shard}/consistency", params(("shard" = u32, Path), ConsistencyQuery),
-    responses((status = 200, body = ConsistencyJson)))]
+/// Consistency proof between the trees of `first` and `second` entries, with
+/// the heads signed at those sizes.
+#[utoipa::path(get, path = "/v1/shards/{shard}/consistency",
+    params(("shard" = u32, Path),
+        ("first" = u64, Query, description = "The older size (at least 1)"),
+        ("second" = u64, Query, description = "The newer size (at most the log's size)")),
+    responses((status = 200, body = ConsistencyJson), (status = 400, description = "Sizes out of order"), (status = 404, description = "The log is not that large")))]
 async fn get_consistency(
     ingest: web::Data<Ingest>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let shard = shard_of(&ingest, &req)?;
-    let q = web::Query::<ConsistencyQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::InvalidBody(format!("{e}; give ?first=N&second=M")))?;
-    if q.second > shard.committed() {
-        return Err(ApiError::NotFound(format!(
-            "shard {} has {} entries, not {}",
-            shard.id(),
-            shard.committed(),
-            q.second
-        )));
-    }
-    let store = shard.store();
-    let proof = store
-        .consistency_proof(q.first, q.second)
-        .map_err(shards::ShardError::from)?;
-    Ok(HttpResponse::Ok().json(ConsistencyJson {
-        shard: shard.id(),
-        first: q.first,
-        second: q.second,
-        first_root: store
-            .root(q.first)
-            .map_err(shards::ShardError::from)?
-            .to_hex(),
-        second_root: store
-            .root(q.second)
-            .map_err(shards::ShardError::from)?
-            .to_hex(),
-        proof: proof.iter().map(|d| d.to_hex()).collect(),
-    }))
+    let q = QueryParams::parse(&req, &["first", "second"])?;
+    let shard = path_number(&req, "shard")?;
+    Ok(HttpResponse::Ok().json(ingest.consistency(
+        shard,
+        q.require("first")?,
+        q.require("second")?,
+    )?))
 }
 
 struct BearerAuth;
@@ -705,8 +692,8 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "coldtrail write API", description = "Signed cold-chain sensor batches, device identities and proofs. Every refusal is application/problem+json with a stable `code`."),
-    paths(post_batches, post_device, get_device, post_rotate, post_revoke, post_reinstate, post_release, get_head, get_proof, get_consistency, post_capture, get_capture, get_events),
-    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, Reinstate, Release, HeadJson, ProofJson, ConsistencyJson, CaptureJob, DeviceJson, DeviceKeyJson)),
+    paths(post_batches, post_device, get_device, post_rotate, post_revoke, post_reinstate, post_release, get_head, get_head_at, get_entry, get_entry_raw, get_entry_by_id, get_proof, get_consistency, post_capture, get_capture, get_events),
+    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, Reinstate, Release, HeadJson, ProofJson, ConsistencyJson, EntryJson, CaptureJob, DeviceJson, DeviceKeyJson)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

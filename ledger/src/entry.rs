@@ -290,7 +290,7 @@ pub struct RuleVerdict {
 }
 
 macro_rules! tagged_enum {
-    ($name:ident, $what:literal, { $($variant:ident = $tag:literal),+ $(,)? }) => {
+    ($name:ident, $what:literal, { $($variant:ident = $tag:literal $label:literal),+ $(,)? }) => {
         impl $name {
             fn tag(self) -> u8 {
                 match self { $($name::$variant => $tag),+ }
@@ -301,18 +301,30 @@ macro_rules! tagged_enum {
                     _ => Err(DecodeError::UnknownTag { what: $what, tag: u64::from(tag) }),
                 }
             }
+            /// The name APIs, tables and documents use (EPCIS / CBV spelling where there is one).
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $label),+ }
+            }
         }
     };
 }
 
-tagged_enum!(EventKind, "event kind", { Object = 0, Aggregation = 1, Transformation = 2, Association = 3, Transaction = 4 });
-tagged_enum!(Action, "action", { Add = 0, Observe = 1, Delete = 2 });
-tagged_enum!(SubjectRole, "subject role", { Object = 0, Parent = 1, Child = 2, Input = 3, Output = 4 });
-tagged_enum!(OrgRole, "organisation role", {
-    Grower = 0, Packer = 1, Processor = 2, Carrier = 3, DistributionCentre = 4,
-    Retailer = 5, Manufacturer = 6, Clinic = 7, Investigator = 8, Operator = 9,
+tagged_enum!(EventKind, "event kind", {
+    Object = 0 "ObjectEvent", Aggregation = 1 "AggregationEvent", Transformation = 2 "TransformationEvent",
+    Association = 3 "AssociationEvent", Transaction = 4 "TransactionEvent",
 });
-tagged_enum!(VerdictKind, "verdict kind", { Breach = 0, Quarantine = 1, Release = 2, Suspend = 3, Reinstate = 4 });
+tagged_enum!(Action, "action", { Add = 0 "ADD", Observe = 1 "OBSERVE", Delete = 2 "DELETE" });
+tagged_enum!(SubjectRole, "subject role", {
+    Object = 0 "object", Parent = 1 "parent", Child = 2 "child", Input = 3 "input", Output = 4 "output",
+});
+tagged_enum!(OrgRole, "organisation role", {
+    Grower = 0 "grower", Packer = 1 "packer", Processor = 2 "processor", Carrier = 3 "carrier",
+    DistributionCentre = 4 "distribution_centre", Retailer = 5 "retailer", Manufacturer = 6 "manufacturer",
+    Clinic = 7 "clinic", Investigator = 8 "investigator", Operator = 9 "operator",
+});
+tagged_enum!(VerdictKind, "verdict kind", {
+    Breach = 0 "breach", Quarantine = 1 "quarantine", Release = 2 "release", Suspend = 3 "suspend", Reinstate = 4 "reinstate",
+});
 
 const KIND_READINGS: u8 = 0;
 const KIND_CUSTODY: u8 = 1;

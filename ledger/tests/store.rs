@@ -211,3 +211,32 @@ fn other_processes_can_tell_a_log_is_open() {
     drop(store);
     assert!(!ledger::store::open_elsewhere(dir.path()));
 }
+
+#[test]
+fn every_signed_head_is_kept_and_found_by_size_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut signed = Vec::new();
+    {
+        let store = open(dir.path());
+        for round in 0..12u64 {
+            store.append(vec![tagged_entry(round)]).unwrap();
+            signed.push(store.sign_head().unwrap());
+        }
+    }
+    let store = open(dir.path());
+    for h in &signed {
+        let found = store.first_head_covering(h.head.size).unwrap().unwrap();
+        assert_eq!(found.head.size, h.head.size);
+        assert_eq!(found.head.root, h.head.root);
+        found.verify(&key().verifying_key()).unwrap();
+    }
+    // Size 0 is covered by the first head; past the end by none.
+    assert_eq!(
+        store.first_head_covering(0).unwrap().unwrap().head.size,
+        signed[0].head.size
+    );
+    assert_eq!(store.first_head_covering(13).unwrap(), None);
+    store.append(vec![tagged_entry(99)]).unwrap();
+    let newest = store.sign_head().unwrap();
+    assert_eq!(store.first_head_covering(13).unwrap(), Some(newest));
+}

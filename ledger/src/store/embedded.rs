@@ -95,6 +95,10 @@ struct State {
     blocks: Vec<BlockLoc>,
     tree: StoredTree,
     latest_head: Option<SignedTreeHead>,
+    /// A read handle on `heads`, and how many whole records it holds: the
+    /// writer counts a record only once it is durable.
+    heads: Arc<File>,
+    head_count: u64,
     /// Read handles, by segment number.
     segments: BTreeMap<u64, Arc<File>>,
     /// `(id prefix, index)` of the entries in the active segment.
@@ -458,10 +462,13 @@ impl EmbeddedStore {
             .iter()
             .find(|b| b.segment == active_no)
             .map_or(size, |b| b.first_index);
+        let heads_r = File::open(&heads_path).map_err(|e| StoreError::io(&heads_path, e))?;
         let state = State {
             blocks,
             tree,
             latest_head,
+            heads: Arc::new(heads_r),
+            head_count: whole / format::HEAD_RECORD_LEN as u64,
             segments: seg_files,
             active_ids,
             sealed_ids,
@@ -1199,7 +1206,9 @@ impl Writer {
             .write_all(&format::encode_head(&sth))
             .and_then(|_| self.heads.sync_data())
             .map_err(|e| StoreError::io(&p, e))?;
-        self.shared.state.write().expect("state lock").latest_head = Some(sth);
+        let mut st = self.shared.state.write().expect("state lock");
+        st.latest_head = Some(sth);
+        st.head_count += 1;
         Ok(Some(sth))
     }
 }
@@ -1340,5 +1349,39 @@ impl Store for EmbeddedStore {
 
     fn latest_head(&self) -> Option<SignedTreeHead> {
         self.shared.state.read().expect("state lock").latest_head
+    }
+
+    fn first_head_covering(&self, size: u64) -> Result<Option<SignedTreeHead>, StoreError> {
+        let (file, count) = {
+            let st = self.shared.state.read().expect("state lock");
+            (Arc::clone(&st.heads), st.head_count)
+        };
+        let path = self.shared.dir.join(format::HEADS_FILE);
+        let read = |i: u64| -> Result<SignedTreeHead, StoreError> {
+            let mut rec = [0u8; format::HEAD_RECORD_LEN];
+            file.read_exact_at(&mut rec, i * format::HEAD_RECORD_LEN as u64)
+                .map_err(|e| StoreError::io(&path, e))?;
+            format::decode_head(&rec).ok_or_else(|| {
+                corrupt(
+                    &path,
+                    format!("signed head record {i}: the checksum does not match"),
+                )
+            })
+        };
+        // Head sizes never go back, so the records are sorted by size.
+        let (mut lo, mut hi) = (0, count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if read(mid)?.head.size < size {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == count {
+            Ok(None)
+        } else {
+            read(lo).map(Some)
+        }
     }
 }

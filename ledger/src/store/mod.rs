@@ -151,4 +151,8 @@ pub trait Store: Send + Sync {
 
     /// The newest signed head, if any.
     fn latest_head(&self) -> Option<SignedTreeHead>;
+
+    /// The first head the log signed over at least `size` entries (every
+    /// head it signed is kept), or `None` if none covers that many yet.
+    fn first_head_covering(&self, size: u64) -> Result<Option<SignedTreeHead>, StoreError>;
 }

@@ -1,0 +1,270 @@
+//! Reading the ledger as a verifier does: an entry's bytes by its place or its
+//! id, the signed heads by size, and the proofs between them. Content -> id ->
+//! inclusion proof -> signed head -> the key document: every step is here.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use ledger::entry::Entry;
+use ledger::store::Store;
+use ledger::{Digest, SignedTreeHead};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::Ingest;
+use crate::problem::ApiError;
+
+/// A signed tree head.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HeadJson {
+    pub shard: u32,
+    /// The shard log's ed25519 public key, hex. Check it against the node's key
+    /// document (`/.well-known/coldtrail/keys`), not against this answer.
+    pub public_key: String,
+    pub log_id: String,
+    pub size: u64,
+    pub root: String,
+    pub timestamp_ms: i64,
+    pub signature: String,
+}
+
+impl HeadJson {
+    pub fn new(shard: u32, key: &ed25519_dalek::VerifyingKey, h: &SignedTreeHead) -> HeadJson {
+        HeadJson {
+            shard,
+            public_key: hex::encode(key.as_bytes()),
+            log_id: h.head.log_id.to_hex(),
+            size: h.head.size,
+            root: h.head.root.to_hex(),
+            timestamp_ms: h.head.timestamp_ms,
+            signature: hex::encode(h.signature),
+        }
+    }
+}
+
+/// An entry's inclusion proof under a signed head.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProofJson {
+    pub shard: u32,
+    pub index: u64,
+    pub id: String,
+    /// Sibling hashes, leaf side first, hex.
+    pub proof: Vec<String>,
+    pub head: HeadJson,
+}
+
+/// A consistency proof between two sizes of a shard's log, with the heads
+/// the log signed at those sizes (absent where it signed none at exactly that size).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsistencyJson {
+    pub shard: u32,
+    pub first: u64,
+    pub second: u64,
+    pub first_root: String,
+    pub second_root: String,
+    pub proof: Vec<String>,
+    pub first_head: Option<HeadJson>,
+    pub second_head: Option<HeadJson>,
+}
+
+/// One ledger entry: its canonical bytes (what its id hashes), and a decoded view.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntryJson {
+    pub shard: u32,
+    pub index: u64,
+    /// The entry's id: its Merkle leaf hash, hex. Recompute it from `bytes`.
+    pub id: String,
+    /// `readings`, `custody`, `identity`, `receipt-out`, `receipt-in`, `verdict`, `checkpoint`.
+    pub kind: String,
+    /// The canonical bytes, standard base64 with padding.
+    pub bytes: String,
+    /// The entry decoded, for reading; it proves nothing the bytes do not.
+    #[schema(value_type = Object)]
+    pub entry: serde_json::Value,
+    /// Where its inclusion proof is served.
+    pub proof: String,
+}
+
+impl Ingest {
+    fn shard_by_id(&self, shard: u32) -> Result<Arc<shards::Shard>, ApiError> {
+        Ok(Arc::clone(self.node().shard(shard)?))
+    }
+
+    /// The shard's newest signed head, signed now if the log grew since.
+    pub async fn latest_head(&self, shard: u32) -> Result<HeadJson, ApiError> {
+        let s = self.shard_by_id(shard)?;
+        let head = s.head_covering(s.committed()).await?;
+        Ok(HeadJson::new(shard, &s.public_key(), &head))
+    }
+
+    /// The first head the shard's log signed at exactly `size` entries.
+    pub fn head_at(&self, shard: u32, size: u64) -> Result<HeadJson, ApiError> {
+        let s = self.shard_by_id(shard)?;
+        let head = signed_at(&s, size)?;
+        Ok(HeadJson::new(shard, &s.public_key(), &head))
+    }
+
+    /// Inclusion proof of entry `index`: under the head signed at `size`, or
+    /// under a current head.
+    pub async fn proof(
+        &self,
+        shard: u32,
+        index: u64,
+        size: Option<u64>,
+    ) -> Result<ProofJson, ApiError> {
+        let s = self.shard_by_id(shard)?;
+        let committed = s.committed();
+        if index >= committed {
+            return Err(ApiError::NotFound(format!(
+                "shard {shard} has no entry {index} (it has {committed})"
+            )));
+        }
+        let head = match size {
+            Some(size) if size <= index => {
+                return Err(ApiError::InvalidParameter {
+                    name: "size".into(),
+                    message: format!(
+                        "a tree of {size} entries does not hold entry {index}; give a size above {index}"
+                    ),
+                })
+            }
+            Some(size) => signed_at(&s, size)?,
+            None => s.head_covering(index + 1).await?,
+        };
+        let store = s.store();
+        let proof = store
+            .inclusion_proof(index, head.head.size)
+            .map_err(shards::ShardError::from)?;
+        Ok(ProofJson {
+            shard,
+            index,
+            id: store
+                .entry_id(index)
+                .map_err(shards::ShardError::from)?
+                .to_hex(),
+            proof: proof.iter().map(|d| d.to_hex()).collect(),
+            head: HeadJson::new(shard, &s.public_key(), &head),
+        })
+    }
+
+    /// Consistency proof between the trees of `first` and `second` entries.
+    pub fn consistency(
+        &self,
+        shard: u32,
+        first: u64,
+        second: u64,
+    ) -> Result<ConsistencyJson, ApiError> {
+        let s = self.shard_by_id(shard)?;
+        let committed = s.committed();
+        if first == 0 {
+            return Err(ApiError::InvalidParameter {
+                name: "first".into(),
+                message: "the empty tree is consistent with every tree; give a size of at least 1"
+                    .into(),
+            });
+        }
+        if first > second {
+            return Err(ApiError::InvalidParameter {
+                name: "first".into(),
+                message: format!("{first} is larger than second ({second}); a log only grows"),
+            });
+        }
+        if second > committed {
+            return Err(ApiError::NotFound(format!(
+                "shard {shard} has {committed} entries, not {second}"
+            )));
+        }
+        let store = s.store();
+        let key = s.public_key();
+        let signed = |size: u64| -> Result<Option<HeadJson>, ApiError> {
+            Ok(store
+                .first_head_covering(size)
+                .map_err(shards::ShardError::from)?
+                .filter(|h| h.head.size == size)
+                .map(|h| HeadJson::new(shard, &key, &h)))
+        };
+        let root = |size: u64| -> Result<String, ApiError> {
+            Ok(store.root(size).map_err(shards::ShardError::from)?.to_hex())
+        };
+        Ok(ConsistencyJson {
+            shard,
+            first,
+            second,
+            first_root: root(first)?,
+            second_root: root(second)?,
+            proof: store
+                .consistency_proof(first, second)
+                .map_err(shards::ShardError::from)?
+                .iter()
+                .map(|d| d.to_hex())
+                .collect(),
+            first_head: signed(first)?,
+            second_head: signed(second)?,
+        })
+    }
+
+    /// Entry `index` of `shard`: its canonical bytes.
+    pub fn entry_bytes(&self, shard: u32, index: u64) -> Result<Vec<u8>, ApiError> {
+        let s = self.shard_by_id(shard)?;
+        let committed = s.committed();
+        if index >= committed {
+            return Err(ApiError::NotFound(format!(
+                "shard {shard} has no entry {index} (it has {committed})"
+            )));
+        }
+        Ok(s.store().entry(index).map_err(shards::ShardError::from)?)
+    }
+
+    /// Entry `index` of `shard`: bytes, id and decoded view.
+    pub fn entry_at(&self, shard: u32, index: u64) -> Result<EntryJson, ApiError> {
+        let bytes = self.entry_bytes(shard, index)?;
+        let entry = Entry::from_bytes(&bytes).map_err(|e| {
+            ApiError::Unavailable(format!(
+                "entry {index} of shard {shard} does not decode ({e}); run `coldtrail verify`"
+            ))
+        })?;
+        Ok(EntryJson {
+            shard,
+            index,
+            id: ledger::entry_id(&bytes).to_hex(),
+            kind: entry.kind_name().to_string(),
+            bytes: base64::engine::general_purpose::STANDARD.encode(&bytes),
+            entry: crate::view::entry_view(&entry),
+            proof: format!("/v1/shards/{shard}/entries/{index}/proof"),
+        })
+    }
+
+    /// The entry with this id (its lowest index on the lowest shard holding it).
+    pub fn entry_by_id(&self, id: &str) -> Result<EntryJson, ApiError> {
+        let digest = Digest::from_hex(id).ok_or_else(|| ApiError::InvalidParameter {
+            name: "id".into(),
+            message: format!("{id:?} is not an entry id; give its 64 hex digits"),
+        })?;
+        for s in self.node().shards() {
+            if let Some(index) = s.store().find(&digest).map_err(shards::ShardError::from)? {
+                if index < s.committed() {
+                    return self.entry_at(s.id(), index);
+                }
+            }
+        }
+        Err(ApiError::NotFound(format!(
+            "no shard of this node holds an entry with id {id}"
+        )))
+    }
+}
+
+/// The first head `shard` signed at exactly `size` entries.
+fn signed_at(s: &shards::Shard, size: u64) -> Result<SignedTreeHead, ApiError> {
+    match s
+        .store()
+        .first_head_covering(size)
+        .map_err(shards::ShardError::from)?
+    {
+        Some(h) if h.head.size == size => Ok(h),
+        other => Err(ApiError::NoSignedHead {
+            shard: s.id(),
+            size,
+            next: other.map(|h| h.head.size),
+        }),
+    }
+}

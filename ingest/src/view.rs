@@ -1,0 +1,146 @@
+//! The decoded JSON view of a ledger entry, served beside its canonical bytes.
+//!
+//! The view is for people and tools that want to read an entry; it proves
+//! nothing. A verifier recomputes the id from the bytes and decodes those
+//! (VERIFYING.md says how); the view is derived from the same bytes, so a
+//! view that disagrees with its bytes is a bug here, never a second truth.
+
+use ledger::entry::{
+    CustodyEvent, Entry, EntryRef, IdentityChange, Receipt, RuleVerdict, SignedBatch,
+};
+use ledger::SignedTreeHead;
+use serde_json::{json, Value};
+
+use crate::wire::ReadingJson;
+
+/// An entry's fields as JSON: `{"kind": …, …}` with the kind's own fields.
+pub fn entry_view(entry: &Entry) -> Value {
+    let mut v = match entry {
+        Entry::Readings(sb) => readings(sb),
+        Entry::Custody(e) => custody(e),
+        Entry::Identity(c) => identity(c),
+        Entry::ReceiptOut(r) => receipt(r),
+        Entry::ReceiptIn(d) => json!({
+            "receipt": receipt(&d.receipt),
+            "receipt_index": d.receipt_index,
+            "proof": d.proof.iter().map(|p| p.to_hex()).collect::<Vec<_>>(),
+            "head": head(&d.head),
+        }),
+        Entry::Verdict(v) => verdict(v),
+        Entry::Checkpoint(h) => json!({ "head": head(h) }),
+    };
+    v.as_object_mut()
+        .expect("every view is an object")
+        .insert("kind".into(), entry.kind_name().into());
+    v
+}
+
+fn readings(sb: &SignedBatch) -> Value {
+    json!({
+        "device": sb.batch.device,
+        "first_seq": sb.batch.first_seq,
+        "readings": sb.batch.readings.iter().map(ReadingJson::from).collect::<Vec<_>>(),
+        "signature": hex::encode(sb.signature),
+    })
+}
+
+fn custody(e: &CustodyEvent) -> Value {
+    // The document is the event as captured; it is JSON by construction
+    // (capture parsed it), and shown as a string if it ever is not.
+    let document = serde_json::from_slice::<Value>(&e.document)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&e.document).into_owned()));
+    json!({
+        "recorded_by": e.recorded_by,
+        "event_id": e.event_id,
+        "event_type": e.kind.name(),
+        "action": e.action.map(|a| a.name()),
+        "event_time_ms": e.event_time_ms,
+        "tz_offset_min": e.tz_offset_min,
+        "biz_step": e.biz_step,
+        "disposition": e.disposition,
+        "read_point": e.read_point,
+        "biz_location": e.biz_location,
+        "subjects": e.subjects.iter().map(|s| json!({
+            "role": s.role.name(),
+            "id": s.id,
+            "quantity": s.quantity.as_ref().map(|q| json!({"milli": q.milli, "uom": q.uom})),
+        })).collect::<Vec<_>>(),
+        "readings": e.readings.iter().map(ReadingJson::from).collect::<Vec<_>>(),
+        "document": document,
+    })
+}
+
+fn identity(c: &IdentityChange) -> Value {
+    match c {
+        IdentityChange::OrgRegistered {
+            org,
+            name,
+            role,
+            at_ms,
+        } => {
+            json!({"change": "org_registered", "org": org, "name": name, "role": role.name(), "at_ms": at_ms})
+        }
+        IdentityChange::DeviceRegistered {
+            org,
+            device,
+            public_key,
+            at_ms,
+        } => {
+            json!({"change": "device_registered", "org": org, "device": device, "public_key": hex::encode(public_key), "at_ms": at_ms})
+        }
+        IdentityChange::KeyRotated {
+            org,
+            device,
+            public_key,
+            at_ms,
+        } => {
+            json!({"change": "key_rotated", "org": org, "device": device, "public_key": hex::encode(public_key), "at_ms": at_ms})
+        }
+        IdentityChange::DeviceRevoked {
+            org,
+            device,
+            reason,
+            at_ms,
+        } => {
+            json!({"change": "device_revoked", "org": org, "device": device, "reason": reason, "at_ms": at_ms})
+        }
+    }
+}
+
+fn receipt(r: &Receipt) -> Value {
+    json!({
+        "from_shard": r.from_shard,
+        "to_shard": r.to_shard,
+        "channel_seq": r.channel_seq,
+        "source_index": r.source_index,
+        "source_id": r.source_id.to_hex(),
+        "subject": r.subject,
+    })
+}
+
+fn verdict(v: &RuleVerdict) -> Value {
+    json!({
+        "rule": v.rule,
+        "subject": v.subject,
+        "verdict": v.kind.name(),
+        "from_ms": v.from_ms,
+        "to_ms": v.to_ms,
+        "explanation": v.explanation,
+        "evidence": v.evidence.iter().map(entry_ref).collect::<Vec<_>>(),
+    })
+}
+
+/// An entry's place in the ledger, as every read answer names it.
+pub fn entry_ref(r: &EntryRef) -> Value {
+    json!({"shard": r.shard, "index": r.index, "id": r.id.to_hex()})
+}
+
+fn head(h: &SignedTreeHead) -> Value {
+    json!({
+        "log_id": h.head.log_id.to_hex(),
+        "size": h.head.size,
+        "root": h.head.root.to_hex(),
+        "timestamp_ms": h.head.timestamp_ms,
+        "signature": hex::encode(h.signature),
+    })
+}
