@@ -86,6 +86,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: OrgCmd,
     },
+    /// The node's published log keys and the operator key that signs them
+    /// (`coldtrail inspect` shows them).
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
     /// Bearer tokens for the API.
     Token {
         #[command(subcommand)]
@@ -154,6 +160,17 @@ enum OrgCmd {
 }
 
 #[derive(Subcommand)]
+enum KeysCmd {
+    /// Replace the operator key that signs the node's key sets; the new set
+    /// is endorsed by the old key, so verifiers that pinned it follow. The
+    /// server must be stopped.
+    RotateOperator {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenCmd {
     /// Issue a token for an organisation; printed once, stored hashed.
     Issue {
@@ -199,6 +216,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Verify { data_dir } => verify::verify(&data_dir),
         Cmd::Inspect { data_dir } => verify::inspect(&data_dir),
+        Cmd::Keys {
+            cmd: KeysCmd::RotateOperator { data_dir },
+        } => {
+            let node = serve::open_node(&data_dir, None)?;
+            let set = node.rotate_operator_key()?;
+            println!(
+                "key set #{} issued: operator key {} (endorsed by the previous key); verifiers pinned to an earlier operator key follow it",
+                set.set.sequence,
+                hex::encode(set.set.operator_key)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Bench(args) => bench::run(args),
         Cmd::Loadgen(args) => loadgen::run(args),
         Cmd::World {

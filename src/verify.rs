@@ -80,9 +80,11 @@ pub fn verify(data_dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Per-log description: sizes, entries by kind, receipts, latest head.
+/// Per-log description: sizes, entries by kind, receipts, latest head; then
+/// the node's published key sets.
 pub fn inspect(data_dir: &Path) -> Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
+    print_key_sets(data_dir)?;
     for (name, path) in find_logs(data_dir)? {
         let r = audit_log(&path, &|_| {})?;
         println!("{name} ({})", path.display());
@@ -124,4 +126,40 @@ pub fn inspect(data_dir: &Path) -> Result<ExitCode> {
         }
     }
     Ok(code)
+}
+
+/// The node's key sets (`keys/keysets`), as `/.well-known/coldtrail/keys` serves them.
+fn print_key_sets(data_dir: &Path) -> Result<()> {
+    let chain = shards::keyset::published(data_dir)?;
+    let Some(newest) = chain.last() else {
+        println!("key sets        none yet (the node issues one when it first opens)");
+        return Ok(());
+    };
+    println!(
+        "key sets        {} (newest: #{} issued {}); pin this operator key:",
+        chain.len(),
+        newest.set.sequence,
+        format_ms(newest.set.issued_at_ms)
+    );
+    println!(
+        "    operator key    {}",
+        hex::encode(newest.set.operator_key)
+    );
+    for k in &newest.set.shards {
+        println!(
+            "    shard {:<3}       key {}  log id {}",
+            k.shard,
+            hex::encode(k.public_key),
+            k.log_id().map(|d| d.to_hex()).unwrap_or_default()
+        );
+    }
+    for s in chain.iter().rev().skip(1) {
+        println!(
+            "    earlier #{}      operator key {} issued {}",
+            s.set.sequence,
+            hex::encode(s.set.operator_key),
+            format_ms(s.set.issued_at_ms)
+        );
+    }
+    Ok(())
 }

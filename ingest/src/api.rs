@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use ledger::entry::{Entry, IdentityChange, RuleVerdict, SignedBatch, VerdictKind};
+use ledger::entry::{Entry, EntryRef, IdentityChange, RuleVerdict, SignedBatch, VerdictKind};
 use ledger::store::Store;
 use serde::Serialize;
 use shards::Node;
@@ -125,7 +125,12 @@ impl Ingest {
                     match ledger::entry::kind_of(&bytes) {
                         Some("identity") | Some("verdict") => {
                             if let Ok(e) = Entry::from_bytes(&bytes) {
-                                identity.apply(&e);
+                                let at = EntryRef {
+                                    shard: shard.id(),
+                                    index,
+                                    id: ledger::entry_id(&bytes),
+                                };
+                                identity.apply(&e, at);
                             }
                         }
                         Some("custody") => {
@@ -174,10 +179,15 @@ impl Ingest {
         let me = Arc::clone(self);
         Ok(tokio::spawn(async move {
             while let Ok(batch) = feed.next().await {
-                for bytes in &batch.entries {
+                for (bytes, index) in batch.entries.iter().zip(batch.first_index..) {
                     if ledger::entry::kind_of(bytes) == Some("verdict") {
                         if let Ok(e) = Entry::from_bytes(bytes) {
-                            me.identity.write().expect("identity lock").apply(&e);
+                            let at = EntryRef {
+                                shard: batch.shard,
+                                index,
+                                id: ledger::entry_id(bytes),
+                            };
+                            me.identity.write().expect("identity lock").apply(&e, at);
                         }
                     }
                 }
@@ -283,8 +293,13 @@ impl Ingest {
     ) -> Result<WriteResult, ApiError> {
         let c = self.node.append(key, entries.clone()).await?;
         let mut id = self.identity.write().expect("identity lock");
-        for e in &entries {
-            id.apply(e);
+        for (e, (index, digest)) in entries.iter().zip(&c.entries) {
+            let at = EntryRef {
+                shard: c.shard,
+                index: *index,
+                id: *digest,
+            };
+            id.apply(e, at);
         }
         Ok(WriteResult {
             entries: c

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use ed25519_dalek::VerifyingKey;
-use ledger::entry::{Entry, IdentityChange, OrgRole, VerdictKind};
+use ledger::entry::{Entry, EntryRef, IdentityChange, OrgRole, VerdictKind};
 
 use crate::problem::ApiError;
 
@@ -26,6 +26,9 @@ pub struct Device {
     pub next_seq: u64,
     /// Suspended by policy (why), until its owner reinstates it.
     pub suspended: Option<String>,
+    /// The ledger entries this state rests on: registration, rotations,
+    /// revocation, suspensions and reinstatements.
+    pub entries: Vec<EntryRef>,
 }
 
 impl Device {
@@ -67,8 +70,32 @@ pub struct IdentityState {
 }
 
 impl IdentityState {
-    /// Folds one committed entry into the state.
-    pub fn apply(&mut self, entry: &Entry) {
+    /// Folds one committed entry, committed at `at`, into the state.
+    pub fn apply(&mut self, entry: &Entry, at: EntryRef) {
+        self.fold(entry);
+        let device = match entry {
+            Entry::Identity(
+                IdentityChange::DeviceRegistered { device, .. }
+                | IdentityChange::KeyRotated { device, .. }
+                | IdentityChange::DeviceRevoked { device, .. },
+            ) => device,
+            Entry::Verdict(v)
+                if matches!(v.kind, VerdictKind::Suspend | VerdictKind::Reinstate) =>
+            {
+                &v.subject
+            }
+            _ => return,
+        };
+        // The write path applies what it commits, and the follower may see
+        // the same entry again: each is named once.
+        if let Some(d) = self.devices.get_mut(device) {
+            if !d.entries.contains(&at) {
+                d.entries.push(at);
+            }
+        }
+    }
+
+    fn fold(&mut self, entry: &Entry) {
         match entry {
             Entry::Identity(IdentityChange::OrgRegistered {
                 org, name, role, ..
@@ -94,6 +121,7 @@ impl IdentityState {
                         revoked_at_ms: None,
                         next_seq: 0,
                         suspended: None,
+                        entries: Vec::new(),
                     });
                 }
             }
@@ -168,14 +196,31 @@ mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
 
+    /// Applies `e` as if committed next on shard 0.
+    fn apply(s: &mut IdentityState, e: Entry) {
+        let index = s.devices.values().map(|d| d.entries.len() as u64).sum();
+        let id = ledger::entry_id(&e.to_bytes());
+        s.apply(
+            &e,
+            EntryRef {
+                shard: 0,
+                index,
+                id,
+            },
+        );
+    }
+
     fn registered(at: i64) -> IdentityState {
         let mut s = IdentityState::default();
-        s.apply(&Entry::Identity(IdentityChange::DeviceRegistered {
-            org: "org".into(),
-            device: "d".into(),
-            public_key: SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes(),
-            at_ms: at,
-        }));
+        apply(
+            &mut s,
+            Entry::Identity(IdentityChange::DeviceRegistered {
+                org: "org".into(),
+                device: "d".into(),
+                public_key: SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes(),
+                at_ms: at,
+            }),
+        );
         s
     }
 
@@ -190,20 +235,26 @@ mod tests {
             "the first key covers the backlog"
         );
         assert_eq!(s.devices["d"].key_at("d", 100).unwrap(), k1);
-        s.apply(&Entry::Identity(IdentityChange::KeyRotated {
-            org: "org".into(),
-            device: "d".into(),
-            public_key: k2.to_bytes(),
-            at_ms: 200,
-        }));
+        apply(
+            &mut s,
+            Entry::Identity(IdentityChange::KeyRotated {
+                org: "org".into(),
+                device: "d".into(),
+                public_key: k2.to_bytes(),
+                at_ms: 200,
+            }),
+        );
         assert_eq!(s.devices["d"].key_at("d", 199).unwrap(), k1);
         assert_eq!(s.devices["d"].key_at("d", 200).unwrap(), k2);
-        s.apply(&Entry::Identity(IdentityChange::DeviceRevoked {
-            org: "org".into(),
-            device: "d".into(),
-            reason: "lost".into(),
-            at_ms: 300,
-        }));
+        apply(
+            &mut s,
+            Entry::Identity(IdentityChange::DeviceRevoked {
+                org: "org".into(),
+                device: "d".into(),
+                reason: "lost".into(),
+                at_ms: 300,
+            }),
+        );
         assert!(
             matches!(
                 s.devices["d"].key_at("d", 299),
@@ -215,6 +266,8 @@ mod tests {
             s.devices["d"].key_at("d", 300),
             Err(ApiError::RevokedKey { .. })
         ));
+        let indices: Vec<u64> = s.devices["d"].entries.iter().map(|r| r.index).collect();
+        assert_eq!(indices, [0, 1, 2], "each change names its entry");
     }
 
     #[test]

@@ -67,6 +67,25 @@ pub struct ConsistencyJson {
     pub second_head: Option<HeadJson>,
 }
 
+/// Where an entry is: what every read answer that rests on an entry names.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EntryRefJson {
+    pub shard: u32,
+    pub index: u64,
+    /// The entry's id (Merkle leaf hash), hex.
+    pub id: String,
+}
+
+impl From<&ledger::entry::EntryRef> for EntryRefJson {
+    fn from(r: &ledger::entry::EntryRef) -> EntryRefJson {
+        EntryRefJson {
+            shard: r.shard,
+            index: r.index,
+            id: r.id.to_hex(),
+        }
+    }
+}
+
 /// One ledger entry: its canonical bytes (what its id hashes), and a decoded view.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EntryJson {
@@ -85,7 +104,84 @@ pub struct EntryJson {
     pub proof: String,
 }
 
+/// One shard's log key, as a key set names it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ShardKeyJson {
+    pub shard: u32,
+    pub public_key: String,
+    /// BLAKE3 (log id domain) of the key: what each of its heads names.
+    pub log_id: String,
+}
+
+/// One key set of the chain: the decoded fields, and the signed bytes they
+/// come from (verify those; the fields are for reading).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KeySetJson {
+    pub sequence: u64,
+    /// The digest of the set this one replaces, hex.
+    pub previous: Option<String>,
+    pub issued_at_ms: i64,
+    pub operator_key: String,
+    pub shards: Vec<ShardKeyJson>,
+    /// Standard base64 of the signed set: the set's canonical bytes
+    /// (length-prefixed), the operator's signature, the optional endorsement.
+    pub signed: String,
+    pub signature: String,
+    /// The previous operator key's signature, when this set rotated it.
+    pub endorsement: Option<String>,
+}
+
+/// The node's published log keys: every key set its operator key signed,
+/// oldest first. Pin `operator_key` once; the newest set names every shard's key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KeysDocument {
+    /// The operator key of the newest set, hex.
+    pub operator_key: String,
+    pub key_sets: Vec<KeySetJson>,
+}
+
+impl From<&ledger::keyset::SignedKeySet> for KeySetJson {
+    fn from(s: &ledger::keyset::SignedKeySet) -> KeySetJson {
+        KeySetJson {
+            sequence: s.set.sequence,
+            previous: s.set.previous.map(|d| d.to_hex()),
+            issued_at_ms: s.set.issued_at_ms,
+            operator_key: hex::encode(s.set.operator_key),
+            shards: s
+                .set
+                .shards
+                .iter()
+                .map(|k| ShardKeyJson {
+                    shard: k.shard,
+                    public_key: hex::encode(k.public_key),
+                    log_id: k.log_id().map(|d| d.to_hex()).unwrap_or_default(),
+                })
+                .collect(),
+            signed: base64::engine::general_purpose::STANDARD.encode(s.to_bytes()),
+            signature: hex::encode(s.signature),
+            endorsement: s.endorsement.map(hex::encode),
+        }
+    }
+}
+
+impl KeysDocument {
+    pub fn new(chain: &[ledger::keyset::SignedKeySet]) -> KeysDocument {
+        KeysDocument {
+            operator_key: chain
+                .last()
+                .map(|s| hex::encode(s.set.operator_key))
+                .unwrap_or_default(),
+            key_sets: chain.iter().map(KeySetJson::from).collect(),
+        }
+    }
+}
+
 impl Ingest {
+    /// The node's key document.
+    pub fn keys_document(&self) -> KeysDocument {
+        KeysDocument::new(&self.node().key_sets())
+    }
+
     fn shard_by_id(&self, shard: u32) -> Result<Arc<shards::Shard>, ApiError> {
         Ok(Arc::clone(self.node().shard(shard)?))
     }

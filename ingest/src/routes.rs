@@ -12,7 +12,10 @@ use utoipa::{OpenApi, ToSchema};
 use crate::api::{Ingest, WriteResult, Written};
 use crate::idempotency::Answer;
 use crate::problem::ApiError;
-use crate::read::{ConsistencyJson, EntryJson, HeadJson, ProofJson};
+use crate::read::{
+    ConsistencyJson, EntryJson, EntryRefJson, HeadJson, KeySetJson, KeysDocument, ProofJson,
+    ShardKeyJson,
+};
 use crate::tokens::Principal;
 use crate::wire::{self, BatchesJson, BINARY_BATCH};
 
@@ -58,6 +61,7 @@ pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
             .route("/capture/{id}", web::get().to(get_capture))
             .route("/v1/events", web::get().to(get_events))
             .route("/events/{id:.*}", web::get().to(get_events))
+            .route(KEYS_PATH, web::get().to(get_keys))
             .route("/v1/openapi.json", web::get().to(get_openapi));
     }
 }
@@ -498,6 +502,8 @@ pub struct DeviceJson {
     pub next_seq: u64,
     /// Why the rules suspended it (its batches are refused until reinstated).
     pub suspended: Option<String>,
+    /// The ledger entries this answer rests on.
+    pub entries: Vec<EntryRefJson>,
 }
 
 /// A device of the caller's organisation: keys, revocation, next sequence number.
@@ -527,6 +533,7 @@ async fn get_device(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpR
         revoked_at_ms: d.revoked_at_ms,
         next_seq: d.next_seq,
         suspended: d.suspended.clone(),
+        entries: d.entries.iter().map(EntryRefJson::from).collect(),
     }))
 }
 
@@ -579,6 +586,17 @@ fn path_number<T: std::str::FromStr>(req: &HttpRequest, name: &str) -> Result<T,
         name: name.into(),
         message: format!("{raw:?} is not a non-negative number"),
     })
+}
+
+/// Where the node's key document is served.
+pub const KEYS_PATH: &str = "/.well-known/coldtrail/keys";
+
+/// The node's log keys: every key set its operator key signed, oldest first.
+/// Pin the operator key once; check each shard's heads under the key the newest set names.
+#[utoipa::path(get, path = "/.well-known/coldtrail/keys", responses((status = 200, body = KeysDocument)))]
+async fn get_keys(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    Ok(HttpResponse::Ok().json(ingest.keys_document()))
 }
 
 /// The shard's newest signed head (signed now if the log grew since).
@@ -692,8 +710,8 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "coldtrail write API", description = "Signed cold-chain sensor batches, device identities and proofs. Every refusal is application/problem+json with a stable `code`."),
-    paths(post_batches, post_device, get_device, post_rotate, post_revoke, post_reinstate, post_release, get_head, get_head_at, get_entry, get_entry_raw, get_entry_by_id, get_proof, get_consistency, post_capture, get_capture, get_events),
-    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, Reinstate, Release, HeadJson, ProofJson, ConsistencyJson, EntryJson, CaptureJob, DeviceJson, DeviceKeyJson)),
+    paths(post_batches, post_device, get_device, post_rotate, post_revoke, post_reinstate, post_release, get_keys, get_head, get_head_at, get_entry, get_entry_raw, get_entry_by_id, get_proof, get_consistency, post_capture, get_capture, get_events),
+    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, Reinstate, Release, HeadJson, ProofJson, ConsistencyJson, EntryJson, EntryRefJson, KeysDocument, KeySetJson, ShardKeyJson, CaptureJob, DeviceJson, DeviceKeyJson)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -132,7 +132,7 @@ fn verdict(v: &RuleVerdict) -> Value {
 
 /// An entry's place in the ledger, as every read answer names it.
 pub fn entry_ref(r: &EntryRef) -> Value {
-    json!({"shard": r.shard, "index": r.index, "id": r.id.to_hex()})
+    serde_json::to_value(crate::read::EntryRefJson::from(r)).expect("plain fields serialise")
 }
 
 fn head(h: &SignedTreeHead) -> Value {

@@ -84,10 +84,12 @@ pub enum Domain {
     Token,
     /// A partition key's hash, which picks its home shard.
     Routing,
+    /// A node's key set: what its operator key signs, and what the next set names.
+    KeySet,
 }
 
 impl Domain {
-    const ALL: [Domain; 8] = [
+    const ALL: [Domain; 9] = [
         Domain::Merkle,
         Domain::BlockChecksum,
         Domain::IndexRecord,
@@ -96,6 +98,7 @@ impl Domain {
         Domain::LogId,
         Domain::Token,
         Domain::Routing,
+        Domain::KeySet,
     ];
 
     /// BLAKE3 `derive_key` context: globally unique, hard-coded, application
@@ -110,6 +113,7 @@ impl Domain {
             Domain::LogId => "coldtrail 2026-11 log id v1",
             Domain::Token => "coldtrail 2026-11 bearer token v1",
             Domain::Routing => "coldtrail 2026-11 shard routing v1",
+            Domain::KeySet => "coldtrail 2026-11 node key set v1",
         }
     }
 

@@ -4,7 +4,8 @@
 //!   [`reading`]: the compact encoding of a device's sensor batch.
 //! - [`hash`]: BLAKE3 with one domain per purpose.
 //! - [`merkle`]: RFC 9162-shaped Merkle proofs, generic over the hash, and the
-//!   small verifier clients reuse; [`head`]: signed tree heads.
+//!   small verifier clients reuse; [`head`]: signed tree heads;
+//!   [`keyset`]: a node's log keys, signed by its operator key.
 //! - [`store`] (feature `store`): the `Store` boundary and the embedded,
 //!   append-only segment store with group commit, recovery and audit.
 //!
@@ -17,6 +18,7 @@ pub mod hash;
 pub mod head;
 #[cfg(feature = "store")]
 pub mod keys;
+pub mod keyset;
 pub mod merkle;
 pub mod reading;
 #[cfg(feature = "store")]

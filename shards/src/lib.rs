@@ -13,6 +13,7 @@
 //! about a subject, across shards, with a proof for each entry.
 
 pub mod feed;
+pub mod keyset;
 mod node;
 mod router;
 mod shard;

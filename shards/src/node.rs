@@ -119,6 +119,7 @@ pub struct HistoryItem {
 /// A node's shards.
 pub struct Node {
     router: Router,
+    key_sets: std::sync::RwLock<crate::keyset::KeySets>,
     shards: Arc<Vec<Arc<Shard>>>,
     keys: Arc<Vec<VerifyingKey>>,
     notify: Arc<Notify>,
@@ -198,9 +199,11 @@ impl Node {
                 Arc::clone(&notify),
             )?));
         }
-        let keys = shards.iter().map(|s| s.public_key()).collect();
+        let keys: Vec<VerifyingKey> = shards.iter().map(|s| s.public_key()).collect();
+        let key_sets = crate::keyset::KeySets::open(&keys_dir, &keys)?;
         Ok(Node {
             router,
+            key_sets: std::sync::RwLock::new(key_sets),
             shards: Arc::new(shards),
             keys: Arc::new(keys),
             notify,
@@ -229,6 +232,25 @@ impl Node {
     /// The public key of each shard's log, by shard.
     pub fn keys(&self) -> &[VerifyingKey] {
         &self.keys
+    }
+
+    /// Every key set the node's operator key signed, oldest first: the
+    /// newest names each shard's log key (`/.well-known/coldtrail/keys`).
+    pub fn key_sets(&self) -> Vec<ledger::keyset::SignedKeySet> {
+        self.key_sets
+            .read()
+            .expect("key sets lock")
+            .chain()
+            .to_vec()
+    }
+
+    /// Replaces the operator key; the new key set is endorsed by the old key,
+    /// so verifiers that pinned it follow the rotation.
+    pub fn rotate_operator_key(&self) -> Result<ledger::keyset::SignedKeySet, ShardError> {
+        self.key_sets
+            .write()
+            .expect("key sets lock")
+            .rotate_operator()
     }
 
     pub(crate) fn notify(&self) -> &Arc<Notify> {

@@ -1,0 +1,305 @@
+//! The node's operator key and the chain of key sets it signed
+//! (`keys/operator.key`, `keys/keysets`).
+//!
+//! `keysets` is append-only: one record per set, `[u32 LE length][signed
+//! set]`, each fsync'd before anyone is shown it. A record torn by a crash at
+//! the end is cut off; anything else that does not verify stops the node.
+//!
+//! Rotating the operator key writes the new key beside the old one
+//! (`operator.key.new`), appends the new set endorsed by the old key, then
+//! renames the new key over the old. Opening finishes or forgets a rotation a
+//! crash interrupted, by which key the newest durable set names.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use ledger::keyset::{verify_chain, KeySet, ShardKey, SignedKeySet};
+
+use crate::ShardError;
+
+const OPERATOR_KEY: &str = "operator.key";
+const OPERATOR_KEY_NEW: &str = "operator.key.new";
+const KEYSETS: &str = "keysets";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub(crate) struct KeySets {
+    dir: PathBuf,
+    operator: SigningKey,
+    chain: Vec<SignedKeySet>,
+}
+
+fn corrupt(path: &Path, what: impl std::fmt::Display) -> ShardError {
+    ShardError::Config(format!(
+        "{}: {what}; restore the node's keys directory from a backup",
+        path.display()
+    ))
+}
+
+impl KeySets {
+    /// Loads the chain, finishing an interrupted rotation, and issues a new
+    /// set if the shard keys are not the ones the newest set names (a new
+    /// node, or one created before key sets existed).
+    pub(crate) fn open(
+        keys_dir: &Path,
+        shard_keys: &[VerifyingKey],
+    ) -> Result<KeySets, ShardError> {
+        let path = keys_dir.join(KEYSETS);
+        let chain = read_chain(&path)?;
+        if !chain.is_empty() {
+            verify_chain(&chain, None).map_err(|e| corrupt(&path, e))?;
+        }
+        let key_path = keys_dir.join(OPERATOR_KEY);
+        let new_path = keys_dir.join(OPERATOR_KEY_NEW);
+        if new_path.exists() {
+            let new = ledger::keys::read_key_file(&new_path)?;
+            let named = chain.last().map(|s| s.set.operator_key);
+            if named == Some(new.verifying_key().to_bytes()) {
+                fs::rename(&new_path, &key_path).map_err(|e| ShardError::io(&key_path, e))?;
+            } else {
+                fs::remove_file(&new_path).map_err(|e| ShardError::io(&new_path, e))?;
+            }
+            sync_dir(keys_dir)?;
+        }
+        let operator = if key_path.exists() {
+            ledger::keys::read_key_file(&key_path)?
+        } else if chain.is_empty() {
+            let k = ledger::keys::generate()?;
+            ledger::keys::write_key_file(&key_path, &k)?;
+            k
+        } else {
+            return Err(ShardError::Config(format!(
+                "{} is missing but {} names an operator key; restore it from a backup",
+                key_path.display(),
+                path.display()
+            )));
+        };
+        if let Some(last) = chain.last() {
+            if last.set.operator_key != operator.verifying_key().to_bytes() {
+                return Err(ShardError::Config(format!(
+                    "{} is not the operator key the newest key set names; restore the right key (verifiers pinned to it would refuse this node)",
+                    key_path.display()
+                )));
+            }
+        }
+        let mut sets = KeySets {
+            dir: keys_dir.to_path_buf(),
+            operator,
+            chain,
+        };
+        let shards: Vec<ShardKey> = shard_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ShardKey {
+                shard: i as u32,
+                public_key: k.to_bytes(),
+            })
+            .collect();
+        if sets.chain.last().map(|s| &s.set.shards) != Some(&shards) {
+            let operator = sets.operator.clone();
+            sets.issue(&operator, None, shards)?;
+        }
+        Ok(sets)
+    }
+
+    pub(crate) fn chain(&self) -> &[SignedKeySet] {
+        &self.chain
+    }
+
+    /// Appends a new set signed by `operator` (endorsed by `endorser`).
+    fn issue(
+        &mut self,
+        operator: &SigningKey,
+        endorser: Option<&SigningKey>,
+        shards: Vec<ShardKey>,
+    ) -> Result<SignedKeySet, ShardError> {
+        let prev = self.chain.last();
+        let set = KeySet {
+            sequence: prev.map_or(0, |p| p.set.sequence + 1),
+            previous: prev.map(|p| p.set.digest()),
+            issued_at_ms: now_ms().max(prev.map_or(0, |p| p.set.issued_at_ms)),
+            operator_key: operator.verifying_key().to_bytes(),
+            shards,
+        }
+        .sign(operator, endorser);
+        let path = self.dir.join(KEYSETS);
+        let bytes = set.to_bytes();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| ShardError::io(&path, e))?;
+        f.write_all(&(bytes.len() as u32).to_le_bytes())
+            .and_then(|_| f.write_all(&bytes))
+            .and_then(|_| f.sync_data())
+            .map_err(|e| ShardError::io(&path, e))?;
+        sync_dir(&self.dir)?;
+        self.chain.push(set.clone());
+        Ok(set)
+    }
+
+    /// Replaces the operator key: the new set is endorsed by the old key.
+    pub(crate) fn rotate_operator(&mut self) -> Result<SignedKeySet, ShardError> {
+        let new = ledger::keys::generate()?;
+        let new_path = self.dir.join(OPERATOR_KEY_NEW);
+        let _ = fs::remove_file(&new_path);
+        ledger::keys::write_key_file(&new_path, &new)?;
+        let old = self.operator.clone();
+        let shards = self
+            .chain
+            .last()
+            .map(|s| s.set.shards.clone())
+            .unwrap_or_default();
+        let set = self.issue(&new, Some(&old), shards)?;
+        let key_path = self.dir.join(OPERATOR_KEY);
+        fs::rename(&new_path, &key_path).map_err(|e| ShardError::io(&key_path, e))?;
+        sync_dir(&self.dir)?;
+        self.operator = new;
+        Ok(set)
+    }
+}
+
+/// The key sets of the node whose data directory is `data_dir`, checked as a
+/// chain, without opening the node (for tools; writes nothing).
+pub fn published(data_dir: &Path) -> Result<Vec<SignedKeySet>, ShardError> {
+    let path = data_dir.join("keys").join(KEYSETS);
+    let chain = read_chain_only(&path)?;
+    if !chain.is_empty() {
+        verify_chain(&chain, None).map_err(|e| corrupt(&path, e))?;
+    }
+    Ok(chain)
+}
+
+/// Reads the records, ignoring a torn last one.
+fn read_chain_only(path: &Path) -> Result<Vec<SignedKeySet>, ShardError> {
+    read_records(path, false)
+}
+
+fn read_chain(path: &Path) -> Result<Vec<SignedKeySet>, ShardError> {
+    read_records(path, true)
+}
+
+/// Reads the records; a torn last one is cut off the file when `repair`.
+fn read_records(path: &Path, repair: bool) -> Result<Vec<SignedKeySet>, ShardError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ShardError::io(path, e)),
+    };
+    let mut chain = Vec::new();
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let torn = || -> Result<(), ShardError> {
+            // Only the last record can be torn (appends are fsync'd in order).
+            if !repair {
+                return Ok(());
+            }
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| ShardError::io(path, e))?;
+            f.set_len(pos as u64)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| ShardError::io(path, e))
+        };
+        let Some(len) = bytes
+            .get(pos..pos + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        else {
+            torn()?;
+            break;
+        };
+        let Some(record) = bytes.get(pos + 4..pos + 4 + len) else {
+            torn()?;
+            break;
+        };
+        chain.push(
+            SignedKeySet::from_bytes(record)
+                .map_err(|e| corrupt(path, format!("record at byte {pos}: {e}")))?,
+        );
+        pos += 4 + len;
+    }
+    Ok(chain)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ShardError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ShardError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard_keys(n: u8) -> Vec<VerifyingKey> {
+        (0..n)
+            .map(|i| SigningKey::from_bytes(&[40 + i; 32]).verifying_key())
+            .collect()
+    }
+
+    #[test]
+    fn the_first_open_issues_a_set_and_reopening_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = KeySets::open(dir.path(), &shard_keys(3)).unwrap();
+        assert_eq!(first.chain().len(), 1);
+        let again = KeySets::open(dir.path(), &shard_keys(3)).unwrap();
+        assert_eq!(again.chain(), first.chain());
+        verify_chain(again.chain(), None).unwrap();
+    }
+
+    #[test]
+    fn a_rotation_is_endorsed_and_survives_a_crash_at_each_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sets = KeySets::open(dir.path(), &shard_keys(2)).unwrap();
+        let old = sets.chain()[0].set.operator_key;
+        let rotated = sets.rotate_operator().unwrap();
+        assert_ne!(rotated.set.operator_key, old);
+        let reopened = KeySets::open(dir.path(), &shard_keys(2)).unwrap();
+        assert_eq!(reopened.chain().len(), 2);
+        verify_chain(reopened.chain(), Some(&old)).unwrap();
+
+        // A crash after the new key was written but before the set was: the
+        // new key is forgotten, the old one stays.
+        let stray = ledger::keys::generate().unwrap();
+        ledger::keys::write_key_file(&dir.path().join(OPERATOR_KEY_NEW), &stray).unwrap();
+        let after = KeySets::open(dir.path(), &shard_keys(2)).unwrap();
+        assert_eq!(after.chain().len(), 2);
+        assert!(!dir.path().join(OPERATOR_KEY_NEW).exists());
+        assert_eq!(
+            after.operator.verifying_key().to_bytes(),
+            rotated.set.operator_key
+        );
+
+        // A torn last record is cut off.
+        let path = dir.path().join(KEYSETS);
+        let len = fs::metadata(&path).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
+        drop(f);
+        let cut = KeySets::open(dir.path(), &shard_keys(2)).unwrap();
+        assert_eq!(cut.chain().len(), 2);
+        assert_eq!(fs::metadata(&path).unwrap().len(), len);
+    }
+
+    #[test]
+    fn a_replaced_operator_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        KeySets::open(dir.path(), &shard_keys(1)).unwrap();
+        let key_path = dir.path().join(OPERATOR_KEY);
+        fs::remove_file(&key_path).unwrap();
+        assert!(
+            KeySets::open(dir.path(), &shard_keys(1)).is_err(),
+            "missing key"
+        );
+        ledger::keys::write_key_file(&key_path, &ledger::keys::generate().unwrap()).unwrap();
+        let err = KeySets::open(dir.path(), &shard_keys(1)).err().unwrap();
+        assert!(err.to_string().contains("not the operator key"), "{err}");
+    }
+}
