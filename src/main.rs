@@ -1,6 +1,7 @@
 //! `coldtrail`: the one binary. Thin wiring over the library crates.
 
 mod analytics_cmd;
+mod audit_remote;
 mod bench;
 mod bench_rules;
 mod bench_shards;
@@ -43,6 +44,11 @@ enum Cmd {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Check a running node from the outside: its key document against a
+    /// pinned operator key, every shard's signed head, that each log only grew
+    /// since the saved state, and entries from content to id to proof to head.
+    /// Exits 1 naming each failure.
+    AuditRemote(audit_remote::Args),
     /// Describe each log under a data directory.
     Inspect {
         #[arg(long)]
@@ -216,6 +222,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Verify { data_dir } => verify::verify(&data_dir),
         Cmd::Inspect { data_dir } => verify::inspect(&data_dir),
+        Cmd::AuditRemote(args) => audit_remote::run(args),
         Cmd::Keys {
             cmd: KeysCmd::RotateOperator { data_dir },
         } => {
