@@ -346,11 +346,16 @@ fn print_next(
     println!("  API             {base}/v1/   (OpenAPI: {base}/v1/openapi.json)");
     if let Some(w) = example.and_then(|e| e["entries"].get(0)) {
         println!(
+            "  an entry        {base}/v1/shards/{}/entries/{}",
+            w["shard"], w["index"]
+        );
+        println!(
             "  example proof   {base}/v1/shards/{}/entries/{}/proof",
             w["shard"], w["index"]
         );
     }
     println!("  shard head      {base}/v1/shards/0/head");
+    println!("  log keys        {base}/.well-known/coldtrail/keys   (signed by the operator key)");
     println!(
         "  an event        {base}/v1/events?eventID={}",
         world.events[0].event["eventID"].as_str().unwrap_or("")
@@ -360,6 +365,7 @@ fn print_next(
         "  ground truth    contaminated lot {lot}; {} lots descend from it",
         world.truth.affected_lots.len()
     );
+    println!("  audit from out  cargo run --release -- audit-remote {base} --state audit.json");
     println!(
         "  audit later     cargo run --release -- verify --data-dir {}",
         data_dir.display()
