@@ -9,7 +9,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -18,22 +18,7 @@ use ledger::entry::{entry_id, Entry};
 use ledger::keyset::{verify_chain, SignedKeySet};
 use ledger::{Digest, SignedTreeHead, TreeHead};
 use serde_json::Value;
-use support::{coldtrail, get, post_json, Server};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coldtrail"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use support::{coldtrail, get, post_json, run, text, Server};
 
 /// The tiny demo world on two shards, plus an organisation with a token
 /// (to make the logs grow while the server runs).

@@ -3,22 +3,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn coldtrail(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coldtrail"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+mod support;
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use support::{run as coldtrail, text};
 
 fn demo(dir: &Path) {
     demo_with(dir, "1");

@@ -8,11 +8,26 @@ use std::process::{Child, Command, Stdio};
 pub const ORG: &str = "urn:epc:id:sgln:0614141.00001.0";
 pub const OTHER_ORG: &str = "urn:epc:id:sgln:0614141.00002.0";
 
-pub fn coldtrail(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_coldtrail"))
+/// Runs the binary, whatever its exit status.
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_coldtrail"))
         .args(args)
         .output()
-        .expect("the binary runs");
+        .expect("the binary runs")
+}
+
+/// What a run printed, stdout then stderr.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs the binary; it must succeed.
+pub fn coldtrail(args: &[&str]) -> std::process::Output {
+    let out = run(args);
     assert!(
         out.status.success(),
         "coldtrail {args:?}: {}{}",
