@@ -131,21 +131,29 @@ fn parse_time(s: &str, what: &str, at: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::InvalidEvent(format!("{at}: `{what}` {s:?} is not an ISO 8601 time with an offset (like 2026-11-28T10:00:00.000+01:00)")))
 }
 
-fn parse_offset(s: &str, at: &str) -> Result<i16, ApiError> {
+/// `eventTimeZoneOffset` as the EPCIS grammar has it: `+hh:mm` or `-hh:mm`,
+/// two digits each, hours 00–13 with any minutes 00–59, or exactly 14:00.
+pub fn parse_offset(s: &str, at: &str) -> Result<i16, ApiError> {
     let bad = || {
         ApiError::InvalidEvent(format!(
-            "{at}: `eventTimeZoneOffset` {s:?} must look like +01:00 or -05:30"
+            "{at}: `eventTimeZoneOffset` {s:?} must be ±hh:mm between -14:00 and +14:00, like +01:00 or -05:30"
         ))
     };
-    let (sign, rest) = match s.as_bytes().first() {
-        Some(b'+') => (1, &s[1..]),
-        Some(b'-') => (-1, &s[1..]),
-        _ if s == "Z" => return Ok(0),
+    let &[sign, h1, h2, b':', m1, m2] = s.as_bytes() else {
+        return Err(bad());
+    };
+    let sign = match sign {
+        b'+' => 1,
+        b'-' => -1,
         _ => return Err(bad()),
     };
-    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
-    let (h, m): (i16, i16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if h > 14 || m > 59 || h.to_string().len() > 2 {
+    let digit = |b: u8| {
+        b.is_ascii_digit()
+            .then(|| i16::from(b - b'0'))
+            .ok_or_else(bad)
+    };
+    let (h, m) = (digit(h1)? * 10 + digit(h2)?, digit(m1)? * 10 + digit(m2)?);
+    if m > 59 || h > 14 || (h == 14 && m != 0) {
         return Err(bad());
     }
     Ok(sign * (h * 60 + m))
@@ -540,6 +548,41 @@ fn parse_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_zone_offsets_follow_the_epcis_grammar_exactly() {
+        for (s, min) in [
+            ("+01:00", 60),
+            ("-05:30", -330),
+            ("+00:00", 0),
+            ("-00:00", 0),
+            ("+13:59", 839),
+            ("+14:00", 840),
+            ("-14:00", -840),
+        ] {
+            assert_eq!(parse_offset(s, "e").unwrap(), min, "{s}");
+        }
+        // Found by outside testing: "+-9:-32768" overflowed, "+01:-30" was accepted.
+        for s in [
+            "+-9:-32768",
+            "+01:-30",
+            "+1:00",
+            "+01:0",
+            "+001:00",
+            "01:00",
+            "Z",
+            "+14:01",
+            "+15:00",
+            "+01:60",
+            "+01-00",
+            "",
+            "+",
+            "+٠١:٠٠",
+            "+01:00 ",
+        ] {
+            assert!(parse_offset(s, "e").is_err(), "{s:?} accepted");
+        }
+    }
 
     #[test]
     fn gtin_check_digits() {

@@ -1,8 +1,11 @@
 //! Bearer tokens for partners, investigators and operators.
 //!
 //! A token is shown once, when issued; only its hash (BLAKE3, token domain)
-//! is stored, in `DIR/tokens.json`. The server re-reads the file when it
-//! changes, so `coldtrail token issue` and `revoke` take effect at once.
+//! is stored, in `DIR/tokens.json`. The server reads the file on every
+//! authentication and parses it again whenever its bytes differ from what it
+//! parsed last, so `coldtrail token issue` and `revoke` take effect at once.
+//! (Not by modification time: a revocation written within the same clock
+//! tick as the change before it would go unseen.)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -60,7 +63,8 @@ pub enum TokenError {
 
 pub struct TokenStore {
     path: PathBuf,
-    cache: Mutex<(Option<SystemTime>, HashMap<String, TokenRecord>)>,
+    /// The file's bytes as last parsed, and what they say.
+    cache: Mutex<(Vec<u8>, HashMap<String, TokenRecord>)>,
 }
 
 fn hash(token: &str) -> String {
@@ -77,7 +81,7 @@ impl TokenStore {
     pub fn new(data_dir: &Path) -> TokenStore {
         TokenStore {
             path: data_dir.join("tokens.json"),
-            cache: Mutex::new((None, HashMap::new())),
+            cache: Mutex::new((Vec::new(), HashMap::new())),
         }
     }
 
@@ -88,15 +92,27 @@ impl TokenStore {
         }
     }
 
-    pub fn load(&self) -> Result<Vec<TokenRecord>, TokenError> {
+    /// The file's bytes; none when there is no file yet.
+    fn read(&self) -> Result<Vec<u8>, TokenError> {
         match std::fs::read(&self.path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| TokenError::Format {
-                path: self.path.display().to_string(),
-                reason: e.to_string(),
-            }),
+            Ok(b) => Ok(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(self.io(e)),
         }
+    }
+
+    fn parse(&self, bytes: &[u8]) -> Result<Vec<TokenRecord>, TokenError> {
+        if bytes.is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_slice(bytes).map_err(|e| TokenError::Format {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn load(&self) -> Result<Vec<TokenRecord>, TokenError> {
+        self.parse(&self.read()?)
     }
 
     fn save(&self, records: &[TokenRecord]) -> Result<(), TokenError> {
@@ -155,16 +171,13 @@ impl TokenStore {
 
     /// The principal a bearer token stands for.
     pub fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
+        let unavailable = |e: TokenError| ApiError::Unavailable(e.to_string());
+        let bytes = self.read().map_err(unavailable)?;
         let mut cache = self.cache.lock().expect("token cache lock");
-        if cache.0 != mtime || mtime.is_none() {
-            let records = self
-                .load()
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        if cache.0 != bytes {
+            let records = self.parse(&bytes).map_err(unavailable)?;
             cache.1 = records.into_iter().map(|r| (r.hash.clone(), r)).collect();
-            cache.0 = mtime;
+            cache.0 = bytes;
         }
         match cache.1.get(&hash(token)) {
             Some(r) if !r.revoked => Ok(Principal {
@@ -200,7 +213,6 @@ mod tests {
         // A second store (the server) sees the revocation made by the first (the CLI).
         let server = TokenStore::new(dir.path());
         server.authenticate(&token).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
         store.revoke(&record.hash[..12]).unwrap();
         assert!(matches!(
             server.authenticate(&token),
@@ -210,5 +222,25 @@ mod tests {
             store.revoke("abc").is_err(),
             "too short a prefix revokes nothing"
         );
+    }
+
+    #[test]
+    fn a_revocation_right_after_an_issue_is_seen_at_once() {
+        // Found in review: the cache was keyed on the file's modification
+        // time, so changes within one clock tick went unseen. No sleeping here.
+        let dir = tempfile::tempdir().unwrap();
+        let cli = TokenStore::new(dir.path());
+        let server = TokenStore::new(dir.path());
+        for _ in 0..50 {
+            let (token, record) = cli
+                .issue("urn:epc:id:sgln:0614141.00001.0", Role::Partner)
+                .unwrap();
+            server.authenticate(&token).unwrap();
+            cli.revoke(&record.hash).unwrap();
+            assert!(
+                matches!(server.authenticate(&token), Err(ApiError::BadToken)),
+                "a revoked token was accepted"
+            );
+        }
     }
 }
