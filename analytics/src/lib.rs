@@ -16,6 +16,7 @@ pub mod batch;
 pub mod consumer;
 pub mod engine;
 pub mod explain;
+pub mod lineage;
 pub mod persist;
 pub mod profile;
 pub mod rules;

@@ -107,6 +107,11 @@ impl Watches {
         }
     }
 
+    /// The intervals of one parent (container or logger), in the order opened.
+    pub fn of_parent(&self, parent: &str) -> &[Watch] {
+        self.by_parent.get(parent).map_or(&[], Vec::as_slice)
+    }
+
     /// Every interval, for the `associations` table.
     pub fn all(&self) -> impl Iterator<Item = (&str, &Watch)> {
         self.by_parent
