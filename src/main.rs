@@ -9,6 +9,7 @@ mod demo;
 mod loadgen;
 mod logs;
 mod serve;
+mod trace_cmd;
 mod verify;
 
 use std::path::PathBuf;
@@ -121,6 +122,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ExportCmd,
     },
+    /// A lot's genealogy: --forward (what was made from it, where it is now),
+    /// --backward (what it was made from), or --co-exposure (what shared its
+    /// containers and loggers); every item names its ledger entries.
+    Trace(trace_cmd::Args),
     /// List rule verdicts (breaches, quarantines, releases) with their
     /// explanation and evidence, and breaches still ongoing.
     Breaches {
@@ -303,5 +308,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             lot,
             json,
         } => analytics_cmd::breaches(&data_dir, lot.as_deref(), json),
+        Cmd::Trace(args) => trace_cmd::run(args),
     }
 }

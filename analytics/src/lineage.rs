@@ -600,6 +600,61 @@ impl Lineage {
     }
 }
 
+/// The graph of everything committed on `node`, and the position on each
+/// shard it was built up to (where [`follow`] continues).
+pub fn scan(node: &shards::Node) -> Result<(Lineage, Vec<u64>), shards::ShardError> {
+    use ledger::store::Store;
+    let mut lineage = Lineage::new();
+    let mut scanned = Vec::with_capacity(node.shards().len());
+    for shard in node.shards() {
+        let len = shard.committed();
+        scanned.push(len);
+        let mut from = 0;
+        while from < len {
+            let to = (from + 4096).min(len);
+            for (bytes, index) in shard.store().entries(from, to)?.into_iter().zip(from..) {
+                apply_bytes(&mut lineage, shard.id(), index, &bytes);
+            }
+            from = to;
+        }
+    }
+    Ok((lineage, scanned))
+}
+
+/// Applies an encoded entry if it is a custody event (read without decoding
+/// anything else).
+fn apply_bytes(lineage: &mut Lineage, shard: u32, index: u64, bytes: &[u8]) {
+    if ledger::entry::kind_of(bytes) != Some("custody") {
+        return;
+    }
+    if let Ok(ledger::Entry::Custody(e)) = ledger::Entry::from_bytes(bytes) {
+        let at = EntryRef {
+            shard,
+            index,
+            id: ledger::entry_id(bytes),
+        };
+        lineage.apply(&at, &e);
+    }
+}
+
+/// Keeps `lineage` up to date with every custody event committed on `node`
+/// after `from` (as [`scan`] returned it), until the task is aborted.
+pub fn follow(
+    node: std::sync::Arc<shards::Node>,
+    lineage: std::sync::Arc<std::sync::RwLock<Lineage>>,
+    from: Vec<u64>,
+) -> Result<tokio::task::JoinHandle<()>, shards::ShardError> {
+    let mut feed = shards::feed::Subscription::follow(node, from, 4096)?;
+    Ok(tokio::spawn(async move {
+        while let Ok(batch) = feed.next().await {
+            let mut g = lineage.write().expect("lineage lock");
+            for (bytes, index) in batch.entries.iter().zip(batch.first_index..) {
+                apply_bytes(&mut g, batch.shard, index, bytes);
+            }
+        }
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

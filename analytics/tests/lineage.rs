@@ -1,0 +1,167 @@
+//! Lineage against the fixtures' ground truth, through a real node: the
+//! forward trace of the contaminated lot is exactly the lots that descend from
+//! it; a transformed lot's backward trace is exactly what it was made from;
+//! co-exposure finds what rode in the same reefer; every item names entries
+//! that hold the events it rests on.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use analytics::lineage::{self, At, Direction, Limits};
+use fixtures::Scale;
+use ledger::entry::Entry;
+use ledger::store::Store;
+
+/// The lots `lot` was made from, directly or not, per the world's own record.
+fn ancestors(world: &fixtures::World, lot: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut frontier = vec![lot.to_string()];
+    while let Some(l) = frontier.pop() {
+        if let Some(x) = world.lots.iter().find(|x| x.id == l) {
+            for i in &x.inputs {
+                if out.insert(i.clone()) {
+                    frontier.push(i.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The entry `at` holds a custody event with `event_id`.
+fn holds_event(node: &shards::Node, at: &At, event_id: &str) {
+    let bytes = node
+        .shard(at.shard)
+        .unwrap()
+        .store()
+        .entry(at.index)
+        .unwrap();
+    assert_eq!(
+        ledger::entry_id(&bytes).0,
+        at.id,
+        "the named id is the entry's"
+    );
+    match Entry::from_bytes(&bytes).unwrap() {
+        Entry::Custody(e) => assert_eq!(e.event_id, event_id),
+        other => panic!("entry {}/{} is a {}", at.shard, at.index, other.kind_name()),
+    }
+}
+
+async fn check(scale: Scale) {
+    let dir = tempfile::tempdir().unwrap();
+    let world = fixtures::generate(7, scale, common::START_MS);
+    let node = common::open(dir.path(), 2);
+    fixtures::load::events_into_node(&node, &world)
+        .await
+        .unwrap();
+    let (graph, _) = lineage::scan(&node).unwrap();
+
+    let truth = &world.truth;
+    let forward = graph
+        .trace(
+            &truth.contaminated_lot,
+            Direction::Forward,
+            Limits::default(),
+        )
+        .unwrap();
+    assert!(forward.cut.is_empty(), "{:?}", forward.cut);
+    let found: BTreeSet<&str> = forward.others().collect();
+    let expected: BTreeSet<&str> = truth.affected_lots.iter().map(String::as_str).collect();
+    assert_eq!(
+        found, expected,
+        "{scale:?}: the forward trace is the truth's affected set"
+    );
+    assert!(!expected.is_empty());
+    for lot in &forward.lots {
+        for e in &lot.events {
+            holds_event(&node, &e.entry, &e.event_id);
+        }
+        for link in &lot.links {
+            holds_event(&node, &link.event.entry, &link.event.event_id);
+        }
+        if lot.lot != forward.root {
+            assert!(!lot.links.is_empty(), "{} says how it was reached", lot.lot);
+            let now = lot.now.as_ref().expect("every descendant is somewhere");
+            assert!(!now.holder.is_empty());
+        }
+    }
+
+    let mut transformed = 0;
+    for lot in world.lots.iter().filter(|l| !l.inputs.is_empty()) {
+        let back = graph
+            .trace(&lot.id, Direction::Backward, Limits::default())
+            .unwrap();
+        let found: BTreeSet<String> = back.others().map(str::to_string).collect();
+        assert_eq!(
+            found,
+            ancestors(&world, &lot.id),
+            "{scale:?}: backward from {}",
+            lot.id
+        );
+        transformed += 1;
+    }
+    assert!(transformed >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_match_the_ground_truth_in_the_tiny_world() {
+    check(Scale::Tiny).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_match_the_ground_truth_in_the_demo_world() {
+    check(Scale::Demo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn co_exposure_finds_the_lots_that_shared_the_breached_reefer() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = fixtures::generate(7, Scale::Demo, common::START_MS);
+    let node = common::open(dir.path(), 2);
+    fixtures::load::events_into_node(&node, &world)
+        .await
+        .unwrap();
+    let (graph, _) = lineage::scan(&node).unwrap();
+    // The breach the truth planted on a reefer, and the lots that reefer carried.
+    let incident = world
+        .truth
+        .incidents
+        .iter()
+        .find(|i| {
+            world.devices.iter().any(|d| {
+                d.id == i.device && d.kind == fixtures::DeviceKind::Reefer && d.monitors.len() > 1
+            })
+        })
+        .expect("a breach on a shared reefer");
+    let reefer = world
+        .devices
+        .iter()
+        .find(|d| d.id == incident.device)
+        .unwrap();
+    let (first, others) = reefer.monitors.split_first().unwrap();
+    let found = graph
+        .co_exposure(first, incident.from_ms, incident.to_ms)
+        .unwrap();
+    let via_reefer: BTreeSet<&str> = found
+        .exposures
+        .iter()
+        .filter(|x| x.shared == reefer.id)
+        .map(|x| x.subject.as_str())
+        .collect();
+    let expected: BTreeSet<&str> = others.iter().map(String::as_str).collect();
+    assert_eq!(via_reefer, expected);
+    for x in &found.exposures {
+        assert!(x.from_ms <= incident.to_ms && x.to_ms.is_none_or(|t| t >= incident.from_ms));
+        assert_eq!(x.entries.len(), 2, "each side's association entry");
+    }
+    // Outside any ride the reefer shares nothing with it.
+    let before = graph
+        .co_exposure(
+            first,
+            world.start_ms - 10 * 86_400_000,
+            world.start_ms - 86_400_000,
+        )
+        .unwrap();
+    assert!(before.exposures.iter().all(|x| x.shared != reefer.id));
+}
