@@ -39,10 +39,18 @@ pub async fn run_server(
     let rules = analytics::RulesConfig::load(node.data_dir())?;
     let consumer =
         analytics::Running::spawn(Arc::clone(&node), rules, analytics::Options::default())?;
+    let (graph, scanned) = analytics::lineage::scan(&node)?;
+    let graph = Arc::new(std::sync::RwLock::new(graph));
+    let lineage = analytics::lineage::follow(Arc::clone(&node), Arc::clone(&graph), scanned)?;
+    let read = Arc::new(::web::ReadState {
+        ingest: Arc::clone(&ingest),
+        lineage: graph,
+    });
     let app_ingest = Arc::clone(&ingest);
     let server = HttpServer::new(move || {
         App::new()
             .configure(ingest::configure(Arc::clone(&app_ingest)))
+            .configure(::web::configure(Arc::clone(&read)))
             .default_service(web::to(ingest::not_found))
     })
     .workers(2)
@@ -61,6 +69,7 @@ pub async fn run_server(
     relay.abort();
     let _ = relay.await;
     policies.abort();
+    lineage.abort();
     // The rules see everything acknowledged before the logs close.
     consumer.stop()?;
     node.sign_heads().await?;

@@ -11,6 +11,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::api::{Ingest, WriteResult, Written};
 use crate::idempotency::Answer;
+use crate::params::{path_number, QueryParams};
 use crate::problem::ApiError;
 use crate::read::{
     ConsistencyJson, EntryJson, EntryRefJson, HeadJson, KeySetJson, KeysDocument, ProofJson,
@@ -61,8 +62,7 @@ pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
             .route("/capture/{id}", web::get().to(get_capture))
             .route("/v1/events", web::get().to(get_events))
             .route("/events/{id:.*}", web::get().to(get_events))
-            .route(KEYS_PATH, web::get().to(get_keys))
-            .route("/v1/openapi.json", web::get().to(get_openapi));
+            .route(KEYS_PATH, web::get().to(get_keys));
     }
 }
 
@@ -537,57 +537,6 @@ async fn get_device(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpR
     }))
 }
 
-/// A request's query string, read parameter by parameter so that a bad one
-/// is named in the refusal; a parameter the route does not know is refused.
-struct QueryParams(Vec<(String, String)>);
-
-impl QueryParams {
-    fn parse(req: &HttpRequest, known: &[&str]) -> Result<QueryParams, ApiError> {
-        let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-            .map_err(|e| ApiError::InvalidParameter {
-                name: "query".into(),
-                message: format!("the query string is not valid form encoding: {e}"),
-            })?
-            .into_inner();
-        if let Some((name, _)) = pairs.iter().find(|(n, _)| !known.contains(&n.as_str())) {
-            return Err(ApiError::InvalidParameter {
-                name: name.clone(),
-                message: format!(
-                    "this route takes no such parameter; it takes {}",
-                    known.join(", ")
-                ),
-            });
-        }
-        Ok(QueryParams(pairs))
-    }
-
-    fn get<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
-        match self.0.iter().find(|(n, _)| n == name) {
-            None => Ok(None),
-            Some((_, v)) => v.parse().map(Some).map_err(|_| ApiError::InvalidParameter {
-                name: name.into(),
-                message: format!("{v:?} is not a {}", std::any::type_name::<T>()),
-            }),
-        }
-    }
-
-    fn require<T: std::str::FromStr>(&self, name: &str) -> Result<T, ApiError> {
-        self.get(name)?.ok_or_else(|| ApiError::InvalidParameter {
-            name: name.into(),
-            message: "this parameter is required".into(),
-        })
-    }
-}
-
-/// A path segment as a number, or a refusal naming it.
-fn path_number<T: std::str::FromStr>(req: &HttpRequest, name: &str) -> Result<T, ApiError> {
-    let raw = req.match_info().get(name).unwrap_or("");
-    raw.parse().map_err(|_| ApiError::InvalidParameter {
-        name: name.into(),
-        message: format!("{raw:?} is not a non-negative number"),
-    })
-}
-
 /// Where the node's key document is served.
 pub const KEYS_PATH: &str = "/.well-known/coldtrail/keys";
 
@@ -715,7 +664,3 @@ impl utoipa::Modify for BearerAuth {
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
-
-async fn get_openapi() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
-}

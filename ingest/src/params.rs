@@ -1,0 +1,58 @@
+//! Request parameters read one by one, so that a refusal names the one at
+//! fault (`invalid_parameter`), for every edge crate's handlers.
+
+use actix_web::web;
+use actix_web::HttpRequest;
+
+use crate::problem::ApiError;
+
+/// A request's query string, read parameter by parameter so that a bad one
+/// is named in the refusal; a parameter the route does not know is refused.
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub fn parse(req: &HttpRequest, known: &[&str]) -> Result<QueryParams, ApiError> {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map_err(|e| ApiError::InvalidParameter {
+                name: "query".into(),
+                message: format!("the query string is not valid form encoding: {e}"),
+            })?
+            .into_inner();
+        if let Some((name, _)) = pairs.iter().find(|(n, _)| !known.contains(&n.as_str())) {
+            return Err(ApiError::InvalidParameter {
+                name: name.clone(),
+                message: format!(
+                    "this route takes no such parameter; it takes {}",
+                    known.join(", ")
+                ),
+            });
+        }
+        Ok(QueryParams(pairs))
+    }
+
+    pub fn get<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        match self.0.iter().find(|(n, _)| n == name) {
+            None => Ok(None),
+            Some((_, v)) => v.parse().map(Some).map_err(|_| ApiError::InvalidParameter {
+                name: name.into(),
+                message: format!("{v:?} is not a {}", std::any::type_name::<T>()),
+            }),
+        }
+    }
+
+    pub fn require<T: std::str::FromStr>(&self, name: &str) -> Result<T, ApiError> {
+        self.get(name)?.ok_or_else(|| ApiError::InvalidParameter {
+            name: name.into(),
+            message: "this parameter is required".into(),
+        })
+    }
+}
+
+/// A path segment as a number, or a refusal naming it.
+pub fn path_number<T: std::str::FromStr>(req: &HttpRequest, name: &str) -> Result<T, ApiError> {
+    let raw = req.match_info().get(name).unwrap_or("");
+    raw.parse().map_err(|_| ApiError::InvalidParameter {
+        name: name.into(),
+        message: format!("{raw:?} is not a non-negative number"),
+    })
+}

@@ -1,0 +1,175 @@
+//! Traces over HTTP on the demo world: the forward trace of the contaminated
+//! lot is the truth's affected set, with proofs that verify on request; the
+//! routes are for investigators; bad parameters are named.
+
+mod support;
+
+use support::{coldtrail, get, get_auth, Server};
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn investigators_trace_the_contaminated_lot_over_http_with_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    coldtrail(&[
+        "demo",
+        "--data-dir",
+        d,
+        "--scale",
+        "tiny",
+        "--listen",
+        "127.0.0.1:0",
+        "--exit-after-load",
+        "--shards",
+        "2",
+    ]);
+    let token = |role: &str| {
+        String::from_utf8(
+            coldtrail(&[
+                "token",
+                "issue",
+                "--data-dir",
+                d,
+                "--org",
+                support::ORG,
+                "--role",
+                role,
+            ])
+            .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let (investigator, partner) = (token("investigator"), token("partner"));
+    let server = Server::start(dir.path());
+    let start = chrono_day("2026-11-01");
+    let world = fixtures::generate(7, fixtures::Scale::Tiny, start);
+    let lot = &world.truth.contaminated_lot;
+
+    let path = format!(
+        "/v1/trace?lot={}&direction=forward&proofs=true",
+        encode(lot)
+    );
+    let r = get_auth(&server.base, &path, &investigator);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = r.json();
+    let mut found: Vec<String> = t["lots"].as_array().unwrap()[1..]
+        .iter()
+        .map(|l| l["lot"].as_str().unwrap().to_string())
+        .collect();
+    found.sort();
+    let mut expected = world.truth.affected_lots.clone();
+    expected.sort();
+    assert_eq!(found, expected);
+    // Every entry the trace rests on comes with a proof that checks.
+    let proofs = t["proofs"].as_array().unwrap();
+    assert!(!proofs.is_empty());
+    for p in proofs {
+        let head = &p["head"];
+        let key = ed25519_dalek::VerifyingKey::from_bytes(
+            &hex::decode(head["public_key"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        )
+        .unwrap();
+        let sth = ledger::SignedTreeHead {
+            head: ledger::TreeHead {
+                log_id: ledger::Digest::from_hex(head["log_id"].as_str().unwrap()).unwrap(),
+                size: head["size"].as_u64().unwrap(),
+                root: ledger::Digest::from_hex(head["root"].as_str().unwrap()).unwrap(),
+                timestamp_ms: head["timestamp_ms"].as_i64().unwrap(),
+            },
+            signature: hex::decode(head["signature"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        };
+        let proof: Vec<ledger::Digest> = p["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| ledger::Digest::from_hex(h.as_str().unwrap()).unwrap())
+            .collect();
+        sth.verify_inclusion(
+            &key,
+            p["index"].as_u64().unwrap(),
+            &ledger::Digest::from_hex(p["id"].as_str().unwrap()).unwrap(),
+            &proof,
+        )
+        .unwrap();
+    }
+
+    // Backward from a salad lot: its inputs.
+    let salad = world.lots.iter().find(|l| !l.inputs.is_empty()).unwrap();
+    let r = get_auth(
+        &server.base,
+        &format!("/v1/trace?lot={}&direction=backward", encode(&salad.id)),
+        &investigator,
+    );
+    let mut back: Vec<String> = r.json()["lots"].as_array().unwrap()[1..]
+        .iter()
+        .map(|l| l["lot"].as_str().unwrap().to_string())
+        .collect();
+    back.sort();
+    let mut inputs = salad.inputs.clone();
+    inputs.sort();
+    assert_eq!(back, inputs);
+
+    // Co-exposure during the whole world: the lettuce rode with carrots.
+    let r = get_auth(
+        &server.base,
+        &format!(
+            "/v1/co-exposure?lot={}&from=2026-10-01T00:00:00Z&to=2026-12-31T00:00:00Z",
+            encode(lot)
+        ),
+        &investigator,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.json()["exposures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["how"] == "association"),
+        "{}",
+        r.body
+    );
+
+    // Who may ask, and what is refused.
+    get(&server.base, &path).assert_problem(401, "unauthenticated");
+    get_auth(&server.base, &path, &partner).assert_problem(403, "forbidden");
+    for (q, name) in [
+        ("/v1/trace?lot=x&direction=sideways", "direction"),
+        ("/v1/trace?direction=forward", "lot"),
+        ("/v1/trace?lot=x&proofs=maybe", "proofs"),
+        ("/v1/co-exposure?lot=x&from=yesterday", "from"),
+        ("/v1/co-exposure?lot=x&from=10&to=5", "from"),
+    ] {
+        let r = get_auth(&server.base, q, &investigator);
+        r.assert_problem(400, "invalid_parameter");
+        assert_eq!(r.json()["parameter"], name, "{q}");
+    }
+    get_auth(&server.base, "/v1/trace?lot=urn%3Anothing", &investigator)
+        .assert_problem(404, "not_found");
+}
+
+fn chrono_day(day: &str) -> i64 {
+    let secs = humantime::parse_rfc3339(&format!("{day}T00:00:00Z"))
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    secs as i64 * 1000
+}
