@@ -91,8 +91,25 @@ fn post(
 
 /// Registers the world's organisations directly (an operator's job, done
 /// before the server takes the node) and issues each a partner token.
-async fn provision(node: &Node, world: &World) -> Result<Vec<String>> {
+/// The demo's recall investigator: not part of the world, so its truth stays the world's.
+const INVESTIGATOR: &str = "urn:epc:id:sgln:0614141.00099.0";
+
+/// Partner tokens, one per organisation, and an investigator token.
+struct Tokens {
+    partners: Vec<String>,
+    investigator: String,
+}
+
+async fn provision(node: &Node, world: &World) -> Result<Tokens> {
     let tokens = TokenStore::new(node.data_dir());
+    let entry = Entry::Identity(IdentityChange::OrgRegistered {
+        org: INVESTIGATOR.into(),
+        name: "Food safety authority (demo)".into(),
+        role: ledger::entry::OrgRole::Investigator,
+        at_ms: world.start_ms,
+    });
+    node.append(INVESTIGATOR, vec![entry]).await?;
+    let investigator = tokens.issue(INVESTIGATOR, Role::Investigator)?.0;
     let mut out = Vec::with_capacity(world.orgs.len());
     for org in &world.orgs {
         let entry = Entry::Identity(IdentityChange::OrgRegistered {
@@ -104,11 +121,44 @@ async fn provision(node: &Node, world: &World) -> Result<Vec<String>> {
         node.append(&org.id, vec![entry]).await?;
         out.push(tokens.issue(&org.id, Role::Partner)?.0);
     }
-    Ok(out)
+    Ok(Tokens {
+        partners: out,
+        investigator,
+    })
+}
+
+/// Opens a recall of the world's contaminated lot through the API and prints
+/// what it names.
+fn open_recall(base: &str, token: &str, world: &World) -> Result<()> {
+    let lot = &world.truth.contaminated_lot;
+    let body = serde_json::json!({"lot": lot, "reason": "Listeria monocytogenes found in a retained sample of the source lot (demo)"});
+    let answer = post(
+        &agent(),
+        &format!("{base}/v1/recalls"),
+        token,
+        "application/json",
+        body.to_string().as_bytes(),
+    )?;
+    let recall = &answer["recall"]["recall"];
+    let affected: Vec<&str> = recall["affected"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|l| l.as_str()).collect())
+        .unwrap_or_default();
+    println!(
+        "  recall          opened {} for {lot}: {} lots ({} descend from it)",
+        recall["id"].as_str().unwrap_or("?"),
+        affected.len(),
+        affected.len().saturating_sub(1)
+    );
+    for l in &affected {
+        println!("    {l}");
+    }
+    Ok(())
 }
 
 /// Pushes devices, events and every device's signed batches through the API.
-fn load(base: &str, world: &World, tokens: &[String]) -> Result<(u64, Option<serde_json::Value>)> {
+fn load(base: &str, world: &World, tokens: &Tokens) -> Result<(u64, Option<serde_json::Value>)> {
+    let tokens = &tokens.partners;
     let registrar = agent();
     for d in &world.devices {
         let body = serde_json::json!({"device": d.id, "public_key": ledger::keys::did_key(&d.key().verifying_key())});
@@ -297,7 +347,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
                             }
                             wait_for_rules(&node, &rules)?;
                             print_breaches(&dir_for_print, &world)?;
+                            open_recall(&base, &tokens.investigator, &world)?;
                             print_next(&base, &dir_for_print, &world, readings, example.as_ref());
+                            println!("  investigator    token {} (traces, recalls)", tokens.investigator);
+                            println!(
+                                "  trace           curl -s -H 'Authorization: Bearer {}' '{base}/v1/trace?lot={}&direction=forward'",
+                                tokens.investigator,
+                                world.truth.contaminated_lot
+                            );
                         }
                         None => {
                             println!("coldtrail demo: {} already holds a node; serving it as it is", dir_for_print.display());

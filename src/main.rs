@@ -8,6 +8,7 @@ mod bench_shards;
 mod demo;
 mod loadgen;
 mod logs;
+mod recall_cmd;
 mod serve;
 mod trace_cmd;
 mod verify;
@@ -126,6 +127,12 @@ enum Cmd {
     /// --backward (what it was made from), or --co-exposure (what shared its
     /// containers and loggers); every item names its ledger entries.
     Trace(trace_cmd::Args),
+    /// Recalls: open one for a lot (it and its descendants), widen, close, show
+    /// (server stopped; over HTTP: /v1/recalls).
+    Recall {
+        #[command(subcommand)]
+        cmd: recall_cmd::RecallCmd,
+    },
     /// List rule verdicts (breaches, quarantines, releases) with their
     /// explanation and evidence, and breaches still ongoing.
     Breaches {
@@ -309,5 +316,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => analytics_cmd::breaches(&data_dir, lot.as_deref(), json),
         Cmd::Trace(args) => trace_cmd::run(args),
+        Cmd::Recall { cmd } => recall_cmd::run(cmd),
     }
 }

@@ -42,10 +42,7 @@ pub async fn run_server(
     let (graph, scanned) = analytics::lineage::scan(&node)?;
     let graph = Arc::new(std::sync::RwLock::new(graph));
     let lineage = analytics::lineage::follow(Arc::clone(&node), Arc::clone(&graph), scanned)?;
-    let read = Arc::new(::web::ReadState {
-        ingest: Arc::clone(&ingest),
-        lineage: graph,
-    });
+    let read = Arc::new(::web::ReadState::new(Arc::clone(&ingest), graph));
     let app_ingest = Arc::clone(&ingest);
     let server = HttpServer::new(move || {
         App::new()

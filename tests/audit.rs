@@ -158,6 +158,7 @@ fn every_kind_of_entry_goes_from_content_to_id_to_proof_to_a_signed_head() {
         "receipt-out",
         "receipt-in",
         "verdict",
+        "recall",
     ] {
         assert!(
             kinds.contains(kind),

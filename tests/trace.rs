@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{coldtrail, get, get_auth, Server};
+use support::{coldtrail, get, get_auth, post, Server};
 
 fn encode(s: &str) -> String {
     s.bytes()
@@ -163,6 +163,123 @@ fn investigators_trace_the_contaminated_lot_over_http_with_proofs() {
     }
     get_auth(&server.base, "/v1/trace?lot=urn%3Anothing", &investigator)
         .assert_problem(404, "not_found");
+
+    // The demo opened a recall of the contaminated lot; open another, with
+    // the lots that rode with it, then widen and close it.
+    let send = |path: &str, token: &str, body: serde_json::Value| {
+        post(
+            &server.base,
+            path,
+            Some(token),
+            "application/json",
+            body.to_string().as_bytes(),
+            None,
+        )
+    };
+    let r = send(
+        "/v1/recalls",
+        &investigator,
+        serde_json::json!({"lot": lot, "reason": "test recall", "co_exposure": {"from_ms": 0, "to_ms": i64::MAX}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let recall = r.json()["recall"]["recall"].clone();
+    let id = recall["id"].as_str().unwrap().to_string();
+    let affected: Vec<String> = recall["affected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(affected[0], *lot);
+    for l in &world.truth.affected_lots {
+        assert!(affected.contains(l), "{l} is recalled");
+    }
+    let carrots = world.lots.iter().find(|l| l.id.contains(".010002."));
+    assert!(
+        carrots.is_some_and(|c| affected.contains(&c.id)),
+        "the carrots that shared the lettuce's reefer are recalled: {affected:?}"
+    );
+    // The recall is an entry on the ledger, like everything else.
+    let e = get(&server.base, &format!("/v1/entries/{id}")).json();
+    assert_eq!(e["kind"], "recall");
+    assert_eq!(e["entry"]["change"], "opened");
+
+    let extra = world
+        .lots
+        .iter()
+        .find(|l| !affected.contains(&l.id))
+        .unwrap();
+    let r = send(
+        &format!("/v1/recalls/{id}/widen"),
+        &investigator,
+        serde_json::json!({"lot": extra.id, "reason": "same line"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = send(
+        &format!("/v1/recalls/{id}/close"),
+        &investigator,
+        serde_json::json!({"reason": "destroyed"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let shown = get_auth(&server.base, &format!("/v1/recalls/{id}"), &investigator).json();
+    assert_eq!(shown["open"], false);
+    assert!(shown["affected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l == extra.id.as_str()));
+    let changes: Vec<&str> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["opened", "widened", "closed"]);
+    let listed = get_auth(
+        &server.base,
+        &format!("/v1/recalls?lot={}", encode(&extra.id)),
+        &investigator,
+    )
+    .json();
+    assert_eq!(listed["recalls"].as_array().unwrap().len(), 1);
+
+    // Refusals.
+    send(
+        &format!("/v1/recalls/{id}/close"),
+        &investigator,
+        serde_json::json!({"reason": "again"}),
+    )
+    .assert_problem(409, "recall_closed");
+    send(
+        "/v1/recalls",
+        &partner,
+        serde_json::json!({"lot": lot, "reason": "x"}),
+    )
+    .assert_problem(403, "forbidden");
+    send(
+        "/v1/recalls",
+        &investigator,
+        serde_json::json!({"lot": "urn:nothing", "reason": "x"}),
+    )
+    .assert_problem(404, "not_found");
+    send(
+        "/v1/recalls",
+        &investigator,
+        serde_json::json!({"lot": lot, "reason": " "}),
+    )
+    .assert_problem(400, "invalid_body");
+    send(
+        "/v1/recalls",
+        &investigator,
+        serde_json::json!({"lot": lot}),
+    )
+    .assert_problem(400, "invalid_body");
+    send(
+        &format!("/v1/recalls/{}/close", "0".repeat(64)),
+        &investigator,
+        serde_json::json!({"reason": "x"}),
+    )
+    .assert_problem(404, "not_found");
 }
 
 fn chrono_day(day: &str) -> i64 {

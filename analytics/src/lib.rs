@@ -19,6 +19,7 @@ pub mod explain;
 pub mod lineage;
 pub mod persist;
 pub mod profile;
+pub mod recall;
 pub mod rules;
 pub mod sql;
 pub mod tables;

@@ -238,6 +238,7 @@ pub struct Lineage {
     /// By identifier: the events naming it as a subject, in the order applied.
     mentions: Vec<Vec<u32>>,
     watches: Watches,
+    recalls: crate::recall::Recalls,
 }
 
 fn role_is(m: &Mention, role: SubjectRole) -> bool {
@@ -262,6 +263,16 @@ impl Lineage {
 
     fn name(&self, id: u32) -> &str {
         &self.names[id as usize]
+    }
+
+    /// Every recall the ledger records.
+    pub fn recalls(&self) -> &crate::recall::Recalls {
+        &self.recalls
+    }
+
+    /// Takes a committed recall entry in (idempotent).
+    pub fn apply_recall(&mut self, at: &EntryRef, change: &ledger::entry::RecallChange) {
+        self.recalls.apply(at, change);
     }
 
     /// Events applied so far.
@@ -621,19 +632,21 @@ pub fn scan(node: &shards::Node) -> Result<(Lineage, Vec<u64>), shards::ShardErr
     Ok((lineage, scanned))
 }
 
-/// Applies an encoded entry if it is a custody event (read without decoding
-/// anything else).
+/// Applies an encoded entry if it is a custody event or a recall (read
+/// without decoding anything else).
 fn apply_bytes(lineage: &mut Lineage, shard: u32, index: u64, bytes: &[u8]) {
-    if ledger::entry::kind_of(bytes) != Some("custody") {
+    if !matches!(ledger::entry::kind_of(bytes), Some("custody" | "recall")) {
         return;
     }
-    if let Ok(ledger::Entry::Custody(e)) = ledger::Entry::from_bytes(bytes) {
-        let at = EntryRef {
-            shard,
-            index,
-            id: ledger::entry_id(bytes),
-        };
-        lineage.apply(&at, &e);
+    let at = EntryRef {
+        shard,
+        index,
+        id: ledger::entry_id(bytes),
+    };
+    match ledger::Entry::from_bytes(bytes) {
+        Ok(ledger::Entry::Custody(e)) => lineage.apply(&at, &e),
+        Ok(ledger::Entry::Recall(c)) => lineage.apply_recall(&at, &c),
+        _ => {}
     }
 }
 

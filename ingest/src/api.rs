@@ -62,6 +62,10 @@ pub struct WriteResult {
     /// EPCIS capture only: the capture job's id (`GET /capture/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture_id: Option<String>,
+    /// Recalls only: the recall's id and what it names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub recall: Option<serde_json::Value>,
 }
 
 /// Where a captured event is, and its content fingerprint.
@@ -72,7 +76,8 @@ pub(crate) struct EventLoc {
     pub fingerprint: String,
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// The server clock, Unix epoch milliseconds.
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -260,6 +265,34 @@ impl Ingest {
         self.commit(lot, vec![Entry::Verdict(v)], lot).await
     }
 
+    /// Records a recall change (opened, widened, closed) on `home`'s shard,
+    /// the recalled lot's: investigators and operators only, in their own name.
+    /// What the recall names is computed by the read side (`analytics::recall`).
+    pub async fn record_recall(
+        &self,
+        who: &Principal,
+        home: &str,
+        change: ledger::entry::RecallChange,
+    ) -> Result<WriteResult, ApiError> {
+        if who.role == Role::Partner {
+            return Err(ApiError::Forbidden(
+                "recalls are opened, widened and closed by investigator or operator tokens".into(),
+            ));
+        }
+        let by = match &change {
+            ledger::entry::RecallChange::Opened { by, .. }
+            | ledger::entry::RecallChange::Widened { by, .. }
+            | ledger::entry::RecallChange::Closed { by, .. } => by,
+        };
+        if by != &who.org {
+            return Err(ApiError::Forbidden(format!(
+                "a recall change is recorded in the caller's name ({}), not {by:?}",
+                who.org
+            )));
+        }
+        self.commit(home, vec![Entry::Recall(change)], home).await
+    }
+
     pub fn node(&self) -> &Arc<Node> {
         &self.node
     }
@@ -315,6 +348,7 @@ impl Ingest {
             receipts: c.receipts.len(),
             already_captured: Vec::new(),
             capture_id: None,
+            recall: None,
         })
     }
 
@@ -491,6 +525,7 @@ impl Ingest {
             receipts: 0,
             already_captured: Vec::new(),
             capture_id: None,
+            recall: None,
         };
         let mut failure = None;
         for r in results {
@@ -554,6 +589,7 @@ impl Ingest {
             receipts: 0,
             already_captured: Vec::new(),
             capture_id: None,
+            recall: None,
         };
         let mut new = Vec::new();
         {

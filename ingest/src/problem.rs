@@ -85,6 +85,8 @@ pub enum ApiError {
     NotQuarantined(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("recall {0} is closed; open a new one")]
+    RecallClosed(String),
     #[error("parameter `{name}`: {message}")]
     InvalidParameter { name: String, message: String },
     #[error("no {0}; the API is described at /v1/openapi.json")]
@@ -145,6 +147,7 @@ impl ApiError {
             ApiError::NotQuarantined(_) => "not_quarantined",
             ApiError::NotFound(_) => "not_found",
             ApiError::InvalidParameter { .. } => "invalid_parameter",
+            ApiError::RecallClosed(_) => "recall_closed",
             ApiError::NoSuchRoute(_) => "no_such_route",
             ApiError::NoSignedHead { .. } => "no_signed_head",
             ApiError::Overloaded(_) => "overloaded",
@@ -190,7 +193,8 @@ impl ResponseError for ApiError {
             | ApiError::IdempotencyKeyReused(_)
             | ApiError::DuplicateEvent(_)
             | ApiError::NotSuspended(_)
-            | ApiError::NotQuarantined(_) => StatusCode::CONFLICT,
+            | ApiError::NotQuarantined(_)
+            | ApiError::RecallClosed(_) => StatusCode::CONFLICT,
             ApiError::BadSignature { .. }
             | ApiError::RevokedKey { .. }
             | ApiError::NoKeyAtTime { .. }

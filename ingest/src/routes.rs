@@ -118,7 +118,8 @@ fn media_type(req: &HttpRequest) -> String {
         .to_ascii_lowercase()
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// The body as JSON of type `T`, or a refusal that says what is wrong with it.
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             ApiError::MalformedJson(e.to_string())
@@ -128,10 +129,10 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError>
     })
 }
 
-/// The frame every write shares: admission (bounded in-flight requests),
-/// authentication, the body, and `Idempotency-Key`. `write` gets the caller
-/// and the body and does the work.
-async fn write_route<F, Fut>(
+/// The frame every write shares, in every edge crate: admission (bounded
+/// in-flight requests), authentication, the body, and `Idempotency-Key`.
+/// `write` gets the caller and the body and does the work.
+pub async fn write_route<F, Fut>(
     ingest: &Ingest,
     req: &HttpRequest,
     payload: web::Payload,

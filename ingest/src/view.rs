@@ -6,7 +6,7 @@
 //! view that disagrees with its bytes is a bug here, never a second truth.
 
 use ledger::entry::{
-    CustodyEvent, Entry, EntryRef, IdentityChange, Receipt, RuleVerdict, SignedBatch,
+    CustodyEvent, Entry, EntryRef, IdentityChange, RecallChange, Receipt, RuleVerdict, SignedBatch,
 };
 use ledger::SignedTreeHead;
 use serde_json::{json, Value};
@@ -28,6 +28,7 @@ pub fn entry_view(entry: &Entry) -> Value {
         }),
         Entry::Verdict(v) => verdict(v),
         Entry::Checkpoint(h) => json!({ "head": head(h) }),
+        Entry::Recall(c) => recall(c),
     };
     v.as_object_mut()
         .expect("every view is an object")
@@ -128,6 +129,42 @@ fn verdict(v: &RuleVerdict) -> Value {
         "explanation": v.explanation,
         "evidence": v.evidence.iter().map(entry_ref).collect::<Vec<_>>(),
     })
+}
+
+fn recall(c: &RecallChange) -> Value {
+    let refs = |e: &[EntryRef]| e.iter().map(entry_ref).collect::<Vec<_>>();
+    match c {
+        RecallChange::Opened {
+            lot,
+            reason,
+            by,
+            at_ms,
+            affected,
+            evidence,
+        } => json!({
+            "change": "opened", "lot": lot, "reason": reason, "by": by, "at_ms": at_ms,
+            "affected": affected, "evidence": refs(evidence),
+        }),
+        RecallChange::Widened {
+            recall,
+            reason,
+            by,
+            at_ms,
+            added,
+            evidence,
+        } => json!({
+            "change": "widened", "recall": recall.to_hex(), "reason": reason, "by": by, "at_ms": at_ms,
+            "added": added, "evidence": refs(evidence),
+        }),
+        RecallChange::Closed {
+            recall,
+            reason,
+            by,
+            at_ms,
+        } => json!({
+            "change": "closed", "recall": recall.to_hex(), "reason": reason, "by": by, "at_ms": at_ms,
+        }),
+    }
 }
 
 /// An entry's place in the ledger, as every read answer names it.

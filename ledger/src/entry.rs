@@ -44,6 +44,7 @@ pub fn kind_label(kind: u8) -> Option<&'static str> {
         KIND_RECEIPT_IN => "receipt-in",
         KIND_VERDICT => "verdict",
         KIND_CHECKPOINT => "checkpoint",
+        KIND_RECALL => "recall",
         _ => return None,
     })
 }
@@ -82,6 +83,41 @@ pub enum Entry {
     Verdict(RuleVerdict),
     /// A signed tree head recorded in the log (own earlier head or a peer's).
     Checkpoint(SignedTreeHead),
+    /// A recall opened, widened or closed by an investigator.
+    Recall(RecallChange),
+}
+
+/// A change to a recall. A recall is named by the id of the entry that opened
+/// it; widening and closing name that id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecallChange {
+    Opened {
+        /// The lot the recall is for.
+        lot: String,
+        reason: String,
+        /// The organisation (of the investigator) that opened it.
+        by: String,
+        at_ms: i64,
+        /// Every lot recalled: the lot, its descendants, and any co-exposed lots.
+        affected: Vec<String>,
+        /// The entries the affected set was computed from.
+        evidence: Vec<EntryRef>,
+    },
+    Widened {
+        recall: Digest,
+        reason: String,
+        by: String,
+        at_ms: i64,
+        /// Lots added to the recall.
+        added: Vec<String>,
+        evidence: Vec<EntryRef>,
+    },
+    Closed {
+        recall: Digest,
+        reason: String,
+        by: String,
+        at_ms: i64,
+    },
 }
 
 /// Readings and the device's ed25519 signature over the batch's canonical bytes.
@@ -333,6 +369,7 @@ const KIND_RECEIPT_OUT: u8 = 3;
 const KIND_RECEIPT_IN: u8 = 4;
 const KIND_VERDICT: u8 = 5;
 const KIND_CHECKPOINT: u8 = 6;
+const KIND_RECALL: u8 = 7;
 
 fn id(r: &mut Reader<'_>, what: &'static str) -> Result<String, DecodeError> {
     let s = r.string(what)?;
@@ -351,6 +388,106 @@ fn opt_id(r: &mut Reader<'_>, what: &'static str) -> Result<Option<String>, Deco
 
 fn put_opt_str(w: &mut Writer, v: &Option<String>) {
     w.option(v.as_ref(), |w, s| w.str(s));
+}
+
+fn put_refs(w: &mut Writer, refs: &[EntryRef]) {
+    w.seq(refs, |w, e| {
+        w.varint(u64::from(e.shard));
+        w.varint(e.index);
+        w.digest(&e.id);
+    });
+}
+
+fn get_refs(r: &mut Reader<'_>, what: &'static str) -> Result<Vec<EntryRef>, DecodeError> {
+    r.seq(what, 34, |r| {
+        Ok(EntryRef {
+            shard: r.varint_as("evidence shard")?,
+            index: r.varint("evidence index")?,
+            id: r.digest("evidence entry id")?,
+        })
+    })
+}
+
+fn encode_recall(w: &mut Writer, c: &RecallChange) {
+    match c {
+        RecallChange::Opened {
+            lot,
+            reason,
+            by,
+            at_ms,
+            affected,
+            evidence,
+        } => {
+            w.u8(0);
+            w.str(lot);
+            w.str(reason);
+            w.str(by);
+            w.svarint(*at_ms);
+            w.seq(affected, |w, a| w.str(a));
+            put_refs(w, evidence);
+        }
+        RecallChange::Widened {
+            recall,
+            reason,
+            by,
+            at_ms,
+            added,
+            evidence,
+        } => {
+            w.u8(1);
+            w.digest(recall);
+            w.str(reason);
+            w.str(by);
+            w.svarint(*at_ms);
+            w.seq(added, |w, a| w.str(a));
+            put_refs(w, evidence);
+        }
+        RecallChange::Closed {
+            recall,
+            reason,
+            by,
+            at_ms,
+        } => {
+            w.u8(2);
+            w.digest(recall);
+            w.str(reason);
+            w.str(by);
+            w.svarint(*at_ms);
+        }
+    }
+}
+
+fn decode_recall(r: &mut Reader<'_>) -> Result<RecallChange, DecodeError> {
+    Ok(match r.u8("recall change")? {
+        0 => RecallChange::Opened {
+            lot: id(r, "recalled lot")?,
+            reason: r.string("recall reason")?,
+            by: id(r, "recalled by")?,
+            at_ms: r.svarint("recall time")?,
+            affected: r.seq("affected lots", 1, |r| id(r, "affected lot"))?,
+            evidence: get_refs(r, "recall evidence")?,
+        },
+        1 => RecallChange::Widened {
+            recall: r.digest("recall")?,
+            reason: r.string("recall reason")?,
+            by: id(r, "recalled by")?,
+            at_ms: r.svarint("recall time")?,
+            added: r.seq("added lots", 1, |r| id(r, "added lot"))?,
+            evidence: get_refs(r, "recall evidence")?,
+        },
+        2 => RecallChange::Closed {
+            recall: r.digest("recall")?,
+            reason: r.string("recall reason")?,
+            by: id(r, "recalled by")?,
+            at_ms: r.svarint("recall time")?,
+        },
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                what: "recall change",
+                tag: u64::from(tag),
+            })
+        }
+    })
 }
 
 impl Receipt {
@@ -390,6 +527,7 @@ impl Entry {
             Entry::ReceiptIn(_) => KIND_RECEIPT_IN,
             Entry::Verdict(_) => KIND_VERDICT,
             Entry::Checkpoint(_) => KIND_CHECKPOINT,
+            Entry::Recall(_) => KIND_RECALL,
         }
     }
 
@@ -489,15 +627,12 @@ impl Entry {
                 w.svarint(v.from_ms);
                 w.option(v.to_ms.as_ref(), |w, t| w.svarint(*t));
                 w.str(&v.explanation);
-                w.seq(&v.evidence, |w, e| {
-                    w.varint(u64::from(e.shard));
-                    w.varint(e.index);
-                    w.digest(&e.id);
-                });
+                put_refs(w, &v.evidence);
             }
             Entry::Checkpoint(h) => {
                 h.encode(w);
             }
+            Entry::Recall(c) => encode_recall(w, c),
         }
     }
 
@@ -527,6 +662,16 @@ impl Entry {
             },
             Entry::ReceiptOut(_) | Entry::Checkpoint(_) => Vec::new(),
             Entry::ReceiptIn(d) => vec![d.receipt.subject.as_str()],
+            // A recall is about every lot it names: each lot's history shows it.
+            Entry::Recall(RecallChange::Opened { lot, affected, .. }) => {
+                let mut v = vec![lot.as_str()];
+                v.extend(affected.iter().map(String::as_str).filter(|a| *a != lot));
+                v
+            }
+            Entry::Recall(RecallChange::Widened { added, .. }) => {
+                added.iter().map(String::as_str).collect()
+            }
+            Entry::Recall(RecallChange::Closed { .. }) => Vec::new(),
             Entry::Verdict(v) => vec![v.subject.as_str()],
         }
     }
@@ -633,15 +778,10 @@ impl Entry {
                 from_ms: r.svarint("verdict start")?,
                 to_ms: r.option("verdict end", |r| r.svarint("verdict end"))?,
                 explanation: r.string("explanation")?,
-                evidence: r.seq("evidence", 34, |r| {
-                    Ok(EntryRef {
-                        shard: r.varint_as("evidence shard")?,
-                        index: r.varint("evidence index")?,
-                        id: r.digest("evidence entry id")?,
-                    })
-                })?,
+                evidence: get_refs(&mut r, "evidence")?,
             }),
             KIND_CHECKPOINT => Entry::Checkpoint(SignedTreeHead::decode(&mut r)?),
+            KIND_RECALL => Entry::Recall(decode_recall(&mut r)?),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "entry kind",
@@ -846,6 +986,46 @@ mod tests {
                     })
                 }),
             arb_head().prop_map(Entry::Checkpoint),
+            (
+                0u8..3,
+                "[ -~]{1,20}",
+                "[ -~]{0,40}",
+                arb_digest(),
+                any::<i64>(),
+                proptest::collection::vec("[ -~]{1,20}", 0..4),
+                proptest::collection::vec((any::<u32>(), any::<u64>(), arb_digest()), 0..3)
+            )
+                .prop_map(|(change, lot, reason, recall, at_ms, lots, ev)| {
+                    let evidence: Vec<EntryRef> = ev
+                        .into_iter()
+                        .map(|(shard, index, id)| EntryRef { shard, index, id })
+                        .collect();
+                    let by = "urn:epc:id:sgln:0614141.00001.0".to_string();
+                    Entry::Recall(match change {
+                        0 => RecallChange::Opened {
+                            lot,
+                            reason,
+                            by,
+                            at_ms,
+                            affected: lots,
+                            evidence,
+                        },
+                        1 => RecallChange::Widened {
+                            recall,
+                            reason,
+                            by,
+                            at_ms,
+                            added: lots,
+                            evidence,
+                        },
+                        _ => RecallChange::Closed {
+                            recall,
+                            reason,
+                            by,
+                            at_ms,
+                        },
+                    })
+                }),
         ]
     }
 

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use ed25519_dalek::SigningKey;
 use ledger::entry::{
-    Entry, EntryRef, IdentityChange, OrgRole, Receipt, RuleVerdict, SignedBatch, VerdictKind,
+    Entry, EntryRef, IdentityChange, OrgRole, RecallChange, Receipt, RuleVerdict, SignedBatch,
+    VerdictKind,
 };
 use ledger::head::log_id;
 use ledger::keyset::{KeySet, ShardKey};
@@ -129,6 +130,24 @@ fn vectors() -> String {
                 source_index: 12,
                 source_id: Domain::Merkle.hash(b"source"),
                 subject: "urn:epc:class:lgtin:0614141.010001.L00010".into(),
+            }),
+        ),
+        (
+            "recall (opened)",
+            Entry::Recall(RecallChange::Opened {
+                lot: "urn:epc:class:lgtin:0614141.010001.L00010".into(),
+                reason: "Listeria in a retained sample".into(),
+                by: "urn:epc:id:sgln:0614141.00099.0".into(),
+                at_ms: 1_764_000_000_000,
+                affected: vec![
+                    "urn:epc:class:lgtin:0614141.010001.L00010".into(),
+                    "urn:epc:class:lgtin:0614141.010003.L00052".into(),
+                ],
+                evidence: vec![EntryRef {
+                    shard: 1,
+                    index: 49,
+                    id: Domain::Merkle.hash(b"transformation"),
+                }],
             }),
         ),
         (

@@ -10,17 +10,32 @@ use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use analytics::lineage::{At, Direction, Limits, Lineage};
+use analytics::recall::RecallError;
 use ingest::params::QueryParams;
 use ingest::read::ProofJson;
-use ingest::{ApiError, Ingest, Role};
-use serde::Serialize;
-use utoipa::OpenApi;
+use ingest::routes::{json_body, write_route};
+use ingest::{ApiError, Ingest, Role, WriteResult};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 /// What the read routes share.
 pub struct ReadState {
     pub ingest: Arc<Ingest>,
     /// Kept up to date by `analytics::lineage::follow`.
     pub lineage: Arc<RwLock<Lineage>>,
+    /// Held from planning a recall change to recording it: two changes to
+    /// recalls never plan against the same state.
+    pub recall_lock: tokio::sync::Mutex<()>,
+}
+
+impl ReadState {
+    pub fn new(ingest: Arc<Ingest>, lineage: Arc<RwLock<Lineage>>) -> ReadState {
+        ReadState {
+            ingest,
+            lineage,
+            recall_lock: tokio::sync::Mutex::new(()),
+        }
+    }
 }
 
 /// Registers the read routes and the node's whole OpenAPI document.
@@ -29,6 +44,11 @@ pub fn configure(state: Arc<ReadState>) -> impl FnOnce(&mut ServiceConfig) {
         cfg.app_data(web::Data::from(state))
             .route("/v1/trace", web::get().to(get_trace))
             .route("/v1/co-exposure", web::get().to(get_co_exposure))
+            .route("/v1/recalls", web::post().to(post_recall))
+            .route("/v1/recalls", web::get().to(get_recalls))
+            .route("/v1/recalls/{id}", web::get().to(get_recall))
+            .route("/v1/recalls/{id}/widen", web::post().to(post_widen))
+            .route("/v1/recalls/{id}/close", web::post().to(post_close))
             .route("/v1/openapi.json", web::get().to(get_openapi));
     }
 }
@@ -205,6 +225,216 @@ async fn get_co_exposure(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+fn recall_error(e: RecallError) -> ApiError {
+    match e {
+        RecallError::UnknownLot(_) | RecallError::UnknownRecall(_) => {
+            ApiError::NotFound(e.to_string())
+        }
+        RecallError::Closed(id) => ApiError::RecallClosed(id),
+        RecallError::TooLarge(_) | RecallError::NoReason => ApiError::InvalidBody(e.to_string()),
+    }
+}
+
+/// An interval in Unix epoch milliseconds.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Interval {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// Open a recall of a lot.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenRecall {
+    /// The lot as events name it.
+    pub lot: String,
+    pub reason: String,
+    /// Also recall the lots that shared a container or logger with it in
+    /// this interval (such as a breach's), and their descendants.
+    #[serde(default)]
+    pub co_exposure: Option<Interval>,
+}
+
+/// Add a lot (and its descendants) to a recall.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WidenRecall {
+    pub lot: String,
+    pub reason: String,
+}
+
+/// Close a recall.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseRecall {
+    pub reason: String,
+}
+
+/// Appends a planned recall change, folds it into the read state at once
+/// (so the next read sees it), and answers with the recall.
+async fn record(
+    state: &ReadState,
+    who: &ingest::Principal,
+    home: &str,
+    change: ledger::entry::RecallChange,
+    set: Option<analytics::recall::AffectedSet>,
+) -> Result<WriteResult, ApiError> {
+    let mut result = state
+        .ingest
+        .record_recall(who, home, change.clone())
+        .await?;
+    let w = result.entries.first().expect("one entry was written");
+    let at = ledger::entry::EntryRef {
+        shard: w.shard,
+        index: w.index,
+        id: ledger::Digest::from_hex(&w.id).expect("written ids are hex"),
+    };
+    let mut g = state.lineage.write().expect("lineage lock");
+    g.apply_recall(&at, &change);
+    let id = match &change {
+        ledger::entry::RecallChange::Opened { .. } => at.id,
+        ledger::entry::RecallChange::Widened { recall, .. }
+        | ledger::entry::RecallChange::Closed { recall, .. } => *recall,
+    };
+    let recall = g.recalls().get(&id.to_hex()).cloned();
+    result.recall = Some(serde_json::json!({
+        "recall": recall,
+        "cut": set.map(|s| s.cut).unwrap_or_default(),
+    }));
+    Ok(result)
+}
+
+/// Open a recall: the lot, every lot made from it and, with `co_exposure`,
+/// the lots that shared its containers then and their descendants. Recorded
+/// on the ledger; the answer's `recall.recall.id` names it.
+#[utoipa::path(post, path = "/v1/recalls", request_body = OpenRecall,
+    responses((status = 201, body = WriteResult), (status = 403, description = "Not an investigator or operator token"),
+        (status = 404, description = "No event names the lot")),
+    security(("bearer" = [])))]
+async fn post_recall(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let st = state.get_ref();
+    write_route(&st.ingest, &req, payload, |who, body| async move {
+        let r: OpenRecall = json_body(&body)?;
+        let _one_at_a_time = st.recall_lock.lock().await;
+        let (change, set) = {
+            let g = st.lineage.read().expect("lineage lock");
+            analytics::recall::open(
+                &g,
+                &r.lot,
+                &r.reason,
+                &who.org,
+                ingest::api::now_ms(),
+                r.co_exposure.map(|i| (i.from_ms, i.to_ms)),
+            )
+            .map_err(recall_error)?
+        };
+        record(st, &who, &r.lot, change, Some(set)).await
+    })
+    .await
+}
+
+/// Add a lot and its descendants to an open recall.
+#[utoipa::path(post, path = "/v1/recalls/{id}/widen", request_body = WidenRecall, params(("id" = String, Path)),
+    responses((status = 201, body = WriteResult), (status = 404, description = "No such recall or lot"), (status = 409, description = "The recall is closed")),
+    security(("bearer" = [])))]
+async fn post_widen(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let st = state.get_ref();
+    let id = req.match_info().get("id").unwrap_or("").to_string();
+    write_route(&st.ingest, &req, payload, |who, body| async move {
+        let r: WidenRecall = json_body(&body)?;
+        let _one_at_a_time = st.recall_lock.lock().await;
+        let (change, home, set) = {
+            let g = st.lineage.read().expect("lineage lock");
+            analytics::recall::widen(&g, &id, &r.lot, &r.reason, &who.org, ingest::api::now_ms())
+                .map_err(recall_error)?
+        };
+        record(st, &who, &home, change, Some(set)).await
+    })
+    .await
+}
+
+/// Close an open recall.
+#[utoipa::path(post, path = "/v1/recalls/{id}/close", request_body = CloseRecall, params(("id" = String, Path)),
+    responses((status = 201, body = WriteResult), (status = 404, description = "No such recall"), (status = 409, description = "Already closed")),
+    security(("bearer" = [])))]
+async fn post_close(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let st = state.get_ref();
+    let id = req.match_info().get("id").unwrap_or("").to_string();
+    write_route(&st.ingest, &req, payload, |who, body| async move {
+        let r: CloseRecall = json_body(&body)?;
+        let _one_at_a_time = st.recall_lock.lock().await;
+        let (change, home) = {
+            let g = st.lineage.read().expect("lineage lock");
+            analytics::recall::close(&g, &id, &r.reason, &who.org, ingest::api::now_ms())
+                .map_err(recall_error)?
+        };
+        record(st, &who, &home, change, None).await
+    })
+    .await
+}
+
+/// A recall: its lot, whether it is open, every lot it names, and its history
+/// (each change with its ledger entry).
+#[utoipa::path(get, path = "/v1/recalls/{id}", params(("id" = String, Path)),
+    responses((status = 200, description = "The recall"), (status = 404, description = "No such recall")),
+    security(("bearer" = [])))]
+async fn get_recall(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    investigator(&state, &req)?;
+    let id = req.match_info().get("id").unwrap_or("");
+    let g = state.lineage.read().expect("lineage lock");
+    let r = g
+        .recalls()
+        .get(id)
+        .ok_or_else(|| recall_error(RecallError::UnknownRecall(id.to_string())))?;
+    Ok(HttpResponse::Ok().json(r))
+}
+
+/// Every recall, or those that name `lot`.
+#[utoipa::path(get, path = "/v1/recalls", params(("lot" = Option<String>, Query, description = "Only recalls that name this lot")),
+    responses((status = 200, description = "{recalls: [...]}")),
+    security(("bearer" = [])))]
+async fn get_recalls(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = QueryParams::parse(&req, &["lot"])?;
+    investigator(&state, &req)?;
+    let g = state.lineage.read().expect("lineage lock");
+    let recalls: Vec<&analytics::recall::Recall> = match q.get::<String>("lot")? {
+        Some(lot) => g.recalls().of_lot(&lot),
+        None => g.recalls().all().collect(),
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "recalls": recalls })))
+}
+
 #[derive(OpenApi)]
-#[openapi(paths(get_trace, get_co_exposure))]
+#[openapi(
+    paths(
+        get_trace,
+        get_co_exposure,
+        post_recall,
+        get_recalls,
+        get_recall,
+        post_widen,
+        post_close
+    ),
+    components(schemas(OpenRecall, WidenRecall, CloseRecall, Interval))
+)]
 struct ReadApi;

@@ -1,0 +1,371 @@
+//! Recalls: what an investigator opens for a lot, computed from lineage, and
+//! the state of every recall as its ledger entries record it.
+//!
+//! A recall is named by the id of the entry that opened it. Opening records
+//! the affected set (the lot, every lot made from it, and optionally the lots
+//! co-exposed with it and their descendants); widening adds lots; closing
+//! ends it. Each change is one `recall` entry; [`Recalls`] is derived from them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ledger::entry::{EntryRef, RecallChange};
+use ledger::Digest;
+use serde::Serialize;
+
+use crate::lineage::{At, Cut, Direction, Limits, Lineage};
+use crate::watches::gtin_of;
+
+/// A recall names at most this many lots; a larger set is refused (narrow it).
+pub const MAX_RECALLED_LOTS: usize = 50_000;
+/// Entries cited as a recall's evidence, at most.
+pub const MAX_EVIDENCE: usize = 2_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecallError {
+    #[error("no event names {0:?}; give the lot exactly as its events name it")]
+    UnknownLot(String),
+    #[error("the recall would name {0} lots (at most {MAX_RECALLED_LOTS}); recall a narrower lot")]
+    TooLarge(usize),
+    #[error("no recall {0}")]
+    UnknownRecall(String),
+    #[error("recall {0} is closed")]
+    Closed(String),
+    #[error("a recall needs a reason")]
+    NoReason,
+}
+
+/// One change, as the recall's history shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub change: &'static str,
+    pub reason: String,
+    pub by: String,
+    pub at_ms: i64,
+    /// Lots this change added.
+    pub added: Vec<String>,
+    pub entry: At,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recall {
+    /// The id of the entry that opened it, hex.
+    pub id: String,
+    pub lot: String,
+    pub reason: String,
+    pub open: bool,
+    /// Every lot recalled, in the order added.
+    pub affected: Vec<String>,
+    pub history: Vec<Step>,
+}
+
+/// Every recall on the ledger.
+#[derive(Debug, Clone, Default)]
+pub struct Recalls {
+    by_id: BTreeMap<Digest, Recall>,
+    by_lot: HashMap<String, BTreeSet<Digest>>,
+}
+
+impl Recalls {
+    /// Folds one committed recall entry in; the same entry twice changes nothing.
+    pub fn apply(&mut self, at: &EntryRef, change: &RecallChange) {
+        let step =
+            |change: &'static str, reason: &str, by: &str, at_ms: i64, added: &[String]| Step {
+                change,
+                reason: reason.to_string(),
+                by: by.to_string(),
+                at_ms,
+                added: added.to_vec(),
+                entry: At::from(at),
+            };
+        let (id, step) = match change {
+            RecallChange::Opened {
+                lot,
+                reason,
+                by,
+                at_ms,
+                affected,
+                ..
+            } => {
+                if self.by_id.contains_key(&at.id) {
+                    return;
+                }
+                self.by_id.insert(
+                    at.id,
+                    Recall {
+                        id: at.id.to_hex(),
+                        lot: lot.clone(),
+                        reason: reason.clone(),
+                        open: true,
+                        affected: Vec::new(),
+                        history: Vec::new(),
+                    },
+                );
+                (at.id, step("opened", reason, by, *at_ms, affected))
+            }
+            RecallChange::Widened {
+                recall,
+                reason,
+                by,
+                at_ms,
+                added,
+                ..
+            } => (*recall, step("widened", reason, by, *at_ms, added)),
+            RecallChange::Closed {
+                recall,
+                reason,
+                by,
+                at_ms,
+            } => (*recall, step("closed", reason, by, *at_ms, &[])),
+        };
+        let Some(r) = self.by_id.get_mut(&id) else {
+            return;
+        };
+        if r.history.iter().any(|s| s.entry == step.entry) {
+            return;
+        }
+        for lot in &step.added {
+            if !r.affected.contains(lot) {
+                r.affected.push(lot.clone());
+                self.by_lot.entry(lot.clone()).or_default().insert(id);
+            }
+        }
+        if step.change == "closed" {
+            r.open = false;
+        }
+        r.history.push(step);
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Recall> {
+        Digest::from_hex(id).and_then(|d| self.by_id.get(&d))
+    }
+
+    /// The recalls that name `lot`, open ones first.
+    pub fn of_lot(&self, lot: &str) -> Vec<&Recall> {
+        let mut v: Vec<&Recall> = self
+            .by_lot
+            .get(lot)
+            .into_iter()
+            .flatten()
+            .filter_map(|d| self.by_id.get(d))
+            .collect();
+        v.sort_by_key(|r| !r.open);
+        v
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Recall> {
+        self.by_id.values()
+    }
+}
+
+/// What a recall of a lot names: the lots and the entries they were found by.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AffectedSet {
+    pub lots: Vec<String>,
+    pub evidence: Vec<At>,
+    /// What the traces left out (a recall over a cut trace says so).
+    pub cut: Vec<Cut>,
+}
+
+/// `lot`, every lot made from it, and, with an interval, every lot that
+/// shared a container or logger with it then, with their descendants.
+pub fn affected(
+    lineage: &Lineage,
+    lot: &str,
+    co_exposed: Option<(i64, i64)>,
+) -> Result<AffectedSet, RecallError> {
+    let mut roots = vec![lot.to_string()];
+    let mut evidence: Vec<At> = Vec::new();
+    if let Some((from, to)) = co_exposed {
+        if let Some(c) = lineage.co_exposure(lot, from, to) {
+            for x in c.exposures {
+                // Lots only: a shared pallet is the route, not the product.
+                if gtin_of(&x.subject).is_some() && !roots.contains(&x.subject) {
+                    roots.push(x.subject);
+                }
+                evidence.extend(x.entries);
+            }
+        }
+    }
+    let mut lots: Vec<String> = Vec::new();
+    let mut cut = Vec::new();
+    for (i, root) in roots.iter().enumerate() {
+        let Some(t) = lineage.trace(root, Direction::Forward, Limits::default()) else {
+            if i == 0 {
+                return Err(RecallError::UnknownLot(lot.to_string()));
+            }
+            continue;
+        };
+        for l in &t.lots {
+            if !lots.contains(&l.lot) {
+                lots.push(l.lot.clone());
+            }
+            evidence.extend(l.links.iter().map(|k| k.event.entry));
+        }
+        cut.extend(t.cut);
+        if lots.len() > MAX_RECALLED_LOTS {
+            return Err(RecallError::TooLarge(lots.len()));
+        }
+    }
+    evidence.sort_by_key(|a| (a.shard, a.index));
+    evidence.dedup();
+    evidence.truncate(MAX_EVIDENCE);
+    Ok(AffectedSet {
+        lots,
+        evidence,
+        cut,
+    })
+}
+
+/// The entry that opens a recall of `lot`.
+pub fn open(
+    lineage: &Lineage,
+    lot: &str,
+    reason: &str,
+    by: &str,
+    at_ms: i64,
+    co_exposed: Option<(i64, i64)>,
+) -> Result<(RecallChange, AffectedSet), RecallError> {
+    if reason.trim().is_empty() {
+        return Err(RecallError::NoReason);
+    }
+    let set = affected(lineage, lot, co_exposed)?;
+    Ok((
+        RecallChange::Opened {
+            lot: lot.to_string(),
+            reason: reason.to_string(),
+            by: by.to_string(),
+            at_ms,
+            affected: set.lots.clone(),
+            evidence: set.evidence.iter().map(At::entry_ref).collect(),
+        },
+        set,
+    ))
+}
+
+/// The entry that widens recall `id` with `lot` and its descendants (those
+/// not yet recalled), and the recall's home lot (where its entries go).
+pub fn widen(
+    lineage: &Lineage,
+    id: &str,
+    lot: &str,
+    reason: &str,
+    by: &str,
+    at_ms: i64,
+) -> Result<(RecallChange, String, AffectedSet), RecallError> {
+    let r = still_open(lineage, id, reason)?;
+    let mut set = affected(lineage, lot, None)?;
+    set.lots.retain(|l| !r.affected.contains(l));
+    Ok((
+        RecallChange::Widened {
+            recall: Digest::from_hex(id).expect("checked by still_open"),
+            reason: reason.to_string(),
+            by: by.to_string(),
+            at_ms,
+            added: set.lots.clone(),
+            evidence: set.evidence.iter().map(At::entry_ref).collect(),
+        },
+        r.lot.clone(),
+        set,
+    ))
+}
+
+/// The entry that closes recall `id`, and its home lot.
+pub fn close(
+    lineage: &Lineage,
+    id: &str,
+    reason: &str,
+    by: &str,
+    at_ms: i64,
+) -> Result<(RecallChange, String), RecallError> {
+    let r = still_open(lineage, id, reason)?;
+    Ok((
+        RecallChange::Closed {
+            recall: Digest::from_hex(id).expect("checked by still_open"),
+            reason: reason.to_string(),
+            by: by.to_string(),
+            at_ms,
+        },
+        r.lot.clone(),
+    ))
+}
+
+fn still_open<'a>(lineage: &'a Lineage, id: &str, reason: &str) -> Result<&'a Recall, RecallError> {
+    if reason.trim().is_empty() {
+        return Err(RecallError::NoReason);
+    }
+    let r = lineage
+        .recalls()
+        .get(id)
+        .ok_or_else(|| RecallError::UnknownRecall(id.to_string()))?;
+    if !r.open {
+        return Err(RecallError::Closed(id.to_string()));
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(i: u64) -> EntryRef {
+        EntryRef {
+            shard: 0,
+            index: i,
+            id: Digest([i as u8; 32]),
+        }
+    }
+
+    #[test]
+    fn recalls_follow_their_entries_once_each() {
+        let mut r = Recalls::default();
+        let by = "urn:epc:id:sgln:0614141.00099.0".to_string();
+        let opened = RecallChange::Opened {
+            lot: "A".into(),
+            reason: "listeria".into(),
+            by: by.clone(),
+            at_ms: 1,
+            affected: vec!["A".into(), "B".into()],
+            evidence: vec![],
+        };
+        r.apply(&at(1), &opened);
+        r.apply(&at(1), &opened);
+        let id = at(1).id;
+        let widened = RecallChange::Widened {
+            recall: id,
+            reason: "same line".into(),
+            by: by.clone(),
+            at_ms: 2,
+            added: vec!["C".into(), "B".into()],
+            evidence: vec![],
+        };
+        r.apply(&at(2), &widened);
+        r.apply(&at(2), &widened);
+        let got = r.get(&id.to_hex()).unwrap();
+        assert!(got.open);
+        assert_eq!(got.affected, ["A", "B", "C"]);
+        assert_eq!(got.history.len(), 2, "each entry counts once");
+        r.apply(
+            &at(3),
+            &RecallChange::Closed {
+                recall: id,
+                reason: "destroyed".into(),
+                by,
+                at_ms: 3,
+            },
+        );
+        assert!(!r.get(&id.to_hex()).unwrap().open);
+        assert_eq!(r.of_lot("C").len(), 1);
+        assert!(r.of_lot("Z").is_empty());
+        // A change to a recall nobody opened is ignored.
+        r.apply(
+            &at(9),
+            &RecallChange::Closed {
+                recall: Digest([7; 32]),
+                reason: "x".into(),
+                by: "y".into(),
+                at_ms: 9,
+            },
+        );
+        assert_eq!(r.all().count(), 1);
+    }
+}
