@@ -127,6 +127,9 @@ enum Cmd {
     /// --backward (what it was made from), or --co-exposure (what shared its
     /// containers and loggers); every item names its ledger entries.
     Trace(trace_cmd::Args),
+    /// FSMA 204's sortable spreadsheet (21 CFR 1.1455(c)(3)(ii)) as CSV: a
+    /// lot's chain, or a product over a time range.
+    Fsma204(trace_cmd::FsmaArgs),
     /// Recalls: open one for a lot (it and its descendants), widen, close, show
     /// (server stopped; over HTTP: /v1/recalls).
     Recall {
@@ -316,6 +319,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => analytics_cmd::breaches(&data_dir, lot.as_deref(), json),
         Cmd::Trace(args) => trace_cmd::run(args),
+        Cmd::Fsma204(args) => trace_cmd::fsma204(args),
         Cmd::Recall { cmd } => recall_cmd::run(cmd),
     }
 }

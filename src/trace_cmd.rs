@@ -156,3 +156,55 @@ fn print_trace(t: &Trace) {
         println!("  CUT: {}", serde_json::to_string(c).unwrap_or_default());
     }
 }
+
+/// `coldtrail fsma204`: FSMA 204's sortable spreadsheet as CSV.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["lot", "gtin"])))]
+pub struct FsmaArgs {
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// A traceability lot: the CTEs of its whole chain (what it was made from and what was made from it).
+    #[arg(long)]
+    lot: Option<String>,
+    /// A product (GTIN-14): the CTEs of its lots between --from and --to.
+    #[arg(long)]
+    gtin: Option<String>,
+    #[arg(long, value_parser = parse_time)]
+    from: Option<i64>,
+    #[arg(long, value_parser = parse_time)]
+    to: Option<i64>,
+    /// Write the CSV here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn fsma204(args: FsmaArgs) -> Result<ExitCode> {
+    let node = shards::Node::open(shards::NodeConfig::new(&args.data_dir)).with_context(|| {
+        format!(
+            "opening the node in {} (with a server running, ask it: GET /v1/fsma204?lot=…)",
+            args.data_dir.display()
+        )
+    })?;
+    let (graph, _) = lineage::scan(&node)?;
+    let rows = match (&args.lot, &args.gtin) {
+        (Some(lot), _) => match graph.chain(lot) {
+            Some(chain) => graph.cte_rows(&chain),
+            None => return unknown(lot),
+        },
+        (None, Some(gtin)) => graph.cte_rows_for_product(
+            gtin,
+            args.from.unwrap_or(i64::MIN),
+            args.to.unwrap_or(i64::MAX),
+        ),
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let csv = analytics::lineage::fsma204::to_csv(&rows);
+    match &args.out {
+        Some(p) => {
+            std::fs::write(p, &csv).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("wrote {} CTE rows to {}", rows.len(), p.display());
+        }
+        None => print!("{csv}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -147,6 +147,33 @@ fn investigators_trace_the_contaminated_lot_over_http_with_proofs() {
         r.body
     );
 
+    // FSMA 204: the chain's CTEs as CSV.
+    let r = get_auth(
+        &server.base,
+        &format!("/v1/fsma204?lot={}", encode(lot)),
+        &investigator,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.content_type.starts_with("text/csv"), "{}", r.content_type);
+    assert!(r.body.starts_with("Traceability Lot Code,"));
+    for l in &world.truth.affected_lots {
+        assert!(r.body.contains(l.as_str()), "{l} is in the spreadsheet");
+    }
+    for cte in ["Harvesting", "Shipping", "Receiving", "Transformation"] {
+        assert!(r.body.contains(cte), "a {cte} row");
+    }
+    let gtin = analytics::watches::gtin_of(lot).unwrap();
+    let r = get_auth(
+        &server.base,
+        &format!("/v1/fsma204?gtin={gtin}&from=2026-10-01T00:00:00Z&to=2026-12-01T00:00:00Z"),
+        &investigator,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.lines().count() > 1);
+    let r = get_auth(&server.base, "/v1/fsma204?gtin=123", &investigator);
+    r.assert_problem(400, "invalid_parameter");
+    get_auth(&server.base, "/v1/fsma204", &investigator).assert_problem(400, "invalid_parameter");
+
     // Who may ask, and what is refused.
     get(&server.base, &path).assert_problem(401, "unauthenticated");
     get_auth(&server.base, &path, &partner).assert_problem(403, "forbidden");

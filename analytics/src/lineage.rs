@@ -15,6 +15,8 @@
 
 use std::collections::HashMap;
 
+pub mod fsma204;
+
 use ledger::entry::{Action, CustodyEvent, EntryRef, EventKind, SubjectRole};
 use serde::Serialize;
 
@@ -86,6 +88,11 @@ struct EventRec {
     location: Option<u32>,
     recorded_by: u32,
     subjects: Vec<Mention>,
+    /// `sourceList` / `destinationList` ids, and `bizTransactionList` as
+    /// (type, id): the reference documents.
+    sources: Vec<u32>,
+    destinations: Vec<u32>,
+    documents: Vec<(Option<u32>, u32)>,
 }
 
 /// An event as answers show it.
@@ -239,6 +246,8 @@ pub struct Lineage {
     mentions: Vec<Vec<u32>>,
     watches: Watches,
     recalls: crate::recall::Recalls,
+    /// Organisations by id: name and role.
+    orgs: HashMap<u32, (String, ledger::entry::OrgRole)>,
 }
 
 fn role_is(m: &Mention, role: SubjectRole) -> bool {
@@ -263,6 +272,18 @@ impl Lineage {
 
     fn name(&self, id: u32) -> &str {
         &self.names[id as usize]
+    }
+
+    /// Takes an organisation's registration in (its name and role name
+    /// locations in reports).
+    pub fn apply_org(&mut self, org: &str, name: &str, role: ledger::entry::OrgRole) {
+        let id = self.intern(org);
+        self.orgs.insert(id, (name.to_string(), role));
+    }
+
+    /// An organisation's name and role, if registered.
+    pub fn org(&self, org: &str) -> Option<&(String, ledger::entry::OrgRole)> {
+        self.ids.get(org).and_then(|id| self.orgs.get(id))
     }
 
     /// Every recall the ledger records.
@@ -314,7 +335,33 @@ impl Lineage {
                 self.mentions[m.id as usize].push(n);
             }
         }
+        let doc: serde_json::Value = serde_json::from_slice(&e.document).unwrap_or_default();
+        let mut ids = |list: &str, field: &str| -> Vec<u32> {
+            crate::tables::party_list(&doc, list, field)
+                .iter()
+                .map(|p| self.intern(p))
+                .collect()
+        };
+        let sources = ids("sourceList", "source");
+        let destinations = ids("destinationList", "destination");
+        let documents = doc
+            .get("bizTransactionList")
+            .and_then(|l| l.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|t| {
+                        let id = t.get("bizTransaction")?.as_str()?;
+                        let kind = t.get("type").and_then(|k| k.as_str());
+                        Some((kind.map(|k| self.intern(k)), self.intern(id)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let rec = EventRec {
+            sources,
+            destinations,
+            documents,
             at: At::from(at),
             event_id: self.intern(&e.event_id),
             kind: e.kind,
@@ -635,7 +682,10 @@ pub fn scan(node: &shards::Node) -> Result<(Lineage, Vec<u64>), shards::ShardErr
 /// Applies an encoded entry if it is a custody event or a recall (read
 /// without decoding anything else).
 fn apply_bytes(lineage: &mut Lineage, shard: u32, index: u64, bytes: &[u8]) {
-    if !matches!(ledger::entry::kind_of(bytes), Some("custody" | "recall")) {
+    if !matches!(
+        ledger::entry::kind_of(bytes),
+        Some("custody" | "recall" | "identity")
+    ) {
         return;
     }
     let at = EntryRef {
@@ -646,6 +696,12 @@ fn apply_bytes(lineage: &mut Lineage, shard: u32, index: u64, bytes: &[u8]) {
     match ledger::Entry::from_bytes(bytes) {
         Ok(ledger::Entry::Custody(e)) => lineage.apply(&at, &e),
         Ok(ledger::Entry::Recall(c)) => lineage.apply_recall(&at, &c),
+        Ok(ledger::Entry::Identity(ledger::entry::IdentityChange::OrgRegistered {
+            org,
+            name,
+            role,
+            ..
+        })) => lineage.apply_org(&org, &name, role),
         _ => {}
     }
 }

@@ -353,7 +353,7 @@ impl Default for EventsBuilder {
 }
 
 /// `sourceList` / `destinationList` ids of the event document, as received.
-fn party_list(doc: &serde_json::Value, list: &str, field: &str) -> Vec<String> {
+pub(crate) fn party_list(doc: &serde_json::Value, list: &str, field: &str) -> Vec<String> {
     doc.get(list)
         .and_then(|l| l.as_array())
         .map(|items| {
@@ -378,11 +378,8 @@ impl EventsBuilder {
         self.entry.append(at);
         self.event_id.append_value(&e.event_id);
         self.event_type.append_value(e.kind.name());
-        self.action.append_option(e.action.map(|a| match a {
-            ledger::entry::Action::Add => "ADD",
-            ledger::entry::Action::Observe => "OBSERVE",
-            ledger::entry::Action::Delete => "DELETE",
-        }));
+        self.action
+            .append_option(e.action.map(ledger::entry::Action::name));
         self.biz_step.append_option(e.biz_step.as_deref());
         self.disposition.append_option(e.disposition.as_deref());
         self.time.append_value(e.event_time_ms);

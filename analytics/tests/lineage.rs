@@ -165,3 +165,119 @@ async fn co_exposure_finds_the_lots_that_shared_the_breached_reefer() {
         .unwrap();
     assert!(before.exposures.iter().all(|x| x.shared != reefer.id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsma_204_lists_every_cte_of_the_contaminated_lots_chain_with_its_kdes() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = fixtures::generate(7, Scale::Demo, common::START_MS);
+    let node = common::open(dir.path(), 2);
+    fixtures::load::events_into_node(&node, &world)
+        .await
+        .unwrap();
+    let (graph, _) = lineage::scan(&node).unwrap();
+    let chain = graph.chain(&world.truth.contaminated_lot).unwrap();
+    let rows = graph.cte_rows(&chain);
+
+    // Every event of the world that is a CTE of a lot in the chain has its row.
+    let cte = |e: &serde_json::Value, org_role: ledger::entry::OrgRole| -> Option<&'static str> {
+        match (e["type"].as_str()?, e["bizStep"].as_str()) {
+            ("TransformationEvent", _) => Some("Transformation"),
+            ("ObjectEvent", Some("shipping")) => Some("Shipping"),
+            ("ObjectEvent", Some("receiving")) => Some("Receiving"),
+            ("ObjectEvent", Some("commissioning")) => {
+                Some(if org_role == ledger::entry::OrgRole::Grower {
+                    "Harvesting"
+                } else {
+                    "Initial packing"
+                })
+            }
+            _ => None,
+        }
+    };
+    let mut expected = 0;
+    for ev in &world.events {
+        let e = &ev.event;
+        let names: Vec<&str> = ["quantityList", "inputQuantityList", "outputQuantityList"]
+            .iter()
+            .flat_map(|k| e[*k].as_array().into_iter().flatten())
+            .filter_map(|q| q["epcClass"].as_str())
+            .collect();
+        if !names.iter().any(|n| chain.iter().any(|c| c == n)) {
+            continue;
+        }
+        let Some(kind) = cte(e, world.orgs[ev.org].role) else {
+            continue;
+        };
+        let id = e["eventID"].as_str().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.epcis_event_id == id)
+            .unwrap_or_else(|| panic!("no row for the {kind} event {id}"));
+        expected += 1;
+        assert_eq!(row.critical_tracking_event, kind, "{id}");
+        assert!(
+            row.quantity.is_some() && row.unit_of_measure.is_some(),
+            "{row:?}"
+        );
+        assert!(
+            row.location.is_some() && row.location_name.is_some(),
+            "{row:?}"
+        );
+        assert!(row.traceability_lot_code_source.is_some(), "{row:?}");
+        assert!(!row.reference_document_number.is_empty());
+        match kind {
+            "Receiving" => assert!(row.previous_source.is_some(), "{row:?}"),
+            "Shipping" => assert!(row.next_recipient.is_some(), "{row:?}"),
+            "Transformation" => assert!(row
+                .input_traceability_lot_codes
+                .as_deref()
+                .is_some_and(|i| !i.is_empty())),
+            _ => {}
+        }
+        let at = row.ledger_entry.split('/').collect::<Vec<_>>();
+        let bytes = node
+            .shard(at[0].parse().unwrap())
+            .unwrap()
+            .store()
+            .entry(at[1].parse().unwrap())
+            .unwrap();
+        assert_eq!(ledger::entry_id(&bytes).to_hex(), at[2]);
+    }
+    assert!(expected >= 10, "{expected} CTEs checked");
+    // A shipment's recipient is where the lot is received next; a receipt's
+    // source is where it was shipped from.
+    for (i, r) in rows.iter().enumerate() {
+        let same_lot = |x: &&analytics::lineage::fsma204::CteRow| {
+            x.traceability_lot_code == r.traceability_lot_code
+        };
+        if r.critical_tracking_event == "Shipping" {
+            if let Some(next) = rows[i + 1..]
+                .iter()
+                .filter(same_lot)
+                .find(|x| x.critical_tracking_event == "Receiving")
+            {
+                assert_eq!(r.next_recipient, next.location, "{r:?}");
+            }
+        }
+        if r.critical_tracking_event == "Receiving" {
+            let prev = rows[..i]
+                .iter()
+                .rev()
+                .filter(same_lot)
+                .find(|x| x.critical_tracking_event == "Shipping");
+            assert_eq!(
+                r.previous_source,
+                prev.and_then(|p| p.location.clone()),
+                "{r:?}"
+            );
+        }
+    }
+    assert_eq!(
+        rows.len(),
+        expected,
+        "no row that is not a CTE of the chain"
+    );
+    let csv = analytics::lineage::fsma204::to_csv(&rows);
+    assert_eq!(csv.lines().count(), rows.len() + 1);
+    assert!(csv.starts_with("Traceability Lot Code,"));
+}

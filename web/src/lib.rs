@@ -44,6 +44,7 @@ pub fn configure(state: Arc<ReadState>) -> impl FnOnce(&mut ServiceConfig) {
         cfg.app_data(web::Data::from(state))
             .route("/v1/trace", web::get().to(get_trace))
             .route("/v1/co-exposure", web::get().to(get_co_exposure))
+            .route("/v1/fsma204", web::get().to(get_fsma204))
             .route("/v1/recalls", web::post().to(post_recall))
             .route("/v1/recalls", web::get().to(get_recalls))
             .route("/v1/recalls/{id}", web::get().to(get_recall))
@@ -223,6 +224,71 @@ async fn get_co_exposure(
         .co_exposure(&lot, from, to)
         .ok_or_else(|| unknown_lot(&lot))?;
     Ok(HttpResponse::Ok().json(answer))
+}
+
+/// FSMA 204's sortable spreadsheet (21 CFR 1.1455(c)(3)(ii)) as CSV: one row
+/// per Critical Tracking Event with its Key Data Elements, for a traceability
+/// lot and its whole chain (`lot`), or for a product over a time range
+/// (`gtin`, `from`, `to`). Each row names its EPCIS event and ledger entry.
+#[utoipa::path(get, path = "/v1/fsma204",
+    params(
+        ("lot" = Option<String>, Query, description = "A traceability lot: its chain's CTEs"),
+        ("gtin" = Option<String>, Query, description = "A product (GTIN-14): the CTEs of its lots in [from, to]"),
+        ("from" = Option<String>, Query, description = "With gtin: Unix ms or RFC 3339 (default: the beginning)"),
+        ("to" = Option<String>, Query, description = "With gtin: Unix ms or RFC 3339 (default: the end)")),
+    responses((status = 200, content_type = "text/csv", description = "The spreadsheet"),
+        (status = 400, description = "Neither or both of lot and gtin"),
+        (status = 404, description = "No event names the lot")),
+    security(("bearer" = [])))]
+async fn get_fsma204(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = QueryParams::parse(&req, &["lot", "gtin", "from", "to"])?;
+    investigator(&state, &req)?;
+    let (from, to) = (time_param(&q, "from")?, time_param(&q, "to")?);
+    let g = state.lineage.read().expect("lineage lock");
+    let (rows, name) = match (q.get::<String>("lot")?, q.get::<String>("gtin")?) {
+        (Some(lot), None) => {
+            let chain = g.chain(&lot).ok_or_else(|| unknown_lot(&lot))?;
+            (g.cte_rows(&chain), lot)
+        }
+        (None, Some(gtin)) => {
+            if gtin.len() != 14 || !gtin.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ApiError::InvalidParameter {
+                    name: "gtin".into(),
+                    message: format!("{gtin:?} is not a GTIN-14 (14 digits)"),
+                });
+            }
+            let rows =
+                g.cte_rows_for_product(&gtin, from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
+            (rows, gtin)
+        }
+        _ => {
+            return Err(ApiError::InvalidParameter {
+                name: "lot".into(),
+                message: "give either `lot` (a traceability lot) or `gtin` with `from` and `to`"
+                    .into(),
+            })
+        }
+    };
+    let file: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"fsma204-{file}.csv\""),
+        ))
+        .body(analytics::lineage::fsma204::to_csv(&rows)))
 }
 
 fn recall_error(e: RecallError) -> ApiError {
