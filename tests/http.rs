@@ -263,7 +263,6 @@ fn every_refusal_has_a_stable_code_and_writes_nothing() {
         ("/v1/shards/0/consistency?first=0&second=1", "first"),
         ("/v1/shards/0/heads/1e3", "size"),
         ("/v1/entries/abc", "id"),
-        ("/v1/events", "eventID"),
     ] {
         let r = get(base, path);
         r.assert_problem(400, "invalid_parameter");
@@ -546,7 +545,9 @@ fn the_openapi_document_describes_the_real_routes() {
         "/v1/batches",
         "/v1/devices",
         "/v1/capture",
-        "/v1/events",
+        "/events",
+        "/v1/trace",
+        "/.well-known/coldtrail/keys",
         "/v1/shards/{shard}/head",
         "/v1/shards/{shard}/entries/{index}/proof",
         "/v1/shards/{shard}/consistency",

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 
 pub mod fsma204;
+pub mod query;
 
 use ledger::entry::{Action, CustodyEvent, EntryRef, EventKind, SubjectRole};
 use serde::Serialize;
@@ -85,7 +86,12 @@ struct EventRec {
     time_ms: i64,
     biz_step: Option<u32>,
     disposition: Option<u32>,
+    /// The business location, or without one the read point.
     location: Option<u32>,
+    read_point: Option<u32>,
+    biz_location: Option<u32>,
+    /// The event declares an error in an earlier one (`errorDeclaration`).
+    declares_error: bool,
     recorded_by: u32,
     subjects: Vec<Mention>,
     /// `sourceList` / `destinationList` ids, and `bizTransactionList` as
@@ -248,6 +254,8 @@ pub struct Lineage {
     recalls: crate::recall::Recalls,
     /// Organisations by id: name and role.
     orgs: HashMap<u32, (String, ledger::entry::OrgRole)>,
+    /// Per shard, how many entries have been read into the graph.
+    positions: Vec<u64>,
 }
 
 fn role_is(m: &Mention, role: SubjectRole) -> bool {
@@ -284,6 +292,15 @@ impl Lineage {
     /// An organisation's name and role, if registered.
     pub fn org(&self, org: &str) -> Option<&(String, ledger::entry::OrgRole)> {
         self.ids.get(org).and_then(|id| self.orgs.get(id))
+    }
+
+    /// Whether the graph has read every shard up to `committed` (each
+    /// shard's committed length when a request began): read-your-writes.
+    pub fn covers(&self, committed: &[u64]) -> bool {
+        committed
+            .iter()
+            .enumerate()
+            .all(|(i, c)| self.positions.get(i).is_some_and(|p| p >= c))
     }
 
     /// Every recall the ledger records.
@@ -374,6 +391,9 @@ impl Lineage {
                 .as_deref()
                 .or(e.read_point.as_deref())
                 .map(|s| self.intern(s)),
+            read_point: e.read_point.as_deref().map(|s| self.intern(s)),
+            biz_location: e.biz_location.as_deref().map(|s| self.intern(s)),
+            declares_error: doc.get("errorDeclaration").is_some(),
             recorded_by: self.intern(&e.recorded_by),
             subjects,
         };
@@ -676,6 +696,7 @@ pub fn scan(node: &shards::Node) -> Result<(Lineage, Vec<u64>), shards::ShardErr
             from = to;
         }
     }
+    lineage.positions = scanned.clone();
     Ok((lineage, scanned))
 }
 
@@ -719,6 +740,10 @@ pub fn follow(
             let mut g = lineage.write().expect("lineage lock");
             for (bytes, index) in batch.entries.iter().zip(batch.first_index..) {
                 apply_bytes(&mut g, batch.shard, index, bytes);
+            }
+            let end = batch.first_index + batch.entries.len() as u64;
+            if let Some(p) = g.positions.get_mut(batch.shard as usize) {
+                *p = (*p).max(end);
             }
         }
     }))

@@ -698,39 +698,33 @@ impl Ingest {
             )));
         }
         locs.iter()
-            .map(|l| {
-                let bytes = self
-                    .node
-                    .shard(l.shard)?
-                    .store()
-                    .entry(l.index)
-                    .map_err(shards::ShardError::from)?;
-                match Entry::from_bytes(&bytes) {
-                    Ok(Entry::Custody(c)) => {
-                        let mut event: serde_json::Value = serde_json::from_slice(&c.document)
-                            .map_err(|e| {
-                                ApiError::Unavailable(format!("stored event {event_id}: {e}"))
-                            })?;
-                        // The entry the event rests on, so a reader can go on to its proof.
-                        if let Some(fields) = event.as_object_mut() {
-                            fields.insert(
-                                crate::epcis::ENTRY_EXTENSION.into(),
-                                crate::view::entry_ref(&ledger::entry::EntryRef {
-                                    shard: l.shard,
-                                    index: l.index,
-                                    id: ledger::entry_id(&bytes),
-                                }),
-                            );
-                        }
-                        Ok(event)
-                    }
-                    _ => Err(ApiError::Unavailable(format!(
-                        "entry {}/{} is not an event",
-                        l.shard, l.index
-                    ))),
-                }
-            })
+            .map(|l| self.event_document(l.shard, l.index))
             .collect()
+    }
+
+    /// The captured event stored as entry `index` of `shard`, as received,
+    /// with the entry it rests on (`coldtrail:entry`) so a reader can go on
+    /// to its proof.
+    pub fn event_document(&self, shard: u32, index: u64) -> Result<serde_json::Value, ApiError> {
+        let bytes = self.entry_bytes(shard, index)?;
+        let Ok(Entry::Custody(c)) = Entry::from_bytes(&bytes) else {
+            return Err(ApiError::Unavailable(format!(
+                "entry {shard}/{index} is not an event"
+            )));
+        };
+        let mut event: serde_json::Value = serde_json::from_slice(&c.document)
+            .map_err(|e| ApiError::Unavailable(format!("stored event {}: {e}", c.event_id)))?;
+        if let Some(fields) = event.as_object_mut() {
+            fields.insert(
+                crate::epcis::ENTRY_EXTENSION.into(),
+                crate::view::entry_ref(&ledger::entry::EntryRef {
+                    shard,
+                    index,
+                    id: ledger::entry_id(&bytes),
+                }),
+            );
+        }
+        Ok(event)
     }
 }
 

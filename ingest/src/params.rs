@@ -12,12 +12,7 @@ pub struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
     pub fn parse(req: &HttpRequest, known: &[&str]) -> Result<QueryParams, ApiError> {
-        let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-            .map_err(|e| ApiError::InvalidParameter {
-                name: "query".into(),
-                message: format!("the query string is not valid form encoding: {e}"),
-            })?
-            .into_inner();
+        let QueryParams(pairs) = QueryParams::parse_any(req)?;
         if let Some((name, _)) = pairs.iter().find(|(n, _)| !known.contains(&n.as_str())) {
             return Err(ApiError::InvalidParameter {
                 name: name.clone(),
@@ -28,6 +23,22 @@ impl QueryParams {
             });
         }
         Ok(QueryParams(pairs))
+    }
+
+    /// Every parameter, in order, without checking names (for routes whose
+    /// parameters are a language of their own, like EPCIS queries).
+    pub fn parse_any(req: &HttpRequest) -> Result<QueryParams, ApiError> {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map_err(|e| ApiError::InvalidParameter {
+                name: "query".into(),
+                message: format!("the query string is not valid form encoding: {e}"),
+            })?
+            .into_inner();
+        Ok(QueryParams(pairs))
+    }
+
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
     }
 
     pub fn get<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {

@@ -85,6 +85,8 @@ pub enum ApiError {
     NotQuarantined(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("the query is too large: {0}")]
+    QueryTooLarge(String),
     #[error("recall {0} is closed; open a new one")]
     RecallClosed(String),
     #[error("parameter `{name}`: {message}")]
@@ -148,6 +150,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::InvalidParameter { .. } => "invalid_parameter",
             ApiError::RecallClosed(_) => "recall_closed",
+            ApiError::QueryTooLarge(_) => "query_too_large",
             ApiError::NoSuchRoute(_) => "no_such_route",
             ApiError::NoSignedHead { .. } => "no_signed_head",
             ApiError::Overloaded(_) => "overloaded",
@@ -182,7 +185,9 @@ impl ResponseError for ApiError {
             | ApiError::InvalidBody(_)
             | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::QueryTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::NotFound(_)
             | ApiError::NoSuchRoute(_)
             | ApiError::NoSignedHead { .. }

@@ -60,8 +60,6 @@ pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
             .route("/capture", web::post().to(post_capture))
             .route("/v1/capture/{id}", web::get().to(get_capture))
             .route("/capture/{id}", web::get().to(get_capture))
-            .route("/v1/events", web::get().to(get_events))
-            .route("/events/{id:.*}", web::get().to(get_events))
             .route(KEYS_PATH, web::get().to(get_keys));
     }
 }
@@ -324,24 +322,6 @@ async fn get_capture(
         errors: Vec::new(),
         result,
     }))
-}
-
-/// The captured events with this eventID (the event and any corrections),
-/// as an EPCISQueryDocument; each names its ledger entry in `coldtrail:entry`.
-#[utoipa::path(get, path = "/v1/events", params(("eventID" = String, Query, description = "The EPCIS eventID")),
-    responses((status = 200, description = "EPCISQueryDocument"), (status = 404, description = "Never captured")))]
-async fn get_events(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let id = match req.match_info().get("id") {
-        Some(id) => id.to_string(),
-        None => QueryParams::parse(&req, &["eventID"])?.require("eventID")?,
-    };
-    let events = ingest.events_by_id(&id)?;
-    Ok(HttpResponse::Ok().content_type("application/ld+json").json(serde_json::json!({
-        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld", {"coldtrail": crate::epcis::NAMESPACE}],
-        "type": "EPCISQueryDocument",
-        "schemaVersion": "2.0",
-        "epcisBody": {"queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": events}}}
-    })))
 }
 
 /// A device's public key: a `did:key` or 64 hex digits.
@@ -660,7 +640,7 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "coldtrail write API", description = "Signed cold-chain sensor batches, device identities and proofs. Every refusal is application/problem+json with a stable `code`."),
-    paths(post_batches, post_device, get_device, post_rotate, post_revoke, post_reinstate, post_release, get_keys, get_head, get_head_at, get_entry, get_entry_raw, get_entry_by_id, get_proof, get_consistency, post_capture, get_capture, get_events),
+    paths(post_batches, post_device, get_device, post_rotate, post_revoke, post_reinstate, post_release, get_keys, get_head, get_head_at, get_entry, get_entry_raw, get_entry_by_id, get_proof, get_consistency, post_capture, get_capture),
     components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, Reinstate, Release, HeadJson, ProofJson, ConsistencyJson, EntryJson, EntryRefJson, KeysDocument, KeySetJson, ShardKeyJson, CaptureJob, DeviceJson, DeviceKeyJson)),
     modifiers(&BearerAuth)
 )]

@@ -6,6 +6,8 @@
 
 use std::sync::{Arc, RwLock};
 
+mod epcis;
+
 use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
@@ -29,6 +31,32 @@ pub struct ReadState {
 }
 
 impl ReadState {
+    /// Waits until the read model has read everything committed when the
+    /// request began, so a reader sees its own acknowledged writes.
+    pub async fn fresh(&self) -> Result<(), ApiError> {
+        let committed: Vec<u64> = self
+            .ingest
+            .node()
+            .shards()
+            .iter()
+            .map(|s| s.committed())
+            .collect();
+        for _ in 0..2_500 {
+            if self
+                .lineage
+                .read()
+                .expect("lineage lock")
+                .covers(&committed)
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        Err(ApiError::Unavailable(
+            "the read model is more than 5 s behind the ledger".into(),
+        ))
+    }
+
     pub fn new(ingest: Arc<Ingest>, lineage: Arc<RwLock<Lineage>>) -> ReadState {
         ReadState {
             ingest,
@@ -50,7 +78,8 @@ pub fn configure(state: Arc<ReadState>) -> impl FnOnce(&mut ServiceConfig) {
             .route("/v1/recalls/{id}", web::get().to(get_recall))
             .route("/v1/recalls/{id}/widen", web::post().to(post_widen))
             .route("/v1/recalls/{id}/close", web::post().to(post_close))
-            .route("/v1/openapi.json", web::get().to(get_openapi));
+            .route("/v1/openapi.json", web::get().to(get_openapi))
+            .configure(epcis::configure);
     }
 }
 
@@ -132,6 +161,7 @@ async fn get_trace(
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req, &["lot", "direction", "proofs", "max_lots"])?;
     investigator(&state, &req)?;
+    state.fresh().await?;
     let lot: String = q.require("lot")?;
     let direction = match q.get::<String>("direction")?.as_deref() {
         None | Some("forward") => Direction::Forward,
@@ -208,6 +238,7 @@ async fn get_co_exposure(
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req, &["lot", "from", "to"])?;
     investigator(&state, &req)?;
+    state.fresh().await?;
     let lot: String = q.require("lot")?;
     let from = time_param(&q, "from")?.unwrap_or(i64::MIN);
     let to = time_param(&q, "to")?.unwrap_or(i64::MAX);
@@ -246,6 +277,7 @@ async fn get_fsma204(
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req, &["lot", "gtin", "from", "to"])?;
     investigator(&state, &req)?;
+    state.fresh().await?;
     let (from, to) = (time_param(&q, "from")?, time_param(&q, "to")?);
     let g = state.lineage.read().expect("lineage lock");
     let (rows, name) = match (q.get::<String>("lot")?, q.get::<String>("gtin")?) {
@@ -387,6 +419,7 @@ async fn post_recall(
     write_route(&st.ingest, &req, payload, |who, body| async move {
         let r: OpenRecall = json_body(&body)?;
         let _one_at_a_time = st.recall_lock.lock().await;
+        st.fresh().await?;
         let (change, set) = {
             let g = st.lineage.read().expect("lineage lock");
             analytics::recall::open(
@@ -418,6 +451,7 @@ async fn post_widen(
     write_route(&st.ingest, &req, payload, |who, body| async move {
         let r: WidenRecall = json_body(&body)?;
         let _one_at_a_time = st.recall_lock.lock().await;
+        st.fresh().await?;
         let (change, home, set) = {
             let g = st.lineage.read().expect("lineage lock");
             analytics::recall::widen(&g, &id, &r.lot, &r.reason, &who.org, ingest::api::now_ms())
@@ -442,6 +476,7 @@ async fn post_close(
     write_route(&st.ingest, &req, payload, |who, body| async move {
         let r: CloseRecall = json_body(&body)?;
         let _one_at_a_time = st.recall_lock.lock().await;
+        st.fresh().await?;
         let (change, home) = {
             let g = st.lineage.read().expect("lineage lock");
             analytics::recall::close(&g, &id, &r.reason, &who.org, ingest::api::now_ms())
@@ -463,6 +498,7 @@ async fn get_recall(
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     investigator(&state, &req)?;
+    state.fresh().await?;
     let id = req.match_info().get("id").unwrap_or("");
     let g = state.lineage.read().expect("lineage lock");
     let r = g
@@ -482,6 +518,7 @@ async fn get_recalls(
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req, &["lot"])?;
     investigator(&state, &req)?;
+    state.fresh().await?;
     let g = state.lineage.read().expect("lineage lock");
     let recalls: Vec<&analytics::recall::Recall> = match q.get::<String>("lot")? {
         Some(lot) => g.recalls().of_lot(&lot),
@@ -495,11 +532,20 @@ async fn get_recalls(
     paths(
         get_trace,
         get_co_exposure,
+        get_fsma204,
         post_recall,
         get_recalls,
         get_recall,
         post_widen,
-        post_close
+        post_close,
+        epcis::get_events,
+        epcis::get_event,
+        epcis::by_epc,
+        epcis::by_biz_step,
+        epcis::by_biz_location,
+        epcis::by_read_point,
+        epcis::by_disposition,
+        epcis::by_event_type
     ),
     components(schemas(OpenRecall, WidenRecall, CloseRecall, Interval))
 )]

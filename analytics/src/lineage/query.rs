@@ -1,0 +1,579 @@
+//! EPCIS 2.0 SimpleEventQuery over the captured events: the parameters of the
+//! REST binding's `GET /events` (eventType, time ranges, EQ_…, MATCH_…,
+//! quantity comparisons, ordering, limits), evaluated over the lineage
+//! graph's events, paged by a cursor that hands out every event exactly once.
+//!
+//! Semantics, as EPCIS 2.0 §8.2.7.1 defines them: list-valued parameters
+//! match any of their values (comma-separated, or the parameter repeated);
+//! different parameters must all match. CBV values match in any of their
+//! spellings (`shipping`, `urn:epcglobal:cbv:bizstep:shipping`,
+//! `https://ref.gs1.org/cbv/BizStep-shipping`). MATCH_ values are EPC URIs or
+//! EPC pattern URIs (`urn:epc:idpat:sgtin:0614141.*`). `WD_` (with
+//! descendants) matches like `EQ_`: no location hierarchy is recorded.
+
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+
+use ledger::entry::{Action, EventKind, SubjectRole};
+
+use super::{At, EventRec, Lineage, Mention};
+
+/// Why a query was refused; `parameter` names the one at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("parameter `{parameter}`: {message}")]
+pub struct QueryError {
+    pub parameter: String,
+    pub message: String,
+    /// More events match than `maxEventCount` allows (QueryTooLargeException).
+    pub too_large: bool,
+}
+
+fn bad(parameter: &str, message: impl Into<String>) -> QueryError {
+    QueryError {
+        parameter: parameter.to_string(),
+        message: message.into(),
+        too_large: false,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cmp {
+    Eq,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+/// A parsed SimpleEventQuery.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    event_types: Vec<EventKind>,
+    ge_time: Option<i64>,
+    lt_time: Option<i64>,
+    actions: Vec<Action>,
+    biz_steps: Vec<String>,
+    dispositions: Vec<String>,
+    read_points: Vec<String>,
+    biz_locations: Vec<String>,
+    /// (which lists, patterns)
+    matches: Vec<(Match, Vec<String>)>,
+    quantities: Vec<(Cmp, f64)>,
+    event_ids: Vec<String>,
+    exists_error_declaration: bool,
+    descending: bool,
+    event_count_limit: Option<usize>,
+    max_event_count: Option<usize>,
+    /// Only events this organisation captured or that happened at its location.
+    pub visible_to: Option<String>,
+    /// Identifies the query for paging tokens (its parameters, in order).
+    fingerprint: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Match {
+    Epc,
+    Parent,
+    Input,
+    Output,
+    AnyEpc,
+    Class,
+    InputClass,
+    OutputClass,
+    AnyClass,
+}
+
+/// The parameters this implementation evaluates (besides paging).
+pub const PARAMETERS: &[&str] = &[
+    "eventType",
+    "GE_eventTime",
+    "LT_eventTime",
+    "EQ_action",
+    "EQ_bizStep",
+    "EQ_disposition",
+    "EQ_readPoint",
+    "WD_readPoint",
+    "EQ_bizLocation",
+    "WD_bizLocation",
+    "MATCH_epc",
+    "MATCH_parentID",
+    "MATCH_inputEPC",
+    "MATCH_outputEPC",
+    "MATCH_anyEPC",
+    "MATCH_epcClass",
+    "MATCH_inputEPCClass",
+    "MATCH_outputEPCClass",
+    "MATCH_anyEPCClass",
+    "EQ_quantity",
+    "GT_quantity",
+    "GE_quantity",
+    "LT_quantity",
+    "LE_quantity",
+    "EQ_eventID",
+    "EXISTS_errorDeclaration",
+    "orderBy",
+    "orderDirection",
+    "eventCountLimit",
+    "maxEventCount",
+];
+
+fn time(parameter: &str, v: &str) -> Result<i64, QueryError> {
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            bad(
+                parameter,
+                format!("{v:?} is not an RFC 3339 time like 2026-11-02T00:00:00Z"),
+            )
+        })
+}
+
+/// A CBV value in its bare form: `urn:epcglobal:cbv:bizstep:shipping` and
+/// `https://ref.gs1.org/cbv/BizStep-shipping` are both `shipping`.
+pub fn cbv_bare(v: &str) -> &str {
+    for prefix in [
+        "urn:epcglobal:cbv:bizstep:",
+        "urn:epcglobal:cbv:disp:",
+        "https://ref.gs1.org/cbv/BizStep-",
+        "https://ref.gs1.org/cbv/Disp-",
+        "https://gs1.org/voc/BizStep-",
+        "https://gs1.org/voc/Disp-",
+        "cbv:BizStep-",
+        "cbv:Disp-",
+    ] {
+        if let Some(rest) = v.strip_prefix(prefix) {
+            return rest;
+        }
+    }
+    v
+}
+
+impl EventQuery {
+    /// Parses the query string's parameters; an unknown one is refused by name.
+    pub fn from_params(params: &[(String, String)]) -> Result<EventQuery, QueryError> {
+        let mut q = EventQuery::default();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for (name, value) in params {
+            (name, value).hash(&mut h);
+            let values: Vec<String> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .collect();
+            if values.is_empty() && name != "EXISTS_errorDeclaration" {
+                return Err(bad(name, "give a value"));
+            }
+            let one = || -> Result<&str, QueryError> {
+                match &values[..] {
+                    [v] => Ok(v.as_str()),
+                    _ => Err(bad(name, "give exactly one value")),
+                }
+            };
+            let count = || -> Result<usize, QueryError> {
+                one()?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| bad(name, format!("{value:?} is not a positive integer")))
+            };
+            let matching = |m: Match, q: &mut EventQuery| q.matches.push((m, values.clone()));
+            match name.as_str() {
+                "eventType" => {
+                    for v in &values {
+                        q.event_types.push(match v.as_str() {
+                            "ObjectEvent" => EventKind::Object,
+                            "AggregationEvent" => EventKind::Aggregation,
+                            "TransformationEvent" => EventKind::Transformation,
+                            "AssociationEvent" => EventKind::Association,
+                            "TransactionEvent" => EventKind::Transaction,
+                            other => return Err(bad(name, format!("{other:?} is not an EPCIS event type (ObjectEvent, AggregationEvent, TransformationEvent, AssociationEvent, TransactionEvent)"))),
+                        });
+                    }
+                }
+                "GE_eventTime" => q.ge_time = Some(time(name, one()?)?),
+                "LT_eventTime" => q.lt_time = Some(time(name, one()?)?),
+                "EQ_action" => {
+                    for v in &values {
+                        q.actions.push(match v.as_str() {
+                            "ADD" => Action::Add,
+                            "OBSERVE" => Action::Observe,
+                            "DELETE" => Action::Delete,
+                            other => return Err(bad(name, format!("{other:?} is not ADD, OBSERVE or DELETE"))),
+                        });
+                    }
+                }
+                "EQ_bizStep" => q.biz_steps.extend(values.iter().map(|v| cbv_bare(v).to_string())),
+                "EQ_disposition" => q.dispositions.extend(values.iter().map(|v| cbv_bare(v).to_string())),
+                "EQ_readPoint" | "WD_readPoint" => q.read_points.extend(values),
+                "EQ_bizLocation" | "WD_bizLocation" => q.biz_locations.extend(values),
+                "MATCH_epc" => matching(Match::Epc, &mut q),
+                "MATCH_parentID" => matching(Match::Parent, &mut q),
+                "MATCH_inputEPC" => matching(Match::Input, &mut q),
+                "MATCH_outputEPC" => matching(Match::Output, &mut q),
+                "MATCH_anyEPC" => matching(Match::AnyEpc, &mut q),
+                "MATCH_epcClass" => matching(Match::Class, &mut q),
+                "MATCH_inputEPCClass" => matching(Match::InputClass, &mut q),
+                "MATCH_outputEPCClass" => matching(Match::OutputClass, &mut q),
+                "MATCH_anyEPCClass" => matching(Match::AnyClass, &mut q),
+                "EQ_quantity" | "GT_quantity" | "GE_quantity" | "LT_quantity" | "LE_quantity" => {
+                    let v: f64 = one()?
+                        .parse()
+                        .ok()
+                        .filter(|v: &f64| v.is_finite())
+                        .ok_or_else(|| bad(name, format!("{value:?} is not a number")))?;
+                    let cmp = match &name[..2] {
+                        "EQ" => Cmp::Eq,
+                        "GT" => Cmp::Gt,
+                        "GE" => Cmp::Ge,
+                        "LT" => Cmp::Lt,
+                        _ => Cmp::Le,
+                    };
+                    q.quantities.push((cmp, v));
+                }
+                "EQ_eventID" => q.event_ids.extend(values),
+                "EXISTS_errorDeclaration" => q.exists_error_declaration = true,
+                "orderBy" => match one()? {
+                    "eventTime" => {}
+                    "recordTime" => return Err(bad(name, "ordering by recordTime is not supported: the ledger orders events by eventTime (and by entry)")),
+                    other => return Err(bad(name, format!("{other:?}: give eventTime"))),
+                },
+                "orderDirection" => {
+                    q.descending = match one()? {
+                        "ASC" => false,
+                        "DESC" => true,
+                        other => return Err(bad(name, format!("{other:?}: give ASC or DESC"))),
+                    }
+                }
+                "eventCountLimit" => q.event_count_limit = Some(count()?),
+                "maxEventCount" => q.max_event_count = Some(count()?),
+                other if other.starts_with("GE_recordTime") || other.starts_with("LT_recordTime") => {
+                    return Err(bad(other, "recordTime is not supported: the ledger records when an entry was committed, not a capture time per event"))
+                }
+                other => {
+                    return Err(bad(other, "not a SimpleEventQuery parameter this node evaluates; see its OpenAPI document for the list"))
+                }
+            }
+        }
+        if q.event_count_limit.is_some() && q.max_event_count.is_some() {
+            return Err(bad(
+                "maxEventCount",
+                "give eventCountLimit or maxEventCount, not both",
+            ));
+        }
+        q.fingerprint = h.finish();
+        Ok(q)
+    }
+}
+
+/// Where a page ended: the last event handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub time_ms: i64,
+    pub shard: u32,
+    pub index: u64,
+}
+
+/// The opaque `nextPageToken`: the cursor and the query it belongs to.
+pub fn page_token(q: &EventQuery, c: Cursor) -> String {
+    format!("{:x}_{}_{}_{}", q.fingerprint, c.time_ms, c.shard, c.index)
+}
+
+/// Reads a `nextPageToken` given with `q`.
+pub fn parse_token(q: &EventQuery, token: &str) -> Result<Cursor, QueryError> {
+    let err = || {
+        bad(
+            "nextPageToken",
+            "not a token this node gave for this query; repeat the query without it",
+        )
+    };
+    let parts: Vec<&str> = token.split('_').collect();
+    let [fp, time_ms, shard, index] = parts[..] else {
+        return Err(err());
+    };
+    if u64::from_str_radix(fp, 16).ok() != Some(q.fingerprint) {
+        return Err(err());
+    }
+    Ok(Cursor {
+        time_ms: time_ms.parse().map_err(|_| err())?,
+        shard: shard.parse().map_err(|_| err())?,
+        index: index.parse().map_err(|_| err())?,
+    })
+}
+
+/// One page of a query's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub events: Vec<At>,
+    /// Where the next page starts, if there are more events.
+    pub next: Option<Cursor>,
+}
+
+/// Is `id` matched by `pattern` (an EPC URI, or an `urn:epc:idpat:` pattern
+/// whose fields may be `*`)?
+fn epc_matches(pattern: &str, id: &str) -> bool {
+    if pattern == id {
+        return true;
+    }
+    let Some(pat) = pattern.strip_prefix("urn:epc:idpat:") else {
+        return false;
+    };
+    let Some((scheme, fields)) = pat.split_once(':') else {
+        return false;
+    };
+    let target = id
+        .strip_prefix("urn:epc:id:")
+        .or_else(|| id.strip_prefix("urn:epc:class:"));
+    let Some((id_scheme, id_fields)) = target.and_then(|t| t.split_once(':')) else {
+        return false;
+    };
+    // A class-level lot (lgtin) matches the instance scheme's pattern (sgtin).
+    let same_scheme = id_scheme == scheme || (scheme == "sgtin" && id_scheme == "lgtin");
+    let pf: Vec<&str> = fields.split('.').collect();
+    let idf: Vec<&str> = id_fields.split('.').collect();
+    same_scheme && pf.len() == idf.len() && pf.iter().zip(&idf).all(|(p, i)| *p == "*" || p == i)
+}
+
+/// Class-level identifiers (lots) are quantity-list members; instances are EPC-list members.
+fn is_class(m: &Mention, name: &str) -> bool {
+    m.quantity.is_some()
+        || name.starts_with("urn:epc:class:")
+        || (name.contains("/01/") && !name.contains("/21/") && !name.contains("/00/"))
+}
+
+impl Lineage {
+    fn mention_matches(&self, m: &Mention, which: Match, patterns: &[String]) -> bool {
+        let name = self.name(m.id);
+        let class = is_class(m, name);
+        let role_ok = match which {
+            Match::Epc => !class && matches!(m.role, SubjectRole::Object | SubjectRole::Child),
+            Match::Parent => m.role == SubjectRole::Parent,
+            Match::Input => !class && m.role == SubjectRole::Input,
+            Match::Output => !class && m.role == SubjectRole::Output,
+            Match::AnyEpc => !class || m.role == SubjectRole::Parent,
+            Match::Class => class && matches!(m.role, SubjectRole::Object | SubjectRole::Child),
+            Match::InputClass => class && m.role == SubjectRole::Input,
+            Match::OutputClass => class && m.role == SubjectRole::Output,
+            Match::AnyClass => class && m.role != SubjectRole::Parent,
+        };
+        role_ok && patterns.iter().any(|p| epc_matches(p, name))
+    }
+
+    fn event_matches(&self, e: &EventRec, q: &EventQuery) -> bool {
+        let named = |id: Option<u32>, wanted: &[String], bare: bool| {
+            wanted.is_empty()
+                || id.is_some_and(|i| {
+                    let n = self.name(i);
+                    let n = if bare { cbv_bare(n) } else { n };
+                    wanted.iter().any(|w| w == n)
+                })
+        };
+        if !q.event_types.is_empty() && !q.event_types.contains(&e.kind) {
+            return false;
+        }
+        if q.ge_time.is_some_and(|t| e.time_ms < t) || q.lt_time.is_some_and(|t| e.time_ms >= t) {
+            return false;
+        }
+        if !q.actions.is_empty() && !e.action.is_some_and(|a| q.actions.contains(&a)) {
+            return false;
+        }
+        if !named(e.biz_step, &q.biz_steps, true)
+            || !named(e.disposition, &q.dispositions, true)
+            || !named(e.read_point, &q.read_points, false)
+            || !named(e.biz_location, &q.biz_locations, false)
+        {
+            return false;
+        }
+        if !q.event_ids.is_empty() && !q.event_ids.iter().any(|w| w == self.name(e.event_id)) {
+            return false;
+        }
+        if q.exists_error_declaration && !e.declares_error {
+            return false;
+        }
+        for (which, patterns) in &q.matches {
+            if !e
+                .subjects
+                .iter()
+                .any(|m| self.mention_matches(m, *which, patterns))
+            {
+                return false;
+            }
+        }
+        if !q.quantities.is_empty()
+            && !e.subjects.iter().any(|m| {
+                m.quantity.is_some_and(|(milli, _)| {
+                    let v = milli as f64 / 1000.0;
+                    q.quantities.iter().all(|(cmp, x)| match cmp {
+                        Cmp::Eq => v == *x,
+                        Cmp::Gt => v > *x,
+                        Cmp::Ge => v >= *x,
+                        Cmp::Lt => v < *x,
+                        Cmp::Le => v <= *x,
+                    })
+                })
+            })
+        {
+            return false;
+        }
+        if let Some(org) = &q.visible_to {
+            let is_org = |i: Option<u32>| i.is_some_and(|i| self.name(i) == org);
+            if !(self.name(e.recorded_by) == org || is_org(e.read_point) || is_org(e.biz_location))
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// One page of the events `q` selects, after `after`, in eventTime order
+    /// (then shard and index, so the order is total and paging exact).
+    pub fn query(
+        &self,
+        q: &EventQuery,
+        after: Option<Cursor>,
+        per_page: usize,
+    ) -> Result<Page, QueryError> {
+        // Exact identifiers narrow the scan to the events that name them.
+        let exact: Option<BTreeSet<u32>> = q
+            .matches
+            .iter()
+            .find(|(_, ps)| ps.iter().all(|p| !p.starts_with("urn:epc:idpat:")))
+            .map(|(_, ps)| {
+                ps.iter()
+                    .filter_map(|p| self.ids.get(p.as_str()))
+                    .flat_map(|&id| self.mentions[id as usize].iter().copied())
+                    .collect()
+            });
+        let key = |e: &EventRec| Cursor {
+            time_ms: e.time_ms,
+            shard: e.at.shard,
+            index: e.at.index,
+        };
+        let mut hits: Vec<(Cursor, At)> = match &exact {
+            Some(set) => set
+                .iter()
+                .map(|&i| &self.events[i as usize])
+                .filter(|e| self.event_matches(e, q))
+                .map(|e| (key(e), e.at))
+                .collect(),
+            None => self
+                .events
+                .iter()
+                .filter(|e| self.event_matches(e, q))
+                .map(|e| (key(e), e.at))
+                .collect(),
+        };
+        if let Some(max) = q.max_event_count {
+            if hits.len() > max {
+                return Err(QueryError {
+                    parameter: "maxEventCount".into(),
+                    message: format!(
+                        "{} events match, more than {max}; narrow the query",
+                        hits.len()
+                    ),
+                    too_large: true,
+                });
+            }
+        }
+        hits.sort_by_key(|(c, _)| *c);
+        if q.descending {
+            hits.reverse();
+        }
+        if let Some(limit) = q.event_count_limit {
+            hits.truncate(limit);
+        }
+        let start = match after {
+            None => 0,
+            Some(c) => hits.partition_point(|(k, _)| if q.descending { *k >= c } else { *k <= c }),
+        };
+        let page: Vec<(Cursor, At)> = hits[start..].iter().take(per_page).copied().collect();
+        let more = start + page.len() < hits.len();
+        Ok(Page {
+            next: if more {
+                page.last().map(|(c, _)| *c)
+            } else {
+                None
+            },
+            events: page.into_iter().map(|(_, a)| a).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epc_patterns_match_by_field() {
+        assert!(epc_matches(
+            "urn:epc:idpat:sgtin:0614141.107346.*",
+            "urn:epc:id:sgtin:0614141.107346.2017"
+        ));
+        assert!(epc_matches(
+            "urn:epc:idpat:sgtin:0614141.*.*",
+            "urn:epc:id:sgtin:0614141.107346.2017"
+        ));
+        assert!(epc_matches(
+            "urn:epc:idpat:sgtin:0614141.010001.*",
+            "urn:epc:class:lgtin:0614141.010001.L1"
+        ));
+        assert!(!epc_matches(
+            "urn:epc:idpat:sgtin:0614141.107347.*",
+            "urn:epc:id:sgtin:0614141.107346.2017"
+        ));
+        assert!(!epc_matches(
+            "urn:epc:idpat:sscc:0614141.*",
+            "urn:epc:id:sgtin:0614141.107346.2017"
+        ));
+        assert!(epc_matches(
+            "urn:epc:id:sscc:0614141.1234567890",
+            "urn:epc:id:sscc:0614141.1234567890"
+        ));
+    }
+
+    #[test]
+    fn unknown_and_malformed_parameters_are_named() {
+        let p = |n: &str, v: &str| vec![(n.to_string(), v.to_string())];
+        for (n, v) in [
+            ("eventType", "FooEvent"),
+            ("GE_eventTime", "yesterday"),
+            ("EQ_action", "add"),
+            ("GT_quantity", "lots"),
+            ("orderDirection", "UP"),
+            ("eventCountLimit", "0"),
+            ("EQ_bizStp", "shipping"),
+            ("GE_recordTime", "2026-11-01T00:00:00Z"),
+        ] {
+            let e = EventQuery::from_params(&p(n, v)).unwrap_err();
+            assert_eq!(e.parameter, n, "{e}");
+        }
+        let q = EventQuery::from_params(&p("EQ_bizStep", "urn:epcglobal:cbv:bizstep:shipping"))
+            .unwrap();
+        assert_eq!(q.biz_steps, ["shipping"]);
+        for time_ms in [-5, 0, 1_700_000_000_000] {
+            let c = Cursor {
+                time_ms,
+                shard: 1,
+                index: 9,
+            };
+            assert_eq!(parse_token(&q, &page_token(&q, c)), Ok(c));
+        }
+        assert!(parse_token(&q, "zz_1_2_3").is_err());
+        let other = EventQuery::from_params(&p("EQ_bizStep", "receiving")).unwrap();
+        assert!(
+            parse_token(
+                &other,
+                &page_token(
+                    &q,
+                    Cursor {
+                        time_ms: 1,
+                        shard: 0,
+                        index: 2
+                    }
+                )
+            )
+            .is_err(),
+            "a token belongs to its query"
+        );
+    }
+}

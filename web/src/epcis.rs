@@ -1,0 +1,323 @@
+//! The EPCIS 2.0 query interface, as GS1's REST binding describes it:
+//! `GET /events` with SimpleEventQuery parameters, paged with `perPage` and
+//! `nextPageToken` (a `Link: <…>; rel="next"` header points at the next page),
+//! and the resources that fix one parameter (`/epcs/{epc}/events`,
+//! `/bizSteps/{bizStep}/events`, …). Answers are EPCISQueryDocuments; each
+//! event names the ledger entry it rests on (`coldtrail:entry`).
+//!
+//! Partners see the events they captured or that happened at their own
+//! location; investigators and operators see all.
+
+use actix_web::http::header;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{HttpRequest, HttpResponse};
+use analytics::lineage::query::{page_token, parse_token, EventQuery, QueryError};
+use ingest::params::QueryParams;
+use ingest::{ApiError, Role};
+
+use crate::ReadState;
+
+/// Events per page when `perPage` is not given, and the most it may ask for.
+pub const DEFAULT_PER_PAGE: usize = 100;
+pub const MAX_PER_PAGE: usize = 10_000;
+
+pub(crate) fn configure(cfg: &mut ServiceConfig) {
+    for prefix in ["", "/v1"] {
+        cfg.route(&format!("{prefix}/events"), web::get().to(get_events))
+            .route(
+                &format!("{prefix}/events/{{eventID:.+}}"),
+                web::get().to(get_event),
+            )
+            .route(
+                &format!("{prefix}/epcs/{{fixed:.+}}/events"),
+                web::get().to(by_epc),
+            )
+            .route(
+                &format!("{prefix}/bizSteps/{{fixed:.+}}/events"),
+                web::get().to(by_biz_step),
+            )
+            .route(
+                &format!("{prefix}/bizLocations/{{fixed:.+}}/events"),
+                web::get().to(by_biz_location),
+            )
+            .route(
+                &format!("{prefix}/readPoints/{{fixed:.+}}/events"),
+                web::get().to(by_read_point),
+            )
+            .route(
+                &format!("{prefix}/dispositions/{{fixed:.+}}/events"),
+                web::get().to(by_disposition),
+            )
+            .route(
+                &format!("{prefix}/eventTypes/{{fixed:.+}}/events"),
+                web::get().to(by_event_type),
+            );
+    }
+}
+
+fn query_error(e: QueryError) -> ApiError {
+    if e.too_large {
+        ApiError::QueryTooLarge(e.message)
+    } else {
+        ApiError::InvalidParameter {
+            name: e.parameter,
+            message: e.message,
+        }
+    }
+}
+
+/// Who may see what: `None` for everything.
+fn visible_to(state: &ReadState, req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let who = state.ingest.authenticate(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    Ok(match who.role {
+        Role::Investigator | Role::Operator => None,
+        Role::Partner => Some(who.org),
+    })
+}
+
+fn query_document(events: Vec<serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({
+        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld", {"coldtrail": ingest::epcis::NAMESPACE}],
+        "type": "EPCISQueryDocument",
+        "schemaVersion": "2.0",
+        "creationDate": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "epcisBody": {"queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": events}}}
+    })
+}
+
+fn answer(doc: serde_json::Value, link: Option<String>) -> HttpResponse {
+    let mut r = HttpResponse::Ok();
+    r.content_type("application/ld+json")
+        .insert_header(("GS1-EPCIS-Version", "2.0.0"))
+        .insert_header(("GS1-CBV-Version", "2.0.0"));
+    if let Some(l) = link {
+        r.insert_header((header::LINK, l));
+    }
+    r.json(doc)
+}
+
+/// Runs a query given as parameters (plus one a resource path fixes) and
+/// answers one page.
+async fn run(
+    state: &ReadState,
+    req: &HttpRequest,
+    fixed: Option<(&str, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let visible = visible_to(state, req)?;
+    state.fresh().await?;
+    let params = QueryParams::parse_any(req)?;
+    let mut per_page = DEFAULT_PER_PAGE;
+    let mut token = None;
+    let mut query_params: Vec<(String, String)> = Vec::new();
+    for (name, value) in params.pairs() {
+        match name.as_str() {
+            "perPage" => {
+                per_page = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PER_PAGE).contains(n))
+                    .ok_or_else(|| ApiError::InvalidParameter {
+                        name: "perPage".into(),
+                        message: format!("{value:?}: give a number from 1 to {MAX_PER_PAGE}"),
+                    })?
+            }
+            "nextPageToken" => token = Some(value.clone()),
+            // The older single-event lookup.
+            "eventID" => query_params.push(("EQ_eventID".into(), value.clone())),
+            _ => query_params.push((name.clone(), value.clone())),
+        }
+    }
+    if let Some((name, value)) = &fixed {
+        query_params.push((name.to_string(), value.clone()));
+    }
+    let mut q = EventQuery::from_params(&query_params).map_err(query_error)?;
+    q.visible_to = visible;
+    let after = token
+        .as_deref()
+        .map(|t| parse_token(&q, t))
+        .transpose()
+        .map_err(query_error)?;
+    let page = state
+        .lineage
+        .read()
+        .expect("lineage lock")
+        .query(&q, after, per_page)
+        .map_err(query_error)?;
+    let events = page
+        .events
+        .iter()
+        .map(|a| state.ingest.event_document(a.shard, a.index))
+        .collect::<Result<Vec<_>, _>>()?;
+    let link = page.next.map(|c| {
+        let mut qs: Vec<String> = params
+            .pairs()
+            .iter()
+            .filter(|(n, _)| n != "nextPageToken")
+            .map(|(n, v)| format!("{}={}", encode(n), encode(v)))
+            .collect();
+        qs.push(format!("nextPageToken={}", encode(&page_token(&q, c))));
+        format!("<{}?{}>; rel=\"next\"", req.path(), qs.join("&"))
+    });
+    Ok(answer(query_document(events), link))
+}
+
+/// Percent-encodes a query string component.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// SimpleEventQuery over every captured event the caller may see: the
+/// REST binding's parameters (eventType, GE_/LT_eventTime, EQ_action,
+/// EQ_bizStep, EQ_disposition, EQ_/WD_readPoint, EQ_/WD_bizLocation,
+/// MATCH_epc, MATCH_parentID, MATCH_inputEPC, MATCH_outputEPC, MATCH_anyEPC,
+/// MATCH_epcClass, MATCH_inputEPCClass, MATCH_outputEPCClass,
+/// MATCH_anyEPCClass, EQ_/GT_/GE_/LT_/LE_quantity, EQ_eventID,
+/// EXISTS_errorDeclaration, orderBy=eventTime, orderDirection,
+/// eventCountLimit, maxEventCount), `perPage` and `nextPageToken`.
+#[utoipa::path(get, path = "/events",
+    params(
+        ("eventType" = Option<String>, Query, description = "Comma-separated event types"),
+        ("GE_eventTime" = Option<String>, Query), ("LT_eventTime" = Option<String>, Query),
+        ("EQ_action" = Option<String>, Query), ("EQ_bizStep" = Option<String>, Query),
+        ("EQ_disposition" = Option<String>, Query), ("EQ_readPoint" = Option<String>, Query),
+        ("WD_readPoint" = Option<String>, Query), ("EQ_bizLocation" = Option<String>, Query),
+        ("WD_bizLocation" = Option<String>, Query), ("MATCH_epc" = Option<String>, Query),
+        ("MATCH_parentID" = Option<String>, Query), ("MATCH_inputEPC" = Option<String>, Query),
+        ("MATCH_outputEPC" = Option<String>, Query), ("MATCH_anyEPC" = Option<String>, Query),
+        ("MATCH_epcClass" = Option<String>, Query), ("MATCH_inputEPCClass" = Option<String>, Query),
+        ("MATCH_outputEPCClass" = Option<String>, Query), ("MATCH_anyEPCClass" = Option<String>, Query),
+        ("EQ_quantity" = Option<f64>, Query), ("GT_quantity" = Option<f64>, Query),
+        ("GE_quantity" = Option<f64>, Query), ("LT_quantity" = Option<f64>, Query),
+        ("LE_quantity" = Option<f64>, Query), ("EQ_eventID" = Option<String>, Query),
+        ("EXISTS_errorDeclaration" = Option<String>, Query), ("orderBy" = Option<String>, Query),
+        ("orderDirection" = Option<String>, Query), ("eventCountLimit" = Option<u64>, Query),
+        ("maxEventCount" = Option<u64>, Query), ("perPage" = Option<u64>, Query),
+        ("nextPageToken" = Option<String>, Query)),
+    responses((status = 200, description = "EPCISQueryDocument; `Link: <…>; rel=\"next\"` when more pages follow"),
+        (status = 400, description = "A bad parameter, named"), (status = 401, description = "No token"),
+        (status = 413, description = "More events than maxEventCount")),
+    security(("bearer" = [])))]
+pub(crate) async fn get_events(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    run(&state, &req, None).await
+}
+
+/// One event by its eventID (and any corrections of it).
+#[utoipa::path(get, path = "/events/{eventID}", params(("eventID" = String, Path)),
+    responses((status = 200, description = "EPCISQueryDocument"), (status = 404, description = "Never captured, or not visible to the caller")),
+    security(("bearer" = [])))]
+pub(crate) async fn get_event(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let id = path_id(&req, "eventID");
+    let visible = visible_to(&state, &req)?;
+    state.fresh().await?;
+    let mut q =
+        EventQuery::from_params(&[("EQ_eventID".into(), id.clone())]).map_err(query_error)?;
+    q.visible_to = visible;
+    let page = state
+        .lineage
+        .read()
+        .expect("lineage lock")
+        .query(&q, None, MAX_PER_PAGE)
+        .map_err(query_error)?;
+    if page.events.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "no event with eventID {id:?} that you may see was captured"
+        )));
+    }
+    let events = page
+        .events
+        .iter()
+        .map(|a| state.ingest.event_document(a.shard, a.index))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(answer(query_document(events), None))
+}
+
+/// A path segment holding an identifier, fully percent-decoded (the router
+/// leaves reserved characters such as `%2F` encoded).
+fn path_id(req: &HttpRequest, name: &str) -> String {
+    let raw = req.match_info().get(name).unwrap_or("");
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn fixed(req: &HttpRequest) -> String {
+    path_id(req, "fixed")
+}
+
+/// Events about an EPC (instance) or EPC class (lot), in any role.
+#[utoipa::path(get, path = "/epcs/{epc}/events", params(("epc" = String, Path)),
+    responses((status = 200, description = "EPCISQueryDocument")), security(("bearer" = [])))]
+pub(crate) async fn by_epc(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let epc = fixed(&req);
+    let class =
+        epc.starts_with("urn:epc:class:") || (epc.contains("/10/") && !epc.contains("/21/"));
+    let name = if class {
+        "MATCH_anyEPCClass"
+    } else {
+        "MATCH_anyEPC"
+    };
+    run(&state, &req, Some((name, epc))).await
+}
+
+macro_rules! fixed_resource {
+    ($fn:ident, $path:literal, $param:literal, $what:literal) => {
+        #[doc = concat!("Events with this ", $what, ".")]
+        #[utoipa::path(get, path = $path, params(("value" = String, Path)),
+            responses((status = 200, description = "EPCISQueryDocument")), security(("bearer" = [])))]
+        pub(crate) async fn $fn(state: web::Data<ReadState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+            run(&state, &req, Some(($param, fixed(&req)))).await
+        }
+    };
+}
+
+fixed_resource!(
+    by_biz_step,
+    "/bizSteps/{value}/events",
+    "EQ_bizStep",
+    "business step"
+);
+fixed_resource!(
+    by_biz_location,
+    "/bizLocations/{value}/events",
+    "EQ_bizLocation",
+    "business location"
+);
+fixed_resource!(
+    by_read_point,
+    "/readPoints/{value}/events",
+    "EQ_readPoint",
+    "read point"
+);
+fixed_resource!(
+    by_disposition,
+    "/dispositions/{value}/events",
+    "EQ_disposition",
+    "disposition"
+);
+fixed_resource!(
+    by_event_type,
+    "/eventTypes/{value}/events",
+    "eventType",
+    "event type"
+);
