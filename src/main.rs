@@ -130,6 +130,9 @@ enum Cmd {
     /// FSMA 204's sortable spreadsheet (21 CFR 1.1455(c)(3)(ii)) as CSV: a
     /// lot's chain, or a product over a time range.
     Fsma204(trace_cmd::FsmaArgs),
+    /// Find organisations, products, lots, locations, devices and events by
+    /// identifier or words (typo-tolerant).
+    Search(trace_cmd::SearchArgs),
     /// Recalls: open one for a lot (it and its descendants), widen, close, show
     /// (server stopped; over HTTP: /v1/recalls).
     Recall {
@@ -320,6 +323,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => analytics_cmd::breaches(&data_dir, lot.as_deref(), json),
         Cmd::Trace(args) => trace_cmd::run(args),
         Cmd::Fsma204(args) => trace_cmd::fsma204(args),
+        Cmd::Search(args) => trace_cmd::search(args),
         Cmd::Recall { cmd } => recall_cmd::run(cmd),
     }
 }

@@ -208,3 +208,40 @@ pub fn fsma204(args: FsmaArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `coldtrail search`: organisations, products, lots, locations, devices and
+/// events by identifier or words, typo-tolerant.
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// An identifier or words.
+    query: String,
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn search(args: SearchArgs) -> Result<ExitCode> {
+    let node = shards::Node::open(shards::NodeConfig::new(&args.data_dir)).with_context(|| {
+        format!(
+            "opening the node in {} (with a server running, ask it: GET /v1/search?q=…)",
+            args.data_dir.display()
+        )
+    })?;
+    let (graph, _) = lineage::scan(&node)?;
+    let index = analytics::search::SearchIndex::from_lineage(&graph)?;
+    let hits = index.search(&args.query, args.limit)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&hits)?);
+    } else {
+        for h in &hits {
+            println!("{:<13} {:<60} {}", h.kind, h.id, h.label);
+        }
+        if hits.is_empty() {
+            println!("nothing matches {:?}", args.query);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -193,6 +193,44 @@ fn investigators_trace_the_contaminated_lot_over_http_with_proofs() {
         named
     );
 
+    // Search: by a lot code, by a misspelt name, by a whole identifier.
+    let code = lot.rsplit('.').next().unwrap();
+    let hits = get_auth(&server.base, &format!("/v1/search?q={code}"), &investigator).json();
+    assert_eq!(hits["hits"][0]["id"], lot.as_str(), "{hits}");
+    let farm = &world.orgs[world.lots.iter().find(|l| &l.id == lot).unwrap().origin];
+    let typo = {
+        // Swap two inner letters of the farm's first word: one typo.
+        let w: Vec<char> = farm.name.split(' ').next().unwrap().chars().collect();
+        let mut t = w.clone();
+        t.swap(1, 2);
+        t.into_iter().collect::<String>()
+    };
+    let hits = get_auth(
+        &server.base,
+        &format!("/v1/search?q={}", encode(&typo)),
+        &investigator,
+    )
+    .json();
+    assert!(
+        hits["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["id"] == farm.id.as_str()),
+        "{typo:?} finds {}: {hits}",
+        farm.name
+    );
+    let hits = get_auth(
+        &server.base,
+        &format!("/v1/search?q={}", encode(&farm.id)),
+        &investigator,
+    )
+    .json();
+    assert_eq!(hits["hits"][0]["id"], farm.id.as_str());
+    get_auth(&server.base, "/v1/search?q=x", &partner).assert_problem(403, "forbidden");
+    get_auth(&server.base, "/v1/search?q=x&limit=0", &investigator)
+        .assert_problem(400, "invalid_parameter");
+
     // FSMA 204: the chain's CTEs as CSV.
     let r = get_auth(
         &server.base,

@@ -21,6 +21,7 @@ pub mod persist;
 pub mod profile;
 pub mod recall;
 pub mod rules;
+pub mod search;
 pub mod sql;
 pub mod tables;
 pub mod watches;

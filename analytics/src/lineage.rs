@@ -256,6 +256,8 @@ pub struct Lineage {
     orgs: HashMap<u32, (String, ledger::entry::OrgRole)>,
     /// Per shard, how many entries have been read into the graph.
     positions: Vec<u64>,
+    /// Registered devices and their organisations.
+    devices: Vec<(u32, u32)>,
 }
 
 fn role_is(m: &Mention, role: SubjectRole) -> bool {
@@ -292,6 +294,91 @@ impl Lineage {
     /// An organisation's name and role, if registered.
     pub fn org(&self, org: &str) -> Option<&(String, ledger::entry::OrgRole)> {
         self.ids.get(org).and_then(|id| self.orgs.get(id))
+    }
+
+    /// What search indexes: every organisation, product, lot, location,
+    /// device and event the graph knows.
+    pub fn search_docs(&self) -> Vec<crate::search::Doc> {
+        use crate::search::Doc;
+        let org_name = |id: u32| self.orgs.get(&id).map(|(n, _)| n.clone());
+        let mut docs = Vec::new();
+        for (&id, (name, role)) in &self.orgs {
+            docs.push(Doc {
+                kind: "organisation",
+                id: self.name(id).to_string(),
+                label: name.clone(),
+                words: role.name().replace('_', " "),
+            });
+        }
+        let mut products = std::collections::BTreeSet::new();
+        let mut locations = std::collections::BTreeSet::new();
+        for e in &self.events {
+            locations.extend(e.read_point);
+            locations.extend(e.biz_location);
+        }
+        for (i, name) in self.names.iter().enumerate() {
+            if self.mentions[i].is_empty() {
+                continue;
+            }
+            if let Some(gtin) = crate::watches::gtin_of(name) {
+                docs.push(Doc {
+                    kind: "lot",
+                    id: name.clone(),
+                    label: format!("{name} (GTIN {gtin})"),
+                    words: String::new(),
+                });
+                products.insert(gtin);
+            }
+        }
+        for gtin in products {
+            docs.push(Doc {
+                kind: "product",
+                label: format!("GTIN {gtin}"),
+                words: String::new(),
+                id: gtin,
+            });
+        }
+        for l in locations {
+            docs.push(Doc {
+                kind: "location",
+                id: self.name(l).to_string(),
+                label: org_name(l).unwrap_or_else(|| self.name(l).to_string()),
+                words: String::new(),
+            });
+        }
+        for &(d, o) in &self.devices {
+            docs.push(Doc {
+                kind: "device",
+                id: self.name(d).to_string(),
+                label: format!(
+                    "{} of {}",
+                    self.name(d),
+                    org_name(o).unwrap_or_else(|| self.name(o).to_string())
+                ),
+                words: String::new(),
+            });
+        }
+        for e in &self.events {
+            let at = e
+                .location
+                .and_then(org_name)
+                .or(e.location.map(|l| self.name(l).to_string()));
+            docs.push(Doc {
+                kind: "event",
+                id: self.name(e.event_id).to_string(),
+                label: format!(
+                    "{} {} at {} on {}",
+                    e.kind.name(),
+                    e.biz_step.map_or("", |s| query::cbv_bare(self.name(s))),
+                    at.unwrap_or_default(),
+                    chrono::DateTime::from_timestamp_millis(e.time_ms)
+                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_default()
+                ),
+                words: String::new(),
+            });
+        }
+        docs
     }
 
     /// Whether the graph has read every shard up to `committed` (each
@@ -723,6 +810,14 @@ fn apply_bytes(lineage: &mut Lineage, shard: u32, index: u64, bytes: &[u8]) {
             role,
             ..
         })) => lineage.apply_org(&org, &name, role),
+        Ok(ledger::Entry::Identity(ledger::entry::IdentityChange::DeviceRegistered {
+            org,
+            device,
+            ..
+        })) => {
+            let (d, o) = (lineage.intern(&device), lineage.intern(&org));
+            lineage.devices.push((d, o));
+        }
         _ => {}
     }
 }

@@ -13,6 +13,7 @@ use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use analytics::lineage::{At, Direction, Limits, Lineage};
 use analytics::recall::RecallError;
+use analytics::search::SearchIndex;
 use ingest::params::QueryParams;
 use ingest::read::ProofJson;
 use ingest::routes::{json_body, write_route};
@@ -28,7 +29,13 @@ pub struct ReadState {
     /// Held from planning a recall change to recording it: two changes to
     /// recalls never plan against the same state.
     pub recall_lock: tokio::sync::Mutex<()>,
+    /// The search index and the size of the graph it was built from; rebuilt
+    /// when the graph has grown.
+    search: std::sync::Mutex<Option<BuiltIndex>>,
 }
+
+/// A search index and the graph size (events, identifiers) it was built at.
+type BuiltIndex = ((usize, usize), Arc<SearchIndex>);
 
 impl ReadState {
     /// Waits until the read model has read everything committed when the
@@ -62,7 +69,27 @@ impl ReadState {
             ingest,
             lineage,
             recall_lock: tokio::sync::Mutex::new(()),
+            search: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The search index of the graph as it is now.
+    pub fn search_index(&self) -> Result<Arc<SearchIndex>, ApiError> {
+        let mut cached = self.search.lock().expect("search lock");
+        let (size, docs) = {
+            let g = self.lineage.read().expect("lineage lock");
+            let size = (g.event_count(), g.identifier_count());
+            if let Some((built, index)) = cached.as_ref() {
+                if *built == size {
+                    return Ok(Arc::clone(index));
+                }
+            }
+            (size, g.search_docs())
+        };
+        let index =
+            Arc::new(SearchIndex::build(docs).map_err(|e| ApiError::Unavailable(e.to_string()))?);
+        *cached = Some((size, Arc::clone(&index)));
+        Ok(index)
     }
 }
 
@@ -73,6 +100,7 @@ pub fn configure(state: Arc<ReadState>) -> impl FnOnce(&mut ServiceConfig) {
             .route("/v1/trace", web::get().to(get_trace))
             .route("/v1/co-exposure", web::get().to(get_co_exposure))
             .route("/v1/fsma204", web::get().to(get_fsma204))
+            .route("/v1/search", web::get().to(get_search))
             .route("/v1/recalls", web::post().to(post_recall))
             .route("/v1/recalls", web::get().to(get_recalls))
             .route("/v1/recalls/{id}", web::get().to(get_recall))
@@ -323,6 +351,36 @@ async fn get_fsma204(
         .body(analytics::lineage::fsma204::to_csv(&rows)))
 }
 
+/// Organisations, products (GTIN), lots, locations, devices and events, by
+/// identifier or words, tolerant of typos: the best matches first.
+#[utoipa::path(get, path = "/v1/search",
+    params(("q" = String, Query, description = "An identifier or words, e.g. `L00010` or `salinas farm`"),
+        ("limit" = Option<u64>, Query, description = "At most this many hits (default 20, at most 200)")),
+    responses((status = 200, description = "{hits: [{kind, id, label, score}]}"),
+        (status = 403, description = "Not an investigator or operator token")),
+    security(("bearer" = [])))]
+async fn get_search(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = QueryParams::parse(&req, &["q", "limit"])?;
+    investigator(&state, &req)?;
+    state.fresh().await?;
+    let text: String = q.require("q")?;
+    let limit: usize = q.get("limit")?.unwrap_or(20);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::InvalidParameter {
+            name: "limit".into(),
+            message: format!("{limit}: give 1 to 200"),
+        });
+    }
+    let index = state.search_index()?;
+    let hits = index
+        .search(&text, limit)
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "q": text, "hits": hits })))
+}
+
 fn recall_error(e: RecallError) -> ApiError {
     match e {
         RecallError::UnknownLot(_) | RecallError::UnknownRecall(_) => {
@@ -533,6 +591,7 @@ async fn get_recalls(
         get_trace,
         get_co_exposure,
         get_fsma204,
+        get_search,
         post_recall,
         get_recalls,
         get_recall,
