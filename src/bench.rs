@@ -35,9 +35,15 @@ pub struct Args {
     /// Appending threads for the durable append figure.
     #[arg(long, default_value_t = 4)]
     appenders: usize,
-    /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules"])]
+    /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, `lineage`, or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage"])]
     only: String,
+    /// Lots in the lineage world (about 7.4 events each).
+    #[arg(long, default_value_t = 1_400_000)]
+    lots: usize,
+    /// PostgreSQL for the lineage baseline (a libpq connection string).
+    #[arg(long, default_value = "host=127.0.0.1 user=postgres dbname=postgres")]
+    pg: String,
 }
 
 pub(crate) fn per_sec(n: f64, d: Duration) -> f64 {
@@ -88,6 +94,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     if args.only == "all" || args.only == "fixtures" {
         world_generation();
+    }
+    if args.only == "all" || args.only == "lineage" {
+        crate::bench_lineage::run(args.lots, &args.pg)?;
     }
     if args.only == "all" || args.only == "shards" {
         crate::bench_shards::run(&root.join("shards"), &signed_batches(&args, 20), args.batch)?;

@@ -61,6 +61,14 @@ impl From<&EntryRef> for At {
 /// A quantity in thousandths, and its unit's id.
 type Qty = Option<(i64, Option<u32>)>;
 
+/// What a walk reached: lots with their depth in the order reached, each link
+/// (to, from, how), and what it cut.
+struct Walk {
+    order: Vec<(u32, u32)>,
+    links: Vec<(u32, u32, Neighbour)>,
+    cut: Vec<Cut>,
+}
+
 /// A lot one transformation away: (lot, event, input quantity, output quantity).
 #[derive(Debug, Clone, Copy)]
 struct Neighbour {
@@ -575,20 +583,15 @@ impl Lineage {
         out
     }
 
-    /// Traces `lot` forward (descendants) or backward (ancestors). `None` if
-    /// no event names the lot.
-    pub fn trace(&self, lot: &str, dir: Direction, limits: Limits) -> Option<Trace> {
-        let root = *self.ids.get(lot)?;
-        if self.mentions[root as usize].is_empty() {
-            return None;
-        }
+    /// The depth-first walk under a trace, on ids only.
+    fn walk(&self, root: u32, dir: Direction, limits: Limits) -> Walk {
         // Depth-first, so a link back to a lot on the current path is a cycle.
         const NEW: u8 = 0;
         const ON_PATH: u8 = 1;
         const DONE: u8 = 2;
         let mut state: HashMap<u32, u8> = HashMap::new();
         let mut order: Vec<(u32, u32)> = Vec::new(); // (lot, depth), in the order reached
-        let mut links: HashMap<u32, Vec<Link>> = HashMap::new();
+        let mut links: Vec<(u32, u32, Neighbour)> = Vec::new();
         let mut cut = Vec::new();
         let mut budget_hit = false;
         // Each frame: (lot, depth, its neighbours, next neighbour to visit).
@@ -662,12 +665,16 @@ impl Lineage {
                 }
             }
             if other != root {
-                links.entry(other).or_default().push(Link {
-                    from: self.name(l).to_string(),
-                    event: self.view(e),
-                    input_quantity: self.quantity(in_q),
-                    output_quantity: self.quantity(out_q),
-                });
+                links.push((
+                    other,
+                    l,
+                    Neighbour {
+                        lot: other,
+                        event: ei,
+                        input: in_q,
+                        output: out_q,
+                    },
+                ));
             }
         }
         if budget_hit {
@@ -675,12 +682,43 @@ impl Lineage {
                 lots: limits.max_lots,
             });
         }
+        Walk { order, links, cut }
+    }
+
+    /// The lots a trace reaches, by name, without rendering their events:
+    /// the walk alone (what a recursive query over the edges answers).
+    pub fn trace_lots(&self, lot: &str, dir: Direction, limits: Limits) -> Option<Vec<&str>> {
+        let root = *self.ids.get(lot)?;
+        if self.mentions[root as usize].is_empty() {
+            return None;
+        }
+        let w = self.walk(root, dir, limits);
+        Some(w.order.iter().map(|&(l, _)| self.name(l)).collect())
+    }
+
+    /// Traces `lot` forward (descendants) or backward (ancestors). `None` if
+    /// no event names the lot.
+    pub fn trace(&self, lot: &str, dir: Direction, limits: Limits) -> Option<Trace> {
+        let root = *self.ids.get(lot)?;
+        if self.mentions[root as usize].is_empty() {
+            return None;
+        }
+        let Walk { order, links, cut } = self.walk(root, dir, limits);
+        let mut by_lot: HashMap<u32, Vec<Link>> = HashMap::new();
+        for (to, from, n) in links {
+            by_lot.entry(to).or_default().push(Link {
+                from: self.name(from).to_string(),
+                event: self.view(&self.events[n.event as usize]),
+                input_quantity: self.quantity(n.input),
+                output_quantity: self.quantity(n.output),
+            });
+        }
         let lots = order
             .into_iter()
             .map(|(l, depth)| TracedLot {
                 lot: self.name(l).to_string(),
                 depth,
-                links: links.remove(&l).unwrap_or_default(),
+                links: by_lot.remove(&l).unwrap_or_default(),
                 events: self
                     .events_of(l)
                     .into_iter()

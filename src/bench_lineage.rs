@@ -1,0 +1,319 @@
+//! `coldtrail bench --only lineage`: traces, recall sets, EPCIS queries and
+//! search over a generated genealogy of ≥ 1 M lots and ≥ 10 M events, and the
+//! same traces as PostgreSQL recursive CTEs over the same edges, loaded in
+//! the same run (the baseline).
+
+use std::time::Instant;
+
+use analytics::lineage::query::EventQuery;
+use analytics::lineage::{Direction, Limits, Lineage};
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::bench::{row, si};
+
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+/// `p50 / p99` in milliseconds.
+fn ms(h: &Histogram<u64>) -> String {
+    format!(
+        "p50 {:.3} ms, p99 {:.3} ms",
+        h.value_at_quantile(0.5) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0
+    )
+}
+
+fn timed<T>(h: &mut Histogram<u64>, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    h.record((t.elapsed().as_micros() as u64).max(1))
+        .expect("in bounds");
+    out
+}
+
+pub fn run(lots: usize, pg: &str) -> Result<()> {
+    let t = Instant::now();
+    let mut graph = Lineage::new();
+    let world = fixtures::genealogy::generate(lots, 7, |at, e| graph.apply(&at, &e));
+    row(
+        "lineage world (fixtures::genealogy)",
+        format!(
+            "{} lots, {} events",
+            si(world.lots as f64),
+            si(world.events as f64)
+        ),
+        format!(
+            "built in {:.1} s, RSS {} MiB",
+            t.elapsed().as_secs_f64(),
+            rss_mib()
+        ),
+    );
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let raw: Vec<u32> = world.raw.choose_multiple(&mut rng, 2000).copied().collect();
+    let finished: Vec<u32> = world
+        .finished
+        .choose_multiple(&mut rng, 2000)
+        .copied()
+        .collect();
+    let (mut fwd, mut back) = (hist(), hist());
+    let (mut fwd_lots, mut back_lots) = (0usize, 0usize);
+    for &n in &raw {
+        let tr = timed(&mut fwd, || {
+            graph.trace(
+                &fixtures::genealogy::lot_id(n),
+                Direction::Forward,
+                Limits::default(),
+            )
+        });
+        fwd_lots += tr.map_or(0, |t| t.lots.len());
+    }
+    for &n in &finished {
+        let tr = timed(&mut back, || {
+            graph.trace(
+                &fixtures::genealogy::lot_id(n),
+                Direction::Backward,
+                Limits::default(),
+            )
+        });
+        back_lots += tr.map_or(0, |t| t.lots.len());
+    }
+    row(
+        "trace forward (2,000 raw lots)",
+        ms(&fwd),
+        format!(
+            "{:.1} lots per trace, with every event and whereabouts",
+            fwd_lots as f64 / raw.len() as f64
+        ),
+    );
+    row(
+        "trace backward (2,000 finished lots)",
+        ms(&back),
+        format!(
+            "{:.1} lots per trace",
+            back_lots as f64 / finished.len() as f64
+        ),
+    );
+
+    // The walk alone (lot ids, as the recursive CTE below answers).
+    let (mut wf, mut wb) = (hist(), hist());
+    for &n in &raw {
+        timed(&mut wf, || {
+            graph.trace_lots(
+                &fixtures::genealogy::lot_id(n),
+                Direction::Forward,
+                Limits::default(),
+            )
+        });
+    }
+    for &n in &finished {
+        timed(&mut wb, || {
+            graph.trace_lots(
+                &fixtures::genealogy::lot_id(n),
+                Direction::Backward,
+                Limits::default(),
+            )
+        });
+    }
+    row("walk forward, lot ids only", ms(&wf), String::new());
+    row("walk backward, lot ids only", ms(&wb), String::new());
+
+    let mut recall = hist();
+    for &n in raw.iter().take(200) {
+        timed(&mut recall, || {
+            analytics::recall::affected(
+                &graph,
+                &fixtures::genealogy::lot_id(n),
+                Some((i64::MIN, i64::MAX)),
+            )
+        })?;
+    }
+    row(
+        "recall set (descendants + co-exposed), 200 lots",
+        ms(&recall),
+        String::new(),
+    );
+
+    // EPCIS queries: an identifier (indexed by mentions), and a step over
+    // every event (a scan), each paged to its fifth page.
+    for (name, params) in [
+        (
+            "EPCIS MATCH_anyEPCClass, perPage 100",
+            vec![("MATCH_anyEPCClass", fixtures::genealogy::lot_id(raw[0]))],
+        ),
+        (
+            "EPCIS EQ_bizStep=receiving, 5 pages of 100",
+            vec![("EQ_bizStep", "receiving".to_string())],
+        ),
+    ] {
+        let params: Vec<(String, String)> = params
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let q = EventQuery::from_params(&params).map_err(anyhow::Error::msg)?;
+        let mut h = hist();
+        for _ in 0..20 {
+            let mut after = None;
+            for _ in 0..5 {
+                let page =
+                    timed(&mut h, || graph.query(&q, after, 100)).map_err(anyhow::Error::msg)?;
+                after = page.next;
+                if after.is_none() {
+                    break;
+                }
+            }
+        }
+        row(
+            name,
+            ms(&h),
+            format!("per page, over {} events", si(world.events as f64)),
+        );
+    }
+
+    // Search over everything but the events (organisations, products, lots,
+    // locations, devices).
+    let t = Instant::now();
+    let docs: Vec<_> = graph
+        .search_docs()
+        .into_iter()
+        .filter(|d| d.kind != "event")
+        .collect();
+    let ndocs = docs.len();
+    let index = analytics::search::SearchIndex::build(docs)?;
+    let built = t.elapsed();
+    let mut h = hist();
+    for (i, &n) in raw.iter().take(1000).enumerate() {
+        let id = fixtures::genealogy::lot_id(n);
+        let q = if i % 2 == 0 {
+            id.rsplit('.').next().unwrap().to_string()
+        } else {
+            // One typo in the lot code.
+            let mut c: Vec<char> = id.rsplit('.').next().unwrap().chars().collect();
+            c.swap(3, 4);
+            c.into_iter().collect()
+        };
+        timed(&mut h, || index.search(&q, 20))?;
+    }
+    row(
+        "search (1,000 lot codes, half with a typo)",
+        ms(&h),
+        format!(
+            "{} documents indexed in {:.1} s",
+            si(ndocs as f64),
+            built.as_secs_f64()
+        ),
+    );
+
+    postgres_baseline(pg, &world, &raw, &finished, [&fwd, &wf], [&back, &wb])
+}
+
+/// The same traces (ids only) as recursive CTEs in PostgreSQL over the same edges.
+fn postgres_baseline(
+    pg: &str,
+    world: &fixtures::genealogy::Genealogy,
+    raw: &[u32],
+    finished: &[u32],
+    fwd: [&Histogram<u64>; 2],
+    back: [&Histogram<u64>; 2],
+) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(pg, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL ({pg}) for the baseline"))?;
+        tokio::spawn(conn);
+        client
+            .batch_execute(
+                "DROP TABLE IF EXISTS coldtrail_bench_edges;
+                 CREATE UNLOGGED TABLE coldtrail_bench_edges (parent int NOT NULL, child int NOT NULL);",
+            )
+            .await?;
+        let t = Instant::now();
+        for chunk in world.edges.chunks(50_000) {
+            let parents: Vec<i32> = chunk.iter().map(|e| e.0 as i32).collect();
+            let children: Vec<i32> = chunk.iter().map(|e| e.1 as i32).collect();
+            client
+                .execute(
+                    "INSERT INTO coldtrail_bench_edges SELECT * FROM unnest($1::int[], $2::int[])",
+                    &[&parents, &children],
+                )
+                .await?;
+        }
+        client
+            .batch_execute(
+                "CREATE INDEX ON coldtrail_bench_edges (parent);
+                 CREATE INDEX ON coldtrail_bench_edges (child);
+                 ANALYZE coldtrail_bench_edges;",
+            )
+            .await?;
+        let loaded = t.elapsed();
+        let forward = client
+            .prepare(
+                "WITH RECURSIVE d(lot) AS (SELECT child FROM coldtrail_bench_edges WHERE parent = $1
+                 UNION SELECT e.child FROM coldtrail_bench_edges e JOIN d ON e.parent = d.lot)
+                 SELECT count(*) FROM d",
+            )
+            .await?;
+        let backward = client
+            .prepare(
+                "WITH RECURSIVE a(lot) AS (SELECT parent FROM coldtrail_bench_edges WHERE child = $1
+                 UNION SELECT e.parent FROM coldtrail_bench_edges e JOIN a ON e.child = a.lot)
+                 SELECT count(*) FROM a",
+            )
+            .await?;
+        let (mut pf, mut pb) = (hist(), hist());
+        for &n in raw {
+            let t = Instant::now();
+            client.query_one(&forward, &[&(n as i32)]).await?;
+            pf.record((t.elapsed().as_micros() as u64).max(1))?;
+        }
+        for &n in finished {
+            let t = Instant::now();
+            client.query_one(&backward, &[&(n as i32)]).await?;
+            pb.record((t.elapsed().as_micros() as u64).max(1))?;
+        }
+        client.batch_execute("DROP TABLE coldtrail_bench_edges").await?;
+        let ratio = |ours: &Histogram<u64>, theirs: &Histogram<u64>| {
+            theirs.value_at_quantile(0.99) as f64 / ours.value_at_quantile(0.99).max(1) as f64
+        };
+        row(
+            "PostgreSQL recursive CTE, forward",
+            ms(&pf),
+            format!(
+                "{} edges loaded in {:.1} s; at p99 our walk is {:.1}x faster, our whole trace {:.1}x",
+                si(world.edges.len() as f64),
+                loaded.as_secs_f64(),
+                ratio(fwd[1], &pf),
+                ratio(fwd[0], &pf)
+            ),
+        );
+        row(
+            "PostgreSQL recursive CTE, backward",
+            ms(&pb),
+            format!(
+                "at p99 our walk is {:.1}x faster, our whole trace (events, whereabouts) {:.1}x",
+                ratio(back[1], &pb),
+                ratio(back[0], &pb)
+            ),
+        );
+        anyhow::Ok(())
+    })
+}
