@@ -232,9 +232,10 @@ impl Default for Limits {
 pub struct Exposure {
     /// The other lot (or container) held or watched with it.
     pub subject: String,
-    /// The container, pallet, reefer or logger they shared.
+    /// The container, pallet, reefer, logger or location they shared.
     pub shared: String,
-    /// `aggregation` (held in a container) or `association` (under a logger or reefer).
+    /// `aggregation` (held in a container), `association` (under a logger or
+    /// reefer) or `location` (at the same place at the same time).
     pub how: &'static str,
     pub from_ms: i64,
     pub to_ms: Option<i64>,
@@ -266,6 +267,8 @@ pub struct Lineage {
     positions: Vec<u64>,
     /// Registered devices and their organisations.
     devices: Vec<(u32, u32)>,
+    /// By location (business location, else read point): the events there.
+    at_location: HashMap<u32, Vec<u32>>,
 }
 
 fn role_is(m: &Mention, role: SubjectRole) -> bool {
@@ -492,6 +495,9 @@ impl Lineage {
             recorded_by: self.intern(&e.recorded_by),
             subjects,
         };
+        if let Some(l) = rec.location {
+            self.at_location.entry(l).or_default().push(n);
+        }
         self.events.push(rec);
         let evidence = Evidence {
             shard: at.shard,
@@ -790,6 +796,7 @@ impl Lineage {
                 }
             }
         }
+        self.shared_locations(id, from_ms, to_ms, &mut exposures);
         exposures.sort_by(|x, y| {
             (&x.subject, &x.shared, x.from_ms).cmp(&(&y.subject, &y.shared, y.from_ms))
         });
@@ -800,6 +807,84 @@ impl Lineage {
             to_ms,
             exposures,
         })
+    }
+}
+
+/// Where a lot was, and when: (location, from, until, the event that put it there).
+type Presence = (u32, i64, Option<i64>, At);
+
+impl Lineage {
+    /// A lot's stays: from an event at a location until its next event
+    /// elsewhere; a shipping (or departing) event ends the stay where it happens.
+    fn presence(&self, lot: u32) -> Vec<Presence> {
+        let mut out: Vec<Presence> = Vec::new();
+        for e in self.events_of(lot) {
+            let Some(loc) = e.location else { continue };
+            let leaving = e
+                .biz_step
+                .map(|s| query::cbv_bare(self.name(s)))
+                .is_some_and(|s| s == "shipping" || s == "departing");
+            match out.last_mut() {
+                // Still there: a shipment from here ends the stay.
+                Some(last) if last.0 == loc && last.2.is_none() => {
+                    if leaving {
+                        last.2 = Some(e.time_ms);
+                    }
+                    continue;
+                }
+                // Seen elsewhere: the stay before ended.
+                Some(last) if last.2.is_none() => last.2 = Some(e.time_ms),
+                _ => {}
+            }
+            if !leaving {
+                out.push((loc, e.time_ms, None, e.at));
+            }
+        }
+        out
+    }
+
+    /// Lots at the same location as `lot` at the same time, within the interval.
+    fn shared_locations(&self, lot: u32, from_ms: i64, to_ms: i64, out: &mut Vec<Exposure>) {
+        let overlaps = |f: i64, t: Option<i64>, a: i64, b: i64| f <= b && t.is_none_or(|t| t > a);
+        for (loc, f, t, at) in self.presence(lot) {
+            if !overlaps(f, t, from_ms, to_ms) {
+                continue;
+            }
+            let (a, b) = (f.max(from_ms), t.map_or(to_ms, |t| t.min(to_ms)));
+            let mut others: Vec<u32> = Vec::new();
+            for &ei in self.at_location.get(&loc).map_or(&[][..], Vec::as_slice) {
+                let e = &self.events[ei as usize];
+                if e.time_ms > b {
+                    continue;
+                }
+                for m in &e.subjects {
+                    if m.id != lot
+                        && m.role != SubjectRole::Parent
+                        && !others.contains(&m.id)
+                        && crate::watches::gtin_of(self.name(m.id)).is_some()
+                    {
+                        others.push(m.id);
+                    }
+                }
+            }
+            for o in others {
+                for (oloc, of, ot, oat) in self.presence(o) {
+                    if oloc == loc && overlaps(of, ot, a, b) {
+                        out.push(Exposure {
+                            subject: self.name(o).to_string(),
+                            shared: self.name(loc).to_string(),
+                            how: "location",
+                            from_ms: a.max(of),
+                            to_ms: match ot {
+                                Some(x) => Some(x.min(b)),
+                                None => t.map(|t| t.min(b)),
+                            },
+                            entries: vec![at, oat],
+                        });
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -1110,5 +1195,66 @@ mod tests {
         );
         // Only the reefer is shared after the pallet was unpacked.
         assert_eq!(found(35, 100), [("C".to_string(), "reefer-1".to_string())]);
+    }
+
+    #[test]
+    fn co_exposure_finds_lots_at_the_same_place_at_the_same_time() {
+        let mut w = World::new();
+        let mut at = |lot: &str, loc: &str, step: &str, t: i64| {
+            w.next += 1;
+            let e = CustodyEvent {
+                recorded_by: loc.into(),
+                event_id: format!("urn:uuid:{}", w.next),
+                kind: EventKind::Object,
+                action: Some(Action::Observe),
+                event_time_ms: t,
+                tz_offset_min: 0,
+                biz_step: Some(step.into()),
+                disposition: None,
+                read_point: None,
+                biz_location: Some(loc.into()),
+                subjects: vec![Subject {
+                    role: SubjectRole::Object,
+                    id: lot.into(),
+                    quantity: q(1),
+                }],
+                readings: Vec::new(),
+                document: b"{}".to_vec(),
+            };
+            let r = EntryRef {
+                shard: 0,
+                index: w.next,
+                id: ledger::Digest([w.next as u8; 32]),
+            };
+            w.lineage.apply(&r, &e);
+        };
+        let (a, b, c) = (
+            "urn:epc:class:lgtin:0614141.010001.A",
+            "urn:epc:class:lgtin:0614141.010001.B",
+            "urn:epc:class:lgtin:0614141.010001.C",
+        );
+        at(a, "DC", "receiving", 10);
+        at(a, "DC", "shipping", 50);
+        at(b, "DC", "receiving", 40);
+        at(b, "DC", "shipping", 60);
+        at(c, "DC", "receiving", 55); // after A left
+        at(c, "SHOP", "receiving", 70);
+        let found: Vec<(String, String, i64, Option<i64>)> = w
+            .lineage
+            .co_exposure(a, 0, 100)
+            .unwrap()
+            .exposures
+            .into_iter()
+            .map(|e| (e.subject, e.shared, e.from_ms, e.to_ms))
+            .collect();
+        assert_eq!(found, [(b.to_string(), "DC".to_string(), 40, Some(50))]);
+        assert!(
+            w.lineage
+                .co_exposure(a, 0, 20)
+                .unwrap()
+                .exposures
+                .is_empty(),
+            "B came later"
+        );
     }
 }

@@ -115,6 +115,11 @@ async fn traces_match_the_ground_truth_in_the_demo_world() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_match_the_ground_truth_in_the_large_world() {
+    check(Scale::Large).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn co_exposure_finds_the_lots_that_shared_the_breached_reefer() {
     let dir = tempfile::tempdir().unwrap();
     let world = fixtures::generate(7, Scale::Demo, common::START_MS);
