@@ -127,6 +127,31 @@ async fn provision(node: &Node, world: &World) -> Result<Tokens> {
     })
 }
 
+/// A partner's token and a command that captures an EPCIS event with it, so a
+/// newcomer can push something into the running demo.
+fn print_partner_try(base: &str, world: &World, token: &str) {
+    let org = &world.orgs[0];
+    let doc = serde_json::json!({
+        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-11-20T10:00:00Z",
+        "epcisBody": {"eventList": [{
+            "type": "ObjectEvent",
+            "eventTime": "2026-11-20T10:00:00Z",
+            "eventTimeZoneOffset": "+00:00",
+            "action": "OBSERVE",
+            "bizStep": "inspecting",
+            "readPoint": {"id": org.id},
+            "quantityList": [{"epcClass": world.truth.contaminated_lot, "quantity": 1, "uom": "KGM"}]
+        }]}
+    });
+    println!("  partner         token {token} ({})", org.name);
+    println!(
+        "  capture         curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/ld+json' -d '{doc}' {base}/capture"
+    );
+}
+
 /// Opens a recall of the world's contaminated lot through the API and prints
 /// what it names.
 fn open_recall(base: &str, token: &str, world: &World) -> Result<()> {
@@ -349,6 +374,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                             print_breaches(&dir_for_print, &world)?;
                             open_recall(&base, &tokens.investigator, &world)?;
                             print_next(&base, &dir_for_print, &world, readings, example.as_ref());
+                            print_partner_try(&base, &world, &tokens.partners[0]);
                             println!("  investigator    token {} (traces, recalls)", tokens.investigator);
                             println!(
                                 "  trace           curl -s -H 'Authorization: Bearer {}' '{base}/v1/trace?lot={}&direction=forward'",

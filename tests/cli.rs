@@ -39,6 +39,12 @@ fn demo_with(dir: &Path, shards: &str) {
     assert!(t.contains("signed readings"), "{t}");
     assert!(t.contains("example proof   http://127.0.0.1:"), "{t}");
     assert!(t.contains("verify --data-dir"), "{t}");
+    assert!(t.contains("partner         token ct_"), "{t}");
+    assert!(
+        t.contains("capture         curl -s -H 'Authorization: Bearer ct_"),
+        "{t}"
+    );
+    assert!(t.contains("recall          opened"), "{t}");
 }
 
 #[test]
