@@ -91,7 +91,7 @@ pub fn run(cmd: RecallCmd) -> Result<ExitCode> {
             by,
         } => {
             let node = open_node(&data_dir)?;
-            let (graph, _) = lineage::scan(&node)?;
+            let (graph, _) = lineage::open(&node)?;
             let (change, set) = analytics::recall::open(&graph, &lot, &reason, &by, now, None)?;
             let id = record(&node, &lot, change)?;
             println!("recall {id} opened for {lot}: {} lots", set.lots.len());
@@ -110,7 +110,7 @@ pub fn run(cmd: RecallCmd) -> Result<ExitCode> {
             by,
         } => {
             let node = open_node(&data_dir)?;
-            let (graph, _) = lineage::scan(&node)?;
+            let (graph, _) = lineage::open(&node)?;
             let (change, home, set) =
                 analytics::recall::widen(&graph, &id, &lot, &reason, &by, now)?;
             record(&node, &home, change)?;
@@ -126,7 +126,7 @@ pub fn run(cmd: RecallCmd) -> Result<ExitCode> {
             by,
         } => {
             let node = open_node(&data_dir)?;
-            let (graph, _) = lineage::scan(&node)?;
+            let (graph, _) = lineage::open(&node)?;
             let (change, home) = analytics::recall::close(&graph, &id, &reason, &by, now)?;
             record(&node, &home, change)?;
             println!("recall {id} closed");
@@ -138,7 +138,7 @@ pub fn run(cmd: RecallCmd) -> Result<ExitCode> {
             json,
         } => {
             let node = open_node(&data_dir)?;
-            let (graph, _) = lineage::scan(&node)?;
+            let (graph, _) = lineage::open(&node)?;
             let recalls: Vec<&analytics::recall::Recall> = match (&id, &lot) {
                 (Some(id), _) => graph.recalls().get(id).into_iter().collect(),
                 (None, Some(lot)) => graph.recalls().of_lot(lot),

@@ -39,9 +39,10 @@ pub async fn run_server(
     let rules = analytics::RulesConfig::load(node.data_dir())?;
     let consumer =
         analytics::Running::spawn(Arc::clone(&node), rules, analytics::Options::default())?;
-    let (graph, scanned) = analytics::lineage::scan(&node)?;
+    let (graph, scanned) = analytics::lineage::open(&node)?;
     let graph = Arc::new(std::sync::RwLock::new(graph));
     let lineage = analytics::lineage::follow(Arc::clone(&node), Arc::clone(&graph), scanned)?;
+    let snapshot_of = Arc::clone(&graph);
     let read = Arc::new(::web::ReadState::new(Arc::clone(&ingest), graph));
     let app_ingest = Arc::clone(&ingest);
     let server = HttpServer::new(move || {
@@ -67,6 +68,8 @@ pub async fn run_server(
     let _ = relay.await;
     policies.abort();
     lineage.abort();
+    // The next start reads the graph's sources, not every log.
+    analytics::lineage::snapshot::save(&node, &snapshot_of.read().expect("lineage lock"))?;
     // The rules see everything acknowledged before the logs close.
     consumer.stop()?;
     node.sign_heads().await?;

@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             args.data_dir.display()
         )
     })?;
-    let (graph, _) = lineage::scan(&node)?;
+    let (graph, _) = lineage::open(&node)?;
     if args.co_exposure {
         let Some(c) = graph.co_exposure(
             &args.lot,
@@ -185,7 +185,7 @@ pub fn fsma204(args: FsmaArgs) -> Result<ExitCode> {
             args.data_dir.display()
         )
     })?;
-    let (graph, _) = lineage::scan(&node)?;
+    let (graph, _) = lineage::open(&node)?;
     let rows = match (&args.lot, &args.gtin) {
         (Some(lot), _) => match graph.chain(lot) {
             Some(chain) => graph.cte_rows(&chain),
@@ -230,7 +230,7 @@ pub fn search(args: SearchArgs) -> Result<ExitCode> {
             args.data_dir.display()
         )
     })?;
-    let (graph, _) = lineage::scan(&node)?;
+    let (graph, _) = lineage::open(&node)?;
     let index = analytics::search::SearchIndex::from_lineage(&graph)?;
     let hits = index.search(&args.query, args.limit)?;
     if args.json {

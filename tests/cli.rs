@@ -51,6 +51,10 @@ fn demo_with(dir: &Path, shards: &str) {
 fn demo_then_verify_and_inspect_pass() {
     let dir = tempfile::tempdir().unwrap();
     demo(dir.path());
+    assert!(
+        dir.path().join("lineage.snapshot").exists(),
+        "a clean stop leaves the lineage snapshot for the next start"
+    );
     let out = coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("verified 1 logs"), "{}", text(&out));

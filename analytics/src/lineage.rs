@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 pub mod fsma204;
 pub mod query;
+pub mod snapshot;
 
 use ledger::entry::{Action, CustodyEvent, EntryRef, EventKind, SubjectRole};
 use serde::Serialize;
@@ -269,6 +270,8 @@ pub struct Lineage {
     devices: Vec<(u32, u32)>,
     /// By location (business location, else read point): the events there.
     at_location: HashMap<u32, Vec<u32>>,
+    /// Where every entry the graph was built from is (what a snapshot keeps).
+    sources: Vec<(u32, u64)>,
 }
 
 fn role_is(m: &Mention, role: SubjectRole) -> bool {
@@ -888,6 +891,15 @@ impl Lineage {
     }
 }
 
+/// The graph from its snapshot when one matches the logs, else from a scan
+/// of every log; and the position on each shard it was built up to.
+pub fn open(node: &shards::Node) -> Result<(Lineage, Vec<u64>), shards::ShardError> {
+    match snapshot::load(node) {
+        Some(loaded) => Ok(loaded),
+        None => scan(node),
+    }
+}
+
 /// The graph of everything committed on `node`, and the position on each
 /// shard it was built up to (where [`follow`] continues).
 pub fn scan(node: &shards::Node) -> Result<(Lineage, Vec<u64>), shards::ShardError> {
@@ -912,7 +924,7 @@ pub fn scan(node: &shards::Node) -> Result<(Lineage, Vec<u64>), shards::ShardErr
 
 /// Applies an encoded entry if it is a custody event or a recall (read
 /// without decoding anything else).
-fn apply_bytes(lineage: &mut Lineage, shard: u32, index: u64, bytes: &[u8]) {
+pub(crate) fn apply_bytes(lineage: &mut Lineage, shard: u32, index: u64, bytes: &[u8]) {
     if !matches!(
         ledger::entry::kind_of(bytes),
         Some("custody" | "recall" | "identity")
@@ -924,6 +936,7 @@ fn apply_bytes(lineage: &mut Lineage, shard: u32, index: u64, bytes: &[u8]) {
         index,
         id: ledger::entry_id(bytes),
     };
+    lineage.sources.push((shard, index));
     match ledger::Entry::from_bytes(bytes) {
         Ok(ledger::Entry::Custody(e)) => lineage.apply(&at, &e),
         Ok(ledger::Entry::Recall(c)) => lineage.apply_recall(&at, &c),

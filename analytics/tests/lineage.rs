@@ -286,3 +286,75 @@ async fn fsma_204_lists_every_cte_of_the_contaminated_lots_chain_with_its_kdes()
     assert_eq!(csv.lines().count(), rows.len() + 1);
     assert!(csv.starts_with("Traceability Lot Code,"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_gives_the_same_graph_and_the_tail_follows_it() {
+    use analytics::lineage::snapshot;
+    let dir = tempfile::tempdir().unwrap();
+    let world = fixtures::generate(7, Scale::Tiny, common::START_MS);
+    let node = common::open(dir.path(), 2);
+    fixtures::load::events_into_node(&node, &world)
+        .await
+        .unwrap();
+    let (scanned, _) = lineage::scan(&node).unwrap();
+    assert!(snapshot::load(&node).is_none(), "no snapshot yet");
+    snapshot::save(&node, &scanned).unwrap();
+    let (loaded, positions) = snapshot::load(&node).expect("the snapshot matches the logs");
+    assert_eq!(loaded.event_count(), scanned.event_count());
+    assert_eq!(loaded.identifier_count(), scanned.identifier_count());
+    let lot = &world.truth.contaminated_lot;
+    for dir in [Direction::Forward, Direction::Backward] {
+        assert_eq!(
+            loaded.trace(lot, dir, Limits::default()),
+            scanned.trace(lot, dir, Limits::default())
+        );
+    }
+
+    // Entries committed after the snapshot are read from where it stopped.
+    let extra = ledger::entry::Entry::Custody(ledger::entry::CustodyEvent {
+        recorded_by: world.orgs[0].id.clone(),
+        event_id: "urn:uuid:after-the-snapshot".into(),
+        kind: ledger::entry::EventKind::Object,
+        action: Some(ledger::entry::Action::Observe),
+        event_time_ms: common::START_MS,
+        tz_offset_min: 0,
+        biz_step: Some("inspecting".into()),
+        disposition: None,
+        read_point: None,
+        biz_location: None,
+        subjects: vec![ledger::entry::Subject {
+            role: ledger::entry::SubjectRole::Object,
+            id: lot.clone(),
+            quantity: None,
+        }],
+        readings: Vec::new(),
+        document: b"{}".to_vec(),
+    });
+    node.append(lot, vec![extra]).await.unwrap();
+    let graph = std::sync::Arc::new(std::sync::RwLock::new(loaded));
+    let task = lineage::follow(node.clone(), graph.clone(), positions).unwrap();
+    let committed: Vec<u64> = node.shards().iter().map(|s| s.committed()).collect();
+    for _ in 0..500 {
+        if graph.read().unwrap().covers(&committed) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    task.abort();
+    let (rescanned, _) = lineage::scan(&node).unwrap();
+    assert_eq!(graph.read().unwrap().event_count(), rescanned.event_count());
+    assert_eq!(rescanned.event_count(), scanned.event_count() + 1);
+
+    // A snapshot changed by one bit is not used.
+    let path = dir.path().join(snapshot::SNAPSHOT_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(snapshot::load(&node).is_none());
+    let (opened, _) = lineage::open(&node).unwrap();
+    assert_eq!(
+        opened.event_count(),
+        rescanned.event_count(),
+        "a scan instead"
+    );
+}

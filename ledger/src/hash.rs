@@ -86,10 +86,12 @@ pub enum Domain {
     Routing,
     /// A node's key set: what its operator key signs, and what the next set names.
     KeySet,
+    /// Checksum of a derived snapshot (the lineage graph's sources).
+    Snapshot,
 }
 
 impl Domain {
-    const ALL: [Domain; 9] = [
+    const ALL: [Domain; 10] = [
         Domain::Merkle,
         Domain::BlockChecksum,
         Domain::IndexRecord,
@@ -99,6 +101,7 @@ impl Domain {
         Domain::Token,
         Domain::Routing,
         Domain::KeySet,
+        Domain::Snapshot,
     ];
 
     /// BLAKE3 `derive_key` context: globally unique, hard-coded, application
@@ -114,6 +117,7 @@ impl Domain {
             Domain::Token => "coldtrail 2026-11 bearer token v1",
             Domain::Routing => "coldtrail 2026-11 shard routing v1",
             Domain::KeySet => "coldtrail 2026-11 node key set v1",
+            Domain::Snapshot => "coldtrail 2026-11 lineage snapshot v1",
         }
     }
 

@@ -54,6 +54,7 @@ fn vectors() -> String {
         Domain::LogId,
         Domain::KeySet,
         Domain::Routing,
+        Domain::Snapshot,
         Domain::BlockChecksum,
         Domain::IndexRecord,
         Domain::Token,
