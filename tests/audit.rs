@@ -16,9 +16,9 @@ use base64::Engine;
 use ed25519_dalek::VerifyingKey;
 use ledger::entry::{entry_id, Entry};
 use ledger::keyset::{verify_chain, SignedKeySet};
-use ledger::{Digest, SignedTreeHead, TreeHead};
+use ledger::{Digest, SignedTreeHead};
 use serde_json::Value;
-use support::{coldtrail, get, post_json, run, text, Server};
+use support::{coldtrail, get, head_of, post_json, proof_of, run, text, Server};
 
 /// The tiny demo world on two shards, plus an organisation with a token
 /// (to make the logs grow while the server runs).
@@ -60,30 +60,6 @@ fn b64(s: &str) -> Vec<u8> {
 
 fn hex32(s: &str) -> [u8; 32] {
     hex::decode(s).unwrap().try_into().unwrap()
-}
-
-fn head_of(v: &Value) -> SignedTreeHead {
-    SignedTreeHead {
-        head: TreeHead {
-            log_id: Digest::from_hex(v["log_id"].as_str().unwrap()).unwrap(),
-            size: v["size"].as_u64().unwrap(),
-            root: Digest::from_hex(v["root"].as_str().unwrap()).unwrap(),
-            timestamp_ms: v["timestamp_ms"].as_i64().unwrap(),
-        },
-        signature: hex::decode(v["signature"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap(),
-    }
-}
-
-fn proof_of(v: &Value) -> Vec<Digest> {
-    v["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| Digest::from_hex(d.as_str().unwrap()).unwrap())
-        .collect()
 }
 
 /// The node's shard keys, from the key document, checked as a chain.

@@ -4,18 +4,7 @@
 
 mod support;
 
-use support::{coldtrail, get, get_auth, post, Server};
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use support::{coldtrail, encode, get, get_auth, post, verify_proof_answer, Server};
 
 #[test]
 fn investigators_trace_the_contaminated_lot_over_http_with_proofs() {
@@ -76,39 +65,7 @@ fn investigators_trace_the_contaminated_lot_over_http_with_proofs() {
     let proofs = t["proofs"].as_array().unwrap();
     assert!(!proofs.is_empty());
     for p in proofs {
-        let head = &p["head"];
-        let key = ed25519_dalek::VerifyingKey::from_bytes(
-            &hex::decode(head["public_key"].as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap(),
-        )
-        .unwrap();
-        let sth = ledger::SignedTreeHead {
-            head: ledger::TreeHead {
-                log_id: ledger::Digest::from_hex(head["log_id"].as_str().unwrap()).unwrap(),
-                size: head["size"].as_u64().unwrap(),
-                root: ledger::Digest::from_hex(head["root"].as_str().unwrap()).unwrap(),
-                timestamp_ms: head["timestamp_ms"].as_i64().unwrap(),
-            },
-            signature: hex::decode(head["signature"].as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap(),
-        };
-        let proof: Vec<ledger::Digest> = p["proof"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| ledger::Digest::from_hex(h.as_str().unwrap()).unwrap())
-            .collect();
-        sth.verify_inclusion(
-            &key,
-            p["index"].as_u64().unwrap(),
-            &ledger::Digest::from_hex(p["id"].as_str().unwrap()).unwrap(),
-            &proof,
-        )
-        .unwrap();
+        verify_proof_answer(p);
     }
 
     // Backward from a salad lot: its inputs.

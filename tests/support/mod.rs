@@ -293,3 +293,61 @@ pub fn register_device(base: &str, token: &str, device: &str, key: &ed25519_dale
     );
     assert_eq!(r.status, 201, "{}", r.body);
 }
+
+/// Percent-encodes a query string or path component.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A signed head as the API serves it (`HeadJson`).
+pub fn head_of(v: &serde_json::Value) -> ledger::SignedTreeHead {
+    ledger::SignedTreeHead {
+        head: ledger::TreeHead {
+            log_id: ledger::Digest::from_hex(v["log_id"].as_str().unwrap()).unwrap(),
+            size: v["size"].as_u64().unwrap(),
+            root: ledger::Digest::from_hex(v["root"].as_str().unwrap()).unwrap(),
+            timestamp_ms: v["timestamp_ms"].as_i64().unwrap(),
+        },
+        signature: hex::decode(v["signature"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    }
+}
+
+/// The `proof` list of an answer.
+pub fn proof_of(v: &serde_json::Value) -> Vec<ledger::Digest> {
+    v["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| ledger::Digest::from_hex(d.as_str().unwrap()).unwrap())
+        .collect()
+}
+
+/// Checks a served inclusion proof (`ProofJson`) under the key its head names.
+pub fn verify_proof_answer(p: &serde_json::Value) {
+    let key = ed25519_dalek::VerifyingKey::from_bytes(
+        &hex::decode(p["head"]["public_key"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    let (shard, index) = (p["shard"].as_u64().unwrap(), p["index"].as_u64().unwrap());
+    head_of(&p["head"])
+        .verify_inclusion(
+            &key,
+            index,
+            &ledger::Digest::from_hex(p["id"].as_str().unwrap()).unwrap(),
+            &proof_of(p),
+        )
+        .unwrap_or_else(|e| panic!("entry {shard}/{index}: {e}"));
+}

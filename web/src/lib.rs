@@ -461,6 +461,40 @@ async fn record(
     Ok(result)
 }
 
+/// What a recall change is planned into: the entry, the lot whose shard
+/// records it, and (opening, widening) the set it names.
+type Plan = (
+    ledger::entry::RecallChange,
+    String,
+    Option<analytics::recall::AffectedSet>,
+);
+
+/// The frame every recall change shares: the write frame, one change at a
+/// time, planned against the graph as it is once it has read every write
+/// acknowledged before, then recorded.
+async fn change_recall<B, F>(
+    st: &ReadState,
+    req: &HttpRequest,
+    payload: web::Payload,
+    plan: F,
+) -> Result<HttpResponse, ApiError>
+where
+    B: serde::de::DeserializeOwned,
+    F: FnOnce(&Lineage, &ingest::Principal, B, i64) -> Result<Plan, RecallError>,
+{
+    write_route(&st.ingest, req, payload, |who, body| async move {
+        let body: B = json_body(&body)?;
+        let _one_at_a_time = st.recall_lock.lock().await;
+        st.fresh().await?;
+        let (change, home, set) = {
+            let g = st.lineage.read().expect("lineage lock");
+            plan(&g, &who, body, ingest::api::now_ms()).map_err(recall_error)?
+        };
+        record(st, &who, &home, change, set).await
+    })
+    .await
+}
+
 /// Open a recall: the lot, every lot made from it and, with `co_exposure`,
 /// the lots that shared its containers then and their descendants. Recorded
 /// on the ledger; the answer's `recall.recall.id` names it.
@@ -473,24 +507,10 @@ async fn post_recall(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let st = state.get_ref();
-    write_route(&st.ingest, &req, payload, |who, body| async move {
-        let r: OpenRecall = json_body(&body)?;
-        let _one_at_a_time = st.recall_lock.lock().await;
-        st.fresh().await?;
-        let (change, set) = {
-            let g = st.lineage.read().expect("lineage lock");
-            analytics::recall::open(
-                &g,
-                &r.lot,
-                &r.reason,
-                &who.org,
-                ingest::api::now_ms(),
-                r.co_exposure.map(|i| (i.from_ms, i.to_ms)),
-            )
-            .map_err(recall_error)?
-        };
-        record(st, &who, &r.lot, change, Some(set)).await
+    change_recall(&state, &req, payload, |g, who, r: OpenRecall, now| {
+        let co = r.co_exposure.map(|i| (i.from_ms, i.to_ms));
+        let (change, set) = analytics::recall::open(g, &r.lot, &r.reason, &who.org, now, co)?;
+        Ok((change, r.lot, Some(set)))
     })
     .await
 }
@@ -504,18 +524,11 @@ async fn post_widen(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let st = state.get_ref();
     let id = req.match_info().get("id").unwrap_or("").to_string();
-    write_route(&st.ingest, &req, payload, |who, body| async move {
-        let r: WidenRecall = json_body(&body)?;
-        let _one_at_a_time = st.recall_lock.lock().await;
-        st.fresh().await?;
-        let (change, home, set) = {
-            let g = st.lineage.read().expect("lineage lock");
-            analytics::recall::widen(&g, &id, &r.lot, &r.reason, &who.org, ingest::api::now_ms())
-                .map_err(recall_error)?
-        };
-        record(st, &who, &home, change, Some(set)).await
+    change_recall(&state, &req, payload, |g, who, r: WidenRecall, now| {
+        let (change, home, set) =
+            analytics::recall::widen(g, &id, &r.lot, &r.reason, &who.org, now)?;
+        Ok((change, home, Some(set)))
     })
     .await
 }
@@ -529,18 +542,10 @@ async fn post_close(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let st = state.get_ref();
     let id = req.match_info().get("id").unwrap_or("").to_string();
-    write_route(&st.ingest, &req, payload, |who, body| async move {
-        let r: CloseRecall = json_body(&body)?;
-        let _one_at_a_time = st.recall_lock.lock().await;
-        st.fresh().await?;
-        let (change, home) = {
-            let g = st.lineage.read().expect("lineage lock");
-            analytics::recall::close(&g, &id, &r.reason, &who.org, ingest::api::now_ms())
-                .map_err(recall_error)?
-        };
-        record(st, &who, &home, change, None).await
+    change_recall(&state, &req, payload, |g, who, r: CloseRecall, now| {
+        let (change, home) = analytics::recall::close(g, &id, &r.reason, &who.org, now)?;
+        Ok((change, home, None))
     })
     .await
 }
