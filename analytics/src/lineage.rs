@@ -818,15 +818,31 @@ type Presence = (u32, i64, Option<i64>, At);
 
 impl Lineage {
     /// A lot's stays: from an event at a location until its next event
-    /// elsewhere; a shipping (or departing) event ends the stay where it happens.
+    /// elsewhere; shipping, selling, destroying it or consuming it in a
+    /// transformation ends the stay where it happens.
     fn presence(&self, lot: u32) -> Vec<Presence> {
         let mut out: Vec<Presence> = Vec::new();
         for e in self.events_of(lot) {
             let Some(loc) = e.location else { continue };
+            // Shipped from here, sold, destroyed, or consumed by a transformation:
+            // the lot is no longer here after this event.
             let leaving = e
                 .biz_step
                 .map(|s| query::cbv_bare(self.name(s)))
-                .is_some_and(|s| s == "shipping" || s == "departing");
+                .is_some_and(|s| {
+                    matches!(
+                        s,
+                        "shipping"
+                            | "departing"
+                            | "retail_selling"
+                            | "destroying"
+                            | "decommissioning"
+                    )
+                })
+                || e.action == Some(Action::Delete) && e.kind == EventKind::Object
+                || e.subjects
+                    .iter()
+                    .any(|m| m.id == lot && m.role == SubjectRole::Input);
             match out.last_mut() {
                 // Still there: a shipment from here ends the stay.
                 Some(last) if last.0 == loc && last.2.is_none() => {
