@@ -682,26 +682,6 @@ impl Ingest {
             .map(|(_, r)| r.clone())
     }
 
-    /// Every stored event with this eventID (the event and its corrections), as
-    /// captured, each with the ledger entry it rests on (`coldtrail:entry`).
-    pub fn events_by_id(&self, event_id: &str) -> Result<Vec<serde_json::Value>, ApiError> {
-        let locs = self
-            .events
-            .read()
-            .expect("events lock")
-            .get(event_id)
-            .cloned()
-            .unwrap_or_default();
-        if locs.is_empty() {
-            return Err(ApiError::NotFound(format!(
-                "no event with eventID {event_id:?} was captured"
-            )));
-        }
-        locs.iter()
-            .map(|l| self.event_document(l.shard, l.index))
-            .collect()
-    }
-
     /// The captured event stored as entry `index` of `shard`, as received,
     /// with the entry it rests on (`coldtrail:entry`) so a reader can go on
     /// to its proof.

@@ -89,6 +89,17 @@ fn query_document(events: Vec<serde_json::Value>) -> serde_json::Value {
     })
 }
 
+/// The page's events as captured, each naming its entry.
+fn documents(
+    state: &ReadState,
+    page: &analytics::lineage::query::Page,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    page.events
+        .iter()
+        .map(|a| state.ingest.event_document(a.shard, a.index))
+        .collect()
+}
+
 fn answer(doc: serde_json::Value, link: Option<String>) -> HttpResponse {
     let mut r = HttpResponse::Ok();
     r.content_type("application/ld+json")
@@ -147,11 +158,7 @@ async fn run(
         .expect("lineage lock")
         .query(&q, after, per_page)
         .map_err(query_error)?;
-    let events = page
-        .events
-        .iter()
-        .map(|a| state.ingest.event_document(a.shard, a.index))
-        .collect::<Result<Vec<_>, _>>()?;
+    let events = documents(state, &page)?;
     let link = page.next.map(|c| {
         let mut qs: Vec<String> = params
             .pairs()
@@ -241,11 +248,7 @@ pub(crate) async fn get_event(
             "no event with eventID {id:?} that you may see was captured"
         )));
     }
-    let events = page
-        .events
-        .iter()
-        .map(|a| state.ingest.event_document(a.shard, a.index))
-        .collect::<Result<Vec<_>, _>>()?;
+    let events = documents(&state, &page)?;
     Ok(answer(query_document(events), None))
 }
 
