@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use analytics::lineage;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ledger::entry::Entry;
 
 use crate::logs::format_ms;
@@ -61,9 +61,8 @@ pub enum RecallCmd {
     },
 }
 
-fn open_node(dir: &Path) -> Result<std::sync::Arc<shards::Node>> {
-    crate::serve::open_node(dir, None)
-        .context("with a server running, use POST /v1/recalls instead")
+fn open_graph(dir: &Path) -> Result<(std::sync::Arc<shards::Node>, lineage::Lineage)> {
+    crate::trace_cmd::open_graph(dir, "POST /v1/recalls, GET /v1/recalls/{id}")
 }
 
 /// Appends a recall change on `home`'s shard and prints where.
@@ -90,8 +89,7 @@ pub fn run(cmd: RecallCmd) -> Result<ExitCode> {
             reason,
             by,
         } => {
-            let node = open_node(&data_dir)?;
-            let (graph, _) = lineage::open(&node)?;
+            let (node, graph) = open_graph(&data_dir)?;
             let (change, set) = analytics::recall::open(&graph, &lot, &reason, &by, now, None)?;
             let id = record(&node, &lot, change)?;
             println!("recall {id} opened for {lot}: {} lots", set.lots.len());
@@ -109,8 +107,7 @@ pub fn run(cmd: RecallCmd) -> Result<ExitCode> {
             reason,
             by,
         } => {
-            let node = open_node(&data_dir)?;
-            let (graph, _) = lineage::open(&node)?;
+            let (node, graph) = open_graph(&data_dir)?;
             let (change, home, set) =
                 analytics::recall::widen(&graph, &id, &lot, &reason, &by, now)?;
             record(&node, &home, change)?;
@@ -125,8 +122,7 @@ pub fn run(cmd: RecallCmd) -> Result<ExitCode> {
             reason,
             by,
         } => {
-            let node = open_node(&data_dir)?;
-            let (graph, _) = lineage::open(&node)?;
+            let (node, graph) = open_graph(&data_dir)?;
             let (change, home) = analytics::recall::close(&graph, &id, &reason, &by, now)?;
             record(&node, &home, change)?;
             println!("recall {id} closed");
@@ -137,8 +133,7 @@ pub fn run(cmd: RecallCmd) -> Result<ExitCode> {
             lot,
             json,
         } => {
-            let node = open_node(&data_dir)?;
-            let (graph, _) = lineage::open(&node)?;
+            let (_node, graph) = open_graph(&data_dir)?;
             let recalls: Vec<&analytics::recall::Recall> = match (&id, &lot) {
                 (Some(id), _) => graph.recalls().get(id).into_iter().collect(),
                 (None, Some(lot)) => graph.recalls().of_lot(lot),

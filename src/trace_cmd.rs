@@ -39,6 +39,18 @@ pub struct Args {
     json: bool,
 }
 
+/// The node in `data_dir` (the server must be stopped; `ask` says what to ask
+/// a running one instead) and its lineage graph.
+pub(crate) fn open_graph(
+    data_dir: &std::path::Path,
+    ask: &str,
+) -> Result<(std::sync::Arc<shards::Node>, lineage::Lineage)> {
+    let node = crate::serve::open_node(data_dir, None)
+        .with_context(|| format!("with a server running, ask it: {ask}"))?;
+    let (graph, _) = lineage::open(&node)?;
+    Ok((node, graph))
+}
+
 fn parse_time(s: &str) -> Result<i64, String> {
     humantime::parse_rfc3339_weak(s)
         .map_err(|e| format!("{s:?}: {e}; write it as 2026-11-02T00:00:00Z"))
@@ -49,13 +61,7 @@ fn parse_time(s: &str) -> Result<i64, String> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let node = shards::Node::open(shards::NodeConfig::new(&args.data_dir)).with_context(|| {
-        format!(
-            "opening the node in {} (with a server running, ask it: GET /v1/trace?lot=…)",
-            args.data_dir.display()
-        )
-    })?;
-    let (graph, _) = lineage::open(&node)?;
+    let (_node, graph) = open_graph(&args.data_dir, "GET /v1/trace?lot=…")?;
     if args.co_exposure {
         let Some(c) = graph.co_exposure(
             &args.lot,
@@ -179,13 +185,7 @@ pub struct FsmaArgs {
 }
 
 pub fn fsma204(args: FsmaArgs) -> Result<ExitCode> {
-    let node = shards::Node::open(shards::NodeConfig::new(&args.data_dir)).with_context(|| {
-        format!(
-            "opening the node in {} (with a server running, ask it: GET /v1/fsma204?lot=…)",
-            args.data_dir.display()
-        )
-    })?;
-    let (graph, _) = lineage::open(&node)?;
+    let (_node, graph) = open_graph(&args.data_dir, "GET /v1/fsma204?lot=…")?;
     let rows = match (&args.lot, &args.gtin) {
         (Some(lot), _) => match graph.chain(lot) {
             Some(chain) => graph.cte_rows(&chain),
@@ -224,13 +224,7 @@ pub struct SearchArgs {
 }
 
 pub fn search(args: SearchArgs) -> Result<ExitCode> {
-    let node = shards::Node::open(shards::NodeConfig::new(&args.data_dir)).with_context(|| {
-        format!(
-            "opening the node in {} (with a server running, ask it: GET /v1/search?q=…)",
-            args.data_dir.display()
-        )
-    })?;
-    let (graph, _) = lineage::open(&node)?;
+    let (_node, graph) = open_graph(&args.data_dir, "GET /v1/search?q=…")?;
     let index = analytics::search::SearchIndex::from_lineage(&graph)?;
     let hits = index.search(&args.query, args.limit)?;
     if args.json {
