@@ -23,24 +23,12 @@ use support::{coldtrail, get, head_of, post_json, proof_of, run, text, Server};
 /// The tiny demo world on two shards, plus an organisation with a token
 /// (to make the logs grow while the server runs).
 fn world(dir: &Path) -> String {
-    let d = dir.to_str().unwrap();
-    coldtrail(&[
-        "demo",
-        "--data-dir",
-        d,
-        "--scale",
-        "tiny",
-        "--listen",
-        "127.0.0.1:0",
-        "--exit-after-load",
-        "--shards",
-        "2",
-    ]);
+    support::tiny_demo(dir);
     coldtrail(&[
         "org",
         "add",
         "--data-dir",
-        d,
+        dir.to_str().unwrap(),
         "--gln",
         support::ORG,
         "--name",
@@ -48,10 +36,7 @@ fn world(dir: &Path) -> String {
         "--role",
         "carrier",
     ]);
-    String::from_utf8(coldtrail(&["token", "issue", "--data-dir", d, "--org", support::ORG]).stdout)
-        .unwrap()
-        .trim()
-        .to_string()
+    support::token(dir, support::ORG, "partner")
 }
 
 fn b64(s: &str) -> Vec<u8> {

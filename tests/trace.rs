@@ -4,42 +4,13 @@
 
 mod support;
 
-use support::{coldtrail, encode, get, get_auth, post, verify_proof_answer, Server};
+use support::{encode, get, get_auth, post, verify_proof_answer, Server};
 
 #[test]
 fn investigators_trace_the_contaminated_lot_over_http_with_proofs() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    coldtrail(&[
-        "demo",
-        "--data-dir",
-        d,
-        "--scale",
-        "tiny",
-        "--listen",
-        "127.0.0.1:0",
-        "--exit-after-load",
-        "--shards",
-        "2",
-    ]);
-    let token = |role: &str| {
-        String::from_utf8(
-            coldtrail(&[
-                "token",
-                "issue",
-                "--data-dir",
-                d,
-                "--org",
-                support::ORG,
-                "--role",
-                role,
-            ])
-            .stdout,
-        )
-        .unwrap()
-        .trim()
-        .to_string()
-    };
+    support::tiny_demo(dir.path());
+    let token = |role: &str| support::token(dir.path(), support::ORG, role);
     let (investigator, partner) = (token("investigator"), token("partner"));
     let server = Server::start(dir.path());
     let start = chrono_day("2026-11-01");

@@ -75,6 +75,38 @@ pub fn provision(dir: &Path) -> (String, String) {
     (token(ORG), token(OTHER_ORG))
 }
 
+/// The demo's tiny world loaded into `dir` on two shards (the server stopped after).
+pub fn tiny_demo(dir: &Path) {
+    coldtrail(&[
+        "demo",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--scale",
+        "tiny",
+        "--listen",
+        "127.0.0.1:0",
+        "--exit-after-load",
+        "--shards",
+        "2",
+    ]);
+}
+
+/// A new token for `org` with `role` (partner, investigator, operator).
+pub fn token(dir: &Path, org: &str, role: &str) -> String {
+    let d = dir.to_str().unwrap();
+    let out = coldtrail(&[
+        "token",
+        "issue",
+        "--data-dir",
+        d,
+        "--org",
+        org,
+        "--role",
+        role,
+    ]);
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 pub struct Server {
     pub child: Child,
     pub base: String,
