@@ -10,6 +10,7 @@
 //! - [`batch`]: the same rules over the persisted tables.
 //! - [`sql`]: DataFusion over the tables.
 //! - [`watches`]: which logger watched which lot or container, when.
+//! - [`readings`]: a device's readings downsampled, read from the ledger.
 //! - [`explain`]: the words verdicts are written in.
 
 pub mod batch;
@@ -19,6 +20,7 @@ pub mod explain;
 pub mod lineage;
 pub mod persist;
 pub mod profile;
+pub mod readings;
 pub mod recall;
 pub mod rules;
 pub mod search;

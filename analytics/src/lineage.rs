@@ -16,8 +16,11 @@
 use std::collections::HashMap;
 
 pub mod fsma204;
+mod lots;
 pub mod query;
 pub mod snapshot;
+
+pub use lots::{lot_number, LotView, VerdictView, Watcher};
 
 use ledger::entry::{Action, CustodyEvent, EntryRef, EventKind, SubjectRole};
 use serde::Serialize;
@@ -272,6 +275,9 @@ pub struct Lineage {
     at_location: HashMap<u32, Vec<u32>>,
     /// Where every entry the graph was built from is (what a snapshot keeps).
     sources: Vec<(u32, u64)>,
+    /// Every verdict entry, and by subject the verdicts about it.
+    verdicts: Vec<lots::VerdictRec>,
+    verdicts_of: HashMap<u32, Vec<u32>>,
 }
 
 fn role_is(m: &Mention, role: SubjectRole) -> bool {
@@ -749,21 +755,7 @@ impl Lineage {
     /// lot then, and every other child it held or watched during the overlap.
     pub fn co_exposure(&self, lot: &str, from_ms: i64, to_ms: i64) -> Option<CoExposure> {
         let id = *self.ids.get(lot)?;
-        let mut parents: Vec<u32> = Vec::new();
-        for &ei in &self.mentions[id as usize] {
-            let e = &self.events[ei as usize];
-            if matches!(e.kind, EventKind::Aggregation | EventKind::Association)
-                && e.subjects
-                    .iter()
-                    .any(|m| m.id == id && m.role == SubjectRole::Child)
-            {
-                for p in e.subjects.iter().filter(|m| m.role == SubjectRole::Parent) {
-                    if !parents.contains(&p.id) {
-                        parents.push(p.id);
-                    }
-                }
-            }
-        }
+        let parents = self.parents_of(id);
         let overlaps = |f: i64, t: Option<i64>, a: i64, b: i64| f <= b && t.is_none_or(|t| t > a);
         let mut exposures = Vec::new();
         for p in parents {
@@ -938,12 +930,12 @@ pub fn scan(node: &shards::Node) -> Result<(Lineage, Vec<u64>), shards::ShardErr
     Ok((lineage, scanned))
 }
 
-/// Applies an encoded entry if it is a custody event or a recall (read
-/// without decoding anything else).
+/// Applies an encoded entry if it is a custody event, a recall, a verdict
+/// or an identity change (read without decoding anything else).
 pub(crate) fn apply_bytes(lineage: &mut Lineage, shard: u32, index: u64, bytes: &[u8]) {
     if !matches!(
         ledger::entry::kind_of(bytes),
-        Some("custody" | "recall" | "identity")
+        Some("custody" | "recall" | "identity" | "verdict")
     ) {
         return;
     }
@@ -956,6 +948,7 @@ pub(crate) fn apply_bytes(lineage: &mut Lineage, shard: u32, index: u64, bytes: 
     match ledger::Entry::from_bytes(bytes) {
         Ok(ledger::Entry::Custody(e)) => lineage.apply(&at, &e),
         Ok(ledger::Entry::Recall(c)) => lineage.apply_recall(&at, &c),
+        Ok(ledger::Entry::Verdict(v)) => lineage.apply_verdict(&at, &v),
         Ok(ledger::Entry::Identity(ledger::entry::IdentityChange::OrgRegistered {
             org,
             name,

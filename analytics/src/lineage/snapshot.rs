@@ -1,5 +1,5 @@
 //! The lineage graph's snapshot: the entries it was built from, so that a
-//! start reads those (events, recalls, registrations) instead of every entry
+//! start reads those (events, recalls, verdicts, registrations) instead of every entry
 //! of every log (readings are most of a log and tell lineage nothing).
 //!
 //! `DIR/lineage.snapshot` is written whole at a clean stop (temporary file,
@@ -22,7 +22,9 @@ use ledger::Domain;
 
 use super::{apply_bytes, Lineage};
 
-const MAGIC: &[u8; 8] = b"CTLINv01";
+/// Version 2 adds verdict entries to the sources; a version 1 snapshot lacks
+/// them, so it is not used (the graph is scanned from the logs instead).
+const MAGIC: &[u8; 8] = b"CTLINv02";
 pub const SNAPSHOT_FILE: &str = "lineage.snapshot";
 
 fn path(data_dir: &Path) -> PathBuf {
