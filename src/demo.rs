@@ -357,7 +357,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let dir_for_print = data_dir.clone();
         let exit_after_load = args.exit_after_load;
         let relay_node = Arc::clone(&node);
-        run_server(Arc::clone(&node), &args.listen, Limits::default(), move |addr, handle, rules| {
+        run_server(Arc::clone(&node), &args.listen, Limits::default(), graphql::Limits::default(), move |addr, handle, rules| {
             let base = format!("http://{addr}");
             let node = relay_node;
             std::thread::spawn(move || {
@@ -378,6 +378,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
                             println!("  investigator    token {} (traces, recalls)", tokens.investigator);
                             println!(
                                 "  trace           curl -s -H 'Authorization: Bearer {}' '{base}/v1/trace?lot={}&direction=forward'",
+                                tokens.investigator,
+                                world.truth.contaminated_lot
+                            );
+                            println!("  GraphQL         {base}/graphql   (GraphiQL: open it in a browser, add the header {{\"Authorization\": \"Bearer {}\"}})", tokens.investigator);
+                            println!(
+                                "  ask GraphQL     curl -s -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' {base}/graphql -d '{{\"query\":\"{{ lot(epc: \\\"{}\\\") {{ holder {{ name }} status {{ quarantined recalled }} breaches {{ totalCount edges {{ node {{ rule explanation }} }} }} }} }}\"}}'",
                                 tokens.investigator,
                                 world.truth.contaminated_lot
                             );

@@ -73,7 +73,7 @@ enum Cmd {
     },
     /// Drive a server with signed, realistic batches and report readings/s and ack latency.
     Loadgen(loadgen::Args),
-    /// Serve the write API over HTTP until Ctrl-C.
+    /// Serve the node over HTTP (write API, read routes, GraphQL) until Ctrl-C.
     Serve {
         #[arg(long)]
         data_dir: PathBuf,
@@ -89,7 +89,21 @@ enum Cmd {
         /// Write requests processed at once (429 with Retry-After above).
         #[arg(long, default_value_t = ingest::Limits::default().max_in_flight)]
         max_in_flight: usize,
+        /// A GraphQL query or mutation running longer is stopped (`query_timeout`).
+        #[arg(long, default_value_t = graphql::Limits::default().timeout.as_millis() as u64)]
+        graphql_timeout_ms: u64,
+        /// Deepest GraphQL selection nesting (`query_too_deep` above).
+        #[arg(long, default_value_t = graphql::Limits::default().max_depth)]
+        graphql_max_depth: usize,
+        /// Highest GraphQL query complexity (`query_too_complex` above).
+        #[arg(long, default_value_t = graphql::Limits::default().max_complexity)]
+        graphql_max_complexity: usize,
+        /// Largest `first` of a GraphQL connection.
+        #[arg(long, default_value_t = graphql::Limits::default().max_page)]
+        graphql_max_page: usize,
     },
+    /// Print the GraphQL schema (SDL), as `graphql/schema.graphql` holds it.
+    GraphqlSchema,
     /// Organisations (partners, investigators, operators).
     Org {
         #[command(subcommand)]
@@ -281,6 +295,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             shards,
             max_body_bytes,
             max_in_flight,
+            graphql_timeout_ms,
+            graphql_max_depth,
+            graphql_max_complexity,
+            graphql_max_page,
         } => serve::serve(
             data_dir,
             listen,
@@ -290,7 +308,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 max_in_flight,
                 ..ingest::Limits::default()
             },
+            graphql::Limits {
+                timeout: std::time::Duration::from_millis(graphql_timeout_ms),
+                max_depth: graphql_max_depth,
+                max_complexity: graphql_max_complexity,
+                max_page: graphql_max_page.max(1),
+                default_page: graphql::Limits::default()
+                    .default_page
+                    .min(graphql_max_page.max(1)),
+            },
         ),
+        Cmd::GraphqlSchema => {
+            print!("{}", graphql::sdl());
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Org {
             cmd:
                 OrgCmd::Add {

@@ -27,6 +27,7 @@ pub async fn run_server(
     node: Arc<Node>,
     listen: &str,
     limits: Limits,
+    gql: graphql::Limits,
     ready: impl FnOnce(
         std::net::SocketAddr,
         actix_web::dev::ServerHandle,
@@ -44,11 +45,18 @@ pub async fn run_server(
     let lineage = analytics::lineage::follow(Arc::clone(&node), Arc::clone(&graph), scanned)?;
     let snapshot_of = Arc::clone(&graph);
     let read = Arc::new(::web::ReadState::new(Arc::clone(&ingest), graph));
+    let (notices, notices_task) = graphql::Notices::follow(Arc::clone(&node))?;
+    let endpoint = graphql::Endpoint {
+        schema: graphql::schema(Some((Arc::clone(&read), notices)), gql),
+        state: Arc::clone(&read),
+        limits: gql,
+    };
     let app_ingest = Arc::clone(&ingest);
     let server = HttpServer::new(move || {
         App::new()
             .configure(ingest::configure(Arc::clone(&app_ingest)))
             .configure(::web::configure(Arc::clone(&read)))
+            .configure(graphql::configure(endpoint.clone()))
             .default_service(web::to(ingest::not_found))
     })
     .workers(2)
@@ -68,6 +76,7 @@ pub async fn run_server(
     let _ = relay.await;
     policies.abort();
     lineage.abort();
+    notices_task.abort();
     // The next start reads the graph's sources, not every log.
     analytics::lineage::snapshot::save(&node, &snapshot_of.read().expect("lineage lock"))?;
     // The rules see everything acknowledged before the logs close.
@@ -81,13 +90,15 @@ pub fn serve(
     listen: String,
     shards: Option<u32>,
     limits: Limits,
+    gql: graphql::Limits,
 ) -> Result<ExitCode> {
     actix_web::rt::System::new().block_on(async move {
         let node = open_node(&data_dir, shards)?;
         let shown = format!("{limits:?}");
-        run_server(node, &listen, limits, |addr, _, _| {
+        run_server(node, &listen, limits, gql, |addr, _, _| {
             println!("coldtrail serving {} on http://{addr}", data_dir.display());
             println!("  write API   http://{addr}/v1/   (OpenAPI: http://{addr}/v1/openapi.json)");
+            println!("  GraphQL     http://{addr}/graphql   (GraphiQL in a browser; subscriptions over WebSocket)");
             println!("  limits      {shown}");
         })
         .await?;

@@ -293,6 +293,17 @@ impl Ingest {
         self.commit(home, vec![Entry::Recall(change)], home).await
     }
 
+    /// A registered device as the identity state knows it (keys over time,
+    /// revocation, suspension, the entries it rests on).
+    pub fn device(&self, device: &str) -> Option<crate::identity::Device> {
+        self.identity
+            .read()
+            .expect("identity lock")
+            .devices
+            .get(device)
+            .cloned()
+    }
+
     pub fn node(&self) -> &Arc<Node> {
         &self.node
     }

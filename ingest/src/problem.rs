@@ -87,6 +87,16 @@ pub enum ApiError {
     NotFound(String),
     #[error("the query is too large: {0}")]
     QueryTooLarge(String),
+    #[error(
+        "the query nests {depth} levels deep; at most {limit} are allowed: ask for less at once"
+    )]
+    QueryTooDeep { depth: usize, limit: usize },
+    #[error("the query's complexity is {complexity}; at most {limit} is allowed: ask for fewer fields or smaller pages (`first`)")]
+    QueryTooComplex { complexity: usize, limit: usize },
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("the query ran longer than {0} ms and was stopped: narrow it (fewer lots, a shorter time range, a wider bucket)")]
+    QueryTimeout(u64),
     #[error("recall {0} is closed; open a new one")]
     RecallClosed(String),
     #[error("parameter `{name}`: {message}")]
@@ -151,6 +161,10 @@ impl ApiError {
             ApiError::InvalidParameter { .. } => "invalid_parameter",
             ApiError::RecallClosed(_) => "recall_closed",
             ApiError::QueryTooLarge(_) => "query_too_large",
+            ApiError::QueryTooDeep { .. } => "query_too_deep",
+            ApiError::QueryTooComplex { .. } => "query_too_complex",
+            ApiError::QueryTimeout(_) => "query_timeout",
+            ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::NoSuchRoute(_) => "no_such_route",
             ApiError::NoSignedHead { .. } => "no_signed_head",
             ApiError::Overloaded(_) => "overloaded",
@@ -183,7 +197,10 @@ impl ResponseError for ApiError {
             | ApiError::DeviceSuspended { .. } => StatusCode::FORBIDDEN,
             ApiError::MalformedJson(_)
             | ApiError::InvalidBody(_)
-            | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidParameter { .. }
+            | ApiError::InvalidQuery(_)
+            | ApiError::QueryTooDeep { .. }
+            | ApiError::QueryTooComplex { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } | ApiError::QueryTooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -209,7 +226,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidIdentifier(_)
             | ApiError::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::QueryTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -29,6 +29,8 @@ pub struct ReadState {
     /// Held from planning a recall change to recording it: two changes to
     /// recalls never plan against the same state.
     pub recall_lock: tokio::sync::Mutex<()>,
+    /// Which readings entries of each device cover which times.
+    pub readings: analytics::readings::ReadingsIndex,
     /// The search index and the size of the graph it was built from; rebuilt
     /// when the graph has grown.
     search: std::sync::Mutex<Option<BuiltIndex>>,
@@ -69,6 +71,7 @@ impl ReadState {
             ingest,
             lineage,
             recall_lock: tokio::sync::Mutex::new(()),
+            readings: analytics::readings::ReadingsIndex::new(),
             search: std::sync::Mutex::new(None),
         }
     }
@@ -381,7 +384,8 @@ async fn get_search(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "q": text, "hits": hits })))
 }
 
-fn recall_error(e: RecallError) -> ApiError {
+/// A recall refusal as the API's refusal.
+pub fn recall_error(e: RecallError) -> ApiError {
     match e {
         RecallError::UnknownLot(_) | RecallError::UnknownRecall(_) => {
             ApiError::NotFound(e.to_string())
@@ -463,15 +467,36 @@ async fn record(
 
 /// What a recall change is planned into: the entry, the lot whose shard
 /// records it, and (opening, widening) the set it names.
-type Plan = (
+pub type Plan = (
     ledger::entry::RecallChange,
     String,
     Option<analytics::recall::AffectedSet>,
 );
 
-/// The frame every recall change shares: the write frame, one change at a
-/// time, planned against the graph as it is once it has read every write
-/// acknowledged before, then recorded.
+impl ReadState {
+    /// Plans and records one recall change in `who`'s name: one change at a
+    /// time, planned against the graph once it has read every write
+    /// acknowledged before. The HTTP routes and GraphQL's mutations share it.
+    pub async fn change_recall<F>(
+        &self,
+        who: &ingest::Principal,
+        plan: F,
+    ) -> Result<WriteResult, ApiError>
+    where
+        F: FnOnce(&Lineage, &ingest::Principal, i64) -> Result<Plan, RecallError>,
+    {
+        let _one_at_a_time = self.recall_lock.lock().await;
+        self.fresh().await?;
+        let (change, home, set) = {
+            let g = self.lineage.read().expect("lineage lock");
+            plan(&g, who, ingest::api::now_ms()).map_err(recall_error)?
+        };
+        record(self, who, &home, change, set).await
+    }
+}
+
+/// The frame every recall change over HTTP shares: the write frame
+/// (admission, token, idempotency), then [`ReadState::change_recall`].
 async fn change_recall<B, F>(
     st: &ReadState,
     req: &HttpRequest,
@@ -484,13 +509,8 @@ where
 {
     write_route(&st.ingest, req, payload, |who, body| async move {
         let body: B = json_body(&body)?;
-        let _one_at_a_time = st.recall_lock.lock().await;
-        st.fresh().await?;
-        let (change, home, set) = {
-            let g = st.lineage.read().expect("lineage lock");
-            plan(&g, &who, body, ingest::api::now_ms()).map_err(recall_error)?
-        };
-        record(st, &who, &home, change, set).await
+        st.change_recall(&who, |g, who, now| plan(g, who, body, now))
+            .await
     })
     .await
 }

@@ -190,6 +190,30 @@ impl Lineage {
         })
     }
 
+    /// The events at `location` (business location, else read point), in
+    /// time order.
+    pub fn events_at(&self, location: &str) -> Vec<EventView> {
+        let Some(l) = self.ids.get(location) else {
+            return Vec::new();
+        };
+        let mut events: Vec<&super::EventRec> = self
+            .at_location
+            .get(l)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|&e| &self.events[e as usize])
+            .collect();
+        events.sort_by_key(|e| e.time_ms);
+        events.into_iter().map(|e| self.view(e)).collect()
+    }
+
+    /// Whether any event happened at `location`.
+    pub fn knows_location(&self, location: &str) -> bool {
+        self.ids
+            .get(location)
+            .is_some_and(|l| self.at_location.contains_key(l))
+    }
+
     /// Whether organisation `org` may see `subject`: it recorded an event
     /// naming it, or (a device) it registered it.
     pub fn visible_to(&self, subject: &str, org: &str) -> bool {

@@ -433,6 +433,47 @@ impl Lineage {
         after: Option<Cursor>,
         per_page: usize,
     ) -> Result<Page, QueryError> {
+        let s = self.select(q, after, per_page)?;
+        Ok(Page {
+            next: if s.more {
+                s.page.last().map(|(c, _)| *c)
+            } else {
+                None
+            },
+            events: s
+                .page
+                .into_iter()
+                .map(|(_, e)| self.events[e as usize].at)
+                .collect(),
+        })
+    }
+
+    /// The same page as [`Lineage::query`], each event with its cursor and
+    /// its view; whether more follow; how many match in all.
+    pub fn query_views(
+        &self,
+        q: &EventQuery,
+        after: Option<Cursor>,
+        per_page: usize,
+    ) -> Result<ViewPage, QueryError> {
+        let s = self.select(q, after, per_page)?;
+        Ok(ViewPage {
+            events: s
+                .page
+                .into_iter()
+                .map(|(c, e)| (c, self.view(&self.events[e as usize])))
+                .collect(),
+            more: s.more,
+            total: s.total,
+        })
+    }
+
+    fn select(
+        &self,
+        q: &EventQuery,
+        after: Option<Cursor>,
+        per_page: usize,
+    ) -> Result<Selected, QueryError> {
         // Exact identifiers narrow the scan to the events that name them.
         let exact: Option<BTreeSet<u32>> = q
             .matches
@@ -449,18 +490,19 @@ impl Lineage {
             shard: e.at.shard,
             index: e.at.index,
         };
-        let mut hits: Vec<(Cursor, At)> = match &exact {
+        let mut hits: Vec<(Cursor, u32)> = match &exact {
             Some(set) => set
                 .iter()
-                .map(|&i| &self.events[i as usize])
-                .filter(|e| self.event_matches(e, q))
-                .map(|e| (key(e), e.at))
+                .map(|&i| (i, &self.events[i as usize]))
+                .filter(|(_, e)| self.event_matches(e, q))
+                .map(|(i, e)| (key(e), i))
                 .collect(),
             None => self
                 .events
                 .iter()
-                .filter(|e| self.event_matches(e, q))
-                .map(|e| (key(e), e.at))
+                .zip(0u32..)
+                .filter(|(e, _)| self.event_matches(e, q))
+                .map(|(e, i)| (key(e), i))
                 .collect(),
         };
         if let Some(max) = q.max_event_count {
@@ -486,17 +528,29 @@ impl Lineage {
             None => 0,
             Some(c) => hits.partition_point(|(k, _)| if q.descending { *k >= c } else { *k <= c }),
         };
-        let page: Vec<(Cursor, At)> = hits[start..].iter().take(per_page).copied().collect();
-        let more = start + page.len() < hits.len();
-        Ok(Page {
-            next: if more {
-                page.last().map(|(c, _)| *c)
-            } else {
-                None
-            },
-            events: page.into_iter().map(|(_, a)| a).collect(),
+        let page: Vec<(Cursor, u32)> = hits[start..].iter().take(per_page).copied().collect();
+        Ok(Selected {
+            more: start + page.len() < hits.len(),
+            total: hits.len(),
+            page,
         })
     }
+}
+
+/// A page of events with their cursors and views, whether more follow, and
+/// how many match in all.
+pub struct ViewPage {
+    pub events: Vec<(Cursor, super::EventView)>,
+    pub more: bool,
+    pub total: usize,
+}
+
+/// A page of matching events (cursor, event number), whether more follow,
+/// and how many match in all.
+struct Selected {
+    page: Vec<(Cursor, u32)>,
+    more: bool,
+    total: usize,
 }
 
 #[cfg(test)]

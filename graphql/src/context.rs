@@ -1,0 +1,238 @@
+//! What every resolver reads: the caller, the read state, the request's
+//! loaders and its cost, and how refusals become GraphQL errors.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use analytics::lineage::{At, Lineage, LotView, VerdictView};
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{Context, ErrorExtensions};
+use ingest::read::ProofJson;
+use ingest::{ApiError, Principal, Role};
+use web::ReadState;
+
+/// A refusal as a GraphQL error: the message, and `extensions.code` (with
+/// `status`, and `parameter` for `invalid_parameter`) from the same table
+/// as the HTTP API's problems.
+pub fn refusal(e: ApiError) -> async_graphql::Error {
+    use actix_web::ResponseError;
+    let status = e.status_code().as_u16();
+    let parameter = match &e {
+        ApiError::InvalidParameter { name, .. } => Some(name.clone()),
+        _ => None,
+    };
+    async_graphql::Error::new(e.to_string()).extend_with(|_, ext| {
+        ext.set("code", e.code());
+        ext.set("status", status);
+        if let Some(p) = &parameter {
+            ext.set("parameter", p.as_str());
+        }
+    })
+}
+
+/// `Result` with refusals already turned into GraphQL errors.
+pub type Answer<T> = async_graphql::Result<T>;
+
+/// Who is asking: from the bearer token, checked before anything runs.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// Investigators (and operators) see every organisation's data.
+    pub fn sees_all(&self) -> bool {
+        matches!(self.0.role, Role::Investigator | Role::Operator)
+    }
+
+    /// Refuses partners: `what` crosses organisations.
+    pub fn investigator(&self, what: &str) -> Answer<()> {
+        if self.sees_all() {
+            Ok(())
+        } else {
+            Err(refusal(ApiError::Forbidden(format!(
+                "{what} crosses organisations: use an investigator token (`coldtrail token issue --role investigator`)"
+            ))))
+        }
+    }
+
+    /// Whether the caller may see `subject` (a lot, container or device):
+    /// investigators always, partners when their organisation recorded an
+    /// event naming it or registered it.
+    pub fn may_see(&self, g: &Lineage, subject: &str) -> bool {
+        self.sees_all() || g.visible_to(subject, &self.0.org)
+    }
+
+    /// Refuses a partner `subject` is not visible to.
+    pub fn must_see(&self, g: &Lineage, subject: &str) -> Answer<()> {
+        if self.may_see(g, subject) {
+            Ok(())
+        } else {
+            Err(refusal(ApiError::Forbidden(format!(
+                "{subject:?} is not named by any event or device of {}",
+                self.0.org
+            ))))
+        }
+    }
+}
+
+/// What one request cost: trips to the read model or storage (one per
+/// loader batch or direct read) and storage reads (entries, proofs, heads).
+/// Reported in the response's `extensions.cost`.
+#[derive(Debug, Default)]
+pub struct Cost {
+    pub trips: AtomicUsize,
+    pub storage_reads: AtomicUsize,
+}
+
+impl Cost {
+    pub fn trip(&self, storage_reads: usize) {
+        self.trips.fetch_add(1, Ordering::Relaxed);
+        self.storage_reads
+            .fetch_add(storage_reads, Ordering::Relaxed);
+    }
+}
+
+/// The request's limits that resolvers enforce themselves.
+#[derive(Debug, Clone, Copy)]
+pub struct PageLimits {
+    pub max_page: usize,
+    pub default_page: usize,
+}
+
+pub fn state<'a>(ctx: &Context<'a>) -> &'a Arc<ReadState> {
+    ctx.data_unchecked::<Arc<ReadState>>()
+}
+
+pub fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
+    ctx.data_unchecked::<Caller>()
+}
+
+pub fn cost<'a>(ctx: &Context<'a>) -> &'a Arc<Cost> {
+    ctx.data_unchecked::<Arc<Cost>>()
+}
+
+pub fn loader<'a>(ctx: &Context<'a>) -> &'a DataLoader<Graph> {
+    ctx.data_unchecked::<DataLoader<Graph>>()
+}
+
+/// Reads the lineage graph (one trip).
+pub fn with_graph<T>(ctx: &Context<'_>, f: impl FnOnce(&Lineage) -> T) -> T {
+    cost(ctx).trip(0);
+    let g = state(ctx).lineage.read().expect("lineage lock");
+    f(&g)
+}
+
+/// The request's batching loader over the read model and the ledger: every
+/// lot, verdict list, proof or entry a query names is fetched in one batch
+/// per kind and level, not one trip per field.
+pub struct Graph {
+    pub state: Arc<ReadState>,
+    pub cost: Arc<Cost>,
+}
+
+/// A lot's view, by lot identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LotKey(pub String);
+
+/// The verdicts about a subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VerdictsKey(pub String);
+
+/// An entry's inclusion proof, under the newest signed head of its shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProofKey(pub u32, pub u64);
+
+/// The device a readings entry is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeviceOfKey(pub u32, pub u64);
+
+impl Loader<LotKey> for Graph {
+    type Value = Arc<LotView>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[LotKey]) -> Answer<HashMap<LotKey, Arc<LotView>>> {
+        self.cost.trip(0);
+        let g = self.state.lineage.read().expect("lineage lock");
+        Ok(keys
+            .iter()
+            .filter_map(|k| g.lot(&k.0).map(|v| (k.clone(), Arc::new(v))))
+            .collect())
+    }
+}
+
+impl Loader<VerdictsKey> for Graph {
+    type Value = Arc<Vec<VerdictView>>;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[VerdictsKey],
+    ) -> Answer<HashMap<VerdictsKey, Arc<Vec<VerdictView>>>> {
+        self.cost.trip(0);
+        let g = self.state.lineage.read().expect("lineage lock");
+        Ok(keys
+            .iter()
+            .map(|k| (k.clone(), Arc::new(g.verdicts_about(&k.0))))
+            .collect())
+    }
+}
+
+impl Loader<ProofKey> for Graph {
+    type Value = Arc<ProofJson>;
+    type Error = async_graphql::Error;
+
+    /// One head per shard, then each proof under it.
+    async fn load(&self, keys: &[ProofKey]) -> Answer<HashMap<ProofKey, Arc<ProofJson>>> {
+        let ingest = &self.state.ingest;
+        let mut heads: HashMap<u32, u64> = HashMap::new();
+        let mut out = HashMap::with_capacity(keys.len());
+        let mut reads = 0;
+        for &ProofKey(shard, index) in keys {
+            let size = match heads.get(&shard) {
+                Some(&s) => s,
+                None => {
+                    let h = ingest.latest_head(shard).await.map_err(refusal)?;
+                    reads += 1;
+                    heads.insert(shard, h.size);
+                    h.size
+                }
+            };
+            // An entry committed after the newest head is proven under the
+            // first head that covers it.
+            let at = (index < size).then_some(size);
+            let p = ingest.proof(shard, index, at).await.map_err(refusal)?;
+            reads += 1;
+            out.insert(ProofKey(shard, index), Arc::new(p));
+        }
+        self.cost.trip(reads);
+        Ok(out)
+    }
+}
+
+impl Loader<DeviceOfKey> for Graph {
+    type Value = String;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[DeviceOfKey]) -> Answer<HashMap<DeviceOfKey, String>> {
+        use ledger::store::Store;
+        let node = self.state.ingest.node();
+        let mut out = HashMap::new();
+        for &k in keys {
+            let bytes = node
+                .shard(k.0)
+                .and_then(|s| s.store().entry(k.1).map_err(shards::ShardError::from))
+                .map_err(|e| refusal(e.into()))?;
+            if let Some((device, _, _)) = ledger::entry::peek_readings(&bytes) {
+                out.insert(k, device);
+            }
+        }
+        self.cost.trip(keys.len());
+        Ok(out)
+    }
+}
+
+impl From<At> for ProofKey {
+    fn from(a: At) -> ProofKey {
+        ProofKey(a.shard, a.index)
+    }
+}

@@ -1,0 +1,423 @@
+//! coldtrail's GraphQL API for recall investigators: a lot, its genealogy,
+//! every breach on the way, the readings around each, who held it, and a
+//! proof for each fact.
+//!
+//! The schema computes nothing itself: lots, traces, co-exposure, verdicts
+//! and recalls come from `analytics::lineage`, readings from
+//! `analytics::readings`, proofs and heads from `ingest`'s verifier reads,
+//! recall changes go through `web::ReadState::change_recall` (the same path
+//! as the HTTP routes). Every request is authenticated first (no token, no
+//! access); partners see their own organisation's lots, devices and events.
+//! Depth, complexity, page size and time are bounded; refusals carry
+//! `extensions.code` from the HTTP API's table (`ingest::ApiError`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::web::ReadState;
+use actix_web::http::header;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{guard, HttpRequest, HttpResponse, Responder};
+use async_graphql::dataloader::DataLoader;
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{Context, Data, Schema, ServerError, ValidationResult};
+use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
+use chrono::{DateTime, Utc};
+use ingest::ApiError;
+
+mod context;
+mod model;
+pub mod notices;
+mod page;
+mod root;
+
+pub use context::{Caller, Cost};
+pub use notices::Notices;
+pub use root::{Mutation, Query, Subscription};
+
+use context::{refusal, with_graph, Answer, Graph, PageLimits};
+use model::{Direction, Series, Trace, TracedLot};
+
+/// The schema type.
+pub type CtSchema = Schema<Query, Mutation, Subscription>;
+
+/// Bounds on what one request may ask.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Deepest selection nesting.
+    pub max_depth: usize,
+    /// Highest complexity: each field counts 1, a list field `first` times
+    /// its selection, a readings series 10 times.
+    pub max_complexity: usize,
+    /// Largest `first` of a connection.
+    pub max_page: usize,
+    /// `first` when a query gives none.
+    pub default_page: usize,
+    /// A query or mutation running longer is stopped.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_depth: 15,
+            max_complexity: 20_000,
+            max_page: 100,
+            default_page: 20,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The schema, with the node's read state and notices when serving
+/// (without them it still describes itself: [`sdl`]).
+pub fn schema(serving: Option<(Arc<ReadState>, Notices)>, limits: Limits) -> CtSchema {
+    let mut b = Schema::build(Query, Mutation, Subscription)
+        .extension(Refusals(limits))
+        .data(PageLimits {
+            max_page: limits.max_page,
+            default_page: limits.default_page,
+        });
+    if let Some((state, notices)) = serving {
+        b = b.data(state).data(notices);
+    }
+    b.finish()
+}
+
+/// The schema in SDL: what `coldtrail graphql-schema` prints and
+/// `graphql/schema.graphql` holds.
+pub fn sdl() -> String {
+    schema(None, Limits::default()).sdl()
+}
+
+/// Turns depth and complexity over the limits into refusals with the API's
+/// codes (the library's own limits give messages without codes).
+struct Refusals(Limits);
+
+impl ExtensionFactory for Refusals {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Refusals(self.0))
+    }
+}
+
+fn server_error(e: ApiError) -> ServerError {
+    refusal(e).into_server_error(async_graphql::Pos::default())
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for Refusals {
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let r = next.run(ctx).await?;
+        if r.depth > self.0.max_depth {
+            return Err(vec![server_error(ApiError::QueryTooDeep {
+                depth: r.depth,
+                limit: self.0.max_depth,
+            })]);
+        }
+        if r.complexity > self.0.max_complexity {
+            return Err(vec![server_error(ApiError::QueryTooComplex {
+                complexity: r.complexity,
+                limit: self.0.max_complexity,
+            })]);
+        }
+        Ok(r)
+    }
+}
+
+pub(crate) fn unknown_lot(lot: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "no event names {lot:?}; give the lot exactly as its events name it (e.g. urn:epc:class:lgtin:…), or `gtin` and `lot`"
+    ))
+}
+
+/// A trace, its lots paged, cut to `depth` transformations.
+pub(crate) fn trace(
+    ctx: &Context<'_>,
+    lot: &str,
+    direction: Direction,
+    depth: Option<i32>,
+    first: Option<i32>,
+    after: Option<String>,
+) -> Answer<Trace> {
+    use analytics::lineage::{self, Cut};
+    let dir = match direction {
+        Direction::Forward => lineage::Direction::Forward,
+        Direction::Backward => lineage::Direction::Backward,
+    };
+    if depth.is_some_and(|d| d < 0) {
+        return Err(refusal(ApiError::InvalidParameter {
+            name: "depth".into(),
+            message: "give 0 or more transformations".into(),
+        }));
+    }
+    let t = with_graph(ctx, |g| g.trace(lot, dir, lineage::Limits::default()))
+        .ok_or_else(|| refusal(unknown_lot(lot)))?;
+    let cuts = t
+        .cut
+        .iter()
+        .map(|c| match c {
+            Cut::Cycle { lot, back_to, event } => format!(
+                "{lot} leads back to {back_to}, already on the path (event at shard {} index {}): not followed",
+                event.shard, event.index
+            ),
+            Cut::FanOut { lot, kept, total } => {
+                format!("{lot} links {total} lots; the first {kept} were followed")
+            }
+            Cut::Budget { lots } => format!("the trace stopped after {lots} lots"),
+        })
+        .collect();
+    let lots = t
+        .lots
+        .into_iter()
+        .filter(|l| depth.is_none_or(|d| l.depth <= d as u32))
+        .map(|l| TracedLot(Arc::new(l)))
+        .collect();
+    Ok(Trace {
+        root: t.root,
+        direction,
+        lots: page::page(ctx, lots, first, after)?,
+        cuts,
+    })
+}
+
+fn window(from: DateTime<Utc>, to: DateTime<Utc>, bucket_minutes: i32) -> Answer<(i64, i64, i64)> {
+    if bucket_minutes < 1 {
+        return Err(refusal(ApiError::InvalidParameter {
+            name: "bucketMinutes".into(),
+            message: format!("{bucket_minutes}: give 1 or more minutes"),
+        }));
+    }
+    let (a, b) = (from.timestamp_millis(), to.timestamp_millis());
+    if a > b {
+        return Err(refusal(ApiError::InvalidParameter {
+            name: "from".into(),
+            message: "`from` is after `to`".into(),
+        }));
+    }
+    Ok((a, b, i64::from(bucket_minutes) * 60_000))
+}
+
+/// One device's series, read from the ledger off the async threads.
+async fn read_series(
+    ctx: &Context<'_>,
+    device: &str,
+    from_ms: i64,
+    to_ms: i64,
+    bucket_ms: i64,
+) -> Answer<analytics::readings::Series> {
+    let st = Arc::clone(context::state(ctx));
+    let device = device.to_string();
+    let s = tokio::task::spawn_blocking(move || {
+        st.readings
+            .series(st.ingest.node(), &device, from_ms, to_ms, bucket_ms)
+    })
+    .await
+    .map_err(|e| refusal(ApiError::Unavailable(e.to_string())))?
+    .map_err(|e| match e {
+        analytics::readings::SeriesError::Shard(s) => refusal(s.into()),
+        other => refusal(ApiError::InvalidParameter {
+            name: "bucketMinutes".into(),
+            message: other.to_string(),
+        }),
+    })?;
+    context::cost(ctx).trip(s.entries_read);
+    Ok(s)
+}
+
+/// A device's readings in `[from, to)`.
+pub(crate) async fn series(
+    ctx: &Context<'_>,
+    device: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket_minutes: i32,
+) -> Answer<Series> {
+    let (a, b, bucket) = window(from, to, bucket_minutes)?;
+    Ok(Series(read_series(ctx, device, a, b, bucket).await?))
+}
+
+/// A lot's readings: each logger that watched it, over the part of
+/// `[from, to)` it watched it.
+pub(crate) async fn lot_readings(
+    ctx: &Context<'_>,
+    lot: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket_minutes: i32,
+) -> Answer<Vec<Series>> {
+    let (a, b, bucket) = window(from, to, bucket_minutes)?;
+    let watchers = with_graph(ctx, |g| g.watchers(lot, a, b));
+    let mut out: Vec<Series> = Vec::new();
+    for w in watchers {
+        let (f, t) = (w.from_ms.max(a), w.to_ms.map_or(b, |t| t.min(b)));
+        let s = read_series(ctx, &w.device, f, t, bucket).await?;
+        // A logger that watched the lot twice: one series, both stretches.
+        match out.iter_mut().find(|x| x.0.device == w.device) {
+            Some(prev) => {
+                prev.0.buckets.extend(s.buckets);
+                prev.0.buckets.sort_by_key(|b| b.from_ms);
+                prev.0.buckets.dedup_by_key(|b| b.from_ms);
+                prev.0.from_ms = prev.0.from_ms.min(s.from_ms);
+                prev.0.to_ms = prev.0.to_ms.max(s.to_ms);
+            }
+            None => out.push(Series(s)),
+        }
+    }
+    Ok(out)
+}
+
+/// What the server mounts: the schema and the state it answers from.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub schema: CtSchema,
+    pub state: Arc<ReadState>,
+    pub limits: Limits,
+}
+
+/// Registers `POST /graphql` (queries, mutations), `GET /graphql`
+/// (GraphiQL in a browser; subscriptions over WebSocket, graphql-transport-ws).
+pub fn configure(endpoint: Endpoint) -> impl FnOnce(&mut ServiceConfig) {
+    move |cfg: &mut ServiceConfig| {
+        cfg.app_data(web::Data::new(endpoint)).service(
+            web::resource("/graphql")
+                .route(web::post().to(post_graphql))
+                .route(
+                    web::get()
+                        .guard(guard::Header("upgrade", "websocket"))
+                        .to(subscribe),
+                )
+                .route(web::get().to(graphiql)),
+        );
+    }
+}
+
+/// The refusal of a request without a valid token, as a GraphQL answer.
+fn unauthenticated(e: ApiError) -> HttpResponse {
+    use actix_web::ResponseError;
+    let status = e.status_code();
+    HttpResponse::build(status).json(serde_json::json!({
+        "errors": [{
+            "message": e.to_string(),
+            "extensions": {"code": e.code(), "status": status.as_u16()},
+        }]
+    }))
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+async fn post_graphql(
+    ep: web::Data<Endpoint>,
+    req: HttpRequest,
+    body: GraphQLRequest,
+) -> HttpResponse {
+    let who = match ep.state.ingest.authenticate(bearer(&req)) {
+        Ok(w) => w,
+        Err(e) => return unauthenticated(e),
+    };
+    if let Err(e) = ep.state.fresh().await {
+        return unauthenticated(e);
+    }
+    let cost = Arc::new(Cost::default());
+    let loader = DataLoader::new(
+        Graph {
+            state: Arc::clone(&ep.state),
+            cost: Arc::clone(&cost),
+        },
+        tokio::spawn,
+    );
+    let request = body
+        .into_inner()
+        .data(Caller(who))
+        .data(Arc::clone(&cost))
+        .data(loader);
+    let mut response =
+        match tokio::time::timeout(ep.limits.timeout, ep.schema.execute(request)).await {
+            Ok(r) => r,
+            Err(_) => async_graphql::Response::from_errors(vec![server_error(
+                ApiError::QueryTimeout(ep.limits.timeout.as_millis() as u64),
+            )]),
+        };
+    // Parse and validation errors (and argument coercion) come from the
+    // library without a code: they are the query's fault.
+    for e in &mut response.errors {
+        let has_code = e
+            .extensions
+            .as_ref()
+            .is_some_and(|x| x.get("code").is_some());
+        if !has_code {
+            let ext = e.extensions.get_or_insert_with(Default::default);
+            ext.set("code", ApiError::InvalidQuery(String::new()).code());
+            ext.set("status", 400);
+        }
+    }
+    response.extensions.insert(
+        "cost".into(),
+        async_graphql::Value::from_json(serde_json::json!({
+            "trips": cost.trips.load(std::sync::atomic::Ordering::Relaxed),
+            "storageReads": cost.storage_reads.load(std::sync::atomic::Ordering::Relaxed),
+        }))
+        .unwrap_or_default(),
+    );
+    GraphQLResponse::from(response).respond_to(&req)
+}
+
+/// GraphiQL: a browser page that asks for a token and sends it as
+/// `Authorization: Bearer …`.
+async fn graphiql() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql")
+                .title("coldtrail GraphQL")
+                .finish(),
+        )
+}
+
+/// Subscriptions over WebSocket. The token comes as the upgrade request's
+/// `Authorization` header or, from browsers, in `connection_init`'s payload
+/// (`{"Authorization": "Bearer …"}`).
+async fn subscribe(
+    ep: web::Data<Endpoint>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let state = Arc::clone(&ep.state);
+    let from_header = bearer(&req).map(str::to_string);
+    GraphQLSubscription::new(ep.schema.clone())
+        .on_connection_init(move |init: serde_json::Value| async move {
+            let token = from_header.or_else(|| {
+                init.get("Authorization")
+                    .or_else(|| init.get("authorization"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            });
+            let who = state
+                .ingest
+                .authenticate(token.as_deref())
+                .map_err(refusal)?;
+            let cost = Arc::new(Cost::default());
+            let mut data = Data::default();
+            data.insert(Caller(who));
+            data.insert(DataLoader::new(
+                Graph {
+                    state,
+                    cost: Arc::clone(&cost),
+                },
+                tokio::spawn,
+            ));
+            data.insert(cost);
+            Ok(data)
+        })
+        .start(&req, payload)
+}
