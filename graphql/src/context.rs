@@ -142,6 +142,22 @@ pub struct VerdictsKey(pub String);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProofKey(pub u32, pub u64);
 
+/// The events naming a subject, in time order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventsKey(pub String);
+
+/// The loggers that watched a subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WatchersKey(pub String);
+
+/// The organisation that registered a device.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OwnerKey(pub String);
+
+/// A registered organisation's name and role, by its identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OrgKey(pub String);
+
 /// The device a readings entry is from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DeviceOfKey(pub u32, pub u64);
@@ -173,6 +189,58 @@ impl Loader<VerdictsKey> for Graph {
         Ok(keys
             .iter()
             .map(|k| (k.clone(), Arc::new(g.verdicts_about(&k.0))))
+            .collect())
+    }
+}
+
+/// Loaders that answer from the lineage graph alone: one read lock per
+/// batch, `$f` per key (`None`: not there).
+macro_rules! graph_loader {
+    ($key:ty, $value:ty, |$g:ident, $id:ident| $f:expr) => {
+        impl Loader<$key> for Graph {
+            type Value = $value;
+            type Error = async_graphql::Error;
+
+            async fn load(&self, keys: &[$key]) -> Answer<HashMap<$key, $value>> {
+                self.cost.trip(0);
+                let $g = self.state.lineage.read().expect("lineage lock");
+                Ok(keys
+                    .iter()
+                    .filter_map(|k| {
+                        let $id: &str = &k.0;
+                        let v: Option<$value> = $f;
+                        v.map(|v| (k.clone(), v))
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+
+graph_loader!(
+    EventsKey,
+    Arc<Vec<analytics::lineage::EventView>>,
+    |g, id| Some(Arc::new(g.events_about(id)))
+);
+graph_loader!(
+    WatchersKey,
+    Arc<Vec<analytics::lineage::Watcher>>,
+    |g, id| Some(Arc::new(g.watchers(id, i64::MIN, i64::MAX)))
+);
+graph_loader!(OwnerKey, String, |g, id| g
+    .device_owner(id)
+    .map(str::to_string));
+
+impl Loader<OrgKey> for Graph {
+    type Value = (String, &'static str);
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[OrgKey]) -> Answer<HashMap<OrgKey, (String, &'static str)>> {
+        self.cost.trip(0);
+        let g = self.state.lineage.read().expect("lineage lock");
+        Ok(keys
+            .iter()
+            .filter_map(|k| g.org(&k.0).map(|(n, r)| (k.clone(), (n.clone(), r.name()))))
             .collect())
     }
 }

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use ingest::read::{HeadJson, ProofJson};
 
 use crate::context::{
-    caller, cost, loader, refusal, state, with_graph, Answer, DeviceOfKey, LotKey, ProofKey,
-    VerdictsKey,
+    caller, cost, loader, refusal, state, with_graph, Answer, DeviceOfKey, EventsKey, LotKey,
+    OrgKey, OwnerKey, ProofKey, VerdictsKey, WatchersKey,
 };
 use crate::page::{page, Page};
 
@@ -141,14 +141,19 @@ impl Organization {
         &self.0
     }
     /// Its registered name.
-    async fn name(&self, ctx: &Context<'_>) -> Option<String> {
-        with_graph(ctx, |g| g.org(&self.0).map(|(n, _)| n.clone()))
+    async fn name(&self, ctx: &Context<'_>) -> Answer<Option<String>> {
+        Ok(org(ctx, &self.0).await?.map(|(n, _)| n))
     }
     /// grower, packer, processor, carrier, distribution_centre, retailer,
     /// manufacturer, clinic, investigator, operator.
-    async fn role(&self, ctx: &Context<'_>) -> Option<&'static str> {
-        with_graph(ctx, |g| g.org(&self.0).map(|(_, r)| r.name()))
+    async fn role(&self, ctx: &Context<'_>) -> Answer<Option<&'static str>> {
+        Ok(org(ctx, &self.0).await?.map(|(_, r)| r))
     }
+}
+
+/// A registered organisation's name and role, through the request's loader.
+async fn org(ctx: &Context<'_>, id: &str) -> Answer<Option<(String, &'static str)>> {
+    loader(ctx).load_one(OrgKey(id.to_string())).await
 }
 
 /// A place: a business location or read point (SGLN URN).
@@ -160,10 +165,10 @@ impl Location {
         &self.0
     }
     /// The registered organisation at this GLN, when there is one.
-    async fn organization(&self, ctx: &Context<'_>) -> Option<Organization> {
-        with_graph(ctx, |g| {
-            g.org(&self.0).map(|_| Organization(self.0.clone()))
-        })
+    async fn organization(&self, ctx: &Context<'_>) -> Answer<Option<Organization>> {
+        Ok(org(ctx, &self.0)
+            .await?
+            .map(|_| Organization(self.0.clone())))
     }
     /// Events that happened here, oldest first.
     #[graphql(complexity = "first.unwrap_or(20) as usize * child_complexity")]
@@ -321,26 +326,18 @@ pub struct LotStatus {
     /// In at least one open recall.
     pub recalled: bool,
     #[graphql(skip)]
-    lot: String,
-    #[graphql(skip)]
-    quarantine_verdict: Option<VerdictView>,
+    view: Arc<LotView>,
 }
 
 #[ComplexObject]
 impl LotStatus {
     /// The quarantine verdict holding it.
     async fn quarantine(&self) -> Option<Verdict> {
-        self.quarantine_verdict.clone().map(Verdict)
+        self.view.quarantine.clone().map(Verdict)
     }
     /// Every recall that names it, open or closed.
-    async fn recalls(&self, ctx: &Context<'_>) -> Vec<Recall> {
-        with_graph(ctx, |g| {
-            g.recalls()
-                .of_lot(&self.lot)
-                .into_iter()
-                .map(|r| Recall(r.clone()))
-                .collect()
-        })
+    async fn recalls(&self) -> Vec<Recall> {
+        self.view.recalls.iter().cloned().map(Recall).collect()
     }
 }
 
@@ -385,12 +382,10 @@ impl Lot {
     /// Quarantine and recalls.
     async fn status(&self, ctx: &Context<'_>) -> Answer<LotStatus> {
         let v = self.view(ctx).await?;
-        let recalled = with_graph(ctx, |g| g.recalls().of_lot(&self.0).iter().any(|r| r.open));
         Ok(LotStatus {
             quarantined: v.quarantine.is_some(),
-            recalled,
-            lot: self.0.clone(),
-            quarantine_verdict: v.quarantine.clone(),
+            recalled: v.recalls.iter().any(|r| r.open),
+            view: v,
         })
     }
     /// The breaches the rules recorded about it, oldest first.
@@ -419,15 +414,18 @@ impl Lot {
         first: Option<i32>,
         after: Option<String>,
     ) -> Answer<Page<Event>> {
-        let events = with_graph(ctx, |g| g.events_about(&self.0));
-        page(ctx, events.into_iter().map(Event).collect(), first, after)
+        let events = loader(ctx).load_one(EventsKey(self.0.clone())).await?;
+        let events = events.iter().flat_map(|e| e.iter()).cloned().map(Event);
+        page(ctx, events.collect(), first, after)
     }
     /// The loggers that watched it (directly or through a container), when.
-    async fn watchers(&self, ctx: &Context<'_>) -> Vec<Watcher> {
-        with_graph(ctx, |g| g.watchers(&self.0, i64::MIN, i64::MAX))
-            .into_iter()
+    async fn watchers(&self, ctx: &Context<'_>) -> Answer<Vec<Watcher>> {
+        let w = loader(ctx).load_one(WatchersKey(self.0.clone())).await?;
+        Ok(w.iter()
+            .flat_map(|w| w.iter())
+            .cloned()
             .map(Watcher)
-            .collect()
+            .collect())
     }
     /// Its temperature as the loggers that watched it measured it, while
     /// they watched it, downsampled: one series per logger.
@@ -671,10 +669,11 @@ impl Device {
         &self.0
     }
     /// The organisation that registered it.
-    async fn organization(&self, ctx: &Context<'_>) -> Option<Organization> {
-        with_graph(ctx, |g| {
-            g.device_owner(&self.0).map(|o| Organization(o.to_string()))
-        })
+    async fn organization(&self, ctx: &Context<'_>) -> Answer<Option<Organization>> {
+        Ok(loader(ctx)
+            .load_one(OwnerKey(self.0.clone()))
+            .await?
+            .map(Organization))
     }
     /// Its keys in the order they became valid (rotations hand over at their time).
     async fn keys(&self, ctx: &Context<'_>) -> Vec<DeviceKey> {

@@ -55,6 +55,8 @@ pub struct LotView {
     pub now: Whereabouts,
     /// The open quarantine verdict, if the lot may not move on.
     pub quarantine: Option<VerdictView>,
+    /// Every recall that names it, open or closed.
+    pub recalls: Vec<crate::recall::Recall>,
 }
 
 /// A logger that watched a lot, directly or through a container, and when.
@@ -177,6 +179,7 @@ impl Lineage {
             first_event: self.view(first),
             now: self.whereabouts(id)?,
             quarantine: self.quarantine(lot),
+            recalls: self.recalls.of_lot(lot).into_iter().cloned().collect(),
         })
     }
 

@@ -1,0 +1,573 @@
+//! GraphQL over real HTTP and WebSocket on loopback, on the demo world: the
+//! contaminated lot's trace and the breaches match the fixtures' truth; a new
+//! excursion reaches a subscribed investigator; each caller sees what its
+//! role allows; limits refuse with the API's codes; lists are batched.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use ingest::wire::encode_json;
+use ingest::DeviceClient;
+use ledger::reading::Reading;
+use serde_json::{json, Value};
+use support::{post, Reply, Server};
+
+/// 2026-11-01T00:00:00Z: the demo world's start.
+const START_MS: i64 = 1_793_491_200_000;
+
+fn gql(base: &str, token: Option<&str>, query: &str, variables: Value) -> Reply {
+    post(
+        base,
+        "/graphql",
+        token,
+        "application/json",
+        json!({"query": query, "variables": variables})
+            .to_string()
+            .as_bytes(),
+        None,
+    )
+}
+
+/// The answer's `data`; fails on any error.
+fn data(r: &Reply) -> Value {
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert!(j.get("errors").is_none(), "{}", r.body);
+    j["data"].clone()
+}
+
+/// The first error's `extensions.code`.
+fn code(r: &Reply) -> String {
+    let j = r.json();
+    j["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {}", r.body))
+        .to_string()
+}
+
+fn ms(t: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+fn world() -> fixtures::World {
+    fixtures::generate(7, fixtures::Scale::Tiny, START_MS)
+}
+
+#[test]
+fn the_trace_and_the_breaches_match_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let token = support::token(dir.path(), support::ORG, "investigator");
+    let server = Server::start(dir.path());
+    let world = world();
+    let lot = &world.truth.contaminated_lot;
+
+    let trace = data(&gql(
+        &server.base,
+        Some(&token),
+        "query($lot: String!) { trace(lot: $lot, direction: FORWARD, first: 100) {
+            root { id }
+            lots { totalCount edges { node { depth lot { id holder { name } } } } } } }",
+        json!({"lot": lot}),
+    ));
+    let lots = &trace["trace"]["lots"]["edges"];
+    let found: BTreeSet<String> = lots.as_array().unwrap()[1..]
+        .iter()
+        .map(|e| e["node"]["lot"]["id"].as_str().unwrap().to_string())
+        .collect();
+    let expected: BTreeSet<String> = world.truth.affected_lots.iter().cloned().collect();
+    assert_eq!(found, expected);
+    assert_eq!(lots[0]["node"]["depth"], 0);
+
+    // Every breach, paged through; each explained by an injected incident,
+    // and every incident a rule should find is there.
+    let mut breaches = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = data(&gql(
+            &server.base,
+            Some(&token),
+            "query($after: String) { breaches(first: 5, after: $after) {
+                totalCount pageInfo { hasNextPage endCursor }
+                edges { node { rule subject from to device { id } entry { id } } } } }",
+            json!({ "after": after }),
+        ));
+        let b = &page["breaches"];
+        breaches.extend(
+            b["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["node"].clone()),
+        );
+        if !b["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            assert_eq!(b["totalCount"].as_u64().unwrap() as usize, breaches.len());
+            break;
+        }
+        after = Some(b["pageInfo"]["endCursor"].as_str().unwrap().to_string());
+    }
+    let explains = |i: &fixtures::Incident, b: &Value| {
+        i.explains(
+            b["rule"].as_str().unwrap(),
+            b["device"]["id"].as_str().unwrap_or(""),
+            ms(&b["from"]),
+            ms(&b["to"]),
+        )
+    };
+    for b in &breaches {
+        assert!(
+            world.truth.incidents.iter().any(|i| explains(i, b)),
+            "a breach no incident explains: {b}"
+        );
+    }
+    for i in world
+        .truth
+        .incidents
+        .iter()
+        .filter(|i| !i.kind.expected_rules().is_empty())
+    {
+        assert!(
+            breaches.iter().any(|b| explains(i, b)),
+            "incident {:?} on {} has no breach",
+            i.kind,
+            i.device
+        );
+    }
+
+    // The lot's own view: by GTIN and lot number too, with readings in
+    // hourly buckets for a month and proofs on its facts.
+    let gtin = analytics::watches::gtin_of(lot).unwrap();
+    let number = analytics::lineage::lot_number(lot).unwrap();
+    let view = data(&gql(
+        &server.base,
+        Some(&token),
+        "query($gtin: String!, $n: String!, $from: DateTime!, $to: DateTime!) {
+            lot(gtin: $gtin, lot: $n) { id gtin origin { name role } holder { id }
+              status { recalled quarantined }
+              firstEvent { bizStep entry { proof { path head { size signature } } } }
+              readings(from: $from, to: $to, bucketMinutes: 60) {
+                device { id } buckets { from count minC maxC meanC } } } }",
+        json!({"gtin": gtin, "n": number,
+               "from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"}),
+    ));
+    let l = &view["lot"];
+    assert_eq!(l["id"], json!(lot));
+    assert_eq!(l["origin"]["role"], "grower");
+    assert_eq!(l["status"]["recalled"], true, "the demo recalls it");
+    let series = l["readings"].as_array().unwrap();
+    assert!(!series.is_empty(), "a logger watched the lot");
+    for s in series {
+        let buckets = s["buckets"].as_array().unwrap();
+        assert!(!buckets.is_empty() && buckets.len() <= 31 * 24);
+        for b in buckets {
+            let (min, max, mean) = (
+                b["minC"].as_f64().unwrap(),
+                b["maxC"].as_f64().unwrap(),
+                b["meanC"].as_f64().unwrap(),
+            );
+            assert!(min <= mean && mean <= max && b["count"].as_u64().unwrap() > 0);
+        }
+    }
+    let proof = &l["firstEvent"]["entry"]["proof"];
+    assert!(proof["head"]["size"].as_u64().unwrap() > 0);
+
+    // Unknown lots are null; a bad GTIN is named.
+    let none = data(&gql(
+        &server.base,
+        Some(&token),
+        "{ lot(epc: \"urn:epc:class:lgtin:0614141.099999.NOPE\") { id } }",
+        json!({}),
+    ));
+    assert_eq!(none["lot"], Value::Null);
+    let bad = gql(
+        &server.base,
+        Some(&token),
+        "{ lot(gtin: \"00614141100018\", lot: \"L1\") { id } }",
+        json!({}),
+    );
+    assert_eq!(code(&bad), "invalid_parameter");
+    assert_eq!(bad.json()["errors"][0]["extensions"]["parameter"], "gtin");
+}
+
+#[test]
+fn lists_are_batched_not_fetched_item_by_item() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let token = support::token(dir.path(), support::ORG, "investigator");
+    let server = Server::start(dir.path());
+    let ask = |n: usize| {
+        let r = gql(
+            &server.base,
+            Some(&token),
+            "query($n: Int!) { events(first: $n) { edges { node {
+                recordedBy { name role } location { organization { name } }
+                entry { proof { head { size } } } } } } }",
+            json!({ "n": n }),
+        );
+        let j = r.json();
+        assert!(j.get("errors").is_none(), "{}", r.body);
+        assert_eq!(j["data"]["events"]["edges"].as_array().unwrap().len(), n);
+        let c = &j["extensions"]["cost"];
+        (
+            c["trips"].as_u64().unwrap(),
+            c["storageReads"].as_u64().unwrap(),
+        )
+    };
+    let (one_trips, _) = ask(1);
+    let (trips, reads) = ask(100);
+    // A trip per loader and level, not per item: 100 events cost the trips
+    // one event costs.
+    assert_eq!(
+        trips, one_trips,
+        "100 events took {trips} trips, 1 took {one_trips}"
+    );
+    // One proof per event, and one head per shard.
+    assert!(reads <= 100 + 2, "{reads} storage reads for 100 proofs");
+
+    // Lots: each breach's lot with its holder, status, breaches, events and
+    // loggers costs what one breach's does.
+    let lots = |n: usize| {
+        let r = gql(
+            &server.base,
+            Some(&token),
+            "query($n: Int!) { breaches(first: $n) { edges { node { device { organization { name } }
+                lot { gtin holder { name } status { quarantined recalled recalls { id } }
+                      breaches(first: 5) { totalCount } events(first: 5) { totalCount }
+                      watchers { device { id } } } } } } }",
+            json!({ "n": n }),
+        );
+        let j = r.json();
+        assert!(j.get("errors").is_none(), "{}", r.body);
+        assert_eq!(j["data"]["breaches"]["edges"].as_array().unwrap().len(), n);
+        j["extensions"]["cost"]["trips"].as_u64().unwrap()
+    };
+    let (one, many) = (lots(1), lots(10));
+    assert_eq!(many, one, "10 lots took {many} trips, 1 took {one}");
+}
+
+/// Registered organisations of the demo world that are partners of `lot`'s
+/// chain and of another chain.
+fn partners(world: &fixtures::World) -> (String, String) {
+    let lot = world
+        .lots
+        .iter()
+        .find(|l| l.id == world.truth.contaminated_lot)
+        .unwrap();
+    let own = world.orgs[lot.origin].id.clone();
+    let other = world
+        .orgs
+        .iter()
+        .find(|o| o.role_name == "clinic")
+        .unwrap()
+        .id
+        .clone();
+    (own, other)
+}
+
+#[test]
+fn each_caller_sees_what_its_role_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let world = world();
+    let (own_org, other_org) = partners(&world);
+    let investigator = support::token(dir.path(), support::ORG, "investigator");
+    let grower = support::token(dir.path(), &own_org, "partner");
+    let clinic = support::token(dir.path(), &other_org, "partner");
+    let server = Server::start(dir.path());
+    let lot = world.truth.contaminated_lot.clone();
+    let device = world
+        .devices
+        .iter()
+        .find(|d| d.monitors.contains(&lot))
+        .unwrap()
+        .id
+        .clone();
+    let vars = json!({"lot": lot, "device": device, "org": own_org});
+    // Every top-level field, as each caller: Some(code) is a refusal.
+    let fields: Vec<(&str, &str)> = vec![
+        ("lot", "query($lot: String!) { lot(epc: $lot) { id } }"),
+        ("trace", "query($lot: String!) { trace(lot: $lot) { root { id } } }"),
+        ("coExposure", "query($lot: String!) { coExposure(lot: $lot) { totalCount } }"),
+        ("recall", "{ recall(id: \"00\") { id } }"),
+        ("recalls", "{ recalls { totalCount } }"),
+        ("breaches", "{ breaches { totalCount } }"),
+        ("device", "query($device: String!) { device(id: $device) { id } }"),
+        (
+            "readings",
+            "query($device: String!) { readings(device: $device, from: \"2026-11-01T00:00:00Z\", to: \"2026-11-02T00:00:00Z\", bucketMinutes: 60) { device { id } } }",
+        ),
+        ("events", "{ events { totalCount } }"),
+        ("organization", "query($org: String!) { organization(id: $org) { name } }"),
+        ("location", "query($org: String!) { location(id: $org) { id } }"),
+        ("search", "{ search(q: \"salinas\") { id } }"),
+        ("proof", "{ proof(shard: 0, index: 0) { id } }"),
+        ("head", "{ head(shard: 0) { size } }"),
+    ];
+    let investigator_counts = |field: &str| -> u64 {
+        let q = fields.iter().find(|(f, _)| *f == field).unwrap().1;
+        data(&gql(&server.base, Some(&investigator), q, vars.clone()))[field]["totalCount"]
+            .as_u64()
+            .unwrap()
+    };
+    for (field, q) in &fields {
+        // Investigators: everything.
+        data(&gql(&server.base, Some(&investigator), q, vars.clone()));
+        // No token: nothing, not even the schema.
+        let r = gql(&server.base, None, q, vars.clone());
+        assert_eq!(r.status, 401, "{field}: {}", r.body);
+        assert_eq!(code(&r), "unauthenticated");
+        // The other chain's partner.
+        let r = gql(&server.base, Some(&clinic), q, vars.clone());
+        let refused = [
+            "lot",
+            "trace",
+            "coExposure",
+            "recall",
+            "recalls",
+            "device",
+            "readings",
+            "organization",
+            "location",
+            "search",
+        ];
+        if refused.contains(field) {
+            assert_eq!(code(&r), "forbidden", "{field}: {}", r.body);
+        } else if matches!(*field, "breaches" | "events") {
+            let mine = data(&r)[*field]["totalCount"].as_u64().unwrap();
+            assert!(
+                mine < investigator_counts(field),
+                "{field}: a partner sees less than an investigator"
+            );
+        } else {
+            data(&r);
+        }
+    }
+    // The lot's grower sees its own lot, and only its own events.
+    let r = data(&gql(
+        &server.base,
+        Some(&grower),
+        "query($lot: String!) { lot(epc: $lot) { id origin { id } } events(first: 100) { edges { node { recordedBy { id } location { id } } } } }",
+        vars.clone(),
+    ));
+    assert_eq!(r["lot"]["origin"]["id"], json!(own_org));
+    for e in r["events"]["edges"].as_array().unwrap() {
+        let n = &e["node"];
+        assert!(
+            n["recordedBy"]["id"] == json!(own_org) || n["location"]["id"] == json!(own_org),
+            "{n}"
+        );
+    }
+    // Introspection needs a token too.
+    let r = gql(
+        &server.base,
+        None,
+        "{ __schema { types { name } } }",
+        json!({}),
+    );
+    assert_eq!(r.status, 401);
+    data(&gql(
+        &server.base,
+        Some(&clinic),
+        "{ __schema { queryType { name } } }",
+        json!({}),
+    ));
+    // Mutations are for investigators.
+    let r = gql(
+        &server.base,
+        Some(&grower),
+        "mutation($lot: String!) { openRecall(lot: $lot, reason: \"x\") { recall { id } } }",
+        vars,
+    );
+    assert_eq!(code(&r), "forbidden");
+}
+
+#[test]
+fn limits_refuse_with_stable_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let token = support::token(dir.path(), support::ORG, "investigator");
+    let server = Server::start_with(
+        dir.path(),
+        &[
+            "--graphql-max-depth",
+            "6",
+            "--graphql-max-complexity",
+            "300",
+            "--graphql-max-page",
+            "50",
+        ],
+    );
+    let lot = world().truth.contaminated_lot;
+    let deep = gql(
+        &server.base,
+        Some(&token),
+        "query($lot: String!) { lot(epc: $lot) { trace { lots { edges { node { lot { trace { root { id } } } } } } } } }",
+        json!({ "lot": lot }),
+    );
+    assert_eq!(code(&deep), "query_too_deep", "{}", deep.body);
+    let complex = gql(
+        &server.base,
+        Some(&token),
+        "{ breaches(first: 50) { edges { node { rule subject explanation from to } } } }",
+        json!({}),
+    );
+    assert_eq!(code(&complex), "query_too_complex", "{}", complex.body);
+    let big = gql(
+        &server.base,
+        Some(&token),
+        "{ recalls(first: 51) { totalCount } }",
+        json!({}),
+    );
+    assert_eq!(code(&big), "invalid_parameter");
+    assert_eq!(big.json()["errors"][0]["extensions"]["parameter"], "first");
+    let garbled = gql(&server.base, Some(&token), "{ lot(", json!({}));
+    assert_eq!(code(&garbled), "invalid_query");
+    let stranger = gql(
+        &server.base,
+        Some(&token),
+        "{ recalls(after: \"not-ours\") { totalCount } }",
+        json!({}),
+    );
+    assert_eq!(code(&stranger), "invalid_parameter");
+    server.stop();
+
+    // A query that outlives its time is stopped.
+    let server = Server::start_with(dir.path(), &["--graphql-timeout-ms", "0"]);
+    let slow = gql(
+        &server.base,
+        Some(&token),
+        "query($lot: String!) { readings(lot: $lot, from: \"2026-11-01T00:00:00Z\", to: \"2026-12-01T00:00:00Z\", bucketMinutes: 1) { buckets { count } } }",
+        json!({ "lot": lot }),
+    );
+    assert_eq!(code(&slow), "query_timeout", "{}", slow.body);
+}
+
+/// A graphql-transport-ws client over a real WebSocket.
+struct Ws(tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>);
+
+impl Ws {
+    fn connect(base: &str, token: &str) -> Ws {
+        use tungstenite::client::IntoClientRequest;
+        let url = format!("{}/graphql", base.replace("http://", "ws://"));
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        let (socket, _) = tungstenite::connect(req).expect("the WebSocket opens");
+        let mut ws = Ws(socket);
+        ws.send(json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}));
+        assert_eq!(ws.next()["type"], "connection_ack");
+        ws
+    }
+
+    fn send(&mut self, v: Value) {
+        self.0
+            .send(tungstenite::Message::text(v.to_string()))
+            .unwrap();
+    }
+
+    fn next(&mut self) -> Value {
+        loop {
+            match self.0.read().expect("a message") {
+                tungstenite::Message::Text(t) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] != "ping" && v["type"] != "pong" {
+                        return v;
+                    }
+                }
+                tungstenite::Message::Close(c) => panic!("closed: {c:?}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn a_new_excursion_reaches_a_subscribed_investigator() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let world = world();
+    let investigator = support::token(dir.path(), support::ORG, "investigator");
+    // A clinic's vaccine fridge (2–8 °C), after the world's events: its
+    // owner sends a warm day.
+    let fridge = world
+        .devices
+        .iter()
+        .find(|d| d.kind == fixtures::DeviceKind::Fridge)
+        .unwrap();
+    let owner = support::token(dir.path(), &world.orgs[fridge.owner].id, "partner");
+    let server = Server::start(dir.path());
+
+    let mut ws = Ws::connect(&server.base, &investigator);
+    ws.send(json!({"id": "1", "type": "subscribe", "payload": {"query":
+        "subscription($d: String!) { breaches(lot: $d) { rule subject from device { id } entry { shard index proof { head { size } } } } }",
+        "variables": {"d": fridge.id}}}));
+    // A partner cannot follow recall changes.
+    let mut other = Ws::connect(&server.base, &owner);
+    other.send(json!({"id": "r", "type": "subscribe", "payload": {"query": "subscription { recallChanges { recallId } }"}}));
+    let refused = other.next();
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "forbidden",
+        "{refused}"
+    );
+
+    let next_seq = world
+        .signed_batches(fridge, 720)
+        .last()
+        .map(|b| b.batch.next_seq())
+        .unwrap();
+    let mut dev = DeviceClient::new(fridge.id.clone(), fridge.key()).starting_at(next_seq);
+    let t0 = fridge.to_ms + 3_600_000;
+    // Eleven hours at 15 °C (the heat alarm is 10 h above 8 °C), then
+    // back to 5 °C: the excursion ends and its breach is recorded.
+    let warm: Vec<Reading> = (0..12 * 60)
+        .map(|i| Reading::new(t0 + i * 60_000, if i < 11 * 60 { 1_500 } else { 500 }))
+        .collect();
+    let r = post(
+        &server.base,
+        "/v1/batches",
+        Some(&owner),
+        "application/json",
+        &encode_json(&[dev.sign(warm)]),
+        None,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // ingest -> feed -> rules -> verdict on the ledger -> subscription.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.0.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    }
+    // The logger's other breaches (its silence after the world ended) may
+    // come first; the heat breach must come.
+    let b = loop {
+        assert!(Instant::now() < deadline, "no heat breach within 60 s");
+        let msg = ws.next();
+        assert_eq!(msg["type"], "next", "{msg}");
+        let b = msg["payload"]["data"]["breaches"].clone();
+        if b["rule"] == "vaccine_heat" {
+            break b;
+        }
+    };
+    assert_eq!(b["subject"], json!(fridge.id));
+    assert_eq!(b["device"]["id"], json!(fridge.id));
+    let from = ms(&b["from"]);
+    assert!((t0..t0 + 3_600_000).contains(&from), "{b}");
+    assert!(b["entry"]["proof"]["head"]["size"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn the_served_schema_is_the_checked_in_sdl() {
+    let out = support::coldtrail(&["graphql-schema"]);
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let file = include_str!("../graphql/schema.graphql");
+    assert_eq!(
+        printed, file,
+        "run `coldtrail graphql-schema > graphql/schema.graphql` and review the change"
+    );
+}
