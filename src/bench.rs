@@ -35,9 +35,15 @@ pub struct Args {
     /// Appending threads for the durable append figure.
     #[arg(long, default_value_t = 4)]
     appenders: usize,
-    /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, `lineage`, or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage"])]
+    /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, `lineage`, `graphql`, or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql"])]
     only: String,
+    /// The fixtures world the GraphQL figures serve: `demo` or `large`.
+    #[arg(long, default_value = "demo", value_parser = ["tiny", "demo", "large"])]
+    graphql_world: String,
+    /// GraphQL queries per client (16 clients).
+    #[arg(long, default_value_t = 200)]
+    graphql_queries: usize,
     /// Lots in the lineage world (about 7.4 events each).
     #[arg(long, default_value_t = 1_400_000)]
     lots: usize,
@@ -97,6 +103,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     if args.only == "all" || args.only == "lineage" {
         crate::bench_lineage::run(args.lots, &args.pg)?;
+    }
+    if args.only == "all" || args.only == "graphql" {
+        let scale = match args.graphql_world.as_str() {
+            "tiny" => fixtures::Scale::Tiny,
+            "large" => fixtures::Scale::Large,
+            _ => fixtures::Scale::Demo,
+        };
+        crate::bench_graphql::run(&root, scale, args.graphql_queries)?;
     }
     if args.only == "all" || args.only == "shards" {
         crate::bench_shards::run(&root.join("shards"), &signed_batches(&args, 20), args.batch)?;

@@ -254,7 +254,7 @@ fn load(base: &str, world: &World, tokens: &Tokens) -> Result<(u64, Option<serde
 
 /// Maps the world's products to the rules profiles that judge them
 /// (`rules.json`, read by the analytics consumer when the server starts).
-fn write_rules(data_dir: &Path, world: &World) -> Result<()> {
+pub(crate) fn write_rules(data_dir: &Path, world: &World) -> Result<()> {
     let mut config = analytics::RulesConfig::default();
     for p in &world.products {
         config
@@ -269,7 +269,7 @@ fn write_rules(data_dir: &Path, world: &World) -> Result<()> {
 
 /// Waits until the rules have consumed (and flushed) everything committed,
 /// including the verdicts they appended themselves.
-fn wait_for_rules(node: &Node, rules: &analytics::consumer::Status) -> Result<()> {
+pub(crate) fn wait_for_rules(node: &Node, rules: &analytics::consumer::Status) -> Result<()> {
     let bar = ProgressBar::new_spinner()
         .with_message("running the cold-chain rules over what was loaded");
     loop {

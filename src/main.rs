@@ -3,6 +3,7 @@
 mod analytics_cmd;
 mod audit_remote;
 mod bench;
+mod bench_graphql;
 mod bench_lineage;
 mod bench_rules;
 mod bench_shards;

@@ -1,0 +1,195 @@
+//! `coldtrail bench --only graphql`: an investigator's typical GraphQL query
+//! (a lot with its forward trace, its breaches and a month of its readings in
+//! hourly buckets) from 16 concurrent clients over loopback, against a
+//! served fixtures world; the baseline, in the same run and over the same
+//! lots, is the REST trace route (`/v1/trace`), which answers only the
+//! trace part.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use crate::bench::row;
+
+const CLIENTS: usize = 16;
+
+/// The query: what an investigator asks first about a lot.
+const QUERY: &str = "query($lot: String!, $from: DateTime!, $to: DateTime!) {
+  lot(epc: $lot) {
+    id gtin quantity { value uom } origin { name } holder { name } location { id }
+    status { quarantined recalled }
+    trace(direction: FORWARD, first: 20) { lots { totalCount edges { node { depth lot { id holder { name } status { recalled } } } } } }
+    breaches(first: 20) { totalCount edges { node { rule from to explanation device { id } entry { id } } } }
+    readings(from: $from, to: $to, bucketMinutes: 60) { device { id } buckets { from minC maxC meanC count } }
+  }
+}";
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+fn ms(h: &Histogram<u64>) -> String {
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms",
+        h.value_at_quantile(0.5) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0
+    )
+}
+
+/// Runs `per_client` requests from each of 16 threads; latencies, requests
+/// per second, and what `check` returned summed (storage reads).
+fn load(
+    lots: &[String],
+    per_client: usize,
+    ask: impl Fn(&ureq::Agent, &str) -> Result<u64> + Sync,
+) -> Result<(Histogram<u64>, f64, u64)> {
+    let t = Instant::now();
+    let results: Vec<Result<(Histogram<u64>, u64)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let ask = &ask;
+                s.spawn(move || -> Result<(Histogram<u64>, u64)> {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .build()
+                        .into();
+                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(c as u64);
+                    let mut h = hist();
+                    let mut reads = 0;
+                    for _ in 0..per_client {
+                        let lot = lots.choose(&mut rng).expect("lots");
+                        let t = Instant::now();
+                        reads += ask(&agent, lot)?;
+                        h.record((t.elapsed().as_micros() as u64).max(1))?;
+                    }
+                    Ok((h, reads))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    let elapsed = t.elapsed();
+    let mut all = hist();
+    let mut reads = 0;
+    for r in results {
+        let (h, n) = r?;
+        all.add(&h)?;
+        reads += n;
+    }
+    let rate = (CLIENTS * per_client) as f64 / elapsed.as_secs_f64();
+    Ok((all, rate, reads))
+}
+
+pub fn run(root: &std::path::Path, scale: fixtures::Scale, per_client: usize) -> Result<()> {
+    let dir = root.join("graphql");
+    let world = fixtures::generate(7, scale, 1_793_491_200_000);
+    let t = Instant::now();
+    let node = crate::serve::open_node(&dir, Some(2))?;
+    crate::demo::write_rules(&dir, &world)?;
+    let (token, _) = ingest::TokenStore::new(&dir).issue(
+        "urn:epc:id:sgln:0614141.00099.0",
+        ingest::Role::Investigator,
+    )?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(fixtures::load::into_node(&node, &world, 720))
+        .map_err(anyhow::Error::msg)
+        .context("loading the world")?;
+    drop(rt);
+    row(
+        "graphql world",
+        format!(
+            "{:?}: {} lots, {} readings",
+            scale,
+            world.lots.len(),
+            world.reading_count()
+        ),
+        format!("loaded in {:.1} s", t.elapsed().as_secs_f64()),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server_node = Arc::clone(&node);
+    let server = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            crate::serve::run_server(
+                server_node,
+                "127.0.0.1:0",
+                ingest::Limits::default(),
+                graphql::Limits::default(),
+                move |addr, handle, status| {
+                    let _ = tx.send((addr, handle, status));
+                },
+            )
+            .await
+        })
+    });
+    let (addr, handle, status) = rx
+        .recv_timeout(Duration::from_secs(600))
+        .context("the server did not start")?;
+    crate::demo::wait_for_rules(&node, &status)?;
+    let base = format!("http://{addr}");
+    let lots: Vec<String> = world.lots.iter().map(|l| l.id.clone()).collect();
+    let (from, to) = ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z");
+
+    let graphql = |agent: &ureq::Agent, lot: &str| -> Result<u64> {
+        let mut r = agent
+            .post(format!("{base}/graphql"))
+            .header("Authorization", format!("Bearer {token}"))
+            .send_json(serde_json::json!({
+                "query": QUERY,
+                "variables": {"lot": lot, "from": from, "to": to},
+            }))?;
+        let j: serde_json::Value = r.body_mut().read_json()?;
+        anyhow::ensure!(j.get("errors").is_none(), "{j}");
+        Ok(j["extensions"]["cost"]["storageReads"]
+            .as_u64()
+            .unwrap_or(0))
+    };
+    let rest = |agent: &ureq::Agent, lot: &str| -> Result<u64> {
+        let r = agent
+            .get(format!("{base}/v1/trace"))
+            .query("lot", lot)
+            .header("Authorization", format!("Bearer {token}"))
+            .call()?;
+        anyhow::ensure!(r.status() == 200, "trace answered {}", r.status());
+        Ok(0)
+    };
+    // Warm both paths once (the readings index learns each logger's entries).
+    load(&lots, lots.len().div_ceil(CLIENTS), &graphql)?;
+    let (g, g_rate, reads) = load(&lots, per_client, &graphql)?;
+    let (b, b_rate, _) = load(&lots, per_client, &rest)?;
+    let queries = (CLIENTS * per_client) as f64;
+    row(
+        "investigator query, 16 clients",
+        ms(&g),
+        format!("REST /v1/trace alone: {}", ms(&b)),
+    );
+    row(
+        "investigator query throughput",
+        format!("{g_rate:.0} queries/s"),
+        format!("REST /v1/trace: {b_rate:.0}/s ({:.2}×)", g_rate / b_rate),
+    );
+    row(
+        "storage reads per query (warm)",
+        format!("{:.1}", reads as f64 / queries),
+        "entries, proofs and heads read".into(),
+    );
+    rt_stop(handle);
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+    Ok(())
+}
+
+fn rt_stop(handle: actix_web::dev::ServerHandle) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(handle.stop(true));
+}
