@@ -160,9 +160,9 @@ pub fn run(root: &std::path::Path, scale: fixtures::Scale, per_client: usize) ->
         Ok(0)
     };
     // Warm both paths once (the readings index learns each logger's entries).
-    load(&lots, lots.len().div_ceil(CLIENTS), &graphql)?;
-    let (g, g_rate, reads) = load(&lots, per_client, &graphql)?;
-    let (b, b_rate, _) = load(&lots, per_client, &rest)?;
+    load(&lots, lots.len().div_ceil(CLIENTS), graphql)?;
+    let (g, g_rate, reads) = load(&lots, per_client, graphql)?;
+    let (b, b_rate, _) = load(&lots, per_client, rest)?;
     let queries = (CLIENTS * per_client) as f64;
     row(
         "investigator query, 16 clients",
