@@ -559,6 +559,78 @@ fn a_new_excursion_reaches_a_subscribed_investigator() {
     let from = ms(&b["from"]);
     assert!((t0..t0 + 3_600_000).contains(&from), "{b}");
     assert!(b["entry"]["proof"]["head"]["size"].as_u64().unwrap() > 0);
+
+    // Recall changes made through mutations reach a subscriber, in order.
+    ws.send(json!({"id": "2", "type": "subscribe", "payload": {"query":
+        "subscription { recallChanges { change recallId lot by entry { shard index } } }"}}));
+    std::thread::sleep(Duration::from_millis(200));
+    let lot = &world.lots[1].id;
+    let opened = data(&gql(
+        &server.base,
+        Some(&investigator),
+        "mutation($lot: String!) { openRecall(lot: $lot, reason: \"supplier notice\") {
+            recall { id open lot { id } affected { totalCount } } entry { shard index } } }",
+        json!({ "lot": lot }),
+    ));
+    let recall = &opened["openRecall"]["recall"];
+    assert_eq!(recall["open"], true);
+    assert_eq!(recall["lot"]["id"], json!(lot));
+    let id = recall["id"].as_str().unwrap().to_string();
+    let next_recall_notice = |ws: &mut Ws| loop {
+        let m = ws.next();
+        if m["id"] == "2" {
+            break m["payload"]["data"]["recallChanges"].clone();
+        }
+    };
+    let n = next_recall_notice(&mut ws);
+    assert_eq!(
+        (n["change"].as_str(), n["recallId"].as_str()),
+        (Some("opened"), Some(id.as_str()))
+    );
+    assert_eq!(n["entry"], opened["openRecall"]["entry"]);
+    let closed = data(&gql(
+        &server.base,
+        Some(&investigator),
+        "mutation($id: String!) { closeRecall(id: $id, reason: \"cleared\") { recall { open } } }",
+        json!({ "id": id }),
+    ));
+    assert_eq!(closed["closeRecall"]["recall"]["open"], false);
+    assert_eq!(next_recall_notice(&mut ws)["change"], "closed");
+    let again = gql(
+        &server.base,
+        Some(&investigator),
+        "mutation($id: String!) { closeRecall(id: $id, reason: \"twice\") { recall { open } } }",
+        json!({ "id": id }),
+    );
+    assert_eq!(code(&again), "recall_closed");
+
+    // A quarantined lot of the world is released through a mutation.
+    let quarantined = world
+        .lots
+        .iter()
+        .find(|l| {
+            data(&gql(
+                &server.base,
+                Some(&investigator),
+                "query($lot: String!) { lot(epc: $lot) { status { quarantined } } }",
+                json!({ "lot": l.id }),
+            ))["lot"]["status"]["quarantined"]
+                == true
+        })
+        .expect("the tiny world quarantines a lot");
+    data(&gql(
+        &server.base,
+        Some(&investigator),
+        "mutation($lot: String!) { releaseQuarantine(lot: $lot, reason: \"QA checked\") { shard index } }",
+        json!({ "lot": quarantined.id }),
+    ));
+    let after = data(&gql(
+        &server.base,
+        Some(&investigator),
+        "query($lot: String!) { lot(epc: $lot) { status { quarantined } } }",
+        json!({ "lot": quarantined.id }),
+    ));
+    assert_eq!(after["lot"]["status"]["quarantined"], false);
 }
 
 #[test]

@@ -421,3 +421,56 @@ async fn subscribe(
         })
         .start(&req, payload)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Fields of the library's own connection types are described by Relay.
+    fn ours(type_name: &str) -> bool {
+        !(type_name.ends_with("Connection")
+            || type_name.ends_with("Edge")
+            || type_name == "PageInfo")
+    }
+
+    #[test]
+    fn every_field_says_what_it_means() {
+        let sdl = super::sdl();
+        let mut current: Option<String> = None;
+        let mut described = false;
+        let mut missing = Vec::new();
+        let mut in_doc = false;
+        for line in sdl.lines() {
+            let t = line.trim();
+            if !line.starts_with('\t') {
+                current = ["type ", "input "]
+                    .iter()
+                    .find_map(|k| t.strip_prefix(k))
+                    .and_then(|r| r.split([' ', '{']).next())
+                    .map(str::to_string);
+                described = false;
+                continue;
+            }
+            let argument = line.starts_with("\t\t") || t.starts_with(')');
+            if t.starts_with("\"\"\"") {
+                let one_line = t.len() >= 6 && t.ends_with("\"\"\"");
+                if !one_line {
+                    in_doc = !in_doc;
+                }
+                described |= !argument;
+                continue;
+            }
+            if in_doc || t.is_empty() || argument {
+                continue;
+            }
+            if let Some(ty) = current.as_deref().filter(|ty| ours(ty)) {
+                if !described {
+                    missing.push(format!("{ty}.{}", t.split([':', '(']).next().unwrap_or(t)));
+                }
+            }
+            described = false;
+        }
+        assert!(
+            missing.is_empty(),
+            "fields without a description: {missing:?}"
+        );
+    }
+}

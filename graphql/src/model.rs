@@ -61,9 +61,11 @@ pub struct Proof(pub Arc<ProofJson>);
 
 #[Object]
 impl Proof {
+    /// The shard whose log holds the entry.
     async fn shard(&self) -> u32 {
         self.0.shard
     }
+    /// The entry's position in that log, from 0.
     async fn index(&self) -> u64 {
         self.0.index
     }
@@ -75,6 +77,7 @@ impl Proof {
     async fn path(&self) -> &[String] {
         &self.0.proof
     }
+    /// The signed head the path leads to.
     async fn head(&self) -> Head {
         Head(self.0.head.clone())
     }
@@ -85,6 +88,7 @@ pub struct Head(pub HeadJson);
 
 #[Object]
 impl Head {
+    /// The shard whose log the head is of.
     async fn shard(&self) -> u32 {
         self.0.shard
     }
@@ -93,6 +97,7 @@ impl Head {
     async fn public_key(&self) -> &str {
         &self.0.public_key
     }
+    /// The log id: BLAKE3 of the log's public key, hex.
     async fn log_id(&self) -> &str {
         &self.0.log_id
     }
@@ -117,6 +122,7 @@ impl Head {
 /// A quantity as the event gave it.
 #[derive(SimpleObject, Clone)]
 pub struct Quantity {
+    /// The amount, in `uom` (e.g. 500 with KGM: 500 kg).
     pub value: f64,
     /// UN/CEFACT unit code (KGM: kg), when given.
     pub uom: Option<String>,
@@ -161,6 +167,7 @@ pub struct Location(pub String);
 
 #[Object]
 impl Location {
+    /// The place as events name it (SGLN URN).
     async fn id(&self) -> &str {
         &self.0
     }
@@ -205,6 +212,7 @@ impl Event {
     async fn biz_step(&self) -> Option<&str> {
         self.0.biz_step.as_deref()
     }
+    /// The CBV disposition (e.g. `in_transit`), as the event gave it.
     async fn disposition(&self) -> Option<&str> {
         self.0.disposition.as_deref()
     }
@@ -251,6 +259,7 @@ impl Verdict {
     async fn rule(&self) -> &str {
         &self.0.rule
     }
+    /// BREACH, QUARANTINE, RELEASE, SUSPEND or REINSTATE.
     async fn kind(&self) -> VerdictKind {
         match self.0.kind {
             "breach" => VerdictKind::Breach,
@@ -459,6 +468,7 @@ pub struct Watcher(pub analytics::lineage::Watcher);
 
 #[Object]
 impl Watcher {
+    /// The logger.
     async fn device(&self) -> Device {
         Device(self.0.device.clone())
     }
@@ -466,6 +476,7 @@ impl Watcher {
     async fn through(&self) -> Option<&str> {
         self.0.through.as_deref()
     }
+    /// When it began watching the lot (within the asked interval).
     async fn from(&self) -> DateTime<Utc> {
         time(self.0.from_ms)
     }
@@ -493,9 +504,11 @@ pub struct Trace {
 
 #[Object]
 impl Trace {
+    /// The traced lot.
     async fn root(&self) -> Lot {
         Lot(self.root.clone())
     }
+    /// FORWARD (descendants) or BACKWARD (ancestors).
     async fn direction(&self) -> Direction {
         self.direction
     }
@@ -515,6 +528,7 @@ pub struct TracedLot(pub Arc<analytics::lineage::TracedLot>);
 
 #[Object]
 impl TracedLot {
+    /// The lot reached.
     async fn lot(&self) -> Lot {
         Lot(self.0.lot.clone())
     }
@@ -540,9 +554,11 @@ impl TraceLink {
     async fn event(&self) -> Event {
         Event(self.0.event.clone())
     }
+    /// How much of the input went in (e.g. kg).
     async fn input_quantity(&self) -> Option<Quantity> {
         self.0.input_quantity.as_ref().map(Quantity::from)
     }
+    /// How much of the output came out (e.g. kg).
     async fn output_quantity(&self) -> Option<Quantity> {
         self.0.output_quantity.as_ref().map(Quantity::from)
     }
@@ -572,9 +588,11 @@ impl Exposure {
     async fn how(&self) -> &str {
         self.0.how
     }
+    /// When the shared stay began (within the asked interval).
     async fn from(&self) -> DateTime<Utc> {
         time(self.0.from_ms)
     }
+    /// When it ended; none while it lasts.
     async fn to(&self) -> Option<DateTime<Utc>> {
         self.0.to_ms.map(time)
     }
@@ -598,9 +616,11 @@ impl Recall {
     async fn lot(&self) -> Lot {
         Lot(self.0.lot.clone())
     }
+    /// Why it was opened, in the investigator's words.
     async fn reason(&self) -> &str {
         &self.0.reason
     }
+    /// Whether it is still open (not closed).
     async fn open(&self) -> bool {
         self.0.open
     }
@@ -633,6 +653,7 @@ impl RecallStep {
     async fn change(&self) -> &str {
         self.0.change
     }
+    /// Why the change was made.
     async fn reason(&self) -> &str {
         &self.0.reason
     }
@@ -640,6 +661,7 @@ impl RecallStep {
     async fn by(&self) -> Organization {
         Organization(self.0.by.clone())
     }
+    /// When the change was made.
     async fn at(&self) -> DateTime<Utc> {
         time(self.0.at_ms)
     }
@@ -647,6 +669,7 @@ impl RecallStep {
     async fn added(&self) -> Vec<Lot> {
         self.0.added.iter().cloned().map(Lot).collect()
     }
+    /// The recall entry on the ledger.
     async fn entry(&self) -> Entry {
         Entry(self.0.entry)
     }
@@ -658,6 +681,7 @@ pub struct Device(pub String);
 /// One of a device's keys, valid from a time on.
 #[derive(SimpleObject)]
 pub struct DeviceKey {
+    /// From when the key signs the device's readings.
     pub valid_from: DateTime<Utc>,
     /// ed25519 public key, hex.
     pub public_key: String,
@@ -665,6 +689,7 @@ pub struct DeviceKey {
 
 #[Object]
 impl Device {
+    /// The device identifier as registered (e.g. a GIAI EPC URN).
     async fn id(&self) -> &str {
         &self.0
     }
@@ -731,18 +756,23 @@ pub struct Series(pub analytics::readings::Series);
 
 #[Object]
 impl Series {
+    /// The logger the readings are from.
     async fn device(&self) -> Device {
         Device(self.0.device.clone())
     }
+    /// Start of the range asked for (inclusive).
     async fn from(&self) -> DateTime<Utc> {
         time(self.0.from_ms)
     }
+    /// End of the range (exclusive).
     async fn to(&self) -> DateTime<Utc> {
         time(self.0.to_ms)
     }
+    /// Bucket width, minutes.
     async fn bucket_minutes(&self) -> f64 {
         self.0.bucket_ms as f64 / 60_000.0
     }
+    /// The buckets that hold readings, oldest first (empty ones left out).
     async fn buckets(&self) -> Vec<Bucket> {
         self.0.buckets.iter().cloned().map(Bucket).collect()
     }
@@ -753,9 +783,11 @@ pub struct Bucket(pub analytics::readings::Bucket);
 
 #[Object]
 impl Bucket {
+    /// Start of the bucket (inclusive), on the bucket grid (hours start on the hour, UTC).
     async fn from(&self) -> DateTime<Utc> {
         time(self.0.from_ms)
     }
+    /// End of the bucket (exclusive).
     async fn to(&self) -> DateTime<Utc> {
         time(self.0.to_ms)
     }
@@ -786,7 +818,9 @@ impl Bucket {
 pub struct SearchHit {
     /// organisation, product, lot, location, device or event.
     pub kind: String,
+    /// The identifier (GLN, GTIN, lot, device or event id).
     pub id: String,
+    /// A readable name for it.
     pub label: String,
     /// Relevance; higher is better.
     pub score: f64,
@@ -795,6 +829,7 @@ pub struct SearchHit {
 /// What a recall change recorded.
 #[derive(SimpleObject)]
 pub struct RecallChanged {
+    /// The recall as it is after the change.
     pub recall: Recall,
     /// The recall entry on the ledger.
     pub entry: Entry,
@@ -809,8 +844,10 @@ pub struct RecallNotice {
     pub recall_id: String,
     /// The lot it was opened for, or the first lot a widening added.
     pub lot: Option<String>,
+    /// Why the change was made.
     pub reason: String,
     /// The organisation that made the change.
     pub by: String,
+    /// The recall entry on the ledger.
     pub entry: Entry,
 }
