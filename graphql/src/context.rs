@@ -62,6 +62,13 @@ impl Caller {
         self.sees_all() || g.visible_to(subject, &self.0.org)
     }
 
+    /// Whether the caller may see an event: investigators always, partners
+    /// when their organisation captured it or it happened at its location
+    /// (as the EPCIS query interface decides).
+    pub fn sees_event(&self, e: &analytics::lineage::EventView) -> bool {
+        self.sees_all() || e.recorded_by == self.0.org || e.location.as_deref() == Some(&self.0.org)
+    }
+
     /// Refuses a partner `subject` is not visible to.
     pub fn must_see(&self, g: &Lineage, subject: &str) -> Answer<()> {
         if self.may_see(g, subject) {

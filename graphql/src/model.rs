@@ -177,7 +177,7 @@ impl Location {
             .await?
             .map(|_| Organization(self.0.clone())))
     }
-    /// Events that happened here, oldest first.
+    /// Events that happened here, oldest first (partners: those they may see).
     #[graphql(complexity = "first.unwrap_or(20) as usize * child_complexity")]
     async fn events(
         &self,
@@ -185,8 +185,10 @@ impl Location {
         first: Option<i32>,
         after: Option<String>,
     ) -> Answer<Page<Event>> {
+        let who = caller(ctx);
         let events = with_graph(ctx, |g| g.events_at(&self.0));
-        page(ctx, events.into_iter().map(Event).collect(), first, after)
+        let events = events.into_iter().filter(|e| who.sees_event(e)).map(Event);
+        page(ctx, events.collect(), first, after)
     }
 }
 
@@ -415,7 +417,8 @@ impl Lot {
             .collect();
         page(ctx, breaches, first, after)
     }
-    /// Every event that names it, oldest first.
+    /// Every event that names it, oldest first (partners: those their
+    /// organisation captured or that happened at its location).
     #[graphql(complexity = "first.unwrap_or(20) as usize * child_complexity")]
     async fn events(
         &self,
@@ -423,9 +426,13 @@ impl Lot {
         first: Option<i32>,
         after: Option<String>,
     ) -> Answer<Page<Event>> {
+        let who = caller(ctx);
         let events = loader(ctx).load_one(EventsKey(self.0.clone())).await?;
-        let events = events.iter().flat_map(|e| e.iter()).cloned().map(Event);
-        page(ctx, events.collect(), first, after)
+        let events = events
+            .iter()
+            .flat_map(|e| e.iter())
+            .filter(|e| who.sees_event(e));
+        page(ctx, events.cloned().map(Event).collect(), first, after)
     }
     /// The loggers that watched it (directly or through a container), when.
     async fn watchers(&self, ctx: &Context<'_>) -> Answer<Vec<Watcher>> {
