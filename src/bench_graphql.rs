@@ -14,6 +14,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::bench::row;
+use crate::bench_lineage::{hist, ms};
 
 const CLIENTS: usize = 16;
 
@@ -27,18 +28,6 @@ const QUERY: &str = "query($lot: String!, $from: DateTime!, $to: DateTime!) {
     readings(from: $from, to: $to, bucketMinutes: 60) { device { id } buckets { from minC maxC meanC count } }
   }
 }";
-
-fn hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
-}
-
-fn ms(h: &Histogram<u64>) -> String {
-    format!(
-        "p50 {:.2} ms, p99 {:.2} ms",
-        h.value_at_quantile(0.5) as f64 / 1000.0,
-        h.value_at_quantile(0.99) as f64 / 1000.0
-    )
-}
 
 /// Runs `per_client` requests from each of 16 threads; latencies, requests
 /// per second, and what `check` returned summed (storage reads).

@@ -26,12 +26,12 @@ fn rss_mib() -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
-fn hist() -> Histogram<u64> {
+pub(crate) fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
 }
 
 /// `p50 / p99` in milliseconds.
-fn ms(h: &Histogram<u64>) -> String {
+pub(crate) fn ms(h: &Histogram<u64>) -> String {
     format!(
         "p50 {:.3} ms, p99 {:.3} ms",
         h.value_at_quantile(0.5) as f64 / 1000.0,
