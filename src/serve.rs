@@ -44,7 +44,7 @@ pub async fn run_server(
     let graph = Arc::new(std::sync::RwLock::new(graph));
     let lineage = analytics::lineage::follow(Arc::clone(&node), Arc::clone(&graph), scanned)?;
     let snapshot_of = Arc::clone(&graph);
-    let read = Arc::new(::web::ReadState::new(Arc::clone(&ingest), graph));
+    let read = Arc::new(readstate::ReadState::new(Arc::clone(&ingest), graph));
     let (notices, notices_task) = graphql::Notices::follow(Arc::clone(&node))?;
     let endpoint = graphql::Endpoint {
         schema: graphql::schema(Some((Arc::clone(&read), notices)), gql),

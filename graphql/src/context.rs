@@ -10,7 +10,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, ErrorExtensions};
 use ingest::read::ProofJson;
 use ingest::{ApiError, Principal, Role};
-use web::ReadState;
+use readstate::ReadState;
 
 /// A refusal as a GraphQL error: the message, and `extensions.code` (with
 /// `status`, and `parameter` for `invalid_parameter`) from the same table

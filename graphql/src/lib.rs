@@ -5,7 +5,7 @@
 //! The schema computes nothing itself: lots, traces, co-exposure, verdicts
 //! and recalls come from `analytics::lineage`, readings from
 //! `analytics::readings`, proofs and heads from `ingest`'s verifier reads,
-//! recall changes go through `web::ReadState::change_recall` (the same path
+//! recall changes go through `readstate::ReadState::change_recall` (the same path
 //! as the HTTP routes). Every request is authenticated first (no token, no
 //! access); partners see their own organisation's lots, devices and events.
 //! Depth, complexity, page size and time are bounded; refusals carry
@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::web::ReadState;
 use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{guard, HttpRequest, HttpResponse, Responder};
@@ -25,6 +24,7 @@ use async_graphql::{Context, Data, Schema, ServerError, ValidationResult};
 use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
 use chrono::{DateTime, Utc};
 use ingest::ApiError;
+use readstate::ReadState;
 
 mod context;
 mod model;

@@ -408,7 +408,7 @@ async fn recall_change(
         &analytics::lineage::Lineage,
         &ingest::Principal,
         i64,
-    ) -> Result<::web::Plan, analytics::recall::RecallError>,
+    ) -> Result<readstate::Plan, analytics::recall::RecallError>,
 ) -> Answer<RecallChanged> {
     let st = state(ctx);
     let who = &caller(ctx).0;

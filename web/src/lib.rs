@@ -4,7 +4,7 @@
 //! computes; this crate only shapes answers). Refusals are the same
 //! `application/problem+json` with stable codes as the write API's.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 mod epcis;
 
@@ -13,88 +13,13 @@ use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use analytics::lineage::{At, Direction, Limits, Lineage};
 use analytics::recall::RecallError;
-use analytics::search::SearchIndex;
 use ingest::params::QueryParams;
 use ingest::read::ProofJson;
 use ingest::routes::{json_body, write_route};
-use ingest::{ApiError, Ingest, Role, WriteResult};
+use ingest::{ApiError, Role, WriteResult};
+use readstate::{recall_error, Plan, ReadState};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
-
-/// What the read routes share.
-pub struct ReadState {
-    pub ingest: Arc<Ingest>,
-    /// Kept up to date by `analytics::lineage::follow`.
-    pub lineage: Arc<RwLock<Lineage>>,
-    /// Held from planning a recall change to recording it: two changes to
-    /// recalls never plan against the same state.
-    pub recall_lock: tokio::sync::Mutex<()>,
-    /// Which readings entries of each device cover which times.
-    pub readings: analytics::readings::ReadingsIndex,
-    /// The search index and the size of the graph it was built from; rebuilt
-    /// when the graph has grown.
-    search: std::sync::Mutex<Option<BuiltIndex>>,
-}
-
-/// A search index and the graph size (events, identifiers) it was built at.
-type BuiltIndex = ((usize, usize), Arc<SearchIndex>);
-
-impl ReadState {
-    /// Waits until the read model has read everything committed when the
-    /// request began, so a reader sees its own acknowledged writes.
-    pub async fn fresh(&self) -> Result<(), ApiError> {
-        let committed: Vec<u64> = self
-            .ingest
-            .node()
-            .shards()
-            .iter()
-            .map(|s| s.committed())
-            .collect();
-        for _ in 0..2_500 {
-            if self
-                .lineage
-                .read()
-                .expect("lineage lock")
-                .covers(&committed)
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
-        Err(ApiError::Unavailable(
-            "the read model is more than 5 s behind the ledger".into(),
-        ))
-    }
-
-    pub fn new(ingest: Arc<Ingest>, lineage: Arc<RwLock<Lineage>>) -> ReadState {
-        ReadState {
-            ingest,
-            lineage,
-            recall_lock: tokio::sync::Mutex::new(()),
-            readings: analytics::readings::ReadingsIndex::new(),
-            search: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// The search index of the graph as it is now.
-    pub fn search_index(&self) -> Result<Arc<SearchIndex>, ApiError> {
-        let mut cached = self.search.lock().expect("search lock");
-        let (size, docs) = {
-            let g = self.lineage.read().expect("lineage lock");
-            let size = (g.event_count(), g.identifier_count());
-            if let Some((built, index)) = cached.as_ref() {
-                if *built == size {
-                    return Ok(Arc::clone(index));
-                }
-            }
-            (size, g.search_docs())
-        };
-        let index =
-            Arc::new(SearchIndex::build(docs).map_err(|e| ApiError::Unavailable(e.to_string()))?);
-        *cached = Some((size, Arc::clone(&index)));
-        Ok(index)
-    }
-}
 
 /// Registers the read routes and the node's whole OpenAPI document.
 pub fn configure(state: Arc<ReadState>) -> impl FnOnce(&mut ServiceConfig) {
@@ -384,17 +309,6 @@ async fn get_search(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "q": text, "hits": hits })))
 }
 
-/// A recall refusal as the API's refusal.
-pub fn recall_error(e: RecallError) -> ApiError {
-    match e {
-        RecallError::UnknownLot(_) | RecallError::UnknownRecall(_) => {
-            ApiError::NotFound(e.to_string())
-        }
-        RecallError::Closed(id) => ApiError::RecallClosed(id),
-        RecallError::TooLarge(_) | RecallError::NoReason => ApiError::InvalidBody(e.to_string()),
-    }
-}
-
 /// An interval in Unix epoch milliseconds.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -429,70 +343,6 @@ pub struct WidenRecall {
 #[serde(deny_unknown_fields)]
 pub struct CloseRecall {
     pub reason: String,
-}
-
-/// Appends a planned recall change, folds it into the read state at once
-/// (so the next read sees it), and answers with the recall.
-async fn record(
-    state: &ReadState,
-    who: &ingest::Principal,
-    home: &str,
-    change: ledger::entry::RecallChange,
-    set: Option<analytics::recall::AffectedSet>,
-) -> Result<WriteResult, ApiError> {
-    let mut result = state
-        .ingest
-        .record_recall(who, home, change.clone())
-        .await?;
-    let w = result.entries.first().expect("one entry was written");
-    let at = ledger::entry::EntryRef {
-        shard: w.shard,
-        index: w.index,
-        id: ledger::Digest::from_hex(&w.id).expect("written ids are hex"),
-    };
-    let mut g = state.lineage.write().expect("lineage lock");
-    g.apply_recall(&at, &change);
-    let id = match &change {
-        ledger::entry::RecallChange::Opened { .. } => at.id,
-        ledger::entry::RecallChange::Widened { recall, .. }
-        | ledger::entry::RecallChange::Closed { recall, .. } => *recall,
-    };
-    let recall = g.recalls().get(&id.to_hex()).cloned();
-    result.recall = Some(serde_json::json!({
-        "recall": recall,
-        "cut": set.map(|s| s.cut).unwrap_or_default(),
-    }));
-    Ok(result)
-}
-
-/// What a recall change is planned into: the entry, the lot whose shard
-/// records it, and (opening, widening) the set it names.
-pub type Plan = (
-    ledger::entry::RecallChange,
-    String,
-    Option<analytics::recall::AffectedSet>,
-);
-
-impl ReadState {
-    /// Plans and records one recall change in `who`'s name: one change at a
-    /// time, planned against the graph once it has read every write
-    /// acknowledged before. The HTTP routes and GraphQL's mutations share it.
-    pub async fn change_recall<F>(
-        &self,
-        who: &ingest::Principal,
-        plan: F,
-    ) -> Result<WriteResult, ApiError>
-    where
-        F: FnOnce(&Lineage, &ingest::Principal, i64) -> Result<Plan, RecallError>,
-    {
-        let _one_at_a_time = self.recall_lock.lock().await;
-        self.fresh().await?;
-        let (change, home, set) = {
-            let g = self.lineage.read().expect("lineage lock");
-            plan(&g, who, ingest::api::now_ms()).map_err(recall_error)?
-        };
-        record(self, who, &home, change, set).await
-    }
 }
 
 /// The frame every recall change over HTTP shares: the write frame
