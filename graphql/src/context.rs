@@ -1,9 +1,9 @@
 //! What every resolver reads: the caller, the read state, the request's
 //! loaders and its cost, and how refusals become GraphQL errors.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use analytics::lineage::{At, Lineage, LotView, VerdictView};
 use async_graphql::dataloader::{DataLoader, Loader};
@@ -83,19 +83,35 @@ impl Caller {
 }
 
 /// What one request cost: trips to the read model or storage (one per
-/// loader batch or direct read) and storage reads (entries, proofs, heads).
-/// Reported in the response's `extensions.cost`.
+/// loader batch or direct read), by what they fetched, and storage reads
+/// (entries, proofs, heads). Reported in the response's `extensions.cost`.
 #[derive(Debug, Default)]
 pub struct Cost {
-    pub trips: AtomicUsize,
-    pub storage_reads: AtomicUsize,
+    trips: Mutex<BTreeMap<&'static str, usize>>,
+    storage_reads: AtomicUsize,
 }
 
 impl Cost {
-    pub fn trip(&self, storage_reads: usize) {
-        self.trips.fetch_add(1, Ordering::Relaxed);
+    /// One trip fetching `what` (a loader's kind, or a direct read).
+    pub fn trip(&self, what: &'static str, storage_reads: usize) {
+        *self
+            .trips
+            .lock()
+            .expect("cost lock")
+            .entry(what)
+            .or_default() += 1;
         self.storage_reads
             .fetch_add(storage_reads, Ordering::Relaxed);
+    }
+
+    /// `{"trips": n, "tripsBy": {what: n}, "storageReads": n}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let by = self.trips.lock().expect("cost lock").clone();
+        serde_json::json!({
+            "trips": by.values().sum::<usize>(),
+            "tripsBy": by,
+            "storageReads": self.storage_reads.load(Ordering::Relaxed),
+        })
     }
 }
 
@@ -124,7 +140,7 @@ pub fn loader<'a>(ctx: &Context<'a>) -> &'a DataLoader<Graph> {
 
 /// Reads the lineage graph (one trip).
 pub fn with_graph<T>(ctx: &Context<'_>, f: impl FnOnce(&Lineage) -> T) -> T {
-    cost(ctx).trip(0);
+    cost(ctx).trip("graph", 0);
     let g = state(ctx).lineage.read().expect("lineage lock");
     f(&g)
 }
@@ -174,7 +190,7 @@ impl Loader<LotKey> for Graph {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[LotKey]) -> Answer<HashMap<LotKey, Arc<LotView>>> {
-        self.cost.trip(0);
+        self.cost.trip("lots", 0);
         let g = self.state.lineage.read().expect("lineage lock");
         Ok(keys
             .iter()
@@ -191,7 +207,7 @@ impl Loader<VerdictsKey> for Graph {
         &self,
         keys: &[VerdictsKey],
     ) -> Answer<HashMap<VerdictsKey, Arc<Vec<VerdictView>>>> {
-        self.cost.trip(0);
+        self.cost.trip("verdicts", 0);
         let g = self.state.lineage.read().expect("lineage lock");
         Ok(keys
             .iter()
@@ -203,13 +219,13 @@ impl Loader<VerdictsKey> for Graph {
 /// Loaders that answer from the lineage graph alone: one read lock per
 /// batch, `$f` per key (`None`: not there).
 macro_rules! graph_loader {
-    ($key:ty, $value:ty, |$g:ident, $id:ident| $f:expr) => {
+    ($key:ty, $what:literal, $value:ty, |$g:ident, $id:ident| $f:expr) => {
         impl Loader<$key> for Graph {
             type Value = $value;
             type Error = async_graphql::Error;
 
             async fn load(&self, keys: &[$key]) -> Answer<HashMap<$key, $value>> {
-                self.cost.trip(0);
+                self.cost.trip($what, 0);
                 let $g = self.state.lineage.read().expect("lineage lock");
                 Ok(keys
                     .iter()
@@ -226,15 +242,17 @@ macro_rules! graph_loader {
 
 graph_loader!(
     EventsKey,
+    "events",
     Arc<Vec<analytics::lineage::EventView>>,
     |g, id| Some(Arc::new(g.events_about(id)))
 );
 graph_loader!(
     WatchersKey,
+    "watchers",
     Arc<Vec<analytics::lineage::Watcher>>,
     |g, id| Some(Arc::new(g.watchers(id, i64::MIN, i64::MAX)))
 );
-graph_loader!(OwnerKey, String, |g, id| g
+graph_loader!(OwnerKey, "owners", String, |g, id| g
     .device_owner(id)
     .map(str::to_string));
 
@@ -243,7 +261,7 @@ impl Loader<OrgKey> for Graph {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[OrgKey]) -> Answer<HashMap<OrgKey, (String, &'static str)>> {
-        self.cost.trip(0);
+        self.cost.trip("organizations", 0);
         let g = self.state.lineage.read().expect("lineage lock");
         Ok(keys
             .iter()
@@ -279,7 +297,7 @@ impl Loader<ProofKey> for Graph {
             reads += 1;
             out.insert(ProofKey(shard, index), Arc::new(p));
         }
-        self.cost.trip(reads);
+        self.cost.trip("proofs", reads);
         Ok(out)
     }
 }
@@ -301,7 +319,7 @@ impl Loader<DeviceOfKey> for Graph {
                 out.insert(k, device);
             }
         }
-        self.cost.trip(keys.len());
+        self.cost.trip("readingsDevices", keys.len());
         Ok(out)
     }
 }

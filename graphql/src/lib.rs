@@ -225,7 +225,7 @@ async fn read_series(
             message: other.to_string(),
         }),
     })?;
-    context::cost(ctx).trip(s.entries_read);
+    context::cost(ctx).trip("readings", s.entries_read);
     Ok(s)
 }
 
@@ -361,11 +361,7 @@ async fn post_graphql(
     }
     response.extensions.insert(
         "cost".into(),
-        async_graphql::Value::from_json(serde_json::json!({
-            "trips": cost.trips.load(std::sync::atomic::Ordering::Relaxed),
-            "storageReads": cost.storage_reads.load(std::sync::atomic::Ordering::Relaxed),
-        }))
-        .unwrap_or_default(),
+        async_graphql::Value::from_json(cost.to_json()).unwrap_or_default(),
     );
     GraphQLResponse::from(response).respond_to(&req)
 }

@@ -709,7 +709,7 @@ impl Device {
     }
     /// Its keys in the order they became valid (rotations hand over at their time).
     async fn keys(&self, ctx: &Context<'_>) -> Vec<DeviceKey> {
-        cost(ctx).trip(0);
+        cost(ctx).trip("devices", 0);
         state(ctx)
             .ingest
             .device(&self.0)

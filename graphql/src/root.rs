@@ -226,7 +226,7 @@ impl Query {
 
     /// A registered device. Partners see their own organisation's devices.
     async fn device(&self, ctx: &Context<'_>, id: String) -> Answer<Option<Device>> {
-        cost(ctx).trip(0);
+        cost(ctx).trip("devices", 0);
         if state(ctx).ingest.device(&id).is_none() {
             return Ok(None);
         }
@@ -358,7 +358,7 @@ impl Query {
         if first < 1 || first as usize > max {
             return Err(bad("first", format!("{first}: give 1 to {max}")));
         }
-        cost(ctx).trip(0);
+        cost(ctx).trip("search", 0);
         let index = state(ctx).search_index().map_err(refusal)?;
         let hits = index
             .search(&q, first as usize)
@@ -388,7 +388,7 @@ impl Query {
 
     /// The newest signed head of `shard`'s log.
     async fn head(&self, ctx: &Context<'_>, shard: u32) -> Answer<Head> {
-        cost(ctx).trip(1);
+        cost(ctx).trip("heads", 1);
         Ok(Head(
             state(ctx)
                 .ingest
