@@ -289,15 +289,34 @@ impl Lineage {
         Lineage::default()
     }
 
+    /// The node of identifier `s`, made on first sight. Every GS1 spelling
+    /// of one thing (EPC URN, Digital Link on any host, GTIN-13 or -14…)
+    /// is one node, named as it was first written: its canonical Digital
+    /// Link is kept as an alias.
     fn intern(&mut self, s: &str) -> u32 {
         if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let canonical = gs1::canonical_id(s);
+        if let Some(&id) = canonical.as_ref().and_then(|c| self.ids.get(c)) {
+            self.ids.insert(s.to_string(), id);
             return id;
         }
         let id = self.names.len() as u32;
         self.names.push(s.to_string());
         self.ids.insert(s.to_string(), id);
+        if let Some(c) = canonical {
+            self.ids.insert(c, id);
+        }
         self.mentions.push(Vec::new());
         id
+    }
+
+    /// The node `s` names, in whichever GS1 spelling it comes.
+    fn id_of(&self, s: &str) -> Option<&u32> {
+        self.ids
+            .get(s)
+            .or_else(|| gs1::canonical_id(s).and_then(|c| self.ids.get(&c)))
     }
 
     fn name(&self, id: u32) -> &str {
@@ -313,7 +332,7 @@ impl Lineage {
 
     /// An organisation's name and role, if registered.
     pub fn org(&self, org: &str) -> Option<&(String, ledger::entry::OrgRole)> {
-        self.ids.get(org).and_then(|id| self.orgs.get(id))
+        self.id_of(org).and_then(|id| self.orgs.get(id))
     }
 
     /// What search indexes: every organisation, product, lot, location,
@@ -432,8 +451,7 @@ impl Lineage {
 
     /// Whether `id` was named by any event.
     pub fn knows(&self, id: &str) -> bool {
-        self.ids
-            .get(id)
+        self.id_of(id)
             .is_some_and(|&i| !self.mentions[i as usize].is_empty())
     }
 
@@ -703,7 +721,7 @@ impl Lineage {
     /// The lots a trace reaches, by name, without rendering their events:
     /// the walk alone (what a recursive query over the edges answers).
     pub fn trace_lots(&self, lot: &str, dir: Direction, limits: Limits) -> Option<Vec<&str>> {
-        let root = *self.ids.get(lot)?;
+        let root = *self.id_of(lot)?;
         if self.mentions[root as usize].is_empty() {
             return None;
         }
@@ -714,7 +732,7 @@ impl Lineage {
     /// Traces `lot` forward (descendants) or backward (ancestors). `None` if
     /// no event names the lot.
     pub fn trace(&self, lot: &str, dir: Direction, limits: Limits) -> Option<Trace> {
-        let root = *self.ids.get(lot)?;
+        let root = *self.id_of(lot)?;
         if self.mentions[root as usize].is_empty() {
             return None;
         }
@@ -754,7 +772,7 @@ impl Lineage {
     /// some time in `[from_ms, to_ms]`: every parent that held or watched the
     /// lot then, and every other child it held or watched during the overlap.
     pub fn co_exposure(&self, lot: &str, from_ms: i64, to_ms: i64) -> Option<CoExposure> {
-        let id = *self.ids.get(lot)?;
+        let id = *self.id_of(lot)?;
         let parents = self.parents_of(id);
         let overlaps = |f: i64, t: Option<i64>, a: i64, b: i64| f <= b && t.is_none_or(|t| t > a);
         let mut exposures = Vec::new();
@@ -1104,6 +1122,44 @@ mod tests {
         assert_eq!(now.since_ms, 20, "C was last seen going into E");
         assert_eq!(t.lots[0].events.len(), 2, "A: commissioned, transformed");
         assert!(w.lineage.trace("nobody", Direction::Forward, l).is_none());
+    }
+
+    #[test]
+    fn every_gs1_spelling_of_a_lot_is_one_node() {
+        let mut w = World::new();
+        let urn = "urn:epc:class:lgtin:0614141.012345.L1";
+        w.commission(urn, 1);
+        // The same lot as a Digital Link on another host, with a GTIN-13.
+        w.transform(&["https://example.com/01/0614141123452/10/L1"], &["OUT"], 2);
+        let l = Limits::default();
+        assert_eq!(w.lots(urn, Direction::Forward, l).0, ["OUT"]);
+        assert_eq!(
+            w.lots("OUT", Direction::Backward, l).0,
+            [urn],
+            "named as first written"
+        );
+        for spelling in [
+            "https://id.gs1.org/01/00614141123452/10/L1",
+            "HTTP://ID.GS1.ORG/01/00614141123452/10/L1?17=261231",
+        ] {
+            assert!(w.lineage.knows(spelling), "{spelling}");
+            assert_eq!(w.lineage.events_about(spelling).len(), 2);
+        }
+        assert_eq!(
+            w.lineage.lot_named("00614141123452", "L1").as_deref(),
+            Some(urn)
+        );
+        assert_eq!(w.lineage.lot_named("00614141123452", "L2"), None);
+        // A third spelling is no new node either.
+        w.commission("https://id.gs1.org/01/00614141123452/10/L1", 3);
+        assert_eq!(w.lineage.events_about(urn).len(), 3);
+        let lots: Vec<&String> = w
+            .lineage
+            .names
+            .iter()
+            .filter(|n| n.contains("L1"))
+            .collect();
+        assert_eq!(lots, [urn]);
     }
 
     #[test]

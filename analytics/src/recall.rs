@@ -126,7 +126,7 @@ impl Recalls {
         for lot in &step.added {
             if !r.affected.contains(lot) {
                 r.affected.push(lot.clone());
-                self.by_lot.entry(lot.clone()).or_default().insert(id);
+                self.by_lot.entry(lot_key(lot)).or_default().insert(id);
             }
         }
         if step.change == "closed" {
@@ -139,11 +139,11 @@ impl Recalls {
         Digest::from_hex(id).and_then(|d| self.by_id.get(&d))
     }
 
-    /// The recalls that name `lot`, open ones first.
+    /// The recalls that name `lot` (in any GS1 spelling), open ones first.
     pub fn of_lot(&self, lot: &str) -> Vec<&Recall> {
         let mut v: Vec<&Recall> = self
             .by_lot
-            .get(lot)
+            .get(&lot_key(lot))
             .into_iter()
             .flatten()
             .filter_map(|d| self.by_id.get(d))
@@ -301,6 +301,12 @@ fn still_open<'a>(lineage: &'a Lineage, id: &str, reason: &str) -> Result<&'a Re
         return Err(RecallError::Closed(id.to_string()));
     }
     Ok(r)
+}
+
+/// One key per lot whatever GS1 spelling names it: a recall opened for the
+/// URN covers the lot its Digital Link names.
+fn lot_key(lot: &str) -> String {
+    gs1::canonical_id(lot).unwrap_or_else(|| lot.to_string())
 }
 
 #[cfg(test)]

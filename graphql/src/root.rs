@@ -83,7 +83,7 @@ impl Query {
             (None, Some(g), Some(l)) => {
                 if g.len() != 14
                     || !g.bytes().all(|b| b.is_ascii_digit())
-                    || !ingest::epcis::gs1_check_digit_ok(&g)
+                    || !gs1::check_digit_ok(&g)
                 {
                     return Err(bad(
                         "gtin",

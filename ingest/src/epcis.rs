@@ -32,68 +32,23 @@ pub struct Captured {
     pub fingerprint: String,
 }
 
-/// The GS1 check digit for `data` (all digits, check digit not included):
-/// weights 3, 1, 3, … from the right.
-pub fn gs1_check_digit(data: &str) -> Option<u32> {
-    let d: Vec<u32> = data
-        .chars()
-        .map(|c| c.to_digit(10))
-        .collect::<Option<_>>()?;
-    let sum: u32 = d
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &x)| if i % 2 == 0 { 3 * x } else { x })
-        .sum();
-    Some((10 - sum % 10) % 10)
-}
-
-/// Whether the last digit of `digits` is the GS1 check digit of the rest.
-pub fn gs1_check_digit_ok(digits: &str) -> bool {
-    match (
-        digits.len().checked_sub(1),
-        digits.chars().last().and_then(|c| c.to_digit(10)),
-    ) {
-        (Some(n), Some(check)) if n > 0 => gs1_check_digit(&digits[..n]) == Some(check),
-        _ => false,
-    }
-}
-
-/// Accepts an EPC URN (`urn:epc:id:…`, `urn:epc:class:…`, `urn:epc:idpat:…`)
-/// or a GS1 Digital Link URI (`https://host/{AI}/{value}…`); a GTIN in a
-/// Digital Link must have a valid check digit.
+/// Accepts an EPC URN (`urn:epc:id:…`, `urn:epc:class:…`, `urn:epc:idpat:…`;
+/// the GS1 key schemes checked in full) or a GS1 Digital Link URI (the
+/// whole URI syntax: keys, qualifiers, attributes, check digits).
 pub fn check_identifier(id: &str) -> Result<(), ApiError> {
-    for prefix in ["urn:epc:id:", "urn:epc:class:", "urn:epc:idpat:"] {
-        if let Some(rest) = id.strip_prefix(prefix) {
-            let mut parts = rest.splitn(2, ':');
-            let scheme = parts.next().unwrap_or("");
-            let value = parts.next().unwrap_or("");
-            if scheme.is_empty() || value.is_empty() || id.chars().any(char::is_whitespace) {
-                return Err(ApiError::InvalidIdentifier(id.to_string()));
-            }
-            return Ok(());
-        }
-    }
-    let rest = id
-        .strip_prefix("https://")
-        .or_else(|| id.strip_prefix("http://"))
-        .ok_or_else(|| ApiError::InvalidIdentifier(id.to_string()))?;
-    let mut segments = rest.split('/').skip(1).filter(|s| !s.is_empty());
-    // The first primary-key AI may follow path segments of the resolver.
-    loop {
-        let Some(seg) = segments.next() else {
-            return Err(ApiError::InvalidIdentifier(id.to_string()));
-        };
-        if (2..=4).contains(&seg.len()) && seg.bytes().all(|b| b.is_ascii_digit()) {
-            let value = segments
-                .next()
-                .ok_or_else(|| ApiError::InvalidIdentifier(id.to_string()))?;
-            if seg == "01" && !(value.len() == 14 && gs1_check_digit_ok(value)) {
-                return Err(ApiError::InvalidGtin(value.to_string()));
-            }
-            return Ok(());
-        }
-    }
+    gs1::check_identifier(id).map_err(|e| match e.check_digit_of() {
+        Some(("01", gtin)) => ApiError::InvalidGtin(gtin.to_string()),
+        _ => ApiError::InvalidIdentifier {
+            id: id.to_string(),
+            reason: match e {
+                gs1::Gs1Error::NotDigitalLink(_, why) => format!(
+                    "{why}; use an EPC URN (urn:epc:id:…, urn:epc:class:…) or a GS1 Digital Link URI"
+                ),
+                gs1::Gs1Error::Epc(_, why) => why,
+                other => other.to_string(),
+            },
+        },
+    })
 }
 
 fn str_field<'a>(
@@ -585,24 +540,45 @@ mod tests {
     }
 
     #[test]
-    fn gtin_check_digits() {
-        assert!(gs1_check_digit_ok("09506000134352"));
-        assert!(gs1_check_digit_ok("04012345123456"));
-        assert!(!gs1_check_digit_ok("09506000134353"));
+    fn identifiers_follow_gs1() {
         assert!(check_identifier("https://id.gs1.org/01/09506000134352/21/12345").is_ok());
         assert!(matches!(
             check_identifier("https://id.gs1.org/01/09506000134353/10/L1"),
             Err(ApiError::InvalidGtin(_))
         ));
         assert!(check_identifier("https://id.example.com/8003/00614141000012345").is_ok());
+        // Query strings, fragments and upper-case schemes are Digital Link too.
+        for ok in [
+            "https://id.gs1.org/01/09520123456788?3103=000195",
+            "https://id.gs1.org/01/09520123456788#frag",
+            "HTTPS://ID.GS1.ORG/01/09520123456788",
+        ] {
+            assert!(check_identifier(ok).is_ok(), "{ok}");
+        }
+        // Keys other than the GTIN are checked too.
+        for bad in [
+            "https://id.gs1.org/00/106141411234567898",
+            "https://id.gs1.org/414/9520123456789",
+            "https://id.gs1.org/01/09520123456788/10/",
+            "https://id.gs1.org/01/09520123456788/21/S/10/L",
+            "https://id.gs1.org/01/09520123456788?17=261231&17=261231",
+            "https://id.gs1.org/01/09520123456788?9999=1",
+            "urn:epc:id:sgtin:0614141.81234.6789",
+        ] {
+            let e = check_identifier(bad).unwrap_err();
+            assert!(
+                matches!(e, ApiError::InvalidIdentifier { .. }),
+                "{bad}: {e:?}"
+            );
+        }
         assert!(check_identifier("urn:epc:class:lgtin:4012345.012345.998877").is_ok());
         assert!(matches!(
             check_identifier("urn:epc:id:"),
-            Err(ApiError::InvalidIdentifier(_))
+            Err(ApiError::InvalidIdentifier { .. })
         ));
         assert!(matches!(
             check_identifier("lot-42"),
-            Err(ApiError::InvalidIdentifier(_))
+            Err(ApiError::InvalidIdentifier { .. })
         ));
     }
 

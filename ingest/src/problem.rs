@@ -67,8 +67,8 @@ pub enum ApiError {
     InvalidGtin(String),
     #[error("unknown EPCIS event type {0:?}; use ObjectEvent, AggregationEvent, TransformationEvent, AssociationEvent or TransactionEvent")]
     UnknownEventType(String),
-    #[error("invalid identifier {0:?}: use an EPC URN (urn:epc:id:…, urn:epc:class:…) or a GS1 Digital Link URI")]
-    InvalidIdentifier(String),
+    #[error("invalid identifier {id:?}: {reason}")]
+    InvalidIdentifier { id: String, reason: String },
     #[error("{0}")]
     InvalidEvent(String),
     #[error(
@@ -150,7 +150,7 @@ impl ApiError {
             ApiError::ClockInFuture { .. } => "clock_in_future",
             ApiError::InvalidGtin(_) => "invalid_gtin",
             ApiError::UnknownEventType(_) => "unknown_event_type",
-            ApiError::InvalidIdentifier(_) => "invalid_identifier",
+            ApiError::InvalidIdentifier { .. } => "invalid_identifier",
             ApiError::InvalidEvent(_) => "invalid_event",
             ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",
             ApiError::DuplicateEvent(_) => "duplicate_event",
@@ -223,7 +223,7 @@ impl ResponseError for ApiError {
             | ApiError::ClockInFuture { .. }
             | ApiError::InvalidGtin(_)
             | ApiError::UnknownEventType(_)
-            | ApiError::InvalidIdentifier(_)
+            | ApiError::InvalidIdentifier { .. }
             | ApiError::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::QueryTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,

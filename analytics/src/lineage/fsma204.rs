@@ -206,7 +206,7 @@ impl Lineage {
         let mut rows = Vec::new();
         let mut seen: std::collections::HashSet<(u32, u32)> = Default::default();
         for lot in lots {
-            let Some(&id) = self.ids.get(lot.as_str()) else {
+            let Some(&id) = self.id_of(lot.as_str()) else {
                 continue;
             };
             for &ei in &self.mentions[id as usize] {

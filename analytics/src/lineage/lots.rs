@@ -111,7 +111,7 @@ impl Lineage {
 
     /// The verdicts about `subject` (a lot, container or device), in order.
     pub fn verdicts_about(&self, subject: &str) -> Vec<VerdictView> {
-        let Some(id) = self.ids.get(subject) else {
+        let Some(id) = self.id_of(subject) else {
             return Vec::new();
         };
         self.verdicts_of.get(id).map_or_else(Vec::new, |vs| {
@@ -139,29 +139,16 @@ impl Lineage {
     /// LGTIN EPC URN (any company prefix length) or a GS1 Digital Link URI
     /// under any host. `None` when no event names such a lot.
     pub fn lot_named(&self, gtin: &str, lot: &str) -> Option<String> {
-        if gtin.len() != 14 || !gtin.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        // An LGTIN URN moves the indicator digit in front of the item
-        // reference and drops the check digit; the prefix length is not in
-        // the GTIN, so try each one the standard allows.
-        let (indicator, body) = (&gtin[..1], &gtin[1..13]);
-        let urns = (6..=12).map(|p| {
-            format!(
-                "urn:epc:class:lgtin:{}.{indicator}{}.{lot}",
-                &body[..p],
-                &body[p..]
-            )
-        });
-        let links = ["https://id.gs1.org", "http://id.gs1.org"]
-            .iter()
-            .map(|host| format!("{host}/01/{gtin}/10/{lot}"));
-        urns.chain(links).find(|c| self.knows(c))
+        // Every spelling of a GS1 lot is interned under its canonical
+        // Digital Link too (URN or link, any host).
+        let link = format!("{}/01/{gtin}/10/{}", gs1::CANONICAL_STEM, gs1::encode(lot));
+        let id = *self.id_of(&link)?;
+        Some(self.name(id).to_string()).filter(|_| self.knows(&link))
     }
 
     /// `lot` as one answer shows it; `None` if no event names it.
     pub fn lot(&self, lot: &str) -> Option<LotView> {
-        let id = *self.ids.get(lot)?;
+        let id = *self.id_of(lot)?;
         let events = self.events_of(id);
         let first = *events.first()?;
         let quantity = events.iter().find_map(|e| {
@@ -170,22 +157,24 @@ impl Lineage {
                 .find(|m| m.id == id && m.quantity.is_some())
                 .and_then(|m| self.quantity(m.quantity))
         });
+        // As events name it, whichever spelling the caller used.
+        let name = self.name(id);
         Some(LotView {
-            lot: lot.to_string(),
-            gtin: gtin_of(lot),
-            lot_number: lot_number(lot),
+            lot: name.to_string(),
+            gtin: gtin_of(name),
+            lot_number: lot_number(name),
             quantity,
             origin: self.name(first.recorded_by).to_string(),
             first_event: self.view(first),
             now: self.whereabouts(id)?,
-            quarantine: self.quarantine(lot),
-            recalls: self.recalls.of_lot(lot).into_iter().cloned().collect(),
+            quarantine: self.quarantine(name),
+            recalls: self.recalls.of_lot(name).into_iter().cloned().collect(),
         })
     }
 
     /// The events naming `subject`, in time order.
     pub fn events_about(&self, subject: &str) -> Vec<EventView> {
-        self.ids.get(subject).map_or_else(Vec::new, |&id| {
+        self.id_of(subject).map_or_else(Vec::new, |&id| {
             self.events_of(id)
                 .into_iter()
                 .map(|e| self.view(e))
@@ -196,7 +185,7 @@ impl Lineage {
     /// The events at `location` (business location, else read point), in
     /// time order.
     pub fn events_at(&self, location: &str) -> Vec<EventView> {
-        let Some(l) = self.ids.get(location) else {
+        let Some(l) = self.id_of(location) else {
             return Vec::new();
         };
         let mut events: Vec<&super::EventRec> = self
@@ -212,15 +201,14 @@ impl Lineage {
 
     /// Whether any event happened at `location`.
     pub fn knows_location(&self, location: &str) -> bool {
-        self.ids
-            .get(location)
+        self.id_of(location)
             .is_some_and(|l| self.at_location.contains_key(l))
     }
 
     /// Whether organisation `org` may see `subject`: it recorded an event
     /// naming it, or (a device) it registered it.
     pub fn visible_to(&self, subject: &str, org: &str) -> bool {
-        let (Some(&s), Some(&o)) = (self.ids.get(subject), self.ids.get(org)) else {
+        let (Some(&s), Some(&o)) = (self.id_of(subject), self.id_of(org)) else {
             return false;
         };
         self.devices.iter().any(|&(d, owner)| d == s && owner == o)
@@ -231,7 +219,7 @@ impl Lineage {
 
     /// The organisation that registered `device`.
     pub fn device_owner(&self, device: &str) -> Option<&str> {
-        let d = *self.ids.get(device)?;
+        let d = *self.id_of(device)?;
         self.devices
             .iter()
             .rev()
@@ -280,7 +268,7 @@ impl Lineage {
         depth: usize,
         out: &mut Vec<Watcher>,
     ) {
-        let Some(&id) = self.ids.get(child) else {
+        let Some(&id) = self.id_of(child) else {
             return;
         };
         for p in self.parents_of(id) {

@@ -338,7 +338,8 @@ fn epc_matches(pattern: &str, id: &str) -> bool {
 fn is_class(m: &Mention, name: &str) -> bool {
     m.quantity.is_some()
         || name.starts_with("urn:epc:class:")
-        || (name.contains("/01/") && !name.contains("/21/") && !name.contains("/00/"))
+        || gs1::DigitalLink::parse(name)
+            .is_ok_and(|l| matches!(l.key.ai.code, "01" | "8006") && l.get("21").is_none())
 }
 
 impl Lineage {
@@ -356,7 +357,12 @@ impl Lineage {
             Match::OutputClass => class && m.role == SubjectRole::Output,
             Match::AnyClass => class && m.role != SubjectRole::Parent,
         };
-        role_ok && patterns.iter().any(|p| epc_matches(p, name))
+        // An exact identifier matches the node whatever GS1 spelling the
+        // query and the event used; patterns match the node's own name.
+        role_ok
+            && patterns
+                .iter()
+                .any(|p| self.id_of(p) == Some(&m.id) || epc_matches(p, name))
     }
 
     fn event_matches(&self, e: &EventRec, q: &EventQuery) -> bool {
@@ -364,8 +370,11 @@ impl Lineage {
             wanted.is_empty()
                 || id.is_some_and(|i| {
                     let n = self.name(i);
-                    let n = if bare { cbv_bare(n) } else { n };
-                    wanted.iter().any(|w| w == n)
+                    if bare {
+                        wanted.iter().any(|w| w == cbv_bare(n))
+                    } else {
+                        wanted.iter().any(|w| w == n || self.id_of(w) == Some(&i))
+                    }
                 })
         };
         if !q.event_types.is_empty() && !q.event_types.contains(&e.kind) {
@@ -481,7 +490,7 @@ impl Lineage {
             .find(|(_, ps)| ps.iter().all(|p| !p.starts_with("urn:epc:idpat:")))
             .map(|(_, ps)| {
                 ps.iter()
-                    .filter_map(|p| self.ids.get(p.as_str()))
+                    .filter_map(|p| self.id_of(p.as_str()))
                     .flat_map(|&id| self.mentions[id as usize].iter().copied())
                     .collect()
             });
