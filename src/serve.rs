@@ -38,13 +38,16 @@ pub async fn run_server(
     let policies = ingest.follow()?;
     let relay = node.spawn_relay(Duration::from_millis(20));
     let rules = analytics::RulesConfig::load(node.data_dir())?;
-    let consumer =
-        analytics::Running::spawn(Arc::clone(&node), rules, analytics::Options::default())?;
+    let consumer = analytics::Running::spawn(
+        Arc::clone(&node),
+        rules.clone(),
+        analytics::Options::default(),
+    )?;
     let (graph, scanned) = analytics::lineage::open(&node)?;
     let graph = Arc::new(std::sync::RwLock::new(graph));
     let lineage = analytics::lineage::follow(Arc::clone(&node), Arc::clone(&graph), scanned)?;
     let snapshot_of = Arc::clone(&graph);
-    let read = Arc::new(readstate::ReadState::new(Arc::clone(&ingest), graph));
+    let read = Arc::new(readstate::ReadState::new(Arc::clone(&ingest), graph).with_rules(rules));
     let (notices, notices_task) = graphql::Notices::follow(Arc::clone(&node))?;
     let endpoint = graphql::Endpoint {
         schema: graphql::schema(Some((Arc::clone(&read), notices)), gql),

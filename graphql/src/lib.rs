@@ -213,18 +213,11 @@ async fn read_series(
     let st = Arc::clone(context::state(ctx));
     let device = device.to_string();
     let s = tokio::task::spawn_blocking(move || {
-        st.readings
-            .series(st.ingest.node(), &device, from_ms, to_ms, bucket_ms)
+        st.device_series(&device, from_ms, to_ms, bucket_ms, "bucketMinutes")
     })
     .await
     .map_err(|e| refusal(ApiError::Unavailable(e.to_string())))?
-    .map_err(|e| match e {
-        analytics::readings::SeriesError::Shard(s) => refusal(s.into()),
-        other => refusal(ApiError::InvalidParameter {
-            name: "bucketMinutes".into(),
-            message: other.to_string(),
-        }),
-    })?;
+    .map_err(refusal)?;
     context::cost(ctx).trip("readings", s.entries_read);
     Ok(s)
 }
@@ -251,24 +244,19 @@ pub(crate) async fn lot_readings(
     bucket_minutes: i32,
 ) -> Answer<Vec<Series>> {
     let (a, b, bucket) = window(from, to, bucket_minutes)?;
-    let watchers = with_graph(ctx, |g| g.watchers(lot, a, b));
-    let mut out: Vec<Series> = Vec::new();
-    for w in watchers {
-        let (f, t) = (w.from_ms.max(a), w.to_ms.map_or(b, |t| t.min(b)));
-        let s = read_series(ctx, &w.device, f, t, bucket).await?;
-        // A logger that watched the lot twice: one series, both stretches.
-        match out.iter_mut().find(|x| x.0.device == w.device) {
-            Some(prev) => {
-                prev.0.buckets.extend(s.buckets);
-                prev.0.buckets.sort_by_key(|b| b.from_ms);
-                prev.0.buckets.dedup_by_key(|b| b.from_ms);
-                prev.0.from_ms = prev.0.from_ms.min(s.from_ms);
-                prev.0.to_ms = prev.0.to_ms.max(s.to_ms);
-            }
-            None => out.push(Series(s)),
-        }
+    let st = Arc::clone(context::state(ctx));
+    let lot = lot.to_string();
+    let all =
+        tokio::task::spawn_blocking(move || st.lot_series(&lot, a, b, bucket, "bucketMinutes"))
+            .await
+            .map_err(|e| refusal(ApiError::Unavailable(e.to_string())))?
+            .map_err(refusal)?;
+    let cost = context::cost(ctx);
+    cost.trip("graph", 0);
+    for s in &all {
+        cost.trip("readings", s.entries_read);
     }
-    Ok(out)
+    Ok(all.into_iter().map(Series).collect())
 }
 
 /// What the server mounts: the schema and the state it answers from.

@@ -6,6 +6,7 @@
 use std::sync::{Arc, RwLock};
 
 use analytics::lineage::Lineage;
+use analytics::readings::{Series, SeriesError};
 use analytics::recall::RecallError;
 use analytics::search::SearchIndex;
 use ingest::{ApiError, Ingest, WriteResult};
@@ -19,6 +20,9 @@ pub struct ReadState {
     pub recall_lock: tokio::sync::Mutex<()>,
     /// Which readings entries of each device cover which times.
     pub readings: analytics::readings::ReadingsIndex,
+    /// The rules' configuration (product profiles), when the node has one:
+    /// pages show a product's allowed range from it.
+    pub rules: Option<Arc<analytics::RulesConfig>>,
     /// The search index and the size of the graph it was built from; rebuilt
     /// when the graph has grown.
     search: std::sync::Mutex<Option<BuiltIndex>>,
@@ -60,8 +64,76 @@ impl ReadState {
             lineage,
             recall_lock: tokio::sync::Mutex::new(()),
             readings: analytics::readings::ReadingsIndex::new(),
+            rules: None,
             search: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The same state, with the rules' configuration pages read ranges from.
+    pub fn with_rules(mut self, rules: analytics::RulesConfig) -> ReadState {
+        self.rules = Some(Arc::new(rules));
+        self
+    }
+
+    /// `device`'s readings in `[from_ms, to_ms)` in buckets of `bucket_ms`,
+    /// read from the ledger (blocking: call it off the async threads).
+    /// A bad range or too many buckets is the `bucket` parameter's fault.
+    pub fn device_series(
+        &self,
+        device: &str,
+        from_ms: i64,
+        to_ms: i64,
+        bucket_ms: i64,
+        bucket: &str,
+    ) -> Result<Series, ApiError> {
+        self.readings
+            .series(self.ingest.node(), device, from_ms, to_ms, bucket_ms)
+            .map_err(|e| match e {
+                SeriesError::Shard(s) => s.into(),
+                other => ApiError::InvalidParameter {
+                    name: bucket.into(),
+                    message: other.to_string(),
+                },
+            })
+    }
+
+    /// The readings of every logger that watched `lot` (directly or
+    /// through a container) in `[from_ms, to_ms)`, each logger's series
+    /// limited to when it watched: one series per logger, however often
+    /// it watched. Blocking, like [`ReadState::device_series`].
+    pub fn lot_series(
+        &self,
+        lot: &str,
+        from_ms: i64,
+        to_ms: i64,
+        bucket_ms: i64,
+        bucket: &str,
+    ) -> Result<Vec<Series>, ApiError> {
+        let watchers = self
+            .lineage
+            .read()
+            .expect("lineage lock")
+            .watchers(lot, from_ms, to_ms);
+        let mut out: Vec<Series> = Vec::new();
+        for w in watchers {
+            let (f, t) = (
+                w.from_ms.max(from_ms),
+                w.to_ms.map_or(to_ms, |t| t.min(to_ms)),
+            );
+            let s = self.device_series(&w.device, f, t, bucket_ms, bucket)?;
+            match out.iter_mut().find(|x| x.device == w.device) {
+                Some(prev) => {
+                    prev.buckets.extend(s.buckets);
+                    prev.buckets.sort_by_key(|b| b.from_ms);
+                    prev.buckets.dedup_by_key(|b| b.from_ms);
+                    prev.from_ms = prev.from_ms.min(s.from_ms);
+                    prev.to_ms = prev.to_ms.max(s.to_ms);
+                    prev.entries_read += s.entries_read;
+                }
+                None => out.push(s),
+            }
+        }
+        Ok(out)
     }
 
     /// The search index of the graph as it is now.

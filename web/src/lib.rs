@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+pub mod consumer;
 mod epcis;
 
 use actix_web::http::header;
@@ -35,7 +36,9 @@ pub fn configure(state: Arc<ReadState>) -> impl FnOnce(&mut ServiceConfig) {
             .route("/v1/recalls/{id}/widen", web::post().to(post_widen))
             .route("/v1/recalls/{id}/close", web::post().to(post_close))
             .route("/v1/openapi.json", web::get().to(get_openapi))
-            .configure(epcis::configure);
+            .configure(epcis::configure)
+            // Last: its guard takes only Digital Link paths.
+            .configure(consumer::configure);
     }
 }
 

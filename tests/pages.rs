@@ -1,0 +1,282 @@
+//! The consumer side over real HTTP: the GS1 Digital Link resolver, the
+//! provenance page of a clean, a breached and the recalled lot of the demo
+//! world, the linkset, refusals, and QR codes decoded back to their URI.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+use support::{Reply, Server};
+
+const START_MS: i64 = 1_793_491_200_000;
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
+/// GET without following redirects; the body as bytes and as text.
+fn fetch(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut req = agent().get(format!("{base}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut r = req.call().expect("the request completes");
+    let hs = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = r.body_mut().read_to_vec().unwrap_or_default();
+    (r.status().as_u16(), hs, body)
+}
+
+fn header<'a>(hs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    hs.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn page(base: &str, path: &str, lang: &str) -> (u16, String) {
+    let (status, hs, body) = fetch(
+        base,
+        path,
+        &[("Accept", "text/html"), ("Accept-Language", lang)],
+    );
+    if status == 200 {
+        assert!(header(&hs, "content-type")
+            .unwrap()
+            .starts_with("text/html"));
+    }
+    (status, String::from_utf8(body).unwrap())
+}
+
+/// The canonical Digital Link path of a lot the world names by LGTIN URN.
+fn path_of(urn: &str) -> String {
+    gs1::from_epc_urn(urn).unwrap().unwrap().path()
+}
+
+fn gql(base: &str, token: &str, query: &str) -> Value {
+    let r: Reply = support::post(
+        base,
+        "/graphql",
+        Some(token),
+        "application/json",
+        json!({ "query": query }).to_string().as_bytes(),
+        None,
+    );
+    r.json()
+}
+
+#[test]
+fn the_provenance_pages_say_what_the_ledger_says() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let token = support::token(dir.path(), support::ORG, "investigator");
+    let server = Server::start(dir.path());
+    let base = &server.base;
+    let world = fixtures::generate(7, fixtures::Scale::Tiny, START_MS);
+
+    // Which lots the rules found breached, as the investigators' API says.
+    let answer = gql(
+        base,
+        &token,
+        "{ breaches(first: 100) { edges { node { lot { id } } } } }",
+    );
+    let breached: BTreeSet<String> = answer["data"]["breaches"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["node"]["lot"]["id"].as_str().map(str::to_string))
+        .collect();
+    assert!(!breached.is_empty(), "{answer}");
+
+    let recalled = &world.truth.contaminated_lot;
+    let (mut clean, mut bad) = (0, 0);
+    for lot in &world.lots {
+        let path = path_of(&lot.id);
+        let (status, html) = page(base, &path, "en-GB,en;q=0.9");
+        assert_eq!(status, 200, "{path}: {html}");
+        assert!(html.len() <= 30 * 1024, "{path}: {} bytes", html.len());
+        assert!(html.contains("<html lang=\"en\">"));
+        let lot_number = lot.id.rsplit('.').next().unwrap();
+        assert!(html.contains(lot_number), "{path} names its lot");
+        let is_bad = html.contains("class=\"verdict bad\"");
+        assert_eq!(
+            is_bad,
+            breached.contains(&lot.id),
+            "{path}: the verdict is the rules'"
+        );
+        if is_bad {
+            bad += 1;
+            assert!(html.contains("Not kept cold enough"), "{html}");
+        } else {
+            clean += 1;
+            assert!(html.contains("for the whole journey"), "{html}");
+        }
+        assert_eq!(
+            html.contains("role=\"alert\""),
+            &lot.id == recalled || world.truth.affected_lots.contains(&lot.id),
+            "{path}: a recall banner exactly on recalled lots"
+        );
+        // Every fact names the entry it rests on.
+        assert!(html.matches("data-entry=").count() >= 3, "{path}");
+        assert!(html.contains("<svg") || html.contains("No temperature readings"));
+    }
+    assert!(clean > 0 && bad > 0, "{clean} clean, {bad} breached lots");
+
+    // The recalled lot, in German, and its cached copy.
+    let path = path_of(recalled);
+    let (status, html) = page(base, &path, "de-DE,de;q=0.9,en;q=0.5");
+    assert_eq!(status, 200);
+    assert!(html.contains("<html lang=\"de\">"));
+    assert!(html.contains("Rückruf"), "{html}");
+    let (_, hs, _) = fetch(base, &path, &[("Accept", "text/html")]);
+    let etag = header(&hs, "etag").expect("an ETag").to_string();
+    let (status, _, body) = fetch(
+        base,
+        &path,
+        &[("Accept", "text/html"), ("If-None-Match", &etag)],
+    );
+    assert_eq!((status, body.len()), (304, 0));
+}
+
+#[test]
+fn the_resolver_follows_the_digital_link_standard() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let server = Server::start(dir.path());
+    let base = &server.base;
+    let world = fixtures::generate(7, fixtures::Scale::Tiny, START_MS);
+    let urn = &world.lots[0].id;
+    let link = gs1::from_epc_urn(urn).unwrap().unwrap();
+    let (gtin, lot) = (
+        link.gtin().unwrap().to_string(),
+        link.get("10").unwrap().to_string(),
+    );
+    let canonical = link.path();
+
+    // Other spellings move to the canonical path, keeping what the query says.
+    for (from, to) in [
+        (format!("/gtin/{gtin}/lot/{lot}"), canonical.clone()),
+        (format!("/01/{gtin}/10/{lot}/"), canonical.clone()),
+        (
+            format!("/01/{gtin}/10/{lot}?exp=261231"),
+            format!("{canonical}?17=261231"),
+        ),
+        (format!("/01/{}/10/{lot}", &gtin[1..]), canonical.clone()),
+    ] {
+        let (status, hs, _) = fetch(base, &from, &[]);
+        assert_eq!(status, 301, "{from}");
+        assert_eq!(header(&hs, "location"), Some(to.as_str()), "{from}");
+    }
+
+    // The linkset (RFC 9264), asked either way.
+    for (path, accept) in [
+        (format!("{canonical}?linkType=all"), "*/*"),
+        (canonical.clone(), "application/linkset+json"),
+    ] {
+        let (status, hs, body) = fetch(base, &path, &[("Accept", accept)]);
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            header(&hs, "content-type"),
+            Some("application/linkset+json")
+        );
+        let set: Value = serde_json::from_slice(&body).unwrap();
+        let item = &set["linkset"][0];
+        assert_eq!(item["anchor"], link.canonical());
+        for rel in ["defaultLink", "pip", "epcis", "traceability"] {
+            let targets = item[format!("https://gs1.org/voc/{rel}")]
+                .as_array()
+                .unwrap();
+            assert!(
+                targets
+                    .iter()
+                    .all(|t| t["href"].as_str().unwrap().starts_with(base)),
+                "{rel}"
+            );
+        }
+    }
+    // A link type the node serves elsewhere is a redirect to it.
+    let (status, hs, _) = fetch(base, &format!("{canonical}?linkType=gs1:epcis"), &[]);
+    assert_eq!(status, 307);
+    assert!(header(&hs, "location")
+        .unwrap()
+        .starts_with("/events?MATCH_anything="));
+
+    // Refusals: a wrong check digit, a malformed path, an unknown lot.
+    let bad_gtin = format!("{}{}", &gtin[..13], (gtin.as_bytes()[13] - b'0' + 1) % 10);
+    let (status, _, body) = fetch(base, &format!("/01/{bad_gtin}/10/{lot}"), &[]);
+    assert_eq!(status, 422);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["code"],
+        "invalid_gtin"
+    );
+    let (status, html) = page(base, &format!("/01/{bad_gtin}/10/{lot}"), "en");
+    assert_eq!(status, 422);
+    assert!(html.contains("not a valid product code"), "{html}");
+    let (status, _, body) = fetch(base, &format!("/01/{gtin}/21/S/10/{lot}"), &[]);
+    assert_eq!(status, 422);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["code"],
+        "invalid_identifier"
+    );
+    let (status, html) = page(base, &format!("/01/{gtin}/10/NO-SUCH-LOT"), "de");
+    assert_eq!(status, 404);
+    assert!(html.contains("keine Angaben"), "{html}");
+    let (status, _, body) = fetch(base, &format!("/01/{gtin}/10/NO-SUCH-LOT"), &[]);
+    assert_eq!(status, 404);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["code"],
+        "not_found"
+    );
+    // The API's own routes are not taken for links.
+    assert_eq!(fetch(base, "/v1/shards/0/head", &[]).0, 200);
+}
+
+#[test]
+fn qr_codes_decode_to_the_canonical_link() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let server = Server::start(dir.path());
+    let base = &server.base;
+    let world = fixtures::generate(7, fixtures::Scale::Tiny, START_MS);
+    let path = path_of(&world.lots[1].id);
+
+    let (status, hs, png_bytes) = fetch(base, &format!("/qr{path}.png"), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(header(&hs, "content-type"), Some("image/png"));
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1);
+    let (_, content) = grids[0].decode().unwrap();
+    assert_eq!(content, format!("{base}{path}"));
+
+    let (status, hs, svg) = fetch(base, &format!("/qr{path}.svg"), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(header(&hs, "content-type"), Some("image/svg+xml"));
+    assert!(String::from_utf8(svg).unwrap().contains("<svg"));
+
+    let (status, _, _) = fetch(base, &format!("/qr{path}.gif"), &[]);
+    assert_eq!(status, 400);
+    let (status, _, body) = fetch(base, "/qr/01/09506000134353/10/L1.svg", &[]);
+    assert_eq!(status, 422);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["code"],
+        "invalid_gtin"
+    );
+}

@@ -1,0 +1,354 @@
+//! What a shopper's phone reaches: the GS1 Digital Link resolver, the
+//! provenance page it serves, and the QR codes that point at it.
+//!
+//! The resolver answers any GS1 Digital Link path (`/01/{gtin}/10/{lot}`,
+//! other primary keys, short names, data attributes): a malformed one gets
+//! a 400 that says what is wrong; a non-canonical one a 301 to the
+//! canonical path; a known one the page (browsers), its RFC 9264 linkset
+//! (`?linkType=all`, `Accept: application/linkset+json`) or a redirect to
+//! the link type asked for (`gs1:epcis`, `gs1:traceability`).
+
+pub mod facts;
+pub mod render;
+
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{guard, HttpRequest, HttpResponse};
+use gs1::DigitalLink;
+use ingest::ApiError;
+use readstate::ReadState;
+
+use render::Lang;
+
+/// Whether `path` starts like a Digital Link path: its first segment is the
+/// AI (or short name) of a primary key.
+fn is_link_path(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.split('/').next())
+        .and_then(gs1::ai::lookup)
+        .is_some_and(|ai| ai.role == gs1::Role::PrimaryKey)
+}
+
+pub(crate) fn configure(cfg: &mut ServiceConfig) {
+    cfg.route("/qr/{path:.*}", web::get().to(get_qr)).service(
+        web::resource("/{path:.*}")
+            .guard(guard::fn_guard(|ctx| is_link_path(ctx.head().uri.path())))
+            .route(web::get().to(resolve))
+            .route(web::head().to(resolve)),
+    );
+}
+
+/// The public base URL links and QR codes are written under: the request's
+/// own scheme and host (as a proxy passes them on).
+fn base_url(req: &HttpRequest) -> String {
+    let c = req.connection_info();
+    format!("{}://{}", c.scheme(), c.host())
+}
+
+fn lang_of(req: &HttpRequest) -> Lang {
+    Lang::from_accept(
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+fn wants(req: &HttpRequest, media: &str) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.split(',').any(|m| m.trim().starts_with(media)))
+}
+
+/// A refusal as a page for browsers, else as the API's problem document.
+fn refuse(req: &HttpRequest, e: ApiError, heading: (&str, &str)) -> HttpResponse {
+    use actix_web::ResponseError;
+    if wants(req, "text/html") {
+        let status = e.status_code();
+        let lang = lang_of(req);
+        let h = if lang == Lang::De {
+            heading.1
+        } else {
+            heading.0
+        };
+        HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CONTENT_LANGUAGE, lang.code()))
+            .body(render::not_found_page(lang, h, &e.to_string()))
+    } else {
+        actix_web::ResponseError::error_response(&e)
+    }
+}
+
+fn identifier_error(path: &str, e: gs1::Gs1Error) -> ApiError {
+    match e.check_digit_of() {
+        Some(("01", gtin)) => ApiError::InvalidGtin(gtin.to_string()),
+        _ => ApiError::InvalidIdentifier {
+            id: path.to_string(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// `GET /{digital link path}`.
+async fn resolve(state: web::Data<ReadState>, req: HttpRequest) -> HttpResponse {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query();
+    let base = base_url(&req);
+    let link = match DigitalLink::from_parts(&base, &path, query) {
+        Ok(l) => l,
+        Err(e) => {
+            return refuse(
+                &req,
+                identifier_error(&path, e),
+                (
+                    "This code is not a valid product code",
+                    "Dieser Code ist kein gültiger Produktcode",
+                ),
+            )
+        }
+    };
+    // One URI per thing: other spellings are sent to the canonical one.
+    // The query is compared decoded: `gs1:epcis` and `gs1%3Aepcis` are one.
+    let canonical_query = link.query();
+    let decoded = |q: &str| -> Vec<(String, String)> {
+        q.split(['&', ';'])
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (
+                    gs1::decode(k).unwrap_or_default(),
+                    gs1::decode(v).unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    if link.path() != path || decoded(query.unwrap_or("")) != decoded(&canonical_query) {
+        let mut to = link.path();
+        if !canonical_query.is_empty() {
+            to.push('?');
+            to.push_str(&canonical_query);
+        }
+        return HttpResponse::MovedPermanently()
+            .insert_header((header::LOCATION, to))
+            .finish();
+    }
+    if let Err(e) = state.fresh().await {
+        return actix_web::ResponseError::error_response(&e);
+    }
+    let canonical = link.canonical();
+    let here = link.under(&base);
+    let link_type = link
+        .extensions
+        .iter()
+        .find(|(k, _)| k == "linkType")
+        .map(|(_, v)| v.as_str());
+    let known = state
+        .lineage
+        .read()
+        .expect("lineage lock")
+        .knows(&canonical);
+    if !known {
+        return refuse(
+            &req,
+            ApiError::NotFound(format!(
+                "nothing is recorded about {canonical}: no event names it on this node"
+            )),
+            (
+                "We have no record of this product",
+                "Zu diesem Produkt liegen uns keine Angaben vor",
+            ),
+        );
+    }
+    if link_type == Some("all") || wants(&req, "application/linkset+json") {
+        return HttpResponse::Ok()
+            .content_type("application/linkset+json")
+            .json(linkset(&here, &canonical));
+    }
+    match link_type {
+        Some("gs1:epcis") => {
+            return redirect(&format!(
+                "/events?MATCH_anything={}",
+                gs1::encode(&canonical)
+            ))
+        }
+        Some("gs1:traceability") => {
+            return redirect(&format!("/v1/trace?lot={}", gs1::encode(&canonical)))
+        }
+        _ => {}
+    }
+    page(&state.into_inner(), &req, &canonical, &here).await
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::TemporaryRedirect()
+        .insert_header((header::LOCATION, to))
+        .finish()
+}
+
+/// The RFC 9264 linkset of a thing: the provenance page (default), its
+/// EPCIS events and trace (for partners and investigators with a token).
+fn linkset(here: &str, canonical: &str) -> serde_json::Value {
+    let link = |suffix: &str, title: &str, media: &str| {
+        serde_json::json!([{
+            "href": format!("{here}{suffix}"),
+            "title": title,
+            "type": media,
+            "hreflang": ["en", "de"],
+        }])
+    };
+    serde_json::json!({
+        "linkset": [{
+            "anchor": canonical,
+            "https://gs1.org/voc/defaultLink": link("", "Provenance page", "text/html"),
+            "https://gs1.org/voc/pip": link("?linkType=gs1:pip", "Provenance page", "text/html"),
+            "https://gs1.org/voc/epcis": link("?linkType=gs1:epcis", "EPCIS events (token required)", "application/ld+json"),
+            "https://gs1.org/voc/traceability": link("?linkType=gs1:traceability", "Trace (investigator token required)", "application/json"),
+            "https://gs1.org/voc/recallStatus": link("?linkType=gs1:pip#recall", "Recall status on the provenance page", "text/html"),
+        }]
+    })
+}
+
+/// The provenance page, with an ETag over its bytes.
+async fn page(
+    state: &Arc<ReadState>,
+    req: &HttpRequest,
+    canonical: &str,
+    here: &str,
+) -> HttpResponse {
+    let lang = lang_of(req);
+    let facts = {
+        let g = state.lineage.read().expect("lineage lock");
+        facts::lot_facts(&g, state.rules.as_deref(), canonical)
+    };
+    let Some(facts) = facts else {
+        return refuse(
+            req,
+            ApiError::NotFound(format!("nothing is recorded about {canonical}")),
+            (
+                "We have no record of this product",
+                "Zu diesem Produkt liegen uns keine Angaben vor",
+            ),
+        );
+    };
+    // Hourly buckets over the journey (and a day after its last step).
+    let (from, to) = (facts.first_ms, facts.last_ms + 86_400_000);
+    let bucket = (((to - from) / 200).max(60_000) / 60_000) * 60_000;
+    let st = Arc::clone(state);
+    let lot = facts.lot.clone();
+    let series =
+        match tokio::task::spawn_blocking(move || st.lot_series(&lot, from, to, bucket, "bucket"))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return actix_web::ResponseError::error_response(&e),
+            Err(e) => {
+                return actix_web::ResponseError::error_response(&ApiError::Unavailable(
+                    e.to_string(),
+                ))
+            }
+        };
+    let body = render::lot_page(&facts, &series, lang, here);
+    let etag = format!("\"{}\"", &blake3::hash(body.as_bytes()).to_hex()[..32]);
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut res = if matches {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    res.insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
+        .insert_header((header::VARY, "Accept, Accept-Language"))
+        .insert_header((header::CONTENT_LANGUAGE, lang.code()))
+        .insert_header((
+            header::LINK,
+            HeaderValue::from_str(&format!(
+                "<{here}?linkType=all>; rel=\"linkset\"; type=\"application/linkset+json\""
+            ))
+            .unwrap_or(HeaderValue::from_static("")),
+        ));
+    if matches {
+        res.finish()
+    } else {
+        res.content_type("text/html; charset=utf-8").body(body)
+    }
+}
+
+/// `GET /qr/{digital link path}.svg|.png`: a QR code of the canonical
+/// Digital Link URI under this node's public URL.
+async fn get_qr(req: HttpRequest) -> HttpResponse {
+    let raw = req.uri().path().strip_prefix("/qr").unwrap_or("");
+    let (path, format) = match raw.rsplit_once('.') {
+        Some((p, f @ ("svg" | "png"))) => (p, f),
+        _ => {
+            return actix_web::ResponseError::error_response(&ApiError::InvalidParameter {
+                name: "format".into(),
+                message: "end the path with .svg or .png, as in /qr/01/{gtin}/10/{lot}.svg".into(),
+            })
+        }
+    };
+    let base = base_url(&req);
+    let link = match DigitalLink::from_parts(&base, path, None) {
+        Ok(l) => l,
+        Err(e) => return actix_web::ResponseError::error_response(&identifier_error(path, e)),
+    };
+    match qr(&link.under(&base), format) {
+        Ok((media, bytes)) => HttpResponse::Ok()
+            .content_type(media)
+            .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+            .body(bytes),
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    }
+}
+
+/// The QR code of `uri` as SVG or PNG (medium error correction, a
+/// four-module quiet zone).
+pub fn qr(uri: &str, format: &str) -> Result<(&'static str, Vec<u8>), ApiError> {
+    let code =
+        qrcode::QrCode::with_error_correction_level(uri, qrcode::EcLevel::M).map_err(|e| {
+            ApiError::InvalidParameter {
+                name: "path".into(),
+                message: format!("{uri} does not fit in a QR code: {e}"),
+            }
+        })?;
+    if format == "svg" {
+        let svg = code
+            .render::<qrcode::render::svg::Color>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .build();
+        return Ok(("image/svg+xml", svg.into_bytes()));
+    }
+    let width = code.width();
+    let (scale, quiet) = (8usize, 4usize);
+    let side = (width + 2 * quiet) * scale;
+    let colors = code.to_colors();
+    let mut pixels = vec![255u8; side * side];
+    for (i, c) in colors.iter().enumerate() {
+        if *c == qrcode::Color::Dark {
+            let (mx, my) = (i % width + quiet, i / width + quiet);
+            for dy in 0..scale {
+                let row = (my * scale + dy) * side;
+                pixels[row + mx * scale..row + mx * scale + scale].fill(0);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, side as u32, side as u32);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut w = enc
+            .write_header()
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        w.write_image_data(&pixels)
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    }
+    Ok(("image/png", out))
+}

@@ -1,0 +1,448 @@
+//! The consumer page as HTML: server-rendered, mobile first, readable
+//! without JavaScript; the temperature chart is inline SVG. Every fact
+//! links to the proof of the ledger entry it rests on and carries
+//! `data-entry="shard/index/id"` for a verifier to check.
+
+use analytics::lineage::At;
+use analytics::readings::Series;
+use chrono::{DateTime, Utc};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+use super::facts::{extremes, LotFacts, StepKind};
+
+/// The page's language, from `Accept-Language`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    De,
+}
+
+impl Lang {
+    /// The first language the reader prefers that the page speaks
+    /// (q-values honoured); English otherwise.
+    pub fn from_accept(header: Option<&str>) -> Lang {
+        let mut prefs: Vec<(f32, &str)> = header
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|part| {
+                let mut it = part.split(';');
+                let tag = it.next()?.trim();
+                let q = it
+                    .find_map(|p| p.trim().strip_prefix("q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (!tag.is_empty()).then_some((q, tag))
+            })
+            .collect();
+        prefs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (q, tag) in prefs {
+            if q <= 0.0 {
+                continue;
+            }
+            let primary = tag.split('-').next().unwrap_or("").to_ascii_lowercase();
+            match primary.as_str() {
+                "de" => return Lang::De,
+                "en" => return Lang::En,
+                _ => {}
+            }
+        }
+        Lang::En
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::De => "de",
+        }
+    }
+
+    fn t(self, en: &'static str, de: &'static str) -> &'static str {
+        match self {
+            Lang::En => en,
+            Lang::De => de,
+        }
+    }
+
+    fn step(self, s: StepKind) -> &'static str {
+        match s {
+            StepKind::Harvested => self.t("Harvested", "Geerntet"),
+            StepKind::Packed => self.t("Packed", "Verpackt"),
+            StepKind::Shipped => self.t("Shipped", "Versandt"),
+            StepKind::Received => self.t("Received", "Angenommen"),
+            StepKind::Stored => self.t("Stored", "Eingelagert"),
+            StepKind::Transformed => self.t("Processed", "Verarbeitet"),
+            StepKind::Sold => self.t("Sold", "Verkauft"),
+            StepKind::Other => self.t("Handled", "Bearbeitet"),
+        }
+    }
+
+    fn during(self, s: StepKind) -> &'static str {
+        match s {
+            StepKind::Shipped => self.t("in transport", "beim Transport"),
+            StepKind::Received | StepKind::Stored => self.t("in storage", "im Lager"),
+            StepKind::Sold => self.t("in the shop", "im Geschäft"),
+            _ => self.t("after packing", "nach dem Verpacken"),
+        }
+    }
+
+    fn date(self, ms: i64) -> String {
+        let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+        match self {
+            Lang::En => t.format("%-d %b %Y, %H:%M UTC").to_string(),
+            Lang::De => t.format("%-d.%-m.%Y, %H:%M UTC").to_string(),
+        }
+    }
+
+    fn day(self, ms: i64) -> String {
+        let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+        match self {
+            Lang::En => t.format("%-d %b").to_string(),
+            Lang::De => t.format("%-d.%-m.").to_string(),
+        }
+    }
+}
+
+/// `h h m min` / `m min`.
+fn duration(ms: i64) -> String {
+    let min = (ms.max(0) + 30_000) / 60_000;
+    match (min / 60, min % 60) {
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
+fn temp(c: f64) -> String {
+    let s = format!("{c:.1}");
+    let s = s.strip_suffix(".0").unwrap_or(&s).to_string();
+    format!("{s} °C")
+}
+
+fn entry_attr(a: &At) -> String {
+    format!("{}/{}/{}", a.shard, a.index, ledger::Digest(a.id).to_hex())
+}
+
+/// The verdict in one sentence, and whether it is good news.
+fn verdict(f: &LotFacts, lang: Lang) -> (bool, String) {
+    if let Some(b) = f.breaches.first() {
+        let len = b.to_ms.map(|t| duration(t - b.from_ms));
+        let mut s = match lang {
+            Lang::En => format!("Not kept cold enough: {}", b.explanation),
+            Lang::De => format!("Nicht kalt genug gehalten: {}", b.explanation),
+        };
+        if let Some(l) = len {
+            s.push_str(&match lang {
+                Lang::En => format!(" ({l}"),
+                Lang::De => format!(" ({l}"),
+            });
+        } else {
+            s.push_str(" (");
+            s.push_str(lang.t("still going on", "dauert an"));
+        }
+        s.push_str(&format!(", {}", lang.day(b.from_ms)));
+        if let Some(d) = b.during {
+            s.push(' ');
+            s.push_str(lang.during(d));
+        }
+        s.push(')');
+        if f.breaches.len() > 1 {
+            s.push_str(&match lang {
+                Lang::En => format!(", and {} more", f.breaches.len() - 1),
+                Lang::De => format!(", und {} weitere", f.breaches.len() - 1),
+            });
+        }
+        s.push('.');
+        return (false, s);
+    }
+    let s = match (f.range_c, lang) {
+        ((Some(lo), Some(hi)), Lang::En) => format!(
+            "Kept between {} and {} for the whole journey.",
+            temp(lo),
+            temp(hi)
+        ),
+        ((Some(lo), Some(hi)), Lang::De) => format!(
+            "Auf dem ganzen Weg zwischen {} und {} gehalten.",
+            temp(lo),
+            temp(hi)
+        ),
+        ((None, Some(hi)), Lang::En) => {
+            format!("Kept at or below {} for the whole journey.", temp(hi))
+        }
+        ((None, Some(hi)), Lang::De) => format!("Auf dem ganzen Weg höchstens {} warm.", temp(hi)),
+        (_, Lang::En) => "Kept within its limits for the whole journey.".into(),
+        (_, Lang::De) => "Auf dem ganzen Weg innerhalb der Grenzwerte gehalten.".into(),
+    };
+    (true, s)
+}
+
+const CSS: &str = "\
+:root{--ok:#0b6b2e;--bad:#a40e0e;--ink:#1b1b1b;--mute:#555;--line:#d6d6d6}\
+*{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,sans-serif;color:var(--ink);background:#fff}\
+main{max-width:40rem;margin:0 auto;padding:1rem}h1{font-size:1.5rem;margin:.5rem 0}\
+h2{font-size:1.15rem;margin:1.5rem 0 .5rem}.sub{color:var(--mute);margin:0}\
+.recall{background:var(--bad);color:#fff;padding:1rem;border-radius:.5rem;margin:.5rem 0}\
+.recall h2{margin:0 0 .25rem;font-size:1.3rem}.recall p{margin:.25rem 0}\
+.verdict{border-left:.4rem solid var(--ok);padding:.5rem .75rem;background:#eef7f0;font-weight:600}\
+.verdict.bad{border-color:var(--bad);background:#fbeeee}\
+ol.journey{list-style:none;padding:0;margin:0;border-left:2px solid var(--line)}\
+ol.journey li{padding:0 0 .75rem 1rem;position:relative}\
+ol.journey li::before{content:'';position:absolute;left:-.4rem;top:.45rem;width:.7rem;height:.7rem;border-radius:50%;background:var(--ink)}\
+time,.place{color:var(--mute)}figure{margin:0}svg{width:100%;height:auto}\
+figcaption{color:var(--mute);font-size:.9rem}.proof{font-size:.8rem;color:var(--mute)}\
+.proof[data-state=verified]{color:var(--ok)}.proof[data-state=failed]{color:var(--bad);font-weight:600}\
+footer{margin-top:2rem;font-size:.85rem;color:var(--mute)}a{color:#0645ad}";
+
+/// The link to a fact's inclusion proof (entry bytes, audit path, signed
+/// head: what anyone can check against the node's published key).
+fn proof(a: &At, lang: Lang) -> Markup {
+    html! {
+        a.proof href=(format!("/v1/shards/{}/entries/{}/proof", a.shard, a.index)) data-entry=(entry_attr(a)) {
+            (lang.t("ledger proof", "Registernachweis"))
+        }
+    }
+}
+
+/// The temperature chart: per logger the band between bucket minimum and
+/// maximum and the mean line; the allowed range shaded; breaches marked.
+fn chart(f: &LotFacts, series: &[Series], lang: Lang) -> Markup {
+    let Some((lo_c, hi_c)) = extremes(series) else {
+        return html! { p { (lang.t("No temperature readings were recorded for this lot.", "Für diese Charge wurden keine Temperaturen aufgezeichnet.")) } };
+    };
+    let (w, h, pad) = (600.0, 200.0, 28.0);
+    let t0 = series
+        .iter()
+        .map(|s| s.buckets.first().map_or(i64::MAX, |b| b.from_ms))
+        .min()
+        .unwrap_or(f.first_ms);
+    let t1 = series
+        .iter()
+        .map(|s| s.buckets.last().map_or(i64::MIN, |b| b.to_ms))
+        .max()
+        .unwrap_or(f.last_ms)
+        .max(t0 + 1);
+    let (rlo, rhi) = f.range_c;
+    let ymin = [Some(lo_c), rlo]
+        .into_iter()
+        .flatten()
+        .fold(f64::INFINITY, f64::min)
+        - 1.0;
+    let ymax = [Some(hi_c), rhi]
+        .into_iter()
+        .flatten()
+        .fold(f64::NEG_INFINITY, f64::max)
+        + 1.0;
+    let x = |t: i64| pad + (t - t0) as f64 / (t1 - t0) as f64 * (w - 2.0 * pad);
+    let y = |c: f64| h - pad - (c - ymin) / (ymax - ymin) * (h - 2.0 * pad);
+    let mut svg = String::new();
+    if rlo.is_some() || rhi.is_some() {
+        let (a, b) = (y(rhi.unwrap_or(ymax)), y(rlo.unwrap_or(ymin)));
+        svg.push_str(&format!(
+            r##"<rect x="{pad}" y="{a:.1}" width="{:.1}" height="{:.1}" fill="#dff0e3"/>"##,
+            w - 2.0 * pad,
+            (b - a).max(0.0)
+        ));
+    }
+    for b in &f.breaches {
+        let (a, e) = (x(b.from_ms.max(t0)), x(b.to_ms.unwrap_or(t1).min(t1)));
+        svg.push_str(&format!(
+            r##"<rect x="{a:.1}" y="{pad}" width="{:.1}" height="{:.1}" fill="#f6c9c9"/>"##,
+            (e - a).max(1.5),
+            h - 2.0 * pad
+        ));
+    }
+    for s in series {
+        let mut band_top = String::new();
+        let mut band_bottom = Vec::new();
+        let mut line = String::new();
+        for bk in &s.buckets {
+            let xm = x((bk.from_ms + bk.to_ms) / 2);
+            band_top.push_str(&format!("{xm:.1},{:.1} ", y(bk.max_c)));
+            band_bottom.push(format!("{xm:.1},{:.1}", y(bk.min_c)));
+            line.push_str(&format!("{xm:.1},{:.1} ", y(bk.mean_c)));
+        }
+        band_bottom.reverse();
+        svg.push_str(&format!(
+            r##"<polygon points="{band_top}{}" fill="#9ab8d9" fill-opacity=".5"/><polyline points="{line}" fill="none" stroke="#1d4f91" stroke-width="1.5"/>"##,
+            band_bottom.join(" ")
+        ));
+    }
+    // Axes: the limits and the first and last day.
+    for c in [rlo, rhi].into_iter().flatten() {
+        svg.push_str(&format!(
+            r##"<line x1="{pad}" x2="{:.1}" y1="{yc:.1}" y2="{yc:.1}" stroke="#0b6b2e" stroke-dasharray="4 3"/><text x="2" y="{:.1}" font-size="11">{}</text>"##,
+            w - pad,
+            y(c) + 4.0,
+            temp(c),
+            yc = y(c)
+        ));
+    }
+    svg.push_str(&format!(
+        r##"<text x="{pad}" y="{:.1}" font-size="11">{}</text><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+        h - 8.0,
+        lang.day(t0),
+        w - pad,
+        h - 8.0,
+        lang.day(t1)
+    ));
+    let readings: u64 = series
+        .iter()
+        .flat_map(|s| &s.buckets)
+        .map(|b| b.count)
+        .sum();
+    let caption = match lang {
+        Lang::En => format!(
+            "{readings} readings from {} logger(s): lowest {}, highest {}.",
+            series.len(),
+            temp(lo_c),
+            temp(hi_c)
+        ),
+        Lang::De => format!(
+            "{readings} Messwerte von {} Logger(n): niedrigste {}, höchste {}.",
+            series.len(),
+            temp(lo_c),
+            temp(hi_c)
+        ),
+    };
+    let title = lang.t("Temperature during the journey", "Temperatur auf dem Weg");
+    html! {
+        figure {
+            svg viewBox=(format!("0 0 {w} {h}")) role="img" aria-labelledby="chart-title chart-desc" {
+                title id="chart-title" { (title) }
+                desc id="chart-desc" { (caption) }
+                (PreEscaped(svg))
+            }
+            figcaption { (caption) }
+        }
+    }
+}
+
+/// The whole page for a lot.
+pub fn lot_page(f: &LotFacts, series: &[Series], lang: Lang, canonical: &str) -> String {
+    let (good, verdict_text) = verdict(f, lang);
+    let verdict_entry = f
+        .breaches
+        .first()
+        .map(|b| b.entry)
+        .or_else(|| f.journey.last().map(|s| s.entry))
+        .unwrap_or(f.origin_entry);
+    let product = f
+        .product
+        .clone()
+        .unwrap_or_else(|| format!("GTIN {}", f.gtin.as_deref().unwrap_or("?")));
+    let title = match &f.lot_number {
+        Some(l) => format!("{product} · {} {l}", lang.t("lot", "Charge")),
+        None => product.clone(),
+    };
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · coldtrail" }
+                link rel="canonical" href=(canonical);
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                main {
+                    @for r in &f.recalls {
+                        section.recall role="alert" aria-labelledby="recall-h" {
+                            h2 id="recall-h" { (lang.t("Recalled: do not eat or use this product", "Rückruf: Dieses Produkt nicht verzehren oder verwenden")) }
+                            p { (lang.t("Reason", "Grund")) ": " (r.reason) }
+                            p { (lang.t("Return it to the shop where you bought it for a refund, or throw it away.", "Bringen Sie es in das Geschäft zurück, in dem Sie es gekauft haben, oder werfen Sie es weg.")) }
+                            p { small { (lang.t("Since", "Seit")) " " (lang.date(r.since_ms)) ". " (proof(&r.entry, lang)) } }
+                        }
+                    }
+                    header {
+                        h1 { (product) }
+                        @if let Some(l) = &f.lot_number {
+                            p.sub { (lang.t("Lot", "Charge")) " " strong { (l) } @if let Some(g) = &f.gtin { " · GTIN " (g) } }
+                        }
+                    }
+                    section aria-labelledby="origin-h" {
+                        h2 id="origin-h" { (lang.t("Where it comes from", "Herkunft")) }
+                        p data-fact="origin" {
+                            strong { (f.origin) }
+                            @if let Some(p) = &f.origin_place { @if *p != f.origin { ", " span.place { (p) } } }
+                            " " (proof(&f.origin_entry, lang))
+                        }
+                    }
+                    section aria-labelledby="verdict-h" {
+                        h2 id="verdict-h" { (lang.t("Cold chain", "Kühlkette")) }
+                        p.verdict.bad[!good] data-fact="verdict" { (verdict_text) " " (proof(&verdict_entry, lang)) }
+                        (chart(f, series, lang))
+                    }
+                    section aria-labelledby="journey-h" {
+                        h2 id="journey-h" { (lang.t("Journey", "Weg")) }
+                        ol.journey {
+                            @for s in &f.journey {
+                                li data-fact="step" {
+                                    strong { (lang.step(s.what)) }
+                                    @if let Some(p) = &s.place { " · " span.place { (p) } }
+                                    br;
+                                    time datetime=(DateTime::<Utc>::from_timestamp_millis(s.time_ms).unwrap_or_default().to_rfc3339()) { (lang.date(s.time_ms)) }
+                                    " " (proof(&s.entry, lang))
+                                }
+                            }
+                        }
+                    }
+                    footer {
+                        p { (lang.t("Every fact above is recorded on a tamper-evident ledger; each links to its proof, which anyone can check against the node's published key.", "Jede Angabe oben steht in einem fälschungssicheren Register; jede verweist auf ihren Nachweis, den jeder mit dem veröffentlichten Schlüssel prüfen kann.")) }
+                        p { a href=(format!("{canonical}?linkType=all")) { (lang.t("All links for this product", "Alle Verweise zu diesem Produkt")) } }
+                    }
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// The page for an identifier nobody recorded, or a malformed one.
+pub fn not_found_page(lang: Lang, heading: &str, detail: &str) -> String {
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (heading) " · coldtrail" }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                main {
+                    h1 { (heading) }
+                    p { (detail) }
+                    p { (lang.t("Check the code on the pack, or ask the shop.", "Prüfen Sie den Code auf der Packung oder fragen Sie im Geschäft.")) }
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reader_s_languages_pick_the_page_s() {
+        assert_eq!(Lang::from_accept(Some("de-DE,de;q=0.9,en;q=0.8")), Lang::De);
+        assert_eq!(
+            Lang::from_accept(Some("fr-FR, en;q=0.5, de;q=0.4")),
+            Lang::En
+        );
+        assert_eq!(Lang::from_accept(Some("en;q=0.2, de;q=0.9")), Lang::De);
+        assert_eq!(Lang::from_accept(Some("de;q=0")), Lang::En);
+        assert_eq!(Lang::from_accept(None), Lang::En);
+        assert_eq!(Lang::from_accept(Some(";;,q=,")), Lang::En);
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(duration(612 * 60_000), "10 h 12 min");
+        assert_eq!(duration(45 * 60_000), "45 min");
+        assert_eq!(duration(2 * 3_600_000), "2 h");
+        assert_eq!(temp(8.0), "8 °C");
+        assert_eq!(temp(-18.5), "-18.5 °C");
+    }
+}
