@@ -316,6 +316,19 @@ fn chart(f: &LotFacts, series: &[Series], lang: Lang) -> Markup {
     }
 }
 
+/// Every page's `<head>`: mobile viewport, title, inline style.
+fn head(title: &str, canonical: Option<&str>) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · coldtrail" }
+            @if let Some(c) = canonical { link rel="canonical" href=(c); }
+            style { (PreEscaped(CSS)) }
+        }
+    }
+}
+
 /// The whole page for a lot.
 pub fn lot_page(f: &LotFacts, series: &[Series], lang: Lang, canonical: &str) -> String {
     let (good, verdict_text) = verdict(f, lang);
@@ -336,13 +349,7 @@ pub fn lot_page(f: &LotFacts, series: &[Series], lang: Lang, canonical: &str) ->
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · coldtrail" }
-                link rel="canonical" href=(canonical);
-                style { (PreEscaped(CSS)) }
-            }
+            (head(&title, Some(canonical)))
             body {
                 main {
                     @for r in &f.recalls {
@@ -402,12 +409,7 @@ pub fn not_found_page(lang: Lang, heading: &str, detail: &str) -> String {
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (heading) " · coldtrail" }
-                style { (PreEscaped(CSS)) }
-            }
+            (head(heading, None))
             body {
                 main {
                     h1 { (heading) }
