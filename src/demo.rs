@@ -375,6 +375,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                             open_recall(&base, &tokens.investigator, &world)?;
                             print_next(&base, &dir_for_print, &world, readings, example.as_ref());
                             print_partner_try(&base, &world, &tokens.partners[0]);
+                            if let Ok(Some(link)) = gs1::from_epc_urn(&world.truth.contaminated_lot) {
+                                println!("  consumer page   {base}{}   (the recalled lot, as its QR code opens it)", link.path());
+                                println!("  its QR code     {base}/qr{}.svg", link.path());
+                            }
                             println!("  investigator    token {} (traces, recalls)", tokens.investigator);
                             println!(
                                 "  trace           curl -s -H 'Authorization: Bearer {}' '{base}/v1/trace?lot={}&direction=forward'",
