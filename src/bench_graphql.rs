@@ -114,9 +114,7 @@ pub fn run(root: &std::path::Path, scale: fixtures::Scale, per_client: usize) ->
         actix_web::rt::System::new().block_on(async move {
             crate::serve::run_server(
                 server_node,
-                "127.0.0.1:0",
-                ingest::Limits::default(),
-                graphql::Limits::default(),
+                crate::serve::Edge::on("127.0.0.1:0"),
                 move |addr, handle, status| {
                     let _ = tx.send((addr, handle, status));
                 },

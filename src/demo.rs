@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use fixtures::{generate, Scale, World};
 use indicatif::{ProgressBar, ProgressStyle};
 use ingest::wire::{encode_binary, BINARY_BATCH};
-use ingest::{Limits, Role, TokenStore};
+use ingest::{Role, TokenStore};
 use ledger::entry::{Entry, IdentityChange};
 use shards::Node;
 
@@ -25,6 +25,10 @@ pub struct Args {
     /// Address to serve on; port 0 picks a free port (printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
+    /// The public base URL pages and QR codes are written under, as
+    /// `serve --public-url` (default: the address served on).
+    #[arg(long, value_parser = ::web::parse_public_url)]
+    public_url: Option<String>,
     /// How big a world: tiny, demo or large.
     #[arg(long, default_value = "demo")]
     scale: Scale,
@@ -264,7 +268,21 @@ pub(crate) fn write_rules(data_dir: &Path, world: &World) -> Result<()> {
     config.validate()?;
     let path = data_dir.join(analytics::profile::RULES_FILE);
     std::fs::write(&path, serde_json::to_vec_pretty(&config)?)
-        .with_context(|| format!("writing {}", path.display()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    // The products' names, as their brand owner would publish them.
+    let names = world
+        .products
+        .iter()
+        .map(|p| {
+            let by_lang = [("en", p.name), ("de", p.name_de)]
+                .into_iter()
+                .map(|(l, n)| (l.to_string(), n.to_string()))
+                .collect();
+            (p.gtin.clone(), by_lang)
+        })
+        .collect();
+    ::web::catalogue::Catalogue::write(data_dir, &names)?;
+    Ok(())
 }
 
 /// Waits until the rules have consumed (and flushed) everything committed,
@@ -357,8 +375,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let dir_for_print = data_dir.clone();
         let exit_after_load = args.exit_after_load;
         let relay_node = Arc::clone(&node);
-        run_server(Arc::clone(&node), &args.listen, Limits::default(), graphql::Limits::default(), move |addr, handle, rules| {
+        let edge = crate::serve::Edge {
+            web: ::web::Options {
+                public_url: args.public_url.clone(),
+                catalogue: Arc::new(::web::catalogue::Catalogue::load(&data_dir)?),
+            },
+            ..crate::serve::Edge::on(&args.listen)
+        };
+        let public_url = args.public_url.clone();
+        run_server(Arc::clone(&node), edge, move |addr, handle, rules| {
             let base = format!("http://{addr}");
+            let public = public_url.unwrap_or_else(|| base.clone());
             let node = relay_node;
             std::thread::spawn(move || {
                 let result = (|| -> Result<()> {
@@ -375,10 +402,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                             open_recall(&base, &tokens.investigator, &world)?;
                             print_next(&base, &dir_for_print, &world, readings, example.as_ref());
                             print_partner_try(&base, &world, &tokens.partners[0]);
-                            if let Ok(Some(link)) = gs1::from_epc_urn(&world.truth.contaminated_lot) {
-                                println!("  consumer page   {base}{}   (the recalled lot, as its QR code opens it)", link.path());
-                                println!("  its QR code     {base}/qr{}.svg", link.path());
-                            }
+                            print_pages(&base, &public, &tokens.investigator, &world)?;
                             println!("  investigator    token {} (traces, recalls)", tokens.investigator);
                             println!(
                                 "  trace           curl -s -H 'Authorization: Bearer {}' '{base}/v1/trace?lot={}&direction=forward'",
@@ -416,6 +440,55 @@ pub fn run(args: Args) -> Result<ExitCode> {
             _ => Ok(ExitCode::SUCCESS),
         }
     })
+}
+
+/// The consumer pages of a clean lot, a breached lot (by the rules'
+/// verdicts, asked of the node's GraphQL) and the recalled lot, with a QR code.
+fn print_pages(base: &str, public: &str, investigator: &str, world: &World) -> Result<()> {
+    let body = serde_json::json!({ "query": "{ breaches(first: 100) { edges { node { lot { id } } } } }" });
+    let answer: serde_json::Value = agent()
+        .post(format!("{base}/graphql"))
+        .header("Authorization", format!("Bearer {investigator}"))
+        .send_json(&body)?
+        .body_mut()
+        .read_json()?;
+    let breached: std::collections::BTreeSet<&str> = answer["data"]["breaches"]["edges"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["node"]["lot"]["id"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let recalled = &world.truth.contaminated_lot;
+    let in_recall = |id: &String| id == recalled || world.truth.affected_lots.contains(id);
+    let clean = world
+        .lots
+        .iter()
+        .find(|l| !breached.contains(l.id.as_str()) && !in_recall(&l.id));
+    let bad = world
+        .lots
+        .iter()
+        .find(|l| breached.contains(l.id.as_str()) && !in_recall(&l.id));
+    for (what, lot) in [
+        ("a clean lot", clean.map(|l| &l.id)),
+        ("a breached lot", bad.map(|l| &l.id)),
+        ("the recalled lot", Some(recalled)),
+    ] {
+        if let Some(Ok(Some(link))) = lot.map(|id| gs1::from_epc_urn(id)) {
+            println!(
+                "  consumer page   {public}{}   ({what}, as its QR code opens it)",
+                link.path()
+            );
+        }
+    }
+    if let Ok(Some(link)) = gs1::from_epc_urn(recalled) {
+        println!(
+            "  its QR code     {base}/qr{}.svg   (or .png; `coldtrail qr` prints one)",
+            link.path()
+        );
+    }
+    Ok(())
 }
 
 fn print_next(

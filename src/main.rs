@@ -18,7 +18,7 @@ mod verify;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -81,6 +81,11 @@ enum Cmd {
         /// Address to listen on; port 0 picks a free port (printed).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// The public base URL printed on packs (https://host[/prefix]):
+        /// Digital Links, linksets and QR codes are written under it
+        /// (default: the address each request came to).
+        #[arg(long, value_parser = ::web::parse_public_url)]
+        public_url: Option<String>,
         /// Shards of a new node (default: one per core).
         #[arg(long)]
         shards: Option<u32>,
@@ -105,6 +110,22 @@ enum Cmd {
     },
     /// Print the GraphQL schema (SDL), as `graphql/schema.graphql` holds it.
     GraphqlSchema,
+    /// The QR code a pack carries: the canonical GS1 Digital Link of a product,
+    /// lot or serial under the node's public URL (as `/qr/…` serves it).
+    Qr {
+        /// A GS1 Digital Link URI or path (`/01/{gtin}/10/{lot}`, any spelling
+        /// the standard allows) or an EPC URN (`urn:epc:class:lgtin:…`, `urn:epc:id:sgtin:…`).
+        id: String,
+        /// The public base URL the node serves pages under (https://host[/prefix]).
+        #[arg(long, value_parser = ::web::parse_public_url)]
+        public_url: String,
+        /// svg, png or txt (for a terminal); default: from `--out`'s extension, else txt.
+        #[arg(long)]
+        format: Option<String>,
+        /// Write the code to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Organisations (partners, investigators, operators).
     Org {
         #[command(subcommand)]
@@ -293,6 +314,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Serve {
             data_dir,
             listen,
+            public_url,
             shards,
             max_body_bytes,
             max_in_flight,
@@ -302,23 +324,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             graphql_max_page,
         } => serve::serve(
             data_dir,
-            listen,
             shards,
-            ingest::Limits {
-                max_body_bytes,
-                max_in_flight,
-                ..ingest::Limits::default()
-            },
-            graphql::Limits {
-                timeout: std::time::Duration::from_millis(graphql_timeout_ms),
-                max_depth: graphql_max_depth,
-                max_complexity: graphql_max_complexity,
-                max_page: graphql_max_page.max(1),
-                default_page: graphql::Limits::default()
-                    .default_page
-                    .min(graphql_max_page.max(1)),
+            serve::Edge {
+                listen,
+                web: ::web::Options {
+                    public_url,
+                    ..Default::default()
+                },
+                limits: ingest::Limits {
+                    max_body_bytes,
+                    max_in_flight,
+                    ..ingest::Limits::default()
+                },
+                gql: graphql::Limits {
+                    timeout: std::time::Duration::from_millis(graphql_timeout_ms),
+                    max_depth: graphql_max_depth,
+                    max_complexity: graphql_max_complexity,
+                    max_page: graphql_max_page.max(1),
+                    default_page: graphql::Limits::default()
+                        .default_page
+                        .min(graphql_max_page.max(1)),
+                },
             },
         ),
+        Cmd::Qr {
+            id,
+            public_url,
+            format,
+            out,
+        } => qr(&id, &public_url, format, out),
         Cmd::GraphqlSchema => {
             print!("{}", graphql::sdl());
             Ok(ExitCode::SUCCESS)
@@ -359,4 +393,55 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Search(args) => trace_cmd::search(args),
         Cmd::Recall { cmd } => recall_cmd::run(cmd),
     }
+}
+
+/// `coldtrail qr`: the canonical link under the public URL, as a QR code.
+fn qr(
+    id: &str,
+    public_url: &str,
+    format: Option<String>,
+    out: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let link = if id.starts_with("urn:epc:") {
+        gs1::from_epc_urn(id)
+            .map_err(|e| anyhow::anyhow!("{id}: {e}"))?
+            .ok_or_else(|| anyhow::anyhow!("{id}: this EPC scheme has no GS1 Digital Link"))?
+    } else {
+        // A bare path is read as under the public URL.
+        let uri = match id.starts_with('/') {
+            true => format!("{public_url}{id}"),
+            false => id.to_string(),
+        };
+        gs1::DigitalLink::parse(&uri).map_err(|e| anyhow::anyhow!("{id}: {e}"))?
+    };
+    let format = format
+        .or_else(|| {
+            out.as_ref()
+                .and_then(|p| p.extension())
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        })
+        .unwrap_or_else(|| "txt".into());
+    if !matches!(format.as_str(), "svg" | "png" | "txt") {
+        anyhow::bail!("--format {format}: use svg, png or txt");
+    }
+    let uri = link.under(public_url);
+    let (_, bytes) = ::web::consumer::qr(&uri, &format).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match out {
+        Some(path) => {
+            std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+            println!("{uri}\n  QR code ({format}) written to {}", path.display());
+        }
+        None if format == "png" => {
+            anyhow::bail!("a PNG is not for a terminal: give --out FILE.png")
+        }
+        None => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&bytes)?;
+            if format == "txt" {
+                writeln!(stdout, "\n{uri}")?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -21,19 +21,45 @@ pub fn open_node(data_dir: &Path, shards: Option<u32>) -> Result<Arc<Node>> {
     })?))
 }
 
-/// Starts the HTTP server on `listen` (port 0: any free port) and serves
-/// until Ctrl-C; `ready` gets the bound address once it listens.
+/// What the HTTP edge is told at start: where to listen and its limits.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    pub limits: Limits,
+    pub gql: graphql::Limits,
+    pub web: ::web::Options,
+}
+
+impl Edge {
+    /// Default limits on `listen`.
+    pub fn on(listen: &str) -> Edge {
+        Edge {
+            listen: listen.to_string(),
+            limits: Limits::default(),
+            gql: graphql::Limits::default(),
+            web: ::web::Options::default(),
+        }
+    }
+}
+
+/// Starts the HTTP server and serves until Ctrl-C; `ready` gets the bound
+/// address once it listens.
 pub async fn run_server(
     node: Arc<Node>,
-    listen: &str,
-    limits: Limits,
-    gql: graphql::Limits,
+    edge: Edge,
     ready: impl FnOnce(
         std::net::SocketAddr,
         actix_web::dev::ServerHandle,
         Arc<analytics::consumer::Status>,
     ),
 ) -> Result<()> {
+    let Edge {
+        listen,
+        limits,
+        gql,
+        web: web_options,
+    } = edge;
     let ingest = Arc::new(Ingest::open(Arc::clone(&node), limits)?);
     let policies = ingest.follow()?;
     let relay = node.spawn_relay(Duration::from_millis(20));
@@ -58,7 +84,7 @@ pub async fn run_server(
     let server = HttpServer::new(move || {
         App::new()
             .configure(ingest::configure(Arc::clone(&app_ingest)))
-            .configure(::web::configure(Arc::clone(&read)))
+            .configure(::web::configure(Arc::clone(&read), web_options.clone()))
             .configure(graphql::configure(endpoint.clone()))
             .default_service(web::to(ingest::not_found))
     })
@@ -66,7 +92,7 @@ pub async fn run_server(
     // Slow or stalled clients are cut off rather than held forever.
     .client_request_timeout(Duration::from_secs(30))
     .client_disconnect_timeout(Duration::from_secs(5))
-    .bind(listen)
+    .bind(&listen)
     .with_context(|| format!("binding {listen}"))?;
     let addr = *server
         .addrs()
@@ -88,20 +114,20 @@ pub async fn run_server(
     Ok(())
 }
 
-pub fn serve(
-    data_dir: PathBuf,
-    listen: String,
-    shards: Option<u32>,
-    limits: Limits,
-    gql: graphql::Limits,
-) -> Result<ExitCode> {
+pub fn serve(data_dir: PathBuf, shards: Option<u32>, mut edge: Edge) -> Result<ExitCode> {
+    edge.web.catalogue = Arc::new(::web::catalogue::Catalogue::load(&data_dir)?);
     actix_web::rt::System::new().block_on(async move {
         let node = open_node(&data_dir, shards)?;
-        let shown = format!("{limits:?}");
-        run_server(node, &listen, limits, gql, |addr, _, _| {
+        let shown = format!("{:?}", edge.limits);
+        let public = edge.web.public_url.clone();
+        run_server(node, edge, move |addr, _, _| {
             println!("coldtrail serving {} on http://{addr}", data_dir.display());
             println!("  write API   http://{addr}/v1/   (OpenAPI: http://{addr}/v1/openapi.json)");
             println!("  GraphQL     http://{addr}/graphql   (GraphiQL in a browser; subscriptions over WebSocket)");
+            println!(
+                "  pages       {}/01/{{gtin}}/10/{{lot}}   (GS1 Digital Link; QR codes under /qr/)",
+                public.unwrap_or_else(|| format!("http://{addr}"))
+            );
             println!("  limits      {shown}");
         })
         .await?;

@@ -6,6 +6,9 @@
 
 use std::sync::Arc;
 
+pub mod assets;
+mod cache;
+pub mod catalogue;
 pub mod consumer;
 mod epcis;
 
@@ -22,10 +25,37 @@ use readstate::{recall_error, Plan, ReadState};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
+/// How the read edge presents itself to the world.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The public base URL (scheme, host, optional path prefix; no trailing
+    /// slash) that Digital Links, linksets and QR codes are written under, as
+    /// printed on packs. `None`: the request's own scheme and host.
+    pub public_url: Option<String>,
+    /// Product names for the pages (master data, beside the ledger).
+    pub catalogue: Arc<catalogue::Catalogue>,
+}
+
+/// Checks a public base URL: `http(s)://host[:port][/prefix]`, nothing after.
+pub fn parse_public_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("{s:?}: start the public URL with https:// or http://"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "{s:?}: write the public URL as https://host[:port][/prefix], without a query or fragment"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
 /// Registers the read routes and the node's whole OpenAPI document.
-pub fn configure(state: Arc<ReadState>) -> impl FnOnce(&mut ServiceConfig) {
+pub fn configure(state: Arc<ReadState>, options: Options) -> impl FnOnce(&mut ServiceConfig) {
     move |cfg: &mut ServiceConfig| {
         cfg.app_data(web::Data::from(state))
+            .app_data(web::Data::new(options))
             .route("/v1/trace", web::get().to(get_trace))
             .route("/v1/co-exposure", web::get().to(get_co_exposure))
             .route("/v1/fsma204", web::get().to(get_fsma204))
@@ -36,6 +66,7 @@ pub fn configure(state: Arc<ReadState>) -> impl FnOnce(&mut ServiceConfig) {
             .route("/v1/recalls/{id}/widen", web::post().to(post_widen))
             .route("/v1/recalls/{id}/close", web::post().to(post_close))
             .route("/v1/openapi.json", web::get().to(get_openapi))
+            .configure(assets::configure)
             .configure(epcis::configure)
             // Last: its guard takes only Digital Link paths.
             .configure(consumer::configure);

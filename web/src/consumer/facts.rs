@@ -53,10 +53,50 @@ impl StepKind {
     }
 }
 
+/// What went wrong, as a shopper would say it: from the kind of rule that
+/// found the breach (its explanation is written for investigators).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Trouble {
+    /// Warmer than the limit, °C.
+    Above(f64),
+    /// Colder than the limit, °C.
+    Below(f64),
+    /// A sudden change of temperature.
+    Jump,
+    /// No readings for too long.
+    Silence,
+    /// A hard knock.
+    Shock,
+    /// The cooling cycling on and off.
+    Swings,
+    /// Too warm on average (mean kinetic temperature above the limit, °C).
+    WarmOnAverage(f64),
+    /// Any other condition of its profile.
+    Other,
+}
+
+impl Trouble {
+    fn of(rule: Option<&RuleKind>) -> Trouble {
+        match rule {
+            Some(RuleKind::Limit(l)) if l.quantity == Quantity::Temperature => match l.direction {
+                Direction::Above => Trouble::Above(l.limit),
+                Direction::Below => Trouble::Below(l.limit),
+            },
+            Some(RuleKind::RateOfChange { .. }) => Trouble::Jump,
+            Some(RuleKind::MissingData) => Trouble::Silence,
+            Some(RuleKind::Shock { .. }) => Trouble::Shock,
+            Some(RuleKind::ReeferSwings { .. }) => Trouble::Swings,
+            Some(RuleKind::Mkt { limit_c, .. }) => Trouble::WarmOnAverage(*limit_c),
+            _ => Trouble::Other,
+        }
+    }
+}
+
 /// A breach in words: which way, how far past which limit, for how long, when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Breach {
     pub rule: String,
+    pub trouble: Trouble,
     pub explanation: String,
     pub from_ms: i64,
     pub to_ms: Option<i64>,
@@ -81,8 +121,6 @@ pub struct LotFacts {
     pub lot: String,
     pub gtin: Option<String>,
     pub lot_number: Option<String>,
-    /// The product's profile description (how it must be kept).
-    pub product: Option<String>,
     /// The grower or maker.
     pub origin: String,
     /// Where the first event happened.
@@ -124,11 +162,18 @@ pub fn lot_facts(g: &Lineage, rules: Option<&RulesConfig>, id: &str) -> Option<L
             .last()
             .map(|s| s.what)
     };
+    let profile = rules.map(|r| r.profile_for_gtin(view.gtin.as_deref()));
+    let rule_kind = |name: &str| {
+        profile
+            .and_then(|p| p.rules.iter().find(|r| r.name == name))
+            .map(|r| &r.kind)
+    };
     let breaches: Vec<Breach> = g
         .verdicts_about(id)
         .into_iter()
         .filter(|v: &VerdictView| v.kind == "breach")
         .map(|v| Breach {
+            trouble: Trouble::of(rule_kind(&v.rule)),
             during: step_at(v.from_ms),
             rule: v.rule,
             explanation: v.explanation,
@@ -151,7 +196,6 @@ pub fn lot_facts(g: &Lineage, rules: Option<&RulesConfig>, id: &str) -> Option<L
             }
         })
         .collect();
-    let profile = rules.map(|r| r.profile_for_gtin(view.gtin.as_deref()));
     let range_c = profile.map_or((None, None), |p| {
         let mut lo: Option<f64> = None;
         let mut hi: Option<f64> = None;
@@ -176,7 +220,6 @@ pub fn lot_facts(g: &Lineage, rules: Option<&RulesConfig>, id: &str) -> Option<L
         lot: view.lot.clone(),
         gtin: view.gtin.clone(),
         lot_number: view.lot_number.clone(),
-        product: profile.map(|p| p.description.clone()),
         origin: place_name(g, &view.origin),
         origin_place: view
             .first_event

@@ -40,12 +40,25 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
     );
 }
 
-/// The public base URL links and QR codes are written under: the request's
-/// own scheme and host (as a proxy passes them on).
+/// The public base URL links and QR codes are written under: the
+/// configured one, else the request's own scheme and host (as a proxy
+/// passes them on).
 fn base_url(req: &HttpRequest) -> String {
+    if let Some(url) = req
+        .app_data::<web::Data<crate::Options>>()
+        .and_then(|o| o.public_url.clone())
+    {
+        return url;
+    }
     let c = req.connection_info();
     format!("{}://{}", c.scheme(), c.host())
 }
+
+/// What a consumer page may load: its own inline style, its own scripts and
+/// answers from this node; nothing from elsewhere, no framing.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+    style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+    frame-ancestors 'none'";
 
 fn lang_of(req: &HttpRequest) -> Lang {
     Lang::from_accept(
@@ -250,13 +263,13 @@ async fn page(
                 ))
             }
         };
-    let body = render::lot_page(&facts, &series, lang, here);
-    let etag = format!("\"{}\"", &blake3::hash(body.as_bytes()).to_hex()[..32]);
-    let matches = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let product = facts.gtin.as_deref().and_then(|g| {
+        req.app_data::<web::Data<crate::Options>>()
+            .and_then(|o| o.catalogue.name(g, lang.code()))
+    });
+    let body = render::lot_page(&facts, product, &series, lang, here);
+    let etag = crate::cache::etag(body.as_bytes());
+    let matches = crate::cache::not_modified(req, &etag);
     let mut res = if matches {
         HttpResponse::NotModified()
     } else {
@@ -266,6 +279,7 @@ async fn page(
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
         .insert_header((header::VARY, "Accept, Accept-Language"))
         .insert_header((header::CONTENT_LANGUAGE, lang.code()))
+        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_POLICY))
         .insert_header((
             header::LINK,
             HeaderValue::from_str(&format!(
@@ -307,8 +321,8 @@ async fn get_qr(req: HttpRequest) -> HttpResponse {
     }
 }
 
-/// The QR code of `uri` as SVG or PNG (medium error correction, a
-/// four-module quiet zone).
+/// The QR code of `uri` as SVG, PNG or text for a terminal (`txt`, two
+/// modules per character); medium error correction, a four-module quiet zone.
 pub fn qr(uri: &str, format: &str) -> Result<(&'static str, Vec<u8>), ApiError> {
     let code =
         qrcode::QrCode::with_error_correction_level(uri, qrcode::EcLevel::M).map_err(|e| {
@@ -324,6 +338,13 @@ pub fn qr(uri: &str, format: &str) -> Result<(&'static str, Vec<u8>), ApiError> 
             .quiet_zone(true)
             .build();
         return Ok(("image/svg+xml", svg.into_bytes()));
+    }
+    if format == "txt" {
+        let text = code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .quiet_zone(true)
+            .build();
+        return Ok(("text/plain; charset=utf-8", text.into_bytes()));
     }
     let width = code.width();
     let (scale, quiet) = (8usize, 4usize);

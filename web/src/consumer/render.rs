@@ -8,7 +8,7 @@ use analytics::readings::Series;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::facts::{extremes, LotFacts, StepKind};
+use super::facts::{extremes, Breach, LotFacts, StepKind, Trouble};
 
 /// The page's language, from `Accept-Language`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,29 +122,77 @@ fn entry_attr(a: &At) -> String {
     format!("{}/{}/{}", a.shard, a.index, ledger::Digest(a.id).to_hex())
 }
 
+/// A breach in plain words: "above 8 °C for 10 h 12 min on 3 Nov in
+/// transport"; `lead` says what kind of bad news it is.
+fn breach_words(b: &Breach, lang: Lang) -> (&'static str, String) {
+    let len = match b.to_ms {
+        Some(t) => duration(t - b.from_ms),
+        None => lang.t("still going on", "dauert an").to_string(),
+    };
+    let de = lang == Lang::De;
+    let (lead, what) = match b.trouble {
+        Trouble::Above(l) | Trouble::WarmOnAverage(l) if de => (
+            "Nicht kalt genug gehalten",
+            format!("über {} für {len}", temp(l)),
+        ),
+        Trouble::Above(l) => (
+            "Not kept cold enough",
+            format!("above {} for {len}", temp(l)),
+        ),
+        Trouble::Below(l) if de => ("Zu kalt gehalten", format!("unter {} für {len}", temp(l))),
+        Trouble::Below(l) => ("Kept too cold", format!("below {} for {len}", temp(l))),
+        Trouble::WarmOnAverage(l) => (
+            "Not kept cold enough",
+            format!("too warm on average (above {}) over {len}", temp(l)),
+        ),
+        Trouble::Jump if de => (
+            "Kühlkette unterbrochen",
+            "Temperatur sprang plötzlich".to_string(),
+        ),
+        Trouble::Jump => (
+            "Cold chain interrupted",
+            "the temperature jumped suddenly".to_string(),
+        ),
+        Trouble::Silence if de => (
+            "Kühlkette nicht belegt",
+            format!("{len} lang keine Temperatur aufgezeichnet"),
+        ),
+        Trouble::Silence => (
+            "Cold chain not recorded",
+            format!("no temperature recorded for {len}"),
+        ),
+        Trouble::Shock if de => ("Beschädigung möglich", "ein harter Stoß".to_string()),
+        Trouble::Shock => ("Possibly damaged", "a hard knock".to_string()),
+        Trouble::Swings if de => (
+            "Kühlung unzuverlässig",
+            format!("Kühlung schaltete {len} lang immer wieder an und aus"),
+        ),
+        Trouble::Swings => (
+            "Cooling unreliable",
+            format!("the cooling kept switching on and off for {len}"),
+        ),
+        Trouble::Other if de => (
+            "Bedingungen nicht eingehalten",
+            format!("außerhalb der Vorgaben für {len}"),
+        ),
+        Trouble::Other => (
+            "Conditions not kept",
+            format!("outside its required conditions for {len}"),
+        ),
+    };
+    let mut s = format!("{what} {} {}", lang.t("on", "am"), lang.day(b.from_ms));
+    if let Some(d) = b.during {
+        s.push(' ');
+        s.push_str(lang.during(d));
+    }
+    (lead, s)
+}
+
 /// The verdict in one sentence, and whether it is good news.
 fn verdict(f: &LotFacts, lang: Lang) -> (bool, String) {
     if let Some(b) = f.breaches.first() {
-        let len = b.to_ms.map(|t| duration(t - b.from_ms));
-        let mut s = match lang {
-            Lang::En => format!("Not kept cold enough: {}", b.explanation),
-            Lang::De => format!("Nicht kalt genug gehalten: {}", b.explanation),
-        };
-        if let Some(l) = len {
-            s.push_str(&match lang {
-                Lang::En => format!(" ({l}"),
-                Lang::De => format!(" ({l}"),
-            });
-        } else {
-            s.push_str(" (");
-            s.push_str(lang.t("still going on", "dauert an"));
-        }
-        s.push_str(&format!(", {}", lang.day(b.from_ms)));
-        if let Some(d) = b.during {
-            s.push(' ');
-            s.push_str(lang.during(d));
-        }
-        s.push(')');
+        let (lead, words) = breach_words(b, lang);
+        let mut s = format!("{lead}: {words}");
         if f.breaches.len() > 1 {
             s.push_str(&match lang {
                 Lang::En => format!(", and {} more", f.breaches.len() - 1),
@@ -177,7 +225,7 @@ fn verdict(f: &LotFacts, lang: Lang) -> (bool, String) {
 
 const CSS: &str = "\
 :root{--ok:#0b6b2e;--bad:#a40e0e;--ink:#1b1b1b;--mute:#555;--line:#d6d6d6}\
-*{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,sans-serif;color:var(--ink);background:#fff}\
+*{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,sans-serif;color:var(--ink);background:#fff;overflow-wrap:anywhere}\
 main{max-width:40rem;margin:0 auto;padding:1rem}h1{font-size:1.5rem;margin:.5rem 0}\
 h2{font-size:1.15rem;margin:1.5rem 0 .5rem}.sub{color:var(--mute);margin:0}\
 .recall{background:var(--bad);color:#fff;padding:1rem;border-radius:.5rem;margin:.5rem 0}\
@@ -194,9 +242,12 @@ footer{margin-top:2rem;font-size:.85rem;color:var(--mute)}a{color:#0645ad}";
 
 /// The link to a fact's inclusion proof (entry bytes, audit path, signed
 /// head: what anyone can check against the node's published key).
-fn proof(a: &At, lang: Lang) -> Markup {
+///
+/// `kind` is the entry kind (VERIFYING.md §5) the fact rests on; the
+/// verifier checks the entry is one.
+fn proof(a: &At, kind: &str, lang: Lang) -> Markup {
     html! {
-        a.proof href=(format!("/v1/shards/{}/entries/{}/proof", a.shard, a.index)) data-entry=(entry_attr(a)) {
+        a.proof href=(format!("/v1/shards/{}/entries/{}/proof", a.shard, a.index)) data-entry=(entry_attr(a)) data-kind=(kind) {
             (lang.t("ledger proof", "Registernachweis"))
         }
     }
@@ -316,32 +367,46 @@ fn chart(f: &LotFacts, series: &[Series], lang: Lang) -> Markup {
     }
 }
 
-/// Every page's `<head>`: mobile viewport, title, inline style.
-fn head(title: &str, canonical: Option<&str>) -> Markup {
+/// Every page's `<head>`: mobile viewport, title, inline style, and (on
+/// pages with facts) the verifier, a module script: deferred, so it runs
+/// after the page is parsed and shown.
+fn head(title: &str, canonical: Option<&str>, verifier: bool) -> Markup {
     html! {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · coldtrail" }
+            // No icon to fetch (a 404 for /favicon.ico is a console error).
+            link rel="icon" href="data:,";
             @if let Some(c) = canonical { link rel="canonical" href=(c); }
             style { (PreEscaped(CSS)) }
+            @if verifier { script type="module" src=(format!("{}/verify.js", crate::assets::PREFIX)) {} }
         }
     }
 }
 
-/// The whole page for a lot.
-pub fn lot_page(f: &LotFacts, series: &[Series], lang: Lang, canonical: &str) -> String {
+/// The whole page for a lot; `product` is its name from the catalogue.
+pub fn lot_page(
+    f: &LotFacts,
+    product: Option<&str>,
+    series: &[Series],
+    lang: Lang,
+    canonical: &str,
+) -> String {
     let (good, verdict_text) = verdict(f, lang);
-    let verdict_entry = f
-        .breaches
-        .first()
-        .map(|b| b.entry)
-        .or_else(|| f.journey.last().map(|s| s.entry))
-        .unwrap_or(f.origin_entry);
-    let product = f
-        .product
-        .clone()
-        .unwrap_or_else(|| format!("GTIN {}", f.gtin.as_deref().unwrap_or("?")));
+    // A breach rests on the rules' verdict entry; a clean journey on the
+    // last custody event the readings were judged up to.
+    let (verdict_entry, verdict_kind) = match f.breaches.first() {
+        Some(b) => (b.entry, "verdict"),
+        None => (
+            f.journey.last().map_or(f.origin_entry, |s| s.entry),
+            "custody",
+        ),
+    };
+    let product = product.map_or_else(
+        || format!("GTIN {}", f.gtin.as_deref().unwrap_or("?")),
+        str::to_string,
+    );
     let title = match &f.lot_number {
         Some(l) => format!("{product} · {} {l}", lang.t("lot", "Charge")),
         None => product.clone(),
@@ -349,7 +414,7 @@ pub fn lot_page(f: &LotFacts, series: &[Series], lang: Lang, canonical: &str) ->
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
-            (head(&title, Some(canonical)))
+            (head(&title, Some(canonical), true))
             body {
                 main {
                     @for r in &f.recalls {
@@ -357,7 +422,7 @@ pub fn lot_page(f: &LotFacts, series: &[Series], lang: Lang, canonical: &str) ->
                             h2 id="recall-h" { (lang.t("Recalled: do not eat or use this product", "Rückruf: Dieses Produkt nicht verzehren oder verwenden")) }
                             p { (lang.t("Reason", "Grund")) ": " (r.reason) }
                             p { (lang.t("Return it to the shop where you bought it for a refund, or throw it away.", "Bringen Sie es in das Geschäft zurück, in dem Sie es gekauft haben, oder werfen Sie es weg.")) }
-                            p { small { (lang.t("Since", "Seit")) " " (lang.date(r.since_ms)) ". " (proof(&r.entry, lang)) } }
+                            p { small { (lang.t("Since", "Seit")) " " (lang.date(r.since_ms)) ". " (proof(&r.entry, "recall", lang)) } }
                         }
                     }
                     header {
@@ -371,12 +436,12 @@ pub fn lot_page(f: &LotFacts, series: &[Series], lang: Lang, canonical: &str) ->
                         p data-fact="origin" {
                             strong { (f.origin) }
                             @if let Some(p) = &f.origin_place { @if *p != f.origin { ", " span.place { (p) } } }
-                            " " (proof(&f.origin_entry, lang))
+                            " " (proof(&f.origin_entry, "custody", lang))
                         }
                     }
                     section aria-labelledby="verdict-h" {
                         h2 id="verdict-h" { (lang.t("Cold chain", "Kühlkette")) }
-                        p.verdict.bad[!good] data-fact="verdict" { (verdict_text) " " (proof(&verdict_entry, lang)) }
+                        p.verdict.bad[!good] data-fact="verdict" { (verdict_text) " " (proof(&verdict_entry, verdict_kind, lang)) }
                         (chart(f, series, lang))
                     }
                     section aria-labelledby="journey-h" {
@@ -388,13 +453,14 @@ pub fn lot_page(f: &LotFacts, series: &[Series], lang: Lang, canonical: &str) ->
                                     @if let Some(p) = &s.place { " · " span.place { (p) } }
                                     br;
                                     time datetime=(DateTime::<Utc>::from_timestamp_millis(s.time_ms).unwrap_or_default().to_rfc3339()) { (lang.date(s.time_ms)) }
-                                    " " (proof(&s.entry, lang))
+                                    " " (proof(&s.entry, "custody", lang))
                                 }
                             }
                         }
                     }
                     footer {
                         p { (lang.t("Every fact above is recorded on a tamper-evident ledger; each links to its proof, which anyone can check against the node's published key.", "Jede Angabe oben steht in einem fälschungssicheren Register; jede verweist auf ihren Nachweis, den jeder mit dem veröffentlichten Schlüssel prüfen kann.")) }
+                        p #proof-summary.proof aria-live="polite" hidden {}
                         p { a href=(format!("{canonical}?linkType=all")) { (lang.t("All links for this product", "Alle Verweise zu diesem Produkt")) } }
                     }
                 }
@@ -409,7 +475,7 @@ pub fn not_found_page(lang: Lang, heading: &str, detail: &str) -> String {
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
-            (head(heading, None))
+            (head(heading, None, false))
             body {
                 main {
                     h1 { (heading) }

@@ -1,0 +1,600 @@
+//! The consumer pages in a real browser: Debian's chromium, driven over
+//! WebDriver by its chromedriver (`.ci/run` installs both when missing).
+//! For the clean, the breached and the recalled lot of the demo world, what
+//! a shopper reads, and every fact turning "verified" by the page's own
+//! verifier script; then, through a proxy that alters one entry's bytes or
+//! one proof's signed head on the way, that fact and only that one failing.
+//! No console errors. Screenshots land in the target directory (and in
+//! `docs/` with `COLDTRAIL_DOCS_SCREENSHOTS=1`).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{json, Value};
+use support::Server;
+
+const START_MS: i64 = 1_793_491_200_000;
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver on a free loopback port, stopped on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        for path in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(path).exists(),
+                "{path} is missing: install Debian's chromium and chromium-driver \
+                 (`apt-get install chromium chromium-driver`; .ci/run does it)"
+            );
+        }
+        let mut child = Command::new(CHROMEDRIVER)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.split("started successfully on port ")
+                    .nth(1)
+                    .map(|p| p.trim_end_matches('.').to_string())
+            })
+            .expect("chromedriver says its port");
+        std::thread::spawn(move || for _ in lines {});
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// A headless session the size of a phone, reading `lang` first.
+    async fn session(&self, lang: &str) -> Client {
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions"],
+                // A phone: desktop windows cannot be narrower than 500 px.
+                "mobileEmulation": { "deviceMetrics": { "width": 412, "height": 1400, "pixelRatio": 1 } },
+                "prefs": { "intl.accept_languages": lang },
+            },
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// chromedriver's log of the browser console (`goog:loggingPrefs`), which
+/// WebDriver proper does not cover.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or("")))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// Console messages at SEVERE (errors, failed loads, refused policies).
+async fn console_errors(c: &Client) -> Vec<String> {
+    let log = c.issue_cmd(BrowserLog).await.expect("the browser log");
+    log.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["level"] == "SEVERE")
+        .map(|e| e["message"].to_string())
+        .collect()
+}
+
+/// What the proxy changes on the way to the browser.
+#[derive(Debug, Clone, Copy)]
+enum Tamper {
+    None,
+    /// One byte of this entry's raw bytes.
+    EntryBytes {
+        shard: u32,
+        index: u64,
+    },
+    /// The root of the head in this entry's proof answer.
+    ProofHead {
+        shard: u32,
+        index: u64,
+    },
+}
+
+/// A forwarding proxy in front of the node, as an attacker on the path
+/// (or a compromised cache) would sit.
+struct Proxy {
+    base: String,
+    tamper: Arc<Mutex<Tamper>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Proxy {
+    fn start(upstream: &str) -> Proxy {
+        use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+        let tamper = Arc::new(Mutex::new(Tamper::None));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (up, rule) = (upstream.to_string(), Arc::clone(&tamper));
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    let (up, rule) = (up.clone(), Arc::clone(&rule));
+                    App::new().default_service(web::to(move |req: HttpRequest| {
+                        let (up, rule) = (up.clone(), *rule.lock().unwrap());
+                        let parts = req_parts(&req);
+                        async move {
+                            let reply = web::block(move || forward(&up, &parts, rule))
+                                .await
+                                .expect("the proxy's worker");
+                            let mut res = HttpResponse::build(
+                                actix_web::http::StatusCode::from_u16(reply.0).unwrap(),
+                            );
+                            for (k, v) in reply.1 {
+                                res.insert_header((k, v));
+                            }
+                            res.body(reply.2)
+                        }
+                    }))
+                })
+                .workers(2)
+                .bind("127.0.0.1:0")
+                .unwrap();
+                let addr = server.addrs()[0];
+                let server = server.run();
+                tx.send((addr, server.handle())).unwrap();
+                server.await.unwrap();
+            });
+        });
+        let (addr, handle) = rx.recv().unwrap();
+        Proxy {
+            base: format!("http://{addr}"),
+            tamper,
+            handle,
+        }
+    }
+
+    fn set(&self, t: Tamper) {
+        *self.tamper.lock().unwrap() = t;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let h = self.handle.clone();
+        std::thread::spawn(move || actix_web::rt::System::new().block_on(h.stop(false)));
+    }
+}
+
+struct Parts {
+    path_and_query: String,
+    headers: Vec<(String, String)>,
+}
+
+fn req_parts(req: &actix_web::HttpRequest) -> Parts {
+    Parts {
+        path_and_query: req
+            .uri()
+            .path_and_query()
+            .map_or("/".into(), |p| p.to_string()),
+        headers: req
+            .headers()
+            .iter()
+            .filter(|(k, _)| {
+                ["accept", "accept-language", "if-none-match", "host"].contains(&k.as_str())
+            })
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+    }
+}
+
+/// One GET upstream; the answer, altered as `rule` says.
+fn forward(up: &str, req: &Parts, rule: Tamper) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let mut r = agent.get(format!("{up}{}", req.path_and_query));
+    for (k, v) in &req.headers {
+        r = r.header(k, v);
+    }
+    let mut res = r.call().expect("the node answers the proxy");
+    let headers: Vec<(String, String)> = res
+        .headers()
+        .iter()
+        .filter(|(k, _)| k.as_str() != "content-length" && k.as_str() != "transfer-encoding")
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let mut body = res
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .unwrap();
+    let path = req.path_and_query.split('?').next().unwrap_or("");
+    match rule {
+        Tamper::EntryBytes { shard, index }
+            if path == format!("/v1/shards/{shard}/entries/{index}/raw") =>
+        {
+            let last = body.len() - 1;
+            body[last] ^= 1;
+        }
+        Tamper::ProofHead { shard, index }
+            if path == format!("/v1/shards/{shard}/entries/{index}/proof") =>
+        {
+            let mut v: Value = serde_json::from_slice(&body).unwrap();
+            let root = v["head"]["root"].as_str().unwrap().to_string();
+            let flipped = if root.starts_with('0') { "1" } else { "0" };
+            v["head"]["root"] = json!(format!("{flipped}{}", &root[1..]));
+            body = serde_json::to_vec(&v).unwrap();
+        }
+        _ => {}
+    }
+    (res.status().as_u16(), headers, body)
+}
+
+/// A fact on the page as the browser shows it.
+#[derive(Debug, serde::Deserialize)]
+struct Fact {
+    entry: String,
+    kind: String,
+    state: String,
+    text: String,
+    fact: String,
+}
+
+/// Opens `url` and waits until the verifier has judged every fact.
+async fn open_verified(c: &Client, url: &str) -> (Vec<Fact>, Value) {
+    c.goto(url).await.expect("the page opens");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = c
+            .execute(
+                "return document.documentElement.dataset.verification || null",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if !done.is_null() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url}: the verifier did not finish within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = c
+        .execute(
+            "return {
+                facts: [...document.querySelectorAll('a.proof[data-entry]')].map(a => ({
+                    entry: a.dataset.entry, kind: a.dataset.kind, state: a.dataset.state,
+                    text: a.textContent, fact: a.closest('[data-fact], section.recall')?.innerText ?? '' })),
+                title: document.querySelector('h1')?.innerText,
+                verdict: document.querySelector('[data-fact=verdict]')?.innerText,
+                verdictBad: document.querySelector('[data-fact=verdict]')?.classList.contains('bad'),
+                recall: document.querySelector('section.recall')?.innerText ?? null,
+                summary: document.getElementById('proof-summary')?.innerText,
+                summaryHidden: document.getElementById('proof-summary')?.hidden,
+                lang: document.documentElement.lang,
+                chart: document.querySelector('svg[role=img] desc')?.textContent ?? null,
+                width: document.documentElement.scrollWidth,
+                viewport: window.innerWidth,
+            }",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let facts = serde_json::from_value(page["facts"].clone()).unwrap();
+    (facts, page)
+}
+
+fn artefacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    std::fs::write(artefacts().join(format!("{name}.png")), &png).unwrap();
+    if std::env::var_os("COLDTRAIL_DOCS_SCREENSHOTS").is_some() {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(docs.join(format!("page-{name}.png")), &png).unwrap();
+    }
+}
+
+/// The demo world's lots the way the demo picks them: clean, breached (by
+/// the rules' verdicts, asked of GraphQL), and the recalled one.
+fn lots(base: &str, token: &str) -> [(String, String, String); 3] {
+    let world = fixtures::generate(7, fixtures::Scale::Tiny, START_MS);
+    let answer = support::post_json(
+        base,
+        "/graphql",
+        token,
+        &json!({ "query": "{ breaches(first: 100) { edges { node { lot { id } } } } }" }),
+    )
+    .json();
+    let breached: BTreeSet<&str> = answer["data"]["breaches"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["node"]["lot"]["id"].as_str())
+        .collect();
+    let recalled = world.truth.contaminated_lot.clone();
+    let in_recall = |id: &String| *id == recalled || world.truth.affected_lots.contains(id);
+    let pick = |bad: bool| {
+        world
+            .lots
+            .iter()
+            .find(|l| breached.contains(l.id.as_str()) == bad && !in_recall(&l.id))
+            .expect("the tiny world has such a lot")
+    };
+    let recalled = world.lots.iter().find(|l| l.id == recalled).unwrap();
+    let named = |what: &str, lot: &fixtures::Lot| {
+        (
+            what.to_string(),
+            gs1::from_epc_urn(&lot.id).unwrap().unwrap().path(),
+            world.products[lot.product].name.to_string(),
+        )
+    };
+    [
+        named("clean", pick(false)),
+        named("breached", pick(true)),
+        named("recalled", recalled),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fact_verifies_in_chromium_and_an_altered_one_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let token = support::token(dir.path(), support::ORG, "investigator");
+    let server = Server::start(dir.path());
+    let proxy = Proxy::start(&server.base);
+    let lots = lots(&server.base, &token);
+    let driver = Driver::start();
+    let c = driver.session("en-GB,en").await;
+
+    for (name, path, product) in &lots {
+        let (facts, page) = open_verified(&c, &format!("{}{path}", proxy.base)).await;
+        screenshot(&c, name).await;
+        assert_eq!(page["lang"], "en", "{page}");
+        assert_eq!(
+            page["title"],
+            product.as_str(),
+            "{name}: the product's name"
+        );
+        assert!(
+            facts.len() >= 3,
+            "{name}: origin, verdict and steps: {facts:?}"
+        );
+        for f in &facts {
+            assert!(
+                !f.fact.trim().is_empty(),
+                "{name}: every proof sits in a fact: {f:?}"
+            );
+            assert_eq!(f.state, "verified", "{name}: {f:?}");
+            assert!(f.text.contains("verified"), "{f:?}");
+        }
+        let n = facts.len();
+        let summary = page["summary"].as_str().unwrap();
+        assert!(
+            summary.starts_with(&format!("{n} of {n} facts verified")),
+            "{name}: {summary}"
+        );
+        assert_eq!(page["summaryHidden"], false);
+        let verdict = page["verdict"].as_str().unwrap();
+        match name.as_str() {
+            "clean" => {
+                assert!(verdict.contains("for the whole journey"), "{verdict}");
+                assert_eq!(page["verdictBad"], false);
+            }
+            "breached" => {
+                assert!(!verdict.contains("whole journey"), "{verdict}");
+                assert!(verdict.contains(" on "), "says when: {verdict}");
+                assert_eq!(page["verdictBad"], true);
+                assert!(facts.iter().any(|f| f.kind == "verdict"), "{facts:?}");
+            }
+            _ => {}
+        }
+        if name == "recalled" {
+            let banner = page["recall"].as_str().expect("a recall banner");
+            assert!(banner.contains("Recalled: do not eat or use"), "{banner}");
+            assert!(facts
+                .iter()
+                .any(|f| f.kind == "recall" && f.state == "verified"));
+        } else {
+            assert!(page["recall"].is_null(), "{name}: no banner: {page}");
+        }
+        assert!(page["chart"]
+            .as_str()
+            .is_some_and(|d| d.contains("readings")));
+        // Mobile first: nothing wider than the phone's screen.
+        assert_eq!(page["viewport"], 412, "{name}: a phone's viewport");
+        assert!(page["width"].as_u64().unwrap() <= 412, "{name}: {page}");
+        assert_eq!(console_errors(&c).await, Vec::<String>::new(), "{name}");
+    }
+
+    // A journey step's bytes altered on the way: that fact fails, the rest hold.
+    let (_, breached_path, _) = &lots[1];
+    let (facts, _) = open_verified(&c, &format!("{}{breached_path}", proxy.base)).await;
+    let step = facts
+        .iter()
+        .find(|f| f.kind == "custody")
+        .unwrap()
+        .entry
+        .clone();
+    let at = |e: &str| {
+        let mut p = e.split('/');
+        (
+            p.next().unwrap().parse().unwrap(),
+            p.next().unwrap().parse().unwrap(),
+        )
+    };
+    let (shard, index) = at(&step);
+    proxy.set(Tamper::EntryBytes { shard, index });
+    let (facts, page) = open_verified(&c, &format!("{}{breached_path}", proxy.base)).await;
+    screenshot(&c, "breached-altered-entry").await;
+    for f in &facts {
+        if f.entry == step {
+            assert_eq!(f.state, "failed", "{f:?}");
+            assert!(f.text.contains("the record was altered"), "{f:?}");
+        } else {
+            assert_eq!(f.state, "verified", "only the altered entry fails: {f:?}");
+        }
+    }
+    assert!(page["summary"]
+        .as_str()
+        .unwrap()
+        .contains("could not be verified"));
+
+    // The signed head in the verdict's proof altered: that fact fails.
+    let verdict = facts
+        .iter()
+        .find(|f| f.kind == "verdict")
+        .unwrap()
+        .entry
+        .clone();
+    let (shard, index) = at(&verdict);
+    proxy.set(Tamper::ProofHead { shard, index });
+    let (facts, _) = open_verified(&c, &format!("{}{breached_path}", proxy.base)).await;
+    for f in &facts {
+        let expected = if f.entry == verdict {
+            "failed"
+        } else {
+            "verified"
+        };
+        assert_eq!(f.state, expected, "{f:?}");
+        if f.entry == verdict {
+            assert!(f.text.contains("signature does not check"), "{f:?}");
+        }
+    }
+    assert_eq!(console_errors(&c).await, Vec::<String>::new());
+    proxy.set(Tamper::None);
+
+    // In German, the recalled lot: the banner and the verdicts in German.
+    c.close().await.unwrap();
+    let de = driver.session("de-DE,de").await;
+    let (facts, page) = open_verified(&de, &format!("{}{}", proxy.base, lots[2].1)).await;
+    screenshot(&de, "recalled-de").await;
+    assert_eq!(page["lang"], "de");
+    assert!(
+        page["recall"].as_str().unwrap().contains("Rückruf"),
+        "{page}"
+    );
+    assert!(facts
+        .iter()
+        .all(|f| f.state == "verified" && f.text.contains("geprüft")));
+    de.close().await.unwrap();
+}
+
+/// The verifier's primitives in the browser against VERIFYING.md's vectors
+/// (produced by the Rust code), including refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_verifier_agrees_with_the_published_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let server = Server::start(dir.path());
+    let driver = Driver::start();
+    let c = driver.session("en").await;
+    // Any page of the node gives the module its origin.
+    c.goto(&format!("{}/v1/openapi.json", server.base))
+        .await
+        .unwrap();
+    let out = c
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+            import('/assets/coldtrail/proof.js').then((p) => {
+              const e = new TextEncoder();
+              const h = (x) => p.fromHex(x, 32, 'vector');
+              const leaf = (i) => p.leafHash(e.encode(`entry ${i}`));
+              const r = {};
+              r.leaf0 = p.toHex(leaf(0));
+              r.incl0 = p.toHex(p.rootFromInclusion(0, 7, leaf(0), [
+                '2a74a7e0c56bdd5dc2a8419e7892c04ad2da55dbd7b3f1f7c2fddc794722e947',
+                '4ff78b5a5ca868d70f02b115a8940a091db4466dd7e2e2969d4f633a5792a9bd',
+                '25412d9ec961711d81149d32f65e986fa54e4ef119667271adf38b0c0786a1ba'].map(h)));
+              r.incl6 = p.toHex(p.rootFromInclusion(6, 7, leaf(6), [
+                'a8f135b517fa15cadbfadad758c6ba2e41dabebad9df3d520fa7005c04c5ae1d',
+                'a6174c127bb7141208edeff5e238d4df008ab4348f243b95d041c8b95bcae3d7'].map(h)));
+              r.incl4of5 = p.toHex(p.rootFromInclusion(4, 5, leaf(4), [
+                'a6174c127bb7141208edeff5e238d4df008ab4348f243b95d041c8b95bcae3d7'].map(h)));
+              const refused = (f) => { try { f(); return null; } catch (x) { return x.code; } };
+              r.tooLong = refused(() => p.rootFromInclusion(4, 5, leaf(4), [h('00'.repeat(32)), h('00'.repeat(32))]));
+              r.pastEnd = refused(() => p.rootFromInclusion(7, 7, leaf(0), []));
+              const head = { shard: 0, log_id: '5883d57e3cf8c9de4a3b9c10484e7abef9a5c8fb15d06aa58cacdbeffecb8f51', size: 7,
+                root: '7bdecac4361c62bb20c348bbd6391aa467a67817fef9d0f6bddcb826799a098e', timestamp_ms: 1764000000000,
+                signature: 'ed3fd778323e133aa14f7c5f186f751b5e260e63049a7153d7d9d3c188f867239e032b36206fef8fa3821b2d27b2352e20382ae6ac49a88cfefb348a1a7ee005' };
+              const key = h('8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394');
+              r.headBytes = p.toHex(p.headBytes(head));
+              r.head = refused(() => p.verifyHead(head, 0, key));
+              r.otherSize = refused(() => p.verifyHead({ ...head, size: 8 }, 0, key));
+              r.otherKey = refused(() => p.verifyHead(head, 0, h('ca93ac1705187071d67b83c7ff0efe8108e8ec4530575d7726879333dbdabe7c')));
+              done(r);
+            }).catch((x) => done({ error: String(x) }));"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["error"], Value::Null, "{out}");
+    let root7 = "7bdecac4361c62bb20c348bbd6391aa467a67817fef9d0f6bddcb826799a098e";
+    assert_eq!(
+        out["leaf0"],
+        "bfcf58477aec861c90ea7c20594c85541ce7afa05f790e8b322cdb02633911a6"
+    );
+    assert_eq!(out["incl0"], root7);
+    assert_eq!(out["incl6"], root7);
+    assert_eq!(
+        out["incl4of5"],
+        "761ae52c5f72687b8b94d6053be434715308bfa8eaf33b10e9f4dd23adb503bf"
+    );
+    assert_eq!(out["tooLong"], "inclusion");
+    assert_eq!(out["pastEnd"], "inclusion");
+    assert_eq!(out["headBytes"], "5883d57e3cf8c9de4a3b9c10484e7abef9a5c8fb15d06aa58cacdbeffecb8f51077bdecac4361c62bb20c348bbd6391aa467a67817fef9d0f6bddcb826799a098e80a0bfe9d666");
+    assert_eq!(out["head"], Value::Null, "the vector's head checks: {out}");
+    assert_eq!(out["otherSize"], "head");
+    assert_eq!(out["otherKey"], "head");
+    c.close().await.unwrap();
+}

@@ -1,0 +1,157 @@
+// The consumer page's verifier: for every fact that names a ledger entry
+// (`a.proof[data-entry="shard/index/id"]`), fetch the entry's bytes and its
+// inclusion proof, check them (proof.js) against the node's published keys,
+// and say per fact "verified" or what failed. The page reads the same
+// without it; this only adds the check.
+//
+// Trust: the operator key is taken from the node on the first visit and
+// remembered in this browser (trust on first use); a later key document
+// must reach it through endorsed rotations. The page shows the key, so a
+// careful reader can compare it with one the operator publishes elsewhere.
+
+import { ProofError, verifyEntry, verifyKeyChain } from './proof.js';
+
+const WORDS = {
+  en: {
+    checking: 'checking…',
+    verified: 'verified',
+    failed: 'not verified',
+    fetch: 'the node did not answer',
+    format: 'the answer is malformed',
+    id: 'the record was altered',
+    kind: 'the record is not what the page says',
+    head: 'the log\'s signature does not check',
+    inclusion: 'the record is not in the signed log',
+    keys: 'the node\'s published keys do not check',
+    pin: 'the node\'s key changed since your last visit',
+    summary: (ok, all, key) => `${ok} of ${all} facts verified in your browser against the node's key ${key}.`,
+    summaryFailed: (bad, all) => `${bad} of ${all} facts could not be verified. Treat them with caution.`,
+    checkedAt: (size) => `in the log's signed state at ${size} records`,
+  },
+  de: {
+    checking: 'wird geprüft…',
+    verified: 'geprüft',
+    failed: 'nicht bestätigt',
+    fetch: 'der Server antwortet nicht',
+    format: 'die Antwort ist fehlerhaft',
+    id: 'der Eintrag wurde verändert',
+    kind: 'der Eintrag ist nicht, was die Seite angibt',
+    head: 'die Signatur des Registers stimmt nicht',
+    inclusion: 'der Eintrag steht nicht im signierten Register',
+    keys: 'die veröffentlichten Schlüssel stimmen nicht',
+    pin: 'der Schlüssel des Servers hat sich seit Ihrem letzten Besuch geändert',
+    summary: (ok, all, key) => `${ok} von ${all} Angaben in Ihrem Browser mit dem Schlüssel ${key} des Servers geprüft.`,
+    summaryFailed: (bad, all) => `${bad} von ${all} Angaben konnten nicht bestätigt werden. Seien Sie vorsichtig.`,
+    checkedAt: (size) => `im signierten Stand des Registers bei ${size} Einträgen`,
+  },
+};
+const words = WORDS[document.documentElement.lang] || WORDS.en;
+
+async function fetchOk(url, as) {
+  let response;
+  try {
+    response = await fetch(url, { headers: { Accept: as === 'json' ? 'application/json' : 'application/octet-stream' } });
+  } catch (e) {
+    throw new ProofError('fetch', `${url}: ${e.message}`);
+  }
+  if (!response.ok) throw new ProofError('fetch', `${url}: HTTP ${response.status}`);
+  if (as === 'json') {
+    try {
+      return await response.json();
+    } catch {
+      throw new ProofError('format', `${url} is not JSON`);
+    }
+  }
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+const PIN = `coldtrail operator key ${location.host}`;
+
+function remembered() {
+  try {
+    return localStorage.getItem(PIN);
+  } catch {
+    return null; // storage off: every visit is a first visit
+  }
+}
+
+function remember(key) {
+  try {
+    localStorage.setItem(PIN, key);
+  } catch {
+    // as above
+  }
+}
+
+async function keys() {
+  const doc = await fetchOk('/.well-known/coldtrail/keys', 'json');
+  const chain = verifyKeyChain(doc, remembered());
+  remember(chain.operatorKey);
+  return chain;
+}
+
+/** One entry, checked once however many facts name it. */
+async function check(fact, chain) {
+  const base = `/v1/shards/${fact.shard}/entries/${fact.index}`;
+  const [bytes, proof] = await Promise.all([fetchOk(`${base}/raw`, 'bytes'), fetchOk(`${base}/proof`, 'json')]);
+  return verifyEntry(fact, bytes, proof, chain.shards);
+}
+
+function parse(link) {
+  const [shard, index, id] = link.dataset.entry.split('/');
+  return { shard: Number(shard), index, id, kind: link.dataset.kind || null };
+}
+
+function show(link, state, text, title) {
+  link.dataset.state = state;
+  link.textContent = text;
+  if (title) link.title = title;
+}
+
+async function main() {
+  const links = [...document.querySelectorAll('a.proof[data-entry]')];
+  if (links.length === 0) return;
+  for (const link of links) show(link, 'checking', words.checking);
+  const summary = document.getElementById('proof-summary');
+  const byEntry = new Map();
+  for (const link of links) {
+    const key = `${link.dataset.entry}/${link.dataset.kind || ''}`;
+    if (!byEntry.has(key)) byEntry.set(key, []);
+    byEntry.get(key).push(link);
+  }
+  let chain = null;
+  let chainError = null;
+  try {
+    chain = await keys();
+  } catch (e) {
+    chainError = e;
+  }
+  let bad = 0;
+  await Promise.all(
+    [...byEntry.values()].map(async (group) => {
+      const fact = parse(group[0]);
+      try {
+        if (chainError) throw chainError;
+        const head = await check(fact, chain);
+        for (const link of group) show(link, 'verified', `✓ ${words.verified}`, `${fact.shard}/${fact.index} · ${fact.id} · ${words.checkedAt(head.size)}`);
+      } catch (e) {
+        const code = e instanceof ProofError ? e.code : 'format';
+        bad += group.length;
+        for (const link of group) show(link, 'failed', `✗ ${words.failed}: ${words[code] || words.format}`, e.message);
+      }
+    }),
+  );
+  if (summary) {
+    summary.textContent = bad === 0 ? words.summary(links.length, links.length, `${chain.operatorKey.slice(0, 16)}…`) : words.summaryFailed(bad, links.length);
+    summary.dataset.state = bad === 0 ? 'verified' : 'failed';
+    summary.hidden = false;
+  }
+  document.documentElement.dataset.verification = bad === 0 ? 'verified' : 'failed';
+}
+
+main().catch((e) => {
+  // Nothing above should throw; if it does, say so on the page rather than
+  // leave facts "checking" forever.
+  document.documentElement.dataset.verification = 'failed';
+  for (const link of document.querySelectorAll('a.proof[data-state=checking]')) show(link, 'failed', `✗ ${words.failed}`, String(e));
+});
