@@ -45,6 +45,15 @@ fn demo_with(dir: &Path, shards: &str) {
         "{t}"
     );
     assert!(t.contains("recall          opened"), "{t}");
+    // Three pages a newcomer opens: a clean, a breached and the recalled lot.
+    for what in ["a clean lot", "a breached lot", "the recalled lot"] {
+        let line = t
+            .lines()
+            .find(|l| l.contains(&format!("({what}, as its QR code opens it)")))
+            .unwrap_or_else(|| panic!("no page for {what}: {t}"));
+        assert!(line.contains("consumer page   http://127.0.0.1:"), "{line}");
+        assert!(line.contains("/01/") && line.contains("/10/"), "{line}");
+    }
 }
 
 #[test]

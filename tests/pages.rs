@@ -256,6 +256,87 @@ fn the_resolver_follows_the_digital_link_standard() {
     assert_eq!(fetch(base, "/v1/shards/0/head", &[]).0, 200);
 }
 
+/// The text of the one QR code in a greyscale PNG.
+fn decode_qr(png_bytes: &[u8]) -> String {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1);
+    grids[0].decode().unwrap().1
+}
+
+/// With a public URL configured, links and QR codes are written under it,
+/// over HTTP and by `coldtrail qr`, from any spelling of the lot.
+#[test]
+fn codes_and_links_use_the_configured_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let public = "https://fresh.example/p";
+    let server = Server::start_with(dir.path(), &["--public-url", public]);
+    let base = &server.base;
+    let world = fixtures::generate(7, fixtures::Scale::Tiny, START_MS);
+    let urn = &world.lots[1].id;
+    let path = path_of(urn);
+
+    let (status, _, png_bytes) = fetch(base, &format!("/qr{path}.png"), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(decode_qr(&png_bytes), format!("{public}{path}"));
+    let (_, _, body) = fetch(base, &format!("{path}?linkType=all"), &[]);
+    let set: Value = serde_json::from_slice(&body).unwrap();
+    let href = set["linkset"][0]["https://gs1.org/voc/defaultLink"][0]["href"]
+        .as_str()
+        .unwrap();
+    assert_eq!(href, format!("{public}{path}"));
+
+    // `coldtrail qr` from the EPC URN, from a non-canonical Digital Link, to files.
+    let out = dir.path().join("code.png");
+    let gtin_path = path.replace("/01/", "/gtin/").replace("/10/", "/lot/");
+    for id in [urn.clone(), format!("HTTPS://id.gs1.org{gtin_path}")] {
+        let o = support::coldtrail(&[
+            "qr",
+            &id,
+            "--public-url",
+            public,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(support::text(&o).contains(&format!("{public}{path}")));
+        assert_eq!(
+            decode_qr(&std::fs::read(&out).unwrap()),
+            format!("{public}{path}")
+        );
+    }
+    // In a terminal: the code as text, the link under it.
+    let o = support::coldtrail(&["qr", &path, "--public-url", public]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains('█') && text.trim_end().ends_with(&format!("{public}{path}")));
+    // Refusals say what to fix.
+    for (args, says) in [
+        (
+            vec!["qr", "/01/09506000134353/10/L1", "--public-url", public],
+            "check digit",
+        ),
+        (vec!["qr", &path, "--public-url", "ftp://x"], "https://"),
+        (
+            vec!["qr", &path, "--public-url", public, "--format", "gif"],
+            "svg, png or txt",
+        ),
+    ] {
+        let o = support::run(&args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(
+            support::text(&o).contains(says),
+            "{args:?}: {}",
+            support::text(&o)
+        );
+    }
+}
+
 #[test]
 fn qr_codes_decode_to_the_canonical_link() {
     let dir = tempfile::tempdir().unwrap();
@@ -268,17 +349,7 @@ fn qr_codes_decode_to_the_canonical_link() {
     let (status, hs, png_bytes) = fetch(base, &format!("/qr{path}.png"), &[]);
     assert_eq!(status, 200);
     assert_eq!(header(&hs, "content-type"), Some("image/png"));
-    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Grayscale);
-    let (w, h) = (info.width as usize, info.height as usize);
-    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
-    let grids = img.detect_grids();
-    assert_eq!(grids.len(), 1);
-    let (_, content) = grids[0].decode().unwrap();
-    assert_eq!(content, format!("{base}{path}"));
+    assert_eq!(decode_qr(&png_bytes), format!("{base}{path}"));
 
     let (status, hs, svg) = fetch(base, &format!("/qr{path}.svg"), &[]);
     assert_eq!(status, 200);
