@@ -230,6 +230,7 @@ main{max-width:40rem;margin:0 auto;padding:1rem}h1{font-size:1.5rem;margin:.5rem
 h2{font-size:1.15rem;margin:1.5rem 0 .5rem}.sub{color:var(--mute);margin:0}\
 .recall{background:var(--bad);color:#fff;padding:1rem;border-radius:.5rem;margin:.5rem 0}\
 .recall h2{margin:0 0 .25rem;font-size:1.3rem}.recall p{margin:.25rem 0}\
+.recall a,.recall .proof[data-state]{color:#fff}\
 .verdict{border-left:.4rem solid var(--ok);padding:.5rem .75rem;background:#eef7f0;font-weight:600}\
 .verdict.bad{border-color:var(--bad);background:#fbeeee}\
 ol.journey{list-style:none;padding:0;margin:0;border-left:2px solid var(--line)}\
