@@ -35,15 +35,21 @@ pub struct Args {
     /// Appending threads for the durable append figure.
     #[arg(long, default_value_t = 4)]
     appenders: usize,
-    /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, `lineage`, `graphql`, or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql"])]
+    /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, `lineage`, `graphql`, `pages`, or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql", "pages"])]
     only: String,
-    /// The fixtures world the GraphQL figures serve: `demo` or `large`.
+    /// The fixtures world the GraphQL and page figures serve: `demo` or `large`.
     #[arg(long, default_value = "demo", value_parser = ["tiny", "demo", "large"])]
     graphql_world: String,
     /// GraphQL queries per client (16 clients).
     #[arg(long, default_value_t = 200)]
     graphql_queries: usize,
+    /// Consumer pages asked per second (open loop) in the pages figures.
+    #[arg(long, default_value_t = 1000)]
+    page_rate: u32,
+    /// For how long, in seconds.
+    #[arg(long, default_value_t = 20)]
+    page_seconds: u32,
     /// Lots in the lineage world (about 7.4 events each).
     #[arg(long, default_value_t = 1_400_000)]
     lots: usize,
@@ -111,6 +117,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             _ => fixtures::Scale::Demo,
         };
         crate::bench_graphql::run(&root, scale, args.graphql_queries)?;
+    }
+    if args.only == "all" || args.only == "pages" {
+        let scale = match args.graphql_world.as_str() {
+            "tiny" => fixtures::Scale::Tiny,
+            "large" => fixtures::Scale::Large,
+            _ => fixtures::Scale::Demo,
+        };
+        crate::bench_pages::run(&root, scale, args.page_rate, args.page_seconds)?;
     }
     if args.only == "all" || args.only == "shards" {
         crate::bench_shards::run(&root.join("shards"), &signed_batches(&args, 20), args.batch)?;

@@ -76,57 +76,91 @@ fn load(
     Ok((all, rate, reads))
 }
 
-pub fn run(root: &std::path::Path, scale: fixtures::Scale, per_client: usize) -> Result<()> {
-    let dir = root.join("graphql");
-    // Worlds start on 2026-11-01, except the large one (70 days), which ends
-    // a day before today: readings may not be dated ahead of the server clock.
-    const DAY: i64 = 86_400_000;
-    let start = match scale {
-        fixtures::Scale::Large => (ingest::api::now_ms() / DAY - 71) * DAY,
-        _ => 1_793_491_200_000,
-    };
-    let world = fixtures::generate(7, scale, start);
-    let t = Instant::now();
-    let node = crate::serve::open_node(&dir, Some(2))?;
-    crate::demo::write_rules(&dir, &world)?;
-    let (token, _) = ingest::TokenStore::new(&dir).issue(
-        "urn:epc:id:sgln:0614141.00099.0",
-        ingest::Role::Investigator,
-    )?;
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(fixtures::load::into_node(&node, &world, 720))
-        .map_err(anyhow::Error::msg)
-        .context("loading the world")?;
-    drop(rt);
-    row(
-        "graphql world",
-        format!(
-            "{:?}: {} lots, {} readings",
-            scale,
-            world.lots.len(),
-            world.reading_count()
-        ),
-        format!("loaded in {:.1} s", t.elapsed().as_secs_f64()),
-    );
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server_node = Arc::clone(&node);
-    let server = std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            crate::serve::run_server(
-                server_node,
-                crate::serve::Edge::on("127.0.0.1:0"),
-                move |addr, handle, status| {
+/// A fixtures world loaded into a 2-shard node under `dir`, served on
+/// loopback with the rules caught up; stop it with `stop`.
+pub struct Served {
+    pub world: fixtures::World,
+    pub base: String,
+    /// An investigator's token.
+    pub token: String,
+    /// The world's first day, Unix ms.
+    pub start: i64,
+    handle: actix_web::dev::ServerHandle,
+    server: std::thread::JoinHandle<Result<()>>,
+}
+
+impl Served {
+    pub fn start(dir: &std::path::Path, scale: fixtures::Scale, label: &str) -> Result<Served> {
+        // Worlds start on 2026-11-01, except the large one (70 days), which ends
+        // a day before today: readings may not be dated ahead of the server clock.
+        let start = match scale {
+            fixtures::Scale::Large => (ingest::api::now_ms() / DAY - 71) * DAY,
+            _ => 1_793_491_200_000,
+        };
+        let world = fixtures::generate(7, scale, start);
+        let t = Instant::now();
+        let node = crate::serve::open_node(dir, Some(2))?;
+        crate::demo::write_rules(dir, &world)?;
+        let (token, _) = ingest::TokenStore::new(dir).issue(
+            "urn:epc:id:sgln:0614141.00099.0",
+            ingest::Role::Investigator,
+        )?;
+        let rt = tokio::runtime::Runtime::new()?;
+        rt.block_on(fixtures::load::into_node(&node, &world, 720))
+            .map_err(anyhow::Error::msg)
+            .context("loading the world")?;
+        drop(rt);
+        row(
+            &format!("{label} world"),
+            format!(
+                "{:?}: {} lots, {} readings",
+                scale,
+                world.lots.len(),
+                world.reading_count()
+            ),
+            format!("loaded in {:.1} s", t.elapsed().as_secs_f64()),
+        );
+        let catalogue = Arc::new(web::catalogue::Catalogue::load(dir)?);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server_node = Arc::clone(&node);
+        let server = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let mut edge = crate::serve::Edge::on("127.0.0.1:0");
+                edge.web.catalogue = catalogue;
+                crate::serve::run_server(server_node, edge, move |addr, handle, status| {
                     let _ = tx.send((addr, handle, status));
-                },
-            )
-            .await
+                })
+                .await
+            })
+        });
+        let (addr, handle, status) = rx
+            .recv_timeout(Duration::from_secs(600))
+            .context("the server did not start")?;
+        crate::demo::wait_for_rules(&node, &status)?;
+        Ok(Served {
+            world,
+            base: format!("http://{addr}"),
+            token,
+            start,
+            handle,
+            server,
         })
-    });
-    let (addr, handle, status) = rx
-        .recv_timeout(Duration::from_secs(600))
-        .context("the server did not start")?;
-    crate::demo::wait_for_rules(&node, &status)?;
-    let base = format!("http://{addr}");
+    }
+
+    pub fn stop(self) -> Result<()> {
+        rt_stop(self.handle);
+        self.server
+            .join()
+            .map_err(|_| anyhow::anyhow!("the server thread panicked"))?
+    }
+}
+
+const DAY: i64 = 86_400_000;
+
+pub fn run(root: &std::path::Path, scale: fixtures::Scale, per_client: usize) -> Result<()> {
+    let served = Served::start(&root.join("graphql"), scale, "graphql")?;
+    let (world, token, start) = (&served.world, &served.token, served.start);
+    let base = &served.base;
     // The lots asked about: up to 1,000 of the world's, chosen by a seed.
     let mut lots: Vec<String> = world.lots.iter().map(|l| l.id.clone()).collect();
     lots.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
@@ -182,11 +216,7 @@ pub fn run(root: &std::path::Path, scale: fixtures::Scale, per_client: usize) ->
         format!("{:.1}", reads as f64 / queries),
         "entries, proofs and heads read".into(),
     );
-    rt_stop(handle);
-    server
-        .join()
-        .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
-    Ok(())
+    served.stop()
 }
 
 fn rt_stop(handle: actix_web::dev::ServerHandle) {

@@ -598,3 +598,53 @@ async fn the_browser_verifier_agrees_with_the_published_vectors() {
     assert_eq!(out["otherKey"], "head");
     c.close().await.unwrap();
 }
+
+/// Not a test: the time in Chromium from navigation until every fact is
+/// verified, against first contentful paint in the same loads (the page is
+/// readable before the verifier runs). Prints figures for BENCHMARKS.md:
+/// `cargo test --release --test browser -- --ignored --nocapture time_to_verified`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark; prints figures"]
+async fn time_to_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let token = support::token(dir.path(), support::ORG, "investigator");
+    let server = Server::start(dir.path());
+    let lots = lots(&server.base, &token);
+    let driver = Driver::start();
+    let runs = 20;
+    for (name, path, _) in &lots {
+        let (mut paint, mut verified, mut facts) = (Vec::new(), Vec::new(), 0);
+        for i in 0..runs {
+            // A fresh session each time: nothing cached, as a first scan.
+            let c = driver.session("en").await;
+            let (f, _) = open_verified(&c, &format!("{}{path}", server.base)).await;
+            facts = f.len();
+            let t = c
+                .execute(
+                    "return [performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null,
+                             performance.getEntriesByName('coldtrail:verified')[0]?.startTime ?? null]",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            c.close().await.unwrap();
+            if i == 0 {
+                continue; // the first load warms the server's caches
+            }
+            paint.push(t[0].as_f64().unwrap());
+            verified.push(t[1].as_f64().unwrap());
+        }
+        let p = |v: &mut Vec<f64>, q: f64| {
+            v.sort_by(f64::total_cmp);
+            v[((v.len() - 1) as f64 * q).round() as usize]
+        };
+        println!(
+            "{name:<9} {facts:>2} facts: verified p50 {:.0} ms, p90 {:.0} ms; first paint p50 {:.0} ms ({} loads)",
+            p(&mut verified, 0.5),
+            p(&mut verified, 0.9),
+            p(&mut paint, 0.5),
+            runs - 1
+        );
+    }
+}

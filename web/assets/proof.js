@@ -303,8 +303,10 @@ export const KINDS = ['readings', 'custody', 'identity', 'receipt-out', 'receipt
  * the page names and are an entry of the kind the page says, and its audit
  * path leads to the root of a head signed by its shard's published key.
  * `proof` is the node's proof answer; returns the head it was checked under.
+ * `checkedHeads` (a Set) remembers heads whose signature already checked:
+ * the facts of one page mostly share their shard's newest head.
  */
-export function verifyEntry({ shard, index, id, kind }, bytes, proof, shardKeys) {
+export function verifyEntry({ shard, index, id, kind }, bytes, proof, shardKeys, checkedHeads = new Set()) {
   const leaf = leafHash(bytes);
   if (toHex(leaf) !== id) fail('id', `the entry's bytes hash to ${toHex(leaf).slice(0, 16)}…, not to the id ${id.slice(0, 16)}… the page names`);
   if (bytes[0] !== 1 || KINDS[bytes[1]] === undefined) fail('format', 'the bytes are not an entry this verifier knows');
@@ -314,7 +316,12 @@ export function verifyEntry({ shard, index, id, kind }, bytes, proof, shardKeys)
   }
   const key = shardKeys[shard];
   if (!key) fail('head', `the node publishes no key for shard ${shard}`);
-  verifyHead(proof.head, shard, key);
+  const h = proof.head;
+  const headKey = [shard, h.log_id, h.size, h.root, h.timestamp_ms, h.signature].join('/');
+  if (!checkedHeads.has(headKey)) {
+    verifyHead(h, shard, key);
+    checkedHeads.add(headKey);
+  }
   const path = (proof.proof || []).map((h, i) => fromHex(h, 32, `audit path hash ${i}`));
   const root = rootFromInclusion(index, proof.head.size, leaf, path);
   if (!equal(root, fromHex(proof.head.root, 32, 'the head\'s root'))) {

@@ -90,11 +90,13 @@ async function keys() {
   return chain;
 }
 
+const checkedHeads = new Set();
+
 /** One entry, checked once however many facts name it. */
 async function check(fact, chain) {
   const base = `/v1/shards/${fact.shard}/entries/${fact.index}`;
   const [bytes, proof] = await Promise.all([fetchOk(`${base}/raw`, 'bytes'), fetchOk(`${base}/proof`, 'json')]);
-  return verifyEntry(fact, bytes, proof, chain.shards);
+  return verifyEntry(fact, bytes, proof, chain.shards, checkedHeads);
 }
 
 function parse(link) {
@@ -147,6 +149,8 @@ async function main() {
     summary.hidden = false;
   }
   document.documentElement.dataset.verification = bad === 0 ? 'verified' : 'failed';
+  // When every fact was judged, for the time-to-verified benchmark.
+  performance.mark('coldtrail:verified');
 }
 
 main().catch((e) => {

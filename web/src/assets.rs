@@ -47,6 +47,15 @@ pub fn file(name: &str) -> Option<(&'static str, &'static str)> {
     Some((media, body))
 }
 
+/// What a browser fetches to verify a page: every served script, in bytes.
+pub fn script_bytes() -> usize {
+    FILES
+        .iter()
+        .filter(|(n, _)| n.ends_with(".js"))
+        .map(|(_, b)| b.len())
+        .sum()
+}
+
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
     cfg.route(&format!("{PREFIX}/{{name:.*}}"), web::get().to(get_asset));
 }

@@ -231,6 +231,7 @@ async fn page(
     canonical: &str,
     here: &str,
 ) -> HttpResponse {
+    let started = std::time::Instant::now();
     let lang = lang_of(req);
     let facts = {
         let g = state.lineage.read().expect("lineage lock");
@@ -280,6 +281,11 @@ async fn page(
         .insert_header((header::VARY, "Accept, Accept-Language"))
         .insert_header((header::CONTENT_LANGUAGE, lang.code()))
         .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_POLICY))
+        // What building the page took, for operators' dashboards and the bench.
+        .insert_header((
+            "Server-Timing",
+            format!("page;dur={:.3}", started.elapsed().as_secs_f64() * 1e3),
+        ))
         .insert_header((
             header::LINK,
             HeaderValue::from_str(&format!(
