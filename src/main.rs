@@ -45,9 +45,14 @@ enum Cmd {
         out: PathBuf,
     },
     /// Audit every log under a data directory: checksums, hashes, tree, signed heads.
+    /// Exits 0 when all is verified, 1 on damage (naming the first problem), 3 when
+    /// the logs are only in the state a crash leaves, which opening repairs.
     Verify {
         #[arg(long)]
         data_dir: PathBuf,
+        /// Open the node first, as a start does (recovery, heads signed), then audit.
+        #[arg(long)]
+        recover: bool,
     },
     /// Check a running node from the outside: its key document against a
     /// pinned operator key, every shard's signed head, that each log only grew
@@ -276,7 +281,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("log id      {}", ledger::head::log_id(&public));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Verify { data_dir } => verify::verify(&data_dir),
+        Cmd::Verify { data_dir, recover } => verify::verify(&data_dir, recover),
         Cmd::Inspect { data_dir } => verify::inspect(&data_dir),
         Cmd::AuditRemote(args) => audit_remote::run(args),
         Cmd::Keys {

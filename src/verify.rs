@@ -30,8 +30,27 @@ fn describe(name: &str, r: &AuditReport) {
     }
 }
 
-/// Full audit; exits 1 naming the first problem.
-pub fn verify(data_dir: &Path) -> Result<ExitCode> {
+/// Exit code of an audit that found damage.
+pub const DAMAGED: u8 = 1;
+/// Exit code of an audit that found only what a crash leaves (derived files
+/// behind the segments, a torn tail, an unsigned tail): opening repairs it.
+pub const RECOVERABLE: u8 = 3;
+
+/// Full audit; exits 1 naming the first problem, 3 when the logs are only
+/// crash-consistent (saying what opening will do). With `recover`, opens
+/// the node first (as a start would: recovery, then heads signed).
+pub fn verify(data_dir: &Path, recover: bool) -> Result<ExitCode> {
+    if recover {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let node = crate::serve::open_node(data_dir, None)?;
+            node.sign_heads().await?;
+            anyhow::Ok(())
+        })?;
+        println!("opened and closed the node: recovery ran and every log's heads are signed");
+    }
     let logs = find_logs(data_dir)?;
     let total: u64 = logs.iter().map(|(_, p)| dir_bytes(p).unwrap_or(0)).sum();
     let bar = ProgressBar::new(total).with_style(
@@ -61,8 +80,11 @@ pub fn verify(data_dir: &Path) -> Result<ExitCode> {
             for (n, r) in &reports {
                 describe(n, r);
             }
+            for r in &report.recoverable {
+                eprintln!("recoverable: shard {name}: {r}");
+            }
             eprintln!("FAILED: shard {name} ({}): {p}", path.display());
-            return Ok(ExitCode::from(1));
+            return Ok(ExitCode::from(DAMAGED));
         }
         reports.push((name.clone(), report));
     }
@@ -71,6 +93,19 @@ pub fn verify(data_dir: &Path) -> Result<ExitCode> {
         describe(n, r);
     }
     let secs = started.elapsed().as_secs_f64();
+    let recoverable: Vec<String> = reports
+        .iter()
+        .flat_map(|(n, r)| r.recoverable.iter().map(move |x| format!("shard {n}: {x}")))
+        .collect();
+    if !recoverable.is_empty() {
+        for r in &recoverable {
+            println!("RECOVERABLE: {r}");
+        }
+        println!(
+            "no damage: {entries} entries checked, every stored block, leaf and signed head matches; the logs are in the state a crash leaves, which opening repairs as said above (`coldtrail verify --recover`, or start the node)"
+        );
+        return Ok(ExitCode::from(RECOVERABLE));
+    }
     println!(
         "verified {} logs: {entries} entries, {} in {secs:.2} s ({}/s); every checksum, leaf hash, tree node, index record and signed head matches",
         logs.len(),

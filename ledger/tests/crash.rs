@@ -77,6 +77,7 @@ fn acknowledged_entries_survive_sigkill() {
     let mut acked: HashMap<u64, u64> = HashMap::new(); // index -> tag
     let mut next_tag = 0u64;
     let mut kills_mid_write = 0;
+    let mut crash_consistent = 0;
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
             .args([
@@ -124,6 +125,18 @@ fn acknowledged_entries_survive_sigkill() {
         }
         next_tag += 1_000_000;
 
+        // Before anything opens the log, the audit sees what the kill left:
+        // crash-consistent, never damage (an auditor must tell the two apart).
+        let before = audit(dir.path());
+        assert_eq!(
+            before.problem, None,
+            "round {round} (seed {seed}): a kill is not damage; recoverable: {:?}",
+            before.recoverable
+        );
+        if !before.recoverable.is_empty() {
+            crash_consistent += 1;
+        }
+
         // Restart: recovery runs on open.
         let store = open(dir.path());
         let len = store.len();
@@ -151,11 +164,16 @@ fn acknowledged_entries_survive_sigkill() {
         drop(store);
         let report = audit(dir.path());
         assert_eq!(report.problem, None, "round {round} (seed {seed})");
+        assert_eq!(
+            report.recoverable,
+            Vec::new(),
+            "round {round}: opening repaired all"
+        );
     }
     assert!(
         acked.len() > 1000,
         "the child acknowledged only {} entries",
         acked.len()
     );
-    eprintln!("{ROUNDS} kills, {} acknowledged entries, {kills_mid_write} kills left durable but unacknowledged entries", acked.len());
+    eprintln!("{ROUNDS} kills, {} acknowledged entries, {kills_mid_write} kills left durable but unacknowledged entries, {crash_consistent} left a recoverable state for the audit", acked.len());
 }

@@ -134,9 +134,30 @@ fn every_tampering_is_detected_and_named() {
         };
         fs::write(&path, &bytes).unwrap();
         let report = audit(work.path());
-        let problem = report.problem.unwrap_or_else(|| {
-            panic!("attempt {attempt} (seed {seed}): {what} in {name} went undetected")
-        });
+        // What a crash can leave (a derived file cut short or its last record
+        // torn, heads lost at the end) is reported as recoverable, not as
+        // damage: opening rebuilds it from the segments. Never a segment.
+        if report.problem.is_none() {
+            let r = report.recoverable.first().unwrap_or_else(|| {
+                panic!("attempt {attempt} (seed {seed}): {what} in {name} went undetected")
+            });
+            assert_eq!(r.file, name, "attempt {attempt} (seed {seed}): {what}: {r}");
+            assert!(
+                !name.ends_with(".seg") && (kind == 1 || name == format::INDEX_FILE),
+                "attempt {attempt} (seed {seed}): {what} in {name} is damage, not a crash: {r}"
+            );
+            // Recoverable means exactly that: opening repairs it, whole.
+            let n = open(work.path()).len();
+            let after = audit(work.path());
+            assert_eq!(
+                (after.problem, after.recoverable, after.entries),
+                (None, Vec::new(), n),
+                "attempt {attempt} (seed {seed}): {what} in {name}"
+            );
+            *counts.entry("recoverable".to_string()).or_insert(0) += 1;
+            continue;
+        }
+        let problem = report.problem.unwrap();
         assert_eq!(
             problem.file, name,
             "attempt {attempt} (seed {seed}): {what} in {name} was reported as: {problem}"
@@ -176,9 +197,16 @@ fn a_torn_tail_is_truncated_on_open() {
     let frame = FrameHeader::frame(&[1, 2, 3, 4, 5, 6, 7, 8], 8, n, 1);
     bytes.extend_from_slice(&frame[..frame.len() - 3]);
     fs::write(&seg, &bytes).unwrap();
+    let report = audit(dir.path());
+    assert_eq!(report.problem, None, "a torn tail is not damage");
     assert!(
-        audit(dir.path()).problem.is_some(),
-        "the audit reports a torn tail"
+        report
+            .recoverable
+            .iter()
+            .any(|r| r.what.contains("a torn write at offset")
+                && r.what.contains("opening truncates it")),
+        "the audit reports the torn tail as recoverable: {:?}",
+        report.recoverable
     );
     let store = open(dir.path());
     assert_eq!(store.len(), n);
@@ -222,4 +250,46 @@ fn a_damaged_indexed_block_is_never_handed_out() {
         .filter(|&i| matches!(store.entry(i), Err(StoreError::Corrupt { .. })))
         .count();
     assert!(refused > 0, "reads of the damaged block fail");
+}
+
+/// Derived files behind the segments, a missing sealed ids file and lost
+/// head records: the state a crash leaves. The audit checks past each, calls
+/// them recoverable (not damage) and says what opening does; opening does it.
+#[test]
+fn what_a_crash_leaves_is_recoverable_and_opening_repairs_it() {
+    let dir = fixture();
+    let p = |f: &str| dir.path().join(f);
+    let cut = |f: &str, keep: u64| {
+        let file = fs::OpenOptions::new().write(true).open(p(f)).unwrap();
+        file.set_len(keep).unwrap();
+    };
+    let len = |f: &str| fs::metadata(p(f)).unwrap().len();
+    cut(format::INDEX_FILE, len(format::INDEX_FILE) / 2 + 3);
+    cut(format::LEAVES_FILE, len(format::LEAVES_FILE) / 3);
+    cut(format::NODES_FILE, 0);
+    cut(format::HEADS_FILE, len(format::HEADS_FILE) - 10);
+    fs::remove_file(p(&format::ids_name(1))).unwrap();
+    let report = audit(dir.path());
+    assert_eq!(report.problem, None, "{:?}", report.recoverable);
+    let files: std::collections::BTreeSet<&str> =
+        report.recoverable.iter().map(|r| r.file.as_str()).collect();
+    for f in [
+        format::INDEX_FILE,
+        format::LEAVES_FILE,
+        format::NODES_FILE,
+        format::HEADS_FILE,
+    ] {
+        assert!(files.contains(f), "{f}: {:?}", report.recoverable);
+    }
+    assert!(
+        report
+            .recoverable
+            .iter()
+            .all(|r| r.what.contains("opening")),
+        "each says what opening does: {:?}",
+        report.recoverable
+    );
+    drop(open(dir.path()));
+    let after = audit(dir.path());
+    assert_eq!((after.problem, after.recoverable), (None, Vec::new()));
 }

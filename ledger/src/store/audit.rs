@@ -51,7 +51,24 @@ impl fmt::Display for Problem {
     }
 }
 
-/// What the audit checked, and the first problem if there was one.
+/// A state a crash leaves behind, which opening the log repairs from the
+/// segments (the record): derived files behind the segments, a torn write at
+/// the very end, entries not yet under a signed head. Not damage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recoverable {
+    pub file: String,
+    /// What was found, and what opening the log does about it.
+    pub what: String,
+}
+
+impl fmt::Display for Recoverable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file, self.what)
+    }
+}
+
+/// What the audit checked, the crash-consistent states it met, and the first
+/// problem (damage) if there was one.
 #[derive(Debug, Clone, Default)]
 pub struct AuditReport {
     pub log_id: Digest,
@@ -66,6 +83,8 @@ pub struct AuditReport {
     pub latest_head: Option<SignedTreeHead>,
     /// Entries by kind (`readings`, `receipt-out`, …; `unknown` for others).
     pub kinds: std::collections::BTreeMap<&'static str, u64>,
+    /// States opening repairs; the audit checked past each of them.
+    pub recoverable: Vec<Recoverable>,
     pub problem: Option<Problem>,
 }
 
@@ -278,6 +297,12 @@ struct Auditor<'a> {
     next_head: usize,
     frontier: Frontier,
     progress: &'a dyn AuditProgress,
+    /// Derived files found to end early: not compared past that point.
+    index_behind: bool,
+    leaves_behind: bool,
+    nodes_behind: bool,
+    /// A torn, never-acknowledged write was found at the log's end.
+    torn_tail: bool,
 }
 
 type Check = Result<(), Problem>;
@@ -319,6 +344,10 @@ pub fn audit_log(dir: &Path, progress: &dyn AuditProgress) -> Result<AuditReport
         next_head: 0,
         frontier: Frontier::default(),
         progress,
+        index_behind: false,
+        leaves_behind: false,
+        nodes_behind: false,
+        torn_tail: false,
     };
     if let Err(p) = a.run() {
         a.report.problem = Some(p);
@@ -327,6 +356,42 @@ pub fn audit_log(dir: &Path, progress: &dyn AuditProgress) -> Result<AuditReport
 }
 
 impl Auditor<'_> {
+    fn recoverable(&mut self, file: &str, what: String) {
+        self.report.recoverable.push(Recoverable {
+            file: file.to_string(),
+            what,
+        });
+    }
+
+    /// The next index record, unless the index was found to end early.
+    fn next_index_record(&mut self) -> Option<[u8; format::INDEX_RECORD_LEN]> {
+        if self.index_behind {
+            None
+        } else {
+            self.index.next()
+        }
+    }
+
+    fn next_index_peek(&mut self) -> Option<[u8; format::INDEX_RECORD_LEN]> {
+        if self.index_behind {
+            None
+        } else {
+            self.index.peek()
+        }
+    }
+
+    /// The offset of the next block the index lists, if it is in segment `n`.
+    fn indexed_block(&mut self, n: u64) -> Option<u64> {
+        if self.index_behind {
+            return None;
+        }
+        self.index
+            .peek::<{ format::INDEX_RECORD_LEN }>()
+            .and_then(|r| BlockLoc::decode(&r))
+            .filter(|loc| loc.segment == n)
+            .map(|loc| loc.offset)
+    }
+
     fn run(&mut self) -> Check {
         self.load_heads()?;
         self.check_heads_up_to(0)?;
@@ -347,7 +412,7 @@ impl Auditor<'_> {
         }
         let entries = self.frontier.size;
         self.report.entries = entries;
-        if self.index.read != self.index.len {
+        if !self.index_behind && self.index.read != self.index.len {
             // The index lists blocks the segments no longer hold: name the
             // segment and block the index says are missing.
             return Err(match self.index.next::<{ format::INDEX_RECORD_LEN }>().and_then(|r| BlockLoc::decode(&r)) {
@@ -362,7 +427,18 @@ impl Auditor<'_> {
                 None => problem(format::INDEX_FILE, "ends with a damaged or partial record"),
             });
         }
-        if self.leaves.len != entries * 32 {
+        let leaves_ok = match self.leaves.len.cmp(&(entries * 32)) {
+            std::cmp::Ordering::Equal => true,
+            std::cmp::Ordering::Less => self.leaves_behind,
+            std::cmp::Ordering::Greater => self.torn_tail,
+        };
+        if self.leaves.len > entries * 32 && self.torn_tail {
+            self.recoverable(
+                format::LEAVES_FILE,
+                "holds leaf hashes past the torn write: opening cuts them off".into(),
+            );
+        }
+        if !leaves_ok {
             return Err(problem(
                 format::LEAVES_FILE,
                 format!(
@@ -373,7 +449,12 @@ impl Auditor<'_> {
             ));
         }
         let want_nodes = (entries >> format::NODE_LEVEL) * 32;
-        if self.nodes.len != want_nodes {
+        let nodes_ok = match self.nodes.len.cmp(&want_nodes) {
+            std::cmp::Ordering::Equal => true,
+            std::cmp::Ordering::Less => self.nodes_behind,
+            std::cmp::Ordering::Greater => self.torn_tail,
+        };
+        if !nodes_ok {
             return Err(problem(
                 format::NODES_FILE,
                 format!(
@@ -395,13 +476,10 @@ impl Auditor<'_> {
         // signs a head over everything, so a closed log has none.
         let signed = self.report.latest_head.map_or(0, |h| h.head.size);
         if signed < entries {
-            return Err(Problem {
-                entry: Some(signed),
-                ..problem(
-                    format::HEADS_FILE,
-                    format!("entries {signed}..{entries} are not covered by any signed head (the log was not closed cleanly, or heads were removed; opening the log signs one)"),
-                )
-            });
+            self.recoverable(
+                format::HEADS_FILE,
+                format!("entries {signed}..{entries} are not covered by any signed head (the log was not closed cleanly): opening signs one; until then they are not tamper-evident"),
+            );
         }
         self.report.bytes += self.index.len + self.leaves.len + self.nodes.len;
         Ok(())
@@ -414,7 +492,10 @@ impl Auditor<'_> {
             Err(e) => return Err(problem(format::HEADS_FILE, e.to_string())),
         };
         if bytes.len() % format::HEAD_RECORD_LEN != 0 {
-            return Err(problem(format::HEADS_FILE, "ends with a partial record"));
+            self.recoverable(
+                format::HEADS_FILE,
+                "ends with a torn record: opening cuts it off".into(),
+            );
         }
         let mut prev: Option<SignedTreeHead> = None;
         for (i, rec) in bytes.chunks_exact(format::HEAD_RECORD_LEN).enumerate() {
@@ -481,6 +562,15 @@ impl Auditor<'_> {
             ..problem(&name, what)
         };
         let bytes = fs::read(self.dir.join(&name)).map_err(|e| seg_problem(e.to_string()))?;
+        if last && bytes.len() < SEGMENT_HEADER_LEN && self.indexed_block(n).is_none() {
+            self.recoverable(
+                &name,
+                "a new segment torn before its header was written: opening writes the header"
+                    .into(),
+            );
+            self.report.bytes += bytes.len() as u64;
+            return Ok(());
+        }
         let header = SegmentHeader::decode(&bytes).map_err(|w| seg_problem(w.to_string()))?;
         if header.log_id != self.report.log_id || header.number != n {
             return Err(seg_problem(
@@ -498,6 +588,31 @@ impl Auditor<'_> {
         let work = hash_blocks(&bytes, &frames);
         for ((pos, parsed), work) in frames.into_iter().zip(work) {
             let expect_first = self.frontier.size;
+            // A write that failed at the log's very end was never
+            // acknowledged (nothing lists it, nothing valid follows it):
+            // opening truncates it, as recovery does.
+            let torn = |a: &mut Self| {
+                last && a.indexed_block(n) != Some(pos as u64)
+                    && !super::embedded::valid_frame_follows(&bytes[pos + 1..])
+            };
+            let broken = match &parsed {
+                Err(_) => true,
+                Ok(h) => {
+                    pos + h.frame_len() as usize > bytes.len()
+                        || matches!(work, BlockWork::BadChecksum)
+                }
+            };
+            if broken && torn(self) {
+                self.recoverable(
+                    &name,
+                    format!(
+                        "a torn write at offset {pos} ({} bytes, never acknowledged): opening truncates it",
+                        bytes.len() - pos
+                    ),
+                );
+                self.torn_tail = true;
+                break;
+            }
             let at_block = |what: String, to: u64| Problem {
                 segment: Some(n),
                 block: Some((pos as u64, expect_first, to)),
@@ -545,8 +660,20 @@ impl Auditor<'_> {
                 offset: pos as u64,
                 frame_len: h.frame_len() as u32,
             };
-            match self.index.next::<{ format::INDEX_RECORD_LEN }>() {
+            match self.next_index_record() {
+                _ if self.index_behind => {}
                 Some(rec) if BlockLoc::decode(&rec) == Some(loc) => {}
+                Some(rec)
+                    if BlockLoc::decode(&rec).is_none() && self.index.read == self.index.len =>
+                {
+                    self.index_behind = true;
+                    self.recoverable(
+                        format::INDEX_FILE,
+                        format!(
+                            "its last record is torn: opening re-indexes from entry {expect_first}"
+                        ),
+                    );
+                }
                 Some(_) => {
                     return Err(Problem {
                         segment: Some(n),
@@ -558,14 +685,11 @@ impl Auditor<'_> {
                     })
                 }
                 None => {
-                    return Err(Problem {
-                        segment: Some(n),
-                        block: Some((pos as u64, expect_first, to)),
-                        ..problem(
-                            format::INDEX_FILE,
-                            "ends before this block (opening the store re-indexes it)",
-                        )
-                    })
+                    self.index_behind = true;
+                    self.recoverable(
+                        format::INDEX_FILE,
+                        format!("ends before the block at {name} offset {pos} (entry {expect_first}): opening re-indexes the blocks from there"),
+                    );
                 }
             }
             for (slot, k) in kinds.iter().enumerate() {
@@ -580,26 +704,42 @@ impl Auditor<'_> {
             for (i, leaf) in leaves.into_iter().enumerate() {
                 let index = expect_first + i as u64;
                 match self.leaves.next::<32>() {
+                    _ if self.leaves_behind => {}
                     Some(b) if b == leaf.0 => {}
-                    other => {
+                    Some(_) => {
                         return Err(Problem {
                             segment: Some(n),
                             block: Some((pos as u64, expect_first, to)),
                             entry: Some(index),
                             ..problem(
                                 format::LEAVES_FILE,
-                                if other.is_some() {
-                                    "stored leaf hash differs from the entry's hash"
-                                } else {
-                                    "ends before this entry"
-                                },
+                                "stored leaf hash differs from the entry's hash",
                             )
                         })
+                    }
+                    None => {
+                        self.leaves_behind = true;
+                        self.recoverable(
+                            format::LEAVES_FILE,
+                            format!("ends at entry {index}: opening rebuilds the leaf hashes after it from the segments"),
+                        );
                     }
                 }
                 if let Some(chunk) = self.frontier.push(leaf) {
                     let k = (index >> format::NODE_LEVEL) as usize;
-                    if self.nodes.next::<32>() != Some(chunk.0) {
+                    let stored = if self.nodes_behind {
+                        None
+                    } else {
+                        self.nodes.next::<32>()
+                    };
+                    if stored.is_none() && !self.nodes_behind {
+                        self.nodes_behind = true;
+                        self.recoverable(
+                            format::NODES_FILE,
+                            format!("ends at node {k}: opening rebuilds the nodes after it from the leaves"),
+                        );
+                    }
+                    if stored.is_some_and(|b| b != chunk.0) {
                         return Err(Problem {
                             entry: Some(index),
                             ..problem(
@@ -617,11 +757,7 @@ impl Auditor<'_> {
         }
         // A segment cut short at a block boundary: the index still lists
         // blocks in it.
-        if let Some(loc) = self
-            .index
-            .peek::<{ format::INDEX_RECORD_LEN }>()
-            .and_then(|r| BlockLoc::decode(&r))
-        {
+        if let Some(loc) = self.next_index_peek().and_then(|r| BlockLoc::decode(&r)) {
             if loc.segment == n {
                 return Err(Problem {
                     segment: Some(n),
@@ -640,13 +776,25 @@ impl Auditor<'_> {
     /// A sealed segment's ids file must hold exactly its entries' ids, sorted.
     fn sealed_ids(&mut self, n: u64, first: u64) -> Check {
         let name = format::ids_name(n);
-        let stored = fs::read(self.dir.join(&name)).map_err(|e| Problem {
-            segment: Some(n),
-            ..problem(&name, format!("{e} (opening the store rebuilds it)"))
-        })?;
+        let count = self.frontier.size - first;
+        if self.leaves_behind {
+            // Checked against the stored leaf hashes, which opening rebuilds first.
+            return Ok(());
+        }
+        let stored = match fs::read(self.dir.join(&name)) {
+            Ok(b) if b.len() as u64 == count * format::ID_RECORD_LEN as u64 => b,
+            // Written once when the segment is sealed; a crash can leave it
+            // missing or short, and opening rewrites it then.
+            Ok(_) | Err(_) => {
+                self.recoverable(
+                    &name,
+                    "missing or cut short: opening rebuilds it from the leaf hashes".into(),
+                );
+                return Ok(());
+            }
+        };
         let leaves = File::open(self.dir.join(format::LEAVES_FILE))
             .map_err(|e| problem(format::LEAVES_FILE, e.to_string()))?;
-        let count = self.frontier.size - first;
         let mut buf = vec![0u8; count as usize * 32];
         std::os::unix::fs::FileExt::read_exact_at(&leaves, &mut buf, first * 32)
             .map_err(|e| problem(format::LEAVES_FILE, e.to_string()))?;

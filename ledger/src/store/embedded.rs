@@ -236,7 +236,7 @@ pub(crate) fn read_frame(file: &File, offset: u64) -> Result<(FrameHeader, Vec<u
 
 /// Is there a valid frame anywhere in `bytes`? Used to tell a torn tail (only
 /// garbage follows) from damage in the middle (valid blocks follow).
-fn valid_frame_follows(bytes: &[u8]) -> bool {
+pub(super) fn valid_frame_follows(bytes: &[u8]) -> bool {
     let mut i = 0;
     while i + FRAME_HEADER_LEN <= bytes.len() {
         if &bytes[i..i + 4] == b"CTBK" {
