@@ -145,7 +145,7 @@ impl Ingest {
                                 events.entry(c.event_id).or_default().push(EventLoc {
                                     shard: shard.id(),
                                     index,
-                                    fingerprint: ledger::Domain::Token
+                                    fingerprint: ledger::Domain::EventFingerprint
                                         .hash(crate::epcis::canonical_json(&doc).as_bytes())
                                         .to_hex(),
                                 });
@@ -664,7 +664,7 @@ impl Ingest {
         if let Some(e) = failure {
             return Err(e.into());
         }
-        let job = ledger::Domain::Token
+        let job = ledger::Domain::CaptureJob
             .hash_parts(&[out
                 .entries
                 .iter()

@@ -446,7 +446,7 @@ fn parse_event(
         stored.insert("@context".into(), ctx.clone());
     }
     let stored = Value::Object(stored);
-    let fingerprint = ledger::Domain::Token
+    let fingerprint = ledger::Domain::EventFingerprint
         .hash(canonical_json(&stored).as_bytes())
         .to_hex();
     let event_id = match str_field(e, "eventID", &at)? {

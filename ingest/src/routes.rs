@@ -175,7 +175,7 @@ where
     let (answer, replayed) = match key {
         None => (run(who, body).await?, false),
         Some(key) => {
-            let fingerprint = ledger::Domain::Token
+            let fingerprint = ledger::Domain::Idempotency
                 .hash_parts(&[
                     req.method().as_str().as_bytes(),
                     req.path().as_bytes(),

@@ -88,10 +88,25 @@ pub enum Domain {
     KeySet,
     /// Checksum of a derived snapshot (the lineage graph's sources).
     Snapshot,
+    /// Checksum of a log's `LOG` meta file.
+    MetaChecksum,
+    /// Checksum of one record of a log's `heads` file.
+    HeadRecord,
+    /// Checksum of a feed consumer's cursor file.
+    FeedCursor,
+    /// Fingerprint of a request under an `Idempotency-Key`.
+    Idempotency,
+    /// Fingerprint of a captured EPCIS event's content (and the name of an
+    /// event that has no eventID).
+    EventFingerprint,
+    /// Identifier of an EPCIS capture job.
+    CaptureJob,
+    /// Checksum of a segment file's header.
+    SegmentHeader,
 }
 
 impl Domain {
-    const ALL: [Domain; 10] = [
+    const ALL: [Domain; 17] = [
         Domain::Merkle,
         Domain::BlockChecksum,
         Domain::IndexRecord,
@@ -102,6 +117,13 @@ impl Domain {
         Domain::Routing,
         Domain::KeySet,
         Domain::Snapshot,
+        Domain::MetaChecksum,
+        Domain::HeadRecord,
+        Domain::FeedCursor,
+        Domain::Idempotency,
+        Domain::EventFingerprint,
+        Domain::CaptureJob,
+        Domain::SegmentHeader,
     ];
 
     /// BLAKE3 `derive_key` context: globally unique, hard-coded, application
@@ -118,6 +140,13 @@ impl Domain {
             Domain::Routing => "coldtrail 2026-11 shard routing v1",
             Domain::KeySet => "coldtrail 2026-11 node key set v1",
             Domain::Snapshot => "coldtrail 2026-11 lineage snapshot v1",
+            Domain::MetaChecksum => "coldtrail 2026-11 store meta checksum v1",
+            Domain::HeadRecord => "coldtrail 2026-11 store head record v1",
+            Domain::FeedCursor => "coldtrail 2026-11 feed cursor v1",
+            Domain::Idempotency => "coldtrail 2026-11 idempotency fingerprint v1",
+            Domain::EventFingerprint => "coldtrail 2026-11 epcis event fingerprint v1",
+            Domain::CaptureJob => "coldtrail 2026-11 capture job id v1",
+            Domain::SegmentHeader => "coldtrail 2026-11 store segment header v1",
         }
     }
 

@@ -245,3 +245,31 @@ fn every_signed_head_is_kept_and_found_by_size_across_reopen() {
     assert!(found.head.timestamp_ms <= newest.head.timestamp_ms);
     found.verify(&key().verifying_key()).unwrap();
 }
+
+/// A log written in an earlier store format is refused with a message that
+/// says so and what to do, not as damage; the audit says the same.
+#[test]
+fn a_log_in_an_earlier_format_is_refused_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open(dir.path());
+    store.append(vec![common::tagged_entry(1)]).unwrap();
+    drop(store);
+    let meta = dir.path().join(ledger::store::format::META_FILE);
+    let mut bytes = std::fs::read(&meta).unwrap();
+    bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
+    std::fs::write(&meta, &bytes).unwrap();
+    let err = ledger::store::EmbeddedStore::open_or_create(
+        dir.path(),
+        common::key(),
+        common::small_config(),
+    )
+    .err()
+    .expect("a format-1 log is refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("store format 1") && msg.contains("format 2"),
+        "{msg}"
+    );
+    let report = common::audit(dir.path());
+    assert!(report.problem.unwrap().what.contains("store format 1"));
+}

@@ -57,7 +57,14 @@ fn vectors() -> String {
         Domain::Snapshot,
         Domain::BlockChecksum,
         Domain::IndexRecord,
+        Domain::MetaChecksum,
+        Domain::HeadRecord,
+        Domain::SegmentHeader,
+        Domain::FeedCursor,
         Domain::Token,
+        Domain::Idempotency,
+        Domain::EventFingerprint,
+        Domain::CaptureJob,
     ] {
         let key = blake3::derive_key(d.context(), b"");
         writeln!(

@@ -48,7 +48,9 @@ pub struct Subscription {
     max_batch: usize,
 }
 
-const CURSOR_TAG: &[u8; 8] = b"CTCURS01";
+/// Version 2: checksummed in its own domain (version 1 shared the store's
+/// index-record domain).
+const CURSOR_TAG: &[u8; 8] = b"CTCURS02";
 
 fn encode(cursors: &[u64], state: &[u8]) -> Vec<u8> {
     let mut out = CURSOR_TAG.to_vec();
@@ -57,14 +59,14 @@ fn encode(cursors: &[u64], state: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&c.to_le_bytes());
     }
     out.extend_from_slice(state);
-    let sum = ledger::Domain::IndexRecord.hash(&out);
+    let sum = ledger::Domain::FeedCursor.hash(&out);
     out.extend_from_slice(&sum.0[..16]);
     out
 }
 
 fn decode(bytes: &[u8], shards: usize) -> Option<(Vec<u64>, Vec<u8>)> {
     let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(16)?)?;
-    if ledger::Domain::IndexRecord.hash(body).0[..16] != *sum || body.get(..8)? != CURSOR_TAG {
+    if ledger::Domain::FeedCursor.hash(body).0[..16] != *sum || body.get(..8)? != CURSOR_TAG {
         return None;
     }
     let n = u32::from_le_bytes(body.get(8..12)?.try_into().ok()?) as usize;
@@ -101,10 +103,14 @@ impl Subscription {
         let (cursors, state) = match std::fs::read(&path) {
             Ok(b) => decode(&b, shards).ok_or_else(|| ShardError::Corrupt {
                 shard: 0,
-                what: format!(
-                    "cursor file {} is damaged or from another node",
-                    path.display()
-                ),
+                what: if b.starts_with(b"CTCURS01") {
+                    format!(
+                        "cursor file {} was written by an earlier coldtrail (cursor format 1): remove it and this consumer's derived state to rebuild them from the logs",
+                        path.display()
+                    )
+                } else {
+                    format!("cursor file {} is damaged or from another node", path.display())
+                },
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (vec![0; shards], Vec::new()),
             Err(e) => return Err(ShardError::io(&path, e)),

@@ -26,7 +26,15 @@ pub const LEAVES_FILE: &str = "leaves";
 pub const NODES_FILE: &str = "nodes";
 pub const HEADS_FILE: &str = "heads";
 
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Why a format-1 log is refused. Format 2 gave the meta file and the head
+/// records their own checksum domains (format 1 shared the index records'),
+/// so format-1 bytes do not check under this build.
+pub const FORMAT_1: &str =
+    "written in store format 1 by an earlier coldtrail; this build reads format 2 \
+(its checksums use one BLAKE3 domain per purpose). Keep serving this directory with the build that \
+wrote it, or load the data into a new directory";
 
 /// Level of the tree whose nodes the `nodes` file persists: 2^4 = 16 leaves.
 /// Proofs rebuild the four levels below from at most 16 leaf hashes; opening
@@ -75,7 +83,7 @@ pub fn encode_meta(key: &VerifyingKey) -> [u8; META_LEN] {
     out[..4].copy_from_slice(META_MAGIC);
     out[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     out[8..40].copy_from_slice(key.as_bytes());
-    let sum = Domain::IndexRecord.hash_parts(&[b"meta", &out[..40]]);
+    let sum = Domain::MetaChecksum.hash(&out[..40]);
     out[40..].copy_from_slice(&sum.0);
     out
 }
@@ -84,11 +92,14 @@ pub fn decode_meta(b: &[u8]) -> Result<VerifyingKey, &'static str> {
     if b.len() != META_LEN || &b[..4] != META_MAGIC {
         return Err("not a coldtrail log meta file");
     }
-    if Domain::IndexRecord.hash_parts(&[b"meta", &b[..40]]).0[..] != b[40..] {
-        return Err("meta file checksum does not match");
+    // The version first: an older format's checksum is in another domain.
+    match le_u32(&b[4..8]) {
+        FORMAT_VERSION => {}
+        1 => return Err(FORMAT_1),
+        _ => return Err("written in a store format newer than this build reads: use the coldtrail that wrote it"),
     }
-    if le_u32(&b[4..8]) != FORMAT_VERSION {
-        return Err("unsupported store format version");
+    if Domain::MetaChecksum.hash(&b[..40]).0[..] != b[40..] {
+        return Err("meta file checksum does not match");
     }
     let key: [u8; 32] = b[8..40].try_into().expect("32 bytes");
     VerifyingKey::from_bytes(&key).map_err(|_| "meta file holds an invalid public key")
@@ -114,7 +125,7 @@ impl SegmentHeader {
         out[8..40].copy_from_slice(&self.log_id.0);
         out[40..48].copy_from_slice(&self.number.to_le_bytes());
         out[48..56].copy_from_slice(&self.first_index.to_le_bytes());
-        let sum = checksum16(Domain::BlockChecksum, &out[..56]);
+        let sum = checksum16(Domain::SegmentHeader, &out[..56]);
         out[56..].copy_from_slice(&sum[..8]);
         out
     }
@@ -126,11 +137,13 @@ impl SegmentHeader {
         if &b[..4] != SEGMENT_MAGIC {
             return Err("segment header magic is wrong");
         }
-        if checksum16(Domain::BlockChecksum, &b[..56])[..8] != b[56..64] {
-            return Err("segment header checksum does not match");
+        match le_u32(&b[4..8]) {
+            FORMAT_VERSION => {}
+            1 => return Err(FORMAT_1),
+            _ => return Err("segment written in a store format newer than this build reads"),
         }
-        if le_u32(&b[4..8]) != FORMAT_VERSION {
-            return Err("unsupported segment format version");
+        if checksum16(Domain::SegmentHeader, &b[..56])[..8] != b[56..64] {
+            return Err("segment header checksum does not match");
         }
         Ok(SegmentHeader {
             log_id: Digest(b[8..40].try_into().expect("32 bytes")),
@@ -316,13 +329,13 @@ pub fn encode_head(h: &SignedTreeHead) -> [u8; HEAD_RECORD_LEN] {
     out[40..72].copy_from_slice(&h.head.root.0);
     out[72..80].copy_from_slice(&h.head.timestamp_ms.to_le_bytes());
     out[80..144].copy_from_slice(&h.signature);
-    let sum = checksum16(Domain::IndexRecord, &out[..144]);
+    let sum = checksum16(Domain::HeadRecord, &out[..144]);
     out[144..].copy_from_slice(&sum);
     out
 }
 
 pub fn decode_head(b: &[u8]) -> Option<SignedTreeHead> {
-    if b.len() != HEAD_RECORD_LEN || checksum16(Domain::IndexRecord, &b[..144]) != b[144..] {
+    if b.len() != HEAD_RECORD_LEN || checksum16(Domain::HeadRecord, &b[..144]) != b[144..] {
         return None;
     }
     Some(SignedTreeHead {
