@@ -654,3 +654,38 @@ fn chrono_ms(s: &str) -> i64 {
     let ms = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     ms - offset_min * 60_000
 }
+
+/// A capture job is findable by its id after the server restarts: the job
+/// is journalled before the answer names it.
+#[test]
+fn capture_jobs_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let r = post(
+        &server.base,
+        "/capture",
+        Some(&token),
+        "application/ld+json",
+        &document(vec![object_event(
+            "https://id.gs1.org/01/09506000134352/21/77",
+            json!({}),
+        )]),
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let location = r.header("location").expect("a job location").to_string();
+    let before = support::get_auth(&server.base, &location, &token);
+    assert_eq!(before.status, 200, "{}", before.body);
+    server.stop();
+    let server = Server::start(dir.path());
+    let after = support::get_auth(&server.base, &location, &token);
+    assert_eq!(
+        after.status, 200,
+        "{location} after a restart: {}",
+        after.body
+    );
+    assert_eq!(after.json(), before.json());
+    support::get_auth(&server.base, "/capture/0123456789abcdef01234567", &token)
+        .assert_problem(404, "not_found");
+}

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ed25519_dalek::{Signature, VerifyingKey};
 use ledger::entry::{Entry, EntryRef, IdentityChange, RuleVerdict, SignedBatch, VerdictKind};
 use ledger::store::Store;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shards::Node;
 use utoipa::ToSchema;
 
@@ -39,7 +39,7 @@ impl Default for Limits {
 }
 
 /// Where one written entry landed: enough to fetch its proof later.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Written {
     pub shard: u32,
     pub index: u64,
@@ -50,20 +50,20 @@ pub struct Written {
 }
 
 /// The answer to a successful write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WriteResult {
     pub entries: Vec<Written>,
     /// Cross-shard receipts committed with the entries.
     pub receipts: usize,
     /// EPCIS capture only: events already captured with the same content,
     /// answered with where they are instead of written again.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub already_captured: Vec<Written>,
     /// EPCIS capture only: the capture job's id (`GET /capture/{id}`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture_id: Option<String>,
     /// Recalls only: the recall's id and what it names.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub recall: Option<serde_json::Value>,
 }
@@ -99,8 +99,10 @@ pub struct Ingest {
     /// Device registrations, rotations and revocations check and append
     /// under this lock, so two racing registrations cannot both pass.
     pub(crate) registry_lock: tokio::sync::Mutex<()>,
-    /// Recent capture jobs, for `GET /capture/{id}` (bounded, oldest dropped).
+    /// Recent capture jobs, for `GET /capture/{id}` (bounded, oldest dropped),
+    /// journalled so they survive restarts.
     pub(crate) captures: std::sync::Mutex<std::collections::VecDeque<(String, WriteResult)>>,
+    capture_journal: crate::journal::Journal<(String, WriteResult)>,
     /// How far the start-up scan read each shard: [`Ingest::follow`] goes on from there.
     scanned: Vec<u64>,
 }
@@ -158,6 +160,9 @@ impl Ingest {
             }
         }
         let dir = node.data_dir().to_path_buf();
+        let jobs_path = dir.join("capture-jobs.jsonl");
+        let (capture_journal, jobs) = crate::journal::Journal::open(&jobs_path, MAX_CAPTURE_JOBS)
+            .map_err(|e| shards::ShardError::io(&jobs_path, e))?;
         Ok(Ingest {
             tokens: TokenStore::new(&dir),
             idempotency: crate::idempotency::IdempotencyStore::open(&dir)
@@ -167,7 +172,8 @@ impl Ingest {
             events: RwLock::new(events),
             capture_lock: tokio::sync::Mutex::new(()),
             registry_lock: tokio::sync::Mutex::new(()),
-            captures: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            captures: std::sync::Mutex::new(jobs.into()),
+            capture_journal,
             limits,
             node,
             scanned,
@@ -675,6 +681,11 @@ impl Ingest {
             .to_hex()[..24]
             .to_string();
         out.capture_id = Some(job.clone());
+        // Durable before the answer names the job: `GET /capture/{id}`
+        // finds it after a restart too.
+        self.capture_journal
+            .append(&(job.clone(), out.clone()))
+            .map_err(|e| ApiError::Unavailable(format!("recording the capture job: {e}")))?;
         let mut jobs = self.captures.lock().expect("captures lock");
         if jobs.len() >= MAX_CAPTURE_JOBS {
             jobs.pop_front();

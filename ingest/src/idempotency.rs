@@ -3,19 +3,18 @@
 //!
 //! Answers are kept per (organisation, key) with a fingerprint of the request
 //! they answered; a key reused for different content is refused. Answers are
-//! appended to `DIR/idempotency.jsonl` (fsync'd) before they are sent, so a
-//! retry after a server restart still gets the first answer. At most
-//! `MAX_KEYS` answers are kept; the oldest go first.
+//! appended to the journal `DIR/idempotency.jsonl` (fsync'd) before they are
+//! sent, so a retry after a server restart still gets the first answer. At
+//! most `MAX_KEYS` answers are kept; the oldest go first.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
+use crate::journal::Journal;
 use crate::problem::ApiError;
 
 pub const MAX_KEYS: usize = 100_000;
@@ -62,27 +61,22 @@ impl Keys {
 
 pub struct IdempotencyStore {
     keys: Mutex<Keys>,
-    file: Mutex<File>,
+    journal: Journal<Line>,
 }
 
 impl IdempotencyStore {
     pub fn open(data_dir: &Path) -> std::io::Result<IdempotencyStore> {
-        let path = data_dir.join("idempotency.jsonl");
+        // A torn last line (crash mid-append) is not read: its answer was
+        // never sent, so its retry runs afresh.
+        let (journal, lines) =
+            Journal::<Line>::open(&data_dir.join("idempotency.jsonl"), MAX_KEYS)?;
         let mut keys = Keys::default();
-        if let Ok(f) = File::open(&path) {
-            for line in BufReader::new(f).lines() {
-                // A torn last line (crash mid-append) is skipped: its answer
-                // was never sent, so its retry runs afresh.
-                let Ok(line) = line else { break };
-                if let Ok(l) = serde_json::from_str::<Line>(&line) {
-                    let _ = keys.cell(&l.key).set(l.answer);
-                }
-            }
+        for l in lines {
+            let _ = keys.cell(&l.key).set(l.answer);
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(IdempotencyStore {
             keys: Mutex::new(keys),
-            file: Mutex::new(file),
+            journal,
         })
     }
 
@@ -110,14 +104,11 @@ impl IdempotencyStore {
         let answer = cell
             .get_or_try_init(|| async {
                 let answer = write().await?;
-                let line = serde_json::to_string(&Line {
-                    key: full.clone(),
-                    answer: answer.clone(),
-                })
-                .expect("answers serialise");
-                let mut f = self.file.lock().expect("idempotency file lock");
-                writeln!(f, "{line}")
-                    .and_then(|_| f.sync_data())
+                self.journal
+                    .append(&Line {
+                        key: full.clone(),
+                        answer: answer.clone(),
+                    })
                     .map_err(|e| {
                         ApiError::Unavailable(format!("recording the idempotent answer: {e}"))
                     })?;

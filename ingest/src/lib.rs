@@ -12,6 +12,7 @@ pub mod api;
 pub mod epcis;
 pub mod idempotency;
 pub mod identity;
+pub mod journal;
 pub mod params;
 pub mod problem;
 pub mod read;

@@ -1,0 +1,150 @@
+//! A bounded, durable journal of JSON records: one line per record,
+//! appended and fsync'd before the caller answers anyone, read back at start.
+//! What ingest must remember across restarts but is not ledger content
+//! (idempotent answers, capture jobs) lives in one.
+//!
+//! A crash can tear the last line; it is skipped (its caller never answered).
+//! Only the newest `keep` records are read back, and opening rewrites the
+//! file with just those when it holds more than twice as many, so the file
+//! stays within a constant factor of what is kept.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub struct Journal<T> {
+    path: PathBuf,
+    file: Mutex<File>,
+    _records: PhantomData<fn(T)>,
+}
+
+impl<T: Serialize + DeserializeOwned> Journal<T> {
+    /// Opens (or creates) the journal at `path`: the newest `keep` whole
+    /// records, oldest first.
+    pub fn open(path: &Path, keep: usize) -> std::io::Result<(Journal<T>, Vec<T>)> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        // Only lines ended by a newline are whole: a torn last line is not
+        // read, and is cut off before anything is appended after it.
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut records = std::collections::VecDeque::new();
+        let mut lines = 0usize;
+        for line in bytes[..whole]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            lines += 1;
+            if let Ok(r) = serde_json::from_slice::<T>(line) {
+                if records.len() == keep {
+                    records.pop_front();
+                }
+                records.push_back(r);
+            }
+        }
+        let records: Vec<T> = records.into();
+        if lines > 2 * keep.max(1) {
+            rewrite(path, &records)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        if lines <= 2 * keep.max(1) && whole != bytes.len() {
+            file.set_len(whole as u64)?;
+            file.sync_data()?;
+        }
+        Ok((
+            Journal {
+                path: path.to_path_buf(),
+                file: Mutex::new(file),
+                _records: PhantomData,
+            },
+            records,
+        ))
+    }
+
+    /// Appends `record` durably (written and fsync'd) before returning.
+    pub fn append(&self, record: &T) -> std::io::Result<()> {
+        let line = serde_json::to_string(record).map_err(std::io::Error::other)?;
+        let mut f = self.file.lock().expect("journal lock");
+        writeln!(f, "{line}")?;
+        f.sync_data()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Replaces the file with `records`, atomically (a crash leaves the old
+/// file or the new one, never a mix).
+fn rewrite<T: Serialize>(path: &Path, records: &[T]) -> std::io::Result<()> {
+    let tmp = path.with_extension("jsonl.tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        for r in records {
+            let line = serde_json::to_string(r).map_err(std::io::Error::other)?;
+            writeln!(f, "{line}")?;
+        }
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopening_torn_lines_are_skipped_and_the_file_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let (j, old) = Journal::<(u32, String)>::open(&path, 3).unwrap();
+        assert!(old.is_empty());
+        for i in 0..10 {
+            j.append(&(i, format!("r{i}"))).unwrap();
+        }
+        drop(j);
+        // A crash mid-append: half a line at the end.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"[10,\"r1").unwrap();
+        drop(f);
+        let (j, kept) = Journal::<(u32, String)>::open(&path, 3).unwrap();
+        assert_eq!(
+            kept,
+            vec![(7, "r7".into()), (8, "r8".into()), (9, "r9".into())]
+        );
+        // Opening compacted the file to what it keeps.
+        let lines = fs::read_to_string(j.path()).unwrap().lines().count();
+        assert_eq!(lines, 3);
+        j.append(&(11, "r11".into())).unwrap();
+        let (_, kept) = Journal::<(u32, String)>::open(&path, 3).unwrap();
+        assert_eq!(kept.last(), Some(&(11, "r11".into())));
+    }
+
+    #[test]
+    fn a_record_appended_after_a_torn_line_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let (j, _) = Journal::<u32>::open(&path, 100).unwrap();
+        j.append(&1).unwrap();
+        drop(j);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"12").unwrap(); // torn: no newline
+        drop(f);
+        let (j, kept) = Journal::<u32>::open(&path, 100).unwrap();
+        assert_eq!(kept, vec![1]);
+        j.append(&3).unwrap();
+        let (_, kept) = Journal::<u32>::open(&path, 100).unwrap();
+        assert_eq!(kept, vec![1, 3]);
+    }
+}
