@@ -8,6 +8,7 @@ mod bench_lineage;
 mod bench_pages;
 mod bench_rules;
 mod bench_shards;
+mod config;
 mod demo;
 mod loadgen;
 mod logs;
@@ -81,39 +82,7 @@ enum Cmd {
     /// Drive a server with signed, realistic batches and report readings/s and ack latency.
     Loadgen(loadgen::Args),
     /// Serve the node over HTTP (write API, read routes, GraphQL) until Ctrl-C.
-    Serve {
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// Address to listen on; port 0 picks a free port (printed).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
-        /// The public base URL printed on packs (https://host[/prefix]):
-        /// Digital Links, linksets and QR codes are written under it
-        /// (default: the address each request came to).
-        #[arg(long, value_parser = ::web::parse_public_url)]
-        public_url: Option<String>,
-        /// Shards of a new node (default: one per core).
-        #[arg(long)]
-        shards: Option<u32>,
-        /// Largest request body accepted (413 above).
-        #[arg(long, default_value_t = ingest::Limits::default().max_body_bytes)]
-        max_body_bytes: usize,
-        /// Write requests processed at once (429 with Retry-After above).
-        #[arg(long, default_value_t = ingest::Limits::default().max_in_flight)]
-        max_in_flight: usize,
-        /// A GraphQL query or mutation running longer is stopped (`query_timeout`).
-        #[arg(long, default_value_t = graphql::Limits::default().timeout.as_millis() as u64)]
-        graphql_timeout_ms: u64,
-        /// Deepest GraphQL selection nesting (`query_too_deep` above).
-        #[arg(long, default_value_t = graphql::Limits::default().max_depth)]
-        graphql_max_depth: usize,
-        /// Highest GraphQL query complexity (`query_too_complex` above).
-        #[arg(long, default_value_t = graphql::Limits::default().max_complexity)]
-        graphql_max_complexity: usize,
-        /// Largest `first` of a GraphQL connection.
-        #[arg(long, default_value_t = graphql::Limits::default().max_page)]
-        graphql_max_page: usize,
-    },
+    Serve(ServeArgs),
     /// Print the GraphQL schema (SDL), as `graphql/schema.graphql` holds it.
     GraphqlSchema,
     /// The QR code a pack carries: the canonical GS1 Digital Link of a product,
@@ -317,42 +286,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Serve {
-            data_dir,
-            listen,
-            public_url,
-            shards,
-            max_body_bytes,
-            max_in_flight,
-            graphql_timeout_ms,
-            graphql_max_depth,
-            graphql_max_complexity,
-            graphql_max_page,
-        } => serve::serve(
-            data_dir,
-            shards,
-            serve::Edge {
-                listen,
-                web: ::web::Options {
-                    public_url,
-                    ..Default::default()
-                },
-                limits: ingest::Limits {
-                    max_body_bytes,
-                    max_in_flight,
-                    ..ingest::Limits::default()
-                },
-                gql: graphql::Limits {
-                    timeout: std::time::Duration::from_millis(graphql_timeout_ms),
-                    max_depth: graphql_max_depth,
-                    max_complexity: graphql_max_complexity,
-                    max_page: graphql_max_page.max(1),
-                    default_page: graphql::Limits::default()
-                        .default_page
-                        .min(graphql_max_page.max(1)),
-                },
-            },
-        ),
+        Cmd::Serve(args) => serve::serve(args.config()?),
         Cmd::Qr {
             id,
             public_url,
@@ -450,4 +384,76 @@ fn qr(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `serve`'s flags: each overrides the config file (`--config`) and the
+/// `COLDTRAIL_*` environment (see `config.rs`); unset, they leave them be.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// A TOML file of settings (the keys `serve` prints at start).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (printed). [default: 127.0.0.1:8080]
+    #[arg(long)]
+    listen: Option<String>,
+    /// The public base URL printed on packs (https://host[/prefix]):
+    /// Digital Links, linksets and QR codes are written under it
+    /// (default: the address each request came to).
+    #[arg(long, value_parser = ::web::parse_public_url)]
+    public_url: Option<String>,
+    /// Shards of a new node (default: one per core).
+    #[arg(long)]
+    shards: Option<u32>,
+    /// Largest request body accepted (413 above). [default: 16 MiB]
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// Write requests processed at once (429 with Retry-After above). [default: 256]
+    #[arg(long)]
+    max_in_flight: Option<usize>,
+    /// A GraphQL query or mutation running longer is stopped (`query_timeout`).
+    #[arg(long)]
+    graphql_timeout_ms: Option<u64>,
+    /// Deepest GraphQL selection nesting (`query_too_deep` above).
+    #[arg(long)]
+    graphql_max_depth: Option<usize>,
+    /// Highest GraphQL query complexity (`query_too_complex` above).
+    #[arg(long)]
+    graphql_max_complexity: Option<usize>,
+    /// Largest `first` of a GraphQL connection.
+    #[arg(long)]
+    graphql_max_page: Option<usize>,
+}
+
+impl ServeArgs {
+    /// Defaults < config file < environment < these flags.
+    fn config(self) -> Result<config::Config> {
+        let mut c = config::Config::load(self.config.as_deref(), std::env::vars())?;
+        macro_rules! over {
+            ($($flag:ident => $($field:ident).+),* $(,)?) => {
+                $(if let Some(v) = self.$flag { c.$($field).+ = v; })*
+            };
+        }
+        over!(
+            listen => listen,
+            max_body_bytes => ingest.max_body_bytes,
+            max_in_flight => ingest.max_in_flight,
+            graphql_timeout_ms => graphql.timeout_ms,
+            graphql_max_depth => graphql.max_depth,
+            graphql_max_complexity => graphql.max_complexity,
+            graphql_max_page => graphql.max_page,
+        );
+        if self.data_dir.is_some() {
+            c.data_dir = self.data_dir;
+        }
+        if self.public_url.is_some() {
+            c.public_url = self.public_url;
+        }
+        if self.shards.is_some() {
+            c.shards = self.shards;
+        }
+        c.check()?;
+        Ok(c)
+    }
 }

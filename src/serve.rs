@@ -114,11 +114,30 @@ pub async fn run_server(
     Ok(())
 }
 
-pub fn serve(data_dir: PathBuf, shards: Option<u32>, mut edge: Edge) -> Result<ExitCode> {
-    edge.web.catalogue = Arc::new(::web::catalogue::Catalogue::load(&data_dir)?);
+/// `coldtrail serve` with its settings (printed once it listens).
+pub fn serve(config: crate::config::Config) -> Result<ExitCode> {
+    let data_dir = config.data_dir.clone().ok_or_else(|| {
+        anyhow::anyhow!("say where the node lives: --data-dir DIR, data_dir in the --config file, or COLDTRAIL_DATA_DIR")
+    })?;
+    let edge = Edge {
+        listen: config.listen.clone(),
+        limits: config.ingest_limits(),
+        gql: config.graphql_limits(),
+        web: ::web::Options {
+            public_url: config.public_url.clone(),
+            catalogue: Arc::new(::web::catalogue::Catalogue::load(&data_dir)?),
+        },
+    };
     actix_web::rt::System::new().block_on(async move {
-        let node = open_node(&data_dir, shards)?;
-        let shown = format!("{:?}", edge.limits);
+        let node = Arc::new(
+            Node::open(NodeConfig {
+                shards: config.shards,
+                store: config.store_config(),
+                ..NodeConfig::new(&data_dir)
+            })
+            .with_context(|| format!("opening the node in {}", data_dir.display()))?,
+        );
+        let shown = config.to_toml();
         let public = edge.web.public_url.clone();
         run_server(node, edge, move |addr, _, _| {
             println!("coldtrail serving {} on http://{addr}", data_dir.display());
@@ -128,7 +147,10 @@ pub fn serve(data_dir: PathBuf, shards: Option<u32>, mut edge: Edge) -> Result<E
                 "  pages       {}/01/{{gtin}}/10/{{lot}}   (GS1 Digital Link; QR codes under /qr/)",
                 public.unwrap_or_else(|| format!("http://{addr}"))
             );
-            println!("  limits      {shown}");
+            println!("  settings    (defaults < --config file < COLDTRAIL_* environment < flags)");
+            for line in shown.lines() {
+                println!("    {line}");
+            }
         })
         .await?;
         Ok(ExitCode::SUCCESS)

@@ -193,3 +193,77 @@ fn keygen_writes_a_private_key_once() {
     let again = coldtrail(&["keygen", "--out", path.to_str().unwrap()]);
     assert!(!again.status.success(), "never overwrites a key");
 }
+
+/// `serve` takes its settings from defaults, a `--config` file, the
+/// `COLDTRAIL_*` environment and flags, each overriding the one before,
+/// prints them at start, and acts on them.
+#[test]
+fn serve_settings_come_from_file_environment_and_flags() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path());
+    let file = dir.path().join("coldtrail.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:0\"\n[ingest]\nmax_in_flight = 50\nmax_body_bytes = 100000\n[store]\nhead_interval_ms = 300\n",
+            dir.path().to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_coldtrail"))
+        .args([
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--max-body-bytes",
+            "2000",
+        ])
+        .env("COLDTRAIL_INGEST_MAX_IN_FLIGHT", "7")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let mut printed = Vec::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        let done = l.contains("head_interval_ms");
+        printed.push(l);
+        if done {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let printed = printed.join("\n");
+    for want in [
+        "max_body_bytes = 2000",  // the flag beats the file
+        "max_in_flight = 7",      // the environment beats the file
+        "head_interval_ms = 300", // the file beats the default
+    ] {
+        assert!(printed.contains(want), "{want}: {printed}");
+    }
+    let token = support::token(dir.path(), support::ORG, "partner");
+    let r = support::post(
+        &base,
+        "/v1/batches",
+        Some(&token),
+        "application/json",
+        &vec![b' '; 3000],
+        None,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    r.assert_problem(413, "payload_too_large");
+
+    // A mistake in the file is refused naming it.
+    std::fs::write(&file, "[ingest]\nmax_inflight = 3\n").unwrap();
+    let out = coldtrail(&["serve", "--config", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("max_inflight"), "{}", text(&out));
+}

@@ -1,0 +1,338 @@
+//! `coldtrail serve`'s settings as one typed `Config`: the defaults, then a
+//! TOML file (`--config FILE`), then `COLDTRAIL_*` environment variables,
+//! then flags, each overriding the one before. The server prints the result
+//! at start.
+//!
+//! Environment names are the setting's path in upper case, sections joined
+//! with `_`: `COLDTRAIL_LISTEN`, `COLDTRAIL_INGEST_MAX_IN_FLIGHT`,
+//! `COLDTRAIL_STORE_SEGMENT_BYTES`. Other `COLDTRAIL_*` variables are not
+//! settings and are left alone.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the node's logs and state live.
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// The public base URL consumer pages and QR codes are written under.
+    pub public_url: Option<String>,
+    /// Shards of a new node (default: one per core); existing data keeps its count.
+    pub shards: Option<u32>,
+    pub ingest: IngestSettings,
+    pub graphql: GraphqlSettings,
+    pub store: StoreSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Largest request body, bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Write requests processed at once (429 with Retry-After above).
+    pub max_in_flight: usize,
+    /// How far ahead of the server clock a reading may be, ms (422 above).
+    pub future_slack_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphqlSettings {
+    /// A query or mutation running longer is stopped, ms.
+    pub timeout_ms: u64,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    /// Largest `first` of a connection.
+    pub max_page: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// A segment is sealed at this many bytes…
+    pub segment_bytes: u64,
+    /// …or this many entries.
+    pub segment_entries: u64,
+    pub max_block_entries: usize,
+    pub max_block_bytes: usize,
+    pub max_entry_bytes: usize,
+    /// Appends that may wait for a shard's writer; more are refused.
+    pub queue_depth: usize,
+    /// While appends arrive, a head is signed at least this often, ms.
+    pub head_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: None,
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            shards: None,
+            ingest: IngestSettings::default(),
+            graphql: GraphqlSettings::default(),
+            store: StoreSettings::default(),
+        }
+    }
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        let l = ingest::Limits::default();
+        IngestSettings {
+            max_body_bytes: l.max_body_bytes,
+            max_in_flight: l.max_in_flight,
+            future_slack_ms: l.future_slack_ms,
+        }
+    }
+}
+
+impl Default for GraphqlSettings {
+    fn default() -> Self {
+        let l = graphql::Limits::default();
+        GraphqlSettings {
+            timeout_ms: l.timeout.as_millis() as u64,
+            max_depth: l.max_depth,
+            max_complexity: l.max_complexity,
+            max_page: l.max_page,
+        }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        let s = ledger::store::StoreConfig::default();
+        StoreSettings {
+            segment_bytes: s.segment_bytes,
+            segment_entries: s.segment_entries,
+            max_block_entries: s.max_block_entries,
+            max_block_bytes: s.max_block_bytes,
+            max_entry_bytes: s.max_entry_bytes,
+            queue_depth: s.queue_depth,
+            head_interval_ms: s.head_interval.as_millis() as u64,
+        }
+    }
+}
+
+/// Settings that may be absent from a serialised config (`None`), so they
+/// cannot be discovered from the defaults' keys.
+const OPTIONAL: [&str; 3] = ["data_dir", "public_url", "shards"];
+
+impl Config {
+    /// Defaults, overridden by the file (if any), then by `env` (name, value
+    /// pairs; pass `std::env::vars()`). Flags are applied by the caller.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config> {
+        let mut table = toml::Table::try_from(Config::default()).expect("the defaults serialise");
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the config file {}", path.display()))?;
+            let from_file: toml::Table = text
+                .parse()
+                .with_context(|| format!("{} is not TOML", path.display()))?;
+            // Refuse unknown or mistyped settings, pointing at the line,
+            // before the environment could hide them.
+            toml::from_str::<Config>(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            merge(&mut table, from_file);
+        }
+        let keys = setting_paths(&table);
+        for (name, value) in env {
+            let Some(path) = name
+                .strip_prefix("COLDTRAIL_")
+                .map(str::to_ascii_lowercase)
+                .and_then(|p| keys.iter().find(|k| k.join("_") == p))
+            else {
+                continue;
+            };
+            // A TOML literal (number, boolean, quoted string) or else a bare string.
+            let v = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value.clone()));
+            set(&mut table, path, v);
+            table
+                .clone()
+                .try_into::<Config>()
+                .map_err(|e| anyhow::anyhow!("{name}={value:?}: {}", e.message()))?;
+        }
+        let config: Config = table.try_into().context("the settings")?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// What no type can say: ranges and the public URL's form.
+    pub fn check(&self) -> Result<()> {
+        if let Some(u) = &self.public_url {
+            web::parse_public_url(u).map_err(anyhow::Error::msg)?;
+        }
+        if self.ingest.max_in_flight == 0 || self.ingest.max_body_bytes == 0 {
+            bail!("ingest.max_in_flight and ingest.max_body_bytes must be at least 1");
+        }
+        if self.graphql.max_page == 0 || self.graphql.timeout_ms == 0 {
+            bail!("graphql.max_page and graphql.timeout_ms must be at least 1");
+        }
+        if self.store.queue_depth == 0
+            || self.store.max_block_entries == 0
+            || self.store.max_block_bytes == 0
+        {
+            bail!("store.queue_depth, store.max_block_entries and store.max_block_bytes must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The settings as TOML, as a config file would hold them.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("settings serialise")
+    }
+
+    pub fn ingest_limits(&self) -> ingest::Limits {
+        ingest::Limits {
+            max_body_bytes: self.ingest.max_body_bytes,
+            max_in_flight: self.ingest.max_in_flight,
+            future_slack_ms: self.ingest.future_slack_ms,
+        }
+    }
+
+    pub fn graphql_limits(&self) -> graphql::Limits {
+        graphql::Limits {
+            timeout: Duration::from_millis(self.graphql.timeout_ms),
+            max_depth: self.graphql.max_depth,
+            max_complexity: self.graphql.max_complexity,
+            max_page: self.graphql.max_page,
+            default_page: graphql::Limits::default()
+                .default_page
+                .min(self.graphql.max_page),
+        }
+    }
+
+    pub fn store_config(&self) -> ledger::store::StoreConfig {
+        let s = &self.store;
+        ledger::store::StoreConfig {
+            segment_bytes: s.segment_bytes,
+            segment_entries: s.segment_entries,
+            max_block_entries: s.max_block_entries,
+            max_block_bytes: s.max_block_bytes,
+            max_entry_bytes: s.max_entry_bytes,
+            queue_depth: s.queue_depth,
+            head_interval: Duration::from_millis(s.head_interval_ms),
+        }
+    }
+}
+
+/// Overlays `top` on `base`, section by section.
+fn merge(base: &mut toml::Table, top: toml::Table) {
+    for (k, v) in top {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Every setting's path (`["listen"]`, `["ingest", "max_in_flight"]`).
+fn setting_paths(table: &toml::Table) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = OPTIONAL.iter().map(|k| vec![k.to_string()]).collect();
+    for (k, v) in table {
+        match v {
+            toml::Value::Table(t) => out.extend(t.keys().map(|k2| vec![k.clone(), k2.clone()])),
+            _ if !OPTIONAL.contains(&k.as_str()) => out.push(vec![k.clone()]),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn set(table: &mut toml::Table, path: &[String], v: toml::Value) {
+    match path {
+        [k] => {
+            table.insert(k.clone(), v);
+        }
+        [section, rest @ ..] => {
+            if let Some(toml::Value::Table(t)) = table.get_mut(section) {
+                set(t, rest, v);
+            }
+        }
+        [] => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn file_then_environment_override_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("coldtrail.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/coldtrail\"\n[ingest]\nmax_in_flight = 64\nmax_body_bytes = 1000\n[store]\nhead_interval_ms = 250\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("COLDTRAIL_INGEST_MAX_IN_FLIGHT", "7"),
+                ("COLDTRAIL_PUBLIC_URL", "https://fresh.example"),
+                ("COLDTRAIL_SHARED", "../shared"), // not a setting: left alone
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.data_dir.as_deref(), Some(Path::new("/srv/coldtrail")));
+        assert_eq!(c.ingest.max_in_flight, 7, "the environment beats the file");
+        assert_eq!(c.ingest.max_body_bytes, 1000);
+        assert_eq!(c.public_url.as_deref(), Some("https://fresh.example"));
+        assert_eq!(c.store_config().head_interval, Duration::from_millis(250));
+        assert_eq!(c.graphql, GraphqlSettings::default());
+        // What is printed reads back as the same settings.
+        let again: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn mistakes_are_refused_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        for (text, says) in [
+            ("[ingest]\nmax_inflight = 3\n", "max_inflight"),
+            ("listen = 8080\n", "listen"),
+            ("public_url = \"ftp://x\"\n", "https://"),
+            ("[graphql]\nmax_page = 0\n", "max_page"),
+            ("listen = \"a\"\n[[", "TOML"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let e = format!("{:#}", Config::load(Some(&file), env(&[])).unwrap_err());
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
+        let e = format!(
+            "{:#}",
+            Config::load(None, env(&[("COLDTRAIL_STORE_QUEUE_DEPTH", "many")])).unwrap_err()
+        );
+        assert!(e.contains("COLDTRAIL_STORE_QUEUE_DEPTH"), "{e}");
+        assert!(Config::load(Some(Path::new("/nonexistent.toml")), env(&[]))
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent.toml"));
+    }
+}
