@@ -493,15 +493,17 @@ pub fn check_value(ai: &'static Ai, value: &str) -> Result<(), Gs1Error> {
                         ai: ai.code,
                         title: ai.title,
                         value: value.to_string(),
-                        expected: check_digit(&part[..part.len() - 1])
+                        expected: check_digit(&part[..part.len().saturating_sub(1)])
                             .map(|c| c.to_string())
                             .unwrap_or_default(),
                     })
                 }
                 "csumalpha" => {
                     let n = part.len();
+                    // At least one character and the pair; shorter is refused
+                    // before anything is sliced.
                     let want = (n >= 3).then(|| check_pair(&part[..n - 2])).flatten();
-                    if want.as_ref().map(|w| &w[..]) != Some(&part.as_bytes()[n - 2..]) {
+                    if n < 3 || want.as_ref().map(|w| &w[..]) != Some(&part.as_bytes()[n - 2..]) {
                         return Err(Gs1Error::CheckDigit {
                             ai: ai.code,
                             title: ai.title,

@@ -346,6 +346,21 @@ fn epc_urns_of_gs1_keys_become_digital_links() {
     }
 }
 
+/// Inputs the fuzzer (`fuzz/fuzz_targets/digital_link.rs`) found panicking:
+/// a GMN-style check pair on a value too short to hold one.
+#[test]
+fn short_values_of_check_pair_keys_are_refused_not_panicked_on() {
+    for uri in [
+        "https://id.g414/8013/0?85$08055b8087",
+        "https://id.gs1.org/8013/0",
+        "https://id.gs1.org/8013/01",
+        "https://id.gs1.org/8013/0A",
+    ] {
+        let e = DigitalLink::parse(uri).unwrap_err();
+        assert!(e.to_string().contains("check"), "{uri}: {e}");
+    }
+}
+
 proptest! {
     #[test]
     fn any_lot_round_trips_through_its_canonical_uri(
