@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledger::entry::Entry;
-use ledger::store::Store;
 use rand::{Rng, SeedableRng};
 
 fn coldtrail(args: &[&str]) -> Output {

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use ledger::entry::Entry;
-use ledger::store::Store;
 use shards::feed::{FeedBatch, Subscription};
 use shards::Node;
 

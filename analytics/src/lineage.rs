@@ -929,7 +929,6 @@ pub fn open(node: &shards::Node) -> Result<(Lineage, Vec<u64>), shards::ShardErr
 /// The graph of everything committed on `node`, and the position on each
 /// shard it was built up to (where [`follow`] continues).
 pub fn scan(node: &shards::Node) -> Result<(Lineage, Vec<u64>), shards::ShardError> {
-    use ledger::store::Store;
     let mut lineage = Lineage::new();
     let mut scanned = Vec::with_capacity(node.shards().len());
     for shard in node.shards() {

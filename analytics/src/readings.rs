@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ledger::store::Store;
 use serde::Serialize;
 
 use crate::lineage::At;

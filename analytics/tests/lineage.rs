@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 use analytics::lineage::{self, At, Direction, Limits};
 use fixtures::Scale;
 use ledger::entry::Entry;
-use ledger::store::Store;
 
 /// The lots `lot` was made from, directly or not, per the world's own record.
 fn ancestors(world: &fixtures::World, lot: &str) -> BTreeSet<String> {

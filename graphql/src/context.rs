@@ -307,7 +307,6 @@ impl Loader<DeviceOfKey> for Graph {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[DeviceOfKey]) -> Answer<HashMap<DeviceOfKey, String>> {
-        use ledger::store::Store;
         let node = self.state.ingest.node();
         let mut out = HashMap::new();
         for &k in keys {

@@ -8,7 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use ledger::entry::{Entry, EntryRef, IdentityChange, RuleVerdict, SignedBatch, VerdictKind};
-use ledger::store::Store;
 use serde::{Deserialize, Serialize};
 use shards::Node;
 use utoipa::ToSchema;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use base64::Engine;
 use ledger::entry::Entry;
-use ledger::store::Store;
 use ledger::{Digest, SignedTreeHead};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -14,8 +14,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ledger::store::Store;
-
 use crate::{Node, ShardError};
 
 /// A run of consecutive committed entries of one shard.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 use ledger::entry::{Entry, ReceiptDelivery};
-use ledger::store::{Store, StoreConfig};
+use ledger::store::StoreConfig;
 use ledger::{Digest, SignedTreeHead};
 use tokio::sync::Notify;
 

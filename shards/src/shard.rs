@@ -8,7 +8,7 @@
 //! the log alone and rebuilt from it when the shard opens.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -120,7 +120,11 @@ pub struct Accepted {
 pub struct Shard {
     id: u32,
     router: Router,
-    store: EmbeddedStore,
+    /// The log, behind the `Store` trait: nothing here or above depends on
+    /// which store keeps it.
+    store: Box<dyn Store>,
+    /// Where the log lives (for the embedded store, its directory).
+    dir: PathBuf,
     seq: Mutex<Sequencer>,
     /// Entries known durable: the feed's high-water mark.
     committed: AtomicU64,
@@ -138,7 +142,7 @@ impl Shard {
         config: StoreConfig,
         notify: Arc<Notify>,
     ) -> Result<Shard, ShardError> {
-        let store = EmbeddedStore::open_or_create(dir, key, config)?;
+        let store: Box<dyn Store> = Box::new(EmbeddedStore::open_or_create(dir, key, config)?);
         let mut seq = Sequencer::default();
         let len = store.len();
         let mut from = 0;
@@ -164,6 +168,7 @@ impl Shard {
             id,
             router,
             store,
+            dir: dir.to_path_buf(),
             seq: Mutex::new(seq),
             committed: AtomicU64::new(len),
             notify,
@@ -174,8 +179,14 @@ impl Shard {
         self.id
     }
 
-    pub fn store(&self) -> &EmbeddedStore {
-        &self.store
+    /// The shard's log, as any `Store`.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Where the shard's log lives.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn public_key(&self) -> VerifyingKey {

@@ -7,7 +7,6 @@ mod common;
 use std::sync::Arc;
 
 use common::{node, observe};
-use ledger::store::Store;
 use rand::{Rng, SeedableRng};
 use shards::feed::Subscription;
 

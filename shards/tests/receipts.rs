@@ -5,7 +5,6 @@ mod common;
 
 use common::{lot_on, node, observe, transformation};
 use ledger::entry::{Entry, ReceiptDelivery};
-use ledger::store::Store;
 use shards::{Node, ReceiptError, ShardError};
 
 fn refused(node: &Node, d: ReceiptDelivery, key_from: u32) -> ReceiptError {

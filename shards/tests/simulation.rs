@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{node, observe, transformation};
 use ledger::entry::{Entry, ReceiptDelivery};
-use ledger::store::{audit_log, Store};
+use ledger::store::audit_log;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shards::{Node, ReceiptTransport, ShardError};
@@ -204,7 +204,7 @@ async fn run(seed: u64) -> Vec<ledger::Digest> {
     let dirs: Vec<_> = node
         .shards()
         .iter()
-        .map(|s| s.store().dir().to_path_buf())
+        .map(|s| s.dir().to_path_buf())
         .collect();
     drop(node);
     for d in dirs {

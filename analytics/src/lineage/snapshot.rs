@@ -17,7 +17,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ledger::store::Store;
 use ledger::Domain;
 
 use super::{apply_bytes, Lineage};

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use analytics::RulesConfig;
 use fixtures::{Scale, World};
 use ledger::entry::{Entry, RuleVerdict};
-use ledger::store::Store;
 use shards::{Node, NodeConfig};
 
 /// 2026-11-01T00:00:00Z, as the demo.
