@@ -27,6 +27,19 @@ struct Figures {
     elapsed: Duration,
 }
 
+impl Figures {
+    fn new(elapsed: Duration) -> Figures {
+        Figures {
+            latency: hist(),
+            server: hist(),
+            bytes: 0,
+            max_bytes: 0,
+            sent: 0,
+            elapsed,
+        }
+    }
+}
+
 /// Asks `paths` round robin at `rate` per second for `seconds`.
 fn open_loop(base: &str, paths: &[String], rate: u32, seconds: u32) -> Result<Figures> {
     let per_sender = Duration::from_secs_f64(SENDERS as f64 / rate as f64);
@@ -40,14 +53,7 @@ fn open_loop(base: &str, paths: &[String], rate: u32, seconds: u32) -> Result<Fi
                         .http_status_as_error(false)
                         .build()
                         .into();
-                    let mut f = Figures {
-                        latency: hist(),
-                        server: hist(),
-                        bytes: 0,
-                        max_bytes: 0,
-                        sent: 0,
-                        elapsed: Duration::ZERO,
-                    };
+                    let mut f = Figures::new(Duration::ZERO);
                     // Senders interleave: sender k's i-th request is the
                     // (i·SENDERS + k)-th of the whole schedule.
                     let offset = per_sender.mul_f64(k as f64 / SENDERS as f64);
@@ -88,14 +94,7 @@ fn open_loop(base: &str, paths: &[String], rate: u32, seconds: u32) -> Result<Fi
             .map(|h| h.join().expect("sender thread"))
             .collect()
     });
-    let mut all = Figures {
-        latency: hist(),
-        server: hist(),
-        bytes: 0,
-        max_bytes: 0,
-        sent: 0,
-        elapsed: t0.elapsed(),
-    };
+    let mut all = Figures::new(t0.elapsed());
     for r in results {
         let f = r?;
         all.latency.add(&f.latency)?;

@@ -50,11 +50,13 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
             }
         }
         let records: Vec<T> = records.into();
-        if lines > 2 * keep.max(1) {
+        let compact = lines > 2 * keep.max(1);
+        if compact {
+            // Rewritten with whole records only: a torn tail goes too.
             rewrite(path, &records)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        if lines <= 2 * keep.max(1) && whole != bytes.len() {
+        if !compact && whole != bytes.len() {
             file.set_len(whole as u64)?;
             file.sync_data()?;
         }
