@@ -8,8 +8,8 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{audit, open, tagged_entry};
-use ledger::store::format::{self, FrameHeader, SEGMENT_HEADER_LEN};
+use common::{audit, blocks, open, tagged_entry};
+use ledger::store::format::{self, FrameHeader};
 use ledger::store::{EmbeddedStore, Store, StoreError};
 use rand::{Rng, SeedableRng};
 
@@ -38,19 +38,6 @@ fn copy_dir(from: &Path, to: &Path) {
         let e = e.unwrap();
         fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
-}
-
-/// Byte ranges of the blocks in a segment file.
-fn blocks(seg: &[u8]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut pos = SEGMENT_HEADER_LEN;
-    while pos < seg.len() {
-        let h = FrameHeader::parse(&seg[pos..]).unwrap();
-        let end = pos + h.frame_len() as usize;
-        out.push((pos, end));
-        pos = end;
-    }
-    out
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {

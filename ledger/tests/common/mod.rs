@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
+use ledger::store::format::{FrameHeader, SEGMENT_HEADER_LEN};
 use ledger::store::{audit_log, AuditReport, EmbeddedStore, StoreConfig};
 
 pub fn key() -> SigningKey {
@@ -49,4 +50,17 @@ pub fn tagged_entry(tag: u64) -> Vec<u8> {
 pub fn tag_of(entry: &[u8]) -> Option<u64> {
     let tag = u64::from_le_bytes(entry.get(..8)?.try_into().ok()?);
     (tagged_entry(tag) == entry).then_some(tag)
+}
+
+/// Byte ranges of the blocks in a segment file.
+pub fn blocks(seg: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = SEGMENT_HEADER_LEN;
+    while pos < seg.len() {
+        let h = FrameHeader::parse(&seg[pos..]).unwrap();
+        let end = pos + h.frame_len() as usize;
+        out.push((pos, end));
+        pos = end;
+    }
+    out
 }
