@@ -127,9 +127,13 @@ impl Served {
             actix_web::rt::System::new().block_on(async move {
                 let mut edge = crate::serve::Edge::on("127.0.0.1:0");
                 edge.web.catalogue = catalogue;
-                crate::serve::run_server(server_node, edge, move |addr, handle, status| {
-                    let _ = tx.send((addr, handle, status));
-                })
+                crate::serve::run_server(
+                    move || Ok(server_node),
+                    edge,
+                    move |addr, handle, status| {
+                        let _ = tx.send((addr, handle, status));
+                    },
+                )
                 .await
             })
         });

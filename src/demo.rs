@@ -383,7 +383,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ..crate::serve::Edge::on(&args.listen)
         };
         let public_url = args.public_url.clone();
-        run_server(Arc::clone(&node), edge, move |addr, handle, rules| {
+        let server_node = Arc::clone(&node);
+        run_server(move || Ok(server_node), edge, move |addr, handle, rules| {
             let base = format!("http://{addr}");
             let public = public_url.unwrap_or_else(|| base.clone());
             let node = relay_node;

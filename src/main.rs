@@ -12,6 +12,7 @@ mod config;
 mod demo;
 mod loadgen;
 mod logs;
+mod ops;
 mod recall_cmd;
 mod serve;
 mod trace_cmd;
@@ -32,6 +33,35 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Log lines as `text` or `json` (one object per line), on stderr;
+    /// levels by RUST_LOG (default: info for serve, warnings otherwise).
+    #[arg(
+        long,
+        global = true,
+        env = "COLDTRAIL_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr (stdout carries what commands print for people and
+/// scripts); RUST_LOG overrides the default level.
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 #[derive(Subcommand)]
@@ -238,6 +268,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    let level = if matches!(cli.cmd, Cmd::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log_format, level);
     match cli.cmd {
         Cmd::Demo(args) => demo::run(args),
         Cmd::Keygen { out } => {

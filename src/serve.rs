@@ -43,10 +43,16 @@ impl Edge {
     }
 }
 
-/// Starts the HTTP server and serves until Ctrl-C; `ready` gets the bound
-/// address once it listens.
+/// While set to a file's path, start-up holds before opening the logs until
+/// the file is gone: tests use it to see the node as it starts.
+pub const HOLD_OPEN_ENV: &str = "COLDTRAIL_TEST_HOLD_OPEN";
+
+/// Binds the edge's address at once and serves `/healthz` (alive) and
+/// `/readyz` (not ready) while the node opens; then serves until Ctrl-C.
+/// `open` opens the node (on a blocking thread); `ready` gets the bound
+/// address once the whole edge listens.
 pub async fn run_server(
-    node: Arc<Node>,
+    open: impl FnOnce() -> Result<Arc<Node>> + Send + 'static,
     edge: Edge,
     ready: impl FnOnce(
         std::net::SocketAddr,
@@ -60,19 +66,60 @@ pub async fn run_server(
         gql,
         web: web_options,
     } = edge;
-    let ingest = Arc::new(Ingest::open(Arc::clone(&node), limits)?);
+    crate::ops::metrics()?;
+    let listener =
+        std::net::TcpListener::bind(&listen).with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    let starting = HttpServer::new(|| {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(ingest::observe::requests))
+            .configure(crate::ops::configure_starting)
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener.try_clone()?)?
+    .run();
+    let starting_handle = starting.handle();
+    let starting = actix_web::rt::spawn(starting);
+    tracing::info!(%addr, "listening; opening the node");
+
+    let opened = actix_web::rt::task::spawn_blocking(move || -> Result<_> {
+        if let Some(hold) = std::env::var_os(HOLD_OPEN_ENV) {
+            while std::path::Path::new(&hold).exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let node = open()?;
+        let ingest = Arc::new(Ingest::open(Arc::clone(&node), limits)?);
+        let rules = analytics::RulesConfig::load(node.data_dir())?;
+        let (graph, scanned) = analytics::lineage::open(&node)?;
+        Ok((node, ingest, rules, graph, scanned))
+    })
+    .await
+    .context("opening the node")?;
+    let (node, ingest, rules, graph, scanned) = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            starting_handle.stop(false).await;
+            return Err(e);
+        }
+    };
     let policies = ingest.follow()?;
     let relay = node.spawn_relay(Duration::from_millis(20));
-    let rules = analytics::RulesConfig::load(node.data_dir())?;
     let consumer = analytics::Running::spawn(
         Arc::clone(&node),
         rules.clone(),
         analytics::Options::default(),
     )?;
-    let (graph, scanned) = analytics::lineage::open(&node)?;
     let graph = Arc::new(std::sync::RwLock::new(graph));
     let lineage = analytics::lineage::follow(Arc::clone(&node), Arc::clone(&graph), scanned)?;
     let snapshot_of = Arc::clone(&graph);
+    let running = crate::ops::Running {
+        node: Arc::clone(&node),
+        relay: relay.abort_handle(),
+        rules: Arc::clone(&consumer.status),
+        lineage: Arc::clone(&graph),
+    };
     let read = Arc::new(readstate::ReadState::new(Arc::clone(&ingest), graph).with_rules(rules));
     let (notices, notices_task) = graphql::Notices::follow(Arc::clone(&node))?;
     let endpoint = graphql::Endpoint {
@@ -83,6 +130,8 @@ pub async fn run_server(
     let app_ingest = Arc::clone(&ingest);
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(ingest::observe::requests))
+            .configure(crate::ops::configure(running.clone()))
             .configure(ingest::configure(Arc::clone(&app_ingest)))
             .configure(::web::configure(Arc::clone(&read), web_options.clone()))
             .configure(graphql::configure(endpoint.clone()))
@@ -92,13 +141,12 @@ pub async fn run_server(
     // Slow or stalled clients are cut off rather than held forever.
     .client_request_timeout(Duration::from_secs(30))
     .client_disconnect_timeout(Duration::from_secs(5))
-    .bind(&listen)
-    .with_context(|| format!("binding {listen}"))?;
-    let addr = *server
-        .addrs()
-        .first()
-        .context("the server bound no address")?;
+    .listen(listener)?;
+    // Hand the socket over: connections arriving meanwhile wait in its backlog.
+    starting_handle.stop(true).await;
+    let _ = starting.await;
     let server = server.run();
+    tracing::info!(%addr, "ready");
     ready(addr, server.handle(), Arc::clone(&consumer.status));
     server.await?;
     relay.abort();
@@ -129,17 +177,20 @@ pub fn serve(config: crate::config::Config) -> Result<ExitCode> {
         },
     };
     actix_web::rt::System::new().block_on(async move {
-        let node = Arc::new(
-            Node::open(NodeConfig {
-                shards: config.shards,
-                store: config.store_config(),
-                ..NodeConfig::new(&data_dir)
-            })
-            .with_context(|| format!("opening the node in {}", data_dir.display()))?,
-        );
+        let node_config = NodeConfig {
+            shards: config.shards,
+            store: config.store_config(),
+            ..NodeConfig::new(&data_dir)
+        };
+        let open = move || {
+            let dir = node_config.data_dir.clone();
+            Ok(Arc::new(Node::open(node_config).with_context(|| {
+                format!("opening the node in {}", dir.display())
+            })?))
+        };
         let shown = config.to_toml();
         let public = edge.web.public_url.clone();
-        run_server(node, edge, move |addr, _, _| {
+        run_server(open, edge, move |addr, _, _| {
             println!("coldtrail serving {} on http://{addr}", data_dir.display());
             println!("  write API   http://{addr}/v1/   (OpenAPI: http://{addr}/v1/openapi.json)");
             println!("  GraphQL     http://{addr}/graphql   (GraphiQL in a browser; subscriptions over WebSocket)");

@@ -422,6 +422,11 @@ impl Lineage {
 
     /// Whether the graph has read every shard up to `committed` (each
     /// shard's committed length when a request began): read-your-writes.
+    /// Per shard, the index after the last entry the graph has read.
+    pub fn positions(&self) -> &[u64] {
+        &self.positions
+    }
+
     pub fn covers(&self, committed: &[u64]) -> bool {
         committed
             .iter()

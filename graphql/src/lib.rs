@@ -307,7 +307,7 @@ async fn post_graphql(
     req: HttpRequest,
     body: GraphQLRequest,
 ) -> HttpResponse {
-    let who = match ep.state.ingest.authenticate(bearer(&req)) {
+    let who = match ep.state.ingest.authenticate_request(&req) {
         Ok(w) => w,
         Err(e) => return unauthenticated(e),
     };

@@ -324,6 +324,22 @@ impl Ingest {
         self.tokens.authenticate(token.trim())
     }
 
+    /// Authenticates a request by its bearer token and leaves the caller on
+    /// the request, for the request log ([`crate::observe`]).
+    pub fn authenticate_request(
+        &self,
+        req: &actix_web::HttpRequest,
+    ) -> Result<Principal, ApiError> {
+        use actix_web::HttpMessage;
+        let who = self.authenticate(
+            req.headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )?;
+        req.extensions_mut().insert(who.clone());
+        Ok(who)
+    }
+
     fn writer(&self, who: &Principal) -> Result<(), ApiError> {
         match who.role {
             Role::Partner | Role::Operator => Ok(()),

@@ -13,6 +13,7 @@ pub mod epcis;
 pub mod idempotency;
 pub mod identity;
 pub mod journal;
+pub mod observe;
 pub mod params;
 pub mod problem;
 pub mod read;

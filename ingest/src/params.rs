@@ -12,7 +12,12 @@ pub struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
     pub fn parse(req: &HttpRequest, known: &[&str]) -> Result<QueryParams, ApiError> {
-        let QueryParams(pairs) = QueryParams::parse_any(req)?;
+        QueryParams::from_query_string(req.query_string(), known)
+    }
+
+    /// [`QueryParams::parse`] on a raw query string (without the `?`).
+    pub fn from_query_string(query: &str, known: &[&str]) -> Result<QueryParams, ApiError> {
+        let QueryParams(pairs) = QueryParams::any_from_query_string(query)?;
         if let Some((name, _)) = pairs.iter().find(|(n, _)| !known.contains(&n.as_str())) {
             return Err(ApiError::InvalidParameter {
                 name: name.clone(),
@@ -28,7 +33,12 @@ impl QueryParams {
     /// Every parameter, in order, without checking names (for routes whose
     /// parameters are a language of their own, like EPCIS queries).
     pub fn parse_any(req: &HttpRequest) -> Result<QueryParams, ApiError> {
-        let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        QueryParams::any_from_query_string(req.query_string())
+    }
+
+    /// [`QueryParams::parse_any`] on a raw query string (without the `?`).
+    pub fn any_from_query_string(query: &str) -> Result<QueryParams, ApiError> {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
             .map_err(|e| ApiError::InvalidParameter {
                 name: "query".into(),
                 message: format!("the query string is not valid form encoding: {e}"),
@@ -49,6 +59,24 @@ impl QueryParams {
                 message: format!("{v:?} is not a {}", std::any::type_name::<T>()),
             }),
         }
+    }
+
+    /// A time given as Unix epoch milliseconds or RFC 3339.
+    pub fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        let Some(raw) = self.get::<String>(name)? else {
+            return Ok(None);
+        };
+        if let Ok(ms) = raw.parse::<i64>() {
+            return Ok(Some(ms));
+        }
+        chrono::DateTime::parse_from_rfc3339(&raw)
+            .map(|t| Some(t.timestamp_millis()))
+            .map_err(|_| ApiError::InvalidParameter {
+                name: name.into(),
+                message: format!(
+                    "{raw:?} is neither Unix epoch milliseconds nor an RFC 3339 time like 2026-11-02T00:00:00Z"
+                ),
+            })
     }
 
     pub fn require<T: std::str::FromStr>(&self, name: &str) -> Result<T, ApiError> {

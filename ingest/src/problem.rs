@@ -247,9 +247,16 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Overloaded(_) | ApiError::Unavailable(_)) {
             resp.insert_header((header::RETRY_AFTER, "1"));
         }
-        resp.body(serde_json::to_vec(&body).expect("a problem serialises"))
+        let mut resp = resp.body(serde_json::to_vec(&body).expect("a problem serialises"));
+        resp.extensions_mut().insert(Refusal(self.code()));
+        resp
     }
 }
+
+/// The stable code of a refused request, left on its response for the
+/// request log and the refusal counter ([`crate::observe`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal(pub &'static str);
 
 impl From<shards::ShardError> for ApiError {
     fn from(e: shards::ShardError) -> ApiError {

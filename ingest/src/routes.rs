@@ -140,17 +140,14 @@ where
     F: FnOnce(Principal, Bytes) -> Fut,
     Fut: std::future::Future<Output = Result<WriteResult, ApiError>>,
 {
+    let started = std::time::Instant::now();
     let _permit = ingest.in_flight.clone().try_acquire_owned().map_err(|_| {
         ApiError::Overloaded(format!(
             "{} write requests in flight",
             ingest.limits.max_in_flight
         ))
     })?;
-    let who = ingest.authenticate(
-        req.headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    )?;
+    let who = ingest.authenticate_request(req)?;
     let body = read_body(req, payload, ingest.limits.max_body_bytes).await?;
     let run = |who: Principal, body: Bytes| async move {
         let result = write(who, body).await?;
@@ -206,6 +203,9 @@ where
     if let Some(location) = &answer.location {
         resp.insert_header((header::LOCATION, location.as_str()));
     }
+    // Acknowledged: durable (or replayed) and answered.
+    metrics::histogram!(crate::observe::ACK_SECONDS, "route" => req.match_pattern().unwrap_or_default(), "replayed" => if replayed { "true" } else { "false" })
+        .record(started.elapsed().as_secs_f64());
     Ok(resp.body(answer.body))
 }
 
@@ -491,11 +491,7 @@ pub struct DeviceJson {
 #[utoipa::path(get, path = "/v1/devices/{device}", params(("device" = String, Path)),
     responses((status = 200, body = DeviceJson), (status = 404, description = "Unknown device")), security(("bearer" = [])))]
 async fn get_device(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let who = ingest.authenticate(
-        req.headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    )?;
+    let who = ingest.authenticate_request(&req)?;
     let device = req.match_info().get("device").unwrap_or("");
     let id = ingest.identity.read().expect("identity lock");
     let d = id.device_of(&who.org, device)?;

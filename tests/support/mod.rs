@@ -120,7 +120,26 @@ impl Server {
 
     /// Starts with extra `serve` flags (limits).
     pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coldtrail"))
+        // Request lines stay out of test output; warnings still show.
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldtrail"));
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn");
+        }
+        Server::spawn(cmd.stderr(Stdio::inherit()), dir, extra)
+    }
+
+    /// Starts with JSON logs at `info` written to `log`.
+    pub fn start_logged(dir: &Path, log: &Path) -> Server {
+        let file = std::fs::File::create(log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldtrail"));
+        cmd.env("RUST_LOG", "info")
+            .env("COLDTRAIL_LOG_FORMAT", "json")
+            .stderr(file);
+        Server::spawn(&mut cmd, dir, &[])
+    }
+
+    fn spawn(cmd: &mut Command, dir: &Path, extra: &[&str]) -> Server {
+        let mut child = cmd
             .args([
                 "serve",
                 "--data-dir",
@@ -130,7 +149,6 @@ impl Server {
             ])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("the server starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -269,6 +287,15 @@ pub fn post_json(base: &str, path: &str, token: &str, body: &serde_json::Value) 
         body.to_string().as_bytes(),
         None,
     )
+}
+
+/// A GET with extra headers.
+pub fn get_with(base: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = agent().get(format!("{base}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    reply(req.call().expect("the request completes"))
 }
 
 pub fn get(base: &str, path: &str) -> Reply {

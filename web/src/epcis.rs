@@ -68,11 +68,7 @@ fn query_error(e: QueryError) -> ApiError {
 
 /// Who may see what: `None` for everything.
 fn visible_to(state: &ReadState, req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let who = state.ingest.authenticate(
-        req.headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    )?;
+    let who = state.ingest.authenticate_request(req)?;
     Ok(match who.role {
         Role::Investigator | Role::Operator => None,
         Role::Partner => Some(who.org),

@@ -87,35 +87,13 @@ async fn get_openapi() -> HttpResponse {
 
 /// Traces cross organisations: investigators and operators only.
 fn investigator(state: &ReadState, req: &HttpRequest) -> Result<(), ApiError> {
-    let who = state.ingest.authenticate(
-        req.headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    )?;
+    let who = state.ingest.authenticate_request(req)?;
     match who.role {
         Role::Investigator | Role::Operator => Ok(()),
         Role::Partner => Err(ApiError::Forbidden(
             "traces cross organisations: use an investigator token (`coldtrail token issue --role investigator`)".into(),
         )),
     }
-}
-
-/// A time as Unix epoch milliseconds or RFC 3339.
-fn time_param(q: &QueryParams, name: &str) -> Result<Option<i64>, ApiError> {
-    let Some(raw) = q.get::<String>(name)? else {
-        return Ok(None);
-    };
-    if let Ok(ms) = raw.parse::<i64>() {
-        return Ok(Some(ms));
-    }
-    chrono::DateTime::parse_from_rfc3339(&raw)
-        .map(|t| Some(t.timestamp_millis()))
-        .map_err(|_| ApiError::InvalidParameter {
-            name: name.into(),
-            message: format!(
-                "{raw:?} is neither Unix epoch milliseconds nor an RFC 3339 time like 2026-11-02T00:00:00Z"
-            ),
-        })
 }
 
 /// Most entries one answer proves inline; ask for the rest one by one.
@@ -230,8 +208,8 @@ async fn get_co_exposure(
     investigator(&state, &req)?;
     state.fresh().await?;
     let lot: String = q.require("lot")?;
-    let from = time_param(&q, "from")?.unwrap_or(i64::MIN);
-    let to = time_param(&q, "to")?.unwrap_or(i64::MAX);
+    let from = q.time("from")?.unwrap_or(i64::MIN);
+    let to = q.time("to")?.unwrap_or(i64::MAX);
     if from > to {
         return Err(ApiError::InvalidParameter {
             name: "from".into(),
@@ -268,7 +246,7 @@ async fn get_fsma204(
     let q = QueryParams::parse(&req, &["lot", "gtin", "from", "to"])?;
     investigator(&state, &req)?;
     state.fresh().await?;
-    let (from, to) = (time_param(&q, "from")?, time_param(&q, "to")?);
+    let (from, to) = (q.time("from")?, q.time("to")?);
     let g = state.lineage.read().expect("lineage lock");
     let (rows, name) = match (q.get::<String>("lot")?, q.get::<String>("gtin")?) {
         (Some(lot), None) => {

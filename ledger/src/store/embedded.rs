@@ -20,6 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -33,7 +34,7 @@ use super::format::{
 };
 use super::ids::{ActiveIds, SealedIds};
 use super::tree::{chunk_root, StoredTree};
-use super::{Appended, Pending, Store, StoreError};
+use super::{Appended, Pending, Store, StoreError, FSYNC_SECONDS, GROUP_ENTRIES};
 use crate::entry::entry_id;
 use crate::hash::Digest;
 use crate::head::{log_id, SignedTreeHead, TreeHead};
@@ -116,6 +117,8 @@ struct Shared {
     stopped: Mutex<Option<String>>,
     /// The last block read, decoded: sequential readers hit it.
     cache: Mutex<Option<CachedBlock>>,
+    /// Requests sent to the writer and not yet taken by it.
+    queued: std::sync::atomic::AtomicUsize,
     /// Holds an exclusive lock on the `LOG` file while the store is open:
     /// two processes appending to one log would interleave blocks.
     _lock: File,
@@ -479,6 +482,7 @@ impl EmbeddedStore {
             state: RwLock::new(state),
             stopped: Mutex::new(None),
             cache: Mutex::new(None),
+            queued: std::sync::atomic::AtomicUsize::new(0),
             _lock: lock,
         });
         let (tx, rx) = mpsc::sync_channel(config.queue_depth);
@@ -526,7 +530,13 @@ impl EmbeddedStore {
 
     fn send(&self, req: Request) -> Result<(), StoreError> {
         let tx = self.tx.as_ref().expect("sender lives until drop");
-        match tx.try_send(req) {
+        // Counted before sending: the writer may take it at once.
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = tx.try_send(req);
+        if sent.is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        match sent {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(StoreError::QueueFull(self.config.queue_depth)),
             Err(TrySendError::Disconnected(_)) => {
@@ -540,8 +550,11 @@ impl EmbeddedStore {
     pub fn submit_blocking(&self, entries: Vec<Vec<u8>>) -> Result<Pending, StoreError> {
         let (req, pending) = self.prepare(entries)?;
         let tx = self.tx.as_ref().expect("sender lives until drop");
-        tx.send(req)
-            .map_err(|_| StoreError::Stopped("the writer has ended".into()))?;
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        tx.send(req).map_err(|_| {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            StoreError::Stopped("the writer has ended".into())
+        })?;
         Ok(pending)
     }
 
@@ -938,6 +951,7 @@ impl Writer {
             let mut next = Some(first);
             // Drain what has queued, up to a few blocks' worth per fsync.
             while let Some(req) = next.take() {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
                 match req {
                     Request::Append {
                         entries,
@@ -968,6 +982,7 @@ impl Writer {
                 continue;
             }
             if !group.is_empty() {
+                metrics::histogram!(GROUP_ENTRIES).record(n_entries as f64);
                 match self.commit(&group) {
                     Ok(first_index) => {
                         let mut at = first_index;
@@ -1079,9 +1094,11 @@ impl Writer {
         }
         // The one fsync the whole group waits for.
         let seg_path = self.path(&format::segment_name(self.active_no));
+        let fsync = Instant::now();
         self.active
             .sync_data()
             .map_err(|e| StoreError::io(&seg_path, e))?;
+        metrics::histogram!(FSYNC_SECONDS).record(fsync.elapsed().as_secs_f64());
 
         // Derived files: written after the data, never fsync'd here; recovery
         // rebuilds whatever of them a crash loses.
@@ -1225,6 +1242,10 @@ impl Drop for EmbeddedStore {
 impl Store for EmbeddedStore {
     fn public_key(&self) -> VerifyingKey {
         self.shared.key
+    }
+
+    fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Relaxed)
     }
 
     fn submit(&self, entries: Vec<Vec<u8>>) -> Result<Pending, StoreError> {

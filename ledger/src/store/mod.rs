@@ -26,6 +26,12 @@ use crate::head::SignedTreeHead;
 pub use audit::{audit_log, AuditProgress, AuditReport, Problem};
 pub use embedded::{open_elsewhere, EmbeddedStore, StoreConfig};
 
+/// Metrics every store records (names as Prometheus wants them, units in
+/// the name): entries per group commit, and how long each group's fsync
+/// (or commit) took.
+pub const GROUP_ENTRIES: &str = "coldtrail_store_group_commit_entries";
+pub const FSYNC_SECONDS: &str = "coldtrail_store_fsync_duration_seconds";
+
 /// Where appended entries landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -114,6 +120,10 @@ pub trait Store: Send + Sync {
 
     /// Number of durable entries.
     fn len(&self) -> u64;
+
+    /// Requests waiting for the writer (appends and head requests), at most
+    /// the queue's depth.
+    fn queued(&self) -> usize;
 
     fn is_empty(&self) -> bool {
         self.len() == 0
