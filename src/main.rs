@@ -12,7 +12,9 @@ mod config;
 mod demo;
 mod loadgen;
 mod logs;
+mod mqtt_bridge;
 mod ops;
+mod push;
 mod recall_cmd;
 mod serve;
 mod trace_cmd;
@@ -113,6 +115,10 @@ enum Cmd {
     Loadgen(loadgen::Args),
     /// Serve the node over HTTP (write API, read routes, GraphQL) until Ctrl-C.
     Serve(ServeArgs),
+    /// Sign a readings file (CSV or JSON lines) as a device and push it to a node.
+    Push(push::Args),
+    /// Take signed batches and EPCIS documents from an MQTT broker to a node, answering on reply topics.
+    MqttBridge(mqtt_bridge::Args),
     /// Print the GraphQL schema (SDL), as `graphql/schema.graphql` holds it.
     GraphqlSchema,
     /// The QR code a pack carries: the canonical GS1 Digital Link of a product,
@@ -268,7 +274,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let level = if matches!(cli.cmd, Cmd::Serve(_)) {
+    let level = if matches!(cli.cmd, Cmd::Serve(_) | Cmd::MqttBridge(_)) {
         "info"
     } else {
         "warn"
@@ -323,6 +329,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Serve(args) => serve::serve(args.config()?),
+        Cmd::Push(args) => push::run(args),
+        Cmd::MqttBridge(args) => mqtt_bridge::run(args),
         Cmd::Qr {
             id,
             public_url,

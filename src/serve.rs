@@ -130,6 +130,9 @@ pub async fn run_server(
     let app_ingest = Arc::clone(&ingest);
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(
+                ingest::routes::detach_writes,
+            ))
             .wrap(actix_web::middleware::from_fn(ingest::observe::requests))
             .configure(crate::ops::configure(running.clone()))
             .configure(ingest::configure(Arc::clone(&app_ingest)))

@@ -682,3 +682,56 @@ fn random_and_mangled_bodies_get_4xx_and_the_server_survives() {
     let out = support::coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(out.status.success());
 }
+
+/// A caller that sends a write and hangs up at once: the write still runs to
+/// its end (committed, its answer recorded), and a retry with the same
+/// Idempotency-Key gets that answer instead of a sequence refusal.
+#[test]
+fn a_write_whose_caller_hangs_up_completes_and_its_retry_is_answered() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let key = SigningKey::from_bytes(&[23; 32]);
+    register(&server.base, &token, "logger-hangup", &key);
+    let mut dev = DeviceClient::new("logger-hangup", key);
+    let n = 60_000;
+    let body = encode_binary(&[dev.sign(readings(n, now_ms() - 50 * 86_400_000))]);
+    let addr = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/batches HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: {BINARY_BATCH}\r\nIdempotency-Key: hangup-1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body).unwrap();
+    stream.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(stream);
+
+    let device = |base: &str| {
+        support::get_auth(base, "/v1/devices/logger-hangup", &token).json()["next_seq"]
+            .as_u64()
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    while device(&server.base) < n as u64 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the abandoned write never completed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let retry = post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        BINARY_BATCH,
+        &body,
+        Some("hangup-1"),
+    );
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(device(&server.base), n as u64);
+}

@@ -17,6 +17,7 @@ pub mod observe;
 pub mod params;
 pub mod problem;
 pub mod read;
+pub mod readings_file;
 pub mod routes;
 pub mod tokens;
 pub mod view;

@@ -127,6 +127,23 @@ pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
     })
 }
 
+/// Runs every write (POST) to its end even when the caller hangs up: the
+/// HTTP server drops a handler's future when its client disconnects, which
+/// could cut a write off between its commit and the record of its answer
+/// (an idempotent retry would then be refused instead of answered). The
+/// write runs as a task of its own; only waiting for it is dropped.
+pub async fn detach_writes(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if req.method() != actix_web::http::Method::POST {
+        return next.call(req).await;
+    }
+    actix_web::rt::spawn(next.call(req)).await.map_err(|e| {
+        actix_web::error::ErrorInternalServerError(format!("the write task failed: {e}"))
+    })?
+}
+
 /// The frame every write shares, in every edge crate: admission (bounded
 /// in-flight requests), authentication, the body, and `Idempotency-Key`.
 /// `write` gets the caller and the body and does the work.

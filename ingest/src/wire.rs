@@ -85,7 +85,7 @@ impl From<&Reading> for ReadingJson {
 }
 
 impl ReadingJson {
-    fn to_reading(&self, at: &str) -> Result<Reading, ApiError> {
+    pub(crate) fn to_reading(&self, at: &str) -> Result<Reading, ApiError> {
         let location = match (self.lat_e7, self.lon_e7) {
             (Some(lat_e7), Some(lon_e7)) => Some(GeoPoint { lat_e7, lon_e7 }),
             (None, None) => None,
