@@ -25,6 +25,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Shards of a new node (default: one per core); existing data keeps its count.
     pub shards: Option<u32>,
+    /// Record metrics for `GET /metrics` (off: nothing is recorded).
+    pub metrics: bool,
     pub ingest: IngestSettings,
     pub graphql: GraphqlSettings,
     pub store: StoreSettings,
@@ -75,6 +77,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             public_url: None,
             shards: None,
+            metrics: true,
             ingest: IngestSettings::default(),
             graphql: GraphqlSettings::default(),
             store: StoreSettings::default(),

@@ -49,6 +49,104 @@ pub struct Args {
     /// Print one JSON line of results instead of the table.
     #[arg(long)]
     json: bool,
+    /// Publish batches to this MQTT broker (`mqtt://host:port`) for a
+    /// `coldtrail mqtt-bridge` instead of POSTing them; an acknowledgement is
+    /// the bridge's answer on the reply topic. Devices are still registered
+    /// over HTTP at `--target`.
+    #[arg(long)]
+    mqtt: Option<String>,
+    /// With `--mqtt`: the organisation the token belongs to (its topic).
+    #[arg(long, requires = "mqtt")]
+    org: Option<String>,
+    /// With `--mqtt`: the bridge's topic prefix.
+    #[arg(long, default_value = "coldtrail")]
+    prefix: String,
+}
+
+/// Where batches go, and what counts as their acknowledgement.
+enum Transport {
+    Http { base: String, token: String },
+    Mqtt(Mqtt),
+}
+
+/// One MQTT connection shared by the load threads: each publishes a batch
+/// under its own id and waits for the bridge's answer to that id.
+struct Mqtt {
+    client: rumqttc::Client,
+    waiting: Arc<Mutex<std::collections::HashMap<String, std::sync::mpsc::Sender<Vec<u8>>>>>,
+    topic: String,
+}
+
+impl Mqtt {
+    fn connect(broker: &str, org: &str, prefix: &str, run_tag: u128) -> Result<Mqtt> {
+        let rest = broker
+            .strip_prefix("mqtt://")
+            .with_context(|| format!("{broker}: the broker is mqtt://host:port"))?;
+        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "1883"));
+        let mut options =
+            rumqttc::MqttOptions::new(format!("ct-loadgen-{run_tag}"), host, port.parse()?);
+        options
+            .set_keep_alive(Duration::from_secs(20))
+            .set_max_packet_size(16 << 20, 16 << 20);
+        let (client, mut connection) = rumqttc::Client::new(options, 1024);
+        client.subscribe(
+            format!("{prefix}/out/{org}/batches/+"),
+            rumqttc::QoS::AtLeastOnce,
+        )?;
+        let waiting: Arc<
+            Mutex<std::collections::HashMap<String, std::sync::mpsc::Sender<Vec<u8>>>>,
+        > = Arc::default();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let w = Arc::clone(&waiting);
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        let id = p.topic.rsplit('/').next().unwrap_or("").to_string();
+                        if let Some(tx) = w.lock().expect("waiting lock").remove(&id) {
+                            let _ = tx.send(p.payload.to_vec());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+        ready
+            .recv_timeout(Duration::from_secs(10))
+            .context("subscribing to the bridge's answers")?;
+        Ok(Mqtt {
+            client,
+            waiting,
+            topic: format!("{prefix}/in/{org}/batches"),
+        })
+    }
+
+    /// Publishes and waits for the answer; true when it committed.
+    fn send(&self, id: &str, body: Vec<u8>) -> Result<bool> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.waiting
+            .lock()
+            .expect("waiting lock")
+            .insert(id.to_string(), tx);
+        self.client.publish(
+            format!("{}/{id}", self.topic),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            body,
+        )?;
+        let answer = rx
+            .recv_timeout(Duration::from_secs(60))
+            .with_context(|| format!("no answer from the bridge for {id} within 60 s"))?;
+        let j: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+        if j["entries"].is_array() {
+            return Ok(true);
+        }
+        bail!("batch {id} refused: {j}")
+    }
 }
 
 /// A standalone fixtures logger and its signed-batch stream.
@@ -197,6 +295,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let refused = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let binary = args.format == "binary";
+    let transport = Arc::new(match (&args.mqtt, &args.org) {
+        (Some(broker), Some(org)) => {
+            if !binary {
+                bail!("--mqtt sends binary batches");
+            }
+            Transport::Mqtt(Mqtt::connect(broker, org, &args.prefix, run_tag)?)
+        }
+        (Some(_), None) => bail!("--mqtt needs --org (the token's organisation)"),
+        _ => Transport::Http {
+            base: base.clone(),
+            token: token.clone(),
+        },
+    });
     // Each connection paces itself to its share of the target rate.
     let interval = args.rate.map(|r| {
         Duration::from_secs_f64(args.batch as f64 * args.connections as f64 / r.max(1) as f64)
@@ -212,7 +323,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 Arc::clone(&refused),
                 Arc::clone(&stop),
             );
-            let (base, token, batch) = (base.clone(), token.clone(), args.batch);
+            let (transport, batch) = (Arc::clone(&transport), args.batch);
             std::thread::spawn(move || -> Result<()> {
                 let agent = agent();
                 let mut next_send = Instant::now();
@@ -237,6 +348,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         }
                         next_send += iv;
                     }
+                    let (base, token) = match transport.as_ref() {
+                        Transport::Http { base, token } => (base, token),
+                        Transport::Mqtt(mqtt) => {
+                            let t = Instant::now();
+                            let id = format!(
+                                "{}-{k}",
+                                signed.batch.device.replace(['/', '+', '#'], "_")
+                            );
+                            mqtt.send(&id, body)?;
+                            let us = t.elapsed().as_micros() as u64;
+                            hist.lock().expect("histogram lock").record(us.max(1))?;
+                            readings.fetch_add(batch as u64, Ordering::Relaxed);
+                            continue;
+                        }
+                    };
                     // Retry on 429/503: the batch was not written.
                     loop {
                         let t = Instant::now();
@@ -280,7 +406,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         println!(
             "{}",
             serde_json::json!({
-                "format": args.format, "readings": n, "seconds": secs, "readings_per_s": n as f64 / secs,
+                "format": args.format, "transport": if args.mqtt.is_some() { "mqtt" } else { "http" }, "readings": n, "seconds": secs, "readings_per_s": n as f64 / secs,
                 "batches": h.len(), "refused_429_503": refused.load(Ordering::Relaxed),
                 "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0
             })

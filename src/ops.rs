@@ -248,7 +248,8 @@ async fn render(running: web::Data<Running>) -> HttpResponse {
         Some(h) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
             .body(h.render()),
-        None => HttpResponse::ServiceUnavailable().body("metrics are not recorded in this process"),
+        None => HttpResponse::NotFound()
+            .body("metrics are off on this node (`metrics = true` in its config turns them on)"),
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Edge {
     pub limits: Limits,
     pub gql: graphql::Limits,
     pub web: ::web::Options,
+    /// Record metrics for `/metrics`.
+    pub metrics: bool,
 }
 
 impl Edge {
@@ -39,6 +41,7 @@ impl Edge {
             limits: Limits::default(),
             gql: graphql::Limits::default(),
             web: ::web::Options::default(),
+            metrics: true,
         }
     }
 }
@@ -65,8 +68,11 @@ pub async fn run_server(
         limits,
         gql,
         web: web_options,
+        metrics,
     } = edge;
-    crate::ops::metrics()?;
+    if metrics {
+        crate::ops::metrics()?;
+    }
     let listener =
         std::net::TcpListener::bind(&listen).with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
@@ -171,6 +177,7 @@ pub fn serve(config: crate::config::Config) -> Result<ExitCode> {
         anyhow::anyhow!("say where the node lives: --data-dir DIR, data_dir in the --config file, or COLDTRAIL_DATA_DIR")
     })?;
     let edge = Edge {
+        metrics: config.metrics,
         listen: config.listen.clone(),
         limits: config.ingest_limits(),
         gql: config.graphql_limits(),
