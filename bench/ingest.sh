@@ -13,7 +13,7 @@ secs=${1:-10}
 export PGHOST=${PGHOST:-127.0.0.1} PGDATABASE=${PGDATABASE:-test}
 
 cargo build --release --quiet
-bin=target/release/coldtrail
+bin=${CARGO_TARGET_DIR:-target}/release/coldtrail
 work=$(mktemp -d)
 server=
 cleanup() {
@@ -25,7 +25,7 @@ trap cleanup EXIT
 org=urn:epc:id:sgln:0614141.00001.0
 $bin org add --data-dir "$work/node" --gln $org --name Bench --role carrier >/dev/null
 token=$($bin token issue --data-dir "$work/node" --org $org 2>/dev/null)
-$bin serve --data-dir "$work/node" --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
+RUST_LOG=warn $bin serve --data-dir "$work/node" --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do grep -q http:// "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
 base=$(grep -o 'http://[0-9.:]*' "$work/serve.log" | head -1)
@@ -37,11 +37,19 @@ json_run=$($bin loadgen --target "$base" --token "$token" --duration "${secs}s" 
 peak=$(field "$bin_run" readings_per_s)
 half=$(python3 -c "print(int(float('$peak') / 2))")
 half_run=$($bin loadgen --target "$base" --token "$token" --duration "${secs}s" --format binary --rate "$half" --json)
+# The same rate with every batch signed before the clock starts: the load
+# generator no longer takes CPU from the server while it is measured. The
+# node's own histograms (fsync, group sizes, request times) tell where the
+# time of the slowest acks went.
+curl -s "$base/metrics" >"$work/metrics.before"
+pre_run=$($bin loadgen --target "$base" --token "$token" --duration "${secs}s" --format binary --rate "$half" --presign --json)
+curl -s "$base/metrics" >"$work/metrics.after"
 kill -INT $server; wait $server || true; server=
 
 echo "binary   $bin_run"
 echo "json     $json_run"
 echo "half     $half_run"
+echo "presign  $pre_run"
 
 # Baseline: as many readings as the binary run took, COPY'd into PostgreSQL.
 n=$(field "$bin_run" readings)
@@ -53,10 +61,40 @@ t1=$(date +%s.%N)
 psql -q -c "DROP TABLE coldtrail_bench_readings"
 pg=$(python3 -c "print(int($n / ($t1 - $t0)))")
 echo "postgres COPY: $n readings in $(python3 -c "print(round($t1 - $t0, 2))") s = $pg readings/s"
-python3 - "$bin_run" "$json_run" "$half_run" "$pg" <<'PY'
+python3 - "$bin_run" "$json_run" "$half_run" "$pg" "$pre_run" "$work/metrics.before" "$work/metrics.after" <<'PY'
 import json, sys
+from prometheus_client.parser import text_string_to_metric_families
 b, j, h, pg = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4])
+p = json.loads(sys.argv[5])
+
+def buckets(path, name):
+    out = {}
+    for fam in text_string_to_metric_families(open(path).read()):
+        for s in fam.samples:
+            if s.name == name + "_bucket":
+                le = float(s.labels["le"])
+                out[le] = out.get(le, 0) + s.value
+    return out
+
+def quantile(before, after, name, q):
+    """The q-quantile's bucket bound of what was observed between the two scrapes."""
+    b0, b1 = buckets(before, name), buckets(after, name)
+    d = {le: b1[le] - b0.get(le, 0) for le in b1}
+    total = d.get(float("inf"), 0)
+    if not total:
+        return None, 0
+    for le in sorted(d):
+        if d[le] >= q * total:
+            return le, total
+    return float("inf"), total
 print(f"binary: {b['readings_per_s']:,.0f} readings/s ({b['readings_per_s']/pg:.2f}x PostgreSQL COPY), p99 {b['p99_ms']:.2f} ms at full load")
 print(f"json:   {j['readings_per_s']:,.0f} readings/s ({j['readings_per_s']/pg:.2f}x PostgreSQL COPY), p99 {j['p99_ms']:.2f} ms at full load")
 print(f"half of binary peak ({h['readings_per_s']:,.0f} readings/s): ack p50 {h['p50_ms']:.2f} ms, p90 {h['p90_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms, max {h['max_ms']:.2f} ms")
+print(f"half of binary peak, pre-signed ({p['readings_per_s']:,.0f} readings/s): ack p50 {p['p50_ms']:.2f} ms, p90 {p['p90_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms, max {p['max_ms']:.2f} ms")
+for name, label in [("coldtrail_store_fsync_duration_seconds", "fsync"),
+                    ("coldtrail_ingest_ack_duration_seconds", "server-side ack")]:
+    for q in (0.5, 0.99):
+        le, n = quantile(sys.argv[6], sys.argv[7], name, q)
+        if le is not None:
+            print(f"  {label} p{int(q * 100)} <= {le * 1000:g} ms ({n:.0f} observed in the pre-signed run)")
 PY

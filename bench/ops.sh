@@ -39,9 +39,10 @@ start() {
 stop() { kill -INT "$server"; wait "$server" || true; }
 load() { $bin loadgen --target "$base" --token "$token" --duration "${secs}s" --json "$@"; }
 
-echo "== metrics on / off (binary peak, 16 connections)"
+pairs=${PAIRS:-3}
+echo "== metrics on / off (binary peak, 16 connections, $pairs pairs)"
 runs=()
-for metrics in true false true false; do
+for metrics in $(for _ in $(seq "$pairs"); do echo true false; done); do
   start COLDTRAIL_METRICS=$metrics
   r=$(load --format binary)
   stop
@@ -50,6 +51,19 @@ for metrics in true false true false; do
 done
 
 echo "== MQTT bridge / direct HTTP (binary, 1000 readings per batch)"
+# A broker of our own with TCP_NODELAY, when Mosquitto is installed: the
+# stock configuration leaves Nagle's algorithm on, which holds every small
+# answer back for a delayed ACK (about 40 ms per hop on loopback).
+mosquitto_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+if [ -x "$mosquitto_bin" ]; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence false\n' "$port" >"$work/mosquitto.conf"
+  "$mosquitto_bin" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  mqtt=127.0.0.1:$port
+  echo "(own broker on $mqtt with set_tcp_nodelay true)"
+fi
 start COLDTRAIL_METRICS=true
 echo "$org $token" >"$work/bridge-tokens"
 RUST_LOG=warn $bin mqtt-bridge --broker "mqtt://$mqtt" --node "$base" --tokens "$work/bridge-tokens" \

@@ -58,6 +58,10 @@ pub struct Args {
     /// With `--mqtt`: the organisation the token belongs to (its topic).
     #[arg(long, requires = "mqtt")]
     org: Option<String>,
+    /// With `--rate`: sign every batch of the run before the clock starts,
+    /// so signing does not take CPU from the server while it is measured.
+    #[arg(long, requires = "rate")]
+    presign: bool,
     /// With `--mqtt`: the bridge's topic prefix.
     #[arg(long, default_value = "coldtrail")]
     prefix: String,
@@ -89,6 +93,9 @@ impl Mqtt {
             .set_keep_alive(Duration::from_secs(20))
             .set_max_packet_size(16 << 20, 16 << 20);
         let (client, mut connection) = rumqttc::Client::new(options, 1024);
+        let mut network = connection.eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        connection.eventloop.set_network_options(network);
         client.subscribe(
             format!("{prefix}/out/{org}/batches/+"),
             rumqttc::QoS::AtLeastOnce,
@@ -175,7 +182,8 @@ impl Logger {
     }
 }
 
-fn agent() -> ureq::Agent {
+/// An HTTP agent that hands 4xx/5xx answers back instead of failing.
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -312,27 +320,48 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let interval = args.rate.map(|r| {
         Duration::from_secs_f64(args.batch as f64 * args.connections as f64 / r.max(1) as f64)
     });
-    let started = Instant::now();
+    let per_conn: Vec<Vec<Logger>> = per_conn.into_iter().filter(|l| !l.is_empty()).collect();
+    // Every sender (and this thread) starts the clock together, after any
+    // pre-signing.
+    let start_line = Arc::new(std::sync::Barrier::new(per_conn.len() + 1));
+    // Batches each sender sends in the run when paced (and a few spare).
+    let paced_batches =
+        interval.map(|iv| (args.duration.as_secs_f64() / iv.as_secs_f64()) as usize + 2);
+    let presign = args.presign;
     let threads: Vec<_> = per_conn
         .into_iter()
-        .filter(|l| !l.is_empty())
         .map(|mut loggers| {
-            let (hist, readings, refused, stop) = (
+            let (hist, readings, refused, stop, start_line) = (
                 Arc::clone(&hist),
                 Arc::clone(&readings),
                 Arc::clone(&refused),
                 Arc::clone(&stop),
+                Arc::clone(&start_line),
             );
             let (transport, batch) = (Arc::clone(&transport), args.batch);
             std::thread::spawn(move || -> Result<()> {
                 let agent = agent();
+                let mut signed_ahead = std::collections::VecDeque::new();
+                if let (true, Some(n)) = (presign, paced_batches) {
+                    for k in 0..n {
+                        let i = k % loggers.len();
+                        signed_ahead.push_back(loggers[i].next_batch(batch));
+                    }
+                }
+                start_line.wait();
                 let mut next_send = Instant::now();
                 let mut k = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let i = k % loggers.len();
-                    let l = &mut loggers[i];
                     k += 1;
-                    let signed = l.next_batch(batch);
+                    let signed = if presign {
+                        match signed_ahead.pop_front() {
+                            Some(s) => s,
+                            None => break,
+                        }
+                    } else {
+                        loggers[i].next_batch(batch)
+                    };
                     let (ct, body) = if binary {
                         (BINARY_BATCH, encode_binary(std::slice::from_ref(&signed)))
                     } else {
@@ -393,6 +422,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             })
         })
         .collect();
+    start_line.wait();
+    let started = Instant::now();
     std::thread::sleep(args.duration);
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -406,7 +437,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         println!(
             "{}",
             serde_json::json!({
-                "format": args.format, "transport": if args.mqtt.is_some() { "mqtt" } else { "http" }, "readings": n, "seconds": secs, "readings_per_s": n as f64 / secs,
+                "format": args.format, "presigned": args.presign, "transport": if args.mqtt.is_some() { "mqtt" } else { "http" }, "readings": n, "seconds": secs, "readings_per_s": n as f64 / secs,
                 "batches": h.len(), "refused_429_503": refused.load(Ordering::Relaxed),
                 "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0
             })

@@ -189,6 +189,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .set_manual_acks(true)
         .set_max_packet_size(16 << 20, 16 << 20);
     let (client, mut connection) = Client::new(options, 64);
+    // Answers are small and waited for: Nagle's algorithm would hold each
+    // one back for a delayed ACK (tens of ms on loopback).
+    let mut network = connection.eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    connection.eventloop.set_network_options(network);
     let filter = format!("{}/in/+/+/+", args.prefix);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

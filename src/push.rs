@@ -37,14 +37,6 @@ pub struct Args {
     file: PathBuf,
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
 /// Attempts per request: transport errors, 429 and 503 are retried with
 /// backoff (honouring Retry-After); anything else is final.
 const ATTEMPTS: u32 = 8;
@@ -91,7 +83,10 @@ fn send(agent: &ureq::Agent, url: &str, token: &str, body: &[u8]) -> Result<(u16
 
 /// The node's next sequence number for `device`.
 fn next_seq(agent: &ureq::Agent, base: &str, token: &str, device: &str) -> Result<u64> {
-    let url = format!("{base}/v1/devices/{}", urlencoding(device));
+    let url = format!(
+        "{base}/v1/devices/{}",
+        ingest::params::percent_encode(device)
+    );
     let mut r = agent
         .get(&url)
         .header("Authorization", format!("Bearer {token}"))
@@ -108,17 +103,6 @@ fn next_seq(agent: &ureq::Agent, base: &str, token: &str, device: &str) -> Resul
         .with_context(|| format!("GET {url}: no next_seq in {text}"))
 }
 
-fn urlencoding(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 pub fn run(args: Args) -> Result<ExitCode> {
     if args.batch_size == 0 || args.batches_per_request == 0 {
         bail!("--batch-size and --batches-per-request must be at least 1");
@@ -131,7 +115,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let key = ledger::keys::read_key_file(&args.key)?;
     let base = args.url.trim_end_matches('/');
-    let agent = agent();
+    let agent = crate::loadgen::agent();
     let first = match args.first_seq {
         Some(n) => n,
         None => next_seq(&agent, base, &args.token, &args.device)?,

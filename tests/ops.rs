@@ -6,7 +6,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,43 +20,12 @@ fn now_ms() -> i64 {
     ingest::api::now_ms()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until `base` answers at all.
-fn wait_for_answer(base: &str) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(base.trim_start_matches("http://")).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no answer on {base}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn readyz_is_not_ready_until_the_logs_open() {
     let dir = tempfile::tempdir().unwrap();
     provision(dir.path());
-    let hold = dir.path().join("hold");
-    std::fs::write(&hold, b"").unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coldtrail"))
-        .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("COLDTRAIL_TEST_HOLD_OPEN", &hold)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_answer(&base);
+    let mut server = support::Held::start(dir.path());
+    let base = server.base.clone();
 
     // Alive, not ready, and nothing else is served or taken in yet.
     assert_eq!(get(&base, "/healthz").status, 200);
@@ -70,11 +39,8 @@ fn readyz_is_not_ready_until_the_logs_open() {
     r.assert_problem(503, "unavailable");
     assert_eq!(r.header("retry-after"), Some("1"));
 
-    std::fs::remove_file(&hold).unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
+    let first = server.release();
     assert!(first.contains(&base), "{first}");
-    std::thread::spawn(move || for _ in lines {});
 
     let started = Instant::now();
     let ready = loop {
@@ -95,8 +61,6 @@ fn readyz_is_not_ready_until_the_logs_open() {
         .collect();
     assert_eq!(names, ["logs", "relay", "rules", "lineage"]);
     assert_eq!(get(&base, "/healthz").status, 200);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// `/metrics`, parsed by the Prometheus project's own parser

@@ -301,22 +301,8 @@ fn the_python_client_sends_batches_and_documents_the_server_accepts() {
 fn the_python_client_retries_while_the_server_starts() {
     let dir = tempfile::tempdir().unwrap();
     let (token, _) = provision(dir.path());
-    let hold = dir.path().join("hold");
-    std::fs::write(&hold, b"").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_coldtrail"))
-        .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("COLDTRAIL_TEST_HOLD_OPEN", &hold)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = support::Held::start(dir.path());
+    let base = server.base.clone();
     let work = tempfile::tempdir().unwrap();
     let key = work.path().join("k.key");
     answers(&python(&["keygen", "--out", key.to_str().unwrap()]));
@@ -331,12 +317,10 @@ fn the_python_client_retries_while_the_server_starts() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    std::fs::remove_file(&hold).unwrap();
+    server.release();
     let out = client.wait_with_output().unwrap();
     let registered = answers(&out);
     assert_eq!(registered[0]["entries"].as_array().unwrap().len(), 1);
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[test]

@@ -95,3 +95,16 @@ pub fn path_number<T: std::str::FromStr>(req: &HttpRequest, name: &str) -> Resul
         message: format!("{raw:?} is not a non-negative number"),
     })
 }
+
+/// Percent-encodes a query or path component (everything but RFC 3986's
+/// unreserved characters).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -195,6 +195,64 @@ impl Drop for Server {
     }
 }
 
+/// A server started on a free port and held before it opens its logs
+/// (`COLDTRAIL_TEST_HOLD_OPEN`) until [`Held::release`]: how it answers
+/// while it starts.
+pub struct Held {
+    pub child: Child,
+    pub base: String,
+    hold: PathBuf,
+}
+
+impl Held {
+    pub fn start(dir: &Path) -> Held {
+        let hold = dir.join("hold-open");
+        std::fs::write(&hold, b"").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_coldtrail"))
+            .args(["serve", "--data-dir", dir.to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("COLDTRAIL_TEST_HOLD_OPEN", &hold)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the server starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "no answer on {base}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Held { child, base, hold }
+    }
+
+    /// Lets it open its logs; returns the line it prints once it serves.
+    pub fn release(&mut self) -> String {
+        std::fs::remove_file(&self.hold).unwrap();
+        let mut lines = BufReader::new(self.child.stdout.take().unwrap()).lines();
+        let first = lines
+            .next()
+            .expect("the server prints its address")
+            .unwrap();
+        std::thread::spawn(move || for _ in lines {});
+        first
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub struct Reply {
     pub status: u16,
     pub content_type: String,

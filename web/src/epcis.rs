@@ -12,7 +12,7 @@ use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use analytics::lineage::query::{page_token, parse_token, EventQuery, QueryError};
-use ingest::params::QueryParams;
+use ingest::params::{percent_encode, QueryParams};
 use ingest::{ApiError, Role};
 
 use crate::ReadState;
@@ -160,24 +160,15 @@ async fn run(
             .pairs()
             .iter()
             .filter(|(n, _)| n != "nextPageToken")
-            .map(|(n, v)| format!("{}={}", encode(n), encode(v)))
+            .map(|(n, v)| format!("{}={}", percent_encode(n), percent_encode(v)))
             .collect();
-        qs.push(format!("nextPageToken={}", encode(&page_token(&q, c))));
+        qs.push(format!(
+            "nextPageToken={}",
+            percent_encode(&page_token(&q, c))
+        ));
         format!("<{}?{}>; rel=\"next\"", req.path(), qs.join("&"))
     });
     Ok(answer(query_document(events), link))
-}
-
-/// Percent-encodes a query string component.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// SimpleEventQuery over every captured event the caller may see: the
