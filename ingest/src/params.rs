@@ -44,6 +44,16 @@ impl QueryParams {
                 message: format!("the query string is not valid form encoding: {e}"),
             })?
             .into_inner();
+        // A value without a name (`?=x`, `&=x`) could only be refused later
+        // as "parameter ``", which tells nobody what to fix.
+        if pairs.iter().any(|(name, _)| name.is_empty()) {
+            return Err(ApiError::InvalidParameter {
+                name: "query".into(),
+                message:
+                    "a value has no parameter name (`=…` with nothing before it); write name=value"
+                        .into(),
+            });
+        }
         Ok(QueryParams(pairs))
     }
 
@@ -107,4 +117,25 @@ pub fn percent_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `query_params` fuzz target: a nameless value reached the
+    /// EPCIS query parser, which refused "parameter ``".
+    #[test]
+    fn a_value_without_a_name_is_refused_naming_the_query() {
+        let err = QueryParams::any_from_query_string("=urn%3Aepc&GE_quantity=3")
+            .err()
+            .expect("refused");
+        let ApiError::InvalidParameter { name, message } = err else {
+            panic!("{err}");
+        };
+        assert_eq!(name, "query");
+        assert!(message.contains("no parameter name"), "{message}");
+        assert!(QueryParams::any_from_query_string("a=1&b=").is_ok());
+        assert_eq!(percent_encode("a b/ü"), "a%20b%2F%C3%BC");
+    }
 }
