@@ -83,19 +83,8 @@ struct Mqtt {
 
 impl Mqtt {
     fn connect(broker: &str, org: &str, prefix: &str, run_tag: u128) -> Result<Mqtt> {
-        let rest = broker
-            .strip_prefix("mqtt://")
-            .with_context(|| format!("{broker}: the broker is mqtt://host:port"))?;
-        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "1883"));
-        let mut options =
-            rumqttc::MqttOptions::new(format!("ct-loadgen-{run_tag}"), host, port.parse()?);
-        options
-            .set_keep_alive(Duration::from_secs(20))
-            .set_max_packet_size(16 << 20, 16 << 20);
-        let (client, mut connection) = rumqttc::Client::new(options, 1024);
-        let mut network = connection.eventloop.network_options();
-        network.set_tcp_nodelay(true);
-        connection.eventloop.set_network_options(network);
+        let options = crate::mqtt_bridge::options(&format!("ct-loadgen-{run_tag}"), broker)?;
+        let (client, mut connection) = crate::mqtt_bridge::connect(options, 1024);
         client.subscribe(
             format!("{prefix}/out/{org}/batches/+"),
             rumqttc::QoS::AtLeastOnce,

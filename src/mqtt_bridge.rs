@@ -36,7 +36,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rumqttc::{Client, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{Client, Connection, Event, MqttOptions, Packet, Publish, QoS};
 
 /// Tests set it to `n` to make the bridge abort after answering its n-th
 /// message and before acknowledging it.
@@ -175,25 +175,37 @@ fn broker_address(url: &str) -> Result<(String, u16)> {
     Ok((host.to_string(), port.parse().context("the broker's port")?))
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
-    let tokens = read_tokens(&args.tokens)?;
-    let (host, port) = broker_address(&args.broker)?;
-    let node = args.node.trim_end_matches('/').to_string();
-    let mut options = MqttOptions::new(&args.client_id, host, port);
+/// Options for a client of `broker` (`mqtt://host:port`): keep-alive and
+/// packets large enough for a body of batches.
+pub(crate) fn options(client_id: &str, broker: &str) -> Result<MqttOptions> {
+    let (host, port) = broker_address(broker)?;
+    let mut options = MqttOptions::new(client_id, host, port);
     options
         .set_keep_alive(Duration::from_secs(20))
-        // The broker keeps the subscription and queued messages while the
-        // bridge is away; every message is acknowledged by hand, after the
-        // node's answer.
-        .set_clean_session(false)
-        .set_manual_acks(true)
         .set_max_packet_size(16 << 20, 16 << 20);
-    let (client, mut connection) = Client::new(options, 64);
-    // Answers are small and waited for: Nagle's algorithm would hold each
-    // one back for a delayed ACK (tens of ms on loopback).
+    Ok(options)
+}
+
+/// A client and its connection, with TCP_NODELAY: answers are small and
+/// waited for, and Nagle's algorithm would hold each one back for a delayed
+/// ACK (tens of ms on loopback).
+pub(crate) fn connect(options: MqttOptions, cap: usize) -> (Client, Connection) {
+    let (client, mut connection) = Client::new(options, cap);
     let mut network = connection.eventloop.network_options();
     network.set_tcp_nodelay(true);
     connection.eventloop.set_network_options(network);
+    (client, connection)
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let tokens = read_tokens(&args.tokens)?;
+    let node = args.node.trim_end_matches('/').to_string();
+    let mut options = options(&args.client_id, &args.broker)?;
+    // The broker keeps the subscription and queued messages while the
+    // bridge is away; every message is acknowledged by hand, after the
+    // node's answer.
+    options.set_clean_session(false).set_manual_acks(true);
+    let (client, mut connection) = connect(options, 64);
     let filter = format!("{}/in/+/+/+", args.prefix);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)

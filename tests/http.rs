@@ -9,7 +9,7 @@ use ledger::reading::Reading;
 use serde_json::json;
 use support::{
     get, post, post_json, provision, register_device as register, shard_sizes as sizes,
-    verify_proof_answer, Server,
+    verify_written, Server,
 };
 
 fn now_ms() -> i64 {
@@ -26,16 +26,6 @@ fn readings(n: usize, start_ms: i64) -> Vec<Reading> {
             ..Reading::new(start_ms + i as i64 * 60_000, 400 + (i % 5) as i32)
         })
         .collect()
-}
-
-/// Fetches an entry's proof over HTTP and checks it with the small verifier.
-fn verify_written(base: &str, w: &serde_json::Value) {
-    let (shard, index) = (w["shard"].as_u64().unwrap(), w["index"].as_u64().unwrap());
-    let p = get(base, &format!("/v1/shards/{shard}/entries/{index}/proof"));
-    assert_eq!(p.status, 200, "{}", p.body);
-    let p = p.json();
-    assert_eq!(p["id"], w["id"]);
-    verify_proof_answer(&p);
 }
 
 #[test]

@@ -468,3 +468,14 @@ pub fn verify_proof_answer(p: &serde_json::Value) {
         )
         .unwrap_or_else(|e| panic!("entry {shard}/{index}: {e}"));
 }
+
+/// Fetches a written entry's proof over HTTP (`w` is one of a write
+/// answer's `entries`) and checks it with the small verifier.
+pub fn verify_written(base: &str, w: &serde_json::Value) {
+    let (shard, index) = (w["shard"].as_u64().unwrap(), w["index"].as_u64().unwrap());
+    let p = get(base, &format!("/v1/shards/{shard}/entries/{index}/proof"));
+    assert_eq!(p.status, 200, "{}", p.body);
+    let p = p.json();
+    assert_eq!(p["id"], w["id"]);
+    verify_proof_answer(&p);
+}
