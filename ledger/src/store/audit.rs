@@ -249,14 +249,14 @@ fn hash_blocks(
 
 /// The tree folded as a compact range: perfect subtrees of decreasing size.
 #[derive(Default)]
-struct Frontier {
+pub(super) struct Frontier {
     nodes: Vec<(u32, Digest)>,
-    size: u64,
+    pub size: u64,
 }
 
 impl Frontier {
     /// Adds a leaf; returns the 16-leaf subtree root it completes, if any.
-    fn push(&mut self, leaf: Digest) -> Option<Digest> {
+    pub fn push(&mut self, leaf: Digest) -> Option<Digest> {
         self.size += 1;
         let mut node = (0u32, leaf);
         let mut chunk = None;
@@ -274,7 +274,7 @@ impl Frontier {
         chunk
     }
 
-    fn root(&self) -> Digest {
+    pub fn root(&self) -> Digest {
         let mut it = self.nodes.iter().rev();
         let Some(&(_, mut acc)) = it.next() else {
             return Blake3Merkle::empty_root();

@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use tokio::sync::oneshot;
@@ -33,8 +33,10 @@ use super::format::{
     self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use super::ids::{ActiveIds, SealedIds};
-use super::tree::{chunk_root, StoredTree};
-use super::{Appended, Pending, Store, StoreError, FSYNC_SECONDS, GROUP_ENTRIES};
+use super::tree::{chunk_root, LeafSource, StoredTree};
+use super::{
+    check_append, now_ms, Appended, Pending, Store, StoreError, FSYNC_SECONDS, GROUP_ENTRIES,
+};
 use crate::entry::entry_id;
 use crate::hash::Digest;
 use crate::head::{log_id, SignedTreeHead, TreeHead};
@@ -131,13 +133,6 @@ pub struct EmbeddedStore {
     tx: Option<SyncSender<Request>>,
     writer: Option<JoinHandle<()>>,
     config: StoreConfig,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn open_append(path: &Path) -> Result<File, StoreError> {
@@ -560,20 +555,7 @@ impl EmbeddedStore {
 
     fn prepare(&self, entries: Vec<Vec<u8>>) -> Result<(Request, Pending), StoreError> {
         self.check_running()?;
-        if entries.is_empty() {
-            return Err(StoreError::EmptyAppend);
-        }
-        if let Some(e) = entries
-            .iter()
-            .find(|e| e.len() > self.config.max_entry_bytes)
-        {
-            return Err(StoreError::EntryTooLarge {
-                len: e.len(),
-                max: self.config.max_entry_bytes,
-            });
-        }
-        // Hash on the caller's thread: the writer's time is for the disk.
-        let ids = entries.iter().map(|e| entry_id(e)).collect();
+        let ids = check_append(&entries, self.config.max_entry_bytes)?;
         let (reply, rx) = oneshot::channel();
         Ok((
             Request::Append {
@@ -636,26 +618,11 @@ impl EmbeddedStore {
     }
 }
 
-fn read_leaf_range(src: &impl LeafRead, start: u64, n: u64) -> io::Result<Vec<Digest>> {
+fn read_leaf_range(src: &impl LeafSource, start: u64, n: u64) -> io::Result<Vec<Digest>> {
     src.leaves(start, n)
 }
 
-trait LeafRead {
-    fn leaves(&self, start: u64, n: u64) -> io::Result<Vec<Digest>>;
-}
-
-impl LeafRead for File {
-    fn leaves(&self, start: u64, n: u64) -> io::Result<Vec<Digest>> {
-        let mut buf = vec![0u8; n as usize * 32];
-        self.read_exact_at(&mut buf, start * 32)?;
-        Ok(buf
-            .chunks_exact(32)
-            .map(|c| Digest(c.try_into().expect("32-byte chunk")))
-            .collect())
-    }
-}
-
-impl LeafRead for StoredTree {
+impl LeafSource for StoredTree {
     fn leaves(&self, start: u64, n: u64) -> io::Result<Vec<Digest>> {
         self.read_leaves(start, n)
     }

@@ -1,6 +1,7 @@
 //! Where a log's entries live. [`Store`] is the boundary the rest of coldtrail
-//! sees; [`EmbeddedStore`] keeps a log in append-only segment files, and a
-//! PostgreSQL store will implement the same trait.
+//! sees; [`EmbeddedStore`] keeps a log in append-only segment files, and
+//! `postgres::PgStore` (feature `postgres`) keeps it in PostgreSQL.
+//! [`Backend`] says which, for a whole node.
 //!
 //! Invariants every store keeps:
 //! - an append is answered only after the entries are durable (fsync'd);
@@ -12,6 +13,8 @@ mod audit;
 mod embedded;
 pub mod format;
 mod ids;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod tree;
 
 use std::future::Future;
@@ -65,6 +68,12 @@ pub enum StoreError {
     Proof(#[from] crate::merkle::ProofError),
     #[error("{0}")]
     Config(String),
+    #[error("PostgreSQL: {0}")]
+    Database(String),
+    /// A database failure that a retry may get past (connection lost,
+    /// server restarting); the writer retries these for a while.
+    #[error("PostgreSQL (retrying may help): {0}")]
+    Transient(String),
 }
 
 impl StoreError {
@@ -72,6 +81,74 @@ impl StoreError {
         StoreError::Io {
             path: path.as_ref().display().to_string(),
             source,
+        }
+    }
+}
+
+/// Checks an append's entries and hashes them (on the caller's thread: the
+/// writer's time is for the disk or the database).
+pub(crate) fn check_append(
+    entries: &[Vec<u8>],
+    max_entry_bytes: usize,
+) -> Result<Vec<Digest>, StoreError> {
+    if entries.is_empty() {
+        return Err(StoreError::EmptyAppend);
+    }
+    if let Some(e) = entries.iter().find(|e| e.len() > max_entry_bytes) {
+        return Err(StoreError::EntryTooLarge {
+            len: e.len(),
+            max: max_entry_bytes,
+        });
+    }
+    Ok(entries.iter().map(|e| crate::entry::entry_id(e)).collect())
+}
+
+/// Milliseconds since the Unix epoch (0 before it), for head timestamps.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Which store a node keeps its logs in.
+#[derive(Clone, Default)]
+pub enum Backend {
+    /// A directory per log, beside the node's other files.
+    #[default]
+    Embedded,
+    /// Rows in PostgreSQL, one log per name.
+    #[cfg(feature = "postgres")]
+    Postgres(std::sync::Arc<postgres::Database>),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Embedded => f.write_str("embedded"),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => write!(f, "{}", db.display_url()),
+        }
+    }
+}
+
+impl Backend {
+    /// Opens (or creates) a log: in directory `dir` for the embedded store,
+    /// as the log called `name` in the database.
+    pub fn open(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        key: ed25519_dalek::SigningKey,
+        config: StoreConfig,
+    ) -> Result<Box<dyn Store>, StoreError> {
+        match self {
+            Backend::Embedded => {
+                let _ = name;
+                Ok(Box::new(EmbeddedStore::open_or_create(dir, key, config)?))
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(db) => Ok(Box::new(postgres::PgStore::open(db, name, key, config)?)),
         }
     }
 }

@@ -1,0 +1,362 @@
+//! `coldtrail verify --store postgres://…`: every log in the database
+//! recomputed from its rows. Each entry's bytes are hashed and compared with
+//! its stored id; the tree is folded as the rows stream by and every stored
+//! 16-entry run root and every signed head (signature, order, root) is
+//! compared with it. It stops at the first problem and names the row.
+//!
+//! Read in one REPEATABLE READ transaction: a consistent snapshot even while
+//! a server appends. Memory: the run roots and heads of one log, not its
+//! entries.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::{db_error, decode_body, Database, RUN};
+use crate::entry::{entry_id, kind_label, ENCODING_VERSION};
+use crate::hash::Digest;
+use crate::head::{log_id, SignedTreeHead};
+use crate::store::audit::Frontier;
+use crate::store::{AuditProgress, StoreError};
+
+/// The first row that does not match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgProblem {
+    pub table: &'static str,
+    /// The row, as its key (`idx 41`, `run 2`, `seq 7`).
+    pub row: String,
+    /// Entries `[from, to)` it concerns, when it can say.
+    pub entries: Option<(u64, u64)>,
+    pub what: String,
+}
+
+impl fmt::Display for PgProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} row {}: {}", self.table, self.row, self.what)
+    }
+}
+
+/// What the audit of one log checked, and its first problem.
+#[derive(Debug, Clone, Default)]
+pub struct PgAudit {
+    pub name: String,
+    pub log_id: Digest,
+    pub entries: u64,
+    /// Stored body bytes read, and entry bytes (uncompressed) hashed.
+    pub bytes: u64,
+    pub entry_bytes: u64,
+    pub heads: u64,
+    pub latest_head: Option<SignedTreeHead>,
+    pub kinds: BTreeMap<&'static str, u64>,
+    /// Entries after the latest signed head (the next open signs them).
+    pub unsigned: u64,
+    pub problem: Option<PgProblem>,
+}
+
+fn problem(
+    table: &'static str,
+    row: String,
+    entries: Option<(u64, u64)>,
+    what: impl Into<String>,
+) -> PgProblem {
+    PgProblem {
+        table,
+        row,
+        entries,
+        what: what.into(),
+    }
+}
+
+/// Audits every log in the database (or only `only`, by name). `Err` only
+/// when the database cannot be read at all.
+pub fn audit_database(
+    db: &Database,
+    only: Option<&str>,
+    progress: &dyn AuditProgress,
+) -> Result<Vec<PgAudit>, StoreError> {
+    let mut out = Vec::new();
+    for (name, key, _) in db.logs()? {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let pg = db.pg.clone();
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+        let n = name.clone();
+        db.handle.spawn(async move {
+            let _ = done_tx.send(audit_log(&pg, &n, key, tx).await);
+        });
+        // Progress is told from this thread while the audit streams; the
+        // channel closes when the audit returns.
+        for b in rx {
+            progress.advance(b);
+        }
+        let report = done
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::Stopped("the database runtime ended".into())))?;
+        out.push(report);
+    }
+    Ok(out)
+}
+
+async fn audit_log(
+    pg: &tokio_postgres::Config,
+    name: &str,
+    key: ed25519_dalek::VerifyingKey,
+    progress: std::sync::mpsc::Sender<u64>,
+) -> Result<PgAudit, StoreError> {
+    let mut client = super::connect(pg).await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|e| db_error("starting the audit", e))?;
+    let mut report = PgAudit {
+        name: name.to_string(),
+        log_id: log_id(&key),
+        ..PgAudit::default()
+    };
+    let log: i32 = tx
+        .query_one("SELECT log FROM coldtrail_logs WHERE name = $1", &[&name])
+        .await
+        .map_err(|e| db_error("finding the log", e))?
+        .get(0);
+    let stored_id: Vec<u8> = tx
+        .query_one("SELECT log_id FROM coldtrail_logs WHERE log = $1", &[&log])
+        .await
+        .map_err(|e| db_error("reading the log", e))?
+        .get(0);
+    if stored_id != report.log_id.0 {
+        report.problem = Some(problem(
+            "coldtrail_logs",
+            format!("name {name}"),
+            None,
+            "log_id is not the hash of public_key",
+        ));
+        return Ok(report);
+    }
+    // Heads: each decodes, is signed by the log's key for this log, and
+    // none is smaller than the one before.
+    let mut heads: Vec<(i64, SignedTreeHead)> = Vec::new();
+    for r in tx
+        .query(
+            "SELECT seq, size, record FROM coldtrail_heads WHERE log = $1 ORDER BY seq",
+            &[&log],
+        )
+        .await
+        .map_err(|e| db_error("reading signed heads", e))?
+    {
+        let seq: i64 = r.get(0);
+        let row = format!("(log {name}, seq {seq})");
+        if seq != heads.len() as i64 {
+            report.problem = Some(problem(
+                "coldtrail_heads",
+                format!("(log {name}, seq {})", heads.len()),
+                None,
+                "the row is missing",
+            ));
+            return Ok(report);
+        }
+        let h = match super::decode_head_row(name, seq, r.get(1), r.get(2), &key) {
+            Ok(h) => h,
+            Err(e) => {
+                report.problem = Some(problem("coldtrail_heads", row, None, strip(&e)));
+                return Ok(report);
+            }
+        };
+        if let Some((_, prev)) = heads.last() {
+            if h.head.size < prev.head.size || h.head.timestamp_ms < prev.head.timestamp_ms {
+                report.problem = Some(problem(
+                    "coldtrail_heads",
+                    row,
+                    None,
+                    "signed before the head in the row before it, yet smaller or older",
+                ));
+                return Ok(report);
+            }
+        }
+        heads.push((seq, h));
+    }
+    report.heads = heads.len() as u64;
+    report.latest_head = heads.last().map(|(_, h)| *h);
+    let mut roots: Vec<Digest> = Vec::new();
+    for (r, want) in tx
+        .query(
+            "SELECT run, root FROM coldtrail_nodes WHERE log = $1 ORDER BY run",
+            &[&log],
+        )
+        .await
+        .map_err(|e| db_error("reading subtree roots", e))?
+        .iter()
+        .zip(0i64..)
+    {
+        let run: i64 = r.get(0);
+        let row = format!("(log {name}, run {want})");
+        if run != want {
+            report.problem = Some(problem("coldtrail_nodes", row, None, "the row is missing"));
+            return Ok(report);
+        }
+        match <[u8; 32]>::try_from(r.get::<_, &[u8]>(1)) {
+            Ok(b) => roots.push(Digest(b)),
+            Err(_) => {
+                report.problem = Some(problem(
+                    "coldtrail_nodes",
+                    row,
+                    None,
+                    "root is not a 32-byte hash",
+                ));
+                return Ok(report);
+            }
+        }
+    }
+
+    let mut frontier = Frontier::default();
+    let mut next_head = 0;
+    // Heads over the empty log.
+    while let Some((seq, h)) = heads.get(next_head).filter(|(_, h)| h.head.size == 0) {
+        if h.head.root != frontier.root() {
+            report.problem = Some(problem(
+                "coldtrail_heads",
+                format!("(log {name}, seq {seq})"),
+                None,
+                "the empty tree's root does not match",
+            ));
+            return Ok(report);
+        }
+        next_head += 1;
+    }
+    // A portal streams the rows in pages: memory holds one page.
+    let portal = tx
+        .bind(
+            "SELECT idx, id, codec, body FROM coldtrail_entries WHERE log = $1 ORDER BY idx",
+            &[&log],
+        )
+        .await
+        .map_err(|e| db_error("reading entries", e))?;
+    let max_entry = 64 << 20;
+    let mut pending_bytes = 0u64;
+    loop {
+        let page = tx
+            .query_portal(&portal, 1024)
+            .await
+            .map_err(|e| db_error("reading entries", e))?;
+        if page.is_empty() {
+            break;
+        }
+        for r in &page {
+            let want = frontier.size;
+            let idx: i64 = r.get(0);
+            let row = format!("(log {name}, idx {want})");
+            if idx as u64 != want {
+                report.problem = Some(problem(
+                    "coldtrail_entries",
+                    row,
+                    Some((want, want + 1)),
+                    format!("the row is missing (the next row is idx {idx})"),
+                ));
+                return Ok(report);
+            }
+            let body: &[u8] = r.get(3);
+            report.bytes += body.len() as u64;
+            pending_bytes += body.len() as u64;
+            let entry = match decode_body(r.get(2), body, max_entry) {
+                Ok(e) => e,
+                Err(what) => {
+                    report.problem = Some(problem(
+                        "coldtrail_entries",
+                        row,
+                        Some((want, want + 1)),
+                        what,
+                    ));
+                    return Ok(report);
+                }
+            };
+            report.entry_bytes += entry.len() as u64;
+            let label = match entry.as_slice() {
+                [ENCODING_VERSION, k, ..] => kind_label(*k).unwrap_or("unknown"),
+                _ => "unknown",
+            };
+            *report.kinds.entry(label).or_insert(0) += 1;
+            let leaf = entry_id(&entry);
+            if r.get::<_, &[u8]>(1) != leaf.0.as_slice() {
+                report.problem = Some(problem(
+                    "coldtrail_entries",
+                    row,
+                    Some((want, want + 1)),
+                    "its bytes do not hash to its id: the body or the id was changed",
+                ));
+                return Ok(report);
+            }
+            if let Some(run_root) = frontier.push(leaf) {
+                let run = want / RUN;
+                if roots.get(run as usize) != Some(&run_root) {
+                    report.problem = Some(problem(
+                        "coldtrail_nodes",
+                        format!("(log {name}, run {run})"),
+                        Some((run * RUN, run * RUN + RUN)),
+                        if roots.len() as u64 <= run {
+                            "the row is missing".to_string()
+                        } else {
+                            format!("entries {}..{} hash to another root: an entry and its id were both changed, or the root was", run * RUN, run * RUN + RUN)
+                        },
+                    ));
+                    return Ok(report);
+                }
+            }
+            while let Some((seq, h)) = heads
+                .get(next_head)
+                .filter(|(_, h)| h.head.size == frontier.size)
+            {
+                if h.head.root != frontier.root() {
+                    let from = next_head.checked_sub(1).map_or(0, |p| heads[p].1.head.size);
+                    report.problem = Some(problem(
+                    "coldtrail_heads",
+                    format!("(log {name}, seq {seq})"),
+                    Some((from, h.head.size)),
+                    format!("the entries' root does not match this signed head: rows among idx {from}..{} were changed", h.head.size),
+                ));
+                    return Ok(report);
+                }
+                next_head += 1;
+            }
+            if pending_bytes >= 1 << 20 {
+                let _ = progress.send(pending_bytes);
+                pending_bytes = 0;
+            }
+        }
+    }
+    let _ = progress.send(pending_bytes);
+    report.entries = frontier.size;
+    if let Some((seq, h)) = heads.get(next_head) {
+        report.problem = Some(problem(
+            "coldtrail_heads",
+            format!("(log {name}, seq {seq})"),
+            Some((frontier.size, h.head.size)),
+            format!(
+                "a signed head commits to {} entries but the log has {}: acknowledged rows were deleted",
+                h.head.size, frontier.size
+            ),
+        ));
+        return Ok(report);
+    }
+    if roots.len() as u64 > frontier.size / RUN {
+        report.problem = Some(problem(
+            "coldtrail_nodes",
+            format!("(log {name}, run {})", frontier.size / RUN),
+            None,
+            "a subtree root for entries the log does not have: rows were deleted",
+        ));
+        return Ok(report);
+    }
+    report.unsigned = frontier.size - report.latest_head.map_or(0, |h| h.head.size);
+    Ok(report)
+}
+
+/// A store error's message without its place (the problem names the row).
+fn strip(e: &StoreError) -> String {
+    match e {
+        StoreError::Corrupt { what, .. } => what.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,129 @@
+//! The `Store` contract (`contract/mod.rs`) on the PostgreSQL store, in a
+//! database of its own on a throwaway cluster (or on `COLDTRAIL_TEST_PG`).
+//! Every log is a fresh name in that database; stored bytes are changed
+//! behind the store's back with plain SQL.
+
+mod common;
+mod contract;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use contract::{Audit, Harness, Place};
+use ed25519_dalek::SigningKey;
+use ledger::store::postgres::{audit_database, cluster, Database, PgConfig, PgStore};
+use ledger::store::{Store, StoreError};
+
+struct Postgres;
+
+/// A log: a database URL and a name in it.
+struct Log {
+    url: String,
+    name: String,
+}
+
+/// One connection (runtime and pool) per process and database.
+fn database(url: &str) -> Arc<Database> {
+    static DBS: Mutex<BTreeMap<String, Arc<Database>>> = Mutex::new(BTreeMap::new());
+    let mut dbs = DBS.lock().unwrap();
+    Arc::clone(
+        dbs.entry(url.to_string())
+            .or_insert_with(|| Database::connect(PgConfig::new(url)).expect("connects")),
+    )
+}
+
+impl Harness for Postgres {
+    type Place = Log;
+    fn fresh(&self) -> Log {
+        // A database per log: the contract opens every log with one key,
+        // and a database refuses two logs with one key (one log id).
+        Log {
+            url: cluster::fresh_database().expect("a test database"),
+            name: "log".to_string(),
+        }
+    }
+    fn max_entry_bytes(&self) -> usize {
+        common::small_config().max_entry_bytes
+    }
+}
+
+impl Place for Log {
+    fn open(&self, key: SigningKey) -> Result<Box<dyn Store>, StoreError> {
+        Ok(Box::new(PgStore::open(
+            &database(&self.url),
+            &self.name,
+            key,
+            common::small_config(),
+        )?))
+    }
+
+    fn locator(&self) -> String {
+        format!("{} {}", self.url, self.name)
+    }
+
+    fn from_locator(locator: &str) -> Log {
+        let (url, name) = locator.split_once(' ').expect("url and name");
+        Log {
+            url: url.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Flips a bit in the middle of the entry's stored body, with plain SQL.
+    fn alter_entry(&self, index: u64) {
+        let db = database(&self.url);
+        let n = sql(
+            &db,
+            format!(
+                "UPDATE coldtrail_entries SET body = set_byte(body, length(body) / 2, get_byte(body, length(body) / 2) # 32)
+                 WHERE log = (SELECT log FROM coldtrail_logs WHERE name = '{}') AND idx = {index}",
+                self.name
+            ),
+        );
+        assert_eq!(n, 1, "entry {index} has a row");
+    }
+
+    fn audit(&self) -> Audit {
+        let db = database(&self.url);
+        let mut reports =
+            audit_database(&db, Some(&self.name), &|_| {}).expect("the database reads");
+        // A child killed before it created the log leaves none: nothing to damage.
+        let Some(r) = reports.pop() else {
+            return Audit::Intact;
+        };
+        match r.problem {
+            Some(p) => Audit::Damaged {
+                entries: p.entries,
+                what: p.to_string(),
+            },
+            None if r.unsigned == 0 => Audit::Intact,
+            None => Audit::Recoverable(vec![format!(
+                "{} entries are not yet under a signed head",
+                r.unsigned
+            )]),
+        }
+    }
+}
+
+/// Runs one statement through a connection of the harness's own; returns
+/// the rows it changed.
+fn sql(db: &Database, statement: String) -> u64 {
+    let url = db.config().url.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.execute(&statement, &[]).await.unwrap()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+store_contract!(Postgres);
