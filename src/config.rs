@@ -57,6 +57,16 @@ pub struct GraphqlSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
+    /// Where the shards' logs live: unset, segment files under `data_dir`;
+    /// `postgres://user@host:port/db`, rows in that PostgreSQL database.
+    pub url: Option<String>,
+    /// PostgreSQL: reader connections in the pool.
+    pub pool_size: usize,
+    /// PostgreSQL: connecting (and waiting for a pooled connection) gives up after this, ms.
+    pub connect_timeout_ms: u64,
+    /// PostgreSQL: a failed group commit is retried, reconnecting, for this long, ms;
+    /// then the log stops taking writes.
+    pub retry_ms: u64,
     /// A segment is sealed at this many bytes…
     pub segment_bytes: u64,
     /// …or this many entries.
@@ -111,7 +121,12 @@ impl Default for GraphqlSettings {
 impl Default for StoreSettings {
     fn default() -> Self {
         let s = ledger::store::StoreConfig::default();
+        let pg = ledger::store::postgres::PgConfig::new("");
         StoreSettings {
+            url: None,
+            pool_size: pg.pool_size,
+            connect_timeout_ms: pg.connect_timeout.as_millis() as u64,
+            retry_ms: pg.retry_for.as_millis() as u64,
             segment_bytes: s.segment_bytes,
             segment_entries: s.segment_entries,
             max_block_entries: s.max_block_entries,
@@ -125,7 +140,12 @@ impl Default for StoreSettings {
 
 /// Settings that may be absent from a serialised config (`None`), so they
 /// cannot be discovered from the defaults' keys.
-const OPTIONAL: [&str; 3] = ["data_dir", "public_url", "shards"];
+const OPTIONAL: [&[&str]; 4] = [
+    &["data_dir"],
+    &["public_url"],
+    &["shards"],
+    &["store", "url"],
+];
 
 impl Config {
     /// Defaults, overridden by the file (if any), then by `env` (name, value
@@ -199,6 +219,19 @@ impl Config {
         toml::to_string(self).expect("settings serialise")
     }
 
+    /// The settings as TOML with the database password hidden, to print.
+    pub fn to_toml_shown(&self) -> String {
+        let mut c = self.clone();
+        c.store.url = c.store.url.as_deref().map(redact_password);
+        c.to_toml()
+    }
+
+    /// Where the shards' logs live: connects to (and migrates) the
+    /// database when `store.url` names one.
+    pub fn backend(&self) -> Result<ledger::store::Backend> {
+        backend(self.store.url.as_deref(), &self.store)
+    }
+
     pub fn ingest_limits(&self) -> ingest::Limits {
         ingest::Limits {
             max_body_bytes: self.ingest.max_body_bytes,
@@ -233,6 +266,48 @@ impl Config {
     }
 }
 
+/// The backend for a store URL (`None`: embedded). Refuses anything but a
+/// PostgreSQL URL, naming what is expected.
+pub fn backend(url: Option<&str>, s: &StoreSettings) -> Result<ledger::store::Backend> {
+    use ledger::store::postgres::{is_postgres_url, Database, PgConfig};
+    let Some(url) = url.filter(|u| !u.is_empty()) else {
+        return Ok(ledger::store::Backend::Embedded);
+    };
+    if !is_postgres_url(url) {
+        bail!("store.url {:?} is not a PostgreSQL URL: use postgres://user@host:port/database, or leave it unset for the embedded store", redact_password(url));
+    }
+    let config = PgConfig {
+        pool_size: s.pool_size.max(1),
+        connect_timeout: Duration::from_millis(s.connect_timeout_ms),
+        retry_for: Duration::from_millis(s.retry_ms),
+        ..PgConfig::new(url)
+    };
+    let db = Database::connect(config)
+        .with_context(|| format!("connecting to {}", redact_password(url)))?;
+    Ok(ledger::store::Backend::Postgres(db))
+}
+
+/// `scheme://user:secret@host/…` shown as `scheme://user:***@host/…`.
+pub fn redact_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..auth_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 /// Overlays `top` on `base`, section by section.
 fn merge(base: &mut toml::Table, top: toml::Table) {
     for (k, v) in top {
@@ -247,13 +322,20 @@ fn merge(base: &mut toml::Table, top: toml::Table) {
 
 /// Every setting's path (`["listen"]`, `["ingest", "max_in_flight"]`).
 fn setting_paths(table: &toml::Table) -> Vec<Vec<String>> {
-    let mut out: Vec<Vec<String>> = OPTIONAL.iter().map(|k| vec![k.to_string()]).collect();
+    let mut out: Vec<Vec<String>> = OPTIONAL
+        .iter()
+        .map(|p| p.iter().map(|k| k.to_string()).collect())
+        .collect();
     for (k, v) in table {
-        match v {
-            toml::Value::Table(t) => out.extend(t.keys().map(|k2| vec![k.clone(), k2.clone()])),
-            _ if !OPTIONAL.contains(&k.as_str()) => out.push(vec![k.clone()]),
-            _ => {}
-        }
+        let new = match v {
+            toml::Value::Table(t) => t.keys().map(|k2| vec![k.clone(), k2.clone()]).collect(),
+            _ => vec![vec![k.clone()]],
+        };
+        out.extend(
+            new.into_iter()
+                .filter(|p| !out.contains(p))
+                .collect::<Vec<_>>(),
+        );
     }
     out
 }
@@ -312,6 +394,31 @@ mod tests {
         // What is printed reads back as the same settings.
         let again: Config = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(again, c);
+    }
+
+    #[test]
+    fn the_store_url_comes_from_the_environment_and_its_password_is_not_shown() {
+        let c = Config::load(
+            None,
+            env(&[(
+                "COLDTRAIL_STORE_URL",
+                "postgres://ct:s3cret@db.example:5433/ledger",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.store.url.as_deref(),
+            Some("postgres://ct:s3cret@db.example:5433/ledger")
+        );
+        let shown = c.to_toml_shown();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://ct:***@db.example:5433/ledger"),
+            "{shown}"
+        );
+        assert_eq!(redact_password("postgres://u@h/db"), "postgres://u@h/db");
+        let e = format!("{:#}", backend(Some("mysql://x"), &c.store).unwrap_err());
+        assert!(e.contains("postgres://"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod ops;
 mod push;
 mod recall_cmd;
 mod serve;
+mod store_cmd;
 mod trace_cmd;
 mod verify;
 
@@ -81,11 +82,32 @@ enum Cmd {
     /// Exits 0 when all is verified, 1 on damage (naming the first problem), 3 when
     /// the logs are only in the state a crash leaves, which opening repairs.
     Verify {
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// The node's data directory (its embedded logs, or with --store its keys).
+        #[arg(long, required_unless_present = "store")]
+        data_dir: Option<PathBuf>,
+        /// Audit every log in this PostgreSQL database (postgres://…), row by row.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         /// Open the node first, as a start does (recovery, heads signed), then audit.
-        #[arg(long)]
+        #[arg(long, requires = "data_dir")]
         recover: bool,
+    },
+    /// Bring a PostgreSQL database's coldtrail schema up to date (serve does
+    /// this at start too); refuses a database newer than this binary.
+    Migrate {
+        #[arg(long, value_name = "URL")]
+        store: String,
+    },
+    /// Copy a stopped node's logs from one store to the other (`--from DIR --to
+    /// postgres://…`, or back), check every log's root against its source, and
+    /// point the node at the copy. The source is left as it was.
+    CopyStore {
+        /// Where the logs are now: the node's data directory, or a postgres:// URL.
+        #[arg(long)]
+        from: String,
+        /// Where they go: the node's data directory, or a postgres:// URL.
+        #[arg(long)]
+        to: String,
     },
     /// Check a running node from the outside: its key document against a
     /// pinned operator key, every shard's signed head, that each log only grew
@@ -292,7 +314,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("log id      {}", ledger::head::log_id(&public));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Verify { data_dir, recover } => verify::verify(&data_dir, recover),
+        Cmd::Verify {
+            data_dir,
+            store,
+            recover,
+        } => match (store, data_dir) {
+            (Some(url), dir) => verify::verify_database(&url, dir.as_deref(), recover),
+            (None, Some(dir)) => verify::verify(&dir, recover),
+            (None, None) => unreachable!("clap requires --data-dir without --store"),
+        },
+        Cmd::Migrate { store } => store_cmd::migrate(&store),
+        Cmd::CopyStore { from, to } => store_cmd::copy_store(&from, &to),
         Cmd::Inspect { data_dir } => verify::inspect(&data_dir),
         Cmd::AuditRemote(args) => audit_remote::run(args),
         Cmd::Keys {
@@ -450,6 +482,10 @@ struct ServeArgs {
     /// Shards of a new node (default: one per core).
     #[arg(long)]
     shards: Option<u32>,
+    /// Keep the logs in PostgreSQL (postgres://user@host:port/database)
+    /// instead of segment files under the data directory.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// Largest request body accepted (413 above). [default: 16 MiB]
     #[arg(long)]
     max_body_bytes: Option<usize>,
@@ -496,6 +532,9 @@ impl ServeArgs {
         }
         if self.shards.is_some() {
             c.shards = self.shards;
+        }
+        if self.store.is_some() {
+            c.store.url = self.store;
         }
         c.check()?;
         Ok(c)

@@ -11,9 +11,15 @@ use ingest::{Ingest, Limits, Role, TokenStore};
 use ledger::entry::{Entry, IdentityChange, OrgRole};
 use shards::{Node, NodeConfig};
 
+/// Opens the node in `data_dir` for a command other than `serve`: its logs
+/// are in the database `COLDTRAIL_STORE_URL` names, if set (the node's
+/// `NODE` file refuses the wrong store either way).
 pub fn open_node(data_dir: &Path, shards: Option<u32>) -> Result<Arc<Node>> {
+    let settings = crate::config::Config::load(None, std::env::vars())?;
     let config = NodeConfig {
         shards,
+        store: settings.store_config(),
+        backend: settings.backend()?,
         ..NodeConfig::new(data_dir)
     };
     Ok(Arc::new(Node::open(config).with_context(|| {
@@ -192,13 +198,20 @@ pub fn serve(config: crate::config::Config) -> Result<ExitCode> {
             store: config.store_config(),
             ..NodeConfig::new(&data_dir)
         };
+        let settings = config.clone();
         let open = move || {
             let dir = node_config.data_dir.clone();
+            // Connecting (and migrating) is part of opening: the edge
+            // answers /readyz meanwhile.
+            let node_config = NodeConfig {
+                backend: settings.backend()?,
+                ..node_config
+            };
             Ok(Arc::new(Node::open(node_config).with_context(|| {
                 format!("opening the node in {}", dir.display())
             })?))
         };
-        let shown = config.to_toml();
+        let shown = config.to_toml_shown();
         let public = edge.web.public_url.clone();
         run_server(open, edge, move |addr, _, _| {
             println!("coldtrail serving {} on http://{addr}", data_dir.display());

@@ -40,6 +40,17 @@ pub const RECOVERABLE: u8 = 3;
 /// crash-consistent (saying what opening will do). With `recover`, opens
 /// the node first (as a start would: recovery, then heads signed).
 pub fn verify(data_dir: &Path, recover: bool) -> Result<ExitCode> {
+    if let Some((_, "postgres")) = shards::pinned(data_dir)? {
+        // The node's logs are in a database: audit its rows.
+        let settings = crate::config::Config::load(None, std::env::vars())?;
+        let Some(url) = settings.store.url else {
+            anyhow::bail!(
+                "{} keeps its logs in PostgreSQL: give the database with --store postgres://… (or COLDTRAIL_STORE_URL)",
+                data_dir.display()
+            );
+        };
+        return verify_database(&url, Some(data_dir), recover);
+    }
     if recover {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -115,52 +126,211 @@ pub fn verify(data_dir: &Path, recover: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `verify --store postgres://…`: every log in the database recomputed from
+/// its rows. Exit codes as [`verify`]: 1 names the first row that does not
+/// match, 3 when only signing the newest entries is left (opening does it).
+pub fn verify_database(url: &str, data_dir: Option<&Path>, recover: bool) -> Result<ExitCode> {
+    let backend = crate::config::backend(Some(url), &crate::config::StoreSettings::default())?;
+    let ledger::store::Backend::Postgres(db) = backend.clone() else {
+        unreachable!("a store URL gives a database backend");
+    };
+    if let (true, Some(dir)) = (recover, data_dir) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let node = shards::Node::open(shards::NodeConfig {
+                backend,
+                ..shards::NodeConfig::new(dir)
+            })?;
+            node.sign_heads().await?;
+            anyhow::Ok(())
+        })?;
+        println!("opened and closed the node: every log's heads are signed");
+    }
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} verifying {bytes} {bytes_per_sec}")
+            .expect("static template"),
+    );
+    let started = Instant::now();
+    let reports = ledger::store::postgres::audit_database(&db, None, &|n| bar.inc(n))?;
+    bar.finish_and_clear();
+    if reports.is_empty() {
+        println!("{} holds no coldtrail log", db.display_url());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (mut entries, mut bytes) = (0, 0);
+    let mut unsigned = Vec::new();
+    for r in &reports {
+        println!(
+            "{}: log {}  {} entries, {} signed heads, {} stored ({} of entries)",
+            r.name,
+            &r.log_id.to_hex()[..16],
+            r.entries,
+            r.heads,
+            human_bytes(r.bytes),
+            human_bytes(r.entry_bytes)
+        );
+        if let Some(h) = r.latest_head {
+            println!(
+                "    latest signed head: size {}, root {}, signed {}",
+                h.head.size,
+                h.head.root,
+                format_ms(h.head.timestamp_ms)
+            );
+        }
+        if let Some(p) = &r.problem {
+            eprintln!("FAILED: log {} in {}: {p}", r.name, db.display_url());
+            return Ok(ExitCode::from(DAMAGED));
+        }
+        if r.unsigned > 0 {
+            unsigned.push(format!(
+                "log {}: the newest {} entries are not yet under a signed head; opening signs them",
+                r.name, r.unsigned
+            ));
+        }
+        entries += r.entries;
+        bytes += r.bytes;
+    }
+    if !unsigned.is_empty() {
+        for u in &unsigned {
+            println!("RECOVERABLE: {u}");
+        }
+        return Ok(ExitCode::from(RECOVERABLE));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "verified {} logs in {}: {entries} entries, {} in {secs:.2} s; every row's bytes hash to its id, every subtree root and signed head matches",
+        reports.len(),
+        db.display_url(),
+        human_bytes(bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Per-log description: sizes, entries by kind, receipts, latest head; then
 /// the node's published key sets.
 pub fn inspect(data_dir: &Path) -> Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     print_key_sets(data_dir)?;
+    if let Some((_, "postgres")) = shards::pinned(data_dir)? {
+        let settings = crate::config::Config::load(None, std::env::vars())?;
+        let ledger::store::Backend::Postgres(db) = settings.backend()? else {
+            anyhow::bail!(
+                "{} keeps its logs in PostgreSQL: give the database with COLDTRAIL_STORE_URL",
+                data_dir.display()
+            );
+        };
+        for r in ledger::store::postgres::audit_database(&db, None, &|_| {})? {
+            let place = format!("{} in {}", r.name, db.display_url());
+            let stored = format!(
+                "{} stored for {} of entries",
+                human_bytes(r.bytes),
+                human_bytes(r.entry_bytes)
+            );
+            let problem = r.problem.as_ref().map(|p| p.to_string());
+            code = print_log(
+                &r.name,
+                &place,
+                r.log_id,
+                r.entries,
+                &stored,
+                &r.kinds,
+                r.latest_head,
+                r.heads,
+                problem,
+            )
+            .max_code(code);
+        }
+        return Ok(code);
+    }
     for (name, path) in find_logs(data_dir)? {
         let r = audit_log(&path, &|_| {})?;
-        println!("{name} ({})", path.display());
-        println!("    log id          {}", r.log_id);
-        println!("    entries         {}", r.entries);
-        println!(
-            "    on disk         {} in {} segments, {} blocks",
+        let stored = format!(
+            "{} in {} segments, {} blocks",
             human_bytes(dir_bytes(&path)?),
             r.segments,
             r.blocks
         );
-        let kinds: Vec<String> = r.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        println!(
-            "    by kind         {}",
-            if kinds.is_empty() {
-                "-".into()
-            } else {
-                kinds.join(", ")
-            }
-        );
-        println!(
-            "    receipts        out {}, in {}",
-            r.kinds.get("receipt-out").unwrap_or(&0),
-            r.kinds.get("receipt-in").unwrap_or(&0)
-        );
-        match r.latest_head {
-            Some(h) => println!(
-                "    latest head     size {} root {} signed {} ({} heads in all)",
-                h.head.size,
-                h.head.root,
-                format_ms(h.head.timestamp_ms),
-                r.heads
-            ),
-            None => println!("    latest head     none"),
-        }
-        if let Some(p) = r.problem {
-            println!("    PROBLEM         {p}  (run `coldtrail verify`)");
-            code = ExitCode::from(1);
-        }
+        let problem = r.problem.as_ref().map(|p| p.to_string());
+        code = print_log(
+            &name,
+            &path.display().to_string(),
+            r.log_id,
+            r.entries,
+            &stored,
+            &r.kinds,
+            r.latest_head,
+            r.heads,
+            problem,
+        )
+        .max_code(code);
     }
     Ok(code)
+}
+
+/// Exit codes that keep the worse of two.
+trait MaxCode {
+    fn max_code(self, other: ExitCode) -> ExitCode;
+}
+
+impl MaxCode for ExitCode {
+    fn max_code(self, other: ExitCode) -> ExitCode {
+        if self == ExitCode::SUCCESS {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// One log as `inspect` describes it, whichever store keeps it.
+#[allow(clippy::too_many_arguments)]
+fn print_log(
+    name: &str,
+    place: &str,
+    log_id: ledger::Digest,
+    entries: u64,
+    stored: &str,
+    kinds: &std::collections::BTreeMap<&'static str, u64>,
+    latest_head: Option<ledger::SignedTreeHead>,
+    heads: u64,
+    problem: Option<String>,
+) -> ExitCode {
+    println!("{name} ({place})");
+    println!("    log id          {log_id}");
+    println!("    entries         {entries}");
+    println!("    stored          {stored}");
+    let listed: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!(
+        "    by kind         {}",
+        if listed.is_empty() {
+            "-".into()
+        } else {
+            listed.join(", ")
+        }
+    );
+    println!(
+        "    receipts        out {}, in {}",
+        kinds.get("receipt-out").unwrap_or(&0),
+        kinds.get("receipt-in").unwrap_or(&0)
+    );
+    match latest_head {
+        Some(h) => println!(
+            "    latest head     size {} root {} signed {} ({heads} heads in all)",
+            h.head.size,
+            h.head.root,
+            format_ms(h.head.timestamp_ms),
+        ),
+        None => println!("    latest head     none"),
+    }
+    match problem {
+        Some(p) => {
+            println!("    PROBLEM         {p}  (run `coldtrail verify`)");
+            ExitCode::from(1)
+        }
+        None => ExitCode::SUCCESS,
+    }
 }
 
 /// The node's key sets (`keys/keysets`), as `/.well-known/coldtrail/keys` serves them.

@@ -18,7 +18,10 @@ mod node;
 mod router;
 mod shard;
 
-pub use node::{HistoryItem, LocalTransport, Node, NodeConfig, ProvenEntry, ReceiptTransport};
+pub use node::{
+    pinned, repoint_store, HistoryItem, LocalTransport, Node, NodeConfig, ProvenEntry,
+    ReceiptTransport,
+};
 
 /// The future type [`ReceiptTransport`] implementations return.
 pub mod node_future {

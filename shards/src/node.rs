@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
 use ledger::entry::{Entry, ReceiptDelivery};
-use ledger::store::StoreConfig;
+use ledger::store::{Backend, StoreConfig};
 use ledger::{Digest, SignedTreeHead};
 use tokio::sync::Notify;
 
@@ -29,6 +29,10 @@ pub struct NodeConfig {
     /// per core for a new one.
     pub shards: Option<u32>,
     pub store: StoreConfig,
+    /// Where the shards' logs live: directories under `data_dir` (the
+    /// default), or rows in PostgreSQL. Keys, cursors and the rest of the
+    /// node's files stay in `data_dir` either way.
+    pub backend: Backend,
 }
 
 impl NodeConfig {
@@ -37,6 +41,7 @@ impl NodeConfig {
             data_dir: data_dir.into(),
             shards: None,
             store: StoreConfig::default(),
+            backend: Backend::default(),
         }
     }
 }
@@ -126,7 +131,9 @@ pub struct Node {
     data_dir: PathBuf,
 }
 
-fn read_node_file(path: &Path) -> Result<Option<u32>, ShardError> {
+/// What the `NODE` file pins: the shard count, and the store kind
+/// ("postgres" when the logs are in a database; no line: embedded).
+fn read_node_file(path: &Path) -> Result<Option<(u32, &'static str)>, ShardError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -140,9 +147,65 @@ fn read_node_file(path: &Path) -> Result<Option<u32>, ShardError> {
         (Some(NODE_TAG), Some(n)) => n.trim().parse::<u32>().ok().filter(|&n| n > 0),
         _ => None,
     };
-    shards.map(Some).ok_or_else(|| {
-        ShardError::Config(format!("{} is not a coldtrail node file", path.display()))
-    })
+    let store = match lines.next().map(str::trim) {
+        None | Some("") | Some("store embedded") => Some("embedded"),
+        Some("store postgres") => Some("postgres"),
+        Some(_) => None,
+    };
+    match (shards, store) {
+        (Some(n), Some(kind)) => Ok(Some((n, kind))),
+        _ => Err(ShardError::Config(format!(
+            "{} is not a coldtrail node file",
+            path.display()
+        ))),
+    }
+}
+
+/// Writes the `NODE` file durably (temporary file, fsync, rename).
+fn write_node_file(dir: &Path, shards: u32, store: &str) -> Result<(), ShardError> {
+    let node_file = dir.join(NODE_FILE);
+    let tmp = dir.join("NODE.tmp");
+    let store_line = match store {
+        "embedded" => String::new(),
+        kind => format!("store {kind}\n"),
+    };
+    std::fs::write(&tmp, format!("{NODE_TAG}\nshards {shards}\n{store_line}"))
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, &node_file))
+        .map_err(|e| ShardError::io(&node_file, e))
+}
+
+/// Refuses a store other than the one the node's logs are in: opening the
+/// other would start empty logs beside the real ones.
+fn check_store_kind(dir: &Path, pinned: &str, asked: &Backend) -> Result<(), ShardError> {
+    match (pinned, asked.kind()) {
+        (a, b) if a == b => Ok(()),
+        ("postgres", _) => Err(ShardError::Config(format!(
+            "{} keeps its logs in PostgreSQL: give the database with --store postgres://… (or COLDTRAIL_STORE_URL)",
+            dir.display()
+        ))),
+        _ => Err(ShardError::Config(format!(
+            "{} keeps its logs in its shard directories, not in PostgreSQL: drop --store, or move them with `coldtrail copy-store --from {} --to postgres://…`",
+            dir.display(),
+            dir.display()
+        ))),
+    }
+}
+
+/// Points the stopped node in `dir` at another store (after its logs were
+/// copied there): rewrites the store kind its `NODE` file pins. Returns
+/// the node's shard count.
+pub fn repoint_store(dir: &Path, to: &Backend) -> Result<u32, ShardError> {
+    let (n, _) = read_node_file(&dir.join(NODE_FILE))?
+        .ok_or_else(|| ShardError::Config(format!("{} holds no coldtrail node", dir.display())))?;
+    write_node_file(dir, n, to.kind())?;
+    Ok(n)
+}
+
+/// The shard count and store kind (`embedded`, `postgres`) the node in `dir`
+/// was created with, if there is one.
+pub fn pinned(dir: &Path) -> Result<Option<(u32, &'static str)>, ShardError> {
+    read_node_file(&dir.join(NODE_FILE))
 }
 
 impl Node {
@@ -154,24 +217,23 @@ impl Node {
         std::fs::create_dir_all(dir).map_err(|e| ShardError::io(dir, e))?;
         let node_file = dir.join(NODE_FILE);
         let n = match (read_node_file(&node_file)?, config.shards) {
-            (Some(existing), Some(asked)) if existing != asked => {
+            (Some((existing, _)), Some(asked)) if existing != asked => {
                 return Err(ShardError::Config(format!(
                     "{} holds {existing} shards but {asked} were asked for; start with {existing} shards \
                      (changing the shard count of existing data is not supported: subjects are homed by hash modulo the count)",
                     dir.display()
                 )))
             }
-            (Some(existing), _) => existing,
+            (Some((existing, kind)), _) => {
+                check_store_kind(dir, kind, &config.backend)?;
+                existing
+            }
             (None, asked) => {
                 let n = asked.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |p| p.get() as u32));
                 if n == 0 {
                     return Err(ShardError::Config("a node needs at least one shard".into()));
                 }
-                let tmp = dir.join("NODE.tmp");
-                std::fs::write(&tmp, format!("{NODE_TAG}\nshards {n}\n"))
-                    .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
-                    .and_then(|_| std::fs::rename(&tmp, &node_file))
-                    .map_err(|e| ShardError::io(&node_file, e))?;
+                write_node_file(dir, n, config.backend.kind())?;
                 n
             }
         };
@@ -193,6 +255,7 @@ impl Node {
             shards.push(Arc::new(Shard::open(
                 id,
                 router,
+                &config.backend,
                 &shard_dir,
                 key,
                 config.store.clone(),

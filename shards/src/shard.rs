@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use ledger::entry::{Entry, Receipt, ReceiptDelivery};
 use ledger::merkle::{verify_inclusion, Blake3Merkle};
-use ledger::store::{EmbeddedStore, Pending, Store, StoreConfig};
+use ledger::store::{Backend, Pending, Store, StoreConfig};
 use ledger::{entry_id, Digest, SignedTreeHead};
 
 use crate::{Router, ShardError};
@@ -134,15 +134,17 @@ pub struct Shard {
 
 impl Shard {
     /// Opens (or creates) the shard's log and rebuilds its sequencer state.
+    /// The log is `dir` in the embedded store, `shard-NNN` in a database.
     pub fn open(
         id: u32,
         router: Router,
+        backend: &Backend,
         dir: &Path,
         key: SigningKey,
         config: StoreConfig,
         notify: Arc<Notify>,
     ) -> Result<Shard, ShardError> {
-        let store: Box<dyn Store> = Box::new(EmbeddedStore::open_or_create(dir, key, config)?);
+        let store = backend.open(dir, &format!("shard-{id:03}"), key, config)?;
         let mut seq = Sequencer::default();
         let len = store.len();
         let mut from = 0;

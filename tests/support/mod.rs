@@ -8,12 +8,43 @@ use std::process::{Child, Command, Stdio};
 pub const ORG: &str = "urn:epc:id:sgln:0614141.00001.0";
 pub const OTHER_ORG: &str = "urn:epc:id:sgln:0614141.00002.0";
 
+/// With `COLDTRAIL_TEST_STORE=postgres`, every node these helpers touch
+/// keeps its logs in a PostgreSQL database of its own (on a throwaway
+/// cluster, or on `COLDTRAIL_TEST_PG`): the same tests, the other store.
+pub fn store_url(dir: &Path) -> Option<String> {
+    if std::env::var("COLDTRAIL_TEST_STORE").ok().as_deref() != Some("postgres") {
+        return None;
+    }
+    static URLS: std::sync::Mutex<std::collections::BTreeMap<PathBuf, String>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let mut urls = URLS.lock().unwrap();
+    Some(
+        urls.entry(dir.to_path_buf())
+            .or_insert_with(|| {
+                ledger::store::postgres::cluster::fresh_database().expect("a test database")
+            })
+            .clone(),
+    )
+}
+
+/// The binary with `args`, told which store the `--data-dir` among them
+/// keeps its logs in (see [`store_url`]).
+pub fn command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_coldtrail"));
+    if let Some(url) = args
+        .windows(2)
+        .find(|w| w[0] == "--data-dir")
+        .and_then(|w| store_url(Path::new(w[1])))
+    {
+        c.env("COLDTRAIL_STORE_URL", url);
+    }
+    c.args(args);
+    c
+}
+
 /// Runs the binary, whatever its exit status.
 pub fn run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_coldtrail"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
+    command(args).output().expect("the binary runs")
 }
 
 /// What a run printed, stdout then stderr.
@@ -121,7 +152,7 @@ impl Server {
     /// Starts with extra `serve` flags (limits).
     pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
         // Request lines stay out of test output; warnings still show.
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldtrail"));
+        let mut cmd = command(&["serve", "--data-dir", dir.to_str().unwrap()]);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn");
         }
@@ -131,7 +162,7 @@ impl Server {
     /// Starts with JSON logs at `info` written to `log`.
     pub fn start_logged(dir: &Path, log: &Path) -> Server {
         let file = std::fs::File::create(log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldtrail"));
+        let mut cmd = command(&["serve", "--data-dir", dir.to_str().unwrap()]);
         cmd.env("RUST_LOG", "info")
             .env("COLDTRAIL_LOG_FORMAT", "json")
             .stderr(file);
@@ -140,13 +171,7 @@ impl Server {
 
     fn spawn(cmd: &mut Command, dir: &Path, extra: &[&str]) -> Server {
         let mut child = cmd
-            .args([
-                "serve",
-                "--data-dir",
-                dir.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
             .spawn()
@@ -213,8 +238,7 @@ impl Held {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_coldtrail"))
-            .args(["serve", "--data-dir", dir.to_str().unwrap()])
+        let child = command(&["serve", "--data-dir", dir.to_str().unwrap()])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("COLDTRAIL_TEST_HOLD_OPEN", &hold)
             .env("RUST_LOG", "warn")

@@ -133,6 +133,15 @@ impl std::fmt::Debug for Backend {
 }
 
 impl Backend {
+    /// `embedded` or `postgres`, as a node's `NODE` file records it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
     /// Opens (or creates) a log: in directory `dir` for the embedded store,
     /// as the log called `name` in the database.
     pub fn open(

@@ -123,11 +123,13 @@ impl<L: LeafSource> StoredTree<L> {
     }
 
     /// The 16-leaf subtree root of run `r`, if complete.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub fn run_root(&self, r: u64) -> Option<Digest> {
         self.upper[0].get(r as usize).copied()
     }
 
     /// Leaf hashes of the incomplete last run.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub fn tail(&self) -> &[Digest] {
         &self.tail
     }

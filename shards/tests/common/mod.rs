@@ -16,6 +16,7 @@ pub fn config(dir: &Path, shards: u32) -> NodeConfig {
             head_interval: Duration::from_millis(2),
             ..StoreConfig::default()
         },
+        ..NodeConfig::new(dir)
     }
 }
 
