@@ -8,23 +8,33 @@ use std::process::{Child, Command, Stdio};
 pub const ORG: &str = "urn:epc:id:sgln:0614141.00001.0";
 pub const OTHER_ORG: &str = "urn:epc:id:sgln:0614141.00002.0";
 
-/// With `COLDTRAIL_TEST_STORE=postgres`, every node these helpers touch
-/// keeps its logs in a PostgreSQL database of its own (on a throwaway
-/// cluster, or on `COLDTRAIL_TEST_PG`): the same tests, the other store.
+/// Nodes whose logs are in PostgreSQL, by data directory.
+static DATABASES: std::sync::Mutex<std::collections::BTreeMap<PathBuf, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The node in `dir` keeps its logs in the database at `url`.
+pub fn use_database(dir: &Path, url: &str) {
+    DATABASES
+        .lock()
+        .unwrap()
+        .insert(dir.to_path_buf(), url.to_string());
+}
+
+/// The database the node in `dir` keeps its logs in, if any: the one given
+/// to [`use_database`], else, with `COLDTRAIL_TEST_STORE=postgres`, a new
+/// one of its own (on a throwaway cluster, or on `COLDTRAIL_TEST_PG`): the
+/// same tests, the other store.
 pub fn store_url(dir: &Path) -> Option<String> {
+    let mut urls = DATABASES.lock().unwrap();
+    if let Some(u) = urls.get(dir) {
+        return Some(u.clone());
+    }
     if std::env::var("COLDTRAIL_TEST_STORE").ok().as_deref() != Some("postgres") {
         return None;
     }
-    static URLS: std::sync::Mutex<std::collections::BTreeMap<PathBuf, String>> =
-        std::sync::Mutex::new(std::collections::BTreeMap::new());
-    let mut urls = URLS.lock().unwrap();
-    Some(
-        urls.entry(dir.to_path_buf())
-            .or_insert_with(|| {
-                ledger::store::postgres::cluster::fresh_database().expect("a test database")
-            })
-            .clone(),
-    )
+    let url = ledger::store::postgres::cluster::fresh_database().expect("a test database");
+    urls.insert(dir.to_path_buf(), url.clone());
+    Some(url)
 }
 
 /// The binary with `args`, told which store the `--data-dir` among them
@@ -348,6 +358,18 @@ pub fn post(
     body: &[u8],
     idem: Option<&str>,
 ) -> Reply {
+    try_post(base, path, token, content_type, body, idem).expect("the request completes")
+}
+
+/// A POST that may not complete (the server killed under it): `None`.
+pub fn try_post(
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+    idem: Option<&str>,
+) -> Option<Reply> {
     let mut req = agent()
         .post(format!("{base}{path}"))
         .header("Content-Type", content_type);
@@ -357,7 +379,7 @@ pub fn post(
     if let Some(k) = idem {
         req = req.header("Idempotency-Key", k);
     }
-    reply(req.send(body).expect("the request completes"))
+    req.send(body).ok().map(reply)
 }
 
 pub fn post_json(base: &str, path: &str, token: &str, body: &serde_json::Value) -> Reply {

@@ -36,7 +36,11 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
+
+/// An owned query parameter (reads run on the database's runtime).
+pub(crate) type Param = Box<dyn ToSql + Send + Sync>;
 
 use super::tree::{chunk_root, LeafSource, StoredTree};
 use super::{
@@ -257,28 +261,52 @@ impl Database {
         })
     }
 
+    /// Runs a read on a pooled connection. A transient failure (a pooled
+    /// connection the server closed on restart, a server starting) is
+    /// retried on a fresh connection for up to `connect_timeout`.
+    pub(crate) fn query(
+        &self,
+        what: &'static str,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let (pool, limit) = (self.pool.clone(), self.config.connect_timeout);
+        self.run(async move {
+            let mut retry = Retry::new(limit);
+            loop {
+                let res = async {
+                    let c = Database::reader(&pool).await?;
+                    let p: Vec<&(dyn ToSql + Sync)> = params
+                        .iter()
+                        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                        .collect();
+                    c.query(sql, &p).await.map_err(|e| classify(what, e))
+                }
+                .await;
+                match res {
+                    Ok(rows) => return Ok(rows),
+                    Err(e) => retry.pause(what, e).await?,
+                }
+            }
+        })
+    }
+
     /// The logs in the database: `(name, public key, entries)`.
     pub fn logs(&self) -> Result<Vec<(String, VerifyingKey, u64)>, StoreError> {
-        let pool = self.pool.clone();
-        self.run(async move {
-            let c = Database::reader(&pool).await?;
-            let rows = c
-                .query(
-                    "SELECT l.name, l.public_key,
-                            coalesce((SELECT max(e.idx) + 1 FROM coldtrail_entries e WHERE e.log = l.log), 0)
-                     FROM coldtrail_logs l ORDER BY l.name",
-                    &[],
-                )
-                .await
-                .map_err(|e| db_error("listing logs", e))?;
-            rows.iter()
-                .map(|r| {
-                    let name: String = r.get(0);
-                    let key = verifying_key(r.get(1), &name)?;
-                    Ok((name, key, r.get::<_, i64>(2) as u64))
-                })
-                .collect()
-        })
+        let rows = self.query(
+            "listing logs",
+            "SELECT l.name, l.public_key,
+                    coalesce((SELECT max(e.idx) + 1 FROM coldtrail_entries e WHERE e.log = l.log), 0)
+             FROM coldtrail_logs l ORDER BY l.name",
+            Vec::new(),
+        )?;
+        rows.iter()
+            .map(|r| {
+                let name: String = r.get(0);
+                let key = verifying_key(r.get(1), &name)?;
+                Ok((name, key, r.get::<_, i64>(2) as u64))
+            })
+            .collect()
     }
 }
 
@@ -362,31 +390,30 @@ struct PgLeaves {
 
 impl LeafSource for PgLeaves {
     fn leaves(&self, start: u64, n: u64) -> std::io::Result<Vec<Digest>> {
-        let (pool, log, name) = (self.db.pool.clone(), self.log, self.name.clone());
-        self.db
-            .run(async move {
-                let c = Database::reader(&pool).await?;
-                let rows = c
-                    .query(
-                        "SELECT idx, id FROM coldtrail_entries WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
-                        &[&log, &(start as i64), &((start + n) as i64)],
-                    )
-                    .await
-                    .map_err(|e| db_error("reading leaf hashes", e))?;
-                let mut out = Vec::with_capacity(rows.len());
-                for (r, want) in rows.iter().zip(start..) {
-                    let idx: i64 = r.get(0);
-                    if idx as u64 != want {
-                        return Err(missing(&name, want));
-                    }
-                    out.push(digest(r.get(1), || entry_place(&name, want))?);
-                }
-                if out.len() as u64 != n {
-                    return Err(missing(&name, start + out.len() as u64));
-                }
-                Ok(out)
-            })
-            .map_err(std::io::Error::other)
+        let rows = self
+            .db
+            .query(
+                "reading leaf hashes",
+                "SELECT idx, id FROM coldtrail_entries WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+                vec![Box::new(self.log), Box::new(start as i64), Box::new((start + n) as i64)],
+            )
+            .map_err(std::io::Error::other)?;
+        let name = &self.name;
+        let mut out = Vec::with_capacity(rows.len());
+        for (r, want) in rows.iter().zip(start..) {
+            let idx: i64 = r.get(0);
+            if idx as u64 != want {
+                return Err(std::io::Error::other(missing(name, want)));
+            }
+            out.push(digest(r.get(1), || entry_place(name, want)).map_err(std::io::Error::other)?);
+        }
+        if out.len() as u64 != n {
+            return Err(std::io::Error::other(missing(
+                name,
+                start + out.len() as u64,
+            )));
+        }
+        Ok(out)
     }
 }
 
@@ -562,51 +589,41 @@ impl PgStore {
         // Whole runs: every id of a complete run is needed to check its root.
         let lo = from - from % RUN;
         let hi = (to.div_ceil(RUN) * RUN).min(size);
-        let (pool, log, name, max) = (
-            self.shared.db.pool.clone(),
-            self.shared.log,
-            self.shared.name.clone(),
-            self.shared.max_entry_bytes,
-        );
-        let rows = self.shared.db.run(async move {
-            let c = Database::reader(&pool).await?;
-            let rows = c
-                .query(
-                    "SELECT idx, id, codec, CASE WHEN idx >= $4 AND idx < $5 THEN body END
-                     FROM coldtrail_entries WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
-                    &[
-                        &log,
-                        &(lo as i64),
-                        &(hi as i64),
-                        &(from as i64),
-                        &(to as i64),
-                    ],
-                )
-                .await
-                .map_err(|e| db_error("reading entries", e))?;
-            let mut out: Vec<(Digest, Option<Vec<u8>>)> = Vec::with_capacity(rows.len());
-            for (r, want) in rows.iter().zip(lo..) {
-                if r.get::<_, i64>(0) as u64 != want {
-                    return Err(missing(&name, want));
+        let (name, max) = (&self.shared.name, self.shared.max_entry_bytes);
+        let found = self.shared.db.query(
+            "reading entries",
+            "SELECT idx, id, codec, CASE WHEN idx >= $4 AND idx < $5 THEN body END
+             FROM coldtrail_entries WHERE log = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+            vec![
+                Box::new(self.shared.log),
+                Box::new(lo as i64),
+                Box::new(hi as i64),
+                Box::new(from as i64),
+                Box::new(to as i64),
+            ],
+        )?;
+        let mut rows: Vec<(Digest, Option<Vec<u8>>)> = Vec::with_capacity(found.len());
+        for (r, want) in found.iter().zip(lo..) {
+            if r.get::<_, i64>(0) as u64 != want {
+                return Err(missing(name, want));
+            }
+            let id = digest(r.get(1), || entry_place(name, want))?;
+            let body = match r.get::<_, Option<&[u8]>>(3) {
+                None => None,
+                Some(b) => {
+                    Some(
+                        decode_body(r.get(2), b, max).map_err(|what| StoreError::Corrupt {
+                            path: entry_place(name, want),
+                            what: what.into(),
+                        })?,
+                    )
                 }
-                let id = digest(r.get(1), || entry_place(&name, want))?;
-                let body =
-                    match r.get::<_, Option<&[u8]>>(3) {
-                        None => None,
-                        Some(b) => Some(decode_body(r.get(2), b, max).map_err(|what| {
-                            StoreError::Corrupt {
-                                path: entry_place(&name, want),
-                                what: what.into(),
-                            }
-                        })?),
-                    };
-                out.push((id, body));
-            }
-            if out.len() as u64 != hi - lo {
-                return Err(missing(&name, lo + out.len() as u64));
-            }
-            Ok(out)
-        })?;
+            };
+            rows.push((id, body));
+        }
+        if rows.len() as u64 != hi - lo {
+            return Err(missing(name, lo + rows.len() as u64));
+        }
         let changed = |i: u64, what: &str| StoreError::Corrupt {
             path: entry_place(&self.shared.name, i),
             what: format!(
@@ -1170,7 +1187,7 @@ impl Retry {
             return Err(err);
         }
         if Instant::now() + self.pause > self.deadline {
-            return Err(StoreError::Stopped(format!(
+            return Err(StoreError::Database(format!(
                 "{what} kept failing for {:?}: {err}",
                 self.limit
             )));
@@ -1333,19 +1350,18 @@ impl Store for PgStore {
     }
 
     fn find(&self, id: &Digest) -> Result<Option<u64>, StoreError> {
-        let (pool, log, want) = (self.shared.db.pool.clone(), self.shared.log, id.0.to_vec());
         let size = self.len() as i64;
-        let candidates: Vec<i64> = self.shared.db.run(async move {
-            let c = Database::reader(&pool).await?;
-            let rows = c
-                .query(
-                    "SELECT idx FROM coldtrail_entries WHERE id = $2 AND log = $1 AND idx < $3 ORDER BY idx",
-                    &[&log, &want, &size],
-                )
-                .await
-                .map_err(|e| db_error("finding an entry by id", e))?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })?;
+        let candidates: Vec<i64> = self
+            .shared
+            .db
+            .query(
+                "finding an entry by id",
+                "SELECT idx FROM coldtrail_entries WHERE id = $2 AND log = $1 AND idx < $3 ORDER BY idx",
+                vec![Box::new(self.shared.log), Box::new(id.0.to_vec()), Box::new(size)],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         for i in candidates {
             if self.entry_id(i as u64)? == *id {
                 return Ok(Some(i as u64));
@@ -1402,24 +1418,22 @@ impl Store for PgStore {
     }
 
     fn first_head_covering(&self, size: u64) -> Result<Option<SignedTreeHead>, StoreError> {
-        let (pool, log, name, key) = (
-            self.shared.db.pool.clone(),
-            self.shared.log,
-            self.shared.name.clone(),
-            self.shared.key,
-        );
-        self.shared.db.run(async move {
-            let c = Database::reader(&pool).await?;
-            // Head sizes never go back: the first by sequence is the smallest.
-            let row = c
-                .query_opt(
-                    "SELECT seq, size, record FROM coldtrail_heads WHERE log = $1 AND size >= $2 ORDER BY seq LIMIT 1",
-                    &[&log, &(size as i64)],
+        // Head sizes never go back: the first by sequence is the smallest.
+        let rows = self.shared.db.query(
+            "finding a signed head",
+            "SELECT seq, size, record FROM coldtrail_heads WHERE log = $1 AND size >= $2 ORDER BY seq LIMIT 1",
+            vec![Box::new(self.shared.log), Box::new(size as i64)],
+        )?;
+        rows.first()
+            .map(|r| {
+                decode_head_row(
+                    &self.shared.name,
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    &self.shared.key,
                 )
-                .await
-                .map_err(|e| db_error("finding a signed head", e))?;
-            row.map(|r| decode_head_row(&name, r.get(0), r.get(1), r.get(2), &key))
-                .transpose()
-        })
+            })
+            .transpose()
     }
 }
