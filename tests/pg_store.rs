@@ -223,7 +223,7 @@ impl Posters {
                                 "/v1/batches",
                                 Some(&token),
                                 BINARY_BATCH,
-                                &encode_binary(&[batch.clone()]),
+                                &encode_binary(std::slice::from_ref(&batch)),
                                 Some(&key),
                             ) {
                                 Some(r) if r.status == 201 => {
