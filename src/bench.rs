@@ -35,9 +35,13 @@ pub struct Args {
     /// Appending threads for the durable append figure.
     #[arg(long, default_value_t = 4)]
     appenders: usize,
-    /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, `lineage`, `graphql`, `pages`, or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql", "pages"])]
+    /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, `lineage`, `graphql`, `pages`,
+    /// `store` (PostgreSQL beside embedded; not part of `all`), or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql", "pages", "store"])]
     only: String,
+    /// PostgreSQL for `--only store` (postgres://…; default: a throwaway cluster).
+    #[arg(long, value_name = "URL")]
+    store_url: Option<String>,
     /// The fixtures world the GraphQL and page figures serve: `demo` or `large`.
     #[arg(long, default_value = "demo", value_parser = ["tiny", "demo", "large"])]
     graphql_world: String,
@@ -125,6 +129,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             _ => fixtures::Scale::Demo,
         };
         crate::bench_pages::run(&root, scale, args.page_rate, args.page_seconds)?;
+    }
+    if args.only == "store" {
+        crate::bench_store::run(&root, args.entries, args.store_url.as_deref())?;
     }
     if args.only == "all" || args.only == "shards" {
         crate::bench_shards::run(&root.join("shards"), &signed_batches(&args, 20), args.batch)?;

@@ -8,6 +8,7 @@ mod bench_lineage;
 mod bench_pages;
 mod bench_rules;
 mod bench_shards;
+mod bench_store;
 mod config;
 mod demo;
 mod loadgen;

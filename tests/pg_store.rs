@@ -19,9 +19,17 @@ use support::{
     verify_written, Server,
 };
 
-/// Runs statements on the database at `url`; returns the rows the last changed.
-fn sql(url: &str, statements: &[String]) -> u64 {
-    let (url, statements) = (url.to_string(), statements.to_vec());
+/// Runs `work` with a connection to the database at `url`, on a thread and
+/// runtime of its own.
+fn with_client<T: Send + 'static>(
+    url: &str,
+    work: impl FnOnce(
+            tokio_postgres::Client,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>
+        + Send
+        + 'static,
+) -> T {
+    let url = url.to_string();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -32,6 +40,18 @@ fn sql(url: &str, statements: &[String]) -> u64 {
                 .await
                 .unwrap();
             tokio::spawn(conn);
+            work(client).await
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// Runs statements on the database at `url`; returns the rows the last changed.
+fn sql(url: &str, statements: &[String]) -> u64 {
+    let statements = statements.to_vec();
+    with_client(url, move |client| {
+        Box::pin(async move {
             let mut n = 0;
             for s in &statements {
                 n = client.execute(s.as_str(), &[]).await.unwrap();
@@ -39,33 +59,16 @@ fn sql(url: &str, statements: &[String]) -> u64 {
             n
         })
     })
-    .join()
-    .unwrap()
 }
 
 /// One value of a row of shard-000's entries, as hex.
 fn column_hex(url: &str, column: &str, idx: u64) -> String {
-    let (url, q) = (
-        url.to_string(),
-        format!(
-            "SELECT encode({column}::bytea, 'hex') FROM coldtrail_entries WHERE log = {LOG0} AND idx = {idx}"
-        ),
+    let q = format!(
+        "SELECT encode({column}::bytea, 'hex') FROM coldtrail_entries WHERE log = {LOG0} AND idx = {idx}"
     );
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client.query_one(q.as_str(), &[]).await.unwrap().get(0)
-        })
+    with_client(url, move |client| {
+        Box::pin(async move { client.query_one(q.as_str(), &[]).await.unwrap().get(0) })
     })
-    .join()
-    .unwrap()
 }
 
 const LOG0: &str = "(SELECT log FROM coldtrail_logs WHERE name = 'shard-000')";

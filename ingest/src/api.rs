@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, VerifyingKey};
+use futures_util::StreamExt;
 use ledger::entry::{Entry, EntryRef, IdentityChange, RuleVerdict, SignedBatch, VerdictKind};
 use serde::{Deserialize, Serialize};
 use shards::Node;
@@ -15,6 +16,9 @@ use utoipa::ToSchema;
 use crate::identity::IdentityState;
 use crate::problem::ApiError;
 use crate::tokens::{Principal, Role, TokenStore};
+
+/// Appends one EPCIS capture keeps in flight at once.
+const CAPTURE_IN_FLIGHT: usize = 256;
 
 /// Bounds of the write path. Each has a tested behaviour at the limit.
 #[derive(Debug, Clone)]
@@ -655,7 +659,13 @@ impl Ingest {
                 .await;
             r.map(|committed| (c, committed))
         });
-        let results = futures_util::future::join_all(commits).await;
+        // A bounded number in flight, in order: a document of thousands of
+        // events must not fill a shard's append queue on its own (that is
+        // other callers' room, refused as busy when full).
+        let results: Vec<_> = futures_util::stream::iter(commits)
+            .buffered(CAPTURE_IN_FLIGHT)
+            .collect()
+            .await;
         let mut events = self.events.write().expect("events lock");
         let mut failure = None;
         for r in results {

@@ -32,11 +32,10 @@ use tokio::sync::oneshot;
 use super::format::{
     self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
+use super::group::{Group, Request};
 use super::ids::{ActiveIds, SealedIds};
 use super::tree::{chunk_root, LeafSource, StoredTree};
-use super::{
-    check_append, now_ms, Appended, Pending, Store, StoreError, FSYNC_SECONDS, GROUP_ENTRIES,
-};
+use super::{check_append, now_ms, Pending, Store, StoreError, FSYNC_SECONDS, GROUP_ENTRIES};
 use crate::entry::entry_id;
 use crate::hash::Digest;
 use crate::head::{log_id, SignedTreeHead, TreeHead};
@@ -76,22 +75,8 @@ impl Default for StoreConfig {
     }
 }
 
-enum Request {
-    Append {
-        entries: Vec<Vec<u8>>,
-        ids: Vec<Digest>,
-        reply: oneshot::Sender<Result<Appended, StoreError>>,
-    },
-    SignHead {
-        reply: oneshot::Sender<Result<SignedTreeHead, StoreError>>,
-    },
-}
-
 /// A decoded block: its first entry index and its entries.
 type CachedBlock = (u64, Arc<Vec<Vec<u8>>>);
-
-/// One queued append: entries, their ids, and who to answer.
-type GroupMember = (Vec<Vec<u8>>, Vec<Digest>, AppendReply);
 
 /// What readers share with the writer.
 struct State {
@@ -883,8 +868,6 @@ struct Writer {
     last_head_at: Instant,
 }
 
-type AppendReply = oneshot::Sender<Result<Appended, StoreError>>;
-
 impl Writer {
     fn run(mut self, rx: Receiver<Request>) {
         // After a crash the tail may be unsigned: cover it before anything else.
@@ -912,78 +895,39 @@ impl Writer {
                     Err(_) => break,
                 }
             };
-            let mut group: Vec<GroupMember> = Vec::new();
-            let mut head_waiters = Vec::new();
-            let (mut n_entries, mut n_bytes) = (0usize, 0usize);
-            let mut next = Some(first);
             // Drain what has queued, up to a few blocks' worth per fsync.
+            let mut group = Group::default();
+            let mut next = Some(first);
             while let Some(req) = next.take() {
                 self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-                match req {
-                    Request::Append {
-                        entries,
-                        ids,
-                        reply,
-                    } => {
-                        n_entries += entries.len();
-                        n_bytes += entries.iter().map(Vec::len).sum::<usize>();
-                        group.push((entries, ids, reply));
-                    }
-                    Request::SignHead { reply } => head_waiters.push(reply),
-                }
-                if n_entries >= 4 * self.config.max_block_entries
-                    || n_bytes >= 4 * self.config.max_block_bytes
-                {
+                if group.add(req, &self.config) {
                     break;
                 }
                 next = rx.try_recv().ok();
             }
             let stopped = self.shared.stopped.lock().expect("stopped lock").clone();
             if let Some(why) = stopped {
-                for (_, _, reply) in group {
-                    let _ = reply.send(Err(StoreError::Stopped(why.clone())));
-                }
-                for reply in head_waiters {
-                    let _ = reply.send(Err(StoreError::Stopped(why.clone())));
-                }
+                group.refuse(&why);
                 continue;
             }
-            if !group.is_empty() {
-                metrics::histogram!(GROUP_ENTRIES).record(n_entries as f64);
+            if !group.appends.is_empty() {
+                metrics::histogram!(GROUP_ENTRIES).record(group.entries as f64);
                 match self.commit(&group) {
-                    Ok(first_index) => {
-                        let mut at = first_index;
-                        for (entries, ids, reply) in group {
-                            let n = entries.len() as u64;
-                            let _ = reply.send(Ok(Appended {
-                                first_index: at,
-                                ids,
-                            }));
-                            at += n;
-                        }
-                    }
+                    Ok(first_index) => group.committed(first_index),
                     Err(e) => {
                         let why = e.to_string();
                         *self.shared.stopped.lock().expect("stopped lock") = Some(why.clone());
-                        for (_, _, reply) in group {
-                            let _ = reply.send(Err(StoreError::Stopped(why.clone())));
-                        }
+                        group.refuse_appends(&why);
                     }
                 }
             }
             let due = self.last_head_at.elapsed() >= self.config.head_interval;
-            if !head_waiters.is_empty() || due {
-                let res = self.sign_head(!head_waiters.is_empty());
+            if !group.head_waiters.is_empty() || due {
+                let res = self.sign_head(!group.head_waiters.is_empty());
                 if let Err(e) = &res {
                     *self.shared.stopped.lock().expect("stopped lock") = Some(e.to_string());
                 }
-                for reply in head_waiters {
-                    let _ = reply.send(match &res {
-                        Ok(Some(h)) => Ok(*h),
-                        Ok(None) => Err(StoreError::Stopped("no head was signed".into())),
-                        Err(e) => Err(StoreError::Stopped(e.to_string())),
-                    });
-                }
+                group.answer_heads(&res);
             }
         }
         // Channel closed: leave a head over everything, for the next open.
@@ -1005,13 +949,10 @@ impl Writer {
 
     /// Writes the group as blocks, fsyncs once, extends derived state.
     /// Returns the index of the group's first entry.
-    fn commit(&mut self, group: &[GroupMember]) -> Result<u64, StoreError> {
+    fn commit(&mut self, group: &Group) -> Result<u64, StoreError> {
         let first_index = self.shared.state.read().expect("state lock").tree.size();
-        let entries: Vec<&Vec<u8>> = group.iter().flat_map(|(e, _, _)| e.iter()).collect();
-        let ids: Vec<Digest> = group
-            .iter()
-            .flat_map(|(_, ids, _)| ids.iter().copied())
-            .collect();
+        let entries: Vec<&Vec<u8>> = group.entries().collect();
+        let ids: Vec<Digest> = group.ids().copied().collect();
         let mut new_blocks = Vec::new();
         // Ids of this group's entries in the active segment: a roll must seal
         // them with the segment they were written to.

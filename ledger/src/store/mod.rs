@@ -12,6 +12,7 @@
 mod audit;
 mod embedded;
 pub mod format;
+mod group;
 mod ids;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -42,10 +42,10 @@ use tokio_postgres::{Client, NoTls};
 /// An owned query parameter (reads run on the database's runtime).
 pub(crate) type Param = Box<dyn ToSql + Send + Sync>;
 
+use super::group::{Group, Request};
 use super::tree::{chunk_root, LeafSource, StoredTree};
 use super::{
-    check_append, now_ms, Appended, Pending, Store, StoreConfig, StoreError, FSYNC_SECONDS,
-    GROUP_ENTRIES,
+    check_append, now_ms, Pending, Store, StoreConfig, StoreError, FSYNC_SECONDS, GROUP_ENTRIES,
 };
 use crate::entry::entry_id;
 use crate::hash::Digest;
@@ -386,10 +386,18 @@ struct PgLeaves {
     db: Arc<Database>,
     log: i32,
     name: String,
+    /// The last run of leaf hashes read: a proof asks for the same run once
+    /// per level below 16 leaves, and a stored leaf never changes.
+    last: Mutex<Option<(u64, Vec<Digest>)>>,
 }
 
 impl LeafSource for PgLeaves {
     fn leaves(&self, start: u64, n: u64) -> std::io::Result<Vec<Digest>> {
+        if let Some((at, cached)) = &*self.last.lock().expect("leaf cache lock") {
+            if *at == start && cached.len() as u64 == n {
+                return Ok(cached.clone());
+            }
+        }
         let rows = self
             .db
             .query(
@@ -413,6 +421,7 @@ impl LeafSource for PgLeaves {
                 start + out.len() as u64,
             )));
         }
+        *self.last.lock().expect("leaf cache lock") = Some((start, out.clone()));
         Ok(out)
     }
 }
@@ -445,17 +454,6 @@ struct Shared {
     max_entry_bytes: usize,
 }
 
-enum Request {
-    Append {
-        entries: Vec<Vec<u8>>,
-        ids: Vec<Digest>,
-        reply: oneshot::Sender<Result<Appended, StoreError>>,
-    },
-    SignHead {
-        reply: oneshot::Sender<Result<SignedTreeHead, StoreError>>,
-    },
-}
-
 /// A log in PostgreSQL. Dropping it finishes queued appends, signs a head
 /// over them, and releases the log.
 pub struct PgStore {
@@ -481,7 +479,8 @@ impl PgStore {
             ));
         }
         let (pg, name_owned, vk) = (db.pg.clone(), name.to_string(), key.verifying_key());
-        let opened = db.run(async move { open_log(&pg, &name_owned, &vk).await })?;
+        let patience = db.config.connect_timeout;
+        let opened = db.run(async move { open_log(&pg, &name_owned, &vk, patience).await })?;
         let Opened {
             client,
             log,
@@ -495,6 +494,7 @@ impl PgStore {
             db: Arc::clone(db),
             log,
             name: name.to_string(),
+            last: Mutex::new(None),
         };
         let tree = StoredTree::new(leaves, size, runs, tail);
         if let Some(h) = &latest_head {
@@ -699,6 +699,27 @@ impl Drop for PgStore {
     }
 }
 
+/// Takes the log's session advisory lock, trying again for `patience`: a
+/// process that just ended may still hold it until its server session
+/// notices.
+async fn lock_log(client: &Client, log: i32, patience: Duration) -> Result<bool, StoreError> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let locked: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[&LOG_LOCK_CLASS, &log],
+            )
+            .await
+            .map_err(|e| classify("locking the log", e))?
+            .get(0);
+        if locked || Instant::now() >= deadline {
+            return Ok(locked);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// What opening a log read.
 struct Opened {
     client: Client,
@@ -714,6 +735,7 @@ async fn open_log(
     pg: &tokio_postgres::Config,
     name: &str,
     key: &VerifyingKey,
+    patience: Duration,
 ) -> Result<Opened, StoreError> {
     let client = connect(pg).await?;
     let q = |what: &'static str| move |e| db_error(what, e);
@@ -746,15 +768,7 @@ async fn open_log(
             id
         )));
     }
-    let locked: bool = client
-        .query_one(
-            "SELECT pg_try_advisory_lock($1, $2)",
-            &[&LOG_LOCK_CLASS, &log],
-        )
-        .await
-        .map_err(q("locking the log"))?
-        .get(0);
-    if !locked {
+    if !lock_log(&client, log, patience).await? {
         return Err(StoreError::Config(format!(
             "log {name} is in use by another process (a running server?); stop it first"
         )));
@@ -884,12 +898,6 @@ struct Writer {
     last_head_at: Instant,
 }
 
-type GroupMember = (
-    Vec<Vec<u8>>,
-    Vec<Digest>,
-    oneshot::Sender<Result<Appended, StoreError>>,
-);
-
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         if let Err(e) = self.sign_head(false).await {
@@ -913,81 +921,52 @@ impl Writer {
                     None => break,
                 }
             };
-            let mut group: Vec<GroupMember> = Vec::new();
-            let mut head_waiters = Vec::new();
-            let (mut n_entries, mut n_bytes) = (0usize, 0usize);
+            let mut group = Group::default();
             let mut next = Some(first);
             while let Some(req) = next.take() {
                 self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-                match req {
-                    Request::Append {
-                        entries,
-                        ids,
-                        reply,
-                    } => {
-                        n_entries += entries.len();
-                        n_bytes += entries.iter().map(Vec::len).sum::<usize>();
-                        group.push((entries, ids, reply));
-                    }
-                    Request::SignHead { reply } => head_waiters.push(reply),
-                }
-                if n_entries >= 4 * self.config.max_block_entries
-                    || n_bytes >= 4 * self.config.max_block_bytes
-                {
+                if group.add(req, &self.config) {
                     break;
                 }
                 next = rx.try_recv().ok();
             }
             let stopped = self.shared.stopped.lock().expect("stopped lock").clone();
             if let Some(why) = stopped {
-                for (_, _, reply) in group {
-                    let _ = reply.send(Err(StoreError::Stopped(why.clone())));
-                }
-                for reply in head_waiters {
-                    let _ = reply.send(Err(StoreError::Stopped(why.clone())));
-                }
+                group.refuse(&why);
                 continue;
             }
-            if !group.is_empty() {
-                metrics::histogram!(GROUP_ENTRIES).record(n_entries as f64);
+            if !group.appends.is_empty() {
+                metrics::histogram!(GROUP_ENTRIES).record(group.entries as f64);
                 match self.commit(&group).await {
-                    Ok(first_index) => {
-                        let mut at = first_index;
-                        for (entries, ids, reply) in group {
-                            let n = entries.len() as u64;
-                            let _ = reply.send(Ok(Appended {
-                                first_index: at,
-                                ids,
-                            }));
-                            at += n;
-                        }
-                    }
+                    Ok(first_index) => group.committed(first_index),
                     Err(e) => {
                         let why = e.to_string();
                         self.stop(why.clone());
-                        for (_, _, reply) in group {
-                            let _ = reply.send(Err(StoreError::Stopped(why.clone())));
-                        }
+                        group.refuse_appends(&why);
                     }
                 }
             }
             let due = self.last_head_at.elapsed() >= self.config.head_interval;
-            if !head_waiters.is_empty() || due {
-                let res = self.sign_head(!head_waiters.is_empty()).await;
+            if !group.head_waiters.is_empty() || due {
+                let res = self.sign_head(!group.head_waiters.is_empty()).await;
                 if let Err(e) = &res {
                     self.stop(e.to_string());
                 }
-                for reply in head_waiters {
-                    let _ = reply.send(match &res {
-                        Ok(Some(h)) => Ok(*h),
-                        Ok(None) => Err(StoreError::Stopped("no head was signed".into())),
-                        Err(e) => Err(StoreError::Stopped(e.to_string())),
-                    });
-                }
+                group.answer_heads(&res);
             }
         }
         if self.shared.stopped.lock().expect("stopped lock").is_none() {
             let _ = self.sign_head(false).await;
+        }
+        // Released before the store's drop returns: the next open, in this
+        // process or another, finds the log free at once.
+        if let Some(c) = &self.client {
+            let _ = c
+                .execute(
+                    "SELECT pg_advisory_unlock($1, $2)",
+                    &[&LOG_LOCK_CLASS, &self.shared.log],
+                )
+                .await;
         }
     }
 
@@ -1018,15 +997,13 @@ impl Writer {
 
     async fn reconnect(&mut self) -> Result<(), StoreError> {
         let client = connect(&self.shared.db.pg).await?;
-        let locked: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, $2)",
-                &[&LOG_LOCK_CLASS, &self.shared.log],
-            )
-            .await
-            .map_err(|e| classify("relocking the log", e))?
-            .get(0);
-        if !locked {
+        if !lock_log(
+            &client,
+            self.shared.log,
+            self.shared.db.config.connect_timeout,
+        )
+        .await?
+        {
             return Err(StoreError::Stopped(format!(
                 "log {} was taken by another process while this one reconnected",
                 self.shared.name
@@ -1037,24 +1014,17 @@ impl Writer {
     }
 
     /// Writes the group as one transaction; returns its first index.
-    async fn commit(&mut self, group: &[GroupMember]) -> Result<u64, StoreError> {
+    async fn commit(&mut self, group: &Group) -> Result<u64, StoreError> {
         let (first, tail) = {
             let st = self.shared.state.read().expect("state lock");
             (st.tree.size(), st.tree.tail().to_vec())
         };
-        let ids: Vec<Digest> = group
-            .iter()
-            .flat_map(|(_, ids, _)| ids.iter().copied())
-            .collect();
+        let ids: Vec<Digest> = group.ids().copied().collect();
         let mut idx = Vec::with_capacity(ids.len());
         let mut id_bytes = Vec::with_capacity(ids.len());
         let mut codecs = Vec::with_capacity(ids.len());
         let mut bodies = Vec::with_capacity(ids.len());
-        for (e, (i, id)) in group
-            .iter()
-            .flat_map(|(entries, _, _)| entries.iter())
-            .zip((first..).zip(&ids))
-        {
+        for (e, (i, id)) in group.entries().zip((first..).zip(&ids)) {
             let (codec, body) = encode_body(e);
             idx.push(i as i64);
             id_bytes.push(id.0.to_vec());
