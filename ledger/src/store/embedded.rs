@@ -39,7 +39,6 @@ use super::{check_append, now_ms, Pending, Store, StoreError, FSYNC_SECONDS, GRO
 use crate::entry::entry_id;
 use crate::hash::Digest;
 use crate::head::{log_id, SignedTreeHead, TreeHead};
-use crate::merkle::ProofError;
 
 /// Limits and timings of an embedded store. Every bound is explicit.
 #[derive(Debug, Clone)]
@@ -581,14 +580,6 @@ impl EmbeddedStore {
         }
         let i = st.blocks.partition_point(|b| b.end_index() <= index);
         Ok(st.blocks[i])
-    }
-
-    fn check_size(&self, size: u64) -> Result<(), StoreError> {
-        let log_size = self.len();
-        if size > log_size {
-            return Err(ProofError::SizeBeyondLog { size, log_size }.into());
-        }
-        Ok(())
     }
 
     /// Number of segment files and total bytes on disk, for `inspect`.
@@ -1234,39 +1225,24 @@ impl Store for EmbeddedStore {
     }
 
     fn root(&self, size: u64) -> Result<Digest, StoreError> {
-        self.check_size(size)?;
         let st = self.shared.state.read().expect("state lock");
-        st.tree
-            .prover()
-            .root(size)
-            .map_err(|e| StoreError::io(self.shared.dir.join(format::LEAVES_FILE), e))
+        st.tree.checked_root(size, |e| {
+            StoreError::io(self.shared.dir.join(format::LEAVES_FILE), e)
+        })
     }
 
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Digest>, StoreError> {
-        self.check_size(size)?;
-        if index >= size {
-            return Err(ProofError::IndexOutOfRange { index, size }.into());
-        }
         let st = self.shared.state.read().expect("state lock");
-        st.tree
-            .prover()
-            .inclusion_proof(index, size)
-            .map_err(|e| StoreError::io(self.shared.dir.join(format::LEAVES_FILE), e))
+        st.tree.checked_inclusion(index, size, |e| {
+            StoreError::io(self.shared.dir.join(format::LEAVES_FILE), e)
+        })
     }
 
     fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Digest>, StoreError> {
-        self.check_size(size2)?;
-        if size1 == 0 {
-            return Err(ProofError::EmptyFirstTree.into());
-        }
-        if size1 > size2 {
-            return Err(ProofError::SizesReversed { size1, size2 }.into());
-        }
         let st = self.shared.state.read().expect("state lock");
-        st.tree
-            .prover()
-            .consistency_proof(size1, size2)
-            .map_err(|e| StoreError::io(self.shared.dir.join(format::LEAVES_FILE), e))
+        st.tree.checked_consistency(size1, size2, |e| {
+            StoreError::io(self.shared.dir.join(format::LEAVES_FILE), e)
+        })
     }
 
     fn request_head(&self) -> Result<Pending<SignedTreeHead>, StoreError> {

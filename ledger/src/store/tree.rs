@@ -13,8 +13,11 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::hash::Digest;
-use crate::merkle::{push_completing, Blake3Merkle, MerkleHasher, Prover, SubtreeSource};
+use crate::merkle::{
+    push_completing, Blake3Merkle, MerkleHasher, ProofError, Prover, SubtreeSource,
+};
 use crate::store::format::NODE_LEVEL;
+use crate::store::StoreError;
 
 /// Where a stored tree reads leaf hashes `[start, start + n)` from.
 pub(crate) trait LeafSource {
@@ -136,6 +139,59 @@ impl<L: LeafSource> StoredTree<L> {
 
     pub fn prover(&self) -> Prover<'_, Blake3Merkle, Self> {
         Prover::new(self)
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), StoreError> {
+        if size > self.size {
+            return Err(ProofError::SizeBeyondLog {
+                size,
+                log_size: self.size,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// [`Store::root`](super::Store::root) for a store: its arguments
+    /// checked, `io` naming where a failed leaf read was.
+    pub fn checked_root(
+        &self,
+        size: u64,
+        io: impl Fn(io::Error) -> StoreError,
+    ) -> Result<Digest, StoreError> {
+        self.check_size(size)?;
+        self.prover().root(size).map_err(io)
+    }
+
+    /// [`Store::inclusion_proof`](super::Store::inclusion_proof), checked.
+    pub fn checked_inclusion(
+        &self,
+        index: u64,
+        size: u64,
+        io: impl Fn(io::Error) -> StoreError,
+    ) -> Result<Vec<Digest>, StoreError> {
+        self.check_size(size)?;
+        if index >= size {
+            return Err(ProofError::IndexOutOfRange { index, size }.into());
+        }
+        self.prover().inclusion_proof(index, size).map_err(io)
+    }
+
+    /// [`Store::consistency_proof`](super::Store::consistency_proof), checked.
+    pub fn checked_consistency(
+        &self,
+        size1: u64,
+        size2: u64,
+        io: impl Fn(io::Error) -> StoreError,
+    ) -> Result<Vec<Digest>, StoreError> {
+        self.check_size(size2)?;
+        if size1 == 0 {
+            return Err(ProofError::EmptyFirstTree.into());
+        }
+        if size1 > size2 {
+            return Err(ProofError::SizesReversed { size1, size2 }.into());
+        }
+        self.prover().consistency_proof(size1, size2).map_err(io)
     }
 }
 

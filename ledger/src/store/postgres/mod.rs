@@ -50,7 +50,6 @@ use super::{
 use crate::entry::entry_id;
 use crate::hash::Digest;
 use crate::head::{log_id, SignedTreeHead, TreeHead};
-use crate::merkle::ProofError;
 
 pub use audit::{audit_database, PgAudit, PgProblem};
 pub use schema::{latest_version, Migrated};
@@ -678,14 +677,6 @@ impl PgStore {
         }
         drop(st);
         Ok(rows.into_iter().filter_map(|(_, body)| body).collect())
-    }
-
-    fn check_size(&self, size: u64) -> Result<(), StoreError> {
-        let log_size = self.len();
-        if size > log_size {
-            return Err(ProofError::SizeBeyondLog { size, log_size }.into());
-        }
-        Ok(())
     }
 }
 
@@ -1341,39 +1332,21 @@ impl Store for PgStore {
     }
 
     fn root(&self, size: u64) -> Result<Digest, StoreError> {
-        self.check_size(size)?;
         let st = self.shared.state.read().expect("state lock");
         st.tree
-            .prover()
-            .root(size)
-            .map_err(|e| StoreError::Database(e.to_string()))
+            .checked_root(size, |e| StoreError::Database(e.to_string()))
     }
 
     fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Digest>, StoreError> {
-        self.check_size(size)?;
-        if index >= size {
-            return Err(ProofError::IndexOutOfRange { index, size }.into());
-        }
         let st = self.shared.state.read().expect("state lock");
         st.tree
-            .prover()
-            .inclusion_proof(index, size)
-            .map_err(|e| StoreError::Database(e.to_string()))
+            .checked_inclusion(index, size, |e| StoreError::Database(e.to_string()))
     }
 
     fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Digest>, StoreError> {
-        self.check_size(size2)?;
-        if size1 == 0 {
-            return Err(ProofError::EmptyFirstTree.into());
-        }
-        if size1 > size2 {
-            return Err(ProofError::SizesReversed { size1, size2 }.into());
-        }
         let st = self.shared.state.read().expect("state lock");
         st.tree
-            .prover()
-            .consistency_proof(size1, size2)
-            .map_err(|e| StoreError::Database(e.to_string()))
+            .checked_consistency(size1, size2, |e| StoreError::Database(e.to_string()))
     }
 
     fn request_head(&self) -> Result<Pending<SignedTreeHead>, StoreError> {
