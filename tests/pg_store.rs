@@ -451,3 +451,85 @@ fn the_schema_is_migrated_once_and_a_newer_one_is_refused() {
         text(&out)
     );
 }
+
+#[test]
+fn a_database_gone_longer_than_the_retry_limit_stops_writes_and_loses_nothing() {
+    let pg = Cluster::start().unwrap();
+    let url = pg.url("postgres");
+    let dir = tempfile::tempdir().unwrap();
+    use_database(dir.path(), &url);
+    let (token, _) = provision(dir.path());
+    // Retry a failed group commit for one second only.
+    let config = dir.path().join("coldtrail.toml");
+    std::fs::write(&config, "[store]\nretry_ms = 1000\n").unwrap();
+    let conf = config.to_str().unwrap();
+    let server = Server::start_with(dir.path(), &["--config", conf]);
+    let key = SigningKey::from_bytes(&[90; 32]);
+    register_device(&server.base, &token, "pg-stop-logger", &key);
+    let mut dev = DeviceClient::new("pg-stop-logger", key);
+    let t0 = now_ms() - 3_600_000;
+    let batch = |dev: &mut DeviceClient, from: i64| {
+        let readings = (0..20)
+            .map(|i| Reading::new(from + i * 1_000, 400))
+            .collect();
+        encode_binary(&[dev.sign(readings)])
+    };
+    let first = batch(&mut dev, t0);
+    let r = try_post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        BINARY_BATCH,
+        &first,
+        Some("a"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    let acked = r.json()["entries"].as_array().unwrap().clone();
+
+    pg.stop("immediate").unwrap();
+    let second = batch(&mut dev, t0 + 60_000);
+    let r = try_post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        BINARY_BATCH,
+        &second,
+        Some("b"),
+    )
+    .unwrap();
+    r.assert_problem(503, "unavailable");
+    pg.start_again().unwrap();
+    // The log stopped: it takes no more writes until the node restarts
+    // (the shard had numbered the lost group).
+    let r = try_post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        BINARY_BATCH,
+        &second,
+        Some("b"),
+    )
+    .unwrap();
+    r.assert_problem(503, "unavailable");
+    server.kill9();
+
+    let server = Server::start_with(dir.path(), &["--config", conf]);
+    let r = try_post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        BINARY_BATCH,
+        &second,
+        Some("b"),
+    )
+    .unwrap();
+    assert_eq!(
+        r.status, 201,
+        "the refused batch is taken after the restart: {}",
+        r.body
+    );
+    let mut all = acked;
+    all.extend(r.json()["entries"].as_array().unwrap().clone());
+    check_all(server, &url, &all);
+}
