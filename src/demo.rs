@@ -533,8 +533,17 @@ fn print_next(
         world.truth.affected_lots.len()
     );
     println!("  audit from out  cargo run --release -- audit-remote {base} --state audit.json");
+    // A node on PostgreSQL is verified through its database's URL.
+    let store = match crate::config::Config::load(None, std::env::vars()) {
+        Ok(c) => c
+            .store
+            .url
+            .map(|u| format!(" --store {}", crate::config::redact_password(&u)))
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
     println!(
-        "  audit later     cargo run --release -- verify --data-dir {}",
+        "  audit later     cargo run --release -- verify --data-dir {}{store}",
         data_dir.display()
     );
 }
