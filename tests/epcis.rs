@@ -6,8 +6,9 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use ingest::params::percent_encode as encode;
 use serde_json::{json, Value};
-use support::{encode, get, get_auth, post, provision, Server};
+use support::{get, get_auth, post, provision, Server};
 
 fn epcis_dir() -> PathBuf {
     std::env::var_os("COLDTRAIL_SHARED")

@@ -264,7 +264,7 @@ fn batches_over_mqtt_are_committed_once_through_a_bridge_crash() {
     // reading published.
     let dev_state = support::get_auth(
         base,
-        &format!("/v1/devices/{}", support::encode(device)),
+        &format!("/v1/devices/{}", ingest::params::percent_encode(device)),
         &token,
     );
     assert_eq!(dev_state.json()["next_seq"], (N + 1) * PER);

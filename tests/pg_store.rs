@@ -474,56 +474,36 @@ fn a_database_gone_longer_than_the_retry_limit_stops_writes_and_loses_nothing() 
             .collect();
         encode_binary(&[dev.sign(readings)])
     };
+    // One batch, sent with its Idempotency-Key; the server must answer.
+    let post_batch = |base: &str, body: &[u8], key: &str| {
+        try_post(
+            base,
+            "/v1/batches",
+            Some(&token),
+            BINARY_BATCH,
+            body,
+            Some(key),
+        )
+        .expect("the server answers")
+    };
     let first = batch(&mut dev, t0);
-    let r = try_post(
-        &server.base,
-        "/v1/batches",
-        Some(&token),
-        BINARY_BATCH,
-        &first,
-        Some("a"),
-    )
-    .unwrap();
+    let r = post_batch(&server.base, &first, "a");
     assert_eq!(r.status, 201, "{}", r.body);
     let acked = r.json()["entries"].as_array().unwrap().clone();
 
     pg.stop("immediate").unwrap();
     let second = batch(&mut dev, t0 + 60_000);
-    let r = try_post(
-        &server.base,
-        "/v1/batches",
-        Some(&token),
-        BINARY_BATCH,
-        &second,
-        Some("b"),
-    )
-    .unwrap();
+    let r = post_batch(&server.base, &second, "b");
     r.assert_problem(503, "unavailable");
     pg.start_again().unwrap();
     // The log stopped: it takes no more writes until the node restarts
     // (the shard had numbered the lost group).
-    let r = try_post(
-        &server.base,
-        "/v1/batches",
-        Some(&token),
-        BINARY_BATCH,
-        &second,
-        Some("b"),
-    )
-    .unwrap();
+    let r = post_batch(&server.base, &second, "b");
     r.assert_problem(503, "unavailable");
     server.kill9();
 
     let server = Server::start_with(dir.path(), &["--config", conf]);
-    let r = try_post(
-        &server.base,
-        "/v1/batches",
-        Some(&token),
-        BINARY_BATCH,
-        &second,
-        Some("b"),
-    )
-    .unwrap();
+    let r = post_batch(&server.base, &second, "b");
     assert_eq!(
         r.status, 201,
         "the refused batch is taken after the restart: {}",

@@ -4,7 +4,8 @@
 
 mod support;
 
-use support::{encode, get, get_auth, post, verify_proof_answer, Server};
+use ingest::params::percent_encode as encode;
+use support::{get, get_auth, post, verify_proof_answer, Server};
 
 #[test]
 fn investigators_trace_the_contaminated_lot_over_http_with_proofs() {

@@ -457,18 +457,6 @@ pub fn register_device(base: &str, token: &str, device: &str, key: &ed25519_dale
     assert_eq!(r.status, 201, "{}", r.body);
 }
 
-/// Percent-encodes a query string or path component.
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// A signed head as the API serves it (`HeadJson`).
 pub fn head_of(v: &serde_json::Value) -> ledger::SignedTreeHead {
     ledger::SignedTreeHead {

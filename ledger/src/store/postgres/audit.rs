@@ -117,16 +117,14 @@ async fn audit_log(
         log_id: log_id(&key),
         ..PgAudit::default()
     };
-    let log: i32 = tx
-        .query_one("SELECT log FROM coldtrail_logs WHERE name = $1", &[&name])
+    let row = tx
+        .query_one(
+            "SELECT log, log_id FROM coldtrail_logs WHERE name = $1",
+            &[&name],
+        )
         .await
-        .map_err(|e| db_error("finding the log", e))?
-        .get(0);
-    let stored_id: Vec<u8> = tx
-        .query_one("SELECT log_id FROM coldtrail_logs WHERE log = $1", &[&log])
-        .await
-        .map_err(|e| db_error("reading the log", e))?
-        .get(0);
+        .map_err(|e| db_error("finding the log", e))?;
+    let (log, stored_id): (i32, Vec<u8>) = (row.get(0), row.get(1));
     if stored_id != report.log_id.0 {
         report.problem = Some(problem(
             "coldtrail_logs",

@@ -962,7 +962,7 @@ impl Writer {
     }
 
     fn stop(&self, why: String) {
-        tracing_stop(&self.shared.name, &why);
+        tracing::error!(log = %self.shared.name, why = %why, "PostgreSQL log stopped accepting writes");
         let mut s = self.shared.stopped.lock().expect("stopped lock");
         if s.is_none() {
             *s = Some(why);
@@ -1120,10 +1120,6 @@ impl Writer {
         });
         Ok(Some(sth))
     }
-}
-
-fn tracing_stop(log: &str, why: &str) {
-    tracing::error!(log, why, "PostgreSQL log stopped accepting writes");
 }
 
 /// Transient failures are retried with growing pauses until `retry_for`
