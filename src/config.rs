@@ -27,6 +27,10 @@ pub struct Config {
     pub shards: Option<u32>,
     /// Record metrics for `GET /metrics` (off: nothing is recorded).
     pub metrics: bool,
+    /// Checkpoints of derived state (sequencers, identity state, the lineage
+    /// graph) are written this often while the server runs, and at a clean
+    /// stop, ms; a start reads only the logs after them. 0: at a clean stop only.
+    pub checkpoint_interval_ms: u64,
     pub ingest: IngestSettings,
     pub graphql: GraphqlSettings,
     pub store: StoreSettings,
@@ -88,6 +92,7 @@ impl Default for Config {
             public_url: None,
             shards: None,
             metrics: true,
+            checkpoint_interval_ms: 300_000,
             ingest: IngestSettings::default(),
             graphql: GraphqlSettings::default(),
             store: StoreSettings::default(),

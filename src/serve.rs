@@ -37,6 +37,8 @@ pub struct Edge {
     pub web: ::web::Options,
     /// Record metrics for `/metrics`.
     pub metrics: bool,
+    /// How often checkpoints are written while serving (`None`: at a clean stop only).
+    pub checkpoint_every: Option<Duration>,
 }
 
 impl Edge {
@@ -48,6 +50,7 @@ impl Edge {
             gql: graphql::Limits::default(),
             web: ::web::Options::default(),
             metrics: true,
+            checkpoint_every: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -75,6 +78,7 @@ pub async fn run_server(
         gql,
         web: web_options,
         metrics,
+        checkpoint_every,
     } = edge;
     if metrics {
         crate::ops::metrics()?;
@@ -125,7 +129,25 @@ pub async fn run_server(
     )?;
     let graph = Arc::new(std::sync::RwLock::new(graph));
     let lineage = analytics::lineage::follow(Arc::clone(&node), Arc::clone(&graph), scanned)?;
-    let snapshot_of = Arc::clone(&graph);
+    let derived = Derived {
+        node: Arc::clone(&node),
+        ingest: Arc::clone(&ingest),
+        lineage: Arc::clone(&graph),
+    };
+    let checkpoints = checkpoint_every.map(|every| {
+        let derived = derived.clone();
+        actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = derived.checkpoint().await {
+                    tracing::warn!(error = %format!("{e:#}"), "writing checkpoints failed; the next start reads more of the logs");
+                }
+            }
+        })
+    });
     let running = crate::ops::Running {
         node: Arc::clone(&node),
         relay: relay.abort_handle(),
@@ -164,17 +186,55 @@ pub async fn run_server(
     tracing::info!(%addr, "ready");
     ready(addr, server.handle(), Arc::clone(&consumer.status));
     server.await?;
+    if let Some(c) = checkpoints {
+        c.abort();
+        let _ = c.await;
+    }
     relay.abort();
     let _ = relay.await;
     policies.abort();
     lineage.abort();
     notices_task.abort();
-    // The next start reads the graph's sources, not every log.
-    analytics::lineage::snapshot::save(&node, &snapshot_of.read().expect("lineage lock"))?;
     // The rules see everything acknowledged before the logs close.
     consumer.stop()?;
     node.sign_heads().await?;
+    // The next start reads only what comes after these.
+    derived.checkpoint().await?;
     Ok(())
+}
+
+/// The state the server derives from the logs and checkpoints.
+#[derive(Clone)]
+struct Derived {
+    node: Arc<Node>,
+    ingest: Arc<Ingest>,
+    lineage: Arc<std::sync::RwLock<analytics::lineage::Lineage>>,
+}
+
+impl Derived {
+    /// Writes every checkpoint: each shard's sequencer, ingest's identity
+    /// state and eventID index, the lineage graph's sources.
+    async fn checkpoint(&self) -> Result<()> {
+        let started = std::time::Instant::now();
+        let shards = self.node.checkpoint(Duration::from_secs(30)).await?;
+        let me = self.clone();
+        actix_web::rt::task::spawn_blocking(move || -> Result<()> {
+            me.ingest.checkpoint()?;
+            analytics::lineage::checkpoint::save(
+                &me.node,
+                &me.lineage.read().expect("lineage lock"),
+            )?;
+            Ok(())
+        })
+        .await
+        .context("writing checkpoints")??;
+        tracing::info!(
+            shards,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "checkpoints written"
+        );
+        Ok(())
+    }
 }
 
 /// `coldtrail serve` with its settings (printed once it listens).
@@ -184,6 +244,8 @@ pub fn serve(config: crate::config::Config) -> Result<ExitCode> {
     })?;
     let edge = Edge {
         metrics: config.metrics,
+        checkpoint_every: (config.checkpoint_interval_ms > 0)
+            .then(|| Duration::from_millis(config.checkpoint_interval_ms)),
         listen: config.listen.clone(),
         limits: config.ingest_limits(),
         gql: config.graphql_limits(),

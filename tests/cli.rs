@@ -61,8 +61,8 @@ fn demo_then_verify_and_inspect_pass() {
     let dir = tempfile::tempdir().unwrap();
     demo(dir.path());
     assert!(
-        dir.path().join("lineage.snapshot").exists(),
-        "a clean stop leaves the lineage snapshot for the next start"
+        dir.path().join("checkpoints/lineage").exists(),
+        "a clean stop leaves the lineage checkpoint for the next start"
     );
     let out = coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));

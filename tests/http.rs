@@ -394,6 +394,103 @@ fn acknowledged_batches_survive_kill_9_and_keep_the_sequence() {
 }
 
 #[test]
+fn checkpoints_written_while_serving_make_a_start_after_kill_9_read_only_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let log = dir.path().join("first.log");
+    let every = [("COLDTRAIL_CHECKPOINT_INTERVAL_MS", "100")];
+    let server = Server::start_logged_env(dir.path(), &log, &every);
+    let key = SigningKey::from_bytes(&[52; 32]);
+    register(&server.base, &token, "logger-cp", &key);
+    let mut dev = DeviceClient::new("logger-cp", key.clone());
+    let t0 = now_ms() - 86_400_000;
+    let mut acked = Vec::new();
+    let mut post_batch = |server: &Server, h: i64| {
+        let b = dev.sign(readings(60, t0 + h * 3_600_000));
+        let body = encode_binary(&[b]);
+        let r = post(
+            &server.base,
+            "/v1/batches",
+            Some(&token),
+            BINARY_BATCH,
+            &body,
+            None,
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        (body, r.json()["entries"].as_array().unwrap().clone())
+    };
+    for h in 0..10 {
+        acked.extend(post_batch(&server, h).1);
+    }
+    // Wait for a round of checkpoints that started after these batches.
+    let written = support::log_lines(&log, "checkpoints written").len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while support::log_lines(&log, "checkpoints written").len() < written + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoints written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A tail after them, then a crash.
+    let mut last = Vec::new();
+    for h in 10..13 {
+        let (body, entries) = post_batch(&server, h);
+        acked.extend(entries);
+        last = body;
+    }
+    server.kill9();
+
+    let log = dir.path().join("second.log");
+    let server = Server::start_logged_env(dir.path(), &log, &[]);
+    let ingest = support::log_lines(&log, "identity state and eventID index rebuilt");
+    assert_eq!(ingest.len(), 1);
+    assert_eq!(ingest[0]["from_checkpoint"], true, "{}", ingest[0]);
+    let (scanned, entries) = (
+        ingest[0]["scanned"].as_u64().unwrap(),
+        ingest[0]["entries"].as_u64().unwrap(),
+    );
+    assert!(
+        scanned > 0 && scanned < entries,
+        "only the tail is read: {}",
+        ingest[0]
+    );
+    let shards = support::log_lines(&log, "sequencer state rebuilt");
+    assert_eq!(shards.len(), 2);
+    assert!(
+        shards.iter().all(|s| s["from_checkpoint"] == true),
+        "{shards:?}"
+    );
+    assert!(
+        shards
+            .iter()
+            .map(|s| s["scanned"].as_u64().unwrap())
+            .sum::<u64>()
+            < shards
+                .iter()
+                .map(|s| s["entries"].as_u64().unwrap())
+                .sum::<u64>()
+    );
+    // Everything acknowledged is there, and the device's sequence with it.
+    for w in &acked {
+        verify_written(&server.base, w);
+    }
+    post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        BINARY_BATCH,
+        &last,
+        None,
+    )
+    .assert_problem(409, "replayed_sequence");
+    post_batch(&server, 13);
+    server.stop();
+    let out = support::coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", support::text(&out));
+}
+
+#[test]
 fn bodies_over_the_limit_are_refused_with_413() {
     let dir = tempfile::tempdir().unwrap();
     let (token, _) = provision(dir.path());

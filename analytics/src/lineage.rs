@@ -15,10 +15,10 @@
 
 use std::collections::HashMap;
 
+pub mod checkpoint;
 pub mod fsma204;
 mod lots;
 pub mod query;
-pub mod snapshot;
 
 pub use lots::{lot_number, LotView, VerdictView, Watcher};
 
@@ -922,10 +922,10 @@ impl Lineage {
     }
 }
 
-/// The graph from its snapshot when one matches the logs, else from a scan
+/// The graph from its checkpoint when one matches the logs, else from a scan
 /// of every log; and the position on each shard it was built up to.
 pub fn open(node: &shards::Node) -> Result<(Lineage, Vec<u64>), shards::ShardError> {
-    match snapshot::load(node) {
+    match checkpoint::load(node) {
         Some(loaded) => Ok(loaded),
         None => scan(node),
     }

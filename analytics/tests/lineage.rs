@@ -287,8 +287,8 @@ async fn fsma_204_lists_every_cte_of_the_contaminated_lots_chain_with_its_kdes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_snapshot_gives_the_same_graph_and_the_tail_follows_it() {
-    use analytics::lineage::snapshot;
+async fn the_checkpoint_gives_the_same_graph_and_the_tail_follows_it() {
+    use analytics::lineage::checkpoint;
     let dir = tempfile::tempdir().unwrap();
     let world = fixtures::generate(7, Scale::Tiny, common::START_MS);
     let node = common::open(dir.path(), 2);
@@ -296,9 +296,9 @@ async fn the_snapshot_gives_the_same_graph_and_the_tail_follows_it() {
         .await
         .unwrap();
     let (scanned, _) = lineage::scan(&node).unwrap();
-    assert!(snapshot::load(&node).is_none(), "no snapshot yet");
-    snapshot::save(&node, &scanned).unwrap();
-    let (loaded, positions) = snapshot::load(&node).expect("the snapshot matches the logs");
+    assert!(checkpoint::load(&node).is_none(), "no checkpoint yet");
+    checkpoint::save(&node, &scanned).unwrap();
+    let (loaded, positions) = checkpoint::load(&node).expect("the checkpoint matches the logs");
     assert_eq!(loaded.event_count(), scanned.event_count());
     assert_eq!(loaded.identifier_count(), scanned.identifier_count());
     let lot = &world.truth.contaminated_lot;
@@ -309,7 +309,7 @@ async fn the_snapshot_gives_the_same_graph_and_the_tail_follows_it() {
         );
     }
 
-    // Entries committed after the snapshot are read from where it stopped.
+    // Entries committed after the checkpoint are read from where it stopped.
     let extra = ledger::entry::Entry::Custody(ledger::entry::CustodyEvent {
         recorded_by: world.orgs[0].id.clone(),
         event_id: "urn:uuid:after-the-snapshot".into(),
@@ -344,12 +344,12 @@ async fn the_snapshot_gives_the_same_graph_and_the_tail_follows_it() {
     assert_eq!(graph.read().unwrap().event_count(), rescanned.event_count());
     assert_eq!(rescanned.event_count(), scanned.event_count() + 1);
 
-    // A snapshot changed by one bit is not used.
-    let path = dir.path().join(snapshot::SNAPSHOT_FILE);
+    // A checkpoint changed by one bit is not used.
+    let path = shards::checkpoint::path(dir.path(), checkpoint::NAME);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    assert!(snapshot::load(&node).is_none());
+    assert!(checkpoint::load(&node).is_none());
     let (opened, _) = lineage::open(&node).unwrap();
     assert_eq!(
         opened.event_count(),

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use shards::Node;
 use utoipa::ToSchema;
 
+use crate::derived::Derived;
 use crate::identity::IdentityState;
 use crate::problem::ApiError;
 use crate::tokens::{Principal, Role, TokenStore};
@@ -72,7 +73,7 @@ pub struct WriteResult {
 }
 
 /// Where a captured event is, and its content fingerprint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EventLoc {
     pub shard: u32,
     pub index: u64,
@@ -106,62 +107,48 @@ pub struct Ingest {
     /// journalled so they survive restarts.
     pub(crate) captures: std::sync::Mutex<std::collections::VecDeque<(String, WriteResult)>>,
     capture_journal: crate::journal::Journal<(String, WriteResult)>,
-    /// How far the start-up scan read each shard: [`Ingest::follow`] goes on from there.
-    scanned: Vec<u64>,
+    /// The identity state and eventID index of the committed entries alone
+    /// (the copies above also hold what the write path reserved): what
+    /// checkpoints are made of, kept current by [`Ingest::follow`].
+    derived: std::sync::Mutex<Derived>,
+    opened: Opened,
+}
+
+/// How ingest's state was rebuilt at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// Committed entries on all shards.
+    pub entries: u64,
+    /// Entries read to rebuild the state: all, or those after the checkpoint.
+    pub scanned: u64,
+    pub from_checkpoint: bool,
 }
 
 /// Capture jobs remembered for `GET /capture/{id}`.
 const MAX_CAPTURE_JOBS: usize = 10_000;
 
 impl Ingest {
-    /// Builds the identity state from every shard's log.
+    /// Builds the identity state and the eventID index from the logs: from
+    /// the checkpoint and the entries after it when there is a usable one,
+    /// else from every entry.
     pub fn open(node: Arc<Node>, limits: Limits) -> Result<Ingest, shards::ShardError> {
-        let mut identity = IdentityState::default();
-        let mut events: HashMap<String, Vec<EventLoc>> = HashMap::new();
-        let mut scanned = Vec::with_capacity(node.shards().len());
-        for shard in node.shards() {
-            let len = shard.committed();
-            scanned.push(len);
-            let mut from = 0;
-            while from < len {
-                let to = (from + 4096).min(len);
-                for (bytes, index) in shard.store().entries(from, to)?.into_iter().zip(from..) {
-                    // Readings only move a device's next sequence number: read
-                    // their header, not their readings.
-                    if let Some((device, first_seq, count)) = ledger::entry::peek_readings(&bytes) {
-                        identity.advance_sequence(&device, first_seq.saturating_add(count));
-                        continue;
-                    }
-                    match ledger::entry::kind_of(&bytes) {
-                        Some("identity") | Some("verdict") => {
-                            if let Ok(e) = Entry::from_bytes(&bytes) {
-                                let at = EntryRef {
-                                    shard: shard.id(),
-                                    index,
-                                    id: ledger::entry_id(&bytes),
-                                };
-                                identity.apply(&e, at);
-                            }
-                        }
-                        Some("custody") => {
-                            if let Ok(Entry::Custody(c)) = Entry::from_bytes(&bytes) {
-                                let doc: serde_json::Value =
-                                    serde_json::from_slice(&c.document).unwrap_or_default();
-                                events.entry(c.event_id).or_default().push(EventLoc {
-                                    shard: shard.id(),
-                                    index,
-                                    fingerprint: ledger::Domain::EventFingerprint
-                                        .hash(crate::epcis::canonical_json(&doc).as_bytes())
-                                        .to_hex(),
-                                });
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                from = to;
-            }
-        }
+        let loaded = Derived::load(&node);
+        let from_checkpoint = loaded.is_some();
+        let mut derived = loaded.unwrap_or_else(|| Derived::new(node.shards().len()));
+        let committed: Vec<u64> = node.shards().iter().map(|s| s.committed()).collect();
+        let scanned = derived.catch_up(&node, &committed)?;
+        let opened = Opened {
+            entries: committed.iter().sum(),
+            scanned,
+            from_checkpoint,
+        };
+        tracing::info!(
+            entries = opened.entries,
+            scanned,
+            from_checkpoint,
+            "identity state and eventID index rebuilt"
+        );
+        let (identity, events) = (derived.identity.clone(), derived.events.clone());
         let dir = node.data_dir().to_path_buf();
         let jobs_path = dir.join("capture-jobs.jsonl");
         let (capture_journal, jobs) = crate::journal::Journal::open(&jobs_path, MAX_CAPTURE_JOBS)
@@ -173,27 +160,31 @@ impl Ingest {
             in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
             identity: RwLock::new(identity),
             events: RwLock::new(events),
+            derived: std::sync::Mutex::new(derived),
+            opened,
             capture_lock: tokio::sync::Mutex::new(()),
             registry_lock: tokio::sync::Mutex::new(()),
             captures: std::sync::Mutex::new(jobs.into()),
             capture_journal,
             limits,
             node,
-            scanned,
         })
     }
 
-    /// Follows what commits after the start-up scan and folds the policies
-    /// other parts of the node record (analytics suspends devices and
-    /// quarantines lots by appending verdicts) into the write-side state:
-    /// policies reach ingest as ledger entries, never as calls.
+    /// Follows what commits after the start-up scan: folds every entry into
+    /// the state checkpoints are made of, and the policies other parts of
+    /// the node record (analytics suspends devices and quarantines lots by
+    /// appending verdicts) into the write-side state: policies reach ingest
+    /// as ledger entries, never as calls.
     pub fn follow(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, shards::ShardError> {
-        let mut feed =
-            shards::feed::Subscription::follow(Arc::clone(&self.node), self.scanned.clone(), 4096)?;
+        let from = self.derived.lock().expect("derived lock").positions.clone();
+        let mut feed = shards::feed::Subscription::follow(Arc::clone(&self.node), from, 4096)?;
         let me = Arc::clone(self);
         Ok(tokio::spawn(async move {
             while let Ok(batch) = feed.next().await {
+                let mut derived = me.derived.lock().expect("derived lock");
                 for (bytes, index) in batch.entries.iter().zip(batch.first_index..) {
+                    derived.apply(batch.shard, index, bytes);
                     if ledger::entry::kind_of(bytes) == Some("verdict") {
                         if let Ok(e) = Entry::from_bytes(bytes) {
                             let at = EntryRef {
@@ -207,6 +198,21 @@ impl Ingest {
                 }
             }
         }))
+    }
+
+    /// Writes the checkpoint of ingest's state, first reading what the
+    /// follower has not folded yet (everything committed now is in it).
+    /// Blocks while it reads and writes: call it off the async workers.
+    pub fn checkpoint(&self) -> Result<(), shards::ShardError> {
+        let mut derived = self.derived.lock().expect("derived lock");
+        let committed: Vec<u64> = self.node.shards().iter().map(|s| s.committed()).collect();
+        derived.catch_up(&self.node, &committed)?;
+        derived.save(&self.node)
+    }
+
+    /// How the state was rebuilt at open.
+    pub fn opened(&self) -> Opened {
+        self.opened
     }
 
     /// Puts a suspended device of the caller's organisation back in service.

@@ -10,13 +10,13 @@ use ledger::entry::{Entry, EntryRef, IdentityChange, OrgRole, VerdictKind};
 
 use crate::problem::ApiError;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Org {
     pub name: String,
     pub role: OrgRole,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Device {
     pub org: String,
     /// Keys in the order they became valid: `(valid_from_ms, key)`.
@@ -61,12 +61,26 @@ impl Device {
 }
 
 /// The identity state of the whole node.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct IdentityState {
     pub orgs: HashMap<String, Org>,
     pub devices: HashMap<String, Device>,
     /// Lots in quarantine (recorded by the rules' policies): lot -> why.
     pub quarantined: HashMap<String, String>,
+    /// What was folded about devices before their registration was. A
+    /// device's readings and suspensions are homed on its own shard, its
+    /// registration on its organisation's, and a start reads the shards one
+    /// after another: the registration can come after them.
+    early: HashMap<String, Early>,
+}
+
+/// A device's readings and policies seen before its registration.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Early {
+    next_seq: u64,
+    /// `Some(why)`: suspended; `None`: reinstated; absent: neither seen.
+    suspended: Option<Option<String>>,
+    entries: Vec<EntryRef>,
 }
 
 impl IdentityState {
@@ -88,11 +102,25 @@ impl IdentityState {
         };
         // The write path applies what it commits, and the follower may see
         // the same entry again: each is named once.
-        if let Some(d) = self.devices.get_mut(device) {
-            if !d.entries.contains(&at) {
-                d.entries.push(at);
-            }
+        let entries = match self.devices.get_mut(device) {
+            Some(d) => &mut d.entries,
+            None => &mut self.early.entry(device.clone()).or_default().entries,
+        };
+        if !entries.contains(&at) {
+            entries.push(at);
         }
+    }
+
+    /// Every device's next sequence number as its committed readings give
+    /// it (devices not yet registered included), for a checkpoint.
+    pub fn sequences(&self) -> Vec<(String, u64)> {
+        let registered = self.devices.iter().map(|(id, d)| (id, d.next_seq));
+        let early = self.early.iter().map(|(id, e)| (id, e.next_seq));
+        registered
+            .chain(early)
+            .filter(|(_, n)| *n > 0)
+            .map(|(id, n)| (id.clone(), n))
+            .collect()
     }
 
     fn fold(&mut self, entry: &Entry) {
@@ -114,15 +142,22 @@ impl IdentityState {
                 public_key,
                 at_ms,
             }) => {
-                if let Ok(key) = VerifyingKey::from_bytes(public_key) {
-                    self.devices.entry(device.clone()).or_insert(Device {
-                        org: org.clone(),
-                        keys: vec![(*at_ms, key)],
-                        revoked_at_ms: None,
-                        next_seq: 0,
-                        suspended: None,
-                        entries: Vec::new(),
-                    });
+                if let (Ok(key), false) = (
+                    VerifyingKey::from_bytes(public_key),
+                    self.devices.contains_key(device),
+                ) {
+                    let early = self.early.remove(device).unwrap_or_default();
+                    self.devices.insert(
+                        device.clone(),
+                        Device {
+                            org: org.clone(),
+                            keys: vec![(*at_ms, key)],
+                            revoked_at_ms: None,
+                            next_seq: early.next_seq,
+                            suspended: early.suspended.flatten(),
+                            entries: early.entries,
+                        },
+                    );
                 }
             }
             Entry::Identity(IdentityChange::KeyRotated {
@@ -145,14 +180,14 @@ impl IdentityState {
             }
             Entry::Readings(sb) => self.advance_sequence(&sb.batch.device, sb.batch.next_seq()),
             Entry::Verdict(v) => match v.kind {
-                VerdictKind::Suspend => {
-                    if let Some(d) = self.devices.get_mut(&v.subject) {
-                        d.suspended = Some(v.explanation.clone());
-                    }
-                }
-                VerdictKind::Reinstate => {
-                    if let Some(d) = self.devices.get_mut(&v.subject) {
-                        d.suspended = None;
+                VerdictKind::Suspend | VerdictKind::Reinstate => {
+                    let suspended = (v.kind == VerdictKind::Suspend).then(|| v.explanation.clone());
+                    match self.devices.get_mut(&v.subject) {
+                        Some(d) => d.suspended = suspended,
+                        None => {
+                            self.early.entry(v.subject.clone()).or_default().suspended =
+                                Some(suspended)
+                        }
                     }
                 }
                 VerdictKind::Quarantine => {
@@ -170,9 +205,11 @@ impl IdentityState {
 
     /// A batch of `device` up to (not including) `next_seq` was committed.
     pub fn advance_sequence(&mut self, device: &str, next_seq: u64) {
-        if let Some(d) = self.devices.get_mut(device) {
-            d.next_seq = d.next_seq.max(next_seq);
-        }
+        let current = match self.devices.get_mut(device) {
+            Some(d) => &mut d.next_seq,
+            None => &mut self.early.entry(device.to_string()).or_default().next_seq,
+        };
+        *current = (*current).max(next_seq);
     }
 
     /// The device, if `org` may write for it.
@@ -195,6 +232,7 @@ impl IdentityState {
 mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
+    use ledger::entry::RuleVerdict;
 
     /// Applies `e` as if committed next on shard 0.
     fn apply(s: &mut IdentityState, e: Entry) {
@@ -268,6 +306,48 @@ mod tests {
         ));
         let indices: Vec<u64> = s.devices["d"].entries.iter().map(|r| r.index).collect();
         assert_eq!(indices, [0, 1, 2], "each change names its entry");
+    }
+
+    #[test]
+    fn readings_and_suspensions_folded_before_the_registration_are_kept() {
+        // A start reads the device's shard (its readings, its suspension)
+        // before the organisation's shard (its registration).
+        let mut s = IdentityState::default();
+        s.advance_sequence("d", 40);
+        apply(
+            &mut s,
+            Entry::Verdict(RuleVerdict {
+                rule: "device_health".into(),
+                subject: "d".into(),
+                kind: VerdictKind::Suspend,
+                from_ms: 0,
+                to_ms: None,
+                explanation: "impossible readings".into(),
+                evidence: Vec::new(),
+            }),
+        );
+        s.advance_sequence("d", 25);
+        assert_eq!(s.sequences(), [("d".to_string(), 40)]);
+        let registered = {
+            let mut r = registered(0);
+            r.orgs.clear();
+            r
+        };
+        apply(
+            &mut s,
+            Entry::Identity(IdentityChange::DeviceRegistered {
+                org: "org".into(),
+                device: "d".into(),
+                public_key: SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes(),
+                at_ms: 0,
+            }),
+        );
+        let d = &s.devices["d"];
+        assert_eq!(d.next_seq, 40, "the sequence its readings reached");
+        assert_eq!(d.suspended.as_deref(), Some("impossible readings"));
+        assert_eq!(d.entries.len(), 2, "the suspension and the registration");
+        assert_eq!(d.keys, registered.devices["d"].keys);
+        assert!(s.early.is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! written.
 
 pub mod api;
+mod derived;
 pub mod epcis;
 pub mod idempotency;
 pub mod identity;
@@ -23,7 +24,7 @@ pub mod tokens;
 pub mod view;
 pub mod wire;
 
-pub use api::{Ingest, Limits, WriteResult, Written};
+pub use api::{Ingest, Limits, Opened, WriteResult, Written};
 pub use problem::ApiError;
 pub use routes::{configure, not_found, ApiDoc};
 pub use tokens::{Principal, Role, TokenStore};

@@ -86,8 +86,9 @@ pub enum Domain {
     Routing,
     /// A node's key set: what its operator key signs, and what the next set names.
     KeySet,
-    /// Checksum of a derived snapshot (the lineage graph's sources).
-    Snapshot,
+    /// Checksum of a checkpoint of state derived from the logs (sequencers,
+    /// identity state, the lineage graph's sources).
+    Checkpoint,
     /// Checksum of a log's `LOG` meta file.
     MetaChecksum,
     /// Checksum of one record of a log's `heads` file.
@@ -116,7 +117,7 @@ impl Domain {
         Domain::Token,
         Domain::Routing,
         Domain::KeySet,
-        Domain::Snapshot,
+        Domain::Checkpoint,
         Domain::MetaChecksum,
         Domain::HeadRecord,
         Domain::FeedCursor,
@@ -139,7 +140,7 @@ impl Domain {
             Domain::Token => "coldtrail 2026-11 bearer token v1",
             Domain::Routing => "coldtrail 2026-11 shard routing v1",
             Domain::KeySet => "coldtrail 2026-11 node key set v1",
-            Domain::Snapshot => "coldtrail 2026-11 lineage snapshot v1",
+            Domain::Checkpoint => "coldtrail 2026-11 derived state checkpoint v1",
             Domain::MetaChecksum => "coldtrail 2026-11 store meta checksum v1",
             Domain::HeadRecord => "coldtrail 2026-11 store head record v1",
             Domain::FeedCursor => "coldtrail 2026-11 feed cursor v1",

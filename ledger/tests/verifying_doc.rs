@@ -54,7 +54,7 @@ fn vectors() -> String {
         Domain::LogId,
         Domain::KeySet,
         Domain::Routing,
-        Domain::Snapshot,
+        Domain::Checkpoint,
         Domain::BlockChecksum,
         Domain::IndexRecord,
         Domain::MetaChecksum,

@@ -12,6 +12,7 @@
 //! shard order, from durable cursors; [`Node::history`] returns everything
 //! about a subject, across shards, with a proof for each entry.
 
+pub mod checkpoint;
 pub mod feed;
 pub mod keyset;
 mod node;
@@ -28,7 +29,7 @@ pub mod node_future {
     pub use crate::node::BoxFuture;
 }
 pub use router::Router;
-pub use shard::{Accepted, Committed, ReceiptError, Shard};
+pub use shard::{Accepted, Committed, Opened, ReceiptError, Shard};
 
 /// Errors of the sharded ledger.
 #[derive(Debug, thiserror::Error)]

@@ -252,13 +252,16 @@ impl Node {
                 k
             };
             let shard_dir = dir.join(format!("shard-{id:03}"));
+            let name = format!("shard-{id:03}");
+            let store = config
+                .backend
+                .open(&shard_dir, &name, key, config.store.clone())?;
             shards.push(Arc::new(Shard::open(
                 id,
                 router,
-                &config.backend,
+                store,
                 &shard_dir,
-                key,
-                config.store.clone(),
+                crate::checkpoint::path(dir, &format!("sequencer-{id:03}")),
                 Arc::clone(&notify),
             )?));
         }
@@ -272,6 +275,17 @@ impl Node {
             notify,
             data_dir: dir.clone(),
         })
+    }
+
+    /// Writes every shard's sequencer checkpoint (see [`Shard::checkpoint`]):
+    /// the next open reads only what was appended after it. Returns how
+    /// many shards got one.
+    pub async fn checkpoint(&self, wait: Duration) -> Result<usize, ShardError> {
+        let mut written = 0;
+        for shard in self.shards.iter() {
+            written += usize::from(shard.checkpoint(wait).await?.is_some());
+        }
+        Ok(written)
     }
 
     pub fn data_dir(&self) -> &Path {

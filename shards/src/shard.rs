@@ -11,19 +11,35 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use ledger::entry::{Entry, Receipt, ReceiptDelivery};
 use ledger::merkle::{verify_inclusion, Blake3Merkle};
-use ledger::store::{Backend, Pending, Store, StoreConfig};
+use ledger::store::{Pending, Store};
 use ledger::{entry_id, Digest, SignedTreeHead};
 
+use crate::checkpoint::Checkpoint;
 use crate::{Router, ShardError};
 
-/// What the sequencer knows, rebuilt from the log at open.
-#[derive(Default)]
+/// What a sequencer checkpoint holds: the postcard encoding of [`Sequencer`].
+const SEQUENCER: &[u8; 8] = b"CTSEQv01";
+
+/// How a shard's sequencer state was rebuilt at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// Entries in the log.
+    pub entries: u64,
+    /// Entries read to rebuild the state: all of them, or those after the
+    /// checkpoint.
+    pub scanned: u64,
+}
+
+/// What the sequencer knows: a function of the entries recorded so far (the
+/// log's, and those queued on it), rebuilt from the log at open.
+#[derive(Default, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Sequencer {
     /// Index the next entry will get (committed or queued entries before it).
     next_index: u64,
@@ -125,6 +141,9 @@ pub struct Shard {
     store: Box<dyn Store>,
     /// Where the log lives (for the embedded store, its directory).
     dir: PathBuf,
+    /// Where the sequencer's checkpoint is written.
+    checkpoint: PathBuf,
+    opened: Opened,
     seq: Mutex<Sequencer>,
     /// Entries known durable: the feed's high-water mark.
     committed: AtomicU64,
@@ -133,21 +152,33 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Opens (or creates) the shard's log and rebuilds its sequencer state.
-    /// The log is `dir` in the embedded store, `shard-NNN` in a database.
+    /// Takes the shard's log and rebuilds its sequencer state: from the
+    /// checkpoint at `checkpoint` when one matches the log, reading only the
+    /// entries after it; else from every entry.
     pub fn open(
         id: u32,
         router: Router,
-        backend: &Backend,
+        store: Box<dyn Store>,
         dir: &Path,
-        key: SigningKey,
-        config: StoreConfig,
+        checkpoint: PathBuf,
         notify: Arc<Notify>,
     ) -> Result<Shard, ShardError> {
-        let store = backend.open(dir, &format!("shard-{id:03}"), key, config)?;
-        let mut seq = Sequencer::default();
         let len = store.len();
-        let mut from = 0;
+        let loaded = Checkpoint::load_or_scan(&checkpoint, SEQUENCER, &(id, store.as_ref()))
+            .and_then(|c| match postcard::from_bytes::<Sequencer>(&c.payload) {
+                Ok(seq) if seq.next_index == c.size(id) => Some(seq),
+                _ => {
+                    tracing::warn!(
+                        shard = id,
+                        "the sequencer checkpoint does not decode; reading the whole log instead"
+                    );
+                    None
+                }
+            });
+        let from_checkpoint = loaded.is_some();
+        let mut seq = loaded.unwrap_or_default();
+        let mut from = seq.next_index;
+        let scanned = len - from;
         // Scan in chunks: memory stays bounded by one chunk of entries.
         while from < len {
             let to = (from + 4096).min(len);
@@ -166,15 +197,56 @@ impl Shard {
             }
             from = to;
         }
+        tracing::info!(
+            shard = id,
+            entries = len,
+            scanned,
+            from_checkpoint,
+            "sequencer state rebuilt"
+        );
         Ok(Shard {
             id,
             router,
             store,
             dir: dir.to_path_buf(),
+            checkpoint,
+            opened: Opened {
+                entries: len,
+                scanned,
+            },
             seq: Mutex::new(seq),
             committed: AtomicU64::new(len),
             notify,
         })
+    }
+
+    /// How the sequencer state was rebuilt at open.
+    pub fn opened(&self) -> Opened {
+        self.opened
+    }
+
+    /// Writes the sequencer's checkpoint: its state as of the index the next
+    /// entry gets, once every entry before that index is durable (entries
+    /// queued when the state was taken are waited for, up to `wait`).
+    /// Returns the size it covers, or `None` when the log did not get there
+    /// in time (nothing is written then: a checkpoint never claims entries
+    /// that are not durable).
+    pub async fn checkpoint(&self, wait: Duration) -> Result<Option<u64>, ShardError> {
+        let (size, payload) = {
+            let seq = self.seq.lock().expect("sequencer lock");
+            let payload = postcard::to_allocvec(&*seq).expect("the sequencer state encodes");
+            (seq.next_index, payload)
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        while self.store.len() < size {
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Checkpoint::new(&(self.id, self.store.as_ref()), &[(self.id, size)], payload)?
+            .save(&self.checkpoint, SEQUENCER)?;
+        Ok(Some(size))
     }
 
     pub fn id(&self) -> u32 {

@@ -316,3 +316,101 @@ async fn a_run_with_one_forgery_commits_nothing_and_replays_in_a_run_are_skipped
     assert_eq!((rest.committed.entries.len(), rest.replayed), (3, 2));
     assert_eq!(s1.inbox_expected(3), 5);
 }
+
+/// Everything the sequencers of `node` answer about `lots`: outbox and inbox
+/// positions of every channel, and each lot's entries.
+fn sequencer_view(node: &Node, lots: &[String]) -> Vec<Vec<u64>> {
+    let mut view = Vec::new();
+    for shard in node.shards() {
+        for other in 0..node.shards().len() as u32 {
+            view.push(vec![shard.outbox_len(other), shard.inbox_expected(other)]);
+        }
+        for lot in lots {
+            view.push(shard.entries_about(lot));
+        }
+    }
+    view
+}
+
+#[tokio::test]
+async fn sequencer_checkpoints_make_open_read_only_the_tail_and_give_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let wait = std::time::Duration::from_secs(10);
+    let (lots, at_checkpoint) = {
+        let node = common::node(dir.path(), 4);
+        let lots: Vec<String> = (0..4).map(|s| lot_on(&node, s, "cp")).collect();
+        for i in 0..6 {
+            let inputs = [lots[(i % 3) as usize].as_str()];
+            node.append(&lots[3], vec![transformation(i, &inputs, &lots[3])])
+                .await
+                .unwrap();
+        }
+        node.relay_once(&node.local_transport()).await.unwrap();
+        assert_eq!(node.checkpoint(wait).await.unwrap(), 4);
+        let at: Vec<u64> = node.shards().iter().map(|s| s.store().len()).collect();
+        // A tail after the checkpoint: more entries and receipts, one
+        // delivered, the rest still in the outbox.
+        for i in 6..9 {
+            node.append(&lots[3], vec![transformation(i, &[&lots[1]], &lots[3])])
+                .await
+                .unwrap();
+        }
+        node.append(&lots[0], vec![observe(9, &lots[0])])
+            .await
+            .unwrap();
+        let d = node
+            .shard(3)
+            .unwrap()
+            .delivery(1, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        node.shard(1)
+            .unwrap()
+            .accept(d, Some(node.keys()[3]))
+            .await
+            .unwrap();
+        (lots, at)
+    };
+
+    let node = common::node(dir.path(), 4);
+    let from_checkpoint = sequencer_view(&node, &lots);
+    for (shard, at) in node.shards().iter().zip(&at_checkpoint) {
+        let opened = shard.opened();
+        assert_eq!(opened.entries, shard.store().len());
+        assert_eq!(
+            opened.scanned,
+            opened.entries - at,
+            "shard {}: only the tail is read",
+            shard.id()
+        );
+    }
+    assert!(
+        node.shards().iter().any(|s| s.opened().scanned > 0),
+        "the test has a tail"
+    );
+    drop(node);
+
+    // Without checkpoints: every entry is read, and the state is the same.
+    std::fs::remove_dir_all(dir.path().join(shards::checkpoint::DIR)).unwrap();
+    let node = common::node(dir.path(), 4);
+    for shard in node.shards() {
+        assert_eq!(shard.opened().scanned, shard.opened().entries);
+    }
+    assert_eq!(sequencer_view(&node, &lots), from_checkpoint);
+    assert!(node.relay_once(&node.local_transport()).await.unwrap() > 0);
+    let after_relay = sequencer_view(&node, &lots);
+    assert_eq!(node.checkpoint(wait).await.unwrap(), 4);
+    drop(node);
+
+    // A damaged checkpoint is not used: the log is read whole instead.
+    let damaged = shards::checkpoint::path(dir.path(), "sequencer-003");
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&damaged, &bytes).unwrap();
+    let node = common::node(dir.path(), 4);
+    let s3 = node.shard(3).unwrap().opened();
+    assert_eq!(s3.scanned, s3.entries, "the damaged one is not used");
+    assert_eq!(node.shard(1).unwrap().opened().scanned, 0, "the others are");
+    assert_eq!(sequencer_view(&node, &lots), after_relay);
+}

@@ -1,8 +1,9 @@
 //! A deterministic simulation (same seed, same run) of a node whose shards
 //! exchange receipts over a network that duplicates, delays and reorders
-//! messages, while the node crashes and restarts. After quiescence every
-//! outbox receipt was committed by its destination exactly once, in channel
-//! order, and every shard's log passes the full audit.
+//! messages, while the node crashes and restarts (half the time from
+//! sequencer checkpoints). After quiescence every outbox receipt was
+//! committed by its destination exactly once, in channel order, and every
+//! shard's log passes the full audit.
 
 mod common;
 
@@ -133,7 +134,13 @@ async fn run(seed: u64) -> Vec<ledger::Digest> {
                 }
             }
             _ => {
-                // Crash and restart: every shard task ends; state comes back from the logs.
+                // Crash and restart: every shard task ends; state comes back
+                // from the logs, or from a checkpoint and the logs' tails.
+                if rng.gen_bool(0.5) {
+                    node.checkpoint(std::time::Duration::from_secs(10))
+                        .await
+                        .unwrap();
+                }
                 drop(node);
                 node = common::node(dir.path(), SHARDS);
                 restarts += 1;

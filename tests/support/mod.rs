@@ -78,6 +78,16 @@ pub fn coldtrail(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// The JSON log lines in `log` whose message is `message`.
+pub fn log_lines(log: &Path, message: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == message)
+        .collect()
+}
+
 /// Registers both organisations and issues a partner token for each.
 pub fn provision(dir: &Path) -> (String, String) {
     let d = dir.to_str().unwrap();
@@ -171,10 +181,16 @@ impl Server {
 
     /// Starts with JSON logs at `info` written to `log`.
     pub fn start_logged(dir: &Path, log: &Path) -> Server {
+        Server::start_logged_env(dir, log, &[])
+    }
+
+    /// [`Server::start_logged`], with extra environment (settings).
+    pub fn start_logged_env(dir: &Path, log: &Path, env: &[(&str, &str)]) -> Server {
         let file = std::fs::File::create(log).unwrap();
         let mut cmd = command(&["serve", "--data-dir", dir.to_str().unwrap()]);
         cmd.env("RUST_LOG", "info")
             .env("COLDTRAIL_LOG_FORMAT", "json")
+            .envs(env.iter().copied())
             .stderr(file);
         Server::spawn(&mut cmd, dir, &[])
     }
