@@ -36,9 +36,13 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     appenders: usize,
     /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, `lineage`, `graphql`, `pages`,
-    /// `store` (PostgreSQL beside embedded; not part of `all`), or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql", "pages", "store"])]
+    /// `store` (PostgreSQL beside embedded; not part of `all`), `open` (start-up time at
+    /// `--readings`; not part of `all`), or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql", "pages", "store", "open"])]
     only: String,
+    /// Readings in the node `--only open` builds.
+    #[arg(long, default_value_t = 100_000_000)]
+    readings: u64,
     /// PostgreSQL for `--only store` (postgres://…; default: a throwaway cluster).
     #[arg(long, value_name = "URL")]
     store_url: Option<String>,
@@ -132,6 +136,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     if args.only == "store" {
         crate::bench_store::run(&root, args.entries, args.store_url.as_deref())?;
+    }
+    if args.only == "open" {
+        crate::bench_open::run(&root, args.readings, args.batch, args.devices)?;
     }
     if args.only == "all" || args.only == "shards" {
         crate::bench_shards::run(&root.join("shards"), &signed_batches(&args, 20), args.batch)?;

@@ -5,6 +5,7 @@ mod audit_remote;
 mod bench;
 mod bench_graphql;
 mod bench_lineage;
+mod bench_open;
 mod bench_pages;
 mod bench_rules;
 mod bench_shards;

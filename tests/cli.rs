@@ -60,10 +60,12 @@ fn demo_with(dir: &Path, shards: &str) {
 fn demo_then_verify_and_inspect_pass() {
     let dir = tempfile::tempdir().unwrap();
     demo(dir.path());
-    assert!(
-        dir.path().join("checkpoints/lineage").exists(),
-        "a clean stop leaves the lineage checkpoint for the next start"
-    );
+    for name in ["lineage", "ingest", "sequencer-000"] {
+        assert!(
+            dir.path().join("checkpoints").join(name).exists(),
+            "a clean stop leaves the {name} checkpoint for the next start"
+        );
+    }
     let out = coldtrail(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("verified 1 logs"), "{}", text(&out));
