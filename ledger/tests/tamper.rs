@@ -280,3 +280,63 @@ fn what_a_crash_leaves_is_recoverable_and_opening_repairs_it() {
     let after = audit(dir.path());
     assert_eq!((after.problem, after.recoverable), (None, Vec::new()));
 }
+
+/// Heads with sound checksums but a forged signature, or out of order: the
+/// first such record is named (heads are verified on every core, problems
+/// still named in record order).
+#[test]
+fn a_forged_or_out_of_order_head_is_named_by_its_first_record() {
+    let fixture = fixture();
+    let heads = fs::read(fixture.path().join(format::HEADS_FILE)).unwrap();
+    let len = format::HEAD_RECORD_LEN;
+    let n = heads.len() / len;
+    assert!(n >= 12, "{n} heads");
+    let record = |b: &[u8], i: usize| format::decode_head(&b[i * len..(i + 1) * len]).unwrap();
+    let forge = |b: &mut Vec<u8>, i: usize| {
+        let other = ledger::keys::generate().unwrap();
+        let forged = record(b, i).head.sign(&other);
+        b[i * len..(i + 1) * len].copy_from_slice(&format::encode_head(&forged));
+    };
+    let swap = |b: &mut Vec<u8>, i: usize| {
+        let (a, c) = (
+            b[i * len..(i + 1) * len].to_vec(),
+            b[(i + 1) * len..(i + 2) * len].to_vec(),
+        );
+        b[i * len..(i + 1) * len].copy_from_slice(&c);
+        b[(i + 1) * len..(i + 2) * len].copy_from_slice(&a);
+    };
+    let named = |b: &[u8]| {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(fixture.path(), dir.path());
+        fs::write(dir.path().join(format::HEADS_FILE), b).unwrap();
+        let p = audit(dir.path()).problem.expect("a problem");
+        assert_eq!(p.file, format::HEADS_FILE);
+        p.what
+    };
+    let (late, early) = (n - 2, n / 2);
+    let mut b = heads.clone();
+    forge(&mut b, late);
+    assert!(
+        named(&b).starts_with(&format!("record {late} ")),
+        "{}",
+        named(&b)
+    );
+    let mut b = heads.clone();
+    swap(&mut b, early);
+    let what = named(&b);
+    assert!(
+        what.starts_with(&format!("record {} ", early + 1)) && what.contains("goes back"),
+        "{what}"
+    );
+    // Both: the earlier record is named, whichever check found it.
+    forge(&mut b, late);
+    assert!(named(&b).starts_with(&format!("record {} ", early + 1)));
+    let mut b = heads.clone();
+    forge(&mut b, early);
+    swap(&mut b, late - 1);
+    assert!(
+        named(&b).starts_with(&format!("record {early} ")),
+        "{}",
+        named(&b)
+    );
+}
