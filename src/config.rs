@@ -82,6 +82,9 @@ pub struct StoreSettings {
     pub queue_depth: usize,
     /// While appends arrive, a head is signed at least this often, ms.
     pub head_interval_ms: u64,
+    /// Heads asked for by readers (proofs, the receipt relay) are signed at
+    /// most this often, ms; asks in between share one.
+    pub head_gap_ms: u64,
 }
 
 impl Default for Config {
@@ -139,6 +142,7 @@ impl Default for StoreSettings {
             max_entry_bytes: s.max_entry_bytes,
             queue_depth: s.queue_depth,
             head_interval_ms: s.head_interval.as_millis() as u64,
+            head_gap_ms: s.head_gap.as_millis() as u64,
         }
     }
 }
@@ -267,6 +271,7 @@ impl Config {
             max_entry_bytes: s.max_entry_bytes,
             queue_depth: s.queue_depth,
             head_interval: Duration::from_millis(s.head_interval_ms),
+            head_gap: Duration::from_millis(s.head_gap_ms),
         }
     }
 }

@@ -293,8 +293,13 @@ fn a_forged_or_out_of_order_head_is_named_by_its_first_record() {
     assert!(n >= 12, "{n} heads");
     let record = |b: &[u8], i: usize| format::decode_head(&b[i * len..(i + 1) * len]).unwrap();
     let forge = |b: &mut Vec<u8>, i: usize| {
+        use ed25519_dalek::Signer;
         let other = ledger::keys::generate().unwrap();
-        let forged = record(b, i).head.sign(&other);
+        let head = record(b, i).head;
+        let forged = ledger::SignedTreeHead {
+            head,
+            signature: other.sign(&head.signing_message().0).to_bytes(),
+        };
         b[i * len..(i + 1) * len].copy_from_slice(&format::encode_head(&forged));
     };
     let swap = |b: &mut Vec<u8>, i: usize| {

@@ -378,7 +378,9 @@ impl Shard {
                 return Ok(h);
             }
         }
-        Ok(self.store.request_head()?.await?)
+        // Shared with other askers: a busy log signs one head per gap, not
+        // one per proof or relay run.
+        Ok(self.store.request_head_soon()?.await?)
     }
 
     /// Receipts `from_seq..to_seq` of the channel to `to` (as far as they are

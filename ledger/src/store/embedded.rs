@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use super::format::{
     self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
-use super::group::{Group, Request};
+use super::group::{answer_heads, head_due, head_wait, Group, Request};
 use super::ids::{ActiveIds, SealedIds};
 use super::tree::{chunk_root, LeafSource, StoredTree};
 use super::{check_append, now_ms, Pending, Store, StoreError, FSYNC_SECONDS, GROUP_ENTRIES};
@@ -56,8 +56,12 @@ pub struct StoreConfig {
     pub max_entry_bytes: usize,
     /// Append requests that may wait for the writer; more are refused.
     pub queue_depth: usize,
-    /// While appends arrive, a head is signed at least this often.
+    /// While appends arrive, a head is signed at least this often (and
+    /// within this long of the log going idle).
     pub head_interval: Duration,
+    /// Heads readers ask for with `request_head_soon` (proofs, the receipt
+    /// relay) are signed at most this often; asks in between share one.
+    pub head_gap: Duration,
 }
 
 impl Default for StoreConfig {
@@ -69,7 +73,8 @@ impl Default for StoreConfig {
             max_block_bytes: 4 << 20,
             max_entry_bytes: 4 << 20,
             queue_depth: 1024,
-            head_interval: Duration::from_millis(5),
+            head_interval: Duration::from_millis(250),
+            head_gap: Duration::from_millis(50),
         }
     }
 }
@@ -865,30 +870,27 @@ impl Writer {
         if let Err(e) = self.sign_head(false) {
             *self.shared.stopped.lock().expect("stopped lock") = Some(e.to_string());
         }
+        // Readers' asks for a head, kept until the next one is signed.
+        let mut soon = Vec::new();
         loop {
-            // While the newest entries are unsigned, wait only a head
-            // interval: an idle log gets its tail signed promptly.
-            let first = if self.tail_unsigned() {
-                match rx.recv_timeout(self.config.head_interval) {
-                    Ok(r) => r,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if let Err(e) = self.sign_head(false) {
-                            *self.shared.stopped.lock().expect("stopped lock") =
-                                Some(e.to_string());
-                        }
-                        continue;
-                    }
+            // While the newest entries are unsigned, or readers wait for a
+            // head, wait only until a head is due.
+            let since = self.last_head_at.elapsed();
+            let first = match head_wait(&self.config, since, self.tail_unsigned(), !soon.is_empty())
+            {
+                Some(wait) => match rx.recv_timeout(wait) {
+                    Ok(r) => Some(r),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match rx.recv() {
-                    Ok(r) => r,
+                },
+                None => match rx.recv() {
+                    Ok(r) => Some(r),
                     Err(_) => break,
-                }
+                },
             };
             // Drain what has queued, up to a few blocks' worth per fsync.
             let mut group = Group::default();
-            let mut next = Some(first);
+            let mut next = first;
             while let Some(req) = next.take() {
                 self.shared.queued.fetch_sub(1, Ordering::Relaxed);
                 if group.add(req, &self.config) {
@@ -896,8 +898,10 @@ impl Writer {
                 }
                 next = rx.try_recv().ok();
             }
+            soon.append(&mut group.soon_waiters);
             let stopped = self.shared.stopped.lock().expect("stopped lock").clone();
             if let Some(why) = stopped {
+                group.soon_waiters = std::mem::take(&mut soon);
                 group.refuse(&why);
                 continue;
             }
@@ -912,13 +916,23 @@ impl Writer {
                     }
                 }
             }
-            let due = self.last_head_at.elapsed() >= self.config.head_interval;
-            if !group.head_waiters.is_empty() || due {
-                let res = self.sign_head(!group.head_waiters.is_empty());
+            let since = self.last_head_at.elapsed();
+            if let Some(force) = head_due(
+                &self.config,
+                since,
+                !group.head_waiters.is_empty(),
+                !soon.is_empty(),
+            ) {
+                let res = self.sign_head(force);
                 if let Err(e) = &res {
                     *self.shared.stopped.lock().expect("stopped lock") = Some(e.to_string());
                 }
-                group.answer_heads(&res);
+                answer_heads(&mut group.head_waiters, &res);
+                // A head signed on time covers everything committed: it
+                // answers the readers waiting for one too.
+                if force || matches!(res, Ok(Some(_))) {
+                    answer_heads(&mut soon, &res);
+                }
             }
         }
         // Channel closed: leave a head over everything, for the next open.
@@ -1248,7 +1262,14 @@ impl Store for EmbeddedStore {
     fn request_head(&self) -> Result<Pending<SignedTreeHead>, StoreError> {
         self.check_running()?;
         let (reply, rx) = oneshot::channel();
-        self.send(Request::SignHead { reply })?;
+        self.send(Request::SignHead { reply, soon: false })?;
+        Ok(Pending(rx))
+    }
+
+    fn request_head_soon(&self) -> Result<Pending<SignedTreeHead>, StoreError> {
+        self.check_running()?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::SignHead { reply, soon: true })?;
         Ok(Pending(rx))
     }
 

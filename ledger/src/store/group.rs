@@ -1,6 +1,8 @@
 //! What both stores' writers share: the requests on their queues, and the
 //! group one commit takes from the queue and answers.
 
+use std::time::Duration;
+
 use tokio::sync::oneshot;
 
 use super::{Appended, StoreConfig, StoreError};
@@ -19,6 +21,9 @@ pub(crate) enum Request {
     },
     SignHead {
         reply: HeadReply,
+        /// Asked by a reader that can share a head signed within
+        /// `head_gap` ([`super::Store::request_head_soon`]), not at once.
+        soon: bool,
     },
 }
 
@@ -27,6 +32,9 @@ pub(crate) enum Request {
 pub(crate) struct Group {
     pub appends: Vec<(Vec<Vec<u8>>, Vec<Digest>, AppendReply)>,
     pub head_waiters: Vec<HeadReply>,
+    /// Requests that share the next head within `head_gap`: the writer
+    /// keeps them until it signs one.
+    pub soon_waiters: Vec<HeadReply>,
     pub entries: usize,
     bytes: usize,
 }
@@ -45,7 +53,8 @@ impl Group {
                 self.bytes += entries.iter().map(Vec::len).sum::<usize>();
                 self.appends.push((entries, ids, reply));
             }
-            Request::SignHead { reply } => self.head_waiters.push(reply),
+            Request::SignHead { reply, soon: false } => self.head_waiters.push(reply),
+            Request::SignHead { reply, soon: true } => self.soon_waiters.push(reply),
         }
         self.entries >= 4 * config.max_block_entries || self.bytes >= 4 * config.max_block_bytes
     }
@@ -85,19 +94,101 @@ impl Group {
     /// Answers everything: nothing written, the store had stopped.
     pub fn refuse(&mut self, why: &str) {
         self.refuse_appends(why);
-        for reply in self.head_waiters.drain(..) {
+        for reply in self
+            .head_waiters
+            .drain(..)
+            .chain(self.soon_waiters.drain(..))
+        {
             let _ = reply.send(Err(StoreError::Stopped(why.to_string())));
         }
     }
+}
 
-    /// Answers the head requests with what signing gave.
-    pub fn answer_heads(&mut self, res: &Result<Option<SignedTreeHead>, StoreError>) {
-        for reply in self.head_waiters.drain(..) {
-            let _ = reply.send(match res {
-                Ok(Some(h)) => Ok(*h),
-                Ok(None) => Err(StoreError::Stopped("no head was signed".into())),
-                Err(e) => Err(StoreError::Stopped(e.to_string())),
-            });
-        }
+/// Answers head requests with what signing gave.
+pub(crate) fn answer_heads(
+    replies: &mut Vec<HeadReply>,
+    res: &Result<Option<SignedTreeHead>, StoreError>,
+) {
+    for reply in replies.drain(..) {
+        let _ = reply.send(match res {
+            Ok(Some(h)) => Ok(*h),
+            Ok(None) => Err(StoreError::Stopped("no head was signed".into())),
+            Err(e) => Err(StoreError::Stopped(e.to_string())),
+        });
+    }
+}
+
+/// How long a writer may wait for its next request before a head is due
+/// (`None`: until a request comes). `since` is the time since its last head.
+///
+/// A writer signs a head at least every `head_interval` while entries are
+/// unsigned (so within one of the log going idle), at once when asked with
+/// `request_head`, and within `head_gap` of its last head when asked with
+/// `request_head_soon`: asks in between share that head, so readers and the
+/// receipt relay cannot make a log sign (and fsync) a head per ask.
+pub(crate) fn head_wait(
+    config: &StoreConfig,
+    since: Duration,
+    tail_unsigned: bool,
+    soon_waiting: bool,
+) -> Option<Duration> {
+    let interval = tail_unsigned.then(|| config.head_interval.saturating_sub(since));
+    let gap = soon_waiting.then(|| config.head_gap.saturating_sub(since));
+    match (interval, gap) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Whether a head is due after a group (see [`head_wait`]), and whether it
+/// is asked for (signed even over no new entries).
+pub(crate) fn head_due(
+    config: &StoreConfig,
+    since: Duration,
+    asked_now: bool,
+    soon_waiting: bool,
+) -> Option<bool> {
+    if asked_now || (soon_waiting && since >= config.head_gap) {
+        Some(true)
+    } else if since >= config.head_interval {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_are_due_by_interval_at_once_or_within_the_gap() {
+        let config = StoreConfig {
+            head_interval: Duration::from_millis(250),
+            head_gap: Duration::from_millis(50),
+            ..StoreConfig::default()
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(
+            head_wait(&config, ms(10), false, false),
+            None,
+            "idle and signed: sleep"
+        );
+        assert_eq!(head_wait(&config, ms(10), true, false), Some(ms(240)));
+        assert_eq!(head_wait(&config, ms(10), true, true), Some(ms(40)));
+        assert_eq!(head_wait(&config, ms(60), false, true), Some(ms(0)));
+        assert_eq!(
+            head_due(&config, ms(10), true, false),
+            Some(true),
+            "asked: at once"
+        );
+        assert_eq!(
+            head_due(&config, ms(10), false, true),
+            None,
+            "soon: not before the gap"
+        );
+        assert_eq!(head_due(&config, ms(50), false, true), Some(true));
+        assert_eq!(head_due(&config, ms(100), false, false), None);
+        assert_eq!(head_due(&config, ms(250), false, false), Some(false));
     }
 }

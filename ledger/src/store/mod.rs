@@ -241,6 +241,11 @@ pub trait Store: Send + Sync {
     /// recorded before it is answered.
     fn request_head(&self) -> Result<Pending<SignedTreeHead>, StoreError>;
 
+    /// Asks for a head over everything committed so far, shared with other
+    /// askers: signed within `head_gap` of the log's last head, not at once.
+    /// For readers (proofs, the receipt relay): many asks cost one head.
+    fn request_head_soon(&self) -> Result<Pending<SignedTreeHead>, StoreError>;
+
     /// Signs a head and waits for it (not from inside an async runtime).
     fn sign_head(&self) -> Result<SignedTreeHead, StoreError> {
         self.request_head()?.wait()

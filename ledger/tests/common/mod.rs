@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use ledger::store::format::{FrameHeader, SEGMENT_HEADER_LEN};
@@ -18,7 +17,6 @@ pub fn small_config() -> StoreConfig {
         segment_bytes: 16 << 10,
         max_block_entries: 16,
         max_block_bytes: 4 << 10,
-        head_interval: Duration::from_millis(2),
         ..StoreConfig::default()
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use ledger::merkle::{verify_consistency, verify_inclusion, Blake3Merkle};
 use ledger::store::{Store, StoreError};
-use ledger::{entry_id, Digest, MerkleHasher};
+use ledger::{entry_id, Digest, MerkleHasher, SignedTreeHead};
 use rand::{Rng, SeedableRng};
 
 use crate::common::{key, tag_of, tagged_entry};
@@ -83,6 +83,10 @@ macro_rules! store_contract {
         #[test]
         fn every_signed_head_is_kept_and_found_by_size() {
             contract::every_signed_head_is_kept_and_found_by_size(&$harness);
+        }
+        #[test]
+        fn heads_asked_for_soon_are_shared_and_cover_every_commit() {
+            contract::heads_asked_for_soon_are_shared_and_cover_every_commit(&$harness);
         }
         #[test]
         fn a_different_key_cannot_open_the_log() {
@@ -308,6 +312,66 @@ pub fn every_signed_head_is_kept_and_found_by_size<H: Harness>(h: &H) {
     assert!(found.head.timestamp_ms <= newest.head.timestamp_ms);
     assert_eq!(store.latest_head().unwrap().head.size, 13);
     found.verify(&key().verifying_key()).unwrap();
+}
+
+pub fn heads_asked_for_soon_are_shared_and_cover_every_commit<H: Harness>(h: &H) {
+    let place = h.fresh();
+    let store = open(&place);
+    for round in 0..3u64 {
+        store
+            .append((0..5).map(|i| tagged_entry(round * 10 + i)).collect())
+            .unwrap();
+        let len = store.len();
+        // Fifty readers ask at once: they share heads (one per gap), and
+        // each head covers everything committed before the ask.
+        let asks: Vec<_> = (0..50)
+            .map(|_| store.request_head_soon().unwrap())
+            .collect();
+        let heads: Vec<SignedTreeHead> = asks.into_iter().map(|a| a.wait().unwrap()).collect();
+        let mut distinct: Vec<_> = heads.iter().map(|h| h.signature).collect();
+        distinct.sort();
+        distinct.dedup();
+        assert!(
+            distinct.len() <= 3,
+            "round {round}: {} heads for 50 asks",
+            distinct.len()
+        );
+        for h in &heads {
+            assert!(
+                h.head.size >= len,
+                "round {round}: a head of {} after {len} were committed",
+                h.head.size
+            );
+            h.verify(&key().verifying_key()).unwrap();
+        }
+    }
+    // One reader asking after each commit (as the receipt relay does) gets
+    // a head at most once per gap, not one per ask: the count is bound by
+    // the time taken, however slow the machine.
+    let config = crate::common::small_config();
+    let gap = config.head_gap.min(config.head_interval);
+    let started = Instant::now();
+    let mut signed = Vec::new();
+    for round in 0..10u64 {
+        store.append(vec![tagged_entry(50 + round)]).unwrap();
+        let h = store.request_head_soon().unwrap().wait().unwrap();
+        assert_eq!(h.head.size, store.len());
+        signed.push(h.signature);
+    }
+    signed.dedup();
+    let bound = (started.elapsed().as_secs_f64() / gap.as_secs_f64()).floor() as usize + 1;
+    assert!(
+        signed.len() <= bound,
+        "{} heads in {:?}",
+        signed.len(),
+        started.elapsed()
+    );
+    // Asked for at once, a head is signed for each ask over new entries.
+    store.append(vec![tagged_entry(100)]).unwrap();
+    let a = store.sign_head().unwrap();
+    store.append(vec![tagged_entry(101)]).unwrap();
+    let b = store.sign_head().unwrap();
+    assert_eq!((a.head.size + 1, b.head.size), (b.head.size, store.len()));
 }
 
 pub fn a_different_key_cannot_open_the_log<H: Harness>(h: &H) {

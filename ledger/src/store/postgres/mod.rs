@@ -42,7 +42,7 @@ use tokio_postgres::{Client, NoTls};
 /// An owned query parameter (reads run on the database's runtime).
 pub(crate) type Param = Box<dyn ToSql + Send + Sync>;
 
-use super::group::{Group, Request};
+use super::group::{answer_heads, head_due, head_wait, Group, Request};
 use super::tree::{chunk_root, LeafSource, StoredTree};
 use super::{
     check_append, now_ms, Pending, Store, StoreConfig, StoreError, FSYNC_SECONDS, GROUP_ENTRIES,
@@ -894,26 +894,24 @@ impl Writer {
         if let Err(e) = self.sign_head(false).await {
             self.stop(e.to_string());
         }
+        // Readers' asks for a head, kept until the next one is signed.
+        let mut soon = Vec::new();
         loop {
-            let first = if self.tail_unsigned() {
-                match tokio::time::timeout(self.config.head_interval, rx.recv()).await {
-                    Ok(Some(r)) => r,
+            let since = self.last_head_at.elapsed();
+            let first = match head_wait(&self.config, since, self.tail_unsigned(), !soon.is_empty())
+            {
+                Some(wait) => match tokio::time::timeout(wait, rx.recv()).await {
+                    Ok(Some(r)) => Some(r),
                     Ok(None) => break,
-                    Err(_) => {
-                        if let Err(e) = self.sign_head(false).await {
-                            self.stop(e.to_string());
-                        }
-                        continue;
-                    }
-                }
-            } else {
-                match rx.recv().await {
-                    Some(r) => r,
+                    Err(_) => None,
+                },
+                None => match rx.recv().await {
+                    Some(r) => Some(r),
                     None => break,
-                }
+                },
             };
             let mut group = Group::default();
-            let mut next = Some(first);
+            let mut next = first;
             while let Some(req) = next.take() {
                 self.shared.queued.fetch_sub(1, Ordering::Relaxed);
                 if group.add(req, &self.config) {
@@ -921,8 +919,10 @@ impl Writer {
                 }
                 next = rx.try_recv().ok();
             }
+            soon.append(&mut group.soon_waiters);
             let stopped = self.shared.stopped.lock().expect("stopped lock").clone();
             if let Some(why) = stopped {
+                group.soon_waiters = std::mem::take(&mut soon);
                 group.refuse(&why);
                 continue;
             }
@@ -937,13 +937,23 @@ impl Writer {
                     }
                 }
             }
-            let due = self.last_head_at.elapsed() >= self.config.head_interval;
-            if !group.head_waiters.is_empty() || due {
-                let res = self.sign_head(!group.head_waiters.is_empty()).await;
+            let since = self.last_head_at.elapsed();
+            if let Some(force) = head_due(
+                &self.config,
+                since,
+                !group.head_waiters.is_empty(),
+                !soon.is_empty(),
+            ) {
+                let res = self.sign_head(force).await;
                 if let Err(e) = &res {
                     self.stop(e.to_string());
                 }
-                group.answer_heads(&res);
+                answer_heads(&mut group.head_waiters, &res);
+                // A head signed on time covers everything committed: it
+                // answers the readers waiting for one too.
+                if force || matches!(res, Ok(Some(_))) {
+                    answer_heads(&mut soon, &res);
+                }
             }
         }
         if self.shared.stopped.lock().expect("stopped lock").is_none() {
@@ -1348,7 +1358,14 @@ impl Store for PgStore {
     fn request_head(&self) -> Result<Pending<SignedTreeHead>, StoreError> {
         self.check_running()?;
         let (reply, rx) = oneshot::channel();
-        self.send(Request::SignHead { reply })?;
+        self.send(Request::SignHead { reply, soon: false })?;
+        Ok(Pending(rx))
+    }
+
+    fn request_head_soon(&self) -> Result<Pending<SignedTreeHead>, StoreError> {
+        self.check_running()?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::SignHead { reply, soon: true })?;
         Ok(Pending(rx))
     }
 
