@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use ledger::entry::{CustodyEvent, Entry, EventKind, SignedBatch, Subject, SubjectRole};
-use ledger::store::StoreConfig;
 use shards::feed::Subscription;
 use shards::{Node, NodeConfig};
 
@@ -16,9 +15,12 @@ use crate::bench::{per_sec, row, si};
 
 fn open(dir: &Path, shards: u32) -> Result<Arc<Node>> {
     let _ = std::fs::remove_dir_all(dir);
+    // The store settings a server would use here (`COLDTRAIL_STORE_*`), so
+    // that one binary compares them.
+    let store = crate::config::Config::load(None, std::env::vars())?.store_config();
     Ok(Arc::new(Node::open(NodeConfig {
         shards: Some(shards),
-        store: StoreConfig::default(),
+        store,
         ..NodeConfig::new(dir)
     })?))
 }

@@ -394,7 +394,7 @@ impl Node {
                 let mut next = transport.next_expected(from.id(), to).await?;
                 let end = from.outbox_len(to);
                 while next < end {
-                    let run = from.deliveries(to, next, end.min(next + RELAY_RUN)).await?;
+                    let run = from.relay_run(to, next, end.min(next + RELAY_RUN)).await?;
                     if run.is_empty() {
                         break;
                     }

@@ -392,8 +392,31 @@ impl Shard {
         from_seq: u64,
         to_seq: u64,
     ) -> Result<Vec<ReceiptDelivery>, ShardError> {
+        self.packed(to, from_seq, to_seq, false).await
+    }
+
+    /// [`Shard::deliveries`] for the relay: when the newest signed head
+    /// covers the first of the receipts, only those it covers, at once; a
+    /// head is asked for (shared, within the log's head gap) only when it
+    /// covers none. A backlog is never held up by head signing.
+    pub(crate) async fn relay_run(
+        &self,
+        to: u32,
+        from_seq: u64,
+        to_seq: u64,
+    ) -> Result<Vec<ReceiptDelivery>, ShardError> {
+        self.packed(to, from_seq, to_seq, true).await
+    }
+
+    async fn packed(
+        &self,
+        to: u32,
+        from_seq: u64,
+        to_seq: u64,
+        covered_now: bool,
+    ) -> Result<Vec<ReceiptDelivery>, ShardError> {
         let committed = self.committed();
-        let indices: Vec<u64> = {
+        let mut indices: Vec<u64> = {
             let seq = self.seq.lock().expect("sequencer lock");
             seq.outbox
                 .get(&to)
@@ -408,10 +431,16 @@ impl Shard {
                 })
                 .unwrap_or_default()
         };
-        let Some(&last) = indices.last() else {
+        let (Some(&first), Some(&last)) = (indices.first(), indices.last()) else {
             return Ok(Vec::new());
         };
-        let head = self.head_covering(last + 1).await?;
+        let head = match self.store.latest_head() {
+            Some(h) if covered_now && h.head.size > first => {
+                indices.retain(|&i| i < h.head.size);
+                h
+            }
+            _ => self.head_covering(last + 1).await?,
+        };
         let mut out = Vec::with_capacity(indices.len());
         for index in indices {
             let bytes = self.store.entry(index)?;

@@ -74,7 +74,7 @@ impl Default for StoreConfig {
             max_entry_bytes: 4 << 20,
             queue_depth: 1024,
             head_interval: Duration::from_millis(250),
-            head_gap: Duration::from_millis(50),
+            head_gap: Duration::from_millis(10),
         }
     }
 }
