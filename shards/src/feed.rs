@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::checkpoint::write_atomic;
 use crate::{Node, ShardError};
 
 /// A run of consecutive committed entries of one shard.
@@ -294,20 +295,6 @@ impl Subscription {
             .as_deref()
             .ok_or_else(|| ShardError::Config("a follower keeps no cursor to commit".into()))
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShardError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| ShardError::io(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| ShardError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ShardError::io(path, e))?;
-    let dir = path.parent().expect("cursor files live in a directory");
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ShardError::io(dir, e))
 }
 
 #[cfg(test)]
