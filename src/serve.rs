@@ -133,6 +133,7 @@ pub async fn run_server(
         node: Arc::clone(&node),
         ingest: Arc::clone(&ingest),
         lineage: Arc::clone(&graph),
+        writing: Arc::default(),
     };
     let checkpoints = checkpoint_every.map(|every| {
         let derived = derived.clone();
@@ -209,6 +210,9 @@ struct Derived {
     node: Arc<Node>,
     ingest: Arc<Ingest>,
     lineage: Arc<std::sync::RwLock<analytics::lineage::Lineage>>,
+    /// Held while the files are written: a periodic round aborted at stop
+    /// goes on writing on its blocking thread, and the last round waits for it.
+    writing: Arc<std::sync::Mutex<()>>,
 }
 
 impl Derived {
@@ -219,6 +223,7 @@ impl Derived {
         let shards = self.node.checkpoint(Duration::from_secs(30)).await?;
         let me = self.clone();
         actix_web::rt::task::spawn_blocking(move || -> Result<()> {
+            let _writing = me.writing.lock().expect("checkpoint lock");
             me.ingest.checkpoint()?;
             analytics::lineage::checkpoint::save(
                 &me.node,
