@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use super::format::{
     self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
-use super::group::{answer_heads, head_due, head_wait, Group, Request};
+use super::group::{head_due, head_wait, Group, Request};
 use super::ids::{ActiveIds, SealedIds};
 use super::tree::{chunk_root, LeafSource, StoredTree};
 use super::{check_append, now_ms, Pending, Store, StoreError, FSYNC_SECONDS, GROUP_ENTRIES};
@@ -927,12 +927,7 @@ impl Writer {
                 if let Err(e) = &res {
                     *self.shared.stopped.lock().expect("stopped lock") = Some(e.to_string());
                 }
-                answer_heads(&mut group.head_waiters, &res);
-                // A head signed on time covers everything committed: it
-                // answers the readers waiting for one too.
-                if force || matches!(res, Ok(Some(_))) {
-                    answer_heads(&mut soon, &res);
-                }
+                group.answer_heads(&mut soon, force, &res);
             }
         }
         // Channel closed: leave a head over everything, for the next open.

@@ -102,13 +102,26 @@ impl Group {
             let _ = reply.send(Err(StoreError::Stopped(why.to_string())));
         }
     }
+
+    /// Answers the head requests once a head was signed (`force`: because
+    /// one was asked for) or signing failed: this group's asks at once, and
+    /// the readers waiting for the next head (`soon`) too, since a signed
+    /// head covers everything committed.
+    pub fn answer_heads(
+        &mut self,
+        soon: &mut Vec<HeadReply>,
+        force: bool,
+        res: &Result<Option<SignedTreeHead>, StoreError>,
+    ) {
+        answer(&mut self.head_waiters, res);
+        if force || matches!(res, Ok(Some(_))) {
+            answer(soon, res);
+        }
+    }
 }
 
 /// Answers head requests with what signing gave.
-pub(crate) fn answer_heads(
-    replies: &mut Vec<HeadReply>,
-    res: &Result<Option<SignedTreeHead>, StoreError>,
-) {
+fn answer(replies: &mut Vec<HeadReply>, res: &Result<Option<SignedTreeHead>, StoreError>) {
     for reply in replies.drain(..) {
         let _ = reply.send(match res {
             Ok(Some(h)) => Ok(*h),

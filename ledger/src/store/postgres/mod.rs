@@ -42,7 +42,7 @@ use tokio_postgres::{Client, NoTls};
 /// An owned query parameter (reads run on the database's runtime).
 pub(crate) type Param = Box<dyn ToSql + Send + Sync>;
 
-use super::group::{answer_heads, head_due, head_wait, Group, Request};
+use super::group::{head_due, head_wait, Group, Request};
 use super::tree::{chunk_root, LeafSource, StoredTree};
 use super::{
     check_append, now_ms, Pending, Store, StoreConfig, StoreError, FSYNC_SECONDS, GROUP_ENTRIES,
@@ -948,12 +948,7 @@ impl Writer {
                 if let Err(e) = &res {
                     self.stop(e.to_string());
                 }
-                answer_heads(&mut group.head_waiters, &res);
-                // A head signed on time covers everything committed: it
-                // answers the readers waiting for one too.
-                if force || matches!(res, Ok(Some(_))) {
-                    answer_heads(&mut soon, &res);
-                }
+                group.answer_heads(&mut soon, force, &res);
             }
         }
         if self.shared.stopped.lock().expect("stopped lock").is_none() {
