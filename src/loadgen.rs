@@ -43,7 +43,9 @@ pub struct Args {
     /// `binary` or `json`.
     #[arg(long, default_value = "binary", value_parser = ["binary", "json"])]
     format: String,
-    /// Target readings/s (paced); unlimited if not given.
+    /// Target readings/s (paced); unlimited if not given. Paced connections
+    /// are spread evenly over the interval, and a batch's latency counts from
+    /// when it was due, not from when it was sent.
     #[arg(long)]
     rate: Option<u64>,
     /// Print one JSON line of results instead of the table.
@@ -317,9 +319,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let paced_batches =
         interval.map(|iv| (args.duration.as_secs_f64() / iv.as_secs_f64()) as usize + 2);
     let presign = args.presign;
+    let senders = per_conn.len() as u32;
     let threads: Vec<_> = per_conn
         .into_iter()
-        .map(|mut loggers| {
+        .enumerate()
+        .map(|(c, mut loggers)| {
             let (hist, readings, refused, stop, start_line) = (
                 Arc::clone(&hist),
                 Arc::clone(&readings),
@@ -338,7 +342,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     }
                 }
                 start_line.wait();
-                let mut next_send = Instant::now();
+                // Paced senders are spread evenly over one interval: a fleet's
+                // batches do not all arrive in the same instant, and bursts of
+                // every connection at once would measure the burst, not the rate.
+                let mut next_send =
+                    Instant::now() + interval.map_or(Duration::ZERO, |iv| iv * c as u32 / senders);
                 let mut k = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let i = k % loggers.len();
@@ -359,17 +367,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
                             encode_json(std::slice::from_ref(&signed)),
                         )
                     };
+                    // Paced, a batch's latency counts from when it was due, so a
+                    // slow answer also counts against the batches it held up.
+                    let mut due = None;
                     if let Some(iv) = interval {
                         let now = Instant::now();
                         if next_send > now {
                             std::thread::sleep(next_send - now);
                         }
+                        due = Some(next_send);
                         next_send += iv;
                     }
                     let (base, token) = match transport.as_ref() {
                         Transport::Http { base, token } => (base, token),
                         Transport::Mqtt(mqtt) => {
-                            let t = Instant::now();
+                            let t = due.unwrap_or_else(Instant::now);
                             let id = format!(
                                 "{}-{k}",
                                 signed.batch.device.replace(['/', '+', '#'], "_")
@@ -383,7 +395,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     };
                     // Retry on 429/503: the batch was not written.
                     loop {
-                        let t = Instant::now();
+                        let t = due.unwrap_or_else(Instant::now);
                         let mut r = agent
                             .post(format!("{base}/v1/batches"))
                             .header("Authorization", format!("Bearer {token}"))

@@ -15,10 +15,12 @@ use shards::Node;
 /// together) is not ready: reads would wait or answer stale.
 pub const MAX_READY_LAG: u64 = 10_000;
 
-/// Latency buckets (seconds) for every `_seconds` histogram: from half a
-/// millisecond (an fsync on a good disk) to ten seconds (a stalled request).
+/// Latency buckets (seconds) for every `_seconds` histogram: from a quarter
+/// of a millisecond (an fsync on a good disk) to ten seconds (a stalled
+/// request), finest around the 5 ms an acknowledgement should stay under.
 const SECONDS_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 const GROUP_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 16384.0,
@@ -79,6 +81,21 @@ fn describe() {
         ledger::store::FSYNC_SECONDS,
         Unit::Seconds,
         "Time a group commit's fsync took"
+    );
+    describe_histogram!(
+        ledger::store::QUEUE_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time an append waited on its log's queue before the writer took it"
+    );
+    describe_histogram!(
+        ledger::store::HEAD_SECONDS,
+        Unit::Seconds,
+        "Time signing a tree head took, its fsync (or insert) included"
+    );
+    describe_histogram!(
+        ledger::store::ROLL_SECONDS,
+        Unit::Seconds,
+        "Time sealing a full segment and starting the next took (embedded store)"
     );
     describe_gauge!(
         G.entries,

@@ -229,6 +229,7 @@ fn metrics_and_request_logs_tell_what_happened() {
     assert!(m.total("coldtrail_http_request_duration_seconds_count", &[]) >= 8.0);
     assert!(m.total("coldtrail_store_fsync_duration_seconds_count", &[]) >= 1.0);
     assert!(m.total("coldtrail_store_group_commit_entries_count", &[]) >= 1.0);
+    assert!(m.total("coldtrail_store_queue_wait_seconds_count", &[]) >= 1.0);
     for (family, kind) in [
         ("coldtrail_http_requests", "counter"),
         ("coldtrail_http_refusals", "counter"),
@@ -236,6 +237,7 @@ fn metrics_and_request_logs_tell_what_happened() {
         ("coldtrail_ingest_ack_duration_seconds", "histogram"),
         ("coldtrail_store_fsync_duration_seconds", "histogram"),
         ("coldtrail_store_group_commit_entries", "histogram"),
+        ("coldtrail_store_queue_wait_seconds", "histogram"),
     ] {
         assert_eq!(m.kind(family), kind, "{family}");
     }

@@ -35,7 +35,10 @@ use super::format::{
 use super::group::{head_due, head_wait, Group, Request};
 use super::ids::{ActiveIds, SealedIds};
 use super::tree::{chunk_root, LeafSource, StoredTree};
-use super::{check_append, now_ms, Pending, Store, StoreError, FSYNC_SECONDS, GROUP_ENTRIES};
+use super::{
+    check_append, now_ms, Pending, Store, StoreError, FSYNC_SECONDS, GROUP_ENTRIES, HEAD_SECONDS,
+    ROLL_SECONDS,
+};
 use crate::entry::entry_id;
 use crate::hash::Digest;
 use crate::head::{log_id, SignedTreeHead, TreeHead};
@@ -551,6 +554,7 @@ impl EmbeddedStore {
                 entries,
                 ids,
                 reply,
+                queued_at: Instant::now(),
             },
             Pending(rx),
         ))
@@ -1049,6 +1053,7 @@ impl Writer {
     /// starts the next one at `first_index`. `unsealed` are ids of entries in
     /// the sealed segment that are not yet in the shared active set.
     fn roll(&mut self, first_index: u64, unsealed: Vec<(u64, u64)>) -> Result<(), StoreError> {
+        let started = Instant::now();
         let old = self.active_no;
         let old_path = self.path(&format::segment_name(old));
         self.active
@@ -1094,6 +1099,7 @@ impl Writer {
         self.active_no = n;
         self.active_first = first_index;
         self.active_len = SEGMENT_HEADER_LEN as u64;
+        metrics::histogram!(ROLL_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -1131,6 +1137,7 @@ impl Writer {
             .write_all(&format::encode_head(&sth))
             .and_then(|_| self.heads.sync_data())
             .map_err(|e| StoreError::io(&p, e))?;
+        metrics::histogram!(HEAD_SECONDS).record(self.last_head_at.elapsed().as_secs_f64());
         let mut st = self.shared.state.write().expect("state lock");
         st.latest_head = Some(sth);
         st.head_count += 1;

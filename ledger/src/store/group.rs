@@ -1,7 +1,7 @@
 //! What both stores' writers share: the requests on their queues, and the
 //! group one commit takes from the queue and answers.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -18,6 +18,8 @@ pub(crate) enum Request {
         entries: Vec<Vec<u8>>,
         ids: Vec<Digest>,
         reply: AppendReply,
+        /// When it joined the queue.
+        queued_at: Instant,
     },
     SignHead {
         reply: HeadReply,
@@ -48,7 +50,10 @@ impl Group {
                 entries,
                 ids,
                 reply,
+                queued_at,
             } => {
+                metrics::histogram!(super::QUEUE_WAIT_SECONDS)
+                    .record(queued_at.elapsed().as_secs_f64());
                 self.entries += entries.len();
                 self.bytes += entries.iter().map(Vec::len).sum::<usize>();
                 self.appends.push((entries, ids, reply));

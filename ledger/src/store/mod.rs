@@ -31,10 +31,17 @@ pub use audit::{audit_log, AuditProgress, AuditReport, Problem};
 pub use embedded::{open_elsewhere, EmbeddedStore, StoreConfig};
 
 /// Metrics every store records (names as Prometheus wants them, units in
-/// the name): entries per group commit, and how long each group's fsync
-/// (or commit) took.
+/// the name): entries per group commit, how long each group's fsync (or
+/// commit) took, how long appends waited on the queue before their writer
+/// took them, and how long signing a head took (signature and its fsync or
+/// insert). Together with the acknowledgement time they tell apart where a
+/// slow acknowledgement's time went.
 pub const GROUP_ENTRIES: &str = "coldtrail_store_group_commit_entries";
 pub const FSYNC_SECONDS: &str = "coldtrail_store_fsync_duration_seconds";
+pub const QUEUE_WAIT_SECONDS: &str = "coldtrail_store_queue_wait_seconds";
+pub const HEAD_SECONDS: &str = "coldtrail_store_head_signing_duration_seconds";
+/// Embedded store only: sealing the active segment and starting the next.
+pub const ROLL_SECONDS: &str = "coldtrail_store_segment_roll_duration_seconds";
 
 /// Where appended entries landed.
 #[derive(Debug, Clone, PartialEq, Eq)]

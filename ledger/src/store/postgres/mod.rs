@@ -1120,6 +1120,7 @@ impl Writer {
             }
         }
         self.head_seq += 1;
+        metrics::histogram!(super::HEAD_SECONDS).record(self.last_head_at.elapsed().as_secs_f64());
         tokio::task::block_in_place(|| {
             self.shared.state.write().expect("state lock").latest_head = Some(sth);
         });
@@ -1274,6 +1275,7 @@ impl Store for PgStore {
             entries,
             ids,
             reply,
+            queued_at: Instant::now(),
         })?;
         Ok(Pending(rx))
     }
