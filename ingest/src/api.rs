@@ -8,7 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use futures_util::StreamExt;
-use ledger::entry::{Entry, EntryRef, IdentityChange, RuleVerdict, SignedBatch, VerdictKind};
+use ledger::entry::{
+    Encoded, Entry, EntryRef, IdentityChange, RuleVerdict, SignedBatch, VerdictKind,
+};
+use ledger::Digest;
 use serde::{Deserialize, Serialize};
 use shards::Node;
 use utoipa::ToSchema;
@@ -483,7 +486,33 @@ impl Ingest {
         who: &Principal,
         batches: Vec<SignedBatch>,
     ) -> Result<WriteResult, ApiError> {
+        let batches = batches
+            .into_iter()
+            .map(|b| Encoded::new(Entry::Readings(b)))
+            .collect();
+        self.submit_encoded(who, batches).await
+    }
+
+    /// [`Ingest::submit_batches`] for batches kept with their canonical bytes
+    /// ([`Encoded::readings`], as the binary wire form carries them): the
+    /// signatures are checked over those bytes and they are appended as they
+    /// are, never encoded again.
+    pub async fn submit_encoded(
+        &self,
+        who: &Principal,
+        encoded: Vec<Encoded>,
+    ) -> Result<WriteResult, ApiError> {
         self.writer(who)?;
+        let (batches, messages): (Vec<&SignedBatch>, Vec<Digest>) = encoded
+            .iter()
+            .map(|e| {
+                e.signed_batch().ok_or_else(|| {
+                    ApiError::InvalidBody("only device batches are submitted here".into())
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
         if let Some(b) = batches.iter().find(|b| b.batch.readings.is_empty()) {
             return Err(ApiError::InvalidBody(format!(
                 "the batch of device {:?} starting at sequence {} holds no readings; send at least one",
@@ -520,7 +549,7 @@ impl Ingest {
             }
             keys
         };
-        verify_signatures(&batches, &keys)?;
+        verify_signatures(&batches, &messages, &keys)?;
         // Sequence check and reservation in one hold of the lock, so two
         // copies of one batch cannot both pass.
         let reserved: Vec<(String, u64, u64)> = {
@@ -551,15 +580,16 @@ impl Ingest {
                 .collect()
         };
         // Commit per device (each on its home shard), concurrently.
-        let mut by_device: HashMap<String, Vec<Entry>> = HashMap::new();
-        for b in batches {
-            by_device
-                .entry(b.batch.device.clone())
-                .or_default()
-                .push(Entry::Readings(b));
+        let devices: Vec<String> = batches.iter().map(|b| b.batch.device.clone()).collect();
+        let mut by_device: HashMap<String, Vec<Encoded>> = HashMap::new();
+        for (dev, e) in devices.into_iter().zip(encoded) {
+            by_device.entry(dev).or_default().push(e);
         }
         let commits = by_device.into_iter().map(|(dev, entries)| async move {
-            self.node.append(&dev, entries).await.map(|c| (dev, c))
+            self.node
+                .append_encoded(&dev, entries)
+                .await
+                .map(|c| (dev, c))
         });
         let results = futures_util::future::join_all(commits).await;
         let mut out = WriteResult {
@@ -763,11 +793,13 @@ impl Ingest {
 
 /// Checks every signature, in one batch verification when there are several;
 /// names the first bad one.
-fn verify_signatures(batches: &[SignedBatch], keys: &[VerifyingKey]) -> Result<(), ApiError> {
-    let messages: Vec<[u8; 32]> = batches
-        .iter()
-        .map(|b| SignedBatch::signing_message(&b.batch.to_bytes()).0)
-        .collect();
+/// `messages[i]` is what `batches[i]`'s device signed.
+fn verify_signatures(
+    batches: &[&SignedBatch],
+    messages: &[Digest],
+    keys: &[VerifyingKey],
+) -> Result<(), ApiError> {
+    let messages: Vec<[u8; 32]> = messages.iter().map(|m| m.0).collect();
     let sigs: Vec<Signature> = batches
         .iter()
         .map(|b| Signature::from_bytes(&b.signature))

@@ -263,12 +263,13 @@ async fn post_batches(
     };
     let ingest_ref = ingest.get_ref();
     write_route(ingest_ref, &req, payload, |who, body| async move {
-        let batches = if binary {
-            wire::decode_binary(&body)?
+        if binary {
+            let batches = wire::decode_binary_encoded(&body)?;
+            ingest_ref.submit_encoded(&who, batches).await
         } else {
-            wire::decode_json(&body)?
-        };
-        ingest_ref.submit_batches(&who, batches).await
+            let batches = wire::decode_json(&body)?;
+            ingest_ref.submit_batches(&who, batches).await
+        }
     })
     .await
 }

@@ -8,7 +8,7 @@
 
 use ed25519_dalek::SigningKey;
 use ledger::codec::{Reader, Writer};
-use ledger::entry::SignedBatch;
+use ledger::entry::{Encoded, SignedBatch};
 use ledger::reading::{DeviceBatch, GeoPoint, Reading};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -194,6 +194,16 @@ pub fn encode_binary(batches: &[SignedBatch]) -> Vec<u8> {
 
 /// Parses a binary body into signed batches.
 pub fn decode_binary(body: &[u8]) -> Result<Vec<SignedBatch>, ApiError> {
+    Ok(decode_binary_encoded(body)?
+        .into_iter()
+        .filter_map(Encoded::into_signed_batch)
+        .collect())
+}
+
+/// Parses a binary body into readings entries that keep the batches'
+/// canonical bytes as received ([`Encoded::readings`]), so the write path
+/// neither encodes them again to check the signatures nor to append them.
+pub fn decode_binary_encoded(body: &[u8]) -> Result<Vec<Encoded>, ApiError> {
     let mut r = Reader::new(body);
     let mut out = Vec::new();
     while r.remaining() > 0 {
@@ -201,12 +211,12 @@ pub fn decode_binary(body: &[u8]) -> Result<Vec<SignedBatch>, ApiError> {
         let bytes = r
             .bytes("batch")
             .map_err(|e| ApiError::InvalidBody(format!("{at}: {e}")))?;
-        let batch = DeviceBatch::from_bytes(bytes)
-            .map_err(|e| ApiError::InvalidBody(format!("{at}: {e}")))?;
         let signature = r
             .fixed::<64>("signature")
             .map_err(|e| ApiError::InvalidBody(format!("{at}: {e}")))?;
-        out.push(SignedBatch { batch, signature });
+        let entry = Encoded::readings(bytes, signature)
+            .map_err(|e| ApiError::InvalidBody(format!("{at}: {e}")))?;
+        out.push(entry);
     }
     if out.is_empty() {
         return Err(ApiError::InvalidBody("the body holds no batch".into()));

@@ -148,6 +148,83 @@ impl SignedBatch {
     }
 }
 
+/// An entry together with its canonical bytes, encoded once.
+///
+/// Invariant: `bytes == entry.to_bytes()`. [`Encoded::new`] encodes;
+/// [`Encoded::readings`] keeps the batch bytes a device sent, which is sound
+/// because the decoder accepts canonical bytes only (every accepted input
+/// re-encodes to itself; `decoded_entries_re_encode_to_the_same_bytes`), so
+/// a batch's bytes are checked against its signature and appended without
+/// being encoded again. On the write path encoding a batch of a thousand
+/// readings costs about as much as checking its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    entry: Entry,
+    bytes: Vec<u8>,
+}
+
+impl Encoded {
+    pub fn new(entry: Entry) -> Encoded {
+        let bytes = entry.to_bytes();
+        Encoded { entry, bytes }
+    }
+
+    /// A readings entry from a device batch's canonical bytes as received
+    /// and its signature; anything but canonical bytes is refused.
+    pub fn readings(batch_bytes: &[u8], signature: [u8; 64]) -> Result<Encoded, DecodeError> {
+        let batch = DeviceBatch::from_bytes(batch_bytes)?;
+        let mut bytes = Vec::with_capacity(2 + batch_bytes.len() + 64);
+        bytes.extend_from_slice(&[ENCODING_VERSION, KIND_READINGS]);
+        bytes.extend_from_slice(batch_bytes);
+        bytes.extend_from_slice(&signature);
+        debug_assert_eq!(
+            Entry::Readings(SignedBatch {
+                batch: batch.clone(),
+                signature
+            })
+            .to_bytes(),
+            bytes
+        );
+        Ok(Encoded {
+            entry: Entry::Readings(SignedBatch { batch, signature }),
+            bytes,
+        })
+    }
+
+    pub fn entry(&self) -> &Entry {
+        &self.entry
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_parts(self) -> (Entry, Vec<u8>) {
+        (self.entry, self.bytes)
+    }
+
+    /// The signed batch of a readings entry.
+    pub fn into_signed_batch(self) -> Option<SignedBatch> {
+        match self.entry {
+            Entry::Readings(sb) => Some(sb),
+            _ => None,
+        }
+    }
+
+    /// For a readings entry, the batch and the message its device signed
+    /// (from the bytes, without encoding the batch again).
+    pub fn signed_batch(&self) -> Option<(&SignedBatch, Digest)> {
+        match &self.entry {
+            Entry::Readings(sb) => {
+                // Version and kind before the batch, the signature after it.
+                let batch_bytes = &self.bytes[2..self.bytes.len() - 64];
+                Some((sb, SignedBatch::signing_message(batch_bytes)))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The five EPCIS 2.0 event types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -1087,6 +1164,53 @@ mod tests {
             panic!("kind changed")
         };
         assert!(back.verify(&key.verifying_key()));
+    }
+
+    #[test]
+    fn a_batch_kept_as_received_is_the_entry_its_encoding_gives() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let readings = (0..50)
+            .map(|i| {
+                let mut r =
+                    crate::reading::Reading::new(1_700_000_000_000 + i * 60_000, 400 + i as i32);
+                r.humidity_permille = (i % 3 == 0).then_some(800);
+                r
+            })
+            .collect();
+        let batch = DeviceBatch {
+            device: "logger-1".into(),
+            first_seq: 10,
+            readings,
+        };
+        let signed = SignedBatch::sign(batch, &key);
+        let sent = signed.batch.to_bytes();
+        let kept = Encoded::readings(&sent, signed.signature).unwrap();
+        let encoded = Encoded::new(Entry::Readings(signed.clone()));
+        assert_eq!(kept, encoded);
+        let (batch, message) = kept.signed_batch().unwrap();
+        assert_eq!(batch, &signed);
+        assert_eq!(message, SignedBatch::signing_message(&sent));
+        assert!(key
+            .verify(&message.0, &Signature::from_bytes(&signed.signature))
+            .is_ok());
+        let receipt = Entry::ReceiptOut(Receipt {
+            from_shard: 0,
+            to_shard: 1,
+            channel_seq: 0,
+            source_index: 3,
+            source_id: Digest([7; 32]),
+            subject: "logger-1".into(),
+        });
+        assert!(Encoded::new(receipt).signed_batch().is_none());
+        // A padded varint (the first sequence number 10 as two bytes) is not
+        // canonical: refused, never kept.
+        let at = 1 + "logger-1".len();
+        assert_eq!(sent[at], 10);
+        let mut padded = sent[..at].to_vec();
+        padded.extend_from_slice(&[0x8a, 0x00]);
+        padded.extend_from_slice(&sent[at + 1..]);
+        assert!(Encoded::readings(&padded, signed.signature).is_err());
+        assert!(Encoded::readings(&sent[..sent.len() - 1], signed.signature).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
-use ledger::entry::{Entry, ReceiptDelivery};
+use ledger::entry::{Encoded, Entry, ReceiptDelivery};
 use ledger::store::{Backend, StoreConfig};
 use ledger::{Digest, SignedTreeHead};
 use tokio::sync::Notify;
@@ -344,6 +344,17 @@ impl Node {
     ) -> Result<Committed, ShardError> {
         self.shard(self.router.shard_for(partition_key))?
             .append(entries)
+            .await
+    }
+
+    /// [`Node::append`] for entries already encoded.
+    pub async fn append_encoded(
+        &self,
+        partition_key: &str,
+        entries: Vec<Encoded>,
+    ) -> Result<Committed, ShardError> {
+        self.shard(self.router.shard_for(partition_key))?
+            .append_encoded(entries)
             .await
     }
 

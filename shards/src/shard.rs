@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use ed25519_dalek::VerifyingKey;
-use ledger::entry::{Entry, Receipt, ReceiptDelivery};
+use ledger::entry::{Encoded, Entry, Receipt, ReceiptDelivery};
 use ledger::merkle::{verify_inclusion, Blake3Merkle};
 use ledger::store::{Pending, Store};
 use ledger::{entry_id, Digest, SignedTreeHead};
@@ -281,6 +281,13 @@ impl Shard {
     /// another shard, a receipt follows the entry in the same commit.
     /// Resolves once everything is durable.
     pub async fn append(&self, entries: Vec<Entry>) -> Result<Committed, ShardError> {
+        self.append_encoded(entries.into_iter().map(Encoded::new).collect())
+            .await
+    }
+
+    /// [`Shard::append`] for entries already encoded (a device batch's
+    /// bytes as received, say), so they are not encoded again.
+    pub async fn append_encoded(&self, entries: Vec<Encoded>) -> Result<Committed, ShardError> {
         let (pending, committed) = self.queue(entries)?;
         pending.await?;
         self.mark_committed();
@@ -289,16 +296,25 @@ impl Shard {
 
     /// The sequencer step: indices, receipts and the queued store append,
     /// under the lock so that indices follow queue order.
-    fn queue(&self, entries: Vec<Entry>) -> Result<(Pending, Committed), ShardError> {
+    fn queue(&self, entries: Vec<Encoded>) -> Result<(Pending, Committed), ShardError> {
+        // Ids depend on the bytes alone: hashed before the lock, so appends
+        // to one shard wait on each other only for their numbering.
+        let entries: Vec<(Entry, Vec<u8>, Digest)> = entries
+            .into_iter()
+            .map(|e| {
+                let (entry, bytes) = e.into_parts();
+                let id = entry_id(&bytes);
+                (entry, bytes, id)
+            })
+            .collect();
         let mut seq = self.seq.lock().expect("sequencer lock");
         let mut all = Vec::with_capacity(entries.len());
+        let mut all_bytes = Vec::with_capacity(entries.len());
         let mut planned = Vec::with_capacity(entries.len());
         let mut receipts = Vec::new();
         let mut outbox_len: HashMap<u32, u64> = HashMap::new();
         let mut index = seq.next_index;
-        for entry in entries {
-            let bytes = entry.to_bytes();
-            let id = entry_id(&bytes);
+        for (entry, bytes, id) in entries {
             planned.push((index, id));
             let source_index = index;
             index += 1;
@@ -321,21 +337,20 @@ impl Shard {
                 *n += 1;
                 receipts.push(receipt);
             }
-            all.push((entry, bytes));
+            all.push(entry);
+            all_bytes.push(bytes);
             // Receipts go right after their entry.
             let new_receipts = receipts.iter().filter(|r| r.source_index == source_index);
             for r in new_receipts {
                 let e = Entry::ReceiptOut(r.clone());
-                let b = e.to_bytes();
                 index += 1;
-                all.push((e, b));
+                all_bytes.push(e.to_bytes());
+                all.push(e);
             }
         }
-        let pending = self
-            .store
-            .submit(all.iter().map(|(_, b)| b.clone()).collect())?;
+        let pending = self.store.submit(all_bytes)?;
         // Queued: the indices are now taken, in queue order.
-        for (entry, _) in &all {
+        for entry in &all {
             seq.record(entry);
         }
         debug_assert_eq!(seq.next_index, index);
