@@ -190,3 +190,61 @@ fn both_stores_agree_byte_for_byte() {
     assert_eq!(b_at_a_time.to_bytes(), a.to_bytes());
     b.verify(&common::key().verifying_key()).unwrap();
 }
+
+/// Head rows changed with plain SQL are named by the first changed row,
+/// whichever core checked its signature; within one row the signature is
+/// named before its size column.
+#[test]
+fn altered_head_rows_are_named_by_their_first_row() {
+    let place = Postgres.fresh();
+    let store = place.open(common::key()).unwrap();
+    for i in 0..200u64 {
+        store.append(vec![common::tagged_entry(i)]).unwrap();
+        store.sign_head().unwrap();
+    }
+    drop(store);
+    assert!(matches!(place.audit(), Audit::Intact));
+    let db = database(&place.url);
+    let row = |seq: u64| {
+        format!(
+            "log = (SELECT log FROM coldtrail_logs WHERE name = '{}') AND seq = {seq}",
+            place.name
+        )
+    };
+    // The record's last byte is its signature's.
+    let flip_signature = |seq: u64| {
+        let n = sql(
+            &db,
+            format!(
+                "UPDATE coldtrail_heads SET record = set_byte(record, length(record) - 1, get_byte(record, length(record) - 1) # 1) WHERE {}",
+                row(seq)
+            ),
+        );
+        assert_eq!(n, 1, "head {seq} has a row");
+    };
+    let named = || match place.audit() {
+        Audit::Damaged { what, .. } => what,
+        _ => panic!("the change was not found"),
+    };
+    flip_signature(150);
+    let said = named();
+    assert!(said.contains("seq 150)"), "{said}");
+    sql(
+        &db,
+        format!(
+            "UPDATE coldtrail_heads SET size = size + 1 WHERE {}",
+            row(120)
+        ),
+    );
+    let said = named();
+    assert!(
+        said.contains("seq 120)") && said.contains("size column"),
+        "{said}"
+    );
+    flip_signature(120);
+    let said = named();
+    assert!(
+        said.contains("seq 120)") && !said.contains("size column"),
+        "{said}"
+    );
+}

@@ -135,8 +135,13 @@ async fn audit_log(
         return Ok(report);
     }
     // Heads: each decodes, is signed by the log's key for this log, and
-    // none is smaller than the one before.
+    // none is smaller than the one before. Signatures are checked on every
+    // core once the rows are read; the first row with a problem is named,
+    // and within a row decoding comes first, then the signature, then its
+    // size column and its order.
     let mut heads: Vec<(i64, SignedTreeHead)> = Vec::new();
+    // The first problem other than a signature, and the row it is in.
+    let mut unsigned_problem: Option<(usize, PgProblem)> = None;
     for r in tx
         .query(
             "SELECT seq, size, record FROM coldtrail_heads WHERE log = $1 ORDER BY seq",
@@ -146,35 +151,57 @@ async fn audit_log(
         .map_err(|e| db_error("reading signed heads", e))?
     {
         let seq: i64 = r.get(0);
+        let at = heads.len();
         let row = format!("(log {name}, seq {seq})");
-        if seq != heads.len() as i64 {
-            report.problem = Some(problem(
+        if seq != at as i64 {
+            let p = problem(
                 "coldtrail_heads",
-                format!("(log {name}, seq {})", heads.len()),
+                format!("(log {name}, seq {at})"),
                 None,
                 "the row is missing",
-            ));
-            return Ok(report);
+            );
+            unsigned_problem = Some((at, p));
+            break;
         }
-        let h = match super::decode_head_row(name, seq, r.get(1), r.get(2), &key) {
+        let h = match super::parse_head_row(name, seq, r.get(2)) {
             Ok(h) => h,
             Err(e) => {
-                report.problem = Some(problem("coldtrail_heads", row, None, strip(&e)));
-                return Ok(report);
+                unsigned_problem = Some((at, problem("coldtrail_heads", row, None, strip(&e))));
+                break;
             }
         };
-        if let Some((_, prev)) = heads.last() {
-            if h.head.size < prev.head.size || h.head.timestamp_ms < prev.head.timestamp_ms {
-                report.problem = Some(problem(
-                    "coldtrail_heads",
-                    row,
-                    None,
-                    "signed before the head in the row before it, yet smaller or older",
-                ));
-                return Ok(report);
-            }
-        }
+        let older = heads.last().is_some_and(|(_, prev)| {
+            h.head.size < prev.head.size || h.head.timestamp_ms < prev.head.timestamp_ms
+        });
         heads.push((seq, h));
+        if let Err(e) = super::check_head_size(name, seq, r.get(1), &h) {
+            unsigned_problem = Some((at, problem("coldtrail_heads", row, None, strip(&e))));
+            break;
+        }
+        if older {
+            let p = problem(
+                "coldtrail_heads",
+                row,
+                None,
+                "signed before the head in the row before it, yet smaller or older",
+            );
+            unsigned_problem = Some((at, p));
+            break;
+        }
+    }
+    let decoded: Vec<SignedTreeHead> = heads.iter().map(|(_, h)| *h).collect();
+    let unverified = crate::store::audit::first_unverified(&decoded, &key);
+    match (unverified, unsigned_problem) {
+        (Some((i, e)), other) if other.as_ref().is_none_or(|(at, _)| i <= *at) => {
+            let row = format!("(log {name}, seq {})", heads[i].0);
+            report.problem = Some(problem("coldtrail_heads", row, None, e.to_string()));
+            return Ok(report);
+        }
+        (_, Some((_, p))) => {
+            report.problem = Some(p);
+            return Ok(report);
+        }
+        _ => {}
     }
     report.heads = heads.len() as u64;
     report.latest_head = heads.last().map(|(_, h)| *h);

@@ -862,19 +862,39 @@ fn decode_head_row(
     record: &[u8],
     key: &VerifyingKey,
 ) -> Result<SignedTreeHead, StoreError> {
-    let bad = |what: String| StoreError::Corrupt {
+    let h = parse_head_row(name, seq, record)?;
+    h.verify(key)
+        .map_err(|e| head_row_error(name, seq, format!("{e}")))?;
+    check_head_size(name, seq, size, &h)?;
+    Ok(h)
+}
+
+/// A heads row's record decoded; its signature and size not yet checked
+/// (the audit checks signatures on every core).
+fn parse_head_row(name: &str, seq: i64, record: &[u8]) -> Result<SignedTreeHead, StoreError> {
+    SignedTreeHead::from_bytes(record)
+        .map_err(|e| head_row_error(name, seq, format!("does not decode: {e}")))
+}
+
+fn check_head_size(name: &str, seq: i64, size: i64, h: &SignedTreeHead) -> Result<(), StoreError> {
+    if h.head.size != size as u64 {
+        return Err(head_row_error(
+            name,
+            seq,
+            format!(
+                "its size column says {size} but the signed head says {}",
+                h.head.size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn head_row_error(name: &str, seq: i64, what: String) -> StoreError {
+    StoreError::Corrupt {
         path: format!("coldtrail_heads row (log {name}, seq {seq})"),
         what,
-    };
-    let h = SignedTreeHead::from_bytes(record).map_err(|e| bad(format!("does not decode: {e}")))?;
-    h.verify(key).map_err(|e| bad(format!("{e}")))?;
-    if h.head.size != size as u64 {
-        return Err(bad(format!(
-            "its size column says {size} but the signed head says {}",
-            h.head.size
-        )));
     }
-    Ok(h)
 }
 
 struct Writer {
