@@ -191,14 +191,6 @@ impl Encoded {
         })
     }
 
-    pub fn entry(&self) -> &Entry {
-        &self.entry
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
     pub fn into_parts(self) -> (Entry, Vec<u8>) {
         (self.entry, self.bytes)
     }
