@@ -4,9 +4,12 @@
 
 mod common;
 
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::{audit, key, open, small_config, tagged_entry};
+use ledger::store::format::SEGMENT_HEADER_LEN;
 use ledger::store::{EmbeddedStore, Store, StoreConfig, StoreError};
 
 #[test]
@@ -42,6 +45,148 @@ fn group_commits_share_blocks_and_segments_roll() {
     }
     let (segments, _) = store.disk_usage().unwrap();
     assert!(segments >= 3, "small segments roll: {segments}");
+}
+
+/// The end of a segment file's last block, and whether only zeros follow.
+fn blocks_end(seg: &[u8]) -> (usize, bool) {
+    let end = common::blocks(seg)
+        .last()
+        .map_or(SEGMENT_HEADER_LEN, |b| b.1);
+    (end, seg[end..].iter().all(|&b| b == 0))
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn prepared_files(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .ends_with(".seg.zero")
+        })
+        .count()
+}
+
+/// Segments after the first are zeroed ahead of need and written in place
+/// (so an append's fsync need not commit a new file size); a sealed segment,
+/// and the active one once the log closes, end at their last block. What a
+/// crash leaves (zeros past the last block, a next segment half zeroed) is
+/// recoverable, and opening clears it without losing an entry.
+#[test]
+fn segments_are_zeroed_ahead_and_cut_to_their_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        segment_bytes: 64 << 10,
+        ..small_config()
+    };
+    let store = EmbeddedStore::create(dir.path(), key(), config.clone()).unwrap();
+    let mut tag = 0;
+    while segment_files(dir.path()).len() < 4 {
+        store
+            .append((tag..tag + 7).map(tagged_entry).collect())
+            .unwrap();
+        tag += 7;
+    }
+    // Into the fourth segment's second half, so that its successor is being
+    // (or has been) zeroed.
+    while fs::read(segment_files(dir.path())[3].clone())
+        .map(|b| blocks_end(&b).0)
+        .unwrap()
+        < 40 << 10
+    {
+        store
+            .append((tag..tag + 7).map(tagged_entry).collect())
+            .unwrap();
+        tag += 7;
+    }
+    let segs = segment_files(dir.path());
+    assert_eq!(segs.len(), 4, "{segs:?}");
+    for (i, seg) in segs.iter().enumerate() {
+        let bytes = fs::read(seg).unwrap();
+        let (end, zeros_after) = blocks_end(&bytes);
+        assert!(zeros_after, "segment {i}: only zeros follow its last block");
+        if i < 3 {
+            assert_eq!(
+                bytes.len(),
+                end,
+                "sealed segment {i} ends at its last block"
+            );
+        } else {
+            assert_eq!(
+                bytes.len(),
+                64 << 10,
+                "the active segment was zeroed to its capacity"
+            );
+            assert!(end < bytes.len());
+        }
+    }
+
+    // A copy taken now is what kill -9 would leave.
+    let crashed = tempfile::tempdir().unwrap();
+    for e in fs::read_dir(dir.path()).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), crashed.path().join(e.file_name())).unwrap();
+    }
+    let n = store.len();
+    let report = audit(crashed.path());
+    assert_eq!(report.problem, None, "{:?}", report.recoverable);
+    assert_eq!(report.entries, n);
+    assert!(
+        report.recoverable.iter().any(|r| r.file == "00000003.seg"
+            && r.what.contains("zeros after the last block")
+            && r.what.contains("opening cuts them off")),
+        "{:?}",
+        report.recoverable
+    );
+    let reopened = EmbeddedStore::open(crashed.path(), key(), config.clone()).unwrap();
+    assert_eq!(reopened.len(), n);
+    assert_eq!(
+        prepared_files(crashed.path()),
+        0,
+        "opening removes a half-zeroed next segment"
+    );
+    for i in (0..n).step_by(97) {
+        assert_eq!(reopened.entry(i).unwrap(), store.entry(i).unwrap());
+    }
+    drop(reopened);
+    let after = audit(crashed.path());
+    assert_eq!(
+        (after.problem, after.recoverable, after.entries),
+        (None, Vec::new(), n)
+    );
+
+    // A clean close leaves no zeros and no half-prepared segment.
+    drop(store);
+    let report = audit(dir.path());
+    assert_eq!((report.problem, report.recoverable), (None, Vec::new()));
+    assert_eq!(prepared_files(dir.path()), 0);
+    for seg in segment_files(dir.path()) {
+        let bytes = fs::read(&seg).unwrap();
+        assert_eq!(
+            bytes.len(),
+            blocks_end(&bytes).0,
+            "{seg:?} ends at its last block"
+        );
+    }
+
+    // Reopened, it appends on (the active segment now grows as written).
+    let store = EmbeddedStore::open(dir.path(), key(), config).unwrap();
+    store.append(vec![tagged_entry(tag)]).unwrap();
+    assert_eq!(store.entry(n).unwrap(), tagged_entry(tag));
+    drop(store);
+    assert_eq!(audit(dir.path()).problem, None);
 }
 
 #[test]

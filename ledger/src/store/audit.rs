@@ -635,6 +635,8 @@ impl Auditor<'_> {
         self.progress.advance(SEGMENT_HEADER_LEN as u64);
         let frames = frames(&bytes);
         let work = hash_blocks(&bytes, &frames);
+        // Stored bytes, not counting zeros made ready for appends.
+        let mut stored_bytes = bytes.len();
         for ((pos, parsed), work) in frames.into_iter().zip(work) {
             let expect_first = self.frontier.size;
             // A write that failed at the log's very end was never
@@ -652,14 +654,23 @@ impl Auditor<'_> {
                 }
             };
             if broken && torn(self) {
-                self.recoverable(
-                    &name,
+                let what = if bytes[pos..].iter().all(|&b| b == 0) {
+                    stored_bytes = pos;
+                    // Segments are zeroed ahead of need; a clean close cuts
+                    // the zeros off, a crash leaves them.
+                    format!(
+                        "{} bytes of zeros after the last block at offset {pos}, made ready for appends (the log was not closed cleanly): opening cuts them off",
+                        bytes.len() - pos
+                    )
+                } else {
+                    // Derived files may run past a torn write, not past zeros.
+                    self.torn_tail = true;
                     format!(
                         "a torn write at offset {pos} ({} bytes, never acknowledged): opening truncates it",
                         bytes.len() - pos
-                    ),
-                );
-                self.torn_tail = true;
+                    )
+                };
+                self.recoverable(&name, what);
                 break;
             }
             let at_block = |what: String, to: u64| Problem {
@@ -818,7 +829,7 @@ impl Auditor<'_> {
                 });
             }
         }
-        self.report.bytes += bytes.len() as u64;
+        self.report.bytes += stored_bytes as u64;
         Ok(())
     }
 

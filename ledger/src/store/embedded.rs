@@ -14,6 +14,16 @@
 //! fails its checksum at the very end of the last segment is a write that was
 //! never acknowledged and is truncated; a failing block anywhere else, or one
 //! followed by a valid block, is damage and the store refuses to open.
+//!
+//! Segments are zeroed ahead of need: while one fills, a helper thread writes
+//! the next one's file as zeros to its full capacity and fsyncs it, and the
+//! writer overwrites it in place. An `fdatasync` of a file that does not grow
+//! writes data only; one that grows must also commit the new size through the
+//! filesystem's journal, which waits on every other file's pending writes (the
+//! slow tail of an acknowledgement). Zeros past the last block are therefore
+//! normal in the active segment after a crash; recovery cuts them off as it
+//! cuts a torn write, and a segment is cut to its last block when it is sealed
+//! and when the log closes, so a closed log holds no zeros.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -47,6 +57,7 @@ use crate::head::{log_id, SignedTreeHead, TreeHead};
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// A segment is sealed and a new one started once it reaches this size…
+    /// (the first ones are smaller, see `segment_capacity`)
     pub segment_bytes: u64,
     /// …or holds this many entries (which bounds the ids held in memory and
     /// re-read at open).
@@ -80,6 +91,19 @@ impl Default for StoreConfig {
             head_gap: Duration::from_millis(10),
         }
     }
+}
+
+/// Segment 0's capacity; each next segment's doubles, up to `segment_bytes`.
+/// A small log thus zeroes little ahead of its data, a busy one reaches full
+/// segments after a few rolls.
+const FIRST_SEGMENT_CAPACITY: u64 = 1 << 20;
+
+/// The bytes segment `n` holds before it is sealed, and to which its file is
+/// zeroed ahead of need (one block more when a single block is larger).
+pub(crate) fn segment_capacity(config: &StoreConfig, n: u64) -> u64 {
+    config
+        .segment_bytes
+        .min(FIRST_SEGMENT_CAPACITY << n.min(40))
 }
 
 /// A decoded block: its first entry index and its entries.
@@ -158,6 +182,88 @@ fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io(path, e))?;
     f.set_len(len).map_err(|e| StoreError::io(path, e))?;
     f.sync_all().map_err(|e| StoreError::io(path, e))
+}
+
+/// The offset just past the last non-zero byte of `file` in `from..len`, or
+/// `from` if all of it is zero. Reads backwards: a segment zeroed ahead holds
+/// its data first and up to `segment_bytes` of zeros after.
+fn nonzero_end(file: &File, from: u64, len: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut end = len;
+    while end > from {
+        let start = end.saturating_sub(buf.len() as u64).max(from);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(from)
+}
+
+/// Removes next segments left half-zeroed by a crash (never numbered, never
+/// written to): the writer prepares its own.
+fn remove_prepared(dir: &Path) -> Result<(), StoreError> {
+    for e in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        let e = e.map_err(|e| StoreError::io(dir, e))?;
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(".seg.zero"))
+        {
+            fs::remove_file(e.path()).map_err(|err| StoreError::io(e.path(), err))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file of `len` zeros and makes it durable, in steps so that its
+/// flushes do not hold the disk for long at a time.
+fn zeroed_file(path: &Path, len: u64) -> io::Result<File> {
+    const STEP: u64 = 4 << 20;
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)?;
+    let zeros = vec![0u8; STEP.min(len) as usize];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(STEP);
+        f.write_all_at(&zeros[..n as usize], at)?;
+        f.sync_data()?;
+        at += n;
+    }
+    f.sync_all()?;
+    Ok(f)
+}
+
+/// The next segment's file, being zeroed on a helper thread.
+struct Prepared {
+    number: u64,
+    path: PathBuf,
+    job: JoinHandle<io::Result<File>>,
+}
+
+impl Prepared {
+    /// Waits for the file; `None` (the file removed) if it is not segment
+    /// `n`'s or zeroing it failed: the writer then starts `n` as an empty,
+    /// growing file, as it would without preparation.
+    fn finish(self, n: u64) -> Option<File> {
+        let made = self.job.join();
+        match made {
+            Ok(Ok(f)) if self.number == n => Some(f),
+            other => {
+                if let Ok(Err(e)) = other {
+                    tracing::warn!(path = %self.path.display(), error = %e, "zeroing the next segment failed; it grows as written");
+                }
+                let _ = fs::remove_file(&self.path);
+                None
+            }
+        }
+    }
 }
 
 fn corrupt(path: &Path, what: impl Into<String>) -> StoreError {
@@ -482,6 +588,9 @@ impl EmbeddedStore {
             active_first,
             active: active_file,
             active_len,
+            // Recovery cut off any zeros past the last block.
+            active_file_len: active_len,
+            prepared: None,
             index: index_w,
             leaves: leaves_w,
             nodes: nodes_w,
@@ -675,6 +784,7 @@ struct Recovered {
 
 /// Reconciles the index with the segments; see the module docs.
 fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
+    remove_prepared(dir)?;
     let index_path = dir.join(format::INDEX_FILE);
     let index_bytes = read_all(&index_path)?;
     let mut blocks: Vec<BlockLoc> = Vec::new();
@@ -700,10 +810,14 @@ fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
     let mut seg_lens = BTreeMap::new();
     for &n in &seg_numbers {
         let path = dir.join(format::segment_name(n));
+        // Not in append mode: the writer writes blocks at their offsets, over
+        // the zeros of a segment zeroed ahead.
         let f = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
+            .mode(0o644)
             .open(&path)
             .map_err(|e| StoreError::io(&path, e))?;
         let len = f.metadata().map_err(|e| StoreError::io(&path, e))?.len();
@@ -749,8 +863,7 @@ fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
                 }
                 .encode();
                 f.set_len(0).map_err(|e| StoreError::io(&path, e))?;
-                (&*f)
-                    .write_all(&header)
+                f.write_all_at(&header, 0)
                     .and_then(|_| f.sync_all())
                     .map_err(|e| StoreError::io(&path, e))?;
                 sync_dir(dir)?;
@@ -801,13 +914,16 @@ fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
                     ))
                 }
                 Err(what) => {
-                    let mut rest = vec![0u8; (len - pos) as usize];
+                    // Past the last whole block: zeros made ready for appends
+                    // (only in the active segment), a torn write, or damage.
+                    let end = nonzero_end(f, pos, len).map_err(|e| StoreError::io(&path, e))?;
+                    let mut rest = vec![0u8; (end - pos) as usize];
                     f.read_exact_at(&mut rest, pos)
                         .map_err(|e| StoreError::io(&path, e))?;
-                    if n != last_seg || valid_frame_follows(&rest[1..]) {
+                    if n != last_seg || rest.get(1..).is_some_and(valid_frame_follows) {
                         return Err(corrupt(&path, format!("block at offset {pos}: {what}")));
                     }
-                    // A torn, never-acknowledged write: cut it off.
+                    // A torn, never-acknowledged write, or zeros: cut them off.
                     truncate(&path, pos)?;
                     seg_lens.insert(n, pos);
                     break;
@@ -860,7 +976,12 @@ struct Writer {
     /// Index of the first entry in the active segment.
     active_first: u64,
     active: File,
+    /// Bytes of the active segment in blocks (and its header).
     active_len: u64,
+    /// The active segment file's length: past `active_len` it holds zeros.
+    active_file_len: u64,
+    /// The next segment, zeroed ahead once the active one is half full.
+    prepared: Option<Prepared>,
     index: File,
     leaves: File,
     nodes: File,
@@ -936,6 +1057,51 @@ impl Writer {
         }
         // Channel closed: leave a head over everything, for the next open.
         let _ = self.sign_head(false);
+        self.close_segments();
+    }
+
+    /// Leaves the log as a clean close should: the active segment cut to its
+    /// last block, no half-prepared next segment. After a failed write the
+    /// files are left as they are, for recovery to judge.
+    fn close_segments(&mut self) {
+        if let Some(p) = self.prepared.take() {
+            let _ = p.job.join();
+            let _ = fs::remove_file(&p.path);
+        }
+        if self.shared.stopped.lock().expect("stopped lock").is_some() {
+            return;
+        }
+        if self.active_file_len > self.active_len {
+            let path = self.path(&format::segment_name(self.active_no));
+            if let Err(e) = self
+                .active
+                .set_len(self.active_len)
+                .and_then(|_| self.active.sync_all())
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cutting the zeros off the active segment failed; opening does it");
+            }
+        }
+    }
+
+    /// Starts zeroing the next segment once the active one is half full.
+    fn prepare_next(&mut self) {
+        let capacity = segment_capacity(&self.config, self.active_no);
+        if self.prepared.is_some() || self.active_len.saturating_mul(2) < capacity {
+            return;
+        }
+        let number = self.active_no + 1;
+        let path = self.path(&format::prepared_name(number));
+        let len = segment_capacity(&self.config, number);
+        let target = path.clone();
+        match std::thread::Builder::new()
+            .name(format!("ledger-zero-{number}"))
+            .spawn(move || zeroed_file(&target, len))
+        {
+            Ok(job) => self.prepared = Some(Prepared { number, path, job }),
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread to zero the next segment; it grows as written")
+            }
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -977,15 +1143,16 @@ impl Writer {
             let count = (end - start) as u32;
             let frame = FrameHeader::frame(&payload, raw_len, next_index, count);
             if self.active_len > SEGMENT_HEADER_LEN as u64
-                && (self.active_len + frame.len() as u64 > self.config.segment_bytes
+                && (self.active_len + frame.len() as u64
+                    > segment_capacity(&self.config, self.active_no)
                     || next_index + u64::from(count) - self.active_first
                         > self.config.segment_entries)
             {
                 self.roll(next_index, std::mem::take(&mut unsealed))?;
             }
             let seg_path = self.path(&format::segment_name(self.active_no));
-            (&self.active)
-                .write_all(&frame)
+            self.active
+                .write_all_at(&frame, self.active_len)
                 .map_err(|e| StoreError::io(&seg_path, e))?;
             new_blocks.push(BlockLoc {
                 first_index: next_index,
@@ -1001,6 +1168,7 @@ impl Writer {
                     .map(|(d, i)| (format::id_prefix(d), i)),
             );
             self.active_len += frame.len() as u64;
+            self.active_file_len = self.active_file_len.max(self.active_len);
             next_index += u64::from(count);
             start = end;
         }
@@ -1046,6 +1214,7 @@ impl Writer {
                 .write_all(&nb)
                 .map_err(|e| StoreError::io(&p, e))?;
         }
+        self.prepare_next();
         Ok(first_index)
     }
 
@@ -1059,6 +1228,13 @@ impl Writer {
         self.active
             .sync_data()
             .map_err(|e| StoreError::io(&old_path, e))?;
+        // Sealed segments end at their last block.
+        if self.active_file_len > self.active_len {
+            self.active
+                .set_len(self.active_len)
+                .and_then(|_| self.active.sync_all())
+                .map_err(|e| StoreError::io(&old_path, e))?;
+        }
         let mut pairs: Vec<(u64, u64)> = self
             .shared
             .state
@@ -1074,20 +1250,37 @@ impl Writer {
 
         let n = old + 1;
         let path = self.path(&format::segment_name(n));
-        let f = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .read(true)
-            .open(&path)
-            .map_err(|e| StoreError::io(&path, e))?;
         let header = SegmentHeader {
             log_id: self.log_id,
             number: n,
             first_index,
+        }
+        .encode();
+        // The zeroed file becomes segment `n` only once its header is durable.
+        let (f, file_len) = match self.prepared.take().and_then(|p| p.finish(n)) {
+            Some(f) => {
+                let tmp = self.path(&format::prepared_name(n));
+                f.write_all_at(&header, 0)
+                    .and_then(|_| f.sync_data())
+                    .map_err(|e| StoreError::io(&tmp, e))?;
+                let len = f.metadata().map_err(|e| StoreError::io(&tmp, e))?.len();
+                fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+                (f, len.max(SEGMENT_HEADER_LEN as u64))
+            }
+            None => {
+                let f = OpenOptions::new()
+                    .create_new(true)
+                    .read(true)
+                    .write(true)
+                    .mode(0o644)
+                    .open(&path)
+                    .map_err(|e| StoreError::io(&path, e))?;
+                f.write_all_at(&header, 0)
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| StoreError::io(&path, e))?;
+                (f, SEGMENT_HEADER_LEN as u64)
+            }
         };
-        (&f).write_all(&header.encode())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| StoreError::io(&path, e))?;
         sync_dir(&self.shared.dir)?;
         let reader = f.try_clone().map_err(|e| StoreError::io(&path, e))?;
         let mut st = self.shared.state.write().expect("state lock");
@@ -1099,6 +1292,7 @@ impl Writer {
         self.active_no = n;
         self.active_first = first_index;
         self.active_len = SEGMENT_HEADER_LEN as u64;
+        self.active_file_len = file_len;
         metrics::histogram!(ROLL_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(())
     }

@@ -45,6 +45,12 @@ pub fn segment_name(n: u64) -> String {
     format!("{n:08}.seg")
 }
 
+/// The next segment while it is being zeroed, before it is numbered (its
+/// header written) and renamed to `segment_name(n)`. Opening removes any.
+pub fn prepared_name(n: u64) -> String {
+    format!("{n:08}.seg.zero")
+}
+
 pub fn ids_name(n: u64) -> String {
     format!("{n:08}.ids")
 }

@@ -50,11 +50,12 @@ pub fn tag_of(entry: &[u8]) -> Option<u64> {
     (tagged_entry(tag) == entry).then_some(tag)
 }
 
-/// Byte ranges of the blocks in a segment file.
+/// Byte ranges of the blocks in a segment file, up to any zeros after them.
 pub fn blocks(seg: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut pos = SEGMENT_HEADER_LEN;
-    while pos < seg.len() {
+    // An open log's active segment holds zeros after its last block.
+    while pos < seg.len() && seg[pos..].iter().any(|&b| b != 0) {
         let h = FrameHeader::parse(&seg[pos..]).unwrap();
         let end = pos + h.frame_len() as usize;
         out.push((pos, end));
