@@ -71,7 +71,8 @@ pub struct StoreSettings {
     /// PostgreSQL: a failed group commit is retried, reconnecting, for this long, ms;
     /// then the log stops taking writes.
     pub retry_ms: u64,
-    /// A segment is sealed at this many bytes…
+    /// A segment is sealed at this many bytes (the first ones sooner: 1 MiB,
+    /// doubling at each segment, so a small log zeroes little ahead)…
     pub segment_bytes: u64,
     /// …or this many entries.
     pub segment_entries: u64,

@@ -659,7 +659,7 @@ impl Auditor<'_> {
                     // Segments are zeroed ahead of need; a clean close cuts
                     // the zeros off, a crash leaves them.
                     format!(
-                        "{} bytes of zeros after the last block at offset {pos}, made ready for appends (the log was not closed cleanly): opening cuts them off",
+                        "{} bytes of zeros after the last block at offset {pos}, made ready for appends (the log is open, or was not closed cleanly): opening cuts them off",
                         bytes.len() - pos
                     )
                 } else {
