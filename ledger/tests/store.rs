@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::{audit, key, open, small_config, tagged_entry};
-use ledger::store::format::SEGMENT_HEADER_LEN;
+use ledger::store::format::{self, HEAD_RECORD_LEN, SEGMENT_HEADER_LEN};
 use ledger::store::{EmbeddedStore, Store, StoreConfig, StoreError};
 
 #[test]
@@ -79,10 +79,11 @@ fn prepared_files(dir: &Path) -> usize {
         .count()
 }
 
-/// Segments after the first are zeroed ahead of need and written in place
-/// (so an append's fsync need not commit a new file size); a sealed segment,
-/// and the active one once the log closes, end at their last block. What a
-/// crash leaves (zeros past the last block, a next segment half zeroed) is
+/// Segments after the first, and head records, are zeroed ahead of need and
+/// written in place (so an fsync need not commit a new file size); a sealed
+/// segment, and the active one and the heads file once the log closes, end at
+/// their last block or head. What a crash leaves (zeros past the last block
+/// or head, a next segment half zeroed, a head torn over zeroed records) is
 /// recoverable, and opening clears it without losing an entry.
 #[test]
 fn segments_are_zeroed_ahead_and_cut_to_their_blocks() {
@@ -110,6 +111,9 @@ fn segments_are_zeroed_ahead_and_cut_to_their_blocks() {
             .append((tag..tag + 7).map(tagged_entry).collect())
             .unwrap();
         tag += 7;
+    }
+    for _ in 0..3 {
+        store.sign_head().unwrap();
     }
     let segs = segment_files(dir.path());
     assert_eq!(segs.len(), 4, "{segs:?}");
@@ -139,6 +143,14 @@ fn segments_are_zeroed_ahead_and_cut_to_their_blocks() {
         let e = e.unwrap();
         fs::copy(e.path(), crashed.path().join(e.file_name())).unwrap();
     }
+    // Heads too are written over zeroed records, at least one after the last.
+    let heads = fs::read(crashed.path().join(format::HEADS_FILE)).unwrap();
+    let in_use = format::heads_in_use(&heads);
+    assert!(
+        in_use >= 3 && heads.len() / HEAD_RECORD_LEN > in_use,
+        "{in_use} heads in {} bytes",
+        heads.len()
+    );
     let n = store.len();
     let report = audit(crashed.path());
     assert_eq!(report.problem, None, "{:?}", report.recoverable);
@@ -150,6 +162,60 @@ fn segments_are_zeroed_ahead_and_cut_to_their_blocks() {
         "{:?}",
         report.recoverable
     );
+    assert!(
+        report
+            .recoverable
+            .iter()
+            .any(|r| r.file == format::HEADS_FILE
+                && r.what.contains("zeroed records after the last head")),
+        "{:?}",
+        report.recoverable
+    );
+    assert_eq!(report.heads, in_use as u64);
+    let copy = |from: &Path| {
+        let to = tempfile::tempdir().unwrap();
+        for e in fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), to.path().join(e.file_name())).unwrap();
+        }
+        to
+    };
+    // A head torn while it was written over the zeroed records: never handed
+    // out, so not damage; opening cuts it off.
+    let last = heads[(in_use - 1) * HEAD_RECORD_LEN..][..HEAD_RECORD_LEN].to_vec();
+    let torn = copy(crashed.path());
+    let mut heads_torn = heads.clone();
+    heads_torn[in_use * HEAD_RECORD_LEN..][..100].copy_from_slice(&last[..100]);
+    fs::write(torn.path().join(format::HEADS_FILE), &heads_torn).unwrap();
+    let report = audit(torn.path());
+    assert_eq!(report.problem, None, "{:?}", report.recoverable);
+    assert!(
+        report
+            .recoverable
+            .iter()
+            .any(|r| r.file == format::HEADS_FILE
+                && r.what.contains(&format!("record {in_use} is a torn write"))),
+        "{:?}",
+        report.recoverable
+    );
+    let reopened = EmbeddedStore::open(torn.path(), key(), config.clone()).unwrap();
+    assert_eq!(reopened.len(), n);
+    assert_eq!(
+        reopened.latest_head().map(|h| h.head),
+        format::decode_head(&last).map(|h| h.head)
+    );
+    drop(reopened);
+    let after = audit(torn.path());
+    assert_eq!((after.problem, after.recoverable), (None, Vec::new()));
+    // The same bytes ending a heads file with no zeroed records (a closed
+    // log's) are damage.
+    let damaged = copy(crashed.path());
+    let mut heads_closed = heads[..(in_use + 1) * HEAD_RECORD_LEN].to_vec();
+    heads_closed[in_use * HEAD_RECORD_LEN..][..100].copy_from_slice(&last[..100]);
+    fs::write(damaged.path().join(format::HEADS_FILE), &heads_closed).unwrap();
+    let problem = audit(damaged.path()).problem.expect("damage");
+    assert_eq!(problem.file, format::HEADS_FILE, "{problem}");
+    assert!(EmbeddedStore::open(damaged.path(), key(), config.clone()).is_err());
     let reopened = EmbeddedStore::open(crashed.path(), key(), config.clone()).unwrap();
     assert_eq!(reopened.len(), n);
     assert_eq!(
@@ -180,6 +246,12 @@ fn segments_are_zeroed_ahead_and_cut_to_their_blocks() {
             "{seg:?} ends at its last block"
         );
     }
+    let heads = fs::read(dir.path().join(format::HEADS_FILE)).unwrap();
+    assert_eq!(
+        format::heads_in_use(&heads) * HEAD_RECORD_LEN,
+        heads.len(),
+        "no zeroed head records"
+    );
 
     // Reopened, it appends on (the active segment now grows as written).
     let store = EmbeddedStore::open(dir.path(), key(), config).unwrap();

@@ -202,6 +202,26 @@ fn nonzero_end(file: &File, from: u64, len: u64) -> io::Result<u64> {
     Ok(from)
 }
 
+/// The bytes of a heads file of `len` bytes that hold heads: whole records
+/// before the zeroed ones at its end, less the last if it is a torn write
+/// over them (a record that fails its checksum with zeroed records after
+/// it). A closed log has no zeroed records, so there its last record is
+/// taken as it is and judged by the caller.
+fn heads_in_use(file: &File, len: u64) -> io::Result<u64> {
+    const REC: u64 = format::HEAD_RECORD_LEN as u64;
+    let whole = len - len % REC;
+    // The writer leaves fewer than `HEADS_AHEAD` zeroed records.
+    let from = whole.saturating_sub(REC * (format::HEADS_AHEAD as u64 + 1));
+    let mut tail = vec![0u8; (whole - from) as usize];
+    file.read_exact_at(&mut tail, from)?;
+    let records = format::heads_in_use(&tail);
+    let in_use = from + REC * records as u64;
+    let torn = records > 0
+        && in_use < whole
+        && format::decode_head(&tail[(records - 1) * REC as usize..][..REC as usize]).is_none();
+    Ok(if torn { in_use - REC } else { in_use })
+}
+
 /// Removes next segments left half-zeroed by a crash (never numbered, never
 /// written to): the writer prepares its own.
 fn remove_prepared(dir: &Path) -> Result<(), StoreError> {
@@ -475,14 +495,26 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::io(&leaves_path, e))?;
         let tree = StoredTree::new(leaves_r, size, level_nodes, tail);
 
-        // Heads: the last whole record wins; a torn record is cut off.
+        // Heads: the last whole record wins; a torn record is cut off, and so
+        // are the zeroed records after the last head (see `HEADS_AHEAD`).
         let heads_path = dir.join(format::HEADS_FILE);
-        let heads_len = fs::metadata(&heads_path).map(|m| m.len()).unwrap_or(0);
-        let whole = heads_len - heads_len % format::HEAD_RECORD_LEN as u64;
+        let heads_w = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(&heads_path)
+            .map_err(|e| StoreError::io(&heads_path, e))?;
+        let heads_len = heads_w
+            .metadata()
+            .map_err(|e| StoreError::io(&heads_path, e))?
+            .len();
+        let whole =
+            heads_in_use(&heads_w, heads_len).map_err(|e| StoreError::io(&heads_path, e))?;
         if whole != heads_len {
             truncate(&heads_path, whole)?;
         }
-        let heads_w = open_append(&heads_path)?;
         let latest_head = if whole > 0 {
             let mut rec = [0u8; format::HEAD_RECORD_LEN];
             heads_w
@@ -595,6 +627,8 @@ impl EmbeddedStore {
             leaves: leaves_w,
             nodes: nodes_w,
             heads: heads_w,
+            heads_len: whole,
+            heads_file_len: whole,
             last_head_at: Instant::now(),
         };
         let handle = std::thread::Builder::new()
@@ -986,6 +1020,9 @@ struct Writer {
     leaves: File,
     nodes: File,
     heads: File,
+    /// Bytes of `heads` in records, and the file's length: zeros after.
+    heads_len: u64,
+    heads_file_len: u64,
     last_head_at: Instant,
 }
 
@@ -1061,7 +1098,8 @@ impl Writer {
     }
 
     /// Leaves the log as a clean close should: the active segment cut to its
-    /// last block, no half-prepared next segment. After a failed write the
+    /// last block, the heads file to its last head, no half-prepared next
+    /// segment. After a failed write the
     /// files are left as they are, for recovery to judge.
     fn close_segments(&mut self) {
         if let Some(p) = self.prepared.take() {
@@ -1079,6 +1117,16 @@ impl Writer {
                 .and_then(|_| self.active.sync_all())
             {
                 tracing::warn!(path = %path.display(), error = %e, "cutting the zeros off the active segment failed; opening does it");
+            }
+        }
+        if self.heads_file_len > self.heads_len {
+            let path = self.path(format::HEADS_FILE);
+            if let Err(e) = self
+                .heads
+                .set_len(self.heads_len)
+                .and_then(|_| self.heads.sync_all())
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cutting the zeroed records off the heads file failed; opening does it");
             }
         }
     }
@@ -1327,10 +1375,26 @@ impl Writer {
         }
         .sign(&self.key);
         let p = self.path(format::HEADS_FILE);
-        (&self.heads)
-            .write_all(&format::encode_head(&sth))
-            .and_then(|_| self.heads.sync_data())
+        let record = format::encode_head(&sth);
+        const REC: u64 = format::HEAD_RECORD_LEN as u64;
+        let at = self.heads_len;
+        // At least one zeroed record stays after the last head (that is how
+        // recovery tells a torn head from a damaged one); when the zeroed ones
+        // run out, this head's write zeroes the next `HEADS_AHEAD` less one.
+        let written = if at + 2 * REC > self.heads_file_len {
+            let mut buf = vec![0u8; format::HEAD_RECORD_LEN * format::HEADS_AHEAD];
+            buf[..record.len()].copy_from_slice(&record);
+            self.heads.write_all_at(&buf, at).map(|_| buf.len() as u64)
+        } else {
+            self.heads.write_all_at(&record, at).map(|_| REC)
+        };
+        written
+            .and_then(|n| {
+                self.heads_file_len = self.heads_file_len.max(at + n);
+                self.heads.sync_data()
+            })
             .map_err(|e| StoreError::io(&p, e))?;
+        self.heads_len += REC;
         metrics::histogram!(HEAD_SECONDS).record(self.last_head_at.elapsed().as_secs_f64());
         let mut st = self.shared.state.write().expect("state lock");
         st.latest_head = Some(sth);

@@ -328,6 +328,21 @@ impl BlockLoc {
 
 pub const HEAD_RECORD_LEN: usize = 160;
 
+/// While a log is open its heads file ends in all-zero records made ready
+/// for heads: the writer zeroes this many records at a time, so that only one
+/// head's fsync in so many commits a new file size. A clean close cuts them
+/// off; at least one follows the last head until then.
+pub const HEADS_AHEAD: usize = 256;
+
+/// How many of the whole records in `records` come before the all-zero
+/// records at its end.
+pub fn heads_in_use(records: &[u8]) -> usize {
+    records
+        .chunks_exact(HEAD_RECORD_LEN)
+        .rposition(|r| r.iter().any(|&b| b != 0))
+        .map_or(0, |i| i + 1)
+}
+
 pub fn encode_head(h: &SignedTreeHead) -> [u8; HEAD_RECORD_LEN] {
     let mut out = [0u8; HEAD_RECORD_LEN];
     out[..32].copy_from_slice(&h.head.log_id.0);
