@@ -161,6 +161,20 @@ fn open_append(path: &Path) -> Result<File, StoreError> {
         .map_err(|e| StoreError::io(path, e))
 }
 
+/// Opens (or creates) a file the writer writes at offsets, over the zeros it
+/// made ready (segments, heads): not in append mode, where Linux would put
+/// every positioned write at the end.
+fn open_in_place(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -180,8 +194,7 @@ fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
         .write(true)
         .open(path)
         .map_err(|e| StoreError::io(path, e))?;
-    f.set_len(len).map_err(|e| StoreError::io(path, e))?;
-    f.sync_all().map_err(|e| StoreError::io(path, e))
+    cut(&f, len).map_err(|e| StoreError::io(path, e))
 }
 
 /// The offset just past the last non-zero byte of `file` in `from..len`, or
@@ -220,6 +233,12 @@ fn heads_in_use(file: &File, len: u64) -> io::Result<u64> {
         && in_use < whole
         && format::decode_head(&tail[(records - 1) * REC as usize..][..REC as usize]).is_none();
     Ok(if torn { in_use - REC } else { in_use })
+}
+
+/// Cuts `file` to `len` bytes, durably: a torn tail, or the zeros made ready
+/// after a file's last block or head.
+fn cut(file: &File, len: u64) -> io::Result<()> {
+    file.set_len(len).and_then(|_| file.sync_all())
 }
 
 /// Removes next segments left half-zeroed by a crash (never numbered, never
@@ -498,14 +517,7 @@ impl EmbeddedStore {
         // Heads: the last whole record wins; a torn record is cut off, and so
         // are the zeroed records after the last head (see `HEADS_AHEAD`).
         let heads_path = dir.join(format::HEADS_FILE);
-        let heads_w = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&heads_path)
-            .map_err(|e| StoreError::io(&heads_path, e))?;
+        let heads_w = open_in_place(&heads_path)?;
         let heads_len = heads_w
             .metadata()
             .map_err(|e| StoreError::io(&heads_path, e))?
@@ -844,16 +856,7 @@ fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
     let mut seg_lens = BTreeMap::new();
     for &n in &seg_numbers {
         let path = dir.join(format::segment_name(n));
-        // Not in append mode: the writer writes blocks at their offsets, over
-        // the zeros of a segment zeroed ahead.
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&path)
-            .map_err(|e| StoreError::io(&path, e))?;
+        let f = open_in_place(&path)?;
         let len = f.metadata().map_err(|e| StoreError::io(&path, e))?.len();
         seg_lens.insert(n, len);
         segments.insert(n, f);
@@ -1111,21 +1114,13 @@ impl Writer {
         }
         if self.active_file_len > self.active_len {
             let path = self.path(&format::segment_name(self.active_no));
-            if let Err(e) = self
-                .active
-                .set_len(self.active_len)
-                .and_then(|_| self.active.sync_all())
-            {
+            if let Err(e) = cut(&self.active, self.active_len) {
                 tracing::warn!(path = %path.display(), error = %e, "cutting the zeros off the active segment failed; opening does it");
             }
         }
         if self.heads_file_len > self.heads_len {
             let path = self.path(format::HEADS_FILE);
-            if let Err(e) = self
-                .heads
-                .set_len(self.heads_len)
-                .and_then(|_| self.heads.sync_all())
-            {
+            if let Err(e) = cut(&self.heads, self.heads_len) {
                 tracing::warn!(path = %path.display(), error = %e, "cutting the zeroed records off the heads file failed; opening does it");
             }
         }
@@ -1278,10 +1273,7 @@ impl Writer {
             .map_err(|e| StoreError::io(&old_path, e))?;
         // Sealed segments end at their last block.
         if self.active_file_len > self.active_len {
-            self.active
-                .set_len(self.active_len)
-                .and_then(|_| self.active.sync_all())
-                .map_err(|e| StoreError::io(&old_path, e))?;
+            cut(&self.active, self.active_len).map_err(|e| StoreError::io(&old_path, e))?;
         }
         let mut pairs: Vec<(u64, u64)> = self
             .shared
