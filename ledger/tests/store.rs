@@ -252,6 +252,22 @@ fn segments_are_zeroed_ahead_and_cut_to_their_blocks() {
         heads.len(),
         "no zeroed head records"
     );
+    // More zeroed records than the writer ever leaves are judged the same
+    // way by `verify` and by opening.
+    let padded = copy(dir.path());
+    let mut more = heads.clone();
+    more.resize(heads.len() + (format::HEADS_AHEAD + 5) * HEAD_RECORD_LEN, 0);
+    fs::write(padded.path().join(format::HEADS_FILE), &more).unwrap();
+    let report = audit(padded.path());
+    assert_eq!(report.problem, None, "{:?}", report.recoverable);
+    assert!(report
+        .recoverable
+        .iter()
+        .any(|r| r.what.contains("zeroed records")));
+    let reopened = EmbeddedStore::open(padded.path(), key(), config.clone()).unwrap();
+    assert_eq!(reopened.len(), n);
+    drop(reopened);
+    assert_eq!(audit(padded.path()).recoverable, Vec::new());
 
     // Reopened, it appends on (the active segment now grows as written).
     let store = EmbeddedStore::open(dir.path(), key(), config).unwrap();

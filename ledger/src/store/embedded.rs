@@ -223,11 +223,19 @@ fn nonzero_end(file: &File, from: u64, len: u64) -> io::Result<u64> {
 fn heads_in_use(file: &File, len: u64) -> io::Result<u64> {
     const REC: u64 = format::HEAD_RECORD_LEN as u64;
     let whole = len - len % REC;
-    // The writer leaves fewer than `HEADS_AHEAD` zeroed records.
-    let from = whole.saturating_sub(REC * (format::HEADS_AHEAD as u64 + 1));
-    let mut tail = vec![0u8; (whole - from) as usize];
-    file.read_exact_at(&mut tail, from)?;
-    let records = format::heads_in_use(&tail);
+    // The writer leaves fewer than `HEADS_AHEAD` zeroed records, so the
+    // last head is in this window unless someone added zeros: then the
+    // whole file is read, to judge it as `verify` does.
+    let mut from = whole.saturating_sub(REC * (format::HEADS_AHEAD as u64 + 1));
+    let (tail, records) = loop {
+        let mut tail = vec![0u8; (whole - from) as usize];
+        file.read_exact_at(&mut tail, from)?;
+        let records = format::heads_in_use(&tail);
+        if records > 0 || from == 0 {
+            break (tail, records);
+        }
+        from = 0;
+    };
     let in_use = from + REC * records as u64;
     let torn = records > 0
         && in_use < whole
