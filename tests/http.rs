@@ -822,3 +822,57 @@ fn a_write_whose_caller_hangs_up_completes_and_its_retry_is_answered() {
     assert_eq!(retry.header("idempotent-replayed"), Some("true"));
     assert_eq!(device(&server.base), n as u64);
 }
+
+/// A crash between a batch's commit and the record of its answer loses the
+/// record, not the batch: a retry under the same `Idempotency-Key` is then
+/// answered with where the batch is (the first answer's entries), not refused
+/// as a replay. Committing without a key and retrying with one is that state.
+#[test]
+fn a_keyed_retry_after_a_lost_answer_gets_the_first_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let base = &server.base;
+    let key = SigningKey::from_bytes(&[31; 32]);
+    support::register_device(base, &token, "logger-lost", &key);
+    let mut dev = DeviceClient::new("logger-lost", key.clone());
+    let t0 = now_ms() - 3_600_000;
+    let batches = [
+        dev.sign(readings(5, t0)),
+        dev.sign(readings(7, t0 + 60_000)),
+    ];
+    let body = encode_binary(&batches);
+    let first = post(base, "/v1/batches", Some(&token), BINARY_BATCH, &body, None);
+    assert_eq!(first.status, 201, "{}", first.body);
+    // Without a key a replay stays refused.
+    post(base, "/v1/batches", Some(&token), BINARY_BATCH, &body, None)
+        .assert_problem(409, "replayed_sequence");
+    for format in ["binary", "json"] {
+        let (ct, body) = match format {
+            "binary" => (BINARY_BATCH, encode_binary(&batches)),
+            _ => ("application/json", encode_json(&batches)),
+        };
+        let key = format!("lost-{format}");
+        let retry = post(base, "/v1/batches", Some(&token), ct, &body, Some(&key));
+        assert_eq!(retry.status, 201, "{format}: {}", retry.body);
+        assert_eq!(retry.json()["entries"], first.json()["entries"], "{format}");
+        // From now on the key's answer is recorded.
+        let again = post(base, "/v1/batches", Some(&token), ct, &body, Some(&key));
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.json()["entries"], first.json()["entries"]);
+    }
+    // A batch behind the sequence that is not on the ledger stays refused,
+    // key or not.
+    let mut rewound = DeviceClient::new("logger-lost", key).starting_at(3);
+    post(
+        base,
+        "/v1/batches",
+        Some(&token),
+        "application/json",
+        &encode_json(&[rewound.sign(readings(2, t0))]),
+        Some("lost-rewound"),
+    )
+    .assert_problem(409, "replayed_sequence");
+    let dev = support::get_auth(base, "/v1/devices/logger-lost", &token);
+    assert_eq!(dev.json()["next_seq"], 12, "nothing was written twice");
+}
