@@ -486,7 +486,11 @@ impl Ingest {
         who: &Principal,
         batches: Vec<SignedBatch>,
     ) -> Result<WriteResult, ApiError> {
-        self.submit_encoded(who, encode_batches(batches)).await
+        let batches = batches
+            .into_iter()
+            .map(|b| Encoded::new(Entry::Readings(b)))
+            .collect();
+        self.submit_encoded(who, batches).await
     }
 
     /// [`Ingest::submit_batches`] for batches kept with their canonical bytes
@@ -631,49 +635,6 @@ impl Ingest {
 }
 
 impl Ingest {
-    /// Where `batches` are, if every one of them is already on its device's
-    /// home shard byte for byte; `None` otherwise. For a retry under an
-    /// `Idempotency-Key` refused as replayed: a crash between a commit and
-    /// the record of its answer loses the record, not the batches, and the
-    /// retry must still get the first answer (the same entries, in order).
-    pub fn already_committed(
-        &self,
-        who: &Principal,
-        batches: &[Encoded],
-    ) -> Result<Option<WriteResult>, ApiError> {
-        self.writer(who)?;
-        let mut entries = Vec::with_capacity(batches.len());
-        for e in batches {
-            let Some((sb, _)) = e.signed_batch() else {
-                return Ok(None);
-            };
-            let device = sb.batch.device.as_str();
-            self.identity
-                .read()
-                .expect("identity lock")
-                .device_of(&who.org, device)?;
-            let shard = self.node.shard(self.node.router().shard_for(device))?;
-            let id = e.id();
-            match shard.store().find(&id).map_err(shards::ShardError::from)? {
-                Some(index) if index < shard.committed() => entries.push(Written {
-                    shard: shard.id(),
-                    index,
-                    id: id.to_hex(),
-                    subject: device.to_string(),
-                }),
-                _ => return Ok(None),
-            }
-        }
-        entries.sort_by_key(|w| (w.shard, w.index));
-        Ok(Some(WriteResult {
-            entries,
-            receipts: 0,
-            already_captured: Vec::new(),
-            capture_id: None,
-            recall: None,
-        }))
-    }
-
     /// Captures EPCIS events: each is appended on the home shard of the
     /// identifier it is chiefly about (receipts carry it to the others'). An
     /// event whose eventID was captured before is answered with where it is
@@ -860,14 +821,6 @@ fn verify_signatures(
         }
     }
     Ok(())
-}
-
-/// Device batches as readings entries, each encoded once.
-pub fn encode_batches(batches: Vec<SignedBatch>) -> Vec<Encoded> {
-    batches
-        .into_iter()
-        .map(|b| Encoded::new(Entry::Readings(b)))
-        .collect()
 }
 
 /// Identifiers are short, printable and non-empty.

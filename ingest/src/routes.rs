@@ -19,7 +19,6 @@ use crate::read::{
 };
 use crate::tokens::Principal;
 use crate::wire::{self, BatchesJson, BINARY_BATCH};
-use ledger::entry::Encoded;
 
 /// Registers the write API on an actix-web app.
 pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
@@ -263,23 +262,13 @@ async fn post_batches(
         other => return Err(ApiError::UnsupportedMediaType(other.to_string())),
     };
     let ingest_ref = ingest.get_ref();
-    let keyed = req.headers().contains_key("Idempotency-Key");
     write_route(ingest_ref, &req, payload, |who, body| async move {
-        let decode = || -> Result<Vec<Encoded>, ApiError> {
-            if binary {
-                wire::decode_binary_encoded(&body)
-            } else {
-                Ok(crate::api::encode_batches(wire::decode_json(&body)?))
-            }
-        };
-        match ingest_ref.submit_encoded(&who, decode()?).await {
-            // A retry whose first try committed but lost its recorded answer
-            // in a crash: answered with where the batches are, as the first
-            // answer was. Without a key a replay stays refused.
-            Err(replayed @ ApiError::ReplayedSequence { .. }) if keyed => ingest_ref
-                .already_committed(&who, &decode()?)?
-                .ok_or(replayed),
-            result => result,
+        if binary {
+            let batches = wire::decode_binary_encoded(&body)?;
+            ingest_ref.submit_encoded(&who, batches).await
+        } else {
+            let batches = wire::decode_json(&body)?;
+            ingest_ref.submit_batches(&who, batches).await
         }
     })
     .await
