@@ -530,24 +530,20 @@ impl Auditor<'_> {
         // Zeroed records after the last head (`format::HEADS_AHEAD`), and a
         // head torn while written over them: as recovery on open judges them.
         const REC: usize = format::HEAD_RECORD_LEN;
-        let whole = bytes.len() - bytes.len() % REC;
-        let mut in_use = format::heads_in_use(&bytes[..whole]);
-        let zeroed = whole / REC - in_use;
-        if zeroed > 0 {
-            if in_use > 0 && format::decode_head(&bytes[(in_use - 1) * REC..in_use * REC]).is_none()
-            {
-                in_use -= 1;
-                self.recoverable(
-                    format::HEADS_FILE,
-                    format!("record {in_use} is a torn write over the zeroed records after it (never handed out): opening cuts it off"),
-                );
-            }
+        let end = format::heads_end(&bytes[..bytes.len() - bytes.len() % REC]);
+        if end.torn {
             self.recoverable(
                 format::HEADS_FILE,
-                format!("{zeroed} zeroed records after the last head, made ready for heads (the log is open, or was not closed cleanly): opening cuts them off"),
+                format!("record {} is a torn write over the zeroed records after it (never handed out): opening cuts it off", end.heads),
             );
         }
-        let bytes = &bytes[..in_use * REC];
+        if end.zeroed > 0 {
+            self.recoverable(
+                format::HEADS_FILE,
+                format!("{} zeroed records after the last head, made ready for heads (the log is open, or was not closed cleanly): opening cuts them off", end.zeroed),
+            );
+        }
+        let bytes = &bytes[..end.heads * REC];
         // Records in order up to the first whose checksum fails; their
         // signatures are checked on every core (ed25519 is most of an audit
         // of a log with many heads), then problems are named in record order.

@@ -227,20 +227,15 @@ fn heads_in_use(file: &File, len: u64) -> io::Result<u64> {
     // last head is in this window unless someone added zeros: then the
     // whole file is read, to judge it as `verify` does.
     let mut from = whole.saturating_sub(REC * (format::HEADS_AHEAD as u64 + 1));
-    let (tail, records) = loop {
+    loop {
         let mut tail = vec![0u8; (whole - from) as usize];
         file.read_exact_at(&mut tail, from)?;
-        let records = format::heads_in_use(&tail);
-        if records > 0 || from == 0 {
-            break (tail, records);
+        let end = format::heads_end(&tail);
+        if end.heads > 0 || end.torn || from == 0 {
+            return Ok(from + REC * end.heads as u64);
         }
         from = 0;
-    };
-    let in_use = from + REC * records as u64;
-    let torn = records > 0
-        && in_use < whole
-        && format::decode_head(&tail[(records - 1) * REC as usize..][..REC as usize]).is_none();
-    Ok(if torn { in_use - REC } else { in_use })
+    }
 }
 
 /// Cuts `file` to `len` bytes, durably: a torn tail, or the zeros made ready
@@ -254,10 +249,7 @@ fn cut(file: &File, len: u64) -> io::Result<()> {
 fn remove_prepared(dir: &Path) -> Result<(), StoreError> {
     for e in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
         let e = e.map_err(|e| StoreError::io(dir, e))?;
-        if e.file_name()
-            .to_str()
-            .is_some_and(|n| n.ends_with(".seg.zero"))
-        {
+        if e.file_name().to_str().is_some_and(format::is_prepared_name) {
             fs::remove_file(e.path()).map_err(|err| StoreError::io(e.path(), err))?;
         }
     }
@@ -1110,8 +1102,8 @@ impl Writer {
 
     /// Leaves the log as a clean close should: the active segment cut to its
     /// last block, the heads file to its last head, no half-prepared next
-    /// segment. After a failed write the
-    /// files are left as they are, for recovery to judge.
+    /// segment. After a failed write the files are left as they are, for
+    /// recovery to judge.
     fn close_segments(&mut self) {
         if let Some(p) = self.prepared.take() {
             let _ = p.job.join();

@@ -48,8 +48,15 @@ pub fn segment_name(n: u64) -> String {
 /// The next segment while it is being zeroed, before it is numbered (its
 /// header written) and renamed to `segment_name(n)`. Opening removes any.
 pub fn prepared_name(n: u64) -> String {
-    format!("{n:08}.seg.zero")
+    format!("{n:08}{PREPARED_SUFFIX}")
 }
+
+/// Whether `name` is a next segment being zeroed (`prepared_name`).
+pub fn is_prepared_name(name: &str) -> bool {
+    name.ends_with(PREPARED_SUFFIX)
+}
+
+const PREPARED_SUFFIX: &str = ".seg.zero";
 
 pub fn ids_name(n: u64) -> String {
     format!("{n:08}.ids")
@@ -341,6 +348,31 @@ pub fn heads_in_use(records: &[u8]) -> usize {
         .chunks_exact(HEAD_RECORD_LEN)
         .rposition(|r| r.iter().any(|&b| b != 0))
         .map_or(0, |i| i + 1)
+}
+
+/// How whole head records end, as recovery and the audit both judge it:
+/// `heads` records of heads, then (if `torn`) one record that fails its
+/// checksum with zeroed records after it (a write a crash tore, never handed
+/// out), then `zeroed` all-zero records. A bad last record with no zeroed
+/// records after it is not `torn`: it is left among `heads`, as damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadsEnd {
+    pub heads: usize,
+    pub torn: bool,
+    pub zeroed: usize,
+}
+
+pub fn heads_end(records: &[u8]) -> HeadsEnd {
+    let in_use = heads_in_use(records);
+    let zeroed = records.len() / HEAD_RECORD_LEN - in_use;
+    let torn = zeroed > 0
+        && in_use > 0
+        && decode_head(&records[(in_use - 1) * HEAD_RECORD_LEN..][..HEAD_RECORD_LEN]).is_none();
+    HeadsEnd {
+        heads: in_use - usize::from(torn),
+        torn,
+        zeroed,
+    }
 }
 
 pub fn encode_head(h: &SignedTreeHead) -> [u8; HEAD_RECORD_LEN] {
