@@ -7,11 +7,16 @@
 //! Only the newest `keep` records are read back, and opening rewrites the
 //! file with just those when it holds more than twice as many, so the file
 //! stays within a constant factor of what is kept.
+//!
+//! Appends commit as a group: concurrent callers each write their line, and
+//! one `fdatasync` makes every line written before it durable, so N callers
+//! waiting together pay about one flush, not N in a row.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
@@ -19,8 +24,26 @@ use serde::Serialize;
 
 pub struct Journal<T> {
     path: PathBuf,
-    file: Mutex<File>,
+    tail: Mutex<Tail>,
+    /// A second handle on the same file, so a flush does not hold `tail`
+    /// (writers go on appending while it runs).
+    sync: File,
+    /// Lines written so far (set under `tail`, after the write completed).
+    written: AtomicU64,
+    /// Lines known durable; its lock is held for the length of a flush.
+    synced: Mutex<u64>,
+    /// Set when a flush failed: what it should have made durable may be lost
+    /// and a later flush cannot tell (the kernel may have dropped the dirty
+    /// pages), so nothing is promised any more.
+    failed: AtomicBool,
     _records: PhantomData<fn(T)>,
+}
+
+struct Tail {
+    file: File,
+    /// Bytes of whole lines: a failed write is cut back to here, so it never
+    /// tears the line after it.
+    len: u64,
 }
 
 impl<T: Serialize + DeserializeOwned> Journal<T> {
@@ -60,10 +83,15 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
             file.set_len(whole as u64)?;
             file.sync_data()?;
         }
+        let len = file.metadata()?.len();
         Ok((
             Journal {
                 path: path.to_path_buf(),
-                file: Mutex::new(file),
+                sync: file.try_clone()?,
+                tail: Mutex::new(Tail { file, len }),
+                written: AtomicU64::new(0),
+                synced: Mutex::new(0),
+                failed: AtomicBool::new(false),
                 _records: PhantomData,
             },
             records,
@@ -72,10 +100,47 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
 
     /// Appends `record` durably (written and fsync'd) before returning.
     pub fn append(&self, record: &T) -> std::io::Result<()> {
-        let line = serde_json::to_string(record).map_err(std::io::Error::other)?;
-        let mut f = self.file.lock().expect("journal lock");
-        writeln!(f, "{line}")?;
-        f.sync_data()
+        let mut line = serde_json::to_string(record).map_err(std::io::Error::other)?;
+        line.push('\n');
+        self.check()?;
+        let mine = {
+            let mut tail = self.tail.lock().expect("journal lock");
+            if let Err(e) = tail.file.write_all(line.as_bytes()) {
+                // Part of the line may be in the file: cut it off, or stop
+                // promising anything if even that fails.
+                if tail.file.set_len(tail.len).is_err() {
+                    self.failed.store(true, Ordering::Release);
+                }
+                return Err(e);
+            }
+            tail.len += line.len() as u64;
+            let n = self.written.load(Ordering::Relaxed) + 1;
+            self.written.store(n, Ordering::Release);
+            n
+        };
+        let mut synced = self.synced.lock().expect("journal sync lock");
+        self.check()?;
+        if *synced < mine {
+            // Every line counted in `written` now was written before this
+            // flush starts, so the flush makes all of them durable.
+            let upto = self.written.load(Ordering::Acquire);
+            if let Err(e) = self.sync.sync_data() {
+                self.failed.store(true, Ordering::Release);
+                return Err(e);
+            }
+            *synced = upto;
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(std::io::Error::other(format!(
+                "{}: an earlier write or flush failed; restart to reopen it",
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -131,6 +196,29 @@ mod tests {
         j.append(&(11, "r11".into())).unwrap();
         let (_, kept) = Journal::<(u32, String)>::open(&path, 3).unwrap();
         assert_eq!(kept.last(), Some(&(11, "r11".into())));
+    }
+
+    #[test]
+    fn concurrent_appends_are_all_kept_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let (j, _) = Journal::<(u32, u32)>::open(&path, 10_000).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let j = &j;
+                s.spawn(move || {
+                    for i in 0..100 {
+                        j.append(&(t, i)).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(*j.synced.lock().unwrap(), 800);
+        drop(j);
+        let (_, mut kept) = Journal::<(u32, u32)>::open(&path, 10_000).unwrap();
+        kept.sort();
+        let all: Vec<(u32, u32)> = (0..8).flat_map(|t| (0..100).map(move |i| (t, i))).collect();
+        assert_eq!(kept, all);
     }
 
     #[test]
