@@ -770,6 +770,141 @@ fn random_and_mangled_bodies_get_4xx_and_the_server_survives() {
     assert!(out.status.success());
 }
 
+/// What a crash between a keyed write's commit and the record of its answer
+/// leaves, here with the write committed in part (one device's batch of
+/// two): the key's intent in the journal and no answer. The retry under the
+/// key commits the rest and answers for both, instead of refusing its own
+/// first half as a replay; the same batches under a new key stay refused.
+#[test]
+fn a_keyed_retry_finishes_a_write_whose_answer_a_crash_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let (key_a, key_b) = (
+        SigningKey::from_bytes(&[31; 32]),
+        SigningKey::from_bytes(&[32; 32]),
+    );
+    register(&server.base, &token, "logger-lost-a", &key_a);
+    register(&server.base, &token, "logger-lost-b", &key_b);
+    let a = DeviceClient::new("logger-lost-a", key_a).sign(readings(10, now_ms() - 3_600_000));
+    let b = DeviceClient::new("logger-lost-b", key_b).sign(readings(10, now_ms() - 3_600_000));
+    let first = post(
+        &server.base,
+        "/v1/batches",
+        Some(&token),
+        BINARY_BATCH,
+        &encode_binary(std::slice::from_ref(&a)),
+        None,
+    );
+    assert_eq!(first.status, 201, "{}", first.body);
+    let committed_a = first.json()["entries"][0].clone();
+    server.stop();
+
+    let body = encode_binary(&[a, b]);
+    let fingerprint = ledger::Domain::Idempotency
+        .hash_parts(&[b"POST", b"/v1/batches", &body])
+        .to_hex();
+    let intent = json!({"key": format!("{}\u{0}lost-1", support::ORG), "intent": fingerprint});
+    let journal = dir.path().join("idempotency.jsonl");
+    let mut lines = std::fs::read_to_string(&journal).unwrap_or_default();
+    lines.push_str(&format!("{intent}\n"));
+    std::fs::write(&journal, lines).unwrap();
+
+    let server = Server::start(dir.path());
+    let send = |key: &str| {
+        post(
+            &server.base,
+            "/v1/batches",
+            Some(&token),
+            BINARY_BATCH,
+            &body,
+            Some(key),
+        )
+    };
+    let retry = send("lost-1");
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    let entries = retry.json()["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 2, "{}", retry.body);
+    assert!(entries.contains(&committed_a), "{}", retry.body);
+    for w in &entries {
+        verify_written(&server.base, w);
+    }
+    let next_seq = |device: &str| {
+        support::get_auth(&server.base, &format!("/v1/devices/{device}"), &token).json()["next_seq"]
+            .as_u64()
+    };
+    assert_eq!(next_seq("logger-lost-a"), Some(10));
+    assert_eq!(next_seq("logger-lost-b"), Some(10));
+    // Answered now: replayed as such, and a new key is a new request.
+    let replay = send("lost-1");
+    assert_eq!(replay.status, 201);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, retry.body);
+    send("lost-2").assert_problem(409, "replayed_sequence");
+    server.stop();
+}
+
+/// The same for device changes, whose entries carry the time they were
+/// made: a keyed retry of a registration or a rotation whose answer a crash
+/// lost gets that answer, not `409 device_exists` nor a second rotation.
+#[test]
+fn a_keyed_retry_of_a_device_change_whose_answer_a_crash_lost_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let journal = dir.path().join("idempotency.jsonl");
+    // Drops the last answer line: the state a crash right after the commit leaves.
+    let lose_last_answer = || {
+        let text = std::fs::read_to_string(&journal).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let last = lines.pop().unwrap();
+        assert!(last.contains("\"status\":201"), "{last}");
+        std::fs::write(&journal, format!("{}\n", lines.join("\n"))).unwrap();
+    };
+    let key = SigningKey::from_bytes(&[33; 32]);
+    let new_key = SigningKey::from_bytes(&[34; 32]);
+    let register = json!({"device": "logger-lost-c", "public_key": ledger::keys::did_key(&key.verifying_key())});
+    let rotate = json!({"public_key": ledger::keys::did_key(&new_key.verifying_key())});
+    let send = |base: &str, path: &str, body: &serde_json::Value, idem: &str| {
+        post(
+            base,
+            path,
+            Some(&token),
+            "application/json",
+            body.to_string().as_bytes(),
+            Some(idem),
+        )
+    };
+    let rotate_path = "/v1/devices/logger-lost-c/rotate";
+
+    let server = Server::start(dir.path());
+    let first = send(&server.base, "/v1/devices", &register, "reg-1");
+    assert_eq!(first.status, 201, "{}", first.body);
+    server.stop();
+    lose_last_answer();
+    let server = Server::start(dir.path());
+    let retry = send(&server.base, "/v1/devices", &register, "reg-1");
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert_eq!(retry.json(), first.json());
+    send(&server.base, "/v1/devices", &register, "reg-2").assert_problem(409, "device_exists");
+
+    let first = send(&server.base, rotate_path, &rotate, "rot-1");
+    assert_eq!(first.status, 201, "{}", first.body);
+    server.stop();
+    lose_last_answer();
+    let server = Server::start(dir.path());
+    let retry = send(&server.base, rotate_path, &rotate, "rot-1");
+    assert_eq!(retry.status, 201, "{}", retry.body);
+    assert_eq!(retry.json(), first.json());
+    let device = support::get_auth(&server.base, "/v1/devices/logger-lost-c", &token).json();
+    assert_eq!(device["keys"].as_array().unwrap().len(), 2, "{device}");
+    assert_eq!(device["entries"].as_array().unwrap().len(), 2, "{device}");
+    // A new key is a new request: the device rotates again.
+    let again = send(&server.base, rotate_path, &rotate, "rot-2");
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_ne!(again.json(), first.json());
+    server.stop();
+}
+
 /// A caller that sends a write and hangs up at once: the write still runs to
 /// its end (committed, its answer recorded), and a retry with the same
 /// Idempotency-Key gets that answer instead of a sequence refusal.

@@ -17,6 +17,7 @@ use shards::Node;
 use utoipa::ToSchema;
 
 use crate::derived::Derived;
+use crate::idempotency::Attempt;
 use crate::identity::IdentityState;
 use crate::problem::ApiError;
 use crate::tokens::{Principal, Role, TokenStore};
@@ -57,7 +58,7 @@ pub struct Written {
 }
 
 /// The answer to a successful write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WriteResult {
     pub entries: Vec<Written>,
     /// Cross-shard receipts committed with the entries.
@@ -224,9 +225,22 @@ impl Ingest {
         who: &Principal,
         device: &str,
         reason: &str,
+        attempt: Attempt,
     ) -> Result<WriteResult, ApiError> {
         self.writer(who)?;
         let _guard = self.registry_lock.lock().await;
+        let entry = Entry::Verdict(RuleVerdict {
+            rule: "reinstated".into(),
+            subject: device.to_string(),
+            kind: VerdictKind::Reinstate,
+            from_ms: now_ms(),
+            to_ms: None,
+            explanation: format!("reinstated by {}: {reason}", who.org),
+            evidence: Vec::new(),
+        });
+        if let Some(done) = self.committed_change(attempt, who, device, &entry)? {
+            return Ok(done);
+        }
         if self
             .identity
             .read()
@@ -237,16 +251,7 @@ impl Ingest {
         {
             return Err(ApiError::NotSuspended(device.to_string()));
         }
-        let v = RuleVerdict {
-            rule: "reinstated".into(),
-            subject: device.to_string(),
-            kind: VerdictKind::Reinstate,
-            from_ms: now_ms(),
-            to_ms: None,
-            explanation: format!("reinstated by {}: {reason}", who.org),
-            evidence: Vec::new(),
-        };
-        self.commit(device, vec![Entry::Verdict(v)], device).await
+        self.commit(device, vec![entry], device).await
     }
 
     /// Releases a lot from quarantine: investigators and operators only.
@@ -403,10 +408,20 @@ impl Ingest {
         who: &Principal,
         device: &str,
         public_key: VerifyingKey,
+        attempt: Attempt,
     ) -> Result<WriteResult, ApiError> {
         self.writer(who)?;
         check_id(device, "device")?;
         let _guard = self.registry_lock.lock().await;
+        let entry = Entry::Identity(IdentityChange::DeviceRegistered {
+            org: who.org.clone(),
+            device: device.to_string(),
+            public_key: public_key.to_bytes(),
+            at_ms: now_ms(),
+        });
+        if let Some(done) = self.committed_change(attempt, who, device, &entry)? {
+            return Ok(done);
+        }
         {
             let id = self.identity.read().expect("identity lock");
             if !id.orgs.contains_key(&who.org) {
@@ -416,12 +431,6 @@ impl Ingest {
                 return Err(ApiError::DeviceExists(device.to_string()));
             }
         }
-        let entry = Entry::Identity(IdentityChange::DeviceRegistered {
-            org: who.org.clone(),
-            device: device.to_string(),
-            public_key: public_key.to_bytes(),
-            at_ms: now_ms(),
-        });
         self.commit(&who.org, vec![entry], device).await
     }
 
@@ -431,8 +440,9 @@ impl Ingest {
         who: &Principal,
         device: &str,
         public_key: VerifyingKey,
+        attempt: Attempt,
     ) -> Result<WriteResult, ApiError> {
-        self.change_device(who, device, |org, device, at_ms| {
+        self.change_device(who, device, attempt, |org, device, at_ms| {
             IdentityChange::KeyRotated {
                 org,
                 device,
@@ -449,8 +459,9 @@ impl Ingest {
         who: &Principal,
         device: &str,
         reason: &str,
+        attempt: Attempt,
     ) -> Result<WriteResult, ApiError> {
-        self.change_device(who, device, |org, device, at_ms| {
+        self.change_device(who, device, attempt, |org, device, at_ms| {
             IdentityChange::DeviceRevoked {
                 org,
                 device,
@@ -466,6 +477,7 @@ impl Ingest {
         &self,
         who: &Principal,
         device: &str,
+        attempt: Attempt,
         change: impl FnOnce(String, String, i64) -> IdentityChange,
     ) -> Result<WriteResult, ApiError> {
         self.writer(who)?;
@@ -475,7 +487,56 @@ impl Ingest {
             .expect("identity lock")
             .device_of(&who.org, device)?;
         let entry = Entry::Identity(change(who.org.clone(), device.to_string(), now_ms()));
+        if let Some(done) = self.committed_change(attempt, who, device, &entry)? {
+            return Ok(done);
+        }
         self.commit(&who.org, vec![entry], device).await
+    }
+
+    /// For a retry whose earlier attempt may have committed
+    /// ([`Attempt::Again`]): the answer that attempt would have given, if
+    /// `change` is the last entry `device`'s state rests on (the same change
+    /// but for its time). Called under `registry_lock`, so no other change
+    /// to the device runs meanwhile. A change made since the attempt (a
+    /// rule's suspension, say) hides it; the retry then runs as a new
+    /// request.
+    fn committed_change(
+        &self,
+        attempt: Attempt,
+        who: &Principal,
+        device: &str,
+        change: &Entry,
+    ) -> Result<Option<WriteResult>, ApiError> {
+        if attempt == Attempt::First {
+            return Ok(None);
+        }
+        let last = match self
+            .identity
+            .read()
+            .expect("identity lock")
+            .devices
+            .get(device)
+        {
+            Some(d) if d.org == who.org => d.entries.last().cloned(),
+            _ => None,
+        };
+        let Some(at) = last else {
+            return Ok(None);
+        };
+        let entry = self.entry_decoded(at.shard, at.index)?;
+        if untimed(&entry) != untimed(change) {
+            return Ok(None);
+        }
+        Ok(Some(WriteResult {
+            entries: vec![Written {
+                shard: at.shard,
+                index: at.index,
+                id: at.id.to_hex(),
+                subject: device.to_string(),
+            }],
+            receipts: self.node.router().elsewhere(&entry, at.shard).count(),
+            ..WriteResult::default()
+        }))
     }
 
     /// Accepts signed device batches, all or none: each must come from a
@@ -486,11 +547,7 @@ impl Ingest {
         who: &Principal,
         batches: Vec<SignedBatch>,
     ) -> Result<WriteResult, ApiError> {
-        let batches = batches
-            .into_iter()
-            .map(|b| Encoded::new(Entry::Readings(b)))
-            .collect();
-        self.submit_encoded(who, batches).await
+        self.submit_encoded(who, encode_batches(batches)).await
     }
 
     /// [`Ingest::submit_batches`] for batches kept with their canonical bytes
@@ -631,6 +688,63 @@ impl Ingest {
         }
         out.entries.sort_by_key(|w| (w.shard, w.index));
         Ok(out)
+    }
+
+    /// [`Ingest::submit_encoded`] for a retry whose earlier attempt may have
+    /// committed some or all of `encoded` (see [`crate::idempotency`]):
+    /// what is already on its device's home shard, byte for byte, is
+    /// answered with where it is; the rest is submitted as usual. The answer
+    /// is the one the earlier attempt would have given, had it finished.
+    pub async fn submit_encoded_again(
+        &self,
+        who: &Principal,
+        encoded: Vec<Encoded>,
+    ) -> Result<WriteResult, ApiError> {
+        self.writer(who)?;
+        let mut found = Vec::new();
+        let mut rest = Vec::new();
+        for e in encoded {
+            match self.committed_batch(who, &e)? {
+                Some(w) => found.push(w),
+                None => rest.push(e),
+            }
+        }
+        let mut out = if rest.is_empty() {
+            WriteResult::default()
+        } else {
+            self.submit_encoded(who, rest).await?
+        };
+        out.entries.extend(found);
+        out.entries.sort_by_key(|w| (w.shard, w.index));
+        Ok(out)
+    }
+
+    /// Where `e`, a device batch of the caller's organisation, is committed,
+    /// if it is.
+    fn committed_batch(&self, who: &Principal, e: &Encoded) -> Result<Option<Written>, ApiError> {
+        let Some((sb, _)) = e.signed_batch() else {
+            return Err(ApiError::InvalidBody(
+                "only device batches are submitted here".into(),
+            ));
+        };
+        let device = sb.batch.device.as_str();
+        self.identity
+            .read()
+            .expect("identity lock")
+            .device_of(&who.org, device)?;
+        let shard = self.node.shard(self.node.router().shard_for(device))?;
+        let id = e.id();
+        Ok(
+            match shard.store().find(&id).map_err(shards::ShardError::from)? {
+                Some(index) if index < shard.committed() => Some(Written {
+                    shard: shard.id(),
+                    index,
+                    id: id.to_hex(),
+                    subject: device.to_string(),
+                }),
+                _ => None,
+            },
+        )
     }
 }
 
@@ -821,6 +935,31 @@ fn verify_signatures(
         }
     }
     Ok(())
+}
+
+/// `e` with the time it was made zeroed: two attempts at one change differ
+/// only there.
+fn untimed(e: &Entry) -> Entry {
+    let mut e = e.clone();
+    match &mut e {
+        Entry::Identity(
+            IdentityChange::OrgRegistered { at_ms, .. }
+            | IdentityChange::DeviceRegistered { at_ms, .. }
+            | IdentityChange::KeyRotated { at_ms, .. }
+            | IdentityChange::DeviceRevoked { at_ms, .. },
+        ) => *at_ms = 0,
+        Entry::Verdict(v) => v.from_ms = 0,
+        _ => {}
+    }
+    e
+}
+
+/// Device batches as readings entries, each encoded once.
+pub fn encode_batches(batches: Vec<SignedBatch>) -> Vec<Encoded> {
+    batches
+        .into_iter()
+        .map(|b| Encoded::new(Entry::Readings(b)))
+        .collect()
 }
 
 /// Identifiers are short, printable and non-empty.

@@ -423,8 +423,13 @@ mod tests {
         let sent = client.sign(readings(4));
         {
             let ingest = Ingest::open(Arc::clone(&node), Limits::default()).unwrap();
-            rt.block_on(ingest.register_device(&who, &device, key.verifying_key()))
-                .unwrap();
+            rt.block_on(ingest.register_device(
+                &who,
+                &device,
+                key.verifying_key(),
+                crate::idempotency::Attempt::First,
+            ))
+            .unwrap();
             rt.block_on(ingest.submit_batches(&who, vec![sent.clone()]))
                 .unwrap();
         }

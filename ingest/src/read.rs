@@ -310,14 +310,24 @@ impl Ingest {
         Ok(s.store().entry(index).map_err(shards::ShardError::from)?)
     }
 
-    /// Entry `index` of `shard`: bytes, id and decoded view.
-    pub fn entry_at(&self, shard: u32, index: u64) -> Result<EntryJson, ApiError> {
+    /// Entry `index` of `shard`, decoded.
+    pub fn entry_decoded(&self, shard: u32, index: u64) -> Result<Entry, ApiError> {
+        Ok(self.entry_with_bytes(shard, index)?.0)
+    }
+
+    fn entry_with_bytes(&self, shard: u32, index: u64) -> Result<(Entry, Vec<u8>), ApiError> {
         let bytes = self.entry_bytes(shard, index)?;
         let entry = Entry::from_bytes(&bytes).map_err(|e| {
             ApiError::Unavailable(format!(
                 "entry {index} of shard {shard} does not decode ({e}); run `coldtrail verify`"
             ))
         })?;
+        Ok((entry, bytes))
+    }
+
+    /// Entry `index` of `shard`: bytes, id and decoded view.
+    pub fn entry_at(&self, shard: u32, index: u64) -> Result<EntryJson, ApiError> {
+        let (entry, bytes) = self.entry_with_bytes(shard, index)?;
         Ok(EntryJson {
             shard,
             index,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::api::{Ingest, WriteResult, Written};
-use crate::idempotency::Answer;
+use crate::idempotency::{Answer, Attempt};
 use crate::params::{path_number, QueryParams};
 use crate::problem::ApiError;
 use crate::read::{
@@ -154,7 +154,7 @@ pub async fn write_route<F, Fut>(
     write: F,
 ) -> Result<HttpResponse, ApiError>
 where
-    F: FnOnce(Principal, Bytes) -> Fut,
+    F: FnOnce(Principal, Bytes, Attempt) -> Fut,
     Fut: std::future::Future<Output = Result<WriteResult, ApiError>>,
 {
     let started = std::time::Instant::now();
@@ -166,8 +166,8 @@ where
     })?;
     let who = ingest.authenticate_request(req)?;
     let body = read_body(req, payload, ingest.limits.max_body_bytes).await?;
-    let run = |who: Principal, body: Bytes| async move {
-        let result = write(who, body).await?;
+    let run = |who: Principal, body: Bytes, attempt: Attempt| async move {
+        let result = write(who, body, attempt).await?;
         // A capture is answered as the EPCIS REST binding does: 202 and the job's location.
         let location = result
             .capture_id
@@ -187,7 +187,7 @@ where
         .transpose()
         .map_err(|_| ApiError::InvalidBody("Idempotency-Key must be visible ASCII".into()))?;
     let (answer, replayed) = match key {
-        None => (run(who, body).await?, false),
+        None => (run(who, body, Attempt::First).await?, false),
         Some(key) => {
             let fingerprint = ledger::Domain::Idempotency
                 .hash_parts(&[
@@ -200,11 +200,13 @@ where
             let ran = std::cell::Cell::new(false);
             let answer = ingest
                 .idempotency
-                .once(&org, &key, fingerprint.clone(), || async {
+                .once(&org, &key, fingerprint.clone(), |attempt| {
                     ran.set(true);
-                    let mut a = run(who, body).await?;
-                    a.fingerprint = fingerprint.clone();
-                    Ok(a)
+                    async move {
+                        let mut a = run(who, body, attempt).await?;
+                        a.fingerprint = fingerprint;
+                        Ok(a)
+                    }
                 })
                 .await?;
             (answer, !ran.get())
@@ -262,13 +264,15 @@ async fn post_batches(
         other => return Err(ApiError::UnsupportedMediaType(other.to_string())),
     };
     let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body| async move {
-        if binary {
-            let batches = wire::decode_binary_encoded(&body)?;
-            ingest_ref.submit_encoded(&who, batches).await
+    write_route(ingest_ref, &req, payload, |who, body, attempt| async move {
+        let batches = if binary {
+            wire::decode_binary_encoded(&body)?
         } else {
-            let batches = wire::decode_json(&body)?;
-            ingest_ref.submit_batches(&who, batches).await
+            crate::api::encode_batches(wire::decode_json(&body)?)
+        };
+        match attempt {
+            Attempt::First => ingest_ref.submit_encoded(&who, batches).await,
+            Attempt::Again => ingest_ref.submit_encoded_again(&who, batches).await,
         }
     })
     .await
@@ -299,7 +303,7 @@ async fn post_capture(
         return Err(ApiError::UnsupportedMediaType(content_type));
     }
     let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body| async move {
+    write_route(ingest_ref, &req, payload, |who, body, _| async move {
         let events = crate::epcis::parse_document(&body, &who.org)?;
         ingest_ref.capture(&who, events).await
     })
@@ -402,10 +406,10 @@ async fn post_device(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body| async move {
+    write_route(ingest_ref, &req, payload, |who, body, attempt| async move {
         let r: RegisterDevice = json_body(&body)?;
         ingest_ref
-            .register_device(&who, &r.device, parse_key(&r.public_key)?)
+            .register_device(&who, &r.device, parse_key(&r.public_key)?, attempt)
             .await
     })
     .await
@@ -421,10 +425,10 @@ async fn post_rotate(
 ) -> Result<HttpResponse, ApiError> {
     let device = req.match_info().get("device").unwrap_or("").to_string();
     let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body| async move {
+    write_route(ingest_ref, &req, payload, |who, body, attempt| async move {
         let r: RotateKey = json_body(&body)?;
         ingest_ref
-            .rotate_key(&who, &device, parse_key(&r.public_key)?)
+            .rotate_key(&who, &device, parse_key(&r.public_key)?, attempt)
             .await
     })
     .await
@@ -440,9 +444,11 @@ async fn post_revoke(
 ) -> Result<HttpResponse, ApiError> {
     let device = req.match_info().get("device").unwrap_or("").to_string();
     let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body| async move {
+    write_route(ingest_ref, &req, payload, |who, body, attempt| async move {
         let r: Revoke = json_body(&body)?;
-        ingest_ref.revoke_device(&who, &device, &r.reason).await
+        ingest_ref
+            .revoke_device(&who, &device, &r.reason, attempt)
+            .await
     })
     .await
 }
@@ -457,9 +463,11 @@ async fn post_reinstate(
 ) -> Result<HttpResponse, ApiError> {
     let device = req.match_info().get("device").unwrap_or("").to_string();
     let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body| async move {
+    write_route(ingest_ref, &req, payload, |who, body, attempt| async move {
         let r: Reinstate = json_body(&body)?;
-        ingest_ref.reinstate_device(&who, &device, &r.reason).await
+        ingest_ref
+            .reinstate_device(&who, &device, &r.reason, attempt)
+            .await
     })
     .await
 }
@@ -473,7 +481,7 @@ async fn post_release(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body| async move {
+    write_route(ingest_ref, &req, payload, |who, body, _| async move {
         let r: Release = json_body(&body)?;
         ingest_ref.release_lot(&who, &r.lot, &r.reason).await
     })

@@ -195,6 +195,11 @@ impl Encoded {
         (self.entry, self.bytes)
     }
 
+    /// The entry's id (its Merkle leaf hash), from the bytes it is kept as.
+    pub fn id(&self) -> Digest {
+        entry_id(&self.bytes)
+    }
+
     /// The signed batch of a readings entry.
     pub fn into_signed_batch(self) -> Option<SignedBatch> {
         match self.entry {

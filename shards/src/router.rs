@@ -27,6 +27,21 @@ impl Router {
         // Lemire's multiply-shift: uniform, and no modulo bias worth the name.
         ((u128::from(x) * u128::from(self.shards)) >> 64) as u32
     }
+
+    /// The subjects of `entry`, committed on shard `on`, that are homed on
+    /// another shard, each with its home: one receipt goes to each.
+    pub fn elsewhere<'e>(
+        &self,
+        entry: &'e ledger::Entry,
+        on: u32,
+    ) -> impl Iterator<Item = (&'e str, u32)> + 'e {
+        let router = *self;
+        entry
+            .subjects()
+            .into_iter()
+            .map(move |s| (s, router.shard_for(s)))
+            .filter(move |&(_, home)| home != on)
+    }
 }
 
 #[cfg(test)]

@@ -318,11 +318,7 @@ impl Shard {
             planned.push((index, id));
             let source_index = index;
             index += 1;
-            for subject in entry.subjects() {
-                let home = self.router.shard_for(subject);
-                if home == self.id {
-                    continue;
-                }
+            for (subject, home) in self.router.elsewhere(&entry, self.id) {
                 let n = outbox_len
                     .entry(home)
                     .or_insert_with(|| seq.outbox.get(&home).map_or(0, |v| v.len() as u64));

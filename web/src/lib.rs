@@ -369,7 +369,9 @@ where
     B: serde::de::DeserializeOwned,
     F: FnOnce(&Lineage, &ingest::Principal, B, i64) -> Result<Plan, RecallError>,
 {
-    write_route(&st.ingest, req, payload, |who, body| async move {
+    // A retry after a lost answer (`Attempt::Again`) plans afresh: a recall
+    // change carries its time, and finding the earlier one is not done yet.
+    write_route(&st.ingest, req, payload, |who, body, _attempt| async move {
         let body: B = json_body(&body)?;
         st.change_recall(&who, |g, who, now| plan(g, who, body, now))
             .await
