@@ -64,6 +64,11 @@ pub struct Args {
     /// so signing does not take CPU from the server while it is measured.
     #[arg(long, requires = "rate")]
     presign: bool,
+    /// Send each batch over HTTP with an Idempotency-Key of its own, as the
+    /// partner clients do: the node then records the key's intent and
+    /// answer (two journal flushes) besides the commit.
+    #[arg(long)]
+    keyed: bool,
     /// With `--mqtt`: the bridge's topic prefix.
     #[arg(long, default_value = "coldtrail")]
     prefix: String,
@@ -319,6 +324,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let paced_batches =
         interval.map(|iv| (args.duration.as_secs_f64() / iv.as_secs_f64()) as usize + 2);
     let presign = args.presign;
+    let keyed = args.keyed;
     let senders = per_conn.len() as u32;
     let threads: Vec<_> = per_conn
         .into_iter()
@@ -393,14 +399,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
                             continue;
                         }
                     };
+                    let idempotency_key =
+                        keyed.then(|| format!("loadgen-{run_tag}-{}-{k}", signed.batch.device));
                     // Retry on 429/503: the batch was not written.
                     loop {
                         let t = due.unwrap_or_else(Instant::now);
-                        let mut r = agent
+                        let mut request = agent
                             .post(format!("{base}/v1/batches"))
                             .header("Authorization", format!("Bearer {token}"))
-                            .header("Content-Type", ct)
-                            .send(&body[..])?;
+                            .header("Content-Type", ct);
+                        if let Some(key) = &idempotency_key {
+                            request = request.header("Idempotency-Key", key);
+                        }
+                        let mut r = request.send(&body[..])?;
                         let status = r.status().as_u16();
                         if status == 201 {
                             let us = t.elapsed().as_micros() as u64;
