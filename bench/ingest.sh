@@ -91,6 +91,9 @@ print(f"binary: {b['readings_per_s']:,.0f} readings/s ({b['readings_per_s']/pg:.
 print(f"json:   {j['readings_per_s']:,.0f} readings/s ({j['readings_per_s']/pg:.2f}x PostgreSQL COPY), p99 {j['p99_ms']:.2f} ms at full load")
 print(f"half of binary peak ({h['readings_per_s']:,.0f} readings/s): ack p50 {h['p50_ms']:.2f} ms, p90 {h['p90_ms']:.2f} ms, p99 {h['p99_ms']:.2f} ms, max {h['max_ms']:.2f} ms")
 print(f"half of binary peak, pre-signed ({p['readings_per_s']:,.0f} readings/s): ack p50 {p['p50_ms']:.2f} ms, p90 {p['p90_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms, max {p['max_ms']:.2f} ms")
+# The client's own part: how late its paced senders were, and the p99 counted
+# from each request's actual send instead of from when it was due.
+print(f"  client: senders late by p99 {p['late_p99_ms']:.2f} ms; ack p99 from the send {p['p99_from_send_ms']:.2f} ms")
 # Where a slow acknowledgement's time went: waiting on the log's queue (behind
 # another group's commit), the fsync itself, head signing, segment rolls.
 for name, label in [("coldtrail_store_queue_wait_seconds", "queue wait"),

@@ -178,6 +178,37 @@ impl Logger {
     }
 }
 
+/// Acknowledgement latencies of a run, in µs.
+struct Latencies {
+    /// From when each batch was due (paced) or sent (unpaced): the figure
+    /// reported, so a slow answer also counts against the batches it held up.
+    from_due: Histogram<u64>,
+    /// From when the request went out: without the sender's own lateness.
+    from_send: Histogram<u64>,
+    /// How late paced senders were (woken late, or held up by a slow answer).
+    late: Histogram<u64>,
+}
+
+impl Latencies {
+    fn new() -> Result<Latencies> {
+        let h = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3);
+        Ok(Latencies {
+            from_due: h()?,
+            from_send: h()?,
+            late: h()?,
+        })
+    }
+
+    fn record(&mut self, due: Option<Instant>, sent: Instant) -> Result<()> {
+        let us = |d: Duration| (d.as_micros() as u64).max(1);
+        let due = due.unwrap_or(sent);
+        self.from_due.record(us(due.elapsed()))?;
+        self.from_send.record(us(sent.elapsed()))?;
+        self.late.record(us(sent.saturating_duration_since(due)))?;
+        Ok(())
+    }
+}
+
 /// An HTTP agent that hands 4xx/5xx answers back instead of failing.
 pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -292,9 +323,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         v
     };
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
+    let hist = Arc::new(Mutex::new(Latencies::new()?));
     let readings = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -387,14 +416,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     let (base, token) = match transport.as_ref() {
                         Transport::Http { base, token } => (base, token),
                         Transport::Mqtt(mqtt) => {
-                            let t = due.unwrap_or_else(Instant::now);
+                            let sent = Instant::now();
                             let id = format!(
                                 "{}-{k}",
                                 signed.batch.device.replace(['/', '+', '#'], "_")
                             );
                             mqtt.send(&id, body)?;
-                            let us = t.elapsed().as_micros() as u64;
-                            hist.lock().expect("histogram lock").record(us.max(1))?;
+                            hist.lock().expect("histogram lock").record(due, sent)?;
                             readings.fetch_add(batch as u64, Ordering::Relaxed);
                             continue;
                         }
@@ -403,7 +431,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         keyed.then(|| format!("loadgen-{run_tag}-{}-{k}", signed.batch.device));
                     // Retry on 429/503: the batch was not written.
                     loop {
-                        let t = due.unwrap_or_else(Instant::now);
                         let mut request = agent
                             .post(format!("{base}/v1/batches"))
                             .header("Authorization", format!("Bearer {token}"))
@@ -411,11 +438,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         if let Some(key) = &idempotency_key {
                             request = request.header("Idempotency-Key", key);
                         }
+                        let sent = Instant::now();
                         let mut r = request.send(&body[..])?;
                         let status = r.status().as_u16();
                         if status == 201 {
-                            let us = t.elapsed().as_micros() as u64;
-                            hist.lock().expect("histogram lock").record(us.max(1))?;
+                            hist.lock().expect("histogram lock").record(due, sent)?;
                             readings.fetch_add(batch as u64, Ordering::Relaxed);
                             break;
                         }
@@ -442,16 +469,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         t.join().expect("load thread")?;
     }
     let secs = started.elapsed().as_secs_f64();
-    let h = hist.lock().expect("histogram lock");
+    let latencies = hist.lock().expect("histogram lock");
+    let h = &latencies.from_due;
     let n = readings.load(Ordering::Relaxed);
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
     if args.json {
         println!(
             "{}",
             serde_json::json!({
                 "format": args.format, "presigned": args.presign, "transport": if args.mqtt.is_some() { "mqtt" } else { "http" }, "readings": n, "seconds": secs, "readings_per_s": n as f64 / secs,
                 "batches": h.len(), "refused_429_503": refused.load(Ordering::Relaxed),
-                "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0
+                "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0,
+                "p99_from_send_ms": p99(&latencies.from_send), "late_p99_ms": p99(&latencies.late)
             })
         );
     } else {
@@ -471,6 +501,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             ms(0.99),
             h.max() as f64 / 1000.0
         );
+        if args.rate.is_some() {
+            println!(
+                "  of which         p99 {:.2} ms from the send itself; senders late by p99 {:.2} ms",
+                p99(&latencies.from_send),
+                p99(&latencies.late)
+            );
+        }
         println!("  refused (retried) {}", refused.load(Ordering::Relaxed));
     }
     Ok(ExitCode::SUCCESS)
