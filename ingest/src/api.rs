@@ -396,9 +396,7 @@ impl Ingest {
                 })
                 .collect(),
             receipts: c.receipts.len(),
-            already_captured: Vec::new(),
-            capture_id: None,
-            recall: None,
+            ..WriteResult::default()
         })
     }
 
@@ -562,11 +560,7 @@ impl Ingest {
         self.writer(who)?;
         let (batches, messages): (Vec<&SignedBatch>, Vec<Digest>) = encoded
             .iter()
-            .map(|e| {
-                e.signed_batch().ok_or_else(|| {
-                    ApiError::InvalidBody("only device batches are submitted here".into())
-                })
-            })
+            .map(batch_of)
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .unzip();
@@ -649,13 +643,7 @@ impl Ingest {
                 .map(|c| (dev, c))
         });
         let results = futures_util::future::join_all(commits).await;
-        let mut out = WriteResult {
-            entries: Vec::new(),
-            receipts: 0,
-            already_captured: Vec::new(),
-            capture_id: None,
-            recall: None,
-        };
+        let mut out = WriteResult::default();
         let mut failure = None;
         for r in results {
             match r {
@@ -722,11 +710,7 @@ impl Ingest {
     /// Where `e`, a device batch of the caller's organisation, is committed,
     /// if it is.
     fn committed_batch(&self, who: &Principal, e: &Encoded) -> Result<Option<Written>, ApiError> {
-        let Some((sb, _)) = e.signed_batch() else {
-            return Err(ApiError::InvalidBody(
-                "only device batches are submitted here".into(),
-            ));
-        };
+        let (sb, _) = batch_of(e)?;
         let device = sb.batch.device.as_str();
         self.identity
             .read()
@@ -770,13 +754,7 @@ impl Ingest {
             return Err(ApiError::UnknownOrganisation(who.org.clone()));
         }
         let _guard = self.capture_lock.lock().await;
-        let mut out = WriteResult {
-            entries: Vec::new(),
-            receipts: 0,
-            already_captured: Vec::new(),
-            capture_id: None,
-            recall: None,
-        };
+        let mut out = WriteResult::default();
         let mut new = Vec::new();
         {
             let events = self.events.read().expect("events lock");
@@ -935,6 +913,12 @@ fn verify_signatures(
         }
     }
     Ok(())
+}
+
+/// The signed batch `e` holds (and its signed message), or why it is refused.
+fn batch_of(e: &Encoded) -> Result<(&SignedBatch, Digest), ApiError> {
+    e.signed_batch()
+        .ok_or_else(|| ApiError::InvalidBody("only device batches are submitted here".into()))
 }
 
 /// `e` with the time it was made zeroed: two attempts at one change differ
