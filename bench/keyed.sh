@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Keyed against unkeyed writes (Idempotency-Key), for one or more server
+# binaries, alternated over 3 rounds: a fresh node per binary and round, then
+#   1. pre-signed binary batches paced at RATE readings/s, 16 connections,
+#      without and with --keyed;
+#   2. one connection unpaced (a serial client, as the MQTT bridge is),
+#      without and with --keyed.
+# The load generator is always this checkout's release build (it has --keyed).
+#
+#   bench/keyed.sh RATE SECONDS [SERVER_BINARY...]   (default: this build)
+#
+# Prints one JSON line per run, prefixed with round, binary and mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rate=${1:?RATE readings/s}; secs=${2:?SECONDS per run}; shift 2
+cargo build --release --quiet
+lg=${CARGO_TARGET_DIR:-target}/release/coldtrail
+[ $# -gt 0 ] || set -- "$lg"
+org=urn:epc:id:sgln:0614141.00001.0
+work=
+server=
+cleanup() {
+  if [ -n "$server" ]; then kill -INT "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  if [ -n "$work" ]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
+for round in 1 2 3; do
+  for bin in "$@"; do
+    work=$(mktemp -d)
+    $bin org add --data-dir "$work/node" --gln $org --name Bench --role carrier >/dev/null
+    token=$($bin token issue --data-dir "$work/node" --org $org 2>/dev/null)
+    RUST_LOG=warn $bin serve --data-dir "$work/node" --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
+    server=$!
+    for _ in $(seq 100); do grep -q http:// "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
+    base=$(grep -o 'http://[0-9.:]*' "$work/serve.log" | head -1)
+    for keyed in "" "--keyed"; do
+      r=$($lg loadgen --target "$base" --token "$token" --duration "${secs}s" --format binary --rate "$rate" --presign $keyed --json)
+      echo "round=$round bin=$bin paced keyed=${keyed:-no} $r"
+    done
+    for keyed in "" "--keyed"; do
+      r=$($lg loadgen --target "$base" --token "$token" --duration "${secs}s" --format binary --connections 1 --devices 32 $keyed --json)
+      echo "round=$round bin=$bin serial keyed=${keyed:-no} $r"
+    done
+    kill -INT "$server"; wait "$server" || true; server=
+    rm -rf "$work"; work=
+  done
+done
