@@ -10,6 +10,8 @@
 //! one BLAKE3 chunk, and never panics on any input (sizes, indices and proof
 //! lengths are all checked before use).
 
+use std::ops::Range;
+
 use crate::hash::{Digest, Domain};
 
 /// A hash function in the RFC 9162 tree shape.
@@ -53,6 +55,19 @@ impl MerkleHasher for Blake3Merkle {
     }
     fn empty_root() -> Digest {
         Domain::Merkle.hash(&[])
+    }
+}
+
+impl Blake3Merkle {
+    /// The leaf hash of the entry at `entry` in `buf`, hashed where it lies:
+    /// the byte in front of it (in a block, the end of its length) is
+    /// overwritten with the leaf prefix, which saves readers of many entries
+    /// the copy [`MerkleHasher::hash_leaf`] makes. `None` when `entry` starts
+    /// at 0 or runs past `buf`.
+    pub fn hash_leaf_in_place(buf: &mut [u8], entry: Range<usize>) -> Option<Digest> {
+        let prefixed = buf.get_mut(entry.start.checked_sub(1)?..entry.end)?;
+        prefixed[0] = 0x00;
+        Some(Domain::Merkle.hash(prefixed))
     }
 }
 
@@ -683,12 +698,30 @@ mod tests {
             for piece in data.chunks(100) {
                 streamed.update(piece);
             }
+            let streamed = *streamed.finalize().as_bytes();
+            assert_eq!(Blake3Merkle::hash_leaf(&data).0, streamed, "{len} bytes");
+            // As a block holds it: behind a length, in a longer buffer.
+            let mut block = vec![0xff; 3];
+            block.extend_from_slice(&data);
+            block.push(0xee);
+            let end = block.len() - 1;
             assert_eq!(
-                Blake3Merkle::hash_leaf(&data).0,
-                *streamed.finalize().as_bytes(),
-                "{len} bytes"
+                Blake3Merkle::hash_leaf_in_place(&mut block, 3..end).map(|d| d.0),
+                Some(streamed),
+                "{len} bytes in place"
             );
         }
+    }
+
+    #[test]
+    fn an_entry_without_room_for_its_prefix_is_not_hashed_in_place() {
+        let mut buf = vec![1, 2, 3];
+        assert_eq!(Blake3Merkle::hash_leaf_in_place(&mut buf, 0..2), None);
+        assert_eq!(Blake3Merkle::hash_leaf_in_place(&mut buf, 1..4), None);
+        assert_eq!(
+            Blake3Merkle::hash_leaf_in_place(&mut buf, 1..3),
+            Some(Blake3Merkle::hash_leaf(&[2, 3]))
+        );
     }
 
     #[test]

@@ -5,12 +5,20 @@
 //! The audit stops at the first problem and names where it is: the file, and
 //! where it applies the segment, the block (by offset and entry range) and
 //! the entry. Memory stays bounded: the tree is folded as a compact range
-//! (one hash per level), and files are streamed.
+//! (one hash per level), derived files are streamed, and segments are read
+//! whole, the next while this one is checked (two at most in memory).
+//!
+//! Every core hashes: blocks are checksummed, decompressed and their entries
+//! hashed in parallel, and handed to the checks, which run in log order, as
+//! they are ready (see [`Pipeline`]).
 
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{BufReader, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread::Thread;
 
 use ed25519_dalek::VerifyingKey;
 
@@ -19,7 +27,7 @@ use super::format::{
     self, BlockLoc, FrameHeader, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use super::StoreError;
-use crate::entry::{entry_id, kind_label, ENCODING_VERSION};
+use crate::entry::{kind_label, ENCODING_VERSION};
 use crate::hash::Digest;
 use crate::head::{log_id, SignedTreeHead};
 use crate::merkle::{Blake3Merkle, MerkleHasher};
@@ -182,7 +190,12 @@ fn frames(bytes: &[u8]) -> Vec<(usize, Result<FrameHeader, &'static str>)> {
     out
 }
 
-fn hash_block(bytes: &[u8], pos: usize, h: &Result<FrameHeader, &'static str>) -> BlockWork {
+fn hash_block(
+    bytes: &[u8],
+    pos: usize,
+    h: &Result<FrameHeader, &'static str>,
+    raw: &mut Vec<u8>,
+) -> BlockWork {
     let Ok(h) = h else { return BlockWork::NotRead };
     let end = pos + h.frame_len() as usize;
     if end > bytes.len() {
@@ -192,59 +205,123 @@ fn hash_block(bytes: &[u8], pos: usize, h: &Result<FrameHeader, &'static str>) -
     if !h.check(payload) {
         return BlockWork::BadChecksum;
     }
-    let raw = match format::decompress_block(h, payload) {
-        Ok(r) => r,
-        Err(w) => return BlockWork::Bad(w),
-    };
-    let entries = match format::split_entries(h, &raw) {
-        Ok(e) => e,
+    if let Err(w) = format::decompress_block_into(h, payload, raw) {
+        return BlockWork::Bad(w);
+    }
+    let spans = match format::entry_spans(h, raw) {
+        Ok(s) => s,
         Err(w) => return BlockWork::Bad(w),
     };
     let mut kinds = [0u64; KIND_SLOTS];
-    let leaves = entries
-        .iter()
-        .map(|e| {
-            let slot = match e {
-                [ENCODING_VERSION, k, ..] if kind_label(*k).is_some() => *k as usize,
-                _ => KIND_SLOTS - 1,
-            };
-            kinds[slot] += 1;
-            entry_id(e)
-        })
-        .collect();
+    let mut leaves = Vec::with_capacity(spans.len());
+    for span in spans {
+        let slot = match raw[span.clone()] {
+            [ENCODING_VERSION, k, ..] if kind_label(k).is_some() => k as usize,
+            _ => KIND_SLOTS - 1,
+        };
+        kinds[slot] += 1;
+        // Every entry follows its length, so there is room for the prefix.
+        match Blake3Merkle::hash_leaf_in_place(raw, span) {
+            Some(leaf) => leaves.push(leaf),
+            None => return BlockWork::Bad("an entry has no length in front of it"),
+        }
+    }
     BlockWork::Good { leaves, kinds }
 }
 
-/// Checks checksums, decompresses and hashes every block, on every core.
-fn hash_blocks(
-    bytes: &[u8],
-    frames: &[(usize, Result<FrameHeader, &'static str>)],
-) -> Vec<BlockWork> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || frames.len() < 2 {
-        return frames
-            .iter()
-            .map(|(pos, h)| hash_block(bytes, *pos, h))
-            .collect();
+/// A segment's blocks hashed on every core and handed to the auditor in
+/// block order. The auditor's checks of block i (which must run in order)
+/// overlap the hashing of the blocks after it, and when block i is not ready
+/// the auditor hashes an unclaimed block itself rather than wait.
+struct Pipeline<'s> {
+    bytes: &'s [u8],
+    frames: &'s [(usize, Result<FrameHeader, &'static str>)],
+    work: Vec<Mutex<Option<BlockWork>>>,
+    /// The next block nobody has started hashing.
+    claimed: AtomicUsize,
+    /// The block the auditor sleeps waiting for (`usize::MAX`: none).
+    awaited: AtomicUsize,
+    auditor: Thread,
+    /// A hashing thread panicked (a bug): the auditor must not wait for it.
+    failed: AtomicBool,
+}
+
+impl<'s> Pipeline<'s> {
+    fn new(bytes: &'s [u8], frames: &'s [(usize, Result<FrameHeader, &'static str>)]) -> Self {
+        Pipeline {
+            bytes,
+            frames,
+            work: frames.iter().map(|_| Mutex::new(None)).collect(),
+            claimed: AtomicUsize::new(0),
+            awaited: AtomicUsize::new(usize::MAX),
+            auditor: std::thread::current(),
+            failed: AtomicBool::new(false),
+        }
     }
-    let per = frames.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = frames
-            .chunks(per)
-            .map(|chunk| {
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|(pos, h)| hash_block(bytes, *pos, h))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("hashing threads do not panic"))
-            .collect()
-    })
+
+    /// Hashes the next unclaimed block; false when every block is claimed.
+    fn hash_next(&self, raw: &mut Vec<u8>) -> bool {
+        let i = self.claimed.fetch_add(1, Ordering::SeqCst);
+        let Some((pos, h)) = self.frames.get(i) else {
+            return false;
+        };
+        let work = hash_block(self.bytes, *pos, h, raw);
+        *self.work[i].lock().expect("no lock holder panics") = Some(work);
+        if self.awaited.load(Ordering::SeqCst) == i {
+            self.auditor.unpark();
+        }
+        true
+    }
+
+    /// A hashing thread's loop.
+    fn hash_all(&self) {
+        struct OnPanic<'a, 's>(&'a Pipeline<'s>);
+        impl Drop for OnPanic<'_, '_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.failed.store(true, Ordering::SeqCst);
+                    self.0.auditor.unpark();
+                }
+            }
+        }
+        let _wake_the_auditor = OnPanic(self);
+        let mut raw = Vec::new();
+        while self.hash_next(&mut raw) {}
+    }
+
+    /// Block `i`'s work, hashing other blocks meanwhile; called by the
+    /// auditor's thread, for each block in order.
+    fn take(&self, i: usize, raw: &mut Vec<u8>) -> BlockWork {
+        let ready = || self.work[i].lock().expect("no lock holder panics").take();
+        loop {
+            if let Some(w) = ready() {
+                return w;
+            }
+            if self.hash_next(raw) {
+                continue;
+            }
+            // Every block is claimed and block i is being hashed elsewhere.
+            // Announce the wait before looking again, so that the hasher
+            // either sees it (and unparks) or finished before the look.
+            self.awaited.store(i, Ordering::SeqCst);
+            if let Some(w) = ready() {
+                self.awaited.store(usize::MAX, Ordering::SeqCst);
+                return w;
+            }
+            assert!(
+                !self.failed.load(Ordering::SeqCst),
+                "a hashing thread panicked"
+            );
+            std::thread::park();
+            self.awaited.store(usize::MAX, Ordering::SeqCst);
+        }
+    }
+
+    /// Stops the hashing threads after the blocks they are on (the audit
+    /// found a problem, or the log's end).
+    fn stop(&self) {
+        self.claimed.store(self.frames.len(), Ordering::SeqCst);
+    }
 }
 
 /// The first of `heads` whose signature does not verify under `key`, and
@@ -333,6 +410,8 @@ struct Auditor<'a> {
     nodes_behind: bool,
     /// A torn, never-acknowledged write was found at the log's end.
     torn_tail: bool,
+    /// The auditor's thread's buffer for decompressed blocks.
+    raw: Vec<u8>,
 }
 
 type Check = Result<(), Problem>;
@@ -378,6 +457,7 @@ pub fn audit_log(dir: &Path, progress: &dyn AuditProgress) -> Result<AuditReport
         leaves_behind: false,
         nodes_behind: false,
         torn_tail: false,
+        raw: Vec::new(),
     };
     if let Err(p) = a.run() {
         a.report.problem = Some(p);
@@ -426,20 +506,40 @@ impl Auditor<'_> {
         self.load_heads()?;
         self.check_heads_up_to(0)?;
         let segments = list_segments(self.dir).map_err(|e| problem(".", e.to_string()))?;
-        for (i, &n) in segments.iter().enumerate() {
-            if n != i as u64 {
-                return Err(problem(
-                    &format::segment_name(i as u64),
-                    "segment is missing",
-                ));
+        // The next segment is read while this one is checked (reading is
+        // most of a core's time at a segment's start, while the others wait);
+        // at most two segments are in memory.
+        let dir = self.dir;
+        std::thread::scope(|s| {
+            let (ready, read) = std::sync::mpsc::sync_channel(0);
+            let numbers = segments.clone();
+            s.spawn(move || {
+                for n in numbers {
+                    if ready
+                        .send(fs::read(dir.join(format::segment_name(n))))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            for (i, &n) in segments.iter().enumerate() {
+                if n != i as u64 {
+                    return Err(problem(
+                        &format::segment_name(i as u64),
+                        "segment is missing",
+                    ));
+                }
+                let first = self.frontier.size;
+                let bytes = read.recv().expect("the reader sends every segment");
+                self.segment(n, i + 1 == segments.len(), bytes)?;
+                if i + 1 < segments.len() {
+                    self.sealed_ids(n, first)?;
+                }
+                self.report.segments += 1;
             }
-            let first = self.frontier.size;
-            self.segment(n, i + 1 == segments.len())?;
-            if i + 1 < segments.len() {
-                self.sealed_ids(n, first)?;
-            }
-            self.report.segments += 1;
-        }
+            Ok(())
+        })?;
         let entries = self.frontier.size;
         self.report.entries = entries;
         if !self.index_behind && self.index.read != self.index.len {
@@ -621,13 +721,13 @@ impl Auditor<'_> {
         Ok(())
     }
 
-    fn segment(&mut self, n: u64, last: bool) -> Check {
+    fn segment(&mut self, n: u64, last: bool, bytes: std::io::Result<Vec<u8>>) -> Check {
         let name = format::segment_name(n);
         let seg_problem = |what: String| Problem {
             segment: Some(n),
             ..problem(&name, what)
         };
-        let bytes = fs::read(self.dir.join(&name)).map_err(|e| seg_problem(e.to_string()))?;
+        let bytes = bytes.map_err(|e| seg_problem(e.to_string()))?;
         if last && bytes.len() < SEGMENT_HEADER_LEN && self.indexed_block(n).is_none() {
             self.recoverable(
                 &name,
@@ -651,10 +751,49 @@ impl Auditor<'_> {
         }
         self.progress.advance(SEGMENT_HEADER_LEN as u64);
         let frames = frames(&bytes);
-        let work = hash_blocks(&bytes, &frames);
-        // Stored bytes, not counting zeros made ready for appends.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pipe = Pipeline::new(&bytes, &frames);
+        let stored_bytes = std::thread::scope(|s| {
+            let pipe = &pipe;
+            for _ in 1..threads.min(frames.len()) {
+                s.spawn(move || pipe.hash_all());
+            }
+            let checked = self.blocks(n, last, &bytes, pipe);
+            pipe.stop();
+            checked
+        })?;
+        // A segment cut short at a block boundary: the index still lists
+        // blocks in it.
+        if let Some(loc) = self.next_index_peek().and_then(|r| BlockLoc::decode(&r)) {
+            if loc.segment == n {
+                return Err(Problem {
+                    segment: Some(n),
+                    block: Some((loc.offset, loc.first_index, loc.end_index())),
+                    ..problem(
+                        &name,
+                        "block listed in the index is missing: the segment was cut short",
+                    )
+                });
+            }
+        }
+        self.report.bytes += stored_bytes as u64;
+        Ok(())
+    }
+
+    /// Checks a segment's blocks in order, as the pipeline hands them over;
+    /// returns the segment's stored bytes (zeros made ready for appends not
+    /// counted).
+    fn blocks(
+        &mut self,
+        n: u64,
+        last: bool,
+        bytes: &[u8],
+        pipe: &Pipeline<'_>,
+    ) -> Result<usize, Problem> {
+        let name = format::segment_name(n);
         let mut stored_bytes = bytes.len();
-        for ((pos, parsed), work) in frames.into_iter().zip(work) {
+        for (b, &(pos, parsed)) in pipe.frames.iter().enumerate() {
+            let work = pipe.take(b, &mut self.raw);
             let expect_first = self.frontier.size;
             // A write that failed at the log's very end was never
             // acknowledged (nothing lists it, nothing valid follows it):
@@ -832,22 +971,7 @@ impl Auditor<'_> {
             self.report.entry_bytes += u64::from(h.raw_len);
             self.progress.advance(end as u64 - pos as u64);
         }
-        // A segment cut short at a block boundary: the index still lists
-        // blocks in it.
-        if let Some(loc) = self.next_index_peek().and_then(|r| BlockLoc::decode(&r)) {
-            if loc.segment == n {
-                return Err(Problem {
-                    segment: Some(n),
-                    block: Some((loc.offset, loc.first_index, loc.end_index())),
-                    ..problem(
-                        &name,
-                        "block listed in the index is missing: the segment was cut short",
-                    )
-                });
-            }
-        }
-        self.report.bytes += stored_bytes as u64;
-        Ok(())
+        Ok(stored_bytes)
     }
 
     /// A sealed segment's ids file must hold exactly its entries' ids, sorted.

@@ -15,6 +15,8 @@
 //! rebuilt from them when they are behind; the segments and `heads` are the
 //! record.
 
+use std::ops::Range;
+
 use ed25519_dalek::VerifyingKey;
 
 use crate::hash::{Digest, Domain};
@@ -243,27 +245,51 @@ impl FrameHeader {
 
 /// Decompresses a checked payload into its raw entry stream.
 pub fn decompress_block(h: &FrameHeader, payload: &[u8]) -> Result<Vec<u8>, &'static str> {
-    let raw = lz4_flex::block::decompress(payload, h.raw_len as usize)
-        .map_err(|_| "block payload does not decompress")?;
-    if raw.len() != h.raw_len as usize {
-        return Err("block payload decompresses to another length than its header says");
-    }
+    let mut raw = Vec::new();
+    decompress_block_into(h, payload, &mut raw)?;
     Ok(raw)
 }
 
-/// Splits a raw entry stream into the header's `count` entries, borrowed.
-pub fn split_entries<'a>(h: &FrameHeader, raw: &'a [u8]) -> Result<Vec<&'a [u8]>, &'static str> {
+/// [`decompress_block`] into `raw`, which is reused: readers of many blocks
+/// (the audit) keep one buffer rather than fault in and zero a fresh one per
+/// block.
+pub fn decompress_block_into(
+    h: &FrameHeader,
+    payload: &[u8],
+    raw: &mut Vec<u8>,
+) -> Result<(), &'static str> {
+    raw.resize(h.raw_len as usize, 0);
+    let n = lz4_flex::block::decompress_into(payload, raw)
+        .map_err(|_| "block payload does not decompress")?;
+    if n != raw.len() {
+        return Err("block payload decompresses to another length than its header says");
+    }
+    Ok(())
+}
+
+/// Where each of the header's `count` entries lies in a raw entry stream.
+/// Each starts after its length, so never at 0.
+pub fn entry_spans(h: &FrameHeader, raw: &[u8]) -> Result<Vec<Range<usize>>, &'static str> {
     let mut r = crate::codec::Reader::new(raw);
     let mut out = Vec::with_capacity(h.count as usize);
     for _ in 0..h.count {
         let e = r
             .bytes("entry")
             .map_err(|_| "block payload holds fewer entries than its header says")?;
-        out.push(e);
+        let end = raw.len() - r.remaining();
+        out.push(end - e.len()..end);
     }
     r.finish()
         .map_err(|_| "block payload has bytes after its last entry")?;
     Ok(out)
+}
+
+/// Splits a raw entry stream into the header's `count` entries, borrowed.
+pub fn split_entries<'a>(h: &FrameHeader, raw: &'a [u8]) -> Result<Vec<&'a [u8]>, &'static str> {
+    Ok(entry_spans(h, raw)?
+        .into_iter()
+        .map(|span| &raw[span])
+        .collect())
 }
 
 /// Decompresses a checked payload and splits it into owned entries.
