@@ -223,6 +223,48 @@ fn a_damaged_block_before_valid_ones_refuses_to_open() {
     assert!(err.to_string().contains("checksum"), "{err}");
 }
 
+/// Blocks are hashed on every core and may finish in any order; the audit
+/// must still name the first damaged block of the log, whichever thread
+/// found which first.
+#[test]
+fn of_several_damaged_blocks_the_first_is_named() {
+    let clean = fixture();
+    let mut segments: Vec<PathBuf> = files(clean.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    let first_seg = &segments[1];
+    let first_blocks = blocks(&fs::read(first_seg).unwrap());
+    assert!(first_blocks.len() >= 8, "{} blocks", first_blocks.len());
+    let last_blocks = blocks(&fs::read(segments.last().unwrap()).unwrap());
+    let mid = first_blocks.len() / 2;
+    for (early, late) in [(1, first_blocks.len() - 1), (mid, mid + 1)] {
+        let work = tempfile::tempdir().unwrap();
+        copy_dir(clean.path(), work.path());
+        let damage = |seg: &Path, block: (usize, usize)| {
+            let path = work.path().join(seg.file_name().unwrap());
+            let mut bytes = fs::read(&path).unwrap();
+            bytes[block.1 - 1] ^= 0x55;
+            fs::write(&path, &bytes).unwrap();
+        };
+        // The later damage first, in the last segment and later in this one.
+        damage(segments.last().unwrap(), last_blocks[0]);
+        damage(first_seg, first_blocks[late]);
+        damage(first_seg, first_blocks[early]);
+        let problem = audit(work.path()).problem.expect("damage found");
+        assert_eq!(
+            (problem.file.as_str(), problem.block.map(|b| b.0 as usize)),
+            (
+                first_seg.file_name().unwrap().to_str().unwrap(),
+                Some(first_blocks[early].0)
+            ),
+            "{problem}"
+        );
+        assert!(problem.what.contains("checksum"), "{problem}");
+    }
+}
+
 #[test]
 fn a_damaged_indexed_block_is_never_handed_out() {
     let dir = fixture();
