@@ -516,7 +516,12 @@ impl Mutation {
         let st = state(ctx);
         let r = st
             .ingest
-            .release_lot(&caller(ctx).0, &lot, &reason)
+            .release_lot(
+                &caller(ctx).0,
+                &lot,
+                &reason,
+                ingest::idempotency::Attempt::First,
+            )
             .await
             .map_err(refusal)?;
         let w = r

@@ -238,7 +238,12 @@ impl Ingest {
             explanation: format!("reinstated by {}: {reason}", who.org),
             evidence: Vec::new(),
         });
-        if let Some(done) = self.committed_change(attempt, who, device, &entry)? {
+        if let Some(done) = self.committed_change(
+            attempt,
+            self.last_device_change(who, device),
+            device,
+            &entry,
+        )? {
             return Ok(done);
         }
         if self
@@ -260,6 +265,7 @@ impl Ingest {
         who: &Principal,
         lot: &str,
         reason: &str,
+        attempt: Attempt,
     ) -> Result<WriteResult, ApiError> {
         if who.role == Role::Partner {
             return Err(ApiError::Forbidden(
@@ -267,16 +273,7 @@ impl Ingest {
             ));
         }
         let _guard = self.registry_lock.lock().await;
-        if !self
-            .identity
-            .read()
-            .expect("identity lock")
-            .quarantined
-            .contains_key(lot)
-        {
-            return Err(ApiError::NotQuarantined(lot.to_string()));
-        }
-        let v = RuleVerdict {
+        let entry = Entry::Verdict(RuleVerdict {
             rule: "quarantine_release".into(),
             subject: lot.to_string(),
             kind: VerdictKind::Release,
@@ -284,8 +281,24 @@ impl Ingest {
             to_ms: None,
             explanation: format!("released from quarantine by {}: {reason}", who.org),
             evidence: Vec::new(),
+        });
+        let (quarantined, last) = {
+            let id = self.identity.read().expect("identity lock");
+            (
+                id.quarantined.contains_key(lot),
+                id.lot_changes.get(lot).cloned(),
+            )
         };
-        self.commit(lot, vec![Entry::Verdict(v)], lot).await
+        // The release an earlier attempt committed (the same caller and
+        // reason: both are in its explanation) is answered, not refused as
+        // no longer quarantined.
+        if let Some(done) = self.committed_change(attempt, last, lot, &entry)? {
+            return Ok(done);
+        }
+        if !quarantined {
+            return Err(ApiError::NotQuarantined(lot.to_string()));
+        }
+        self.commit(lot, vec![entry], lot).await
     }
 
     /// Records a recall change (opened, widened, closed) on `home`'s shard,
@@ -417,7 +430,12 @@ impl Ingest {
             public_key: public_key.to_bytes(),
             at_ms: now_ms(),
         });
-        if let Some(done) = self.committed_change(attempt, who, device, &entry)? {
+        if let Some(done) = self.committed_change(
+            attempt,
+            self.last_device_change(who, device),
+            device,
+            &entry,
+        )? {
             return Ok(done);
         }
         {
@@ -485,7 +503,12 @@ impl Ingest {
             .expect("identity lock")
             .device_of(&who.org, device)?;
         let entry = Entry::Identity(change(who.org.clone(), device.to_string(), now_ms()));
-        if let Some(done) = self.committed_change(attempt, who, device, &entry)? {
+        if let Some(done) = self.committed_change(
+            attempt,
+            self.last_device_change(who, device),
+            device,
+            &entry,
+        )? {
             return Ok(done);
         }
         self.commit(&who.org, vec![entry], device).await
@@ -493,32 +516,19 @@ impl Ingest {
 
     /// For a retry whose earlier attempt may have committed
     /// ([`Attempt::Again`]): the answer that attempt would have given, if
-    /// `change` is the last entry `device`'s state rests on (the same change
-    /// but for its time). Called under `registry_lock`, so no other change
-    /// to the device runs meanwhile. A change made since the attempt (a
-    /// rule's suspension, say) hides it; the retry then runs as a new
-    /// request.
+    /// `change` is `last`, the last entry `subject`'s state rests on (the
+    /// same change but for its time). Called under `registry_lock`, so no
+    /// other change to the subject runs meanwhile. A change made since the
+    /// attempt (a rule's suspension, say) hides it; the retry then runs as a
+    /// new request.
     fn committed_change(
         &self,
         attempt: Attempt,
-        who: &Principal,
-        device: &str,
+        last: Option<EntryRef>,
+        subject: &str,
         change: &Entry,
     ) -> Result<Option<WriteResult>, ApiError> {
-        if attempt == Attempt::First {
-            return Ok(None);
-        }
-        let last = match self
-            .identity
-            .read()
-            .expect("identity lock")
-            .devices
-            .get(device)
-        {
-            Some(d) if d.org == who.org => d.entries.last().cloned(),
-            _ => None,
-        };
-        let Some(at) = last else {
+        let Some(at) = last.filter(|_| attempt == Attempt::Again) else {
             return Ok(None);
         };
         let entry = self.entry_decoded(at.shard, at.index)?;
@@ -530,11 +540,25 @@ impl Ingest {
                 shard: at.shard,
                 index: at.index,
                 id: at.id.to_hex(),
-                subject: device.to_string(),
+                subject: subject.to_string(),
             }],
             receipts: self.node.router().elsewhere(&entry, at.shard).count(),
             ..WriteResult::default()
         }))
+    }
+
+    /// The last entry a device of `who`'s organisation rests on.
+    fn last_device_change(&self, who: &Principal, device: &str) -> Option<EntryRef> {
+        match self
+            .identity
+            .read()
+            .expect("identity lock")
+            .devices
+            .get(device)
+        {
+            Some(d) if d.org == who.org => d.entries.last().cloned(),
+            _ => None,
+        }
     }
 
     /// Accepts signed device batches, all or none: each must come from a

@@ -67,6 +67,9 @@ pub struct IdentityState {
     pub devices: HashMap<String, Device>,
     /// Lots in quarantine (recorded by the rules' policies): lot -> why.
     pub quarantined: HashMap<String, String>,
+    /// Where each lot's last quarantine or release was committed: a release
+    /// retried after its answer was lost is recognised by it.
+    pub lot_changes: HashMap<String, EntryRef>,
     /// What was folded about devices before their registration was. A
     /// device's readings and suspensions are homed on its own shard, its
     /// registration on its organisation's, and a start reads the shards one
@@ -97,6 +100,21 @@ impl IdentityState {
                 if matches!(v.kind, VerdictKind::Suspend | VerdictKind::Reinstate) =>
             {
                 &v.subject
+            }
+            Entry::Verdict(v)
+                if matches!(v.kind, VerdictKind::Quarantine | VerdictKind::Release) =>
+            {
+                // A lot's changes are all on its home shard, and the
+                // follower may apply one the write path already applied:
+                // the later entry is kept.
+                let newer = self
+                    .lot_changes
+                    .get(&v.subject)
+                    .is_none_or(|last| last.shard != at.shard || last.index < at.index);
+                if newer {
+                    self.lot_changes.insert(v.subject.clone(), at);
+                }
+                return;
             }
             _ => return,
         };
@@ -362,5 +380,36 @@ mod tests {
             s.device_of("org", "x"),
             Err(ApiError::UnknownDevice(_))
         ));
+    }
+
+    #[test]
+    fn a_lots_last_quarantine_or_release_is_where_it_was_committed() {
+        let verdict = |kind| {
+            Entry::Verdict(RuleVerdict {
+                rule: "r".into(),
+                subject: "lot".into(),
+                kind,
+                from_ms: 0,
+                to_ms: None,
+                explanation: "why".into(),
+                evidence: Vec::new(),
+            })
+        };
+        let at = |index| EntryRef {
+            shard: 1,
+            index,
+            id: ledger::Digest([index as u8; 32]),
+        };
+        let mut s = IdentityState::default();
+        s.apply(&verdict(VerdictKind::Quarantine), at(4));
+        assert_eq!(s.lot_changes["lot"], at(4));
+        assert!(s.quarantined.contains_key("lot"));
+        s.apply(&verdict(VerdictKind::Breach), at(6));
+        s.apply(&verdict(VerdictKind::Release), at(7));
+        assert_eq!(s.lot_changes["lot"], at(7));
+        assert!(!s.quarantined.contains_key("lot"));
+        // The follower may apply what the write path already applied.
+        s.apply(&verdict(VerdictKind::Release), at(7));
+        assert_eq!(s.lot_changes["lot"], at(7));
     }
 }

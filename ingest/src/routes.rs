@@ -481,9 +481,11 @@ async fn post_release(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body, _| async move {
+    write_route(ingest_ref, &req, payload, |who, body, attempt| async move {
         let r: Release = json_body(&body)?;
-        ingest_ref.release_lot(&who, &r.lot, &r.reason).await
+        ingest_ref
+            .release_lot(&who, &r.lot, &r.reason, attempt)
+            .await
     })
     .await
 }
