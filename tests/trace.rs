@@ -322,6 +322,100 @@ fn investigators_trace_the_contaminated_lot_over_http_with_proofs() {
     .assert_problem(404, "not_found");
 }
 
+/// A recall change whose answer a crash lost (committed, its answer never
+/// recorded) is answered, on a retry under the same Idempotency-Key, with the
+/// change it made: no second recall is opened, a widening is not made twice,
+/// and a closing is not refused as already closed.
+#[test]
+fn a_keyed_retry_of_a_recall_change_whose_answer_a_crash_lost_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let investigator = support::token(dir.path(), support::ORG, "investigator");
+    let world = fixtures::generate(7, fixtures::Scale::Tiny, chrono_day("2026-11-01"));
+    let lot = world.truth.contaminated_lot.clone();
+    let journal = dir.path().join("idempotency.jsonl");
+    let send = |base: &str, path: &str, body: &serde_json::Value, key: &str| {
+        post(
+            base,
+            path,
+            Some(&investigator),
+            "application/json",
+            body.to_string().as_bytes(),
+            Some(key),
+        )
+    };
+    // Sends under `key`, drops that answer from the journal (what a crash
+    // right after the commit leaves: the key's intent, no answer), and
+    // retries on the restarted node, which it returns.
+    let lost_and_retried = |path: &str, body: serde_json::Value, key: &str| {
+        let server = Server::start(dir.path());
+        let first = send(&server.base, path, &body, key);
+        assert_eq!(first.status, 201, "{}", first.body);
+        server.stop();
+        let text = std::fs::read_to_string(&journal).unwrap();
+        let answer = |l: &&str| l.contains(&format!("{key}\"")) && l.contains("\"status\":201");
+        assert_eq!(text.lines().filter(answer).count(), 1, "{text}");
+        let kept: Vec<&str> = text.lines().filter(|l| !answer(l)).collect();
+        std::fs::write(&journal, format!("{}\n", kept.join("\n"))).unwrap();
+        let server = Server::start(dir.path());
+        let retry = send(&server.base, path, &body, key);
+        assert_eq!(retry.status, 201, "{path}: {}", retry.body);
+        assert_eq!(retry.json(), first.json(), "{path}");
+        (first, server)
+    };
+    let history = |server: &Server, id: &str| -> Vec<String> {
+        get_auth(&server.base, &format!("/v1/recalls/{id}"), &investigator).json()["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["change"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let open = serde_json::json!({"lot": lot, "reason": "retried recall"});
+    let (first, server) = lost_and_retried("/v1/recalls", open.clone(), "open-1");
+    let recall = first.json()["recall"]["recall"].clone();
+    let id = recall["id"].as_str().unwrap().to_string();
+    let ours = get_auth(
+        &server.base,
+        &format!("/v1/recalls?lot={}", encode(&lot)),
+        &investigator,
+    )
+    .json()["recalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["reason"] == "retried recall")
+        .count();
+    assert_eq!(ours, 1, "one recall was opened");
+    server.stop();
+
+    let affected: Vec<&str> = recall["affected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let extra = world
+        .lots
+        .iter()
+        .find(|l| !affected.contains(&l.id.as_str()))
+        .unwrap();
+    let widen = serde_json::json!({"lot": extra.id, "reason": "same line"});
+    let path = format!("/v1/recalls/{id}/widen");
+    let (_, server) = lost_and_retried(&path, widen, "widen-1");
+    assert_eq!(history(&server, &id), ["opened", "widened"]);
+    server.stop();
+
+    let close = serde_json::json!({"reason": "destroyed"});
+    let path = format!("/v1/recalls/{id}/close");
+    let (_, server) = lost_and_retried(&path, close.clone(), "close-1");
+    assert_eq!(history(&server, &id), ["opened", "widened", "closed"]);
+    // A new key is a new request: the recall is closed.
+    send(&server.base, &path, &close, "close-2").assert_problem(409, "recall_closed");
+    server.stop();
+}
+
 fn chrono_day(day: &str) -> i64 {
     let secs = humantime::parse_rfc3339(&format!("{day}T00:00:00Z"))
         .unwrap()

@@ -289,6 +289,60 @@ pub fn close(
     ))
 }
 
+/// A recall change as its caller asks for it, before it is planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ask {
+    Open {
+        lot: String,
+        reason: String,
+    },
+    Widen {
+        id: String,
+        lot: String,
+        reason: String,
+    },
+    Close {
+        id: String,
+        reason: String,
+    },
+}
+
+/// The step an earlier attempt of `ask` by `by` committed, if the graph
+/// shows one, and the recall's home lot: a retry whose answer was lost is
+/// answered with it rather than planned again (which would open a second
+/// recall, or refuse to close a closed one). A change of the same recall by
+/// someone else since hides a widening or closing; the retry then runs as a
+/// new request.
+pub fn committed(lineage: &Lineage, ask: &Ask, by: &str) -> Option<(At, String)> {
+    let same = |s: &Step, change: &str, reason: &str| {
+        s.change == change && s.reason == reason && s.by == by
+    };
+    match ask {
+        // The newest open recall of this very lot that this caller opened
+        // for this reason.
+        Ask::Open { lot, reason } => lineage
+            .recalls()
+            .of_lot(lot)
+            .into_iter()
+            .filter(|r| r.open && lot_key(&r.lot) == lot_key(lot))
+            .filter_map(|r| Some((r.history.first()?, r)))
+            .filter(|(s, _)| same(s, "opened", reason))
+            .max_by_key(|(s, _)| (s.entry.shard, s.entry.index))
+            .map(|(s, r)| (s.entry, r.lot.clone())),
+        Ask::Widen { id, lot, reason } => {
+            let r = lineage.recalls().get(id)?;
+            let last = r.history.last()?;
+            let named = r.affected.iter().any(|l| lot_key(l) == lot_key(lot));
+            (same(last, "widened", reason) && named).then(|| (last.entry, r.lot.clone()))
+        }
+        Ask::Close { id, reason } => {
+            let r = lineage.recalls().get(id)?;
+            let last = r.history.last()?;
+            (!r.open && same(last, "closed", reason)).then(|| (last.entry, r.lot.clone()))
+        }
+    }
+}
+
 fn still_open<'a>(lineage: &'a Lineage, id: &str, reason: &str) -> Result<&'a Recall, RecallError> {
     if reason.trim().is_empty() {
         return Err(RecallError::NoReason);

@@ -412,7 +412,7 @@ async fn recall_change(
 ) -> Answer<RecallChanged> {
     let st = state(ctx);
     let who = &caller(ctx).0;
-    let result = st.change_recall(who, plan).await.map_err(refusal)?;
+    let result = st.change_recall(who, None, plan).await.map_err(refusal)?;
     let w = result.entries.first().ok_or_else(|| {
         refusal(ApiError::Unavailable(
             "the recall entry was not written".into(),

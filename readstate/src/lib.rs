@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use analytics::lineage::Lineage;
 use analytics::readings::{Series, SeriesError};
-use analytics::recall::RecallError;
+use analytics::recall::{Ask, RecallError};
 use analytics::search::SearchIndex;
 use ingest::{ApiError, Ingest, WriteResult};
 /// What the read routes share.
@@ -188,17 +188,61 @@ async fn record(
     };
     let mut g = state.lineage.write().expect("lineage lock");
     g.apply_recall(&at, &change);
-    let id = match &change {
+    result.recall = Some(recall_json(&g, &at, &change, set));
+    Ok(result)
+}
+
+/// The answer a recall change committed at `at` (by an earlier attempt whose
+/// answer was lost) gets: as [`record`] gave it.
+fn committed(
+    state: &ReadState,
+    at: ledger::entry::EntryRef,
+    home: &str,
+    set: Option<analytics::recall::AffectedSet>,
+) -> Result<WriteResult, ApiError> {
+    let entry = state.ingest.entry_decoded(at.shard, at.index)?;
+    let ledger::Entry::Recall(change) = &entry else {
+        return Err(ApiError::Unavailable(format!(
+            "entry {} of shard {} is not the recall change the graph says",
+            at.index, at.shard
+        )));
+    };
+    let g = state.lineage.read().expect("lineage lock");
+    Ok(WriteResult {
+        entries: vec![ingest::Written {
+            shard: at.shard,
+            index: at.index,
+            id: at.id.to_hex(),
+            subject: home.to_string(),
+        }],
+        receipts: state
+            .ingest
+            .node()
+            .router()
+            .elsewhere(&entry, at.shard)
+            .count(),
+        recall: Some(recall_json(&g, &at, change, set)),
+        ..WriteResult::default()
+    })
+}
+
+/// The recall a change belongs to, as it is now, and what the traces its
+/// set came from left out.
+fn recall_json(
+    g: &Lineage,
+    at: &ledger::entry::EntryRef,
+    change: &ledger::entry::RecallChange,
+    set: Option<analytics::recall::AffectedSet>,
+) -> serde_json::Value {
+    let id = match change {
         ledger::entry::RecallChange::Opened { .. } => at.id,
         ledger::entry::RecallChange::Widened { recall, .. }
         | ledger::entry::RecallChange::Closed { recall, .. } => *recall,
     };
-    let recall = g.recalls().get(&id.to_hex()).cloned();
-    result.recall = Some(serde_json::json!({
-        "recall": recall,
+    serde_json::json!({
+        "recall": g.recalls().get(&id.to_hex()),
         "cut": set.map(|s| s.cut).unwrap_or_default(),
-    }));
-    Ok(result)
+    })
 }
 
 /// What a recall change is planned into: the entry, the lot whose shard
@@ -213,9 +257,15 @@ impl ReadState {
     /// Plans and records one recall change in `who`'s name: one change at a
     /// time, planned against the graph once it has read every write
     /// acknowledged before. The HTTP routes and GraphQL's mutations share it.
+    ///
+    /// `again` is what a retry whose earlier attempt may have committed
+    /// ([`Attempt::Again`](ingest::idempotency::Attempt)) asks for: it is
+    /// answered with the change that attempt made, when the graph shows it
+    /// (`analytics::recall::committed`), instead of being planned again.
     pub async fn change_recall<F>(
         &self,
         who: &ingest::Principal,
+        again: Option<Ask>,
         plan: F,
     ) -> Result<WriteResult, ApiError>
     where
@@ -223,10 +273,18 @@ impl ReadState {
     {
         let _one_at_a_time = self.recall_lock.lock().await;
         self.fresh().await?;
-        let (change, home, set) = {
+        let (earlier, planned) = {
             let g = self.lineage.read().expect("lineage lock");
-            plan(&g, who, ingest::api::now_ms()).map_err(recall_error)?
+            let earlier = again.and_then(|ask| analytics::recall::committed(&g, &ask, &who.org));
+            (earlier, plan(&g, who, ingest::api::now_ms()))
         };
+        if let Some((at, home)) = earlier {
+            // Planned again only for what the answer says the traces left
+            // out; a closed recall plans none.
+            let set = planned.ok().and_then(|(_, _, set)| set);
+            return committed(self, at.entry_ref(), &home, set);
+        }
+        let (change, home, set) = planned.map_err(recall_error)?;
         record(self, who, &home, change, set).await
     }
 }

@@ -16,7 +16,8 @@ use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use analytics::lineage::{At, Direction, Limits, Lineage};
-use analytics::recall::RecallError;
+use analytics::recall::{Ask, RecallError};
+use ingest::idempotency::Attempt;
 use ingest::params::QueryParams;
 use ingest::read::ProofJson;
 use ingest::routes::{json_body, write_route};
@@ -359,21 +360,24 @@ pub struct CloseRecall {
 
 /// The frame every recall change over HTTP shares: the write frame
 /// (admission, token, idempotency), then [`ReadState::change_recall`].
-async fn change_recall<B, F>(
+async fn change_recall<B, A, F>(
     st: &ReadState,
     req: &HttpRequest,
     payload: web::Payload,
+    ask: A,
     plan: F,
 ) -> Result<HttpResponse, ApiError>
 where
     B: serde::de::DeserializeOwned,
-    F: FnOnce(&Lineage, &ingest::Principal, B, i64) -> Result<Plan, RecallError>,
+    A: FnOnce(&B) -> Ask,
+    F: FnOnce(&Lineage, &ingest::Principal, &B, i64) -> Result<Plan, RecallError>,
 {
-    // A retry after a lost answer (`Attempt::Again`) plans afresh: a recall
-    // change carries its time, and finding the earlier one is not done yet.
-    write_route(&st.ingest, req, payload, |who, body, _attempt| async move {
+    write_route(&st.ingest, req, payload, |who, body, attempt| async move {
         let body: B = json_body(&body)?;
-        st.change_recall(&who, |g, who, now| plan(g, who, body, now))
+        // A retry after a lost answer is answered with the change its
+        // earlier attempt made, if it made one.
+        let again = (attempt == Attempt::Again).then(|| ask(&body));
+        st.change_recall(&who, again, |g, who, now| plan(g, who, &body, now))
             .await
     })
     .await
@@ -391,11 +395,20 @@ async fn post_recall(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    change_recall(&state, &req, payload, |g, who, r: OpenRecall, now| {
-        let co = r.co_exposure.map(|i| (i.from_ms, i.to_ms));
-        let (change, set) = analytics::recall::open(g, &r.lot, &r.reason, &who.org, now, co)?;
-        Ok((change, r.lot, Some(set)))
-    })
+    change_recall(
+        &state,
+        &req,
+        payload,
+        |r: &OpenRecall| Ask::Open {
+            lot: r.lot.clone(),
+            reason: r.reason.clone(),
+        },
+        |g, who, r, now| {
+            let co = r.co_exposure.as_ref().map(|i| (i.from_ms, i.to_ms));
+            let (change, set) = analytics::recall::open(g, &r.lot, &r.reason, &who.org, now, co)?;
+            Ok((change, r.lot.clone(), Some(set)))
+        },
+    )
     .await
 }
 
@@ -409,11 +422,21 @@ async fn post_widen(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = req.match_info().get("id").unwrap_or("").to_string();
-    change_recall(&state, &req, payload, |g, who, r: WidenRecall, now| {
-        let (change, home, set) =
-            analytics::recall::widen(g, &id, &r.lot, &r.reason, &who.org, now)?;
-        Ok((change, home, Some(set)))
-    })
+    change_recall(
+        &state,
+        &req,
+        payload,
+        |r: &WidenRecall| Ask::Widen {
+            id: id.clone(),
+            lot: r.lot.clone(),
+            reason: r.reason.clone(),
+        },
+        |g, who, r, now| {
+            let (change, home, set) =
+                analytics::recall::widen(g, &id, &r.lot, &r.reason, &who.org, now)?;
+            Ok((change, home, Some(set)))
+        },
+    )
     .await
 }
 
@@ -427,10 +450,19 @@ async fn post_close(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = req.match_info().get("id").unwrap_or("").to_string();
-    change_recall(&state, &req, payload, |g, who, r: CloseRecall, now| {
-        let (change, home) = analytics::recall::close(g, &id, &r.reason, &who.org, now)?;
-        Ok((change, home, None))
-    })
+    change_recall(
+        &state,
+        &req,
+        payload,
+        |r: &CloseRecall| Ask::Close {
+            id: id.clone(),
+            reason: r.reason.clone(),
+        },
+        |g, who, r, now| {
+            let (change, home) = analytics::recall::close(g, &id, &r.reason, &who.org, now)?;
+            Ok((change, home, None))
+        },
+    )
     .await
 }
 
