@@ -333,7 +333,6 @@ fn a_keyed_retry_of_a_recall_change_whose_answer_a_crash_lost_is_answered() {
     let investigator = support::token(dir.path(), support::ORG, "investigator");
     let world = fixtures::generate(7, fixtures::Scale::Tiny, chrono_day("2026-11-01"));
     let lot = world.truth.contaminated_lot.clone();
-    let journal = dir.path().join("idempotency.jsonl");
     let send = |base: &str, path: &str, body: &serde_json::Value, key: &str| {
         post(
             base,
@@ -352,11 +351,7 @@ fn a_keyed_retry_of_a_recall_change_whose_answer_a_crash_lost_is_answered() {
         let first = send(&server.base, path, &body, key);
         assert_eq!(first.status, 201, "{}", first.body);
         server.stop();
-        let text = std::fs::read_to_string(&journal).unwrap();
-        let answer = |l: &&str| l.contains(&format!("{key}\"")) && l.contains("\"status\":201");
-        assert_eq!(text.lines().filter(answer).count(), 1, "{text}");
-        let kept: Vec<&str> = text.lines().filter(|l| !answer(l)).collect();
-        std::fs::write(&journal, format!("{}\n", kept.join("\n"))).unwrap();
+        support::lose_answer(dir.path(), key);
         let server = Server::start(dir.path());
         let retry = send(&server.base, path, &body, key);
         assert_eq!(retry.status, 201, "{path}: {}", retry.body);

@@ -238,12 +238,7 @@ impl Ingest {
             explanation: format!("reinstated by {}: {reason}", who.org),
             evidence: Vec::new(),
         });
-        if let Some(done) = self.committed_change(
-            attempt,
-            self.last_device_change(who, device),
-            device,
-            &entry,
-        )? {
+        if let Some(done) = self.committed_device_change(attempt, who, device, &entry)? {
             return Ok(done);
         }
         if self
@@ -430,12 +425,7 @@ impl Ingest {
             public_key: public_key.to_bytes(),
             at_ms: now_ms(),
         });
-        if let Some(done) = self.committed_change(
-            attempt,
-            self.last_device_change(who, device),
-            device,
-            &entry,
-        )? {
+        if let Some(done) = self.committed_device_change(attempt, who, device, &entry)? {
             return Ok(done);
         }
         {
@@ -503,12 +493,7 @@ impl Ingest {
             .expect("identity lock")
             .device_of(&who.org, device)?;
         let entry = Entry::Identity(change(who.org.clone(), device.to_string(), now_ms()));
-        if let Some(done) = self.committed_change(
-            attempt,
-            self.last_device_change(who, device),
-            device,
-            &entry,
-        )? {
+        if let Some(done) = self.committed_device_change(attempt, who, device, &entry)? {
             return Ok(done);
         }
         self.commit(&who.org, vec![entry], device).await
@@ -547,9 +532,16 @@ impl Ingest {
         }))
     }
 
-    /// The last entry a device of `who`'s organisation rests on.
-    fn last_device_change(&self, who: &Principal, device: &str) -> Option<EntryRef> {
-        match self
+    /// [`Ingest::committed_change`] for a device of `who`'s organisation,
+    /// given the last entry its state rests on.
+    fn committed_device_change(
+        &self,
+        attempt: Attempt,
+        who: &Principal,
+        device: &str,
+        change: &Entry,
+    ) -> Result<Option<WriteResult>, ApiError> {
+        let last = match self
             .identity
             .read()
             .expect("identity lock")
@@ -558,7 +550,8 @@ impl Ingest {
         {
             Some(d) if d.org == who.org => d.entries.last().cloned(),
             _ => None,
-        }
+        };
+        self.committed_change(attempt, last, device, change)
     }
 
     /// Accepts signed device batches, all or none: each must come from a

@@ -529,3 +529,15 @@ pub fn verify_written(base: &str, w: &serde_json::Value) {
     assert_eq!(p["id"], w["id"]);
     verify_proof_answer(&p);
 }
+
+/// Removes the recorded 201 answer to Idempotency-Key `key` from the node's
+/// journal, keeping the key's intent: the state a crash right after the
+/// write committed leaves.
+pub fn lose_answer(dir: &Path, key: &str) {
+    let journal = dir.join("idempotency.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let answer = |l: &&str| l.contains(&format!("{key}\"")) && l.contains("\"status\":201");
+    assert_eq!(text.lines().filter(answer).count(), 1, "{text}");
+    let kept: Vec<&str> = text.lines().filter(|l| !answer(l)).collect();
+    std::fs::write(&journal, format!("{}\n", kept.join("\n"))).unwrap();
+}
