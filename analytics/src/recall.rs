@@ -428,4 +428,86 @@ mod tests {
         );
         assert_eq!(r.all().count(), 1);
     }
+
+    #[test]
+    fn a_retried_change_is_found_only_as_its_callers_last_matching_step() {
+        let by = "urn:epc:id:sgln:0614141.00099.0";
+        let mut g = Lineage::new();
+        let open = |reason: &str| Ask::Open {
+            lot: "A".into(),
+            reason: reason.into(),
+        };
+        assert_eq!(committed(&g, &open("listeria"), by), None);
+        g.apply_recall(
+            &at(1),
+            &RecallChange::Opened {
+                lot: "A".into(),
+                reason: "listeria".into(),
+                by: by.into(),
+                at_ms: 1,
+                affected: vec!["A".into(), "B".into()],
+                evidence: vec![],
+            },
+        );
+        let id = at(1).id.to_hex();
+        let found = Some((At::from(&at(1)), "A".to_string()));
+        assert_eq!(committed(&g, &open("listeria"), by), found);
+        // Another reason, another caller, or a lot it only names: not it.
+        assert_eq!(committed(&g, &open("salmonella"), by), None);
+        assert_eq!(committed(&g, &open("listeria"), "someone else"), None);
+        let of_b = Ask::Open {
+            lot: "B".into(),
+            reason: "listeria".into(),
+        };
+        assert_eq!(committed(&g, &of_b, by), None);
+
+        let widen = Ask::Widen {
+            id: id.clone(),
+            lot: "C".into(),
+            reason: "same line".into(),
+        };
+        assert_eq!(
+            committed(&g, &widen, by),
+            None,
+            "the last step is the opening"
+        );
+        g.apply_recall(
+            &at(2),
+            &RecallChange::Widened {
+                recall: at(1).id,
+                reason: "same line".into(),
+                by: by.into(),
+                at_ms: 2,
+                added: vec!["C".into()],
+                evidence: vec![],
+            },
+        );
+        assert_eq!(
+            committed(&g, &widen, by),
+            Some((At::from(&at(2)), "A".to_string()))
+        );
+
+        let close = Ask::Close {
+            id: id.clone(),
+            reason: "destroyed".into(),
+        };
+        assert_eq!(committed(&g, &close, by), None, "still open");
+        g.apply_recall(
+            &at(3),
+            &RecallChange::Closed {
+                recall: at(1).id,
+                reason: "destroyed".into(),
+                by: by.into(),
+                at_ms: 3,
+            },
+        );
+        assert_eq!(
+            committed(&g, &close, by),
+            Some((At::from(&at(3)), "A".to_string()))
+        );
+        // A step since hides the widening; a closed recall's opening is no
+        // longer a retry's answer.
+        assert_eq!(committed(&g, &widen, by), None);
+        assert_eq!(committed(&g, &open("listeria"), by), None);
+    }
 }
