@@ -22,13 +22,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-org=urn:epc:id:sgln:0614141.00001.0
-$bin org add --data-dir "$work/node" --gln $org --name Bench --role carrier >/dev/null
-token=$($bin token issue --data-dir "$work/node" --org $org 2>/dev/null)
-RUST_LOG=warn $bin serve --data-dir "$work/node" --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
-server=$!
-for _ in $(seq 100); do grep -q http:// "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
-base=$(grep -o 'http://[0-9.:]*' "$work/serve.log" | head -1)
+. bench/node.sh
+start_node "$bin" "$work/node" "$work/serve.log"
 
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 

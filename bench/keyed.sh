@@ -16,7 +16,7 @@ rate=${1:?RATE readings/s}; secs=${2:?SECONDS per run}; shift 2
 cargo build --release --quiet
 lg=${CARGO_TARGET_DIR:-target}/release/coldtrail
 [ $# -gt 0 ] || set -- "$lg"
-org=urn:epc:id:sgln:0614141.00001.0
+. bench/node.sh
 work=
 server=
 cleanup() {
@@ -27,12 +27,7 @@ trap cleanup EXIT
 for round in 1 2 3; do
   for bin in "$@"; do
     work=$(mktemp -d)
-    $bin org add --data-dir "$work/node" --gln $org --name Bench --role carrier >/dev/null
-    token=$($bin token issue --data-dir "$work/node" --org $org 2>/dev/null)
-    RUST_LOG=warn $bin serve --data-dir "$work/node" --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
-    server=$!
-    for _ in $(seq 100); do grep -q http:// "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
-    base=$(grep -o 'http://[0-9.:]*' "$work/serve.log" | head -1)
+    start_node "$bin" "$work/node" "$work/serve.log"
     for keyed in "" "--keyed"; do
       r=$($lg loadgen --target "$base" --token "$token" --duration "${secs}s" --format binary --rate "$rate" --presign $keyed --json)
       echo "round=$round bin=$bin paced keyed=${keyed:-no} $r"

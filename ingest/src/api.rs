@@ -520,16 +520,23 @@ impl Ingest {
         if untimed(&entry) != untimed(change) {
             return Ok(None);
         }
-        Ok(Some(WriteResult {
+        Ok(Some(self.answer_committed(&at, subject, &entry)))
+    }
+
+    /// The answer a write of the one entry `entry`, committed at `at`, gave:
+    /// where it is, and the receipts it made. For retries whose earlier
+    /// attempt committed and lost its answer.
+    pub fn answer_committed(&self, at: &EntryRef, subject: &str, entry: &Entry) -> WriteResult {
+        WriteResult {
             entries: vec![Written {
                 shard: at.shard,
                 index: at.index,
                 id: at.id.to_hex(),
                 subject: subject.to_string(),
             }],
-            receipts: self.node.router().elsewhere(&entry, at.shard).count(),
+            receipts: self.node.router().elsewhere(entry, at.shard).count(),
             ..WriteResult::default()
-        }))
+        }
     }
 
     /// [`Ingest::committed_change`] for a device of `who`'s organisation,

@@ -207,23 +207,10 @@ fn committed(
             at.index, at.shard
         )));
     };
+    let mut result = state.ingest.answer_committed(&at, home, &entry);
     let g = state.lineage.read().expect("lineage lock");
-    Ok(WriteResult {
-        entries: vec![ingest::Written {
-            shard: at.shard,
-            index: at.index,
-            id: at.id.to_hex(),
-            subject: home.to_string(),
-        }],
-        receipts: state
-            .ingest
-            .node()
-            .router()
-            .elsewhere(&entry, at.shard)
-            .count(),
-        recall: Some(recall_json(&g, &at, change, set)),
-        ..WriteResult::default()
-    })
+    result.recall = Some(recall_json(&g, &at, change, set));
+    Ok(result)
 }
 
 /// The recall a change belongs to, as it is now, and what the traces its
