@@ -410,7 +410,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                                 tokens.investigator,
                                 world.truth.contaminated_lot
                             );
-                            println!("  GraphQL         {base}/graphql   (GraphiQL: open it in a browser, add the header {{\"Authorization\": \"Bearer {}\"}})", tokens.investigator);
+                            println!("  GraphQL         {base}/graphql   (GraphiQL: open it in a browser and give it the token {})", tokens.investigator);
                             println!(
                                 "  ask GraphQL     curl -s -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' {base}/graphql -d '{{\"query\":\"{{ lot(epc: \\\"{}\\\") {{ holder {{ name }} status {{ quarantined recalled }} breaches {{ totalCount edges {{ node {{ rule explanation }} }} }} }} }}\"}}'",
                                 tokens.investigator,

@@ -161,6 +161,10 @@ pub async fn run_server(
         schema: graphql::schema(Some((Arc::clone(&read), notices)), gql),
         state: Arc::clone(&read),
         limits: gql,
+        console: graphql::Console {
+            html: ::web::console::page("/graphql").into(),
+            policy: ::web::console::POLICY,
+        },
     };
     let app_ingest = Arc::clone(&ingest);
     let server = HttpServer::new(move || {

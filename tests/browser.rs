@@ -65,16 +65,35 @@ impl Driver {
 
     /// A headless session the size of a phone, reading `lang` first.
     async fn session(&self, lang: &str) -> Client {
+        // A phone: desktop windows cannot be narrower than 500 px.
+        let phone = json!({ "deviceMetrics": { "width": 412, "height": 1400, "pixelRatio": 1 } });
+        self.session_with(lang, json!({ "mobileEmulation": phone }))
+            .await
+    }
+
+    /// A headless session with a desktop's window (an investigator's).
+    async fn desktop(&self) -> Client {
+        self.session_with("en", json!({ "args": ["--window-size=1400,900"] }))
+            .await
+    }
+
+    /// A headless session with `options` added to chromium's.
+    async fn session_with(&self, lang: &str, options: Value) -> Client {
+        let mut chrome = json!({
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions"],
+            "prefs": { "intl.accept_languages": lang },
+        });
+        for (k, v) in options.as_object().unwrap() {
+            match (&mut chrome[k], v) {
+                (Value::Array(a), Value::Array(more)) => a.extend(more.iter().cloned()),
+                (slot, v) => *slot = v.clone(),
+            }
+        }
         let caps = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions"],
-                // A phone: desktop windows cannot be narrower than 500 px.
-                "mobileEmulation": { "deviceMetrics": { "width": 412, "height": 1400, "pixelRatio": 1 } },
-                "prefs": { "intl.accept_languages": lang },
-            },
+            "goog:chromeOptions": chrome,
             "goog:loggingPrefs": { "browser": "ALL" },
         });
         let Value::Object(caps) = caps else {
@@ -602,6 +621,144 @@ async fn the_browser_verifier_agrees_with_the_published_vectors() {
 /// Not a test: the time in Chromium from navigation until every fact is
 /// verified, against first contentful paint in the same loads (the page is
 /// readable before the verifier runs). Prints figures for BENCHMARKS.md:
+/// Waits until `script` returns something other than null, and returns it.
+async fn wait_for(c: &Client, what: &str, script: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = c.execute(script, vec![]).await.unwrap();
+        if !v.is_null() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An investigator opens /graphql, gives their token in the form the page
+/// asks with, and runs the query the console starts with: the answer is the
+/// API's own. The console comes from the node alone (GraphiQL and React are
+/// its assets; no other origin is asked for anything) and runs under its
+/// Content-Security-Policy without a console error (its schema introspection
+/// was authorised, or it would have logged a 401). Without a token, the
+/// answer says how to give one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graphql_console_runs_a_query_from_the_node_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let token = support::token(dir.path(), support::ORG, "investigator");
+    let server = Server::start(dir.path());
+    let driver = Driver::start();
+    let c = driver.desktop().await;
+
+    c.goto(&format!("{}/graphql", server.base)).await.unwrap();
+    let input = c
+        .find(fantoccini::Locator::Css("form#token input[name=token]"))
+        .await
+        .expect("the page asks for a token");
+    input.send_keys(&token).await.unwrap();
+    c.find(fantoccini::Locator::Css("form#token button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        "GraphiQL's editors",
+        "return document.querySelector('.graphiql-query-editor .CodeMirror') ? true : null",
+    )
+    .await;
+    let query = c
+        .execute(
+            "return document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let query = query.as_str().unwrap().to_string();
+    assert!(query.contains("breaches"), "the starting query: {query}");
+
+    // Runs the query in the editor, with `headers` put in the Headers tab
+    // first if given, and returns the result pane's JSON once it changes.
+    async fn run(c: &Client, headers: Option<&str>) -> Value {
+        c.execute(
+            "const tool = document.querySelector('section.graphiql-editor-tool');
+             const open = tool.getAttribute('aria-label');
+             if (open !== 'Headers') throw new Error(`the ${open} tab is open: the Headers tab should be`);
+             const shown = [...tool.querySelectorAll('.graphiql-editor')].filter(e => !e.classList.contains('hidden'));
+             if (shown.length !== 1) throw new Error(`${shown.length} editors shown in the Headers tab`);
+             const editor = shown[0].querySelector('.CodeMirror').CodeMirror;
+             if (arguments[0] !== null) editor.setValue(arguments[0]);
+             const result = document.querySelector('.result-window .CodeMirror');
+             if (result) result.CodeMirror.setValue('');
+             document.querySelector('.graphiql-execute-button').click();",
+            vec![json!(headers)],
+        )
+        .await
+        .unwrap();
+        let text = wait_for(
+            c,
+            "the query's answer",
+            "const r = document.querySelector('.result-window .CodeMirror');
+             const t = r && r.CodeMirror.getValue();
+             return t && t.trim().startsWith('{') ? t : null;",
+        )
+        .await;
+        serde_json::from_str(text.as_str().unwrap()).unwrap()
+    }
+
+    let headers = c
+        .execute(
+            "return document.querySelector('section.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror').CodeMirror.getValue()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let headers: Value = serde_json::from_str(headers.as_str().unwrap()).unwrap();
+    assert_eq!(
+        headers,
+        json!({ "Authorization": format!("Bearer {token}") }),
+        "the Headers tab holds the token given"
+    );
+    let answer = run(&c, None).await;
+    screenshot(&c, "graphql-console").await;
+    let direct =
+        support::post_json(&server.base, "/graphql", &token, &json!({ "query": query })).json();
+    assert!(answer["errors"].is_null(), "the console's answer: {answer}");
+    assert!(
+        answer["data"]["breaches"]["totalCount"].as_u64().unwrap() > 0,
+        "the tiny world has breaches: {answer}"
+    );
+    assert_eq!(answer, direct, "the console shows the API's answer");
+    // Before the refusal below, which the browser logs as a failed load (401).
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
+    let refused = run(&c, Some(r#"{"Authorization": "Bearer "}"#)).await;
+    let message = refused["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.to_lowercase().contains("token"),
+        "without a token the answer says to give one: {refused}"
+    );
+
+    let loaded = c
+        .execute(
+            "return [location.href, ...performance.getEntriesByType('resource').map(e => e.name)]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let loaded: Vec<String> = serde_json::from_value(loaded).unwrap();
+    assert!(loaded.len() >= 6, "the page and its scripts: {loaded:?}");
+    for url in &loaded {
+        assert!(
+            url.starts_with(&format!("{}/", server.base)),
+            "the console loads only from the node: {url}"
+        );
+    }
+    c.close().await.unwrap();
+}
+
 /// `cargo test --release --test browser -- --ignored --nocapture time_to_verified`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark; prints figures"]

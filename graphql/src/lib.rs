@@ -19,7 +19,6 @@ use actix_web::web::{self, ServiceConfig};
 use actix_web::{guard, HttpRequest, HttpResponse, Responder};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
-use async_graphql::http::GraphiQLSource;
 use async_graphql::{Context, Data, Schema, ServerError, ValidationResult};
 use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
 use chrono::{DateTime, Utc};
@@ -259,12 +258,23 @@ pub(crate) async fn lot_readings(
     Ok(all.into_iter().map(Series).collect())
 }
 
-/// What the server mounts: the schema and the state it answers from.
+/// What the server mounts: the schema, the state it answers from, and the
+/// console page browsers get.
 #[derive(Clone)]
 pub struct Endpoint {
     pub schema: CtSchema,
     pub state: Arc<ReadState>,
     pub limits: Limits,
+    pub console: Console,
+}
+
+/// The page `GET /graphql` answers a browser with (GraphiQL; the binary
+/// passes `web::console`'s, which serves its scripts), and the
+/// Content-Security-Policy it runs under.
+#[derive(Clone)]
+pub struct Console {
+    pub html: Arc<str>,
+    pub policy: &'static str,
 }
 
 /// Registers `POST /graphql` (queries, mutations), `GET /graphql`
@@ -354,18 +364,14 @@ async fn post_graphql(
     GraphQLResponse::from(response).respond_to(&req)
 }
 
-/// GraphiQL: a browser page that asks for a token and sends it as
-/// `Authorization: Bearer …`.
-async fn graphiql() -> HttpResponse {
+/// The console (GraphiQL), in which an investigator puts their token in the
+/// Headers tab as `Authorization: Bearer …`.
+async fn graphiql(ep: web::Data<Endpoint>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql")
-                .title("coldtrail GraphQL")
-                .finish(),
-        )
+        .insert_header((header::CONTENT_SECURITY_POLICY, ep.console.policy))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(ep.console.html.to_string())
 }
 
 /// Subscriptions over WebSocket. The token comes as the upgrade request's

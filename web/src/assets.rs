@@ -1,7 +1,8 @@
-//! The browser verifier's files, compiled into the binary: the product runs
-//! without a JavaScript build step or anything installed beside it.
-//! `assets/verify.js` and `assets/proof.js` are ours; `assets/vendor/` holds
-//! the noble libraries as published on npm, refreshed by
+//! The browser verifier's and the GraphQL console's files, compiled into the
+//! binary: the product runs without a JavaScript build step or anything
+//! installed beside it. `assets/verify.js`, `assets/proof.js` and
+//! `assets/console.*` are ours; `assets/vendor/` holds the noble libraries,
+//! GraphiQL and React as published on npm, refreshed by
 //! `assets/vendor/refresh.sh` at pinned versions (see `vendor/VERSIONS`).
 
 use actix_web::http::header;
@@ -33,14 +34,29 @@ const FILES: &[(&str, &str)] = files!(
     "vendor/noble-hashes/LICENSE",
     "vendor/noble-ed25519/index.js",
     "vendor/noble-ed25519/LICENSE",
+    "console.js",
+    "console.css",
+    "vendor/graphiql/react.production.min.js",
+    "vendor/graphiql/react-dom.production.min.js",
+    "vendor/graphiql/graphiql.min.js",
+    "vendor/graphiql/graphiql.min.css",
+    "vendor/graphiql/LICENSE-graphiql",
+    "vendor/graphiql/LICENSE-react",
     "vendor/VERSIONS",
 );
+
+/// The GraphQL console's files, which a consumer page never loads.
+fn console_file(name: &str) -> bool {
+    name.starts_with("console.") || name.starts_with("vendor/graphiql/")
+}
 
 /// A file's body and media type.
 pub fn file(name: &str) -> Option<(&'static str, &'static str)> {
     let body = FILES.iter().find(|(n, _)| *n == name)?.1;
     let media = if name.ends_with(".js") {
         "text/javascript; charset=utf-8"
+    } else if name.ends_with(".css") {
+        "text/css; charset=utf-8"
     } else {
         "text/plain; charset=utf-8"
     };
@@ -51,13 +67,19 @@ pub fn file(name: &str) -> Option<(&'static str, &'static str)> {
 pub fn script_bytes() -> usize {
     FILES
         .iter()
-        .filter(|(n, _)| n.ends_with(".js"))
+        .filter(|(n, _)| n.ends_with(".js") && !console_file(n))
         .map(|(_, b)| b.len())
         .sum()
 }
 
+/// Compressed for browsers that accept it (gzip): GraphiQL's bundle is
+/// 3.5 MB as published, about a fifth of that compressed.
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
-    cfg.route(&format!("{PREFIX}/{{name:.*}}"), web::get().to(get_asset));
+    cfg.service(
+        web::resource(format!("{PREFIX}/{{name:.*}}"))
+            .wrap(actix_web::middleware::Compress::default())
+            .route(web::get().to(get_asset)),
+    );
 }
 
 async fn get_asset(req: HttpRequest) -> HttpResponse {
@@ -88,6 +110,64 @@ async fn get_asset(req: HttpRequest) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::test as web_test;
+    use actix_web::App;
+    use std::io::Read;
+
+    /// A browser that accepts gzip gets the file gzipped; a client that
+    /// does not gets it as it is; both with the same ETag, and a 304 for it.
+    #[actix_web::test]
+    async fn files_are_gzipped_for_clients_that_accept_it() {
+        let app = web_test::init_service(App::new().configure(configure)).await;
+        let name = "vendor/graphiql/graphiql.min.js";
+        let uri = format!("{PREFIX}/{name}");
+        let (_, body) = file(name).unwrap();
+
+        let res = web_test::call_service(
+            &app,
+            web_test::TestRequest::get()
+                .uri(&uri)
+                .insert_header((header::ACCEPT_ENCODING, "gzip, deflate, br"))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers().get(header::CONTENT_ENCODING).unwrap(), "gzip");
+        // Caches keep the two representations apart by this.
+        assert!(res
+            .headers()
+            .get(header::VARY)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("accept-encoding"));
+        let etag = res.headers().get(header::ETAG).unwrap().clone();
+        let gz = web_test::read_body(res).await;
+        assert!(gz.len() < body.len() / 3, "{} of {}", gz.len(), body.len());
+        let mut plain = String::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut plain)
+            .unwrap();
+        assert!(plain == body, "the gzipped body is the file");
+
+        let res =
+            web_test::call_service(&app, web_test::TestRequest::get().uri(&uri).to_request()).await;
+        assert!(res.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(res.headers().get(header::ETAG).unwrap(), etag);
+        assert!(web_test::read_body(res).await == body.as_bytes());
+
+        let res = web_test::call_service(
+            &app,
+            web_test::TestRequest::get()
+                .uri(&uri)
+                .insert_header((header::ACCEPT_ENCODING, "gzip"))
+                .insert_header((header::IF_NONE_MATCH, etag))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), 304);
+    }
 
     /// Every relative import of a served module is itself served.
     #[test]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 pub mod assets;
 mod cache;
 pub mod catalogue;
+pub mod console;
 pub mod consumer;
 mod epcis;
 
