@@ -118,6 +118,28 @@ fn every_refusal_has_a_stable_code_and_writes_nothing() {
     send(None, "application/json", b"{}").assert_problem(401, "unauthenticated");
     send(Some("ct_00"), "application/json", b"{}").assert_problem(401, "bad_token");
     send(Some(&token), "text/plain", b"hi").assert_problem(415, "unsupported_media_type");
+    // A compressed body is refused as such, not read as garbled JSON (and,
+    // as every refusal here, records nothing: see the sizes at the end).
+    let next = encode_json(&[DeviceClient::new("logger-b", key.clone())
+        .starting_at(10)
+        .sign(readings(10, t0 + 600_000))]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &next).unwrap();
+    let gz = gz.finish().unwrap();
+    for coding in ["gzip", "GZIP", "identity, gzip", "br"] {
+        let r = support::try_post_with(
+            base,
+            "/v1/batches",
+            Some(&token),
+            "application/json",
+            &gz,
+            &[("Content-Encoding", coding)],
+        )
+        .expect("an answer");
+        r.assert_problem(415, "unsupported_content_encoding");
+        assert!(r.body.contains("uncompressed"), "{}", r.body);
+        assert_eq!(r.header("accept-encoding"), Some("identity"), "{coding}");
+    }
     send(Some(&token), "application/json", b"{\"batches\": [")
         .assert_problem(400, "malformed_json");
     send(

@@ -23,6 +23,8 @@ pub enum ApiError {
         "unsupported content type {0:?}; send application/json or application/vnd.coldtrail.batch"
     )]
     UnsupportedMediaType(String),
+    #[error("the body is sent with Content-Encoding {0:?}; this API reads bodies as they are: send it uncompressed, without a Content-Encoding header")]
+    UnsupportedContentEncoding(String),
     #[error("the body is {got} bytes; the limit is {limit} bytes, split it into smaller requests")]
     PayloadTooLarge { got: usize, limit: usize },
     #[error("device {0:?} is not registered; register it with POST /v1/devices first")]
@@ -138,6 +140,7 @@ impl ApiError {
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::InvalidBody(_) => "invalid_body",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::UnsupportedContentEncoding(_) => "unsupported_content_encoding",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnknownDevice(_) => "unknown_device",
             ApiError::WrongOrganisation { .. } => "wrong_organisation",
@@ -201,7 +204,9 @@ impl ResponseError for ApiError {
             | ApiError::InvalidQuery(_)
             | ApiError::QueryTooDeep { .. }
             | ApiError::QueryTooComplex { .. } => StatusCode::BAD_REQUEST,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedContentEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::PayloadTooLarge { .. } | ApiError::QueryTooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -246,6 +251,10 @@ impl ResponseError for ApiError {
         resp.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         if matches!(self, ApiError::Overloaded(_) | ApiError::Unavailable(_)) {
             resp.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if matches!(self, ApiError::UnsupportedContentEncoding(_)) {
+            // The codings it takes (RFC 9110, 12.5.3): none.
+            resp.insert_header((header::ACCEPT_ENCODING, "identity"));
         }
         let mut resp = resp.body(serde_json::to_vec(&body).expect("a problem serialises"));
         resp.extensions_mut().insert(Refusal(self.code()));

@@ -74,11 +74,24 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 /// Reads the body up to the limit, refusing larger ones before reading them.
+/// A body under a content coding (gzip, …) is refused rather than read as
+/// it came: parsed as it is, it would be refused as garbled JSON or a
+/// broken batch, which does not say what is wrong.
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
+    if let Some(coding) = req.headers().get(header::CONTENT_ENCODING) {
+        let coding = String::from_utf8_lossy(coding.as_bytes());
+        let coded = coding
+            .split(',')
+            .map(str::trim)
+            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+        if coded {
+            return Err(ApiError::UnsupportedContentEncoding(coding.into_owned()));
+        }
+    }
     if let Some(len) = req
         .headers()
         .get(header::CONTENT_LENGTH)

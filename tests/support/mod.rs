@@ -386,14 +386,27 @@ pub fn try_post(
     body: &[u8],
     idem: Option<&str>,
 ) -> Option<Reply> {
+    let idem: Vec<_> = idem.map(|k| ("Idempotency-Key", k)).into_iter().collect();
+    try_post_with(base, path, token, content_type, body, &idem)
+}
+
+/// A POST with extra headers, which may not complete.
+pub fn try_post_with(
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Option<Reply> {
     let mut req = agent()
         .post(format!("{base}{path}"))
         .header("Content-Type", content_type);
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bearer {t}"));
     }
-    if let Some(k) = idem {
-        req = req.header("Idempotency-Key", k);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
     req.send(body).ok().map(reply)
 }
