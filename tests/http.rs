@@ -618,6 +618,14 @@ fn the_openapi_document_describes_the_real_routes() {
     let server = Server::start(dir.path());
     let doc = get(&server.base, "/v1/openapi.json");
     assert_eq!(doc.status, 200);
+    // Valid by the specification's own schema, checked in a second language.
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, &doc.body).unwrap();
+    support::python_check(
+        "validate_openapi.py",
+        &[file],
+        "the OpenAPI document is not valid",
+    );
     let doc = doc.json();
     let paths = doc["paths"].as_object().unwrap();
     for must in [
@@ -640,9 +648,26 @@ fn the_openapi_document_describes_the_real_routes() {
         Some("integer") => "1".to_string(),
         _ => "none".to_string(),
     };
+    // Every refusal's code is listed, with its status, in the Problem schema,
+    // and every operation names that schema as its default answer.
+    let problem = &doc["components"]["schemas"]["Problem"];
+    let codes: Vec<&str> = problem["properties"]["code"]["enum"]
+        .as_array()
+        .expect("the codes, listed")
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let listing = problem["properties"]["code"]["description"]
+        .as_str()
+        .unwrap();
     let mut probed = 0;
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
+            assert_eq!(
+                op["responses"]["default"]["content"]["application/problem+json"]["schema"]["$ref"],
+                "#/components/schemas/Problem",
+                "{method} {path}: its refusals"
+            );
             let params = op["parameters"].as_array().cloned().unwrap_or_default();
             let mut url = path.clone();
             let mut query = Vec::new();
@@ -697,12 +722,25 @@ fn the_openapi_document_describes_the_real_routes() {
                 r.body
             );
             assert!(r.status < 500, "{method} {url}: {}", r.body);
+            if let Some(code) = code.filter(|_| r.status >= 400) {
+                assert!(codes.contains(&code.as_str()), "{code} is not listed");
+                let line = format!("- `{code}`: {}", r.status);
+                assert!(listing.contains(&line), "{line} in {listing}");
+            }
             probed += 1;
         }
     }
     assert!(probed >= 15, "probed {probed} documented operations");
     // And an undocumented path really falls back.
     get(&server.base, "/v1/undocumented").assert_problem(404, "no_such_route");
+    for code in [
+        "replayed_sequence",
+        "bad_signature",
+        "overloaded",
+        "no_such_route",
+    ] {
+        assert!(codes.contains(&code), "{code} in {codes:?}");
+    }
 }
 
 #[test]

@@ -131,6 +131,91 @@ struct Problem<'a> {
 }
 
 impl ApiError {
+    /// One refusal of each kind (details left empty): the codes a client
+    /// can meet, for the API's documentation ([`document_problems`]).
+    pub fn kinds() -> Vec<ApiError> {
+        let s = String::new;
+        vec![
+            ApiError::Unauthenticated,
+            ApiError::BadToken,
+            ApiError::Forbidden(s()),
+            ApiError::MalformedJson(s()),
+            ApiError::InvalidBody(s()),
+            ApiError::UnsupportedMediaType(s()),
+            ApiError::UnsupportedContentEncoding(s()),
+            ApiError::PayloadTooLarge { got: 0, limit: 0 },
+            ApiError::UnknownDevice(s()),
+            ApiError::WrongOrganisation {
+                device: s(),
+                org: s(),
+            },
+            ApiError::DeviceExists(s()),
+            ApiError::UnknownOrganisation(s()),
+            ApiError::BadSignature {
+                index: 0,
+                device: s(),
+                at_ms: 0,
+            },
+            ApiError::RevokedKey {
+                device: s(),
+                revoked_at_ms: 0,
+                at_ms: 0,
+            },
+            ApiError::NoKeyAtTime {
+                device: s(),
+                at_ms: 0,
+                valid_from_ms: 0,
+            },
+            ApiError::ReplayedSequence {
+                device: s(),
+                got: 0,
+                expected: 0,
+            },
+            ApiError::ClockInFuture {
+                at_ms: 0,
+                now_ms: 0,
+                slack_ms: 0,
+            },
+            ApiError::InvalidGtin(s()),
+            ApiError::UnknownEventType(s()),
+            ApiError::InvalidIdentifier {
+                id: s(),
+                reason: s(),
+            },
+            ApiError::InvalidEvent(s()),
+            ApiError::IdempotencyKeyReused(s()),
+            ApiError::DuplicateEvent(s()),
+            ApiError::DeviceSuspended {
+                device: s(),
+                reason: s(),
+            },
+            ApiError::NotSuspended(s()),
+            ApiError::NotQuarantined(s()),
+            ApiError::NotFound(s()),
+            ApiError::QueryTooLarge(s()),
+            ApiError::QueryTooDeep { depth: 0, limit: 0 },
+            ApiError::QueryTooComplex {
+                complexity: 0,
+                limit: 0,
+            },
+            ApiError::InvalidQuery(s()),
+            ApiError::QueryTimeout(0),
+            ApiError::RecallClosed(s()),
+            ApiError::InvalidParameter {
+                name: s(),
+                message: s(),
+            },
+            ApiError::NoSuchRoute(s()),
+            ApiError::NoSignedHead {
+                shard: 0,
+                size: 0,
+                next: None,
+            },
+            ApiError::Overloaded(s()),
+            ApiError::Unavailable(s()),
+        ]
+    }
+
     /// The stable code, also the last part of the problem `type`.
     pub fn code(&self) -> &'static str {
         match self {
@@ -262,6 +347,89 @@ impl ResponseError for ApiError {
     }
 }
 
+/// Adds the `Problem` schema to an OpenAPI document, its `code` an enum of
+/// every stable code (with each one's status), and makes it every
+/// operation's `default` response: what a client generated from the
+/// document parses a refusal into. Called on the node's whole document,
+/// once every API's paths are in it.
+pub fn document_problems(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+    let kinds = ApiError::kinds();
+    let codes = kinds
+        .iter()
+        .map(|e| format!("- `{}`: {}", e.code(), e.status_code().as_u16()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+    };
+    let problem = ObjectBuilder::new()
+        .description(Some(
+            "A refusal (RFC 9457, application/problem+json). Branch on `code`; `detail` says what to fix.",
+        ))
+        .property("type", text("`urn:coldtrail:problem:` and the code"))
+        .property("title", text("The HTTP status's reason phrase"))
+        .property(
+            "status",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .description(Some("The HTTP status")),
+        )
+        .property("detail", text("What is wrong, and what to do about it"))
+        .property(
+            "code",
+            text(&format!(
+                "The stable code; each with the status it comes with:\n{codes}"
+            ))
+            .enum_values(Some(kinds.iter().map(|e| e.code()))),
+        )
+        .property(
+            "parameter",
+            text("For `invalid_parameter`: the request parameter at fault"),
+        )
+        .required("type")
+        .required("title")
+        .required("status")
+        .required("detail")
+        .required("code")
+        .build();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .insert("Problem".into(), problem.into());
+    let refusal = ResponseBuilder::new()
+        .description("A refusal: see the `Problem` schema for every code")
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in ops.into_iter().flatten() {
+            op.responses
+                .responses
+                .entry("default".into())
+                .or_insert_with(|| refusal.clone().into());
+        }
+    }
+}
+
 /// The stable code of a refused request, left on its response for the
 /// request log and the refusal counter ([`crate::observe`]).
 #[derive(Debug, Clone, Copy)]
@@ -283,5 +451,65 @@ impl From<shards::ShardError> for ApiError {
             )),
             other => ApiError::Unavailable(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod kinds_tests {
+    use super::*;
+
+    /// `kinds` holds each variant once (the match below must name every
+    /// variant, so a new one cannot be forgotten here), and codes are unique.
+    #[test]
+    fn kinds_lists_every_variant_once() {
+        let slot = |e: &ApiError| match e {
+            ApiError::Unauthenticated => 0,
+            ApiError::BadToken => 1,
+            ApiError::Forbidden(_) => 2,
+            ApiError::MalformedJson(_) => 3,
+            ApiError::InvalidBody(_) => 4,
+            ApiError::UnsupportedMediaType(_) => 5,
+            ApiError::UnsupportedContentEncoding(_) => 6,
+            ApiError::PayloadTooLarge { .. } => 7,
+            ApiError::UnknownDevice(_) => 8,
+            ApiError::WrongOrganisation { .. } => 9,
+            ApiError::DeviceExists(_) => 10,
+            ApiError::UnknownOrganisation(_) => 11,
+            ApiError::BadSignature { .. } => 12,
+            ApiError::RevokedKey { .. } => 13,
+            ApiError::NoKeyAtTime { .. } => 14,
+            ApiError::ReplayedSequence { .. } => 15,
+            ApiError::ClockInFuture { .. } => 16,
+            ApiError::InvalidGtin(_) => 17,
+            ApiError::UnknownEventType(_) => 18,
+            ApiError::InvalidIdentifier { .. } => 19,
+            ApiError::InvalidEvent(_) => 20,
+            ApiError::IdempotencyKeyReused(_) => 21,
+            ApiError::DuplicateEvent(_) => 22,
+            ApiError::DeviceSuspended { .. } => 23,
+            ApiError::NotSuspended(_) => 24,
+            ApiError::NotQuarantined(_) => 25,
+            ApiError::NotFound(_) => 26,
+            ApiError::QueryTooLarge(_) => 27,
+            ApiError::QueryTooDeep { .. } => 28,
+            ApiError::QueryTooComplex { .. } => 29,
+            ApiError::InvalidQuery(_) => 30,
+            ApiError::QueryTimeout(_) => 31,
+            ApiError::RecallClosed(_) => 32,
+            ApiError::InvalidParameter { .. } => 33,
+            ApiError::NoSuchRoute(_) => 34,
+            ApiError::NoSignedHead { .. } => 35,
+            ApiError::Overloaded(_) => 36,
+            ApiError::Unavailable(_) => 37,
+        };
+        const VARIANTS: usize = 38;
+        let kinds = ApiError::kinds();
+        let mut seen = [false; VARIANTS];
+        for e in &kinds {
+            assert!(!std::mem::replace(&mut seen[slot(e)], true), "{e:?} twice");
+        }
+        assert_eq!(kinds.len(), VARIANTS, "every variant is in kinds()");
+        let codes: std::collections::BTreeSet<_> = kinds.iter().map(|e| e.code()).collect();
+        assert_eq!(codes.len(), VARIANTS, "codes are unique");
     }
 }

@@ -422,6 +422,27 @@ pub fn post_json(base: &str, path: &str, token: &str, body: &serde_json::Value) 
     )
 }
 
+/// Runs a second-language check, `tests/tools/TOOL` (Python; `.ci/run`
+/// installs `tests/tools/requirements.txt`), with `args`; panics with its
+/// output, after `what`, unless it succeeds.
+pub fn python_check(tool: &str, args: &[PathBuf], what: &str) {
+    let out = Command::new("python3")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/tools")
+                .join(tool),
+        )
+        .args(args)
+        .output()
+        .expect("python3 runs (with tests/tools/requirements.txt installed, as .ci/run does)");
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A GET with extra headers.
 pub fn get_with(base: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     let mut req = agent().get(format!("{base}{path}"));

@@ -80,6 +80,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ingest::ApiDoc::openapi();
     doc.merge(ReadApi::openapi());
     doc.info.title = "coldtrail API".into();
+    ingest::problem::document_problems(&mut doc);
     doc
 }
 
