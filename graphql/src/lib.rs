@@ -364,8 +364,8 @@ async fn post_graphql(
     GraphQLResponse::from(response).respond_to(&req)
 }
 
-/// The console (GraphiQL), in which an investigator puts their token in the
-/// Headers tab as `Authorization: Bearer …`.
+/// The console (GraphiQL): it asks for the investigator's token, then sends
+/// it as `Authorization: Bearer …` from its Headers tab.
 async fn graphiql(ep: web::Data<Endpoint>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

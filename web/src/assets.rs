@@ -73,7 +73,7 @@ pub fn script_bytes() -> usize {
 }
 
 /// Compressed for browsers that accept it (gzip): GraphiQL's bundle is
-/// 3.5 MB as published, about a fifth of that compressed.
+/// 3.5 MB as published, about a quarter of that compressed.
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
     cfg.service(
         web::resource(format!("{PREFIX}/{{name:.*}}"))
