@@ -163,6 +163,74 @@ fn the_provenance_pages_say_what_the_ledger_says() {
     assert_eq!((status, body.len()), (304, 0));
 }
 
+/// Every answer is gzipped for a client that says it accepts gzip, and
+/// only for it: the same bytes once decompressed, marked `Vary:
+/// Accept-Encoding` so caches keep the two apart; a cached copy's ETag
+/// still gets a 304.
+#[test]
+fn answers_are_gzipped_for_clients_that_accept_it() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let token = support::token(dir.path(), support::ORG, "investigator");
+    let server = Server::start(dir.path());
+    let base = &server.base;
+    let world = fixtures::generate(7, fixtures::Scale::Tiny, START_MS);
+    let lot = &world.truth.contaminated_lot;
+    let auth = format!("Bearer {token}");
+    let trace = format!("/v1/trace?lot={lot}&direction=forward");
+    for (path, accept) in [
+        (path_of(lot), "text/html"),
+        (trace, "application/json"),
+        ("/v1/openapi.json".to_string(), "application/json"),
+        ("/graphql".to_string(), "text/html"),
+        (
+            "/assets/coldtrail/vendor/graphiql/graphiql.min.js".to_string(),
+            "*/*",
+        ),
+    ] {
+        let ask = |gzip: bool| {
+            let mut hs = vec![("Accept", accept), ("Authorization", auth.as_str())];
+            if gzip {
+                hs.push(("Accept-Encoding", "gzip"));
+            }
+            fetch(base, &path, &hs)
+        };
+        let (status, hs, plain) = ask(false);
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(header(&hs, "content-encoding"), None, "{path}");
+        let (status, hs, gz) = ask(true);
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(header(&hs, "content-encoding"), Some("gzip"), "{path}");
+        assert!(
+            hs.iter().any(|(k, v)| k.eq_ignore_ascii_case("vary")
+                && v.to_lowercase().contains("accept-encoding")),
+            "{path}: {hs:?}"
+        );
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped)
+            .unwrap();
+        assert!(
+            unzipped == plain,
+            "{path}: the same bytes once decompressed"
+        );
+        assert!(
+            gz.len() < plain.len(),
+            "{path}: {} bytes gzipped, {} plain",
+            gz.len(),
+            plain.len()
+        );
+    }
+    let asset = "/assets/coldtrail/vendor/graphiql/graphiql.min.js";
+    let (_, hs, _) = fetch(base, asset, &[("Accept-Encoding", "gzip")]);
+    let etag = header(&hs, "etag").expect("an ETag").to_string();
+    let (status, _, body) = fetch(
+        base,
+        asset,
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", &etag)],
+    );
+    assert_eq!((status, body.len()), (304, 0));
+}
+
 #[test]
 fn the_resolver_follows_the_digital_link_standard() {
     let dir = tempfile::tempdir().unwrap();

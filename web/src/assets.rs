@@ -72,14 +72,8 @@ pub fn script_bytes() -> usize {
         .sum()
 }
 
-/// Compressed for browsers that accept it (gzip): GraphiQL's bundle is
-/// 3.5 MB as published, about a quarter of that compressed.
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(
-        web::resource(format!("{PREFIX}/{{name:.*}}"))
-            .wrap(actix_web::middleware::Compress::default())
-            .route(web::get().to(get_asset)),
-    );
+    cfg.route(&format!("{PREFIX}/{{name:.*}}"), web::get().to(get_asset));
 }
 
 async fn get_asset(req: HttpRequest) -> HttpResponse {
@@ -110,64 +104,6 @@ async fn get_asset(req: HttpRequest) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::test as web_test;
-    use actix_web::App;
-    use std::io::Read;
-
-    /// A browser that accepts gzip gets the file gzipped; a client that
-    /// does not gets it as it is; both with the same ETag, and a 304 for it.
-    #[actix_web::test]
-    async fn files_are_gzipped_for_clients_that_accept_it() {
-        let app = web_test::init_service(App::new().configure(configure)).await;
-        let name = "vendor/graphiql/graphiql.min.js";
-        let uri = format!("{PREFIX}/{name}");
-        let (_, body) = file(name).unwrap();
-
-        let res = web_test::call_service(
-            &app,
-            web_test::TestRequest::get()
-                .uri(&uri)
-                .insert_header((header::ACCEPT_ENCODING, "gzip, deflate, br"))
-                .to_request(),
-        )
-        .await;
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.headers().get(header::CONTENT_ENCODING).unwrap(), "gzip");
-        // Caches keep the two representations apart by this.
-        assert!(res
-            .headers()
-            .get(header::VARY)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_lowercase()
-            .contains("accept-encoding"));
-        let etag = res.headers().get(header::ETAG).unwrap().clone();
-        let gz = web_test::read_body(res).await;
-        assert!(gz.len() < body.len() / 3, "{} of {}", gz.len(), body.len());
-        let mut plain = String::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_string(&mut plain)
-            .unwrap();
-        assert!(plain == body, "the gzipped body is the file");
-
-        let res =
-            web_test::call_service(&app, web_test::TestRequest::get().uri(&uri).to_request()).await;
-        assert!(res.headers().get(header::CONTENT_ENCODING).is_none());
-        assert_eq!(res.headers().get(header::ETAG).unwrap(), etag);
-        assert!(web_test::read_body(res).await == body.as_bytes());
-
-        let res = web_test::call_service(
-            &app,
-            web_test::TestRequest::get()
-                .uri(&uri)
-                .insert_header((header::ACCEPT_ENCODING, "gzip"))
-                .insert_header((header::IF_NONE_MATCH, etag))
-                .to_request(),
-        )
-        .await;
-        assert_eq!(res.status(), 304);
-    }
 
     /// Every relative import of a served module is itself served.
     #[test]
