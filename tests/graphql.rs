@@ -457,6 +457,53 @@ fn limits_refuse_with_stable_codes() {
         json!({ "lot": lot }),
     );
     assert_eq!(code(&slow), "query_timeout", "{}", slow.body);
+    server.stop();
+
+    // The body is read only for a valid token, and as the write API reads
+    // one: within the body limit, uncompressed. What is not a GraphQL
+    // request is refused with a code, in a GraphQL answer.
+    let server = Server::start_with(dir.path(), &["--max-body-bytes", "4096"]);
+    let send = |token: Option<&str>, body: &[u8], headers: &[(&str, &str)]| {
+        let r = support::try_post_with(
+            &server.base,
+            "/graphql",
+            token,
+            "application/json",
+            body,
+            headers,
+        )
+        .expect("an answer");
+        (r.status, code(&r))
+    };
+    let big = vec![b' '; 64 << 10];
+    assert_eq!(send(None, &big, &[]), (401, "unauthenticated".into()));
+    assert_eq!(
+        send(Some(&token), &big, &[]),
+        (413, "payload_too_large".into())
+    );
+    assert_eq!(
+        send(Some(&token), b"{\"query\": ", &[]),
+        (400, "malformed_json".into())
+    );
+    assert_eq!(
+        send(Some(&token), br#"{"query": 7}"#, &[]),
+        (400, "invalid_body".into())
+    );
+    let query = br#"{"query": "{ __typename }"}"#;
+    assert_eq!(
+        send(Some(&token), query, &[("Content-Encoding", "gzip")]),
+        (415, "unsupported_content_encoding".into())
+    );
+    let answer = support::try_post_with(
+        &server.base,
+        "/graphql",
+        Some(&token),
+        "application/json",
+        query,
+        &[],
+    )
+    .expect("an answer");
+    assert_eq!(data(&answer), json!({ "__typename": "Query" }));
 }
 
 /// A graphql-transport-ws client over a real WebSocket.

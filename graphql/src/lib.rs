@@ -20,7 +20,7 @@ use actix_web::{guard, HttpRequest, HttpResponse, Responder};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
 use async_graphql::{Context, Data, Schema, ServerError, ValidationResult};
-use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
+use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
 use chrono::{DateTime, Utc};
 use ingest::ApiError;
 use readstate::ReadState;
@@ -294,8 +294,9 @@ pub fn configure(endpoint: Endpoint) -> impl FnOnce(&mut ServiceConfig) {
     }
 }
 
-/// The refusal of a request without a valid token, as a GraphQL answer.
-fn unauthenticated(e: ApiError) -> HttpResponse {
+/// A refusal before the query runs (no valid token, a body that is not a
+/// GraphQL request, a node not ready), as a GraphQL answer.
+fn refused(e: ApiError) -> HttpResponse {
     use actix_web::ResponseError;
     let status = e.status_code();
     HttpResponse::build(status).json(serde_json::json!({
@@ -312,17 +313,29 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// The token is checked before the body is read, and the body is read as
+/// the write API reads one (bounded by the node's body limit, no content
+/// coding): a caller without a token cannot make the node buffer a body.
 async fn post_graphql(
     ep: web::Data<Endpoint>,
     req: HttpRequest,
-    body: GraphQLRequest,
+    payload: web::Payload,
 ) -> HttpResponse {
     let who = match ep.state.ingest.authenticate_request(&req) {
         Ok(w) => w,
-        Err(e) => return unauthenticated(e),
+        Err(e) => return refused(e),
+    };
+    let ingest = &ep.state.ingest;
+    let body = match ingest::routes::read_body(&req, payload, ingest.max_body_bytes()).await {
+        Ok(b) => b,
+        Err(e) => return refused(e),
+    };
+    let request: async_graphql::Request = match ingest::routes::json_body(&body) {
+        Ok(r) => r,
+        Err(e) => return refused(e),
     };
     if let Err(e) = ep.state.fresh().await {
-        return unauthenticated(e);
+        return refused(e);
     }
     let cost = Arc::new(Cost::default());
     let loader = DataLoader::new(
@@ -332,8 +345,7 @@ async fn post_graphql(
         },
         tokio::spawn,
     );
-    let request = body
-        .into_inner()
+    let request = request
         .data(Caller(who))
         .data(Arc::clone(&cost))
         .data(loader);

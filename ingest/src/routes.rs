@@ -77,7 +77,7 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 /// A body under a content coding (gzip, …) is refused rather than read as
 /// it came: parsed as it is, it would be refused as garbled JSON or a
 /// broken batch, which does not say what is wrong.
-async fn read_body(
+pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
