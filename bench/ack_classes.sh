@@ -17,12 +17,8 @@ rounds=${1:-3}; secs=${2:-8}
 cargo build --release --quiet
 bin=${CARGO_TARGET_DIR:-target}/release/coldtrail
 work=$(mktemp -d); server=
-cleanup() {
-  if [ -n "$server" ]; then kill -INT "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
 . bench/node.sh
+trap stop_node_and_clean EXIT
 start_node "$bin" "$work/node" "$work/serve.log"
 
 peak=$($bin loadgen --target "$base" --token "$token" --duration "${secs}s" --format binary --json |

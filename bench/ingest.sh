@@ -16,13 +16,8 @@ cargo build --release --quiet
 bin=${CARGO_TARGET_DIR:-target}/release/coldtrail
 work=$(mktemp -d)
 server=
-cleanup() {
-  if [ -n "$server" ]; then kill -INT "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
 . bench/node.sh
+trap stop_node_and_clean EXIT
 start_node "$bin" "$work/node" "$work/serve.log"
 
 field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }

@@ -19,11 +19,7 @@ lg=${CARGO_TARGET_DIR:-target}/release/coldtrail
 . bench/node.sh
 work=
 server=
-cleanup() {
-  if [ -n "$server" ]; then kill -INT "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  if [ -n "$work" ]; then rm -rf "$work"; fi
-}
-trap cleanup EXIT
+trap stop_node_and_clean EXIT
 for round in 1 2 3; do
   for bin in "$@"; do
     work=$(mktemp -d)

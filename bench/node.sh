@@ -2,6 +2,7 @@
 # free loopback port.
 #
 #   start_node BINARY NODE_DIR LOG    sets token, server (its pid) and base (its URL)
+#   trap stop_node_and_clean EXIT     on exit, stops the node and removes $work
 
 org=urn:epc:id:sgln:0614141.00001.0
 
@@ -13,4 +14,11 @@ start_node() {
   server=$!
   for _ in $(seq 100); do grep -q http:// "$log" 2>/dev/null && break; sleep 0.1; done
   base=$(grep -o 'http://[0-9.:]*' "$log" | head -1)
+}
+
+# Stops the node in `server` (if one runs) and removes the directory in
+# `work` (if set): the bench scripts' exit trap.
+stop_node_and_clean() {
+  if [ -n "${server:-}" ]; then kill -INT "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  if [ -n "${work:-}" ]; then rm -rf "$work"; fi
 }
