@@ -299,9 +299,8 @@ fn finish(report: &Report, shards: Option<usize>) -> Result<ExitCode> {
 }
 
 fn save_state(path: &Path, state: &State) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)
-        .and_then(|_| std::fs::rename(&tmp, path))
+    let bytes = serde_json::to_vec_pretty(state)?;
+    ledger::durable::replace(path, &bytes, ledger::durable::Mode::Shared)
         .with_context(|| format!("writing {}", path.display()))
 }
 

@@ -94,17 +94,17 @@ impl Served {
         // Worlds start on 2026-11-01, except the large one (70 days), which ends
         // a day before today: readings may not be dated ahead of the server clock.
         let start = match scale {
-            fixtures::Scale::Large => (ingest::api::now_ms() / DAY - 71) * DAY,
+            fixtures::Scale::Large => {
+                (ledger::clock::Clock::now_ms(&ledger::clock::SystemClock) / DAY - 71) * DAY
+            }
             _ => 1_793_491_200_000,
         };
         let world = fixtures::generate(7, scale, start);
         let t = Instant::now();
         let node = crate::serve::open_node(dir, Some(2))?;
         crate::demo::write_rules(dir, &world)?;
-        let (token, _) = ingest::TokenStore::new(dir).issue(
-            "urn:epc:id:sgln:0614141.00099.0",
-            ingest::Role::Investigator,
-        )?;
+        let (token, _) = api::TokenStore::new(dir, ledger::clock::system())
+            .issue("urn:epc:id:sgln:0614141.00099.0", api::Role::Investigator)?;
         let rt = tokio::runtime::Runtime::new()?;
         rt.block_on(fixtures::load::into_node(&node, &world, 720))
             .map_err(anyhow::Error::msg)

@@ -273,6 +273,7 @@ impl Config {
             queue_depth: s.queue_depth,
             head_interval: Duration::from_millis(s.head_interval_ms),
             head_gap: Duration::from_millis(s.head_gap_ms),
+            ..ledger::store::StoreConfig::default()
         }
     }
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use api::{Role, TokenStore};
 use fixtures::{generate, Scale, World};
 use indicatif::{ProgressBar, ProgressStyle};
 use ingest::wire::{encode_binary, BINARY_BATCH};
-use ingest::{Role, TokenStore};
 use ledger::entry::{Entry, IdentityChange};
 use shards::Node;
 
@@ -105,7 +105,7 @@ struct Tokens {
 }
 
 async fn provision(node: &Node, world: &World) -> Result<Tokens> {
-    let tokens = TokenStore::new(node.data_dir());
+    let tokens = TokenStore::new(node.data_dir(), std::sync::Arc::clone(node.clock()));
     let entry = Entry::Identity(IdentityChange::OrgRegistered {
         org: INVESTIGATOR.into(),
         name: "Food safety authority (demo)".into(),

@@ -55,20 +55,20 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     use GAUGES as G;
     describe_counter!(
-        ingest::observe::REQUESTS,
+        api::observe::REQUESTS,
         "HTTP requests answered, by method, route pattern and status"
     );
     describe_counter!(
-        ingest::observe::REFUSALS,
+        api::observe::REFUSALS,
         "HTTP requests refused, by the problem's stable code"
     );
     describe_histogram!(
-        ingest::observe::REQUEST_SECONDS,
+        api::observe::REQUEST_SECONDS,
         Unit::Seconds,
         "Time to answer an HTTP request, by route pattern"
     );
     describe_histogram!(
-        ingest::observe::ACK_SECONDS,
+        api::observe::ACK_SECONDS,
         Unit::Seconds,
         "Time from a write's arrival to its acknowledgement (entries durable), by route"
     );
@@ -295,7 +295,7 @@ pub fn configure_starting(cfg: &mut web::ServiceConfig) {
             }),
         )
         .default_service(web::to(|| async {
-            actix_web::ResponseError::error_response(&ingest::ApiError::Unavailable(
+            actix_web::ResponseError::error_response(&api::ApiError::Unavailable(
                 "the node is starting: its logs are opening; retry shortly".into(),
             ))
         }));

@@ -83,10 +83,7 @@ fn send(agent: &ureq::Agent, url: &str, token: &str, body: &[u8]) -> Result<(u16
 
 /// The node's next sequence number for `device`.
 fn next_seq(agent: &ureq::Agent, base: &str, token: &str, device: &str) -> Result<u64> {
-    let url = format!(
-        "{base}/v1/devices/{}",
-        ingest::params::percent_encode(device)
-    );
+    let url = format!("{base}/v1/devices/{}", api::params::percent_encode(device));
     let mut r = agent
         .get(&url)
         .header("Authorization", format!("Bearer {token}"))

@@ -81,7 +81,7 @@ fn record(
 }
 
 pub fn run(cmd: RecallCmd) -> Result<ExitCode> {
-    let now = ingest::api::now_ms();
+    let now = ledger::clock::Clock::now_ms(&ledger::clock::SystemClock);
     match cmd {
         RecallCmd::Open {
             data_dir,

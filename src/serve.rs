@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use anyhow::{Context, Result};
-use ingest::{Ingest, Limits, Role, TokenStore};
+use api::{Role, TokenStore};
+use ingest::{Ingest, Limits};
 use ledger::entry::{Entry, IdentityChange, OrgRole};
 use shards::{Node, NodeConfig};
 
@@ -88,7 +89,7 @@ pub async fn run_server(
     let addr = listener.local_addr()?;
     let starting = HttpServer::new(|| {
         App::new()
-            .wrap(actix_web::middleware::from_fn(ingest::observe::requests))
+            .wrap(actix_web::middleware::from_fn(api::observe::requests))
             .configure(crate::ops::configure_starting)
     })
     .workers(1)
@@ -155,11 +156,20 @@ pub async fn run_server(
         rules: Arc::clone(&consumer.status),
         lineage: Arc::clone(&graph),
     };
-    let read = Arc::new(readstate::ReadState::new(Arc::clone(&ingest), graph).with_rules(rules));
+    let read = Arc::new(
+        readstate::ReadState::new(
+            Arc::clone(&node),
+            Arc::clone(ingest.tokens()),
+            Arc::clone(&ingest) as Arc<dyn api::recall::RecallLedger>,
+            graph,
+        )
+        .with_rules(rules),
+    );
     let (notices, notices_task) = graphql::Notices::follow(Arc::clone(&node))?;
     let endpoint = graphql::Endpoint {
-        schema: graphql::schema(Some((Arc::clone(&read), notices)), gql),
+        schema: graphql::schema(Some((Arc::clone(&read), Arc::clone(&ingest), notices)), gql),
         state: Arc::clone(&read),
+        ingest: Arc::clone(&ingest),
         limits: gql,
         console: graphql::Console {
             html: ::web::console::page("/graphql").into(),
@@ -172,10 +182,14 @@ pub async fn run_server(
             .wrap(actix_web::middleware::from_fn(
                 ingest::routes::detach_writes,
             ))
-            .wrap(actix_web::middleware::from_fn(ingest::observe::requests))
+            .wrap(actix_web::middleware::from_fn(api::observe::requests))
             .configure(crate::ops::configure(running.clone()))
             .configure(ingest::configure(Arc::clone(&app_ingest)))
-            .configure(::web::configure(Arc::clone(&read), web_options.clone()))
+            .configure(::web::configure(
+                Arc::clone(&read),
+                Arc::clone(&app_ingest),
+                web_options.clone(),
+            ))
             .configure(graphql::configure(endpoint.clone()))
             .default_service(web::to(ingest::not_found))
             // Outermost: answers are gzipped for clients that accept it
@@ -366,7 +380,7 @@ pub fn token_issue(data_dir: PathBuf, org: String, role: String) -> Result<ExitC
         }
     };
     std::fs::create_dir_all(&data_dir)?;
-    let (token, record) = TokenStore::new(&data_dir).issue(&org, role)?;
+    let (token, record) = TokenStore::new(&data_dir, ledger::clock::system()).issue(&org, role)?;
     println!("{token}");
     eprintln!(
         "issued a {:?} token for {org}; only its hash {} is stored: keep the token, it is not shown again",
@@ -377,7 +391,7 @@ pub fn token_issue(data_dir: PathBuf, org: String, role: String) -> Result<ExitC
 }
 
 pub fn token_revoke(data_dir: PathBuf, hash: String) -> Result<ExitCode> {
-    let n = TokenStore::new(&data_dir).revoke(&hash)?;
+    let n = TokenStore::new(&data_dir, ledger::clock::system()).revoke(&hash)?;
     println!("revoked {n} token(s)");
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use ingest::params::percent_encode as encode;
+use api::params::percent_encode as encode;
 use serde_json::{json, Value};
 use support::{get, get_auth, post, provision, Server};
 

@@ -180,7 +180,7 @@ fn batches_over_mqtt_are_committed_once_through_a_bridge_crash() {
     let bridge = Bridge::start_crashing(base, &tokens, &client_id, &prefix, Some(7));
     let peer = Peer::connect(&prefix);
     let mut dev = DeviceClient::new(device, key);
-    let start = ingest::api::now_ms() - 12 * 3_600_000;
+    let start = ledger::clock::Clock::now_ms(&ledger::clock::SystemClock) - 12 * 3_600_000;
     const N: i64 = 40;
     const PER: i64 = 15;
     let batch = |dev: &mut DeviceClient, i: i64| dev.sign(readings(PER, start + i * PER * 60_000));
@@ -264,7 +264,7 @@ fn batches_over_mqtt_are_committed_once_through_a_bridge_crash() {
     // reading published.
     let dev_state = support::get_auth(
         base,
-        &format!("/v1/devices/{}", ingest::params::percent_encode(device)),
+        &format!("/v1/devices/{}", api::params::percent_encode(device)),
         &token,
     );
     assert_eq!(dev_state.json()["next_seq"], (N + 1) * PER);

@@ -17,7 +17,7 @@ use ledger::reading::Reading;
 use support::{get, get_auth, get_with, post, provision, register_device, Server, ORG};
 
 fn now_ms() -> i64 {
-    ingest::api::now_ms()
+    ledger::clock::Clock::now_ms(&ledger::clock::SystemClock)
 }
 
 #[test]

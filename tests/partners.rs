@@ -155,7 +155,7 @@ fn partners_md_shows_what_the_code_produces() {
 }
 
 fn now_ms() -> i64 {
-    ingest::api::now_ms()
+    ledger::clock::Clock::now_ms(&ledger::clock::SystemClock)
 }
 
 fn write_readings(path: &Path, n: i64, start_ms: i64) {
@@ -235,7 +235,7 @@ fn the_python_client_sends_batches_and_documents_the_server_accepts() {
     assert_eq!(verify_entries(base, &sent[0]), 1);
     let dev = support::get_auth(
         base,
-        &format!("/v1/devices/{}", ingest::params::percent_encode(device)),
+        &format!("/v1/devices/{}", api::params::percent_encode(device)),
         &token,
     );
     assert_eq!(dev.json()["next_seq"], 300);
@@ -364,7 +364,7 @@ fn coldtrail_push_sends_a_csv_as_its_device() {
     assert_eq!(committed, 3);
     let dev = support::get_auth(
         base,
-        &format!("/v1/devices/{}", ingest::params::percent_encode(device)),
+        &format!("/v1/devices/{}", api::params::percent_encode(device)),
         &token,
     );
     assert_eq!(dev.json()["next_seq"], 2_500);
@@ -392,7 +392,7 @@ fn coldtrail_push_sends_a_csv_as_its_device() {
     );
     let dev = support::get_auth(
         base,
-        &format!("/v1/devices/{}", ingest::params::percent_encode(device)),
+        &format!("/v1/devices/{}", api::params::percent_encode(device)),
         &token,
     );
     assert_eq!(dev.json()["next_seq"], 2_500);

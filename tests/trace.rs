@@ -4,7 +4,7 @@
 
 mod support;
 
-use ingest::params::percent_encode as encode;
+use api::params::percent_encode as encode;
 use support::{get, get_auth, post, verify_proof_answer, Server};
 
 #[test]

@@ -8,7 +8,6 @@
 //! (its rows are consumed again from the cursor).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::RecordBatch;
@@ -39,12 +38,6 @@ pub fn analytics_dir(data_dir: &Path) -> PathBuf {
 
 pub struct TableStore {
     dir: PathBuf,
-}
-
-fn sync_dir(dir: &Path) -> Result<(), AnalyticsError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| AnalyticsError::io(dir, e))
 }
 
 /// Column encodings that fit slowly changing sensor series: delta-encoded
@@ -143,12 +136,11 @@ pub fn write_parquet(
     batch: &RecordBatch,
     props: WriterProperties,
 ) -> Result<(), AnalyticsError> {
-    let tmp = path.with_extension("tmp");
-    let file = File::create(&tmp).map_err(|e| AnalyticsError::io(&tmp, e))?;
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
-    w.write(batch)?;
-    let file = w.into_inner()?;
-    file.sync_all().map_err(|e| AnalyticsError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| AnalyticsError::io(path, e))?;
-    sync_dir(path.parent().expect("parts live in a table directory"))
+    ledger::durable::replace_with(path, ledger::durable::Mode::Shared, |file| {
+        let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))
+            .map_err(std::io::Error::other)?;
+        w.write(batch).map_err(std::io::Error::other)?;
+        w.close().map(drop).map_err(std::io::Error::other)
+    })
+    .map_err(|e| AnalyticsError::io(path, e))
 }

@@ -6,7 +6,7 @@
 
 use actix_web::ResponseError;
 use analytics::lineage::query::{page_token, parse_token, Cursor, EventQuery};
-use ingest::params::QueryParams;
+use api::params::QueryParams;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

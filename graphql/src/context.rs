@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use analytics::lineage::{At, Lineage, LotView, VerdictView};
+use api::{ApiError, Principal, Role};
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, ErrorExtensions};
 use ingest::read::ProofJson;
-use ingest::{ApiError, Principal, Role};
+use ingest::Ingest;
 use readstate::ReadState;
 
 /// A refusal as a GraphQL error: the message, and `extensions.code` (with
@@ -126,6 +127,12 @@ pub fn state<'a>(ctx: &Context<'a>) -> &'a Arc<ReadState> {
     ctx.data_unchecked::<Arc<ReadState>>()
 }
 
+/// The write path, for what the read side does not hold yet: device
+/// identities, proofs, heads, and a lot's release.
+pub fn write_path<'a>(ctx: &Context<'a>) -> &'a Arc<Ingest> {
+    ctx.data_unchecked::<Arc<Ingest>>()
+}
+
 pub fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
     ctx.data_unchecked::<Caller>()
 }
@@ -150,6 +157,7 @@ pub fn with_graph<T>(ctx: &Context<'_>, f: impl FnOnce(&Lineage) -> T) -> T {
 /// per kind and level, not one trip per field.
 pub struct Graph {
     pub state: Arc<ReadState>,
+    pub ingest: Arc<Ingest>,
     pub cost: Arc<Cost>,
 }
 
@@ -276,7 +284,7 @@ impl Loader<ProofKey> for Graph {
 
     /// One head per shard, then each proof under it.
     async fn load(&self, keys: &[ProofKey]) -> Answer<HashMap<ProofKey, Arc<ProofJson>>> {
-        let ingest = &self.state.ingest;
+        let ingest = &self.ingest;
         let mut heads: HashMap<u32, u64> = HashMap::new();
         let mut out = HashMap::with_capacity(keys.len());
         let mut reads = 0;
@@ -307,13 +315,13 @@ impl Loader<DeviceOfKey> for Graph {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[DeviceOfKey]) -> Answer<HashMap<DeviceOfKey, String>> {
-        let node = self.state.ingest.node();
+        let node = &self.state.node;
         let mut out = HashMap::new();
         for &k in keys {
             let bytes = node
                 .shard(k.0)
                 .and_then(|s| s.store().entry(k.1).map_err(shards::ShardError::from))
-                .map_err(|e| refusal(e.into()))?;
+                .map_err(|e| refusal(ingest::shard_refusal(e)))?;
             if let Some((device, _, _)) = ledger::entry::peek_readings(&bytes) {
                 out.insert(k, device);
             }

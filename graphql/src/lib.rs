@@ -9,7 +9,7 @@
 //! as the HTTP routes). Every request is authenticated first (no token, no
 //! access); partners see their own organisation's lots, devices and events.
 //! Depth, complexity, page size and time are bounded; refusals carry
-//! `extensions.code` from the HTTP API's table (`ingest::ApiError`).
+//! `extensions.code` from the HTTP API's table (`api::ApiError`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +17,13 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{guard, HttpRequest, HttpResponse, Responder};
+use api::ApiError;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
 use async_graphql::{Context, Data, Schema, ServerError, ValidationResult};
 use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
 use chrono::{DateTime, Utc};
-use ingest::ApiError;
+use ingest::Ingest;
 use readstate::ReadState;
 
 mod context;
@@ -71,15 +72,15 @@ impl Default for Limits {
 
 /// The schema, with the node's read state and notices when serving
 /// (without them it still describes itself: [`sdl`]).
-pub fn schema(serving: Option<(Arc<ReadState>, Notices)>, limits: Limits) -> CtSchema {
+pub fn schema(serving: Option<(Arc<ReadState>, Arc<Ingest>, Notices)>, limits: Limits) -> CtSchema {
     let mut b = Schema::build(Query, Mutation, Subscription)
         .extension(Refusals(limits))
         .data(PageLimits {
             max_page: limits.max_page,
             default_page: limits.default_page,
         });
-    if let Some((state, notices)) = serving {
-        b = b.data(state).data(notices);
+    if let Some((state, ingest, notices)) = serving {
+        b = b.data(state).data(ingest).data(notices);
     }
     b.finish()
 }
@@ -264,6 +265,7 @@ pub(crate) async fn lot_readings(
 pub struct Endpoint {
     pub schema: CtSchema,
     pub state: Arc<ReadState>,
+    pub ingest: Arc<Ingest>,
     pub limits: Limits,
     pub console: Console,
 }
@@ -321,16 +323,15 @@ async fn post_graphql(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let who = match ep.state.ingest.authenticate_request(&req) {
+    let who = match ep.state.tokens.authenticate_request(&req) {
         Ok(w) => w,
         Err(e) => return refused(e),
     };
-    let ingest = &ep.state.ingest;
-    let body = match ingest::routes::read_body(&req, payload, ingest.max_body_bytes()).await {
+    let body = match api::body::read_body(&req, payload, ep.ingest.max_body_bytes()).await {
         Ok(b) => b,
         Err(e) => return refused(e),
     };
-    let request: async_graphql::Request = match ingest::routes::json_body(&body) {
+    let request: async_graphql::Request = match api::body::json_body(&body) {
         Ok(r) => r,
         Err(e) => return refused(e),
     };
@@ -341,6 +342,7 @@ async fn post_graphql(
     let loader = DataLoader::new(
         Graph {
             state: Arc::clone(&ep.state),
+            ingest: Arc::clone(&ep.ingest),
             cost: Arc::clone(&cost),
         },
         tokio::spawn,
@@ -395,6 +397,7 @@ async fn subscribe(
     payload: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
     let state = Arc::clone(&ep.state);
+    let ingest = Arc::clone(&ep.ingest);
     let from_header = bearer(&req).map(str::to_string);
     GraphQLSubscription::new(ep.schema.clone())
         .on_connection_init(move |init: serde_json::Value| async move {
@@ -405,8 +408,8 @@ async fn subscribe(
                     .map(str::to_string)
             });
             let who = state
-                .ingest
-                .authenticate(token.as_deref())
+                .tokens
+                .authenticate_header(token.as_deref())
                 .map_err(refusal)?;
             let cost = Arc::new(Cost::default());
             let mut data = Data::default();
@@ -414,6 +417,7 @@ async fn subscribe(
             data.insert(DataLoader::new(
                 Graph {
                     state,
+                    ingest,
                     cost: Arc::clone(&cost),
                 },
                 tokio::spawn,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use ingest::read::{HeadJson, ProofJson};
 
 use crate::context::{
-    caller, cost, loader, refusal, state, with_graph, Answer, DeviceOfKey, EventsKey, LotKey,
+    caller, cost, loader, refusal, with_graph, write_path, Answer, DeviceOfKey, EventsKey, LotKey,
     OrgKey, OwnerKey, ProofKey, VerdictsKey, WatchersKey,
 };
 use crate::page::{page, Page};
@@ -30,7 +30,7 @@ impl Entry {
         let p = loader(ctx)
             .load_one(ProofKey::from(self.0))
             .await?
-            .ok_or_else(|| refusal(ingest::ApiError::NotFound("no such entry".into())))?;
+            .ok_or_else(|| refusal(api::ApiError::NotFound("no such entry".into())))?;
         Ok(Proof(p))
     }
 }
@@ -710,8 +710,7 @@ impl Device {
     /// Its keys in the order they became valid (rotations hand over at their time).
     async fn keys(&self, ctx: &Context<'_>) -> Vec<DeviceKey> {
         cost(ctx).trip("devices", 0);
-        state(ctx)
-            .ingest
+        write_path(ctx)
             .device(&self.0)
             .map(|d| {
                 d.keys
@@ -726,21 +725,19 @@ impl Device {
     }
     /// When its key was revoked; it signs nothing after.
     async fn revoked_at(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
-        state(ctx)
-            .ingest
+        write_path(ctx)
             .device(&self.0)
             .and_then(|d| d.revoked_at_ms)
             .map(time)
     }
     /// Why it is suspended, when it is.
     async fn suspended(&self, ctx: &Context<'_>) -> Option<String> {
-        state(ctx).ingest.device(&self.0).and_then(|d| d.suspended)
+        write_path(ctx).device(&self.0).and_then(|d| d.suspended)
     }
     /// The identity entries its state rests on: registration, rotations,
     /// revocation, suspensions, reinstatements.
     async fn entries(&self, ctx: &Context<'_>) -> Vec<Entry> {
-        state(ctx)
-            .ingest
+        write_path(ctx)
             .device(&self.0)
             .map(|d| d.entries.iter().map(|r| Entry(At::from(r))).collect())
             .unwrap_or_default()

@@ -1,10 +1,10 @@
 //! Relay-style connections over lists the read model has in hand: opaque
 //! cursors (positions), `pageInfo`, `totalCount`, and a bounded `first`.
 
+use api::ApiError;
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, OutputType, SimpleObject};
 use base64::Engine;
-use ingest::ApiError;
 
 use crate::context::{refusal, Answer, PageLimits};
 

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use analytics::lineage::query::{page_token, parse_token, EventQuery};
+use api::ApiError;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, InputObject, Object, Subscription};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
-use ingest::ApiError;
 
-use crate::context::{caller, cost, refusal, state, with_graph, Answer, PageLimits};
+use crate::context::{caller, cost, refusal, state, with_graph, write_path, Answer, PageLimits};
 use crate::model::{
     Device, Direction, Entry, Event, Exposure, Head, Location, Lot, Organization, Proof, Recall,
     RecallChanged, RecallNotice, SearchHit, Series, Trace, Verdict,
@@ -227,7 +227,7 @@ impl Query {
     /// A registered device. Partners see their own organisation's devices.
     async fn device(&self, ctx: &Context<'_>, id: String) -> Answer<Option<Device>> {
         cost(ctx).trip("devices", 0);
-        if state(ctx).ingest.device(&id).is_none() {
+        if write_path(ctx).device(&id).is_none() {
             return Ok(None);
         }
         with_graph(ctx, |g| caller(ctx).must_see(g, &id))?;
@@ -390,11 +390,7 @@ impl Query {
     async fn head(&self, ctx: &Context<'_>, shard: u32) -> Answer<Head> {
         cost(ctx).trip("heads", 1);
         Ok(Head(
-            state(ctx)
-                .ingest
-                .latest_head(shard)
-                .await
-                .map_err(refusal)?,
+            write_path(ctx).latest_head(shard).await.map_err(refusal)?,
         ))
     }
 }
@@ -406,7 +402,7 @@ async fn recall_change(
     ctx: &Context<'_>,
     plan: impl FnOnce(
         &analytics::lineage::Lineage,
-        &ingest::Principal,
+        &api::Principal,
         i64,
     ) -> Result<readstate::Plan, analytics::recall::RecallError>,
 ) -> Answer<RecallChanged> {
@@ -513,14 +509,12 @@ impl Mutation {
         reason: String,
     ) -> Answer<Entry> {
         caller(ctx).investigator("releasing a quarantine")?;
-        let st = state(ctx);
-        let r = st
-            .ingest
+        let r = write_path(ctx)
             .release_lot(
                 &caller(ctx).0,
                 &lot,
                 &reason,
-                ingest::idempotency::Attempt::First,
+                api::idempotency::Attempt::First,
             )
             .await
             .map_err(refusal)?;

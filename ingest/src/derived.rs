@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use shards::checkpoint::{self, Checkpoint};
 use shards::{Node, ShardError};
 
-use crate::api::EventLoc;
 use crate::identity::IdentityState;
+use crate::write::EventLoc;
 
 /// The payload's kind and version.
 const KIND: &[u8; 8] = b"CTINGv01";
@@ -198,7 +198,8 @@ mod tests {
     use shards::NodeConfig;
 
     use super::*;
-    use crate::{DeviceClient, Ingest, Limits, Principal, Role};
+    use crate::{DeviceClient, Ingest, Limits};
+    use api::{Principal, Role};
 
     const SHARDS: u32 = 4;
 
@@ -427,7 +428,7 @@ mod tests {
                 &who,
                 &device,
                 key.verifying_key(),
-                crate::idempotency::Attempt::First,
+                api::idempotency::Attempt::First,
             ))
             .unwrap();
             rt.block_on(ingest.submit_batches(&who, vec![sent.clone()]))

@@ -12,7 +12,7 @@ use ledger::entry::{Action, CustodyEvent, EventKind, Quantity, Subject, SubjectR
 use ledger::reading::Reading;
 use serde_json::{Map, Value};
 
-use crate::problem::ApiError;
+use api::problem::ApiError;
 
 /// The extension field each queried event carries: the ledger entry it rests
 /// on (shard, index, id). Its prefix is declared in the answer's `@context`.
@@ -454,7 +454,7 @@ fn parse_event(
         // No eventID: name the event by its content, so a resend is recognised.
         None => format!("urn:coldtrail:event:{fingerprint}"),
     };
-    crate::api::check_id(&event_id, "eventID").map_err(|_| {
+    crate::write::check_id(&event_id, "eventID").map_err(|_| {
         ApiError::InvalidEvent(format!("{at}: `eventID` is not a usable identifier"))
     })?;
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use ed25519_dalek::VerifyingKey;
 use ledger::entry::{Entry, EntryRef, IdentityChange, OrgRole, VerdictKind};
 
-use crate::problem::ApiError;
+use api::problem::ApiError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Org {

@@ -5,27 +5,34 @@
 //! entries. A write is answered only after the group commit that holds it;
 //! the answer names each entry's shard, index and id so that its proof can
 //! be fetched later. Every refusal is `application/problem+json` with a
-//! stable code ([`problem::ApiError`]), and nothing of a refused request is
+//! stable code ([`api::ApiError`]), and nothing of a refused request is
 //! written.
 
-pub mod api;
 mod derived;
 pub mod epcis;
-pub mod idempotency;
 pub mod identity;
-pub mod journal;
-pub mod observe;
-pub mod params;
-pub mod problem;
 pub mod read;
 pub mod readings_file;
 pub mod routes;
-pub mod tokens;
 pub mod view;
 pub mod wire;
+pub mod write;
 
-pub use api::{Ingest, Limits, Opened, WriteResult, Written};
-pub use problem::ApiError;
 pub use routes::{configure, not_found, ApiDoc};
-pub use tokens::{Principal, Role, TokenStore};
 pub use wire::DeviceClient;
+pub use write::{Ingest, Limits, Opened};
+
+use api::ApiError;
+
+/// A shard's failure as the API's refusal: what the store refuses as the
+/// store's refusal, a shard that does not exist as not found, anything
+/// else as the ledger being unavailable.
+pub fn shard_refusal(e: shards::ShardError) -> ApiError {
+    match e {
+        shards::ShardError::Store(s) => s.into(),
+        shards::ShardError::NoSuchShard(s) => ApiError::NotFound(format!(
+            "there is no shard {s} on this node; shards are numbered from 0, as in the answers to writes"
+        )),
+        other => ApiError::Unavailable(other.to_string()),
+    }
+}

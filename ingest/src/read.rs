@@ -10,8 +10,8 @@ use ledger::{Digest, SignedTreeHead};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::Ingest;
-use crate::problem::ApiError;
+use crate::write::Ingest;
+use api::problem::ApiError;
 
 /// A signed tree head.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -182,13 +182,18 @@ impl Ingest {
     }
 
     fn shard_by_id(&self, shard: u32) -> Result<Arc<shards::Shard>, ApiError> {
-        Ok(Arc::clone(self.node().shard(shard)?))
+        Ok(Arc::clone(
+            self.node().shard(shard).map_err(crate::shard_refusal)?,
+        ))
     }
 
     /// The shard's newest signed head, signed now if the log grew since.
     pub async fn latest_head(&self, shard: u32) -> Result<HeadJson, ApiError> {
         let s = self.shard_by_id(shard)?;
-        let head = s.head_covering(s.committed()).await?;
+        let head = s
+            .head_covering(s.committed())
+            .await
+            .map_err(crate::shard_refusal)?;
         Ok(HeadJson::new(shard, &s.public_key(), &head))
     }
 
@@ -224,19 +229,14 @@ impl Ingest {
                 })
             }
             Some(size) => signed_at(&s, size)?,
-            None => s.head_covering(index + 1).await?,
+            None => s.head_covering(index + 1).await.map_err(crate::shard_refusal)?,
         };
         let store = s.store();
-        let proof = store
-            .inclusion_proof(index, head.head.size)
-            .map_err(shards::ShardError::from)?;
+        let proof = store.inclusion_proof(index, head.head.size)?;
         Ok(ProofJson {
             shard,
             index,
-            id: store
-                .entry_id(index)
-                .map_err(shards::ShardError::from)?
-                .to_hex(),
+            id: store.entry_id(index)?.to_hex(),
             proof: proof.iter().map(|d| d.to_hex()).collect(),
             head: HeadJson::new(shard, &s.public_key(), &head),
         })
@@ -273,14 +273,11 @@ impl Ingest {
         let key = s.public_key();
         let signed = |size: u64| -> Result<Option<HeadJson>, ApiError> {
             Ok(store
-                .first_head_covering(size)
-                .map_err(shards::ShardError::from)?
+                .first_head_covering(size)?
                 .filter(|h| h.head.size == size)
                 .map(|h| HeadJson::new(shard, &key, &h)))
         };
-        let root = |size: u64| -> Result<String, ApiError> {
-            Ok(store.root(size).map_err(shards::ShardError::from)?.to_hex())
-        };
+        let root = |size: u64| -> Result<String, ApiError> { Ok(store.root(size)?.to_hex()) };
         Ok(ConsistencyJson {
             shard,
             first,
@@ -288,8 +285,7 @@ impl Ingest {
             first_root: root(first)?,
             second_root: root(second)?,
             proof: store
-                .consistency_proof(first, second)
-                .map_err(shards::ShardError::from)?
+                .consistency_proof(first, second)?
                 .iter()
                 .map(|d| d.to_hex())
                 .collect(),
@@ -307,7 +303,7 @@ impl Ingest {
                 "shard {shard} has no entry {index} (it has {committed})"
             )));
         }
-        Ok(s.store().entry(index).map_err(shards::ShardError::from)?)
+        Ok(s.store().entry(index)?)
     }
 
     /// Entry `index` of `shard`, decoded.
@@ -346,7 +342,7 @@ impl Ingest {
             message: format!("{id:?} is not an entry id; give its 64 hex digits"),
         })?;
         for s in self.node().shards() {
-            if let Some(index) = s.store().find(&digest).map_err(shards::ShardError::from)? {
+            if let Some(index) = s.store().find(&digest)? {
                 if index < s.committed() {
                     return self.entry_at(s.id(), index);
                 }
@@ -360,11 +356,7 @@ impl Ingest {
 
 /// The first head `shard` signed at exactly `size` entries.
 fn signed_at(s: &shards::Shard, size: u64) -> Result<SignedTreeHead, ApiError> {
-    match s
-        .store()
-        .first_head_covering(size)
-        .map_err(shards::ShardError::from)?
-    {
+    match s.store().first_head_covering(size)? {
         Some(h) if h.head.size == size => Ok(h),
         other => Err(ApiError::NoSignedHead {
             shard: s.id(),

@@ -5,20 +5,21 @@ use std::sync::Arc;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::api::{Ingest, WriteResult, Written};
-use crate::idempotency::{Answer, Attempt};
-use crate::params::{path_number, QueryParams};
-use crate::problem::ApiError;
 use crate::read::{
     ConsistencyJson, EntryJson, EntryRefJson, HeadJson, KeySetJson, KeysDocument, ProofJson,
     ShardKeyJson,
 };
-use crate::tokens::Principal;
 use crate::wire::{self, BatchesJson, BINARY_BATCH};
+use crate::write::Ingest;
+use api::body::{json_body, media_type, read_body};
+use api::idempotency::{Answer, Attempt};
+use api::params::{path_number, QueryParams};
+use api::problem::ApiError;
+use api::tokens::Principal;
+use api::{WriteResult, Written};
 
 /// Registers the write API on an actix-web app.
 pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
@@ -73,73 +74,6 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-/// Reads the body up to the limit, refusing larger ones before reading them.
-/// A body under a content coding (gzip, …) is refused rather than read as
-/// it came: parsed as it is, it would be refused as garbled JSON or a
-/// broken batch, which does not say what is wrong.
-pub async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
-    if let Some(coding) = req.headers().get(header::CONTENT_ENCODING) {
-        let coding = String::from_utf8_lossy(coding.as_bytes());
-        let coded = coding
-            .split(',')
-            .map(str::trim)
-            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
-        if coded {
-            return Err(ApiError::UnsupportedContentEncoding(coding.into_owned()));
-        }
-    }
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > limit {
-            return Err(ApiError::PayloadTooLarge { got: len, limit });
-        }
-    }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::InvalidBody(format!("reading the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge {
-                got: body.len() + chunk.len(),
-                limit,
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-/// The request's media type, lower case, without parameters.
-fn media_type(req: &HttpRequest) -> String {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
-/// The body as JSON of type `T`, or a refusal that says what is wrong with it.
-pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            ApiError::MalformedJson(e.to_string())
-        } else {
-            ApiError::InvalidBody(e.to_string())
-        }
-    })
-}
-
 /// Runs every write (POST) to its end even when the caller hangs up: the
 /// HTTP server drops a handler's future when its client disconnects, which
 /// could cut a write off between its commit and the record of its answer
@@ -177,7 +111,7 @@ where
             ingest.limits.max_in_flight
         ))
     })?;
-    let who = ingest.authenticate_request(req)?;
+    let who = ingest.tokens().authenticate_request(req)?;
     let body = read_body(req, payload, ingest.limits.max_body_bytes).await?;
     let run = |who: Principal, body: Bytes, attempt: Attempt| async move {
         let result = write(who, body, attempt).await?;
@@ -236,7 +170,7 @@ where
         resp.insert_header((header::LOCATION, location.as_str()));
     }
     // Acknowledged: durable (or replayed) and answered.
-    metrics::histogram!(crate::observe::ACK_SECONDS, "route" => req.match_pattern().unwrap_or_default(), "replayed" => if replayed { "true" } else { "false" })
+    metrics::histogram!(api::observe::ACK_SECONDS, "route" => req.match_pattern().unwrap_or_default(), "replayed" => if replayed { "true" } else { "false" })
         .record(started.elapsed().as_secs_f64());
     Ok(resp.body(answer.body))
 }
@@ -281,7 +215,7 @@ async fn post_batches(
         let batches = if binary {
             wire::decode_binary_encoded(&body)?
         } else {
-            crate::api::encode_batches(wire::decode_json(&body)?)
+            crate::write::encode_batches(wire::decode_json(&body)?)
         };
         match attempt {
             Attempt::First => ingest_ref.submit_encoded(&who, batches).await,
@@ -532,7 +466,7 @@ pub struct DeviceJson {
 #[utoipa::path(get, path = "/v1/devices/{device}", params(("device" = String, Path)),
     responses((status = 200, body = DeviceJson), (status = 404, description = "Unknown device")), security(("bearer" = [])))]
 async fn get_device(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let who = ingest.authenticate_request(&req)?;
+    let who = ingest.tokens().authenticate_request(&req)?;
     let device = req.match_info().get("device").unwrap_or("");
     let id = ingest.identity.read().expect("identity lock");
     let d = id.device_of(&who.org, device)?;

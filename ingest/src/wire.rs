@@ -13,7 +13,7 @@ use ledger::reading::{DeviceBatch, GeoPoint, Reading};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::problem::ApiError;
+use api::problem::ApiError;
 
 pub const BINARY_BATCH: &str = "application/vnd.coldtrail.batch";
 

@@ -1,18 +1,23 @@
 //! coldtrail's tamper-evident ledger.
 //!
+//! - [`clock`]: the one way time reaches a decision (injected, so tests drive it).
 //! - [`entry`]: what the ledger records, with a canonical, versioned encoding;
 //!   [`reading`]: the compact encoding of a device's sensor batch.
 //! - [`hash`]: BLAKE3 with one domain per purpose.
 //! - [`merkle`]: RFC 9162-shaped Merkle proofs, generic over the hash, and the
 //!   small verifier clients reuse; [`head`]: signed tree heads;
 //!   [`keyset`]: a node's log keys, signed by its operator key.
+//! - [`durable`] (feature `store`): replacing a file durably, the one way it is done.
 //! - [`store`] (feature `store`): the `Store` boundary and the embedded,
 //!   append-only segment store with group commit, recovery and audit.
 //!
 //! Built without default features, the crate is only the verifier half
 //! (entries, hashing, proofs, heads): no storage, no threads.
 
+pub mod clock;
 pub mod codec;
+#[cfg(feature = "store")]
+pub mod durable;
 pub mod entry;
 pub mod hash;
 pub mod head;

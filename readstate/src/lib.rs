@@ -1,7 +1,8 @@
 //! What the read edges (`web`'s routes, `graphql`) share: the lineage graph
 //! kept current by the feed, the readings index, the search index, reads
 //! that wait for the writer's own writes, and the one path recall changes
-//! take (planned by `analytics::recall`, recorded by `Ingest::record_recall`).
+//! take (planned by `analytics::recall`, recorded through
+//! [`api::recall::RecallLedger`], all this crate sees of the write path).
 
 use std::sync::{Arc, RwLock};
 
@@ -9,10 +10,16 @@ use analytics::lineage::Lineage;
 use analytics::readings::{Series, SeriesError};
 use analytics::recall::{Ask, RecallError};
 use analytics::search::SearchIndex;
-use ingest::{ApiError, Ingest, WriteResult};
+use api::recall::RecallLedger;
+use api::{ApiError, TokenStore, WriteResult};
+use shards::Node;
 /// What the read routes share.
 pub struct ReadState {
-    pub ingest: Arc<Ingest>,
+    pub node: Arc<Node>,
+    /// Every read route authenticates its caller with the node's tokens.
+    pub tokens: Arc<TokenStore>,
+    /// How recall changes are recorded.
+    recalls: Arc<dyn RecallLedger>,
     /// Kept up to date by `analytics::lineage::follow`.
     pub lineage: Arc<RwLock<Lineage>>,
     /// Held from planning a recall change to recording it: two changes to
@@ -35,13 +42,7 @@ impl ReadState {
     /// Waits until the read model has read everything committed when the
     /// request began, so a reader sees its own acknowledged writes.
     pub async fn fresh(&self) -> Result<(), ApiError> {
-        let committed: Vec<u64> = self
-            .ingest
-            .node()
-            .shards()
-            .iter()
-            .map(|s| s.committed())
-            .collect();
+        let committed: Vec<u64> = self.node.shards().iter().map(|s| s.committed()).collect();
         for _ in 0..2_500 {
             if self
                 .lineage
@@ -58,9 +59,16 @@ impl ReadState {
         ))
     }
 
-    pub fn new(ingest: Arc<Ingest>, lineage: Arc<RwLock<Lineage>>) -> ReadState {
+    pub fn new(
+        node: Arc<Node>,
+        tokens: Arc<TokenStore>,
+        recalls: Arc<dyn RecallLedger>,
+        lineage: Arc<RwLock<Lineage>>,
+    ) -> ReadState {
         ReadState {
-            ingest,
+            node,
+            tokens,
+            recalls,
             lineage,
             recall_lock: tokio::sync::Mutex::new(()),
             readings: analytics::readings::ReadingsIndex::new(),
@@ -87,9 +95,11 @@ impl ReadState {
         bucket: &str,
     ) -> Result<Series, ApiError> {
         self.readings
-            .series(self.ingest.node(), device, from_ms, to_ms, bucket_ms)
+            .series(&self.node, device, from_ms, to_ms, bucket_ms)
             .map_err(|e| match e {
-                SeriesError::Shard(s) => s.into(),
+                // The device's home shard exists: what fails is its store.
+                SeriesError::Shard(shards::ShardError::Store(s)) => s.into(),
+                SeriesError::Shard(s) => ApiError::Unavailable(s.to_string()),
                 other => ApiError::InvalidParameter {
                     name: bucket.into(),
                     message: other.to_string(),
@@ -171,15 +181,12 @@ pub fn recall_error(e: RecallError) -> ApiError {
 /// (so the next read sees it), and answers with the recall.
 async fn record(
     state: &ReadState,
-    who: &ingest::Principal,
+    who: &api::Principal,
     home: &str,
     change: ledger::entry::RecallChange,
     set: Option<analytics::recall::AffectedSet>,
 ) -> Result<WriteResult, ApiError> {
-    let mut result = state
-        .ingest
-        .record_recall(who, home, change.clone())
-        .await?;
+    let mut result = state.recalls.record(who, home, change.clone()).await?;
     let w = result.entries.first().expect("one entry was written");
     let at = ledger::entry::EntryRef {
         shard: w.shard,
@@ -200,16 +207,9 @@ fn committed(
     home: &str,
     set: Option<analytics::recall::AffectedSet>,
 ) -> Result<WriteResult, ApiError> {
-    let entry = state.ingest.entry_decoded(at.shard, at.index)?;
-    let ledger::Entry::Recall(change) = &entry else {
-        return Err(ApiError::Unavailable(format!(
-            "entry {} of shard {} is not the recall change the graph says",
-            at.index, at.shard
-        )));
-    };
-    let mut result = state.ingest.answer_committed(&at, home, &entry);
+    let (change, mut result) = state.recalls.committed(&at, home)?;
     let g = state.lineage.read().expect("lineage lock");
-    result.recall = Some(recall_json(&g, &at, change, set));
+    result.recall = Some(recall_json(&g, &at, &change, set));
     Ok(result)
 }
 
@@ -246,24 +246,24 @@ impl ReadState {
     /// acknowledged before. The HTTP routes and GraphQL's mutations share it.
     ///
     /// `again` is what a retry whose earlier attempt may have committed
-    /// ([`Attempt::Again`](ingest::idempotency::Attempt)) asks for: it is
+    /// ([`Attempt::Again`](api::idempotency::Attempt)) asks for: it is
     /// answered with the change that attempt made, when the graph shows it
     /// (`analytics::recall::committed`), instead of being planned again.
     pub async fn change_recall<F>(
         &self,
-        who: &ingest::Principal,
+        who: &api::Principal,
         again: Option<Ask>,
         plan: F,
     ) -> Result<WriteResult, ApiError>
     where
-        F: FnOnce(&Lineage, &ingest::Principal, i64) -> Result<Plan, RecallError>,
+        F: FnOnce(&Lineage, &api::Principal, i64) -> Result<Plan, RecallError>,
     {
         let _one_at_a_time = self.recall_lock.lock().await;
         self.fresh().await?;
         let (earlier, planned) = {
             let g = self.lineage.read().expect("lineage lock");
             let earlier = again.and_then(|ask| analytics::recall::committed(&g, &ask, &who.org));
-            (earlier, plan(&g, who, ingest::api::now_ms()))
+            (earlier, plan(&g, who, self.node.clock().now_ms()))
         };
         if let Some((at, home)) = earlier {
             // Planned again only for what the answer says the traces left

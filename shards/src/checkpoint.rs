@@ -28,7 +28,6 @@
 //! therefore either re-read from the log (and checked there) or state the
 //! log's entries would give again (`coldtrail verify` does not trust it).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ledger::store::{Store, StoreError};
@@ -256,16 +255,8 @@ impl Reader<'_> {
 /// Replaces `path` with `bytes` durably: a crash leaves the old file or the
 /// new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShardError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| ShardError::io(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| ShardError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ShardError::io(path, e))?;
-    let dir = path.parent().expect("replaced files live in a directory");
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ShardError::io(dir, e))
+    ledger::durable::replace(path, bytes, ledger::durable::Mode::Shared)
+        .map_err(|e| ShardError::io(path, e))
 }
 
 #[cfg(test)]

@@ -23,14 +23,10 @@ const OPERATOR_KEY: &str = "operator.key";
 const OPERATOR_KEY_NEW: &str = "operator.key.new";
 const KEYSETS: &str = "keysets";
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 pub(crate) struct KeySets {
     dir: PathBuf,
+    /// Where a set's issue time comes from.
+    clock: ledger::clock::SharedClock,
     operator: SigningKey,
     chain: Vec<SignedKeySet>,
 }
@@ -49,6 +45,7 @@ impl KeySets {
     pub(crate) fn open(
         keys_dir: &Path,
         shard_keys: &[VerifyingKey],
+        clock: ledger::clock::SharedClock,
     ) -> Result<KeySets, ShardError> {
         let path = keys_dir.join(KEYSETS);
         let chain = read_chain(&path)?;
@@ -90,6 +87,7 @@ impl KeySets {
         }
         let mut sets = KeySets {
             dir: keys_dir.to_path_buf(),
+            clock,
             operator,
             chain,
         };
@@ -123,7 +121,10 @@ impl KeySets {
         let set = KeySet {
             sequence: prev.map_or(0, |p| p.set.sequence + 1),
             previous: prev.map(|p| p.set.digest()),
-            issued_at_ms: now_ms().max(prev.map_or(0, |p| p.set.issued_at_ms)),
+            issued_at_ms: self
+                .clock
+                .now_ms()
+                .max(prev.map_or(0, |p| p.set.issued_at_ms)),
             operator_key: operator.verifying_key().to_bytes(),
             shards,
         }
@@ -229,9 +230,7 @@ fn read_records(path: &Path, repair: bool) -> Result<Vec<SignedKeySet>, ShardErr
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ShardError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ShardError::io(dir, e))
+    ledger::durable::sync_dir(dir).map_err(|e| ShardError::io(dir, e))
 }
 
 #[cfg(test)]
@@ -247,9 +246,9 @@ mod tests {
     #[test]
     fn the_first_open_issues_a_set_and_reopening_keeps_it() {
         let dir = tempfile::tempdir().unwrap();
-        let first = KeySets::open(dir.path(), &shard_keys(3)).unwrap();
+        let first = KeySets::open(dir.path(), &shard_keys(3), ledger::clock::system()).unwrap();
         assert_eq!(first.chain().len(), 1);
-        let again = KeySets::open(dir.path(), &shard_keys(3)).unwrap();
+        let again = KeySets::open(dir.path(), &shard_keys(3), ledger::clock::system()).unwrap();
         assert_eq!(again.chain(), first.chain());
         verify_chain(again.chain(), None).unwrap();
     }
@@ -257,11 +256,11 @@ mod tests {
     #[test]
     fn a_rotation_is_endorsed_and_survives_a_crash_at_each_step() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sets = KeySets::open(dir.path(), &shard_keys(2)).unwrap();
+        let mut sets = KeySets::open(dir.path(), &shard_keys(2), ledger::clock::system()).unwrap();
         let old = sets.chain()[0].set.operator_key;
         let rotated = sets.rotate_operator().unwrap();
         assert_ne!(rotated.set.operator_key, old);
-        let reopened = KeySets::open(dir.path(), &shard_keys(2)).unwrap();
+        let reopened = KeySets::open(dir.path(), &shard_keys(2), ledger::clock::system()).unwrap();
         assert_eq!(reopened.chain().len(), 2);
         verify_chain(reopened.chain(), Some(&old)).unwrap();
 
@@ -269,7 +268,7 @@ mod tests {
         // new key is forgotten, the old one stays.
         let stray = ledger::keys::generate().unwrap();
         ledger::keys::write_key_file(&dir.path().join(OPERATOR_KEY_NEW), &stray).unwrap();
-        let after = KeySets::open(dir.path(), &shard_keys(2)).unwrap();
+        let after = KeySets::open(dir.path(), &shard_keys(2), ledger::clock::system()).unwrap();
         assert_eq!(after.chain().len(), 2);
         assert!(!dir.path().join(OPERATOR_KEY_NEW).exists());
         assert_eq!(
@@ -283,7 +282,7 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
         drop(f);
-        let cut = KeySets::open(dir.path(), &shard_keys(2)).unwrap();
+        let cut = KeySets::open(dir.path(), &shard_keys(2), ledger::clock::system()).unwrap();
         assert_eq!(cut.chain().len(), 2);
         assert_eq!(fs::metadata(&path).unwrap().len(), len);
     }
@@ -291,15 +290,17 @@ mod tests {
     #[test]
     fn a_replaced_operator_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        KeySets::open(dir.path(), &shard_keys(1)).unwrap();
+        KeySets::open(dir.path(), &shard_keys(1), ledger::clock::system()).unwrap();
         let key_path = dir.path().join(OPERATOR_KEY);
         fs::remove_file(&key_path).unwrap();
         assert!(
-            KeySets::open(dir.path(), &shard_keys(1)).is_err(),
+            KeySets::open(dir.path(), &shard_keys(1), ledger::clock::system()).is_err(),
             "missing key"
         );
         ledger::keys::write_key_file(&key_path, &ledger::keys::generate().unwrap()).unwrap();
-        let err = KeySets::open(dir.path(), &shard_keys(1)).err().unwrap();
+        let err = KeySets::open(dir.path(), &shard_keys(1), ledger::clock::system())
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("not the operator key"), "{err}");
     }
 }

@@ -129,6 +129,8 @@ pub struct Node {
     keys: Arc<Vec<VerifyingKey>>,
     notify: Arc<Notify>,
     data_dir: PathBuf,
+    /// The node's clock (its stores' too): where time decides something.
+    clock: ledger::clock::SharedClock,
 }
 
 /// What the `NODE` file pins: the shard count, and the store kind
@@ -161,17 +163,15 @@ fn read_node_file(path: &Path) -> Result<Option<(u32, &'static str)>, ShardError
     }
 }
 
-/// Writes the `NODE` file durably (temporary file, fsync, rename).
+/// Writes the `NODE` file durably ([`ledger::durable::replace`]).
 fn write_node_file(dir: &Path, shards: u32, store: &str) -> Result<(), ShardError> {
     let node_file = dir.join(NODE_FILE);
-    let tmp = dir.join("NODE.tmp");
     let store_line = match store {
         "embedded" => String::new(),
         kind => format!("store {kind}\n"),
     };
-    std::fs::write(&tmp, format!("{NODE_TAG}\nshards {shards}\n{store_line}"))
-        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, &node_file))
+    let text = format!("{NODE_TAG}\nshards {shards}\n{store_line}");
+    ledger::durable::replace(&node_file, text.as_bytes(), ledger::durable::Mode::Shared)
         .map_err(|e| ShardError::io(&node_file, e))
 }
 
@@ -266,7 +266,8 @@ impl Node {
             )?));
         }
         let keys: Vec<VerifyingKey> = shards.iter().map(|s| s.public_key()).collect();
-        let key_sets = crate::keyset::KeySets::open(&keys_dir, &keys)?;
+        let clock = Arc::clone(&config.store.clock);
+        let key_sets = crate::keyset::KeySets::open(&keys_dir, &keys, Arc::clone(&clock))?;
         Ok(Node {
             router,
             key_sets: std::sync::RwLock::new(key_sets),
@@ -274,7 +275,13 @@ impl Node {
             keys: Arc::new(keys),
             notify,
             data_dir: dir.clone(),
+            clock,
         })
+    }
+
+    /// The node's clock: what ingest, tokens and the read side ask for now.
+    pub fn clock(&self) -> &ledger::clock::SharedClock {
+        &self.clock
     }
 
     /// Writes every shard's sequencer checkpoint (see [`Shard::checkpoint`]):

@@ -8,7 +8,7 @@
 use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
-use ingest::ApiError;
+use api::ApiError;
 
 /// Where the files are served; the page loads `{PREFIX}/verify.js`.
 pub const PREFIX: &str = "/assets/coldtrail";

@@ -12,10 +12,11 @@ use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use analytics::lineage::query::{page_token, parse_token, EventQuery, QueryError};
-use ingest::params::{percent_encode, QueryParams};
-use ingest::{ApiError, Role};
+use api::params::{percent_encode, QueryParams};
+use api::{ApiError, Role};
 
 use crate::ReadState;
+use ingest::Ingest;
 
 /// Events per page when `perPage` is not given, and the most it may ask for.
 pub const DEFAULT_PER_PAGE: usize = 100;
@@ -68,7 +69,7 @@ fn query_error(e: QueryError) -> ApiError {
 
 /// Who may see what: `None` for everything.
 fn visible_to(state: &ReadState, req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let who = state.ingest.authenticate_request(req)?;
+    let who = state.tokens.authenticate_request(req)?;
     Ok(match who.role {
         Role::Investigator | Role::Operator => None,
         Role::Partner => Some(who.org),
@@ -87,12 +88,12 @@ fn query_document(events: Vec<serde_json::Value>) -> serde_json::Value {
 
 /// The page's events as captured, each naming its entry.
 fn documents(
-    state: &ReadState,
+    ingest: &Ingest,
     page: &analytics::lineage::query::Page,
 ) -> Result<Vec<serde_json::Value>, ApiError> {
     page.events
         .iter()
-        .map(|a| state.ingest.event_document(a.shard, a.index))
+        .map(|a| ingest.event_document(a.shard, a.index))
         .collect()
 }
 
@@ -111,6 +112,7 @@ fn answer(doc: serde_json::Value, link: Option<String>) -> HttpResponse {
 /// answers one page.
 async fn run(
     state: &ReadState,
+    ingest: &Ingest,
     req: &HttpRequest,
     fixed: Option<(&str, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -154,7 +156,7 @@ async fn run(
         .expect("lineage lock")
         .query(&q, after, per_page)
         .map_err(query_error)?;
-    let events = documents(state, &page)?;
+    let events = documents(ingest, &page)?;
     let link = page.next.map(|c| {
         let mut qs: Vec<String> = params
             .pairs()
@@ -204,9 +206,10 @@ async fn run(
     security(("bearer" = [])))]
 pub(crate) async fn get_events(
     state: web::Data<ReadState>,
+    ingest: web::Data<Ingest>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    run(&state, &req, None).await
+    run(&state, &ingest, &req, None).await
 }
 
 /// One event by its eventID (and any corrections of it).
@@ -215,6 +218,7 @@ pub(crate) async fn get_events(
     security(("bearer" = [])))]
 pub(crate) async fn get_event(
     state: web::Data<ReadState>,
+    ingest: web::Data<Ingest>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
@@ -235,7 +239,7 @@ pub(crate) async fn get_event(
             "no event with eventID {id:?} that you may see was captured"
         )));
     }
-    let events = documents(&state, &page)?;
+    let events = documents(&ingest, &page)?;
     Ok(answer(query_document(events), None))
 }
 
@@ -257,6 +261,7 @@ fn fixed(req: &HttpRequest) -> String {
     responses((status = 200, description = "EPCISQueryDocument")), security(("bearer" = [])))]
 pub(crate) async fn by_epc(
     state: web::Data<ReadState>,
+    ingest: web::Data<Ingest>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let epc = fixed(&req);
@@ -267,7 +272,7 @@ pub(crate) async fn by_epc(
     } else {
         "MATCH_anyEPC"
     };
-    run(&state, &req, Some((name, epc))).await
+    run(&state, &ingest, &req, Some((name, epc))).await
 }
 
 macro_rules! fixed_resource {
@@ -275,8 +280,8 @@ macro_rules! fixed_resource {
         #[doc = concat!("Events with this ", $what, ".")]
         #[utoipa::path(get, path = $path, params(("value" = String, Path)),
             responses((status = 200, description = "EPCISQueryDocument")), security(("bearer" = [])))]
-        pub(crate) async fn $fn(state: web::Data<ReadState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-            run(&state, &req, Some(($param, fixed(&req)))).await
+        pub(crate) async fn $fn(state: web::Data<ReadState>, ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+            run(&state, &ingest, &req, Some(($param, fixed(&req)))).await
         }
     };
 }

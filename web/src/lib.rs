@@ -18,11 +18,13 @@ use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use analytics::lineage::{At, Direction, Limits, Lineage};
 use analytics::recall::{Ask, RecallError};
-use ingest::idempotency::Attempt;
-use ingest::params::QueryParams;
+use api::body::json_body;
+use api::idempotency::Attempt;
+use api::params::QueryParams;
+use api::{ApiError, Role};
 use ingest::read::ProofJson;
-use ingest::routes::{json_body, write_route};
-use ingest::{ApiError, Role, WriteResult};
+use ingest::routes::write_route;
+use ingest::Ingest;
 use readstate::{recall_error, Plan, ReadState};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -54,9 +56,14 @@ pub fn parse_public_url(s: &str) -> Result<String, String> {
 }
 
 /// Registers the read routes and the node's whole OpenAPI document.
-pub fn configure(state: Arc<ReadState>, options: Options) -> impl FnOnce(&mut ServiceConfig) {
+pub fn configure(
+    state: Arc<ReadState>,
+    ingest: Arc<Ingest>,
+    options: Options,
+) -> impl FnOnce(&mut ServiceConfig) {
     move |cfg: &mut ServiceConfig| {
         cfg.app_data(web::Data::from(state))
+            .app_data(web::Data::from(ingest))
             .app_data(web::Data::new(options))
             .route("/v1/trace", web::get().to(get_trace))
             .route("/v1/co-exposure", web::get().to(get_co_exposure))
@@ -80,7 +87,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ingest::ApiDoc::openapi();
     doc.merge(ReadApi::openapi());
     doc.info.title = "coldtrail API".into();
-    ingest::problem::document_problems(&mut doc);
+    api::problem::document_problems(&mut doc);
     doc
 }
 
@@ -90,7 +97,7 @@ async fn get_openapi() -> HttpResponse {
 
 /// Traces cross organisations: investigators and operators only.
 fn investigator(state: &ReadState, req: &HttpRequest) -> Result<(), ApiError> {
-    let who = state.ingest.authenticate_request(req)?;
+    let who = state.tokens.authenticate_request(req)?;
     match who.role {
         Role::Investigator | Role::Operator => Ok(()),
         Role::Partner => Err(ApiError::Forbidden(
@@ -128,6 +135,7 @@ struct TraceAnswer<'a> {
     security(("bearer" = [])))]
 async fn get_trace(
     state: web::Data<ReadState>,
+    ingest: web::Data<Ingest>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req, &["lot", "direction", "proofs", "max_lots"])?;
@@ -173,7 +181,7 @@ async fn get_trace(
         entries.dedup();
         let mut proofs = Vec::with_capacity(entries.len().min(MAX_PROOFS));
         for a in entries.iter().take(MAX_PROOFS) {
-            proofs.push(state.ingest.proof(a.shard, a.index, None).await?);
+            proofs.push(ingest.proof(a.shard, a.index, None).await?);
         }
         Some(proofs)
     } else {
@@ -364,6 +372,7 @@ pub struct CloseRecall {
 /// (admission, token, idempotency), then [`ReadState::change_recall`].
 async fn change_recall<B, A, F>(
     st: &ReadState,
+    ingest: &Ingest,
     req: &HttpRequest,
     payload: web::Payload,
     ask: A,
@@ -372,9 +381,9 @@ async fn change_recall<B, A, F>(
 where
     B: serde::de::DeserializeOwned,
     A: FnOnce(&B) -> Ask,
-    F: FnOnce(&Lineage, &ingest::Principal, &B, i64) -> Result<Plan, RecallError>,
+    F: FnOnce(&Lineage, &api::Principal, &B, i64) -> Result<Plan, RecallError>,
 {
-    write_route(&st.ingest, req, payload, |who, body, attempt| async move {
+    write_route(ingest, req, payload, |who, body, attempt| async move {
         let body: B = json_body(&body)?;
         // A retry after a lost answer is answered with the change its
         // earlier attempt made, if it made one.
@@ -389,16 +398,18 @@ where
 /// the lots that shared its containers then and their descendants. Recorded
 /// on the ledger; the answer's `recall.recall.id` names it.
 #[utoipa::path(post, path = "/v1/recalls", request_body = OpenRecall,
-    responses((status = 201, body = WriteResult), (status = 403, description = "Not an investigator or operator token"),
+    responses((status = 201, body = api::WriteResult), (status = 403, description = "Not an investigator or operator token"),
         (status = 404, description = "No event names the lot")),
     security(("bearer" = [])))]
 async fn post_recall(
     state: web::Data<ReadState>,
+    ingest: web::Data<Ingest>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     change_recall(
         &state,
+        &ingest,
         &req,
         payload,
         |r: &OpenRecall| Ask::Open {
@@ -416,16 +427,18 @@ async fn post_recall(
 
 /// Add a lot and its descendants to an open recall.
 #[utoipa::path(post, path = "/v1/recalls/{id}/widen", request_body = WidenRecall, params(("id" = String, Path)),
-    responses((status = 201, body = WriteResult), (status = 404, description = "No such recall or lot"), (status = 409, description = "The recall is closed")),
+    responses((status = 201, body = api::WriteResult), (status = 404, description = "No such recall or lot"), (status = 409, description = "The recall is closed")),
     security(("bearer" = [])))]
 async fn post_widen(
     state: web::Data<ReadState>,
+    ingest: web::Data<Ingest>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = req.match_info().get("id").unwrap_or("").to_string();
     change_recall(
         &state,
+        &ingest,
         &req,
         payload,
         |r: &WidenRecall| Ask::Widen {
@@ -444,16 +457,18 @@ async fn post_widen(
 
 /// Close an open recall.
 #[utoipa::path(post, path = "/v1/recalls/{id}/close", request_body = CloseRecall, params(("id" = String, Path)),
-    responses((status = 201, body = WriteResult), (status = 404, description = "No such recall"), (status = 409, description = "Already closed")),
+    responses((status = 201, body = api::WriteResult), (status = 404, description = "No such recall"), (status = 409, description = "Already closed")),
     security(("bearer" = [])))]
 async fn post_close(
     state: web::Data<ReadState>,
+    ingest: web::Data<Ingest>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = req.match_info().get("id").unwrap_or("").to_string();
     change_recall(
         &state,
+        &ingest,
         &req,
         payload,
         |r: &CloseRecall| Ask::Close {

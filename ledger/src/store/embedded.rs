@@ -46,7 +46,7 @@ use super::group::{head_due, head_wait, Group, Request};
 use super::ids::{ActiveIds, SealedIds};
 use super::tree::{chunk_root, LeafSource, StoredTree};
 use super::{
-    check_append, now_ms, Pending, Store, StoreError, FSYNC_SECONDS, GROUP_ENTRIES, HEAD_SECONDS,
+    check_append, Pending, Store, StoreError, FSYNC_SECONDS, GROUP_ENTRIES, HEAD_SECONDS,
     ROLL_SECONDS,
 };
 use crate::entry::entry_id;
@@ -76,6 +76,8 @@ pub struct StoreConfig {
     /// Heads readers ask for with `request_head_soon` (proofs, the receipt
     /// relay) are signed at most this often; asks in between share one.
     pub head_gap: Duration,
+    /// Where heads' timestamps come from.
+    pub clock: crate::clock::SharedClock,
 }
 
 impl Default for StoreConfig {
@@ -89,6 +91,7 @@ impl Default for StoreConfig {
             queue_depth: 1024,
             head_interval: Duration::from_millis(250),
             head_gap: Duration::from_millis(10),
+            clock: crate::clock::system(),
         }
     }
 }
@@ -176,9 +179,7 @@ fn open_in_place(path: &Path) -> Result<File, StoreError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
+    crate::durable::sync_dir(dir).map_err(|e| StoreError::io(dir, e))
 }
 
 fn read_all(path: &Path) -> Result<Vec<u8>, StoreError> {
@@ -402,13 +403,7 @@ impl EmbeddedStore {
                 dir.display()
             )));
         }
-        let tmp = dir.join("LOG.tmp");
-        let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        f.write_all(&format::encode_meta(&key.verifying_key()))
-            .and_then(|_| f.sync_all())
-            .map_err(|e| StoreError::io(&tmp, e))?;
-        fs::rename(&tmp, &meta).map_err(|e| StoreError::io(&meta, e))?;
-        sync_dir(dir)?;
+        write_file_synced(&meta, &format::encode_meta(&key.verifying_key()))?;
         Self::open(dir, key, config)
     }
 
@@ -769,13 +764,8 @@ impl LeafSource for StoredTree {
 }
 
 fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| StoreError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
-    sync_dir(path.parent().expect("store files live in a directory"))
+    crate::durable::replace(path, bytes, crate::durable::Mode::Shared)
+        .map_err(|e| StoreError::io(path, e))
 }
 
 fn read_loc(file: &File, dir: &Path, loc: &BlockLoc) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -1358,7 +1348,11 @@ impl Writer {
             (size, root, st.latest_head)
         };
         // Heads are ordered in time even if the clock steps back.
-        let timestamp_ms = now_ms().max(prev.map_or(0, |h| h.head.timestamp_ms));
+        let timestamp_ms = self
+            .config
+            .clock
+            .now_ms()
+            .max(prev.map_or(0, |h| h.head.timestamp_ms));
         let sth = TreeHead {
             log_id: self.log_id,
             size,

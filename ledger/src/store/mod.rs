@@ -111,14 +111,6 @@ pub(crate) fn check_append(
     Ok(entries.iter().map(|e| crate::entry::entry_id(e)).collect())
 }
 
-/// Milliseconds since the Unix epoch (0 before it), for head timestamps.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Which store a node keeps its logs in.
 #[derive(Clone, Default)]
 pub enum Backend {

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{guard, HttpRequest, HttpResponse};
+use api::ApiError;
 use gs1::DigitalLink;
-use ingest::ApiError;
 use readstate::ReadState;
 
 use render::Lang;

@@ -265,7 +265,7 @@ pub fn fresh_database() -> Result<String, StoreError> {
         "coldtrail_t{}_{}_{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed),
-        super::super::now_ms() % 1_000_000
+        crate::clock::Clock::now_ms(&crate::clock::SystemClock) % 1_000_000
     );
     create_database(&base, &name)?;
     Ok(with_dbname(&base, &name))

@@ -44,9 +44,7 @@ pub(crate) type Param = Box<dyn ToSql + Send + Sync>;
 
 use super::group::{head_due, head_wait, Group, Request};
 use super::tree::{chunk_root, LeafSource, StoredTree};
-use super::{
-    check_append, now_ms, Pending, Store, StoreConfig, StoreError, FSYNC_SECONDS, GROUP_ENTRIES,
-};
+use super::{check_append, Pending, Store, StoreConfig, StoreError, FSYNC_SECONDS, GROUP_ENTRIES};
 use crate::entry::entry_id;
 use crate::hash::Digest;
 use crate::head::{log_id, SignedTreeHead, TreeHead};
@@ -1116,7 +1114,11 @@ impl Writer {
                 .map_err(|e| StoreError::Database(e.to_string()))?;
             (size, root, st.latest_head)
         };
-        let timestamp_ms = now_ms().max(prev.map_or(0, |h| h.head.timestamp_ms));
+        let timestamp_ms = self
+            .config
+            .clock
+            .now_ms()
+            .max(prev.map_or(0, |h| h.head.timestamp_ms));
         let sth = TreeHead {
             log_id: self.log_id,
             size,

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
+use ledger::clock::SharedClock;
 use ledger::Domain;
 use serde::{Deserialize, Serialize};
 
@@ -65,23 +65,20 @@ pub struct TokenStore {
     path: PathBuf,
     /// The file's bytes as last parsed, and what they say.
     cache: Mutex<(Vec<u8>, HashMap<String, TokenRecord>)>,
+    /// Where a token's issue time comes from.
+    clock: SharedClock,
 }
 
 fn hash(token: &str) -> String {
     Domain::Token.hash(token.as_bytes()).to_hex()
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl TokenStore {
-    pub fn new(data_dir: &Path) -> TokenStore {
+    pub fn new(data_dir: &Path, clock: SharedClock) -> TokenStore {
         TokenStore {
             path: data_dir.join("tokens.json"),
             cache: Mutex::new((Vec::new(), HashMap::new())),
+            clock,
         }
     }
 
@@ -116,20 +113,9 @@ impl TokenStore {
     }
 
     fn save(&self, records: &[TokenRecord]) -> Result<(), TokenError> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = self.path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| self.io(e))?;
-        f.write_all(&serde_json::to_vec_pretty(records).expect("records serialise"))
-            .and_then(|_| f.sync_all())
-            .map_err(|e| self.io(e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| self.io(e))
+        let bytes = serde_json::to_vec_pretty(records).expect("records serialise");
+        ledger::durable::replace(&self.path, &bytes, ledger::durable::Mode::Private)
+            .map_err(|e| self.io(e))
     }
 
     /// Issues a new token; returns it (shown once) and its record.
@@ -142,7 +128,7 @@ impl TokenStore {
             hash: hash(&token),
             org: org.to_string(),
             role,
-            issued_at_ms: now_ms(),
+            issued_at_ms: self.clock.now_ms(),
             revoked: false,
         };
         let mut all = self.load()?;
@@ -167,6 +153,30 @@ impl TokenStore {
         }
         self.save(&all)?;
         Ok(n)
+    }
+
+    /// The principal an `Authorization` header's bearer token stands for.
+    pub fn authenticate_header(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+        let token = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthenticated)?;
+        self.authenticate(token.trim())
+    }
+
+    /// Authenticates a request by its bearer token and leaves the caller on
+    /// the request, for the request log ([`crate::observe`]).
+    pub fn authenticate_request(
+        &self,
+        req: &actix_web::HttpRequest,
+    ) -> Result<Principal, ApiError> {
+        use actix_web::HttpMessage;
+        let who = self.authenticate_header(
+            req.headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )?;
+        req.extensions_mut().insert(who.clone());
+        Ok(who)
     }
 
     /// The principal a bearer token stands for.
@@ -196,7 +206,7 @@ mod tests {
     #[test]
     fn issued_tokens_authenticate_until_revoked_and_only_hashes_are_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TokenStore::new(dir.path());
+        let store = TokenStore::new(dir.path(), ledger::clock::system());
         let (token, record) = store
             .issue("urn:epc:id:sgln:0614141.00001.0", Role::Partner)
             .unwrap();
@@ -211,7 +221,7 @@ mod tests {
             "the token itself is never stored"
         );
         // A second store (the server) sees the revocation made by the first (the CLI).
-        let server = TokenStore::new(dir.path());
+        let server = TokenStore::new(dir.path(), ledger::clock::system());
         server.authenticate(&token).unwrap();
         store.revoke(&record.hash[..12]).unwrap();
         assert!(matches!(
@@ -229,8 +239,8 @@ mod tests {
         // Found in review: the cache was keyed on the file's modification
         // time, so changes within one clock tick went unseen. No sleeping here.
         let dir = tempfile::tempdir().unwrap();
-        let cli = TokenStore::new(dir.path());
-        let server = TokenStore::new(dir.path());
+        let cli = TokenStore::new(dir.path(), ledger::clock::system());
+        let server = TokenStore::new(dir.path(), ledger::clock::system());
         for _ in 0..50 {
             let (token, record) = cli
                 .issue("urn:epc:id:sgln:0614141.00001.0", Role::Partner)

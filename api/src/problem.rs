@@ -1,4 +1,5 @@
-//! Every refusal the write API makes: a stable code, an HTTP status, and a
+//! Every refusal any HTTP surface of the node makes (the write API, the
+//! read routes, GraphQL's `extensions.code`): a stable code, an HTTP status, and a
 //! message that says what to fix, served as `application/problem+json`
 //! (RFC 9457).
 
@@ -435,20 +436,19 @@ pub fn document_problems(doc: &mut utoipa::openapi::OpenApi) {
 #[derive(Debug, Clone, Copy)]
 pub struct Refusal(pub &'static str);
 
-impl From<shards::ShardError> for ApiError {
-    fn from(e: shards::ShardError) -> ApiError {
+/// What the ledger's store refuses, as the API says it. (Shard errors are
+/// mapped above this crate, by the crates that reach shards.)
+impl From<ledger::store::StoreError> for ApiError {
+    fn from(e: ledger::store::StoreError) -> ApiError {
         use ledger::store::StoreError;
         match e {
-            shards::ShardError::Store(StoreError::QueueFull(n)) => {
+            StoreError::QueueFull(n) => {
                 ApiError::Overloaded(format!("the ledger's append queue is full ({n} waiting)"))
             }
-            shards::ShardError::Store(StoreError::NoSuchEntry { index, size }) => {
-                ApiError::NotFound(format!("entry {index} does not exist (the shard has {size} entries)"))
-            }
-            shards::ShardError::Store(StoreError::Proof(p)) => ApiError::InvalidBody(p.to_string()),
-            shards::ShardError::NoSuchShard(s) => ApiError::NotFound(format!(
-                "there is no shard {s} on this node; shards are numbered from 0, as in the answers to writes"
+            StoreError::NoSuchEntry { index, size } => ApiError::NotFound(format!(
+                "entry {index} does not exist (the shard has {size} entries)"
             )),
+            StoreError::Proof(p) => ApiError::InvalidBody(p.to_string()),
             other => ApiError::Unavailable(other.to_string()),
         }
     }

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use futures_util::StreamExt;
@@ -14,13 +13,13 @@ use ledger::entry::{
 use ledger::Digest;
 use serde::{Deserialize, Serialize};
 use shards::Node;
-use utoipa::ToSchema;
 
 use crate::derived::Derived;
-use crate::idempotency::Attempt;
 use crate::identity::IdentityState;
-use crate::problem::ApiError;
-use crate::tokens::{Principal, Role, TokenStore};
+use api::answer::{WriteResult, Written};
+use api::idempotency::Attempt;
+use api::problem::ApiError;
+use api::tokens::{Principal, Role, TokenStore};
 
 /// Appends one EPCIS capture keeps in flight at once.
 const CAPTURE_IN_FLIGHT: usize = 256;
@@ -46,36 +45,6 @@ impl Default for Limits {
     }
 }
 
-/// Where one written entry landed: enough to fetch its proof later.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Written {
-    pub shard: u32,
-    pub index: u64,
-    /// The entry id (its Merkle leaf hash), hex.
-    pub id: String,
-    /// What the entry is about (device, lot, event id…).
-    pub subject: String,
-}
-
-/// The answer to a successful write.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct WriteResult {
-    pub entries: Vec<Written>,
-    /// Cross-shard receipts committed with the entries.
-    pub receipts: usize,
-    /// EPCIS capture only: events already captured with the same content,
-    /// answered with where they are instead of written again.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub already_captured: Vec<Written>,
-    /// EPCIS capture only: the capture job's id (`GET /capture/{id}`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capture_id: Option<String>,
-    /// Recalls only: the recall's id and what it names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub recall: Option<serde_json::Value>,
-}
-
 /// Where a captured event is, and its content fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EventLoc {
@@ -84,21 +53,14 @@ pub(crate) struct EventLoc {
     pub fingerprint: String,
 }
 
-/// The server clock, Unix epoch milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The ingest tier's state.
 pub struct Ingest {
     pub(crate) node: Arc<Node>,
     pub(crate) identity: RwLock<IdentityState>,
-    pub(crate) tokens: TokenStore,
+    pub(crate) tokens: Arc<TokenStore>,
     pub(crate) limits: Limits,
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
-    pub(crate) idempotency: crate::idempotency::IdempotencyStore,
+    pub(crate) idempotency: api::idempotency::IdempotencyStore,
     /// eventID -> where its events are (several: corrections by errorDeclaration).
     pub(crate) events: RwLock<HashMap<String, Vec<EventLoc>>>,
     /// Captures check and append under this lock, so one eventID cannot be
@@ -110,7 +72,7 @@ pub struct Ingest {
     /// Recent capture jobs, for `GET /capture/{id}` (bounded, oldest dropped),
     /// journalled so they survive restarts.
     pub(crate) captures: std::sync::Mutex<std::collections::VecDeque<(String, WriteResult)>>,
-    capture_journal: crate::journal::Journal<(String, WriteResult)>,
+    capture_journal: api::journal::Journal<(String, WriteResult)>,
     /// The identity state and eventID index of the committed entries alone
     /// (the copies above also hold what the write path reserved): what
     /// checkpoints are made of, kept current by [`Ingest::follow`].
@@ -160,11 +122,11 @@ impl Ingest {
         let (identity, events) = (derived.identity.clone(), derived.events.clone());
         let dir = node.data_dir().to_path_buf();
         let jobs_path = dir.join("capture-jobs.jsonl");
-        let (capture_journal, jobs) = crate::journal::Journal::open(&jobs_path, MAX_CAPTURE_JOBS)
+        let (capture_journal, jobs) = api::journal::Journal::open(&jobs_path, MAX_CAPTURE_JOBS)
             .map_err(|e| shards::ShardError::io(&jobs_path, e))?;
         Ok(Ingest {
-            tokens: TokenStore::new(&dir),
-            idempotency: crate::idempotency::IdempotencyStore::open(&dir)
+            tokens: Arc::new(TokenStore::new(&dir, Arc::clone(node.clock()))),
+            idempotency: api::idempotency::IdempotencyStore::open(&dir)
                 .map_err(|e| shards::ShardError::io(&dir.join("idempotency.jsonl"), e))?,
             in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
             identity: RwLock::new(identity),
@@ -238,7 +200,7 @@ impl Ingest {
             rule: "reinstated".into(),
             subject: device.to_string(),
             kind: VerdictKind::Reinstate,
-            from_ms: now_ms(),
+            from_ms: self.node.clock().now_ms(),
             to_ms: None,
             explanation: format!("reinstated by {}: {reason}", who.org),
             evidence: Vec::new(),
@@ -277,7 +239,7 @@ impl Ingest {
             rule: "quarantine_release".into(),
             subject: lot.to_string(),
             kind: VerdictKind::Release,
-            from_ms: now_ms(),
+            from_ms: self.node.clock().now_ms(),
             to_ms: None,
             explanation: format!("released from quarantine by {}: {reason}", who.org),
             evidence: Vec::new(),
@@ -304,7 +266,7 @@ impl Ingest {
     /// Records a recall change (opened, widened, closed) on `home`'s shard,
     /// the recalled lot's: investigators and operators only, in their own name.
     /// What the recall names is computed by the read side (`analytics::recall`).
-    pub async fn record_recall(
+    async fn record_recall(
         &self,
         who: &Principal,
         home: &str,
@@ -348,27 +310,9 @@ impl Ingest {
         self.node.data_dir()
     }
 
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, ApiError> {
-        let token = header
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthenticated)?;
-        self.tokens.authenticate(token.trim())
-    }
-
-    /// Authenticates a request by its bearer token and leaves the caller on
-    /// the request, for the request log ([`crate::observe`]).
-    pub fn authenticate_request(
-        &self,
-        req: &actix_web::HttpRequest,
-    ) -> Result<Principal, ApiError> {
-        use actix_web::HttpMessage;
-        let who = self.authenticate(
-            req.headers()
-                .get(actix_web::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )?;
-        req.extensions_mut().insert(who.clone());
-        Ok(who)
+    /// The node's bearer tokens: every edge authenticates with them.
+    pub fn tokens(&self) -> &Arc<TokenStore> {
+        &self.tokens
     }
 
     fn writer(&self, who: &Principal) -> Result<(), ApiError> {
@@ -387,7 +331,11 @@ impl Ingest {
         entries: Vec<Entry>,
         subject: &str,
     ) -> Result<WriteResult, ApiError> {
-        let c = self.node.append(key, entries.clone()).await?;
+        let c = self
+            .node
+            .append(key, entries.clone())
+            .await
+            .map_err(crate::shard_refusal)?;
         let mut id = self.identity.write().expect("identity lock");
         for (e, (index, digest)) in entries.iter().zip(&c.entries) {
             let at = EntryRef {
@@ -428,7 +376,7 @@ impl Ingest {
             org: who.org.clone(),
             device: device.to_string(),
             public_key: public_key.to_bytes(),
-            at_ms: now_ms(),
+            at_ms: self.node.clock().now_ms(),
         });
         if let Some(done) = self.committed_device_change(attempt, who, device, &entry)? {
             return Ok(done);
@@ -497,7 +445,11 @@ impl Ingest {
             .read()
             .expect("identity lock")
             .device_of(&who.org, device)?;
-        let entry = Entry::Identity(change(who.org.clone(), device.to_string(), now_ms()));
+        let entry = Entry::Identity(change(
+            who.org.clone(),
+            device.to_string(),
+            self.node.clock().now_ms(),
+        ));
         if let Some(done) = self.committed_device_change(attempt, who, device, &entry)? {
             return Ok(done);
         }
@@ -531,7 +483,7 @@ impl Ingest {
     /// The answer a write of the one entry `entry`, committed at `at`, gave:
     /// where it is, and the receipts it made. For retries whose earlier
     /// attempt committed and lost its answer.
-    pub fn answer_committed(&self, at: &EntryRef, subject: &str, entry: &Entry) -> WriteResult {
+    fn answer_committed(&self, at: &EntryRef, subject: &str, entry: &Entry) -> WriteResult {
         WriteResult {
             entries: vec![Written {
                 shard: at.shard,
@@ -599,7 +551,7 @@ impl Ingest {
                 b.batch.device, b.batch.first_seq
             )));
         }
-        let now = now_ms();
+        let now = self.node.clock().now_ms();
         // Bounds and ownership first, then every signature in one batch check.
         let keys: Vec<VerifyingKey> = {
             let id = self.identity.read().expect("identity lock");
@@ -701,7 +653,7 @@ impl Ingest {
                     }
                 }
             }
-            return Err(e.into());
+            return Err(crate::shard_refusal(e));
         }
         out.entries.sort_by_key(|w| (w.shard, w.index));
         Ok(out)
@@ -745,19 +697,20 @@ impl Ingest {
             .read()
             .expect("identity lock")
             .device_of(&who.org, device)?;
-        let shard = self.node.shard(self.node.router().shard_for(device))?;
+        let shard = self
+            .node
+            .shard(self.node.router().shard_for(device))
+            .map_err(crate::shard_refusal)?;
         let id = e.id();
-        Ok(
-            match shard.store().find(&id).map_err(shards::ShardError::from)? {
-                Some(index) if index < shard.committed() => Some(Written {
-                    shard: shard.id(),
-                    index,
-                    id: id.to_hex(),
-                    subject: device.to_string(),
-                }),
-                _ => None,
-            },
-        )
+        Ok(match shard.store().find(&id)? {
+            Some(index) if index < shard.committed() => Some(Written {
+                shard: shard.id(),
+                index,
+                id: id.to_hex(),
+                subject: device.to_string(),
+            }),
+            _ => None,
+        })
     }
 }
 
@@ -850,7 +803,7 @@ impl Ingest {
         }
         drop(events);
         if let Some(e) = failure {
-            return Err(e.into());
+            return Err(crate::shard_refusal(e));
         }
         let job = ledger::Domain::CaptureJob
             .hash_parts(&[out
@@ -983,4 +936,30 @@ pub(crate) fn check_id(s: &str, what: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+impl api::recall::RecallLedger for Ingest {
+    fn record<'a>(
+        &'a self,
+        who: &'a Principal,
+        home: &'a str,
+        change: ledger::entry::RecallChange,
+    ) -> futures_util::future::BoxFuture<'a, Result<WriteResult, ApiError>> {
+        Box::pin(self.record_recall(who, home, change))
+    }
+
+    fn committed(
+        &self,
+        at: &EntryRef,
+        home: &str,
+    ) -> Result<(ledger::entry::RecallChange, WriteResult), ApiError> {
+        let entry = self.entry_decoded(at.shard, at.index)?;
+        let Entry::Recall(change) = &entry else {
+            return Err(ApiError::Unavailable(format!(
+                "entry {} of shard {} is not the recall change the graph says",
+                at.index, at.shard
+            )));
+        };
+        Ok((change.clone(), self.answer_committed(at, home, &entry)))
+    }
 }

@@ -151,20 +151,14 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
 /// Replaces the file with `records`, atomically (a crash leaves the old
 /// file or the new one, never a mix).
 fn rewrite<T: Serialize>(path: &Path, records: &[T]) -> std::io::Result<()> {
-    let tmp = path.with_extension("jsonl.tmp");
-    {
-        let mut f = File::create(&tmp)?;
+    ledger::durable::replace_with(path, ledger::durable::Mode::Shared, |f| {
+        let mut f = std::io::BufWriter::new(f);
         for r in records {
             let line = serde_json::to_string(r).map_err(std::io::Error::other)?;
             writeln!(f, "{line}")?;
         }
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+        f.flush()
+    })
 }
 
 #[cfg(test)]

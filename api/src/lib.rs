@@ -1,0 +1,31 @@
+//! The vocabulary every HTTP surface of a node shares: the write API
+//! (`ingest`), the read edge (`web`) and GraphQL (`graphql`) are siblings
+//! over it.
+//!
+//! - [`answer`]: what a successful write answers;
+//! - [`problem`]: every refusal's stable code, status and message
+//!   (`application/problem+json`), and their OpenAPI schema;
+//! - [`params`]: query and path parameters, each failure naming the parameter;
+//! - [`tokens`]: bearer tokens, the principal a token names, and roles;
+//! - [`body`]: reading a body within its limit, as sent, and as JSON;
+//! - [`idempotency`] over [`journal`]: `Idempotency-Key` answers kept durably;
+//! - [`observe`]: request ids, the request log line, counters and latencies;
+//! - [`recall`]: the one write the read side makes, as a narrow interface
+//!   the write path implements.
+//!
+//! Architecture invariant: this crate depends on nothing of ours above
+//! `ledger` (it knows no shards, no analytics, no ingest).
+
+pub mod answer;
+pub mod body;
+pub mod idempotency;
+pub mod journal;
+pub mod observe;
+pub mod params;
+pub mod problem;
+pub mod recall;
+pub mod tokens;
+
+pub use answer::{WriteResult, Written};
+pub use problem::ApiError;
+pub use tokens::{Principal, Role, TokenStore};
