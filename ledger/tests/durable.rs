@@ -112,7 +112,10 @@ fn a_killed_replacement_leaves_one_whole_version() {
 fn replacing_child() {
     use std::io::Write;
     let path = std::env::var("DURABLE_CHILD_PATH").expect("run by the crash test only");
-    let from: u64 = std::env::var("DURABLE_CHILD_FROM").unwrap().parse().unwrap();
+    let from: u64 = std::env::var("DURABLE_CHILD_FROM")
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut out = std::io::stdout();
     for n in from.. {
         replace(Path::new(&path), &version(n), Mode::Shared).unwrap();

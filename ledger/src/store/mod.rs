@@ -12,6 +12,7 @@
 mod audit;
 mod embedded;
 pub mod format;
+mod front;
 mod group;
 mod ids;
 #[cfg(feature = "postgres")]

@@ -24,27 +24,54 @@
 //! signed head), so a row changed with plain SQL is refused, not handed out.
 //! `coldtrail verify --store postgres://…` ([`audit_database`]) recomputes
 //! everything from the rows.
+//!
+//! ## The PostgreSQL store (`ledger::store::postgres`, feature `postgres`)
+//!
+//! `Backend` (in `store/mod.rs`) says where a node's logs live; `Node::open` asks it for each
+//! shard's `Box<dyn Store>`, which `Shard::open` takes; nothing above knows which. `postgres::Database` is one per process: a
+//! two-thread tokio runtime, a deadpool of reader connections, the schema (migrated at connect,
+//! `schema.rs`). Sync `Store` calls run their query on that runtime and wait on a channel, so
+//! they work from any thread, async or not.
+//!
+//! 1. `submit` hashes on the caller's thread and queues (bounded; full: `QueueFull`), as the
+//!    embedded store does.
+//! 2. Each log's writer task owns a connection holding the log's session advisory lock. It
+//!    drains the queue and writes the group in one transaction: entries by `unnest` of arrays,
+//!    and the root of every 16-entry run the group completes; `synchronous_commit = on`.
+//! 3. Only after `COMMIT`: the in-memory tree grows, waiters are answered, heads are signed
+//!    (as in the embedded store: `head_interval`, asks, `head_gap`, open and close) and inserted
+//!    before being handed out.
+//! 4. A failure is retried whole after reconnecting (and relocking) for `retry_for`: inserts
+//!    skip rows already there; if all were there, the ids are compared (an earlier try
+//!    committed before its answer was lost). Past `retry_for` the store stops, as the embedded
+//!    store stops after a failed fsync: the shard above has already numbered the group.
+//!
+//! Open reads `size / 16` run roots and the tail's ids, and checks the root against the latest
+//! signed head (O(size/16), like the embedded store). Reads check every body against its id and
+//! every run of ids against the run root in memory; the audit (`postgres/audit.rs`) streams all
+//! rows in one REPEATABLE READ snapshot and names the first row that does not match.
+//! `postgres/cluster.rs` starts throwaway clusters (initdb, pg_ctl) for tests and benchmarks.
 
 mod audit;
 pub mod cluster;
 mod schema;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 
 /// An owned query parameter (reads run on the database's runtime).
 pub(crate) type Param = Box<dyn ToSql + Send + Sync>;
 
+use super::front::{Front, Gate};
 use super::group::{head_due, head_wait, Group, Request};
 use super::tree::{chunk_root, LeafSource, StoredTree};
-use super::{check_append, Pending, Store, StoreConfig, StoreError, FSYNC_SECONDS, GROUP_ENTRIES};
+use super::{Pending, Store, StoreConfig, StoreError, FSYNC_SECONDS, GROUP_ENTRIES};
 use crate::entry::entry_id;
 use crate::hash::Digest;
 use crate::head::{log_id, SignedTreeHead, TreeHead};
@@ -445,9 +472,8 @@ struct Shared {
     name: String,
     key: VerifyingKey,
     state: RwLock<State>,
-    /// Set when a group could not be committed within `retry_for`.
-    stopped: Mutex<Option<String>>,
-    queued: AtomicUsize,
+    /// Stopped when a group could not be committed within `retry_for`.
+    gate: Arc<Gate>,
     max_entry_bytes: usize,
 }
 
@@ -455,10 +481,9 @@ struct Shared {
 /// over them, and releases the log.
 pub struct PgStore {
     shared: Arc<Shared>,
-    tx: Option<mpsc::Sender<Request>>,
+    front: Front<mpsc::Sender<Request>>,
     /// Told when the writer has finished (a `Mutex` only to make the store `Sync`).
     done: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
-    config: StoreConfig,
 }
 
 impl PgStore {
@@ -515,8 +540,7 @@ impl PgStore {
             name: name.to_string(),
             key: key.verifying_key(),
             state: RwLock::new(State { tree, latest_head }),
-            stopped: Mutex::new(None),
-            queued: AtomicUsize::new(0),
+            gate: Arc::default(),
             max_entry_bytes: config.max_entry_bytes,
         });
         let (tx, rx) = mpsc::channel(config.queue_depth);
@@ -535,40 +559,19 @@ impl PgStore {
             let _ = done_tx.send(());
         });
         Ok(PgStore {
+            front: Front::new(
+                Arc::clone(&shared.gate),
+                tx,
+                config.queue_depth,
+                config.max_entry_bytes,
+            ),
             shared,
-            tx: Some(tx),
             done: Mutex::new(Some(done)),
-            config,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.shared.name
-    }
-
-    fn check_running(&self) -> Result<(), StoreError> {
-        match &*self.shared.stopped.lock().expect("stopped lock") {
-            Some(why) => Err(StoreError::Stopped(why.clone())),
-            None => Ok(()),
-        }
-    }
-
-    fn send(&self, req: Request) -> Result<(), StoreError> {
-        let tx = self.tx.as_ref().expect("sender lives until drop");
-        self.shared.queued.fetch_add(1, Ordering::Relaxed);
-        let sent = tx.try_send(req);
-        if sent.is_err() {
-            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-        }
-        match sent {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                Err(StoreError::QueueFull(self.config.queue_depth))
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                Err(StoreError::Stopped("the writer has ended".into()))
-            }
-        }
     }
 
     /// Entries `[from, to)` with every byte checked against the tree.
@@ -680,7 +683,7 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        drop(self.tx.take());
+        self.front.close();
         if let Some(done) = self.done.get_mut().ok().and_then(Option::take) {
             // The writer finishes queued appends and signs a last head.
             let _ = done.recv_timeout(self.shared.db.config.retry_for + Duration::from_secs(5));
@@ -931,15 +934,14 @@ impl Writer {
             let mut group = Group::default();
             let mut next = first;
             while let Some(req) = next.take() {
-                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                self.shared.gate.taken();
                 if group.add(req, &self.config) {
                     break;
                 }
                 next = rx.try_recv().ok();
             }
             soon.append(&mut group.soon_waiters);
-            let stopped = self.shared.stopped.lock().expect("stopped lock").clone();
-            if let Some(why) = stopped {
+            if let Some(why) = self.shared.gate.stopped() {
                 group.soon_waiters = std::mem::take(&mut soon);
                 group.refuse(&why);
                 continue;
@@ -969,7 +971,7 @@ impl Writer {
                 group.answer_heads(&mut soon, force, &res);
             }
         }
-        if self.shared.stopped.lock().expect("stopped lock").is_none() {
+        if !self.shared.gate.is_stopped() {
             let _ = self.sign_head(false).await;
         }
         // Released before the store's drop returns: the next open, in this
@@ -986,18 +988,12 @@ impl Writer {
 
     fn stop(&self, why: String) {
         tracing::error!(log = %self.shared.name, why = %why, "PostgreSQL log stopped accepting writes");
-        let mut s = self.shared.stopped.lock().expect("stopped lock");
-        if s.is_none() {
-            *s = Some(why);
-        }
+        self.shared.gate.stop_first(why);
     }
 
     fn tail_unsigned(&self) -> bool {
-        if self.shared.stopped.lock().expect("stopped lock").is_some() {
-            return false;
-        }
         let st = self.shared.state.read().expect("state lock");
-        st.latest_head.map_or(0, |h| h.head.size) < st.tree.size()
+        super::front::tail_unsigned(&self.shared.gate, st.latest_head.as_ref(), st.tree.size())
     }
 
     /// The writer's connection, reconnected (and the log's lock retaken)
@@ -1290,16 +1286,7 @@ impl Store for PgStore {
     }
 
     fn submit(&self, entries: Vec<Vec<u8>>) -> Result<Pending, StoreError> {
-        self.check_running()?;
-        let ids = check_append(&entries, self.config.max_entry_bytes)?;
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::Append {
-            entries,
-            ids,
-            reply,
-            queued_at: Instant::now(),
-        })?;
-        Ok(Pending(rx))
+        self.front.submit(entries)
     }
 
     fn len(&self) -> u64 {
@@ -1307,7 +1294,7 @@ impl Store for PgStore {
     }
 
     fn queued(&self) -> usize {
-        self.shared.queued.load(Ordering::Relaxed)
+        self.shared.gate.queued()
     }
 
     fn entry(&self, index: u64) -> Result<Vec<u8>, StoreError> {
@@ -1375,17 +1362,11 @@ impl Store for PgStore {
     }
 
     fn request_head(&self) -> Result<Pending<SignedTreeHead>, StoreError> {
-        self.check_running()?;
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::SignHead { reply, soon: false })?;
-        Ok(Pending(rx))
+        self.front.request_head(false)
     }
 
     fn request_head_soon(&self) -> Result<Pending<SignedTreeHead>, StoreError> {
-        self.check_running()?;
-        let (reply, rx) = oneshot::channel();
-        self.send(Request::SignHead { reply, soon: true })?;
-        Ok(Pending(rx))
+        self.front.request_head(true)
     }
 
     fn latest_head(&self) -> Option<SignedTreeHead> {
