@@ -292,7 +292,7 @@ impl Loader<ProofKey> for Graph {
             let size = match heads.get(&shard) {
                 Some(&s) => s,
                 None => {
-                    let h = ingest.latest_head(shard).await.map_err(refusal)?;
+                    let h = ingest.reads().latest_head(shard).await.map_err(refusal)?;
                     reads += 1;
                     heads.insert(shard, h.size);
                     h.size
@@ -301,7 +301,11 @@ impl Loader<ProofKey> for Graph {
             // An entry committed after the newest head is proven under the
             // first head that covers it.
             let at = (index < size).then_some(size);
-            let p = ingest.proof(shard, index, at).await.map_err(refusal)?;
+            let p = ingest
+                .reads()
+                .proof(shard, index, at)
+                .await
+                .map_err(refusal)?;
             reads += 1;
             out.insert(ProofKey(shard, index), Arc::new(p));
         }

@@ -10,6 +10,28 @@
 //! access); partners see their own organisation's lots, devices and events.
 //! Depth, complexity, page size and time are bounded; refusals carry
 //! `extensions.code` from the HTTP API's table (`api::ApiError`).
+//!
+//! ## GraphQL (`graphql`)
+//!
+//! Each `POST /graphql` is authenticated before anything runs, its body included (no token: 401;
+//! the body is then read as the write API reads one, `api::body::read_body`: within the
+//! body limit, no content coding), waits until the
+//! read model covers what was committed when it began (`ReadState::fresh`), then executes with
+//! a fresh `DataLoader` and cost counter. Resolvers compute nothing: lots, traces, co-exposure,
+//! verdicts and recalls come from the lineage graph, which now also folds verdict entries
+//! (breaches, quarantines, releases); readings come from `analytics::readings`, which reads a
+//! device's readings entries on its home shard (the shard lists the entries about each
+//! subject) and remembers each entry's time span, so a narrower range reads fewer entries;
+//! proofs come from `ingest::read::Reads::proof`, one head per shard per batch. Every list is a Relay
+//! connection with opaque cursors and a bounded `first`. Loaders batch per kind and level: a
+//! hundred lots cost no more trips than one lot (`extensions.cost.tripsBy`: at most one per kind
+//! and place in the query; two places of a kind share a trip when their keys meet in one
+//! batching window). An extension turns depth and
+//! complexity over the limits into refusals with the API's codes; a timeout bounds execution.
+//! Mutations go through `readstate::ReadState::change_recall` and `Ingest::release_lot`, the same paths as
+//! the HTTP routes. Subscriptions read verdict and recall entries from a cursorless feed
+//! follower (`graphql::Notices`), so a subscriber sees what the ledger records, in commit
+//! order per shard; a subscriber slower than 4,096 notices misses the oldest.
 
 use std::sync::Arc;
 use std::time::Duration;

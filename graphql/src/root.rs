@@ -390,7 +390,11 @@ impl Query {
     async fn head(&self, ctx: &Context<'_>, shard: u32) -> Answer<Head> {
         cost(ctx).trip("heads", 1);
         Ok(Head(
-            write_path(ctx).latest_head(shard).await.map_err(refusal)?,
+            write_path(ctx)
+                .reads()
+                .latest_head(shard)
+                .await
+                .map_err(refusal)?,
         ))
     }
 }

@@ -21,8 +21,14 @@ use shards::checkpoint::{self, Checkpoint};
 use shards::{Node, ShardError};
 
 use crate::identity::IdentityState;
-use crate::write::EventLoc;
 
+/// Where a captured event is, and its content fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EventLoc {
+    pub shard: u32,
+    pub index: u64,
+    pub fingerprint: String,
+}
 /// The payload's kind and version.
 const KIND: &[u8; 8] = b"CTINGv01";
 /// The checkpoint's name under `DIR/checkpoints/`.

@@ -454,7 +454,7 @@ fn parse_event(
         // No eventID: name the event by its content, so a resend is recognised.
         None => format!("urn:coldtrail:event:{fingerprint}"),
     };
-    crate::write::check_id(&event_id, "eventID").map_err(|_| {
+    crate::wire::check_id(&event_id, "eventID").map_err(|_| {
         ApiError::InvalidEvent(format!("{at}: `eventID` is not a usable identifier"))
     })?;
 

@@ -8,9 +8,10 @@ use base64::Engine;
 use ledger::entry::Entry;
 use ledger::{Digest, SignedTreeHead};
 use serde::{Deserialize, Serialize};
+use shards::Node;
 use utoipa::ToSchema;
 
-use crate::write::Ingest;
+pub use crate::view::EntryRefJson;
 use api::problem::ApiError;
 
 /// A signed tree head.
@@ -64,25 +65,6 @@ pub struct ConsistencyJson {
     pub proof: Vec<String>,
     pub first_head: Option<HeadJson>,
     pub second_head: Option<HeadJson>,
-}
-
-/// Where an entry is: what every read answer that rests on an entry names.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct EntryRefJson {
-    pub shard: u32,
-    pub index: u64,
-    /// The entry's id (Merkle leaf hash), hex.
-    pub id: String,
-}
-
-impl From<&ledger::entry::EntryRef> for EntryRefJson {
-    fn from(r: &ledger::entry::EntryRef) -> EntryRefJson {
-        EntryRefJson {
-            shard: r.shard,
-            index: r.index,
-            id: r.id.to_hex(),
-        }
-    }
 }
 
 /// One ledger entry: its canonical bytes (what its id hashes), and a decoded view.
@@ -175,15 +157,26 @@ impl KeysDocument {
     }
 }
 
-impl Ingest {
+/// The verifier's reads of a node's logs: entries by place and by id, heads
+/// by size, inclusion and consistency proofs, the key document, and a
+/// captured event as its document. Reads only; each failure a refusal.
+pub struct Reads {
+    node: Arc<Node>,
+}
+
+impl Reads {
+    pub fn new(node: Arc<Node>) -> Reads {
+        Reads { node }
+    }
+
     /// The node's key document.
     pub fn keys_document(&self) -> KeysDocument {
-        KeysDocument::new(&self.node().key_sets())
+        KeysDocument::new(&self.node.key_sets())
     }
 
     fn shard_by_id(&self, shard: u32) -> Result<Arc<shards::Shard>, ApiError> {
         Ok(Arc::clone(
-            self.node().shard(shard).map_err(crate::shard_refusal)?,
+            self.node.shard(shard).map_err(crate::shard_refusal)?,
         ))
     }
 
@@ -341,7 +334,7 @@ impl Ingest {
             name: "id".into(),
             message: format!("{id:?} is not an entry id; give its 64 hex digits"),
         })?;
-        for s in self.node().shards() {
+        for s in self.node.shards() {
             if let Some(index) = s.store().find(&digest)? {
                 if index < s.committed() {
                     return self.entry_at(s.id(), index);
@@ -351,6 +344,31 @@ impl Ingest {
         Err(ApiError::NotFound(format!(
             "no shard of this node holds an entry with id {id}"
         )))
+    }
+
+    /// The captured event stored as entry `index` of `shard`, as received,
+    /// with the entry it rests on (`coldtrail:entry`) so a reader can go on
+    /// to its proof.
+    pub fn event_document(&self, shard: u32, index: u64) -> Result<serde_json::Value, ApiError> {
+        let bytes = self.entry_bytes(shard, index)?;
+        let Ok(Entry::Custody(c)) = Entry::from_bytes(&bytes) else {
+            return Err(ApiError::Unavailable(format!(
+                "entry {shard}/{index} is not an event"
+            )));
+        };
+        let mut event: serde_json::Value = serde_json::from_slice(&c.document)
+            .map_err(|e| ApiError::Unavailable(format!("stored event {}: {e}", c.event_id)))?;
+        if let Some(fields) = event.as_object_mut() {
+            fields.insert(
+                crate::epcis::ENTRY_EXTENSION.into(),
+                crate::view::entry_ref(&ledger::entry::EntryRef {
+                    shard,
+                    index,
+                    id: ledger::entry_id(&bytes),
+                }),
+            );
+        }
+        Ok(event)
     }
 }
 

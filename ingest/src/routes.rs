@@ -497,7 +497,7 @@ pub const KEYS_PATH: &str = "/.well-known/coldtrail/keys";
 #[utoipa::path(get, path = "/.well-known/coldtrail/keys", responses((status = 200, body = KeysDocument)))]
 async fn get_keys(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
-    Ok(HttpResponse::Ok().json(ingest.keys_document()))
+    Ok(HttpResponse::Ok().json(ingest.reads().keys_document()))
 }
 
 /// The shard's newest signed head (signed now if the log grew since).
@@ -506,7 +506,7 @@ async fn get_keys(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpRes
 async fn get_head(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     let shard = path_number(&req, "shard")?;
-    Ok(HttpResponse::Ok().json(ingest.latest_head(shard).await?))
+    Ok(HttpResponse::Ok().json(ingest.reads().latest_head(shard).await?))
 }
 
 /// The head the shard's log signed at exactly `size` entries (every head it
@@ -520,7 +520,7 @@ async fn get_head_at(
     QueryParams::parse(&req, &[])?;
     let shard = path_number(&req, "shard")?;
     let size = path_number(&req, "size")?;
-    Ok(HttpResponse::Ok().json(ingest.head_at(shard, size)?))
+    Ok(HttpResponse::Ok().json(ingest.reads().head_at(shard, size)?))
 }
 
 /// Entry `index` of a shard: its canonical bytes (base64), id and decoded view.
@@ -531,7 +531,7 @@ async fn get_entry(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpRe
     QueryParams::parse(&req, &[])?;
     let shard = path_number(&req, "shard")?;
     let index = path_number(&req, "index")?;
-    Ok(HttpResponse::Ok().json(ingest.entry_at(shard, index)?))
+    Ok(HttpResponse::Ok().json(ingest.reads().entry_at(shard, index)?))
 }
 
 /// Entry `index` of a shard: exactly its canonical bytes.
@@ -547,7 +547,7 @@ async fn get_entry_raw(
     let index = path_number(&req, "index")?;
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
-        .body(ingest.entry_bytes(shard, index)?))
+        .body(ingest.reads().entry_bytes(shard, index)?))
 }
 
 /// The entry with this id (64 hex digits), wherever it is on this node.
@@ -559,7 +559,7 @@ async fn get_entry_by_id(
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     let id = req.match_info().get("id").unwrap_or("");
-    Ok(HttpResponse::Ok().json(ingest.entry_by_id(id)?))
+    Ok(HttpResponse::Ok().json(ingest.reads().entry_by_id(id)?))
 }
 
 /// Inclusion proof of entry `index` with the signed head it leads to.
@@ -571,7 +571,7 @@ async fn get_proof(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpRe
     let q = QueryParams::parse(&req, &["size"])?;
     let shard = path_number(&req, "shard")?;
     let index = path_number(&req, "index")?;
-    Ok(HttpResponse::Ok().json(ingest.proof(shard, index, q.get("size")?).await?))
+    Ok(HttpResponse::Ok().json(ingest.reads().proof(shard, index, q.get("size")?).await?))
 }
 
 /// Consistency proof between the trees of `first` and `second` entries, with
@@ -587,7 +587,7 @@ async fn get_consistency(
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req, &["first", "second"])?;
     let shard = path_number(&req, "shard")?;
-    Ok(HttpResponse::Ok().json(ingest.consistency(
+    Ok(HttpResponse::Ok().json(ingest.reads().consistency(
         shard,
         q.require("first")?,
         q.require("second")?,

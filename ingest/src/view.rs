@@ -9,7 +9,9 @@ use ledger::entry::{
     CustodyEvent, Entry, EntryRef, IdentityChange, RecallChange, Receipt, RuleVerdict, SignedBatch,
 };
 use ledger::SignedTreeHead;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::wire::ReadingJson;
 
@@ -169,7 +171,7 @@ fn recall(c: &RecallChange) -> Value {
 
 /// An entry's place in the ledger, as every read answer names it.
 pub fn entry_ref(r: &EntryRef) -> Value {
-    serde_json::to_value(crate::read::EntryRefJson::from(r)).expect("plain fields serialise")
+    serde_json::to_value(EntryRefJson::from(r)).expect("plain fields serialise")
 }
 
 fn head(h: &SignedTreeHead) -> Value {
@@ -180,4 +182,23 @@ fn head(h: &SignedTreeHead) -> Value {
         "timestamp_ms": h.head.timestamp_ms,
         "signature": hex::encode(h.signature),
     })
+}
+
+/// Where an entry is: what every read answer that rests on an entry names.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EntryRefJson {
+    pub shard: u32,
+    pub index: u64,
+    /// The entry's id (Merkle leaf hash), hex.
+    pub id: String,
+}
+
+impl From<&ledger::entry::EntryRef> for EntryRefJson {
+    fn from(r: &ledger::entry::EntryRef) -> EntryRefJson {
+        EntryRefJson {
+            shard: r.shard,
+            index: r.index,
+            id: r.id.to_hex(),
+        }
+    }
 }

@@ -5,6 +5,8 @@
 //! it maps to exactly one canonical batch; the binary form
 //! (`application/vnd.coldtrail.batch`) carries the canonical bytes
 //! themselves. Either way the device's signature covers the canonical bytes.
+//! Identifiers that arrive on the wire (device ids, eventIDs) follow one
+//! rule ([`check_id`]).
 
 use ed25519_dalek::SigningKey;
 use ledger::codec::{Reader, Writer};
@@ -265,6 +267,16 @@ impl DeviceClient {
         self.next_seq = batch.next_seq();
         SignedBatch::sign(batch, &self.key)
     }
+}
+
+/// Identifiers are short, printable and non-empty.
+pub(crate) fn check_id(s: &str, what: &str) -> Result<(), ApiError> {
+    if s.is_empty() || s.len() > 256 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ApiError::InvalidBody(format!(
+            "{what} {s:?} must be 1 to 256 characters without spaces or control characters"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ fn documents(
 ) -> Result<Vec<serde_json::Value>, ApiError> {
     page.events
         .iter()
-        .map(|a| ingest.event_document(a.shard, a.index))
+        .map(|a| ingest.reads().event_document(a.shard, a.index))
         .collect()
 }
 

@@ -3,6 +3,42 @@
 //! Handlers parse, authorise and call one library function (`analytics`
 //! computes; this crate only shapes answers). Refusals are the same
 //! `application/problem+json` with stable codes as the write API's.
+//!
+//! ## Identifiers, the resolver and the consumer page (`gs1`, `web::consumer`)
+//!
+//! `gs1::DigitalLink::parse` reads a GS1 Digital Link URI from the right, as the standard does:
+//! qualifier pairs, then the primary key, then whatever path the host adds; every value is checked
+//! against its AI's format (`gs1/src/ai.rs`, in the GS1 Syntax Dictionary's notation), check
+//! digits included; qualifiers must follow the key's one order. `gs1::canonical_id` maps EPC URNs
+//! of GS1 keys and Digital Links on any host to `https://id.gs1.org/{ai}/{value}…`; the lineage
+//! graph interns a thing's canonical form beside its first spelling, so every lookup (traces,
+//! lots, EPCIS `MATCH_`/`EQ_` parameters, recalls) finds it however it is written, and answers
+//! name it as events first did.
+//!
+//! The resolver is the last route `web` registers, guarded to paths whose first segment is a
+//! primary key's AI or short name. It parses (4xx with the reason), redirects non-canonical
+//! spellings (301), then answers from `readstate`: the linkset, a link-type redirect, or the page.
+//! `consumer::facts::lot_facts` gathers what the page says from the graph (lot view, events,
+//! breach verdicts, open recalls, the product profile's temperature limits), each fact with its
+//! entry; `ReadState::lot_series` reads the loggers' readings (shared with GraphQL);
+//! `consumer::render` writes the HTML (maud) and the SVG chart. Nothing is computed here that
+//! analytics does not already hold. Product names are master data, not ledger facts: they come
+//! from `products.json` in the data directory (`web::catalogue`), loaded at start.
+//!
+//! The page works without JavaScript; its one script is the verifier, a module (deferred: it
+//! runs after the page is parsed). Every fact carries `data-entry="shard/index/id"` and
+//! `data-kind` (the entry kind it rests on). `assets/proof.js` holds the checks as pure
+//! functions (VERIFYING.md §2–§7: domain hashing, RFC 9162 audit paths, head bytes and
+//! signatures, the key-set chain), `assets/verify.js` the fetching and the words. Both, with the
+//! vendored noble libraries, are compiled into the binary (`web::assets`, served under
+//! `/assets/coldtrail/`). Trust: the operator key is pinned on first visit (localStorage) and a
+//! later key document must reach it by endorsed rotations; the page's Content-Security-Policy
+//! lets it load nothing from elsewhere.
+//!
+//! The investigators' GraphQL console (`GET /graphql` from a browser) is GraphiQL 3 with React
+//! 18, vendored the same way (`assets/vendor/graphiql`, pinned in `refresh.sh`) and started by
+//! `assets/console.js`; `web::console` writes the page and its policy (this origin only), and
+//! the binary hands them to `graphql::Endpoint`, whose route serves them.
 
 use std::sync::Arc;
 
@@ -181,7 +217,7 @@ async fn get_trace(
         entries.dedup();
         let mut proofs = Vec::with_capacity(entries.len().min(MAX_PROOFS));
         for a in entries.iter().take(MAX_PROOFS) {
-            proofs.push(ingest.proof(a.shard, a.index, None).await?);
+            proofs.push(ingest.reads().proof(a.shard, a.index, None).await?);
         }
         Some(proofs)
     } else {
