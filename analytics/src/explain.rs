@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::profile::Quantity;
+use crate::quantity::Quantity;
 
 /// "10 h 12 min", "45 min", "40 s": whole units, largest two.
 pub fn duration(ms: i64) -> String {

@@ -10,6 +10,7 @@ use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, Ter
 use tantivy::schema::{Field, IndexRecordOption, Schema, Value, STORED, STRING, TEXT};
 use tantivy::{doc, Index, IndexReader, TantivyDocument, Term};
 
+pub use crate::lineage::Doc;
 use crate::lineage::Lineage;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,14 +27,6 @@ pub struct Hit {
     /// What to show: a name, or a one-line description.
     pub label: String,
     pub score: f32,
-}
-
-/// Something to index: its kind, identifier, label and searchable words.
-pub struct Doc {
-    pub kind: &'static str,
-    pub id: String,
-    pub label: String,
-    pub words: String,
 }
 
 pub struct SearchIndex {

@@ -56,7 +56,7 @@ pub struct LotView {
     /// The open quarantine verdict, if the lot may not move on.
     pub quarantine: Option<VerdictView>,
     /// Every recall that names it, open or closed.
-    pub recalls: Vec<crate::recall::Recall>,
+    pub recalls: Vec<super::recalls::Recall>,
 }
 
 /// A logger that watched a lot, directly or through a container, and when.
