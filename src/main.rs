@@ -1,27 +1,10 @@
 //! `coldtrail`: the one binary. Thin wiring over the library crates.
 
-mod analytics_cmd;
-mod audit_remote;
 mod bench;
-mod bench_graphql;
-mod bench_lineage;
-mod bench_open;
-mod bench_pages;
-mod bench_rules;
-mod bench_shards;
-mod bench_store;
+mod cmd;
 mod config;
-mod demo;
-mod loadgen;
 mod logs;
-mod mqtt_bridge;
 mod ops;
-mod push;
-mod recall_cmd;
-mod serve;
-mod store_cmd;
-mod trace_cmd;
-mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,7 +56,7 @@ fn init_logging(format: LogFormat, default: &str) {
 enum Cmd {
     /// Build a sample cold-chain ledger (signed logger readings), audit it,
     /// and print what to run next.
-    Demo(demo::Args),
+    Demo(cmd::demo::Args),
     /// Create an ed25519 key file (mode 0600) and print its public key.
     Keygen {
         /// Where to write the key; never overwritten.
@@ -115,7 +98,7 @@ enum Cmd {
     /// pinned operator key, every shard's signed head, that each log only grew
     /// since the saved state, and entries from content to id to proof to head.
     /// Exits 1 naming each failure.
-    AuditRemote(audit_remote::Args),
+    AuditRemote(cmd::audit_remote::Args),
     /// Describe each log under a data directory.
     Inspect {
         #[arg(long)]
@@ -132,17 +115,17 @@ enum Cmd {
         #[arg(long, default_value_t = 7)]
         seed: u64,
         /// The world's first day (UTC), as `demo --start`.
-        #[arg(long, default_value = "2026-11-01", value_parser = demo::parse_day)]
+        #[arg(long, default_value = "2026-11-01", value_parser = cmd::demo::parse_day)]
         start: i64,
     },
     /// Drive a server with signed, realistic batches and report readings/s and ack latency.
-    Loadgen(loadgen::Args),
+    Loadgen(cmd::loadgen::Args),
     /// Serve the node over HTTP (write API, read routes, GraphQL) until Ctrl-C.
     Serve(ServeArgs),
     /// Sign a readings file (CSV or JSON lines) as a device and push it to a node.
-    Push(push::Args),
+    Push(cmd::push::Args),
     /// Take signed batches and EPCIS documents from an MQTT broker to a node, answering on reply topics.
-    MqttBridge(mqtt_bridge::Args),
+    MqttBridge(cmd::mqtt_bridge::Args),
     /// Print the GraphQL schema (SDL), as `graphql/schema.graphql` holds it.
     GraphqlSchema,
     /// The QR code a pack carries: the canonical GS1 Digital Link of a product,
@@ -180,7 +163,7 @@ enum Cmd {
     /// The analytics tables and rule state (derived from the logs).
     Analytics {
         #[command(subcommand)]
-        cmd: analytics_cmd::AnalyticsCmd,
+        cmd: cmd::analytics::AnalyticsCmd,
     },
     /// Run SQL over the analytics tables (readings, events, event_subjects,
     /// associations, verdicts) and print the result.
@@ -198,18 +181,18 @@ enum Cmd {
     /// A lot's genealogy: --forward (what was made from it, where it is now),
     /// --backward (what it was made from), or --co-exposure (what shared its
     /// containers and loggers); every item names its ledger entries.
-    Trace(trace_cmd::Args),
+    Trace(cmd::trace::Args),
     /// FSMA 204's sortable spreadsheet (21 CFR 1.1455(c)(3)(ii)) as CSV: a
     /// lot's chain, or a product over a time range.
-    Fsma204(trace_cmd::FsmaArgs),
+    Fsma204(cmd::trace::FsmaArgs),
     /// Find organisations, products, lots, locations, devices and events by
     /// identifier or words (typo-tolerant).
-    Search(trace_cmd::SearchArgs),
+    Search(cmd::trace::SearchArgs),
     /// Recalls: open one for a lot (it and its descendants), widen, close, show
     /// (server stopped; over HTTP: /v1/recalls).
     Recall {
         #[command(subcommand)]
-        cmd: recall_cmd::RecallCmd,
+        cmd: cmd::recall::RecallCmd,
     },
     /// List rule verdicts (breaches, quarantines, releases) with their
     /// explanation and evidence, and breaches still ongoing.
@@ -305,7 +288,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     };
     init_logging(cli.log_format, level);
     match cli.cmd {
-        Cmd::Demo(args) => demo::run(args),
+        Cmd::Demo(args) => cmd::demo::run(args),
         Cmd::Keygen { out } => {
             let key = ledger::keys::generate()?;
             ledger::keys::write_key_file(&out, &key)?;
@@ -321,18 +304,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             store,
             recover,
         } => match (store, data_dir) {
-            (Some(url), dir) => verify::verify_database(&url, dir.as_deref(), recover),
-            (None, Some(dir)) => verify::verify(&dir, recover),
+            (Some(url), dir) => cmd::verify::verify_database(&url, dir.as_deref(), recover),
+            (None, Some(dir)) => cmd::verify::verify(&dir, recover),
             (None, None) => unreachable!("clap requires --data-dir without --store"),
         },
-        Cmd::Migrate { store } => store_cmd::migrate(&store),
-        Cmd::CopyStore { from, to } => store_cmd::copy_store(&from, &to),
-        Cmd::Inspect { data_dir } => verify::inspect(&data_dir),
-        Cmd::AuditRemote(args) => audit_remote::run(args),
+        Cmd::Migrate { store } => cmd::store::migrate(&store),
+        Cmd::CopyStore { from, to } => cmd::store::copy_store(&from, &to),
+        Cmd::Inspect { data_dir } => cmd::verify::inspect(&data_dir),
+        Cmd::AuditRemote(args) => cmd::audit_remote::run(args),
         Cmd::Keys {
             cmd: KeysCmd::RotateOperator { data_dir },
         } => {
-            let node = serve::open_node(&data_dir, None)?;
+            let node = cmd::serve::open_node(&data_dir, None)?;
             let set = node.rotate_operator_key()?;
             println!(
                 "key set #{} issued: operator key {} (endorsed by the previous key); verifiers pinned to an earlier operator key follow it",
@@ -342,7 +325,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench(args) => bench::run(args),
-        Cmd::Loadgen(args) => loadgen::run(args),
+        Cmd::Loadgen(args) => cmd::loadgen::run(args),
         Cmd::World {
             out,
             scale,
@@ -362,9 +345,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Serve(args) => serve::serve(args.config()?),
-        Cmd::Push(args) => push::run(args),
-        Cmd::MqttBridge(args) => mqtt_bridge::run(args),
+        Cmd::Serve(args) => cmd::serve::serve(args.config()?),
+        Cmd::Push(args) => cmd::push::run(args),
+        Cmd::MqttBridge(args) => cmd::mqtt_bridge::run(args),
         Cmd::Qr {
             id,
             public_url,
@@ -384,7 +367,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     role,
                     shards,
                 },
-        } => serve::org_add(data_dir, gln, name, role, shards),
+        } => cmd::serve::org_add(data_dir, gln, name, role, shards),
         Cmd::Token {
             cmd:
                 TokenCmd::Issue {
@@ -392,24 +375,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     org,
                     role,
                 },
-        } => serve::token_issue(data_dir, org, role),
+        } => cmd::serve::token_issue(data_dir, org, role),
         Cmd::Token {
             cmd: TokenCmd::Revoke { data_dir, hash },
-        } => serve::token_revoke(data_dir, hash),
-        Cmd::Analytics { cmd } => analytics_cmd::run(cmd),
-        Cmd::Sql { data_dir, query } => analytics_cmd::sql(&data_dir, &query),
+        } => cmd::serve::token_revoke(data_dir, hash),
+        Cmd::Analytics { cmd } => cmd::analytics::run(cmd),
+        Cmd::Sql { data_dir, query } => cmd::analytics::sql(&data_dir, &query),
         Cmd::Export {
             cmd: ExportCmd::Parquet { data_dir, out },
-        } => analytics_cmd::export_parquet(&data_dir, &out),
+        } => cmd::analytics::export_parquet(&data_dir, &out),
         Cmd::Breaches {
             data_dir,
             lot,
             json,
-        } => analytics_cmd::breaches(&data_dir, lot.as_deref(), json),
-        Cmd::Trace(args) => trace_cmd::run(args),
-        Cmd::Fsma204(args) => trace_cmd::fsma204(args),
-        Cmd::Search(args) => trace_cmd::search(args),
-        Cmd::Recall { cmd } => recall_cmd::run(cmd),
+        } => cmd::analytics::breaches(&data_dir, lot.as_deref(), json),
+        Cmd::Trace(args) => cmd::trace::run(args),
+        Cmd::Fsma204(args) => cmd::trace::fsma204(args),
+        Cmd::Search(args) => cmd::trace::search(args),
+        Cmd::Recall { cmd } => cmd::recall::run(cmd),
     }
 }
 

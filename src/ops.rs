@@ -2,6 +2,23 @@
 //! process answers), `/readyz` (logs open, relay running, derived state
 //! caught up), `/metrics` (Prometheus text), and what the edge answers while
 //! the logs are still opening.
+//!
+//! ## Start-up and what operators see (`src/ops.rs`, `api::observe`)
+//!
+//! `run_server` binds the address before anything opens and serves `/healthz` (200) and
+//! `/readyz` (503) from a small first server while the node, ingest's identity state and the
+//! lineage graph open on a blocking thread; then it stops that server and hands the same
+//! socket to the full edge (connections arriving meanwhile wait in the backlog). Every
+//! request passes `api::observe::requests` (a `from_fn` middleware): a request id (the
+//! caller's if sane), one `tracing` line, request/refusal counters and a latency histogram
+//! labelled by route *pattern*. The refusal code reaches it as a `Refusal` extension that
+//! `ApiError::error_response` leaves on the response; the caller's organisation as the
+//! `Principal` that `TokenStore::authenticate_request` leaves on the request. Stores record group
+//! sizes and fsync times through the `metrics` facade; gauges (shard sizes, queue depths,
+//! receipts pending, consumer lag) are read from live state when `/metrics` is scraped. One
+//! global Prometheus recorder per process (`ops::metrics`). Outermost of all, actix's
+//! `Compress` gzips every answer for a client that accepts gzip (after the log and counters
+//! have seen it); request bodies are read as sent, and a coded one is refused (415).
 
 use std::sync::{Arc, OnceLock, RwLock};
 

@@ -27,6 +27,29 @@
 //! can write a checkpoint whose checksum holds. What a checkpoint carries is
 //! therefore either re-read from the log (and checked there) or state the
 //! log's entries would give again (`coldtrail verify` does not trust it).
+//!
+//! ## Checkpoints (`shards::checkpoint`)
+//!
+//! Everything a start rebuilds from the logs has a checkpoint under `DIR/checkpoints/`: each
+//! shard's sequencer (`sequencer-NNN`), ingest's identity state and eventID index (`ingest`),
+//! and the lineage graph's sources (`lineage`). One container for all: a kind tag, per
+//! covered log the prefix the payload was derived from (size, and the log's Merkle root at
+//! that size), the payload, and a BLAKE3 checksum (checkpoint domain). The server writes them
+//! every `checkpoint_interval_ms` (5 minutes) and at a clean stop, atomically
+//! (`ledger::durable::replace`: temporary file, fsync, rename, fsync of the directory, the
+//! one way every file rewritten whole is written).
+//!
+//! - A checkpoint is used only if its checksum holds and each covered log's root at the
+//!   recorded size is the recorded root: the payload was derived from exactly the entries the
+//!   log holds now. Then open reads only the entries after it. Anything else (torn, altered,
+//!   another log, a log restored from an older copy) is logged with why and ignored: the state
+//!   comes from the whole log. Deleting `checkpoints/` costs one slow start, nothing else.
+//! - A checkpoint never claims entries that are not durable: a sequencer's state is taken at
+//!   its next index and written only once the log is durable up to there; ingest's and the
+//!   graph's come from folds of committed entries only.
+//! - The checksum finds damage, not forgery: what a checkpoint carries is either re-read from
+//!   the log and checked there (identity and verdict entries, the graph's sources) or what the
+//!   entries would give again.
 
 use std::path::{Path, PathBuf};
 

@@ -9,6 +9,19 @@
 //! (`operator.key.new`), appends the new set endorsed by the old key, then
 //! renames the new key over the old. Opening finishes or forgets a rotation a
 //! crash interrupted, by which key the newest durable set names.
+//!
+//! ## What a stranger checks
+//!
+//! `VERIFYING.md` is the format and the steps. The operator key (`keys/operator.key`) signs a
+//! chain of key sets (`keys/keysets`, append-only, fsync'd): each names every shard's log key,
+//! links to the previous set's digest, and, when it changes the operator key, carries the old
+//! key's endorsement. `Node::open` issues a set when the shard keys are not the newest set's
+//! (a new node) and finishes or forgets a rotation a crash interrupted; it refuses to open
+//! with an operator key the newest set does not name. Every head a log signed stays in
+//! `heads` (fixed-size records, sizes never decrease), so `Store::first_head_covering` finds the
+//! head of any size by binary search: proofs against old heads and consistency answers with
+//! both heads signed. `coldtrail audit-remote` checks all of it over HTTP with only the
+//! `ledger` verifier half (`ledger` without its `store` feature).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

@@ -11,6 +11,46 @@
 //! The [`feed`] hands every committed entry to consumers exactly once, in
 //! shard order, from durable cursors; [`Node::history`] returns everything
 //! about a subject, across shards, with a proof for each entry.
+//!
+//! ## Shards, receipts, feed (`shards`)
+//!
+//! A node's data directory holds `NODE` (its shard count, and `store postgres` when its logs are
+//! in a database), `keys/shard-NNN.key` (one log key per shard, 0600), `shard-NNN/` (one log each,
+//! embedded store) and `cursors/` (feed consumers).
+//!
+//! - **Routing.** `Router::shard_for(key)` = BLAKE3 (routing domain) of the key, mapped onto
+//!   N shards. Readings are partitioned by device, events by lot/shipment/container, identity
+//!   changes by organisation. The mapping is pinned by a test.
+//! - **Changing N.** Refused: a node opened with another shard count than its `NODE` file
+//!   says stops with a message naming both counts. Every subject's home is its hash over N,
+//!   so a new N would strand each subject's history on its old home. Moving to another N
+//!   will need a re-homing job that replays every log into a new node (not built).
+//! - **Sequencer.** `Shard::append` encodes and hashes its entries first (entries that come
+//!   encoded, `ledger::entry::Encoded`, are not encoded again: a binary device batch is
+//!   appended as the bytes its device sent and signed, which the strict decoder guarantees are
+//!   its canonical encoding), then takes the shard's sequencer lock only to assign indices,
+//!   add a `ReceiptOut` right after each entry for every subject homed on another shard
+//!   (numbered per channel `(A, B)` from 0 without gaps), and queue the whole group on the
+//!   store; the store's writer commits it with one fsync. The sequencer's state (next index,
+//!   outbox positions per channel, next receipt expected from each shard, subject -> entries)
+//!   is derived from the log: at open, from its checkpoint (`checkpoints/sequencer-NNN`, see
+//!   "Checkpoints") and the entries after it, or by reading the whole log (only the header
+//!   of readings entries) when there is no usable checkpoint.
+//! - **Relay.** `Node::relay_once` sends, per channel, every committed receipt the destination
+//!   does not yet have, in runs of up to 512: each run carries one signed head of the sender
+//!   and an inclusion proof per receipt. `Shard::accept_batch` checks addressing, the head's
+//!   signature under the sender's key, each proof, and the channel order, then commits the
+//!   accepted `ReceiptIn` entries as one group. Already-committed receipts are refused as
+//!   replays (idempotent), a gap as skipped; a run with any forgery commits nothing. The
+//!   transport is a trait (`ReceiptTransport`): in-process now, HTTP between nodes later.
+//!   `spawn_relay` runs it after every commit and on a retry timer.
+//! - **Feed.** `feed::Subscription` hands out committed entries per shard in order, reading
+//!   them from the store (no per-consumer buffer); `commit(batch, state)` replaces the
+//!   consumer's cursor file (cursors plus the consumer's own state) atomically and durably,
+//!   which makes delivery exactly-once for a consumer that keeps its state there.
+//! - **History.** `Node::history(subject)` walks the subject's home shard's entries about it,
+//!   following each `ReceiptIn` to the entry it points at on the sender's shard; every item
+//!   carries its inclusion proof and signed head.
 
 pub mod checkpoint;
 pub mod feed;

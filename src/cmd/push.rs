@@ -1,6 +1,18 @@
 //! `coldtrail push`: a gateway's readings file (CSV or JSON lines), signed
 //! as its device and sent as binary batches, with retries under one
 //! Idempotency-Key per request so nothing is applied twice.
+//!
+//! ## Partners outside the server (`clients/python`, `src/push.rs`, `src/mqtt_bridge.rs`)
+//!
+//! All three are clients of the HTTP API, never of the logs: what a partner can do, they do,
+//! through the same routes and checks. The Python client reimplements the canonical batch
+//! encoding from PARTNERS.md/VERIFYING.md (tests compare its bytes and signatures with the
+//! ledger's); `push` reads files (`ingest::readings_file`) and signs with `DeviceClient`; the
+//! bridge is a separate process (a sidecar) that maps topics to routes, uses `mqtt:{id}` as the
+//! Idempotency-Key, handles messages in order on one worker, and acknowledges each only after
+//! the node's answer, so the broker's at-least-once delivery becomes exactly-once in the
+//! ledger. `ingest::routes::detach_writes` runs every POST as its own task, so a write is never
+//! cut off between its commit and the record of its answer by a caller that hangs up.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,7 +124,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let key = ledger::keys::read_key_file(&args.key)?;
     let base = args.url.trim_end_matches('/');
-    let agent = crate::loadgen::agent();
+    let agent = crate::cmd::loadgen::agent();
     let first = match args.first_seq {
         Some(n) => n,
         None => next_seq(&agent, base, &args.token, &args.device)?,

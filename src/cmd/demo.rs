@@ -15,7 +15,7 @@ use ingest::wire::{encode_binary, BINARY_BATCH};
 use ledger::entry::{Entry, IdentityChange};
 use shards::Node;
 
-use crate::serve::{open_node, run_server};
+use crate::cmd::serve::{open_node, run_server};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -375,12 +375,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let dir_for_print = data_dir.clone();
         let exit_after_load = args.exit_after_load;
         let relay_node = Arc::clone(&node);
-        let edge = crate::serve::Edge {
+        let edge = crate::cmd::serve::Edge {
             web: ::web::Options {
                 public_url: args.public_url.clone(),
                 catalogue: Arc::new(::web::catalogue::Catalogue::load(&data_dir)?),
             },
-            ..crate::serve::Edge::on(&args.listen)
+            ..crate::cmd::serve::Edge::on(&args.listen)
         };
         let public_url = args.public_url.clone();
         let server_node = Arc::clone(&node);

@@ -62,7 +62,7 @@ pub enum RecallCmd {
 }
 
 fn open_graph(dir: &Path) -> Result<(std::sync::Arc<shards::Node>, lineage::Lineage)> {
-    crate::trace_cmd::open_graph(dir, "POST /v1/recalls, GET /v1/recalls/{id}")
+    crate::cmd::trace::open_graph(dir, "POST /v1/recalls, GET /v1/recalls/{id}")
 }
 
 /// Appends a recall change on `home`'s shard and prints where.

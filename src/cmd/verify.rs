@@ -56,7 +56,7 @@ pub fn verify(data_dir: &Path, recover: bool) -> Result<ExitCode> {
             .enable_all()
             .build()?;
         rt.block_on(async {
-            let node = crate::serve::open_node(data_dir, None)?;
+            let node = crate::cmd::serve::open_node(data_dir, None)?;
             node.sign_heads().await?;
             anyhow::Ok(())
         })?;

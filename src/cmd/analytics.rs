@@ -12,7 +12,7 @@ use analytics::persist::analytics_dir;
 use analytics::{Consumer, Options, RulesConfig};
 use anyhow::{Context, Result};
 
-use crate::serve::open_node;
+use crate::cmd::serve::open_node;
 
 #[derive(clap::Subcommand)]
 pub enum AnalyticsCmd {

@@ -45,7 +45,7 @@ pub(crate) fn open_graph(
     data_dir: &std::path::Path,
     ask: &str,
 ) -> Result<(std::sync::Arc<shards::Node>, lineage::Lineage)> {
-    let node = crate::serve::open_node(data_dir, None)
+    let node = crate::cmd::serve::open_node(data_dir, None)
         .with_context(|| format!("with a server running, ask it: {ask}"))?;
     let (graph, _) = lineage::open(&node)?;
     Ok((node, graph))

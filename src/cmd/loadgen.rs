@@ -90,8 +90,8 @@ struct Mqtt {
 
 impl Mqtt {
     fn connect(broker: &str, org: &str, prefix: &str, run_tag: u128) -> Result<Mqtt> {
-        let options = crate::mqtt_bridge::options(&format!("ct-loadgen-{run_tag}"), broker)?;
-        let (client, mut connection) = crate::mqtt_bridge::connect(options, 1024);
+        let options = crate::cmd::mqtt_bridge::options(&format!("ct-loadgen-{run_tag}"), broker)?;
+        let (client, mut connection) = crate::cmd::mqtt_bridge::connect(options, 1024);
         client.subscribe(
             format!("{prefix}/out/{org}/batches/+"),
             rumqttc::QoS::AtLeastOnce,

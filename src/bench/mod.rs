@@ -1,5 +1,16 @@
 //! `coldtrail bench`: the ledger's figures, each beside a baseline measured in
-//! the same process, so ratios survive a noisy shared machine.
+//! the same process, so ratios survive a noisy shared machine. This file
+//! holds the arguments, the ledger's own figures and the printing helpers;
+//! each other part has its file (`store`, `shards`, `open`, `rules`,
+//! `lineage`, `graphql`, `pages`).
+
+pub mod graphql;
+pub mod lineage;
+pub mod open;
+pub mod pages;
+pub mod rules;
+pub mod shards;
+pub mod store;
 
 use std::fs::File;
 use std::io::Write;
@@ -15,7 +26,7 @@ use ledger::merkle::{verify_consistency, verify_inclusion, Blake3Merkle, MerkleH
 use ledger::store::{audit_log, EmbeddedStore, Pending, Store, StoreConfig};
 use rand::{Rng, SeedableRng};
 
-use crate::loadgen::Logger;
+use crate::cmd::loadgen::Logger;
 use crate::logs::{dir_bytes, human_bytes};
 
 #[derive(clap::Args)]
@@ -109,14 +120,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         large_log(&args, &root.join("large"))?;
     }
     if args.only == "all" || args.only == "rules" {
-        crate::bench_rules::run(&root)?;
-        crate::bench_rules::lag(&root, signed_batches(&args, 20))?;
+        crate::bench::rules::run(&root)?;
+        crate::bench::rules::lag(&root, signed_batches(&args, 20))?;
     }
     if args.only == "all" || args.only == "fixtures" {
         world_generation();
     }
     if args.only == "all" || args.only == "lineage" {
-        crate::bench_lineage::run(args.lots, &args.pg)?;
+        crate::bench::lineage::run(args.lots, &args.pg)?;
     }
     if args.only == "all" || args.only == "graphql" {
         let scale = match args.graphql_world.as_str() {
@@ -124,7 +135,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "large" => fixtures::Scale::Large,
             _ => fixtures::Scale::Demo,
         };
-        crate::bench_graphql::run(&root, scale, args.graphql_queries)?;
+        crate::bench::graphql::run(&root, scale, args.graphql_queries)?;
     }
     if args.only == "all" || args.only == "pages" {
         let scale = match args.graphql_world.as_str() {
@@ -132,16 +143,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "large" => fixtures::Scale::Large,
             _ => fixtures::Scale::Demo,
         };
-        crate::bench_pages::run(&root, scale, args.page_rate, args.page_seconds)?;
+        crate::bench::pages::run(&root, scale, args.page_rate, args.page_seconds)?;
     }
     if args.only == "store" {
-        crate::bench_store::run(&root, args.entries, args.store_url.as_deref())?;
+        crate::bench::store::run(&root, args.entries, args.store_url.as_deref())?;
     }
     if args.only == "open" {
-        crate::bench_open::run(&root, args.readings, args.batch, args.devices)?;
+        crate::bench::open::run(&root, args.readings, args.batch, args.devices)?;
     }
     if args.only == "all" || args.only == "shards" {
-        crate::bench_shards::run(&root.join("shards"), &signed_batches(&args, 20), args.batch)?;
+        crate::bench::shards::run(&root.join("shards"), &signed_batches(&args, 20), args.batch)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 
+use crate::bench::graphql::Served;
+use crate::bench::lineage::{hist, ms};
 use crate::bench::row;
-use crate::bench_graphql::Served;
-use crate::bench_lineage::{hist, ms};
 
 /// Threads sending; each keeps its own schedule of `rate / SENDERS` per second.
 const SENDERS: usize = 32;

@@ -13,8 +13,8 @@ use hdrhistogram::Histogram;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use crate::bench::lineage::{hist, ms};
 use crate::bench::row;
-use crate::bench_lineage::{hist, ms};
 
 const CLIENTS: usize = 16;
 
@@ -101,8 +101,8 @@ impl Served {
         };
         let world = fixtures::generate(7, scale, start);
         let t = Instant::now();
-        let node = crate::serve::open_node(dir, Some(2))?;
-        crate::demo::write_rules(dir, &world)?;
+        let node = crate::cmd::serve::open_node(dir, Some(2))?;
+        crate::cmd::demo::write_rules(dir, &world)?;
         let (token, _) = api::TokenStore::new(dir, ledger::clock::system())
             .issue("urn:epc:id:sgln:0614141.00099.0", api::Role::Investigator)?;
         let rt = tokio::runtime::Runtime::new()?;
@@ -125,9 +125,9 @@ impl Served {
         let server_node = Arc::clone(&node);
         let server = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
-                let mut edge = crate::serve::Edge::on("127.0.0.1:0");
+                let mut edge = crate::cmd::serve::Edge::on("127.0.0.1:0");
                 edge.web.catalogue = catalogue;
-                crate::serve::run_server(
+                crate::cmd::serve::run_server(
                     move || Ok(server_node),
                     edge,
                     move |addr, handle, status| {
@@ -140,7 +140,7 @@ impl Served {
         let (addr, handle, status) = rx
             .recv_timeout(Duration::from_secs(600))
             .context("the server did not start")?;
-        crate::demo::wait_for_rules(&node, &status)?;
+        crate::cmd::demo::wait_for_rules(&node, &status)?;
         Ok(Served {
             world,
             base: format!("http://{addr}"),

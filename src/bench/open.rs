@@ -15,7 +15,7 @@ use ledger::store::{EmbeddedStore, StoreConfig};
 use shards::{Node, NodeConfig};
 
 use crate::bench::{row, si};
-use crate::loadgen::Logger;
+use crate::cmd::loadgen::Logger;
 use crate::logs::human_bytes;
 
 const ORG: &str = "urn:epc:id:sgln:0614141.00001.0";
