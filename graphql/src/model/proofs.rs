@@ -1,0 +1,103 @@
+//! Entries, their proofs and the signed heads they rest on: what every fact in the schema points to.
+
+use super::*;
+
+/// A ledger entry: where a fact is recorded. Its `proof` shows it is in the
+/// shard's log under a head the shard's key signed.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry(pub At);
+
+impl Entry {
+    /// The entry's proof, through the request's batching loader.
+    pub async fn proof_of(&self, ctx: &Context<'_>) -> Answer<Proof> {
+        let p = loader(ctx)
+            .load_one(ProofKey::from(self.0))
+            .await?
+            .ok_or_else(|| refusal(api::ApiError::NotFound("no such entry".into())))?;
+        Ok(Proof(p))
+    }
+}
+
+#[Object]
+impl Entry {
+    /// The shard whose log holds the entry.
+    pub(super) async fn shard(&self) -> u32 {
+        self.0.shard
+    }
+    /// Its position in that log, from 0.
+    pub(super) async fn index(&self) -> u64 {
+        self.0.index
+    }
+    /// The entry id: BLAKE3 (leaf domain) of its canonical bytes, hex.
+    pub(super) async fn id(&self) -> String {
+        ledger::Digest(self.0.id).to_hex()
+    }
+    /// Its inclusion proof under the shard's newest signed head.
+    pub(super) async fn proof(&self, ctx: &Context<'_>) -> Answer<Proof> {
+        self.proof_of(ctx).await
+    }
+}
+
+/// An inclusion proof: the sibling hashes from the entry's leaf to the root
+/// of a signed head. Check it as VERIFYING.md says.
+pub struct Proof(pub Arc<ProofJson>);
+
+#[Object]
+impl Proof {
+    /// The shard whose log holds the entry.
+    pub(super) async fn shard(&self) -> u32 {
+        self.0.shard
+    }
+    /// The entry's position in that log, from 0.
+    pub(super) async fn index(&self) -> u64 {
+        self.0.index
+    }
+    /// The entry id, hex.
+    pub(super) async fn id(&self) -> &str {
+        &self.0.id
+    }
+    /// Sibling hashes, leaf side first, hex.
+    pub(super) async fn path(&self) -> &[String] {
+        &self.0.proof
+    }
+    /// The signed head the path leads to.
+    pub(super) async fn head(&self) -> Head {
+        Head(self.0.head.clone())
+    }
+}
+
+/// A signed tree head: a shard log's size and root, signed by its key.
+pub struct Head(pub HeadJson);
+
+#[Object]
+impl Head {
+    /// The shard whose log the head is of.
+    pub(super) async fn shard(&self) -> u32 {
+        self.0.shard
+    }
+    /// The log's ed25519 public key, hex: check it against the node's key
+    /// document (`/.well-known/coldtrail/keys`), not against this answer.
+    pub(super) async fn public_key(&self) -> &str {
+        &self.0.public_key
+    }
+    /// The log id: BLAKE3 of the log's public key, hex.
+    pub(super) async fn log_id(&self) -> &str {
+        &self.0.log_id
+    }
+    /// Entries in the tree.
+    pub(super) async fn size(&self) -> u64 {
+        self.0.size
+    }
+    /// The Merkle root, hex.
+    pub(super) async fn root(&self) -> &str {
+        &self.0.root
+    }
+    /// When the head was signed.
+    pub(super) async fn signed_at(&self) -> DateTime<Utc> {
+        time(self.0.timestamp_ms)
+    }
+    /// The ed25519 signature over the encoded head, hex.
+    pub(super) async fn signature(&self) -> &str {
+        &self.0.signature
+    }
+}
