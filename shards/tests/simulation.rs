@@ -10,7 +10,8 @@ mod common;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use common::{node, observe, transformation};
+use common::{node_on, observe, transformation};
+use ledger::clock::{Clock, ManualClock};
 use ledger::entry::{Entry, ReceiptDelivery};
 use ledger::store::audit_log;
 use rand::rngs::StdRng;
@@ -19,6 +20,9 @@ use shards::{Node, ReceiptTransport, ShardError};
 
 const SHARDS: u32 = 3;
 const STEPS: usize = 120;
+/// Where the run's clock starts (2026-01-01T00:00:00Z), far from any
+/// machine's clock, so a head stamped by the wall clock shows.
+const SIM_EPOCH_MS: i64 = 1_767_225_600_000;
 
 /// The network: a relay's "send" only puts the message in flight.
 #[derive(Clone, Default)]
@@ -85,10 +89,14 @@ async fn run(seed: u64) -> Vec<ledger::Digest> {
     let dir = tempfile::tempdir().unwrap();
     let lots = lots(12);
     let net = Net::default();
-    let mut node = node(dir.path(), SHARDS);
+    // The run's own clock: each step takes simulated time, so the heads
+    // the shards sign carry the run's times, not the machine's.
+    let clock = Arc::new(ManualClock::new(SIM_EPOCH_MS));
+    let mut node = node_on(dir.path(), SHARDS, clock.clone());
     let mut event = 0u64;
     let mut restarts = 0;
     for _ in 0..STEPS {
+        clock.advance(rng.gen_range(1..1_000));
         match rng.gen_range(0..10) {
             0..=3 => {
                 // Transform 1-3 random input lots into a random output lot.
@@ -142,7 +150,7 @@ async fn run(seed: u64) -> Vec<ledger::Digest> {
                         .unwrap();
                 }
                 drop(node);
-                node = common::node(dir.path(), SHARDS);
+                node = node_on(dir.path(), SHARDS, clock.clone());
                 restarts += 1;
             }
         }
@@ -193,6 +201,16 @@ async fn run(seed: u64) -> Vec<ledger::Digest> {
                 *n += 1;
             }
         }
+    }
+    for s in node.shards().iter() {
+        let head = s.store().latest_head().expect("every shard signed a head");
+        assert!(
+            (SIM_EPOCH_MS..=clock.now_ms()).contains(&head.head.timestamp_ms),
+            "seed {seed}: shard {}'s head is stamped {}, outside the run's clock ({SIM_EPOCH_MS}..={})",
+            s.id(),
+            head.head.timestamp_ms,
+            clock.now_ms()
+        );
     }
     let roots: Vec<ledger::Digest> = node
         .shards()

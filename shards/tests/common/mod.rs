@@ -24,6 +24,13 @@ pub fn node(dir: &Path, shards: u32) -> Node {
     Node::open(config(dir, shards)).expect("node opens")
 }
 
+/// A node whose heads and key sets take their time from `clock`.
+pub fn node_on(dir: &Path, shards: u32, clock: ledger::clock::SharedClock) -> Node {
+    let mut c = config(dir, shards);
+    c.store.clock = clock;
+    Node::open(c).expect("node opens")
+}
+
 /// A transformation: `inputs` lots become `output`.
 pub fn transformation(event: u64, inputs: &[&str], output: &str) -> Entry {
     let mut subjects: Vec<Subject> = inputs
