@@ -66,143 +66,13 @@ impl EmbeddedStore {
 
         // Derived files: cut back to, or rebuilt up to, what the segments hold.
         let size = blocks.last().map_or(0, BlockLoc::end_index);
-        let leaves_path = dir.join(format::LEAVES_FILE);
-        let leaves_w = open_append(&leaves_path)?;
-        let leaves_r = File::open(&leaves_path).map_err(|e| StoreError::io(&leaves_path, e))?;
-        let have_leaves = (leaves_len / 32).min(size);
-        if leaves_len != have_leaves * 32 {
-            truncate(&leaves_path, have_leaves * 32)?;
-        }
-        let seg_files: BTreeMap<u64, Arc<File>> = segments;
-        if have_leaves < size {
-            let mut missing = Vec::new();
-            for loc in blocks.iter().filter(|b| b.end_index() > have_leaves) {
-                let entries = read_block_entries(&seg_files, dir, loc)?;
-                for (i, e) in entries.iter().enumerate() {
-                    if loc.first_index + i as u64 >= have_leaves {
-                        missing.extend_from_slice(&entry_id(e).0);
-                    }
-                }
-            }
-            (&leaves_w)
-                .write_all(&missing)
-                .and_then(|_| leaves_w.sync_data())
-                .map_err(|e| StoreError::io(&leaves_path, e))?;
-        }
-
-        let nodes_path = dir.join(format::NODES_FILE);
-        let mut nodes_bytes = read_all(&nodes_path)?;
-        let want_nodes = size >> format::NODE_LEVEL;
-        let have_nodes = (nodes_bytes.len() as u64 / 32).min(want_nodes);
-        nodes_bytes.truncate(have_nodes as usize * 32);
-        let mut level_nodes: Vec<Digest> = nodes_bytes
-            .chunks_exact(32)
-            .map(|c| Digest(c.try_into().expect("32-byte chunk")))
-            .collect();
-        let nodes_w = open_append(&nodes_path)?;
-        nodes_w
-            .set_len(have_nodes * 32)
-            .map_err(|e| StoreError::io(&nodes_path, e))?;
-        let chunk = 1u64 << format::NODE_LEVEL;
-        if have_nodes < want_nodes {
-            let mut add = Vec::new();
-            for n in have_nodes..want_nodes {
-                let leaves = read_leaf_range(&leaves_r, n * chunk, chunk)
-                    .map_err(|e| StoreError::io(&leaves_path, e))?;
-                let node = chunk_root(&leaves);
-                level_nodes.push(node);
-                add.extend_from_slice(&node.0);
-            }
-            (&nodes_w)
-                .write_all(&add)
-                .and_then(|_| nodes_w.sync_data())
-                .map_err(|e| StoreError::io(&nodes_path, e))?;
-        }
-        let tail = read_leaf_range(&leaves_r, want_nodes * chunk, size - want_nodes * chunk)
-            .map_err(|e| StoreError::io(&leaves_path, e))?;
-        let tree = StoredTree::new(leaves_r, size, level_nodes, tail);
-
-        // Heads: the last whole record wins; a torn record is cut off, and so
-        // are the zeroed records after the last head (see `HEADS_AHEAD`).
-        let heads_path = dir.join(format::HEADS_FILE);
-        let heads_w = open_in_place(&heads_path)?;
-        let heads_len = heads_w
-            .metadata()
-            .map_err(|e| StoreError::io(&heads_path, e))?
-            .len();
-        let whole =
-            heads_in_use(&heads_w, heads_len).map_err(|e| StoreError::io(&heads_path, e))?;
-        if whole != heads_len {
-            truncate(&heads_path, whole)?;
-        }
-        let latest_head = if whole > 0 {
-            let mut rec = [0u8; format::HEAD_RECORD_LEN];
-            heads_w
-                .read_exact_at(&mut rec, whole - format::HEAD_RECORD_LEN as u64)
-                .map_err(|e| StoreError::io(&heads_path, e))?;
-            let h = format::decode_head(&rec).ok_or_else(|| {
-                corrupt(
-                    &heads_path,
-                    "the last signed head's checksum does not match",
-                )
-            })?;
-            if h.head.size > size {
-                return Err(corrupt(
-                    &heads_path,
-                    format!(
-                        "a signed head commits to {} entries but the segments hold {size}: acknowledged data is missing",
-                        h.head.size
-                    ),
-                ));
-            }
-            let root = tree
-                .prover()
-                .root(h.head.size)
-                .map_err(|e| StoreError::io(&leaves_path, e))?;
-            if root != h.head.root {
-                return Err(corrupt(
-                    dir,
-                    format!("the tree rebuilt from the stored files does not match the signed head at size {}; run `coldtrail verify`", h.head.size),
-                ));
-            }
-            Some(h)
-        } else {
-            None
-        };
-
-        // Ids: sealed segments have sorted files (rebuilt if missing); the
-        // active segment's ids are held in memory.
-        let mut sealed_ids = Vec::new();
-        let mut active_ids = ActiveIds::default();
-        for (i, &seg) in seg_files.keys().enumerate() {
-            let seg_blocks: Vec<&BlockLoc> = blocks.iter().filter(|b| b.segment == seg).collect();
-            let (Some(first), Some(last)) = (seg_blocks.first(), seg_blocks.last()) else {
-                continue;
-            };
-            let (from, to) = (first.first_index, last.end_index());
-            let pairs = || -> Result<Vec<(u64, u64)>, StoreError> {
-                let ids = read_leaf_range(&tree, from, to - from)
-                    .map_err(|e| StoreError::io(&leaves_path, e))?;
-                Ok(ids
-                    .iter()
-                    .zip(from..)
-                    .map(|(d, i)| (format::id_prefix(d), i))
-                    .collect())
-            };
-            if i + 1 == seg_files.len() {
-                active_ids.extend(pairs()?);
-            } else {
-                // Sealed: its ids file is only rebuilt when it is missing or cut short.
-                let path = dir.join(format::ids_name(seg));
-                let want = (to - from) * format::ID_RECORD_LEN as u64;
-                if fs::metadata(&path).map(|m| m.len()).ok() != Some(want) {
-                    write_file_synced(&path, &format::encode_ids(pairs()?))?;
-                }
-                let f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
-                sealed_ids.push(SealedIds::new(seg, f, to - from));
-            }
-        }
-
+        let Derived {
+            tree,
+            leaves: leaves_w,
+            nodes: nodes_w,
+        } = rebuild_tree(dir, &blocks, &segments, leaves_len, size)?;
+        let (heads_w, whole, latest_head) = open_heads(dir, &tree, size)?;
+        let (sealed_ids, active_ids) = open_ids(dir, &segments, &blocks, &tree)?;
         let index_path = dir.join(format::INDEX_FILE);
         let index_w = open_append(&index_path)?;
         let (active_no, active_file) = active;
@@ -210,6 +80,7 @@ impl EmbeddedStore {
             .iter()
             .find(|b| b.segment == active_no)
             .map_or(size, |b| b.first_index);
+        let heads_path = dir.join(format::HEADS_FILE);
         let heads_r = File::open(&heads_path).map_err(|e| StoreError::io(&heads_path, e))?;
         let state = State {
             blocks,
@@ -217,7 +88,7 @@ impl EmbeddedStore {
             latest_head,
             heads: Arc::new(heads_r),
             head_count: whole / format::HEAD_RECORD_LEN as u64,
-            segments: seg_files,
+            segments,
             active_ids,
             sealed_ids,
         };
@@ -331,90 +202,23 @@ pub(super) fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
     let last_seg = *seg_numbers.last().expect("at least one segment");
     let mut next_index = blocks.last().map_or(0, BlockLoc::end_index);
     for &n in seg_numbers.iter().filter(|&&n| n >= start_seg) {
-        let path = dir.join(format::segment_name(n));
-        let f = &segments[&n];
-        let len = seg_lens[&n];
-        let mut pos = match blocks.last() {
+        let pos = match blocks.last() {
             Some(b) if b.segment == n => b.offset + u64::from(b.frame_len),
             _ => SEGMENT_HEADER_LEN as u64,
         };
-        if len < SEGMENT_HEADER_LEN as u64 {
-            if n == last_seg {
-                // A segment created but torn before its header was durable.
-                let header = SegmentHeader {
-                    log_id: id,
-                    number: n,
-                    first_index: next_index,
-                }
-                .encode();
-                f.set_len(0).map_err(|e| StoreError::io(&path, e))?;
-                f.write_all_at(&header, 0)
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| StoreError::io(&path, e))?;
-                sync_dir(dir)?;
-                seg_lens.insert(n, SEGMENT_HEADER_LEN as u64);
-                continue;
-            }
-            return Err(corrupt(&path, "segment is shorter than its header"));
-        }
-        let mut hb = [0u8; SEGMENT_HEADER_LEN];
-        f.read_exact_at(&mut hb, 0)
-            .map_err(|e| StoreError::io(&path, e))?;
-        let header = SegmentHeader::decode(&hb).map_err(|what| corrupt(&path, what))?;
-        if header.log_id != id || header.number != n {
-            return Err(corrupt(&path, "segment header names another log or number"));
-        }
-        if pos == SEGMENT_HEADER_LEN as u64 && header.first_index != next_index {
-            return Err(corrupt(
-                &path,
-                format!(
-                    "segment starts at entry {}, expected {next_index}",
-                    header.first_index
-                ),
-            ));
-        }
-        while pos < len {
-            match read_frame(f, pos) {
-                Ok((h, payload)) if h.first_index == next_index && h.count > 0 => {
-                    format::unpack_block(&h, &payload)
-                        .map_err(|what| corrupt(&path, format!("block at offset {pos}: {what}")))?;
-                    let loc = BlockLoc {
-                        first_index: h.first_index,
-                        count: h.count,
-                        segment: n,
-                        offset: pos,
-                        frame_len: h.frame_len() as u32,
-                    };
-                    next_index = loc.end_index();
-                    pos += h.frame_len();
-                    new_blocks.push(loc);
-                }
-                Ok((h, _)) => {
-                    return Err(corrupt(
-                        &path,
-                        format!(
-                            "block at offset {pos} holds entries from {}, expected {next_index}",
-                            h.first_index
-                        ),
-                    ))
-                }
-                Err(what) => {
-                    // Past the last whole block: zeros made ready for appends
-                    // (only in the active segment), a torn write, or damage.
-                    let end = nonzero_end(f, pos, len).map_err(|e| StoreError::io(&path, e))?;
-                    let mut rest = vec![0u8; (end - pos) as usize];
-                    f.read_exact_at(&mut rest, pos)
-                        .map_err(|e| StoreError::io(&path, e))?;
-                    if n != last_seg || rest.get(1..).is_some_and(valid_frame_follows) {
-                        return Err(corrupt(&path, format!("block at offset {pos}: {what}")));
-                    }
-                    // A torn, never-acknowledged write, or zeros: cut them off.
-                    truncate(&path, pos)?;
-                    seg_lens.insert(n, pos);
-                    break;
-                }
-            }
-        }
+        let scanned = scan_segment(
+            dir,
+            id,
+            n,
+            &segments[&n],
+            seg_lens[&n],
+            pos,
+            next_index,
+            n == last_seg,
+        )?;
+        next_index = scanned.next_index;
+        seg_lens.insert(n, scanned.len);
+        new_blocks.extend(scanned.blocks);
     }
     if !new_blocks.is_empty() {
         let mut rec = Vec::with_capacity(new_blocks.len() * format::INDEX_RECORD_LEN);
@@ -449,4 +253,300 @@ pub(super) fn recover(dir: &Path, id: Digest) -> Result<Recovered, StoreError> {
         active_len,
         leaves_len,
     })
+}
+
+/// What scanning one segment past the index found: its whole blocks, the
+/// next entry index after them, and the segment's length once recovery is
+/// done with it (a torn write or zeros at the end of the last segment cut
+/// off).
+struct Scanned {
+    blocks: Vec<BlockLoc>,
+    next_index: u64,
+    len: u64,
+}
+
+/// Reads segment `n` (`len` bytes, `last` if it is the active one) from
+/// `pos` on, block by block, expecting entries from `next_index`. Only the
+/// last segment may end in a torn write or zeros; anything else that does
+/// not read as the next block is damage.
+#[allow(clippy::too_many_arguments)]
+fn scan_segment(
+    dir: &Path,
+    id: Digest,
+    n: u64,
+    f: &File,
+    len: u64,
+    mut pos: u64,
+    mut next_index: u64,
+    last: bool,
+) -> Result<Scanned, StoreError> {
+    let mut found = Vec::new();
+    let path = dir.join(format::segment_name(n));
+    if len < SEGMENT_HEADER_LEN as u64 {
+        if last {
+            // A segment created but torn before its header was durable.
+            let header = SegmentHeader {
+                log_id: id,
+                number: n,
+                first_index: next_index,
+            }
+            .encode();
+            f.set_len(0).map_err(|e| StoreError::io(&path, e))?;
+            f.write_all_at(&header, 0)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| StoreError::io(&path, e))?;
+            sync_dir(dir)?;
+            return Ok(Scanned {
+                blocks: Vec::new(),
+                next_index,
+                len: SEGMENT_HEADER_LEN as u64,
+            });
+        }
+        return Err(corrupt(&path, "segment is shorter than its header"));
+    }
+    let mut hb = [0u8; SEGMENT_HEADER_LEN];
+    f.read_exact_at(&mut hb, 0)
+        .map_err(|e| StoreError::io(&path, e))?;
+    let header = SegmentHeader::decode(&hb).map_err(|what| corrupt(&path, what))?;
+    if header.log_id != id || header.number != n {
+        return Err(corrupt(&path, "segment header names another log or number"));
+    }
+    if pos == SEGMENT_HEADER_LEN as u64 && header.first_index != next_index {
+        return Err(corrupt(
+            &path,
+            format!(
+                "segment starts at entry {}, expected {next_index}",
+                header.first_index
+            ),
+        ));
+    }
+    while pos < len {
+        match read_frame(f, pos) {
+            Ok((h, payload)) if h.first_index == next_index && h.count > 0 => {
+                format::unpack_block(&h, &payload)
+                    .map_err(|what| corrupt(&path, format!("block at offset {pos}: {what}")))?;
+                let loc = BlockLoc {
+                    first_index: h.first_index,
+                    count: h.count,
+                    segment: n,
+                    offset: pos,
+                    frame_len: h.frame_len() as u32,
+                };
+                next_index = loc.end_index();
+                pos += h.frame_len();
+                found.push(loc);
+            }
+            Ok((h, _)) => {
+                return Err(corrupt(
+                    &path,
+                    format!(
+                        "block at offset {pos} holds entries from {}, expected {next_index}",
+                        h.first_index
+                    ),
+                ))
+            }
+            Err(what) => {
+                // Past the last whole block: zeros made ready for appends
+                // (only in the active segment), a torn write, or damage.
+                let end = nonzero_end(f, pos, len).map_err(|e| StoreError::io(&path, e))?;
+                let mut rest = vec![0u8; (end - pos) as usize];
+                f.read_exact_at(&mut rest, pos)
+                    .map_err(|e| StoreError::io(&path, e))?;
+                if !last || rest.get(1..).is_some_and(valid_frame_follows) {
+                    return Err(corrupt(&path, format!("block at offset {pos}: {what}")));
+                }
+                // A torn, never-acknowledged write, or zeros: cut them off.
+                truncate(&path, pos)?;
+                return Ok(Scanned {
+                    blocks: found,
+                    next_index,
+                    len: pos,
+                });
+            }
+        }
+    }
+    Ok(Scanned {
+        blocks: found,
+        next_index,
+        len,
+    })
+}
+
+/// The tree's derived files after recovery, open for the writer.
+struct Derived {
+    tree: StoredTree,
+    leaves: File,
+    nodes: File,
+}
+
+/// Cuts `leaves` and `nodes` back to what the segments hold (`size`
+/// entries) or rebuilds what they lack from the segments, and builds the
+/// in-memory tree over them.
+fn rebuild_tree(
+    dir: &Path,
+    blocks: &[BlockLoc],
+    segments: &BTreeMap<u64, Arc<File>>,
+    leaves_len: u64,
+    size: u64,
+) -> Result<Derived, StoreError> {
+    let leaves_path = dir.join(format::LEAVES_FILE);
+    let leaves_w = open_append(&leaves_path)?;
+    let leaves_r = File::open(&leaves_path).map_err(|e| StoreError::io(&leaves_path, e))?;
+    let have_leaves = (leaves_len / 32).min(size);
+    if leaves_len != have_leaves * 32 {
+        truncate(&leaves_path, have_leaves * 32)?;
+    }
+    if have_leaves < size {
+        let mut missing = Vec::new();
+        for loc in blocks.iter().filter(|b| b.end_index() > have_leaves) {
+            let entries = read_block_entries(segments, dir, loc)?;
+            for (i, e) in entries.iter().enumerate() {
+                if loc.first_index + i as u64 >= have_leaves {
+                    missing.extend_from_slice(&entry_id(e).0);
+                }
+            }
+        }
+        (&leaves_w)
+            .write_all(&missing)
+            .and_then(|_| leaves_w.sync_data())
+            .map_err(|e| StoreError::io(&leaves_path, e))?;
+    }
+
+    let nodes_path = dir.join(format::NODES_FILE);
+    let mut nodes_bytes = read_all(&nodes_path)?;
+    let want_nodes = size >> format::NODE_LEVEL;
+    let have_nodes = (nodes_bytes.len() as u64 / 32).min(want_nodes);
+    nodes_bytes.truncate(have_nodes as usize * 32);
+    let mut level_nodes: Vec<Digest> = nodes_bytes
+        .chunks_exact(32)
+        .map(|c| Digest(c.try_into().expect("32-byte chunk")))
+        .collect();
+    let nodes_w = open_append(&nodes_path)?;
+    nodes_w
+        .set_len(have_nodes * 32)
+        .map_err(|e| StoreError::io(&nodes_path, e))?;
+    let chunk = 1u64 << format::NODE_LEVEL;
+    if have_nodes < want_nodes {
+        let mut add = Vec::new();
+        for n in have_nodes..want_nodes {
+            let leaves = read_leaf_range(&leaves_r, n * chunk, chunk)
+                .map_err(|e| StoreError::io(&leaves_path, e))?;
+            let node = chunk_root(&leaves);
+            level_nodes.push(node);
+            add.extend_from_slice(&node.0);
+        }
+        (&nodes_w)
+            .write_all(&add)
+            .and_then(|_| nodes_w.sync_data())
+            .map_err(|e| StoreError::io(&nodes_path, e))?;
+    }
+    let tail = read_leaf_range(&leaves_r, want_nodes * chunk, size - want_nodes * chunk)
+        .map_err(|e| StoreError::io(&leaves_path, e))?;
+    Ok(Derived {
+        tree: StoredTree::new(leaves_r, size, level_nodes, tail),
+        leaves: leaves_w,
+        nodes: nodes_w,
+    })
+}
+
+/// Opens `heads`: the last whole record wins; a torn record is cut off, and
+/// so are the zeroed records after the last head. The latest head must
+/// commit to no more than the segments hold, and to the rebuilt tree's
+/// root. Returns the file, the bytes of whole records, and the latest head.
+fn open_heads(
+    dir: &Path,
+    tree: &StoredTree,
+    size: u64,
+) -> Result<(File, u64, Option<SignedTreeHead>), StoreError> {
+    // Heads: the last whole record wins; a torn record is cut off, and so
+    // are the zeroed records after the last head (see `HEADS_AHEAD`).
+    let heads_path = dir.join(format::HEADS_FILE);
+    let heads_w = open_in_place(&heads_path)?;
+    let heads_len = heads_w
+        .metadata()
+        .map_err(|e| StoreError::io(&heads_path, e))?
+        .len();
+    let whole = heads_in_use(&heads_w, heads_len).map_err(|e| StoreError::io(&heads_path, e))?;
+    if whole != heads_len {
+        truncate(&heads_path, whole)?;
+    }
+    let latest_head = if whole > 0 {
+        let mut rec = [0u8; format::HEAD_RECORD_LEN];
+        heads_w
+            .read_exact_at(&mut rec, whole - format::HEAD_RECORD_LEN as u64)
+            .map_err(|e| StoreError::io(&heads_path, e))?;
+        let h = format::decode_head(&rec).ok_or_else(|| {
+            corrupt(
+                &heads_path,
+                "the last signed head's checksum does not match",
+            )
+        })?;
+        if h.head.size > size {
+            return Err(corrupt(
+                &heads_path,
+                format!(
+                    "a signed head commits to {} entries but the segments hold {size}: acknowledged data is missing",
+                    h.head.size
+                ),
+            ));
+        }
+        let root = tree
+            .prover()
+            .root(h.head.size)
+            .map_err(|e| StoreError::io(dir.join(format::LEAVES_FILE), e))?;
+        if root != h.head.root {
+            return Err(corrupt(
+                dir,
+                format!("the tree rebuilt from the stored files does not match the signed head at size {}; run `coldtrail verify`", h.head.size),
+            ));
+        }
+        Some(h)
+    } else {
+        None
+    };
+    Ok((heads_w, whole, latest_head))
+}
+
+/// The ids of each segment's entries: sealed segments have sorted files
+/// (rebuilt when missing or cut short); the active segment's are held in
+/// memory.
+fn open_ids(
+    dir: &Path,
+    segments: &BTreeMap<u64, Arc<File>>,
+    blocks: &[BlockLoc],
+    tree: &StoredTree,
+) -> Result<(Vec<SealedIds>, ActiveIds), StoreError> {
+    // Ids: sealed segments have sorted files (rebuilt if missing); the
+    // active segment's ids are held in memory.
+    let mut sealed_ids = Vec::new();
+    let mut active_ids = ActiveIds::default();
+    for (i, &seg) in segments.keys().enumerate() {
+        let seg_blocks: Vec<&BlockLoc> = blocks.iter().filter(|b| b.segment == seg).collect();
+        let (Some(first), Some(last)) = (seg_blocks.first(), seg_blocks.last()) else {
+            continue;
+        };
+        let (from, to) = (first.first_index, last.end_index());
+        let pairs = || -> Result<Vec<(u64, u64)>, StoreError> {
+            let ids = read_leaf_range(tree, from, to - from)
+                .map_err(|e| StoreError::io(dir.join(format::LEAVES_FILE), e))?;
+            Ok(ids
+                .iter()
+                .zip(from..)
+                .map(|(d, i)| (format::id_prefix(d), i))
+                .collect())
+        };
+        if i + 1 == segments.len() {
+            active_ids.extend(pairs()?);
+        } else {
+            // Sealed: its ids file is only rebuilt when it is missing or cut short.
+            let path = dir.join(format::ids_name(seg));
+            let want = (to - from) * format::ID_RECORD_LEN as u64;
+            if fs::metadata(&path).map(|m| m.len()).ok() != Some(want) {
+                write_file_synced(&path, &format::encode_ids(pairs()?))?;
+            }
+            let f = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+            sealed_ids.push(SealedIds::new(seg, f, to - from));
+        }
+    }
+    Ok((sealed_ids, active_ids))
 }
