@@ -36,68 +36,95 @@ impl Ingest {
                 b.batch.device, b.batch.first_seq
             )));
         }
-        let now = self.node.clock().now_ms();
-        // Bounds and ownership first, then every signature in one batch check.
-        let keys: Vec<VerifyingKey> = {
-            let id = self.identity.read().expect("identity lock");
-            let mut keys = Vec::with_capacity(batches.len());
-            for b in &batches {
-                if let Some(r) = b
-                    .batch
-                    .readings
-                    .iter()
-                    .find(|r| r.time_ms > now + self.limits.future_slack_ms)
-                {
-                    return Err(ApiError::ClockInFuture {
-                        at_ms: r.time_ms,
-                        now_ms: now,
-                        slack_ms: self.limits.future_slack_ms,
-                    });
-                }
-                let device = id.device_of(&who.org, &b.batch.device)?;
-                if let Some(why) = &device.suspended {
-                    return Err(ApiError::DeviceSuspended {
-                        device: b.batch.device.clone(),
-                        reason: why.clone(),
-                    });
-                }
-                let at = b.batch.readings.first().map_or(now, |r| r.time_ms);
-                keys.push(device.key_at(&b.batch.device, at)?);
-            }
-            keys
-        };
+        let keys = self.admit(who, &batches)?;
         verify_signatures(&batches, &messages, &keys)?;
-        // Sequence check and reservation in one hold of the lock, so two
-        // copies of one batch cannot both pass.
-        let reserved: Vec<(String, u64, u64)> = {
-            let mut id = self.identity.write().expect("identity lock");
-            let mut next: HashMap<&str, u64> = HashMap::new();
-            for b in &batches {
-                let dev = b.batch.device.as_str();
-                let expected = match next.get(dev) {
-                    Some(n) => *n,
-                    None => id.device_of(&who.org, dev)?.next_seq,
-                };
-                if b.batch.first_seq < expected {
-                    return Err(ApiError::ReplayedSequence {
-                        device: dev.to_string(),
-                        got: b.batch.first_seq,
-                        expected,
-                    });
-                }
-                next.insert(dev, b.batch.next_seq());
-            }
-            next.into_iter()
-                .map(|(dev, n)| {
-                    let d = id.devices.get_mut(dev).expect("checked above");
-                    let old = d.next_seq;
-                    d.next_seq = n;
-                    (dev.to_string(), old, n)
-                })
-                .collect()
-        };
-        // Commit per device (each on its home shard), concurrently.
+        let reserved = self.reserve_sequences(who, &batches)?;
         let devices: Vec<String> = batches.iter().map(|b| b.batch.device.clone()).collect();
+        self.commit_per_device(devices, encoded, reserved).await
+    }
+
+    /// Admission: every reading within the clock's slack, every device the
+    /// caller's and not suspended, and the key each batch must verify under
+    /// (the one valid at its first reading). All before any signature.
+    fn admit(
+        &self,
+        who: &Principal,
+        batches: &[&SignedBatch],
+    ) -> Result<Vec<VerifyingKey>, ApiError> {
+        let now = self.node.clock().now_ms();
+        let id = self.identity.read().expect("identity lock");
+        let mut keys = Vec::with_capacity(batches.len());
+        for b in batches {
+            if let Some(r) = b
+                .batch
+                .readings
+                .iter()
+                .find(|r| r.time_ms > now + self.limits.future_slack_ms)
+            {
+                return Err(ApiError::ClockInFuture {
+                    at_ms: r.time_ms,
+                    now_ms: now,
+                    slack_ms: self.limits.future_slack_ms,
+                });
+            }
+            let device = id.device_of(&who.org, &b.batch.device)?;
+            if let Some(why) = &device.suspended {
+                return Err(ApiError::DeviceSuspended {
+                    device: b.batch.device.clone(),
+                    reason: why.clone(),
+                });
+            }
+            let at = b.batch.readings.first().map_or(now, |r| r.time_ms);
+            keys.push(device.key_at(&b.batch.device, at)?);
+        }
+        Ok(keys)
+    }
+
+    /// Checks each device's sequence and reserves it, in one hold of the
+    /// identity lock, so two copies of one batch cannot both pass. Returns
+    /// (device, next before, next after) for each device reserved.
+    fn reserve_sequences(
+        &self,
+        who: &Principal,
+        batches: &[&SignedBatch],
+    ) -> Result<Vec<(String, u64, u64)>, ApiError> {
+        let mut id = self.identity.write().expect("identity lock");
+        let mut next: HashMap<&str, u64> = HashMap::new();
+        for b in batches {
+            let dev = b.batch.device.as_str();
+            let expected = match next.get(dev) {
+                Some(n) => *n,
+                None => id.device_of(&who.org, dev)?.next_seq,
+            };
+            if b.batch.first_seq < expected {
+                return Err(ApiError::ReplayedSequence {
+                    device: dev.to_string(),
+                    got: b.batch.first_seq,
+                    expected,
+                });
+            }
+            next.insert(dev, b.batch.next_seq());
+        }
+        Ok(next
+            .into_iter()
+            .map(|(dev, n)| {
+                let d = id.devices.get_mut(dev).expect("checked above");
+                let old = d.next_seq;
+                d.next_seq = n;
+                (dev.to_string(), old, n)
+            })
+            .collect())
+    }
+
+    /// Commits each device's batches on its home shard, concurrently; when
+    /// any commit fails, the reservations of the devices that did not commit
+    /// are given back before the refusal.
+    async fn commit_per_device(
+        &self,
+        devices: Vec<String>,
+        encoded: Vec<Encoded>,
+        reserved: Vec<(String, u64, u64)>,
+    ) -> Result<WriteResult, ApiError> {
         let mut by_device: HashMap<String, Vec<Encoded>> = HashMap::new();
         for (dev, e) in devices.into_iter().zip(encoded) {
             by_device.entry(dev).or_default().push(e);
