@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::AnalyticsError;
 
+/// ΔH/R for ΔH = 83.144 kJ/mol, the USP default: what an MKT rule uses
+/// unless its profile says otherwise. (Profiles are the rules' data; the
+/// rules read them, never the other way round.)
+pub const DEFAULT_DELTA_H_OVER_R_K: f64 = 10_000.0;
+
 pub use crate::quantity::Quantity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,7 +121,7 @@ pub enum RuleKind {
 }
 
 fn default_delta_h_over_r() -> f64 {
-    crate::rules::mkt::DEFAULT_DELTA_H_OVER_R_K
+    DEFAULT_DELTA_H_OVER_R_K
 }
 
 /// Which changes a rate-of-change rule watches.
@@ -558,7 +563,7 @@ pub fn builtin_profiles() -> Vec<Profile> {
             heartbeat_min: 60.0,
             defrost_mask_min: 0.0,
             rules: with_device_rules(vec![
-                RuleSpec { name: "crt_mkt".into(), kind: RuleKind::Mkt { limit_c: 25.0, window_h: 720.0, delta_h_over_r_k: crate::rules::mkt::DEFAULT_DELTA_H_OVER_R_K }, quarantine: true },
+                RuleSpec { name: "crt_mkt".into(), kind: RuleKind::Mkt { limit_c: 25.0, window_h: 720.0, delta_h_over_r_k: DEFAULT_DELTA_H_OVER_R_K }, quarantine: true },
                 limit("crt_above_30c", Temperature, Above, 30.0, Strict, Timing::Instant, true),
                 limit("crt_below_15c", Temperature, Below, 15.0, Strict, Timing::Instant, true),
             ]),

@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{Ctx, EvidenceList, Finding, Span};
 use crate::explain;
 
-/// ΔH/R for ΔH = 83.144 kJ/mol, the USP default.
-pub const DEFAULT_DELTA_H_OVER_R_K: f64 = 10_000.0;
+pub use crate::profile::DEFAULT_DELTA_H_OVER_R_K;
 const KELVIN: f64 = 273.15;
 
 /// MKT in °C of `(°C, weight)` samples; `None` without positive weight.
