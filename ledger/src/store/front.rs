@@ -114,12 +114,13 @@ pub(crate) struct Front<Q> {
 }
 
 impl<Q: Queue> Front<Q> {
-    pub fn new(gate: Arc<Gate>, tx: Q, queue_depth: usize, max_entry_bytes: usize) -> Front<Q> {
+    /// The front over `tx`, with `config`'s queue depth and entry limit.
+    pub fn new(gate: Arc<Gate>, tx: Q, config: &super::StoreConfig) -> Front<Q> {
         Front {
             gate,
             tx: Some(tx),
-            queue_depth,
-            max_entry_bytes,
+            queue_depth: config.queue_depth,
+            max_entry_bytes: config.max_entry_bytes,
         }
     }
 

@@ -126,12 +126,7 @@ impl EmbeddedStore {
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::io(dir, e))?;
         Ok(EmbeddedStore {
-            front: Front::new(
-                Arc::clone(&shared.gate),
-                tx,
-                config.queue_depth,
-                config.max_entry_bytes,
-            ),
+            front: Front::new(Arc::clone(&shared.gate), tx, &config),
             shared,
             writer: Some(handle),
         })

@@ -75,12 +75,7 @@ impl PgStore {
             let _ = done_tx.send(());
         });
         Ok(PgStore {
-            front: Front::new(
-                Arc::clone(&shared.gate),
-                tx,
-                config.queue_depth,
-                config.max_entry_bytes,
-            ),
+            front: Front::new(Arc::clone(&shared.gate), tx, &config),
             shared,
             done: Mutex::new(Some(done)),
         })
