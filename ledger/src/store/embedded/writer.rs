@@ -206,10 +206,24 @@ impl Writer {
             .map_err(|e| StoreError::io(&seg_path, e))?;
         metrics::histogram!(FSYNC_SECONDS).record(fsync.elapsed().as_secs_f64());
 
-        // Derived files: written after the data, never fsync'd here; recovery
-        // rebuilds whatever of them a crash loses.
+        self.extend_derived(first_index, &ids, new_blocks, unsealed)?;
+        self.prepare_next();
+        Ok(first_index)
+    }
+
+    /// After a group's fsync: appends its leaves and index records, grows
+    /// the tree and the shared state (blocks, active ids), and appends the
+    /// completed 16-leaf roots. The derived files are never fsync'd here:
+    /// recovery rebuilds whatever of them a crash loses.
+    fn extend_derived(
+        &mut self,
+        first_index: u64,
+        ids: &[Digest],
+        new_blocks: Vec<BlockLoc>,
+        unsealed: Vec<(u64, u64)>,
+    ) -> Result<(), StoreError> {
         let mut leaf_bytes = Vec::with_capacity(ids.len() * 32);
-        for d in &ids {
+        for d in ids {
             leaf_bytes.extend_from_slice(&d.0);
         }
         let p = self.path(format::LEAVES_FILE);
@@ -229,8 +243,8 @@ impl Writer {
         // Invariant: only this writer grows the tree, and only after the
         // group's fsync: nothing was added since `first_index` was read.
         debug_assert_eq!(st.tree.size(), first_index, "one writer grows the tree");
-        let nodes = st.tree.push_leaves(&ids);
-        debug_assert_eq!(st.tree.size(), next_index);
+        let nodes = st.tree.push_leaves(ids);
+        debug_assert_eq!(st.tree.size(), first_index + ids.len() as u64);
         st.blocks.extend(new_blocks);
         st.active_ids.extend(unsealed);
         drop(st);
@@ -244,8 +258,7 @@ impl Writer {
                 .write_all(&nb)
                 .map_err(|e| StoreError::io(&p, e))?;
         }
-        self.prepare_next();
-        Ok(first_index)
+        Ok(())
     }
 
     /// Seals the active segment (fsync'd, its sorted ids file written) and
