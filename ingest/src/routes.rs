@@ -175,6 +175,30 @@ where
     Ok(resp.body(answer.body))
 }
 
+/// [`write_route`] for a JSON body of type `B`: `write` gets the caller, the
+/// parsed body and the attempt.
+pub async fn json_write<B, F, Fut>(
+    ingest: &Ingest,
+    req: &HttpRequest,
+    payload: web::Payload,
+    write: F,
+) -> Result<HttpResponse, ApiError>
+where
+    B: serde::de::DeserializeOwned,
+    F: FnOnce(Principal, B, Attempt) -> Fut,
+    Fut: std::future::Future<Output = Result<WriteResult, ApiError>>,
+{
+    write_route(ingest, req, payload, |who, body, attempt| async move {
+        write(who, json_body(&body)?, attempt).await
+    })
+    .await
+}
+
+/// The `{device}` of a device route's path.
+fn device_param(req: &HttpRequest) -> String {
+    req.match_info().get("device").unwrap_or("").to_string()
+}
+
 /// Submit signed device batches (JSON or the binary form).
 #[utoipa::path(
     post,
@@ -352,10 +376,9 @@ async fn post_device(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body, attempt| async move {
-        let r: RegisterDevice = json_body(&body)?;
-        ingest_ref
+    let ingest = ingest.get_ref();
+    json_write::<RegisterDevice, _, _>(ingest, &req, payload, |who, r, attempt| async move {
+        ingest
             .register_device(&who, &r.device, parse_key(&r.public_key)?, attempt)
             .await
     })
@@ -370,11 +393,10 @@ async fn post_rotate(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let device = req.match_info().get("device").unwrap_or("").to_string();
-    let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body, attempt| async move {
-        let r: RotateKey = json_body(&body)?;
-        ingest_ref
+    let device = device_param(&req);
+    let ingest = ingest.get_ref();
+    json_write::<RotateKey, _, _>(ingest, &req, payload, |who, r, attempt| async move {
+        ingest
             .rotate_key(&who, &device, parse_key(&r.public_key)?, attempt)
             .await
     })
@@ -389,11 +411,10 @@ async fn post_revoke(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let device = req.match_info().get("device").unwrap_or("").to_string();
-    let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body, attempt| async move {
-        let r: Revoke = json_body(&body)?;
-        ingest_ref
+    let device = device_param(&req);
+    let ingest = ingest.get_ref();
+    json_write::<Revoke, _, _>(ingest, &req, payload, |who, r, attempt| async move {
+        ingest
             .revoke_device(&who, &device, &r.reason, attempt)
             .await
     })
@@ -408,11 +429,10 @@ async fn post_reinstate(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let device = req.match_info().get("device").unwrap_or("").to_string();
-    let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body, attempt| async move {
-        let r: Reinstate = json_body(&body)?;
-        ingest_ref
+    let device = device_param(&req);
+    let ingest = ingest.get_ref();
+    json_write::<Reinstate, _, _>(ingest, &req, payload, |who, r, attempt| async move {
+        ingest
             .reinstate_device(&who, &device, &r.reason, attempt)
             .await
     })
@@ -427,12 +447,9 @@ async fn post_release(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body, attempt| async move {
-        let r: Release = json_body(&body)?;
-        ingest_ref
-            .release_lot(&who, &r.lot, &r.reason, attempt)
-            .await
+    let ingest = ingest.get_ref();
+    json_write::<Release, _, _>(ingest, &req, payload, |who, r, attempt| async move {
+        ingest.release_lot(&who, &r.lot, &r.reason, attempt).await
     })
     .await
 }

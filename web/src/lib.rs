@@ -54,12 +54,11 @@ use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use analytics::lineage::{At, Direction, Limits, Lineage};
 use analytics::recall::{Ask, RecallError};
-use api::body::json_body;
 use api::idempotency::Attempt;
 use api::params::QueryParams;
 use api::{ApiError, Role};
 use ingest::read::ProofJson;
-use ingest::routes::write_route;
+use ingest::routes::json_write;
 use ingest::Ingest;
 use readstate::{recall_error, Plan, ReadState};
 use serde::{Deserialize, Serialize};
@@ -419,8 +418,7 @@ where
     A: FnOnce(&B) -> Ask,
     F: FnOnce(&Lineage, &api::Principal, &B, i64) -> Result<Plan, RecallError>,
 {
-    write_route(ingest, req, payload, |who, body, attempt| async move {
-        let body: B = json_body(&body)?;
+    json_write(ingest, req, payload, |who, body: B, attempt| async move {
         // A retry after a lost answer is answered with the change its
         // earlier attempt made, if it made one.
         let again = (attempt == Attempt::Again).then(|| ask(&body));
