@@ -136,46 +136,14 @@ pub async fn run_server(
         lineage: Arc::clone(&graph),
         writing: Arc::default(),
     };
-    let checkpoints = checkpoint_every.map(|every| {
-        let derived = derived.clone();
-        actix_web::rt::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = derived.checkpoint().await {
-                    tracing::warn!(error = %format!("{e:#}"), "writing checkpoints failed; the next start reads more of the logs");
-                }
-            }
-        })
-    });
+    let checkpoints = checkpoint_every.map(|every| spawn_checkpoints(derived.clone(), every));
     let running = crate::ops::Running {
         node: Arc::clone(&node),
         relay: relay.abort_handle(),
         rules: Arc::clone(&consumer.status),
         lineage: Arc::clone(&graph),
     };
-    let read = Arc::new(
-        readstate::ReadState::new(
-            Arc::clone(&node),
-            Arc::clone(ingest.tokens()),
-            Arc::clone(&ingest) as Arc<dyn api::recall::RecallLedger>,
-            graph,
-        )
-        .with_rules(rules),
-    );
-    let (notices, notices_task) = graphql::Notices::follow(Arc::clone(&node))?;
-    let endpoint = graphql::Endpoint {
-        schema: graphql::schema(Some((Arc::clone(&read), Arc::clone(&ingest), notices)), gql),
-        state: Arc::clone(&read),
-        ingest: Arc::clone(&ingest),
-        limits: gql,
-        console: graphql::Console {
-            html: ::web::console::page("/graphql").into(),
-            policy: ::web::console::POLICY,
-        },
-    };
+    let (read, endpoint, notices_task) = read_edges(&node, &ingest, graph, rules, gql)?;
     let app_ingest = Arc::clone(&ingest);
     let server = HttpServer::new(move || {
         App::new()
@@ -224,6 +192,59 @@ pub async fn run_server(
     // The next start reads only what comes after these.
     derived.checkpoint().await?;
     Ok(())
+}
+
+/// Writes the derived state's checkpoints every `every` while the server
+/// runs (the first after one interval), so a start after a crash reads
+/// only the logs' tails.
+fn spawn_checkpoints(derived: Derived, every: Duration) -> actix_web::rt::task::JoinHandle<()> {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = derived.checkpoint().await {
+                tracing::warn!(error = %format!("{e:#}"), "writing checkpoints failed; the next start reads more of the logs");
+            }
+        }
+    })
+}
+
+/// The read edges' shared state and the GraphQL endpoint over it (with its
+/// notices follower, which the caller stops at shutdown).
+fn read_edges(
+    node: &Arc<Node>,
+    ingest: &Arc<Ingest>,
+    graph: Arc<std::sync::RwLock<analytics::lineage::Lineage>>,
+    rules: analytics::RulesConfig,
+    gql: graphql::Limits,
+) -> Result<(
+    Arc<readstate::ReadState>,
+    graphql::Endpoint,
+    tokio::task::JoinHandle<()>,
+)> {
+    let read = Arc::new(
+        readstate::ReadState::new(
+            Arc::clone(node),
+            Arc::clone(ingest.tokens()),
+            Arc::clone(ingest) as Arc<dyn api::recall::RecallLedger>,
+            graph,
+        )
+        .with_rules(rules),
+    );
+    let (notices, notices_task) = graphql::Notices::follow(Arc::clone(node))?;
+    let endpoint = graphql::Endpoint {
+        schema: graphql::schema(Some((Arc::clone(&read), Arc::clone(ingest), notices)), gql),
+        state: Arc::clone(&read),
+        ingest: Arc::clone(ingest),
+        limits: gql,
+        console: graphql::Console {
+            html: ::web::console::page("/graphql").into(),
+            policy: ::web::console::POLICY,
+        },
+    };
+    Ok((read, endpoint, notices_task))
 }
 
 /// The state the server derives from the logs and checkpoints.
