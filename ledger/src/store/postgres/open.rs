@@ -133,6 +133,29 @@ pub(super) async fn open_log(
         .map_err(q("reading the log's size"))?
         .get(0);
     let size = size as u64;
+    let runs = read_runs(&client, log, name, size).await?;
+    let tail = read_tail(&client, log, name, size).await?;
+    let (latest_head, head_seq) = read_latest_head(&client, log, name, key, size).await?;
+    Ok(Opened {
+        client,
+        log,
+        size,
+        runs,
+        tail,
+        latest_head,
+        head_seq,
+    })
+}
+
+/// The roots of the log's complete 16-entry runs, in order; a missing one
+/// is damage.
+async fn read_runs(
+    client: &Client,
+    log: i32,
+    name: &str,
+    size: u64,
+) -> Result<Vec<Digest>, StoreError> {
+    let q = |what: &'static str| move |e| db_error(what, e);
     let mut runs = Vec::with_capacity((size / RUN) as usize);
     for (r, want) in client
         .query(
@@ -158,6 +181,18 @@ pub(super) async fn open_log(
             what: "the row is missing".into(),
         });
     }
+    Ok(runs)
+}
+
+/// The ids of the entries after the last complete run, in order; a missing
+/// one is damage.
+async fn read_tail(
+    client: &Client,
+    log: i32,
+    name: &str,
+    size: u64,
+) -> Result<Vec<Digest>, StoreError> {
+    let q = |what: &'static str| move |e| db_error(what, e);
     let tail_start = size - size % RUN;
     let mut tail = Vec::new();
     for (r, want) in client
@@ -178,6 +213,19 @@ pub(super) async fn open_log(
     if tail.len() as u64 != size - tail_start {
         return Err(missing(name, tail_start + tail.len() as u64));
     }
+    Ok(tail)
+}
+
+/// The latest signed head (checked under `key`, and committing to no more
+/// than the log's `size` entries) and the next head's sequence number.
+async fn read_latest_head(
+    client: &Client,
+    log: i32,
+    name: &str,
+    key: &VerifyingKey,
+    size: u64,
+) -> Result<(Option<SignedTreeHead>, i64), StoreError> {
+    let q = |what: &'static str| move |e| db_error(what, e);
     let head = client
         .query_opt(
             "SELECT seq, size, record FROM coldtrail_heads WHERE log = $1 ORDER BY seq DESC LIMIT 1",
@@ -185,7 +233,7 @@ pub(super) async fn open_log(
         )
         .await
         .map_err(q("reading the latest head"))?;
-    let (latest_head, head_seq) = match head {
+    Ok(match head {
         None => (None, 0),
         Some(r) => {
             let seq: i64 = r.get(0);
@@ -201,14 +249,5 @@ pub(super) async fn open_log(
             }
             (Some(h), seq + 1)
         }
-    };
-    Ok(Opened {
-        client,
-        log,
-        size,
-        runs,
-        tail,
-        latest_head,
-        head_seq,
     })
 }
