@@ -385,57 +385,8 @@ fn parse_event(
         })?,
         &at,
     )?;
-    let action = match str_field(e, "action", &at)? {
-        None if kind == EventKind::Transformation => None,
-        None => {
-            return Err(ApiError::InvalidEvent(format!(
-                "{at}: `action` (ADD, OBSERVE or DELETE) is required for {type_name}"
-            )))
-        }
-        Some("ADD") => Some(Action::Add),
-        Some("OBSERVE") => Some(Action::Observe),
-        Some("DELETE") => Some(Action::Delete),
-        Some(other) => {
-            return Err(ApiError::InvalidEvent(format!(
-                "{at}: `action` {other:?} is not ADD, OBSERVE or DELETE"
-            )))
-        }
-    };
-    let mut subjects = Vec::new();
-    if let Some(parent) = str_field(e, "parentID", &at)? {
-        check_identifier(parent)?;
-        subjects.push(Subject {
-            role: SubjectRole::Parent,
-            id: parent.to_string(),
-            quantity: None,
-        });
-    }
-    subjects_of(e, "epcList", SubjectRole::Object, &at, &mut subjects)?;
-    quantities_of(e, "quantityList", SubjectRole::Object, &at, &mut subjects)?;
-    subjects_of(e, "childEPCs", SubjectRole::Child, &at, &mut subjects)?;
-    quantities_of(
-        e,
-        "childQuantityList",
-        SubjectRole::Child,
-        &at,
-        &mut subjects,
-    )?;
-    subjects_of(e, "inputEPCList", SubjectRole::Input, &at, &mut subjects)?;
-    quantities_of(
-        e,
-        "inputQuantityList",
-        SubjectRole::Input,
-        &at,
-        &mut subjects,
-    )?;
-    subjects_of(e, "outputEPCList", SubjectRole::Output, &at, &mut subjects)?;
-    quantities_of(
-        e,
-        "outputQuantityList",
-        SubjectRole::Output,
-        &at,
-        &mut subjects,
-    )?;
+    let action = event_action(e, kind, type_name, &at)?;
+    let subjects = event_subjects(e, &at)?;
     let read_point = id_field(e, "readPoint", &at)?;
     let biz_location = id_field(e, "bizLocation", &at)?;
     let readings = readings_of(e, event_time_ms, &at)?;
@@ -458,25 +409,7 @@ fn parse_event(
         ApiError::InvalidEvent(format!("{at}: `eventID` is not a usable identifier"))
     })?;
 
-    // Home: the identifier the event is chiefly about.
-    let first_of = |role: SubjectRole| {
-        subjects
-            .iter()
-            .find(|s| s.role == role)
-            .map(|s| s.id.clone())
-    };
-    let partition_key = match kind {
-        EventKind::Transformation => {
-            first_of(SubjectRole::Output).or_else(|| first_of(SubjectRole::Input))
-        }
-        EventKind::Aggregation | EventKind::Association | EventKind::Transaction => {
-            first_of(SubjectRole::Parent).or_else(|| subjects.first().map(|s| s.id.clone()))
-        }
-        EventKind::Object => first_of(SubjectRole::Object),
-    }
-    .or_else(|| read_point.clone())
-    .or_else(|| biz_location.clone())
-    .unwrap_or_else(|| event_id.clone());
+    let partition_key = home_key(kind, &subjects, &read_point, &biz_location, &event_id);
 
     Ok(Captured {
         partition_key,
@@ -498,6 +431,105 @@ fn parse_event(
             document: serde_json::to_vec(&stored).expect("JSON serialises"),
         },
     })
+}
+
+/// An event's `action`: required, and ADD, OBSERVE or DELETE, except on a
+/// TransformationEvent, which has none.
+fn event_action(
+    e: &serde_json::Map<String, Value>,
+    kind: EventKind,
+    type_name: &str,
+    at: &str,
+) -> Result<Option<Action>, ApiError> {
+    Ok(match str_field(e, "action", at)? {
+        None if kind == EventKind::Transformation => None,
+        None => {
+            return Err(ApiError::InvalidEvent(format!(
+                "{at}: `action` (ADD, OBSERVE or DELETE) is required for {type_name}"
+            )))
+        }
+        Some("ADD") => Some(Action::Add),
+        Some("OBSERVE") => Some(Action::Observe),
+        Some("DELETE") => Some(Action::Delete),
+        Some(other) => {
+            return Err(ApiError::InvalidEvent(format!(
+                "{at}: `action` {other:?} is not ADD, OBSERVE or DELETE"
+            )))
+        }
+    })
+}
+
+/// Everything an event names, each with its role: the parent, objects,
+/// children, inputs and outputs, by EPC and by class with quantity, every
+/// identifier checked.
+fn event_subjects(e: &serde_json::Map<String, Value>, at: &str) -> Result<Vec<Subject>, ApiError> {
+    let mut subjects = Vec::new();
+    if let Some(parent) = str_field(e, "parentID", at)? {
+        check_identifier(parent)?;
+        subjects.push(Subject {
+            role: SubjectRole::Parent,
+            id: parent.to_string(),
+            quantity: None,
+        });
+    }
+    subjects_of(e, "epcList", SubjectRole::Object, at, &mut subjects)?;
+    quantities_of(e, "quantityList", SubjectRole::Object, at, &mut subjects)?;
+    subjects_of(e, "childEPCs", SubjectRole::Child, at, &mut subjects)?;
+    quantities_of(
+        e,
+        "childQuantityList",
+        SubjectRole::Child,
+        at,
+        &mut subjects,
+    )?;
+    subjects_of(e, "inputEPCList", SubjectRole::Input, at, &mut subjects)?;
+    quantities_of(
+        e,
+        "inputQuantityList",
+        SubjectRole::Input,
+        at,
+        &mut subjects,
+    )?;
+    subjects_of(e, "outputEPCList", SubjectRole::Output, at, &mut subjects)?;
+    quantities_of(
+        e,
+        "outputQuantityList",
+        SubjectRole::Output,
+        at,
+        &mut subjects,
+    )?;
+    Ok(subjects)
+}
+
+/// The event's home: the identifier it is chiefly about (a transformation's
+/// first output or input; an aggregation's, association's or transaction's
+/// parent; an object event's first object), else where it happened, else
+/// its id.
+fn home_key(
+    kind: EventKind,
+    subjects: &[Subject],
+    read_point: &Option<String>,
+    biz_location: &Option<String>,
+    event_id: &str,
+) -> String {
+    let first_of = |role: SubjectRole| {
+        subjects
+            .iter()
+            .find(|s| s.role == role)
+            .map(|s| s.id.clone())
+    };
+    match kind {
+        EventKind::Transformation => {
+            first_of(SubjectRole::Output).or_else(|| first_of(SubjectRole::Input))
+        }
+        EventKind::Aggregation | EventKind::Association | EventKind::Transaction => {
+            first_of(SubjectRole::Parent).or_else(|| subjects.first().map(|s| s.id.clone()))
+        }
+        EventKind::Object => first_of(SubjectRole::Object),
+    }
+    .or_else(|| read_point.clone())
+    .or_else(|| biz_location.clone())
+    .unwrap_or_else(|| event_id.to_string())
 }
 
 #[cfg(test)]
