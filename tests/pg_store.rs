@@ -75,11 +75,8 @@ const LOG0: &str = "(SELECT log FROM coldtrail_logs WHERE name = 'shard-000')";
 
 /// `verify --store` fails (exit 1) naming this row of shard-000.
 fn assert_named(url: &str, idx: u64, change: &str) {
-    let out = run(&["verify", "--store", url]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{change}: {said}");
     let row = format!("coldtrail_entries row (log shard-000, idx {idx})");
-    assert!(said.contains(&row), "{change}: expected {row} in: {said}");
+    assert_says(url, change, &[&row]);
 }
 
 #[test]
@@ -172,6 +169,74 @@ fn rows_changed_with_sql_are_found_and_named_by_verify() {
     );
     let out = run(&["verify", "--store", &url]);
     assert!(out.status.success(), "restored: {}", text(&out));
+
+    // A stored run root changed: named by its run, with the entries it covers.
+    let flip = |table: &str, column: &str, key: &str| {
+        format!(
+            "UPDATE {table} SET {column} = set_byte({column}, 0, get_byte({column}, 0) # 1) WHERE log = {LOG0} AND {key}"
+        )
+    };
+    sql(&url, &[flip("coldtrail_nodes", "root", "run = 0")]);
+    assert_says(
+        &url,
+        "a run root changed",
+        &[
+            "coldtrail_nodes row (log shard-000, run 0)",
+            "entries 0..16 hash to another root",
+        ],
+    );
+    sql(&url, &[flip("coldtrail_nodes", "root", "run = 0")]);
+
+    // A signed head's record changed: its signature no longer holds.
+    sql(&url, &[flip("coldtrail_heads", "record", "seq = 1")]);
+    assert_says(
+        &url,
+        "a head changed",
+        &["coldtrail_heads row (log shard-000, seq 1)"],
+    );
+    sql(&url, &[flip("coldtrail_heads", "record", "seq = 1")]);
+
+    // The last entry deleted: the latest head (a clean close signs one over
+    // everything) commits to more entries than the log has.
+    let last: u64 = with_client(&url, |client| {
+        Box::pin(async move {
+            let q = format!("SELECT max(idx) FROM coldtrail_entries WHERE log = {LOG0}");
+            let max: i64 = client.query_one(q.as_str(), &[]).await.unwrap().get(0);
+            max as u64
+        })
+    });
+    let (id, codec, body) = (
+        column_hex(&url, "id", last),
+        c(&column_hex(&url, "codec::int::text", last)),
+        column_hex(&url, "body", last),
+    );
+    sql(
+        &url,
+        &[format!("DELETE FROM coldtrail_entries WHERE {}", row(last))],
+    );
+    assert_says(
+        &url,
+        "the last row deleted",
+        &[&format!(
+            "commits to {} entries but the log has {last}",
+            last + 1
+        )],
+    );
+    sql(&url, &[format!(
+        "INSERT INTO coldtrail_entries (log, idx, id, codec, body) VALUES ({LOG0}, {last}, decode('{id}', 'hex'), {codec}, decode('{body}', 'hex'))"
+    )]);
+    let out = run(&["verify", "--store", &url]);
+    assert!(out.status.success(), "restored: {}", text(&out));
+}
+
+/// `verify --store` fails (exit 1) saying each of `needles`.
+fn assert_says(url: &str, change: &str, needles: &[&str]) {
+    let out = run(&["verify", "--store", url]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{change}: {said}");
+    for n in needles {
+        assert!(said.contains(n), "{change}: expected {n} in: {said}");
+    }
 }
 
 fn now_ms() -> i64 {

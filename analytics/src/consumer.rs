@@ -22,7 +22,7 @@ use shards::Node;
 use crate::engine::{Engine, EngineState, VerdictKey};
 use crate::persist::{analytics_dir, Manifest, TableStore};
 use crate::profile::RulesConfig;
-use crate::tables::associations_batch;
+use crate::tables::{associations_batch, Rows};
 use crate::AnalyticsError;
 
 /// The feed consumer's name (its cursor file).

@@ -178,6 +178,24 @@ impl EntryCols {
     }
 }
 
+/// A table's rows not yet written, gathered column by column.
+pub trait Rows {
+    type Batch;
+
+    /// The rows so far as a batch, emptying the builder when `take`.
+    fn build(&mut self, take: bool) -> Self::Batch;
+
+    /// The rows so far as a batch; the builder starts empty again.
+    fn finish(&mut self) -> Self::Batch {
+        self.build(true)
+    }
+
+    /// The rows so far as a batch, keeping them.
+    fn snapshot(&mut self) -> Self::Batch {
+        self.build(false)
+    }
+}
+
 /// Rows of `readings` not yet written.
 pub struct ReadingsBuilder {
     entry: EntryCols,
@@ -255,16 +273,10 @@ impl ReadingsBuilder {
         self.defrost.append_value(r.defrost);
         self.len += 1;
     }
+}
 
-    /// The rows so far as a batch; the builder starts empty again.
-    pub fn finish(&mut self) -> RecordBatch {
-        self.build(true)
-    }
-
-    /// The rows so far as a batch, keeping them.
-    pub fn snapshot(&mut self) -> RecordBatch {
-        self.build(false)
-    }
+impl Rows for ReadingsBuilder {
+    type Batch = RecordBatch;
 
     fn build(&mut self, take: bool) -> RecordBatch {
         let mut cols = self.entry.build(take);
@@ -424,16 +436,11 @@ impl EventsBuilder {
         }
         self.len += 1;
     }
+}
 
-    /// (`events`, `event_subjects`) so far; the builder starts empty again.
-    pub fn finish(&mut self) -> (RecordBatch, RecordBatch) {
-        self.build(true)
-    }
-
-    /// (`events`, `event_subjects`) so far, keeping them.
-    pub fn snapshot(&mut self) -> (RecordBatch, RecordBatch) {
-        self.build(false)
-    }
+/// Its batches are (`events`, `event_subjects`).
+impl Rows for EventsBuilder {
+    type Batch = (RecordBatch, RecordBatch);
 
     fn build(&mut self, take: bool) -> (RecordBatch, RecordBatch) {
         let mut cols = self.entry.build(take);
@@ -528,14 +535,10 @@ impl VerdictsBuilder {
         self.evidence.append(true);
         self.len += 1;
     }
+}
 
-    pub fn finish(&mut self) -> RecordBatch {
-        self.build(true)
-    }
-
-    pub fn snapshot(&mut self) -> RecordBatch {
-        self.build(false)
-    }
+impl Rows for VerdictsBuilder {
+    type Batch = RecordBatch;
 
     fn build(&mut self, take: bool) -> RecordBatch {
         let mut cols = self.entry.build(take);

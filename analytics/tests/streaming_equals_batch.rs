@@ -5,6 +5,7 @@
 
 use analytics::batch::BatchEvaluator;
 use analytics::engine::Engine;
+use analytics::tables::Rows;
 use analytics::{EngineState, RulesConfig};
 use ledger::entry::{Action, CustodyEvent, Entry, EventKind, SignedBatch, Subject, SubjectRole};
 use ledger::reading::{DeviceBatch, GeoPoint, Reading};

@@ -64,7 +64,6 @@ pub fn run(lots: usize, pg: &str) -> Result<()> {
             rss_mib()
         ),
     );
-
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let raw: Vec<u32> = world.raw.choose_multiple(&mut rng, 2000).copied().collect();
     let finished: Vec<u32> = world
@@ -72,25 +71,29 @@ pub fn run(lots: usize, pg: &str) -> Result<()> {
         .choose_multiple(&mut rng, 2000)
         .copied()
         .collect();
+    let [fwd, back] = traces(&graph, &raw, &finished);
+    let [wf, wb] = walks(&graph, &raw, &finished);
+    recalls(&graph, &raw)?;
+    epcis_queries(&graph, &world, &raw)?;
+    search(&graph, &raw)?;
+    postgres_baseline(pg, &world, &raw, &finished, [&fwd, &wf], [&back, &wb])
+}
+
+/// Full traces forward from raw lots and backward from finished ones.
+fn traces(graph: &Lineage, raw: &[u32], finished: &[u32]) -> [Histogram<u64>; 2] {
     let (mut fwd, mut back) = (hist(), hist());
     let (mut fwd_lots, mut back_lots) = (0usize, 0usize);
-    for &n in &raw {
+    for &n in raw {
+        let lot = fixtures::genealogy::lot_id(n);
         let tr = timed(&mut fwd, || {
-            graph.trace(
-                &fixtures::genealogy::lot_id(n),
-                Direction::Forward,
-                Limits::default(),
-            )
+            graph.trace(&lot, Direction::Forward, Limits::default())
         });
         fwd_lots += tr.map_or(0, |t| t.lots.len());
     }
-    for &n in &finished {
+    for &n in finished {
+        let lot = fixtures::genealogy::lot_id(n);
         let tr = timed(&mut back, || {
-            graph.trace(
-                &fixtures::genealogy::lot_id(n),
-                Direction::Backward,
-                Limits::default(),
-            )
+            graph.trace(&lot, Direction::Backward, Limits::default())
         });
         back_lots += tr.map_or(0, |t| t.lots.len());
     }
@@ -110,32 +113,32 @@ pub fn run(lots: usize, pg: &str) -> Result<()> {
             back_lots as f64 / finished.len() as f64
         ),
     );
+    [fwd, back]
+}
 
-    // The walk alone (lot ids, as the recursive CTE below answers).
+/// The walk alone (lot ids, as the recursive CTE of the baseline answers).
+fn walks(graph: &Lineage, raw: &[u32], finished: &[u32]) -> [Histogram<u64>; 2] {
     let (mut wf, mut wb) = (hist(), hist());
-    for &n in &raw {
+    for &n in raw {
+        let lot = fixtures::genealogy::lot_id(n);
         timed(&mut wf, || {
-            graph.trace_lots(
-                &fixtures::genealogy::lot_id(n),
-                Direction::Forward,
-                Limits::default(),
-            )
+            graph.trace_lots(&lot, Direction::Forward, Limits::default())
         });
     }
-    for &n in &finished {
+    for &n in finished {
+        let lot = fixtures::genealogy::lot_id(n);
         timed(&mut wb, || {
-            graph.trace_lots(
-                &fixtures::genealogy::lot_id(n),
-                Direction::Backward,
-                Limits::default(),
-            )
+            graph.trace_lots(&lot, Direction::Backward, Limits::default())
         });
     }
     row("walk forward, lot ids only", ms(&wf), String::new());
     row("walk backward, lot ids only", ms(&wb), String::new());
+    [wf, wb]
+}
 
-    // A recall with the lots co-exposed in the lot's first 12 hours (its farm
-    // and its ride): a breach's window, not its whole history.
+/// A recall with the lots co-exposed in the lot's first 12 hours (its farm
+/// and its ride): a breach's window, not its whole history.
+fn recalls(graph: &Lineage, raw: &[u32]) -> Result<()> {
     let mut recall = hist();
     let mut recalled = 0usize;
     for &n in raw.iter().take(200) {
@@ -145,7 +148,7 @@ pub fn run(lots: usize, pg: &str) -> Result<()> {
             .and_then(|t| t.lots[0].events.first().map(|e| e.time_ms))
             .unwrap_or(0);
         let set = timed(&mut recall, || {
-            analytics::recall::affected(&graph, &lot, Some((t0, t0 + 12 * 3_600_000)))
+            analytics::recall::affected(graph, &lot, Some((t0, t0 + 12 * 3_600_000)))
         })?;
         recalled += set.lots.len();
     }
@@ -154,9 +157,16 @@ pub fn run(lots: usize, pg: &str) -> Result<()> {
         ms(&recall),
         format!("{:.1} lots per recall", recalled as f64 / 200.0),
     );
+    Ok(())
+}
 
-    // EPCIS queries: an identifier (indexed by mentions), and a step over
-    // every event (a scan), each paged to its fifth page.
+/// EPCIS queries: an identifier (indexed by mentions), and a step over
+/// every event (a scan), each paged to its fifth page.
+fn epcis_queries(
+    graph: &Lineage,
+    world: &fixtures::genealogy::Genealogy,
+    raw: &[u32],
+) -> Result<()> {
     for (name, params) in [
         (
             "EPCIS MATCH_anyEPCClass, perPage 100",
@@ -190,9 +200,12 @@ pub fn run(lots: usize, pg: &str) -> Result<()> {
             format!("per page, over {} events", si(world.events as f64)),
         );
     }
+    Ok(())
+}
 
-    // Search over everything but the events (organisations, products, lots,
-    // locations, devices).
+/// Search over everything but the events (organisations, products, lots,
+/// locations, devices).
+fn search(graph: &Lineage, raw: &[u32]) -> Result<()> {
     let t = Instant::now();
     let docs: Vec<_> = graph
         .search_docs()
@@ -205,11 +218,12 @@ pub fn run(lots: usize, pg: &str) -> Result<()> {
     let mut h = hist();
     for (i, &n) in raw.iter().take(1000).enumerate() {
         let id = fixtures::genealogy::lot_id(n);
+        let code = id.rsplit('.').next().unwrap_or_default();
         let q = if i % 2 == 0 {
-            id.rsplit('.').next().unwrap().to_string()
+            code.to_string()
         } else {
             // One typo in the lot code.
-            let mut c: Vec<char> = id.rsplit('.').next().unwrap().chars().collect();
+            let mut c: Vec<char> = code.chars().collect();
             c.swap(3, 4);
             c.into_iter().collect()
         };
@@ -224,8 +238,7 @@ pub fn run(lots: usize, pg: &str) -> Result<()> {
             built.as_secs_f64()
         ),
     );
-
-    postgres_baseline(pg, &world, &raw, &finished, [&fwd, &wf], [&back, &wb])
+    Ok(())
 }
 
 /// The same traces (ids only) as recursive CTEs in PostgreSQL over the same edges.

@@ -111,7 +111,7 @@ pub fn run(root: &std::path::Path) -> Result<()> {
     let mut manifest = Manifest::default();
     let store = TableStore::open(dir.clone(), &manifest)?;
     let t = Instant::now();
-    let batch = engine.tail.readings.finish();
+    let batch = analytics::tables::Rows::finish(&mut engine.tail.readings);
     store.write_part(&mut manifest, "readings", &batch)?;
     let write = t.elapsed();
     let files = store.files(&manifest, "readings");

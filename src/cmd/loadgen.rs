@@ -284,13 +284,76 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis()
         % 1_000_000_000;
+    let base = target.trim_end_matches('/').to_string();
+    let loggers = register_loggers(&args, &base, &token, run_tag)?;
+    let binary = args.format == "binary";
+    let transport = match (&args.mqtt, &args.org) {
+        (Some(broker), Some(org)) => {
+            if !binary {
+                bail!("--mqtt sends binary batches");
+            }
+            Transport::Mqtt(Mqtt::connect(broker, org, &args.prefix, run_tag)?)
+        }
+        (Some(_), None) => bail!("--mqtt needs --org (the token's organisation)"),
+        _ => Transport::Http { base, token },
+    };
+    let per_conn: Vec<Vec<Logger>> = {
+        let mut v: Vec<Vec<Logger>> = (0..args.connections).map(|_| Vec::new()).collect();
+        for (i, l) in loggers.into_iter().enumerate() {
+            v[i % args.connections].push(l);
+        }
+        v.into_iter().filter(|l| !l.is_empty()).collect()
+    };
+    // Each connection paces itself to its share of the target rate.
+    let interval = args.rate.map(|r| {
+        Duration::from_secs_f64(args.batch as f64 * args.connections as f64 / r.max(1) as f64)
+    });
+    let run = Arc::new(Run {
+        tally: Mutex::new(Latencies::new()?),
+        readings: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        // Every sender (and this thread) starts the clock together, after any
+        // pre-signing.
+        start_line: std::sync::Barrier::new(per_conn.len() + 1),
+        transport,
+        batch: args.batch,
+        binary,
+        interval,
+        // Batches each sender sends in the run when paced (and a few spare).
+        paced_batches: interval
+            .map(|iv| (args.duration.as_secs_f64() / iv.as_secs_f64()) as usize + 2),
+        presign: args.presign,
+        keyed: args.keyed,
+        run_tag,
+        senders: per_conn.len() as u32,
+    });
+    let threads: Vec<_> = per_conn
+        .into_iter()
+        .enumerate()
+        .map(|(c, loggers)| {
+            let run = Arc::clone(&run);
+            std::thread::spawn(move || run.send_loop(c as u32, loggers))
+        })
+        .collect();
+    run.start_line.wait();
+    let started = Instant::now();
+    std::thread::sleep(args.duration);
+    run.stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("load thread")?;
+    }
+    report(&args, &run, started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--devices` fresh loggers, each registered at the node before the run.
+fn register_loggers(args: &Args, base: &str, token: &str, run_tag: u128) -> Result<Vec<Logger>> {
     let start_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64
         - 365 * 86_400_000;
     let registrar = agent();
-    let base = target.trim_end_matches('/').to_string();
-    // Register every device first.
     let mut loggers = Vec::with_capacity(args.devices as usize);
     for n in 0..args.devices {
         let l = Logger::new(
@@ -316,162 +379,147 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         loggers.push(l);
     }
-    let per_conn: Vec<Vec<Logger>> = {
-        let mut v: Vec<Vec<Logger>> = (0..args.connections).map(|_| Vec::new()).collect();
-        for (i, l) in loggers.into_iter().enumerate() {
-            v[i % args.connections].push(l);
-        }
-        v
-    };
-    let hist = Arc::new(Mutex::new(Latencies::new()?));
-    let readings = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let binary = args.format == "binary";
-    let transport = Arc::new(match (&args.mqtt, &args.org) {
-        (Some(broker), Some(org)) => {
-            if !binary {
-                bail!("--mqtt sends binary batches");
+    Ok(loggers)
+}
+
+/// What the sender threads share: the run's settings and its tallies.
+struct Run {
+    tally: Mutex<Latencies>,
+    readings: AtomicU64,
+    refused: AtomicU64,
+    stop: AtomicBool,
+    start_line: std::sync::Barrier,
+    transport: Transport,
+    batch: usize,
+    binary: bool,
+    interval: Option<Duration>,
+    paced_batches: Option<usize>,
+    presign: bool,
+    keyed: bool,
+    run_tag: u128,
+    senders: u32,
+}
+
+impl Run {
+    /// Sender `c`: sends its loggers' batches in turn until the run stops.
+    fn send_loop(&self, c: u32, mut loggers: Vec<Logger>) -> Result<()> {
+        let agent = agent();
+        let mut signed_ahead = std::collections::VecDeque::new();
+        if let (true, Some(n)) = (self.presign, self.paced_batches) {
+            for k in 0..n {
+                let i = k % loggers.len();
+                signed_ahead.push_back(loggers[i].next_batch(self.batch));
             }
-            Transport::Mqtt(Mqtt::connect(broker, org, &args.prefix, run_tag)?)
         }
-        (Some(_), None) => bail!("--mqtt needs --org (the token's organisation)"),
-        _ => Transport::Http {
-            base: base.clone(),
-            token: token.clone(),
-        },
-    });
-    // Each connection paces itself to its share of the target rate.
-    let interval = args.rate.map(|r| {
-        Duration::from_secs_f64(args.batch as f64 * args.connections as f64 / r.max(1) as f64)
-    });
-    let per_conn: Vec<Vec<Logger>> = per_conn.into_iter().filter(|l| !l.is_empty()).collect();
-    // Every sender (and this thread) starts the clock together, after any
-    // pre-signing.
-    let start_line = Arc::new(std::sync::Barrier::new(per_conn.len() + 1));
-    // Batches each sender sends in the run when paced (and a few spare).
-    let paced_batches =
-        interval.map(|iv| (args.duration.as_secs_f64() / iv.as_secs_f64()) as usize + 2);
-    let presign = args.presign;
-    let keyed = args.keyed;
-    let senders = per_conn.len() as u32;
-    let threads: Vec<_> = per_conn
-        .into_iter()
-        .enumerate()
-        .map(|(c, mut loggers)| {
-            let (hist, readings, refused, stop, start_line) = (
-                Arc::clone(&hist),
-                Arc::clone(&readings),
-                Arc::clone(&refused),
-                Arc::clone(&stop),
-                Arc::clone(&start_line),
-            );
-            let (transport, batch) = (Arc::clone(&transport), args.batch);
-            std::thread::spawn(move || -> Result<()> {
-                let agent = agent();
-                let mut signed_ahead = std::collections::VecDeque::new();
-                if let (true, Some(n)) = (presign, paced_batches) {
-                    for k in 0..n {
-                        let i = k % loggers.len();
-                        signed_ahead.push_back(loggers[i].next_batch(batch));
-                    }
+        self.start_line.wait();
+        // Paced senders are spread evenly over one interval: a fleet's
+        // batches do not all arrive in the same instant, and bursts of
+        // every connection at once would measure the burst, not the rate.
+        let mut next_send = Instant::now()
+            + self
+                .interval
+                .map_or(Duration::ZERO, |iv| iv * c / self.senders);
+        let mut k = 0;
+        while !self.stop.load(Ordering::Relaxed) {
+            let i = k % loggers.len();
+            k += 1;
+            let signed = if self.presign {
+                match signed_ahead.pop_front() {
+                    Some(s) => s,
+                    None => break,
                 }
-                start_line.wait();
-                // Paced senders are spread evenly over one interval: a fleet's
-                // batches do not all arrive in the same instant, and bursts of
-                // every connection at once would measure the burst, not the rate.
-                let mut next_send =
-                    Instant::now() + interval.map_or(Duration::ZERO, |iv| iv * c as u32 / senders);
-                let mut k = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let i = k % loggers.len();
-                    k += 1;
-                    let signed = if presign {
-                        match signed_ahead.pop_front() {
-                            Some(s) => s,
-                            None => break,
-                        }
-                    } else {
-                        loggers[i].next_batch(batch)
-                    };
-                    let (ct, body) = if binary {
-                        (BINARY_BATCH, encode_binary(std::slice::from_ref(&signed)))
-                    } else {
-                        (
-                            "application/json",
-                            encode_json(std::slice::from_ref(&signed)),
-                        )
-                    };
-                    // Paced, a batch's latency counts from when it was due, so a
-                    // slow answer also counts against the batches it held up.
-                    let mut due = None;
-                    if let Some(iv) = interval {
-                        let now = Instant::now();
-                        if next_send > now {
-                            std::thread::sleep(next_send - now);
-                        }
-                        due = Some(next_send);
-                        next_send += iv;
-                    }
-                    let (base, token) = match transport.as_ref() {
-                        Transport::Http { base, token } => (base, token),
-                        Transport::Mqtt(mqtt) => {
-                            let sent = Instant::now();
-                            let id = format!(
-                                "{}-{k}",
-                                signed.batch.device.replace(['/', '+', '#'], "_")
-                            );
-                            mqtt.send(&id, body)?;
-                            hist.lock().expect("histogram lock").record(due, sent)?;
-                            readings.fetch_add(batch as u64, Ordering::Relaxed);
-                            continue;
-                        }
-                    };
-                    let idempotency_key =
-                        keyed.then(|| format!("loadgen-{run_tag}-{}-{k}", signed.batch.device));
-                    // Retry on 429/503: the batch was not written.
-                    loop {
-                        let mut request = agent
-                            .post(format!("{base}/v1/batches"))
-                            .header("Authorization", format!("Bearer {token}"))
-                            .header("Content-Type", ct);
-                        if let Some(key) = &idempotency_key {
-                            request = request.header("Idempotency-Key", key);
-                        }
-                        let sent = Instant::now();
-                        let mut r = request.send(&body[..])?;
-                        let status = r.status().as_u16();
-                        if status == 201 {
-                            hist.lock().expect("histogram lock").record(due, sent)?;
-                            readings.fetch_add(batch as u64, Ordering::Relaxed);
-                            break;
-                        }
-                        if status == 429 || status == 503 {
-                            refused.fetch_add(1, Ordering::Relaxed);
-                            std::thread::sleep(Duration::from_millis(5));
-                            continue;
-                        }
-                        bail!(
-                            "batch refused: {status} {}",
-                            r.body_mut().read_to_string().unwrap_or_default()
-                        );
-                    }
+            } else {
+                loggers[i].next_batch(self.batch)
+            };
+            let (ct, body) = if self.binary {
+                (BINARY_BATCH, encode_binary(std::slice::from_ref(&signed)))
+            } else {
+                (
+                    "application/json",
+                    encode_json(std::slice::from_ref(&signed)),
+                )
+            };
+            // Paced, a batch's latency counts from when it was due, so a
+            // slow answer also counts against the batches it held up.
+            let mut due = None;
+            if let Some(iv) = self.interval {
+                let now = Instant::now();
+                if next_send > now {
+                    std::thread::sleep(next_send - now);
                 }
-                Ok(())
-            })
-        })
-        .collect();
-    start_line.wait();
-    let started = Instant::now();
-    std::thread::sleep(args.duration);
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().expect("load thread")?;
+                due = Some(next_send);
+                next_send += iv;
+            }
+            match &self.transport {
+                Transport::Http { base, token } => {
+                    let key = self
+                        .keyed
+                        .then(|| format!("loadgen-{}-{}-{k}", self.run_tag, signed.batch.device));
+                    self.post(&agent, (base, token), (ct, &body), key.as_deref(), due)?;
+                }
+                Transport::Mqtt(mqtt) => {
+                    let sent = Instant::now();
+                    let id = format!("{}-{k}", signed.batch.device.replace(['/', '+', '#'], "_"));
+                    mqtt.send(&id, body)?;
+                    self.acknowledged(due, sent)?;
+                }
+            }
+        }
+        Ok(())
     }
-    let secs = started.elapsed().as_secs_f64();
-    let latencies = hist.lock().expect("histogram lock");
+
+    /// POSTs one batch, retrying on 429/503 (the batch was not written).
+    fn post(
+        &self,
+        agent: &ureq::Agent,
+        (base, token): (&str, &str),
+        (ct, body): (&str, &[u8]),
+        idempotency_key: Option<&str>,
+        due: Option<Instant>,
+    ) -> Result<()> {
+        loop {
+            let mut request = agent
+                .post(format!("{base}/v1/batches"))
+                .header("Authorization", format!("Bearer {token}"))
+                .header("Content-Type", ct);
+            if let Some(key) = idempotency_key {
+                request = request.header("Idempotency-Key", key);
+            }
+            let sent = Instant::now();
+            let mut r = request.send(body)?;
+            let status = r.status().as_u16();
+            if status == 201 {
+                return self.acknowledged(due, sent);
+            }
+            if status == 429 || status == 503 {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            bail!(
+                "batch refused: {status} {}",
+                r.body_mut().read_to_string().unwrap_or_default()
+            );
+        }
+    }
+
+    fn acknowledged(&self, due: Option<Instant>, sent: Instant) -> Result<()> {
+        self.tally
+            .lock()
+            .expect("histogram lock")
+            .record(due, sent)?;
+        self.readings
+            .fetch_add(self.batch as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Prints the run's figures: a table, or one JSON line with `--json`.
+fn report(args: &Args, run: &Run, secs: f64) {
+    let latencies = run.tally.lock().expect("histogram lock");
     let h = &latencies.from_due;
-    let n = readings.load(Ordering::Relaxed);
+    let n = run.readings.load(Ordering::Relaxed);
+    let refused = run.refused.load(Ordering::Relaxed);
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
     if args.json {
@@ -479,36 +527,35 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "{}",
             serde_json::json!({
                 "format": args.format, "presigned": args.presign, "transport": if args.mqtt.is_some() { "mqtt" } else { "http" }, "readings": n, "seconds": secs, "readings_per_s": n as f64 / secs,
-                "batches": h.len(), "refused_429_503": refused.load(Ordering::Relaxed),
+                "batches": h.len(), "refused_429_503": refused,
                 "p50_ms": ms(0.5), "p90_ms": ms(0.9), "p99_ms": ms(0.99), "max_ms": h.max() as f64 / 1000.0,
                 "p99_from_send_ms": p99(&latencies.from_send), "late_p99_ms": p99(&latencies.late)
             })
         );
-    } else {
-        println!(
-            "{} batches of {} readings ({}), {} connections, {:.1} s",
-            h.len(),
-            args.batch,
-            args.format,
-            args.connections,
-            secs
-        );
-        println!("  readings/s      {:.0}", n as f64 / secs);
-        println!(
-            "  ack latency     p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            ms(0.5),
-            ms(0.9),
-            ms(0.99),
-            h.max() as f64 / 1000.0
-        );
-        if args.rate.is_some() {
-            println!(
-                "  of which         p99 {:.2} ms from the send itself; senders late by p99 {:.2} ms",
-                p99(&latencies.from_send),
-                p99(&latencies.late)
-            );
-        }
-        println!("  refused (retried) {}", refused.load(Ordering::Relaxed));
+        return;
     }
-    Ok(ExitCode::SUCCESS)
+    println!(
+        "{} batches of {} readings ({}), {} connections, {:.1} s",
+        h.len(),
+        args.batch,
+        args.format,
+        args.connections,
+        secs
+    );
+    println!("  readings/s      {:.0}", n as f64 / secs);
+    println!(
+        "  ack latency     p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        h.max() as f64 / 1000.0
+    );
+    if args.rate.is_some() {
+        println!(
+            "  of which         p99 {:.2} ms from the send itself; senders late by p99 {:.2} ms",
+            p99(&latencies.from_send),
+            p99(&latencies.late)
+        );
+    }
+    println!("  refused (retried) {refused}");
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use anyhow::{Context, Result};
 use api::{Role, TokenStore};
@@ -87,34 +88,16 @@ pub async fn run_server(
     let listener =
         std::net::TcpListener::bind(&listen).with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
-    let starting = HttpServer::new(|| {
-        App::new()
-            .wrap(actix_web::middleware::from_fn(api::observe::requests))
-            .configure(crate::ops::configure_starting)
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener.try_clone()?)?
-    .run();
-    let starting_handle = starting.handle();
-    let starting = actix_web::rt::spawn(starting);
+    let (starting_handle, starting) = serve_starting(&listener)?;
     tracing::info!(%addr, "listening; opening the node");
 
-    let opened = actix_web::rt::task::spawn_blocking(move || -> Result<_> {
-        if let Some(hold) = std::env::var_os(HOLD_OPEN_ENV) {
-            while std::path::Path::new(&hold).exists() {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        let node = open()?;
-        let ingest = Arc::new(Ingest::open(Arc::clone(&node), limits)?);
-        let rules = analytics::RulesConfig::load(node.data_dir())?;
-        let (graph, scanned) = analytics::lineage::open(&node)?;
-        Ok((node, ingest, rules, graph, scanned))
-    })
-    .await
-    .context("opening the node")?;
-    let (node, ingest, rules, graph, scanned) = match opened {
+    let Opened {
+        node,
+        ingest,
+        rules,
+        graph,
+        scanned,
+    } = match open_for_serving(open, limits).await {
         Ok(o) => o,
         Err(e) => {
             starting_handle.stop(false).await;
@@ -192,6 +175,62 @@ pub async fn run_server(
     // The next start reads only what comes after these.
     derived.checkpoint().await?;
     Ok(())
+}
+
+type Serving = actix_web::rt::task::JoinHandle<std::io::Result<()>>;
+
+/// While the node opens: `/healthz` (alive) and `/readyz` (not ready) on the
+/// edge's socket.
+fn serve_starting(listener: &std::net::TcpListener) -> Result<(ServerHandle, Serving)> {
+    let starting = HttpServer::new(|| {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(api::observe::requests))
+            .configure(crate::ops::configure_starting)
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener.try_clone()?)?
+    .run();
+    Ok((starting.handle(), actix_web::rt::spawn(starting)))
+}
+
+/// The node and what is read off it at start.
+struct Opened {
+    node: Arc<Node>,
+    ingest: Arc<Ingest>,
+    rules: analytics::RulesConfig,
+    graph: analytics::lineage::Lineage,
+    /// Per shard, how far `graph` has read its log.
+    scanned: Vec<u64>,
+}
+
+/// Opens the node and what is read off it at start (on a blocking thread):
+/// the write path, the rules' configuration, the lineage graph and how far
+/// it has scanned.
+async fn open_for_serving(
+    open: impl FnOnce() -> Result<Arc<Node>> + Send + 'static,
+    limits: Limits,
+) -> Result<Opened> {
+    actix_web::rt::task::spawn_blocking(move || {
+        if let Some(hold) = std::env::var_os(HOLD_OPEN_ENV) {
+            while std::path::Path::new(&hold).exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let node = open()?;
+        let ingest = Arc::new(Ingest::open(Arc::clone(&node), limits)?);
+        let rules = analytics::RulesConfig::load(node.data_dir())?;
+        let (graph, scanned) = analytics::lineage::open(&node)?;
+        Ok(Opened {
+            node,
+            ingest,
+            rules,
+            graph,
+            scanned,
+        })
+    })
+    .await
+    .context("opening the node")?
 }
 
 /// Writes the derived state's checkpoints every `every` while the server

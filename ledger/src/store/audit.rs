@@ -810,23 +810,9 @@ impl Auditor<'_> {
                 }
             };
             if broken && torn(self) {
-                let what = if bytes[pos..].iter().all(|&b| b == 0) {
+                if self.unacknowledged_tail(&name, bytes, pos) {
                     stored_bytes = pos;
-                    // Segments are zeroed ahead of need; a clean close cuts
-                    // the zeros off, a crash leaves them.
-                    format!(
-                        "{} bytes of zeros after the last block at offset {pos}, made ready for appends (the log is open, or was not closed cleanly): opening cuts them off",
-                        bytes.len() - pos
-                    )
-                } else {
-                    // Derived files may run past a torn write, not past zeros.
-                    self.torn_tail = true;
-                    format!(
-                        "a torn write at offset {pos} ({} bytes, never acknowledged): opening truncates it",
-                        bytes.len() - pos
-                    )
-                };
-                self.recoverable(&name, what);
+                }
                 break;
             }
             let at_block = |what: String, to: u64| Problem {
@@ -876,102 +862,152 @@ impl Auditor<'_> {
                 offset: pos as u64,
                 frame_len: h.frame_len() as u32,
             };
-            match self.next_index_record() {
-                _ if self.index_behind => {}
-                Some(rec) if BlockLoc::decode(&rec) == Some(loc) => {}
-                Some(rec)
-                    if BlockLoc::decode(&rec).is_none() && self.index.read == self.index.len =>
-                {
-                    self.index_behind = true;
-                    self.recoverable(
-                        format::INDEX_FILE,
-                        format!(
-                            "its last record is torn: opening re-indexes from entry {expect_first}"
-                        ),
-                    );
-                }
-                Some(_) => {
-                    return Err(Problem {
-                        segment: Some(n),
-                        block: Some((pos as u64, expect_first, to)),
-                        ..problem(
-                            format::INDEX_FILE,
-                            format!("record {} does not describe this block", self.report.blocks),
-                        )
-                    })
-                }
-                None => {
-                    self.index_behind = true;
-                    self.recoverable(
-                        format::INDEX_FILE,
-                        format!("ends before the block at {name} offset {pos} (entry {expect_first}): opening re-indexes the blocks from there"),
-                    );
-                }
-            }
-            for (slot, k) in kinds.iter().enumerate() {
-                if *k > 0 {
-                    let label = u8::try_from(slot)
-                        .ok()
-                        .and_then(kind_label)
-                        .unwrap_or("unknown");
-                    *self.report.kinds.entry(label).or_insert(0) += k;
-                }
-            }
-            for (i, leaf) in leaves.into_iter().enumerate() {
-                let index = expect_first + i as u64;
-                match self.leaves.next::<32>() {
-                    _ if self.leaves_behind => {}
-                    Some(b) if b == leaf.0 => {}
-                    Some(_) => {
-                        return Err(Problem {
-                            segment: Some(n),
-                            block: Some((pos as u64, expect_first, to)),
-                            entry: Some(index),
-                            ..problem(
-                                format::LEAVES_FILE,
-                                "stored leaf hash differs from the entry's hash",
-                            )
-                        })
-                    }
-                    None => {
-                        self.leaves_behind = true;
-                        self.recoverable(
-                            format::LEAVES_FILE,
-                            format!("ends at entry {index}: opening rebuilds the leaf hashes after it from the segments"),
-                        );
-                    }
-                }
-                if let Some(chunk) = self.frontier.push(leaf) {
-                    let k = (index >> format::NODE_LEVEL) as usize;
-                    let stored = if self.nodes_behind {
-                        None
-                    } else {
-                        self.nodes.next::<32>()
-                    };
-                    if stored.is_none() && !self.nodes_behind {
-                        self.nodes_behind = true;
-                        self.recoverable(
-                            format::NODES_FILE,
-                            format!("ends at node {k}: opening rebuilds the nodes after it from the leaves"),
-                        );
-                    }
-                    if stored.is_some_and(|b| b != chunk.0) {
-                        return Err(Problem {
-                            entry: Some(index),
-                            ..problem(
-                                format::NODES_FILE,
-                                format!("node {k} differs from the stored leaves' subtree"),
-                            )
-                        });
-                    }
-                }
-                self.check_heads_up_to(index + 1)?;
-            }
+            let at = (pos as u64, expect_first, to);
+            self.check_index_record(n, &name, loc, at)?;
+            self.count_kinds(&kinds);
+            self.check_leaves(n, at, leaves)?;
             self.report.blocks += 1;
             self.report.entry_bytes += u64::from(h.raw_len);
             self.progress.advance(end as u64 - pos as u64);
         }
         Ok(stored_bytes)
+    }
+
+    /// The index file's next record describes this block (at `(offset,
+    /// first, end)` in segment `n`), or the index stops short (recoverable).
+    fn check_index_record(
+        &mut self,
+        n: u64,
+        name: &str,
+        loc: BlockLoc,
+        at: (u64, u64, u64),
+    ) -> Check {
+        match self.next_index_record() {
+            _ if self.index_behind => {}
+            Some(rec) if BlockLoc::decode(&rec) == Some(loc) => {}
+            Some(rec) if BlockLoc::decode(&rec).is_none() && self.index.read == self.index.len => {
+                self.index_behind = true;
+                self.recoverable(
+                    format::INDEX_FILE,
+                    format!(
+                        "its last record is torn: opening re-indexes from entry {}",
+                        at.1
+                    ),
+                );
+            }
+            Some(_) => {
+                return Err(Problem {
+                    segment: Some(n),
+                    block: Some(at),
+                    ..problem(
+                        format::INDEX_FILE,
+                        format!("record {} does not describe this block", self.report.blocks),
+                    )
+                })
+            }
+            None => {
+                self.index_behind = true;
+                self.recoverable(
+                    format::INDEX_FILE,
+                    format!("ends before the block at {name} offset {} (entry {}): opening re-indexes the blocks from there", at.0, at.1),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn count_kinds(&mut self, kinds: &[u64; KIND_SLOTS]) {
+        for (slot, k) in kinds.iter().enumerate() {
+            if *k > 0 {
+                let label = u8::try_from(slot)
+                    .ok()
+                    .and_then(kind_label)
+                    .unwrap_or("unknown");
+                *self.report.kinds.entry(label).or_insert(0) += k;
+            }
+        }
+    }
+
+    /// A block's leaves against the stored leaf hashes and subtree nodes,
+    /// and every signed head they reach.
+    fn check_leaves(&mut self, n: u64, at: (u64, u64, u64), leaves: Vec<Digest>) -> Check {
+        for (i, leaf) in leaves.into_iter().enumerate() {
+            let index = at.1 + i as u64;
+            match self.leaves.next::<32>() {
+                _ if self.leaves_behind => {}
+                Some(b) if b == leaf.0 => {}
+                Some(_) => {
+                    return Err(Problem {
+                        segment: Some(n),
+                        block: Some(at),
+                        entry: Some(index),
+                        ..problem(
+                            format::LEAVES_FILE,
+                            "stored leaf hash differs from the entry's hash",
+                        )
+                    })
+                }
+                None => {
+                    self.leaves_behind = true;
+                    self.recoverable(
+                        format::LEAVES_FILE,
+                        format!("ends at entry {index}: opening rebuilds the leaf hashes after it from the segments"),
+                    );
+                }
+            }
+            if let Some(chunk) = self.frontier.push(leaf) {
+                let k = (index >> format::NODE_LEVEL) as usize;
+                let stored = if self.nodes_behind {
+                    None
+                } else {
+                    self.nodes.next::<32>()
+                };
+                if stored.is_none() && !self.nodes_behind {
+                    self.nodes_behind = true;
+                    self.recoverable(
+                        format::NODES_FILE,
+                        format!(
+                            "ends at node {k}: opening rebuilds the nodes after it from the leaves"
+                        ),
+                    );
+                }
+                if stored.is_some_and(|b| b != chunk.0) {
+                    return Err(Problem {
+                        entry: Some(index),
+                        ..problem(
+                            format::NODES_FILE,
+                            format!("node {k} differs from the stored leaves' subtree"),
+                        )
+                    });
+                }
+            }
+            self.check_heads_up_to(index + 1)?;
+        }
+        Ok(())
+    }
+
+    /// A broken block at `pos` that no acknowledged write reaches: zeros made
+    /// ready for appends, or a torn write. Both are recoverable; returns true
+    /// for zeros (which do not count as stored bytes).
+    fn unacknowledged_tail(&mut self, name: &str, bytes: &[u8], pos: usize) -> bool {
+        let zeros = bytes[pos..].iter().all(|&b| b == 0);
+        let what = if zeros {
+            // Segments are zeroed ahead of need; a clean close cuts
+            // the zeros off, a crash leaves them.
+            format!(
+                "{} bytes of zeros after the last block at offset {pos}, made ready for appends (the log is open, or was not closed cleanly): opening cuts them off",
+                bytes.len() - pos
+            )
+        } else {
+            // Derived files may run past a torn write, not past zeros.
+            self.torn_tail = true;
+            format!(
+                "a torn write at offset {pos} ({} bytes, never acknowledged): opening truncates it",
+                bytes.len() - pos
+            )
+        };
+        self.recoverable(name, what);
+        zeros
     }
 
     /// A sealed segment's ids file must hold exactly its entries' ids, sorted.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::front::Gate;
 use super::{Appended, StoreConfig, StoreError};
 use crate::hash::Digest;
 use crate::head::SignedTreeHead;
@@ -42,6 +43,36 @@ pub(crate) struct Group {
 }
 
 impl Group {
+    /// Drains the queue into one group: `first` (none when the wait for it
+    /// timed out) and what has queued behind it (`next` takes without
+    /// waiting), up to a few blocks' worth per commit. Its soon-waiters join
+    /// `soon`, kept until the next head. `None` when the store has stopped:
+    /// then every waiter, `soon`'s too, has been refused.
+    pub fn gather(
+        first: Option<Request>,
+        mut next: impl FnMut() -> Option<Request>,
+        gate: &Gate,
+        config: &StoreConfig,
+        soon: &mut Vec<HeadReply>,
+    ) -> Option<Group> {
+        let mut group = Group::default();
+        let mut req = first;
+        while let Some(r) = req.take() {
+            gate.taken();
+            if group.add(r, config) {
+                break;
+            }
+            req = next();
+        }
+        soon.append(&mut group.soon_waiters);
+        if let Some(why) = gate.stopped() {
+            group.soon_waiters = std::mem::take(soon);
+            group.refuse(&why);
+            return None;
+        }
+        Some(group)
+    }
+
     /// Takes a request; returns whether the group is full (four blocks'
     /// worth of entries or bytes: the most one commit writes).
     pub fn add(&mut self, req: Request, config: &StoreConfig) -> bool {

@@ -26,22 +26,16 @@ impl Writer {
                     Err(_) => break,
                 },
             };
-            // Drain what has queued, up to a few blocks' worth per fsync.
-            let mut group = Group::default();
-            let mut next = first;
-            while let Some(req) = next.take() {
-                self.shared.gate.taken();
-                if group.add(req, &self.config) {
-                    break;
-                }
-                next = rx.try_recv().ok();
-            }
-            soon.append(&mut group.soon_waiters);
-            if let Some(why) = self.shared.gate.stopped() {
-                group.soon_waiters = std::mem::take(&mut soon);
-                group.refuse(&why);
+            let gathered = Group::gather(
+                first,
+                || rx.try_recv().ok(),
+                &self.shared.gate,
+                &self.config,
+                &mut soon,
+            );
+            let Some(mut group) = gathered else {
                 continue;
-            }
+            };
             if !group.appends.is_empty() {
                 metrics::histogram!(GROUP_ENTRIES).record(group.entries as f64);
                 match self.commit(&group) {

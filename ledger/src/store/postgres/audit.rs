@@ -98,6 +98,25 @@ pub fn audit_database(
     Ok(out)
 }
 
+/// Why an audit stopped early: the first problem found, or a database that
+/// could not be read.
+enum Stop {
+    Problem(PgProblem),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Stop {
+        Stop::Store(e)
+    }
+}
+
+impl From<PgProblem> for Stop {
+    fn from(p: PgProblem) -> Stop {
+        Stop::Problem(p)
+    }
+}
+
 async fn audit_log(
     pg: &tokio_postgres::Config,
     name: &str,
@@ -117,6 +136,25 @@ async fn audit_log(
         log_id: log_id(&key),
         ..PgAudit::default()
     };
+    match audit_rows(&tx, name, &key, &mut report, &progress).await {
+        Ok(()) => Ok(report),
+        Err(Stop::Problem(p)) => {
+            report.problem = Some(p);
+            Ok(report)
+        }
+        Err(Stop::Store(e)) => Err(e),
+    }
+}
+
+/// The audit's phases in order: the log's row, its heads, its run roots, then
+/// its entries folded against both.
+async fn audit_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    name: &str,
+    key: &ed25519_dalek::VerifyingKey,
+    report: &mut PgAudit,
+    progress: &std::sync::mpsc::Sender<u64>,
+) -> Result<(), Stop> {
     let row = tx
         .query_one(
             "SELECT log, log_id FROM coldtrail_logs WHERE name = $1",
@@ -126,19 +164,35 @@ async fn audit_log(
         .map_err(|e| db_error("finding the log", e))?;
     let (log, stored_id): (i32, Vec<u8>) = (row.get(0), row.get(1));
     if stored_id != report.log_id.0 {
-        report.problem = Some(problem(
-            "coldtrail_logs",
-            format!("name {name}"),
-            None,
-            "log_id is not the hash of public_key",
-        ));
-        return Ok(report);
+        let row = format!("name {name}");
+        let what = "log_id is not the hash of public_key";
+        return Err(problem("coldtrail_logs", row, None, what).into());
     }
-    // Heads: each decodes, is signed by the log's key for this log, and
-    // none is smaller than the one before. Signatures are checked on every
-    // core once the rows are read; the first row with a problem is named,
-    // and within a row decoding comes first, then the signature, then its
-    // size column and its order.
+    let heads = read_heads(tx, name, log, key).await?;
+    report.heads = heads.len() as u64;
+    report.latest_head = heads.last().map(|(_, h)| *h);
+    let roots = read_roots(tx, name, log).await?;
+    let frontier = fold_entries(tx, name, log, &heads, &roots, report, progress).await?;
+    if roots.len() as u64 > frontier.size / RUN {
+        let row = format!("(log {name}, run {})", frontier.size / RUN);
+        let what = "a subtree root for entries the log does not have: rows were deleted";
+        return Err(problem("coldtrail_nodes", row, None, what).into());
+    }
+    report.unsigned = frontier.size - report.latest_head.map_or(0, |h| h.head.size);
+    Ok(())
+}
+
+/// The log's signed heads, by `seq`. Each decodes, is signed by the log's key
+/// for this log, and none is smaller than the one before. Signatures are
+/// checked on every core once the rows are read; the first row with a problem
+/// is named, and within a row decoding comes first, then the signature, then
+/// its size column and its order.
+async fn read_heads(
+    tx: &tokio_postgres::Transaction<'_>,
+    name: &str,
+    log: i32,
+    key: &ed25519_dalek::VerifyingKey,
+) -> Result<Vec<(i64, SignedTreeHead)>, Stop> {
     let mut heads: Vec<(i64, SignedTreeHead)> = Vec::new();
     // The first problem other than a signature, and the row it is in.
     let mut unsigned_problem: Option<(usize, PgProblem)> = None;
@@ -154,13 +208,11 @@ async fn audit_log(
         let at = heads.len();
         let row = format!("(log {name}, seq {seq})");
         if seq != at as i64 {
-            let p = problem(
-                "coldtrail_heads",
-                format!("(log {name}, seq {at})"),
-                None,
-                "the row is missing",
-            );
-            unsigned_problem = Some((at, p));
+            let row = format!("(log {name}, seq {at})");
+            unsigned_problem = Some((
+                at,
+                problem("coldtrail_heads", row, None, "the row is missing"),
+            ));
             break;
         }
         let h = match super::parse_head_row(name, seq, r.get(2)) {
@@ -179,32 +231,29 @@ async fn audit_log(
             break;
         }
         if older {
-            let p = problem(
-                "coldtrail_heads",
-                row,
-                None,
-                "signed before the head in the row before it, yet smaller or older",
-            );
-            unsigned_problem = Some((at, p));
+            let what = "signed before the head in the row before it, yet smaller or older";
+            unsigned_problem = Some((at, problem("coldtrail_heads", row, None, what)));
             break;
         }
     }
     let decoded: Vec<SignedTreeHead> = heads.iter().map(|(_, h)| *h).collect();
-    let unverified = crate::store::audit::first_unverified(&decoded, &key);
+    let unverified = crate::store::audit::first_unverified(&decoded, key);
     match (unverified, unsigned_problem) {
         (Some((i, e)), other) if other.as_ref().is_none_or(|(at, _)| i <= *at) => {
             let row = format!("(log {name}, seq {})", heads[i].0);
-            report.problem = Some(problem("coldtrail_heads", row, None, e.to_string()));
-            return Ok(report);
+            Err(problem("coldtrail_heads", row, None, e.to_string()).into())
         }
-        (_, Some((_, p))) => {
-            report.problem = Some(p);
-            return Ok(report);
-        }
-        _ => {}
+        (_, Some((_, p))) => Err(p.into()),
+        _ => Ok(heads),
     }
-    report.heads = heads.len() as u64;
-    report.latest_head = heads.last().map(|(_, h)| *h);
+}
+
+/// The stored root of every complete 16-entry run, by run number.
+async fn read_roots(
+    tx: &tokio_postgres::Transaction<'_>,
+    name: &str,
+    log: i32,
+) -> Result<Vec<Digest>, Stop> {
     let mut roots: Vec<Digest> = Vec::new();
     for (r, want) in tx
         .query(
@@ -219,38 +268,34 @@ async fn audit_log(
         let run: i64 = r.get(0);
         let row = format!("(log {name}, run {want})");
         if run != want {
-            report.problem = Some(problem("coldtrail_nodes", row, None, "the row is missing"));
-            return Ok(report);
+            return Err(problem("coldtrail_nodes", row, None, "the row is missing").into());
         }
         match <[u8; 32]>::try_from(r.get::<_, &[u8]>(1)) {
             Ok(b) => roots.push(Digest(b)),
             Err(_) => {
-                report.problem = Some(problem(
-                    "coldtrail_nodes",
-                    row,
-                    None,
-                    "root is not a 32-byte hash",
-                ));
-                return Ok(report);
+                let what = "root is not a 32-byte hash";
+                return Err(problem("coldtrail_nodes", row, None, what).into());
             }
         }
     }
+    Ok(roots)
+}
 
+/// Streams the entries in order, hashing each and folding the tree, and
+/// compares every completed run with its stored root and every signed head
+/// with the tree at its size. Returns the tree over all the entries.
+async fn fold_entries(
+    tx: &tokio_postgres::Transaction<'_>,
+    name: &str,
+    log: i32,
+    heads: &[(i64, SignedTreeHead)],
+    roots: &[Digest],
+    report: &mut PgAudit,
+    progress: &std::sync::mpsc::Sender<u64>,
+) -> Result<Frontier, Stop> {
     let mut frontier = Frontier::default();
-    let mut next_head = 0;
     // Heads over the empty log.
-    while let Some((seq, h)) = heads.get(next_head).filter(|(_, h)| h.head.size == 0) {
-        if h.head.root != frontier.root() {
-            report.problem = Some(problem(
-                "coldtrail_heads",
-                format!("(log {name}, seq {seq})"),
-                None,
-                "the empty tree's root does not match",
-            ));
-            return Ok(report);
-        }
-        next_head += 1;
-    }
+    let mut next_head = check_heads_at(name, heads, 0, &frontier)?;
     // A portal streams the rows in pages: memory holds one page.
     let portal = tx
         .bind(
@@ -259,7 +304,6 @@ async fn audit_log(
         )
         .await
         .map_err(|e| db_error("reading entries", e))?;
-    let max_entry = 64 << 20;
     let mut pending_bytes = 0u64;
     loop {
         let page = tx
@@ -270,81 +314,13 @@ async fn audit_log(
             break;
         }
         for r in &page {
-            let want = frontier.size;
-            let idx: i64 = r.get(0);
-            let row = format!("(log {name}, idx {want})");
-            if idx as u64 != want {
-                report.problem = Some(problem(
-                    "coldtrail_entries",
-                    row,
-                    Some((want, want + 1)),
-                    format!("the row is missing (the next row is idx {idx})"),
-                ));
-                return Ok(report);
-            }
             let body: &[u8] = r.get(3);
-            report.bytes += body.len() as u64;
             pending_bytes += body.len() as u64;
-            let entry = match decode_body(r.get(2), body, max_entry) {
-                Ok(e) => e,
-                Err(what) => {
-                    report.problem = Some(problem(
-                        "coldtrail_entries",
-                        row,
-                        Some((want, want + 1)),
-                        what,
-                    ));
-                    return Ok(report);
-                }
-            };
-            report.entry_bytes += entry.len() as u64;
-            let label = match entry.as_slice() {
-                [ENCODING_VERSION, k, ..] => kind_label(*k).unwrap_or("unknown"),
-                _ => "unknown",
-            };
-            *report.kinds.entry(label).or_insert(0) += 1;
-            let leaf = entry_id(&entry);
-            if r.get::<_, &[u8]>(1) != leaf.0.as_slice() {
-                report.problem = Some(problem(
-                    "coldtrail_entries",
-                    row,
-                    Some((want, want + 1)),
-                    "its bytes do not hash to its id: the body or the id was changed",
-                ));
-                return Ok(report);
-            }
+            let leaf = check_entry(name, r, frontier.size, report)?;
             if let Some(run_root) = frontier.push(leaf) {
-                let run = want / RUN;
-                if roots.get(run as usize) != Some(&run_root) {
-                    report.problem = Some(problem(
-                        "coldtrail_nodes",
-                        format!("(log {name}, run {run})"),
-                        Some((run * RUN, run * RUN + RUN)),
-                        if roots.len() as u64 <= run {
-                            "the row is missing".to_string()
-                        } else {
-                            format!("entries {}..{} hash to another root: an entry and its id were both changed, or the root was", run * RUN, run * RUN + RUN)
-                        },
-                    ));
-                    return Ok(report);
-                }
+                check_run(name, roots, frontier.size - 1, run_root)?;
             }
-            while let Some((seq, h)) = heads
-                .get(next_head)
-                .filter(|(_, h)| h.head.size == frontier.size)
-            {
-                if h.head.root != frontier.root() {
-                    let from = next_head.checked_sub(1).map_or(0, |p| heads[p].1.head.size);
-                    report.problem = Some(problem(
-                    "coldtrail_heads",
-                    format!("(log {name}, seq {seq})"),
-                    Some((from, h.head.size)),
-                    format!("the entries' root does not match this signed head: rows among idx {from}..{} were changed", h.head.size),
-                ));
-                    return Ok(report);
-                }
-                next_head += 1;
-            }
+            next_head = check_heads_at(name, heads, next_head, &frontier)?;
             if pending_bytes >= 1 << 20 {
                 let _ = progress.send(pending_bytes);
                 pending_bytes = 0;
@@ -354,28 +330,105 @@ async fn audit_log(
     let _ = progress.send(pending_bytes);
     report.entries = frontier.size;
     if let Some((seq, h)) = heads.get(next_head) {
-        report.problem = Some(problem(
+        let row = format!("(log {name}, seq {seq})");
+        let what = format!(
+            "a signed head commits to {} entries but the log has {}: acknowledged rows were deleted",
+            h.head.size, frontier.size
+        );
+        return Err(problem(
             "coldtrail_heads",
-            format!("(log {name}, seq {seq})"),
+            row,
             Some((frontier.size, h.head.size)),
-            format!(
-                "a signed head commits to {} entries but the log has {}: acknowledged rows were deleted",
-                h.head.size, frontier.size
-            ),
-        ));
-        return Ok(report);
+            what,
+        )
+        .into());
     }
-    if roots.len() as u64 > frontier.size / RUN {
-        report.problem = Some(problem(
-            "coldtrail_nodes",
-            format!("(log {name}, run {})", frontier.size / RUN),
-            None,
-            "a subtree root for entries the log does not have: rows were deleted",
-        ));
-        return Ok(report);
+    Ok(frontier)
+}
+
+/// One entry row, expected at index `want`: its place, its body, its id.
+/// Counts it into `report` and returns its leaf hash.
+fn check_entry(
+    name: &str,
+    r: &tokio_postgres::Row,
+    want: u64,
+    report: &mut PgAudit,
+) -> Result<Digest, PgProblem> {
+    const MAX_ENTRY: usize = 64 << 20;
+    let idx: i64 = r.get(0);
+    let row = format!("(log {name}, idx {want})");
+    let here = Some((want, want + 1));
+    if idx as u64 != want {
+        let what = format!("the row is missing (the next row is idx {idx})");
+        return Err(problem("coldtrail_entries", row, here, what));
     }
-    report.unsigned = frontier.size - report.latest_head.map_or(0, |h| h.head.size);
-    Ok(report)
+    let body: &[u8] = r.get(3);
+    report.bytes += body.len() as u64;
+    let entry = decode_body(r.get(2), body, MAX_ENTRY)
+        .map_err(|what| problem("coldtrail_entries", row.clone(), here, what))?;
+    report.entry_bytes += entry.len() as u64;
+    let label = match entry.as_slice() {
+        [ENCODING_VERSION, k, ..] => kind_label(*k).unwrap_or("unknown"),
+        _ => "unknown",
+    };
+    *report.kinds.entry(label).or_insert(0) += 1;
+    let leaf = entry_id(&entry);
+    if r.get::<_, &[u8]>(1) != leaf.0.as_slice() {
+        let what = "its bytes do not hash to its id: the body or the id was changed";
+        return Err(problem("coldtrail_entries", row, here, what));
+    }
+    Ok(leaf)
+}
+
+/// The run that entry `last` completed hashes to its stored root.
+fn check_run(name: &str, roots: &[Digest], last: u64, run_root: Digest) -> Result<(), PgProblem> {
+    let run = last / RUN;
+    if roots.get(run as usize) == Some(&run_root) {
+        return Ok(());
+    }
+    let (from, to) = (run * RUN, run * RUN + RUN);
+    let what = if roots.len() as u64 <= run {
+        "the row is missing".to_string()
+    } else {
+        format!("entries {from}..{to} hash to another root: an entry and its id were both changed, or the root was")
+    };
+    let row = format!("(log {name}, run {run})");
+    Err(problem("coldtrail_nodes", row, Some((from, to)), what))
+}
+
+/// Every signed head from `next` on whose size is the tree's size signs the
+/// tree's root. Returns the first head still ahead of the tree.
+fn check_heads_at(
+    name: &str,
+    heads: &[(i64, SignedTreeHead)],
+    mut next: usize,
+    frontier: &Frontier,
+) -> Result<usize, PgProblem> {
+    while let Some((seq, h)) = heads
+        .get(next)
+        .filter(|(_, h)| h.head.size == frontier.size)
+    {
+        if h.head.root != frontier.root() {
+            let row = format!("(log {name}, seq {seq})");
+            if frontier.size == 0 {
+                let what = "the empty tree's root does not match";
+                return Err(problem("coldtrail_heads", row, None, what));
+            }
+            let from = next.checked_sub(1).map_or(0, |p| heads[p].1.head.size);
+            let what = format!(
+                "the entries' root does not match this signed head: rows among idx {from}..{} were changed",
+                h.head.size
+            );
+            return Err(problem(
+                "coldtrail_heads",
+                row,
+                Some((from, h.head.size)),
+                what,
+            ));
+        }
+        next += 1;
+    }
+    Ok(next)
 }
 
 /// A store error's message without its place (the problem names the row).
