@@ -34,3 +34,22 @@ pub struct WriteResult {
     #[schema(value_type = Option<Object>)]
     pub recall: Option<serde_json::Value>,
 }
+
+/// Where an entry is: what every read answer that rests on an entry names.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EntryRefJson {
+    pub shard: u32,
+    pub index: u64,
+    /// The entry's id (Merkle leaf hash), hex.
+    pub id: String,
+}
+
+impl From<&ledger::entry::EntryRef> for EntryRefJson {
+    fn from(r: &ledger::entry::EntryRef) -> EntryRefJson {
+        EntryRefJson {
+            shard: r.shard,
+            index: r.index,
+            id: r.id.to_hex(),
+        }
+    }
+}

@@ -25,7 +25,8 @@ pub mod params;
 pub mod problem;
 pub mod recall;
 pub mod tokens;
+pub mod wire;
 
-pub use answer::{WriteResult, Written};
+pub use answer::{EntryRefJson, WriteResult, Written};
 pub use problem::ApiError;
 pub use tokens::{Principal, Role, TokenStore};

@@ -9,8 +9,8 @@ use analytics::lineage::{At, Lineage, LotView, VerdictView};
 use api::{ApiError, Principal, Role};
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, ErrorExtensions};
-use ingest::read::ProofJson;
 use ingest::Ingest;
+use readstate::verifier::ProofJson;
 use readstate::ReadState;
 
 /// A refusal as a GraphQL error: the message, and `extensions.code` (with
@@ -157,7 +157,6 @@ pub fn with_graph<T>(ctx: &Context<'_>, f: impl FnOnce(&Lineage) -> T) -> T {
 /// per kind and level, not one trip per field.
 pub struct Graph {
     pub state: Arc<ReadState>,
-    pub ingest: Arc<Ingest>,
     pub cost: Arc<Cost>,
 }
 
@@ -284,16 +283,16 @@ impl Loader<ProofKey> for Graph {
 
     /// One head per shard, then each proof under it.
     async fn load(&self, keys: &[ProofKey]) -> Answer<HashMap<ProofKey, Arc<ProofJson>>> {
-        let ingest = &self.ingest;
+        let reads = &self.state.reads;
         let mut heads: HashMap<u32, u64> = HashMap::new();
         let mut out = HashMap::with_capacity(keys.len());
-        let mut reads = 0;
+        let mut trips = 0;
         for &ProofKey(shard, index) in keys {
             let size = match heads.get(&shard) {
                 Some(&s) => s,
                 None => {
-                    let h = ingest.reads().latest_head(shard).await.map_err(refusal)?;
-                    reads += 1;
+                    let h = reads.latest_head(shard).await.map_err(refusal)?;
+                    trips += 1;
                     heads.insert(shard, h.size);
                     h.size
                 }
@@ -301,15 +300,11 @@ impl Loader<ProofKey> for Graph {
             // An entry committed after the newest head is proven under the
             // first head that covers it.
             let at = (index < size).then_some(size);
-            let p = ingest
-                .reads()
-                .proof(shard, index, at)
-                .await
-                .map_err(refusal)?;
-            reads += 1;
+            let p = reads.proof(shard, index, at).await.map_err(refusal)?;
+            trips += 1;
             out.insert(ProofKey(shard, index), Arc::new(p));
         }
-        self.cost.trip("proofs", reads);
+        self.cost.trip("proofs", trips);
         Ok(out)
     }
 }
@@ -325,7 +320,7 @@ impl Loader<DeviceOfKey> for Graph {
             let bytes = node
                 .shard(k.0)
                 .and_then(|s| s.store().entry(k.1).map_err(shards::ShardError::from))
-                .map_err(|e| refusal(ingest::shard_refusal(e)))?;
+                .map_err(|e| refusal(readstate::shard_refusal(e)))?;
             if let Some((device, _, _)) = ledger::entry::peek_readings(&bytes) {
                 out.insert(k, device);
             }

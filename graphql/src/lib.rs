@@ -22,7 +22,7 @@
 //! (breaches, quarantines, releases); readings come from `analytics::readings`, which reads a
 //! device's readings entries on its home shard (the shard lists the entries about each
 //! subject) and remembers each entry's time span, so a narrower range reads fewer entries;
-//! proofs come from `ingest::read::Reads::proof`, one head per shard per batch. Every list is a Relay
+//! proofs come from `readstate::verifier::Reads::proof`, one head per shard per batch. Every list is a Relay
 //! connection with opaque cursors and a bounded `first`. Loaders batch per kind and level: a
 //! hundred lots cost no more trips than one lot (`extensions.cost.tripsBy`: at most one per kind
 //! and place in the query; two places of a kind share a trip when their keys meet in one
@@ -364,7 +364,6 @@ async fn post_graphql(
     let loader = DataLoader::new(
         Graph {
             state: Arc::clone(&ep.state),
-            ingest: Arc::clone(&ep.ingest),
             cost: Arc::clone(&cost),
         },
         tokio::spawn,
@@ -419,7 +418,6 @@ async fn subscribe(
     payload: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
     let state = Arc::clone(&ep.state);
-    let ingest = Arc::clone(&ep.ingest);
     let from_header = bearer(&req).map(str::to_string);
     GraphQLSubscription::new(ep.schema.clone())
         .on_connection_init(move |init: serde_json::Value| async move {
@@ -439,7 +437,6 @@ async fn subscribe(
             data.insert(DataLoader::new(
                 Graph {
                     state,
-                    ingest,
                     cost: Arc::clone(&cost),
                 },
                 tokio::spawn,

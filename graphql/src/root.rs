@@ -390,11 +390,7 @@ impl Query {
     async fn head(&self, ctx: &Context<'_>, shard: u32) -> Answer<Head> {
         cost(ctx).trip("heads", 1);
         Ok(Head(
-            write_path(ctx)
-                .reads()
-                .latest_head(shard)
-                .await
-                .map_err(refusal)?,
+            state(ctx).reads.latest_head(shard).await.map_err(refusal)?,
         ))
     }
 }

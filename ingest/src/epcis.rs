@@ -14,12 +14,6 @@ use serde_json::{Map, Value};
 
 use api::problem::ApiError;
 
-/// The extension field each queried event carries: the ledger entry it rests
-/// on (shard, index, id). Its prefix is declared in the answer's `@context`.
-pub const ENTRY_EXTENSION: &str = "coldtrail:entry";
-/// The namespace of coldtrail's EPCIS extension fields.
-pub const NAMESPACE: &str = "https://coldtrail.dev/ns/epcis#";
-
 /// One captured event and the identifier that homes it.
 #[derive(Debug, Clone)]
 pub struct Captured {

@@ -54,10 +54,8 @@
 mod derived;
 pub mod epcis;
 pub mod identity;
-pub mod read;
 pub mod readings_file;
 pub mod routes;
-pub mod view;
 pub mod wire;
 pub mod write;
 
@@ -67,15 +65,13 @@ pub use write::{Ingest, Limits, Opened};
 
 use api::ApiError;
 
-/// A shard's failure as the API's refusal: what the store refuses as the
-/// store's refusal, a shard that does not exist as not found, anything
-/// else as the ledger being unavailable.
-pub fn shard_refusal(e: shards::ShardError) -> ApiError {
+/// A write's failure at its shard as the API's refusal: what the store
+/// refuses as the store's refusal, anything else as the ledger being
+/// unavailable. (Writes reach shards by routing, never by a caller's shard
+/// number; the read side's `readstate::shard_refusal` also answers that.)
+pub(crate) fn write_refusal(e: shards::ShardError) -> ApiError {
     match e {
         shards::ShardError::Store(s) => s.into(),
-        shards::ShardError::NoSuchShard(s) => ApiError::NotFound(format!(
-            "there is no shard {s} on this node; shards are numbered from 0, as in the answers to writes"
-        )),
         other => ApiError::Unavailable(other.to_string()),
     }
 }

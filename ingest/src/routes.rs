@@ -8,18 +8,13 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::read::{
-    ConsistencyJson, EntryJson, EntryRefJson, HeadJson, KeySetJson, KeysDocument, ProofJson,
-    ShardKeyJson,
-};
 use crate::wire::{self, BatchesJson, BINARY_BATCH};
 use crate::write::Ingest;
 use api::body::{json_body, media_type, read_body};
 use api::idempotency::{Answer, Attempt};
-use api::params::{path_number, QueryParams};
 use api::problem::ApiError;
 use api::tokens::Principal;
-use api::{WriteResult, Written};
+use api::{EntryRefJson, WriteResult, Written};
 
 /// Registers the write API on an actix-web app.
 pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
@@ -35,33 +30,10 @@ pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
                 web::post().to(post_reinstate),
             )
             .route("/v1/quarantine/release", web::post().to(post_release))
-            .route("/v1/shards/{shard}/head", web::get().to(get_head))
-            .route(
-                "/v1/shards/{shard}/heads/{size}",
-                web::get().to(get_head_at),
-            )
-            .route(
-                "/v1/shards/{shard}/entries/{index}",
-                web::get().to(get_entry),
-            )
-            .route(
-                "/v1/shards/{shard}/entries/{index}/raw",
-                web::get().to(get_entry_raw),
-            )
-            .route("/v1/entries/{id}", web::get().to(get_entry_by_id))
-            .route(
-                "/v1/shards/{shard}/entries/{index}/proof",
-                web::get().to(get_proof),
-            )
-            .route(
-                "/v1/shards/{shard}/consistency",
-                web::get().to(get_consistency),
-            )
             .route("/v1/capture", web::post().to(post_capture))
             .route("/capture", web::post().to(post_capture))
             .route("/v1/capture/{id}", web::get().to(get_capture))
-            .route("/capture/{id}", web::get().to(get_capture))
-            .route(KEYS_PATH, web::get().to(get_keys));
+            .route("/capture/{id}", web::get().to(get_capture));
     }
 }
 
@@ -506,111 +478,6 @@ async fn get_device(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpR
     }))
 }
 
-/// Where the node's key document is served.
-pub const KEYS_PATH: &str = "/.well-known/coldtrail/keys";
-
-/// The node's log keys: every key set its operator key signed, oldest first.
-/// Pin the operator key once; check each shard's heads under the key the newest set names.
-#[utoipa::path(get, path = "/.well-known/coldtrail/keys", responses((status = 200, body = KeysDocument)))]
-async fn get_keys(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    Ok(HttpResponse::Ok().json(ingest.reads().keys_document()))
-}
-
-/// The shard's newest signed head (signed now if the log grew since).
-#[utoipa::path(get, path = "/v1/shards/{shard}/head", params(("shard" = u32, Path)),
-    responses((status = 200, body = HeadJson), (status = 404, description = "No such shard")))]
-async fn get_head(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let shard = path_number(&req, "shard")?;
-    Ok(HttpResponse::Ok().json(ingest.reads().latest_head(shard).await?))
-}
-
-/// The head the shard's log signed at exactly `size` entries (every head it
-/// signed is kept): fetch the head an old proof or a saved state refers to.
-#[utoipa::path(get, path = "/v1/shards/{shard}/heads/{size}", params(("shard" = u32, Path), ("size" = u64, Path)),
-    responses((status = 200, body = HeadJson), (status = 404, description = "No head was signed at that size (`no_signed_head` names the next signed size)")))]
-async fn get_head_at(
-    ingest: web::Data<Ingest>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let shard = path_number(&req, "shard")?;
-    let size = path_number(&req, "size")?;
-    Ok(HttpResponse::Ok().json(ingest.reads().head_at(shard, size)?))
-}
-
-/// Entry `index` of a shard: its canonical bytes (base64), id and decoded view.
-#[utoipa::path(get, path = "/v1/shards/{shard}/entries/{index}",
-    params(("shard" = u32, Path), ("index" = u64, Path)),
-    responses((status = 200, body = EntryJson), (status = 404, description = "No such entry")))]
-async fn get_entry(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let shard = path_number(&req, "shard")?;
-    let index = path_number(&req, "index")?;
-    Ok(HttpResponse::Ok().json(ingest.reads().entry_at(shard, index)?))
-}
-
-/// Entry `index` of a shard: exactly its canonical bytes.
-#[utoipa::path(get, path = "/v1/shards/{shard}/entries/{index}/raw",
-    params(("shard" = u32, Path), ("index" = u64, Path)),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>, description = "The canonical bytes"), (status = 404, description = "No such entry")))]
-async fn get_entry_raw(
-    ingest: web::Data<Ingest>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let shard = path_number(&req, "shard")?;
-    let index = path_number(&req, "index")?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/octet-stream")
-        .body(ingest.reads().entry_bytes(shard, index)?))
-}
-
-/// The entry with this id (64 hex digits), wherever it is on this node.
-#[utoipa::path(get, path = "/v1/entries/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = EntryJson), (status = 400, description = "Not an entry id"), (status = 404, description = "No such entry")))]
-async fn get_entry_by_id(
-    ingest: web::Data<Ingest>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
-    let id = req.match_info().get("id").unwrap_or("");
-    Ok(HttpResponse::Ok().json(ingest.reads().entry_by_id(id)?))
-}
-
-/// Inclusion proof of entry `index` with the signed head it leads to.
-#[utoipa::path(get, path = "/v1/shards/{shard}/entries/{index}/proof",
-    params(("shard" = u32, Path), ("index" = u64, Path),
-        ("size" = Option<u64>, Query, description = "Prove against the head signed at this size (default: a current head)")),
-    responses((status = 200, body = ProofJson), (status = 404, description = "No such entry, or no head signed at `size`")))]
-async fn get_proof(ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let q = QueryParams::parse(&req, &["size"])?;
-    let shard = path_number(&req, "shard")?;
-    let index = path_number(&req, "index")?;
-    Ok(HttpResponse::Ok().json(ingest.reads().proof(shard, index, q.get("size")?).await?))
-}
-
-/// Consistency proof between the trees of `first` and `second` entries, with
-/// the heads signed at those sizes.
-#[utoipa::path(get, path = "/v1/shards/{shard}/consistency",
-    params(("shard" = u32, Path),
-        ("first" = u64, Query, description = "The older size (at least 1)"),
-        ("second" = u64, Query, description = "The newer size (at most the log's size)")),
-    responses((status = 200, body = ConsistencyJson), (status = 400, description = "Sizes out of order"), (status = 404, description = "The log is not that large")))]
-async fn get_consistency(
-    ingest: web::Data<Ingest>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let q = QueryParams::parse(&req, &["first", "second"])?;
-    let shard = path_number(&req, "shard")?;
-    Ok(HttpResponse::Ok().json(ingest.reads().consistency(
-        shard,
-        q.require("first")?,
-        q.require("second")?,
-    )?))
-}
-
 struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
@@ -628,8 +495,8 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "coldtrail write API", description = "Signed cold-chain sensor batches, device identities and proofs. Every refusal is application/problem+json with a stable `code`."),
-    paths(post_batches, post_device, get_device, post_rotate, post_revoke, post_reinstate, post_release, get_keys, get_head, get_head_at, get_entry, get_entry_raw, get_entry_by_id, get_proof, get_consistency, post_capture, get_capture),
-    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, Reinstate, Release, HeadJson, ProofJson, ConsistencyJson, EntryJson, EntryRefJson, KeysDocument, KeySetJson, ShardKeyJson, CaptureJob, DeviceJson, DeviceKeyJson)),
+    paths(post_batches, post_device, get_device, post_rotate, post_revoke, post_reinstate, post_release, post_capture, get_capture),
+    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, Reinstate, Release, EntryRefJson, CaptureJob, DeviceJson, DeviceKeyJson)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

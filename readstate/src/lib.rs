@@ -3,6 +3,9 @@
 //! that wait for the writer's own writes, and the one path recall changes
 //! take (planned by `analytics::recall`, recorded through
 //! [`api::recall::RecallLedger`], all this crate sees of the write path).
+//! [`verifier::Reads`] reads the logs as a verifier does (entries by place
+//! and id with their decoded [`view`], heads, proofs, the key document):
+//! every edge that shows a ledger entry or proof reads it here.
 
 use std::sync::{Arc, RwLock};
 
@@ -13,11 +16,32 @@ use analytics::search::SearchIndex;
 use api::recall::RecallLedger;
 use api::{ApiError, TokenStore, WriteResult};
 use shards::Node;
+
+pub mod verifier;
+pub mod view;
+
+pub use verifier::Reads;
+
+/// A shard's failure as a read's refusal: what the store refuses as the
+/// store's refusal, a shard that does not exist (the caller named it) as not
+/// found, anything else as the ledger being unavailable.
+pub fn shard_refusal(e: shards::ShardError) -> ApiError {
+    match e {
+        shards::ShardError::Store(s) => s.into(),
+        shards::ShardError::NoSuchShard(s) => ApiError::NotFound(format!(
+            "there is no shard {s} on this node; shards are numbered from 0, as in the answers to writes"
+        )),
+        other => ApiError::Unavailable(other.to_string()),
+    }
+}
 /// What the read routes share.
 pub struct ReadState {
     pub node: Arc<Node>,
     /// Every read route authenticates its caller with the node's tokens.
     pub tokens: Arc<TokenStore>,
+    /// The verifier's reads of the node's logs: entries, heads, proofs, the
+    /// key document, captured events.
+    pub reads: Reads,
     /// How recall changes are recorded.
     recalls: Arc<dyn RecallLedger>,
     /// Kept up to date by `analytics::lineage::follow`.
@@ -66,6 +90,7 @@ impl ReadState {
         lineage: Arc<RwLock<Lineage>>,
     ) -> ReadState {
         ReadState {
+            reads: Reads::new(Arc::clone(&node)),
             node,
             tokens,
             recalls,

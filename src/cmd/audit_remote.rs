@@ -24,8 +24,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Where a node serves its key document.
-const KEYS_PATH: &str = "/.well-known/coldtrail/keys";
+use ::web::KEYS_PATH;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -16,7 +16,6 @@ use api::params::{percent_encode, QueryParams};
 use api::{ApiError, Role};
 
 use crate::ReadState;
-use ingest::Ingest;
 
 /// Events per page when `perPage` is not given, and the most it may ask for.
 pub const DEFAULT_PER_PAGE: usize = 100;
@@ -78,7 +77,7 @@ fn visible_to(state: &ReadState, req: &HttpRequest) -> Result<Option<String>, Ap
 
 fn query_document(events: Vec<serde_json::Value>) -> serde_json::Value {
     serde_json::json!({
-        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld", {"coldtrail": ingest::epcis::NAMESPACE}],
+        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld", {"coldtrail": readstate::view::NAMESPACE}],
         "type": "EPCISQueryDocument",
         "schemaVersion": "2.0",
         "creationDate": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -88,12 +87,12 @@ fn query_document(events: Vec<serde_json::Value>) -> serde_json::Value {
 
 /// The page's events as captured, each naming its entry.
 fn documents(
-    ingest: &Ingest,
+    state: &ReadState,
     page: &analytics::lineage::query::Page,
 ) -> Result<Vec<serde_json::Value>, ApiError> {
     page.events
         .iter()
-        .map(|a| ingest.reads().event_document(a.shard, a.index))
+        .map(|a| state.reads.event_document(a.shard, a.index))
         .collect()
 }
 
@@ -112,7 +111,6 @@ fn answer(doc: serde_json::Value, link: Option<String>) -> HttpResponse {
 /// answers one page.
 async fn run(
     state: &ReadState,
-    ingest: &Ingest,
     req: &HttpRequest,
     fixed: Option<(&str, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -156,7 +154,7 @@ async fn run(
         .expect("lineage lock")
         .query(&q, after, per_page)
         .map_err(query_error)?;
-    let events = documents(ingest, &page)?;
+    let events = documents(state, &page)?;
     let link = page.next.map(|c| {
         let mut qs: Vec<String> = params
             .pairs()
@@ -206,10 +204,9 @@ async fn run(
     security(("bearer" = [])))]
 pub(crate) async fn get_events(
     state: web::Data<ReadState>,
-    ingest: web::Data<Ingest>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    run(&state, &ingest, &req, None).await
+    run(&state, &req, None).await
 }
 
 /// One event by its eventID (and any corrections of it).
@@ -218,7 +215,6 @@ pub(crate) async fn get_events(
     security(("bearer" = [])))]
 pub(crate) async fn get_event(
     state: web::Data<ReadState>,
-    ingest: web::Data<Ingest>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
@@ -239,7 +235,7 @@ pub(crate) async fn get_event(
             "no event with eventID {id:?} that you may see was captured"
         )));
     }
-    let events = documents(&ingest, &page)?;
+    let events = documents(&state, &page)?;
     Ok(answer(query_document(events), None))
 }
 
@@ -261,7 +257,6 @@ fn fixed(req: &HttpRequest) -> String {
     responses((status = 200, description = "EPCISQueryDocument")), security(("bearer" = [])))]
 pub(crate) async fn by_epc(
     state: web::Data<ReadState>,
-    ingest: web::Data<Ingest>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let epc = fixed(&req);
@@ -272,7 +267,7 @@ pub(crate) async fn by_epc(
     } else {
         "MATCH_anyEPC"
     };
-    run(&state, &ingest, &req, Some((name, epc))).await
+    run(&state, &req, Some((name, epc))).await
 }
 
 macro_rules! fixed_resource {
@@ -280,8 +275,8 @@ macro_rules! fixed_resource {
         #[doc = concat!("Events with this ", $what, ".")]
         #[utoipa::path(get, path = $path, params(("value" = String, Path)),
             responses((status = 200, description = "EPCISQueryDocument")), security(("bearer" = [])))]
-        pub(crate) async fn $fn(state: web::Data<ReadState>, ingest: web::Data<Ingest>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-            run(&state, &ingest, &req, Some(($param, fixed(&req)))).await
+        pub(crate) async fn $fn(state: web::Data<ReadState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+            run(&state, &req, Some(($param, fixed(&req)))).await
         }
     };
 }

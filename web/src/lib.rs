@@ -1,4 +1,6 @@
-//! coldtrail's HTTP read edge: what recall investigators ask of the node.
+//! coldtrail's HTTP read edge: what recall investigators ask of the node,
+//! and what a verifier fetches (`verifier.rs`: entries, heads, proofs, the
+//! key document).
 //!
 //! Handlers parse, authorise and call one library function (`analytics`
 //! computes; this crate only shapes answers). Refusals are the same
@@ -48,6 +50,7 @@ pub mod catalogue;
 pub mod console;
 pub mod consumer;
 mod epcis;
+mod verifier;
 
 use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
@@ -57,12 +60,14 @@ use analytics::recall::{Ask, RecallError};
 use api::idempotency::Attempt;
 use api::params::QueryParams;
 use api::{ApiError, Role};
-use ingest::read::ProofJson;
 use ingest::routes::json_write;
 use ingest::Ingest;
+use readstate::verifier::ProofJson;
 use readstate::{recall_error, Plan, ReadState};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
+
+pub use verifier::KEYS_PATH;
 
 /// How the read edge presents itself to the world.
 #[derive(Debug, Clone, Default)]
@@ -112,6 +117,7 @@ pub fn configure(
             .route("/v1/openapi.json", web::get().to(get_openapi))
             .configure(assets::configure)
             .configure(epcis::configure)
+            .configure(verifier::configure)
             // Last: its guard takes only Digital Link paths.
             .configure(consumer::configure);
     }
@@ -121,6 +127,7 @@ pub fn configure(
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ingest::ApiDoc::openapi();
     doc.merge(ReadApi::openapi());
+    doc.merge(verifier::VerifierApi::openapi());
     doc.info.title = "coldtrail API".into();
     api::problem::document_problems(&mut doc);
     doc
@@ -170,7 +177,6 @@ struct TraceAnswer<'a> {
     security(("bearer" = [])))]
 async fn get_trace(
     state: web::Data<ReadState>,
-    ingest: web::Data<Ingest>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req, &["lot", "direction", "proofs", "max_lots"])?;
@@ -216,7 +222,7 @@ async fn get_trace(
         entries.dedup();
         let mut proofs = Vec::with_capacity(entries.len().min(MAX_PROOFS));
         for a in entries.iter().take(MAX_PROOFS) {
-            proofs.push(ingest.reads().proof(a.shard, a.index, None).await?);
+            proofs.push(state.reads.proof(a.shard, a.index, None).await?);
         }
         Some(proofs)
     } else {

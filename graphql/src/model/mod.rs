@@ -1,4 +1,4 @@
-//! The schema's types: thin views over what `analytics` and `ingest`
+//! The schema's types: thin views over what `analytics` and `readstate`
 //! compute, each naming the ledger entries it rests on. One file per
 //! resource: `proofs.rs` (entries, proofs, heads), `parties.rs`,
 //! `event.rs`, `verdict.rs`, `lot.rs`, `trace.rs`, `recall.rs`,
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use analytics::lineage::{At, EventView, LotView, VerdictView};
 use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use ingest::read::{HeadJson, ProofJson};
+use readstate::verifier::{HeadJson, ProofJson};
 
 use crate::context::{
     caller, cost, loader, refusal, with_graph, write_path, Answer, DeviceOfKey, EventsKey, LotKey,

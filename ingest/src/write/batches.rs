@@ -165,7 +165,7 @@ impl Ingest {
                     }
                 }
             }
-            return Err(crate::shard_refusal(e));
+            return Err(crate::write_refusal(e));
         }
         out.entries.sort_by_key(|w| (w.shard, w.index));
         Ok(out)

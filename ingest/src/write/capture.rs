@@ -91,7 +91,7 @@ impl Ingest {
         }
         drop(events);
         if let Some(e) = failure {
-            return Err(crate::shard_refusal(e));
+            return Err(crate::write_refusal(e));
         }
         let job = ledger::Domain::CaptureJob
             .hash_parts(&[out

@@ -63,8 +63,6 @@ impl Default for Limits {
 /// The ingest tier's state.
 pub struct Ingest {
     pub(crate) node: Arc<Node>,
-    /// The verifier's reads of the same logs.
-    reads: crate::read::Reads,
     pub(crate) identity: RwLock<IdentityState>,
     pub(crate) tokens: Arc<TokenStore>,
     pub(crate) limits: Limits,
@@ -134,7 +132,6 @@ impl Ingest {
         let (capture_journal, jobs) = api::journal::Journal::open(&jobs_path, MAX_CAPTURE_JOBS)
             .map_err(|e| shards::ShardError::io(&jobs_path, e))?;
         Ok(Ingest {
-            reads: crate::read::Reads::new(Arc::clone(&node)),
             tokens: Arc::new(TokenStore::new(&dir, Arc::clone(node.clock()))),
             idempotency: api::idempotency::IdempotencyStore::open(&dir)
                 .map_err(|e| shards::ShardError::io(&dir.join("idempotency.jsonl"), e))?,
@@ -217,12 +214,6 @@ impl Ingest {
         self.node.data_dir()
     }
 
-    /// The verifier's reads (entries, heads, proofs, the key document,
-    /// captured events).
-    pub fn reads(&self) -> &crate::read::Reads {
-        &self.reads
-    }
-
     /// The node's bearer tokens: every edge authenticates with them.
     pub fn tokens(&self) -> &Arc<TokenStore> {
         &self.tokens
@@ -248,7 +239,7 @@ impl Ingest {
             .node
             .append(key, entries.clone())
             .await
-            .map_err(crate::shard_refusal)?;
+            .map_err(crate::write_refusal)?;
         let mut id = self.identity.write().expect("identity lock");
         for (e, (index, digest)) in entries.iter().zip(&c.entries) {
             let at = EntryRef {

@@ -89,7 +89,7 @@ impl api::recall::RecallLedger for Ingest {
         at: &EntryRef,
         home: &str,
     ) -> Result<(ledger::entry::RecallChange, WriteResult), ApiError> {
-        let entry = self.reads.entry_decoded(at.shard, at.index)?;
+        let entry = self.committed_entry(at)?;
         let Entry::Recall(change) = &entry else {
             return Err(ApiError::Unavailable(format!(
                 "entry {} of shard {} is not the recall change the graph says",

@@ -20,11 +20,27 @@ impl Ingest {
         let Some(at) = last.filter(|_| attempt == Attempt::Again) else {
             return Ok(None);
         };
-        let entry = self.reads.entry_decoded(at.shard, at.index)?;
+        let entry = self.committed_entry(&at)?;
         if untimed(&entry) != untimed(change) {
             return Ok(None);
         }
         Ok(Some(self.answer_committed(&at, subject, &entry)))
+    }
+
+    /// An entry this write path committed earlier (a retry's answer rests
+    /// on it), decoded.
+    pub(crate) fn committed_entry(&self, at: &EntryRef) -> Result<Entry, ApiError> {
+        let bytes = self
+            .node
+            .shard(at.shard)
+            .and_then(|s| s.store().entry(at.index).map_err(shards::ShardError::from))
+            .map_err(crate::write_refusal)?;
+        Entry::from_bytes(&bytes).map_err(|e| {
+            ApiError::Unavailable(format!(
+                "entry {} of shard {} does not decode ({e}); run `coldtrail verify`",
+                at.index, at.shard
+            ))
+        })
     }
 
     /// The answer a write of the one entry `entry`, committed at `at`, gave:
@@ -88,7 +104,7 @@ impl Ingest {
         let shard = self
             .node
             .shard(self.node.router().shard_for(device))
-            .map_err(crate::shard_refusal)?;
+            .map_err(crate::write_refusal)?;
         let id = e.id();
         Ok(match shard.store().find(&id)? {
             Some(index) if index < shard.committed() => Some(Written {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use shards::Node;
 use utoipa::ToSchema;
 
-pub use crate::view::EntryRefJson;
+pub use api::answer::EntryRefJson;
 use api::problem::ApiError;
 
 /// A signed tree head.
@@ -360,7 +360,7 @@ impl Reads {
             .map_err(|e| ApiError::Unavailable(format!("stored event {}: {e}", c.event_id)))?;
         if let Some(fields) = event.as_object_mut() {
             fields.insert(
-                crate::epcis::ENTRY_EXTENSION.into(),
+                crate::view::ENTRY_EXTENSION.into(),
                 crate::view::entry_ref(&ledger::entry::EntryRef {
                     shard,
                     index,

@@ -9,11 +9,16 @@ use ledger::entry::{
     CustodyEvent, Entry, EntryRef, IdentityChange, RecallChange, Receipt, RuleVerdict, SignedBatch,
 };
 use ledger::SignedTreeHead;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use utoipa::ToSchema;
 
-use crate::wire::ReadingJson;
+use api::answer::EntryRefJson;
+use api::wire::ReadingJson;
+
+/// The extension field each queried event carries: the ledger entry it rests
+/// on (shard, index, id). Its prefix is declared in the answer's `@context`.
+pub const ENTRY_EXTENSION: &str = "coldtrail:entry";
+/// The namespace of coldtrail's EPCIS extension fields.
+pub const NAMESPACE: &str = "https://coldtrail.dev/ns/epcis#";
 
 /// An entry's fields as JSON: `{"kind": …, …}` with the kind's own fields.
 pub fn entry_view(entry: &Entry) -> Value {
@@ -182,23 +187,4 @@ fn head(h: &SignedTreeHead) -> Value {
         "timestamp_ms": h.head.timestamp_ms,
         "signature": hex::encode(h.signature),
     })
-}
-
-/// Where an entry is: what every read answer that rests on an entry names.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct EntryRefJson {
-    pub shard: u32,
-    pub index: u64,
-    /// The entry's id (Merkle leaf hash), hex.
-    pub id: String,
-}
-
-impl From<&ledger::entry::EntryRef> for EntryRefJson {
-    fn from(r: &ledger::entry::EntryRef) -> EntryRefJson {
-        EntryRefJson {
-            shard: r.shard,
-            index: r.index,
-            id: r.id.to_hex(),
-        }
-    }
 }

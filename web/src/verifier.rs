@@ -1,0 +1,177 @@
+//! The verifier's routes: the key document, signed heads, entries by place
+//! and by id (canonical bytes and a decoded view), inclusion and consistency
+//! proofs. Everything a stranger needs to check a fact the node states
+//! (VERIFYING.md); the work is `readstate::verifier::Reads`.
+
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{HttpRequest, HttpResponse};
+use api::params::{path_number, QueryParams};
+use api::ApiError;
+use readstate::verifier::{
+    ConsistencyJson, EntryJson, HeadJson, KeySetJson, KeysDocument, ProofJson, ShardKeyJson,
+};
+use readstate::ReadState;
+use utoipa::OpenApi;
+
+/// Registers the verifier's routes (the read state is the app's data).
+pub(crate) fn configure(cfg: &mut ServiceConfig) {
+    cfg.route("/v1/shards/{shard}/head", web::get().to(get_head))
+        .route(
+            "/v1/shards/{shard}/heads/{size}",
+            web::get().to(get_head_at),
+        )
+        .route(
+            "/v1/shards/{shard}/entries/{index}",
+            web::get().to(get_entry),
+        )
+        .route(
+            "/v1/shards/{shard}/entries/{index}/raw",
+            web::get().to(get_entry_raw),
+        )
+        .route("/v1/entries/{id}", web::get().to(get_entry_by_id))
+        .route(
+            "/v1/shards/{shard}/entries/{index}/proof",
+            web::get().to(get_proof),
+        )
+        .route(
+            "/v1/shards/{shard}/consistency",
+            web::get().to(get_consistency),
+        )
+        .route(KEYS_PATH, web::get().to(get_keys));
+}
+
+/// Where the node's key document is served.
+pub const KEYS_PATH: &str = "/.well-known/coldtrail/keys";
+
+/// The node's log keys: every key set its operator key signed, oldest first.
+/// Pin the operator key once; check each shard's heads under the key the newest set names.
+#[utoipa::path(get, path = "/.well-known/coldtrail/keys", responses((status = 200, body = KeysDocument)))]
+async fn get_keys(state: web::Data<ReadState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    Ok(HttpResponse::Ok().json(state.reads.keys_document()))
+}
+
+/// The shard's newest signed head (signed now if the log grew since).
+#[utoipa::path(get, path = "/v1/shards/{shard}/head", params(("shard" = u32, Path)),
+    responses((status = 200, body = HeadJson), (status = 404, description = "No such shard")))]
+async fn get_head(state: web::Data<ReadState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let shard = path_number(&req, "shard")?;
+    Ok(HttpResponse::Ok().json(state.reads.latest_head(shard).await?))
+}
+
+/// The head the shard's log signed at exactly `size` entries (every head it
+/// signed is kept): fetch the head an old proof or a saved state refers to.
+#[utoipa::path(get, path = "/v1/shards/{shard}/heads/{size}", params(("shard" = u32, Path), ("size" = u64, Path)),
+    responses((status = 200, body = HeadJson), (status = 404, description = "No head was signed at that size (`no_signed_head` names the next signed size)")))]
+async fn get_head_at(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let shard = path_number(&req, "shard")?;
+    let size = path_number(&req, "size")?;
+    Ok(HttpResponse::Ok().json(state.reads.head_at(shard, size)?))
+}
+
+/// Entry `index` of a shard: its canonical bytes (base64), id and decoded view.
+#[utoipa::path(get, path = "/v1/shards/{shard}/entries/{index}",
+    params(("shard" = u32, Path), ("index" = u64, Path)),
+    responses((status = 200, body = EntryJson), (status = 404, description = "No such entry")))]
+async fn get_entry(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let shard = path_number(&req, "shard")?;
+    let index = path_number(&req, "index")?;
+    Ok(HttpResponse::Ok().json(state.reads.entry_at(shard, index)?))
+}
+
+/// Entry `index` of a shard: exactly its canonical bytes.
+#[utoipa::path(get, path = "/v1/shards/{shard}/entries/{index}/raw",
+    params(("shard" = u32, Path), ("index" = u64, Path)),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>, description = "The canonical bytes"), (status = 404, description = "No such entry")))]
+async fn get_entry_raw(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let shard = path_number(&req, "shard")?;
+    let index = path_number(&req, "index")?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(state.reads.entry_bytes(shard, index)?))
+}
+
+/// The entry with this id (64 hex digits), wherever it is on this node.
+#[utoipa::path(get, path = "/v1/entries/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = EntryJson), (status = 400, description = "Not an entry id"), (status = 404, description = "No such entry")))]
+async fn get_entry_by_id(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let id = req.match_info().get("id").unwrap_or("");
+    Ok(HttpResponse::Ok().json(state.reads.entry_by_id(id)?))
+}
+
+/// Inclusion proof of entry `index` with the signed head it leads to.
+#[utoipa::path(get, path = "/v1/shards/{shard}/entries/{index}/proof",
+    params(("shard" = u32, Path), ("index" = u64, Path),
+        ("size" = Option<u64>, Query, description = "Prove against the head signed at this size (default: a current head)")),
+    responses((status = 200, body = ProofJson), (status = 404, description = "No such entry, or no head signed at `size`")))]
+async fn get_proof(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = QueryParams::parse(&req, &["size"])?;
+    let shard = path_number(&req, "shard")?;
+    let index = path_number(&req, "index")?;
+    Ok(HttpResponse::Ok().json(state.reads.proof(shard, index, q.get("size")?).await?))
+}
+
+/// Consistency proof between the trees of `first` and `second` entries, with
+/// the heads signed at those sizes.
+#[utoipa::path(get, path = "/v1/shards/{shard}/consistency",
+    params(("shard" = u32, Path),
+        ("first" = u64, Query, description = "The older size (at least 1)"),
+        ("second" = u64, Query, description = "The newer size (at most the log's size)")),
+    responses((status = 200, body = ConsistencyJson), (status = 400, description = "Sizes out of order"), (status = 404, description = "The log is not that large")))]
+async fn get_consistency(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = QueryParams::parse(&req, &["first", "second"])?;
+    let shard = path_number(&req, "shard")?;
+    Ok(HttpResponse::Ok().json(state.reads.consistency(
+        shard,
+        q.require("first")?,
+        q.require("second")?,
+    )?))
+}
+
+/// The verifier routes' part of the node's OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        get_keys,
+        get_head,
+        get_head_at,
+        get_entry,
+        get_entry_raw,
+        get_entry_by_id,
+        get_proof,
+        get_consistency
+    ),
+    components(schemas(
+        HeadJson,
+        ProofJson,
+        ConsistencyJson,
+        EntryJson,
+        KeysDocument,
+        KeySetJson,
+        ShardKeyJson
+    ))
+)]
+pub(crate) struct VerifierApi;
