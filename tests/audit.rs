@@ -18,7 +18,7 @@ use ledger::entry::{entry_id, Entry};
 use ledger::keyset::{verify_chain, SignedKeySet};
 use ledger::{Digest, SignedTreeHead};
 use serde_json::Value;
-use support::{coldtrail, get, head_of, post_json, proof_of, run, text, Server};
+use support::{coldtrail, get, get_auth, head_of, post_json, proof_of, run, text, Server};
 
 /// The tiny demo world on two shards, plus an organisation with a token
 /// (to make the logs grow while the server runs).
@@ -70,6 +70,24 @@ fn shard_keys(base: &str) -> Vec<VerifyingKey> {
 fn every_kind_of_entry_goes_from_content_to_id_to_proof_to_a_signed_head() {
     let dir = tempfile::tempdir().unwrap();
     let token = world(dir.path());
+    // Content is read with an investigator's token; ids, proofs, heads and
+    // the key document with none.
+    let investigator = support::token(dir.path(), support::OTHER_ORG, "investigator");
+    // A partner in none of the demo world's chains.
+    let unrelated = "urn:epc:id:sgln:0614141.00099.0";
+    coldtrail(&[
+        "org",
+        "add",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--gln",
+        unrelated,
+        "--name",
+        "Unrelated Carrier",
+        "--role",
+        "carrier",
+    ]);
+    let unrelated = support::token(dir.path(), unrelated, "partner");
     let server = Server::start(dir.path());
     let base = &server.base;
     let keys = shard_keys(base);
@@ -80,12 +98,25 @@ fn every_kind_of_entry_goes_from_content_to_id_to_proof_to_a_signed_head() {
         let head = head_of(&get(base, &format!("/v1/shards/{shard}/head")).json());
         head.verify(key).unwrap();
         for index in 0..head.head.size {
-            let e = get(base, &format!("/v1/shards/{shard}/entries/{index}"));
+            let path = format!("/v1/shards/{shard}/entries/{index}");
+            let e = get_auth(base, &path, &investigator);
             assert_eq!(e.status, 200, "{}", e.body);
             let e = e.json();
             let kind = e["kind"].as_str().unwrap().to_string();
             if !kinds.insert(kind.clone()) {
                 continue; // one of each kind is walked in full
+            }
+            // A stranger is told to bring a token; a partner the entry does
+            // not concern is refused.
+            if kind != "checkpoint" {
+                for p in [path.clone(), format!("{path}/raw")] {
+                    let anonymous = get(base, &p);
+                    assert_eq!(anonymous.status, 401, "{kind} {p}: {}", anonymous.body);
+                }
+                let stranger = get_auth(base, &path, &unrelated);
+                let directory = kind == "identity" && e["entry"]["change"] == "org_registered";
+                let want = if directory { 200 } else { 403 };
+                assert_eq!(stranger.status, want, "{kind} {path}: {}", stranger.body);
             }
             let bytes = b64(e["bytes"].as_str().unwrap());
             let entry = Entry::from_bytes(&bytes).unwrap();
@@ -93,7 +124,7 @@ fn every_kind_of_entry_goes_from_content_to_id_to_proof_to_a_signed_head() {
             assert_eq!(e["entry"]["kind"], kind.as_str(), "the decoded view");
             let id = entry_id(&bytes);
             assert_eq!(e["id"], id.to_hex());
-            let by_id = get(base, &format!("/v1/entries/{id}")).json();
+            let by_id = get_auth(base, &format!("/v1/entries/{id}"), &investigator).json();
             assert_eq!(by_id["bytes"], e["bytes"]);
             let p = get(
                 base,
@@ -228,17 +259,28 @@ fn serve_one(conn: TcpStream, upstream: &str, alter: &Alter) {
         return;
     }
     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    // The caller's token goes on upstream: the node decides what it may read.
+    let mut authorization = None;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
             break;
+        }
+        if let Some((name, value)) = h.split_once(':') {
+            if name.eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_string());
+            }
         }
     }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let mut resp = agent.get(format!("{upstream}{path}")).call().unwrap();
+    let mut request = agent.get(format!("{upstream}{path}"));
+    if let Some(a) = &authorization {
+        request = request.header("Authorization", a);
+    }
+    let mut resp = request.call().unwrap();
     let status = resp.status().as_u16();
     let content_type = resp
         .headers()
@@ -281,19 +323,42 @@ fn audit(base: &str, extra: &[&str]) -> Output {
 fn audit_remote_passes_on_the_demo_and_names_each_alteration() {
     let dir = tempfile::tempdir().unwrap();
     let token = world(dir.path());
+    let investigator = support::token(dir.path(), support::OTHER_ORG, "investigator");
     let server = Server::start(dir.path());
     let state = dir.path().join("audit-state.json");
     let state_arg = state.to_str().unwrap();
 
-    let ok = audit(&server.base, &["--state", state_arg, "--all"]);
+    // A stranger's audit: every id under its signed head, no content.
+    let stranger = audit(&server.base, &["--all"]);
+    assert!(stranger.status.success(), "{}", text(&stranger));
+    assert!(
+        text(&stranger).contains(" 0 entries (content -> id -> proof -> head)"),
+        "{}",
+        text(&stranger)
+    );
+    let ok = audit(
+        &server.base,
+        &["--state", state_arg, "--all", "--token", &investigator],
+    );
     assert!(ok.status.success(), "{}", text(&ok));
     assert!(text(&ok).contains("audit passed"), "{}", text(&ok));
+    assert!(text(&ok).contains(" 0 entries by id only"), "{}", text(&ok));
     let pinned: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     let operator = pinned["operator_key"].as_str().unwrap().to_string();
 
     // The node grows; the saved heads must be extended, not replaced.
     grow(&server.base, &token);
-    let ok = audit(&server.base, &["--state", state_arg, "--pin", &operator]);
+    let ok = audit(
+        &server.base,
+        &[
+            "--state",
+            state_arg,
+            "--pin",
+            &operator,
+            "--token",
+            &investigator,
+        ],
+    );
     assert!(ok.status.success(), "{}", text(&ok));
 
     // Each alteration, seen through a proxy, fails the audit and is named.
@@ -404,7 +469,16 @@ fn audit_remote_passes_on_the_demo_and_names_each_alteration() {
         let proxy = Proxy::start(&server.base, alter);
         let copy = dir.path().join("state-copy.json");
         std::fs::copy(&state, &copy).unwrap();
-        let out = audit(&proxy.base, &["--state", copy.to_str().unwrap(), "--all"]);
+        let out = audit(
+            &proxy.base,
+            &[
+                "--state",
+                copy.to_str().unwrap(),
+                "--all",
+                "--token",
+                &investigator,
+            ],
+        );
         let t = text(&out);
         assert_eq!(out.status.code(), Some(1), "{what} went unnoticed: {t}");
         assert!(

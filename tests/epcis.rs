@@ -97,9 +97,11 @@ fn every_gs1_example_is_captured_and_queried_back_unchanged() {
                     .unwrap()
                     .remove("coldtrail:entry")
                     .expect("every queried event names its entry");
-                let entry = get(
+                // The capturing partner reads its own event's entry.
+                let entry = get_auth(
                     &server.base,
                     &format!("/v1/entries/{}", named["id"].as_str().unwrap()),
+                    &token,
                 );
                 assert_eq!(entry.status, 200, "{}", entry.body);
                 let entry = entry.json();

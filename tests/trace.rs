@@ -239,8 +239,10 @@ fn investigators_trace_the_contaminated_lot_over_http_with_proofs() {
         carrots.is_some_and(|c| affected.contains(&c.id)),
         "the carrots that shared the lettuce's reefer are recalled: {affected:?}"
     );
-    // The recall is an entry on the ledger, like everything else.
-    let e = get(&server.base, &format!("/v1/entries/{id}")).json();
+    // The recall is an entry on the ledger, like everything else: its id is
+    // public, its content the investigators' (and the lots' holders').
+    get(&server.base, &format!("/v1/entries/{id}")).assert_problem(401, "unauthenticated");
+    let e = get_auth(&server.base, &format!("/v1/entries/{id}"), &investigator).json();
     assert_eq!(e["kind"], "recall");
     assert_eq!(e["entry"]["change"], "opened");
 

@@ -157,10 +157,27 @@ impl TokenStore {
 
     /// The principal an `Authorization` header's bearer token stands for.
     pub fn authenticate_header(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+        // The scheme's name is case-insensitive (RFC 7235 §2.1).
         let token = header
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or(ApiError::Unauthenticated)?;
         self.authenticate(token.trim())
+    }
+
+    /// The caller of a route that answers strangers too: `None` when the
+    /// request has no `Authorization` header; a header that does not
+    /// authenticate is refused as on every route.
+    pub fn caller(&self, req: &actix_web::HttpRequest) -> Result<Option<Principal>, ApiError> {
+        if req
+            .headers()
+            .contains_key(actix_web::http::header::AUTHORIZATION)
+        {
+            self.authenticate_request(req).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Authenticates a request by its bearer token and leaves the caller on
@@ -202,6 +219,29 @@ impl TokenStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_letter_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path(), ledger::clock::system());
+        let (token, _) = store
+            .issue("urn:epc:id:sgln:0614141.00001.0", Role::Partner)
+            .unwrap();
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let header = format!("{scheme} {token}");
+            assert!(store.authenticate_header(Some(&header)).is_ok(), "{scheme}");
+        }
+        for header in [format!("Basic {token}"), token.clone(), "Bearer".into()] {
+            assert!(
+                store.authenticate_header(Some(&header)).is_err(),
+                "{header}"
+            );
+        }
+        assert!(matches!(
+            store.authenticate_header(None),
+            Err(ApiError::Unauthenticated)
+        ));
+    }
 
     #[test]
     fn issued_tokens_authenticate_until_revoked_and_only_hashes_are_stored() {

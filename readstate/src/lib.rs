@@ -17,6 +17,7 @@ use api::recall::RecallLedger;
 use api::{ApiError, TokenStore, WriteResult};
 use shards::Node;
 
+pub mod access;
 pub mod verifier;
 pub mod view;
 
@@ -42,6 +43,8 @@ pub struct ReadState {
     /// The verifier's reads of the node's logs: entries, heads, proofs, the
     /// key document, captured events.
     pub reads: Reads,
+    /// What consumer pages hand their verifier to read the entries they show.
+    pub grant: access::Grant,
     /// How recall changes are recorded.
     recalls: Arc<dyn RecallLedger>,
     /// Kept up to date by `analytics::lineage::follow`.
@@ -88,8 +91,10 @@ impl ReadState {
         tokens: Arc<TokenStore>,
         recalls: Arc<dyn RecallLedger>,
         lineage: Arc<RwLock<Lineage>>,
+        grant: access::Grant,
     ) -> ReadState {
         ReadState {
+            grant,
             reads: Reads::new(Arc::clone(&node)),
             node,
             tokens,
@@ -99,6 +104,32 @@ impl ReadState {
             readings: analytics::readings::ReadingsIndex::new(),
             rules: None,
             search: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Entry `index` of `shard` (decoded, and its bytes) when `who` may read
+    /// its content, or a page's `grant` for it is presented
+    /// ([`access::may_read`]); otherwise the refusal. Waits for the read
+    /// model first, so a partner reads its own acknowledged writes.
+    pub async fn readable_entry(
+        &self,
+        who: Option<&api::Principal>,
+        grant: Option<&str>,
+        shard: u32,
+        index: u64,
+    ) -> Result<(ledger::entry::Entry, Vec<u8>), ApiError> {
+        let (entry, bytes) = self.reads.entry_with_bytes(shard, index)?;
+        if grant.is_some_and(|g| self.grant.allows(g, shard, index)) {
+            return Ok((entry, bytes));
+        }
+        if who.is_some() {
+            self.fresh().await?;
+        }
+        let graph = self.lineage.read().expect("lineage lock");
+        if access::may_read(&graph, who, &entry) {
+            Ok((entry, bytes))
+        } else {
+            Err(access::refusal(who, &format!("{shard}/{index}")))
         }
     }
 

@@ -299,12 +299,8 @@ impl Reads {
         Ok(s.store().entry(index)?)
     }
 
-    /// Entry `index` of `shard`, decoded.
-    pub fn entry_decoded(&self, shard: u32, index: u64) -> Result<Entry, ApiError> {
-        Ok(self.entry_with_bytes(shard, index)?.0)
-    }
-
-    fn entry_with_bytes(&self, shard: u32, index: u64) -> Result<(Entry, Vec<u8>), ApiError> {
+    /// Entry `index` of `shard`, decoded, and its canonical bytes.
+    pub fn entry_with_bytes(&self, shard: u32, index: u64) -> Result<(Entry, Vec<u8>), ApiError> {
         let bytes = self.entry_bytes(shard, index)?;
         let entry = Entry::from_bytes(&bytes).map_err(|e| {
             ApiError::Unavailable(format!(
@@ -314,22 +310,23 @@ impl Reads {
         Ok((entry, bytes))
     }
 
-    /// Entry `index` of `shard`: bytes, id and decoded view.
-    pub fn entry_at(&self, shard: u32, index: u64) -> Result<EntryJson, ApiError> {
-        let (entry, bytes) = self.entry_with_bytes(shard, index)?;
-        Ok(EntryJson {
+    /// Entry `index` of `shard` (`entry`, decoded from `bytes`): bytes, id
+    /// and decoded view.
+    pub fn entry_json(&self, shard: u32, index: u64, entry: &Entry, bytes: &[u8]) -> EntryJson {
+        EntryJson {
             shard,
             index,
-            id: ledger::entry_id(&bytes).to_hex(),
+            id: ledger::entry_id(bytes).to_hex(),
             kind: entry.kind_name().to_string(),
-            bytes: base64::engine::general_purpose::STANDARD.encode(&bytes),
-            entry: crate::view::entry_view(&entry),
+            bytes: base64::engine::general_purpose::STANDARD.encode(bytes),
+            entry: crate::view::entry_view(entry),
             proof: format!("/v1/shards/{shard}/entries/{index}/proof"),
-        })
+        }
     }
 
-    /// The entry with this id (its lowest index on the lowest shard holding it).
-    pub fn entry_by_id(&self, id: &str) -> Result<EntryJson, ApiError> {
+    /// Where the entry with this id is: its lowest index on the lowest shard
+    /// holding it. Ids are public: anyone may ask.
+    pub fn locate(&self, id: &str) -> Result<(u32, u64), ApiError> {
         let digest = Digest::from_hex(id).ok_or_else(|| ApiError::InvalidParameter {
             name: "id".into(),
             message: format!("{id:?} is not an entry id; give its 64 hex digits"),
@@ -337,7 +334,7 @@ impl Reads {
         for s in self.node.shards() {
             if let Some(index) = s.store().find(&digest)? {
                 if index < s.committed() {
-                    return self.entry_at(s.id(), index);
+                    return Ok((s.id(), index));
                 }
             }
         }

@@ -269,6 +269,8 @@ fn read_edges(
             Arc::clone(ingest.tokens()),
             Arc::clone(ingest) as Arc<dyn api::recall::RecallLedger>,
             graph,
+            readstate::access::Grant::open(node.data_dir())
+                .context("opening the page grant key")?,
         )
         .with_rules(rules),
     );

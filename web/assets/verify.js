@@ -95,13 +95,16 @@ const checkedHeads = new Set();
 /** One entry, checked once however many facts name it. */
 async function check(fact, chain) {
   const base = `/v1/shards/${fact.shard}/entries/${fact.index}`;
-  const [bytes, proof] = await Promise.all([fetchOk(`${base}/raw`, 'bytes'), fetchOk(`${base}/proof`, 'json')]);
+  // The content is read through the page's grant for this entry (the page
+  // discloses what it shows); the proof is public.
+  const grant = fact.grant ? `?grant=${encodeURIComponent(fact.grant)}` : '';
+  const [bytes, proof] = await Promise.all([fetchOk(`${base}/raw${grant}`, 'bytes'), fetchOk(`${base}/proof`, 'json')]);
   return verifyEntry(fact, bytes, proof, chain.shards, checkedHeads);
 }
 
 function parse(link) {
   const [shard, index, id] = link.dataset.entry.split('/');
-  return { shard: Number(shard), index, id, kind: link.dataset.kind || null };
+  return { shard: Number(shard), index, id, kind: link.dataset.kind || null, grant: link.dataset.grant || null };
 }
 
 function show(link, state, text, title) {

@@ -76,44 +76,76 @@ async fn get_head_at(
 
 /// Entry `index` of a shard: its canonical bytes (base64), id and decoded view.
 #[utoipa::path(get, path = "/v1/shards/{shard}/entries/{index}",
-    params(("shard" = u32, Path), ("index" = u64, Path)),
-    responses((status = 200, body = EntryJson), (status = 404, description = "No such entry")))]
+    params(("shard" = u32, Path), ("index" = u64, Path),
+        ("grant" = Option<String>, Query, description = "A consumer page's grant for this entry, in place of a token")),
+    responses((status = 200, body = EntryJson), (status = 401, description = "No token (the content is not public)"),
+        (status = 403, description = "The entry concerns other organisations"), (status = 404, description = "No such entry")),
+    security((), ("bearer" = [])))]
 async fn get_entry(
     state: web::Data<ReadState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
+    let q = QueryParams::parse(&req, &["grant"])?;
     let shard = path_number(&req, "shard")?;
     let index = path_number(&req, "index")?;
-    Ok(HttpResponse::Ok().json(state.reads.entry_at(shard, index)?))
+    let grant: Option<String> = q.get("grant")?;
+    entry_json(&state, &req, grant.as_deref(), shard, index).await
+}
+
+/// Entry `index` of `shard` as JSON, if the caller (or the grant) may read it.
+async fn entry_json(
+    state: &ReadState,
+    req: &HttpRequest,
+    grant: Option<&str>,
+    shard: u32,
+    index: u64,
+) -> Result<HttpResponse, ApiError> {
+    let who = state.tokens.caller(req)?;
+    let (entry, bytes) = state
+        .readable_entry(who.as_ref(), grant, shard, index)
+        .await?;
+    Ok(HttpResponse::Ok().json(state.reads.entry_json(shard, index, &entry, &bytes)))
 }
 
 /// Entry `index` of a shard: exactly its canonical bytes.
 #[utoipa::path(get, path = "/v1/shards/{shard}/entries/{index}/raw",
-    params(("shard" = u32, Path), ("index" = u64, Path)),
-    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>, description = "The canonical bytes"), (status = 404, description = "No such entry")))]
+    params(("shard" = u32, Path), ("index" = u64, Path),
+        ("grant" = Option<String>, Query, description = "A consumer page's grant for this entry, in place of a token")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>, description = "The canonical bytes"),
+        (status = 401, description = "No token (the content is not public)"),
+        (status = 403, description = "The entry concerns other organisations"), (status = 404, description = "No such entry")),
+    security((), ("bearer" = [])))]
 async fn get_entry_raw(
     state: web::Data<ReadState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    QueryParams::parse(&req, &[])?;
+    let q = QueryParams::parse(&req, &["grant"])?;
     let shard = path_number(&req, "shard")?;
     let index = path_number(&req, "index")?;
+    let grant: Option<String> = q.get("grant")?;
+    let who = state.tokens.caller(&req)?;
+    let (_, bytes) = state
+        .readable_entry(who.as_ref(), grant.as_deref(), shard, index)
+        .await?;
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
-        .body(state.reads.entry_bytes(shard, index)?))
+        .body(bytes))
 }
 
 /// The entry with this id (64 hex digits), wherever it is on this node.
 #[utoipa::path(get, path = "/v1/entries/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = EntryJson), (status = 400, description = "Not an entry id"), (status = 404, description = "No such entry")))]
+    responses((status = 200, body = EntryJson), (status = 400, description = "Not an entry id"),
+        (status = 401, description = "No token (the content is not public)"),
+        (status = 403, description = "The entry concerns other organisations"), (status = 404, description = "No such entry")),
+    security((), ("bearer" = [])))]
 async fn get_entry_by_id(
     state: web::Data<ReadState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     QueryParams::parse(&req, &[])?;
     let id = req.match_info().get("id").unwrap_or("");
-    Ok(HttpResponse::Ok().json(state.reads.entry_by_id(id)?))
+    let (shard, index) = state.reads.locate(id)?;
+    entry_json(&state, &req, None, shard, index).await
 }
 
 /// Inclusion proof of entry `index` with the signed head it leads to.

@@ -65,6 +65,7 @@ mod coexposure;
 pub mod fsma204;
 mod graph;
 mod lots;
+mod parties;
 pub mod query;
 pub mod recalls;
 mod trace;

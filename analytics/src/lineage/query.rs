@@ -64,7 +64,7 @@ pub struct EventQuery {
     descending: bool,
     event_count_limit: Option<usize>,
     max_event_count: Option<usize>,
-    /// Only events this organisation captured or that happened at its location.
+    /// Only the events that concern this organisation (`Lineage::event_concerns`).
     pub visible_to: Option<String>,
     /// Identifies the query for paging tokens (its parameters, in order).
     fingerprint: u64,
@@ -424,10 +424,9 @@ impl Lineage {
         {
             return false;
         }
+        // A partner sees the events that concern it (`readstate::access`).
         if let Some(org) = &q.visible_to {
-            let is_org = |i: Option<u32>| i.is_some_and(|i| self.name(i) == org);
-            if !(self.name(e.recorded_by) == org || is_org(e.read_point) || is_org(e.biz_location))
-            {
+            if !self.id_of(org).is_some_and(|&o| self.rec_concerns(e, o)) {
                 return false;
             }
         }

@@ -268,7 +268,7 @@ async fn page(
         req.app_data::<web::Data<crate::Options>>()
             .and_then(|o| o.catalogue.name(g, lang.code()))
     });
-    let body = render::lot_page(&facts, product, &series, lang, here);
+    let body = render::lot_page(&facts, product, &series, lang, here, &state.grant);
     let etag = crate::cache::etag(body.as_bytes());
     let matches = crate::cache::not_modified(req, &etag);
     let mut res = if matches {

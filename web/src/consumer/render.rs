@@ -7,6 +7,7 @@ use analytics::lineage::At;
 use analytics::readings::Series;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
+use readstate::access::Grant;
 
 use super::facts::{extremes, Breach, LotFacts, StepKind, Trouble};
 
@@ -246,9 +247,12 @@ footer{margin-top:2rem;font-size:.85rem;color:var(--mute)}a{color:#0645ad}";
 ///
 /// `kind` is the entry kind (VERIFYING.md §5) the fact rests on; the
 /// verifier checks the entry is one.
-fn proof(a: &At, kind: &str, lang: Lang) -> Markup {
+///
+/// `data-grant` is the page's leave to read the entry's content (the page
+/// discloses the entries behind the facts it shows, and only those).
+fn proof(a: &At, kind: &str, lang: Lang, grant: &Grant) -> Markup {
     html! {
-        a.proof href=(format!("/v1/shards/{}/entries/{}/proof", a.shard, a.index)) data-entry=(entry_attr(a)) data-kind=(kind) {
+        a.proof href=(format!("/v1/shards/{}/entries/{}/proof", a.shard, a.index)) data-entry=(entry_attr(a)) data-kind=(kind) data-grant=(grant.for_entry(a.shard, a.index)) {
             (lang.t("ledger proof", "Registernachweis"))
         }
     }
@@ -393,6 +397,7 @@ pub fn lot_page(
     series: &[Series],
     lang: Lang,
     canonical: &str,
+    grant: &Grant,
 ) -> String {
     let (good, verdict_text) = verdict(f, lang);
     // A breach rests on the rules' verdict entry; a clean journey on the
@@ -423,7 +428,7 @@ pub fn lot_page(
                             h2 id="recall-h" { (lang.t("Recalled: do not eat or use this product", "Rückruf: Dieses Produkt nicht verzehren oder verwenden")) }
                             p { (lang.t("Reason", "Grund")) ": " (r.reason) }
                             p { (lang.t("Return it to the shop where you bought it for a refund, or throw it away.", "Bringen Sie es in das Geschäft zurück, in dem Sie es gekauft haben, oder werfen Sie es weg.")) }
-                            p { small { (lang.t("Since", "Seit")) " " (lang.date(r.since_ms)) ". " (proof(&r.entry, "recall", lang)) } }
+                            p { small { (lang.t("Since", "Seit")) " " (lang.date(r.since_ms)) ". " (proof(&r.entry, "recall", lang, grant)) } }
                         }
                     }
                     header {
@@ -437,12 +442,12 @@ pub fn lot_page(
                         p data-fact="origin" {
                             strong { (f.origin) }
                             @if let Some(p) = &f.origin_place { @if *p != f.origin { ", " span.place { (p) } } }
-                            " " (proof(&f.origin_entry, "custody", lang))
+                            " " (proof(&f.origin_entry, "custody", lang, grant))
                         }
                     }
                     section aria-labelledby="verdict-h" {
                         h2 id="verdict-h" { (lang.t("Cold chain", "Kühlkette")) }
-                        p.verdict.bad[!good] data-fact="verdict" { (verdict_text) " " (proof(&verdict_entry, verdict_kind, lang)) }
+                        p.verdict.bad[!good] data-fact="verdict" { (verdict_text) " " (proof(&verdict_entry, verdict_kind, lang, grant)) }
                         (chart(f, series, lang))
                     }
                     section aria-labelledby="journey-h" {
@@ -454,7 +459,7 @@ pub fn lot_page(
                                     @if let Some(p) = &s.place { " · " span.place { (p) } }
                                     br;
                                     time datetime=(DateTime::<Utc>::from_timestamp_millis(s.time_ms).unwrap_or_default().to_rfc3339()) { (lang.date(s.time_ms)) }
-                                    " " (proof(&s.entry, "custody", lang))
+                                    " " (proof(&s.entry, "custody", lang, grant))
                                 }
                             }
                         }
