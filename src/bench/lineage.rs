@@ -283,31 +283,26 @@ fn postgres_baseline(
             )
             .await?;
         let loaded = t.elapsed();
-        let forward = client
-            .prepare(
-                "WITH RECURSIVE d(lot) AS (SELECT child FROM coldtrail_bench_edges WHERE parent = $1
-                 UNION SELECT e.child FROM coldtrail_bench_edges e JOIN d ON e.parent = d.lot)
-                 SELECT count(*) FROM d",
+        // Every lot reachable from $1 along edges from `from` to `to`.
+        let walk = |from: &str, to: &str| {
+            format!(
+                "WITH RECURSIVE w(lot) AS (SELECT {to} FROM coldtrail_bench_edges WHERE {from} = $1
+                 UNION SELECT e.{to} FROM coldtrail_bench_edges e JOIN w ON e.{from} = w.lot)
+                 SELECT count(*) FROM w"
             )
-            .await?;
-        let backward = client
-            .prepare(
-                "WITH RECURSIVE a(lot) AS (SELECT parent FROM coldtrail_bench_edges WHERE child = $1
-                 UNION SELECT e.parent FROM coldtrail_bench_edges e JOIN a ON e.child = a.lot)
-                 SELECT count(*) FROM a",
-            )
-            .await?;
-        let (mut pf, mut pb) = (hist(), hist());
-        for &n in raw {
-            let t = Instant::now();
-            client.query_one(&forward, &[&(n as i32)]).await?;
-            pf.record((t.elapsed().as_micros() as u64).max(1))?;
-        }
-        for &n in finished {
-            let t = Instant::now();
-            client.query_one(&backward, &[&(n as i32)]).await?;
-            pb.record((t.elapsed().as_micros() as u64).max(1))?;
-        }
+        };
+        let timed_walks = async |from: &str, to: &str, lots: &[u32]| {
+            let query = client.prepare(&walk(from, to)).await?;
+            let mut h = hist();
+            for &n in lots {
+                let t = Instant::now();
+                client.query_one(&query, &[&(n as i32)]).await?;
+                h.record((t.elapsed().as_micros() as u64).max(1))?;
+            }
+            anyhow::Ok(h)
+        };
+        let pf = timed_walks("parent", "child", raw).await?;
+        let pb = timed_walks("child", "parent", finished).await?;
         client.batch_execute("DROP TABLE coldtrail_bench_edges").await?;
         let ratio = |ours: &Histogram<u64>, theirs: &Histogram<u64>| {
             theirs.value_at_quantile(0.99) as f64 / ours.value_at_quantile(0.99).max(1) as f64

@@ -114,19 +114,16 @@ async fn provision(node: &Node, world: &World) -> Result<Tokens> {
     });
     node.append(INVESTIGATOR, vec![entry]).await?;
     let investigator = tokens.issue(INVESTIGATOR, Role::Investigator)?.0;
-    let mut out = Vec::with_capacity(world.orgs.len());
-    for org in &world.orgs {
-        let entry = Entry::Identity(IdentityChange::OrgRegistered {
-            org: org.id.clone(),
-            name: org.name.clone(),
-            role: org.role,
-            at_ms: world.start_ms,
-        });
-        node.append(&org.id, vec![entry]).await?;
-        out.push(tokens.issue(&org.id, Role::Partner)?.0);
-    }
+    fixtures::load::register_orgs(node, world)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let partners = world
+        .orgs
+        .iter()
+        .map(|org| Ok(tokens.issue(&org.id, Role::Partner)?.0))
+        .collect::<Result<Vec<String>>>()?;
     Ok(Tokens {
-        partners: out,
+        partners,
         investigator,
     })
 }

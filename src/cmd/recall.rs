@@ -14,28 +14,19 @@ use crate::logs::format_ms;
 pub enum RecallCmd {
     /// Open a recall of a lot: it and every lot made from it.
     Open {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        change: Change,
         #[arg(long)]
         lot: String,
-        #[arg(long)]
-        reason: String,
-        /// The investigator's (or operator's) organisation, in whose name it is recorded.
-        #[arg(long)]
-        by: String,
     },
     /// Add a lot and its descendants to an open recall.
     Widen {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        change: Change,
         #[arg(long)]
         id: String,
         #[arg(long)]
         lot: String,
-        #[arg(long)]
-        reason: String,
-        #[arg(long)]
-        by: String,
     },
     /// Show one recall, or every recall (or those naming --lot).
     Show {
@@ -50,15 +41,23 @@ pub enum RecallCmd {
     },
     /// Close an open recall.
     Close {
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        change: Change,
         #[arg(long)]
         id: String,
-        #[arg(long)]
-        reason: String,
-        #[arg(long)]
-        by: String,
     },
+}
+
+/// What every change to a recall names: the node, why, and who.
+#[derive(clap::Args)]
+pub struct Change {
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long)]
+    reason: String,
+    /// The investigator's (or operator's) organisation, in whose name it is recorded.
+    #[arg(long)]
+    by: String,
 }
 
 fn open_graph(dir: &Path) -> Result<(std::sync::Arc<shards::Node>, lineage::Lineage)> {
@@ -83,15 +82,11 @@ fn record(
 pub fn run(cmd: RecallCmd) -> Result<ExitCode> {
     let now = ledger::clock::Clock::now_ms(&ledger::clock::SystemClock);
     match cmd {
-        RecallCmd::Open {
-            data_dir,
-            lot,
-            reason,
-            by,
-        } => {
-            let (node, graph) = open_graph(&data_dir)?;
-            let (change, set) = analytics::recall::open(&graph, &lot, &reason, &by, now, None)?;
-            let id = record(&node, &lot, change)?;
+        RecallCmd::Open { change, lot } => {
+            let (node, graph) = open_graph(&change.data_dir)?;
+            let (entry, set) =
+                analytics::recall::open(&graph, &lot, &change.reason, &change.by, now, None)?;
+            let id = record(&node, &lot, entry)?;
             println!("recall {id} opened for {lot}: {} lots", set.lots.len());
             for l in &set.lots {
                 println!("  {l}");
@@ -100,31 +95,21 @@ pub fn run(cmd: RecallCmd) -> Result<ExitCode> {
                 println!("  CUT: {}", serde_json::to_string(c)?);
             }
         }
-        RecallCmd::Widen {
-            data_dir,
-            id,
-            lot,
-            reason,
-            by,
-        } => {
-            let (node, graph) = open_graph(&data_dir)?;
-            let (change, home, set) =
-                analytics::recall::widen(&graph, &id, &lot, &reason, &by, now)?;
-            record(&node, &home, change)?;
+        RecallCmd::Widen { change, id, lot } => {
+            let (node, graph) = open_graph(&change.data_dir)?;
+            let (entry, home, set) =
+                analytics::recall::widen(&graph, &id, &lot, &change.reason, &change.by, now)?;
+            record(&node, &home, entry)?;
             println!("recall {id} widened by {} lots", set.lots.len());
             for l in &set.lots {
                 println!("  {l}");
             }
         }
-        RecallCmd::Close {
-            data_dir,
-            id,
-            reason,
-            by,
-        } => {
-            let (node, graph) = open_graph(&data_dir)?;
-            let (change, home) = analytics::recall::close(&graph, &id, &reason, &by, now)?;
-            record(&node, &home, change)?;
+        RecallCmd::Close { change, id } => {
+            let (node, graph) = open_graph(&change.data_dir)?;
+            let (entry, home) =
+                analytics::recall::close(&graph, &id, &change.reason, &change.by, now)?;
+            record(&node, &home, entry)?;
             println!("recall {id} closed");
         }
         RecallCmd::Show {

@@ -7,6 +7,7 @@ use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use api::params::{path_number, QueryParams};
 use api::ApiError;
+use ledger::entry::Entry;
 use readstate::verifier::{
     ConsistencyJson, EntryJson, HeadJson, KeySetJson, KeysDocument, ProofJson, ShardKeyJson,
 };
@@ -85,26 +86,25 @@ async fn get_entry(
     state: web::Data<ReadState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let q = QueryParams::parse(&req, &["grant"])?;
-    let shard = path_number(&req, "shard")?;
-    let index = path_number(&req, "index")?;
-    let grant: Option<String> = q.get("grant")?;
-    entry_json(&state, &req, grant.as_deref(), shard, index).await
+    let (shard, index, entry, bytes) = readable_at(&state, &req).await?;
+    Ok(HttpResponse::Ok().json(state.reads.entry_json(shard, index, &entry, &bytes)))
 }
 
-/// Entry `index` of `shard` as JSON, if the caller (or the grant) may read it.
-async fn entry_json(
+/// The entry the path names (`{shard}/entries/{index}`, `?grant=`), decoded
+/// and as bytes, if the caller (or the grant) may read it.
+async fn readable_at(
     state: &ReadState,
     req: &HttpRequest,
-    grant: Option<&str>,
-    shard: u32,
-    index: u64,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<(u32, u64, Entry, Vec<u8>), ApiError> {
+    let q = QueryParams::parse(req, &["grant"])?;
+    let shard = path_number(req, "shard")?;
+    let index = path_number(req, "index")?;
+    let grant: Option<String> = q.get("grant")?;
     let who = state.tokens.caller(req)?;
     let (entry, bytes) = state
-        .readable_entry(who.as_ref(), grant, shard, index)
+        .readable_entry(who.as_ref(), grant.as_deref(), shard, index)
         .await?;
-    Ok(HttpResponse::Ok().json(state.reads.entry_json(shard, index, &entry, &bytes)))
+    Ok((shard, index, entry, bytes))
 }
 
 /// Entry `index` of a shard: exactly its canonical bytes.
@@ -119,14 +119,7 @@ async fn get_entry_raw(
     state: web::Data<ReadState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let q = QueryParams::parse(&req, &["grant"])?;
-    let shard = path_number(&req, "shard")?;
-    let index = path_number(&req, "index")?;
-    let grant: Option<String> = q.get("grant")?;
-    let who = state.tokens.caller(&req)?;
-    let (_, bytes) = state
-        .readable_entry(who.as_ref(), grant.as_deref(), shard, index)
-        .await?;
+    let (_, _, _, bytes) = readable_at(&state, &req).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .body(bytes))
@@ -145,7 +138,11 @@ async fn get_entry_by_id(
     QueryParams::parse(&req, &[])?;
     let id = req.match_info().get("id").unwrap_or("");
     let (shard, index) = state.reads.locate(id)?;
-    entry_json(&state, &req, None, shard, index).await
+    let who = state.tokens.caller(&req)?;
+    let (entry, bytes) = state
+        .readable_entry(who.as_ref(), None, shard, index)
+        .await?;
+    Ok(HttpResponse::Ok().json(state.reads.entry_json(shard, index, &entry, &bytes)))
 }
 
 /// Inclusion proof of entry `index` with the signed head it leads to.
