@@ -24,6 +24,9 @@ impl Lineage {
         self.names.push(s.to_string());
         self.ids.insert(s.to_string(), id);
         if let Some(c) = canonical {
+            if let Some(base) = super::parties::gln_base(&c) {
+                self.gln_bases.insert(id, base);
+            }
             self.ids.insert(c, id);
         }
         self.mentions.push(Vec::new());

@@ -163,6 +163,9 @@ pub struct Lineage {
     recalls: recalls::Recalls,
     /// Organisations by id: name and role.
     orgs: HashMap<u32, (String, ledger::entry::OrgRole)>,
+    /// By location or party identifier: its organisation-level GLN in
+    /// canonical form (`parties::gln_base`), computed once when interned.
+    gln_bases: HashMap<u32, String>,
     /// Per shard, how many entries have been read into the graph.
     positions: Vec<u64>,
     /// Registered devices and their organisations.

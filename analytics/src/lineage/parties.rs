@@ -27,8 +27,9 @@ impl Lineage {
         if self.orgs.contains_key(&location) {
             return Some(location);
         }
-        let base = gln_base(self.name(location))?;
-        self.id_of(&base)
+        let base = self.gln_bases.get(&location)?;
+        self.ids
+            .get(base)
             .copied()
             .filter(|o| self.orgs.contains_key(o))
     }
@@ -123,11 +124,10 @@ impl Lineage {
     }
 }
 
-/// The organisation-level GLN of a location or party identifier, in the
-/// graph's canonical form: an SGLN without its extension, a PGLN as the GLN
-/// of the same digits.
-fn gln_base(id: &str) -> Option<String> {
-    let canonical = gs1::canonical_id(id)?;
+/// The organisation-level GLN of a location or party identifier, given in
+/// canonical form (`gs1::canonical_id`), canonical again: an SGLN without its
+/// extension, a PGLN as the GLN of the same digits.
+pub(super) fn gln_base(canonical: &str) -> Option<String> {
     let (stem, rest) = canonical
         .split_once("/414/")
         .or_else(|| canonical.split_once("/417/"))?;
