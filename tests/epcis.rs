@@ -51,7 +51,7 @@ fn every_gs1_example_is_captured_and_queried_back_unchanged() {
     for file in files {
         // A fresh node per document: GS1's examples reuse eventIDs across files.
         let dir = tempfile::tempdir().unwrap();
-        let (token, _) = provision(dir.path());
+        let (token, other) = provision(dir.path());
         let server = Server::start(dir.path());
         let body = std::fs::read(&file).unwrap();
         let doc: Value = serde_json::from_slice(&body).unwrap();
@@ -65,7 +65,11 @@ fn every_gs1_example_is_captured_and_queried_back_unchanged() {
         );
         assert_eq!(r.status, 202, "{}: {}", file.display(), r.body);
         let location = r.header("location").unwrap().to_string();
-        let job = get(&server.base, &location);
+        // The job is the capturing organisation's: a stranger is asked for a
+        // token, another partner is told there is no such job of theirs.
+        get(&server.base, &location).assert_problem(401, "unauthenticated");
+        get_auth(&server.base, &location, &other).assert_problem(404, "not_found");
+        let job = get_auth(&server.base, &location, &token);
         assert_eq!(job.status, 200, "{}", job.body);
         assert_eq!(job.json()["success"], true);
         let written = r.json();

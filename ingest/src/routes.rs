@@ -266,19 +266,19 @@ pub struct CaptureJob {
     pub result: WriteResult,
 }
 
-/// The status of a capture job (remembered for the most recent captures).
+/// The status of a capture job (remembered for the most recent captures),
+/// for the organisation that captured it, investigators and the operator.
 #[utoipa::path(get, path = "/v1/capture/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = CaptureJob), (status = 404, description = "Unknown or forgotten job")))]
+    responses((status = 200, body = CaptureJob), (status = 401, description = "No token"),
+        (status = 404, description = "Unknown or forgotten job, or another organisation's")),
+    security(("bearer" = [])))]
 async fn get_capture(
     ingest: web::Data<Ingest>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let who = ingest.tokens().authenticate_request(&req)?;
     let id = req.match_info().get("id").unwrap_or("");
-    let result = ingest.capture_job(id).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no capture job {id:?} (jobs are remembered until the server restarts)"
-        ))
-    })?;
+    let result = ingest.capture_job_for(&who, id)?;
     Ok(HttpResponse::Ok().json(CaptureJob {
         capture_id: id.to_string(),
         running: false,

@@ -126,4 +126,31 @@ impl Ingest {
             .find(|(j, _)| j == id)
             .map(|(_, r)| r.clone())
     }
+
+    /// A capture job as `who` may see it: the organisation whose events it
+    /// holds (the recorder of its first event), investigators and the
+    /// operator. To anyone else it does not exist (404).
+    pub fn capture_job_for(&self, who: &Principal, id: &str) -> Result<WriteResult, ApiError> {
+        let not_found = || {
+            ApiError::NotFound(format!(
+                "no capture job {id:?} of yours (jobs are remembered until the server restarts)"
+            ))
+        };
+        let job = self.capture_job(id).ok_or_else(not_found)?;
+        if matches!(who.role, Role::Investigator | Role::Operator) {
+            return Ok(job);
+        }
+        let Some(first) = job.entries.iter().chain(&job.already_captured).next() else {
+            return Err(not_found());
+        };
+        let at = EntryRef {
+            shard: first.shard,
+            index: first.index,
+            id: ledger::Digest::from_hex(&first.id).ok_or_else(not_found)?,
+        };
+        match self.committed_entry(&at)? {
+            Entry::Custody(e) if e.recorded_by == who.org => Ok(job),
+            _ => Err(not_found()),
+        }
+    }
 }

@@ -1,0 +1,339 @@
+//! Who may read what, over real HTTP on the tiny demo world
+//! (`readstate::access`, ARCHITECTURE.md "Who may read what").
+//!
+//! 1. Every GET route in the node's OpenAPI document is in one table here,
+//!    public or not, so a new route cannot skip the question; a stranger
+//!    (no token) gets every public one and a 401 from every other.
+//! 2. Every kind of entry × {stranger, the organisation it is about, a
+//!    partner one step down the chain, an unrelated partner, investigator,
+//!    operator}: the expected answer of the entry routes is one table.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use support::{coldtrail, get, get_auth, Server};
+
+/// The GET routes of the OpenAPI document: whether a stranger may read
+/// them, and a concrete request to probe each with.
+const ROUTES: &[(&str, bool, &str)] = &[
+    (
+        "/.well-known/coldtrail/keys",
+        true,
+        "/.well-known/coldtrail/keys",
+    ),
+    ("/v1/shards/{shard}/head", true, "/v1/shards/0/head"),
+    (
+        "/v1/shards/{shard}/heads/{size}",
+        true,
+        "/v1/shards/0/heads/{size}",
+    ),
+    (
+        "/v1/shards/{shard}/entries/{index}/proof",
+        true,
+        "/v1/shards/0/entries/1/proof",
+    ),
+    (
+        "/v1/shards/{shard}/consistency",
+        true,
+        "/v1/shards/0/consistency?first=1&second=2",
+    ),
+    (
+        "/v1/shards/{shard}/entries/{index}",
+        false,
+        "/v1/shards/0/entries/1",
+    ),
+    (
+        "/v1/shards/{shard}/entries/{index}/raw",
+        false,
+        "/v1/shards/0/entries/1/raw",
+    ),
+    ("/v1/entries/{id}", false, "/v1/entries/{id}"),
+    ("/v1/devices/{device}", false, "/v1/devices/{device}"),
+    ("/v1/capture/{id}", false, "/v1/capture/1"),
+    ("/v1/trace", false, "/v1/trace?lot={lot}"),
+    ("/v1/co-exposure", false, "/v1/co-exposure?lot={lot}"),
+    ("/v1/fsma204", false, "/v1/fsma204?gtin={gtin}"),
+    ("/v1/search", false, "/v1/search?q=lettuce"),
+    ("/v1/recalls", false, "/v1/recalls"),
+    ("/v1/recalls/{id}", false, "/v1/recalls/{recall}"),
+    ("/events", false, "/events"),
+    ("/events/{eventID}", false, "/events/{event}"),
+    ("/epcs/{epc}/events", false, "/epcs/{lot}/events"),
+    (
+        "/bizSteps/{value}/events",
+        false,
+        "/bizSteps/shipping/events",
+    ),
+    (
+        "/bizLocations/{value}/events",
+        false,
+        "/bizLocations/{org}/events",
+    ),
+    (
+        "/readPoints/{value}/events",
+        false,
+        "/readPoints/{org}/events",
+    ),
+    (
+        "/dispositions/{value}/events",
+        false,
+        "/dispositions/in_transit/events",
+    ),
+    (
+        "/eventTypes/{value}/events",
+        false,
+        "/eventTypes/ObjectEvent/events",
+    ),
+];
+
+/// Who asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Who {
+    Stranger,
+    /// The organisation the entry is about: an event's recorder, a device's
+    /// owner, a registration's organisation.
+    Itself,
+    /// A partner further along the entry's lot's chain: it recorded another
+    /// event naming the lot (the demo world's events name no source or
+    /// destination parties, so a shipper's event is not the receiver's).
+    Downstream,
+    Unrelated,
+    Investigator,
+    Operator,
+}
+
+/// The expected status for each kind of entry (an organisation's
+/// registration apart from a device's identity entries) and caller; `None`
+/// where the kind has no such caller.
+fn expected(kind: &str, who: Who) -> Option<u16> {
+    use Who::*;
+    Some(match (kind, who) {
+        ("checkpoint", _) => 200,
+        (_, Stranger) => 401,
+        (_, Investigator | Operator) => 200,
+        ("org", Itself | Unrelated) => 200,
+        ("custody" | "readings" | "device", Itself) => 200,
+        ("recall", Downstream) => 200,
+        ("custody", Downstream) => 403,
+        (_, Unrelated) => 403,
+        _ => return None,
+    })
+}
+
+const UNRELATED: &str = "urn:epc:id:sgln:0614141.00099.0";
+
+#[test]
+fn every_read_route_and_every_kind_of_entry_answers_as_the_model_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    support::tiny_demo(d);
+    coldtrail(&[
+        "org",
+        "add",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--gln",
+        UNRELATED,
+        "--name",
+        "Unrelated Carrier",
+        "--role",
+        "carrier",
+    ]);
+    let mut tokens: BTreeMap<String, String> = BTreeMap::new();
+    let mut token_of = |org: &str, role: &str| {
+        tokens
+            .entry(format!("{role} {org}"))
+            .or_insert_with(|| support::token(d, org, role))
+            .clone()
+    };
+    let investigator = token_of(UNRELATED, "investigator");
+    let operator = token_of(UNRELATED, "operator");
+    let unrelated = token_of(UNRELATED, "partner");
+    let server = Server::start(d);
+    let base = &server.base;
+
+    // Every entry, read as the investigator: the first of each kind, and
+    // what the matrix needs (who it is about, one step down).
+    let mut firsts: BTreeMap<String, (String, Value)> = BTreeMap::new();
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    let mut recorders: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut sizes = Vec::new();
+    let (mut lot, mut event, mut recall, mut device, mut some_id) = (
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    );
+    for shard in 0..2 {
+        let size = get(base, &format!("/v1/shards/{shard}/head")).json()["size"]
+            .as_u64()
+            .unwrap();
+        sizes.push(size);
+        for index in 0..size {
+            let path = format!("/v1/shards/{shard}/entries/{index}");
+            let e = get_auth(base, &path, &investigator).json();
+            let v = &e["entry"];
+            let kind = match (e["kind"].as_str().unwrap(), v["change"].as_str()) {
+                ("identity", Some("org_registered")) => "org",
+                ("identity", Some(_)) => "device",
+                (k, _) => k,
+            };
+            some_id = e["id"].as_str().unwrap().to_string();
+            if kind == "device" {
+                owners.insert(
+                    v["device"].as_str().unwrap().into(),
+                    v["org"].as_str().unwrap().into(),
+                );
+            }
+            if kind == "custody" && lot == String::new() {
+                lot = v["subjects"][0]["id"].as_str().unwrap().to_string();
+                event = v["event_id"].as_str().unwrap().to_string();
+            }
+            if kind == "recall" && recall == String::new() {
+                recall = e["id"].as_str().unwrap().to_string();
+            }
+            if kind == "readings" && device == String::new() {
+                device = v["device"].as_str().unwrap().to_string();
+            }
+            if kind == "custody" {
+                for subject in v["subjects"].as_array().unwrap() {
+                    recorders
+                        .entry(subject["id"].as_str().unwrap().to_string())
+                        .or_default()
+                        .insert(v["recorded_by"].as_str().unwrap().to_string());
+                }
+            }
+            firsts.entry(kind.to_string()).or_insert((path, e.clone()));
+        }
+    }
+    for kind in [
+        "custody",
+        "readings",
+        "org",
+        "device",
+        "receipt-out",
+        "receipt-in",
+        "verdict",
+        "recall",
+    ] {
+        assert!(
+            firsts.contains_key(kind),
+            "the tiny world has a {kind} entry"
+        );
+    }
+
+    // 1. The routes: all in the table; strangers get the public ones only.
+    let doc = get(base, "/v1/openapi.json").json();
+    let mut gets: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, ops)| ops.get("get").is_some())
+        .map(|(p, _)| p.clone())
+        .collect();
+    gets.sort();
+    let listed: Vec<&str> = ROUTES.iter().map(|r| r.0).collect();
+    for p in &gets {
+        assert!(
+            listed.contains(&p.as_str()),
+            "GET {p} is not in this test's table: say whether strangers may read it"
+        );
+    }
+    let org = firsts["custody"].1["entry"]["recorded_by"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let canonical = gs1::canonical_id(&lot).expect("the world's lots are GS1 identifiers");
+    let gtin = canonical.split("/01/").nth(1).unwrap()[..14].to_string();
+    let fill = |probe: &str| {
+        probe
+            .replace("{size}", &sizes[0].to_string())
+            .replace("{id}", &some_id)
+            .replace("{device}", &device)
+            .replace("{lot}", &urlencode(&lot))
+            .replace("{gtin}", &gtin)
+            .replace("{recall}", &recall)
+            .replace("{event}", &urlencode(&event))
+            .replace("{org}", &urlencode(&org))
+    };
+    for (path, public, probe) in ROUTES {
+        assert!(
+            gets.iter().any(|g| g == path),
+            "{path} is no longer a GET route"
+        );
+        let url = fill(probe);
+        let r = get(base, &url);
+        if *public {
+            assert_eq!(r.status, 200, "a stranger reads {url}: {}", r.body);
+        } else {
+            assert_eq!(r.status, 401, "a stranger is refused {url}: {}", r.body);
+        }
+    }
+
+    // 2. The entry matrix.
+    for (kind, (path, e)) in &firsts {
+        let v = &e["entry"];
+        let itself = match kind.as_str() {
+            "custody" => v["recorded_by"].as_str().map(str::to_string),
+            "readings" => owners.get(v["device"].as_str().unwrap()).cloned(),
+            "org" | "device" => v["org"].as_str().map(str::to_string),
+            _ => None,
+        };
+        let mut callers = vec![
+            (Who::Stranger, None),
+            (Who::Unrelated, Some(unrelated.clone())),
+            (Who::Investigator, Some(investigator.clone())),
+            (Who::Operator, Some(operator.clone())),
+        ];
+        // The lot the entry is about, and another organisation on its chain.
+        let about = match kind.as_str() {
+            "custody" => v["subjects"][0]["id"].as_str(),
+            "recall" => v["lot"].as_str(),
+            _ => None,
+        };
+        let down = about.and_then(|lot| {
+            recorders[lot]
+                .iter()
+                .find(|o| Some(o.as_str()) != itself.as_deref())
+                .cloned()
+        });
+        assert!(
+            about.is_none() || down.is_some(),
+            "{kind}: another organisation handles {about:?}"
+        );
+        if let Some(org) = &itself {
+            callers.push((Who::Itself, Some(token_of(org, "partner"))));
+        }
+        if let Some(org) = &down {
+            callers.push((Who::Downstream, Some(token_of(org, "partner"))));
+        }
+        for (who, token) in callers {
+            let want = expected(kind, who).unwrap_or_else(|| panic!("{kind} × {who:?}"));
+            for p in [
+                path.clone(),
+                format!("{path}/raw"),
+                format!("/v1/entries/{}", e["id"].as_str().unwrap()),
+            ] {
+                let r = match &token {
+                    Some(t) => get_auth(base, &p, t),
+                    None => get(base, &p),
+                };
+                assert_eq!(r.status, want, "{kind} entry {p} as {who:?}: {}", r.body);
+            }
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
