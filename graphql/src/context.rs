@@ -57,17 +57,17 @@ impl Caller {
     }
 
     /// Whether the caller may see `subject` (a lot, container or device):
-    /// investigators always, partners when their organisation recorded an
-    /// event naming it or registered it.
+    /// investigators always, partners when it concerns their organisation
+    /// (the node's visibility model, `readstate::access`).
     pub fn may_see(&self, g: &Lineage, subject: &str) -> bool {
-        self.sees_all() || g.visible_to(subject, &self.0.org)
+        self.sees_all() || g.about_concerns(subject, i64::MIN, i64::MAX, &self.0.org)
     }
 
     /// Whether the caller may see an event: investigators always, partners
-    /// when their organisation captured it or it happened at its location
-    /// (as the EPCIS query interface decides).
-    pub fn sees_event(&self, e: &analytics::lineage::EventView) -> bool {
-        self.sees_all() || e.recorded_by == self.0.org || e.location.as_deref() == Some(&self.0.org)
+    /// when it concerns their organisation (as the EPCIS query interface
+    /// and the entry routes decide).
+    pub fn sees_event(&self, g: &Lineage, e: &analytics::lineage::EventView) -> bool {
+        self.sees_all() || g.event_view_concerns(e, &self.0.org)
     }
 
     /// Refuses a partner `subject` is not visible to.
@@ -172,9 +172,10 @@ pub struct VerdictsKey(pub String);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProofKey(pub u32, pub u64);
 
-/// The events naming a subject, in time order.
+/// The events naming a subject, in time order: those that concern the
+/// organisation given (a partner's), or all (`None`: investigators).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EventsKey(pub String);
+pub struct EventsKey(pub String, pub Option<String>);
 
 /// The loggers that watched a subject.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -247,12 +248,25 @@ macro_rules! graph_loader {
     };
 }
 
-graph_loader!(
-    EventsKey,
-    "events",
-    Arc<Vec<analytics::lineage::EventView>>,
-    |g, id| Some(Arc::new(g.events_about(id)))
-);
+impl Loader<EventsKey> for Graph {
+    type Value = Arc<Vec<analytics::lineage::EventView>>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[EventsKey]) -> Answer<HashMap<EventsKey, Self::Value>> {
+        self.cost.trip("events", 0);
+        let g = self.state.lineage.read().expect("lineage lock");
+        Ok(keys
+            .iter()
+            .map(|k| {
+                let mut events = g.events_about(&k.0);
+                if let Some(org) = &k.1 {
+                    events.retain(|e| g.event_view_concerns(e, org));
+                }
+                (k.clone(), Arc::new(events))
+            })
+            .collect())
+    }
+}
 graph_loader!(
     WatchersKey,
     "watchers",

@@ -212,10 +212,9 @@ impl Query {
                 })
                 .filter(|v| meets(v.from_ms, v.to_ms, a, b))
                 .filter(|v| {
-                    filter
-                        .organization
-                        .as_ref()
-                        .is_none_or(|o| g.visible_to(&v.subject, o))
+                    filter.organization.as_ref().is_none_or(|o| {
+                        g.about_concerns(&v.subject, v.from_ms, v.to_ms.unwrap_or(i64::MAX), o)
+                    })
                 })
                 .filter(|v| who.may_see(g, &v.subject))
                 .map(Verdict)
@@ -554,9 +553,9 @@ impl Subscription {
                 && product
                     .as_ref()
                     .is_none_or(|p| analytics::watches::gtin_of(&v.subject).as_ref() == Some(p))
-                && organization
-                    .as_ref()
-                    .is_none_or(|o| g.visible_to(&v.subject, o))
+                && organization.as_ref().is_none_or(|o| {
+                    g.about_concerns(&v.subject, v.from_ms, v.to_ms.unwrap_or(i64::MAX), o)
+                })
                 && who.may_see(&g, &v.subject)
         })
     }

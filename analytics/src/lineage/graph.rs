@@ -144,6 +144,7 @@ impl Lineage {
             })
             .unwrap_or_default();
         let rec = EventRec {
+            n,
             sources,
             destinations,
             documents,

@@ -205,18 +205,6 @@ impl Lineage {
             .is_some_and(|l| self.at_location.contains_key(l))
     }
 
-    /// Whether organisation `org` may see `subject`: it recorded an event
-    /// naming it, or (a device) it registered it.
-    pub fn visible_to(&self, subject: &str, org: &str) -> bool {
-        let (Some(&s), Some(&o)) = (self.id_of(subject), self.id_of(org)) else {
-            return false;
-        };
-        self.devices.iter().any(|&(d, owner)| d == s && owner == o)
-            || self.mentions[s as usize]
-                .iter()
-                .any(|&e| self.events[e as usize].recorded_by == o)
-    }
-
     /// The organisation that registered `device`.
     pub fn device_owner(&self, device: &str) -> Option<&str> {
         let d = *self.id_of(device)?;

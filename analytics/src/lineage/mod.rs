@@ -129,6 +129,8 @@ struct Mention {
 
 #[derive(Debug, Clone)]
 struct EventRec {
+    /// Its index in `Lineage::events`.
+    n: u32,
     at: At,
     event_id: u32,
     kind: EventKind,

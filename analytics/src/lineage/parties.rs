@@ -74,6 +74,16 @@ impl Lineage {
             .any(|p| owned(&p))
     }
 
+    /// Whether the event `v` (a view of one of the graph's events) concerns `org`.
+    pub fn event_view_concerns(&self, v: &super::EventView, org: &str) -> bool {
+        let Some(&o) = self.id_of(org) else {
+            return false;
+        };
+        self.events
+            .get(v.event as usize)
+            .is_some_and(|e| self.rec_concerns(e, o))
+    }
+
     /// Whether some event naming `subject` (a lot, a container, any
     /// identifier) concerns `org`.
     pub fn subject_concerns(&self, subject: &str, org: &str) -> bool {

@@ -16,6 +16,9 @@ pub struct EventView {
     pub location: Option<String>,
     /// The organisation that captured it.
     pub recorded_by: String,
+    /// The event's place in the graph (whom it concerns is asked by it).
+    #[serde(skip)]
+    pub(crate) event: u32,
 }
 
 /// A quantity as the event gave it.
@@ -135,6 +138,7 @@ impl Lineage {
             time_ms: e.time_ms,
             location: opt(e.location),
             recorded_by: self.name(e.recorded_by).to_string(),
+            event: e.n,
         }
     }
 

@@ -51,8 +51,13 @@ impl Location {
         after: Option<String>,
     ) -> Answer<Page<Event>> {
         let who = caller(ctx);
-        let events = with_graph(ctx, |g| g.events_at(&self.0));
-        let events = events.into_iter().filter(|e| who.sees_event(e)).map(Event);
-        page(ctx, events.collect(), first, after)
+        let events: Vec<Event> = with_graph(ctx, |g| {
+            g.events_at(&self.0)
+                .into_iter()
+                .filter(|e| who.sees_event(g, e))
+                .map(Event)
+                .collect()
+        });
+        page(ctx, events, first, after)
     }
 }
