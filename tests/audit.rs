@@ -20,6 +20,9 @@ use ledger::{Digest, SignedTreeHead};
 use serde_json::Value;
 use support::{coldtrail, get, get_auth, head_of, post_json, proof_of, run, text, Server};
 
+/// The auditor's carrier: an organisation of its own beside the demo world's.
+const AUDITORS_CARRIER: &str = "urn:epc:id:sgln:0614141.00098.0";
+
 /// The tiny demo world on two shards, plus an organisation with a token
 /// (to make the logs grow while the server runs).
 fn world(dir: &Path) -> String {
@@ -30,13 +33,13 @@ fn world(dir: &Path) -> String {
         "--data-dir",
         dir.to_str().unwrap(),
         "--gln",
-        support::ORG,
+        AUDITORS_CARRIER,
         "--name",
         "Auditor's Carrier",
         "--role",
         "carrier",
     ]);
-    support::token(dir, support::ORG, "partner")
+    support::token(dir, AUDITORS_CARRIER, "partner")
 }
 
 fn b64(s: &str) -> Vec<u8> {
@@ -74,7 +77,7 @@ fn every_kind_of_entry_goes_from_content_to_id_to_proof_to_a_signed_head() {
     // the key document with none.
     let investigator = support::token(dir.path(), support::OTHER_ORG, "investigator");
     // A partner in none of the demo world's chains.
-    let unrelated = "urn:epc:id:sgln:0614141.00099.0";
+    let unrelated = "urn:epc:id:sgln:0614141.00097.0";
     coldtrail(&[
         "org",
         "add",

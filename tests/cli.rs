@@ -269,3 +269,39 @@ fn serve_settings_come_from_file_environment_and_flags() {
     assert!(!out.status.success());
     assert!(text(&out).contains("max_inflight"), "{}", text(&out));
 }
+
+#[test]
+fn a_gln_is_registered_once_in_any_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let add = |gln: &str, name: &str| {
+        coldtrail(&[
+            "org",
+            "add",
+            "--data-dir",
+            d,
+            "--gln",
+            gln,
+            "--name",
+            name,
+            "--role",
+            "carrier",
+        ])
+    };
+    let first = add("urn:epc:id:sgln:0614141.00001.0", "Cold Carrier");
+    assert!(first.status.success(), "{}", text(&first));
+    for (gln, spelling) in [
+        ("urn:epc:id:sgln:0614141.00001.0", "the same URN"),
+        ("https://id.gs1.org/414/0614141000012", "its Digital Link"),
+    ] {
+        let again = add(gln, "Rival Carrier");
+        assert!(!again.status.success(), "{spelling}: {}", text(&again));
+        assert!(
+            text(&again).contains("is already registered (as urn:epc:id:sgln:0614141.00001.0)"),
+            "{spelling}: {}",
+            text(&again)
+        );
+    }
+    let other = add("urn:epc:id:sgln:0614141.00002.0", "Another Carrier");
+    assert!(other.status.success(), "{}", text(&other));
+}

@@ -314,6 +314,16 @@ fn the_resolver_follows_the_digital_link_standard() {
     let (status, html) = page(base, &format!("/01/{gtin}/10/NO-SUCH-LOT"), "de");
     assert_eq!(status, 404);
     assert!(html.contains("keine Angaben"), "{html}");
+    let (_, hs, _) = fetch(
+        base,
+        &format!("/01/{gtin}/10/NO-SUCH-LOT"),
+        &[("Accept", "text/html")],
+    );
+    assert_eq!(header(&hs, "x-content-type-options"), Some("nosniff"));
+    assert!(
+        header(&hs, "content-security-policy").is_some_and(|p| !p.contains("script-src")),
+        "the not-found page runs no script: {hs:?}"
+    );
     let (status, _, body) = fetch(base, &format!("/01/{gtin}/10/NO-SUCH-LOT"), &[]);
     assert_eq!(status, 404);
     assert_eq!(
@@ -422,6 +432,12 @@ fn qr_codes_decode_to_the_canonical_link() {
     let (status, hs, svg) = fetch(base, &format!("/qr{path}.svg"), &[]);
     assert_eq!(status, 200);
     assert_eq!(header(&hs, "content-type"), Some("image/svg+xml"));
+    // An SVG is a document: it runs nothing and loads nothing.
+    assert_eq!(header(&hs, "x-content-type-options"), Some("nosniff"));
+    assert!(
+        header(&hs, "content-security-policy").is_some_and(|p| p.starts_with("default-src 'none'")),
+        "{hs:?}"
+    );
     assert!(String::from_utf8(svg).unwrap().contains("<svg"));
 
     let (status, _, _) = fetch(base, &format!("/qr{path}.gif"), &[]);

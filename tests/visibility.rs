@@ -122,7 +122,7 @@ fn expected(kind: &str, who: Who) -> Option<u16> {
     })
 }
 
-const UNRELATED: &str = "urn:epc:id:sgln:0614141.00099.0";
+const UNRELATED: &str = "urn:epc:id:sgln:0614141.00097.0";
 
 #[test]
 fn every_read_route_and_every_kind_of_entry_answers_as_the_model_says() {

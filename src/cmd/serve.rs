@@ -414,6 +414,14 @@ pub fn org_add(
         .build()?;
     rt.block_on(async {
         let node = open_node(&data_dir, shards)?;
+        // A GLN names one organisation: a second registration would let a
+        // newcomer speak for (and read as) the first.
+        let ingest = Ingest::open(Arc::clone(&node), Limits::default())?;
+        if let Some(existing) = ingest.registered_org(&gln) {
+            anyhow::bail!(
+                "{gln} is already registered (as {existing}); each GLN names one organisation: register the new one under its own GLN"
+            );
+        }
         let entry = Entry::Identity(IdentityChange::OrgRegistered {
             org: gln.clone(),
             name: name.clone(),

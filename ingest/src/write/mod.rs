@@ -210,6 +210,20 @@ impl Ingest {
         &self.node
     }
 
+    /// The organisation registered under `gln`, written in any GS1
+    /// spelling of it (EPC URN or Digital Link), if one is.
+    pub fn registered_org(&self, gln: &str) -> Option<String> {
+        let id = self.identity.read().expect("identity lock");
+        if id.orgs.contains_key(gln) {
+            return Some(gln.to_string());
+        }
+        let canonical = gs1::canonical_id(gln)?;
+        id.orgs
+            .keys()
+            .find(|k| gs1::canonical_id(k).as_deref() == Some(canonical.as_str()))
+            .cloned()
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.node.data_dir()
     }

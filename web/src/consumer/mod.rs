@@ -60,6 +60,14 @@ const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 's
     style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
     frame-ancestors 'none'";
 
+/// The policy of what the resolver serves without a script: the not-found
+/// page and the QR code SVG (inline styles only, nothing loaded, not framed).
+const STATIC_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
+
+/// Browsers take each answer as the type it says, never a guessed one.
+const NOSNIFF: (&str, &str) = ("X-Content-Type-Options", "nosniff");
+
 fn lang_of(req: &HttpRequest) -> Lang {
     Lang::from_accept(
         req.headers()
@@ -89,6 +97,8 @@ fn refuse(req: &HttpRequest, e: ApiError, heading: (&str, &str)) -> HttpResponse
         HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
             .insert_header((header::CONTENT_LANGUAGE, lang.code()))
+            .insert_header((header::CONTENT_SECURITY_POLICY, STATIC_POLICY))
+            .insert_header(NOSNIFF)
             .body(render::not_found_page(lang, h, &e.to_string()))
     } else {
         actix_web::ResponseError::error_response(&e)
@@ -281,6 +291,7 @@ async fn page(
         .insert_header((header::VARY, "Accept, Accept-Language"))
         .insert_header((header::CONTENT_LANGUAGE, lang.code()))
         .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_POLICY))
+        .insert_header(NOSNIFF)
         // What building the page took, for operators' dashboards and the bench.
         .insert_header((
             "Server-Timing",
@@ -322,6 +333,8 @@ async fn get_qr(req: HttpRequest) -> HttpResponse {
         Ok((media, bytes)) => HttpResponse::Ok()
             .content_type(media)
             .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+            .insert_header((header::CONTENT_SECURITY_POLICY, STATIC_POLICY))
+            .insert_header(NOSNIFF)
             .body(bytes),
         Err(e) => actix_web::ResponseError::error_response(&e),
     }
