@@ -12,6 +12,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
+use api::params::percent_encode;
 use serde_json::Value;
 use support::{coldtrail, get, get_auth, Server};
 
@@ -253,11 +254,11 @@ fn every_read_route_and_every_kind_of_entry_answers_as_the_model_says() {
             .replace("{size}", &sizes[0].to_string())
             .replace("{id}", &some_id)
             .replace("{device}", &device)
-            .replace("{lot}", &urlencode(&lot))
+            .replace("{lot}", &percent_encode(&lot))
             .replace("{gtin}", &gtin)
             .replace("{recall}", &recall)
-            .replace("{event}", &urlencode(&event))
-            .replace("{org}", &urlencode(&org))
+            .replace("{event}", &percent_encode(&event))
+            .replace("{org}", &percent_encode(&org))
     };
     for (path, public, probe) in ROUTES {
         assert!(
@@ -325,15 +326,4 @@ fn every_read_route_and_every_kind_of_entry_answers_as_the_model_says() {
             }
         }
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
