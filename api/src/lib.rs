@@ -8,22 +8,26 @@
 //! - [`params`]: query and path parameters, each failure naming the parameter;
 //! - [`tokens`]: bearer tokens, the principal a token names, and roles;
 //! - [`body`]: reading a body within its limit, as sent, and as JSON;
+//! - [`frame`]: the frame every write runs in (admission, token, body,
+//!   idempotency), one per node, shared by the edges that write;
 //! - [`idempotency`] over [`journal`]: `Idempotency-Key` answers kept durably;
 //! - [`observe`]: request ids, the request log line, counters and latencies;
-//! - [`recall`]: the one write the read side makes, as a narrow interface
-//!   the write path implements.
+//! - [`port`]: all of the write path the read side sees (recall changes,
+//!   lot releases, device identities), as a narrow interface the write
+//!   path implements.
 //!
 //! Architecture invariant: this crate depends on nothing of ours above
 //! `ledger` (it knows no shards, no analytics, no ingest).
 
 pub mod answer;
 pub mod body;
+pub mod frame;
 pub mod idempotency;
 pub mod journal;
 pub mod observe;
 pub mod params;
+pub mod port;
 pub mod problem;
-pub mod recall;
 pub mod tokens;
 pub mod wire;
 

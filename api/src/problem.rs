@@ -86,6 +86,13 @@ pub enum ApiError {
     NotSuspended(String),
     #[error("lot {0:?} is not in quarantine; there is nothing to release")]
     NotQuarantined(String),
+    #[error("{org} records events only at its own locations: {location:?} ({field}) belongs to {owner}, which has not delegated it to {org}; record the event at a location of yours, or ask {owner} to delegate it (POST /v1/locations/delegations)")]
+    LocationNotYours {
+        org: String,
+        location: String,
+        field: String,
+        owner: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("the query is too large: {0}")]
@@ -192,6 +199,12 @@ impl ApiError {
             },
             ApiError::NotSuspended(s()),
             ApiError::NotQuarantined(s()),
+            ApiError::LocationNotYours {
+                org: s(),
+                location: s(),
+                field: s(),
+                owner: s(),
+            },
             ApiError::NotFound(s()),
             ApiError::QueryTooLarge(s()),
             ApiError::QueryTooDeep { depth: 0, limit: 0 },
@@ -245,6 +258,7 @@ impl ApiError {
             ApiError::DuplicateEvent(_) => "duplicate_event",
             ApiError::DeviceSuspended { .. } => "device_suspended",
             ApiError::NotSuspended(_) => "not_suspended",
+            ApiError::LocationNotYours { .. } => "location_not_yours",
             ApiError::NotQuarantined(_) => "not_quarantined",
             ApiError::NotFound(_) => "not_found",
             ApiError::InvalidParameter { .. } => "invalid_parameter",
@@ -283,6 +297,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthenticated | ApiError::BadToken => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_)
             | ApiError::WrongOrganisation { .. }
+            | ApiError::LocationNotYours { .. }
             | ApiError::DeviceSuspended { .. } => StatusCode::FORBIDDEN,
             ApiError::MalformedJson(_)
             | ApiError::InvalidBody(_)
@@ -501,8 +516,9 @@ mod kinds_tests {
             ApiError::NoSignedHead { .. } => 35,
             ApiError::Overloaded(_) => 36,
             ApiError::Unavailable(_) => 37,
+            ApiError::LocationNotYours { .. } => 38,
         };
-        const VARIANTS: usize = 38;
+        const VARIANTS: usize = 39;
         let kinds = ApiError::kinds();
         let mut seen = [false; VARIANTS];
         for e in &kinds {

@@ -9,7 +9,6 @@ use analytics::lineage::{At, Lineage, LotView, VerdictView};
 use api::{ApiError, Principal, Role};
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, ErrorExtensions};
-use ingest::Ingest;
 use readstate::verifier::ProofJson;
 use readstate::ReadState;
 
@@ -127,10 +126,10 @@ pub fn state<'a>(ctx: &Context<'a>) -> &'a Arc<ReadState> {
     ctx.data_unchecked::<Arc<ReadState>>()
 }
 
-/// The write path, for what the read side does not hold yet: device
-/// identities, proofs, heads, and a lot's release.
-pub fn write_path<'a>(ctx: &Context<'a>) -> &'a Arc<Ingest> {
-    ctx.data_unchecked::<Arc<Ingest>>()
+/// The write path as the read side sees it: device identities, and a lot's
+/// release.
+pub fn write_path<'a>(ctx: &Context<'a>) -> &'a dyn api::port::WritePort {
+    state(ctx).writes()
 }
 
 pub fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {

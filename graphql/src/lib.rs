@@ -4,7 +4,7 @@
 //!
 //! The schema computes nothing itself: lots, traces, co-exposure, verdicts
 //! and recalls come from `analytics::lineage`, readings from
-//! `analytics::readings`, proofs and heads from `ingest`'s verifier reads,
+//! `analytics::readings`, proofs and heads from `readstate::verifier`,
 //! recall changes go through `readstate::ReadState::change_recall` (the same path
 //! as the HTTP routes). Every request is authenticated first (no token, no
 //! access); partners see their own organisation's lots, devices and events.
@@ -28,7 +28,7 @@
 //! and place in the query; two places of a kind share a trip when their keys meet in one
 //! batching window). An extension turns depth and
 //! complexity over the limits into refusals with the API's codes; a timeout bounds execution.
-//! Mutations go through `readstate::ReadState::change_recall` and `Ingest::release_lot`, the same paths as
+//! Mutations go through `readstate::ReadState::change_recall` and the write port's `release_lot`, the same paths as
 //! the HTTP routes. Subscriptions read verdict and recall entries from a cursorless feed
 //! follower (`graphql::Notices`), so a subscriber sees what the ledger records, in commit
 //! order per shard; a subscriber slower than 4,096 notices misses the oldest.
@@ -45,7 +45,6 @@ use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, N
 use async_graphql::{Context, Data, Schema, ServerError, ValidationResult};
 use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
 use chrono::{DateTime, Utc};
-use ingest::Ingest;
 use readstate::ReadState;
 
 mod context;
@@ -94,15 +93,15 @@ impl Default for Limits {
 
 /// The schema, with the node's read state and notices when serving
 /// (without them it still describes itself: [`sdl`]).
-pub fn schema(serving: Option<(Arc<ReadState>, Arc<Ingest>, Notices)>, limits: Limits) -> CtSchema {
+pub fn schema(serving: Option<(Arc<ReadState>, Notices)>, limits: Limits) -> CtSchema {
     let mut b = Schema::build(Query, Mutation, Subscription)
         .extension(Refusals(limits))
         .data(PageLimits {
             max_page: limits.max_page,
             default_page: limits.default_page,
         });
-    if let Some((state, ingest, notices)) = serving {
-        b = b.data(state).data(ingest).data(notices);
+    if let Some((state, notices)) = serving {
+        b = b.data(state).data(notices);
     }
     b.finish()
 }
@@ -287,7 +286,6 @@ pub(crate) async fn lot_readings(
 pub struct Endpoint {
     pub schema: CtSchema,
     pub state: Arc<ReadState>,
-    pub ingest: Arc<Ingest>,
     pub limits: Limits,
     pub console: Console,
 }
@@ -349,7 +347,7 @@ async fn post_graphql(
         Ok(w) => w,
         Err(e) => return refused(e),
     };
-    let body = match api::body::read_body(&req, payload, ep.ingest.max_body_bytes()).await {
+    let body = match api::body::read_body(&req, payload, ep.state.frame.max_body_bytes()).await {
         Ok(b) => b,
         Err(e) => return refused(e),
     };

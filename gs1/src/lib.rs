@@ -415,6 +415,23 @@ pub fn canonical_id(id: &str) -> Option<String> {
     None
 }
 
+/// The organisation-level GLN of a location or party identifier, as a
+/// canonical Digital Link (`https://id.gs1.org/414/{gln}`): an SGLN (any
+/// extension) or a PGLN in any spelling. `None` for anything not a GLN-based
+/// key. Two locations with the same answer belong to the same GLN.
+pub fn gln_of(id: &str) -> Option<String> {
+    gln_of_canonical(&canonical_id(id)?)
+}
+
+/// [`gln_of`] for an identifier already in canonical form.
+pub fn gln_of_canonical(canonical: &str) -> Option<String> {
+    let (stem, rest) = canonical
+        .split_once("/414/")
+        .or_else(|| canonical.split_once("/417/"))?;
+    let gln = rest.split('/').next()?;
+    Some(format!("{stem}/414/{gln}"))
+}
+
 /// Checks an identifier as EPCIS capture takes it: an EPC URN (the GS1
 /// schemes checked in full, others by shape) or a GS1 Digital Link URI.
 pub fn check_identifier(id: &str) -> Result<(), Gs1Error> {

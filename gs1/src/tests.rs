@@ -386,3 +386,20 @@ proptest! {
         let _ = from_epc_urn(&format!("urn:epc:id:sgtin:{s}"));
     }
 }
+
+#[test]
+fn every_spelling_of_a_gln_location_or_party_names_one_gln() {
+    let gln = Some("https://id.gs1.org/414/0614141000012".to_string());
+    for id in [
+        "urn:epc:id:sgln:0614141.00001.0",
+        "urn:epc:id:sgln:0614141.00001.7",
+        "urn:epc:id:pgln:0614141.00001",
+        "https://example.com/414/0614141000012/254/dock-3",
+        "https://id.gs1.org/417/0614141000012",
+    ] {
+        assert_eq!(gln_of(id), gln, "{id}");
+    }
+    assert_ne!(gln_of("urn:epc:id:sgln:0614141.00002.0"), gln);
+    assert_eq!(gln_of("urn:epc:class:lgtin:0614141.012345.L1"), None);
+    assert_eq!(gln_of("urn:example:somewhere"), None);
+}

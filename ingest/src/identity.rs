@@ -64,6 +64,12 @@ impl Device {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct IdentityState {
     pub orgs: HashMap<String, Org>,
+    /// Member organisations by their GLN (`gs1::gln_of`): a location
+    /// belongs to the organisation registered under its GLN.
+    pub org_by_gln: HashMap<String, String>,
+    /// Delegations in force, by (location's canonical id, delegate's GLN):
+    /// the entry that made each.
+    pub delegations: HashMap<(String, String), EntryRef>,
     pub devices: HashMap<String, Device>,
     /// Lots in quarantine (recorded by the rules' policies): lot -> why.
     pub quarantined: HashMap<String, String>,
@@ -91,6 +97,18 @@ impl IdentityState {
     pub fn apply(&mut self, entry: &Entry, at: EntryRef) {
         self.fold(entry);
         let device = match entry {
+            Entry::Identity(IdentityChange::LocationDelegated { location, to, .. }) => {
+                if let Some(key) = delegation_key(location, to) {
+                    self.delegations.entry(key).or_insert(at);
+                }
+                return;
+            }
+            Entry::Identity(IdentityChange::DelegationWithdrawn { location, to, .. }) => {
+                if let Some(key) = delegation_key(location, to) {
+                    self.delegations.remove(&key);
+                }
+                return;
+            }
             Entry::Identity(
                 IdentityChange::DeviceRegistered { device, .. }
                 | IdentityChange::KeyRotated { device, .. }
@@ -146,6 +164,9 @@ impl IdentityState {
             Entry::Identity(IdentityChange::OrgRegistered {
                 org, name, role, ..
             }) => {
+                if let Some(gln) = gs1::gln_of(org) {
+                    self.org_by_gln.entry(gln).or_insert_with(|| org.clone());
+                }
                 self.orgs.insert(
                     org.clone(),
                     Org {
@@ -230,6 +251,42 @@ impl IdentityState {
         *current = (*current).max(next_seq);
     }
 
+    /// The member organisation that owns `location` (registered under its
+    /// GLN), if one does.
+    pub fn location_owner(&self, location: &str) -> Option<&str> {
+        self.org_by_gln
+            .get(&gs1::gln_of(location)?)
+            .map(String::as_str)
+    }
+
+    /// Whether `org` may record events at `location` (the event's `field`,
+    /// for the refusal): it owns it, the location's owner delegated it (the
+    /// location itself or its whole GLN) to `org`, or no member owns it (the
+    /// network has nobody to ask; such places are anyone's to name).
+    pub fn may_record_at(&self, org: &str, location: &str, field: &str) -> Result<(), ApiError> {
+        let Some(owner) = self.location_owner(location) else {
+            return Ok(());
+        };
+        let org_gln = gs1::gln_of(org);
+        if owner == org || (org_gln.is_some() && gs1::gln_of(owner) == org_gln) {
+            return Ok(());
+        }
+        let delegated = |place: Option<String>| {
+            place
+                .zip(org_gln.clone())
+                .is_some_and(|key| self.delegations.contains_key(&key))
+        };
+        if delegated(gs1::canonical_id(location)) || delegated(gs1::gln_of(location)) {
+            return Ok(());
+        }
+        Err(ApiError::LocationNotYours {
+            org: org.to_string(),
+            location: location.to_string(),
+            field: field.to_string(),
+            owner: owner.to_string(),
+        })
+    }
+
     /// The device, if `org` may write for it.
     pub fn device_of(&self, org: &str, device: &str) -> Result<&Device, ApiError> {
         let d = self
@@ -244,6 +301,12 @@ impl IdentityState {
         }
         Ok(d)
     }
+}
+
+/// A delegation's key: the location as delegated (canonical) and the
+/// delegate's GLN.
+fn delegation_key(location: &str, to: &str) -> Option<(String, String)> {
+    Some((gs1::canonical_id(location)?, gs1::gln_of(to)?))
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ pub mod routes;
 pub mod wire;
 pub mod write;
 
-pub use routes::{configure, not_found, ApiDoc};
+pub use routes::{configure, not_found, openapi, ApiDoc};
 pub use wire::DeviceClient;
 pub use write::{Ingest, Limits, Opened};
 

@@ -2,18 +2,16 @@
 
 use std::sync::Arc;
 
-use actix_web::http::header;
-use actix_web::web::{self, Bytes, ServiceConfig};
+use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::wire::{self, BatchesJson, BINARY_BATCH};
 use crate::write::Ingest;
-use api::body::{json_body, media_type, read_body};
-use api::idempotency::{Answer, Attempt};
+use api::body::media_type;
+use api::idempotency::Attempt;
 use api::problem::ApiError;
-use api::tokens::Principal;
 use api::{EntryRefJson, WriteResult, Written};
 
 /// Registers the write API on an actix-web app.
@@ -30,6 +28,11 @@ pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
                 web::post().to(post_reinstate),
             )
             .route("/v1/quarantine/release", web::post().to(post_release))
+            .route("/v1/locations/delegations", web::post().to(post_delegate))
+            .route(
+                "/v1/locations/delegations/withdraw",
+                web::post().to(post_withdraw),
+            )
             .route("/v1/capture", web::post().to(post_capture))
             .route("/capture", web::post().to(post_capture))
             .route("/v1/capture/{id}", web::get().to(get_capture))
@@ -61,109 +64,6 @@ pub async fn detach_writes(
     actix_web::rt::spawn(next.call(req)).await.map_err(|e| {
         actix_web::error::ErrorInternalServerError(format!("the write task failed: {e}"))
     })?
-}
-
-/// The frame every write shares, in every edge crate: admission (bounded
-/// in-flight requests), authentication, the body, and `Idempotency-Key`.
-/// `write` gets the caller and the body and does the work.
-pub async fn write_route<F, Fut>(
-    ingest: &Ingest,
-    req: &HttpRequest,
-    payload: web::Payload,
-    write: F,
-) -> Result<HttpResponse, ApiError>
-where
-    F: FnOnce(Principal, Bytes, Attempt) -> Fut,
-    Fut: std::future::Future<Output = Result<WriteResult, ApiError>>,
-{
-    let started = std::time::Instant::now();
-    let _permit = ingest.in_flight.clone().try_acquire_owned().map_err(|_| {
-        ApiError::Overloaded(format!(
-            "{} write requests in flight",
-            ingest.limits.max_in_flight
-        ))
-    })?;
-    let who = ingest.tokens().authenticate_request(req)?;
-    let body = read_body(req, payload, ingest.limits.max_body_bytes).await?;
-    let run = |who: Principal, body: Bytes, attempt: Attempt| async move {
-        let result = write(who, body, attempt).await?;
-        // A capture is answered as the EPCIS REST binding does: 202 and the job's location.
-        let location = result
-            .capture_id
-            .as_ref()
-            .map(|id| format!("/capture/{id}"));
-        Ok::<_, ApiError>(Answer {
-            fingerprint: String::new(),
-            status: if location.is_some() { 202 } else { 201 },
-            body: serde_json::to_string(&result).expect("results serialise"),
-            location,
-        })
-    };
-    let key = req
-        .headers()
-        .get("Idempotency-Key")
-        .map(|v| v.to_str().map(str::to_string))
-        .transpose()
-        .map_err(|_| ApiError::InvalidBody("Idempotency-Key must be visible ASCII".into()))?;
-    let (answer, replayed) = match key {
-        None => (run(who, body, Attempt::First).await?, false),
-        Some(key) => {
-            let fingerprint = ledger::Domain::Idempotency
-                .hash_parts(&[
-                    req.method().as_str().as_bytes(),
-                    req.path().as_bytes(),
-                    &body,
-                ])
-                .to_hex();
-            let org = who.org.clone();
-            let ran = std::cell::Cell::new(false);
-            let answer = ingest
-                .idempotency
-                .once(&org, &key, fingerprint.clone(), |attempt| {
-                    ran.set(true);
-                    async move {
-                        let mut a = run(who, body, attempt).await?;
-                        a.fingerprint = fingerprint;
-                        Ok(a)
-                    }
-                })
-                .await?;
-            (answer, !ran.get())
-        }
-    };
-    let mut resp = HttpResponse::build(
-        actix_web::http::StatusCode::from_u16(answer.status).expect("stored statuses are valid"),
-    );
-    resp.content_type("application/json");
-    if replayed {
-        resp.insert_header(("Idempotent-Replayed", "true"));
-    }
-    if let Some(location) = &answer.location {
-        resp.insert_header((header::LOCATION, location.as_str()));
-    }
-    // Acknowledged: durable (or replayed) and answered.
-    metrics::histogram!(api::observe::ACK_SECONDS, "route" => req.match_pattern().unwrap_or_default(), "replayed" => if replayed { "true" } else { "false" })
-        .record(started.elapsed().as_secs_f64());
-    Ok(resp.body(answer.body))
-}
-
-/// [`write_route`] for a JSON body of type `B`: `write` gets the caller, the
-/// parsed body and the attempt.
-pub async fn json_write<B, F, Fut>(
-    ingest: &Ingest,
-    req: &HttpRequest,
-    payload: web::Payload,
-    write: F,
-) -> Result<HttpResponse, ApiError>
-where
-    B: serde::de::DeserializeOwned,
-    F: FnOnce(Principal, B, Attempt) -> Fut,
-    Fut: std::future::Future<Output = Result<WriteResult, ApiError>>,
-{
-    write_route(ingest, req, payload, |who, body, attempt| async move {
-        write(who, json_body(&body)?, attempt).await
-    })
-    .await
 }
 
 /// The `{device}` of a device route's path.
@@ -207,18 +107,20 @@ async fn post_batches(
         other => return Err(ApiError::UnsupportedMediaType(other.to_string())),
     };
     let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body, attempt| async move {
-        let batches = if binary {
-            wire::decode_binary_encoded(&body)?
-        } else {
-            crate::write::encode_batches(wire::decode_json(&body)?)
-        };
-        match attempt {
-            Attempt::First => ingest_ref.submit_encoded(&who, batches).await,
-            Attempt::Again => ingest_ref.submit_encoded_again(&who, batches).await,
-        }
-    })
-    .await
+    ingest_ref
+        .frame()
+        .write(&req, payload, |who, body, attempt| async move {
+            let batches = if binary {
+                wire::decode_binary_encoded(&body)?
+            } else {
+                crate::write::encode_batches(wire::decode_json(&body)?)
+            };
+            match attempt {
+                Attempt::First => ingest_ref.submit_encoded(&who, batches).await,
+                Attempt::Again => ingest_ref.submit_encoded_again(&who, batches).await,
+            }
+        })
+        .await
 }
 
 /// Capture an EPCIS 2.0 document (JSON / JSON-LD): ObjectEvent,
@@ -246,11 +148,13 @@ async fn post_capture(
         return Err(ApiError::UnsupportedMediaType(content_type));
     }
     let ingest_ref = ingest.get_ref();
-    write_route(ingest_ref, &req, payload, |who, body, _| async move {
-        let events = crate::epcis::parse_document(&body, &who.org)?;
-        ingest_ref.capture(&who, events).await
-    })
-    .await
+    ingest_ref
+        .frame()
+        .write(&req, payload, |who, body, _| async move {
+            let events = crate::epcis::parse_document(&body, &who.org)?;
+            ingest_ref.capture(&who, events).await
+        })
+        .await
 }
 
 /// A capture job: it finished (capture answers once everything is durable).
@@ -349,12 +253,14 @@ async fn post_device(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let ingest = ingest.get_ref();
-    json_write::<RegisterDevice, _, _>(ingest, &req, payload, |who, r, attempt| async move {
-        ingest
-            .register_device(&who, &r.device, parse_key(&r.public_key)?, attempt)
-            .await
-    })
-    .await
+    ingest
+        .frame()
+        .json::<RegisterDevice, _, _>(&req, payload, |who, r, attempt| async move {
+            ingest
+                .register_device(&who, &r.device, parse_key(&r.public_key)?, attempt)
+                .await
+        })
+        .await
 }
 
 /// Rotate a device's key.
@@ -367,12 +273,14 @@ async fn post_rotate(
 ) -> Result<HttpResponse, ApiError> {
     let device = device_param(&req);
     let ingest = ingest.get_ref();
-    json_write::<RotateKey, _, _>(ingest, &req, payload, |who, r, attempt| async move {
-        ingest
-            .rotate_key(&who, &device, parse_key(&r.public_key)?, attempt)
-            .await
-    })
-    .await
+    ingest
+        .frame()
+        .json::<RotateKey, _, _>(&req, payload, |who, r, attempt| async move {
+            ingest
+                .rotate_key(&who, &device, parse_key(&r.public_key)?, attempt)
+                .await
+        })
+        .await
 }
 
 /// Revoke a device.
@@ -385,12 +293,14 @@ async fn post_revoke(
 ) -> Result<HttpResponse, ApiError> {
     let device = device_param(&req);
     let ingest = ingest.get_ref();
-    json_write::<Revoke, _, _>(ingest, &req, payload, |who, r, attempt| async move {
-        ingest
-            .revoke_device(&who, &device, &r.reason, attempt)
-            .await
-    })
-    .await
+    ingest
+        .frame()
+        .json::<Revoke, _, _>(&req, payload, |who, r, attempt| async move {
+            ingest
+                .revoke_device(&who, &device, &r.reason, attempt)
+                .await
+        })
+        .await
 }
 
 /// Reinstate a device the rules suspended for impossible data (its owner, once it is fixed).
@@ -403,12 +313,14 @@ async fn post_reinstate(
 ) -> Result<HttpResponse, ApiError> {
     let device = device_param(&req);
     let ingest = ingest.get_ref();
-    json_write::<Reinstate, _, _>(ingest, &req, payload, |who, r, attempt| async move {
-        ingest
-            .reinstate_device(&who, &device, &r.reason, attempt)
-            .await
-    })
-    .await
+    ingest
+        .frame()
+        .json::<Reinstate, _, _>(&req, payload, |who, r, attempt| async move {
+            ingest
+                .reinstate_device(&who, &device, &r.reason, attempt)
+                .await
+        })
+        .await
 }
 
 /// Release a lot from quarantine (investigator or operator tokens).
@@ -420,10 +332,67 @@ async fn post_release(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let ingest = ingest.get_ref();
-    json_write::<Release, _, _>(ingest, &req, payload, |who, r, attempt| async move {
-        ingest.release_lot(&who, &r.lot, &r.reason, attempt).await
-    })
-    .await
+    ingest
+        .frame()
+        .json::<Release, _, _>(&req, payload, |who, r, attempt| async move {
+            ingest.release_lot(&who, &r.lot, &r.reason, attempt).await
+        })
+        .await
+}
+
+/// A location of the caller's organisation and the organisation it is
+/// delegated to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Delegation {
+    /// A GLN or an SGLN under it (EPC URN or Digital Link): the whole GLN, or
+    /// one place at it (a dock).
+    pub location: String,
+    /// The organisation that may record events there (its GLN or PGLN).
+    pub to: String,
+}
+
+/// Let another organisation record events at one of your locations (a
+/// carrier at your dock). Capture refuses events at a location of another
+/// organisation that has not delegated it (`location_not_yours`).
+#[utoipa::path(post, path = "/v1/locations/delegations", request_body = Delegation,
+    responses((status = 201, body = WriteResult, description = "Recorded (or already in force: its entry)"), (status = 403, description = "Not a location of the caller's organisation"),
+        (status = 404, description = "No such organisation to delegate to")), security(("bearer" = [])))]
+async fn post_delegate(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let ingest = ingest.get_ref();
+    ingest
+        .frame()
+        .json::<Delegation, _, _>(&req, payload, |who, d, _| async move {
+            ingest
+                .delegate_location(&who, &d.location, &d.to, false)
+                .await
+        })
+        .await
+}
+
+/// Withdraw a delegation: from now on the organisation records no events at
+/// the location.
+#[utoipa::path(post, path = "/v1/locations/delegations/withdraw", request_body = Delegation,
+    responses((status = 201, body = WriteResult), (status = 403, description = "Not a location of the caller's organisation"),
+        (status = 404, description = "No such delegation in force")), security(("bearer" = [])))]
+async fn post_withdraw(
+    ingest: web::Data<Ingest>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let ingest = ingest.get_ref();
+    ingest
+        .frame()
+        .json::<Delegation, _, _>(&req, payload, |who, d, _| async move {
+            ingest
+                .delegate_location(&who, &d.location, &d.to, true)
+                .await
+        })
+        .await
 }
 
 /// One of a device's keys.
@@ -495,8 +464,14 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "coldtrail write API", description = "Signed cold-chain sensor batches, device identities and proofs. Every refusal is application/problem+json with a stable `code`."),
-    paths(post_batches, post_device, get_device, post_rotate, post_revoke, post_reinstate, post_release, post_capture, get_capture),
-    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, Reinstate, Release, EntryRefJson, CaptureJob, DeviceJson, DeviceKeyJson)),
+    paths(post_batches, post_device, get_device, post_rotate, post_revoke, post_reinstate, post_release, post_delegate, post_withdraw, post_capture, get_capture),
+    components(schemas(BatchesJson, wire::BatchJson, wire::ReadingJson, WriteResult, Written, RegisterDevice, RotateKey, Revoke, Reinstate, Release, Delegation, EntryRefJson, CaptureJob, DeviceJson, DeviceKeyJson)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
+
+/// The write API's half of the node's OpenAPI document (the read edge adds
+/// its own and serves the whole).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

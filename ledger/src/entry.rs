@@ -338,6 +338,22 @@ pub enum IdentityChange {
         reason: String,
         at_ms: i64,
     },
+    /// `org`, which owns `location` (a GLN or SGLN of its own), lets `to`
+    /// record events there (a carrier's dock at a distribution centre).
+    LocationDelegated {
+        org: String,
+        location: String,
+        to: String,
+        at_ms: i64,
+    },
+    /// `org` withdraws a delegation of `location` to `to`: from `at_ms` on,
+    /// `to` records no more events there.
+    DelegationWithdrawn {
+        org: String,
+        location: String,
+        to: String,
+        at_ms: i64,
+    },
 }
 
 /// A cross-shard receipt: entry `source_index` of shard `from_shard` concerns
@@ -684,6 +700,28 @@ impl Entry {
                     w.str(reason);
                     w.svarint(*at_ms);
                 }
+                IdentityChange::LocationDelegated {
+                    org,
+                    location,
+                    to,
+                    at_ms,
+                }
+                | IdentityChange::DelegationWithdrawn {
+                    org,
+                    location,
+                    to,
+                    at_ms,
+                } => {
+                    w.u8(if matches!(c, IdentityChange::LocationDelegated { .. }) {
+                        4
+                    } else {
+                        5
+                    });
+                    w.str(org);
+                    w.str(location);
+                    w.str(to);
+                    w.svarint(*at_ms);
+                }
             },
             Entry::ReceiptOut(rc) => {
                 rc.encode(w);
@@ -733,6 +771,12 @@ impl Entry {
                 | IdentityChange::DeviceRevoked { org, device, .. } => {
                     vec![org.as_str(), device.as_str()]
                 }
+                IdentityChange::LocationDelegated {
+                    org, location, to, ..
+                }
+                | IdentityChange::DelegationWithdrawn {
+                    org, location, to, ..
+                } => vec![org.as_str(), location.as_str(), to.as_str()],
             },
             Entry::ReceiptOut(_) | Entry::Checkpoint(_) => Vec::new(),
             Entry::ReceiptIn(d) => vec![d.receipt.subject.as_str()],
@@ -829,6 +873,18 @@ impl Entry {
                     org: id(&mut r, "organisation")?,
                     device: id(&mut r, "device")?,
                     reason: id(&mut r, "revocation reason")?,
+                    at_ms: r.svarint("time")?,
+                },
+                4 => IdentityChange::LocationDelegated {
+                    org: id(&mut r, "organisation")?,
+                    location: id(&mut r, "location")?,
+                    to: id(&mut r, "delegate")?,
+                    at_ms: r.svarint("time")?,
+                },
+                5 => IdentityChange::DelegationWithdrawn {
+                    org: id(&mut r, "organisation")?,
+                    location: id(&mut r, "location")?,
+                    to: id(&mut r, "delegate")?,
                     at_ms: r.svarint("time")?,
                 },
                 tag => {
@@ -990,7 +1046,7 @@ mod tests {
                 "[ -~]{0,20}",
                 any::<[u8; 32]>(),
                 any::<i64>(),
-                0u8..4,
+                0u8..6,
                 0u8..10
             )
                 .prop_map(|(org, device, public_key, at_ms, which, role)| {
@@ -1013,10 +1069,22 @@ mod tests {
                             public_key,
                             at_ms,
                         },
-                        _ => IdentityChange::DeviceRevoked {
+                        3 => IdentityChange::DeviceRevoked {
                             org,
                             device,
                             reason: "lost".into(),
+                            at_ms,
+                        },
+                        4 => IdentityChange::LocationDelegated {
+                            org,
+                            location: device,
+                            to: "urn:epc:id:pgln:0614141.00002".into(),
+                            at_ms,
+                        },
+                        _ => IdentityChange::DelegationWithdrawn {
+                            org,
+                            location: device,
+                            to: "urn:epc:id:pgln:0614141.00002".into(),
                             at_ms,
                         },
                     })

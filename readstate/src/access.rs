@@ -67,6 +67,11 @@ pub fn may_read(graph: &Lineage, who: Option<&Principal>, entry: &Entry) -> bool
                 org: owner, device, ..
             },
         ) => owner == org || graph.readings_concern(device, ALWAYS.0, ALWAYS.1, org),
+        // A delegation concerns the location's owner and the delegate.
+        Entry::Identity(
+            IdentityChange::LocationDelegated { org: owner, to, .. }
+            | IdentityChange::DelegationWithdrawn { org: owner, to, .. },
+        ) => owner == org || to == org,
         Entry::Verdict(v) => {
             graph.about_concerns(&v.subject, v.from_ms, v.to_ms.unwrap_or(i64::MAX), org)
         }

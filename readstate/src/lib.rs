@@ -2,7 +2,8 @@
 //! kept current by the feed, the readings index, the search index, reads
 //! that wait for the writer's own writes, and the one path recall changes
 //! take (planned by `analytics::recall`, recorded through
-//! [`api::recall::RecallLedger`], all this crate sees of the write path).
+//! [`api::port::WritePort`], all this crate sees of the write path, inside
+//! the node's one [`api::frame::WriteFrame`]).
 //! [`verifier::Reads`] reads the logs as a verifier does (entries by place
 //! and id with their decoded [`view`], heads, proofs, the key document):
 //! every edge that shows a ledger entry or proof reads it here.
@@ -13,7 +14,8 @@ use analytics::lineage::Lineage;
 use analytics::readings::{Series, SeriesError};
 use analytics::recall::{Ask, RecallError};
 use analytics::search::SearchIndex;
-use api::recall::RecallLedger;
+use api::frame::WriteFrame;
+use api::port::WritePort;
 use api::{ApiError, TokenStore, WriteResult};
 use shards::Node;
 
@@ -45,8 +47,11 @@ pub struct ReadState {
     pub reads: Reads,
     /// What consumer pages hand their verifier to read the entries they show.
     pub grant: access::Grant,
-    /// How recall changes are recorded.
-    recalls: Arc<dyn RecallLedger>,
+    /// The frame writes over HTTP run in (admission, token, body limit,
+    /// idempotency): the write path's own, so recall changes share it.
+    pub frame: Arc<WriteFrame>,
+    /// How recall changes and releases are recorded, and device identities.
+    writes: Arc<dyn WritePort>,
     /// Kept up to date by `analytics::lineage::follow`.
     pub lineage: Arc<RwLock<Lineage>>,
     /// Held from planning a recall change to recording it: two changes to
@@ -88,8 +93,8 @@ impl ReadState {
 
     pub fn new(
         node: Arc<Node>,
-        tokens: Arc<TokenStore>,
-        recalls: Arc<dyn RecallLedger>,
+        frame: Arc<WriteFrame>,
+        writes: Arc<dyn WritePort>,
         lineage: Arc<RwLock<Lineage>>,
         grant: access::Grant,
     ) -> ReadState {
@@ -97,14 +102,20 @@ impl ReadState {
             grant,
             reads: Reads::new(Arc::clone(&node)),
             node,
-            tokens,
-            recalls,
+            tokens: Arc::clone(frame.tokens()),
+            frame,
+            writes,
             lineage,
             recall_lock: tokio::sync::Mutex::new(()),
             readings: analytics::readings::ReadingsIndex::new(),
             rules: None,
             search: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The write path, as far as the read side sees it.
+    pub fn writes(&self) -> &dyn WritePort {
+        self.writes.as_ref()
     }
 
     /// Entry `index` of `shard` (decoded, and its bytes) when `who` may read
@@ -242,7 +253,10 @@ async fn record(
     change: ledger::entry::RecallChange,
     set: Option<analytics::recall::AffectedSet>,
 ) -> Result<WriteResult, ApiError> {
-    let mut result = state.recalls.record(who, home, change.clone()).await?;
+    let mut result = state
+        .writes
+        .record_recall(who, home, change.clone())
+        .await?;
     let w = result.entries.first().expect("one entry was written");
     let at = ledger::entry::EntryRef {
         shard: w.shard,
@@ -263,7 +277,7 @@ fn committed(
     home: &str,
     set: Option<analytics::recall::AffectedSet>,
 ) -> Result<WriteResult, ApiError> {
-    let (change, mut result) = state.recalls.committed(&at, home)?;
+    let (change, mut result) = state.writes.committed_recall(&at, home)?;
     let g = state.lineage.read().expect("lineage lock");
     result.recall = Some(recall_json(&g, &at, &change, set));
     Ok(result)

@@ -112,6 +112,22 @@ fn identity(c: &IdentityChange) -> Value {
         } => {
             json!({"change": "device_revoked", "org": org, "device": device, "reason": reason, "at_ms": at_ms})
         }
+        IdentityChange::LocationDelegated {
+            org,
+            location,
+            to,
+            at_ms,
+        } => {
+            json!({"change": "location_delegated", "org": org, "location": location, "to": to, "at_ms": at_ms})
+        }
+        IdentityChange::DelegationWithdrawn {
+            org,
+            location,
+            to,
+            at_ms,
+        } => {
+            json!({"change": "delegation_withdrawn", "org": org, "location": location, "to": to, "at_ms": at_ms})
+        }
     }
 }
 

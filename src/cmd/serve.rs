@@ -138,8 +138,8 @@ pub async fn run_server(
             .configure(ingest::configure(Arc::clone(&app_ingest)))
             .configure(::web::configure(
                 Arc::clone(&read),
-                Arc::clone(&app_ingest),
                 web_options.clone(),
+                ingest::openapi(),
             ))
             .configure(graphql::configure(endpoint.clone()))
             .default_service(web::to(ingest::not_found))
@@ -266,8 +266,8 @@ fn read_edges(
     let read = Arc::new(
         readstate::ReadState::new(
             Arc::clone(node),
-            Arc::clone(ingest.tokens()),
-            Arc::clone(ingest) as Arc<dyn api::recall::RecallLedger>,
+            Arc::clone(ingest.frame()),
+            Arc::clone(ingest) as Arc<dyn api::port::WritePort>,
             graph,
             readstate::access::Grant::open(node.data_dir())
                 .context("opening the page grant key")?,
@@ -276,9 +276,8 @@ fn read_edges(
     );
     let (notices, notices_task) = graphql::Notices::follow(Arc::clone(node))?;
     let endpoint = graphql::Endpoint {
-        schema: graphql::schema(Some((Arc::clone(&read), Arc::clone(ingest), notices)), gql),
+        schema: graphql::schema(Some((Arc::clone(&read), notices)), gql),
         state: Arc::clone(&read),
-        ingest: Arc::clone(ingest),
         limits: gql,
         console: graphql::Console {
             html: ::web::console::page("/graphql").into(),

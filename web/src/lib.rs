@@ -60,8 +60,6 @@ use analytics::recall::{Ask, RecallError};
 use api::idempotency::Attempt;
 use api::params::QueryParams;
 use api::{ApiError, Role};
-use ingest::routes::json_write;
-use ingest::Ingest;
 use readstate::verifier::ProofJson;
 use readstate::{recall_error, Plan, ReadState};
 use serde::{Deserialize, Serialize};
@@ -95,16 +93,20 @@ pub fn parse_public_url(s: &str) -> Result<String, String> {
     Ok(s.trim_end_matches('/').to_string())
 }
 
-/// Registers the read routes and the node's whole OpenAPI document.
+/// Registers the read routes and the node's whole OpenAPI document: the
+/// write API's half (`write_api`, which the node hands over) and this one's.
 pub fn configure(
     state: Arc<ReadState>,
-    ingest: Arc<Ingest>,
     options: Options,
+    write_api: utoipa::openapi::OpenApi,
 ) -> impl FnOnce(&mut ServiceConfig) {
+    let doc = ApiDocument(
+        serde_json::to_string(&openapi(write_api)).expect("the API document serialises"),
+    );
     move |cfg: &mut ServiceConfig| {
         cfg.app_data(web::Data::from(state))
-            .app_data(web::Data::from(ingest))
             .app_data(web::Data::new(options))
+            .app_data(web::Data::new(doc))
             .route("/v1/trace", web::get().to(get_trace))
             .route("/v1/co-exposure", web::get().to(get_co_exposure))
             .route("/v1/fsma204", web::get().to(get_fsma204))
@@ -123,9 +125,13 @@ pub fn configure(
     }
 }
 
-/// The node's API: the write API and the read routes in one document.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = ingest::ApiDoc::openapi();
+/// The node's API document, served as built once at start.
+struct ApiDocument(String);
+
+/// The node's API: the write API (`write_api`) and the read routes in one
+/// document.
+pub fn openapi(write_api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let mut doc = write_api;
     doc.merge(ReadApi::openapi());
     doc.merge(verifier::VerifierApi::openapi());
     doc.info.title = "coldtrail API".into();
@@ -133,8 +139,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
-async fn get_openapi() -> HttpResponse {
-    HttpResponse::Ok().json(openapi())
+async fn get_openapi(doc: web::Data<ApiDocument>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.clone())
 }
 
 /// Traces cross organisations: investigators and operators only.
@@ -409,11 +417,10 @@ pub struct CloseRecall {
     pub reason: String,
 }
 
-/// The frame every recall change over HTTP shares: the write frame
+/// The frame every recall change over HTTP shares: the node's write frame
 /// (admission, token, idempotency), then [`ReadState::change_recall`].
 async fn change_recall<B, A, F>(
     st: &ReadState,
-    ingest: &Ingest,
     req: &HttpRequest,
     payload: web::Payload,
     ask: A,
@@ -424,14 +431,15 @@ where
     A: FnOnce(&B) -> Ask,
     F: FnOnce(&Lineage, &api::Principal, &B, i64) -> Result<Plan, RecallError>,
 {
-    json_write(ingest, req, payload, |who, body: B, attempt| async move {
-        // A retry after a lost answer is answered with the change its
-        // earlier attempt made, if it made one.
-        let again = (attempt == Attempt::Again).then(|| ask(&body));
-        st.change_recall(&who, again, |g, who, now| plan(g, who, &body, now))
-            .await
-    })
-    .await
+    st.frame
+        .json(req, payload, |who, body: B, attempt| async move {
+            // A retry after a lost answer is answered with the change its
+            // earlier attempt made, if it made one.
+            let again = (attempt == Attempt::Again).then(|| ask(&body));
+            st.change_recall(&who, again, |g, who, now| plan(g, who, &body, now))
+                .await
+        })
+        .await
 }
 
 /// Open a recall: the lot, every lot made from it and, with `co_exposure`,
@@ -443,13 +451,11 @@ where
     security(("bearer" = [])))]
 async fn post_recall(
     state: web::Data<ReadState>,
-    ingest: web::Data<Ingest>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     change_recall(
         &state,
-        &ingest,
         &req,
         payload,
         |r: &OpenRecall| Ask::Open {
@@ -471,14 +477,12 @@ async fn post_recall(
     security(("bearer" = [])))]
 async fn post_widen(
     state: web::Data<ReadState>,
-    ingest: web::Data<Ingest>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = req.match_info().get("id").unwrap_or("").to_string();
     change_recall(
         &state,
-        &ingest,
         &req,
         payload,
         |r: &WidenRecall| Ask::Widen {
@@ -501,14 +505,12 @@ async fn post_widen(
     security(("bearer" = [])))]
 async fn post_close(
     state: web::Data<ReadState>,
-    ingest: web::Data<Ingest>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let id = req.match_info().get("id").unwrap_or("").to_string();
     change_recall(
         &state,
-        &ingest,
         &req,
         payload,
         |r: &CloseRecall| Ask::Close {

@@ -24,7 +24,7 @@ impl Lineage {
         self.names.push(s.to_string());
         self.ids.insert(s.to_string(), id);
         if let Some(c) = canonical {
-            if let Some(base) = super::parties::gln_base(&c) {
+            if let Some(base) = gs1::gln_of_canonical(&c) {
                 self.gln_bases.insert(id, base);
             }
             self.ids.insert(c, id);

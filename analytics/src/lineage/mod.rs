@@ -41,7 +41,7 @@
 //! - **Recalls** are ledger entries (kind `recall`: opened, widened, closed), named by
 //!   the id of the entry that opened them. The affected set (descendants, optionally
 //!   co-exposed lots and theirs) is computed by `analytics::recall` and recorded by
-//!   the write path (`RecallLedger`, implemented by `Ingest`: investigators and operators only); `Recalls` is derived
+//!   the write path (`api::port::WritePort`, implemented by `Ingest`: investigators and operators only); `Recalls` is derived
 //!   from the entries.
 //! - **FSMA 204** rows (`lineage/fsma204.rs`) map EPCIS events to Critical Tracking
 //!   Events with their Key Data Elements; **EPCIS queries** (`lineage/query.rs`)

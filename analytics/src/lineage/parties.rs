@@ -134,17 +134,6 @@ impl Lineage {
     }
 }
 
-/// The organisation-level GLN of a location or party identifier, given in
-/// canonical form (`gs1::canonical_id`), canonical again: an SGLN without its
-/// extension, a PGLN as the GLN of the same digits.
-pub(super) fn gln_base(canonical: &str) -> Option<String> {
-    let (stem, rest) = canonical
-        .split_once("/414/")
-        .or_else(|| canonical.split_once("/417/"))?;
-    let gln = rest.split('/').next()?;
-    Some(format!("{stem}/414/{gln}"))
-}
-
 #[cfg(test)]
 mod tests {
     use ledger::entry::{

@@ -37,7 +37,7 @@ impl Device {
                     .iter()
                     .map(|(from, k)| DeviceKey {
                         valid_from: time(*from),
-                        public_key: ledger::Digest(k.to_bytes()).to_hex(),
+                        public_key: ledger::Digest(*k).to_hex(),
                     })
                     .collect()
             })

@@ -23,6 +23,7 @@ impl Ingest {
         {
             return Err(ApiError::UnknownOrganisation(who.org.clone()));
         }
+        self.check_locations(who, &captured)?;
         let _guard = self.capture_lock.lock().await;
         let mut out = WriteResult::default();
         let mut new = Vec::new();
@@ -115,6 +116,30 @@ impl Ingest {
         }
         jobs.push_back((job, out.clone()));
         Ok(out)
+    }
+
+    /// Refuses a document with an event at a place the caller neither
+    /// owns nor was delegated (`IdentityState::may_record_at`): an
+    /// organisation speaks for its own sites only. Nothing of the document
+    /// is written then.
+    fn check_locations(
+        &self,
+        who: &Principal,
+        captured: &[crate::epcis::Captured],
+    ) -> Result<(), ApiError> {
+        let id = self.identity.read().expect("identity lock");
+        for c in captured {
+            let places = [
+                ("readPoint", &c.event.read_point),
+                ("bizLocation", &c.event.biz_location),
+            ];
+            for (field, place) in places {
+                if let Some(place) = place {
+                    id.may_record_at(&who.org, place, field)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A capture job by id, if it is still remembered.

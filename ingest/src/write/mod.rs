@@ -3,6 +3,7 @@
 //!
 //! By job: `batches.rs` (signed device batches), `capture.rs` (EPCIS
 //! capture and captured events read back), `devices.rs` (device changes),
+//! `locations.rs` (location delegations),
 //! `policy.rs` (lot releases and recall changes), `retry.rs` (answers for
 //! retries whose earlier attempt committed); this file holds the state,
 //! opening it, following the ledger, and the one commit path.
@@ -22,6 +23,7 @@ use shards::Node;
 use crate::derived::{Derived, EventLoc};
 use crate::identity::IdentityState;
 use api::answer::{WriteResult, Written};
+use api::frame::WriteFrame;
 use api::idempotency::Attempt;
 use api::problem::ApiError;
 use api::tokens::{Principal, Role, TokenStore};
@@ -29,6 +31,7 @@ use api::tokens::{Principal, Role, TokenStore};
 mod batches;
 mod capture;
 mod devices;
+mod locations;
 mod policy;
 mod retry;
 
@@ -64,10 +67,10 @@ impl Default for Limits {
 pub struct Ingest {
     pub(crate) node: Arc<Node>,
     pub(crate) identity: RwLock<IdentityState>,
-    pub(crate) tokens: Arc<TokenStore>,
+    /// Admission, tokens, body limit and idempotency: shared with every
+    /// edge that writes.
+    frame: Arc<WriteFrame>,
     pub(crate) limits: Limits,
-    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
-    pub(crate) idempotency: api::idempotency::IdempotencyStore,
     /// eventID -> where its events are (several: corrections by errorDeclaration).
     pub(crate) events: RwLock<HashMap<String, Vec<EventLoc>>>,
     /// Captures check and append under this lock, so one eventID cannot be
@@ -109,6 +112,12 @@ impl Ingest {
         self.limits.max_body_bytes
     }
 
+    /// The write frame (admission, tokens, body limit, idempotency) the
+    /// write API runs in; the node hands it to every edge that writes.
+    pub fn frame(&self) -> &Arc<WriteFrame> {
+        &self.frame
+    }
+
     pub fn open(node: Arc<Node>, limits: Limits) -> Result<Ingest, shards::ShardError> {
         let loaded = Derived::load(&node);
         let from_checkpoint = loaded.is_some();
@@ -132,10 +141,15 @@ impl Ingest {
         let (capture_journal, jobs) = api::journal::Journal::open(&jobs_path, MAX_CAPTURE_JOBS)
             .map_err(|e| shards::ShardError::io(&jobs_path, e))?;
         Ok(Ingest {
-            tokens: Arc::new(TokenStore::new(&dir, Arc::clone(node.clock()))),
-            idempotency: api::idempotency::IdempotencyStore::open(&dir)
+            frame: Arc::new(
+                WriteFrame::open(
+                    &dir,
+                    Arc::new(TokenStore::new(&dir, Arc::clone(node.clock()))),
+                    limits.max_in_flight,
+                    limits.max_body_bytes,
+                )
                 .map_err(|e| shards::ShardError::io(&dir.join("idempotency.jsonl"), e))?,
-            in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
+            ),
             identity: RwLock::new(identity),
             events: RwLock::new(events),
             derived: std::sync::Mutex::new(derived),
@@ -230,7 +244,7 @@ impl Ingest {
 
     /// The node's bearer tokens: every edge authenticates with them.
     pub fn tokens(&self) -> &Arc<TokenStore> {
-        &self.tokens
+        self.frame.tokens()
     }
 
     fn writer(&self, who: &Principal) -> Result<(), ApiError> {

@@ -1,4 +1,4 @@
-//! Policy changes made by people: releasing a quarantined lot, and recording a recall change (the one write the read side makes, `api::recall::RecallLedger`).
+//! Policy changes made by people: releasing a quarantined lot, and recording a recall change (what the read side asks of the write path, `api::port::WritePort`).
 
 use super::*;
 
@@ -74,8 +74,8 @@ impl Ingest {
     }
 }
 
-impl api::recall::RecallLedger for Ingest {
-    fn record<'a>(
+impl api::port::WritePort for Ingest {
+    fn record_recall<'a>(
         &'a self,
         who: &'a Principal,
         home: &'a str,
@@ -84,7 +84,7 @@ impl api::recall::RecallLedger for Ingest {
         Box::pin(self.record_recall(who, home, change))
     }
 
-    fn committed(
+    fn committed_recall(
         &self,
         at: &EntryRef,
         home: &str,
@@ -97,5 +97,29 @@ impl api::recall::RecallLedger for Ingest {
             )));
         };
         Ok((change.clone(), self.answer_committed(at, home, &entry)))
+    }
+
+    fn release_lot<'a>(
+        &'a self,
+        who: &'a Principal,
+        lot: &'a str,
+        reason: &'a str,
+        attempt: Attempt,
+    ) -> futures_util::future::BoxFuture<'a, Result<WriteResult, ApiError>> {
+        Box::pin(self.release_lot(who, lot, reason, attempt))
+    }
+
+    fn device(&self, id: &str) -> Option<api::port::DeviceRecord> {
+        self.device(id).map(|d| api::port::DeviceRecord {
+            org: d.org,
+            keys: d
+                .keys
+                .iter()
+                .map(|(from, k)| (*from, k.to_bytes()))
+                .collect(),
+            revoked_at_ms: d.revoked_at_ms,
+            suspended: d.suspended,
+            entries: d.entries,
+        })
     }
 }
