@@ -141,3 +141,286 @@ fn an_organisation_records_only_at_its_own_locations_or_where_it_was_delegated()
     capture(&server.base, &rival, "23", DOCK, DOCK).assert_problem(403, "location_not_yours");
     assert_eq!(capture(&server.base, &owner, "24", DOCK, DOCK).status, 202);
 }
+
+/// The packer whose clean lot the rival goes after.
+const CLEAN_CO: &str = "urn:epc:id:sgln:0614141.00003.0";
+const INVESTIGATOR_ORG: &str = "urn:epc:id:sgln:0614141.00099.0";
+const CONTAMINATED: &str = "urn:epc:class:lgtin:0614141.012345.DIRTY";
+const CLEAN: &str = "urn:epc:class:lgtin:0614141.012345.CLEAN";
+const MADE_1: &str = "urn:epc:class:lgtin:0614141.012345.MADE1";
+const MADE_2: &str = "urn:epc:class:lgtin:0614141.012345.MADE2";
+
+/// Three organisations and an investigator: the grower (`ORG`), a rival
+/// (`OTHER_ORG`, "Other Packer") and a packer (`CLEAN_CO`); their tokens.
+struct Rivals {
+    _dir: tempfile::TempDir,
+    server: Server,
+    grower: String,
+    rival: String,
+    clean: String,
+    investigator: String,
+    seq: std::cell::Cell<u32>,
+}
+
+impl Rivals {
+    fn start() -> Rivals {
+        let dir = tempfile::tempdir().unwrap();
+        let (grower, _) = provision(dir.path());
+        let d = dir.path().to_str().unwrap();
+        for (gln, name, role) in [
+            (CLEAN_CO, "Clean Greens", "packer"),
+            (INVESTIGATOR_ORG, "Food Safety Office", "investigator"),
+        ] {
+            coldtrail(&[
+                "org",
+                "add",
+                "--data-dir",
+                d,
+                "--gln",
+                gln,
+                "--name",
+                name,
+                "--role",
+                role,
+            ]);
+        }
+        let rival = token(dir.path(), OTHER_ORG, "partner");
+        let clean = token(dir.path(), CLEAN_CO, "partner");
+        let investigator = token(dir.path(), INVESTIGATOR_ORG, "investigator");
+        let server = Server::start(dir.path());
+        Rivals {
+            _dir: dir,
+            server,
+            grower,
+            rival,
+            clean,
+            investigator,
+            seq: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Captures one event (`body` fields over the defaults: at `site`, on
+    /// 2026-11-20 at `hour`); answers the reply.
+    fn capture(&self, token: &str, site: &str, hour: u32, body: Value) -> Reply {
+        self.seq.set(self.seq.get() + 1);
+        let mut e = json!({
+            "eventID": format!("urn:uuid:00000000-0000-4000-8000-{:012}", 900 + self.seq.get()),
+            "eventTime": format!("2026-11-20T{hour:02}:00:00.000Z"),
+            "eventTimeZoneOffset": "+00:00",
+            "readPoint": {"id": site},
+            "bizLocation": {"id": site},
+        });
+        for (k, v) in body.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        let doc = json!({
+            "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
+            "type": "EPCISDocument",
+            "schemaVersion": "2.0",
+            "creationDate": "2026-11-20T08:00:00.000Z",
+            "epcisBody": {"eventList": [e]}
+        });
+        let r = post(
+            &self.server.base,
+            "/capture",
+            Some(token),
+            "application/ld+json",
+            doc.to_string().as_bytes(),
+            None,
+        );
+        assert_eq!(r.status, 202, "{}", r.body);
+        r
+    }
+
+    fn commission(&self, token: &str, site: &str, lot: &str, hour: u32) {
+        self.capture(token, site, hour, json!({"type": "ObjectEvent", "action": "ADD",
+            "bizStep": "commissioning", "quantityList": [{"epcClass": lot, "quantity": 10.0, "uom": "KGM"}]}));
+    }
+
+    fn transform(&self, token: &str, site: &str, inputs: &[&str], outputs: &[&str], hour: u32) {
+        let list = |lots: &[&str]| -> Vec<Value> {
+            lots.iter()
+                .map(|l| json!({"epcClass": l, "quantity": 5.0, "uom": "KGM"}))
+                .collect()
+        };
+        self.capture(
+            token,
+            site,
+            hour,
+            json!({"type": "TransformationEvent", "bizStep": "commissioning",
+            "inputQuantityList": list(inputs), "outputQuantityList": list(outputs)}),
+        );
+    }
+
+    fn gql(&self, token: &str, query: &str, lot: &str) -> Value {
+        let r = post(
+            &self.server.base,
+            "/graphql",
+            Some(token),
+            "application/json",
+            json!({"query": query, "variables": {"lot": lot}})
+                .to_string()
+                .as_bytes(),
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    }
+
+    /// The lot's GraphQL refusal code for `token`, or `None` when answered.
+    fn lot_refusal(&self, token: &str, lot: &str) -> Option<String> {
+        let v = self.gql(
+            token,
+            "query($lot: String!) { lot(epc: $lot) { id origin { name } } }",
+            lot,
+        );
+        v["errors"][0]["extensions"]["code"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    fn holder(&self, lot: &str) -> Value {
+        let v = self.gql(
+            &self.investigator,
+            "query($lot: String!) { lot(epc: $lot) { holder { id } } }",
+            lot,
+        );
+        v["data"]["lot"]["holder"]["id"].clone()
+    }
+
+    /// The events naming `lot` an investigator finds (GraphQL `events`),
+    /// oldest first: type, recorder and standing of each.
+    fn events_naming(&self, lot: &str) -> Vec<Value> {
+        let v = self.gql(
+            &self.investigator,
+            "query($lot: String!) { events(filter: {epc: $lot}, first: 100) { edges { node {
+                eventType standing recordedBy { id } } } } }",
+            lot,
+        );
+        v["data"]["events"]["edges"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|e| e["node"].clone())
+            .collect()
+    }
+
+    fn forward_trace(&self, lot: &str) -> String {
+        let r = get_auth(
+            &self.server.base,
+            &format!(
+                "/v1/trace?lot={}&direction=forward",
+                api::params::percent_encode(lot)
+            ),
+            &self.investigator,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    fn page(&self, lot: &str) -> String {
+        let link = gs1::canonical_id(lot).unwrap();
+        let path = link.strip_prefix("https://id.gs1.org").unwrap();
+        let r = get(&self.server.base, path);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+}
+
+fn standing(e: &Value) -> &str {
+    e["standing"].as_str().unwrap()
+}
+
+#[test]
+fn naming_a_competitors_lot_grants_no_read_access() {
+    let w = Rivals::start();
+    w.commission(&w.grower, ORG, CONTAMINATED, 6);
+    assert_eq!(
+        w.lot_refusal(&w.rival, CONTAMINATED).as_deref(),
+        Some("forbidden")
+    );
+    // The rival observes the lot at its own site (an inspection), then
+    // claims to receive it: neither makes it a holder.
+    w.capture(&w.rival, OTHER_ORG, 7, json!({"type": "ObjectEvent", "action": "OBSERVE",
+        "bizStep": "inspecting", "quantityList": [{"epcClass": CONTAMINATED, "quantity": 1.0, "uom": "KGM"}]}));
+    w.capture(&w.rival, OTHER_ORG, 8, json!({"type": "ObjectEvent", "action": "OBSERVE",
+        "bizStep": "receiving", "quantityList": [{"epcClass": CONTAMINATED, "quantity": 1.0, "uom": "KGM"}]}));
+    assert_eq!(
+        w.lot_refusal(&w.rival, CONTAMINATED).as_deref(),
+        Some("forbidden"),
+        "naming a lot is not holding it"
+    );
+    assert_eq!(w.lot_refusal(&w.grower, CONTAMINATED), None);
+    // Investigators see both claims, labelled; the lot's holder is unchanged.
+    let events = w.events_naming(CONTAMINATED);
+    let labels: Vec<&str> = events.iter().map(standing).collect();
+    assert_eq!(labels, ["COUNTED", "OBSERVATION", "PENDING"], "{events:?}");
+    assert_eq!(w.holder(CONTAMINATED), json!(ORG));
+}
+
+#[test]
+fn a_rivals_transformation_rewrites_no_trace_holder_page_or_grant() {
+    let w = Rivals::start();
+    w.commission(&w.grower, ORG, CONTAMINATED, 6);
+    w.commission(&w.clean, CLEAN_CO, CLEAN, 6);
+    w.transform(&w.clean, CLEAN_CO, &[CLEAN], &[MADE_1, MADE_2], 9);
+    // The rival claims the clean lot was made from the contaminated one,
+    // at its own site, days before (so it is shown as disputed).
+    w.capture(
+        &w.rival,
+        OTHER_ORG,
+        1,
+        json!({"type": "TransformationEvent", "bizStep": "commissioning",
+        "eventTime": "2026-11-10T01:00:00.000Z",
+        "inputQuantityList": [{"epcClass": CONTAMINATED, "quantity": 1.0, "uom": "KGM"}],
+        "outputQuantityList": [{"epcClass": CLEAN, "quantity": 1.0, "uom": "KGM"}]}),
+    );
+    let trace = w.forward_trace(CONTAMINATED);
+    for lot in [CLEAN, MADE_1, MADE_2] {
+        assert!(!trace.contains(lot), "the trace lists {lot}: {trace}");
+    }
+    assert_eq!(w.holder(CLEAN), json!(CLEAN_CO));
+    let page = w.page(CLEAN);
+    assert!(page.contains("Clean Greens"), "{page}");
+    assert!(
+        !page.contains("Other Packer"),
+        "the page names the rival: {page}"
+    );
+    assert_eq!(w.lot_refusal(&w.rival, CLEAN).as_deref(), Some("forbidden"));
+    // Investigators see the claim, disputed; the rival sees its own event.
+    let claims: Vec<Value> = w
+        .events_naming(CLEAN)
+        .into_iter()
+        .filter(|e| e["recordedBy"]["id"] == OTHER_ORG)
+        .collect();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0]["eventType"], "TransformationEvent");
+    assert_eq!(standing(&claims[0]), "DISPUTED");
+}
+
+#[test]
+fn a_receipt_captured_before_its_shipment_counts_once_the_shipment_arrives() {
+    let w = Rivals::start();
+    w.commission(&w.grower, ORG, CLEAN, 6);
+    // The packer's receipt arrives first: pending, no grant, no holder.
+    w.capture(&w.clean, CLEAN_CO, 12, json!({"type": "ObjectEvent", "action": "OBSERVE",
+        "bizStep": "receiving", "quantityList": [{"epcClass": CLEAN, "quantity": 10.0, "uom": "KGM"}]}));
+    w.transform(&w.clean, CLEAN_CO, &[CLEAN], &[MADE_1], 13);
+    assert_eq!(w.lot_refusal(&w.clean, CLEAN).as_deref(), Some("forbidden"));
+    assert_eq!(w.holder(CLEAN), json!(ORG));
+    assert!(!w.forward_trace(CLEAN).contains(MADE_1));
+    // The grower's shipment names the packer: the receipt and the
+    // transformation after it count now.
+    w.capture(&w.grower, ORG, 8, json!({"type": "ObjectEvent", "action": "OBSERVE",
+        "bizStep": "shipping", "quantityList": [{"epcClass": CLEAN, "quantity": 10.0, "uom": "KGM"}],
+        "destinationList": [{"type": "owning_party", "destination": "urn:epc:id:pgln:0614141.00003"}]}));
+    assert_eq!(w.lot_refusal(&w.clean, CLEAN), None);
+    assert!(w.forward_trace(CLEAN).contains(MADE_1));
+    assert_eq!(w.holder(CLEAN), json!(CLEAN_CO));
+    assert!(w
+        .events_naming(CLEAN)
+        .iter()
+        .all(|e| standing(e) == "COUNTED"));
+    // The rival, never named, still reads nothing of it.
+    assert_eq!(w.lot_refusal(&w.rival, CLEAN).as_deref(), Some("forbidden"));
+}

@@ -703,3 +703,87 @@ fn the_served_schema_is_the_checked_in_sdl() {
         "run `coldtrail graphql-schema > graphql/schema.graphql` and review the change"
     );
 }
+
+/// A socket's refusal code: an `error` message's, or a `next` whose
+/// payload carries errors.
+fn socket_refusal(m: &Value) -> Option<String> {
+    let errors = match m["type"].as_str() {
+        Some("error") => &m["payload"],
+        Some("next") => &m["payload"]["errors"],
+        _ => return None,
+    };
+    errors[0]["extensions"]["code"].as_str().map(str::to_string)
+}
+
+#[test]
+fn a_revoked_token_ends_what_its_websocket_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let world = world();
+    let doomed = support::token(dir.path(), support::ORG, "investigator");
+    let other = support::token(dir.path(), support::ORG, "investigator");
+    let server = Server::start(dir.path());
+    let mut ws = Ws::connect(&server.base, &doomed);
+    ws.send(json!({"id": "s", "type": "subscribe", "payload": {"query":
+        "subscription { recallChanges { change recallId } }"}}));
+    ws.send(json!({"id": "q1", "type": "subscribe", "payload": {"query": "{ recalls { totalCount } }"}}));
+    let answered = loop {
+        let m = ws.next();
+        if m["id"] == "q1" && m["type"] == "next" {
+            break m;
+        }
+    };
+    assert!(socket_refusal(&answered).is_none(), "{answered}");
+
+    let hash = ledger::Domain::Token.hash(doomed.as_bytes()).to_hex();
+    support::coldtrail(&[
+        "token",
+        "revoke",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--hash",
+        &hash[..16],
+    ]);
+    // A new operation on the open socket is refused.
+    ws.send(json!({"id": "q2", "type": "subscribe", "payload": {"query": "{ recalls { totalCount } }"}}));
+    let refused = loop {
+        let m = ws.next();
+        if m["id"] == "q2" && m["type"] != "complete" {
+            break m;
+        }
+    };
+    assert_eq!(
+        socket_refusal(&refused).as_deref(),
+        Some("bad_token"),
+        "{refused}"
+    );
+    // The running subscription sends no more notices: the next one it
+    // would have sent (a recall another investigator opens) is its refusal.
+    data(&gql(
+        &server.base,
+        Some(&other),
+        "mutation($lot: String!) { openRecall(lot: $lot, reason: \"supplier notice\") { recall { id } } }",
+        json!({ "lot": world.lots[1].id }),
+    ));
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.0.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    }
+    let ended = loop {
+        let m = ws.next();
+        if m["id"] == "s" {
+            break m;
+        }
+    };
+    assert_eq!(
+        socket_refusal(&ended).as_deref(),
+        Some("bad_token"),
+        "{ended}"
+    );
+    assert!(ended["payload"]["data"].is_null(), "{ended}");
+    let last = ws.next();
+    assert_eq!(
+        (last["id"].as_str(), last["type"].as_str()),
+        (Some("s"), Some("complete")),
+        "{last}"
+    );
+}

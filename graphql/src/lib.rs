@@ -41,10 +41,14 @@ use actix_web::web::{self, ServiceConfig};
 use actix_web::{guard, HttpRequest, HttpResponse, Responder};
 use api::ApiError;
 use async_graphql::dataloader::DataLoader;
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextSubscribe,
+    NextValidation,
+};
 use async_graphql::{Context, Data, Schema, ServerError, ValidationResult};
 use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
 use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
 use readstate::ReadState;
 
 mod context;
@@ -96,6 +100,7 @@ impl Default for Limits {
 pub fn schema(serving: Option<(Arc<ReadState>, Notices)>, limits: Limits) -> CtSchema {
     let mut b = Schema::build(Query, Mutation, Subscription)
         .extension(Refusals(limits))
+        .extension(Revalidate)
         .data(PageLimits {
             max_page: limits.max_page,
             default_page: limits.default_page,
@@ -147,6 +152,80 @@ impl Extension for Refusals {
             })]);
         }
         Ok(r)
+    }
+}
+
+/// The `Authorization` a WebSocket connection was opened with: every
+/// operation on the socket, and every notice a subscription sends, checks it
+/// again, so revoking the token ends what it opened.
+struct SocketToken(String);
+
+impl SocketToken {
+    /// Whether the socket's token still stands (from the schema's read state).
+    fn check(&self, tokens: &api::TokenStore) -> Result<(), ApiError> {
+        tokens.authenticate_header(Some(&self.0)).map(|_| ())
+    }
+}
+
+/// The socket's token and the node's tokens, when `ctx` is a socket's.
+fn socket(ctx: &ExtensionContext<'_>) -> Option<(Arc<api::TokenStore>, String)> {
+    let token = ctx.data_opt::<SocketToken>()?;
+    let state = ctx.data_opt::<Arc<ReadState>>()?;
+    Some((Arc::clone(&state.tokens), token.0.clone()))
+}
+
+/// Re-checks a WebSocket's token on every operation and every notice.
+struct Revalidate;
+
+impl ExtensionFactory for Revalidate {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Revalidate)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for Revalidate {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: async_graphql::Request,
+        next: NextPrepareRequest<'_>,
+    ) -> async_graphql::ServerResult<async_graphql::Request> {
+        if let Some((tokens, token)) = socket(ctx) {
+            SocketToken(token).check(&tokens).map_err(server_error)?;
+        }
+        next.run(ctx, request).await
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, async_graphql::Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, async_graphql::Response> {
+        use futures_util::StreamExt;
+        let stream = next.run(ctx, stream);
+        let Some((tokens, token)) = socket(ctx) else {
+            return stream;
+        };
+        let token = SocketToken(token);
+        // Each answer goes out only while the token stands; a revoked token
+        // gets its refusal instead, and the subscription ends.
+        futures_util::stream::unfold(
+            (stream, Some((tokens, token))),
+            |(mut stream, check)| async move {
+                let (tokens, token) = check?;
+                let answer = stream.next().await?;
+                match token.check(&tokens) {
+                    Ok(()) => Some((answer, (stream, Some((tokens, token))))),
+                    Err(e) => Some((
+                        async_graphql::Response::from_errors(vec![server_error(e)]),
+                        (stream, None),
+                    )),
+                }
+            },
+        )
+        .boxed()
     }
 }
 
@@ -432,6 +511,7 @@ async fn subscribe(
             let cost = Arc::new(Cost::default());
             let mut data = Data::default();
             data.insert(Caller(who));
+            data.insert(SocketToken(token.unwrap_or_default()));
             data.insert(DataLoader::new(
                 Graph {
                     state,

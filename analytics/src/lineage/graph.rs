@@ -27,6 +27,9 @@ impl Lineage {
             if let Some(base) = gs1::gln_of_canonical(&c) {
                 self.gln_bases.insert(id, base);
             }
+            if super::custody::is_container(&c) {
+                self.containers.insert(id);
+            }
             self.ids.insert(c, id);
         }
         self.mentions.push(Vec::new());
@@ -98,7 +101,8 @@ impl Lineage {
             .is_some_and(|&i| !self.mentions[i as usize].is_empty())
     }
 
-    /// Takes a committed custody event into the graph. Feed each event once.
+    /// Takes a committed custody event into the graph; custody decides
+    /// whether it counts (`custody`). Feed each event once.
     pub fn apply(&mut self, at: &EntryRef, e: &CustodyEvent) {
         let n = self.events.len() as u32;
         let subjects: Vec<Mention> = e
@@ -113,13 +117,6 @@ impl Lineage {
                     .map(|q| (q.milli, q.uom.as_deref().map(|u| self.intern(u)))),
             })
             .collect();
-        let mut seen: Vec<u32> = Vec::with_capacity(subjects.len());
-        for m in &subjects {
-            if !seen.contains(&m.id) {
-                seen.push(m.id);
-                self.mentions[m.id as usize].push(n);
-            }
-        }
         let doc: serde_json::Value = serde_json::from_slice(&e.document).unwrap_or_default();
         let mut ids = |list: &str, field: &str| -> Vec<u32> {
             crate::tables::party_list(&doc, list, field)
@@ -143,6 +140,8 @@ impl Lineage {
                     .collect()
             })
             .unwrap_or_default();
+        let recorded_by = self.intern(&e.recorded_by);
+        let actor = self.party(recorded_by);
         let rec = EventRec {
             n,
             sources,
@@ -163,18 +162,13 @@ impl Lineage {
             read_point: e.read_point.as_deref().map(|s| self.intern(s)),
             biz_location: e.biz_location.as_deref().map(|s| self.intern(s)),
             declares_error: doc.get("errorDeclaration").is_some(),
-            recorded_by: self.intern(&e.recorded_by),
+            recorded_by,
+            actor,
+            standing: Standing::Pending,
             subjects,
         };
-        if let Some(l) = rec.location {
-            self.at_location.entry(l).or_default().push(n);
-        }
         self.events.push(rec);
-        let evidence = Evidence {
-            shard: at.shard,
-            index: at.index,
-            id: at.id.0,
-        };
-        self.watches.apply(e, &evidence);
+        // Indexed (by subject, by location, its watches) once it counts.
+        self.settle(n, e);
     }
 }

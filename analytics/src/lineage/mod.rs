@@ -13,7 +13,8 @@
 //! children than `max_fanout` keeps the first ones, and the whole walk stops
 //! at `max_lots` lots; each cut is reported in the answer.
 //!
-//! By job: `graph.rs` (interning and folding entries in), `views.rs` (events
+//! By job: `graph.rs` (interning and folding entries in), `custody.rs`
+//! (which events count: custody and location ownership), `views.rs` (events
 //! and lots as readers see them, search documents), `trace.rs`,
 //! `coexposure.rs`, `build.rs` (from checkpoint and logs, and following the
 //! feed); `lots.rs` (a lot's view), `recalls.rs` (recalls as recorded),
@@ -62,6 +63,7 @@ use std::collections::HashMap;
 mod build;
 pub mod checkpoint;
 mod coexposure;
+pub mod custody;
 pub mod fsma204;
 mod graph;
 mod lots;
@@ -73,6 +75,7 @@ mod views;
 
 pub use build::*;
 pub use coexposure::*;
+pub use custody::{Standing, PENDING_FOR_MS};
 pub use lots::{lot_number, LotView, VerdictView, Watcher};
 pub use trace::*;
 pub use views::*;
@@ -80,7 +83,6 @@ pub use views::*;
 use ledger::entry::{Action, CustodyEvent, EntryRef, EventKind, SubjectRole};
 use serde::Serialize;
 
-use crate::rules::Evidence;
 use crate::watches::{WatchKind, Watches};
 
 /// Where an answer's facts come from: a ledger entry.
@@ -145,6 +147,10 @@ struct EventRec {
     /// The event declares an error in an earlier one (`errorDeclaration`).
     declares_error: bool,
     recorded_by: u32,
+    /// The recorder as a party (its GLN): whose custody the event rests on.
+    actor: u32,
+    /// Whether it counts (`custody`).
+    standing: Standing,
     subjects: Vec<Mention>,
     /// `sourceList` / `destinationList` ids, and `bizTransactionList` as
     /// (type, id): the reference documents.
@@ -179,6 +185,18 @@ pub struct Lineage {
     /// Every verdict entry, and by subject the verdicts about it.
     verdicts: Vec<lots::VerdictRec>,
     verdicts_of: HashMap<u32, Vec<u32>>,
+    /// Logistic units and assets (SSCC, GRAI, GIAI, GSRN): custody does not
+    /// follow them, only the trade items in them.
+    containers: std::collections::HashSet<u32>,
+    /// By lot: the parties that held it, each from when (`custody`).
+    holders: HashMap<u32, Vec<(u32, i64)>>,
+    /// By identifier: the events naming it that do not count (yet); an
+    /// event counted since may linger here (readers skip those).
+    waiting: HashMap<u32, Vec<u32>>,
+    /// Events that do not count yet, as captured: counting them needs it.
+    deferred: HashMap<u32, CustodyEvent>,
+    /// The time of the newest counted event (what pending events age by).
+    newest_ms: i64,
 }
 
 fn role_is(m: &Mention, role: SubjectRole) -> bool {
@@ -351,6 +369,7 @@ mod tests {
     #[test]
     fn a_lot_that_becomes_its_own_ancestor_is_reported_and_the_walk_ends() {
         let mut w = World::new();
+        w.commission("A", 0);
         w.transform(&["A"], &["B"], 1);
         w.transform(&["B"], &["C"], 2);
         w.transform(&["C"], &["A"], 3); // wrong data
@@ -370,6 +389,7 @@ mod tests {
         let mut w = World::new();
         let outs: Vec<String> = (0..50).map(|i| format!("out{i:02}")).collect();
         let outs_ref: Vec<&str> = outs.iter().map(String::as_str).collect();
+        w.commission("X", 0);
         w.transform(&["X"], &outs_ref, 1);
         let limits = Limits {
             max_lots: 1000,
@@ -387,6 +407,7 @@ mod tests {
         );
         let mut w = World::new();
         let chain: Vec<String> = (0..100).map(|i| format!("c{i:03}")).collect();
+        w.commission("c000", 0);
         for pair in chain.windows(2) {
             w.transform(&[&pair[0]], &[&pair[1]], 1);
         }
@@ -405,6 +426,9 @@ mod tests {
         let add = Some(Action::Add);
         let del = Some(Action::Delete);
         let agg = EventKind::Aggregation;
+        for lot in ["A", "B", "C", "late"] {
+            w.commission(lot, 0);
+        }
         w.event(
             agg,
             add,
@@ -464,13 +488,18 @@ mod tests {
     #[test]
     fn co_exposure_finds_lots_at_the_same_place_at_the_same_time() {
         let mut w = World::new();
+        // One organisation's sites; each lot made at its own farm.
         let mut at = |lot: &str, loc: &str, step: &str, t: i64| {
             w.next += 1;
             let e = CustodyEvent {
-                recorded_by: loc.into(),
+                recorded_by: "urn:epc:id:sgln:0614141.00001.0".into(),
                 event_id: format!("urn:uuid:{}", w.next),
                 kind: EventKind::Object,
-                action: Some(Action::Observe),
+                action: Some(if step == "commissioning" {
+                    Action::Add
+                } else {
+                    Action::Observe
+                }),
                 event_time_ms: t,
                 tz_offset_min: 0,
                 biz_step: Some(step.into()),
@@ -497,6 +526,9 @@ mod tests {
             "urn:epc:class:lgtin:0614141.010001.B",
             "urn:epc:class:lgtin:0614141.010001.C",
         );
+        for (lot, farm) in [(a, "FARM-A"), (b, "FARM-B"), (c, "FARM-C")] {
+            at(lot, farm, "commissioning", 1);
+        }
         at(a, "DC", "receiving", 10);
         at(a, "DC", "shipping", 50);
         at(b, "DC", "receiving", 40);

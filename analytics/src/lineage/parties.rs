@@ -6,8 +6,11 @@
 //! - An event concerns the organisation that recorded it, the owners of its
 //!   read point and business location, and the parties its source and
 //!   destination lists name (one step up and one step down the chain).
-//! - A lot (or any identifier events name) concerns every organisation some
-//!   event naming it concerns.
+//! - A lot concerns every organisation that held it (`custody`: it created
+//!   it, received it, or was named the destination of a counted hand-off):
+//!   naming a lot in an event grants nothing. Anything else events name (a
+//!   container) concerns every organisation some counted event naming it
+//!   concerns.
 //! - A device's readings over a time concern its owner and every organisation
 //!   concerned with what it watched then (directly or inside a container).
 //!
@@ -84,10 +87,18 @@ impl Lineage {
             .is_some_and(|e| self.rec_concerns(e, o))
     }
 
-    /// Whether some event naming `subject` (a lot, a container, any
-    /// identifier) concerns `org`.
+    /// Whether `subject` concerns `org`: a lot, when `org` holds or held it
+    /// (custody, not mere naming: `custody`); anything else custody does not
+    /// follow (a container, a logger), when some counted event naming it
+    /// concerns `org`.
     pub fn subject_concerns(&self, subject: &str, org: &str) -> bool {
-        let (Some(&s), Some(&o)) = (self.id_of(subject), self.id_of(org)) else {
+        let Some(&s) = self.id_of(subject) else {
+            return false;
+        };
+        if self.holders.contains_key(&s) {
+            return self.party_of(org).is_some_and(|p| self.ever_held(p, s));
+        }
+        let Some(&o) = self.id_of(org) else {
             return false;
         };
         self.mentions[s as usize]
@@ -186,7 +197,8 @@ mod tests {
     }
 
     /// A grows the lot at one of its sites and ships it to B's party GLN; B
-    /// puts its logger on it; D receives it. C only handles another lot.
+    /// puts its logger on it and ships it on to D, whose receipt is captured
+    /// first. C only handles another lot.
     fn world() -> (Lineage, Vec<Entry>) {
         let org = |org: &str, role| {
             Entry::Identity(IdentityChange::OrgRegistered {
@@ -247,6 +259,16 @@ mod tests {
                 C,
                 &[(SubjectRole::Object, OTHER_LOT)],
                 serde_json::json!({}),
+            ),
+            // B hands the lot on to D: captured after D's receipt, which
+            // counts from then on.
+            event(
+                B,
+                T + 4 * HOUR,
+                EventKind::Object,
+                B,
+                &obj,
+                serde_json::json!({"destinationList": [{"type": "owning_party", "destination": "urn:epc:id:pgln:0614141.00004"}]}),
             ),
         ];
         let mut g = Lineage::new();

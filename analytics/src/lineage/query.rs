@@ -490,7 +490,11 @@ impl Lineage {
             .map(|(_, ps)| {
                 ps.iter()
                     .filter_map(|p| self.id_of(p.as_str()))
-                    .flat_map(|&id| self.mentions[id as usize].iter().copied())
+                    .flat_map(|&id| {
+                        // Counted events, and those that do not count (yet).
+                        let waiting = self.waiting.get(&id).map_or(&[][..], Vec::as_slice);
+                        self.mentions[id as usize].iter().chain(waiting).copied()
+                    })
                     .collect()
             });
         let key = |e: &EventRec| Cursor {

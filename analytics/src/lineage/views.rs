@@ -16,6 +16,9 @@ pub struct EventView {
     pub location: Option<String>,
     /// The organisation that captured it.
     pub recorded_by: String,
+    /// Whether it counts: `counted`, or (shown to investigators and its
+    /// recorder) `observation`, `pending`, `disputed`.
+    pub standing: Standing,
     /// The event's place in the graph (whom it concerns is asked by it).
     #[serde(skip)]
     pub(crate) event: u32,
@@ -138,6 +141,7 @@ impl Lineage {
             time_ms: e.time_ms,
             location: opt(e.location),
             recorded_by: self.name(e.recorded_by).to_string(),
+            standing: self.standing(e),
             event: e.n,
         }
     }

@@ -20,6 +20,34 @@ impl From<&analytics::lineage::QuantityView> for Quantity {
     }
 }
 
+/// Whether an event counts: its organisation held what it acts on (see
+/// ARCHITECTURE.md, "Who may say what").
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum EventStanding {
+    /// It counts: traces, holders, pages and read grants follow it.
+    Counted,
+    /// A third party's observation of a lot it does not hold: labelled, it
+    /// moves nothing.
+    Observation,
+    /// Not consistent with custody yet (a receipt before its shipment):
+    /// it counts once the hand-off that makes it consistent arrives.
+    Pending,
+    /// Pending for over a week of the ledger's events: changes nothing.
+    Disputed,
+}
+
+impl From<analytics::lineage::Standing> for EventStanding {
+    fn from(s: analytics::lineage::Standing) -> EventStanding {
+        use analytics::lineage::Standing as S;
+        match s {
+            S::Counted => EventStanding::Counted,
+            S::Observation => EventStanding::Observation,
+            S::Pending => EventStanding::Pending,
+            S::Disputed => EventStanding::Disputed,
+        }
+    }
+}
+
 /// An EPCIS event as the ledger records it.
 #[derive(Clone)]
 pub struct Event(pub EventView);
@@ -29,6 +57,11 @@ impl Event {
     /// The EPCIS eventID.
     pub(super) async fn event_id(&self) -> &str {
         &self.0.event_id
+    }
+    /// Whether it counts (custody); events that do not are shown to their
+    /// recorder and to investigators only where they are listed.
+    pub(super) async fn standing(&self) -> EventStanding {
+        self.0.standing.into()
     }
     /// ObjectEvent, AggregationEvent, TransformationEvent, AssociationEvent, TransactionEvent.
     pub(super) async fn event_type(&self) -> &str {
