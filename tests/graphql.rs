@@ -335,12 +335,9 @@ fn each_caller_sees_what_its_role_allows() {
             "lot",
             "trace",
             "coExposure",
-            "recall",
             "recalls",
             "device",
             "readings",
-            "organization",
-            "location",
             "search",
         ];
         if refused.contains(field) {
@@ -786,4 +783,195 @@ fn a_revoked_token_ends_what_its_websocket_opened() {
         (Some("s"), Some("complete")),
         "{last}"
     );
+}
+
+/// The schema's object types as introspection gives them: by type, each
+/// field's name, its required arguments (name, type name) and the named
+/// type it returns.
+type Fields = Vec<(String, Vec<(String, String)>, String)>;
+
+fn introspect(base: &str, token: &str) -> std::collections::BTreeMap<String, Fields> {
+    // Wrapping types (non-null, list) nest up to three deep here.
+    const REF: &str = "name kind ofType { name kind ofType { name kind ofType { name kind } } }";
+    let q = format!(
+        "{{ __schema {{ types {{ name kind fields {{ name args {{ name defaultValue type {{ {REF} }} }} type {{ {REF} }} }} }} }} }}"
+    );
+    let v = data(&gql(base, Some(token), &q, json!({})));
+    let named = |t: &Value| -> (String, bool) {
+        let required = t["kind"] == "NON_NULL";
+        let mut t = t;
+        while t["name"].is_null() {
+            t = &t["ofType"];
+        }
+        (t["name"].as_str().unwrap().to_string(), required)
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for t in v["__schema"]["types"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        if t["kind"] != "OBJECT" || name.starts_with("__") {
+            continue;
+        }
+        let fields = t["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let args = f["args"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|a| {
+                        let (ty, non_null) = named(&a["type"]);
+                        let required = non_null && a["defaultValue"].is_null();
+                        required.then(|| (a["name"].as_str().unwrap().to_string(), ty))
+                    })
+                    .collect();
+                (
+                    f["name"].as_str().unwrap().to_string(),
+                    args,
+                    named(&f["type"]).0,
+                )
+            })
+            .collect();
+        out.insert(name.to_string(), fields);
+    }
+    out
+}
+
+/// A selection of every field of `ty` (objects followed `depth` more levels,
+/// never into a type already on the path), each object with its
+/// `__typename`. A required argument not in the table fails the test by
+/// name: a new field cannot skip the check.
+fn select_all(
+    types: &std::collections::BTreeMap<String, Fields>,
+    ty: &str,
+    depth: usize,
+    path: &mut Vec<String>,
+    only: Option<&str>,
+) -> String {
+    let arg = |name: &str, ty: &str| -> String {
+        let value = match (name, ty) {
+            ("from", "DateTime") => "\"2026-10-01T00:00:00Z\"",
+            ("to", "DateTime") => "\"2027-01-01T00:00:00Z\"",
+            ("bucketMinutes", "Int") => "1440",
+            _ => panic!("argument {name}: {ty} has no value in this test's table; add one"),
+        };
+        format!("{name}: {value}")
+    };
+    let mut parts = vec!["__typename".to_string()];
+    path.push(ty.to_string());
+    for (name, args, returns) in &types[ty] {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let args = if args.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "({})",
+                args.iter()
+                    .map(|(n, t)| arg(n, t))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        match types.get(returns) {
+            None => parts.push(format!("{name}{args}")),
+            Some(_) if depth == 0 || path.contains(returns) => {}
+            Some(_) => {
+                let inner = select_all(types, returns, depth - 1, path, None);
+                parts.push(format!("{name}{args} {{ {inner} }}"));
+            }
+        }
+    }
+    path.pop();
+    parts.join(" ")
+}
+
+/// Every object in `v` with a `__typename` and an `id`.
+fn objects_with_ids(v: &Value, out: &mut std::collections::BTreeSet<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            if let (Some(Value::String(t)), Some(Value::String(id))) =
+                (m.get("__typename"), m.get("id"))
+            {
+                out.insert((t.clone(), id.clone()));
+            }
+            m.values().for_each(|x| objects_with_ids(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| objects_with_ids(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn nested_fields_show_a_partner_nothing_the_top_level_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let world = world();
+    // The distribution centre, and a salad lot: it held every finished lot.
+    let dc = &world.orgs[7];
+    let partner = support::token(dir.path(), &dc.id, "partner");
+    let lot = world
+        .lots
+        .iter()
+        .find(|l| l.product == 2)
+        .expect("the tiny world makes salad")
+        .id
+        .clone();
+    let server = Server::start(dir.path());
+    let types = introspect(&server.base, &partner);
+    // What a partner may fetch at the top level, by type.
+    let top: &[(&str, &str)] = &[
+        ("Lot", "lot(epc: $id) { __typename }"),
+        ("Device", "device(id: $id) { __typename }"),
+        ("Organization", "organization(id: $id) { __typename }"),
+        ("Location", "location(id: $id) { __typename }"),
+        ("Recall", "recall(id: $id) { __typename }"),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    let fields: Vec<String> = types["Lot"].iter().map(|f| f.0.clone()).collect();
+    for field in &fields {
+        // One query per field of Lot, five object levels under it: within
+        // the node's depth and complexity limits.
+        let inner = select_all(&types, "Lot", 5, &mut Vec::new(), Some(field));
+        let r = gql(
+            &server.base,
+            Some(&partner),
+            &format!("query($lot: String!) {{ lot(epc: $lot) {{ {inner} }} }}"),
+            json!({ "lot": lot }),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        // A refusal inside (a partner asking for a trace) is an answer too.
+        for e in v["errors"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let code = e["extensions"]["code"].as_str();
+            assert_eq!(code, Some("forbidden"), "lot.{field}: {e}");
+        }
+        objects_with_ids(&v["data"], &mut seen);
+    }
+    assert!(
+        seen.iter().any(|(t, _)| t == "Device") && seen.iter().any(|(t, _)| t == "Organization"),
+        "the lot's loggers and organisations were reached: {seen:?}"
+    );
+    for (ty, id) in &seen {
+        let Some((_, q)) = top.iter().find(|(t, _)| t == ty) else {
+            continue;
+        };
+        let v = gql(
+            &server.base,
+            Some(&partner),
+            &format!("query($id: String!) {{ {q} }}"),
+            json!({ "id": id }),
+        )
+        .json();
+        assert!(
+            v["errors"].is_null(),
+            "{ty} {id} is shown to the partner nested under its lot but refused at the top level: {v}"
+        );
+    }
 }

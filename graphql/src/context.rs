@@ -69,6 +69,27 @@ impl Caller {
         self.sees_all() || g.event_view_concerns(e, &self.0.org)
     }
 
+    /// Whether the caller may see the recall opened by entry `id`:
+    /// investigators always, partners when it recalls a lot of theirs.
+    pub fn may_see_recall(&self, g: &Lineage, id: &str) -> bool {
+        self.sees_all() || g.recall_id_concerns(id, &self.0.org)
+    }
+
+    /// `lots` without those the caller may not see (partners: lots of other
+    /// chains a recall or a trace names); investigators see all, and cost
+    /// no trip to the graph for it.
+    pub fn visible_lots(&self, ctx: &Context<'_>, lots: &[String]) -> Vec<String> {
+        if self.sees_all() {
+            return lots.to_vec();
+        }
+        with_graph(ctx, |g| {
+            lots.iter()
+                .filter(|l| self.may_see(g, l))
+                .cloned()
+                .collect()
+        })
+    }
+
     /// Refuses a partner `subject` is not visible to.
     pub fn must_see(&self, g: &Lineage, subject: &str) -> Answer<()> {
         if self.may_see(g, subject) {

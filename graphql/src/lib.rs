@@ -322,7 +322,9 @@ async fn read_series(
     Ok(s)
 }
 
-/// A device's readings in `[from, to)`.
+/// A device's readings in `[from, to)`: for a partner, when they concern
+/// it then (its device, or a logger while it watched a lot of the
+/// partner's: the entry routes' rule), wherever the device was reached from.
 pub(crate) async fn series(
     ctx: &Context<'_>,
     device: &str,
@@ -331,6 +333,13 @@ pub(crate) async fn series(
     bucket_minutes: i32,
 ) -> Answer<Series> {
     let (a, b, bucket) = window(from, to, bucket_minutes)?;
+    let who = context::caller(ctx);
+    if !who.sees_all() && !with_graph(ctx, |g| g.readings_concern(device, a, b, &who.0.org)) {
+        return Err(refusal(ApiError::Forbidden(format!(
+            "the readings of {device} from {from} to {to} concern organisations other than {}: ask for the times it watched your lots",
+            who.0.org
+        ))));
+    }
     Ok(Series(read_series(ctx, device, a, b, bucket).await?))
 }
 

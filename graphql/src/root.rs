@@ -150,12 +150,22 @@ impl Query {
         )
     }
 
-    /// A recall by id (the id of the entry that opened it). Investigators only.
+    /// A recall by id (the id of the entry that opened it). Partners see
+    /// the recalls of their lots, and of those only their lots.
     async fn recall(&self, ctx: &Context<'_>, id: String) -> Answer<Option<Recall>> {
-        caller(ctx).investigator("a recall")?;
-        Ok(with_graph(ctx, |g| {
-            g.recalls().get(&id).cloned().map(Recall)
-        }))
+        let who = caller(ctx);
+        with_graph(ctx, |g| {
+            let Some(r) = g.recalls().get(&id) else {
+                return Ok(None);
+            };
+            if !who.may_see_recall(g, &id) {
+                return Err(refusal(ApiError::Forbidden(format!(
+                    "recall {id} names no lot of {}",
+                    who.0.org
+                ))));
+            }
+            Ok(Some(Recall(r.clone())))
+        })
     }
 
     /// Recalls, newest last; only those naming `lot`, only open ones with
@@ -327,20 +337,16 @@ impl Query {
         Ok(c)
     }
 
-    /// An organisation by its SGLN URN. Partners see their own.
+    /// An organisation by its GLN (as registered): its name and role, the
+    /// network's directory, which every member reads (as it reads the
+    /// registration entries).
     async fn organization(&self, ctx: &Context<'_>, id: String) -> Answer<Option<Organization>> {
-        let who = caller(ctx);
-        if !who.sees_all() && who.0.org != id {
-            return Err(refusal(ApiError::Forbidden(
-                "partners see their own organisation only".into(),
-            )));
-        }
         Ok(with_graph(ctx, |g| g.org(&id).map(|_| Organization(id))))
     }
 
-    /// A place (SGLN URN) where events happened. Investigators only.
+    /// A place (SGLN URN) where events happened. Partners see the events
+    /// there that concern their organisation (as under an event's location).
     async fn location(&self, ctx: &Context<'_>, id: String) -> Answer<Option<Location>> {
-        caller(ctx).investigator("a location's events")?;
         Ok(with_graph(ctx, |g| g.knows_location(&id)).then_some(Location(id)))
     }
 

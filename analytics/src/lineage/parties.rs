@@ -126,15 +126,20 @@ impl Lineage {
                 && self.readings_concern(subject, from_ms, to_ms, org))
     }
 
+    /// Whether the recall opened by entry `id` (hex) concerns `org`: its lot
+    /// or a lot it names does.
+    pub fn recall_id_concerns(&self, id: &str, org: &str) -> bool {
+        self.recalls.get(id).is_some_and(|r| {
+            self.subject_concerns(&r.lot, org)
+                || r.affected.iter().any(|l| self.subject_concerns(l, org))
+        })
+    }
+
     /// Whether a recall change concerns `org`: some lot it recalls, or the
     /// recall it changes recalled, concerns it.
     pub fn recall_concerns(&self, change: &RecallChange, org: &str) -> bool {
         let any_concerns = |lots: &[String]| lots.iter().any(|l| self.subject_concerns(l, org));
-        let recalled = |id: &ledger::Digest| {
-            self.recalls
-                .get(&id.to_hex())
-                .is_some_and(|r| self.subject_concerns(&r.lot, org) || any_concerns(&r.affected))
-        };
+        let recalled = |id: &ledger::Digest| self.recall_id_concerns(&id.to_hex(), org);
         match change {
             RecallChange::Opened { lot, affected, .. } => {
                 self.subject_concerns(lot, org) || any_concerns(affected)

@@ -12,9 +12,13 @@ impl Recall {
     pub(super) async fn id(&self) -> &str {
         &self.0.id
     }
-    /// The lot it was opened for.
-    pub(super) async fn lot(&self) -> Lot {
-        Lot(self.0.lot.clone())
+    /// The lot it was opened for; null for a partner it is not a lot of
+    /// (a recall reaches partners through the lots of theirs it names).
+    pub(super) async fn lot(&self, ctx: &Context<'_>) -> Option<Lot> {
+        caller(ctx)
+            .visible_lots(ctx, std::slice::from_ref(&self.0.lot))
+            .pop()
+            .map(Lot)
     }
     /// Why it was opened, in the investigator's words.
     pub(super) async fn reason(&self) -> &str {
@@ -24,7 +28,7 @@ impl Recall {
     pub(super) async fn open(&self) -> bool {
         self.0.open
     }
-    /// Every lot recalled, in the order added.
+    /// Every lot recalled, in the order added (partners: their own).
     #[graphql(complexity = "first.unwrap_or(20) as usize * child_complexity")]
     pub(super) async fn affected(
         &self,
@@ -32,12 +36,8 @@ impl Recall {
         first: Option<i32>,
         after: Option<String>,
     ) -> Answer<Page<Lot>> {
-        page(
-            ctx,
-            self.0.affected.iter().cloned().map(Lot).collect(),
-            first,
-            after,
-        )
+        let lots = caller(ctx).visible_lots(ctx, &self.0.affected);
+        page(ctx, lots.into_iter().map(Lot).collect(), first, after)
     }
     /// Each change (opened, widened, closed) with its entry.
     pub(super) async fn history(&self) -> Vec<RecallStep> {
@@ -65,9 +65,13 @@ impl RecallStep {
     pub(super) async fn at(&self) -> DateTime<Utc> {
         time(self.0.at_ms)
     }
-    /// Lots this change added.
-    pub(super) async fn added(&self) -> Vec<Lot> {
-        self.0.added.iter().cloned().map(Lot).collect()
+    /// Lots this change added (partners: their own).
+    pub(super) async fn added(&self, ctx: &Context<'_>) -> Vec<Lot> {
+        caller(ctx)
+            .visible_lots(ctx, &self.0.added)
+            .into_iter()
+            .map(Lot)
+            .collect()
     }
     /// The recall entry on the ledger.
     pub(super) async fn entry(&self) -> Entry {
