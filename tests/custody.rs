@@ -424,3 +424,75 @@ fn a_receipt_captured_before_its_shipment_counts_once_the_shipment_arrives() {
     // The rival, never named, still reads nothing of it.
     assert_eq!(w.lot_refusal(&w.rival, CLEAN).as_deref(), Some("forbidden"));
 }
+
+/// 2026-11-20T00:00:00Z, the day the custody tests' events happen.
+const DAY_MS: i64 = 1_795_132_800_000;
+const HOUR_MS: i64 = 3_600_000;
+
+#[test]
+fn a_loggers_readings_are_a_partners_only_while_it_watched_the_partners_lot() {
+    let w = Rivals::start();
+    let base = &w.server.base;
+    // The grower's logger watches its own lot A (06:00–08:00), then lot B,
+    // which the grower has shipped to the packer (10:00–12:00).
+    let (a, b) = (CONTAMINATED, CLEAN);
+    w.commission(&w.grower, ORG, a, 5);
+    w.commission(&w.grower, ORG, b, 5);
+    w.capture(&w.grower, ORG, 9, json!({"type": "ObjectEvent", "action": "OBSERVE",
+        "bizStep": "shipping", "quantityList": [{"epcClass": b, "quantity": 10.0, "uom": "KGM"}],
+        "destinationList": [{"type": "owning_party", "destination": "urn:epc:id:pgln:0614141.00003"}]}));
+    let logger = "urn:epc:id:giai:0614141.LOG-1";
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    register_device(base, &w.grower, logger, &key);
+    for (lot, on, off) in [(a, 6, 8), (b, 10, 12)] {
+        for (action, hour) in [("ADD", on), ("DELETE", off)] {
+            w.capture(&w.grower, ORG, hour, json!({"type": "AssociationEvent", "action": action,
+                "parentID": logger, "childQuantityList": [{"epcClass": lot, "quantity": 10.0, "uom": "KGM"}]}));
+        }
+    }
+    let readings: Vec<ledger::reading::Reading> = (0..14 * 60)
+        .map(|m| ledger::reading::Reading::new(DAY_MS + 5 * HOUR_MS + m * 60_000, 400))
+        .collect();
+    let mut dev = ingest::DeviceClient::new(logger.to_string(), key);
+    let r = post(
+        base,
+        "/v1/batches",
+        Some(&w.grower),
+        "application/json",
+        &ingest::wire::encode_json(&[dev.sign(readings)]),
+        None,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let ask = |token: &str, from: u32, to: u32| -> Value {
+        let q = format!(
+            "{{ readings(device: \"{logger}\", from: \"2026-11-20T{from:02}:00:00Z\", to: \"2026-11-20T{to:02}:00:00Z\", bucketMinutes: 60) {{ buckets {{ count }} }} }}"
+        );
+        w.gql(token, &q, "")
+    };
+    let code = |v: &Value| {
+        v["errors"][0]["extensions"]["code"]
+            .as_str()
+            .map(str::to_string)
+    };
+    // The packer reads the hours the logger watched its lot, not the
+    // hours it watched the grower's, at the top level or nested.
+    let mine = ask(&w.clean, 10, 12);
+    assert_eq!(code(&mine), None, "{mine}");
+    assert_eq!(
+        mine["data"]["readings"][0]["buckets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(code(&ask(&w.clean, 6, 8)).as_deref(), Some("forbidden"));
+    let nested = w.gql(
+        &w.clean,
+        "query($lot: String!) { lot(epc: $lot) { watchers { device { readings(from: \"2026-11-20T06:00:00Z\", to: \"2026-11-20T08:00:00Z\", bucketMinutes: 60) { buckets { count } } } } } }",
+        b,
+    );
+    assert_eq!(code(&nested).as_deref(), Some("forbidden"), "{nested}");
+    // The owner reads all of it; the rival none.
+    assert_eq!(code(&ask(&w.grower, 6, 8)), None);
+    assert_eq!(code(&ask(&w.rival, 10, 12)).as_deref(), Some("forbidden"));
+}
