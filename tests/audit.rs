@@ -18,7 +18,7 @@ use ledger::entry::{entry_id, Entry};
 use ledger::keyset::{verify_chain, SignedKeySet};
 use ledger::{Digest, SignedTreeHead};
 use serde_json::Value;
-use support::{coldtrail, get, get_auth, head_of, post_json, proof_of, run, text, Server};
+use support::{get, get_auth, head_of, post_json, proof_of, run, text, Server};
 
 /// The auditor's carrier: an organisation of its own beside the demo world's.
 const AUDITORS_CARRIER: &str = "urn:epc:id:sgln:0614141.00098.0";
@@ -27,18 +27,7 @@ const AUDITORS_CARRIER: &str = "urn:epc:id:sgln:0614141.00098.0";
 /// (to make the logs grow while the server runs).
 fn world(dir: &Path) -> String {
     support::tiny_demo(dir);
-    coldtrail(&[
-        "org",
-        "add",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--gln",
-        AUDITORS_CARRIER,
-        "--name",
-        "Auditor's Carrier",
-        "--role",
-        "carrier",
-    ]);
+    support::add_org(dir, AUDITORS_CARRIER, "Auditor's Carrier", "carrier", &[]);
     support::token(dir, AUDITORS_CARRIER, "partner")
 }
 
@@ -78,18 +67,7 @@ fn every_kind_of_entry_goes_from_content_to_id_to_proof_to_a_signed_head() {
     let investigator = support::token(dir.path(), support::OTHER_ORG, "investigator");
     // A partner in none of the demo world's chains.
     let unrelated = "urn:epc:id:sgln:0614141.00097.0";
-    coldtrail(&[
-        "org",
-        "add",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--gln",
-        unrelated,
-        "--name",
-        "Unrelated Carrier",
-        "--role",
-        "carrier",
-    ]);
+    support::add_org(dir.path(), unrelated, "Unrelated Carrier", "carrier", &[]);
     let unrelated = support::token(dir.path(), unrelated, "partner");
     let server = Server::start(dir.path());
     let base = &server.base;

@@ -166,23 +166,11 @@ impl Rivals {
     fn start() -> Rivals {
         let dir = tempfile::tempdir().unwrap();
         let (grower, _) = provision(dir.path());
-        let d = dir.path().to_str().unwrap();
         for (gln, name, role) in [
             (CLEAN_CO, "Clean Greens", "packer"),
             (INVESTIGATOR_ORG, "Food Safety Office", "investigator"),
         ] {
-            coldtrail(&[
-                "org",
-                "add",
-                "--data-dir",
-                d,
-                "--gln",
-                gln,
-                "--name",
-                name,
-                "--role",
-                role,
-            ]);
+            add_org(dir.path(), gln, name, role, &[]);
         }
         let rival = token(dir.path(), OTHER_ORG, "partner");
         let clean = token(dir.path(), CLEAN_CO, "partner");

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use api::params::percent_encode;
 use serde_json::Value;
-use support::{coldtrail, get, get_auth, Server};
+use support::{get, get_auth, Server};
 
 /// The GET routes of the OpenAPI document: whether a stranger may read
 /// them, and a concrete request to probe each with.
@@ -130,18 +130,7 @@ fn every_read_route_and_every_kind_of_entry_answers_as_the_model_says() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     support::tiny_demo(d);
-    coldtrail(&[
-        "org",
-        "add",
-        "--data-dir",
-        d.to_str().unwrap(),
-        "--gln",
-        UNRELATED,
-        "--name",
-        "Unrelated Carrier",
-        "--role",
-        "carrier",
-    ]);
+    support::add_org(d, UNRELATED, "Unrelated Carrier", "carrier", &[]);
     let mut tokens: BTreeMap<String, String> = BTreeMap::new();
     let mut token_of = |org: &str, role: &str| {
         tokens

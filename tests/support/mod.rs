@@ -88,35 +88,31 @@ pub fn log_lines(log: &Path, message: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Registers organisation `gln` in the node at `dir` (`coldtrail org add`;
+/// `extra` arguments after, e.g. `--shards 2` for a new node).
+pub fn add_org(dir: &Path, gln: &str, name: &str, role: &str, extra: &[&str]) {
+    let d = dir.to_str().unwrap();
+    let mut args = vec![
+        "org",
+        "add",
+        "--data-dir",
+        d,
+        "--gln",
+        gln,
+        "--name",
+        name,
+        "--role",
+        role,
+    ];
+    args.extend_from_slice(extra);
+    coldtrail(&args);
+}
+
 /// Registers both organisations and issues a partner token for each.
 pub fn provision(dir: &Path) -> (String, String) {
     let d = dir.to_str().unwrap();
-    coldtrail(&[
-        "org",
-        "add",
-        "--data-dir",
-        d,
-        "--gln",
-        ORG,
-        "--name",
-        "Example Carrier",
-        "--role",
-        "carrier",
-        "--shards",
-        "2",
-    ]);
-    coldtrail(&[
-        "org",
-        "add",
-        "--data-dir",
-        d,
-        "--gln",
-        OTHER_ORG,
-        "--name",
-        "Other Packer",
-        "--role",
-        "packer",
-    ]);
+    add_org(dir, ORG, "Example Carrier", "carrier", &["--shards", "2"]);
+    add_org(dir, OTHER_ORG, "Other Packer", "packer", &[]);
     let token = |org: &str| {
         String::from_utf8(coldtrail(&["token", "issue", "--data-dir", d, "--org", org]).stdout)
             .unwrap()
