@@ -100,10 +100,15 @@ impl Lineage {
     /// The party (its GLN's node, else the identifier itself) that `id`
     /// names: organisations are told apart by their GLN.
     pub(super) fn party(&mut self, id: u32) -> u32 {
-        match self.gln_bases.get(&id).cloned() {
+        if let Some(&p) = self.parties.get(&id) {
+            return p;
+        }
+        let p = match self.gln_bases.get(&id).cloned() {
             Some(base) => self.intern(&base),
             None => id,
-        }
+        };
+        self.parties.insert(id, p);
+        p
     }
 
     /// The party `org` names, if the graph knows it.
@@ -289,25 +294,5 @@ impl Lineage {
                 true
             }
         }
-    }
-
-    /// Events about `subject` that do not count (pending, disputed,
-    /// observations): what investigators are shown beside the counted ones.
-    pub fn uncounted_about(&self, subject: &str) -> Vec<super::EventView> {
-        let Some(&id) = self.id_of(subject) else {
-            return Vec::new();
-        };
-        let mut v: Vec<&EventRec> = self
-            .waiting
-            .get(&id)
-            .map(|w| {
-                w.iter()
-                    .map(|&n| &self.events[n as usize])
-                    .filter(|e| e.standing != Standing::Counted)
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort_by_key(|e| (e.time_ms, e.n));
-        v.into_iter().map(|e| self.view(e)).collect()
     }
 }

@@ -188,6 +188,9 @@ pub struct Lineage {
     /// Logistic units and assets (SSCC, GRAI, GIAI, GSRN): custody does not
     /// follow them, only the trade items in them.
     containers: std::collections::HashSet<u32>,
+    /// By identifier: the party it names (`custody::party`), found once:
+    /// every event asks it of its recorder and destinations.
+    parties: HashMap<u32, u32>,
     /// By lot: the parties that held it, each from when (`custody`).
     holders: HashMap<u32, Vec<(u32, i64)>>,
     /// By identifier: the events naming it that do not count (yet); an

@@ -104,20 +104,15 @@ pub struct Opened {
 const MAX_CAPTURE_JOBS: usize = 10_000;
 
 impl Ingest {
-    /// Builds the identity state and the eventID index from the logs: from
-    /// the checkpoint and the entries after it when there is a usable one,
-    /// else from every entry.
-    /// The largest request body any route reads (`Limits::max_body_bytes`).
-    pub fn max_body_bytes(&self) -> usize {
-        self.limits.max_body_bytes
-    }
-
     /// The write frame (admission, tokens, body limit, idempotency) the
     /// write API runs in; the node hands it to every edge that writes.
     pub fn frame(&self) -> &Arc<WriteFrame> {
         &self.frame
     }
 
+    /// Builds the identity state and the eventID index from the logs: from
+    /// the checkpoint and the entries after it when there is a usable one,
+    /// else from every entry.
     pub fn open(node: Arc<Node>, limits: Limits) -> Result<Ingest, shards::ShardError> {
         let loaded = Derived::load(&node);
         let from_checkpoint = loaded.is_some();
