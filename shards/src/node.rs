@@ -373,7 +373,7 @@ impl Node {
             for to in self.shards.iter().filter(|t| t.id() != from.id()) {
                 n += from
                     .outbox_len(to.id())
-                    .saturating_sub(to.inbox_expected(from.id()));
+                    .saturating_sub(to.inbox_committed(from.id()));
             }
         }
         n

@@ -145,6 +145,10 @@ pub struct Shard {
     checkpoint: PathBuf,
     opened: Opened,
     seq: Mutex<Sequencer>,
+    /// `inbox_committed[a]`: the channel sequence expected next from shard
+    /// `a` counting only durable receipts (the sequencer's `inbox` also counts
+    /// those queued). Not checkpointed: at open everything is durable.
+    inbox_committed: Mutex<HashMap<u32, u64>>,
     /// Entries known durable: the feed's high-water mark.
     committed: AtomicU64,
     /// Woken whenever `committed` grows (the node's feed listens).
@@ -214,6 +218,7 @@ impl Shard {
                 entries: len,
                 scanned,
             },
+            inbox_committed: Mutex::new(seq.inbox.clone()),
             seq: Mutex::new(seq),
             committed: AtomicU64::new(len),
             notify,
@@ -367,6 +372,17 @@ impl Shard {
             .lock()
             .expect("sequencer lock")
             .inbox
+            .get(&from)
+            .unwrap_or(&0)
+    }
+
+    /// The next receipt from shard `from` that this shard has not made
+    /// durable: [`Shard::inbox_expected`] less the receipts still queued.
+    pub fn inbox_committed(&self, from: u32) -> u64 {
+        *self
+            .inbox_committed
+            .lock()
+            .expect("inbox lock")
             .get(&from)
             .unwrap_or(&0)
     }
@@ -532,6 +548,17 @@ impl Shard {
         Ok(self.accept_batch(vec![d], sender_key).await?.committed)
     }
 
+    fn nothing_accepted(&self, replayed: u64) -> Accepted {
+        Accepted {
+            committed: Committed {
+                shard: self.id,
+                entries: Vec::new(),
+                receipts: Vec::new(),
+            },
+            replayed,
+        }
+    }
+
     /// Checks a run of deliveries from one sender and commits, in one group,
     /// those that come next on their channel. Any forged delivery refuses the
     /// whole run. Deliveries already committed are skipped (and counted); a
@@ -555,7 +582,10 @@ impl Shard {
             self.check(d, sender_key, previous_head == Some(d.head))?;
             previous_head = Some(d.head);
         }
-        let (pending, accepted) = {
+        let Some(ds_from) = ds.first().map(|d| d.receipt.from_shard) else {
+            return Ok(self.nothing_accepted(0));
+        };
+        let (pending, (from, upto), accepted) = {
             // The sequence check and the queueing happen under one hold of
             // the sequencer lock: two deliveries of one receipt cannot both commit.
             let mut seq = self.seq.lock().expect("sequencer lock");
@@ -594,14 +624,7 @@ impl Shard {
             if take.is_empty() {
                 return match refusal {
                     Some(r) => Err(r.into()),
-                    None => Ok(Accepted {
-                        committed: Committed {
-                            shard: self.id,
-                            entries: Vec::new(),
-                            receipts: Vec::new(),
-                        },
-                        replayed,
-                    }),
+                    None => Ok(self.nothing_accepted(replayed)),
                 };
             }
             let entries: Vec<Entry> = take.into_iter().map(Entry::ReceiptIn).collect();
@@ -616,8 +639,11 @@ impl Shard {
             for e in &entries {
                 seq.record(e);
             }
+            let from = ds_from;
+            let upto = seq.inbox.get(&from).copied().unwrap_or(0);
             (
                 pending,
+                (from, upto),
                 Accepted {
                     committed: Committed {
                         shard: self.id,
@@ -629,6 +655,12 @@ impl Shard {
             )
         };
         pending.await?;
+        // The store makes appends durable in queue order, so every receipt
+        // this channel queued up to here is durable too.
+        let mut inbox = self.inbox_committed.lock().expect("inbox lock");
+        let at = inbox.entry(from).or_default();
+        *at = (*at).max(upto);
+        drop(inbox);
         self.mark_committed();
         Ok(accepted)
     }
