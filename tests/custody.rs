@@ -164,7 +164,17 @@ struct Rivals {
 
 impl Rivals {
     fn start() -> Rivals {
+        Rivals::start_with(analytics::RulesConfig::default())
+    }
+
+    /// The world under the rules `rules` (the node's `rules.json`).
+    fn start_with(rules: analytics::RulesConfig) -> Rivals {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("rules.json"),
+            serde_json::to_vec_pretty(&rules).unwrap(),
+        )
+        .unwrap();
         let (grower, _) = provision(dir.path());
         for (gln, name, role) in [
             (CLEAN_CO, "Clean Greens", "packer"),
@@ -483,4 +493,105 @@ fn a_loggers_readings_are_a_partners_only_while_it_watched_the_partners_lot() {
     // The owner reads all of it; the rival none.
     assert_eq!(code(&ask(&w.grower, 6, 8)), None);
     assert_eq!(code(&ask(&w.rival, 10, 12)).as_deref(), Some("forbidden"));
+}
+
+#[test]
+fn a_rivals_logger_breaches_and_quarantines_none_of_a_competitors_lots() {
+    // Both lots are vaccines, judged by the WHO 2–8 °C profile.
+    let mut rules = analytics::RulesConfig::default();
+    rules.products.insert(
+        analytics::watches::gtin_of(CLEAN).unwrap(),
+        "vaccines_2_8".into(),
+    );
+    let w = Rivals::start_with(rules);
+    let base = &w.server.base;
+    w.commission(&w.grower, ORG, CONTAMINATED, 5);
+    w.commission(&w.clean, CLEAN_CO, CLEAN, 5);
+    // Each puts a logger on a lot: the grower on its own, the rival on the
+    // packer's. Both loggers then report the same excursion.
+    let loggers = [
+        (
+            &w.grower,
+            ORG,
+            "urn:epc:id:giai:0614141.GROWER-1",
+            CONTAMINATED,
+            7,
+        ),
+        (
+            &w.rival,
+            OTHER_ORG,
+            "urn:epc:id:giai:0614141.RIVAL-1",
+            CLEAN,
+            8,
+        ),
+    ];
+    for (token, site, logger, lot, seed) in loggers {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        register_device(base, token, logger, &key);
+        w.capture(
+            token,
+            site,
+            6,
+            json!({"type": "AssociationEvent", "action": "ADD",
+            "bizStep": "installing", "parentID": logger,
+            "childQuantityList": [{"epcClass": lot, "quantity": 10.0, "uom": "KGM"}]}),
+        );
+        // Two hours at 5 °C, eleven at 9.5 °C, an hour at 5 °C; then a
+        // reading no sensor can make, which suspends the logger: its
+        // suspension shows when the batch has been judged.
+        let readings: Vec<ledger::reading::Reading> = (0..14 * 12 + 1)
+            .map(|i| {
+                let temp = match i {
+                    24..156 => 950,
+                    168 => 50_000,
+                    _ => 500,
+                };
+                ledger::reading::Reading::new(DAY_MS + 6 * HOUR_MS + i * 300_000, temp)
+            })
+            .collect();
+        let mut dev = ingest::DeviceClient::new(logger.to_string(), key);
+        let r = post(
+            base,
+            "/v1/batches",
+            Some(token),
+            "application/json",
+            &ingest::wire::encode_json(&[dev.sign(readings)]),
+            None,
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let status = |lot: &str| -> Value {
+        w.gql(
+            &w.investigator,
+            "query($lot: String!) { lot(epc: $lot) { status { quarantined }
+                breaches { edges { node { subject } } } } }",
+            lot,
+        )["data"]["lot"]
+            .clone()
+    };
+    let suspended = |logger: &str| -> bool {
+        let v = w.gql(
+            &w.investigator,
+            "query($lot: String!) { device(id: $lot) { suspended } }",
+            logger,
+        );
+        v["data"]["device"]["suspended"].is_string()
+    };
+    // Both batches judged: the grower's logger quarantines the grower's lot.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !loggers.iter().all(|l| suspended(l.2)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loggers' batches were never judged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mine = status(CONTAMINATED);
+    assert_eq!(mine["status"]["quarantined"], json!(true), "{mine}");
+    assert_ne!(mine["breaches"]["edges"], json!([]), "{mine}");
+    // The rival's logger reported the same excursion on the packer's lot it
+    // claimed to watch: no breach or quarantine of that lot follows.
+    let clean = status(CLEAN);
+    assert_eq!(clean["status"]["quarantined"], json!(false), "{clean}");
+    assert_eq!(clean["breaches"]["edges"], json!([]), "{clean}");
 }

@@ -155,6 +155,11 @@ fn a_breach_quarantines_the_lot_until_an_investigator_releases_it() {
         "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
         "type": "EPCISDocument", "schemaVersion": "2.0", "creationDate": "2026-11-01T00:00:00Z",
         "epcisBody": {"eventList": [{
+            "type": "ObjectEvent", "eventID": "urn:uuid:6f1c2b8e-0000-4000-8000-000000000000",
+            "eventTime": "2026-10-31T23:00:00.000Z", "eventTimeZoneOffset": "+00:00",
+            "action": "ADD", "bizStep": "commissioning",
+            "quantityList": [{"epcClass": lot, "quantity": 100, "uom": "H87"}]
+        }, {
             "type": "AssociationEvent", "eventID": "urn:uuid:6f1c2b8e-0000-4000-8000-000000000001",
             "eventTime": "2026-11-01T00:00:00.000Z", "eventTimeZoneOffset": "+00:00",
             "action": "ADD", "bizStep": "installing", "parentID": "urn:epc:id:giai:0614141.F1",

@@ -27,8 +27,8 @@ use crate::AnalyticsError;
 
 /// The feed consumer's name (its cursor file).
 pub const CONSUMER: &str = "analytics";
-/// The persisted state's format version.
-const STATE_VERSION: u32 = 1;
+/// The persisted state's format version (2: the engine keeps custody).
+const STATE_VERSION: u32 = 2;
 /// Entries per feed read.
 const FEED_BATCH: usize = 4096;
 

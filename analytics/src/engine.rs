@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use ledger::entry::{Entry, IdentityChange, RuleVerdict, VerdictKind};
 
+use crate::custody::{claim_of, Custody};
 use crate::profile::{Profile, RulesConfig};
 use crate::rules::{DeviceEval, Evidence, Finding};
 use crate::tables::{EventsBuilder, ReadingsBuilder, VerdictsBuilder};
@@ -60,7 +61,14 @@ pub struct Proposal {
 pub struct EngineState {
     /// device -> organisation, from identity entries.
     pub owners: HashMap<String, String>,
+    /// Only what counts under custody: an association of a logger with a
+    /// lot its organisation did not hold waits in `custody` and watches
+    /// nothing (a rival's logger cannot breach or quarantine a competitor's
+    /// lot).
     pub watches: Watches,
+    /// Who held which lot from when, and the custody events that do not
+    /// count yet, each as its encoded entry when it would change `watches`.
+    pub custody: Custody<String, (u32, u64), Option<Vec<u8>>>,
     pub devices: HashMap<String, DeviceEval>,
     /// Verdicts on the ledger (seen in the feed) or proposed by this engine.
     pub recorded: BTreeSet<VerdictKey>,
@@ -192,7 +200,7 @@ impl Engine {
         match entry {
             Entry::Readings(sb) => self.readings(&at, &sb.batch),
             Entry::Custody(e) => {
-                self.state.watches.apply(&e, &at);
+                self.custody(&e, &at, encoded);
                 self.tail.events.append(&at, &e);
             }
             Entry::Identity(IdentityChange::DeviceRegistered { org, device, .. }) => {
@@ -245,12 +253,46 @@ impl Engine {
                     index,
                     id: ledger::entry_id(encoded).0,
                 };
-                self.state.watches.apply(&e, &at);
+                self.custody(&e, &at, encoded);
             }
             Ok(Entry::Identity(IdentityChange::DeviceRegistered { org, device, .. })) => {
                 self.state.owners.insert(device, org);
             }
             _ => {}
+        }
+    }
+
+    /// Takes a custody event: it watches (and moves custody) only when it
+    /// counts, and so may every waiting event the custody it moved makes
+    /// consistent. Idempotent, like `Watches::apply`: an event read ahead
+    /// comes again in order.
+    fn custody(&mut self, e: &ledger::entry::CustodyEvent, at: &Evidence, encoded: &[u8]) {
+        let id = (at.shard, at.index);
+        if self.state.custody.is_waiting(&id) {
+            return;
+        }
+        let claim = claim_of(e);
+        if !self.state.custody.consistent(&claim) {
+            let watching = matches!(
+                e.kind,
+                ledger::entry::EventKind::Association | ledger::entry::EventKind::Aggregation
+            );
+            self.state
+                .custody
+                .defer(id, claim, watching.then(|| encoded.to_vec()));
+            return;
+        }
+        self.state.watches.apply(e, at);
+        for ((shard, index), encoded) in self.state.custody.count(&claim) {
+            let Some(encoded) = encoded else { continue };
+            if let Ok(Entry::Custody(e)) = Entry::from_bytes(&encoded) {
+                let at = Evidence {
+                    shard,
+                    index,
+                    id: ledger::entry_id(&encoded).0,
+                };
+                self.state.watches.apply(&e, &at);
+            }
         }
     }
 

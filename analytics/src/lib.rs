@@ -9,6 +9,7 @@
 //!   verdicts, and flushes [`tables`] as Parquet ([`persist`]) with its cursor.
 //! - [`batch`]: the same rules over the persisted tables.
 //! - [`sql`]: DataFusion over the tables.
+//! - [`custody`]: who held which lot from when, and so which events count.
 //! - [`watches`]: which logger watched which lot or container, when.
 //! - [`readings`]: a device's readings downsampled, read from the ledger.
 //! - [`explain`]: the words verdicts are written in.
@@ -56,6 +57,7 @@
 
 pub mod batch;
 pub mod consumer;
+pub mod custody;
 pub mod engine;
 pub mod explain;
 pub mod lineage;

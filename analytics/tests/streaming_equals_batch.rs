@@ -111,11 +111,11 @@ fn readings(base: i32, steps: &[Step]) -> Vec<Reading> {
         .collect()
 }
 
-fn association(device: &str, lot: &str, n: usize) -> Entry {
+fn event(kind: EventKind, subjects: Vec<(SubjectRole, &str)>, event_id: String) -> Entry {
     Entry::Custody(CustodyEvent {
         recorded_by: "urn:epc:id:sgln:0614141.00001.0".into(),
-        event_id: format!("urn:uuid:00000000-0000-4000-8000-{n:012}"),
-        kind: EventKind::Association,
+        event_id,
+        kind,
         action: Some(Action::Add),
         event_time_ms: T0,
         tz_offset_min: 0,
@@ -123,21 +123,35 @@ fn association(device: &str, lot: &str, n: usize) -> Entry {
         disposition: None,
         read_point: None,
         biz_location: None,
-        subjects: vec![
-            Subject {
-                role: SubjectRole::Parent,
-                id: device.into(),
+        subjects: subjects
+            .into_iter()
+            .map(|(role, id)| Subject {
+                role,
+                id: id.into(),
                 quantity: None,
-            },
-            Subject {
-                role: SubjectRole::Child,
-                id: lot.into(),
-                quantity: None,
-            },
-        ],
+            })
+            .collect(),
         readings: Vec::new(),
         document: b"{}".to_vec(),
     })
+}
+
+/// The lot made by the organisation that then puts its logger on it (an
+/// association counts only for the lot's holder).
+fn commission(lot: &str, n: usize) -> Entry {
+    event(
+        EventKind::Object,
+        vec![(SubjectRole::Object, lot)],
+        format!("urn:uuid:00000000-0000-4000-9000-{n:012}"),
+    )
+}
+
+fn association(device: &str, lot: &str, n: usize) -> Entry {
+    event(
+        EventKind::Association,
+        vec![(SubjectRole::Parent, device), (SubjectRole::Child, lot)],
+        format!("urn:uuid:00000000-0000-4000-8000-{n:012}"),
+    )
 }
 
 proptest! {
@@ -158,6 +172,7 @@ proptest! {
             let device = format!("urn:epc:id:giai:0614141.P{d:05}");
             let base = [500, 200, -2200, 0, 2000][*lot];
             if let Some((lot_id, _, _)) = LOTS.get(*lot) {
+                entries.push(commission(lot_id, d));
                 entries.push(association(&device, lot_id, d));
             }
             let rs = readings(base, steps);
@@ -191,6 +206,12 @@ proptest! {
         for (i, e) in entries.iter().enumerate() {
             engine.apply(0, i as u64, &e.to_bytes());
             streamed.append(&mut engine.outbox);
+        }
+        // Every logger put on a lot watches it (its holder put it there).
+        for (d, (lot, _)) in streams.iter().enumerate() {
+            let device = format!("urn:epc:id:giai:0614141.P{d:05}");
+            let watched = engine.state.watches.first_watched(&device);
+            prop_assert_eq!(watched.as_deref(), LOTS.get(*lot).map(|(l, _, _)| *l));
         }
         let table = engine.tail.readings.finish();
         let watches = engine.state.watches.clone();

@@ -27,7 +27,7 @@ impl Lineage {
             if let Some(base) = gs1::gln_of_canonical(&c) {
                 self.gln_bases.insert(id, base);
             }
-            if super::custody::is_container(&c) {
+            if crate::custody::is_container(&c) {
                 self.containers.insert(id);
             }
             self.ids.insert(c, id);

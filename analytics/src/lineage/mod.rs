@@ -191,13 +191,12 @@ pub struct Lineage {
     /// By identifier: the party it names (`custody::party`), found once:
     /// every event asks it of its recorder and destinations.
     parties: HashMap<u32, u32>,
-    /// By lot: the parties that held it, each from when (`custody`).
-    holders: HashMap<u32, Vec<(u32, i64)>>,
+    /// Who held which lot from when; the events waiting for custody to
+    /// move, as captured (counting them needs it).
+    custody: crate::custody::Custody<u32, u32, CustodyEvent>,
     /// By identifier: the events naming it that do not count (yet); an
     /// event counted since may linger here (readers skip those).
-    waiting: HashMap<u32, Vec<u32>>,
-    /// Events that do not count yet, as captured: counting them needs it.
-    deferred: HashMap<u32, CustodyEvent>,
+    uncounted: HashMap<u32, Vec<u32>>,
     /// The time of the newest counted event (what pending events age by).
     newest_ms: i64,
 }

@@ -95,7 +95,7 @@ impl Lineage {
         let Some(&s) = self.id_of(subject) else {
             return false;
         };
-        if self.holders.contains_key(&s) {
+        if self.custody.is_held(&s) {
             return self.party_of(org).is_some_and(|p| self.ever_held(p, s));
         }
         let Some(&o) = self.id_of(org) else {

@@ -492,7 +492,7 @@ impl Lineage {
                     .filter_map(|p| self.id_of(p.as_str()))
                     .flat_map(|&id| {
                         // Counted events, and those that do not count (yet).
-                        let waiting = self.waiting.get(&id).map_or(&[][..], Vec::as_slice);
+                        let waiting = self.uncounted.get(&id).map_or(&[][..], Vec::as_slice);
                         self.mentions[id as usize].iter().chain(waiting).copied()
                     })
                     .collect()
