@@ -497,7 +497,7 @@ fn a_loggers_readings_are_a_partners_only_while_it_watched_the_partners_lot() {
 
 #[test]
 fn a_rivals_logger_breaches_and_quarantines_none_of_a_competitors_lots() {
-    // Both lots are vaccines, judged by the WHO 2–8 °C profile.
+    // Every lot here is a vaccine, judged by the WHO 2–8 °C profile.
     let mut rules = analytics::RulesConfig::default();
     rules.products.insert(
         analytics::watches::gtin_of(CLEAN).unwrap(),
@@ -505,37 +505,57 @@ fn a_rivals_logger_breaches_and_quarantines_none_of_a_competitors_lots() {
     );
     let w = Rivals::start_with(rules);
     let base = &w.server.base;
+    let (rivals_lot, pallet) = (
+        "urn:epc:class:lgtin:0614141.012345.RIVAL",
+        "urn:epc:id:sscc:0614141.0000000042",
+    );
     w.commission(&w.grower, ORG, CONTAMINATED, 5);
     w.commission(&w.clean, CLEAN_CO, CLEAN, 5);
-    // Each puts a logger on a lot: the grower on its own, the rival on the
-    // packer's. Both loggers then report the same excursion.
+    w.commission(&w.rival, OTHER_ORG, rivals_lot, 5);
+    // The packer puts its lot on a pallet.
+    w.capture(
+        &w.clean,
+        CLEAN_CO,
+        5,
+        json!({"type": "AggregationEvent", "action": "ADD",
+        "bizStep": "packing", "parentID": pallet,
+        "childQuantityList": [{"epcClass": CLEAN, "quantity": 10.0, "uom": "KGM"}]}),
+    );
+    // The grower puts a logger on its own lot; the rival one on its own
+    // lot, on the packer's lot and on the packer's pallet. Both loggers
+    // then report the same excursion.
     let loggers = [
         (
             &w.grower,
             ORG,
             "urn:epc:id:giai:0614141.GROWER-1",
-            CONTAMINATED,
+            &[CONTAMINATED][..],
             7,
         ),
         (
             &w.rival,
             OTHER_ORG,
             "urn:epc:id:giai:0614141.RIVAL-1",
-            CLEAN,
+            &[rivals_lot, CLEAN, pallet][..],
             8,
         ),
     ];
-    for (token, site, logger, lot, seed) in loggers {
+    for (token, site, logger, watched, seed) in loggers {
         let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
         register_device(base, token, logger, &key);
-        w.capture(
-            token,
-            site,
-            6,
-            json!({"type": "AssociationEvent", "action": "ADD",
-            "bizStep": "installing", "parentID": logger,
-            "childQuantityList": [{"epcClass": lot, "quantity": 10.0, "uom": "KGM"}]}),
-        );
+        for subject in watched {
+            let child = if subject.contains(":sscc:") {
+                json!({"childEPCs": [subject]})
+            } else {
+                json!({"childQuantityList": [{"epcClass": subject, "quantity": 10.0, "uom": "KGM"}]})
+            };
+            let mut event = json!({"type": "AssociationEvent", "action": "ADD",
+                "bizStep": "installing", "parentID": logger});
+            for (k, v) in child.as_object().unwrap() {
+                event[k] = v.clone();
+            }
+            w.capture(token, site, 6, event);
+        }
         // Two hours at 5 °C, eleven at 9.5 °C, an hour at 5 °C; then a
         // reading no sensor can make, which suspends the logger: its
         // suspension shows when the batch has been judged.
@@ -564,7 +584,7 @@ fn a_rivals_logger_breaches_and_quarantines_none_of_a_competitors_lots() {
         w.gql(
             &w.investigator,
             "query($lot: String!) { lot(epc: $lot) { status { quarantined }
-                breaches { edges { node { subject } } } } }",
+                breaches { edges { node { subject } } } watchers { device { id } through } } }",
             lot,
         )["data"]["lot"]
             .clone()
@@ -577,7 +597,6 @@ fn a_rivals_logger_breaches_and_quarantines_none_of_a_competitors_lots() {
         );
         v["data"]["device"]["suspended"].is_string()
     };
-    // Both batches judged: the grower's logger quarantines the grower's lot.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !loggers.iter().all(|l| suspended(l.2)) {
         assert!(
@@ -586,12 +605,16 @@ fn a_rivals_logger_breaches_and_quarantines_none_of_a_competitors_lots() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let mine = status(CONTAMINATED);
-    assert_eq!(mine["status"]["quarantined"], json!(true), "{mine}");
-    assert_ne!(mine["breaches"]["edges"], json!([]), "{mine}");
-    // The rival's logger reported the same excursion on the packer's lot it
-    // claimed to watch: no breach or quarantine of that lot follows.
+    // Each logger's excursion quarantines its own organisation's lot ...
+    for lot in [CONTAMINATED, rivals_lot] {
+        let s = status(lot);
+        assert_eq!(s["status"]["quarantined"], json!(true), "{lot}: {s}");
+        assert_ne!(s["breaches"]["edges"], json!([]), "{lot}: {s}");
+    }
+    // ... and nothing of the packer's lot that the rival's logger claimed
+    // to watch, directly or on its pallet; nor is it shown as its watcher.
     let clean = status(CLEAN);
     assert_eq!(clean["status"]["quarantined"], json!(false), "{clean}");
     assert_eq!(clean["breaches"]["edges"], json!([]), "{clean}");
+    assert_eq!(clean["watchers"], json!([]), "{clean}");
 }

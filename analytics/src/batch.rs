@@ -16,10 +16,9 @@ use datafusion::arrow::array::{
 
 use ledger::reading::{GeoPoint, Reading};
 
-use crate::engine::{attribute, profile_for, Proposal};
+use crate::engine::{attribute, profile_for, EngineState, Proposal};
 use crate::profile::RulesConfig;
 use crate::rules::{DeviceEval, Evidence, Finding};
-use crate::watches::Watches;
 use crate::AnalyticsError;
 
 /// What the batch evaluator found.
@@ -37,7 +36,9 @@ pub struct BatchResult {
 /// Runs every rule over `batches` of the `readings` table, in table order.
 pub struct BatchEvaluator<'a> {
     config: &'a RulesConfig,
-    watches: &'a Watches,
+    /// What the streaming engine knows of watches and custody: findings
+    /// are attributed and profiles chosen by it.
+    state: &'a EngineState,
     result: BatchResult,
 }
 
@@ -52,10 +53,10 @@ fn col<'b, T: 'static>(b: &'b RecordBatch, name: &str) -> Result<&'b T, Analytic
 }
 
 impl<'a> BatchEvaluator<'a> {
-    pub fn new(config: &'a RulesConfig, watches: &'a Watches) -> BatchEvaluator<'a> {
+    pub fn new(config: &'a RulesConfig, state: &'a EngineState) -> BatchEvaluator<'a> {
         BatchEvaluator {
             config,
-            watches,
+            state,
             result: BatchResult::default(),
         }
     }
@@ -110,7 +111,7 @@ impl<'a> BatchEvaluator<'a> {
             let eval = match self.result.devices.get_mut(d) {
                 Some(e) => e,
                 None => {
-                    let profile = profile_for(self.config, self.watches, d);
+                    let profile = profile_for(self.config, self.state, d);
                     self.result
                         .devices
                         .entry(d.to_string())
@@ -125,7 +126,7 @@ impl<'a> BatchEvaluator<'a> {
             self.result.readings += 1;
         }
         for f in found {
-            self.result.verdicts.extend(attribute(&f, self.watches));
+            self.result.verdicts.extend(attribute(&f, self.state));
             self.result.findings.push(f);
         }
         Ok(())
@@ -139,10 +140,10 @@ impl<'a> BatchEvaluator<'a> {
 /// Runs every rule over the `readings` table stored in `files` (in order).
 pub fn evaluate_files(
     config: &RulesConfig,
-    watches: &Watches,
+    state: &EngineState,
     files: &[std::path::PathBuf],
 ) -> Result<BatchResult, AnalyticsError> {
-    let mut eval = BatchEvaluator::new(config, watches);
+    let mut eval = BatchEvaluator::new(config, state);
     for f in files {
         let file = std::fs::File::open(f).map_err(|e| AnalyticsError::io(f, e))?;
         let reader =

@@ -40,12 +40,12 @@ pub(crate) fn is_container(canonical: &str) -> bool {
 
 /// The key a lot or other identifier goes by: its canonical GS1 form, so
 /// every spelling of one thing is one key.
-fn key(id: &str) -> String {
+pub(crate) fn key(id: &str) -> String {
     gs1::canonical_id(id).unwrap_or_else(|| id.to_string())
 }
 
 /// The party an identifier names: its organisation-level GLN, else itself.
-fn party(id: &str) -> String {
+pub(crate) fn party(id: &str) -> String {
     gs1::gln_of(id).unwrap_or_else(|| key(id))
 }
 

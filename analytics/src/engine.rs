@@ -80,6 +80,27 @@ pub struct EngineState {
     pub findings: u64,
 }
 
+impl EngineState {
+    /// Whether `party` held `lot` at `t_ms`, as this engine's custody has it.
+    fn holds(&self, party: &str, lot: &str, t_ms: i64) -> bool {
+        self.custody
+            .held(&party.to_string(), &crate::custody::key(lot), t_ms)
+    }
+
+    /// What `device` watched during `[from_ms, to_ms]` (`Watches::watched`
+    /// under this engine's custody).
+    pub fn watched(&self, device: &str, from_ms: i64, to_ms: i64) -> BTreeSet<String> {
+        self.watches
+            .watched(device, from_ms, to_ms, &|p, l, t| self.holds(p, l, t))
+    }
+
+    /// The first subject `device` was set to watch (`Watches::first_watched`).
+    pub fn first_watched(&self, device: &str) -> Option<String> {
+        self.watches
+            .first_watched(device, &|p, l, t| self.holds(p, l, t))
+    }
+}
+
 /// The unflushed rows of every append-only table.
 #[derive(Default)]
 pub struct Tail {
@@ -96,16 +117,16 @@ impl Tail {
 
 /// Chooses a logger's profile: the product of the first thing it was set to
 /// watch, or the default profile.
-pub fn profile_for<'c>(config: &'c RulesConfig, watches: &Watches, device: &str) -> &'c Profile {
-    let gtin = watches.first_watched(device).and_then(|s| gtin_of(&s));
+pub fn profile_for<'c>(config: &'c RulesConfig, state: &EngineState, device: &str) -> &'c Profile {
+    let gtin = state.first_watched(device).and_then(|s| gtin_of(&s));
     config.profile_for_gtin(gtin.as_deref())
 }
 
 /// Turns a finding into verdicts: a breach per subject the logger watched
 /// during it (the logger itself when it watched nothing), and a quarantine
 /// per watched lot when the rule's policy says so.
-pub fn attribute(finding: &Finding, watches: &Watches) -> Vec<Proposal> {
-    let watched = watches.watched(&finding.device, finding.from_ms, finding.to_ms);
+pub fn attribute(finding: &Finding, state: &EngineState) -> Vec<Proposal> {
+    let watched = state.watched(&finding.device, finding.from_ms, finding.to_ms);
     let on = if watched.is_empty() {
         String::new()
     } else {
@@ -315,7 +336,7 @@ impl Engine {
         let profile = match kept {
             Some(p) => p,
             None => {
-                let p = profile_for(&self.config, &self.state.watches, device);
+                let p = profile_for(&self.config, &self.state, device);
                 self.state
                     .devices
                     .insert(device.to_string(), DeviceEval::new(device, p));
@@ -359,7 +380,7 @@ impl Engine {
         }
         for f in found {
             self.state.findings += 1;
-            for p in attribute(&f, &self.state.watches) {
+            for p in attribute(&f, &self.state) {
                 if self.state.recorded.insert(VerdictKey::of(&p.verdict)) {
                     self.outbox.push(p);
                 }
@@ -379,7 +400,7 @@ impl Engine {
             let Some(profile) = self.config.profile(&e.profile) else {
                 continue;
             };
-            let watched = self.state.watches.first_watched(&e.device).is_some();
+            let watched = self.state.first_watched(&e.device).is_some();
             for f in e.ongoing(profile, as_of) {
                 let kind = profile
                     .rules

@@ -32,6 +32,8 @@ pub struct Watch {
     pub add_event: String,
     pub remove_event: Option<String>,
     pub at: Evidence,
+    /// The party that opened it (its recorder's GLN, `custody::party`).
+    pub by: String,
 }
 
 impl Watch {
@@ -48,6 +50,15 @@ pub struct Watches {
 
 /// Containers inside containers are followed this deep.
 const MAX_NESTING: usize = 4;
+
+/// Whether a party (as `Watch::by`) held a lot (as events name it) at a
+/// time: custody as the caller keeps it.
+pub type Holds<'a> = dyn Fn(&str, &str, i64) -> bool + 'a;
+
+/// Whether an identifier names a container or asset rather than a lot.
+fn is_container(id: &str) -> bool {
+    gs1::canonical_id(id).is_some_and(|c| crate::custody::is_container(&c))
+}
 
 impl Watches {
     /// Takes an event into account (only association and aggregation events
@@ -89,6 +100,7 @@ impl Watches {
                         add_event: e.event_id.clone(),
                         remove_event: None,
                         at: at.clone(),
+                        by: crate::custody::party(&e.recorded_by),
                     });
                 }
             }
@@ -121,48 +133,84 @@ impl Watches {
 
     /// What `device` watched at some time in `[from_ms, to_ms]`, directly or
     /// inside a container it watched (while the container held it).
-    pub fn watched(&self, device: &str, from_ms: i64, to_ms: i64) -> BTreeSet<String> {
+    ///
+    /// A lot reached through a container counts only when the party that
+    /// put the logger on the container held the lot then (`holds`: party,
+    /// lot, time): custody does not follow containers, so without this a
+    /// rival's logger put on a competitor's pallet would watch the
+    /// competitor's lots.
+    pub fn watched(
+        &self,
+        device: &str,
+        from_ms: i64,
+        to_ms: i64,
+        holds: &Holds,
+    ) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        self.collect(device, WatchKind::Association, from_ms, to_ms, 0, &mut out);
+        let Some(list) = self.by_parent.get(device) else {
+            return out;
+        };
+        for w in list
+            .iter()
+            .filter(|w| w.kind == WatchKind::Association && w.overlaps(from_ms, to_ms))
+        {
+            out.insert(w.child.clone());
+            let (f, t) = (
+                from_ms.max(w.from_ms),
+                w.to_ms.map_or(to_ms, |x| x.min(to_ms)),
+            );
+            let mut inside = BTreeSet::new();
+            self.collect(&w.child, f, t, 1, &mut inside);
+            out.extend(
+                inside
+                    .into_iter()
+                    .filter(|(child, until)| is_container(child) || holds(&w.by, child, *until))
+                    .map(|(child, _)| child),
+            );
+        }
         out
     }
 
+    /// What containers inside `parent` held during `[from_ms, to_ms]`, each
+    /// with the end of that time.
     fn collect(
         &self,
         parent: &str,
-        kind: WatchKind,
         from_ms: i64,
         to_ms: i64,
         depth: usize,
-        out: &mut BTreeSet<String>,
+        out: &mut BTreeSet<(String, i64)>,
     ) {
+        if depth > MAX_NESTING {
+            return;
+        }
         let Some(list) = self.by_parent.get(parent) else {
             return;
         };
         for w in list
             .iter()
-            .filter(|w| w.kind == kind && w.overlaps(from_ms, to_ms))
+            .filter(|w| w.kind == WatchKind::Aggregation && w.overlaps(from_ms, to_ms))
         {
-            if out.insert(w.child.clone()) && depth < MAX_NESTING {
-                let (f, t) = (
-                    from_ms.max(w.from_ms),
-                    w.to_ms.map_or(to_ms, |x| x.min(to_ms)),
-                );
-                self.collect(&w.child, WatchKind::Aggregation, f, t, depth + 1, out);
+            let (f, t) = (
+                from_ms.max(w.from_ms),
+                w.to_ms.map_or(to_ms, |x| x.min(to_ms)),
+            );
+            if out.insert((w.child.clone(), t)) {
+                self.collect(&w.child, f, t, depth + 1, out);
             }
         }
     }
 
     /// The first subject `device` was set to watch (the earliest association),
     /// through containers: what decides its profile.
-    pub fn first_watched(&self, device: &str) -> Option<String> {
+    pub fn first_watched(&self, device: &str, holds: &Holds) -> Option<String> {
         let first = self
             .by_parent
             .get(device)?
             .iter()
             .filter(|w| w.kind == WatchKind::Association)
             .min_by_key(|w| w.from_ms)?;
-        let all = self.watched(device, first.from_ms, first.from_ms);
+        let all = self.watched(device, first.from_ms, first.from_ms, holds);
         // Prefer a product class (a lot) over a container.
         all.iter()
             .find(|s| gtin_of(s).is_some())

@@ -22,7 +22,7 @@ async fn every_injected_incident_is_found_and_nothing_else() {
 
     // The batch evaluator over the flushed `readings` table.
     let files = c.store().files(c.manifest(), "readings");
-    let result = evaluate_files(&config, &c.engine.state.watches, &files).unwrap();
+    let result = evaluate_files(&config, &c.engine.state, &files).unwrap();
     assert_eq!(result.readings, world.reading_count());
 
     let matches =

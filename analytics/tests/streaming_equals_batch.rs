@@ -210,12 +210,12 @@ proptest! {
         // Every logger put on a lot watches it (its holder put it there).
         for (d, (lot, _)) in streams.iter().enumerate() {
             let device = format!("urn:epc:id:giai:0614141.P{d:05}");
-            let watched = engine.state.watches.first_watched(&device);
+            let watched = engine.state.first_watched(&device);
             prop_assert_eq!(watched.as_deref(), LOTS.get(*lot).map(|(l, _, _)| *l));
         }
         let table = engine.tail.readings.finish();
-        let watches = engine.state.watches.clone();
-        let mut batch = BatchEvaluator::new(&config, &watches);
+        let state = engine.state.clone();
+        let mut batch = BatchEvaluator::new(&config, &state);
         let mut at = 0;
         while at < table.num_rows() {
             let n = slice.min(table.num_rows() - at);

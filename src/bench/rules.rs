@@ -129,9 +129,9 @@ pub fn run(root: &std::path::Path) -> Result<()> {
             si(per_sec(total, write))
         ),
     );
-    let watches = engine.state.watches.clone();
+    let state = engine.state.clone();
     let t = Instant::now();
-    let result = analytics::batch::evaluate_files(&config, &watches, &files)?;
+    let result = analytics::batch::evaluate_files(&config, &state, &files)?;
     let batch_time = t.elapsed();
     row(
         "batch rules over the Parquet table",

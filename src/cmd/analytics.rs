@@ -143,7 +143,7 @@ fn check(data_dir: &Path, truth: Option<&Path>) -> Result<ExitCode> {
         c.sync().await?;
         let files = c.store().files(c.manifest(), "readings");
         let started = Instant::now();
-        let result = analytics::batch::evaluate_files(&config, &c.engine.state.watches, &files)?;
+        let result = analytics::batch::evaluate_files(&config, &c.engine.state, &files)?;
         let secs = started.elapsed().as_secs_f64();
         let bytes: u64 = files.iter().map(|f| f.metadata().map_or(0, |m| m.len())).sum();
         println!(

@@ -91,6 +91,15 @@ impl Lineage {
         self.custody.ever_held(&party, &lot)
     }
 
+    /// Whether the party `party` names held the lot `lot` names at `t_ms`
+    /// (`watches::Holds`).
+    pub(super) fn holds(&self, party: &str, lot: &str, t_ms: i64) -> bool {
+        match (self.party_of(party), self.id_of(lot)) {
+            (Some(p), Some(&l)) => self.custody.held(&p, &l, t_ms),
+            _ => false,
+        }
+    }
+
     /// What event `n` says about custody.
     fn claim(&mut self, n: u32) -> Claim<u32> {
         let destinations = self.events[n as usize].destinations.clone();

@@ -239,17 +239,28 @@ impl Lineage {
     /// The loggers that watched `subject` during `[from_ms, to_ms]`: directly
     /// (association) or by watching a container that held it (aggregation),
     /// each with the part of the interval it watched.
+    ///
+    /// A logger watching a container is the lot's watcher only when the party
+    /// that put it on the container held the lot then (`Watches::watched`).
     pub fn watchers(&self, subject: &str, from_ms: i64, to_ms: i64) -> Vec<Watcher> {
         let mut out = Vec::new();
-        self.collect_watchers(subject, None, from_ms, to_ms, 0, &mut out);
+        let lot = self
+            .id_of(subject)
+            .is_some_and(|id| !self.containers.contains(id))
+            .then_some(subject);
+        self.collect_watchers(subject, lot, None, from_ms, to_ms, 0, &mut out);
         out.sort_by(|a, b| (&a.device, a.from_ms).cmp(&(&b.device, b.from_ms)));
         out.dedup();
         out
     }
 
+    /// `lot`: the lot asked about, whose custody a logger on a container
+    /// must rest on.
+    #[allow(clippy::too_many_arguments)]
     fn collect_watchers(
         &self,
         child: &str,
+        lot: Option<&str>,
         through: Option<&str>,
         from_ms: i64,
         to_ms: i64,
@@ -266,6 +277,9 @@ impl Lineage {
             }) {
                 let (a, b) = (w.from_ms.max(from_ms), w.to_ms.map(|t| t.min(to_ms)));
                 match w.kind {
+                    WatchKind::Association
+                        if through.is_some()
+                            && lot.is_some_and(|l| !self.holds(&w.by, l, b.unwrap_or(to_ms))) => {}
                     WatchKind::Association => out.push(Watcher {
                         device: parent.to_string(),
                         through: through.map(str::to_string),
@@ -274,6 +288,7 @@ impl Lineage {
                     }),
                     WatchKind::Aggregation if depth < MAX_NESTING => self.collect_watchers(
                         parent,
+                        lot,
                         Some(through.unwrap_or(parent)),
                         a,
                         b.unwrap_or(to_ms),

@@ -113,7 +113,7 @@ impl Lineage {
             .is_some_and(|owner| self.id_of(owner) == self.id_of(org))
             || self
                 .watches
-                .watched(device, from_ms, to_ms)
+                .watched(device, from_ms, to_ms, &|p, l, t| self.holds(p, l, t))
                 .iter()
                 .any(|s| self.subject_concerns(s, org))
     }
