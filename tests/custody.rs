@@ -354,6 +354,21 @@ fn naming_a_competitors_lot_grants_no_read_access() {
     let labels: Vec<&str> = events.iter().map(standing).collect();
     assert_eq!(labels, ["COUNTED", "OBSERVATION", "PENDING"], "{events:?}");
     assert_eq!(w.holder(CONTAMINATED), json!(ORG));
+    // The consumer page shows the inspection, labelled as a third party's,
+    // apart from the journey; the claimed receipt not at all.
+    let page = w.page(CONTAMINATED);
+    let journey = &page[page.find("id=\"journey-h\"").unwrap()..];
+    let (journey, others) = journey
+        .split_once("id=\"observations-h\"")
+        .unwrap_or_else(|| panic!("no observations section: {page}"));
+    assert_eq!(journey.matches("data-fact=\"step\"").count(), 1, "{page}");
+    assert!(!journey.contains("Other Packer"), "{page}");
+    assert_eq!(
+        others.matches("data-fact=\"observation\"").count(),
+        1,
+        "{page}"
+    );
+    assert!(others.contains("Other Packer"), "{page}");
 }
 
 #[test]

@@ -182,6 +182,25 @@ impl Lineage {
         })
     }
 
+    /// Third parties' observations of `subject` (inspections by someone who
+    /// did not hold it: `Standing::Observation`), in time order: shown
+    /// labelled, never part of its journey.
+    pub fn observations_about(&self, subject: &str) -> Vec<EventView> {
+        let Some(id) = self.id_of(subject) else {
+            return Vec::new();
+        };
+        let mut events: Vec<&super::EventRec> = self
+            .uncounted
+            .get(id)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|&e| &self.events[e as usize])
+            .filter(|e| e.standing == super::Standing::Observation)
+            .collect();
+        events.sort_by_key(|e| (e.time_ms, e.n));
+        events.into_iter().map(|e| self.view(e)).collect()
+    }
+
     /// The events at `location` (business location, else read point), in
     /// time order.
     pub fn events_at(&self, location: &str) -> Vec<EventView> {

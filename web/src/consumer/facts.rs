@@ -127,6 +127,9 @@ pub struct LotFacts {
     pub origin_place: Option<String>,
     pub origin_entry: At,
     pub journey: Vec<Step>,
+    /// Third parties' observations (inspections): labelled as such, they
+    /// move nothing in the journey.
+    pub observations: Vec<Step>,
     /// The allowed temperature range, °C (from the product's profile).
     pub range_c: (Option<f64>, Option<f64>),
     pub breaches: Vec<Breach>,
@@ -145,16 +148,15 @@ fn place_name(g: &Lineage, id: &str) -> String {
 pub fn lot_facts(g: &Lineage, rules: Option<&RulesConfig>, id: &str) -> Option<LotFacts> {
     let view = g.lot(id)?;
     let events = g.events_about(id);
-    let journey: Vec<Step> = events
-        .iter()
-        .map(|e| Step {
-            what: StepKind::of(e),
-            time_ms: e.time_ms,
-            place: e.location.as_deref().map(|l| place_name(g, l)),
-            by: place_name(g, &e.recorded_by),
-            entry: e.entry,
-        })
-        .collect();
+    let step = |e: &EventView| Step {
+        what: StepKind::of(e),
+        time_ms: e.time_ms,
+        place: e.location.as_deref().map(|l| place_name(g, l)),
+        by: place_name(g, &e.recorded_by),
+        entry: e.entry,
+    };
+    let journey: Vec<Step> = events.iter().map(step).collect();
+    let observations: Vec<Step> = g.observations_about(id).iter().map(step).collect();
     let step_at = |t: i64| {
         journey
             .iter()
@@ -228,6 +230,7 @@ pub fn lot_facts(g: &Lineage, rules: Option<&RulesConfig>, id: &str) -> Option<L
             .map(|l| place_name(g, l)),
         origin_entry: view.first_event.entry,
         journey,
+        observations,
         range_c,
         breaches,
         recalls,

@@ -464,6 +464,23 @@ pub fn lot_page(
                             }
                         }
                     }
+                    @if !f.observations.is_empty() {
+                        section aria-labelledby="observations-h" {
+                            h2 id="observations-h" { (lang.t("Checked by others", "Von Dritten geprüft")) }
+                            p { (lang.t("Observations by organisations that did not hold this lot (an inspection, say). They are recorded, and change nothing above.", "Beobachtungen von Organisationen, die diese Charge nicht hatten (etwa eine Prüfung). Sie sind verzeichnet und ändern nichts an den Angaben oben.")) }
+                            ul {
+                                @for s in &f.observations {
+                                    li data-fact="observation" {
+                                        strong { (s.by) }
+                                        @if let Some(p) = &s.place { @if *p != s.by { " · " span.place { (p) } } }
+                                        br;
+                                        time datetime=(DateTime::<Utc>::from_timestamp_millis(s.time_ms).unwrap_or_default().to_rfc3339()) { (lang.date(s.time_ms)) }
+                                        " " (proof(&s.entry, "custody", lang, grant))
+                                    }
+                                }
+                            }
+                        }
+                    }
                     footer {
                         p { (lang.t("Every fact above is recorded on a tamper-evident ledger; each links to its proof, which anyone can check against the node's published key.", "Jede Angabe oben steht in einem fälschungssicheren Register; jede verweist auf ihren Nachweis, den jeder mit dem veröffentlichten Schlüssel prüfen kann.")) }
                         p #proof-summary.proof aria-live="polite" hidden {}
