@@ -175,6 +175,13 @@ impl Rivals {
             serde_json::to_vec_pretty(&rules).unwrap(),
         )
         .unwrap();
+        // The lots' brand owner discloses their records on consumer pages.
+        let gtin = analytics::watches::gtin_of(CLEAN).unwrap();
+        std::fs::write(
+            dir.path().join("products.json"),
+            json!({gtin: {"names": {"en": "Greens"}, "disclose": true}}).to_string(),
+        )
+        .unwrap();
         let (grower, _) = provision(dir.path());
         for (gln, name, role) in [
             (CLEAN_CO, "Clean Greens", "packer"),

@@ -449,3 +449,68 @@ fn qr_codes_decode_to_the_canonical_link() {
         "invalid_gtin"
     );
 }
+
+/// A brand owner discloses its products' records by choice (`products.json`,
+/// per GTIN): a lot of a product it has not disclosed gets a page with the
+/// product and lot as the pack prints them, an open recall's notice, and no
+/// ledger fact, so nothing of its supply chain to prove or fetch.
+#[test]
+fn a_product_its_brand_owner_has_not_disclosed_shows_no_ledger_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let world = fixtures::generate(7, fixtures::Scale::Tiny, START_MS);
+    let recalled = world.truth.contaminated_lot.clone();
+    let gtin = analytics::watches::gtin_of(&recalled).unwrap();
+    // The recalled lot's brand owner withdraws its product's disclosure.
+    let path = dir.path().join("products.json");
+    let mut products: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(products[&gtin]["disclose"], json!(true), "{products}");
+    products[&gtin]["disclose"] = json!(false);
+    std::fs::write(&path, products.to_string()).unwrap();
+    let server = Server::start(dir.path());
+    let base = &server.base;
+
+    let same_product: Vec<&str> = world
+        .lots
+        .iter()
+        .map(|l| l.id.as_str())
+        .filter(|id| analytics::watches::gtin_of(id).as_deref() == Some(gtin.as_str()))
+        .collect();
+    assert!(same_product.len() > 1, "{same_product:?}");
+    let name = products[&gtin]["names"]["en"].as_str().unwrap();
+    for lot in &same_product {
+        let (status, html) = page(base, &path_of(lot), "en");
+        assert_eq!(status, 200, "{lot}: {html}");
+        assert!(html.contains(name), "{lot}: the product's name: {html}");
+        assert!(
+            html.contains(lot.rsplit('.').next().unwrap()),
+            "{lot}: its lot number"
+        );
+        assert!(html.contains("has not published"), "{lot}: {html}");
+        for fact in [
+            "data-fact=\"origin\"",
+            "data-fact=\"verdict\"",
+            "data-fact=\"step\"",
+            "<svg",
+        ] {
+            assert!(!html.contains(fact), "{lot} shows {fact}: {html}");
+        }
+        // A recall is a public notice: the one proof such a page offers.
+        let recall = *lot == recalled || world.truth.affected_lots.contains(&lot.to_string());
+        assert_eq!(html.contains("role=\"alert\""), recall, "{lot}: {html}");
+        assert_eq!(
+            html.matches("data-entry=").count(),
+            usize::from(recall),
+            "{lot}: {html}"
+        );
+    }
+    // Other products' records are still disclosed.
+    let other = world
+        .lots
+        .iter()
+        .find(|l| !same_product.contains(&l.id.as_str()))
+        .unwrap();
+    let (_, html) = page(base, &path_of(&other.id), "en");
+    assert!(html.contains("data-fact=\"step\""), "{html}");
+    assert!(!html.contains("has not published"), "{html}");
+}

@@ -266,16 +266,21 @@ pub(crate) fn write_rules(data_dir: &Path, world: &World) -> Result<()> {
     let path = data_dir.join(analytics::profile::RULES_FILE);
     std::fs::write(&path, serde_json::to_vec_pretty(&config)?)
         .with_context(|| format!("writing {}", path.display()))?;
-    // The products' names, as their brand owner would publish them.
+    // The products' names and disclosure, as their brand owners would publish them.
     let names = world
         .products
         .iter()
         .map(|p| {
-            let by_lang = [("en", p.name), ("de", p.name_de)]
+            let names = [("en", p.name), ("de", p.name_de)]
                 .into_iter()
                 .map(|(l, n)| (l.to_string(), n.to_string()))
                 .collect();
-            (p.gtin.clone(), by_lang)
+            // The demo's brand owners publish their products' records.
+            let product = ::web::catalogue::Product::Full {
+                names,
+                disclose: true,
+            };
+            (p.gtin.clone(), product)
         })
         .collect();
     ::web::catalogue::Catalogue::write(data_dir, &names)?;

@@ -257,6 +257,23 @@ async fn page(
             ),
         );
     };
+    let catalogue = req
+        .app_data::<web::Data<crate::Options>>()
+        .map(|o| Arc::clone(&o.catalogue));
+    let product = facts.gtin.as_deref().and_then(|g| {
+        catalogue
+            .as_deref()
+            .and_then(|c| c.name(g, lang.code()))
+            .map(str::to_string)
+    });
+    let disclosed = facts
+        .gtin
+        .as_deref()
+        .is_some_and(|g| catalogue.as_deref().is_some_and(|c| c.discloses(g)));
+    if !disclosed {
+        let body = render::withheld_page(&facts, product.as_deref(), lang, here, &state.grant);
+        return respond(req, body, lang, here, started);
+    }
     // Hourly buckets over the journey (and a day after its last step).
     let (from, to) = (facts.first_ms, facts.last_ms + 86_400_000);
     let bucket = (((to - from) / 200).max(60_000) / 60_000) * 60_000;
@@ -274,11 +291,25 @@ async fn page(
                 ))
             }
         };
-    let product = facts.gtin.as_deref().and_then(|g| {
-        req.app_data::<web::Data<crate::Options>>()
-            .and_then(|o| o.catalogue.name(g, lang.code()))
-    });
-    let body = render::lot_page(&facts, product, &series, lang, here, &state.grant);
+    let body = render::lot_page(
+        &facts,
+        product.as_deref(),
+        &series,
+        lang,
+        here,
+        &state.grant,
+    );
+    respond(req, body, lang, here, started)
+}
+
+/// A page's answer: cached by its ETag, with the page's headers.
+fn respond(
+    req: &HttpRequest,
+    body: String,
+    lang: Lang,
+    here: &str,
+    started: std::time::Instant,
+) -> HttpResponse {
     let etag = crate::cache::etag(body.as_bytes());
     let matches = crate::cache::not_modified(req, &etag);
     let mut res = if matches {

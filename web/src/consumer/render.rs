@@ -390,6 +390,82 @@ fn head(title: &str, canonical: Option<&str>, verifier: bool) -> Markup {
     }
 }
 
+/// An open recall's banner, whatever else the page shows: a recall is a
+/// public safety notice.
+fn recall_banners(f: &LotFacts, lang: Lang, grant: &Grant) -> Markup {
+    html! {
+        @for r in &f.recalls {
+            section.recall role="alert" aria-labelledby="recall-h" {
+                h2 id="recall-h" { (lang.t("Recalled: do not eat or use this product", "Rückruf: Dieses Produkt nicht verzehren oder verwenden")) }
+                p { (lang.t("Reason", "Grund")) ": " (r.reason) }
+                p { (lang.t("Return it to the shop where you bought it for a refund, or throw it away.", "Bringen Sie es in das Geschäft zurück, in dem Sie es gekauft haben, oder werfen Sie es weg.")) }
+                p { small { (lang.t("Since", "Seit")) " " (lang.date(r.since_ms)) ". " (proof(&r.entry, "recall", lang, grant)) } }
+            }
+        }
+    }
+}
+
+/// The product's name (else its GTIN), and the lot as the pack prints it.
+fn page_header(product: &str, f: &LotFacts, lang: Lang) -> Markup {
+    html! {
+        header {
+            h1 { (product) }
+            @if let Some(l) = &f.lot_number {
+                p.sub { (lang.t("Lot", "Charge")) " " strong { (l) } @if let Some(g) = &f.gtin { " · GTIN " (g) } }
+            }
+        }
+    }
+}
+
+/// The product's name from the catalogue, else its GTIN; and the page's
+/// title.
+fn names(f: &LotFacts, product: Option<&str>, lang: Lang) -> (String, String) {
+    let product = product.map_or_else(
+        || format!("GTIN {}", f.gtin.as_deref().unwrap_or("?")),
+        str::to_string,
+    );
+    let title = match &f.lot_number {
+        Some(l) => format!("{product} · {} {l}", lang.t("lot", "Charge")),
+        None => product.clone(),
+    };
+    (product, title)
+}
+
+/// The page for a lot of a product whose brand owner has not disclosed its
+/// record (`Catalogue::discloses`): the product and lot as the pack prints
+/// them, open recalls, and no ledger fact (no origin, journey, verdict or
+/// readings, and so no proof of any).
+pub fn withheld_page(
+    f: &LotFacts,
+    product: Option<&str>,
+    lang: Lang,
+    canonical: &str,
+    grant: &Grant,
+) -> String {
+    let (product, title) = names(f, product, lang);
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            (head(&title, Some(canonical), !f.recalls.is_empty()))
+            body {
+                main {
+                    (recall_banners(f, lang, grant))
+                    (page_header(&product, f, lang))
+                    section aria-labelledby="withheld-h" data-fact="withheld" {
+                        h2 id="withheld-h" { (lang.t("Supply-chain record", "Lieferkette")) }
+                        p { (lang.t("The brand owner has not published this product's supply-chain record here. Ask them, or the shop, where it comes from and how it was kept cold.", "Der Markeninhaber hat die Lieferkette dieses Produkts hier nicht veröffentlicht. Fragen Sie ihn oder das Geschäft, woher es kommt und wie es gekühlt wurde.")) }
+                    }
+                    footer {
+                        p #proof-summary.proof aria-live="polite" hidden {}
+                        p { a href=(format!("{canonical}?linkType=all")) { (lang.t("All links for this product", "Alle Verweise zu diesem Produkt")) } }
+                    }
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
 /// The whole page for a lot; `product` is its name from the catalogue.
 pub fn lot_page(
     f: &LotFacts,
@@ -409,34 +485,15 @@ pub fn lot_page(
             "custody",
         ),
     };
-    let product = product.map_or_else(
-        || format!("GTIN {}", f.gtin.as_deref().unwrap_or("?")),
-        str::to_string,
-    );
-    let title = match &f.lot_number {
-        Some(l) => format!("{product} · {} {l}", lang.t("lot", "Charge")),
-        None => product.clone(),
-    };
+    let (product, title) = names(f, product, lang);
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
             (head(&title, Some(canonical), true))
             body {
                 main {
-                    @for r in &f.recalls {
-                        section.recall role="alert" aria-labelledby="recall-h" {
-                            h2 id="recall-h" { (lang.t("Recalled: do not eat or use this product", "Rückruf: Dieses Produkt nicht verzehren oder verwenden")) }
-                            p { (lang.t("Reason", "Grund")) ": " (r.reason) }
-                            p { (lang.t("Return it to the shop where you bought it for a refund, or throw it away.", "Bringen Sie es in das Geschäft zurück, in dem Sie es gekauft haben, oder werfen Sie es weg.")) }
-                            p { small { (lang.t("Since", "Seit")) " " (lang.date(r.since_ms)) ". " (proof(&r.entry, "recall", lang, grant)) } }
-                        }
-                    }
-                    header {
-                        h1 { (product) }
-                        @if let Some(l) = &f.lot_number {
-                            p.sub { (lang.t("Lot", "Charge")) " " strong { (l) } @if let Some(g) = &f.gtin { " · GTIN " (g) } }
-                        }
-                    }
+                    (recall_banners(f, lang, grant))
+                    (page_header(&product, f, lang))
                     section aria-labelledby="origin-h" {
                         h2 id="origin-h" { (lang.t("Where it comes from", "Herkunft")) }
                         p data-fact="origin" {
