@@ -215,6 +215,11 @@ enum ExportCmd {
         data_dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Only the rows this organisation (its GLN, as registered) may
+        /// read, for handing to it; without, everything (the operator's copy).
+        /// Reads the logs: the server must be stopped.
+        #[arg(long = "as", value_name = "ORG")]
+        as_org: Option<String>,
     },
 }
 
@@ -382,8 +387,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Analytics { cmd } => cmd::analytics::run(cmd),
         Cmd::Sql { data_dir, query } => cmd::analytics::sql(&data_dir, &query),
         Cmd::Export {
-            cmd: ExportCmd::Parquet { data_dir, out },
-        } => cmd::analytics::export_parquet(&data_dir, &out),
+            cmd:
+                ExportCmd::Parquet {
+                    data_dir,
+                    out,
+                    as_org,
+                },
+        } => cmd::analytics::export_parquet(&data_dir, &out, as_org.as_deref()),
         Cmd::Breaches {
             data_dir,
             lot,

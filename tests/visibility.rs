@@ -316,3 +316,115 @@ fn every_read_route_and_every_kind_of_entry_answers_as_the_model_says() {
         }
     }
 }
+
+/// The `(shard, entry_index)` of every row of a Parquet file.
+fn entries_in(path: &std::path::Path) -> Vec<(u32, u64)> {
+    use analytics::datafusion::arrow::array::AsArray;
+    use analytics::datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
+    use analytics::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(path).unwrap();
+    let mut out = Vec::new();
+    for b in ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+    {
+        let b = b.unwrap();
+        let shard = b
+            .column_by_name("shard")
+            .unwrap()
+            .as_primitive::<UInt32Type>();
+        let index = b
+            .column_by_name("entry_index")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        out.extend((0..b.num_rows()).map(|r| (shard.value(r), index.value(r))));
+    }
+    out
+}
+
+/// `export parquet --as ORG` is a partner's copy: only rows whose ledger
+/// entry that organisation may read, as the HTTP entry route answers its
+/// partner token; without `--as`, the operator's copy has every row.
+#[test]
+fn an_export_for_one_organisation_holds_only_what_it_may_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    support::tiny_demo(d);
+    let data_dir = d.to_str().unwrap();
+    let (all, mine) = (d.join("export-all"), d.join("export-mine"));
+    let export = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "export",
+            "parquet",
+            "--data-dir",
+            data_dir,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        support::coldtrail(&args)
+    };
+    export(&all, &[]);
+    export(&mine, &["--as", support::ORG]);
+    let refused = support::run(&[
+        "export",
+        "parquet",
+        "--data-dir",
+        data_dir,
+        "--out",
+        d.join("x").to_str().unwrap(),
+        "--as",
+        "urn:epc:id:sgln:0614141.54321.0",
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        support::text(&refused).contains("is not a registered organisation"),
+        "{}",
+        support::text(&refused)
+    );
+
+    let token = support::token(d, support::ORG, "partner");
+    let server = Server::start(d);
+    let answer = |(shard, index): (u32, u64)| {
+        get_auth(
+            &server.base,
+            &format!("/v1/shards/{shard}/entries/{index}"),
+            &token,
+        )
+        .status
+    };
+    for table in [
+        "readings",
+        "events",
+        "event_subjects",
+        "verdicts",
+        "associations",
+    ] {
+        let file = format!("{table}.parquet");
+        let (every, kept) = (entries_in(&all.join(&file)), entries_in(&mine.join(&file)));
+        let kept_set: std::collections::BTreeSet<(u32, u64)> = kept.iter().copied().collect();
+        let every_set: std::collections::BTreeSet<(u32, u64)> = every.iter().copied().collect();
+        assert!(kept_set.is_subset(&every_set), "{table}");
+        // Every row of an entry it may read, and none of any other.
+        assert_eq!(
+            kept.len(),
+            every.iter().filter(|e| kept_set.contains(e)).count(),
+            "{table}: rows of a kept entry are all kept"
+        );
+        for e in &kept_set {
+            assert_eq!(answer(*e), 200, "{table}: {e:?} is in the export");
+        }
+        for e in every_set.difference(&kept_set) {
+            assert_eq!(answer(*e), 403, "{table}: {e:?} is not in the export");
+        }
+        if ["readings", "events"].contains(&table) {
+            assert!(
+                !kept.is_empty() && kept.len() < every.len(),
+                "{table}: {} of {}",
+                kept.len(),
+                every.len()
+            );
+        }
+    }
+}

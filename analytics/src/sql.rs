@@ -79,6 +79,49 @@ pub async fn session(
 }
 
 /// Writes each table as one Parquet file `DIR/<table>.parquet`.
+/// Writes one Parquet file per table in `out`, keeping only the rows whose
+/// ledger entry (their `shard`, `entry_index`) `keep` keeps: a copy for
+/// someone who may read some entries only. Answers each file and its rows.
+pub async fn export_parquet_where(
+    ctx: &SessionContext,
+    out: &std::path::Path,
+    keep: &mut dyn FnMut(u32, u64) -> Result<bool, AnalyticsError>,
+) -> Result<Vec<(String, u64)>, AnalyticsError> {
+    use datafusion::arrow::array::{AsArray, BooleanArray};
+    use datafusion::arrow::compute::filter_record_batch;
+    use datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
+    use futures_util::StreamExt;
+
+    std::fs::create_dir_all(out).map_err(|e| AnalyticsError::io(out, e))?;
+    let mut written = Vec::new();
+    for (name, schema) in schemas() {
+        let path = out.join(format!("{name}.parquet"));
+        let file = std::fs::File::create(&path).map_err(|e| AnalyticsError::io(&path, e))?;
+        let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
+        let mut stream = ctx.table(name).await?.execute_stream().await?;
+        let mut rows = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let column = |c: &str| {
+                batch.column_by_name(c).ok_or_else(|| {
+                    AnalyticsError::Config(format!("table {name} has no column {c}"))
+                })
+            };
+            let shard = column("shard")?.as_primitive::<UInt32Type>().clone();
+            let index = column("entry_index")?.as_primitive::<UInt64Type>().clone();
+            let mask = (0..batch.num_rows())
+                .map(|r| keep(shard.value(r), index.value(r)).map(Some))
+                .collect::<Result<BooleanArray, _>>()?;
+            let kept = filter_record_batch(&batch, &mask)?;
+            rows += kept.num_rows() as u64;
+            writer.write(&kept)?;
+        }
+        writer.close()?;
+        written.push((path.display().to_string(), rows));
+    }
+    Ok(written)
+}
+
 pub async fn export_parquet(
     ctx: &SessionContext,
     out: &std::path::Path,

@@ -210,11 +210,52 @@ pub fn sql(data_dir: &Path, query: &str) -> Result<ExitCode> {
     })
 }
 
-pub fn export_parquet(data_dir: &Path, out: &Path) -> Result<ExitCode> {
+/// `export parquet`: every table as the operator sees it; with `as_org`, only
+/// the rows whose ledger entry that organisation may read (`readstate::access`,
+/// the model every read route asks), for handing to a partner.
+pub fn export_parquet(data_dir: &Path, out: &Path, as_org: Option<&str>) -> Result<ExitCode> {
+    let Some(org) = as_org else {
+        return runtime()?.block_on(async {
+            sync_if_possible(data_dir).await?;
+            let ctx = analytics::sql::session(&analytics_dir(data_dir), Vec::new()).await?;
+            for (path, rows) in analytics::sql::export_parquet(&ctx, out).await? {
+                println!("{path}  {rows} rows");
+            }
+            Ok(ExitCode::SUCCESS)
+        });
+    };
+    // Who may read an entry is decided over the logs and the lineage graph:
+    // the node is opened here, so the server must be stopped.
+    let node = open_node(data_dir, None)
+        .context("an export for one organisation reads the logs: stop the server first")?;
     runtime()?.block_on(async {
-        sync_if_possible(data_dir).await?;
+        let config = RulesConfig::load(data_dir)?;
+        let mut consumer = Consumer::open(Arc::clone(&node), config, Options::default())?;
+        consumer.sync().await?;
+        let (graph, _) = analytics::lineage::open(&node)?;
+        if graph.org(org).is_none() {
+            anyhow::bail!(
+                "{org} is not a registered organisation (give its GLN as registered, as its tokens name it); `coldtrail org add` registers one"
+            );
+        }
+        // As a partner token of `org` would read (`coldtrail token issue`).
+        let who = api::Principal {
+            org: org.to_string(),
+            role: api::Role::Partner,
+        };
+        let mut decided: std::collections::HashMap<(u32, u64), bool> = Default::default();
+        let mut keep = |shard: u32, index: u64| -> Result<bool, analytics::AnalyticsError> {
+            if let Some(&k) = decided.get(&(shard, index)) {
+                return Ok(k);
+            }
+            let bytes = node.shard(shard)?.store().entry(index).map_err(shards::ShardError::from)?;
+            let k = ledger::entry::Entry::from_bytes(&bytes)
+                .is_ok_and(|e| readstate::access::may_read(&graph, Some(&who), &e));
+            decided.insert((shard, index), k);
+            Ok(k)
+        };
         let ctx = analytics::sql::session(&analytics_dir(data_dir), Vec::new()).await?;
-        for (path, rows) in analytics::sql::export_parquet(&ctx, out).await? {
+        for (path, rows) in analytics::sql::export_parquet_where(&ctx, out, &mut keep).await? {
             println!("{path}  {rows} rows");
         }
         Ok(ExitCode::SUCCESS)
