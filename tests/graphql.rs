@@ -316,6 +316,13 @@ fn each_caller_sees_what_its_role_allows() {
         ("proof", "{ proof(shard: 0, index: 0) { id } }"),
         ("head", "{ head(shard: 0) { size } }"),
     ];
+    // Generated from the schema: a new top-level field cannot skip this table.
+    for (field, _, _) in &introspect(&server.base, &investigator)["Query"] {
+        assert!(
+            fields.iter().any(|(f, _)| f == field),
+            "Query.{field} is not in this test's table: say what each caller gets"
+        );
+    }
     let investigator_counts = |field: &str| -> u64 {
         let q = fields.iter().find(|(f, _)| *f == field).unwrap().1;
         data(&gql(&server.base, Some(&investigator), q, vars.clone()))[field]["totalCount"]
