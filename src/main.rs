@@ -39,12 +39,19 @@ enum LogFormat {
 }
 
 /// Logs go to stderr (stdout carries what commands print for people and
-/// scripts); RUST_LOG overrides the default level.
+/// scripts); RUST_LOG overrides the default level. Text is coloured only on
+/// a terminal (and not under `NO_COLOR`): a file or a pipe gets plain text;
+/// JSON never carries colour codes.
 fn init_logging(format: LogFormat, default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let colour = matches!(format, LogFormat::Text)
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

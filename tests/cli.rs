@@ -305,3 +305,41 @@ fn a_gln_is_registered_once_in_any_spelling() {
     let other = add("urn:epc:id:sgln:0614141.00002.0", "Another Carrier");
     assert!(other.status.success(), "{}", text(&other));
 }
+
+/// Logs written to a file or a pipe carry no terminal colour codes, as text
+/// or as JSON (issue 30: `serve … > serve.log` was full of them).
+#[test]
+fn logs_into_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (i, format) in ["text", "json"].into_iter().enumerate() {
+        let out = support::command(&[
+            "--log-format",
+            format,
+            "org",
+            "add",
+            "--data-dir",
+            d,
+            "--gln",
+            &format!("urn:epc:id:sgln:0614141.0000{}.0", i + 1),
+            "--name",
+            "Cold Carrier",
+            "--role",
+            "carrier",
+        ])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let log = String::from_utf8(out.stderr).unwrap();
+        assert!(log.contains("sequencer state rebuilt"), "{format}: {log}");
+        assert!(!log.contains('\u{1b}'), "{format}: colour codes in {log:?}");
+        if format == "json" {
+            for line in log.lines() {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("{e}: {line}"));
+            }
+        }
+    }
+}

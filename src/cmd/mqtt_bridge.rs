@@ -39,8 +39,24 @@ use anyhow::{bail, Context, Result};
 use rumqttc::{Client, Connection, Event, MqttOptions, Packet, Publish, QoS};
 
 /// Tests set it to `n` to make the bridge abort after answering its n-th
-/// message and before acknowledging it.
-pub const CRASH_BEFORE_ACK_ENV: &str = "COLDTRAIL_TEST_CRASH_BEFORE_ACK";
+/// message and before acknowledging it. Debug builds only: a release binary
+/// has no such hook (nor its name).
+#[cfg(debug_assertions)]
+const CRASH_BEFORE_ACK_ENV: &str = "COLDTRAIL_TEST_CRASH_BEFORE_ACK";
+
+/// Crash injection for tests: the message after whose answer the bridge
+/// dies before acknowledging it, the worst moment for exactly-once.
+#[cfg(debug_assertions)]
+fn crash_before_ack() -> Option<usize> {
+    std::env::var(CRASH_BEFORE_ACK_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(not(debug_assertions))]
+fn crash_before_ack() -> Option<usize> {
+    None
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -218,11 +234,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let (tx, rx) = std::sync::mpsc::channel::<Publish>();
     let worker_client = client.clone();
     let prefix = args.prefix.clone();
-    // Crash injection for tests: die after answering the n-th message and
-    // before acknowledging it, the worst moment for exactly-once.
-    let crash_at: Option<usize> = std::env::var(CRASH_BEFORE_ACK_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok());
+    let crash_at = crash_before_ack();
     let worker = std::thread::spawn(move || {
         for (n, message) in rx.into_iter().enumerate() {
             let answer = match parse_topic(&prefix, &message.topic) {
