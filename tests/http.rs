@@ -164,6 +164,26 @@ fn every_refusal_has_a_stable_code_and_writes_nothing() {
         &encode_json(&[rewound.sign(readings(3, t0))]),
     )
     .assert_problem(409, "replayed_sequence");
+    // Skipped ahead: a batch that starts after the device's next sequence.
+    let mut ahead = DeviceClient::new("logger-b", key.clone()).starting_at(15);
+    let r = send(
+        Some(&token),
+        "application/json",
+        &encode_json(&[ahead.sign(readings(3, t0 + 600_000))]),
+    );
+    r.assert_problem(409, "sequence_gap");
+    assert!(r.body.contains("10 is next"), "{}", r.body);
+    // Within one request too: a device's batches follow on without a gap.
+    let mut gapped = DeviceClient::new("logger-b", key.clone()).starting_at(10);
+    let first = gapped.sign(readings(3, t0 + 600_000));
+    let mut skipped = DeviceClient::new("logger-b", key.clone()).starting_at(14);
+    let after_gap = skipped.sign(readings(3, t0 + 900_000));
+    send(
+        Some(&token),
+        "application/json",
+        &encode_json(&[first, after_gap]),
+    )
+    .assert_problem(409, "sequence_gap");
     // Unknown device; a device of another organisation.
     let mut ghost = DeviceClient::new("logger-ghost", key.clone());
     send(

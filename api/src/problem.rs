@@ -60,6 +60,12 @@ pub enum ApiError {
         got: u64,
         expected: u64,
     },
+    #[error("device {device:?} batch starts at sequence {got}, but {expected} is next: send the readings from {expected} first (a batch that skipped ahead would leave readings that could never arrive)")]
+    SequenceGap {
+        device: String,
+        got: u64,
+        expected: u64,
+    },
     #[error("a reading is time-stamped {at_ms}, more than {slack_ms} ms ahead of the server clock ({now_ms}); fix the device clock")]
     ClockInFuture {
         at_ms: i64,
@@ -179,6 +185,11 @@ impl ApiError {
                 got: 0,
                 expected: 0,
             },
+            ApiError::SequenceGap {
+                device: s(),
+                got: 0,
+                expected: 0,
+            },
             ApiError::ClockInFuture {
                 at_ms: 0,
                 now_ms: 0,
@@ -249,6 +260,7 @@ impl ApiError {
             ApiError::RevokedKey { .. } => "revoked_key",
             ApiError::NoKeyAtTime { .. } => "no_key_at_time",
             ApiError::ReplayedSequence { .. } => "replayed_sequence",
+            ApiError::SequenceGap { .. } => "sequence_gap",
             ApiError::ClockInFuture { .. } => "clock_in_future",
             ApiError::InvalidGtin(_) => "invalid_gtin",
             ApiError::UnknownEventType(_) => "unknown_event_type",
@@ -318,6 +330,7 @@ impl ResponseError for ApiError {
             | ApiError::UnknownOrganisation(_) => StatusCode::NOT_FOUND,
             ApiError::DeviceExists(_)
             | ApiError::ReplayedSequence { .. }
+            | ApiError::SequenceGap { .. }
             | ApiError::IdempotencyKeyReused(_)
             | ApiError::DuplicateEvent(_)
             | ApiError::NotSuspended(_)
@@ -517,8 +530,9 @@ mod kinds_tests {
             ApiError::Overloaded(_) => 36,
             ApiError::Unavailable(_) => 37,
             ApiError::LocationNotYours { .. } => 38,
+            ApiError::SequenceGap { .. } => 39,
         };
-        const VARIANTS: usize = 39;
+        const VARIANTS: usize = 40;
         let kinds = ApiError::kinds();
         let mut seen = [false; VARIANTS];
         for e in &kinds {

@@ -103,6 +103,15 @@ impl Ingest {
                     expected,
                 });
             }
+            // A device's readings are numbered without gaps: readings skipped
+            // here could never be sent after.
+            if b.batch.first_seq > expected {
+                return Err(ApiError::SequenceGap {
+                    device: dev.to_string(),
+                    got: b.batch.first_seq,
+                    expected,
+                });
+            }
             next.insert(dev, b.batch.next_seq());
         }
         Ok(next
