@@ -282,11 +282,22 @@ fn the_python_client_sends_batches_and_documents_the_server_accepts() {
         .to_string(),
     )
     .unwrap();
-    let captured = answers(&python(
-        &[&["capture"][..], &common, &[doc.to_str().unwrap()]].concat(),
-    ));
+    let capture = || {
+        answers(&python(
+            &[
+                &["capture"][..],
+                &common,
+                &["--idempotency-key", "gateway-doc-1", doc.to_str().unwrap()],
+            ]
+            .concat(),
+        ))
+    };
+    let captured = capture();
     assert!(captured[0]["capture_id"].is_string(), "{}", captured[0]);
     assert!(verify_entries(base, &captured[0]) >= 1);
+    // Resent under the caller's own key (a gateway after a crash): the
+    // same answer, nothing applied twice.
+    assert_eq!(capture(), captured);
     server.stop();
 }
 

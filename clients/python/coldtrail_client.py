@@ -277,15 +277,18 @@ class Client:
         self.attempts, self.timeout = attempts, timeout
 
     def request(self, method: str, path: str, body: Optional[bytes] = None,
-                content_type: Optional[str] = None, idempotent: bool = True) -> tuple[int, dict]:
+                content_type: Optional[str] = None, idempotent: bool = True,
+                idempotency_key: Optional[str] = None) -> tuple[int, dict]:
         """Sends with retries on connection errors, 429 and 5xx gateways
         (honouring Retry-After); a write carries one Idempotency-Key across
-        all its attempts, so the server applies it at most once."""
+        all its attempts, so the server applies it at most once. Give
+        `idempotency_key` to carry it across your own retries too (a gateway
+        that crashed and resends after a restart); else one is made per call."""
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         if method == "POST" and idempotent:
-            headers["Idempotency-Key"] = str(uuid.uuid4())
+            headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
         delay = 0.2
         for attempt in range(1, self.attempts + 1):
             req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
@@ -311,21 +314,28 @@ class Client:
                 delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
 
-    def register_device(self, device: str, key: SigningKey) -> dict:
+    def register_device(self, device: str, key: SigningKey,
+                        idempotency_key: Optional[str] = None) -> dict:
         public = bytes(key.verify_key).hex()
         body = json.dumps({"device": device, "public_key": public}).encode()
-        return self.request("POST", "/v1/devices", body, "application/json")[1]
+        return self.request("POST", "/v1/devices", body, "application/json",
+                            idempotency_key=idempotency_key)[1]
 
     def device(self, device: str) -> dict:
         return self.request("GET", f"/v1/devices/{urllib.request.quote(device, safe='')}")[1]
 
-    def send_batches(self, batches: list[SignedBatch], fmt: str = "binary") -> dict:
+    def send_batches(self, batches: list[SignedBatch], fmt: str = "binary",
+                     idempotency_key: Optional[str] = None) -> dict:
         if fmt == "binary":
-            return self.request("POST", "/v1/batches", binary_body(batches), BINARY_BATCH)[1]
-        return self.request("POST", "/v1/batches", json_body(batches), "application/json")[1]
+            body, content_type = binary_body(batches), BINARY_BATCH
+        else:
+            body, content_type = json_body(batches), "application/json"
+        return self.request("POST", "/v1/batches", body, content_type,
+                            idempotency_key=idempotency_key)[1]
 
-    def capture(self, document: bytes) -> dict:
-        return self.request("POST", "/capture", document, "application/ld+json")[1]
+    def capture(self, document: bytes, idempotency_key: Optional[str] = None) -> dict:
+        return self.request("POST", "/capture", document, "application/ld+json",
+                            idempotency_key=idempotency_key)[1]
 
 
 # --- the command line -------------------------------------------------------
@@ -371,12 +381,19 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     sp = sub.add_parser("keygen")
     sp.add_argument("--out", required=True)
+    def keyed(sp):
+        sp.add_argument("--idempotency-key",
+                        help="the request's Idempotency-Key (send: KEY-0, KEY-1, … per request), "
+                             "so a resend after a crash is answered, not applied again")
+
     sp = sub.add_parser("register")
     server(sp)
+    keyed(sp)
     sp.add_argument("--key", required=True)
     sp.add_argument("--device", required=True)
     sp = sub.add_parser("send")
     server(sp)
+    keyed(sp)
     sp.add_argument("--key", required=True)
     sp.add_argument("--device", required=True)
     sp.add_argument("--first-seq", type=int, help="default: the server's next sequence number for the device")
@@ -386,6 +403,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     sp.add_argument("readings")
     sp = sub.add_parser("capture")
     server(sp)
+    keyed(sp)
     sp.add_argument("document")
     sub.add_parser("vectors")
     args = p.parse_args(argv)
@@ -403,10 +421,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     client = Client(args.url, args.token)
     try:
         if args.cmd == "register":
-            print(json.dumps(client.register_device(args.device, read_key_file(args.key))))
+            print(json.dumps(client.register_device(args.device, read_key_file(args.key),
+                                                    args.idempotency_key)))
         elif args.cmd == "capture":
             with open(args.document, "rb") as f:
-                print(json.dumps(client.capture(f.read())))
+                print(json.dumps(client.capture(f.read(), args.idempotency_key)))
         elif args.cmd == "send":
             first = args.first_seq
             if first is None:
@@ -415,8 +434,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             readings = read_readings(args.readings)
             batches = [device.sign(readings[i:i + args.batch_size])
                        for i in range(0, len(readings), args.batch_size)]
-            for i in range(0, len(batches), args.batches_per_request):
-                print(json.dumps(client.send_batches(batches[i:i + args.batches_per_request], args.format)))
+            for n, i in enumerate(range(0, len(batches), args.batches_per_request)):
+                key = f"{args.idempotency_key}-{n}" if args.idempotency_key else None
+                print(json.dumps(client.send_batches(batches[i:i + args.batches_per_request],
+                                                     args.format, key)))
     except Refused as e:
         print(json.dumps({"status": e.status, **e.problem}))
         return 1
