@@ -70,12 +70,22 @@ pub struct Args {
     #[arg(long)]
     tokens: PathBuf,
     /// The bridge's MQTT client id: its persistent session at the broker
-    /// (messages wait there while the bridge is down). One per bridge.
-    #[arg(long, default_value = "coldtrail-bridge")]
-    client_id: String,
+    /// (messages wait there while the bridge is down). One per bridge; by
+    /// default one per node and prefix (`coldtrail-` and a hash of them), so bridges of different nodes on one broker never take each
+    /// other's session, and a restarted bridge finds its own.
+    #[arg(long)]
+    client_id: Option<String>,
     /// Topic prefix (`{prefix}/in/…`, `{prefix}/out/…`).
     #[arg(long, default_value = "coldtrail")]
     prefix: String,
+}
+
+/// The client id of the bridge for `node` under `prefix`: stable across
+/// restarts, different for every node and prefix.
+fn default_client_id(node: &str, prefix: &str) -> String {
+    let hash = blake3::hash(format!("{}\n{prefix}", node.trim_end_matches('/')).as_bytes());
+    // 23 bytes: the longest client id every MQTT 3.1.1 broker must accept.
+    format!("coldtrail-{}", &hash.to_hex()[..13])
 }
 
 /// One message's route on the node, by the topic's kind.
@@ -216,7 +226,12 @@ pub(crate) fn connect(options: MqttOptions, cap: usize) -> (Client, Connection) 
 pub fn run(args: Args) -> Result<ExitCode> {
     let tokens = read_tokens(&args.tokens)?;
     let node = args.node.trim_end_matches('/').to_string();
-    let mut options = options(&args.client_id, &args.broker)?;
+    let client_id = args
+        .client_id
+        .clone()
+        .unwrap_or_else(|| default_client_id(&args.node, &args.prefix));
+    tracing::info!(%client_id, "the bridge's session at the broker");
+    let mut options = options(&client_id, &args.broker)?;
     // The broker keeps the subscription and queued messages while the
     // bridge is away; every message is acknowledged by hand, after the
     // node's answer.
@@ -316,6 +331,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_client_ids_are_one_per_node_and_prefix_and_stable() {
+        let a = default_client_id("http://10.0.0.1:8080", "coldtrail");
+        assert_eq!(a, default_client_id("http://10.0.0.1:8080/", "coldtrail"));
+        assert!(a.starts_with("coldtrail-") && a.len() <= 23, "{a}");
+        assert_ne!(a, default_client_id("http://10.0.0.2:8080", "coldtrail"));
+        assert_ne!(a, default_client_id("http://10.0.0.1:8080", "other"));
+    }
 
     #[test]
     fn topics_name_org_kind_and_id() {
