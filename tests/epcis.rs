@@ -223,6 +223,11 @@ fn bad_documents_are_refused_with_their_codes_and_write_nothing() {
         again.json()["already_captured"].as_array().unwrap().len(),
         1
     );
+    assert_eq!(
+        again.json()["already_captured"][0],
+        r.json()["entries"][0],
+        "the answer names the event's entry by place and id, as when it was written"
+    );
     assert_eq!(sizes(), before);
     // A correction (errorDeclaration) under the same eventID is captured.
     changed["errorDeclaration"] =

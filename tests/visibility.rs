@@ -54,6 +54,7 @@ const ROUTES: &[(&str, bool, &str)] = &[
     ("/v1/entries/{id}", false, "/v1/entries/{id}"),
     ("/v1/devices/{device}", false, "/v1/devices/{device}"),
     ("/v1/capture/{id}", false, "/v1/capture/1"),
+    ("/capture/{id}", false, "/capture/1"),
     ("/v1/trace", false, "/v1/trace?lot={lot}"),
     ("/v1/co-exposure", false, "/v1/co-exposure?lot={lot}"),
     ("/v1/fsma204", false, "/v1/fsma204?gtin={gtin}"),

@@ -473,5 +473,28 @@ pub struct ApiDoc;
 /// The write API's half of the node's OpenAPI document (the read edge adds
 /// its own and serves the whole).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    // The EPCIS 2.0 REST binding names capture `/capture` (relative to the
+    // EPCIS base); both spellings are served, so both are documented, each
+    // operation under its own id.
+    for (alias, path) in [
+        ("/capture", "/v1/capture"),
+        ("/capture/{id}", "/v1/capture/{id}"),
+    ] {
+        let Some(mut item) = doc.paths.paths.get(path).cloned() else {
+            continue;
+        };
+        for op in [item.post.as_mut(), item.get.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            op.operation_id = op.operation_id.take().map(|id| format!("{id}_epcis"));
+            op.description = Some(format!(
+                "{} The EPCIS 2.0 REST binding's path for `{path}`: the same operation.",
+                op.description.take().unwrap_or_default()
+            ));
+        }
+        doc.paths.paths.insert(alias.to_string(), item);
+    }
+    doc
 }

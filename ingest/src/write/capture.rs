@@ -36,10 +36,17 @@ impl Ingest {
                 if let Some(loc) =
                     earlier.and_then(|v| v.iter().find(|l| l.fingerprint == c.fingerprint))
                 {
+                    // Its entry's id, from the log: an answer names entries
+                    // by place and id alike.
+                    let bytes = self
+                        .node
+                        .shard(loc.shard)
+                        .and_then(|s| s.store().entry(loc.index).map_err(Into::into))
+                        .map_err(crate::write_refusal)?;
                     out.already_captured.push(Written {
                         shard: loc.shard,
                         index: loc.index,
-                        id: String::new(),
+                        id: ledger::entry_id(&bytes).to_hex(),
                         subject: id.to_string(),
                     });
                     continue;
