@@ -257,6 +257,44 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// For decoder properties over mutated or arbitrary bytes: a property that
+/// checks only what decodes proves nothing when nothing decodes.
+#[cfg(test)]
+pub(crate) mod counting {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use proptest::strategy::Strategy;
+    use proptest::test_runner::{TestCaseError, TestRunner};
+
+    /// Runs `property` over `strategy`'s cases (proptest's defaults, with
+    /// shrinking); `property` answers whether its input decoded. Fails when
+    /// fewer than `min_share` of the cases decoded.
+    pub(crate) fn decoded_share<S: Strategy>(
+        what: &str,
+        strategy: S,
+        min_share: f64,
+        property: impl Fn(S::Value) -> Result<bool, TestCaseError>,
+    ) {
+        let (cases, decoded) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let mut runner = TestRunner::default();
+        let result = runner.run(&strategy, |v| {
+            cases.fetch_add(1, Ordering::Relaxed);
+            if property(v)? {
+                decoded.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{what}: {e}");
+        }
+        let (cases, decoded) = (cases.into_inner(), decoded.into_inner());
+        assert!(
+            decoded as f64 >= min_share * cases as f64,
+            "{what}: only {decoded} of {cases} inputs decoded, so the property was checked on too few"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,16 +313,26 @@ mod tests {
             r.finish().unwrap();
         }
 
-        #[test]
-        fn accepted_varints_are_minimal(bytes in proptest::collection::vec(any::<u8>(), 0..12)) {
-            let mut r = Reader::new(&bytes);
-            if let Ok(v) = r.varint("v") {
+    }
+
+    #[test]
+    fn accepted_varints_are_minimal() {
+        super::counting::decoded_share(
+            "accepted_varints_are_minimal",
+            proptest::collection::vec(any::<u8>(), 0..12),
+            0.5,
+            |bytes| {
+                let mut r = Reader::new(&bytes);
+                let Ok(v) = r.varint("v") else {
+                    return Ok(false);
+                };
                 let used = bytes.len() - r.remaining();
                 let mut w = Writer::new();
                 w.varint(v);
                 prop_assert_eq!(&w.buf[..], &bytes[..used]);
-            }
-        }
+                Ok(true)
+            },
+        );
     }
 
     #[test]

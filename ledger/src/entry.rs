@@ -1185,30 +1185,61 @@ mod tests {
             prop_assert_eq!(Entry::from_bytes(&bytes).unwrap(), entry);
         }
 
-        #[test]
-        fn decoded_entries_re_encode_to_the_same_bytes(
-            entry in arb_entry(),
-            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
-            cut in any::<prop::sample::Index>(),
-        ) {
-            let mut bytes = entry.to_bytes();
-            for (i, b) in flips {
-                let i = i.index(bytes.len());
-                bytes[i] = b;
-            }
-            if let Ok(e) = Entry::from_bytes(&bytes) {
-                prop_assert_eq!(e.to_bytes(), bytes.clone());
-            }
-            let cut = cut.index(bytes.len());
-            let _ = Entry::from_bytes(&bytes[..cut]);
-        }
+    }
 
-        #[test]
-        fn arbitrary_bytes_are_refused_or_canonical(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            if let Ok(e) = Entry::from_bytes(&bytes) {
+    #[test]
+    fn decoded_entries_re_encode_to_the_same_bytes() {
+        let flips = proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4);
+        crate::codec::counting::decoded_share(
+            "decoded_entries_re_encode_to_the_same_bytes",
+            (arb_entry(), flips, any::<prop::sample::Index>()),
+            0.2,
+            |(entry, flips, cut)| {
+                let mut bytes = entry.to_bytes();
+                for (i, b) in flips {
+                    let i = i.index(bytes.len());
+                    bytes[i] = b;
+                }
+                let cut = cut.index(bytes.len());
+                let _ = Entry::from_bytes(&bytes[..cut]);
+                let Ok(e) = Entry::from_bytes(&bytes) else {
+                    return Ok(false);
+                };
                 prop_assert_eq!(e.to_bytes(), bytes);
-            }
-        }
+                Ok(true)
+            },
+        );
+    }
+
+    /// Arbitrary bytes, and entries' bytes with arbitrary bytes in place of
+    /// some of theirs: what decodes re-encodes to exactly those bytes.
+    #[test]
+    fn arbitrary_bytes_are_refused_or_canonical() {
+        let arbitrary = proptest::collection::vec(any::<u8>(), 0..512);
+        let spliced = (
+            arb_entry(),
+            any::<prop::sample::Index>(),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        )
+            .prop_map(|(entry, at, noise)| {
+                let mut bytes = entry.to_bytes();
+                let at = at.index(bytes.len());
+                let end = (at + noise.len()).min(bytes.len());
+                bytes.splice(at..end, noise);
+                bytes
+            });
+        crate::codec::counting::decoded_share(
+            "arbitrary_bytes_are_refused_or_canonical",
+            prop_oneof![arbitrary, spliced],
+            0.1,
+            |bytes| {
+                let Ok(e) = Entry::from_bytes(&bytes) else {
+                    return Ok(false);
+                };
+                prop_assert_eq!(e.to_bytes(), bytes);
+                Ok(true)
+            },
+        );
     }
 
     #[test]
