@@ -407,6 +407,17 @@ fn a_rivals_transformation_rewrites_no_trace_holder_page_or_grant() {
         "the page names the rival: {page}"
     );
     assert_eq!(w.lot_refusal(&w.rival, CLEAN).as_deref(), Some("forbidden"));
+    // A lot made by a transformation (at the step `commissioning`) reads as
+    // processed, not packed.
+    let made = w.page(MADE_1);
+    let step = made
+        .split("data-fact=\"step\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{made}"));
+    assert!(
+        step.contains("Processed") && !step.contains("Packed"),
+        "{made}"
+    );
     // Investigators see the claim, disputed; the rival sees its own event.
     let claims: Vec<Value> = w
         .events_naming(CLEAN)

@@ -33,6 +33,11 @@ pub enum StepKind {
 
 impl StepKind {
     fn of(e: &EventView) -> StepKind {
+        // A transformation makes something new, whatever step it names
+        // (often `commissioning`, which otherwise reads as packing).
+        if e.event_type == "TransformationEvent" {
+            return StepKind::Transformed;
+        }
         let step = e.biz_step.as_deref().map(|s| {
             s.rsplit([':', '/'])
                 .next()
@@ -47,7 +52,6 @@ impl StepKind {
             Some("storing") => StepKind::Stored,
             Some("transforming" | "creating_class_instance") => StepKind::Transformed,
             Some("retail_selling" | "dispensing") => StepKind::Sold,
-            _ if e.event_type == "TransformationEvent" => StepKind::Transformed,
             _ => StepKind::Other,
         }
     }

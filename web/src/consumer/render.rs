@@ -94,6 +94,30 @@ impl Lang {
         }
     }
 
+    /// A temperature as the page's language writes it: "-18.5 °C",
+    /// "-18,5 °C"; whole degrees without decimals.
+    fn temp(self, c: f64) -> String {
+        let s = format!("{c:.1}");
+        let s = s.strip_suffix(".0").unwrap_or(&s).to_string();
+        match self {
+            Lang::En => format!("{s} °C"),
+            Lang::De => format!("{} °C", s.replace('.', ",")),
+        }
+    }
+
+    /// A chart's end label: the day, or for a span of under two days the
+    /// day and time (a journey of hours would read "1 Nov" at both ends).
+    fn chart_end(self, ms: i64, span_ms: i64) -> String {
+        if span_ms >= 2 * 86_400_000 {
+            return self.day(ms);
+        }
+        let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+        match self {
+            Lang::En => t.format("%-d %b %H:%M").to_string(),
+            Lang::De => t.format("%-d.%-m. %H:%M").to_string(),
+        }
+    }
+
     fn day(self, ms: i64) -> String {
         let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
         match self {
@@ -113,12 +137,6 @@ fn duration(ms: i64) -> String {
     }
 }
 
-fn temp(c: f64) -> String {
-    let s = format!("{c:.1}");
-    let s = s.strip_suffix(".0").unwrap_or(&s).to_string();
-    format!("{s} °C")
-}
-
 fn entry_attr(a: &At) -> String {
     format!("{}/{}/{}", a.shard, a.index, ledger::Digest(a.id).to_hex())
 }
@@ -134,17 +152,20 @@ fn breach_words(b: &Breach, lang: Lang) -> (&'static str, String) {
     let (lead, what) = match b.trouble {
         Trouble::Above(l) | Trouble::WarmOnAverage(l) if de => (
             "Nicht kalt genug gehalten",
-            format!("über {} für {len}", temp(l)),
+            format!("über {} für {len}", lang.temp(l)),
         ),
         Trouble::Above(l) => (
             "Not kept cold enough",
-            format!("above {} for {len}", temp(l)),
+            format!("above {} for {len}", lang.temp(l)),
         ),
-        Trouble::Below(l) if de => ("Zu kalt gehalten", format!("unter {} für {len}", temp(l))),
-        Trouble::Below(l) => ("Kept too cold", format!("below {} for {len}", temp(l))),
+        Trouble::Below(l) if de => (
+            "Zu kalt gehalten",
+            format!("unter {} für {len}", lang.temp(l)),
+        ),
+        Trouble::Below(l) => ("Kept too cold", format!("below {} for {len}", lang.temp(l))),
         Trouble::WarmOnAverage(l) => (
             "Not kept cold enough",
-            format!("too warm on average (above {}) over {len}", temp(l)),
+            format!("too warm on average (above {}) over {len}", lang.temp(l)),
         ),
         Trouble::Jump if de => (
             "Kühlkette unterbrochen",
@@ -206,18 +227,20 @@ fn verdict(f: &LotFacts, lang: Lang) -> (bool, String) {
     let s = match (f.range_c, lang) {
         ((Some(lo), Some(hi)), Lang::En) => format!(
             "Kept between {} and {} for the whole journey.",
-            temp(lo),
-            temp(hi)
+            lang.temp(lo),
+            lang.temp(hi)
         ),
         ((Some(lo), Some(hi)), Lang::De) => format!(
             "Auf dem ganzen Weg zwischen {} und {} gehalten.",
-            temp(lo),
-            temp(hi)
+            lang.temp(lo),
+            lang.temp(hi)
         ),
         ((None, Some(hi)), Lang::En) => {
-            format!("Kept at or below {} for the whole journey.", temp(hi))
+            format!("Kept at or below {} for the whole journey.", lang.temp(hi))
         }
-        ((None, Some(hi)), Lang::De) => format!("Auf dem ganzen Weg höchstens {} warm.", temp(hi)),
+        ((None, Some(hi)), Lang::De) => {
+            format!("Auf dem ganzen Weg höchstens {} warm.", lang.temp(hi))
+        }
         (_, Lang::En) => "Kept within its limits for the whole journey.".into(),
         (_, Lang::De) => "Auf dem ganzen Weg innerhalb der Grenzwerte gehalten.".into(),
     };
@@ -328,17 +351,17 @@ fn chart(f: &LotFacts, series: &[Series], lang: Lang) -> Markup {
             r##"<line x1="{pad}" x2="{:.1}" y1="{yc:.1}" y2="{yc:.1}" stroke="#0b6b2e" stroke-dasharray="4 3"/><text x="2" y="{:.1}" font-size="11">{}</text>"##,
             w - pad,
             y(c) + 4.0,
-            temp(c),
+            lang.temp(c),
             yc = y(c)
         ));
     }
     svg.push_str(&format!(
         r##"<text x="{pad}" y="{:.1}" font-size="11">{}</text><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
         h - 8.0,
-        lang.day(t0),
+        lang.chart_end(t0, t1 - t0),
         w - pad,
         h - 8.0,
-        lang.day(t1)
+        lang.chart_end(t1, t1 - t0)
     ));
     let readings: u64 = series
         .iter()
@@ -349,14 +372,14 @@ fn chart(f: &LotFacts, series: &[Series], lang: Lang) -> Markup {
         Lang::En => format!(
             "{readings} readings from {} logger(s): lowest {}, highest {}.",
             series.len(),
-            temp(lo_c),
-            temp(hi_c)
+            lang.temp(lo_c),
+            lang.temp(hi_c)
         ),
         Lang::De => format!(
             "{readings} Messwerte von {} Logger(n): niedrigste {}, höchste {}.",
             series.len(),
-            temp(lo_c),
-            temp(hi_c)
+            lang.temp(lo_c),
+            lang.temp(hi_c)
         ),
     };
     let title = lang.t("Temperature during the journey", "Temperatur auf dem Weg");
@@ -590,7 +613,19 @@ mod tests {
         assert_eq!(duration(612 * 60_000), "10 h 12 min");
         assert_eq!(duration(45 * 60_000), "45 min");
         assert_eq!(duration(2 * 3_600_000), "2 h");
-        assert_eq!(temp(8.0), "8 °C");
-        assert_eq!(temp(-18.5), "-18.5 °C");
+        assert_eq!(Lang::En.temp(8.0), "8 °C");
+        assert_eq!(Lang::En.temp(-18.5), "-18.5 °C");
+        assert_eq!(Lang::De.temp(-18.5), "-18,5 °C");
+        assert_eq!(Lang::De.temp(8.0), "8 °C");
+    }
+
+    #[test]
+    fn a_chart_of_hours_is_labelled_by_time_and_one_of_weeks_by_day() {
+        let t0 = 1_793_491_200_000 + 6 * 3_600_000; // 1 Nov 2026 06:00 UTC
+        let hours = 8 * 3_600_000;
+        assert_eq!(Lang::En.chart_end(t0, hours), "1 Nov 06:00");
+        assert_eq!(Lang::En.chart_end(t0 + hours, hours), "1 Nov 14:00");
+        assert_eq!(Lang::De.chart_end(t0, hours), "1.11. 06:00");
+        assert_eq!(Lang::En.chart_end(t0, 10 * 86_400_000), "1 Nov");
     }
 }
