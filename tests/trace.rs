@@ -257,6 +257,24 @@ fn investigators_trace_the_contaminated_lot_over_http_with_proofs() {
         serde_json::json!({"lot": extra.id, "reason": "same line"}),
     );
     assert_eq!(r.status, 201, "{}", r.body);
+    // The widened lot's consumer page shows the recall with the change that
+    // put this lot in it: its reason, and the proof of that entry.
+    let widening = r.json()["entries"][0]["id"].as_str().unwrap().to_string();
+    let link = gs1::canonical_id(&extra.id).unwrap();
+    let page = support::get_with(
+        &server.base,
+        link.strip_prefix("https://id.gs1.org").unwrap(),
+        &[("Accept", "text/html")],
+    );
+    let banner = page
+        .body
+        .split("role=\"alert\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no recall banner: {}", page.body));
+    let banner = &banner[..banner.find("</section>").unwrap()];
+    assert!(banner.contains("same line"), "{banner}");
+    assert!(!banner.contains("test recall"), "{banner}");
+    assert!(banner.contains(&widening), "the widening's proof: {banner}");
     let r = send(
         &format!("/v1/recalls/{id}/close"),
         &investigator,

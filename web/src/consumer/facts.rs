@@ -151,6 +151,7 @@ fn place_name(g: &Lineage, id: &str) -> String {
 /// event names it.
 pub fn lot_facts(g: &Lineage, rules: Option<&RulesConfig>, id: &str) -> Option<LotFacts> {
     let view = g.lot(id)?;
+    let canonical = gs1::canonical_id(id).unwrap_or_else(|| id.to_string());
     let events = g.events_about(id);
     let step = |e: &EventView| Step {
         what: StepKind::of(e),
@@ -193,12 +194,20 @@ pub fn lot_facts(g: &Lineage, rules: Option<&RulesConfig>, id: &str) -> Option<L
         .iter()
         .filter(|r| r.open)
         .map(|r| {
-            let opened = r.history.first();
+            // The change that put this lot in the recall (the opening, or a
+            // widening later): its reason, time and entry are this lot's.
+            let this_lot =
+                |a: &String| *a == view.lot || gs1::canonical_id(a).is_some_and(|c| c == canonical);
+            let step = r
+                .history
+                .iter()
+                .find(|s| s.added.iter().any(this_lot))
+                .or(r.history.first());
             RecallNotice {
-                reason: r.reason.clone(),
-                since_ms: opened.map_or(0, |s| s.at_ms),
-                by: opened.map_or_else(String::new, |s| place_name(g, &s.by)),
-                entry: opened.map_or(view.first_event.entry, |s| s.entry),
+                reason: step.map_or_else(|| r.reason.clone(), |s| s.reason.clone()),
+                since_ms: step.map_or(0, |s| s.at_ms),
+                by: step.map_or_else(String::new, |s| place_name(g, &s.by)),
+                entry: step.map_or(view.first_event.entry, |s| s.entry),
             }
         })
         .collect();
