@@ -66,6 +66,31 @@ fn the_trace_and_the_breaches_match_the_truth() {
     let world = world();
     let lot = &world.truth.contaminated_lot;
 
+    // Who holds it now, where and since when rest on one entry: the latest
+    // counted event's (issue 30: the investigator had to page through
+    // `events` to find it).
+    let now = data(&gql(
+        &server.base,
+        Some(&token),
+        "query($lot: String!) { lot(epc: $lot) { holder { id } since whereaboutsEntry { shard index id }
+            events(first: 100) { edges { node { time recordedBy { id } entry { shard index id } } } } } }",
+        json!({"lot": lot}),
+    ));
+    let l = &now["lot"];
+    let events = l["events"]["edges"].as_array().unwrap();
+    let latest = events
+        .iter()
+        .map(|e| &e["node"])
+        .filter(|n| n["entry"] == l["whereaboutsEntry"])
+        .collect::<Vec<_>>();
+    assert_eq!(
+        latest.len(),
+        1,
+        "the whereabouts entry is one of its events: {l}"
+    );
+    assert_eq!(latest[0]["recordedBy"], l["holder"], "{l}");
+    assert_eq!(ms(&latest[0]["time"]), ms(&l["since"]), "{l}");
+
     let trace = data(&gql(
         &server.base,
         Some(&token),

@@ -77,6 +77,11 @@ impl Lot {
     pub(super) async fn since(&self, ctx: &Context<'_>) -> Answer<DateTime<Utc>> {
         Ok(time(self.view(ctx).await?.now.since_ms))
     }
+    /// The ledger entry of its latest counted event: what `holder`,
+    /// `location` and `since` rest on (its `proof` checks them).
+    pub(super) async fn whereabouts_entry(&self, ctx: &Context<'_>) -> Answer<Entry> {
+        Ok(Entry(self.view(ctx).await?.now.entry))
+    }
     /// Quarantine and recalls.
     pub(super) async fn status(&self, ctx: &Context<'_>) -> Answer<LotStatus> {
         let v = self.view(ctx).await?;
