@@ -458,6 +458,16 @@ fn limits_refuse_with_stable_codes() {
         json!({}),
     );
     assert_eq!(code(&complex), "query_too_complex", "{}", complex.body);
+    // A refusal of the whole query names no place in it: no location (a
+    // location's line and column count from 1; this was line 0, column 0).
+    for refused in [&deep, &complex] {
+        let locations = &refused.json()["errors"][0]["locations"];
+        assert!(
+            locations.is_null() || locations.as_array().is_some_and(|l| l.is_empty()),
+            "{}",
+            refused.body
+        );
+    }
     let big = gql(
         &server.base,
         Some(&token),

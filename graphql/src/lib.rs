@@ -127,8 +127,13 @@ impl ExtensionFactory for Refusals {
     }
 }
 
+/// A refusal of the whole request (limits, a timeout, a revoked token): it
+/// names no place in the query, so it carries no location (a default `Pos`
+/// would read as line 0, column 0, where lines and columns count from 1).
 fn server_error(e: ApiError) -> ServerError {
-    refusal(e).into_server_error(async_graphql::Pos::default())
+    let mut error = refusal(e).into_server_error(async_graphql::Pos::default());
+    error.locations.clear();
+    error
 }
 
 #[async_graphql::async_trait::async_trait]
