@@ -187,6 +187,43 @@ fn every_kind_of_entry_goes_from_content_to_id_to_proof_to_a_signed_head() {
         &format!("/v1/shards/{shard}/heads/{}", new.head.size + 1000),
     );
     r.assert_problem(404, "no_signed_head");
+
+    // Every signed size can be listed (not only found one at a time from a
+    // refusal): in order, old and new among them, each head served and
+    // signed; a listing in pages of one gives the same sizes.
+    let listed = get(base, &format!("/v1/shards/{shard}/heads")).json();
+    let sizes: Vec<u64> = listed["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{listed}");
+    assert!(
+        sizes.contains(&old.head.size) && sizes.contains(&new.head.size),
+        "{listed}"
+    );
+    assert_eq!(listed["next"], serde_json::Value::Null);
+    for size in &sizes {
+        let h = get(base, &format!("/v1/shards/{shard}/heads/{size}"));
+        assert_eq!(h.status, 200, "{size}: {}", h.body);
+        head_of(&h.json()).verify(&keys[shard]).unwrap();
+    }
+    let (mut paged, mut from) = (Vec::new(), Some(0));
+    while let Some(f) = from {
+        let page = get(base, &format!("/v1/shards/{shard}/heads?from={f}&limit=1")).json();
+        paged.extend(
+            page["sizes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap()),
+        );
+        from = page["next"].as_u64();
+    }
+    assert_eq!(paged, sizes);
+    get(base, &format!("/v1/shards/{shard}/heads?limit=0"))
+        .assert_problem(400, "invalid_parameter");
 }
 
 fn served_old_head_matches(served: &SignedTreeHead, old: &SignedTreeHead, key: &VerifyingKey) {

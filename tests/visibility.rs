@@ -26,6 +26,7 @@ const ROUTES: &[(&str, bool, &str)] = &[
         "/.well-known/coldtrail/keys",
     ),
     ("/v1/shards/{shard}/head", true, "/v1/shards/0/head"),
+    ("/v1/shards/{shard}/heads", true, "/v1/shards/0/heads"),
     (
         "/v1/shards/{shard}/heads/{size}",
         true,

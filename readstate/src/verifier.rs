@@ -14,6 +14,17 @@ use utoipa::ToSchema;
 pub use api::answer::EntryRefJson;
 use api::problem::ApiError;
 
+/// Sizes at which a shard's log signed heads, in order (each one's head is
+/// at `/v1/shards/{shard}/heads/{size}`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SignedSizesJson {
+    pub shard: u32,
+    pub sizes: Vec<u64>,
+    /// The next signed size after `sizes`: ask again with `from` set to it.
+    /// None when `sizes` reaches the newest head.
+    pub next: Option<u64>,
+}
+
 /// A signed tree head.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HeadJson {
@@ -188,6 +199,30 @@ impl Reads {
             .await
             .map_err(crate::shard_refusal)?;
         Ok(HeadJson::new(shard, &s.public_key(), &head))
+    }
+
+    /// The sizes at which the shard's log signed heads, from `from` on, at
+    /// most `limit` of them, and the next signed size after them (where a
+    /// listing continues), so a verifier can fetch any head it needs.
+    pub fn signed_sizes(
+        &self,
+        shard: u32,
+        from: u64,
+        limit: usize,
+    ) -> Result<SignedSizesJson, ApiError> {
+        let s = self.shard_by_id(shard)?;
+        let mut sizes = Vec::new();
+        let mut at = from;
+        let mut next = None;
+        while let Some(h) = s.store().first_head_covering(at)? {
+            if sizes.len() == limit {
+                next = Some(h.head.size);
+                break;
+            }
+            sizes.push(h.head.size);
+            at = h.head.size + 1;
+        }
+        Ok(SignedSizesJson { shard, sizes, next })
     }
 
     /// The first head the shard's log signed at exactly `size` entries.

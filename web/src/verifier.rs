@@ -10,6 +10,7 @@ use api::ApiError;
 use ledger::entry::Entry;
 use readstate::verifier::{
     ConsistencyJson, EntryJson, HeadJson, KeySetJson, KeysDocument, ProofJson, ShardKeyJson,
+    SignedSizesJson,
 };
 use readstate::ReadState;
 use utoipa::OpenApi;
@@ -17,6 +18,7 @@ use utoipa::OpenApi;
 /// Registers the verifier's routes (the read state is the app's data).
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
     cfg.route("/v1/shards/{shard}/head", web::get().to(get_head))
+        .route("/v1/shards/{shard}/heads", web::get().to(get_heads))
         .route(
             "/v1/shards/{shard}/heads/{size}",
             web::get().to(get_head_at),
@@ -59,6 +61,32 @@ async fn get_head(state: web::Data<ReadState>, req: HttpRequest) -> Result<HttpR
     QueryParams::parse(&req, &[])?;
     let shard = path_number(&req, "shard")?;
     Ok(HttpResponse::Ok().json(state.reads.latest_head(shard).await?))
+}
+
+/// Most sizes listed in one answer.
+const MAX_SIZES: usize = 10_000;
+
+/// The sizes at which the shard's log signed heads (every head it signed is
+/// kept), oldest first, from `from` (default 0), at most `limit` (default and
+/// most 10,000); `next` continues the listing.
+#[utoipa::path(get, path = "/v1/shards/{shard}/heads",
+    params(("shard" = u32, Path), ("from" = Option<u64>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = SignedSizesJson), (status = 404, description = "No such shard")))]
+async fn get_heads(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = QueryParams::parse(&req, &["from", "limit"])?;
+    let shard = path_number(&req, "shard")?;
+    let limit: usize = q.get("limit")?.unwrap_or(MAX_SIZES);
+    if limit == 0 || limit > MAX_SIZES {
+        return Err(ApiError::InvalidParameter {
+            name: "limit".into(),
+            message: format!("{limit}: give 1 to {MAX_SIZES}"),
+        });
+    }
+    let from = q.get("from")?.unwrap_or(0);
+    Ok(HttpResponse::Ok().json(state.reads.signed_sizes(shard, from, limit)?))
 }
 
 /// The head the shard's log signed at exactly `size` entries (every head it
@@ -186,6 +214,7 @@ async fn get_consistency(
     paths(
         get_keys,
         get_head,
+        get_heads,
         get_head_at,
         get_entry,
         get_entry_raw,
@@ -195,6 +224,7 @@ async fn get_consistency(
     ),
     components(schemas(
         HeadJson,
+        SignedSizesJson,
         ProofJson,
         ConsistencyJson,
         EntryJson,
