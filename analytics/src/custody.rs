@@ -23,6 +23,7 @@
 //! creation of a lot wins; a rival creation of a lot somebody holds waits for
 //! ever.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -49,12 +50,12 @@ pub(crate) fn party(id: &str) -> String {
     gs1::gln_of(id).unwrap_or_else(|| key(id))
 }
 
-/// The claim of a captured event over canonical identifiers (what the rule
+/// The claim of a captured event (`doc`: its parsed document,
+/// `tables::document`) over canonical identifiers (what the rule
 /// engine keeps custody by; the lineage graph builds the same claim over
 /// its interned ids).
-pub fn claim_of(e: &CustodyEvent) -> Claim<String> {
-    let doc: serde_json::Value = serde_json::from_slice(&e.document).unwrap_or_default();
-    let to = crate::tables::party_list(&doc, "destinationList", "destination")
+pub fn claim_of(e: &CustodyEvent, doc: &serde_json::Value) -> Claim<String> {
+    let to = crate::tables::party_list(doc, "destinationList", "destination")
         .iter()
         .map(|d| party(d))
         .collect();
@@ -167,11 +168,17 @@ where
     K: Clone + Eq + Hash,
     I: Clone + Eq + Hash,
 {
-    /// Whether `party` held `lot` at `t_ms`.
-    pub fn held(&self, party: &K, lot: &K, t_ms: i64) -> bool {
-        self.holders
-            .get(lot)
-            .is_some_and(|h| h.iter().any(|(p, since)| p == party && *since <= t_ms))
+    /// Whether `party` held `lot` at `t_ms` (asked by any borrowed form of
+    /// the keys: `&str` for `String` keys, without a copy).
+    pub fn held<Q>(&self, party: &Q, lot: &Q, t_ms: i64) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        self.holders.get(lot).is_some_and(|h| {
+            h.iter()
+                .any(|(p, since)| p.borrow() == party && *since <= t_ms)
+        })
     }
 
     /// Whether `party` ever held `lot` (what lot-level read grants follow).
@@ -187,7 +194,7 @@ where
     }
 
     /// Whether `claim` counts given custody as it is now.
-    pub fn consistent(&self, claim: &Claim<K>) -> bool {
+    fn consistent(&self, claim: &Claim<K>) -> bool {
         claim.acts_on.iter().all(|(lot, creates)| {
             self.held(&claim.party, lot, claim.time_ms) || (*creates && !self.is_held(lot))
         })
@@ -198,12 +205,30 @@ where
         self.pending.contains_key(id)
     }
 
-    /// Keeps a claim that does not count yet until custody makes it
-    /// consistent (a claim already waiting under `id` stays as it is).
-    pub fn defer(&mut self, id: I, claim: Claim<K>, payload: P) {
-        if self.pending.contains_key(&id) {
-            return;
+    /// Settles the claim of event `id`: when it counts, moves custody and
+    /// answers the waiting claims that made consistent (`count`: the caller
+    /// acts on `id` first, then on each of those, in order); else keeps it
+    /// waiting with `payload()` and answers `None`. A claim already waiting
+    /// stays as it is (an event read ahead comes again in order).
+    pub fn settle(
+        &mut self,
+        id: I,
+        claim: Claim<K>,
+        payload: impl FnOnce() -> P,
+    ) -> Option<Vec<(I, P)>> {
+        if self.is_waiting(&id) {
+            return None;
         }
+        if self.consistent(&claim) {
+            return Some(self.count(&claim));
+        }
+        self.defer(id, claim, payload());
+        None
+    }
+
+    /// Keeps a claim that does not count yet (and is not waiting already:
+    /// `settle` asks) until custody makes it consistent.
+    fn defer(&mut self, id: I, claim: Claim<K>, payload: P) {
         for (lot, _) in &claim.acts_on {
             let w = self.waiting.entry(lot.clone()).or_default();
             if !w.contains(&id) {
@@ -217,7 +242,7 @@ where
     /// claim that makes consistent, and every one those make consistent.
     /// Answers the claims counted that way, in the order they counted: the
     /// caller acts on each as it acted on `claim`.
-    pub fn count(&mut self, claim: &Claim<K>) -> Vec<(I, P)> {
+    fn count(&mut self, claim: &Claim<K>) -> Vec<(I, P)> {
         let mut counted = Vec::new();
         let mut moved = self.move_custody(claim);
         while let Some(lot) = moved.pop() {
@@ -346,13 +371,11 @@ mod tests {
     /// Counts `c` if it is consistent, else defers it as `id`; answers the
     /// ids counted, in order.
     fn settle(custody: &mut C, id: u32, c: Claim<&'static str>) -> Vec<u32> {
-        if custody.consistent(&c) {
-            let mut out = vec![id];
-            out.extend(custody.count(&c).into_iter().map(|(i, ())| i));
-            out
-        } else {
-            custody.defer(id, c, ());
-            Vec::new()
+        match custody.settle(id, c, || ()) {
+            Some(then) => std::iter::once(id)
+                .chain(then.into_iter().map(|(i, ())| i))
+                .collect(),
+            None => Vec::new(),
         }
     }
 

@@ -84,7 +84,7 @@ impl EngineState {
     /// Whether `party` held `lot` at `t_ms`, as this engine's custody has it.
     fn holds(&self, party: &str, lot: &str, t_ms: i64) -> bool {
         self.custody
-            .held(&party.to_string(), &crate::custody::key(lot), t_ms)
+            .held(party, crate::custody::key(lot).as_str(), t_ms)
     }
 
     /// What `device` watched during `[from_ms, to_ms]` (`Watches::watched`
@@ -221,8 +221,9 @@ impl Engine {
         match entry {
             Entry::Readings(sb) => self.readings(&at, &sb.batch),
             Entry::Custody(e) => {
-                self.custody(&e, &at, encoded);
-                self.tail.events.append(&at, &e);
+                let doc = crate::tables::document(&e);
+                self.custody(&e, &doc, &at, encoded);
+                self.tail.events.append(&at, &e, &doc);
             }
             Entry::Identity(IdentityChange::DeviceRegistered { org, device, .. }) => {
                 self.state.owners.insert(device, org);
@@ -274,7 +275,7 @@ impl Engine {
                     index,
                     id: ledger::entry_id(encoded).0,
                 };
-                self.custody(&e, &at, encoded);
+                self.custody(&e, &crate::tables::document(&e), &at, encoded);
             }
             Ok(Entry::Identity(IdentityChange::DeviceRegistered { org, device, .. })) => {
                 self.state.owners.insert(device, org);
@@ -283,28 +284,32 @@ impl Engine {
         }
     }
 
-    /// Takes a custody event: it watches (and moves custody) only when it
-    /// counts, and so may every waiting event the custody it moved makes
-    /// consistent. Idempotent, like `Watches::apply`: an event read ahead
-    /// comes again in order.
-    fn custody(&mut self, e: &ledger::entry::CustodyEvent, at: &Evidence, encoded: &[u8]) {
-        let id = (at.shard, at.index);
-        if self.state.custody.is_waiting(&id) {
-            return;
-        }
-        let claim = claim_of(e);
-        if !self.state.custody.consistent(&claim) {
-            let watching = matches!(
-                e.kind,
-                ledger::entry::EventKind::Association | ledger::entry::EventKind::Aggregation
-            );
-            self.state
-                .custody
-                .defer(id, claim, watching.then(|| encoded.to_vec()));
-            return;
-        }
+    /// Takes a custody event (`doc`: its parsed document): it watches (and
+    /// moves custody) only when it counts, and so may every waiting event the
+    /// custody it moved makes consistent. Idempotent, like `Watches::apply`:
+    /// an event read ahead comes again in order.
+    fn custody(
+        &mut self,
+        e: &ledger::entry::CustodyEvent,
+        doc: &serde_json::Value,
+        at: &Evidence,
+        encoded: &[u8],
+    ) {
+        // Only association and aggregation events change `watches`: the
+        // others need no bytes kept to be acted on later.
+        let watching = matches!(
+            e.kind,
+            ledger::entry::EventKind::Association | ledger::entry::EventKind::Aggregation
+        );
+        let settled = self
+            .state
+            .custody
+            .settle((at.shard, at.index), claim_of(e, doc), || {
+                watching.then(|| encoded.to_vec())
+            });
+        let Some(then) = settled else { return };
         self.state.watches.apply(e, at);
-        for ((shard, index), encoded) in self.state.custody.count(&claim) {
+        for ((shard, index), encoded) in then {
             let Some(encoded) = encoded else { continue };
             if let Ok(Entry::Custody(e)) = Entry::from_bytes(&encoded) {
                 let at = Evidence {

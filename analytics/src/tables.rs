@@ -365,6 +365,13 @@ impl Default for EventsBuilder {
 }
 
 /// `sourceList` / `destinationList` ids of the event document, as received.
+/// A custody event's document as captured, parsed once per reader (the
+/// lists it carries beyond the entry's fields: sources, destinations,
+/// business transactions); `Null` if it does not parse.
+pub(crate) fn document(e: &CustodyEvent) -> serde_json::Value {
+    serde_json::from_slice(&e.document).unwrap_or_default()
+}
+
 pub(crate) fn party_list(doc: &serde_json::Value, list: &str, field: &str) -> Vec<String> {
     doc.get(list)
         .and_then(|l| l.as_array())
@@ -386,7 +393,8 @@ impl EventsBuilder {
         self.len == 0
     }
 
-    pub fn append(&mut self, at: &Evidence, e: &CustodyEvent) {
+    /// `doc`: the event's parsed document (`document`).
+    pub fn append(&mut self, at: &Evidence, e: &CustodyEvent, doc: &serde_json::Value) {
         self.entry.append(at);
         self.event_id.append_value(&e.event_id);
         self.event_type.append_value(e.kind.name());
@@ -406,14 +414,13 @@ impl EventsBuilder {
                 .map(|s| s.id.clone())
         };
         self.parent.append_option(of(SubjectRole::Parent).next());
-        let doc: serde_json::Value = serde_json::from_slice(&e.document).unwrap_or_default();
         let lists: [Vec<String>; 6] = [
             of(SubjectRole::Object).collect(),
             of(SubjectRole::Child).collect(),
             of(SubjectRole::Input).collect(),
             of(SubjectRole::Output).collect(),
-            party_list(&doc, "sourceList", "source"),
-            party_list(&doc, "destinationList", "destination"),
+            party_list(doc, "sourceList", "source"),
+            party_list(doc, "destinationList", "destination"),
         ];
         for (b, items) in self.lists.iter_mut().zip(lists) {
             for i in items {

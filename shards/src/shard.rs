@@ -582,10 +582,10 @@ impl Shard {
             self.check(d, sender_key, previous_head == Some(d.head))?;
             previous_head = Some(d.head);
         }
-        let Some(ds_from) = ds.first().map(|d| d.receipt.from_shard) else {
+        let Some(from) = ds.first().map(|d| d.receipt.from_shard) else {
             return Ok(self.nothing_accepted(0));
         };
-        let (pending, (from, upto), accepted) = {
+        let (pending, upto, accepted) = {
             // The sequence check and the queueing happen under one hold of
             // the sequencer lock: two deliveries of one receipt cannot both commit.
             let mut seq = self.seq.lock().expect("sequencer lock");
@@ -639,11 +639,11 @@ impl Shard {
             for e in &entries {
                 seq.record(e);
             }
-            let from = ds_from;
+            // Where this channel's inbox stands once the run is queued.
             let upto = seq.inbox.get(&from).copied().unwrap_or(0);
             (
                 pending,
-                (from, upto),
+                upto,
                 Accepted {
                     committed: Committed {
                         shard: self.id,

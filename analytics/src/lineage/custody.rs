@@ -151,27 +151,29 @@ impl Lineage {
     /// keeps it aside, with what counting it later needs.
     pub(super) fn settle(&mut self, n: u32, e: &CustodyEvent) {
         let claim = self.claim(n);
-        if !self.custody.consistent(&claim) {
-            self.events[n as usize].standing = self.uncounted(n);
-            // Under every identifier it names (queries find it there), not
-            // only the lots whose custody could make it count.
-            let named: Vec<u32> = self.events[n as usize]
-                .subjects
-                .iter()
-                .map(|m| m.id)
-                .collect();
-            for id in named {
-                let w = self.uncounted.entry(id).or_default();
-                if !w.contains(&n) {
-                    w.push(n);
+        match self.custody.settle(n, claim, || e.clone()) {
+            Some(then) => {
+                self.index(n, e);
+                for (m, e) in then {
+                    self.index(m, &e);
                 }
             }
-            self.custody.defer(n, claim, e.clone());
-            return;
-        }
-        self.index(n, e);
-        for (m, e) in self.custody.count(&claim) {
-            self.index(m, &e);
+            None => {
+                self.events[n as usize].standing = self.uncounted(n);
+                // Under every identifier it names (queries find it there),
+                // not only the lots whose custody could make it count.
+                let named: Vec<u32> = self.events[n as usize]
+                    .subjects
+                    .iter()
+                    .map(|m| m.id)
+                    .collect();
+                for id in named {
+                    let w = self.uncounted.entry(id).or_default();
+                    if !w.contains(&n) {
+                        w.push(n);
+                    }
+                }
+            }
         }
     }
 

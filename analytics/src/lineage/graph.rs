@@ -117,7 +117,7 @@ impl Lineage {
                     .map(|q| (q.milli, q.uom.as_deref().map(|u| self.intern(u)))),
             })
             .collect();
-        let doc: serde_json::Value = serde_json::from_slice(&e.document).unwrap_or_default();
+        let doc = crate::tables::document(e);
         let mut ids = |list: &str, field: &str| -> Vec<u32> {
             crate::tables::party_list(&doc, list, field)
                 .iter()

@@ -69,7 +69,7 @@ impl Lineage {
         {
             return true;
         }
-        let doc: serde_json::Value = serde_json::from_slice(&e.document).unwrap_or_default();
+        let doc = crate::tables::document(e);
         ["sourceList", "destinationList"]
             .iter()
             .zip(["source", "destination"])
