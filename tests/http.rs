@@ -86,6 +86,170 @@ fn batches_in_json_and_binary_are_acknowledged_with_proofs_that_verify() {
 }
 
 #[test]
+fn a_device_signs_nothing_older_than_its_activation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let base = &server.base;
+    let send = |body: &[u8]| {
+        post(
+            base,
+            "/v1/batches",
+            Some(&token),
+            "application/json",
+            body,
+            None,
+        )
+    };
+    let did = |k: &SigningKey| ledger::keys::did_key(&k.verifying_key());
+
+    // Registered without an activation: its key signs readings from the
+    // registration on, not the hour before it.
+    let key = SigningKey::from_bytes(&[41; 32]);
+    let r = post_json(
+        base,
+        "/v1/devices",
+        &token,
+        &json!({"device": "logger-new", "public_key": did(&key)}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let registered_at = now_ms();
+    let before = sizes(base);
+    let mut dev = DeviceClient::new("logger-new", key.clone());
+    let old = send(&encode_json(&[
+        dev.sign(readings(5, registered_at - 3_600_000))
+    ]));
+    old.assert_problem(422, "reading_before_activation");
+    assert!(
+        old.body.contains("active_from_ms"),
+        "says what to do: {}",
+        old.body
+    );
+    // One old reading among new ones is refused too, wherever it sits.
+    let mut mixed = readings(3, registered_at + 1_000);
+    mixed[2].time_ms = registered_at - 600_000;
+    let mut dev = DeviceClient::new("logger-new", key.clone());
+    send(&encode_json(&[dev.sign(mixed)])).assert_problem(422, "reading_before_activation");
+    assert_eq!(sizes(base), before, "a refusal writes nothing");
+    let mut dev = DeviceClient::new("logger-new", key);
+    let fresh = send(&encode_json(
+        &[dev.sign(readings(2, registered_at + 1_000))],
+    ));
+    assert_eq!(fresh.status, 201, "{}", fresh.body);
+
+    // A declared activation admits the backlog from then on, and is on the
+    // ledger: the registration entry says it.
+    let key = SigningKey::from_bytes(&[42; 32]);
+    let deployed = now_ms() - 2 * 86_400_000;
+    let r = post_json(
+        base,
+        "/v1/devices",
+        &token,
+        &json!({"device": "logger-backlog", "public_key": did(&key), "active_from_ms": deployed}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let entry = &r.json()["entries"][0];
+    let view = support::get_auth(
+        base,
+        &format!("/v1/shards/{}/entries/{}", entry["shard"], entry["index"]),
+        &token,
+    );
+    assert_eq!(view.status, 200, "{}", view.body);
+    assert_eq!(
+        view.json()["entry"]["active_from_ms"],
+        deployed,
+        "{}",
+        view.body
+    );
+    let mut dev = DeviceClient::new("logger-backlog", key.clone());
+    send(&encode_json(&[dev.sign(readings(3, deployed - 60_000))]))
+        .assert_problem(422, "reading_before_activation");
+    let mut dev = DeviceClient::new("logger-backlog", key);
+    let backlog = send(&encode_json(&[dev.sign(readings(60, deployed))]));
+    assert_eq!(backlog.status, 201, "{}", backlog.body);
+}
+
+#[test]
+fn a_partner_lists_its_device_readings_and_their_count_page_by_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, other_token) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let base = &server.base;
+    let key = SigningKey::from_bytes(&[43; 32]);
+    register(base, &token, "logger-listed", &key);
+    let mut dev = DeviceClient::new("logger-listed", key);
+    let t0 = now_ms() - 86_400_000;
+    // 250 readings, a minute apart, in three batches of two requests.
+    let first = encode_json(&[
+        dev.sign(readings(120, t0)),
+        dev.sign(readings(80, t0 + 120 * 60_000)),
+    ]);
+    let second = encode_json(&[dev.sign(readings(50, t0 + 200 * 60_000))]);
+    for body in [first, second] {
+        let r = post(
+            base,
+            "/v1/batches",
+            Some(&token),
+            "application/json",
+            &body,
+            None,
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let list = |query: &str, tok: &str| {
+        support::get_auth(
+            base,
+            &format!("/v1/devices/logger-listed/readings{query}"),
+            tok,
+        )
+    };
+    let mut seqs = Vec::new();
+    let mut after = String::new();
+    loop {
+        let r = list(&format!("?limit=100{after}"), &token);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let page = r.json();
+        assert_eq!(page["count"], 250, "the count is over every page");
+        for l in page["readings"].as_array().unwrap() {
+            seqs.push(l["seq"].as_u64().unwrap());
+            assert_eq!(
+                l["time_ms"].as_i64().unwrap(),
+                t0 + l["seq"].as_i64().unwrap() * 60_000,
+                "each reading is the one sent with its sequence number"
+            );
+            assert!(l["entry"]["id"].as_str().unwrap().len() == 64);
+        }
+        match page["next_after"].as_u64() {
+            Some(n) => after = format!("&after={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seqs,
+        (0..250).collect::<Vec<u64>>(),
+        "every reading once, in order"
+    );
+    // A time range counts and lists only its readings.
+    let r = list(
+        &format!("?from_ms={}&to_ms={}", t0 + 100 * 60_000, t0 + 130 * 60_000),
+        &token,
+    );
+    let page = r.json();
+    assert_eq!(page["count"], 30, "{}", r.body);
+    assert_eq!(page["readings"][0]["seq"], 100);
+    assert!(page["next_after"].is_null());
+    // Refusals: another organisation's device, a stranger, bad parameters,
+    // an unknown device.
+    list("", &other_token).assert_problem(403, "forbidden");
+    get(base, "/v1/devices/logger-listed/readings").assert_problem(401, "unauthenticated");
+    list("?limit=0", &token).assert_problem(400, "invalid_parameter");
+    list("?limit=1001", &token).assert_problem(400, "invalid_parameter");
+    list("?from_ms=10&to_ms=5", &token).assert_problem(400, "invalid_parameter");
+    list("?after=x", &token).assert_problem(400, "invalid_parameter");
+    support::get_auth(base, "/v1/devices/nobody/readings", &token).assert_problem(404, "not_found");
+}
+
+#[test]
 fn every_refusal_has_a_stable_code_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (token, other_token) = provision(dir.path());

@@ -195,18 +195,21 @@ fn the_python_client_sends_batches_and_documents_the_server_accepts() {
     ledger::keys::read_key_file(&key).expect("a coldtrail key file");
     let device = "urn:epc:id:giai:0614141.PY-GW-1";
     let common = ["--url", base, "--token", &token];
+    // The gateway uploads six hours of backlog: its logger is registered as
+    // active since then.
+    let start = now_ms() - 6 * 3_600_000;
     let registered = answers(&python(
         &[
             &["register"][..],
             &common,
             &["--key", key_s, "--device", device],
+            &["--active-from-ms", &start.to_string()],
         ]
         .concat(),
     ));
     assert_eq!(registered[0]["entries"].as_array().unwrap().len(), 1);
 
     let readings = work.path().join("readings.jsonl");
-    let start = now_ms() - 6 * 3_600_000;
     write_readings(&readings, 200, start);
     let sent = answers(&python(
         &[

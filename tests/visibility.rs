@@ -54,6 +54,11 @@ const ROUTES: &[(&str, bool, &str)] = &[
     ),
     ("/v1/entries/{id}", false, "/v1/entries/{id}"),
     ("/v1/devices/{device}", false, "/v1/devices/{device}"),
+    (
+        "/v1/devices/{device}/readings",
+        false,
+        "/v1/devices/{device}/readings",
+    ),
     ("/v1/capture/{id}", false, "/v1/capture/1"),
     ("/capture/{id}", false, "/capture/1"),
     ("/v1/trace", false, "/v1/trace?lot={lot}"),
@@ -317,6 +322,35 @@ fn every_read_route_and_every_kind_of_entry_answers_as_the_model_says() {
                 };
                 assert_eq!(r.status, want, "{kind} entry {p} as {who:?}: {}", r.body);
             }
+            // A readings entry through the device's readings listing, over
+            // the entry's span: listed exactly where the entry is readable.
+            if kind == "readings" {
+                let times = reading_times(v);
+                let (from, to) = (times.iter().min().unwrap(), times.iter().max().unwrap() + 1);
+                let p = format!(
+                    "/v1/devices/{}/readings?from_ms={from}&to_ms={to}&limit=1000",
+                    percent_encode(v["device"].as_str().unwrap())
+                );
+                let r = match &token {
+                    Some(t) => get_auth(base, &p, t),
+                    None => get(base, &p),
+                };
+                let listed = r.status == 200
+                    && r.json()["readings"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|l| l["entry"]["id"] == e["id"]);
+                match want {
+                    200 => assert!(listed, "{p} as {who:?} lists the entry: {}", r.body),
+                    401 => assert_eq!(r.status, 401, "{p} as {who:?}: {}", r.body),
+                    _ => assert!(
+                        !listed && (r.status == 403 || r.status == 200),
+                        "{p} as {who:?} leaves the entry out: {}",
+                        r.body
+                    ),
+                }
+            }
             // 3. The same entry's content through GraphQL, where the schema
             // shows that kind: the same answer (shown, refused or left out).
             if let Some((query, vars, shows)) = graphql_probe(kind, v, e) {
@@ -360,6 +394,16 @@ fn every_read_route_and_every_kind_of_entry_answers_as_the_model_says() {
     }
 }
 
+/// The times of a readings entry's decoded view `v`.
+fn reading_times(v: &Value) -> Vec<i64> {
+    v["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["time_ms"].as_i64().unwrap())
+        .collect()
+}
+
 /// A GraphQL query that shows the content of entry `e` (its decoded view
 /// `v`) of `kind`, its variables, and whether an answer's `data` shows it.
 /// Receipts and checkpoints have no GraphQL view (`None`).
@@ -385,12 +429,7 @@ fn graphql_probe(
             )
         }
         "readings" => {
-            let times: Vec<i64> = v["readings"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["time_ms"].as_i64().unwrap())
-                .collect();
+            let times = reading_times(v);
             let iso = |ms: i64| {
                 chrono::DateTime::from_timestamp_millis(ms)
                     .unwrap()

@@ -83,9 +83,103 @@ pub struct ReadingsIndex {
 /// Per bucket start: count, min, max, sum (centi-°C) and the entries.
 type Acc = (u64, i32, i32, i64, Vec<At>);
 
+/// Most readings one page of [`ReadingsIndex::page`] holds.
+pub const MAX_PAGE: usize = 1_000;
+
+/// One reading of a device, its sequence number and the entry it is in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub seq: u64,
+    pub reading: ledger::reading::Reading,
+    pub entry: At,
+}
+
+/// A page of a device's readings in `[from_ms, to_ms)`, in sequence order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub device: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// How many readings the range holds (that the caller may read), over
+    /// all pages.
+    pub count: u64,
+    pub readings: Vec<Listed>,
+    /// The sequence number to continue after, when more follow.
+    pub next_after: Option<u64>,
+    pub entries_read: usize,
+}
+
 impl ReadingsIndex {
     pub fn new() -> ReadingsIndex {
         ReadingsIndex::default()
+    }
+
+    /// Calls `each` with every readings entry of `device` that holds a
+    /// reading in `[from_ms, to_ms)` (in no particular order); returns how
+    /// many entries were read from the store.
+    fn visit(
+        &self,
+        node: &shards::Node,
+        device: &str,
+        from_ms: i64,
+        to_ms: i64,
+        each: &mut dyn FnMut(At, ledger::entry::SignedBatch),
+    ) -> Result<usize, SeriesError> {
+        let shard = node.shard(node.router().shard_for(device))?;
+        let spans = Arc::clone(
+            self.devices
+                .lock()
+                .expect("readings index lock")
+                .entry(device.to_string())
+                .or_default(),
+        );
+        let mut spans = spans.lock().expect("device spans lock");
+        let about = shard.entries_about(device);
+        let mut entries_read = 0;
+        let mut read =
+            |index: u64| -> Result<Option<(At, ledger::entry::SignedBatch)>, SeriesError> {
+                let bytes = shard
+                    .store()
+                    .entry(index)
+                    .map_err(shards::ShardError::from)?;
+                entries_read += 1;
+                Ok(batch_of(&bytes).map(|b| {
+                    let at = At {
+                        shard: shard.id(),
+                        index,
+                        id: ledger::entry_id(&bytes).0,
+                    };
+                    (at, b)
+                }))
+            };
+        let meets = |s: &Span| s.last_ms >= from_ms && s.first_ms < to_ms;
+        // Entries not looked at before: read each once, learn its span, and
+        // use it now if it meets the range.
+        let mut fresh = Vec::new();
+        for &index in &about[spans.seen.min(about.len())..] {
+            if let Some((at, b)) = read(index)? {
+                let times = b.batch.readings.iter().map(|r| r.time_ms);
+                if let (Some(first_ms), Some(last_ms)) = (times.clone().min(), times.max()) {
+                    let span = Span {
+                        index,
+                        first_ms,
+                        last_ms,
+                    };
+                    fresh.push(span);
+                    if meets(&span) {
+                        each(at, b);
+                    }
+                }
+            }
+        }
+        for s in spans.spans.iter().filter(|s| meets(s)) {
+            if let Some((at, b)) = read(s.index)? {
+                each(at, b);
+            }
+        }
+        spans.seen = about.len();
+        spans.spans.extend(fresh);
+        Ok(entries_read)
     }
 
     /// `device`'s readings in `[from_ms, to_ms)` in buckets of `bucket_ms`
@@ -105,25 +199,11 @@ impl ReadingsIndex {
         if buckets > MAX_BUCKETS {
             return Err(SeriesError::TooManyBuckets { buckets });
         }
-        let shard = node.shard(node.router().shard_for(device))?;
-        let spans = Arc::clone(
-            self.devices
-                .lock()
-                .expect("readings index lock")
-                .entry(device.to_string())
-                .or_default(),
-        );
-        let mut spans = spans.lock().expect("device spans lock");
-        let about = shard.entries_about(device);
         let mut acc: HashMap<i64, Acc> = HashMap::new();
-        let mut entries_read = 0;
-        let mut add = |index: u64, bytes: &[u8], readings: &[ledger::reading::Reading]| {
-            let at = At {
-                shard: shard.id(),
-                index,
-                id: ledger::entry_id(bytes).0,
-            };
-            for r in readings
+        let entries_read = self.visit(node, device, from_ms, to_ms, &mut |at, b| {
+            for r in b
+                .batch
+                .readings
                 .iter()
                 .filter(|r| r.time_ms >= from_ms && r.time_ms < to_ms)
             {
@@ -139,56 +219,20 @@ impl ReadingsIndex {
                     b.4.push(at);
                 }
             }
-        };
-        // Entries not looked at before: read each once, learn its span, and
-        // use it now if it meets the range.
-        let mut fresh = Vec::new();
-        for &index in &about[spans.seen.min(about.len())..] {
-            let bytes = shard
-                .store()
-                .entry(index)
-                .map_err(shards::ShardError::from)?;
-            entries_read += 1;
-            if let Some(readings) = readings_of(&bytes) {
-                if let (Some(first), Some(last)) = (
-                    readings.iter().map(|r| r.time_ms).min(),
-                    readings.iter().map(|r| r.time_ms).max(),
-                ) {
-                    fresh.push(Span {
-                        index,
-                        first_ms: first,
-                        last_ms: last,
-                    });
-                    add(index, &bytes, &readings);
-                }
-            }
-        }
-        let known = spans.spans.len();
-        for s in spans.spans[..known]
-            .iter()
-            .filter(|s| s.last_ms >= from_ms && s.first_ms < to_ms)
-        {
-            let bytes = shard
-                .store()
-                .entry(s.index)
-                .map_err(shards::ShardError::from)?;
-            entries_read += 1;
-            if let Some(readings) = readings_of(&bytes) {
-                add(s.index, &bytes, &readings);
-            }
-        }
-        spans.seen = about.len();
-        spans.spans.extend(fresh);
+        })?;
         let mut buckets: Vec<Bucket> = acc
             .into_iter()
-            .map(|(start, (count, min, max, sum, entries))| Bucket {
-                from_ms: start,
-                to_ms: start + bucket_ms,
-                count,
-                min_c: f64::from(min) / 100.0,
-                max_c: f64::from(max) / 100.0,
-                mean_c: (sum as f64 / count as f64).round() / 100.0,
-                entries,
+            .map(|(start, (count, min, max, sum, mut entries))| {
+                entries.sort_by_key(|a| a.index);
+                Bucket {
+                    from_ms: start,
+                    to_ms: start + bucket_ms,
+                    count,
+                    min_c: f64::from(min) / 100.0,
+                    max_c: f64::from(max) / 100.0,
+                    mean_c: (sum as f64 / count as f64).round() / 100.0,
+                    entries,
+                }
             })
             .collect();
         buckets.sort_by_key(|b| b.from_ms);
@@ -201,15 +245,79 @@ impl ReadingsIndex {
             entries_read,
         })
     }
+
+    /// Up to `limit` (at most [`MAX_PAGE`]) of `device`'s readings in
+    /// `[from_ms, to_ms)` with sequence numbers after `after`, in sequence
+    /// order, from the entries `may_read` admits; `count` is over all pages.
+    #[allow(clippy::too_many_arguments)]
+    pub fn page(
+        &self,
+        node: &shards::Node,
+        device: &str,
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<u64>,
+        limit: usize,
+        may_read: &dyn Fn(&ledger::entry::SignedBatch) -> bool,
+    ) -> Result<Page, SeriesError> {
+        if to_ms < from_ms || limit == 0 || limit > MAX_PAGE {
+            return Err(SeriesError::BadRange);
+        }
+        let mut count = 0u64;
+        // The `limit + 1` smallest sequence numbers after `after`: one more
+        // than the page tells whether another follows.
+        let mut kept: Vec<Listed> = Vec::new();
+        let entries_read = self.visit(node, device, from_ms, to_ms, &mut |at, b| {
+            if !may_read(&b) {
+                return;
+            }
+            let first = b.batch.first_seq;
+            for (i, r) in b.batch.readings.into_iter().enumerate() {
+                if r.time_ms < from_ms || r.time_ms >= to_ms {
+                    continue;
+                }
+                count += 1;
+                let seq = first + i as u64;
+                if after.is_some_and(|a| seq <= a) {
+                    continue;
+                }
+                kept.push(Listed {
+                    seq,
+                    reading: r,
+                    entry: at,
+                });
+            }
+            if kept.len() > 4 * (limit + 1) {
+                kept.sort_by_key(|l| l.seq);
+                kept.truncate(limit + 1);
+            }
+        })?;
+        kept.sort_by_key(|l| l.seq);
+        let more = kept.len() > limit;
+        kept.truncate(limit);
+        Ok(Page {
+            device: device.to_string(),
+            from_ms,
+            to_ms,
+            count,
+            next_after: if more {
+                kept.last().map(|l| l.seq)
+            } else {
+                None
+            },
+            readings: kept,
+            entries_read,
+        })
+    }
 }
 
-/// The readings of an encoded readings entry; `None` for any other kind.
-fn readings_of(bytes: &[u8]) -> Option<Vec<ledger::reading::Reading>> {
+/// The signed batch of an encoded readings entry; `None` for any other kind.
+fn batch_of(bytes: &[u8]) -> Option<ledger::entry::SignedBatch> {
     if ledger::entry::kind_of(bytes) != Some("readings") {
         return None;
     }
     match ledger::Entry::from_bytes(bytes) {
-        Ok(ledger::Entry::Readings(sb)) => Some(sb.batch.readings),
+        Ok(ledger::Entry::Readings(sb)) => Some(sb),
         _ => None,
     }
 }

@@ -48,11 +48,11 @@ pub enum ApiError {
         revoked_at_ms: i64,
         at_ms: i64,
     },
-    #[error("device {device:?} has no key valid at {at_ms} (its first key is valid from {valid_from_ms})")]
-    NoKeyAtTime {
+    #[error("device {device:?} has a reading at {at_ms}, before its activation at {active_from_ms}: its key signs readings from then on; to upload a logger's backlog, register the device with an earlier active_from_ms")]
+    BeforeActivation {
         device: String,
         at_ms: i64,
-        valid_from_ms: i64,
+        active_from_ms: i64,
     },
     #[error("device {device:?} batch starts at sequence {got}, but {expected} is next: this batch (or part of it) was already accepted, or the device rewound")]
     ReplayedSequence {
@@ -175,10 +175,10 @@ impl ApiError {
                 revoked_at_ms: 0,
                 at_ms: 0,
             },
-            ApiError::NoKeyAtTime {
+            ApiError::BeforeActivation {
                 device: s(),
                 at_ms: 0,
-                valid_from_ms: 0,
+                active_from_ms: 0,
             },
             ApiError::ReplayedSequence {
                 device: s(),
@@ -258,7 +258,7 @@ impl ApiError {
             ApiError::UnknownOrganisation(_) => "unknown_organisation",
             ApiError::BadSignature { .. } => "bad_signature",
             ApiError::RevokedKey { .. } => "revoked_key",
-            ApiError::NoKeyAtTime { .. } => "no_key_at_time",
+            ApiError::BeforeActivation { .. } => "reading_before_activation",
             ApiError::ReplayedSequence { .. } => "replayed_sequence",
             ApiError::SequenceGap { .. } => "sequence_gap",
             ApiError::ClockInFuture { .. } => "clock_in_future",
@@ -338,7 +338,7 @@ impl ResponseError for ApiError {
             | ApiError::RecallClosed(_) => StatusCode::CONFLICT,
             ApiError::BadSignature { .. }
             | ApiError::RevokedKey { .. }
-            | ApiError::NoKeyAtTime { .. }
+            | ApiError::BeforeActivation { .. }
             | ApiError::ClockInFuture { .. }
             | ApiError::InvalidGtin(_)
             | ApiError::UnknownEventType(_)
@@ -505,7 +505,7 @@ mod kinds_tests {
             ApiError::UnknownOrganisation(_) => 11,
             ApiError::BadSignature { .. } => 12,
             ApiError::RevokedKey { .. } => 13,
-            ApiError::NoKeyAtTime { .. } => 14,
+            ApiError::BeforeActivation { .. } => 14,
             ApiError::ReplayedSequence { .. } => 15,
             ApiError::ClockInFuture { .. } => 16,
             ApiError::InvalidGtin(_) => 17,

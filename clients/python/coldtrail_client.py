@@ -315,9 +315,16 @@ class Client:
         raise AssertionError("unreachable")
 
     def register_device(self, device: str, key: SigningKey,
-                        idempotency_key: Optional[str] = None) -> dict:
+                        idempotency_key: Optional[str] = None,
+                        active_from_ms: Optional[int] = None) -> dict:
+        """Registers `device` under `key`. The key signs readings taken from
+        `active_from_ms` (Unix ms) on; by default from the registration, so give
+        the logger's deployment time to upload readings it recorded before."""
         public = bytes(key.verify_key).hex()
-        body = json.dumps({"device": device, "public_key": public}).encode()
+        fields = {"device": device, "public_key": public}
+        if active_from_ms is not None:
+            fields["active_from_ms"] = active_from_ms
+        body = json.dumps(fields).encode()
         return self.request("POST", "/v1/devices", body, "application/json",
                             idempotency_key=idempotency_key)[1]
 
@@ -391,6 +398,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     keyed(sp)
     sp.add_argument("--key", required=True)
     sp.add_argument("--device", required=True)
+    sp.add_argument("--active-from-ms", type=int,
+                    help="from when (Unix ms) the key signs readings; default: now. "
+                         "Give the logger's deployment time to upload its backlog")
     sp = sub.add_parser("send")
     server(sp)
     keyed(sp)
@@ -422,7 +432,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.cmd == "register":
             print(json.dumps(client.register_device(args.device, read_key_file(args.key),
-                                                    args.idempotency_key)))
+                                                    args.idempotency_key,
+                                                    args.active_from_ms)))
         elif args.cmd == "capture":
             with open(args.document, "rb") as f:
                 print(json.dumps(client.capture(f.read(), args.idempotency_key)))

@@ -304,6 +304,7 @@ mod tests {
                     device: device.clone(),
                     public_key: key.verifying_key().to_bytes(),
                     at_ms: 0,
+                    active_from_ms: 0,
                 });
                 node.append(&org, vec![registered]).await.unwrap();
                 let mut client = DeviceClient::new(device.clone(), key);
@@ -434,6 +435,7 @@ mod tests {
                 &who,
                 &device,
                 key.verifying_key(),
+                Some(0),
                 api::idempotency::Attempt::First,
             ))
             .unwrap();

@@ -21,6 +21,9 @@ pub struct Device {
     pub org: String,
     /// Keys in the order they became valid: `(valid_from_ms, key)`.
     pub keys: Vec<(i64, VerifyingKey)>,
+    /// The time from which the registration's key signs readings: the
+    /// registration's, or the activation its owner declared in it.
+    pub active_from_ms: i64,
     pub revoked_at_ms: Option<i64>,
     /// The sequence number the next batch must start at.
     pub next_seq: u64,
@@ -32,12 +35,27 @@ pub struct Device {
 }
 
 impl Device {
-    /// The key that signs readings taken at `at_ms`, or why there is none.
+    /// Whether the device may have taken a reading at `at_ms`: not before
+    /// its activation (a key that did not exist then cannot vouch for it;
+    /// an owner with a logger's backlog declares an earlier activation when
+    /// registering).
+    pub fn check_active(&self, device: &str, at_ms: i64) -> Result<(), ApiError> {
+        if at_ms < self.active_from_ms {
+            return Err(ApiError::BeforeActivation {
+                device: device.to_string(),
+                at_ms,
+                active_from_ms: self.active_from_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// The key that signs a batch whose first reading is at `at_ms`, or
+    /// why there is none.
     ///
-    /// The first key also covers readings from before the registration (a
-    /// logger's backlog, uploaded late); a rotation hands over at its time.
-    /// A revoked device signs nothing any more, whatever its readings' time:
-    /// a stolen key could back-date them.
+    /// A rotation hands over at its time. A revoked device signs nothing
+    /// any more, whatever its readings' time: a stolen key could back-date
+    /// them.
     pub fn key_at(&self, device: &str, at_ms: i64) -> Result<VerifyingKey, ApiError> {
         if let Some(revoked) = self.revoked_at_ms {
             return Err(ApiError::RevokedKey {
@@ -46,17 +64,17 @@ impl Device {
                 at_ms,
             });
         }
-        self.keys
+        self.check_active(device, at_ms)?;
+        // The registration's key is first; a rotation made before the
+        // activation (a key replaced before its logger was deployed) takes
+        // over from the activation on.
+        Ok(self
+            .keys
             .iter()
-            .enumerate()
             .rev()
-            .find(|(i, (from, _))| *i == 0 || *from <= at_ms)
-            .map(|(_, (_, k))| *k)
-            .ok_or_else(|| ApiError::NoKeyAtTime {
-                device: device.to_string(),
-                at_ms,
-                valid_from_ms: self.keys.first().map_or(0, |(f, _)| *f),
-            })
+            .find(|(from, _)| *from <= at_ms)
+            .unwrap_or(&self.keys[0])
+            .1)
     }
 }
 
@@ -179,7 +197,8 @@ impl IdentityState {
                 org,
                 device,
                 public_key,
-                at_ms,
+                active_from_ms,
+                ..
             }) => {
                 if let (Ok(key), false) = (
                     VerifyingKey::from_bytes(public_key),
@@ -190,7 +209,8 @@ impl IdentityState {
                         device.clone(),
                         Device {
                             org: org.clone(),
-                            keys: vec![(*at_ms, key)],
+                            keys: vec![(*active_from_ms, key)],
+                            active_from_ms: *active_from_ms,
                             revoked_at_ms: None,
                             next_seq: early.next_seq,
                             suspended: early.suspended.flatten(),
@@ -329,7 +349,8 @@ mod tests {
         );
     }
 
-    fn registered(at: i64) -> IdentityState {
+    /// A device registered at `at`, its key valid from `active_from`.
+    fn activated(at: i64, active_from: i64) -> IdentityState {
         let mut s = IdentityState::default();
         apply(
             &mut s,
@@ -338,20 +359,31 @@ mod tests {
                 device: "d".into(),
                 public_key: SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes(),
                 at_ms: at,
+                active_from_ms: active_from,
             }),
         );
         s
     }
 
+    fn registered(at: i64) -> IdentityState {
+        activated(at, at)
+    }
+
     #[test]
-    fn keys_are_valid_from_registration_until_rotation_or_revocation() {
+    fn keys_are_valid_from_activation_until_rotation_or_revocation() {
         let mut s = registered(100);
         let k1 = SigningKey::from_bytes(&[1; 32]).verifying_key();
         let k2 = SigningKey::from_bytes(&[2; 32]).verifying_key();
-        assert_eq!(
-            s.devices["d"].key_at("d", 99).unwrap(),
-            k1,
-            "the first key covers the backlog"
+        assert!(
+            matches!(
+                s.devices["d"].key_at("d", 99),
+                Err(ApiError::BeforeActivation {
+                    at_ms: 99,
+                    active_from_ms: 100,
+                    ..
+                })
+            ),
+            "a key vouches for nothing from before it existed"
         );
         assert_eq!(s.devices["d"].key_at("d", 100).unwrap(), k1);
         apply(
@@ -390,6 +422,23 @@ mod tests {
     }
 
     #[test]
+    fn a_declared_activation_covers_the_backlog_and_nothing_older() {
+        let s = activated(1_000, 400);
+        let k1 = SigningKey::from_bytes(&[1; 32]).verifying_key();
+        assert_eq!(s.devices["d"].key_at("d", 400).unwrap(), k1);
+        assert_eq!(s.devices["d"].key_at("d", 999).unwrap(), k1);
+        assert!(matches!(
+            s.devices["d"].check_active("d", 399),
+            Err(ApiError::BeforeActivation { .. })
+        ));
+        // An activation declared ahead of the registration (a logger
+        // registered before it is deployed) refuses what comes before it.
+        let s = activated(1_000, 5_000);
+        assert!(s.devices["d"].check_active("d", 4_999).is_err());
+        assert!(s.devices["d"].check_active("d", 5_000).is_ok());
+    }
+
+    #[test]
     fn readings_and_suspensions_folded_before_the_registration_are_kept() {
         // A start reads the device's shard (its readings, its suspension)
         // before the organisation's shard (its registration).
@@ -421,6 +470,7 @@ mod tests {
                 device: "d".into(),
                 public_key: SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes(),
                 at_ms: 0,
+                active_from_ms: 0,
             }),
         );
         let d = &s.devices["d"];

@@ -193,12 +193,19 @@ async fn get_capture(
     }))
 }
 
-/// A device's public key: a `did:key` or 64 hex digits.
+/// A device and its public key.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterDevice {
     pub device: String,
+    /// A `did:key` or 64 hex digits.
     pub public_key: String,
+    /// From when (Unix ms) the key signs readings; readings older than this
+    /// are refused with `reading_before_activation`. Default: the time of
+    /// the registration. Give the logger's deployment time to upload a
+    /// backlog recorded before it was registered.
+    #[serde(default)]
+    pub active_from_ms: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -257,7 +264,13 @@ async fn post_device(
         .frame()
         .json::<RegisterDevice, _, _>(&req, payload, |who, r, attempt| async move {
             ingest
-                .register_device(&who, &r.device, parse_key(&r.public_key)?, attempt)
+                .register_device(
+                    &who,
+                    &r.device,
+                    parse_key(&r.public_key)?,
+                    r.active_from_ms,
+                    attempt,
+                )
                 .await
         })
         .await

@@ -320,11 +320,16 @@ pub enum IdentityChange {
         role: OrgRole,
         at_ms: i64,
     },
+    /// A device of `org` is registered at `at_ms`; its key signs readings
+    /// taken from `active_from_ms` on (the registration time unless its
+    /// owner declared another, for a logger's backlog uploaded late).
+    /// Readings before it are refused.
     DeviceRegistered {
         org: String,
         device: String,
         public_key: [u8; 32],
         at_ms: i64,
+        active_from_ms: i64,
     },
     KeyRotated {
         org: String,
@@ -669,12 +674,20 @@ impl Entry {
                     device,
                     public_key,
                     at_ms,
+                    active_from_ms,
                 } => {
-                    w.u8(1);
+                    // Tag 1 when the key is valid from the registration
+                    // (the form older logs hold), tag 6 with the declared
+                    // activation otherwise: one encoding per registration.
+                    let declared = active_from_ms != at_ms;
+                    w.u8(if declared { 6 } else { 1 });
                     w.str(org);
                     w.str(device);
                     w.fixed(public_key);
                     w.svarint(*at_ms);
+                    if declared {
+                        w.svarint(*active_from_ms);
+                    }
                 }
                 IdentityChange::KeyRotated {
                     org,
@@ -857,12 +870,32 @@ impl Entry {
                     role: OrgRole::from_tag(r.u8("organisation role")?)?,
                     at_ms: r.svarint("time")?,
                 },
-                1 => IdentityChange::DeviceRegistered {
-                    org: id(&mut r, "organisation")?,
-                    device: id(&mut r, "device")?,
-                    public_key: r.fixed("device public key")?,
-                    at_ms: r.svarint("time")?,
-                },
+                tag @ (1 | 6) => {
+                    let org = id(&mut r, "organisation")?;
+                    let device = id(&mut r, "device")?;
+                    let public_key = r.fixed("device public key")?;
+                    let at_ms = r.svarint("time")?;
+                    let active_from_ms = if tag == 6 {
+                        let from = r.svarint("activation time")?;
+                        if from == at_ms {
+                            // Tag 1 says this: not canonical.
+                            return Err(DecodeError::Invalid {
+                                what: "activation time",
+                                reason: "equal to the registration time (tag 1 says that)",
+                            });
+                        }
+                        from
+                    } else {
+                        at_ms
+                    };
+                    IdentityChange::DeviceRegistered {
+                        org,
+                        device,
+                        public_key,
+                        at_ms,
+                        active_from_ms,
+                    }
+                }
                 2 => IdentityChange::KeyRotated {
                     org: id(&mut r, "organisation")?,
                     device: id(&mut r, "device")?,
@@ -1047,9 +1080,10 @@ mod tests {
                 any::<[u8; 32]>(),
                 any::<i64>(),
                 0u8..6,
-                0u8..10
+                0u8..10,
+                prop_oneof![Just(None), any::<i64>().prop_map(Some)],
             )
-                .prop_map(|(org, device, public_key, at_ms, which, role)| {
+                .prop_map(|(org, device, public_key, at_ms, which, role, from)| {
                     Entry::Identity(match which {
                         0 => IdentityChange::OrgRegistered {
                             org,
@@ -1062,6 +1096,7 @@ mod tests {
                             device,
                             public_key,
                             at_ms,
+                            active_from_ms: from.unwrap_or(at_ms),
                         },
                         2 => IdentityChange::KeyRotated {
                             org,

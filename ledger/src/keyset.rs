@@ -239,6 +239,15 @@ impl SignedKeySet {
         if s.previous != Some(prev.set.digest()) {
             return Err(broken("it names another previous set".into()));
         }
+        // A log's key is its identity (its log id, every head it signed):
+        // a later set keeps every shard's key and may only add shards.
+        if let Some(i) =
+            (0..prev.set.shards.len()).find(|&i| s.shards.get(i) != Some(&prev.set.shards[i]))
+        {
+            return Err(broken(format!(
+                "it changes or drops shard {i}'s log key (a later set keeps every shard's key and may only add shards)"
+            )));
+        }
         let rotated = s.operator_key != prev.set.operator_key;
         match (&self.endorsement, rotated) {
             (None, false) => Ok(()),
@@ -335,6 +344,22 @@ mod tests {
         forged.set.shards[2].public_key =
             SigningKey::from_bytes(&[99; 32]).verifying_key().to_bytes();
         assert!(verify_chain(&[s0.clone(), forged], None).is_err());
+        // A set the operator did sign that replaces a shard's log key, or
+        // drops a shard, is refused; one that adds a shard follows.
+        let mut replaced = set(1, Some(&s0), &a);
+        replaced.shards[1].public_key =
+            SigningKey::from_bytes(&[98; 32]).verifying_key().to_bytes();
+        let err = verify_chain(&[s0.clone(), replaced.sign(&a, None)], None).unwrap_err();
+        assert!(err.to_string().contains("shard 1's log key"), "{err}");
+        let mut dropped = set(1, Some(&s0), &a);
+        dropped.shards.pop();
+        assert!(verify_chain(&[s0.clone(), dropped.sign(&a, None)], None).is_err());
+        let mut grown = set(1, Some(&s0), &a);
+        grown.shards.push(ShardKey {
+            shard: 3,
+            public_key: SigningKey::from_bytes(&[13; 32]).verifying_key().to_bytes(),
+        });
+        verify_chain(&[s0.clone(), grown.sign(&a, None)], None).unwrap();
         // Bytes round-trip canonically; any flipped bit is refused somewhere.
         let bytes = s1.set.to_bytes();
         assert_eq!(KeySet::from_bytes(&bytes).unwrap(), s1.set);

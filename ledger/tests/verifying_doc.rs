@@ -126,6 +126,16 @@ fn vectors() -> String {
             }),
         ),
         (
+            "identity (device registered with a declared activation, tag 6)",
+            Entry::Identity(IdentityChange::DeviceRegistered {
+                org: "urn:epc:id:sgln:0614141.00001.0".into(),
+                device: "urn:epc:id:giai:0614141.LOGGER-1".into(),
+                public_key: device.verifying_key().to_bytes(),
+                at_ms: 1_764_086_400_000,
+                active_from_ms: 1_764_000_000_000,
+            }),
+        ),
+        (
             "readings (the batch above, signed)",
             Entry::Readings(SignedBatch::sign(batch, &device)),
         ),
@@ -239,6 +249,17 @@ fn vectors() -> String {
         head.log_id,
         hex(&w.buf),
         head.signing_message(),
+        hex(&sth.signature)
+    )
+    .unwrap();
+    writeln!(
+        o,
+        "- the same head as `GET /v1/shards/{{shard}}/head` serves it (shard 0), from whose fields a verifier rebuilds the head bytes above:\n\n  `{{\"shard\":0,\"public_key\":\"{}\",\"log_id\":\"{}\",\"size\":{},\"root\":\"{}\",\"timestamp_ms\":{},\"signature\":\"{}\"}}`",
+        hex(log_key.verifying_key().as_bytes()),
+        head.log_id,
+        head.size,
+        head.root,
+        head.timestamp_ms,
         hex(&sth.signature)
     )
     .unwrap();

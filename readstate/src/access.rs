@@ -31,7 +31,7 @@
 
 use analytics::lineage::Lineage;
 use api::{ApiError, Principal, Role};
-use ledger::entry::{Entry, IdentityChange};
+use ledger::entry::{Entry, IdentityChange, SignedBatch};
 
 /// Whether `who` (no token: `None`) may read `entry`'s content. `graph` is the
 /// read model the answer is given from.
@@ -49,12 +49,7 @@ pub fn may_read(graph: &Lineage, who: Option<&Principal>, entry: &Entry) -> bool
     const ALWAYS: (i64, i64) = (i64::MIN, i64::MAX);
     match entry {
         Entry::Custody(e) => graph.event_concerns(e, org),
-        Entry::Readings(sb) => {
-            let times = sb.batch.readings.iter().map(|r| r.time_ms);
-            let from = times.clone().min().unwrap_or(i64::MIN);
-            let to = times.max().unwrap_or(i64::MAX);
-            graph.readings_concern(&sb.batch.device, from, to, org)
-        }
+        Entry::Readings(sb) => batch_concerns(graph, sb, org),
         Entry::Identity(IdentityChange::OrgRegistered { .. }) => true,
         Entry::Identity(
             IdentityChange::DeviceRegistered {
@@ -80,6 +75,24 @@ pub fn may_read(graph: &Lineage, who: Option<&Principal>, entry: &Entry) -> bool
         Entry::ReceiptIn(d) => graph.about_concerns(&d.receipt.subject, ALWAYS.0, ALWAYS.1, org),
         Entry::Checkpoint(_) => true,
     }
+}
+
+/// Whether `who` may read a readings entry's batch: [`may_read`] for
+/// `Entry::Readings(sb)`, without building the entry.
+pub fn may_read_batch(graph: &Lineage, who: &Principal, sb: &SignedBatch) -> bool {
+    match who.role {
+        Role::Investigator | Role::Operator => true,
+        Role::Partner => batch_concerns(graph, sb, &who.org),
+    }
+}
+
+/// A batch concerns its device's owner, and those concerned with what the
+/// device watched between its first and last reading.
+fn batch_concerns(graph: &Lineage, sb: &SignedBatch, org: &str) -> bool {
+    let times = sb.batch.readings.iter().map(|r| r.time_ms);
+    let from = times.clone().min().unwrap_or(i64::MIN);
+    let to = times.max().unwrap_or(i64::MAX);
+    graph.readings_concern(&sb.batch.device, from, to, org)
 }
 
 /// The refusal for content `who` may not read at `place` (`shard/index`):
@@ -219,6 +232,7 @@ mod tests {
             device: "urn:epc:id:giai:0614141.R1".into(),
             public_key: [0; 32],
             at_ms: 0,
+            active_from_ms: 0,
         });
         assert!(may_read(&g, Some(&partner(A)), &device));
         assert!(!may_read(&g, Some(&partner(C)), &device));

@@ -174,6 +174,70 @@ impl ReadState {
             })
     }
 
+    /// A page of `device`'s readings in `[from_ms, to_ms)` after sequence
+    /// number `after`, as `who` may read them: only from the entries
+    /// [`access::may_read`] admits, so a partner sees its own devices'
+    /// readings and a logger's while it watched lots of the partner's
+    /// (blocking, like [`ReadState::device_series`]; call
+    /// [`ReadState::fresh`] first to see the caller's own writes).
+    pub fn device_readings(
+        &self,
+        who: &api::Principal,
+        device: &str,
+        (from_ms, to_ms): (i64, i64),
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<analytics::readings::Page, ApiError> {
+        if self
+            .lineage
+            .read()
+            .expect("lineage lock")
+            .device_owner(device)
+            .is_none()
+        {
+            return Err(ApiError::NotFound(format!(
+                "no device {device:?} is registered on this node"
+            )));
+        }
+        // The one model decides, entry by entry.
+        let admit = |b: &ledger::entry::SignedBatch| {
+            let graph = self.lineage.read().expect("lineage lock");
+            access::may_read_batch(&graph, who, b)
+        };
+        let page = self
+            .readings
+            .page(&self.node, device, from_ms, to_ms, after, limit, &admit)
+            .map_err(|e| match e {
+                SeriesError::Shard(shards::ShardError::Store(s)) => s.into(),
+                SeriesError::Shard(s) => ApiError::Unavailable(s.to_string()),
+                other => ApiError::InvalidParameter {
+                    name: "limit".into(),
+                    message: other.to_string(),
+                },
+            })?;
+        // A partner that may read none of the device's readings is told so
+        // rather than shown an empty page, as the entry routes do.
+        if page.count == 0 && !self.may_see_device(who, device) {
+            return Err(ApiError::Forbidden(format!(
+                "the readings of {device} concern organisations other than {}: a partner reads its own devices' readings, and a logger's while it watched its lots",
+                who.org
+            )));
+        }
+        Ok(page)
+    }
+
+    /// Whether `who` reads everything or owns `device` or was ever
+    /// concerned with what it watched.
+    fn may_see_device(&self, who: &api::Principal, device: &str) -> bool {
+        matches!(who.role, api::Role::Investigator | api::Role::Operator)
+            || self.lineage.read().expect("lineage lock").readings_concern(
+                device,
+                i64::MIN,
+                i64::MAX,
+                &who.org,
+            )
+    }
+
     /// The readings of every logger that watched `lot` (directly or
     /// through a container) in `[from_ms, to_ms)`, each logger's series
     /// limited to when it watched: one series per logger, however often

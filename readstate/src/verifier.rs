@@ -92,8 +92,9 @@ pub struct EntryJson {
     /// The entry decoded, for reading; it proves nothing the bytes do not.
     #[schema(value_type = Object)]
     pub entry: serde_json::Value,
-    /// Where its inclusion proof is served.
-    pub proof: String,
+    /// The path (on this node) where its inclusion proof is served; the
+    /// proof itself is the `proof` list of that answer.
+    pub proof_url: String,
 }
 
 /// One shard's log key, as a key set names it.
@@ -355,7 +356,7 @@ impl Reads {
             kind: entry.kind_name().to_string(),
             bytes: base64::engine::general_purpose::STANDARD.encode(bytes),
             entry: crate::view::entry_view(entry),
-            proof: format!("/v1/shards/{shard}/entries/{index}/proof"),
+            proof_url: format!("/v1/shards/{shard}/entries/{index}/proof"),
         }
     }
 

@@ -93,8 +93,9 @@ fn identity(c: &IdentityChange) -> Value {
             device,
             public_key,
             at_ms,
+            active_from_ms,
         } => {
-            json!({"change": "device_registered", "org": org, "device": device, "public_key": hex::encode(public_key), "at_ms": at_ms})
+            json!({"change": "device_registered", "org": org, "device": device, "public_key": hex::encode(public_key), "at_ms": at_ms, "active_from_ms": active_from_ms})
         }
         IdentityChange::KeyRotated {
             org,

@@ -112,6 +112,14 @@ impl KeySets {
                 public_key: k.to_bytes(),
             })
             .collect();
+        if let Some(last) = sets.chain.last() {
+            if !shards.starts_with(&last.set.shards) {
+                return Err(ShardError::Config(format!(
+                    "the shards' log keys are not the ones {} names (a log keeps its key for life); restore the shards' key files from a backup",
+                    path.display()
+                )));
+            }
+        }
         if sets.chain.last().map(|s| &s.set.shards) != Some(&shards) {
             let operator = sets.operator.clone();
             sets.issue(&operator, None, shards)?;
@@ -315,5 +323,20 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("not the operator key"), "{err}");
+    }
+
+    #[test]
+    fn a_replaced_shard_key_is_refused_and_a_new_shard_is_added() {
+        let dir = tempfile::tempdir().unwrap();
+        KeySets::open(dir.path(), &shard_keys(2), ledger::clock::system()).unwrap();
+        let mut replaced = shard_keys(2);
+        replaced[1] = SigningKey::from_bytes(&[77; 32]).verifying_key();
+        let err = KeySets::open(dir.path(), &replaced, ledger::clock::system())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("keeps its key"), "{err}");
+        let grown = KeySets::open(dir.path(), &shard_keys(3), ledger::clock::system()).unwrap();
+        assert_eq!(grown.chain().len(), 2);
+        assert_eq!(grown.chain()[1].set.shards.len(), 3);
     }
 }

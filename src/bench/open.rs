@@ -87,6 +87,7 @@ async fn fill(
                 device: l.device.id.clone(),
                 public_key: l.device.key().verifying_key().to_bytes(),
                 at_ms: 1_793_491_200_000,
+                active_from_ms: 1_793_491_200_000,
             });
             node.append(ORG, vec![e]).await?;
         }

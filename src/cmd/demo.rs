@@ -187,7 +187,9 @@ fn load(base: &str, world: &World, tokens: &Tokens) -> Result<(u64, Option<serde
     let tokens = &tokens.partners;
     let registrar = agent();
     for d in &world.devices {
-        let body = serde_json::json!({"device": d.id, "public_key": ledger::keys::did_key(&d.key().verifying_key())});
+        // Each logger's key is valid from its deployment: the world's
+        // readings are weeks old when they are pushed.
+        let body = serde_json::json!({"device": d.id, "public_key": ledger::keys::did_key(&d.key().verifying_key()), "active_from_ms": d.from_ms});
         post(
             &registrar,
             &format!("{base}/v1/devices"),

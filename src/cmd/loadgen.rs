@@ -362,7 +362,7 @@ fn register_loggers(args: &Args, base: &str, token: &str, run_tag: u128) -> Resu
             n,
             start_ms,
         );
-        let body = serde_json::json!({"device": l.device.id, "public_key": ledger::keys::did_key(&l.device.key().verifying_key())});
+        let body = serde_json::json!({"device": l.device.id, "public_key": ledger::keys::did_key(&l.device.key().verifying_key()), "active_from_ms": start_ms});
         let mut r = registrar
             .post(format!("{base}/v1/devices"))
             .header("Authorization", format!("Bearer {token}"))

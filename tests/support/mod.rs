@@ -492,13 +492,15 @@ pub fn shard_sizes(base: &str) -> Vec<u64> {
     last
 }
 
-/// Registers `device` of the token's organisation under `key`.
+/// Registers `device` of the token's organisation under `key`, active since
+/// the epoch: the tests send readings of any age (the activation rule has its
+/// own test, `a_device_signs_nothing_older_than_its_activation`).
 pub fn register_device(base: &str, token: &str, device: &str, key: &ed25519_dalek::SigningKey) {
     let r = post_json(
         base,
         "/v1/devices",
         token,
-        &serde_json::json!({"device": device, "public_key": ledger::keys::did_key(&key.verifying_key())}),
+        &serde_json::json!({"device": device, "public_key": ledger::keys::did_key(&key.verifying_key()), "active_from_ms": 0}),
     );
     assert_eq!(r.status, 201, "{}", r.body);
 }

@@ -285,6 +285,15 @@ export function verifyKeyChain(doc, pinned) {
     } else if (signed.endorsement) {
       fail('keys', `key set ${i} carries an endorsement but keeps its operator key`);
     }
+    // A log keeps its key for life: a later set lists every earlier shard
+    // with the same key and may only add shards.
+    if (previous) {
+      previous.set.shards.forEach((s, j) => {
+        if (!set.shards[j] || !equal(set.shards[j].key, s.key)) {
+          fail('keys', `key set ${i} changes or drops shard ${j}'s log key`);
+        }
+      });
+    }
     if (pinned !== null && toHex(set.operatorKey) === pinned) pinSeen = true;
     previous = { set, digest };
   }

@@ -241,7 +241,7 @@ pub(crate) async fn get_event(
 
 /// A path segment holding an identifier, fully percent-decoded (the router
 /// leaves reserved characters such as `%2F` encoded).
-fn path_id(req: &HttpRequest, name: &str) -> String {
+pub(crate) fn path_id(req: &HttpRequest, name: &str) -> String {
     let raw = req.match_info().get(name).unwrap_or("");
     percent_encoding::percent_decode_str(raw)
         .decode_utf8_lossy()

@@ -116,6 +116,10 @@ pub fn configure(
             .route("/v1/recalls/{id}", web::get().to(get_recall))
             .route("/v1/recalls/{id}/widen", web::post().to(post_widen))
             .route("/v1/recalls/{id}/close", web::post().to(post_close))
+            .route(
+                "/v1/devices/{device}/readings",
+                web::get().to(get_device_readings),
+            )
             .route("/v1/openapi.json", web::get().to(get_openapi))
             .configure(assets::configure)
             .configure(epcis::configure)
@@ -565,6 +569,99 @@ async fn get_recalls(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "recalls": recalls })))
 }
 
+/// Readings per page unless `limit` says otherwise.
+const DEFAULT_READINGS_PAGE: usize = 100;
+
+/// One reading of a device as `GET /v1/devices/{device}/readings` lists it.
+#[derive(Serialize, ToSchema)]
+struct ListedReading {
+    /// The device's sequence number of this reading.
+    seq: u64,
+    #[serde(flatten)]
+    reading: api::wire::ReadingJson,
+    /// The readings entry it is in (its bytes, device signature and proof
+    /// are at `/v1/shards/{shard}/entries/{index}`).
+    #[schema(value_type = api::EntryRefJson)]
+    entry: At,
+}
+
+/// A page of a device's readings.
+#[derive(Serialize, ToSchema)]
+struct ReadingsPage {
+    device: String,
+    from_ms: i64,
+    to_ms: i64,
+    /// How many readings the range holds that the caller may read, over all pages.
+    count: u64,
+    readings: Vec<ListedReading>,
+    /// Give it as `after` for the next page; `null` on the last.
+    next_after: Option<u64>,
+}
+
+/// A device's readings, oldest sequence first, with the entries they are
+/// in: a partner's own devices', and a logger's while it watched lots of
+/// the partner's; investigators and the operator read all.
+#[utoipa::path(get, path = "/v1/devices/{device}/readings",
+    params(("device" = String, Path),
+        ("from_ms" = Option<i64>, Query, description = "Readings taken at or after (Unix ms); default: all"),
+        ("to_ms" = Option<i64>, Query, description = "Readings taken before (Unix ms); default: all"),
+        ("after" = Option<u64>, Query, description = "Only readings with a sequence number above this: the previous page's next_after"),
+        ("limit" = Option<usize>, Query, description = "Readings per page, 1 to 1000 (default 100)")),
+    responses((status = 200, body = ReadingsPage), (status = 401, description = "No token"),
+        (status = 403, description = "The device's readings concern other organisations"),
+        (status = 404, description = "No such device")),
+    security(("bearer" = [])))]
+async fn get_device_readings(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = QueryParams::parse(&req, &["from_ms", "to_ms", "after", "limit"])?;
+    let who = state.tokens.authenticate_request(&req)?;
+    let device = epcis::path_id(&req, "device");
+    let from_ms: i64 = q.get("from_ms")?.unwrap_or(i64::MIN);
+    let to_ms: i64 = q.get("to_ms")?.unwrap_or(i64::MAX);
+    if to_ms < from_ms {
+        return Err(ApiError::InvalidParameter {
+            name: "to_ms".into(),
+            message: format!("{to_ms} is before from_ms ({from_ms})"),
+        });
+    }
+    let after: Option<u64> = q.get("after")?;
+    let limit: usize = q.get("limit")?.unwrap_or(DEFAULT_READINGS_PAGE);
+    if !(1..=analytics::readings::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidParameter {
+            name: "limit".into(),
+            message: format!(
+                "{limit}: give 1 to {} readings per page",
+                analytics::readings::MAX_PAGE
+            ),
+        });
+    }
+    state.fresh().await?;
+    let st = state.into_inner();
+    let page = tokio::task::spawn_blocking(move || {
+        st.device_readings(&who, &device, (from_ms, to_ms), after, limit)
+    })
+    .await
+    .map_err(|e| ApiError::Unavailable(e.to_string()))??;
+    Ok(HttpResponse::Ok().json(ReadingsPage {
+        device: page.device,
+        from_ms: page.from_ms,
+        to_ms: page.to_ms,
+        count: page.count,
+        readings: page
+            .readings
+            .iter()
+            .map(|l| ListedReading {
+                seq: l.seq,
+                reading: (&l.reading).into(),
+                entry: l.entry,
+            })
+            .collect(),
+        next_after: page.next_after,
+    }))
+}
+
 #[derive(OpenApi)]
 #[openapi(
     paths(
@@ -577,6 +674,7 @@ async fn get_recalls(
         get_recall,
         post_widen,
         post_close,
+        get_device_readings,
         epcis::get_events,
         epcis::get_event,
         epcis::by_epc,
@@ -586,6 +684,13 @@ async fn get_recalls(
         epcis::by_disposition,
         epcis::by_event_type
     ),
-    components(schemas(OpenRecall, WidenRecall, CloseRecall, Interval))
+    components(schemas(
+        OpenRecall,
+        WidenRecall,
+        CloseRecall,
+        Interval,
+        ReadingsPage,
+        ListedReading
+    ))
 )]
 struct ReadApi;

@@ -224,6 +224,7 @@ mod tests {
                 device: LOGGER.into(),
                 public_key: [1; 32],
                 at_ms: T,
+                active_from_ms: T,
             }),
             event(
                 A,

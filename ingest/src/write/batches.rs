@@ -74,8 +74,14 @@ impl Ingest {
                     reason: why.clone(),
                 });
             }
+            // The key is the one valid at the first reading; none of the
+            // readings may be older than the device's activation: the
+            // earliest, not the first (a clock may step back in a batch).
             let at = b.batch.readings.first().map_or(now, |r| r.time_ms);
             keys.push(device.key_at(&b.batch.device, at)?);
+            if let Some(earliest) = b.batch.readings.iter().map(|r| r.time_ms).min() {
+                device.check_active(&b.batch.device, earliest)?;
+            }
         }
         Ok(keys)
     }

@@ -40,22 +40,27 @@ impl Ingest {
 }
 
 impl Ingest {
-    /// Registers a device of the caller's organisation under `public_key`.
+    /// Registers a device of the caller's organisation under `public_key`,
+    /// which signs readings taken from `active_from_ms` on (default: now;
+    /// an earlier time admits a logger's backlog).
     pub async fn register_device(
         &self,
         who: &Principal,
         device: &str,
         public_key: VerifyingKey,
+        active_from_ms: Option<i64>,
         attempt: Attempt,
     ) -> Result<WriteResult, ApiError> {
         self.writer(who)?;
         crate::wire::check_id(device, "device")?;
         let _guard = self.registry_lock.lock().await;
+        let at_ms = self.node.clock().now_ms();
         let entry = Entry::Identity(IdentityChange::DeviceRegistered {
             org: who.org.clone(),
             device: device.to_string(),
             public_key: public_key.to_bytes(),
-            at_ms: self.node.clock().now_ms(),
+            at_ms,
+            active_from_ms: active_from_ms.unwrap_or(at_ms),
         });
         if let Some(done) = self.committed_device_change(attempt, who, device, &entry)? {
             return Ok(done);
@@ -141,9 +146,20 @@ impl Ingest {
 pub(super) fn untimed(e: &Entry) -> Entry {
     let mut e = e.clone();
     match &mut e {
+        Entry::Identity(IdentityChange::DeviceRegistered {
+            at_ms,
+            active_from_ms,
+            ..
+        }) => {
+            // An activation left to the registration time is the attempt's
+            // time too.
+            if active_from_ms == at_ms {
+                *active_from_ms = 0;
+            }
+            *at_ms = 0;
+        }
         Entry::Identity(
             IdentityChange::OrgRegistered { at_ms, .. }
-            | IdentityChange::DeviceRegistered { at_ms, .. }
             | IdentityChange::KeyRotated { at_ms, .. }
             | IdentityChange::DeviceRevoked { at_ms, .. },
         ) => *at_ms = 0,
