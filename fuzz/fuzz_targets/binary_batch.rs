@@ -2,23 +2,11 @@
 //! panic; a refusal is a 4xx with a stable code; whatever is accepted is
 //! canonical (it encodes back to the very bytes received), so one batch has
 //! one signed form.
+//! The check itself is `checks::binary_batch`, which CI replays over the corpus.
 #![no_main]
 
-use actix_web::ResponseError;
-use libfuzzer_sys::fuzz_target;
+#[allow(dead_code)]
+#[path = "../checks.rs"]
+mod checks;
 
-fuzz_target!(|data: &[u8]| {
-    match ingest::wire::decode_binary(data) {
-        Ok(batches) => {
-            assert_eq!(ingest::wire::encode_binary(&batches), data);
-            // The same batches in the other wire form decode alike.
-            let json = ingest::wire::decode_json(&ingest::wire::encode_json(&batches))
-                .expect("accepted batches also pass as JSON");
-            assert_eq!(json, batches);
-        }
-        Err(e) => {
-            assert!(e.status_code().is_client_error(), "{e}: {}", e.status_code());
-            assert!(!e.code().is_empty());
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::binary_batch(data));
