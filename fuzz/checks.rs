@@ -177,8 +177,11 @@ pub fn query_params(data: &[u8]) {
     }
 }
 
+/// A target's check.
+pub type Check = fn(&[u8]);
+
 /// Every target by name, as the corpus directories are named.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("decoders", decoders),
     ("binary_batch", binary_batch),
     ("json_batch", json_batch),
