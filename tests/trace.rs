@@ -168,7 +168,21 @@ fn investigators_trace_the_contaminated_lot_over_http_with_proofs() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.content_type.starts_with("text/csv"), "{}", r.content_type);
-    assert!(r.body.starts_with("Traceability Lot Code,"));
+    assert_eq!(
+        r.body.lines().next().unwrap(),
+        analytics::lineage::fsma204::COLUMNS.join(","),
+        "the header names every KDE column"
+    );
+    // The demo's master data describes products and sites: names, not
+    // GTINs; sites with their address and phone.
+    assert!(!r.body.contains(",GTIN "), "products are named: {}", r.body);
+    let farm = &world.orgs[world.lots.iter().find(|l| &l.id == lot).unwrap().origin];
+    assert!(
+        r.body.contains(farm.address) && r.body.contains(farm.phone),
+        "{} is described with its place: {}",
+        farm.name,
+        r.body
+    );
     for l in &world.truth.affected_lots {
         assert!(r.body.contains(l.as_str()), "{l} is in the spreadsheet");
     }

@@ -172,6 +172,7 @@ async fn co_exposure_finds_the_lots_that_shared_the_breached_reefer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fsma_204_lists_every_cte_of_the_contaminated_lots_chain_with_its_kdes() {
+    use analytics::lineage::fsma204::{cells, required, Cte, CteRow, MasterData, Place, COLUMNS};
     let dir = tempfile::tempdir().unwrap();
     let world = fixtures::generate(7, Scale::Demo, common::START_MS);
     let node = common::open(dir.path(), 2);
@@ -180,64 +181,101 @@ async fn fsma_204_lists_every_cte_of_the_contaminated_lots_chain_with_its_kdes()
         .unwrap();
     let (graph, _) = lineage::scan(&node).unwrap();
     let chain = graph.chain(&world.truth.contaminated_lot).unwrap();
-    let rows = graph.cte_rows(&chain);
+    // The master data the demo publishes: products' names, sites' places.
+    let master = MasterData {
+        products: world
+            .products
+            .iter()
+            .map(|p| (p.gtin.clone(), p.name.to_string()))
+            .collect(),
+        places: world
+            .orgs
+            .iter()
+            .map(|o| {
+                let place = Place {
+                    address: o.address.into(),
+                    phone: o.phone.into(),
+                };
+                (gs1::gln_of(&o.id).unwrap(), place)
+            })
+            .collect(),
+    };
+    let rows = graph.cte_rows(&chain, &master);
 
-    // Every event of the world that is a CTE of a lot in the chain has its row.
-    let cte = |e: &serde_json::Value, org_role: ledger::entry::OrgRole| -> Option<&'static str> {
-        match (e["type"].as_str()?, e["bizStep"].as_str()) {
-            ("TransformationEvent", _) => Some("Transformation"),
-            ("ObjectEvent", Some("shipping")) => Some("Shipping"),
-            ("ObjectEvent", Some("receiving")) => Some("Receiving"),
-            ("ObjectEvent", Some("commissioning")) => {
-                Some(if org_role == ledger::entry::OrgRole::Grower {
-                    "Harvesting"
+    // Every event of the world that is a CTE of a lot in the chain has its
+    // row; a lot a transformation made is no raw commodity.
+    let packed: Vec<&str> = world
+        .events
+        .iter()
+        .filter(|ev| ev.event["type"] == "AggregationEvent" && ev.event["bizStep"] == "packing")
+        .flat_map(|ev| {
+            ev.event["childQuantityList"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|q| q["epcClass"].as_str())
+        .collect();
+    let made: Vec<&str> = world
+        .events
+        .iter()
+        .flat_map(|ev| {
+            ev.event["outputQuantityList"]
+                .as_array()
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|q| q["epcClass"].as_str())
+        .collect();
+    let cte = |e: &serde_json::Value, org_role: ledger::entry::OrgRole, lot: &str| -> Option<Cte> {
+        let raw = !made.contains(&lot);
+        match (
+            e["type"].as_str()?,
+            e["bizStep"].as_str(),
+            e["action"].as_str(),
+        ) {
+            ("TransformationEvent", _, _) => Some(Cte::Transformation),
+            ("ObjectEvent", Some("shipping"), _) => Some(Cte::Shipping),
+            ("ObjectEvent", Some("receiving"), _) => Some(Cte::Receiving),
+            ("ObjectEvent", Some("commissioning"), Some("ADD")) => {
+                if org_role == ledger::entry::OrgRole::Grower {
+                    Some(Cte::Harvesting)
+                } else if packed.contains(&lot) {
+                    None
                 } else {
-                    "Initial packing"
-                })
+                    Some(Cte::InitialPacking)
+                }
             }
+            ("AggregationEvent", Some("packing"), Some("ADD")) if raw => Some(Cte::InitialPacking),
             _ => None,
         }
     };
     let mut expected = 0;
     for ev in &world.events {
         let e = &ev.event;
-        let names: Vec<&str> = ["quantityList", "inputQuantityList", "outputQuantityList"]
-            .iter()
-            .flat_map(|k| e[*k].as_array().into_iter().flatten())
-            .filter_map(|q| q["epcClass"].as_str())
-            .collect();
-        if !names.iter().any(|n| chain.iter().any(|c| c == n)) {
+        let names: Vec<&str> = [
+            "quantityList",
+            "inputQuantityList",
+            "outputQuantityList",
+            "childQuantityList",
+        ]
+        .iter()
+        .flat_map(|k| e[*k].as_array().into_iter().flatten())
+        .filter_map(|q| q["epcClass"].as_str())
+        .collect();
+        let Some(lot) = names.iter().find(|n| chain.iter().any(|c| c == *n)) else {
             continue;
-        }
-        let Some(kind) = cte(e, world.orgs[ev.org].role) else {
+        };
+        let Some(kind) = cte(e, world.orgs[ev.org].role, lot) else {
             continue;
         };
         let id = e["eventID"].as_str().unwrap();
         let row = rows
             .iter()
             .find(|r| r.epcis_event_id == id)
-            .unwrap_or_else(|| panic!("no row for the {kind} event {id}"));
+            .unwrap_or_else(|| panic!("no row for the {kind:?} event {id}"));
         expected += 1;
-        assert_eq!(row.critical_tracking_event, kind, "{id}");
-        assert!(
-            row.quantity.is_some() && row.unit_of_measure.is_some(),
-            "{row:?}"
-        );
-        assert!(
-            row.location.is_some() && row.location_name.is_some(),
-            "{row:?}"
-        );
-        assert!(row.traceability_lot_code_source.is_some(), "{row:?}");
-        assert!(!row.reference_document_number.is_empty());
-        match kind {
-            "Receiving" => assert!(row.previous_source.is_some(), "{row:?}"),
-            "Shipping" => assert!(row.next_recipient.is_some(), "{row:?}"),
-            "Transformation" => assert!(row
-                .input_traceability_lot_codes
-                .as_deref()
-                .is_some_and(|i| !i.is_empty())),
-            _ => {}
-        }
+        assert_eq!(row.cte, kind, "{id}");
         let at = row.ledger_entry.split('/').collect::<Vec<_>>();
         let bytes = node
             .shard(at[0].parse().unwrap())
@@ -248,42 +286,111 @@ async fn fsma_204_lists_every_cte_of_the_contaminated_lots_chain_with_its_kdes()
         assert_eq!(ledger::entry_id(&bytes).to_hex(), at[2]);
     }
     assert!(expected >= 10, "{expected} CTEs checked");
-    // A shipment's recipient is where the lot is received next; a receipt's
-    // source is where it was shipped from.
-    for (i, r) in rows.iter().enumerate() {
-        let same_lot = |x: &&analytics::lineage::fsma204::CteRow| {
-            x.traceability_lot_code == r.traceability_lot_code
-        };
-        if r.critical_tracking_event == "Shipping" {
-            if let Some(next) = rows[i + 1..]
-                .iter()
-                .filter(same_lot)
-                .find(|x| x.critical_tracking_event == "Receiving")
-            {
-                assert_eq!(r.next_recipient, next.location, "{r:?}");
-            }
-        }
-        if r.critical_tracking_event == "Receiving" {
-            let prev = rows[..i]
-                .iter()
-                .rev()
-                .filter(same_lot)
-                .find(|x| x.critical_tracking_event == "Shipping");
-            assert_eq!(
-                r.previous_source,
-                prev.and_then(|p| p.location.clone()),
-                "{r:?}"
-            );
-        }
-    }
+    assert!(
+        rows.iter().any(|r| r.reference_document_type == "desadv"),
+        "shipments cite their despatch advice"
+    );
     assert_eq!(
         rows.len(),
         expected,
         "no row that is not a CTE of the chain"
     );
+
+    // Every KDE the rule requires of each CTE is there; locations carry
+    // their business name, address and phone; products their name.
+    let product = |lot: &str| {
+        let gtin = analytics::watches::gtin_of(lot).unwrap();
+        world.products.iter().find(|p| p.gtin == gtin).unwrap().name
+    };
+    for r in &rows {
+        let cells = cells(r);
+        for col in required(r.cte) {
+            let i = COLUMNS.iter().position(|c| c == col).unwrap();
+            assert!(!cells[i].is_empty(), "{:?} lacks {col}: {r:#?}", r.cte);
+        }
+        assert_eq!(r.product_description, product(&r.traceability_lot_code));
+        for l in [
+            &r.location,
+            &r.previous_source,
+            &r.subsequent_recipient,
+            &r.traceability_lot_code_source,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let org = world
+                .orgs
+                .iter()
+                .find(|o| gs1::gln_of(&o.id) == gs1::gln_of(&l.id))
+                .unwrap_or_else(|| panic!("{} is a world site", l.id));
+            for part in [org.name.as_str(), org.address, org.phone] {
+                assert!(
+                    l.description.contains(part),
+                    "{} lacks {part}: {}",
+                    l.id,
+                    l.description
+                );
+            }
+        }
+        if r.cte == Cte::Transformation {
+            let lots = r
+                .input_traceability_lot_codes
+                .as_deref()
+                .unwrap()
+                .split(';')
+                .count();
+            let quantities: Vec<&str> = r.input_quantities.as_deref().unwrap().split(';').collect();
+            assert_eq!(quantities.len(), lots, "{r:?}");
+            assert!(quantities.iter().all(|q| q.ends_with(" KGM")), "{r:?}");
+        }
+    }
+    // A shipment's recipient is where the lot is received next; a receipt's
+    // source is where it was shipped from; a harvest's (or packing's)
+    // recipient is the next shipment's.
+    fn same_lot(r: &CteRow) -> impl Fn(&&CteRow) -> bool + '_ {
+        move |x| x.traceability_lot_code == r.traceability_lot_code
+    }
+    let id = |l: &Option<analytics::lineage::fsma204::Location>| l.as_ref().map(|l| l.id.clone());
+    for (i, r) in rows.iter().enumerate() {
+        let next = |cte: Cte| {
+            rows[i + 1..]
+                .iter()
+                .filter(same_lot(r))
+                .find(|x| x.cte == cte)
+        };
+        match r.cte {
+            Cte::Shipping => {
+                if let Some(next) = next(Cte::Receiving) {
+                    assert_eq!(id(&r.subsequent_recipient), id(&next.location), "{r:?}");
+                }
+            }
+            Cte::Harvesting | Cte::InitialPacking => {
+                if let Some(ship) = next(Cte::Shipping) {
+                    assert_eq!(
+                        id(&r.subsequent_recipient),
+                        id(&ship.subsequent_recipient),
+                        "{r:?}"
+                    );
+                }
+            }
+            Cte::Receiving => {
+                let prev = rows[..i]
+                    .iter()
+                    .rev()
+                    .filter(same_lot(r))
+                    .find(|x| x.cte == Cte::Shipping);
+                assert_eq!(
+                    id(&r.previous_source),
+                    prev.and_then(|p| id(&p.location)),
+                    "{r:?}"
+                );
+            }
+            _ => {}
+        }
+    }
     let csv = analytics::lineage::fsma204::to_csv(&rows);
     assert_eq!(csv.lines().count(), rows.len() + 1);
-    assert!(csv.starts_with("Traceability Lot Code,"));
+    assert_eq!(csv.lines().next().unwrap(), COLUMNS.join(","));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -286,6 +286,19 @@ pub(crate) fn write_rules(data_dir: &Path, world: &World) -> Result<()> {
         })
         .collect();
     ::web::catalogue::Catalogue::write(data_dir, &names)?;
+    // And each organisation's site, as it would publish it.
+    let places = world
+        .orgs
+        .iter()
+        .map(|o| {
+            let place = ::web::catalogue::Place {
+                address: o.address.to_string(),
+                phone: o.phone.to_string(),
+            };
+            (o.gln.clone(), place)
+        })
+        .collect();
+    ::web::catalogue::Catalogue::write_places(data_dir, &places)?;
     Ok(())
 }
 

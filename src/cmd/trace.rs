@@ -186,15 +186,16 @@ pub struct FsmaArgs {
 
 pub fn fsma204(args: FsmaArgs) -> Result<ExitCode> {
     let (_node, graph) = open_graph(&args.data_dir, "GET /v1/fsma204?lot=…")?;
+    let master = ::web::catalogue::Catalogue::load(&args.data_dir)?.master_data();
     let rows = match (&args.lot, &args.gtin) {
         (Some(lot), _) => match graph.chain(lot) {
-            Some(chain) => graph.cte_rows(&chain),
+            Some(chain) => graph.cte_rows(&chain, &master),
             None => return unknown(lot),
         },
         (None, Some(gtin)) => graph.cte_rows_for_product(
             gtin,
-            args.from.unwrap_or(i64::MIN),
-            args.to.unwrap_or(i64::MAX),
+            (args.from.unwrap_or(i64::MIN), args.to.unwrap_or(i64::MAX)),
+            &master,
         ),
         (None, None) => unreachable!("clap requires one"),
     };

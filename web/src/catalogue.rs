@@ -12,6 +12,16 @@
 //! Keys are GTINs (8, 12, 13 or 14 digits, check digit checked; stored as
 //! GTIN-14). A page asks for its language, then English, then any.
 //!
+//! Places are the organisations' own master data, which FSMA 204's
+//! spreadsheet describes each location with: its address and phone, by the
+//! organisation's GLN (13 digits, or a GLN-bearing EPC URN or Digital Link),
+//! in `locations.json`:
+//!
+//! ```json
+//! { "0614141000012": { "address": "1200 Abbott St, Salinas, CA 93901, US",
+//!                      "phone": "+1 831 555 0101" } }
+//! ```
+//!
 //! Disclosure is the brand owner's choice, per GTIN, and off unless given
 //! (`"disclose": true`; the short form, language -> name, names a product
 //! without disclosing it): a consumer page shows ledger facts (origin,
@@ -22,8 +32,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use analytics::lineage::fsma204::{MasterData, Place};
+
 /// The file's name in the data directory.
 pub const CATALOGUE_FILE: &str = "products.json";
+
+/// The places' file in the data directory.
+pub const PLACES_FILE: &str = "locations.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
@@ -36,6 +51,10 @@ pub enum CatalogueError {
         "{path}: {message}; write it as {{\"<GTIN>\": {{\"names\": {{\"en\": \"<name>\", \"de\": \"<Name>\"}}, \"disclose\": true}}}}"
     )]
     Invalid { path: PathBuf, message: String },
+    #[error(
+        "{path}: {message}; write it as {{\"<GLN>\": {{\"address\": \"<street, city, postal code, country>\", \"phone\": \"<+country number>\"}}}}"
+    )]
+    InvalidPlaces { path: PathBuf, message: String },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -44,6 +63,8 @@ pub struct Catalogue {
     names: BTreeMap<String, BTreeMap<String, String>>,
     /// The GTIN-14s whose brand owner discloses their record on pages.
     disclosed: std::collections::BTreeSet<String>,
+    /// Places by their organisation's GLN, canonical (`gs1::gln_of`).
+    places: BTreeMap<String, Place>,
 }
 
 /// One product as `products.json` gives it.
@@ -61,15 +82,52 @@ pub enum Product {
 }
 
 impl Catalogue {
-    /// The catalogue in `data_dir`; empty when there is none.
+    /// The catalogue in `data_dir` (products and places); empty where a
+    /// file is missing.
     pub fn load(data_dir: &Path) -> Result<Catalogue, CatalogueError> {
-        let path = data_dir.join(CATALOGUE_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Catalogue::default()),
-            Err(source) => return Err(CatalogueError::Io { path, source }),
+        let read = |path: &Path| match std::fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(CatalogueError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
         };
-        Catalogue::parse(&bytes).map_err(|message| CatalogueError::Invalid { path, message })
+        let path = data_dir.join(CATALOGUE_FILE);
+        let mut catalogue = match read(&path)? {
+            Some(bytes) => Catalogue::parse(&bytes)
+                .map_err(|message| CatalogueError::Invalid { path, message })?,
+            None => Catalogue::default(),
+        };
+        let path = data_dir.join(PLACES_FILE);
+        if let Some(bytes) = read(&path)? {
+            catalogue.places = parse_places(&bytes)
+                .map_err(|message| CatalogueError::InvalidPlaces { path, message })?;
+        }
+        Ok(catalogue)
+    }
+
+    /// Writes `places` (GLN -> address and phone) as `data_dir`'s places.
+    pub fn write_places(
+        data_dir: &Path,
+        places: &BTreeMap<String, Place>,
+    ) -> Result<(), CatalogueError> {
+        let path = data_dir.join(PLACES_FILE);
+        let json = serde_json::to_vec_pretty(places).expect("maps of strings serialise");
+        std::fs::write(&path, json).map_err(|source| CatalogueError::Io { path, source })
+    }
+
+    /// What FSMA 204's spreadsheet describes products and places with:
+    /// products by their English name (else any), places as given.
+    pub fn master_data(&self) -> MasterData {
+        MasterData {
+            products: self
+                .names
+                .keys()
+                .filter_map(|g| Some((g.clone(), self.name(g, "en")?.to_string())))
+                .collect(),
+            places: self.places.clone().into_iter().collect(),
+        }
     }
 
     /// Parses the file's bytes, checking every GTIN and name.
@@ -137,9 +195,60 @@ impl Catalogue {
     }
 }
 
+/// Parses `locations.json`: every key a GLN, every place with an address
+/// and a phone number.
+fn parse_places(bytes: &[u8]) -> Result<BTreeMap<String, Place>, String> {
+    let raw: BTreeMap<String, Place> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut places = BTreeMap::new();
+    for (key, place) in raw {
+        let as_id = if key.len() == 13 && key.bytes().all(|b| b.is_ascii_digit()) {
+            format!("https://id.gs1.org/414/{key}")
+        } else {
+            key.clone()
+        };
+        let gln = gs1::gln_of(&as_id).ok_or_else(|| {
+            format!("{key:?} is not a GLN (13 digits with a valid check digit, or an SGLN/PGLN URN or GLN Digital Link)")
+        })?;
+        if place.address.trim().is_empty() || place.phone.trim().is_empty() {
+            return Err(format!("{key}: give both an address and a phone number"));
+        }
+        places.insert(gln, place);
+    }
+    Ok(places)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn places_are_keyed_by_their_gln_in_any_spelling() {
+        let places = parse_places(
+            br#"{"0614141000012": {"address": "1200 Abbott St, Salinas", "phone": "+1 831 555 0101"},
+                 "urn:epc:id:sgln:0614141.00002.0": {"address": "455 E 5th St, Holtville", "phone": "+1 760 555 0102"}}"#,
+        )
+        .unwrap();
+        let gln = |g: &str| gs1::gln_of(&format!("https://id.gs1.org/414/{g}")).unwrap();
+        assert_eq!(places[&gln("0614141000012")].phone, "+1 831 555 0101");
+        assert_eq!(
+            places[&gln("0614141000029")].address,
+            "455 E 5th St, Holtville"
+        );
+        for (bytes, says) in [
+            (
+                &br#"{"0614141000013": {"address": "a", "phone": "1"}}"#[..],
+                "not a GLN",
+            ),
+            (
+                br#"{"0614141000012": {"address": "", "phone": "1"}}"#,
+                "both",
+            ),
+            (br#"{"0614141000012": {"address": "a"}}"#, "phone"),
+        ] {
+            let err = parse_places(bytes).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+    }
 
     #[test]
     fn names_by_language_with_fallbacks() {

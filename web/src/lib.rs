@@ -305,17 +305,19 @@ async fn get_co_exposure(
     security(("bearer" = [])))]
 async fn get_fsma204(
     state: web::Data<ReadState>,
+    options: web::Data<Options>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let q = QueryParams::parse(&req, &["lot", "gtin", "from", "to"])?;
     investigator(&state, &req)?;
     state.fresh().await?;
     let (from, to) = (q.time("from")?, q.time("to")?);
+    let master = options.catalogue.master_data();
     let g = state.lineage.read().expect("lineage lock");
     let (rows, name) = match (q.get::<String>("lot")?, q.get::<String>("gtin")?) {
         (Some(lot), None) => {
             let chain = g.chain(&lot).ok_or_else(|| unknown_lot(&lot))?;
-            (g.cte_rows(&chain), lot)
+            (g.cte_rows(&chain, &master), lot)
         }
         (None, Some(gtin)) => {
             if gtin.len() != 14 || !gtin.bytes().all(|b| b.is_ascii_digit()) {
@@ -324,8 +326,11 @@ async fn get_fsma204(
                     message: format!("{gtin:?} is not a GTIN-14 (14 digits)"),
                 });
             }
-            let rows =
-                g.cte_rows_for_product(&gtin, from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
+            let rows = g.cte_rows_for_product(
+                &gtin,
+                (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX)),
+                &master,
+            );
             (rows, gtin)
         }
         _ => {

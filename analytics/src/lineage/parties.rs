@@ -26,7 +26,7 @@ use super::{EventRec, Lineage};
 impl Lineage {
     /// The organisation registered under `location`'s GLN (see the module
     /// docs), as its id.
-    fn owner_id(&self, location: u32) -> Option<u32> {
+    pub(super) fn owner_id(&self, location: u32) -> Option<u32> {
         if self.orgs.contains_key(&location) {
             return Some(location);
         }
