@@ -91,6 +91,47 @@ fn the_trace_and_the_breaches_match_the_truth() {
     assert_eq!(latest[0]["recordedBy"], l["holder"], "{l}");
     assert_eq!(ms(&latest[0]["time"]), ms(&l["since"]), "{l}");
 
+    // The answer's maps follow the query's order (the spec's "Serialized
+    // Map Ordering"), through aliases, fragments and lists: read from the
+    // body's text, which a parsed map would not keep.
+    let asked = gql(
+        &server.base,
+        Some(&token),
+        "query($lot: String!) { z: lot(epc: $lot) { lotNumber id ...held
+            events(first: 2) { edges { node { time eventId } } } } a: recalls { totalCount } }
+         fragment held on Lot { since holder { name id } gtin }",
+        json!({"lot": lot}),
+    );
+    data(&asked);
+    let at = |key: &str| {
+        asked
+            .body
+            .find(&format!("\"{key}\":"))
+            .unwrap_or_else(|| panic!("{key} in {}", asked.body))
+    };
+    let order = [
+        "z",
+        "lotNumber",
+        "id",
+        "since",
+        "holder",
+        "name",
+        "gtin",
+        "events",
+        "time",
+        "eventId",
+        "a",
+    ];
+    for pair in order.windows(2) {
+        assert!(
+            at(pair[0]) < at(pair[1]),
+            "{} before {}: {}",
+            pair[0],
+            pair[1],
+            asked.body
+        );
+    }
+
     let trace = data(&gql(
         &server.base,
         Some(&token),

@@ -54,6 +54,7 @@ use readstate::ReadState;
 mod context;
 mod model;
 pub mod notices;
+mod order;
 mod page;
 mod root;
 
@@ -101,6 +102,7 @@ pub fn schema(serving: Option<(Arc<ReadState>, Notices)>, limits: Limits) -> CtS
     let mut b = Schema::build(Query, Mutation, Subscription)
         .extension(Refusals(limits))
         .extension(Revalidate)
+        .extension(order::SelectionOrder)
         .data(PageLimits {
             max_page: limits.max_page,
             default_page: limits.default_page,
