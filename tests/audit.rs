@@ -224,6 +224,52 @@ fn every_kind_of_entry_goes_from_content_to_id_to_proof_to_a_signed_head() {
     assert_eq!(paged, sizes);
     get(base, &format!("/v1/shards/{shard}/heads?limit=0"))
         .assert_problem(400, "invalid_parameter");
+
+    // The same heads as C2SP checkpoints (VERIFYING.md §6): the log key's
+    // signed note of origin, size and root, checked here and by a checker
+    // written in Python from the specifications alone.
+    let dir = tempfile::tempdir().unwrap();
+    for (size, head) in [(Some(old.head.size), &old), (None, &new)] {
+        let query = size.map_or(String::new(), |s| format!("?size={s}"));
+        let r = get(base, &format!("/v1/shards/{shard}/checkpoint{query}"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            r.content_type.starts_with("text/plain"),
+            "{}",
+            r.content_type
+        );
+        let note = ledger::note::Note::parse(&r.body).unwrap();
+        let origin = ledger::note::origin(&head.head.log_id);
+        note.verify_signature(&origin, &keys[shard]).unwrap();
+        let checkpoint = ledger::note::Checkpoint::parse(&note.text).unwrap();
+        let served = match size {
+            Some(_) => *head,
+            // The newest: whatever the log has signed since is what the
+            // checkpoint names.
+            None => head_of(&get(base, &format!("/v1/shards/{shard}/head")).json()),
+        };
+        assert!(checkpoint.is_of(&served.head), "{}", r.body);
+        let file = dir.path().join(format!("checkpoint-{}", served.head.size));
+        std::fs::write(&file, &r.body).unwrap();
+        support::python_check(
+            "check_checkpoint.py",
+            &[
+                file,
+                hex::encode(keys[shard].as_bytes()).into(),
+                served.head.size.to_string().into(),
+                served.head.root.to_hex().into(),
+            ],
+            "the checkpoint does not check in Python",
+        );
+    }
+    get(
+        base,
+        &format!(
+            "/v1/shards/{shard}/checkpoint?size={}",
+            new.head.size + 1000
+        ),
+    )
+    .assert_problem(404, "no_signed_head");
 }
 
 fn served_old_head_matches(served: &SignedTreeHead, old: &SignedTreeHead, key: &VerifyingKey) {

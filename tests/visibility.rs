@@ -26,6 +26,11 @@ const ROUTES: &[(&str, bool, &str)] = &[
         "/.well-known/coldtrail/keys",
     ),
     ("/v1/shards/{shard}/head", true, "/v1/shards/0/head"),
+    (
+        "/v1/shards/{shard}/checkpoint",
+        true,
+        "/v1/shards/0/checkpoint",
+    ),
     ("/v1/shards/{shard}/heads", true, "/v1/shards/0/heads"),
     (
         "/v1/shards/{shard}/heads/{size}",

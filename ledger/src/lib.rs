@@ -25,6 +25,7 @@ pub mod head;
 pub mod keys;
 pub mod keyset;
 pub mod merkle;
+pub mod note;
 pub mod reading;
 #[cfg(feature = "store")]
 pub mod store;

@@ -293,6 +293,25 @@ fn vectors() -> String {
         hex(&signed.to_bytes())
     )
     .unwrap();
+
+    writeln!(o, "\n### V6. A checkpoint and a cosignature\n").unwrap();
+    let witness = SigningKey::from_bytes(&[5; 32]);
+    let checkpoint = ledger::note::sign_checkpoint(&head, &log_key);
+    let text = ledger::note::checkpoint_text(&head);
+    let cosigned = format!(
+        "{checkpoint}{}",
+        ledger::note::cosign(&text, "witness.example/w1", &witness, 1_764_000_060)
+    );
+    writeln!(
+        o,
+        "The head of V4 as a checkpoint signed by its log key (key name = origin, type 0x01, key id `{}`), cosigned by the witness `witness.example/w1` (seed `{}`, public key `{}`, type 0x04, key id `{}`) at 1764000060:\n\n```\n{cosigned}```\n\nThe witness signed these bytes (hex): `{}`",
+        hex(&ledger::note::key_id(&ledger::note::origin(&head.log_id), 0x01, &log_key.verifying_key())),
+        hex(&[5; 32]),
+        hex(witness.verifying_key().as_bytes()),
+        hex(&ledger::note::key_id("witness.example/w1", 0x04, &witness.verifying_key())),
+        hex(format!("cosignature/v1\ntime 1764000060\n{text}").as_bytes())
+    )
+    .unwrap();
     out
 }
 

@@ -226,6 +226,21 @@ impl Reads {
         Ok(SignedSizesJson { shard, sizes, next })
     }
 
+    /// The shard's head as a C2SP checkpoint (`ledger::note`) signed by its
+    /// log key: the one signed at exactly `size` entries, or the newest
+    /// (signed now if the log grew since).
+    pub async fn checkpoint(&self, shard: u32, size: Option<u64>) -> Result<String, ApiError> {
+        let s = self.shard_by_id(shard)?;
+        let head = match size {
+            Some(size) => signed_at(&s, size)?,
+            None => s
+                .head_covering(s.committed())
+                .await
+                .map_err(crate::shard_refusal)?,
+        };
+        s.signed_checkpoint(&head).map_err(crate::shard_refusal)
+    }
+
     /// The first head the shard's log signed at exactly `size` entries.
     pub fn head_at(&self, shard: u32, size: u64) -> Result<HeadJson, ApiError> {
         let s = self.shard_by_id(shard)?;

@@ -253,13 +253,14 @@ impl Node {
             };
             let shard_dir = dir.join(format!("shard-{id:03}"));
             let name = format!("shard-{id:03}");
-            let store = config
-                .backend
-                .open(&shard_dir, &name, key, config.store.clone())?;
+            let store =
+                config
+                    .backend
+                    .open(&shard_dir, &name, key.clone(), config.store.clone())?;
             shards.push(Arc::new(Shard::open(
                 id,
                 router,
-                store,
+                (store, key),
                 &shard_dir,
                 crate::checkpoint::path(dir, &format!("sequencer-{id:03}")),
                 Arc::clone(&notify),

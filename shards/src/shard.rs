@@ -153,6 +153,10 @@ pub struct Shard {
     committed: AtomicU64,
     /// Woken whenever `committed` grows (the node's feed listens).
     notify: Arc<Notify>,
+    /// The log's key, kept to sign checkpoints of the heads the store
+    /// signed. Ed25519 is deterministic, so a head's checkpoint is the same
+    /// text every time it is asked for: none is stored.
+    checkpoint_key: ed25519_dalek::SigningKey,
 }
 
 impl Shard {
@@ -162,11 +166,16 @@ impl Shard {
     pub fn open(
         id: u32,
         router: Router,
-        store: Box<dyn Store>,
+        (store, checkpoint_key): (Box<dyn Store>, ed25519_dalek::SigningKey),
         dir: &Path,
         checkpoint: PathBuf,
         notify: Arc<Notify>,
     ) -> Result<Shard, ShardError> {
+        if checkpoint_key.verifying_key() != store.public_key() {
+            return Err(ShardError::Config(format!(
+                "shard {id}: the key given for checkpoints is not the log's key"
+            )));
+        }
         let len = store.len();
         let loaded = Checkpoint::load_or_scan(&checkpoint, SEQUENCER, &(id, store.as_ref()))
             .and_then(|c| match postcard::from_bytes::<Sequencer>(&c.payload) {
@@ -222,6 +231,7 @@ impl Shard {
             seq: Mutex::new(seq),
             committed: AtomicU64::new(len),
             notify,
+            checkpoint_key,
         })
     }
 
@@ -270,6 +280,21 @@ impl Shard {
 
     pub fn public_key(&self) -> VerifyingKey {
         self.store.public_key()
+    }
+
+    /// `head` as a C2SP checkpoint (`ledger::note`) signed by the log's key,
+    /// if the log signed `head`: only heads the store itself signed get a
+    /// checkpoint, so the log never signs two inconsistent ones.
+    pub fn signed_checkpoint(&self, head: &ledger::SignedTreeHead) -> Result<String, ShardError> {
+        head.verify(&self.public_key())
+            .map_err(|e| ShardError::Corrupt {
+                shard: self.id,
+                what: format!("a head to checkpoint is not this log's: {e}"),
+            })?;
+        Ok(ledger::note::sign_checkpoint(
+            &head.head,
+            &self.checkpoint_key,
+        ))
     }
 
     /// Entries known to be durable.

@@ -18,6 +18,10 @@ use utoipa::OpenApi;
 /// Registers the verifier's routes (the read state is the app's data).
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
     cfg.route("/v1/shards/{shard}/head", web::get().to(get_head))
+        .route(
+            "/v1/shards/{shard}/checkpoint",
+            web::get().to(get_checkpoint),
+        )
         .route("/v1/shards/{shard}/heads", web::get().to(get_heads))
         .route(
             "/v1/shards/{shard}/heads/{size}",
@@ -61,6 +65,26 @@ async fn get_head(state: web::Data<ReadState>, req: HttpRequest) -> Result<HttpR
     QueryParams::parse(&req, &[])?;
     let shard = path_number(&req, "shard")?;
     Ok(HttpResponse::Ok().json(state.reads.latest_head(shard).await?))
+}
+
+/// The shard's head as a transparency-log checkpoint (C2SP `tlog-checkpoint`
+/// as a `signed-note`: origin, size, base64 root, the log key's signature
+/// line; VERIFYING.md §6): the newest, or the one signed at exactly `size`.
+/// What a witness is sent and a tlog client reads.
+#[utoipa::path(get, path = "/v1/shards/{shard}/checkpoint",
+    params(("shard" = u32, Path), ("size" = Option<u64>, Query, description = "The size of a head the log signed (default: the newest)")),
+    responses((status = 200, content_type = "text/plain", body = String, description = "The signed checkpoint"),
+        (status = 404, description = "No such shard, or no head signed at that size (`no_signed_head` names the next)")))]
+async fn get_checkpoint(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = QueryParams::parse(&req, &["size"])?;
+    let shard = path_number(&req, "shard")?;
+    let text = state.reads.checkpoint(shard, q.get("size")?).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(text))
 }
 
 /// Most sizes listed in one answer.
@@ -214,6 +238,7 @@ async fn get_consistency(
     paths(
         get_keys,
         get_head,
+        get_checkpoint,
         get_heads,
         get_head_at,
         get_entry,
