@@ -133,6 +133,9 @@ enum Cmd {
     Push(cmd::push::Args),
     /// Take signed batches and EPCIS documents from an MQTT broker to a node, answering on reply topics.
     MqttBridge(cmd::mqtt_bridge::Args),
+    /// A witness: cosign the checkpoints logs send it (`POST /add-checkpoint`,
+    /// C2SP tlog-witness), each only if consistent with the last it cosigned.
+    Witness(cmd::witness::Args),
     /// Print the GraphQL schema (SDL), as `graphql/schema.graphql` holds it.
     GraphqlSchema,
     /// The QR code a pack carries: the canonical GS1 Digital Link of a product,
@@ -293,7 +296,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let level = if matches!(cli.cmd, Cmd::Serve(_) | Cmd::MqttBridge(_)) {
+    let level = if matches!(
+        cli.cmd,
+        Cmd::Serve(_) | Cmd::MqttBridge(_) | Cmd::Witness(_)
+    ) {
         "info"
     } else {
         "warn"
@@ -360,6 +366,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Serve(args) => cmd::serve::serve(args.config()?),
         Cmd::Push(args) => cmd::push::run(args),
         Cmd::MqttBridge(args) => cmd::mqtt_bridge::run(args),
+        Cmd::Witness(args) => cmd::witness::run(args),
         Cmd::Qr {
             id,
             public_url,

@@ -15,3 +15,4 @@ pub mod serve;
 pub mod store;
 pub mod trace;
 pub mod verify;
+pub mod witness;

@@ -1,0 +1,88 @@
+//! `coldtrail witness`: a standalone witness server (`witness` crate). It has
+//! its own key and data directory and reads nothing of any node's: it is
+//! told the logs to watch by their public keys, and logs (or anyone) send
+//! it checkpoints to cosign over `POST /add-checkpoint`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer};
+use anyhow::{bail, Context, Result};
+use ed25519_dalek::VerifyingKey;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The witness's own directory: its key (`witness.key`, made on first
+    /// start) and the latest checkpoint it cosigned per log (`latest.json`).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: String,
+    /// The witness's name, a schema-less URL (its cosignatures' key name).
+    #[arg(long)]
+    name: String,
+    /// A log to watch, by its public key (64 hex digits or a did:key), as
+    /// the node's key document lists its shards' keys. Repeat for more logs.
+    #[arg(long = "log", required = true)]
+    logs: Vec<String>,
+}
+
+fn log_key(s: &str) -> Result<VerifyingKey> {
+    if let Some(k) = ledger::keys::parse_did_key(s) {
+        return Ok(k);
+    }
+    let bytes: [u8; 32] = hex::decode(s)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .with_context(|| {
+            format!("--log {s}: give a log public key as 64 hex digits or a did:key")
+        })?;
+    VerifyingKey::from_bytes(&bytes)
+        .with_context(|| format!("--log {s}: not an ed25519 public key"))
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let logs = args
+        .logs
+        .iter()
+        .map(|l| log_key(l))
+        .collect::<Result<Vec<_>>>()?;
+    let witness =
+        match witness::Witness::open(&args.data_dir, &args.name, &logs, ledger::clock::system()) {
+            Ok(w) => Arc::new(w),
+            Err(e) => bail!(e),
+        };
+    let key = witness.public_key();
+    println!("witness {}", witness.name());
+    println!("  public key  {}", hex::encode(key.as_bytes()));
+    println!(
+        "  key id      {} (cosignature/v1, type 0x04)",
+        hex::encode(ledger::note::key_id(
+            witness.name(),
+            ledger::note::TYPE_COSIGNATURE,
+            &key
+        ))
+    );
+    for l in &logs {
+        println!(
+            "  watches     {}",
+            ledger::note::origin(&ledger::head::log_id(l))
+        );
+    }
+    let listener = std::net::TcpListener::bind(&args.listen)
+        .with_context(|| format!("listening on {}", args.listen))?;
+    println!(
+        "  listening   http://{}/add-checkpoint",
+        listener.local_addr()?
+    );
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(move || App::new().configure(witness::configure(Arc::clone(&witness))))
+            .workers(2)
+            .listen(listener)?
+            .run()
+            .await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,234 @@
+//! `coldtrail witness` over real HTTP: a node's checkpoints, sent with the
+//! node's own consistency proofs, are cosigned while the log only grows;
+//! a stale old size is answered 409 with the size the witness holds, across a
+//! kill -9 of the witness; an unknown log is 404. The cosignatures check in
+//! Rust and in a Python checker written from the C2SP texts.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine;
+use support::{get, post, post_json, provision, Server};
+
+const NAME: &str = "witness.example/w1";
+
+/// A running witness: its process, base URL and public key.
+struct Witness {
+    child: Child,
+    base: String,
+    key: ed25519_dalek::VerifyingKey,
+}
+
+impl Witness {
+    fn start(dir: &std::path::Path, logs: &[String]) -> Witness {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldtrail"));
+        cmd.args(["witness", "--data-dir", dir.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--name", NAME]);
+        for l in logs {
+            cmd.args(["--log", l]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut base, mut key) = (None, None);
+        while base.is_none() {
+            let line = lines
+                .next()
+                .expect("the witness prints where it listens")
+                .unwrap();
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["public", "key", k] => key = Some(k.to_string()),
+                ["listening", url] => {
+                    base = Some(url.trim_end_matches("/add-checkpoint").to_string())
+                }
+                _ => {}
+            }
+        }
+        let key: [u8; 32] = hex::decode(key.unwrap()).unwrap().try_into().unwrap();
+        Witness {
+            child,
+            base: base.unwrap(),
+            key: ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap(),
+        }
+    }
+
+    fn add(&self, old: u64, proof: &[String], checkpoint: &str) -> support::Reply {
+        let lines: String = proof
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}\n",
+                    base64::engine::general_purpose::STANDARD.encode(hex::decode(h).unwrap())
+                )
+            })
+            .collect();
+        let body = format!("old {old}\n{lines}\n{checkpoint}");
+        post(
+            &self.base,
+            "/add-checkpoint",
+            None,
+            "text/plain",
+            body.as_bytes(),
+            None,
+        )
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The key document's shard keys, hex (the key set's, as a witness operator
+/// would copy them).
+fn shard_keys(base: &str) -> Vec<String> {
+    let doc = get(base, "/.well-known/coldtrail/keys").json();
+    let newest = doc["key_sets"].as_array().unwrap().last().unwrap().clone();
+    newest["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["public_key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Registers a device (an entry on the organisation's shard); that shard.
+fn grow(base: &str, token: &str, n: u8) -> u64 {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[100 + n; 32]);
+    let r = post_json(
+        base,
+        "/v1/devices",
+        token,
+        &serde_json::json!({"device": format!("logger-w{n}"), "public_key": hex::encode(key.verifying_key().as_bytes())}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()["entries"][0]["shard"].as_u64().unwrap()
+}
+
+#[test]
+fn a_witness_cosigns_a_growing_log_and_holds_its_size_across_a_kill() {
+    let node_dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(node_dir.path());
+    let server = Server::start(node_dir.path());
+    let base = server.base.as_str();
+    let keys = shard_keys(base);
+    let shard = grow(base, &token, 0) as usize;
+    let witness_dir = tempfile::tempdir().unwrap();
+    let mut witness = Witness::start(witness_dir.path(), &[keys[shard].clone()]);
+
+    let checkpoint = |size: Option<u64>| {
+        let q = size.map_or(String::new(), |s| format!("?size={s}"));
+        let r = get(base, &format!("/v1/shards/{shard}/checkpoint{q}"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    };
+    let size_of = |c: &str| c.lines().nth(1).unwrap().parse::<u64>().unwrap();
+    let check = |c: &str, line: &str| {
+        let note = ledger::note::Note::parse(&format!("{c}{line}")).unwrap();
+        note.verify_cosignature(NAME, &witness_key(&witness_dir))
+            .unwrap();
+        let file = witness_dir.path().join("cosigned");
+        std::fs::write(&file, format!("{c}{line}")).unwrap();
+        let text = ledger::note::Checkpoint::parse(&note.text).unwrap();
+        support::python_check(
+            "check_checkpoint.py",
+            &[
+                file,
+                keys[shard].clone().into(),
+                text.size.to_string().into(),
+                text.root.to_hex().into(),
+                NAME.into(),
+                hex::encode(witness_key(&witness_dir).as_bytes()).into(),
+            ],
+            "the cosigned checkpoint does not check in Python",
+        );
+    };
+
+    // First sight: from size 0, no proof.
+    let first = checkpoint(None);
+    let a = size_of(&first);
+    let r = witness.add(0, &[], &first);
+    assert_eq!(r.status, 200, "{}", r.body);
+    check(&first, &r.body);
+
+    // The log grows; the node's consistency proof carries the witness on.
+    for n in 1..4 {
+        grow(base, &token, n);
+    }
+    let second = checkpoint(None);
+    let b = size_of(&second);
+    assert!(b > a);
+    let c = get(
+        base,
+        &format!("/v1/shards/{shard}/consistency?first={a}&second={b}"),
+    )
+    .json();
+    let proof: Vec<String> = c["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_string())
+        .collect();
+    let r = witness.add(a, &proof, &second);
+    assert_eq!(r.status, 200, "{}", r.body);
+    check(&second, &r.body);
+
+    // An old size the witness no longer holds: 409 naming the one it holds.
+    let r = witness.add(0, &[], &first);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.body, format!("{b}\n"));
+    assert!(
+        r.content_type.starts_with("text/x.tlog.size"),
+        "{}",
+        r.content_type
+    );
+    // A proof that does not lead to the checkpoint: 422.
+    let mut wrong = proof.clone();
+    wrong[0] = "00".repeat(32);
+    grow(base, &token, 9);
+    let third = checkpoint(None);
+    let r = witness.add(b, &wrong, &third);
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    // Killed and started again, the witness still holds size b: what it
+    // answered was durable first.
+    witness.kill();
+    let witness2 = Witness::start(witness_dir.path(), &[keys[shard].clone()]);
+    assert_eq!(witness2.key, witness.key, "the same key");
+    let r = witness2.add(a, &proof, &second);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.body, format!("{b}\n"));
+    // A log it does not watch: 404.
+    let other = (0..keys.len()).find(|&s| s != shard).unwrap();
+    let theirs = get(base, &format!("/v1/shards/{other}/checkpoint")).body;
+    assert_eq!(witness2.add(0, &[], &theirs).status, 404);
+    // A checkpoint's text with the signature of another key: 403.
+    let forged = second.replace(
+        second.lines().last().unwrap(),
+        &format!(
+            "\u{2014} {} {}",
+            second.lines().next().unwrap(),
+            base64::engine::general_purpose::STANDARD.encode([1u8; 68])
+        ),
+    );
+    assert_eq!(witness2.add(b, &[], &forged).status, 403);
+}
+
+/// The witness's public key, from its key file.
+fn witness_key(dir: &tempfile::TempDir) -> ed25519_dalek::VerifyingKey {
+    ledger::keys::read_key_file(&dir.path().join(witness::KEY_FILE))
+        .unwrap()
+        .verifying_key()
+}
