@@ -34,6 +34,26 @@ pub struct Config {
     pub ingest: IngestSettings,
     pub graphql: GraphqlSettings,
     pub store: StoreSettings,
+    pub witnesses: WitnessSettings,
+}
+
+/// The witnesses the node sends its checkpoints to, to cosign
+/// (`[[witnesses.peers]]` with `url`, `name` and `key` in the TOML file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WitnessSettings {
+    /// How often each shard's newest head is offered to each witness, ms.
+    pub interval_ms: u64,
+    pub peers: Vec<witness::client::Peer>,
+}
+
+impl Default for WitnessSettings {
+    fn default() -> Self {
+        WitnessSettings {
+            interval_ms: 1_000,
+            peers: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +120,7 @@ impl Default for Config {
             ingest: IngestSettings::default(),
             graphql: GraphqlSettings::default(),
             store: StoreSettings::default(),
+            witnesses: WitnessSettings::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ mod cmd;
 mod config;
 mod logs;
 mod ops;
+mod witnessing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -19,7 +19,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("shards", &["ledger"]),
     ("ingest", &["ledger", "shards", "api", "gs1"]),
     ("analytics", &["ledger", "shards", "gs1"]),
-    ("readstate", &["ledger", "shards", "api", "analytics"]),
+    (
+        "readstate",
+        &["ledger", "shards", "api", "analytics", "witness"],
+    ),
     ("web", READ_EDGE),
     ("graphql", READ_EDGE),
     ("fixtures", &["ledger", "shards", "api", "ingest", "gs1"]),

@@ -232,3 +232,95 @@ fn witness_key(dir: &tempfile::TempDir) -> ed25519_dalek::VerifyingKey {
         .unwrap()
         .verifying_key()
 }
+
+#[test]
+fn a_node_gets_its_checkpoints_cosigned_and_serves_them_and_a_dead_witness_blocks_no_write() {
+    let node_dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(node_dir.path());
+    // The witness operator copies the log keys from the key document.
+    let keys = {
+        let server = Server::start(node_dir.path());
+        let keys = shard_keys(&server.base);
+        server.stop();
+        keys
+    };
+    let witness_dir = tempfile::tempdir().unwrap();
+    let mut witness = Witness::start(witness_dir.path(), &keys);
+    let config = node_dir.path().join("witnessed.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[witnesses]\ninterval_ms = 50\n[[witnesses.peers]]\nurl = \"{}\"\nname = \"{NAME}\"\nkey = \"{}\"\n",
+            witness.base,
+            hex::encode(witness.key.as_bytes())
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(node_dir.path(), &["--config", config.to_str().unwrap()]);
+    let base = server.base.as_str();
+    let shard = grow(base, &token, 20) as usize;
+    let newest = || {
+        let head = get(base, &format!("/v1/shards/{shard}/head")).json();
+        head["size"].as_u64().unwrap()
+    };
+    // The node offers its heads on its own; soon the newest is cosigned.
+    let size = newest();
+    let cosigned = wait_for(|| {
+        let r = get(base, &format!("/v1/shards/{shard}/checkpoint?cosigned=1"));
+        (r.status == 200 && r.body.lines().nth(1) == Some(size.to_string().as_str()))
+            .then_some(r.body)
+    });
+    let note = ledger::note::Note::parse(&cosigned).unwrap();
+    assert_eq!(
+        note.verify_cosignature(NAME, &witness.key).map(|_| ()),
+        Ok(())
+    );
+    note.verify_signature(
+        note.text.lines().next().unwrap(),
+        &ed25519_dalek::VerifyingKey::from_bytes(
+            &hex::decode(&keys[shard]).unwrap().try_into().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // By size too, and it grows with the log (the node proves consistency).
+    let by_size = get(base, &format!("/v1/shards/{shard}/checkpoint?size={size}")).body;
+    assert_eq!(by_size, cosigned);
+    for n in 21..24 {
+        grow(base, &token, n);
+    }
+    let later = newest();
+    assert!(later > size);
+    wait_for(|| {
+        let r = get(base, &format!("/v1/shards/{shard}/checkpoint?cosigned=1"));
+        (r.body.lines().nth(1) == Some(later.to_string().as_str())).then_some(())
+    });
+    get(base, &format!("/v1/shards/{shard}/checkpoint?cosigned=2"))
+        .assert_problem(404, "not_found");
+    get(
+        base,
+        &format!("/v1/shards/{shard}/checkpoint?cosigned=1&size=1"),
+    )
+    .assert_problem(400, "invalid_parameter");
+
+    // A witness that is gone: writes go on, answered as before, and what
+    // it cosigned stays served.
+    witness.kill();
+    for n in 30..35 {
+        grow(base, &token, n);
+    }
+    let r = get(base, &format!("/v1/shards/{shard}/checkpoint?cosigned=1"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    server.stop();
+}
+
+/// Polls `f` every 50 ms for up to 20 s until it gives a value.
+fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..400 {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("not within 20 s")
+}

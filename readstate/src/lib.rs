@@ -144,6 +144,13 @@ impl ReadState {
         }
     }
 
+    /// The same state, serving checkpoints with the witnesses' cosignatures
+    /// in `c`.
+    pub fn with_cosigned(mut self, c: Arc<witness::cosigned::Cosigned>) -> ReadState {
+        self.reads = self.reads.with_cosigned(c);
+        self
+    }
+
     /// The same state, with the rules' configuration pages read ranges from.
     pub fn with_rules(mut self, rules: analytics::RulesConfig) -> ReadState {
         self.rules = Some(Arc::new(rules));

@@ -174,11 +174,23 @@ impl KeysDocument {
 /// captured event as its document. Reads only; each failure a refusal.
 pub struct Reads {
     node: Arc<Node>,
+    /// The witnesses' cosignatures the node collected, served with its
+    /// checkpoints (none when no witness is configured).
+    cosigned: Option<Arc<witness::cosigned::Cosigned>>,
 }
 
 impl Reads {
     pub fn new(node: Arc<Node>) -> Reads {
-        Reads { node }
+        Reads {
+            node,
+            cosigned: None,
+        }
+    }
+
+    /// The same reads, serving checkpoints with the cosignatures in `c`.
+    pub fn with_cosigned(mut self, c: Arc<witness::cosigned::Cosigned>) -> Reads {
+        self.cosigned = Some(c);
+        self
     }
 
     /// The node's key document.
@@ -227,10 +239,36 @@ impl Reads {
     }
 
     /// The shard's head as a C2SP checkpoint (`ledger::note`) signed by its
-    /// log key: the one signed at exactly `size` entries, or the newest
-    /// (signed now if the log grew since).
-    pub async fn checkpoint(&self, shard: u32, size: Option<u64>) -> Result<String, ApiError> {
+    /// log key, with the witnesses' cosignatures collected for it: the one
+    /// signed at exactly `size` entries, the newest with at least
+    /// `cosigned` cosignatures, or the newest (signed now if the log grew).
+    pub async fn checkpoint(
+        &self,
+        shard: u32,
+        size: Option<u64>,
+        cosigned: Option<usize>,
+    ) -> Result<String, ApiError> {
         let s = self.shard_by_id(shard)?;
+        let log_id = ledger::head::log_id(&s.public_key());
+        let size = match (size, cosigned) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::InvalidParameter {
+                    name: "cosigned".into(),
+                    message: "give either size or cosigned".into(),
+                })
+            }
+            (None, Some(k)) => Some(
+                self.cosigned
+                    .as_ref()
+                    .and_then(|c| c.newest(&log_id, k))
+                    .ok_or_else(|| {
+                        ApiError::NotFound(format!(
+                            "no checkpoint of shard {shard} holds {k} witness cosignatures yet"
+                        ))
+                    })?,
+            ),
+            (size, None) => size,
+        };
         let head = match size {
             Some(size) => signed_at(&s, size)?,
             None => s
@@ -238,7 +276,13 @@ impl Reads {
                 .await
                 .map_err(crate::shard_refusal)?,
         };
-        s.signed_checkpoint(&head).map_err(crate::shard_refusal)
+        let mut text = s.signed_checkpoint(&head).map_err(crate::shard_refusal)?;
+        if let Some(c) = &self.cosigned {
+            for line in c.lines(&head.head.log_id, head.head.size) {
+                text.push_str(&line);
+            }
+        }
+        Ok(text)
     }
 
     /// The first head the shard's log signed at exactly `size` entries.

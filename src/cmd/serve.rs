@@ -41,6 +41,8 @@ pub struct Edge {
     pub metrics: bool,
     /// How often checkpoints are written while serving (`None`: at a clean stop only).
     pub checkpoint_every: Option<Duration>,
+    /// The witnesses asked to cosign the shards' checkpoints, and how often.
+    pub witnesses: Option<(Vec<witness::client::Peer>, Duration)>,
 }
 
 impl Edge {
@@ -53,6 +55,7 @@ impl Edge {
             web: ::web::Options::default(),
             metrics: true,
             checkpoint_every: Some(Duration::from_secs(300)),
+            witnesses: None,
         }
     }
 }
@@ -81,6 +84,7 @@ pub async fn run_server(
         web: web_options,
         metrics,
         checkpoint_every,
+        witnesses,
     } = edge;
     if metrics {
         crate::ops::metrics()?;
@@ -126,7 +130,23 @@ pub async fn run_server(
         rules: Arc::clone(&consumer.status),
         lineage: Arc::clone(&graph),
     };
-    let (read, endpoint, notices_task) = read_edges(&node, &ingest, graph, rules, gql)?;
+    // Cosignatures collected before are served even with no witness now.
+    let cosigned = Arc::new(
+        witness::cosigned::Cosigned::open(&node.data_dir().join("cosigned"))
+            .context("opening the witnesses' cosignatures")?,
+    );
+    let stop_witnessing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some((peers, every)) = &witnesses {
+        crate::witnessing::spawn(
+            Arc::clone(&node),
+            peers,
+            Arc::clone(&cosigned),
+            *every,
+            Arc::clone(&stop_witnessing),
+        )?;
+    }
+    let (read, endpoint, notices_task) =
+        read_edges(&node, &ingest, graph, rules, gql, Arc::clone(&cosigned))?;
     let app_ingest = Arc::clone(&ingest);
     let server = HttpServer::new(move || {
         App::new()
@@ -160,6 +180,8 @@ pub async fn run_server(
     tracing::info!(%addr, "ready");
     ready(addr, server.handle(), Arc::clone(&consumer.status));
     server.await?;
+    // The witness threads finish their round and stop; nothing waits on them.
+    stop_witnessing.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(c) = checkpoints {
         c.abort();
         let _ = c.await;
@@ -258,6 +280,7 @@ fn read_edges(
     graph: Arc<std::sync::RwLock<analytics::lineage::Lineage>>,
     rules: analytics::RulesConfig,
     gql: graphql::Limits,
+    cosigned: Arc<witness::cosigned::Cosigned>,
 ) -> Result<(
     Arc<readstate::ReadState>,
     graphql::Endpoint,
@@ -272,7 +295,8 @@ fn read_edges(
             readstate::access::Grant::open(node.data_dir())
                 .context("opening the page grant key")?,
         )
-        .with_rules(rules),
+        .with_rules(rules)
+        .with_cosigned(cosigned),
     );
     let (notices, notices_task) = graphql::Notices::follow(Arc::clone(node))?;
     let endpoint = graphql::Endpoint {
@@ -334,6 +358,12 @@ pub fn serve(config: crate::config::Config) -> Result<ExitCode> {
         metrics: config.metrics,
         checkpoint_every: (config.checkpoint_interval_ms > 0)
             .then(|| Duration::from_millis(config.checkpoint_interval_ms)),
+        witnesses: (!config.witnesses.peers.is_empty()).then(|| {
+            (
+                config.witnesses.peers.clone(),
+                Duration::from_millis(config.witnesses.interval_ms.max(10)),
+            )
+        }),
         listen: config.listen.clone(),
         limits: config.ingest_limits(),
         gql: config.graphql_limits(),

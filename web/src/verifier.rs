@@ -72,16 +72,20 @@ async fn get_head(state: web::Data<ReadState>, req: HttpRequest) -> Result<HttpR
 /// line; VERIFYING.md §6): the newest, or the one signed at exactly `size`.
 /// What a witness is sent and a tlog client reads.
 #[utoipa::path(get, path = "/v1/shards/{shard}/checkpoint",
-    params(("shard" = u32, Path), ("size" = Option<u64>, Query, description = "The size of a head the log signed (default: the newest)")),
+    params(("shard" = u32, Path), ("size" = Option<u64>, Query, description = "The size of a head the log signed (default: the newest)"),
+        ("cosigned" = Option<usize>, Query, description = "Instead of `size`: the newest checkpoint with at least this many witness cosignatures")),
     responses((status = 200, content_type = "text/plain", body = String, description = "The signed checkpoint"),
         (status = 404, description = "No such shard, or no head signed at that size (`no_signed_head` names the next)")))]
 async fn get_checkpoint(
     state: web::Data<ReadState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let q = QueryParams::parse(&req, &["size"])?;
+    let q = QueryParams::parse(&req, &["size", "cosigned"])?;
     let shard = path_number(&req, "shard")?;
-    let text = state.reads.checkpoint(shard, q.get("size")?).await?;
+    let text = state
+        .reads
+        .checkpoint(shard, q.get("size")?, q.get("cosigned")?)
+        .await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .body(text))

@@ -37,6 +37,9 @@ use ledger::note::{Checkpoint, Note};
 use ledger::Digest;
 use serde::{Deserialize, Serialize};
 
+pub mod client;
+pub mod cosigned;
+
 /// The witness state's file in its data directory.
 pub const STATE_FILE: &str = "latest.json";
 /// The witness key's file in its data directory.

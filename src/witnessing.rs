@@ -1,0 +1,120 @@
+//! The node asks its witnesses (issue 34): at a steady cadence, each
+//! shard's newest signed head goes to every configured witness as a
+//! checkpoint with a consistency proof from the size that witness holds;
+//! each cosignature is checked under the witness's key and kept
+//! (`witness::cosigned`), and `/v1/shards/{n}/checkpoint` serves it with the
+//! checkpoint. One thread per witness: a witness that is down or slow delays
+//! only its own cosignatures, and nothing here is on the write path.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use shards::Node;
+use witness::client::{submit, Answer, Peer};
+use witness::cosigned::Cosigned;
+
+/// How long one request to a witness may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts asking `peers` every `interval` until `stop` is set.
+pub fn spawn(
+    node: Arc<Node>,
+    peers: &[Peer],
+    store: Arc<Cosigned>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for peer in peers {
+        let key = peer.public_key().map_err(anyhow::Error::msg)?;
+        let (node, store, stop, peer) = (
+            Arc::clone(&node),
+            Arc::clone(&store),
+            Arc::clone(&stop),
+            peer.clone(),
+        );
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("witness {}", peer.name))
+                .spawn(move || ask(&node, &peer, &key, &store, interval, &stop))?,
+        );
+    }
+    Ok(threads)
+}
+
+/// One witness's loop: per shard, the size it holds (learnt from its
+/// answers; unknown at first, which a 409 tells).
+fn ask(
+    node: &Node,
+    peer: &Peer,
+    key: &VerifyingKey,
+    store: &Cosigned,
+    interval: Duration,
+    stop: &AtomicBool,
+) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(TIMEOUT))
+        .build()
+        .into();
+    let mut held: Vec<Option<u64>> = vec![None; node.shards().len()];
+    while !stop.load(Ordering::Relaxed) {
+        for shard in node.shards() {
+            let i = shard.id() as usize;
+            let Some(head) = shard.store().latest_head() else {
+                continue;
+            };
+            // Twice at most: a first answer may only tell the size it holds.
+            for _ in 0..2 {
+                if held[i] == Some(head.head.size) {
+                    break;
+                }
+                let old = held[i].unwrap_or(0);
+                if old > head.head.size {
+                    tracing::warn!(witness = %peer.name, shard = i, old, size = head.head.size, "the witness holds a larger size than this log's newest head");
+                    break;
+                }
+                let proof = if old == 0 {
+                    Vec::new()
+                } else {
+                    match shard.store().consistency_proof(old, head.head.size) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(shard = i, error = %e, "no consistency proof for a witness");
+                            break;
+                        }
+                    }
+                };
+                let checkpoint = match shard.signed_checkpoint(&head) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(shard = i, error = %e, "no checkpoint for a witness");
+                        break;
+                    }
+                };
+                match submit(&agent, peer, key, old, &proof, &checkpoint) {
+                    Ok(Answer::Cosigned(line)) => {
+                        if let Err(e) = store.add(&head.head.log_id, head.head.size, &line) {
+                            tracing::warn!(error = %e, "keeping a cosignature");
+                            break;
+                        }
+                        held[i] = Some(head.head.size);
+                        metrics::counter!("coldtrail_witness_cosignatures_total").increment(1);
+                    }
+                    Ok(Answer::Holds(size)) => held[i] = Some(size),
+                    Ok(Answer::Refused(why)) => {
+                        tracing::warn!(witness = %peer.name, shard = i, %why, "the witness refused a checkpoint");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(witness = %peer.name, error = %e, "the witness did not answer");
+                        break;
+                    }
+                }
+            }
+        }
+        std::thread::sleep(interval);
+    }
+}
