@@ -1,10 +1,11 @@
 //! The cosignatures a node collected for its logs' checkpoints, kept in its
-//! data directory (`cosigned/<log id>.json`: checkpoint size -> cosignature
-//! lines), each file replaced durably before a new line is served.
-//! Derived only in the sense that witnesses could be asked again; the lines
-//! themselves are the witnesses' statements, checked before they are kept.
+//! data directory: per log an append-only file (`cosigned/<log id>.lines`,
+//! one `<size> <cosignature line>` record per line, fsync'd before the line
+//! is served). A record torn by a crash at the end is cut off at open. The
+//! lines are the witnesses' own statements, checked before they are kept.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -14,6 +15,13 @@ use ledger::Digest;
 pub struct Cosigned {
     dir: PathBuf,
     logs: Mutex<HashMap<Digest, BTreeMap<u64, Vec<String>>>>,
+}
+
+fn invalid(path: &Path, what: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{}: {what}", path.display()),
+    )
 }
 
 impl Cosigned {
@@ -26,18 +34,31 @@ impl Cosigned {
             let Some(id) = path
                 .file_stem()
                 .and_then(|s| s.to_str())
-                .filter(|_| path.extension().is_some_and(|e| e == "json"))
+                .filter(|_| path.extension().is_some_and(|e| e == "lines"))
                 .and_then(Digest::from_hex)
             else {
                 continue;
             };
-            let held: BTreeMap<u64, Vec<String>> = serde_json::from_slice(&std::fs::read(&path)?)
-                .map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            })?;
+            let bytes = std::fs::read(&path)?;
+            // Whole records only: a torn last one is cut off.
+            let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            if whole < bytes.len() {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)?
+                    .set_len(whole as u64)?;
+            }
+            let text = std::str::from_utf8(&bytes[..whole]).map_err(|e| invalid(&path, e))?;
+            let mut held: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+            for record in text.lines() {
+                let (size, line) = record
+                    .split_once(' ')
+                    .and_then(|(s, l)| Some((s.parse::<u64>().ok()?, l)))
+                    .ok_or_else(|| {
+                        invalid(&path, format!("not a `<size> <line>` record: {record:?}"))
+                    })?;
+                held.entry(size).or_default().push(format!("{line}\n"));
+            }
             logs.insert(id, held);
         }
         Ok(Cosigned {
@@ -46,20 +67,33 @@ impl Cosigned {
         })
     }
 
-    /// Keeps `line` (a checked cosignature) for the checkpoint of `size` of
-    /// the log `log_id`, durably; a line held already is not added twice.
+    /// Keeps `line` (a checked cosignature line, ending in its newline) for
+    /// the checkpoint of `size` of the log `log_id`, durably; a line held
+    /// already is not added twice.
     pub fn add(&self, log_id: &Digest, size: u64, line: &str) -> std::io::Result<()> {
+        if !line.ends_with('\n') || line[..line.len() - 1].contains('\n') {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a cosignature line is one line ending in a newline",
+            ));
+        }
         let mut logs = self.logs.lock().expect("cosigned lock");
-        let mut held = logs.get(log_id).cloned().unwrap_or_default();
-        let lines = held.entry(size).or_default();
-        if lines.iter().any(|l| l == line) {
+        let held = logs.entry(*log_id).or_default();
+        if held.get(&size).is_some_and(|l| l.iter().any(|x| x == line)) {
             return Ok(());
         }
-        lines.push(line.to_string());
-        let path = self.dir.join(format!("{}.json", log_id.to_hex()));
-        let bytes = serde_json::to_vec_pretty(&held).expect("maps of strings serialise");
-        ledger::durable::replace(&path, &bytes, ledger::durable::Mode::Shared)?;
-        logs.insert(*log_id, held);
+        let path = self.dir.join(format!("{}.lines", log_id.to_hex()));
+        let new = !path.exists();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        f.write_all(format!("{size} {line}").as_bytes())?;
+        f.sync_data()?;
+        if new {
+            ledger::durable::sync_dir(&self.dir)?;
+        }
+        held.entry(size).or_default().push(line.to_string());
         Ok(())
     }
 
@@ -100,11 +134,24 @@ mod tests {
         c.add(&log, 9, "a\n").unwrap();
         c.add(&log, 5, "b\n").unwrap();
         c.add(&log, 5, "b\n").unwrap();
+        assert!(c.add(&log, 5, "two\nlines\n").is_err());
         assert_eq!(c.lines(&log, 5), ["a\n", "b\n"]);
         assert_eq!(c.newest(&log, 1), Some(9));
         assert_eq!(c.newest(&log, 2), Some(5));
         assert_eq!(c.newest(&log, 3), None);
+        // A record torn at the end by a crash is cut off; the rest stays.
+        let file = dir.path().join(format!("{}.lines", log.to_hex()));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap()
+            .write_all(b"12 torn")
+            .unwrap();
         let again = Cosigned::open(dir.path()).unwrap();
         assert_eq!(again.lines(&log, 5), ["a\n", "b\n"], "kept on disk");
+        assert_eq!(again.newest(&log, 1), Some(9));
+        again.add(&log, 12, "c\n").unwrap();
+        let third = Cosigned::open(dir.path()).unwrap();
+        assert_eq!(third.lines(&log, 12), ["c\n"]);
     }
 }
