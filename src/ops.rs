@@ -158,6 +158,8 @@ pub struct Running {
     pub relay: tokio::task::AbortHandle,
     pub rules: Arc<analytics::consumer::Status>,
     pub lineage: Arc<RwLock<analytics::lineage::Lineage>>,
+    /// A witness's sign that the log is not the one it cosigned.
+    pub witness_alarm: crate::witnessing::Alarm,
 }
 
 /// Entries committed on each shard that `positions` has not reached, summed.
@@ -213,6 +215,13 @@ impl Running {
                 },
             },
         ];
+        if let Some(why) = self.witness_alarm.lock().expect("alarm lock").clone() {
+            checks.push(Check {
+                name: "witnesses",
+                ok: false,
+                detail: why,
+            });
+        }
         if let Some(why) = self.rules.failed() {
             checks.push(Check {
                 name: "rules",

@@ -18,6 +18,24 @@ use witness::cosigned::Cosigned;
 /// How long one request to a witness may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The first sign a witness gave that this node's log is not the one it
+/// cosigned (a rollback or a fork), kept until the node restarts: `/readyz`
+/// reports it and `coldtrail_witness_alarm` is 1.
+pub type Alarm = Arc<std::sync::Mutex<Option<String>>>;
+
+/// Raises the alarm; logged as an error the first time (it is asked again
+/// every round until the node restarts).
+fn raise(alarm: &Alarm, why: String) {
+    metrics::gauge!("coldtrail_witness_alarm").set(1.0);
+    let mut held = alarm.lock().expect("alarm lock");
+    if held.is_none() {
+        tracing::error!(%why, "a witness contradicts this node's log");
+        *held = Some(why);
+    } else {
+        tracing::debug!(%why, "a witness contradicts this node's log");
+    }
+}
+
 /// Starts asking `peers` every `interval` until `stop` is set.
 pub fn spawn(
     node: Arc<Node>,
@@ -25,20 +43,22 @@ pub fn spawn(
     store: Arc<Cosigned>,
     interval: Duration,
     stop: Arc<AtomicBool>,
+    alarm: &Alarm,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     let mut threads = Vec::new();
     for peer in peers {
         let key = peer.public_key().map_err(anyhow::Error::msg)?;
-        let (node, store, stop, peer) = (
+        let (node, store, stop, peer, alarm) = (
             Arc::clone(&node),
             Arc::clone(&store),
             Arc::clone(&stop),
             peer.clone(),
+            Arc::clone(alarm),
         );
         threads.push(
             std::thread::Builder::new()
                 .name(format!("witness {}", peer.name))
-                .spawn(move || ask(&node, &peer, &key, &store, interval, &stop))?,
+                .spawn(move || ask(&node, &peer, &key, &store, interval, &stop, &alarm))?,
         );
     }
     Ok(threads)
@@ -53,6 +73,7 @@ fn ask(
     store: &Cosigned,
     interval: Duration,
     stop: &AtomicBool,
+    alarm: &Alarm,
 ) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -73,7 +94,10 @@ fn ask(
                 }
                 let old = held[i].unwrap_or(0);
                 if old > head.head.size {
-                    tracing::warn!(witness = %peer.name, shard = i, old, size = head.head.size, "the witness holds a larger size than this log's newest head");
+                    raise(alarm, format!(
+                        "witness {} holds shard {i} at size {old}, above this log's newest head ({}): the log was rolled back (restored from an older copy?) or another node signs with its key",
+                        peer.name, head.head.size
+                    ));
                     break;
                 }
                 let proof = if old == 0 {
@@ -104,7 +128,14 @@ fn ask(
                         metrics::counter!("coldtrail_witness_cosignatures_total").increment(1);
                     }
                     Ok(Answer::Holds(size)) => held[i] = Some(size),
-                    Ok(Answer::Refused(why)) => {
+                    Ok(refused) if refused.is_inconsistent() => {
+                        raise(alarm, format!(
+                            "witness {} refused shard {i}'s checkpoint at size {} as inconsistent with what it cosigned: {refused:?}",
+                            peer.name, head.head.size
+                        ));
+                        break;
+                    }
+                    Ok(Answer::Refused { why, .. }) => {
                         tracing::warn!(witness = %peer.name, shard = i, %why, "the witness refused a checkpoint");
                         break;
                     }

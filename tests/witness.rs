@@ -324,3 +324,80 @@ fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
     }
     panic!("not within 20 s")
 }
+
+/// `cp -a SRC/. DST`: a copy of a node's data directory, as a backup is.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_node_restored_from_an_old_copy_is_caught_by_its_witness() {
+    let node_dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(node_dir.path());
+    let (keys, shard) = {
+        let server = Server::start(node_dir.path());
+        let keys = shard_keys(&server.base);
+        let shard = grow(&server.base, &token, 40) as usize;
+        server.stop();
+        (keys, shard)
+    };
+    // The operator's backup, taken now.
+    let backup = tempfile::tempdir().unwrap();
+    copy_dir(node_dir.path(), backup.path());
+    let witness_dir = tempfile::tempdir().unwrap();
+    let witness = Witness::start(witness_dir.path(), &keys);
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("witnessed.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[witnesses]\ninterval_ms = 50\n[[witnesses.peers]]\nurl = \"{}\"\nname = \"{NAME}\"\nkey = \"{}\"\n",
+            witness.base,
+            hex::encode(witness.key.as_bytes())
+        ),
+    )
+    .unwrap();
+    let serve = || Server::start_with(node_dir.path(), &["--config", config.to_str().unwrap()]);
+
+    // The log grows and the witness cosigns its newest size.
+    let server = serve();
+    for n in 41..45 {
+        grow(&server.base, &token, n);
+    }
+    let size = get(&server.base, &format!("/v1/shards/{shard}/head")).json()["size"]
+        .as_u64()
+        .unwrap();
+    wait_for(|| {
+        let r = get(
+            &server.base,
+            &format!("/v1/shards/{shard}/checkpoint?cosigned=1"),
+        );
+        (r.body.lines().nth(1) == Some(size.to_string().as_str())).then_some(())
+    });
+    assert_eq!(get(&server.base, "/readyz").status, 200);
+    server.stop();
+
+    // Restored from the backup, the node's log is shorter than what the
+    // witness cosigned: the witness says so, and the node reports it.
+    std::fs::remove_dir_all(node_dir.path()).unwrap();
+    copy_dir(backup.path(), node_dir.path());
+    let server = serve();
+    let ready = wait_for(|| {
+        let r = get(&server.base, "/readyz");
+        (r.status == 503 && r.body.contains("rolled back")).then_some(r)
+    });
+    assert!(ready.body.contains("witnesses"), "{}", ready.body);
+    let metrics = get(&server.base, "/metrics").body;
+    assert!(
+        metrics.lines().any(|l| l == "coldtrail_witness_alarm 1"),
+        "the alarm is a metric: {metrics}"
+    );
+    server.stop();
+}

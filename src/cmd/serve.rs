@@ -124,18 +124,13 @@ pub async fn run_server(
         writing: Arc::default(),
     };
     let checkpoints = checkpoint_every.map(|every| spawn_checkpoints(derived.clone(), every));
-    let running = crate::ops::Running {
-        node: Arc::clone(&node),
-        relay: relay.abort_handle(),
-        rules: Arc::clone(&consumer.status),
-        lineage: Arc::clone(&graph),
-    };
     // Cosignatures collected before are served even with no witness now.
     let cosigned = Arc::new(
         witness::cosigned::Cosigned::open(&node.data_dir().join("cosigned"))
             .context("opening the witnesses' cosignatures")?,
     );
     let stop_witnessing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let witness_alarm = crate::witnessing::Alarm::default();
     if let Some((peers, every)) = &witnesses {
         crate::witnessing::spawn(
             Arc::clone(&node),
@@ -143,8 +138,16 @@ pub async fn run_server(
             Arc::clone(&cosigned),
             *every,
             Arc::clone(&stop_witnessing),
+            &witness_alarm,
         )?;
     }
+    let running = crate::ops::Running {
+        node: Arc::clone(&node),
+        relay: relay.abort_handle(),
+        rules: Arc::clone(&consumer.status),
+        lineage: Arc::clone(&graph),
+        witness_alarm: Arc::clone(&witness_alarm),
+    };
     let (read, endpoint, notices_task) =
         read_edges(&node, &ingest, graph, rules, gql, Arc::clone(&cosigned))?;
     let app_ingest = Arc::clone(&ingest);

@@ -42,8 +42,24 @@ pub enum Answer {
     Cosigned(String),
     /// The old size sent was not the one it holds: it holds this size.
     Holds(u64),
-    /// Any other answer (a refusal, a cosignature that does not verify).
-    Refused(String),
+    /// Any other answer (a refusal, a cosignature that does not verify),
+    /// with its HTTP status.
+    Refused { status: u16, why: String },
+}
+
+impl Answer {
+    /// Whether the witness says the checkpoint contradicts what it cosigned
+    /// before: a fork at the size it holds (409 without a size), or a
+    /// consistency proof that fails (422).
+    pub fn is_inconsistent(&self) -> bool {
+        matches!(
+            self,
+            Answer::Refused {
+                status: 409 | 422,
+                ..
+            }
+        )
+    }
 }
 
 /// The body of an `add-checkpoint` request.
@@ -86,16 +102,22 @@ pub fn submit(
             });
             match verified {
                 Some(line) => Answer::Cosigned(line),
-                None => Answer::Refused(format!(
-                    "{}: no cosignature by its key verifies: {body}",
-                    peer.name
-                )),
+                None => Answer::Refused {
+                    status,
+                    why: format!("{}: no cosignature by its key verifies: {body}", peer.name),
+                },
             }
         }
         409 => match body.trim_end_matches('\n').parse() {
             Ok(size) if !body.trim().is_empty() && body.ends_with('\n') => Answer::Holds(size),
-            _ => Answer::Refused(format!("{}: 409 {body}", peer.name)),
+            _ => Answer::Refused {
+                status,
+                why: format!("{}: 409 {body}", peer.name),
+            },
         },
-        other => Answer::Refused(format!("{}: {other} {body}", peer.name)),
+        other => Answer::Refused {
+            status: other,
+            why: format!("{}: {other} {body}", peer.name),
+        },
     })
 }
