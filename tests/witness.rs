@@ -79,6 +79,22 @@ impl Witness {
         )
     }
 
+    /// A `serve` config file in `dir` that names this witness, asked every
+    /// 50 ms.
+    fn config(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("witnessed.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[witnesses]\ninterval_ms = 50\n[[witnesses.peers]]\nurl = \"{}\"\nname = \"{NAME}\"\nkey = \"{}\"\n",
+                self.base,
+                hex::encode(self.key.as_bytes())
+            ),
+        )
+        .unwrap();
+        path
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -246,16 +262,7 @@ fn a_node_gets_its_checkpoints_cosigned_and_serves_them_and_a_dead_witness_block
     };
     let witness_dir = tempfile::tempdir().unwrap();
     let mut witness = Witness::start(witness_dir.path(), &keys);
-    let config = node_dir.path().join("witnessed.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[witnesses]\ninterval_ms = 50\n[[witnesses.peers]]\nurl = \"{}\"\nname = \"{NAME}\"\nkey = \"{}\"\n",
-            witness.base,
-            hex::encode(witness.key.as_bytes())
-        ),
-    )
-    .unwrap();
+    let config = witness.config(node_dir.path());
     let server = Server::start_with(node_dir.path(), &["--config", config.to_str().unwrap()]);
     let base = server.base.as_str();
     let shard = grow(base, &token, 20) as usize;
@@ -354,16 +361,7 @@ fn a_node_restored_from_an_old_copy_is_caught_by_its_witness() {
     let witness_dir = tempfile::tempdir().unwrap();
     let witness = Witness::start(witness_dir.path(), &keys);
     let config_dir = tempfile::tempdir().unwrap();
-    let config = config_dir.path().join("witnessed.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[witnesses]\ninterval_ms = 50\n[[witnesses.peers]]\nurl = \"{}\"\nname = \"{NAME}\"\nkey = \"{}\"\n",
-            witness.base,
-            hex::encode(witness.key.as_bytes())
-        ),
-    )
-    .unwrap();
+    let config = witness.config(config_dir.path());
     let serve = || Server::start_with(node_dir.path(), &["--config", config.to_str().unwrap()]);
 
     // The log grows and the witness cosigns its newest size.

@@ -165,15 +165,11 @@ pub const COLUMNS: [&str; 27] = [
 /// The columns 21 CFR 1.1325–1.1350 require of `cte` (each names a Key
 /// Data Element, or the location description the rule asks with it).
 pub fn required(cte: Cte) -> &'static [&'static str] {
+    // Every CTE's: the lot, its source, product, quantity, the CTE and its
+    // time (the first eight columns).
     const LOT: [&str; 8] = [
-        "Traceability Lot Code",
-        "Traceability Lot Code Source",
-        "Traceability Lot Code Source Description",
-        "Product Description",
-        "Quantity",
-        "Unit of Measure",
-        "Critical Tracking Event",
-        "Event Date and Time (UTC)",
+        COLUMNS[0], COLUMNS[1], COLUMNS[2], COLUMNS[3], COLUMNS[4], COLUMNS[5], COLUMNS[6],
+        COLUMNS[7],
     ];
     macro_rules! cols {
         ($($c:expr),*) => {{
