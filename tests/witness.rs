@@ -304,6 +304,30 @@ fn a_node_gets_its_checkpoints_cosigned_and_serves_them_and_a_dead_witness_block
     });
     get(base, &format!("/v1/shards/{shard}/checkpoint?cosigned=2"))
         .assert_problem(404, "not_found");
+    // A client that trusts the witness checks every shard's head against a
+    // checkpoint it cosigned; one that asks for two witnesses is refused.
+    let trusted = format!("{NAME}={}", hex::encode(witness.key.as_bytes()));
+    wait_for(|| {
+        let out = support::command(&["audit-remote", base, "--witness", &trusted])
+            .output()
+            .unwrap();
+        out.status.success().then_some(out)
+    });
+    let other = format!("witness.example/w2={}", hex::encode([9u8; 32]));
+    let out = support::command(&[
+        "audit-remote",
+        base,
+        "--witness",
+        &trusted,
+        "--witness",
+        &other,
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        !out.status.success(),
+        "two of two cannot hold with one witness"
+    );
     get(
         base,
         &format!("/v1/shards/{shard}/checkpoint?cosigned=1&size=1"),
@@ -396,6 +420,17 @@ fn a_node_restored_from_an_old_copy_is_caught_by_its_witness() {
     assert!(
         metrics.lines().any(|l| l == "coldtrail_witness_alarm 1"),
         "the alarm is a metric: {metrics}"
+    );
+    // A client that trusts the witness, run fresh with nothing saved, does
+    // not take the restored node's heads as witnessed.
+    let trusted = format!("{NAME}={}", hex::encode(witness.key.as_bytes()));
+    let out = support::command(&["audit-remote", &server.base, "--witness", &trusted])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
     server.stop();
 }

@@ -51,6 +51,90 @@ pub struct Args {
     /// the signed head, not the content behind it.
     #[arg(long, env = "COLDTRAIL_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A witness whose cosignatures you trust: its name and public key (64
+    /// hex digits), as `coldtrail witness` prints them. Repeat for more.
+    #[arg(long = "witness", value_name = "NAME=KEY")]
+    witnesses: Vec<String>,
+    /// How many of the `--witness`es must have cosigned a checkpoint each
+    /// shard's head is consistent with (default: all of them).
+    #[arg(long)]
+    quorum: Option<usize>,
+}
+
+/// The `--witness NAME=KEY` arguments, checked.
+fn witness_keys(args: &[String]) -> Result<Vec<(String, VerifyingKey)>> {
+    args.iter()
+        .map(|a| {
+            let (name, key) = a
+                .split_once('=')
+                .with_context(|| format!("--witness {a}: give NAME=KEY"))?;
+            let key = hex_n::<32>(key, "a witness key")
+                .ok()
+                .and_then(|k| VerifyingKey::from_bytes(&k).ok())
+                .with_context(|| {
+                    format!("--witness {a}: KEY must be an ed25519 public key in 64 hex digits")
+                })?;
+            Ok((name.to_string(), key))
+        })
+        .collect()
+}
+
+/// The newest checkpoint of `shard` that `quorum` of `witnesses` cosigned:
+/// signed by the shard's key, vouched for by enough of them, and one that
+/// `head` (the head this audit checked) grew from. Returns its size and
+/// the witnesses that vouched.
+fn witnessed(
+    remote: &Remote,
+    shard: u32,
+    key: &VerifyingKey,
+    head: &SignedTreeHead,
+    witnesses: &[(String, VerifyingKey)],
+    quorum: usize,
+) -> Result<(u64, Vec<String>), String> {
+    use ledger::note::{Checkpoint, Note};
+    let path = format!("/v1/shards/{shard}/checkpoint?cosigned={quorum}");
+    let text =
+        String::from_utf8(remote.get(&path)?).map_err(|_| format!("GET {path}: not UTF-8"))?;
+    let note = Note::parse(&text).map_err(|e| format!("GET {path}: {e}"))?;
+    let checkpoint = Checkpoint::parse(&note.text).map_err(|e| format!("GET {path}: {e}"))?;
+    let origin = ledger::note::origin(&ledger::head::log_id(key));
+    if checkpoint.origin != origin {
+        return Err(format!(
+            "the checkpoint names the log {}, not this shard's",
+            checkpoint.origin
+        ));
+    }
+    note.verify_signature(&origin, key)
+        .map_err(|e| format!("the checkpoint's log signature: {e}"))?;
+    let vouched: Vec<String> = witnesses
+        .iter()
+        .filter(|(name, k)| note.verify_cosignature(name, k).is_ok())
+        .map(|(name, _)| name.clone())
+        .collect();
+    if vouched.len() < quorum {
+        return Err(format!(
+            "{} of the {quorum} witnesses needed vouch for its checkpoint of size {}",
+            vouched.len(),
+            checkpoint.size
+        ));
+    }
+    if checkpoint.size > head.head.size {
+        return Err(format!(
+            "witnesses cosigned size {}, above the head the node shows now ({}): the log was rolled back or forked",
+            checkpoint.size, head.head.size
+        ));
+    }
+    let at = parse_head(&remote.json(&format!("/v1/shards/{shard}/heads/{}", checkpoint.size))?)?;
+    at.verify(key)
+        .map_err(|e| format!("the head served for size {}: {e}", checkpoint.size))?;
+    if at.head.root != checkpoint.root {
+        return Err(format!(
+            "the witnessed root at size {} is not the root the node signed there",
+            checkpoint.size
+        ));
+    }
+    grew_from(remote, shard, key, &at, head)?;
+    Ok((checkpoint.size, vouched))
 }
 
 /// What one run leaves for the next.
@@ -211,6 +295,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         _ => State::default(),
     };
     let mut report = Report::default();
+    let witnesses = witness_keys(&args.witnesses)?;
+    let quorum = args.quorum.unwrap_or(witnesses.len());
+    if quorum > witnesses.len() {
+        anyhow::bail!(
+            "--quorum {quorum} is more than the {} --witness given",
+            witnesses.len()
+        );
+    }
 
     // 1. The key document, against the pin.
     let pin = match (&args.pin, &state.operator_key) {
@@ -253,6 +345,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 continue;
             }
         };
+        if !witnesses.is_empty() {
+            let r = witnessed(&remote, shard, key, &head, &witnesses, quorum);
+            if let Ok((size, vouched)) = &r {
+                println!(
+                    "shard {shard}: the head grew from size {size}, which {} vouched for",
+                    vouched.join(", ")
+                );
+            }
+            report.check(
+                format!("shard {shard} witnessed by {quorum} of {}", witnesses.len()),
+                r.map(|_| ()),
+            );
+        }
         if let Some(saved) = state.heads.get(&shard) {
             let r = saved_head(saved, key)
                 .and_then(|saved| grew_from(&remote, shard, key, &saved, &head).map(|()| saved));
