@@ -170,15 +170,7 @@ impl ReadState {
     ) -> Result<Series, ApiError> {
         self.readings
             .series(&self.node, device, from_ms, to_ms, bucket_ms)
-            .map_err(|e| match e {
-                // The device's home shard exists: what fails is its store.
-                SeriesError::Shard(shards::ShardError::Store(s)) => s.into(),
-                SeriesError::Shard(s) => ApiError::Unavailable(s.to_string()),
-                other => ApiError::InvalidParameter {
-                    name: bucket.into(),
-                    message: other.to_string(),
-                },
-            })
+            .map_err(|e| readings_refusal(e, bucket))
     }
 
     /// A page of `device`'s readings in `[from_ms, to_ms)` after sequence
@@ -214,14 +206,7 @@ impl ReadState {
         let page = self
             .readings
             .page(&self.node, device, from_ms, to_ms, after, limit, &admit)
-            .map_err(|e| match e {
-                SeriesError::Shard(shards::ShardError::Store(s)) => s.into(),
-                SeriesError::Shard(s) => ApiError::Unavailable(s.to_string()),
-                other => ApiError::InvalidParameter {
-                    name: "limit".into(),
-                    message: other.to_string(),
-                },
-            })?;
+            .map_err(|e| readings_refusal(e, "limit"))?;
         // A partner that may read none of the device's readings is told so
         // rather than shown an empty page, as the entry routes do.
         if page.count == 0 && !self.may_see_device(who, device) {
@@ -414,5 +399,19 @@ impl ReadState {
         }
         let (change, home, set) = planned.map_err(recall_error)?;
         record(self, who, &home, change, set).await
+    }
+}
+
+/// A readings read's failure as the API says it: the store's own refusal,
+/// an unavailable shard, or else the fault of the parameter `param`.
+fn readings_refusal(e: SeriesError, param: &str) -> ApiError {
+    match e {
+        // The device's home shard exists: what fails is its store.
+        SeriesError::Shard(shards::ShardError::Store(s)) => s.into(),
+        SeriesError::Shard(s) => ApiError::Unavailable(s.to_string()),
+        other => ApiError::InvalidParameter {
+            name: param.into(),
+            message: other.to_string(),
+        },
     }
 }
