@@ -38,12 +38,16 @@ pub struct Config {
 }
 
 /// The witnesses the node sends its checkpoints to, to cosign
-/// (`[[witnesses.peers]]` with `url`, `name` and `key` in the TOML file).
+/// (`[[witnesses.peers]]` with `url`, `name` and `key` in the TOML file),
+/// and how many of them a client needs (`quorum`), which the node publishes
+/// in its signed key set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WitnessSettings {
     /// How often each shard's newest head is offered to each witness, ms.
     pub interval_ms: u64,
+    /// Cosignatures a client needs (default: a majority of the peers).
+    pub quorum: Option<u32>,
     pub peers: Vec<witness::client::Peer>,
 }
 
@@ -51,8 +55,20 @@ impl Default for WitnessSettings {
     fn default() -> Self {
         WitnessSettings {
             interval_ms: 1_000,
+            quorum: None,
             peers: Vec::new(),
         }
+    }
+}
+
+impl WitnessSettings {
+    /// What `serve` does with them: `None` without peers.
+    pub fn witnessing(&self) -> Option<crate::witnessing::Witnessing> {
+        (!self.peers.is_empty()).then(|| crate::witnessing::Witnessing {
+            peers: self.peers.clone(),
+            every: std::time::Duration::from_millis(self.interval_ms.max(10)),
+            quorum: self.quorum.unwrap_or(self.peers.len() as u32 / 2 + 1),
+        })
     }
 }
 

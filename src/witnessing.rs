@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
+use ledger::keyset::{WitnessKey, WitnessPolicy};
 use shards::Node;
 use witness::client::{submit, Answer, Peer};
 use witness::cosigned::Cosigned;
@@ -36,17 +37,44 @@ fn raise(alarm: &Alarm, why: String) {
     }
 }
 
-/// Starts asking `peers` every `interval` until `stop` is set.
+/// The witnesses `serve` asks, how often, and how many of them a client
+/// needs (published in the node's key set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Witnessing {
+    pub peers: Vec<Peer>,
+    pub every: Duration,
+    pub quorum: u32,
+}
+
+impl Witnessing {
+    /// The witness policy the node publishes, checked.
+    pub fn policy(&self) -> anyhow::Result<WitnessPolicy> {
+        let witnesses = self
+            .peers
+            .iter()
+            .map(|p| {
+                Ok(WitnessKey {
+                    name: p.name.clone(),
+                    public_key: p.public_key().map_err(anyhow::Error::msg)?.to_bytes(),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        WitnessPolicy::new(self.quorum, witnesses)
+            .map_err(|e| anyhow::anyhow!("the witnesses configured: {e}"))
+    }
+}
+
+/// Starts asking the witnesses until `stop` is set.
 pub fn spawn(
     node: Arc<Node>,
-    peers: &[Peer],
+    witnessing: &Witnessing,
     store: Arc<Cosigned>,
-    interval: Duration,
     stop: Arc<AtomicBool>,
     alarm: &Alarm,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    let interval = witnessing.every;
     let mut threads = Vec::new();
-    for peer in peers {
+    for peer in &witnessing.peers {
         let key = peer.public_key().map_err(anyhow::Error::msg)?;
         let (node, store, stop, peer, alarm) = (
             Arc::clone(&node),

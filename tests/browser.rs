@@ -22,6 +22,10 @@ use serde_json::{json, Value};
 use support::Server;
 
 const START_MS: i64 = 1_793_491_200_000;
+/// VERIFYING.md V5's second key set (version 2, a witness policy), hex.
+const V5_WITNESSED_SET: &str = "0201015fa381c99696c19287cd0f95a04c8b226e42a49eae0ce7f4cfd022a357d7e45ad0afbfe9d666ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d102008139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b39401ca93ac1705187071d67b83c7ff0efe8108e8ec4530575d7726879333dbdabe7c0202127769746e6573732e6578616d706c652f77316e7a1cdd29b0b78fd13af4c5598feff4ef2a97166e3ca6f2e4fbfccd80505bf1127769746e6573732e6578616d706c652f77328a875fff1eb38451577acd5afee405456568dd7c89e090863a0557bc7af49f17";
+/// VERIFYING.md V6's cosigned checkpoint.
+const V6_COSIGNED: &str = "coldtrail/blake3/5883d57e3cf8c9de4a3b9c10484e7abef9a5c8fb15d06aa58cacdbeffecb8f51\n7\ne97KxDYcYrsgw0i71jkapGemeBf++dD2vdy4JnmaCY4=\n\n— coldtrail/blake3/5883d57e3cf8c9de4a3b9c10484e7abef9a5c8fb15d06aa58cacdbeffecb8f51 vfacCxahKJAZCwx3w4Q9nkypWki3eqYtKbcE1gBd1RxAlWu7l2WoWMxBNH0XqqXMz2+PKgpECMvEvxV8y6c07KV7TAM=\n— witness.example/w1 VnzeCQAAAABpJIE8laKB/ar68Hq0SHCnEW6xiVYz/M7iqndYMO4hfxh+tcVFXixAUiLYtgFHF68Aqm/TZ+K4Ge4rRjZ6554ZADj5AA==\n";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
@@ -157,6 +161,10 @@ enum Tamper {
         shard: u32,
         index: u64,
     },
+    /// Every proof answer without its `witnessed` object.
+    NoWitnessed,
+    /// Every witnessed checkpoint with only its first `n` cosignature lines.
+    CosignaturesKept(usize),
 }
 
 /// A forwarding proxy in front of the node, as an attacker on the path
@@ -284,6 +292,26 @@ fn forward(up: &str, req: &Parts, rule: Tamper) -> (u16, Vec<(String, String)>, 
             let root = v["head"]["root"].as_str().unwrap().to_string();
             let flipped = if root.starts_with('0') { "1" } else { "0" };
             v["head"]["root"] = json!(format!("{flipped}{}", &root[1..]));
+            body = serde_json::to_vec(&v).unwrap();
+        }
+        Tamper::NoWitnessed | Tamper::CosignaturesKept(_)
+            if path.ends_with("/proof") && path.starts_with("/v1/shards/") =>
+        {
+            let mut v: Value = serde_json::from_slice(&body).unwrap();
+            let map = v.as_object_mut().unwrap();
+            match rule {
+                Tamper::CosignaturesKept(n) => {
+                    let text = map["witnessed"]["checkpoint"].as_str().unwrap();
+                    // The log's own line, then the first n cosignatures.
+                    let (note, sigs) = text.split_once("\n\n").unwrap();
+                    let kept: Vec<&str> = sigs.lines().take(1 + n).collect();
+                    map["witnessed"]["checkpoint"] =
+                        json!(format!("{note}\n\n{}\n", kept.join("\n")));
+                }
+                _ => {
+                    map.remove("witnessed");
+                }
+            }
             body = serde_json::to_vec(&v).unwrap();
         }
         _ => {}
@@ -549,6 +577,125 @@ async fn every_fact_verifies_in_chromium_and_an_altered_one_fails() {
     de.close().await.unwrap();
 }
 
+/// With three witnesses and a 2-of-3 policy in the node's key set, a page's
+/// facts are "verified" only with a checkpoint two of them cosigned, and the
+/// page names who vouched; a proof answer without one, or a checkpoint
+/// left with one cosignature, is not taken as verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facts_are_verified_only_when_a_quorum_of_witnesses_vouches_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let token = support::token(dir.path(), support::ORG, "investigator");
+    let keys: Vec<String> = {
+        let server = Server::start(dir.path());
+        let doc = support::get(&server.base, "/.well-known/coldtrail/keys").json();
+        let newest = doc["key_sets"].as_array().unwrap().last().unwrap().clone();
+        server.stop();
+        newest["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["public_key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let witness_dirs: Vec<tempfile::TempDir> =
+        (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let witnesses: Vec<support::witnesses::Witness> = ["w.example/a", "w.example/b", "w.example/c"]
+        .iter()
+        .zip(&witness_dirs)
+        .map(|(name, d)| support::witnesses::Witness::named(d.path(), &keys, name))
+        .collect();
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = support::witnesses::config(
+        config_dir.path(),
+        &witnesses.iter().collect::<Vec<_>>(),
+        Some(2),
+    );
+    let server = Server::start_with(dir.path(), &["--config", config.to_str().unwrap()]);
+    // Every shard's newest head cosigned by all three before the pages open.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for shard in 0..keys.len() {
+        loop {
+            let size = support::get(&server.base, &format!("/v1/shards/{shard}/head")).json()
+                ["size"]
+                .as_u64()
+                .unwrap();
+            let r = support::get(
+                &server.base,
+                &format!("/v1/shards/{shard}/checkpoint?cosigned=3"),
+            );
+            if r.status == 200 && r.body.lines().nth(1) == Some(size.to_string().as_str()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "shard {shard} not cosigned");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let proxy = Proxy::start(&server.base);
+    let lots = lots(&server.base, &token);
+    let driver = Driver::start();
+    let c = driver.session("en-GB,en").await;
+    let (_, path, _) = &lots[1];
+    let url = format!("{}{path}", proxy.base);
+
+    let (facts, page) = open_verified(&c, &url).await;
+    screenshot(&c, "breached-witnessed").await;
+    assert!(!facts.is_empty());
+    for f in &facts {
+        assert_eq!(f.state, "verified", "{f:?}");
+    }
+    let summary = page["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("Vouched for by the independent witnesses w.example/a, w.example/b, w.example/c (2 of 3 needed)"),
+        "{summary}"
+    );
+
+    // The node (or the path) withholds the witnesses' checkpoint: signed,
+    // but not verified.
+    proxy.set(Tamper::NoWitnessed);
+    let (facts, page) = open_verified(&c, &url).await;
+    screenshot(&c, "breached-unwitnessed").await;
+    for f in &facts {
+        assert_eq!(f.state, "unwitnessed", "{f:?}");
+        assert!(f.text.contains("not yet vouched for"), "{f:?}");
+        assert!(!f.text.contains("✓"), "{f:?}");
+    }
+    let summary = page["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("not yet vouched for by 2 of its 3 witnesses"),
+        "{summary}"
+    );
+    assert!(!summary.contains("facts verified"), "{summary}");
+    let state = c
+        .execute(
+            "return document.documentElement.dataset.verification",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(state, "unwitnessed");
+
+    // One cosignature left on the checkpoint: below the quorum, refused.
+    proxy.set(Tamper::CosignaturesKept(1));
+    let (facts, page) = open_verified(&c, &url).await;
+    for f in &facts {
+        assert_eq!(f.state, "failed", "{f:?}");
+        assert!(f.text.contains("too few witnesses vouch for it"), "{f:?}");
+    }
+    assert!(page["summary"]
+        .as_str()
+        .unwrap()
+        .contains("could not be verified"));
+    // Two left: the quorum holds.
+    proxy.set(Tamper::CosignaturesKept(2));
+    let (facts, _) = open_verified(&c, &url).await;
+    assert!(facts.iter().all(|f| f.state == "verified"), "{facts:?}");
+    assert_eq!(console_errors(&c).await, Vec::<String>::new());
+    proxy.set(Tamper::None);
+    c.close().await.unwrap();
+    server.stop();
+}
+
 /// The verifier's primitives in the browser against VERIFYING.md's vectors
 /// (produced by the Rust code), including refusals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -591,9 +738,27 @@ async fn the_browser_verifier_agrees_with_the_published_vectors() {
               r.head = refused(() => p.verifyHead(head, 0, key));
               r.otherSize = refused(() => p.verifyHead({ ...head, size: 8 }, 0, key));
               r.otherKey = refused(() => p.verifyHead(head, 0, h('ca93ac1705187071d67b83c7ff0efe8108e8ec4530575d7726879333dbdabe7c')));
+              // V5's second set: version 2, a witness policy.
+              const set = p.decodeKeySet(p.fromHex(arguments[0]));
+              r.policy = { quorum: set.witnesses.quorum, names: set.witnesses.witnesses.map((w) => w.name),
+                keys: set.witnesses.witnesses.map((w) => p.toHex(w.key)) };
+              // V6: the V4 head's checkpoint, cosigned by witness.example/w1.
+              const w1 = { name: 'witness.example/w1', key: h('6e7a1cdd29b0b78fd13af4c5598feff4ef2a97166e3ca6f2e4fbfccd80505bf1') };
+              const w2 = { name: 'witness.example/w2', key: set.witnesses.witnesses[1].key };
+              r.keyId = p.toHex(p.keyId(w1.name, 4, w1.key));
+              const witnessed = { checkpoint: arguments[1], size: 7, proof: [
+                '2a74a7e0c56bdd5dc2a8419e7892c04ad2da55dbd7b3f1f7c2fddc794722e947',
+                '4ff78b5a5ca868d70f02b115a8940a091db4466dd7e2e2969d4f633a5792a9bd',
+                '25412d9ec961711d81149d32f65e986fa54e4ef119667271adf38b0c0786a1ba'] };
+              const fact = { index: 0, id: r.leaf0 };
+              r.witnessed = p.verifyWitnessed(fact, witnessed, key, { quorum: 1, witnesses: [w1, w2] });
+              r.twoNeeded = refused(() => p.verifyWitnessed(fact, witnessed, key, { quorum: 2, witnesses: [w1, w2] }));
+              r.otherEntry = refused(() => p.verifyWitnessed({ index: 1, id: r.leaf0 }, witnessed, key, { quorum: 1, witnesses: [w1] }));
+              r.otherLog = refused(() => p.verifyWitnessed(fact, witnessed, w1.key, { quorum: 1, witnesses: [w1] }));
+              r.forged = refused(() => p.verifyWitnessed(fact, { ...witnessed, checkpoint: arguments[1].replace('\n7\n', '\n8\n') }, key, { quorum: 1, witnesses: [w1] }));
               done(r);
             }).catch((x) => done({ error: String(x) }));"#,
-            vec![],
+            vec![json!(V5_WITNESSED_SET), json!(V6_COSIGNED)],
         )
         .await
         .unwrap();
@@ -615,6 +780,24 @@ async fn the_browser_verifier_agrees_with_the_published_vectors() {
     assert_eq!(out["head"], Value::Null, "the vector's head checks: {out}");
     assert_eq!(out["otherSize"], "head");
     assert_eq!(out["otherKey"], "head");
+    assert_eq!(out["policy"]["quorum"], 2, "{out}");
+    assert_eq!(
+        out["policy"]["names"],
+        json!(["witness.example/w1", "witness.example/w2"])
+    );
+    assert_eq!(
+        out["policy"]["keys"][0],
+        "6e7a1cdd29b0b78fd13af4c5598feff4ef2a97166e3ca6f2e4fbfccd80505bf1"
+    );
+    assert_eq!(out["keyId"], "567cde09");
+    assert_eq!(
+        out["witnessed"],
+        json!({"size": "7", "vouched": ["witness.example/w1"]})
+    );
+    assert_eq!(out["twoNeeded"], "quorum");
+    assert_eq!(out["otherEntry"], "witness");
+    assert_eq!(out["otherLog"], "witness");
+    assert_eq!(out["forged"], "witness");
     c.close().await.unwrap();
 }
 

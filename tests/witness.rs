@@ -6,105 +6,17 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use base64::Engine;
-use support::{get, post, post_json, provision, Server};
+use support::witnesses::{config, Witness};
+use support::{get, post_json, provision, Server};
 
 const NAME: &str = "witness.example/w1";
 
-/// A running witness: its process, base URL and public key.
-struct Witness {
-    child: Child,
-    base: String,
-    key: ed25519_dalek::VerifyingKey,
-}
-
-impl Witness {
-    fn start(dir: &std::path::Path, logs: &[String]) -> Witness {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldtrail"));
-        cmd.args(["witness", "--data-dir", dir.to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0", "--name", NAME]);
-        for l in logs {
-            cmd.args(["--log", l]);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut base, mut key) = (None, None);
-        while base.is_none() {
-            let line = lines
-                .next()
-                .expect("the witness prints where it listens")
-                .unwrap();
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words.as_slice() {
-                ["public", "key", k] => key = Some(k.to_string()),
-                ["listening", url] => {
-                    base = Some(url.trim_end_matches("/add-checkpoint").to_string())
-                }
-                _ => {}
-            }
-        }
-        let key: [u8; 32] = hex::decode(key.unwrap()).unwrap().try_into().unwrap();
-        Witness {
-            child,
-            base: base.unwrap(),
-            key: ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap(),
-        }
-    }
-
-    fn add(&self, old: u64, proof: &[String], checkpoint: &str) -> support::Reply {
-        let lines: String = proof
-            .iter()
-            .map(|h| {
-                format!(
-                    "{}\n",
-                    base64::engine::general_purpose::STANDARD.encode(hex::decode(h).unwrap())
-                )
-            })
-            .collect();
-        let body = format!("old {old}\n{lines}\n{checkpoint}");
-        post(
-            &self.base,
-            "/add-checkpoint",
-            None,
-            "text/plain",
-            body.as_bytes(),
-            None,
-        )
-    }
-
-    /// A `serve` config file in `dir` that names this witness, asked every
-    /// 50 ms.
-    fn config(&self, dir: &std::path::Path) -> std::path::PathBuf {
-        let path = dir.join("witnessed.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[witnesses]\ninterval_ms = 50\n[[witnesses.peers]]\nurl = \"{}\"\nname = \"{NAME}\"\nkey = \"{}\"\n",
-                self.base,
-                hex::encode(self.key.as_bytes())
-            ),
-        )
-        .unwrap();
-        path
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A witness named `NAME`.
+fn start_witness(dir: &std::path::Path, logs: &[String]) -> Witness {
+    Witness::named(dir, logs, NAME)
 }
 
 /// The key document's shard keys, hex (the key set's, as a witness operator
@@ -142,7 +54,7 @@ fn a_witness_cosigns_a_growing_log_and_holds_its_size_across_a_kill() {
     let keys = shard_keys(base);
     let shard = grow(base, &token, 0) as usize;
     let witness_dir = tempfile::tempdir().unwrap();
-    let mut witness = Witness::start(witness_dir.path(), &[keys[shard].clone()]);
+    let mut witness = start_witness(witness_dir.path(), &[keys[shard].clone()]);
 
     let checkpoint = |size: Option<u64>| {
         let q = size.map_or(String::new(), |s| format!("?size={s}"));
@@ -221,7 +133,7 @@ fn a_witness_cosigns_a_growing_log_and_holds_its_size_across_a_kill() {
     // Killed and started again, the witness still holds size b: what it
     // answered was durable first.
     witness.kill();
-    let witness2 = Witness::start(witness_dir.path(), &[keys[shard].clone()]);
+    let witness2 = start_witness(witness_dir.path(), &[keys[shard].clone()]);
     assert_eq!(witness2.key, witness.key, "the same key");
     let r = witness2.add(a, &proof, &second);
     assert_eq!(r.status, 409, "{}", r.body);
@@ -261,7 +173,7 @@ fn a_node_gets_its_checkpoints_cosigned_and_serves_them_and_a_dead_witness_block
         keys
     };
     let witness_dir = tempfile::tempdir().unwrap();
-    let mut witness = Witness::start(witness_dir.path(), &keys);
+    let mut witness = start_witness(witness_dir.path(), &keys);
     let config = witness.config(node_dir.path());
     let server = Server::start_with(node_dir.path(), &["--config", config.to_str().unwrap()]);
     let base = server.base.as_str();
@@ -306,7 +218,7 @@ fn a_node_gets_its_checkpoints_cosigned_and_serves_them_and_a_dead_witness_block
         .assert_problem(404, "not_found");
     // A client that trusts the witness checks every shard's head against a
     // checkpoint it cosigned; one that asks for two witnesses is refused.
-    let trusted = format!("{NAME}={}", hex::encode(witness.key.as_bytes()));
+    let trusted = witness.trusted();
     wait_for(|| {
         let out = support::command(&["audit-remote", base, "--witness", &trusted])
             .output()
@@ -383,7 +295,7 @@ fn a_node_restored_from_an_old_copy_is_caught_by_its_witness() {
     let backup = tempfile::tempdir().unwrap();
     copy_dir(node_dir.path(), backup.path());
     let witness_dir = tempfile::tempdir().unwrap();
-    let witness = Witness::start(witness_dir.path(), &keys);
+    let witness = start_witness(witness_dir.path(), &keys);
     let config_dir = tempfile::tempdir().unwrap();
     let config = witness.config(config_dir.path());
     let serve = || Server::start_with(node_dir.path(), &["--config", config.to_str().unwrap()]);
@@ -423,7 +335,7 @@ fn a_node_restored_from_an_old_copy_is_caught_by_its_witness() {
     );
     // A client that trusts the witness, run fresh with nothing saved, does
     // not take the restored node's heads as witnessed.
-    let trusted = format!("{NAME}={}", hex::encode(witness.key.as_bytes()));
+    let trusted = witness.trusted();
     let out = support::command(&["audit-remote", &server.base, "--witness", &trusted])
         .output()
         .unwrap();
@@ -432,5 +344,184 @@ fn a_node_restored_from_an_old_copy_is_caught_by_its_witness() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    server.stop();
+}
+
+/// Registers a device; its shard, and the path of the newest entry's proof
+/// there (the registration's, as nothing else writes).
+fn grow_one(base: &str, token: &str, n: u8) -> (usize, String) {
+    let shard = grow(base, token, n) as usize;
+    let size = get(base, &format!("/v1/shards/{shard}/head")).json()["size"]
+        .as_u64()
+        .unwrap();
+    (
+        shard,
+        format!("/v1/shards/{shard}/entries/{}/proof", size - 1),
+    )
+}
+
+/// The proof at `path` once it carries a witnessed checkpoint.
+fn witnessed_proof(base: &str, path: &str) -> serde_json::Value {
+    wait_for(|| {
+        let p = get(base, path).json();
+        (!p["witnessed"].is_null()).then_some(p)
+    })
+}
+
+/// The newest key set's witness policy, as the key document shows it.
+fn published_policy(base: &str) -> serde_json::Value {
+    let doc = get(base, "/.well-known/coldtrail/keys").json();
+    doc["key_sets"].as_array().unwrap().last().unwrap()["witnesses"].clone()
+}
+
+/// Checks a proof answer's `witnessed` object as a client would: the
+/// checkpoint is the shard's, signed by its key, cosigned by `quorum` of
+/// `witnesses`, and the entry's path leads to its root. Returns who vouched.
+fn check_witnessed(
+    proof: &serde_json::Value,
+    shard_key: &str,
+    trusted: &[(String, ed25519_dalek::VerifyingKey)],
+    quorum: usize,
+) -> Vec<String> {
+    let w = &proof["witnessed"];
+    let key = ed25519_dalek::VerifyingKey::from_bytes(
+        &hex::decode(shard_key).unwrap().try_into().unwrap(),
+    )
+    .unwrap();
+    let (checkpoint, vouched) =
+        ledger::note::check_cosigned(w["checkpoint"].as_str().unwrap(), &key, trusted).unwrap();
+    assert!(vouched.len() >= quorum, "{vouched:?}");
+    assert_eq!(checkpoint.size, w["size"].as_u64().unwrap());
+    let path: Vec<ledger::Digest> = w["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| ledger::Digest::from_hex(h.as_str().unwrap()).unwrap())
+        .collect();
+    let leaf = ledger::Digest::from_hex(proof["id"].as_str().unwrap()).unwrap();
+    ledger::merkle::verify_inclusion::<ledger::merkle::Blake3Merkle>(
+        proof["index"].as_u64().unwrap(),
+        checkpoint.size,
+        &leaf,
+        &path,
+        &checkpoint.root,
+    )
+    .unwrap();
+    vouched
+}
+
+#[test]
+fn three_witnesses_and_a_2_of_3_policy_published_served_with_proofs_and_checked_by_clients() {
+    let node_dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(node_dir.path());
+    let keys = {
+        let server = Server::start(node_dir.path());
+        let keys = shard_keys(&server.base);
+        assert_eq!(published_policy(&server.base), serde_json::Value::Null);
+        server.stop();
+        keys
+    };
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    // Named out of order: the policy lists them sorted.
+    let mut witnesses: Vec<Witness> = ["w.example/c", "w.example/a", "w.example/b"]
+        .iter()
+        .zip(&dirs)
+        .map(|(name, d)| Witness::named(d.path(), &keys, name))
+        .collect();
+    let config_dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        config_dir.path(),
+        &witnesses.iter().collect::<Vec<_>>(),
+        None,
+    );
+    let server = Server::start_with(node_dir.path(), &["--config", cfg.to_str().unwrap()]);
+    let base = server.base.as_str();
+
+    // The node publishes the policy (a majority: 2 of 3) in a signed key set.
+    let policy = published_policy(base);
+    assert_eq!(policy["quorum"], 2, "{policy}");
+    let names: Vec<&str> = policy["witnesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["w.example/a", "w.example/b", "w.example/c"]);
+    let doc = get(base, "/.well-known/coldtrail/keys").json();
+    let newest = doc["key_sets"].as_array().unwrap().last().unwrap();
+    let signed = ledger::keyset::SignedKeySet::from_bytes(
+        &base64::engine::general_purpose::STANDARD
+            .decode(newest["signed"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    signed.verify().unwrap();
+    let held = signed.set.witnesses.unwrap();
+    assert_eq!(held.quorum, 2);
+    assert!(held
+        .witnesses
+        .iter()
+        .zip(["w.example/a", "w.example/b", "w.example/c"])
+        .all(|(w, name)| w.name == name
+            && witnesses
+                .iter()
+                .any(|x| x.name == name && x.key.to_bytes() == w.public_key)));
+
+    // An entry's proof soon carries a checkpoint two of them cosigned.
+    let (shard, proof_path) = grow_one(base, &token, 50);
+    let proof = witnessed_proof(base, &proof_path);
+    let all: Vec<(String, ed25519_dalek::VerifyingKey)> =
+        witnesses.iter().map(|w| (w.name.clone(), w.key)).collect();
+    let mut vouched = check_witnessed(&proof, &keys[shard], &all, 2);
+    vouched.sort();
+    assert_eq!(
+        proof["witnessed"]["witnesses"],
+        serde_json::json!(vouched),
+        "the names the node lists are the ones that check"
+    );
+
+    // audit-remote, run fresh with nothing saved and no --witness, checks
+    // the policy the key set names.
+    let out = wait_for(|| {
+        let out = support::command(&["audit-remote", base]).output().unwrap();
+        out.status.success().then_some(out)
+    });
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("witnesses from the key set: 2 of"), "{said}");
+    assert!(
+        said.contains(&format!("shard {shard}: the head grew from size")),
+        "{said}"
+    );
+
+    // One witness down: two still make the quorum for new entries.
+    witnesses[0].kill();
+    let (shard2, path2) = grow_one(base, &token, 51);
+    let proof2 = witnessed_proof(base, &path2);
+    let vouched2 = check_witnessed(&proof2, &keys[shard2], &all, 2);
+    assert!(!vouched2.contains(&witnesses[0].name), "{vouched2:?}");
+
+    // Two down: a new entry is signed but no quorum vouches for it, while
+    // the earlier ones keep their cosigned checkpoint.
+    witnesses[1].kill();
+    let (_, path3) = grow_one(base, &token, 52);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let proof3 = get(base, &path3).json();
+    assert!(proof3["witnessed"].is_null(), "{proof3}");
+    assert!(!proof3["head"].is_null());
+    assert!(!get(base, &proof_path).json()["witnessed"].is_null());
+    // audit-remote still passes: each head grew from a checkpoint the
+    // quorum cosigned earlier (it checks consistency, not freshness).
+    let out = support::command(&["audit-remote", base]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    server.stop();
+
+    // Served without witnesses, the node publishes that it has none.
+    let server = Server::start(node_dir.path());
+    assert_eq!(published_policy(&server.base), serde_json::Value::Null);
+    assert!(get(&server.base, &proof_path).json()["witnessed"].is_null());
     server.stop();
 }

@@ -8,6 +8,11 @@
 //! also carries the predecessor key's endorsement (its signature over the new
 //! set), so a verifier that pinned an old operator key can follow a rotation
 //! without trusting anything new on first sight.
+//!
+//! A set may also name the node's witnesses and how many of them must
+//! cosign a checkpoint before a client trusts it (its witness policy): a
+//! client that pinned the operator key learns whom to ask from the same
+//! signed document, and a change of witnesses shows in the chain.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
@@ -15,8 +20,12 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::hash::{Digest, Domain};
 use crate::head::log_id;
 
-/// The key-set encoding version this build writes and reads.
+/// The key-set encoding version of a set without a witness policy.
 pub const KEYSET_VERSION: u8 = 1;
+/// The version of a set with a witness policy: version 1's fields, then the
+/// policy. A set without one is always written as version 1, so each set
+/// has one encoding.
+pub const KEYSET_VERSION_WITNESSED: u8 = 2;
 
 /// One shard's log key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +43,96 @@ impl ShardKey {
     }
 }
 
+/// A witness a key set names: the key name its cosignature lines carry and
+/// its Ed25519 public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessKey {
+    pub name: String,
+    pub public_key: [u8; 32],
+}
+
+/// Whom a client asks to vouch for a checkpoint: `quorum` of `witnesses`
+/// must have cosigned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessPolicy {
+    pub quorum: u32,
+    /// Sorted by name, names and keys each distinct.
+    pub witnesses: Vec<WitnessKey>,
+}
+
+impl WitnessPolicy {
+    /// A policy, its witnesses sorted by name; refused with what to fix if
+    /// it could not be published (see [`WitnessPolicy::check`]).
+    pub fn new(quorum: u32, mut witnesses: Vec<WitnessKey>) -> Result<WitnessPolicy, String> {
+        witnesses.sort_by(|a, b| a.name.cmp(&b.name));
+        let p = WitnessPolicy { quorum, witnesses };
+        p.check()?;
+        Ok(p)
+    }
+
+    /// The witnesses' names and keys (the keys are checked by
+    /// [`WitnessPolicy::check`]; one that is not a key is left out).
+    pub fn keys(&self) -> Vec<(String, VerifyingKey)> {
+        self.witnesses
+            .iter()
+            .filter_map(|w| {
+                Some((
+                    w.name.clone(),
+                    VerifyingKey::from_bytes(&w.public_key).ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// At least one witness, a quorum from 1 to their number, names that a
+    /// signature line can carry (C2SP `signed-note`: printable, no spaces or
+    /// plus signs, at most 255 bytes) sorted and distinct, distinct valid
+    /// Ed25519 keys.
+    pub fn check(&self) -> Result<(), String> {
+        let n = self.witnesses.len();
+        if n == 0 {
+            return Err("a witness policy names at least one witness".into());
+        }
+        if self.quorum == 0 || self.quorum as usize > n {
+            return Err(format!(
+                "a quorum of {} is not between 1 and the {n} witnesses named",
+                self.quorum
+            ));
+        }
+        for (i, w) in self.witnesses.iter().enumerate() {
+            if w.name.is_empty()
+                || w.name.len() > 255
+                || !w.name.chars().all(|c| c.is_ascii_graphic() && c != '+')
+            {
+                return Err(format!(
+                    "witness name {:?} must be 1 to 255 printable ASCII characters without spaces or plus signs",
+                    w.name
+                ));
+            }
+            if VerifyingKey::from_bytes(&w.public_key).is_err() {
+                return Err(format!(
+                    "witness {}'s key is not an ed25519 public key",
+                    w.name
+                ));
+            }
+            if i > 0 && self.witnesses[i - 1].name >= w.name {
+                return Err(format!(
+                    "witnesses must be sorted by name, each named once ({} after {})",
+                    w.name,
+                    self.witnesses[i - 1].name
+                ));
+            }
+            if self.witnesses[..i]
+                .iter()
+                .any(|o| o.public_key == w.public_key)
+            {
+                return Err(format!("witness {} has another witness's key", w.name));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What the operator key vouches for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySet {
@@ -46,6 +145,8 @@ pub struct KeySet {
     pub operator_key: [u8; 32],
     /// One per shard, numbered from 0 without gaps.
     pub shards: Vec<ShardKey>,
+    /// The node's witnesses, if it has any.
+    pub witnesses: Option<WitnessPolicy>,
 }
 
 /// A key set with its operator's signature and, when the operator key
@@ -78,7 +179,10 @@ pub enum KeySetError {
 
 impl KeySet {
     pub fn encode(&self, w: &mut Writer) {
-        w.u8(KEYSET_VERSION);
+        w.u8(match self.witnesses {
+            None => KEYSET_VERSION,
+            Some(_) => KEYSET_VERSION_WITNESSED,
+        });
         w.varint(self.sequence);
         w.option(self.previous.as_ref(), |w, d| w.digest(d));
         w.svarint(self.issued_at_ms);
@@ -87,17 +191,24 @@ impl KeySet {
             w.varint(u64::from(s.shard));
             w.fixed(&s.public_key);
         });
+        if let Some(p) = &self.witnesses {
+            w.varint(u64::from(p.quorum));
+            w.seq(&p.witnesses, |w, k| {
+                w.str(&k.name);
+                w.fixed(&k.public_key);
+            });
+        }
     }
 
     pub fn decode(r: &mut Reader<'_>) -> Result<KeySet, DecodeError> {
         let version = r.u8("key set version")?;
-        if version != KEYSET_VERSION {
+        if version != KEYSET_VERSION && version != KEYSET_VERSION_WITNESSED {
             return Err(DecodeError::UnsupportedVersion {
                 version,
-                supported: KEYSET_VERSION,
+                supported: KEYSET_VERSION_WITNESSED,
             });
         }
-        Ok(KeySet {
+        let mut set = KeySet {
             sequence: r.varint("key set sequence")?,
             previous: r.option("key set previous", |r| r.digest("key set previous"))?,
             issued_at_ms: r.svarint("key set time")?,
@@ -108,7 +219,27 @@ impl KeySet {
                     public_key: r.fixed("shard key")?,
                 })
             })?,
-        })
+            witnesses: None,
+        };
+        if version == KEYSET_VERSION_WITNESSED {
+            let quorum = r.varint_as("witness quorum")?;
+            // A name's length prefix and at least one byte, and its key.
+            let witnesses = r.seq("witnesses", 34, |r| {
+                Ok(WitnessKey {
+                    name: r.string("witness name")?,
+                    public_key: r.fixed("witness key")?,
+                })
+            })?;
+            if witnesses.is_empty() {
+                // Version 1 is the one encoding of a set without witnesses.
+                return Err(DecodeError::Invalid {
+                    what: "witness policy",
+                    reason: "a version 2 key set names at least one witness",
+                });
+            }
+            set.witnesses = Some(WitnessPolicy { quorum, witnesses });
+        }
+        Ok(set)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -206,6 +337,9 @@ impl SignedKeySet {
                     k.shard
                 )));
             }
+        }
+        if let Some(p) = &s.witnesses {
+            p.check().map_err(invalid)?;
         }
         if (s.sequence == 0) != s.previous.is_none() {
             return Err(invalid(
@@ -309,6 +443,7 @@ mod tests {
                         .to_bytes(),
                 })
                 .collect(),
+            witnesses: None,
         }
     }
 
@@ -361,18 +496,88 @@ mod tests {
         });
         verify_chain(&[s0.clone(), grown.sign(&a, None)], None).unwrap();
         // Bytes round-trip canonically; any flipped bit is refused somewhere.
-        let bytes = s1.set.to_bytes();
-        assert_eq!(KeySet::from_bytes(&bytes).unwrap(), s1.set);
-        for i in 0..bytes.len() {
+        assert_eq!(KeySet::from_bytes(&s1.set.to_bytes()).unwrap(), s1.set);
+        every_flip_refused(&s1, &s0);
+    }
+
+    /// Every single-bit change of `signed`'s set bytes is refused, by the
+    /// decoder or by the check that it follows `prev`.
+    fn every_flip_refused(signed: &SignedKeySet, prev: &SignedKeySet) {
+        let bytes = signed.set.to_bytes();
+        for i in 0..bytes.len() * 8 {
             let mut b2 = bytes.clone();
-            b2[i] ^= 1;
+            b2[i / 8] ^= 1 << (i % 8);
             if let Ok(set) = KeySet::from_bytes(&b2) {
-                let tampered = SignedKeySet { set, ..s1.clone() };
+                let tampered = SignedKeySet {
+                    set,
+                    ..signed.clone()
+                };
                 assert!(
-                    tampered.verify_follows(&s0).is_err(),
-                    "flip at {i} accepted"
+                    tampered.verify_follows(prev).is_err(),
+                    "flip of bit {i} accepted"
                 );
             }
         }
+    }
+
+    fn witness(seed: u8, name: &str) -> WitnessKey {
+        WitnessKey {
+            name: name.into(),
+            public_key: SigningKey::from_bytes(&[seed; 32])
+                .verifying_key()
+                .to_bytes(),
+        }
+    }
+
+    #[test]
+    fn a_witness_policy_is_version_2_checked_and_canonical() {
+        let a = SigningKey::from_bytes(&[1; 32]);
+        let s0 = set(0, None, &a).sign(&a, None);
+        assert_eq!(s0.set.to_bytes()[0], KEYSET_VERSION);
+        let policy = WitnessPolicy::new(2, vec![witness(7, "w/b"), witness(8, "w/a")]).unwrap();
+        assert_eq!(policy.witnesses[0].name, "w/a", "sorted by name");
+        let mut next = set(1, Some(&s0), &a);
+        next.witnesses = Some(policy.clone());
+        let s1 = next.clone().sign(&a, None);
+        let bytes = next.to_bytes();
+        assert_eq!(bytes[0], KEYSET_VERSION_WITNESSED);
+        assert_eq!(KeySet::from_bytes(&bytes).unwrap(), next);
+        assert_eq!(SignedKeySet::from_bytes(&s1.to_bytes()).unwrap(), s1);
+        verify_chain(&[s0.clone(), s1.clone()], None).unwrap();
+        // Dropping the policy again is a change like any other.
+        let mut off = set(2, Some(&s1), &a);
+        off.witnesses = None;
+        verify_chain(&[s0.clone(), s1.clone(), off.sign(&a, None)], None).unwrap();
+
+        // Version 2 without witnesses has a version 1 encoding: refused.
+        let mut empty = set(1, Some(&s0), &a);
+        empty.witnesses = Some(WitnessPolicy {
+            quorum: 0,
+            witnesses: vec![],
+        });
+        assert!(KeySet::from_bytes(&empty.to_bytes()).is_err());
+        // Policies no client could meet or match, signed all the same.
+        for (quorum, witnesses, why) in [
+            (3, vec![witness(7, "w/a"), witness(8, "w/b")], "quorum of 3"),
+            (0, vec![witness(7, "w/a")], "quorum of 0"),
+            (1, vec![witness(7, "w/b"), witness(8, "w/a")], "sorted"),
+            (
+                1,
+                vec![witness(7, "w/a"), witness(7, "w/b")],
+                "another witness's key",
+            ),
+            (1, vec![witness(7, "w a")], "without spaces"),
+            (1, vec![witness(7, "w+a")], "plus signs"),
+        ] {
+            let mut bad = set(1, Some(&s0), &a);
+            bad.witnesses = Some(WitnessPolicy { quorum, witnesses });
+            let signed = bad.clone().sign(&a, None);
+            let decoded = KeySet::from_bytes(&bad.to_bytes()).unwrap();
+            assert_eq!(decoded, bad);
+            let err = signed.verify().unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        // Any flipped bit of the witnessed set is refused somewhere.
+        every_flip_refused(&s1, &s0);
     }
 }

@@ -46,6 +46,32 @@ pub enum NoteError {
     Unsigned { name: String, key_id: String },
     #[error("the signature by {0} does not verify")]
     BadSignature(String),
+    #[error("the checkpoint names the log {0}, not the one asked about")]
+    OtherLog(String),
+}
+
+/// A cosigned checkpoint of the log whose key is `log_key`, checked: the
+/// note parses, its origin is that log's, the log key signed it; returns
+/// the checkpoint and the names of those `witnesses` whose cosignatures are
+/// on it and verify (whether they are enough is the caller's policy).
+pub fn check_cosigned(
+    text: &str,
+    log_key: &VerifyingKey,
+    witnesses: &[(String, VerifyingKey)],
+) -> Result<(Checkpoint, Vec<String>), NoteError> {
+    let note = Note::parse(text)?;
+    let checkpoint = Checkpoint::parse(&note.text)?;
+    let origin = origin(&crate::head::log_id(log_key));
+    if checkpoint.origin != origin {
+        return Err(NoteError::OtherLog(checkpoint.origin));
+    }
+    note.verify_signature(&origin, log_key)?;
+    let vouched = witnesses
+        .iter()
+        .filter(|(name, key)| note.verify_cosignature(name, key).is_ok())
+        .map(|(name, _)| name.clone())
+        .collect();
+    Ok((checkpoint, vouched))
 }
 
 /// The key id of `name`'s key `public_key` for signatures of type `kind`.

@@ -12,7 +12,7 @@ use ledger::entry::{
     VerdictKind,
 };
 use ledger::head::log_id;
-use ledger::keyset::{KeySet, ShardKey};
+use ledger::keyset::{KeySet, ShardKey, WitnessKey, WitnessPolicy};
 use ledger::merkle::{Blake3Merkle, MemoryTree};
 use ledger::reading::{DeviceBatch, GeoPoint, Reading};
 use ledger::{entry_id, Digest, Domain, TreeHead};
@@ -279,6 +279,7 @@ fn vectors() -> String {
                 public_key: SigningKey::from_bytes(seed).verifying_key().to_bytes(),
             })
             .collect(),
+        witnesses: None,
     };
     let signed = set.clone().sign(&operator, None);
     writeln!(
@@ -291,6 +292,38 @@ fn vectors() -> String {
         set.digest(),
         hex(&signed.signature),
         hex(&signed.to_bytes())
+    )
+    .unwrap();
+
+    let policy = WitnessPolicy::new(
+        2,
+        [(6u8, "witness.example/w2"), (5, "witness.example/w1")]
+            .iter()
+            .map(|&(seed, name)| WitnessKey {
+                name: name.into(),
+                public_key: SigningKey::from_bytes(&[seed; 32])
+                    .verifying_key()
+                    .to_bytes(),
+            })
+            .collect(),
+    )
+    .unwrap();
+    let next = KeySet {
+        sequence: 1,
+        previous: Some(set.digest()),
+        issued_at_ms: 1_764_000_001_000,
+        witnesses: Some(policy),
+        ..set.clone()
+    };
+    let next_signed = next.clone().sign(&operator, None);
+    writeln!(
+        o,
+        "\nThe next set (sequence 1, same operator and shards) adds a witness policy, 2 of the witnesses `witness.example/w1` (seed `{}`, the witness of V6) and `witness.example/w2` (seed `{}`), so it is version 2:\n\n- set bytes `{}`\n- digest `{}`\n- ed25519 signature `{}`",
+        hex(&[5; 32]),
+        hex(&[6; 32]),
+        hex(&next.to_bytes()),
+        next.digest(),
+        hex(&next_signed.signature)
     )
     .unwrap();
 

@@ -62,6 +62,28 @@ pub struct ProofJson {
     /// Sibling hashes, leaf side first, hex.
     pub proof: Vec<String>,
     pub head: HeadJson,
+    /// When the node publishes a witness policy: the newest checkpoint
+    /// holding the entry that a quorum of its witnesses cosigned, and the
+    /// entry's proof under it (absent until one does; cosigning runs about
+    /// once a second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessed: Option<WitnessedJson>,
+}
+
+/// An entry's inclusion in a checkpoint its log's witnesses cosigned.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WitnessedJson {
+    /// The checkpoint (C2SP `tlog-checkpoint` text): signed by the shard's
+    /// log key, then one cosignature line per witness that vouched for it.
+    pub checkpoint: String,
+    /// Its tree size.
+    pub size: u64,
+    /// Sibling hashes of the entry's audit path up to the checkpoint's root,
+    /// leaf side first, hex.
+    pub proof: Vec<String>,
+    /// The names of the policy's witnesses whose cosignatures are on the
+    /// checkpoint and check (for reading; a client checks them itself).
+    pub witnesses: Vec<String>,
 }
 
 /// A consistency proof between two sizes of a shard's log, with the heads
@@ -122,6 +144,24 @@ pub struct KeySetJson {
     pub signature: String,
     /// The previous operator key's signature, when this set rotated it.
     pub endorsement: Option<String>,
+    /// The node's witnesses and how many must cosign a checkpoint, when it
+    /// has any (key set version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnesses: Option<WitnessPolicyJson>,
+}
+
+/// A key set's witness policy.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WitnessPolicyJson {
+    pub quorum: u32,
+    pub witnesses: Vec<WitnessKeyJson>,
+}
+
+/// A witness a key set names: its key name and Ed25519 public key, hex.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WitnessKeyJson {
+    pub name: String,
+    pub public_key: String,
 }
 
 /// The node's published log keys: every key set its operator key signed,
@@ -153,6 +193,17 @@ impl From<&ledger::keyset::SignedKeySet> for KeySetJson {
             signed: base64::engine::general_purpose::STANDARD.encode(s.to_bytes()),
             signature: hex::encode(s.signature),
             endorsement: s.endorsement.map(hex::encode),
+            witnesses: s.set.witnesses.as_ref().map(|p| WitnessPolicyJson {
+                quorum: p.quorum,
+                witnesses: p
+                    .witnesses
+                    .iter()
+                    .map(|w| WitnessKeyJson {
+                        name: w.name.clone(),
+                        public_key: hex::encode(w.public_key),
+                    })
+                    .collect(),
+            }),
         }
     }
 }
@@ -327,7 +378,42 @@ impl Reads {
             id: store.entry_id(index)?.to_hex(),
             proof: proof.iter().map(|d| d.to_hex()).collect(),
             head: HeadJson::new(shard, &s.public_key(), &head),
+            witnessed: self.witnessed(&s, index)?,
         })
+    }
+
+    /// Entry `index` under the newest checkpoint of its shard that a quorum
+    /// of the published policy's witnesses cosigned, if one holds it. Only
+    /// the few newest sizes with enough lines are tried: lines of witnesses
+    /// no longer in the policy can make a size look cosigned when it is not.
+    fn witnessed(&self, s: &shards::Shard, index: u64) -> Result<Option<WitnessedJson>, ApiError> {
+        let (Some(cosigned), Some(policy)) = (&self.cosigned, self.node.witness_policy()) else {
+            return Ok(None);
+        };
+        let key = s.public_key();
+        let witnesses = policy.keys();
+        let log_id = ledger::head::log_id(&key);
+        for (size, lines) in cosigned.newest_first(&log_id, policy.quorum as usize, 8) {
+            if size <= index {
+                break;
+            }
+            let head = signed_at(s, size)?;
+            let mut text = s.signed_checkpoint(&head).map_err(crate::shard_refusal)?;
+            lines.iter().for_each(|l| text.push_str(l));
+            let Ok((_, vouched)) = ledger::note::check_cosigned(&text, &key, &witnesses) else {
+                continue;
+            };
+            if vouched.len() >= policy.quorum as usize {
+                let proof = s.store().inclusion_proof(index, size)?;
+                return Ok(Some(WitnessedJson {
+                    checkpoint: text,
+                    size,
+                    proof: proof.iter().map(|d| d.to_hex()).collect(),
+                    witnesses: vouched,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Consistency proof between the trees of `first` and `second` entries.

@@ -28,7 +28,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use ledger::keyset::{verify_chain, KeySet, ShardKey, SignedKeySet};
+use ledger::keyset::{verify_chain, KeySet, ShardKey, SignedKeySet, WitnessPolicy};
 
 use crate::ShardError;
 
@@ -122,7 +122,8 @@ impl KeySets {
         }
         if sets.chain.last().map(|s| &s.set.shards) != Some(&shards) {
             let operator = sets.operator.clone();
-            sets.issue(&operator, None, shards)?;
+            let witnesses = sets.witnesses();
+            sets.issue(&operator, None, shards, witnesses)?;
         }
         Ok(sets)
     }
@@ -131,12 +132,42 @@ impl KeySets {
         &self.chain
     }
 
+    /// The newest set's witness policy.
+    fn witnesses(&self) -> Option<WitnessPolicy> {
+        self.chain.last().and_then(|s| s.set.witnesses.clone())
+    }
+
+    /// Publishes `policy` as the node's witness policy: a new set when it is
+    /// not the newest set's (`None` when nothing changed).
+    pub(crate) fn publish_witnesses(
+        &mut self,
+        policy: Option<WitnessPolicy>,
+    ) -> Result<Option<SignedKeySet>, ShardError> {
+        if let Some(p) = &policy {
+            p.check().map_err(ShardError::Config)?;
+        }
+        if self.witnesses() == policy {
+            return Ok(None);
+        }
+        let operator = self.operator.clone();
+        let shards = self.shards();
+        self.issue(&operator, None, shards, policy).map(Some)
+    }
+
+    fn shards(&self) -> Vec<ShardKey> {
+        self.chain
+            .last()
+            .map(|s| s.set.shards.clone())
+            .unwrap_or_default()
+    }
+
     /// Appends a new set signed by `operator` (endorsed by `endorser`).
     fn issue(
         &mut self,
         operator: &SigningKey,
         endorser: Option<&SigningKey>,
         shards: Vec<ShardKey>,
+        witnesses: Option<WitnessPolicy>,
     ) -> Result<SignedKeySet, ShardError> {
         let prev = self.chain.last();
         let set = KeySet {
@@ -148,6 +179,7 @@ impl KeySets {
                 .max(prev.map_or(0, |p| p.set.issued_at_ms)),
             operator_key: operator.verifying_key().to_bytes(),
             shards,
+            witnesses,
         }
         .sign(operator, endorser);
         let path = self.dir.join(KEYSETS);
@@ -173,12 +205,8 @@ impl KeySets {
         let _ = fs::remove_file(&new_path);
         ledger::keys::write_key_file(&new_path, &new)?;
         let old = self.operator.clone();
-        let shards = self
-            .chain
-            .last()
-            .map(|s| s.set.shards.clone())
-            .unwrap_or_default();
-        let set = self.issue(&new, Some(&old), shards)?;
+        let (shards, witnesses) = (self.shards(), self.witnesses());
+        let set = self.issue(&new, Some(&old), shards, witnesses)?;
         let key_path = self.dir.join(OPERATOR_KEY);
         fs::rename(&new_path, &key_path).map_err(|e| ShardError::io(&key_path, e))?;
         sync_dir(&self.dir)?;

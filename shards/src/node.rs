@@ -338,6 +338,28 @@ impl Node {
             .rotate_operator()
     }
 
+    /// Publishes the node's witness policy (`None`: no witnesses) in a new
+    /// key set, when it differs from the newest set's; returns the new set.
+    pub fn publish_witnesses(
+        &self,
+        policy: Option<ledger::keyset::WitnessPolicy>,
+    ) -> Result<Option<ledger::keyset::SignedKeySet>, ShardError> {
+        self.key_sets
+            .write()
+            .expect("key sets lock")
+            .publish_witnesses(policy)
+    }
+
+    /// The witness policy of the node's newest key set.
+    pub fn witness_policy(&self) -> Option<ledger::keyset::WitnessPolicy> {
+        self.key_sets
+            .read()
+            .expect("key sets lock")
+            .chain()
+            .last()
+            .and_then(|s| s.set.witnesses.clone())
+    }
+
     pub(crate) fn notify(&self) -> &Arc<Notify> {
         &self.notify
     }

@@ -53,10 +53,13 @@ pub struct Args {
     token: Option<String>,
     /// A witness whose cosignatures you trust: its name and public key (64
     /// hex digits), as `coldtrail witness` prints them. Repeat for more.
+    /// Without any, the witness policy the node's signed key set names (if
+    /// it names one) is checked.
     #[arg(long = "witness", value_name = "NAME=KEY")]
     witnesses: Vec<String>,
     /// How many of the `--witness`es must have cosigned a checkpoint each
-    /// shard's head is consistent with (default: all of them).
+    /// shard's head is consistent with (default: all of them; with none
+    /// given, the key set's quorum).
     #[arg(long)]
     quorum: Option<usize>,
 }
@@ -91,26 +94,11 @@ fn witnessed(
     witnesses: &[(String, VerifyingKey)],
     quorum: usize,
 ) -> Result<(u64, Vec<String>), String> {
-    use ledger::note::{Checkpoint, Note};
     let path = format!("/v1/shards/{shard}/checkpoint?cosigned={quorum}");
     let text =
         String::from_utf8(remote.get(&path)?).map_err(|_| format!("GET {path}: not UTF-8"))?;
-    let note = Note::parse(&text).map_err(|e| format!("GET {path}: {e}"))?;
-    let checkpoint = Checkpoint::parse(&note.text).map_err(|e| format!("GET {path}: {e}"))?;
-    let origin = ledger::note::origin(&ledger::head::log_id(key));
-    if checkpoint.origin != origin {
-        return Err(format!(
-            "the checkpoint names the log {}, not this shard's",
-            checkpoint.origin
-        ));
-    }
-    note.verify_signature(&origin, key)
-        .map_err(|e| format!("the checkpoint's log signature: {e}"))?;
-    let vouched: Vec<String> = witnesses
-        .iter()
-        .filter(|(name, k)| note.verify_cosignature(name, k).is_ok())
-        .map(|(name, _)| name.clone())
-        .collect();
+    let (checkpoint, vouched) = ledger::note::check_cosigned(&text, key, witnesses)
+        .map_err(|e| format!("GET {path}: {e}"))?;
     if vouched.len() < quorum {
         return Err(format!(
             "{} of the {quorum} witnesses needed vouch for its checkpoint of size {}",
@@ -295,12 +283,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         _ => State::default(),
     };
     let mut report = Report::default();
-    let witnesses = witness_keys(&args.witnesses)?;
-    let quorum = args.quorum.unwrap_or(witnesses.len());
-    if quorum > witnesses.len() {
+    let given = witness_keys(&args.witnesses)?;
+    if let Some(q) = args
+        .quorum
+        .filter(|&q| !given.is_empty() && q > given.len())
+    {
         anyhow::bail!(
-            "--quorum {quorum} is more than the {} --witness given",
-            witnesses.len()
+            "--quorum {q} is more than the {} --witness given",
+            given.len()
         );
     }
 
@@ -325,6 +315,27 @@ pub fn run(args: Args) -> Result<ExitCode> {
             hex::encode(newest.set.operator_key)
         );
     }
+    // The witnesses: those given, else the policy the signed key set names.
+    let (witnesses, quorum) = match (&newest.set.witnesses, given.is_empty()) {
+        (Some(policy), true) => {
+            let quorum = args.quorum.unwrap_or(policy.quorum as usize);
+            println!(
+                "witnesses from the key set: {} of {}",
+                quorum,
+                policy
+                    .witnesses
+                    .iter()
+                    .map(|w| format!("{} ({})", w.name, hex::encode(w.public_key)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            (policy.keys(), quorum)
+        }
+        _ => {
+            let quorum = args.quorum.unwrap_or(given.len());
+            (given, quorum)
+        }
+    };
     let keys: Vec<VerifyingKey> = newest
         .set
         .shards

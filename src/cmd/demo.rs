@@ -45,6 +45,47 @@ pub struct Args {
     /// 60 days ago or more, or its later readings lie in the server's future.
     #[arg(long, default_value = "2026-11-01", value_parser = parse_day)]
     start: i64,
+    /// Local witnesses to start beside the node (`coldtrail witness`
+    /// processes, data under DATA_DIR/witnesses), with a policy that a
+    /// majority of them cosign each checkpoint.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=9))]
+    witnesses: u32,
+}
+
+/// Starts `n` local witnesses of `node`'s logs; prints who they are.
+fn start_witnesses(
+    node: &Node,
+    data_dir: &Path,
+    n: u32,
+) -> Result<(
+    Vec<crate::cmd::witness::Child>,
+    Option<crate::witnessing::Witnessing>,
+)> {
+    if n == 0 {
+        return Ok((Vec::new(), None));
+    }
+    let children = (1..=n)
+        .map(|i| {
+            crate::cmd::witness::Child::spawn(
+                &data_dir.join("witnesses").join(format!("w{i}")),
+                &format!("witness-{i}.demo.coldtrail.example"),
+                node.keys(),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let witnessing = crate::witnessing::Witnessing {
+        peers: children.iter().map(|c| c.peer.clone()).collect(),
+        every: Duration::from_secs(1),
+        quorum: n / 2 + 1,
+    };
+    println!(
+        "coldtrail demo: {n} witnesses, {} of which must cosign each checkpoint:",
+        witnessing.quorum
+    );
+    for c in &children {
+        println!("  {}  key {}  at {}", c.peer.name, c.peer.key, c.peer.url);
+    }
+    Ok((children, Some(witnessing)))
 }
 
 /// A day (YYYY-MM-DD, UTC) as Unix epoch milliseconds.
@@ -382,6 +423,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let world = generate(args.seed, args.scale, args.start);
     actix_web::rt::System::new().block_on(async move {
         let node = open_node(&data_dir, args.shards)?;
+        // Stopped (killed) when the demo ends.
+        let (_witnesses, witnessing) = start_witnesses(&node, &data_dir, args.witnesses)?;
         if new {
             write_rules(&data_dir, &world)?;
         }
@@ -397,6 +440,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 public_url: args.public_url.clone(),
                 catalogue: Arc::new(::web::catalogue::Catalogue::load(&data_dir)?),
             },
+            witnesses: witnessing,
             ..crate::cmd::serve::Edge::on(&args.listen)
         };
         let public_url = args.public_url.clone();
@@ -539,6 +583,7 @@ fn print_next(
         );
     }
     println!("  shard head      {base}/v1/shards/0/head");
+    println!("  checkpoint      {base}/v1/shards/0/checkpoint   (with the witnesses' cosignatures, when it has witnesses)");
     println!("  log keys        {base}/.well-known/coldtrail/keys   (signed by the operator key)");
     println!(
         "  an event        {base}/v1/events?eventID={}",
@@ -549,7 +594,7 @@ fn print_next(
         "  ground truth    contaminated lot {lot}; {} lots descend from it",
         world.truth.affected_lots.len()
     );
-    println!("  audit from out  cargo run --release -- audit-remote {base} --state audit.json");
+    println!("  audit from out  cargo run --release -- audit-remote {base} --state audit.json   (checks the witnesses' quorum, when the key set names one)");
     // A node on PostgreSQL is verified through its database's URL.
     let store = match crate::config::Config::load(None, std::env::vars()) {
         Ok(c) => c

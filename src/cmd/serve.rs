@@ -41,8 +41,9 @@ pub struct Edge {
     pub metrics: bool,
     /// How often checkpoints are written while serving (`None`: at a clean stop only).
     pub checkpoint_every: Option<Duration>,
-    /// The witnesses asked to cosign the shards' checkpoints, and how often.
-    pub witnesses: Option<(Vec<witness::client::Peer>, Duration)>,
+    /// The witnesses asked to cosign the shards' checkpoints, how often,
+    /// and the quorum the node publishes.
+    pub witnesses: Option<crate::witnessing::Witnessing>,
 }
 
 impl Edge {
@@ -131,12 +132,20 @@ pub async fn run_server(
     );
     let stop_witnessing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let witness_alarm = crate::witnessing::Alarm::default();
-    if let Some((peers, every)) = &witnesses {
+    // The policy clients check is the one configured: a change (or its
+    // removal) is published in a new key set before anyone is answered.
+    let policy = witnesses.as_ref().map(|w| w.policy()).transpose()?;
+    if let Some(set) = node.publish_witnesses(policy)? {
+        tracing::info!(
+            sequence = set.set.sequence,
+            "published the witness policy in a new key set"
+        );
+    }
+    if let Some(w) = &witnesses {
         crate::witnessing::spawn(
             Arc::clone(&node),
-            peers,
+            w,
             Arc::clone(&cosigned),
-            *every,
             Arc::clone(&stop_witnessing),
             &witness_alarm,
         )?;
@@ -361,12 +370,7 @@ pub fn serve(config: crate::config::Config) -> Result<ExitCode> {
         metrics: config.metrics,
         checkpoint_every: (config.checkpoint_interval_ms > 0)
             .then(|| Duration::from_millis(config.checkpoint_interval_ms)),
-        witnesses: (!config.witnesses.peers.is_empty()).then(|| {
-            (
-                config.witnesses.peers.clone(),
-                Duration::from_millis(config.witnesses.interval_ms.max(10)),
-            )
-        }),
+        witnesses: config.witnesses.witnessing(),
         listen: config.listen.clone(),
         limits: config.ingest_limits(),
         gql: config.graphql_limits(),

@@ -86,3 +86,65 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// A witness run as a child process of this binary (`demo --witnesses N`),
+/// killed when dropped.
+pub struct Child {
+    process: std::process::Child,
+    /// How the node reaches it: its URL, name and key, read from what it
+    /// printed.
+    pub peer: witness::client::Peer,
+}
+
+impl Child {
+    /// Starts `coldtrail witness` on a free loopback port over `dir`,
+    /// watching `logs`, and waits until it listens.
+    pub fn spawn(dir: &std::path::Path, name: &str, logs: &[VerifyingKey]) -> Result<Child> {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.arg("witness").arg("--data-dir").arg(dir).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            name,
+        ]);
+        for l in logs {
+            cmd.args(["--log", &hex::encode(l.as_bytes())]);
+        }
+        let mut process = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting a witness")?;
+        let mut lines = BufReader::new(process.stdout.take().expect("piped")).lines();
+        let (mut url, mut key) = (None, None);
+        while url.is_none() {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = process.kill();
+                bail!("witness {name} stopped before it listened (see its error above)");
+            };
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["public", "key", k] => key = Some(k.to_string()),
+                ["listening", u] => url = Some(u.trim_end_matches("/add-checkpoint").to_string()),
+                _ => {}
+            }
+        }
+        // Whatever it prints later is read, so it never blocks on the pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Child {
+            process,
+            peer: witness::client::Peer {
+                url: url.expect("set above"),
+                name: name.to_string(),
+                key: key.context("the witness printed no public key")?,
+            },
+        })
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}

@@ -1,6 +1,8 @@
 //! A real `coldtrail serve` on loopback, for end-to-end tests.
 #![allow(dead_code)]
 
+pub mod witnesses;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -4,7 +4,7 @@
 // ProofError whose `code` names what failed (verify.js words it for people).
 
 import { blake3 } from './vendor/noble-hashes/blake3.js';
-import { sha512 } from './vendor/noble-hashes/sha2.js';
+import { sha256, sha512 } from './vendor/noble-hashes/sha2.js';
 import * as ed from './vendor/noble-ed25519/index.js';
 
 // noble-ed25519 leaves its SHA-512 to the caller; the synchronous one
@@ -223,23 +223,59 @@ export function verifyHead(head, shard, shardKey) {
   }
 }
 
-/** Decodes a key set's bytes (§7). */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Decodes a key set's bytes (§7): version 1, or 2 with a witness policy. */
 export function decodeKeySet(bytes) {
   const r = new Reader(bytes, 'key set');
   const version = r.u8();
-  if (version !== 1) fail('keys', `key set version ${version} is not one this verifier knows`);
+  if (version !== 1 && version !== 2) fail('keys', `key set version ${version} is not one this verifier knows`);
   const set = {
     sequence: r.varint(),
     previous: r.option(() => r.fixed(32)),
     issuedAtMs: r.svarint(),
     operatorKey: r.fixed(32),
     shards: r.seq(() => ({ shard: r.varint(), key: r.fixed(32) })),
+    witnesses: null,
   };
+  if (version === 2) {
+    const quorum = r.varint();
+    const witnesses = r.seq(() => {
+      const name = r.bytesField();
+      let text;
+      try {
+        text = strictUtf8.decode(name);
+      } catch {
+        r.fail('a witness name is not UTF-8');
+      }
+      return { name: text, key: r.fixed(32) };
+    });
+    checkPolicy(quorum, witnesses);
+    set.witnesses = { quorum: Number(quorum), witnesses };
+  }
   r.end();
   set.shards.forEach((s, i) => {
     if (s.shard !== BigInt(i)) fail('keys', `the key set lists shard ${s.shard} where shard ${i} belongs`);
   });
   return set;
+}
+
+/**
+ * A witness policy a client can hold to (§7): at least one witness, sorted
+ * by name, names and keys distinct, names a signature line can carry, and
+ * a quorum from 1 to their number. A policy that fails any of these could
+ * count one witness twice or ask for nothing, so it is refused.
+ */
+function checkPolicy(quorum, witnesses) {
+  if (witnesses.length === 0) fail('keys', 'a version 2 key set names at least one witness');
+  if (quorum < 1n || quorum > BigInt(witnesses.length)) {
+    fail('keys', `a quorum of ${quorum} is not between 1 and the ${witnesses.length} witnesses named`);
+  }
+  witnesses.forEach((w, i) => {
+    if (!/^[!-*,-~]{1,255}$/.test(w.name)) fail('keys', `witness name ${JSON.stringify(w.name)} cannot name a signature line`);
+    if (i > 0 && !(witnesses[i - 1].name < w.name)) fail('keys', 'the witnesses are not sorted by name, each named once');
+    if (witnesses.slice(0, i).some((o) => equal(o.key, w.key))) fail('keys', `witness ${w.name} has another witness's key`);
+  });
 }
 
 /** A signed set as served: `bytes(set)`, signature, optional endorsement. */
@@ -301,7 +337,80 @@ export function verifyKeyChain(doc, pinned) {
   return {
     operatorKey: toHex(previous.set.operatorKey),
     shards: previous.set.shards.map((s) => s.key),
+    // {quorum, witnesses: [{name, key}]}, or null: whom to ask to vouch.
+    witnesses: previous.set.witnesses,
   };
+}
+
+// §6: checkpoints as signed notes, and their witnesses' cosignatures.
+
+/** A C2SP signed note: its text and signature lines ({name, keyId, bytes}). */
+export function parseNote(note) {
+  if (typeof note !== 'string') fail('witness', 'the checkpoint is not text');
+  const split = note.indexOf('\n\n');
+  if (split < 0) fail('witness', 'the checkpoint has no signature lines');
+  const text = note.slice(0, split + 1);
+  const lines = note.slice(split + 2);
+  if (!lines.endsWith('\n')) fail('witness', 'the checkpoint does not end in a newline');
+  const signatures = lines
+    .slice(0, -1)
+    .split('\n')
+    .map((line) => {
+      const m = /^\u2014 (\S+) (\S+)$/.exec(line);
+      if (!m) fail('witness', `not a signature line: ${line.slice(0, 40)}`);
+      const bytes = fromBase64(m[2], 'a signature line');
+      if (bytes.length < 4) fail('witness', 'a signature line is too short');
+      return { name: m[1], keyId: bytes.slice(0, 4), bytes: bytes.slice(4) };
+    });
+  return { text, signatures };
+}
+
+/** `SHA-256(name || 0x0A || type || key)[:4]` (§6). */
+export const keyId = (name, type, key) => sha256(concat(utf8.encode(name), [0x0a, type], key)).slice(0, 4);
+
+const signedBy = (note, name, type, key) => {
+  const id = keyId(name, type, key);
+  return note.signatures.filter((s) => s.name === name && equal(s.keyId, id));
+};
+
+/** Whether `name`'s `key` cosigned the note (`cosignature/v1`, type 0x04). */
+function cosigned(note, name, key) {
+  return signedBy(note, name, 0x04, key).some((s) => {
+    if (s.bytes.length !== 8 + 64) return false;
+    const time = new DataView(s.bytes.buffer, s.bytes.byteOffset, 8).getBigUint64(0);
+    if (time >= 1n << 63n) return false;
+    return verifySignature(s.bytes.slice(8), utf8.encode(`cosignature/v1\ntime ${time}\n${note.text}`), key);
+  });
+}
+
+/**
+ * Checks a `witnessed` answer (§9 step 4) for entry `index` whose id is
+ * `id`: a checkpoint of shard `shard`'s log (`shardKey`), signed by that
+ * key, cosigned by at least `policy.quorum` of `policy.witnesses`, with the
+ * entry's audit path up to its root. Returns `{size, vouched}` (names).
+ */
+export function verifyWitnessed({ index, id }, witnessed, shardKey, policy) {
+  const note = parseNote(witnessed.checkpoint);
+  const origin = `coldtrail/blake3/${toHex(hashIn('logId', shardKey))}`;
+  const [first, sizeLine, rootLine] = note.text.split('\n');
+  if (first !== origin) fail('witness', 'the checkpoint is of another log');
+  if (!/^(0|[1-9][0-9]*)$/.test(sizeLine || '')) fail('witness', 'the checkpoint\'s size is not a decimal number');
+  const root = fromBase64(rootLine || '', 'the checkpoint\'s root');
+  if (root.length !== 32) fail('witness', 'the checkpoint\'s root is not 32 bytes');
+  const logSigned = signedBy(note, origin, 0x01, shardKey).some(
+    (s) => s.bytes.length === 64 && verifySignature(s.bytes, utf8.encode(note.text), shardKey),
+  );
+  if (!logSigned) fail('witness', 'the checkpoint is not signed by its shard\'s published key');
+  const vouched = policy.witnesses.filter((w) => cosigned(note, w.name, w.key)).map((w) => w.name);
+  if (vouched.length < policy.quorum) {
+    fail('quorum', `${vouched.length} of the ${policy.quorum} witnesses needed vouch for the checkpoint`);
+  }
+  const path = (witnessed.proof || []).map((h, i) => fromHex(h, 32, `witnessed audit path hash ${i}`));
+  const leaf = fromHex(id, 32, 'the entry id');
+  if (!equal(rootFromInclusion(index, sizeLine, leaf, path), root)) {
+    fail('witness', `the audit path does not lead to the root the witnesses vouched for at size ${sizeLine}`);
+  }
+  return { size: sizeLine, vouched };
 }
 
 /** Entry kinds by their tag (§5). */

@@ -10,7 +10,7 @@ use api::ApiError;
 use ledger::entry::Entry;
 use readstate::verifier::{
     ConsistencyJson, EntryJson, HeadJson, KeySetJson, KeysDocument, ProofJson, ShardKeyJson,
-    SignedSizesJson,
+    SignedSizesJson, WitnessKeyJson, WitnessPolicyJson, WitnessedJson,
 };
 use readstate::ReadState;
 use utoipa::OpenApi;
@@ -259,7 +259,10 @@ async fn get_consistency(
         EntryJson,
         KeysDocument,
         KeySetJson,
-        ShardKeyJson
+        ShardKeyJson,
+        WitnessedJson,
+        WitnessPolicyJson,
+        WitnessKeyJson
     ))
 )]
 pub(crate) struct VerifierApi;

@@ -107,6 +107,30 @@ impl Cosigned {
             .unwrap_or_default()
     }
 
+    /// The checkpoint sizes of the log `log_id` with at least `at_least`
+    /// cosignatures held, largest first, at most `limit` of them, with
+    /// their lines.
+    pub fn newest_first(
+        &self,
+        log_id: &Digest,
+        at_least: usize,
+        limit: usize,
+    ) -> Vec<(u64, Vec<String>)> {
+        self.logs
+            .lock()
+            .expect("cosigned lock")
+            .get(log_id)
+            .map(|held| {
+                held.iter()
+                    .rev()
+                    .filter(|(_, lines)| lines.len() >= at_least)
+                    .take(limit)
+                    .map(|(size, lines)| (*size, lines.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The largest checkpoint size of the log `log_id` with at least
     /// `at_least` cosignatures held.
     pub fn newest(&self, log_id: &Digest, at_least: usize) -> Option<u64> {
@@ -139,6 +163,14 @@ mod tests {
         assert_eq!(c.newest(&log, 1), Some(9));
         assert_eq!(c.newest(&log, 2), Some(5));
         assert_eq!(c.newest(&log, 3), None);
+        assert_eq!(
+            c.newest_first(&log, 1, 5),
+            [
+                (9, vec!["a\n".to_string()]),
+                (5, vec!["a\n".into(), "b\n".into()])
+            ]
+        );
+        assert_eq!(c.newest_first(&log, 1, 1).len(), 1);
         // A record torn at the end by a crash is cut off; the rest stays.
         let file = dir.path().join(format!("{}.lines", log.to_hex()));
         std::fs::OpenOptions::new()

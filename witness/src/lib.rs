@@ -267,7 +267,9 @@ impl Witness {
                     ));
                 }
             }
-            Some(h) => {
+            // Every tree grew from the empty one: from size 0 there is
+            // nothing to prove (below), whether or not it was cosigned.
+            Some(h) if h.size > 0 => {
                 let old_root = Digest::from_hex(&h.root)
                     .ok_or_else(|| Refusal::Storage("a stored root is not hex".into()))?;
                 ledger::merkle::verify_consistency::<Blake3Merkle>(
@@ -279,10 +281,10 @@ impl Witness {
                 )
                 .map_err(|e| Refusal::BadProof(e.to_string()))?;
             }
-            None if !s.proof.is_empty() => {
+            _ if !s.proof.is_empty() => {
                 return Err(Refusal::BadProof("from size 0 the proof is empty".into()));
             }
-            None => {}
+            _ => {}
         }
         let mut next = latest.clone();
         next.insert(

@@ -64,6 +64,41 @@ impl Proof {
     pub(super) async fn head(&self) -> Head {
         Head(self.0.head.clone())
     }
+    /// When the node's key set names a witness policy: the newest checkpoint
+    /// a quorum of its witnesses cosigned that holds the entry, with the
+    /// entry's path to its root. Null without a policy, or until a quorum
+    /// cosigned a checkpoint this large (about once a second).
+    pub(super) async fn witnessed(&self) -> Option<Witnessed> {
+        self.0.witnessed.clone().map(Witnessed)
+    }
+}
+
+/// An entry's inclusion in a checkpoint its log's witnesses cosigned.
+/// Check it as VERIFYING.md §9 step 4 says: the log's signature, a quorum
+/// of cosignatures by the policy's keys, the path to the checkpoint's root.
+pub struct Witnessed(pub readstate::verifier::WitnessedJson);
+
+#[Object]
+impl Witnessed {
+    /// The checkpoint as C2SP signed-note text: signed by the shard's log
+    /// key, then one cosignature line per witness that vouched for it.
+    pub(super) async fn checkpoint(&self) -> &str {
+        &self.0.checkpoint
+    }
+    /// The checkpoint's tree size.
+    pub(super) async fn size(&self) -> u64 {
+        self.0.size
+    }
+    /// Sibling hashes from the entry's leaf to the checkpoint's root, leaf
+    /// side first, hex.
+    pub(super) async fn path(&self) -> &[String] {
+        &self.0.proof
+    }
+    /// The names of the policy's witnesses whose cosignatures check (for
+    /// reading: a client checks them itself).
+    pub(super) async fn witnesses(&self) -> &[String] {
+        &self.0.witnesses
+    }
 }
 
 /// A signed tree head: a shard log's size and root, signed by its key.

@@ -248,7 +248,7 @@ fn verdict(f: &LotFacts, lang: Lang) -> (bool, String) {
 }
 
 const CSS: &str = "\
-:root{--ok:#0b6b2e;--bad:#a40e0e;--ink:#1b1b1b;--mute:#555;--line:#d6d6d6}\
+:root{--ok:#0b6b2e;--bad:#a40e0e;--wait:#7a4d00;--ink:#1b1b1b;--mute:#555;--line:#d6d6d6}\
 *{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,sans-serif;color:var(--ink);background:#fff;overflow-wrap:anywhere}\
 main{max-width:40rem;margin:0 auto;padding:1rem}h1{font-size:1.5rem;margin:.5rem 0}\
 h2{font-size:1.15rem;margin:1.5rem 0 .5rem}.sub{color:var(--mute);margin:0}\
@@ -263,6 +263,7 @@ ol.journey li::before{content:'';position:absolute;left:-.4rem;top:.45rem;width:
 time,.place{color:var(--mute)}figure{margin:0}svg{width:100%;height:auto}\
 figcaption{color:var(--mute);font-size:.9rem}.proof{font-size:.8rem;color:var(--mute)}\
 .proof[data-state=verified]{color:var(--ok)}.proof[data-state=failed]{color:var(--bad);font-weight:600}\
+.proof[data-state=unwitnessed]{color:var(--wait)}\
 footer{margin-top:2rem;font-size:.85rem;color:var(--mute)}a{color:#0645ad}";
 
 /// The link to a fact's inclusion proof (entry bytes, audit path, signed
