@@ -13,7 +13,14 @@ first on a quiet disk, then while another thread writes 8 MiB files and
 fsyncs them (as a neighbour's flushes would). Prints percentiles in ms.
 
     python3 bench/fsync_probe.py [DIR]        (default: a temporary directory)
+    python3 bench/fsync_probe.py --json DIR [N]
+
+With --json, only the quiet disk and the zeroed file (what the embedded
+store's group commits do: its segments are zeroed ahead of the appends), N
+fdatasyncs (default 2000), as one JSON object of milliseconds: the floor
+bench/ingest.sh sets beside the acknowledgement tail.
 """
+import json
 import os
 import sys
 import tempfile
@@ -40,7 +47,11 @@ def probe(directory, mode, n=3000, size=40_000):
     os.remove(path)
     lat.sort()
     q = lambda p: lat[int(p * (len(lat) - 1))] * 1000
-    return f"p50 {q(.5):.3f}  p90 {q(.9):.3f}  p99 {q(.99):.3f}  p99.9 {q(.999):.3f}  max {q(1):.3f}"
+    return {"p50": q(.5), "p90": q(.9), "p99": q(.99), "p99.9": q(.999), "max": q(1)}
+
+
+def words(p):
+    return "  ".join(f"{k} {v:.3f}" for k, v in p.items())
 
 
 def neighbour(directory, stop):
@@ -56,6 +67,11 @@ def neighbour(directory, stop):
 
 
 def main():
+    if sys.argv[1:2] == ["--json"]:
+        n = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
+        with tempfile.TemporaryDirectory(dir=sys.argv[2]) as d:
+            print(json.dumps(probe(d, "zeroed", n=n)))
+        return
     parent = sys.argv[1] if len(sys.argv) > 1 else None
     with tempfile.TemporaryDirectory(dir=parent) as d:
         for label, busy in (("quiet disk", False), ("with a neighbour's 8 MiB fsyncs", True)):
@@ -65,7 +81,7 @@ def main():
                 t.start()
             try:
                 for mode in ("append", "zeroed"):
-                    print(f"{label:32s} {mode:7s} fdatasync ms: {probe(d, mode)}", flush=True)
+                    print(f"{label:32s} {mode:7s} fdatasync ms: {words(probe(d, mode))}", flush=True)
             finally:
                 stop.set()
                 if t:

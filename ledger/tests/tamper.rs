@@ -187,6 +187,33 @@ fn last_segment(dir: &Path) -> PathBuf {
         .unwrap()
 }
 
+/// The benchmarks' floor under the audit reads exactly the blocks the audit
+/// checks, and is not measured on a damaged log.
+#[test]
+fn the_floor_decodes_every_block_the_audit_checks_and_refuses_damage() {
+    let dir = fixture();
+    let report = audit(dir.path());
+    let floor = ledger::store::floor(dir.path()).unwrap();
+    assert_eq!(floor.blocks, report.blocks);
+    let segments: u64 = files(dir.path())
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(floor.bytes, segments);
+    assert!(
+        floor.raw_bytes >= report.entry_bytes,
+        "{floor:?} {report:?}"
+    );
+    let seg = last_segment(dir.path());
+    let mut bytes = fs::read(&seg).unwrap();
+    let b = blocks(&bytes);
+    bytes[b[0].0 + 60] ^= 0xff;
+    fs::write(&seg, &bytes).unwrap();
+    let err = ledger::store::floor(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+}
+
 #[test]
 fn a_torn_tail_is_truncated_on_open() {
     let dir = fixture();

@@ -11,6 +11,7 @@ pub mod pages;
 pub mod rules;
 pub mod shards;
 pub mod store;
+pub mod verify;
 
 use std::fs::File;
 use std::io::Write;
@@ -48,9 +49,16 @@ pub struct Args {
     appenders: usize,
     /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, `lineage`, `graphql`, `pages`,
     /// `store` (PostgreSQL beside embedded; not part of `all`), `open` (start-up time at
-    /// `--readings`; not part of `all`), or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql", "pages", "store", "open"])]
+    /// `--readings`; not part of `all`), `verify` (the audit of `--data-dir` against its
+    /// floor; not part of `all`), or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql", "pages", "store", "open", "verify"])]
     only: String,
+    /// The node whose logs `--only verify` audits (left unchanged).
+    #[arg(long, value_name = "DIR", required_if_eq("only", "verify"))]
+    data_dir: Option<PathBuf>,
+    /// Rounds of `--only verify`, audit and floor alternated.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Readings in the node `--only open` builds.
     #[arg(long, default_value_t = 100_000_000)]
     readings: u64,
@@ -147,6 +155,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     if args.only == "store" {
         crate::bench::store::run(&root, args.entries, args.store_url.as_deref())?;
+    }
+    if let (true, Some(dir)) = (args.only == "verify", &args.data_dir) {
+        crate::bench::verify::run(dir, args.rounds)?;
     }
     if args.only == "open" {
         crate::bench::open::run(&root, args.readings, args.batch, args.devices)?;

@@ -426,6 +426,75 @@ fn problem(file: &str, what: impl Into<String>) -> Problem {
     }
 }
 
+/// What [`floor`] read and decoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Floor {
+    /// Segment bytes read, checksummed and decompressed.
+    pub bytes: u64,
+    /// Decompressed bytes hashed.
+    pub raw_bytes: u64,
+    pub blocks: u64,
+}
+
+/// The physical floor under [`audit_log`], for benchmarks: every segment of
+/// the log in `dir` read, each block's checksum computed (BLAKE3 over its
+/// stored bytes), decompressed (lz4) and its decompressed bytes hashed in
+/// one BLAKE3 call, on every core. This is the hashing and decoding any
+/// audit of the same bytes must do, without the per-entry framing, the tree,
+/// the heads' signatures or any check; a block that fails its checksum or
+/// decoding is an error (a floor is measured on sound logs).
+pub fn floor(dir: &Path) -> Result<Floor, StoreError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut total = Floor::default();
+    for n in list_segments(dir)? {
+        let path = dir.join(format::segment_name(n));
+        let bytes = fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        let mut frames = frames(&bytes);
+        // Zeros made ready for appends end the active segment: not a block.
+        if let Some(&(pos, Err(_))) = frames.last() {
+            if bytes[pos..].iter().all(|&b| b == 0) {
+                frames.pop();
+            }
+        }
+        let next = AtomicUsize::new(0);
+        let raw_bytes = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..threads.min(frames.len()) {
+                s.spawn(|| {
+                    let mut raw = Vec::new();
+                    while let Some((pos, Ok(h))) = frames.get(next.fetch_add(1, Ordering::Relaxed))
+                    {
+                        let end = pos + h.frame_len() as usize;
+                        let Some(payload) = bytes.get(pos + FRAME_HEADER_LEN..end) else {
+                            failed.store(true, Ordering::Relaxed);
+                            return;
+                        };
+                        if !h.check(payload)
+                            || format::decompress_block_into(h, payload, &mut raw).is_err()
+                        {
+                            failed.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        std::hint::black_box(blake3::hash(&raw));
+                        raw_bytes.fetch_add(raw.len(), Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        if failed.into_inner() || frames.iter().any(|(_, h)| h.is_err()) {
+            return Err(StoreError::Corrupt {
+                path: path.display().to_string(),
+                what: "a block does not check or decode; the floor is measured on sound logs (run `coldtrail verify`)".into(),
+            });
+        }
+        total.bytes += bytes.len() as u64;
+        total.raw_bytes += raw_bytes.into_inner() as u64;
+        total.blocks += frames.len() as u64;
+    }
+    Ok(total)
+}
+
 /// Audits the log in `dir`. `Err` only when the directory cannot be read as a
 /// log at all; damage is reported in [`AuditReport::problem`].
 pub fn audit_log(dir: &Path, progress: &dyn AuditProgress) -> Result<AuditReport, StoreError> {

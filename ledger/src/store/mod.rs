@@ -28,7 +28,7 @@ use ed25519_dalek::VerifyingKey;
 use crate::hash::Digest;
 use crate::head::SignedTreeHead;
 
-pub use audit::{audit_log, AuditProgress, AuditReport, Problem};
+pub use audit::{audit_log, floor, AuditProgress, AuditReport, Floor, Problem};
 pub use embedded::{open_elsewhere, EmbeddedStore, StoreConfig};
 
 /// Metrics every store records (names as Prometheus wants them, units in
