@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-1800}
 jobs=${JOBS:-2}
-targets=${TARGETS:-"decoders binary_batch json_batch digital_link epcis_document query_params"}
+targets=${TARGETS:-"decoders binary_batch json_batch digital_link epcis_document query_params witness_body"}
 # cargo-fuzz needs the nightly flags the stable toolchain allows under this.
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

@@ -181,6 +181,51 @@ pub fn query_params(data: &[u8]) {
 pub type Check = fn(&[u8]);
 
 /// Every target by name, as the corpus directories are named.
+/// The log key the witness target watches (its seed; the corpus's valid
+/// checkpoints are signed by it).
+pub const WITNESSED_LOG_SEED: [u8; 32] = [0x57; 32];
+
+/// `coldtrail witness`'s `POST /add-checkpoint` body, fed arbitrary bytes to
+/// a fresh witness that watches one log: no input may panic; a refusal is a
+/// 4xx (never the 503 of a storage failure); a body it cosigns carries a
+/// checkpoint its log's key signed, and the line it answers is a
+/// cosignature of exactly that checkpoint that verifies under its key.
+pub fn witness_body(data: &[u8]) {
+    use actix_web::ResponseError;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = ed25519_dalek::SigningKey::from_bytes(&WITNESSED_LOG_SEED).verifying_key();
+    let w = witness::Witness::open(
+        dir.path(),
+        "fuzz.example/w",
+        &[log],
+        ledger::clock::system(),
+    )
+    .expect("a witness opens in a fresh directory");
+    match w.add_checkpoint_bytes(data) {
+        Ok(line) => {
+            let body = std::str::from_utf8(data).expect("a cosigned body is UTF-8");
+            // No line before the checkpoint is empty: the first blank line
+            // ends the proof lines.
+            let (_, checkpoint) = body
+                .split_once("\n\n")
+                .expect("a cosigned body holds a checkpoint after its proof lines");
+            let cosigned = ledger::note::Note::parse(&format!("{checkpoint}{line}"))
+                .expect("the checkpoint and its cosignature line parse as a note");
+            let origin = ledger::note::origin(&ledger::head::log_id(&log));
+            cosigned
+                .verify_signature(&origin, &log)
+                .expect("what is cosigned is signed by the log");
+            cosigned
+                .verify_cosignature("fuzz.example/w", &w.public_key())
+                .expect("the answer is a cosignature that verifies");
+        }
+        Err(e) => {
+            let status = e.status_code();
+            assert!(status.is_client_error(), "{e}: {status}");
+        }
+    }
+}
+
 pub const TARGETS: &[(&str, Check)] = &[
     ("decoders", decoders),
     ("binary_batch", binary_batch),
@@ -188,4 +233,5 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("digital_link", digital_link),
     ("epcis_document", epcis_document),
     ("query_params", query_params),
+    ("witness_body", witness_body),
 ];

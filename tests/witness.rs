@@ -257,6 +257,30 @@ fn a_node_gets_its_checkpoints_cosigned_and_serves_them_and_a_dead_witness_block
     server.stop();
 }
 
+/// Waits until the shard's newest head is cosigned by `k` witnesses;
+/// returns its size.
+fn wait_cosigned(base: &str, shard: usize, k: usize) -> u64 {
+    let size = get(base, &format!("/v1/shards/{shard}/head")).json()["size"]
+        .as_u64()
+        .unwrap();
+    wait_for(|| {
+        let r = get(base, &format!("/v1/shards/{shard}/checkpoint?cosigned={k}"));
+        (r.body.lines().nth(1) == Some(size.to_string().as_str())).then_some(())
+    });
+    size
+}
+
+/// Runs `coldtrail ARGS` (an `audit-remote`) and asserts whether it passed.
+fn audited(args: &[&str], passes: bool) {
+    let out = support::command(args).output().unwrap();
+    assert_eq!(
+        out.status.success(),
+        passes,
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// Polls `f` every 50 ms for up to 20 s until it gives a value.
 fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
     for _ in 0..400 {
@@ -305,16 +329,7 @@ fn a_node_restored_from_an_old_copy_is_caught_by_its_witness() {
     for n in 41..45 {
         grow(&server.base, &token, n);
     }
-    let size = get(&server.base, &format!("/v1/shards/{shard}/head")).json()["size"]
-        .as_u64()
-        .unwrap();
-    wait_for(|| {
-        let r = get(
-            &server.base,
-            &format!("/v1/shards/{shard}/checkpoint?cosigned=1"),
-        );
-        (r.body.lines().nth(1) == Some(size.to_string().as_str())).then_some(())
-    });
+    wait_cosigned(&server.base, shard, 1);
     assert_eq!(get(&server.base, "/readyz").status, 200);
     server.stop();
 
@@ -524,4 +539,216 @@ fn three_witnesses_and_a_2_of_3_policy_published_served_with_proofs_and_checked_
     assert_eq!(published_policy(&server.base), serde_json::Value::Null);
     assert!(get(&server.base, &proof_path).json()["witnessed"].is_null());
     server.stop();
+}
+
+#[test]
+fn a_second_node_with_the_same_keys_and_another_history_is_refused_by_every_witness() {
+    let node_dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(node_dir.path());
+    let keys = {
+        let server = Server::start(node_dir.path());
+        let keys = shard_keys(&server.base);
+        grow(&server.base, &token, 60);
+        server.stop();
+        keys
+    };
+    // The fork: a copy of the node (same operator and log keys) that will
+    // write another history from here.
+    let fork_dir = tempfile::tempdir().unwrap();
+    copy_dir(node_dir.path(), fork_dir.path());
+    let witness_dirs: Vec<tempfile::TempDir> =
+        (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let witnesses: Vec<Witness> = ["w.example/a", "w.example/b"]
+        .iter()
+        .zip(&witness_dirs)
+        .map(|(name, d)| Witness::named(d.path(), &keys, name))
+        .collect();
+    let config_dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        config_dir.path(),
+        &witnesses.iter().collect::<Vec<_>>(),
+        Some(2),
+    );
+    let serve =
+        |dir: &std::path::Path| Server::start_with(dir, &["--config", cfg.to_str().unwrap()]);
+
+    // The first node grows and both witnesses cosign its newest heads.
+    let a = serve(node_dir.path());
+    let (shard, _) = grow_one(&a.base, &token, 61);
+    grow(&a.base, &token, 62);
+    let size = wait_cosigned(&a.base, shard, 2);
+    let state = tempfile::tempdir().unwrap();
+    let state_file = state.path().join("audit.json");
+    audited(
+        &[
+            "audit-remote",
+            &a.base,
+            "--state",
+            state_file.to_str().unwrap(),
+        ],
+        true,
+    );
+    a.stop();
+
+    // The fork writes other entries, more of them, on the same keys: every
+    // witness refuses its checkpoints, and it raises the alarm.
+    let b = serve(fork_dir.path());
+    for n in 70..75 {
+        grow(&b.base, &token, n);
+    }
+    let ready = wait_for(|| {
+        let r = get(&b.base, "/readyz");
+        (r.status == 503 && r.body.contains("witnesses")).then_some(r)
+    });
+    // First sight may be a head below what they hold, later ones a proof
+    // that fails: either way the witnesses contradict this log.
+    assert!(
+        ready.body.contains("inconsistent")
+            || ready.body.contains("another node signs with its key"),
+        "{}",
+        ready.body
+    );
+    for w in &witnesses {
+        // What each witness holds is still the first node's size.
+        let r = w.add(
+            0,
+            &[],
+            &get(&b.base, &format!("/v1/shards/{shard}/checkpoint")).body,
+        );
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert_eq!(r.body, format!("{size}\n"), "{}", w.name);
+    }
+    // Neither a fresh client (nothing saved, the key set's policy) nor
+    // one that saved the first node's heads takes the fork.
+    let fresh = support::command(&["audit-remote", &b.base])
+        .output()
+        .unwrap();
+    assert!(
+        !fresh.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fresh.stdout)
+    );
+    audited(
+        &[
+            "audit-remote",
+            &b.base,
+            "--state",
+            state_file.to_str().unwrap(),
+        ],
+        false,
+    );
+    b.stop();
+}
+
+/// A log of `n` entries held in memory, signed by `key`: what a witness is
+/// sent, without a node.
+struct MemLog {
+    key: ed25519_dalek::SigningKey,
+    tree: ledger::merkle::MemoryTree<ledger::merkle::Blake3Merkle>,
+}
+
+impl MemLog {
+    fn checkpoint(&self, size: u64) -> String {
+        let head = ledger::TreeHead {
+            log_id: ledger::head::log_id(&self.key.verifying_key()),
+            size,
+            root: self.tree.root(size),
+            timestamp_ms: 0,
+        };
+        ledger::note::sign_checkpoint(&head, &self.key)
+    }
+
+    fn proof(&self, old: u64, size: u64) -> Vec<String> {
+        if old == 0 || old >= size {
+            return Vec::new();
+        }
+        let p = self.tree.prover().consistency_proof(old, size).unwrap();
+        p.iter().map(|d| d.to_hex()).collect()
+    }
+}
+
+#[test]
+fn a_witness_killed_mid_request_never_cosigns_a_size_below_one_it_cosigned() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let mut log = MemLog {
+        key: ed25519_dalek::SigningKey::from_bytes(&[77; 32]),
+        tree: ledger::merkle::MemoryTree::new(),
+    };
+    for i in 0..100_000u64 {
+        log.tree.push(format!("entry {i}").as_bytes());
+    }
+    let log_key = hex::encode(log.key.verifying_key().as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let cycles: u64 = std::env::var("COLDTRAIL_WITNESS_KILL_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
+    // The largest size any answer cosigned, over every cycle.
+    let acknowledged = AtomicU64::new(0);
+    for cycle in 0..cycles {
+        let mut witness = Witness::named(dir.path(), std::slice::from_ref(&log_key), NAME);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for client in 0..4u64 {
+                let (witness, log, stop, acknowledged) = (&witness, &log, &stop, &acknowledged);
+                s.spawn(move || {
+                    // The size this client believes the witness holds.
+                    let mut held = 0u64;
+                    let mut step = 1 + client;
+                    while !stop.load(Ordering::Relaxed) {
+                        let size = (held + step).min(99_999);
+                        step = step % 7 + 1;
+                        let Some(r) =
+                            witness.try_add(held, &log.proof(held, size), &log.checkpoint(size))
+                        else {
+                            // The witness is gone (killed under the request).
+                            return;
+                        };
+                        match r.status {
+                            200 => {
+                                let note = format!("{}{}", log.checkpoint(size), r.body);
+                                ledger::note::Note::parse(&note)
+                                    .unwrap()
+                                    .verify_cosignature(NAME, &witness.key)
+                                    .unwrap();
+                                acknowledged.fetch_max(size, Ordering::SeqCst);
+                                held = size;
+                            }
+                            409 => held = r.body.trim().parse().unwrap_or(held),
+                            other => panic!("cycle {cycle}: {other} {}", r.body),
+                        }
+                    }
+                });
+            }
+            // Kill it while the requests race: some are mid-flight.
+            std::thread::sleep(std::time::Duration::from_millis(150 + 97 * cycle % 200));
+            let killed = Command::new("kill")
+                .args(["-KILL", &witness.pid().to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+            stop.store(true, Ordering::Relaxed);
+        });
+        witness.kill();
+        // Started again, it holds at least every size it answered for.
+        let again = Witness::named(dir.path(), std::slice::from_ref(&log_key), NAME);
+        let r = again.add(0, &[], &log.checkpoint(1));
+        let held: u64 = match r.status {
+            409 => r.body.trim().parse().unwrap(),
+            200 => 1,
+            other => panic!("{other} {}", r.body),
+        };
+        let acked = acknowledged.load(Ordering::SeqCst);
+        assert!(
+            held >= acked,
+            "cycle {cycle}: holds {held}, but cosigned {acked} before the kill"
+        );
+        assert!(held <= 99_999);
+        eprintln!("cycle {cycle}: cosigned up to {acked} before the kill; holds {held} after");
+        drop(again);
+    }
+    assert!(
+        acknowledged.load(Ordering::SeqCst) > 0,
+        "some requests were cosigned"
+    );
 }

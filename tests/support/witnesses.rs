@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use base64::Engine;
 
-use super::post;
+use super::try_post;
 
 /// A running witness: its process, name, base URL and public key.
 pub struct Witness {
@@ -54,7 +54,15 @@ impl Witness {
         }
     }
 
+    /// `POST /add-checkpoint` from `old` with `proof` (hex hashes).
     pub fn add(&self, old: u64, proof: &[String], checkpoint: &str) -> super::Reply {
+        self.try_add(old, proof, checkpoint)
+            .expect("the witness answers")
+    }
+
+    /// As `add`, `None` when the request does not complete (the witness
+    /// was killed under it).
+    pub fn try_add(&self, old: u64, proof: &[String], checkpoint: &str) -> Option<super::Reply> {
         let lines: String = proof
             .iter()
             .map(|h| {
@@ -65,7 +73,7 @@ impl Witness {
             })
             .collect();
         let body = format!("old {old}\n{lines}\n{checkpoint}");
-        post(
+        try_post(
             &self.base,
             "/add-checkpoint",
             None,
@@ -73,6 +81,11 @@ impl Witness {
             body.as_bytes(),
             None,
         )
+    }
+
+    /// Its process id (to kill it while it is borrowed).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A `serve` config file in `dir` that names this witness, asked every

@@ -230,6 +230,13 @@ impl Witness {
             .cloned()
     }
 
+    /// `add-checkpoint` of a request body as received (UTF-8 or refused).
+    pub fn add_checkpoint_bytes(&self, body: &[u8]) -> Result<String, Refusal> {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| Refusal::Malformed("the body must be UTF-8".into()))?;
+        self.add_checkpoint(text)
+    }
+
     /// `add-checkpoint`: checks the submission and, if it holds, records the
     /// checkpoint durably and returns its cosignature line.
     pub fn add_checkpoint(&self, body: &str) -> Result<String, Refusal> {
@@ -319,10 +326,8 @@ async fn add_checkpoint(
     witness: web::Data<Witness>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Refusal> {
-    let text = String::from_utf8(body.to_vec())
-        .map_err(|_| Refusal::Malformed("the body must be UTF-8".into()))?;
     // Verifying and the fsync block: off the async threads.
-    let line = web::block(move || witness.add_checkpoint(&text))
+    let line = web::block(move || witness.add_checkpoint_bytes(&body))
         .await
         .map_err(|e| Refusal::Storage(e.to_string()))??;
     Ok(HttpResponse::Ok()
