@@ -39,7 +39,8 @@ def snapshot(pid):
 
 
 def group(comm):
-    return re.sub(r"[0-9a-f]{4,}|\d+", "N", comm)
+    # A pool's numbers, and the hex of a log id cut off at 15 characters.
+    return re.sub(r"(?<=-)[0-9a-f]+$|\d+", "N", comm)
 
 
 def profile(before, after, readings, seconds, client_cpu=None):

@@ -12,6 +12,7 @@ pub mod rules;
 pub mod shards;
 pub mod store;
 pub mod verify;
+pub mod witness;
 
 use std::fs::File;
 use std::io::Write;
@@ -50,12 +51,18 @@ pub struct Args {
     /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, `lineage`, `graphql`, `pages`,
     /// `store` (PostgreSQL beside embedded; not part of `all`), `open` (start-up time at
     /// `--readings`; not part of `all`), `verify` (the audit of `--data-dir` against its
-    /// floor; not part of `all`), or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql", "pages", "store", "open", "verify"])]
+    /// floor; not part of `all`), `witness` (cosignatures per second), or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql", "pages", "store", "open", "verify", "witness"])]
     only: String,
     /// The node whose logs `--only verify` audits (left unchanged).
     #[arg(long, value_name = "DIR", required_if_eq("only", "verify"))]
     data_dir: Option<PathBuf>,
+    /// Logs submitting at once in the witness figures.
+    #[arg(long, default_value_t = 64)]
+    witness_logs: usize,
+    /// Checkpoints each log submits in the witness figures.
+    #[arg(long, default_value_t = 200)]
+    witness_steps: usize,
     /// Rounds of `--only verify`, audit and floor alternated.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -155,6 +162,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     if args.only == "store" {
         crate::bench::store::run(&root, args.entries, args.store_url.as_deref())?;
+    }
+    if args.only == "all" || args.only == "witness" {
+        crate::bench::witness::run(&root, args.witness_logs, args.witness_steps)?;
     }
     if let (true, Some(dir)) = (args.only == "verify", &args.data_dir) {
         crate::bench::verify::run(dir, args.rounds)?;

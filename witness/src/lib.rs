@@ -8,9 +8,11 @@
 //! node's: it knows the logs it watches by their public keys (a log's origin
 //! follows from its key: `coldtrail/blake3/<log id>`), and keeps, per log,
 //! the latest checkpoint it cosigned (`latest.json`, replaced durably before
-//! any answer). One lock covers check, persist and sign: two requests can
+//! any answer). Submissions whose signatures check are persisted in a group
+//! commit (`Witness::commit`): one write at a time, each submission checked
+//! against the state every earlier accepted one left, so two requests can
 //! never roll a log back (request A checked at size N, B checked and stored
-//! at N + K, then A stored at N).
+//! at N + K, then A stored at N), and one fsync answers many logs.
 //!
 //! `POST /add-checkpoint`, as `tlog-witness` says: a body of `old <size>`, up
 //! to 63 base64 consistency-proof lines (this crate's BLAKE3 tree,
@@ -114,8 +116,12 @@ pub struct Witness {
     logs: BTreeMap<String, VerifyingKey>,
     path: PathBuf,
     clock: SharedClock,
-    /// By origin; replaced on disk before any cosignature leaves.
+    /// By origin; replaced on disk before any cosignature leaves. Only the
+    /// group commit's leader changes it (`Witness::commit`).
     latest: Mutex<BTreeMap<String, Latest>>,
+    commits: Mutex<Commits>,
+    /// Signalled when a batch's answers are in `commits`.
+    written: std::sync::Condvar,
 }
 
 /// A request to `add-checkpoint`, parsed.
@@ -210,6 +216,8 @@ impl Witness {
             path,
             clock,
             latest: Mutex::new(latest),
+            commits: Mutex::default(),
+            written: std::sync::Condvar::new(),
         })
     }
 
@@ -256,60 +264,148 @@ impl Witness {
                 s.old, checkpoint.size
             )));
         }
-        // Check, persist and sign under one lock: no rollback.
-        let mut latest = self.latest.lock().expect("witness lock");
-        let held = latest.get(&checkpoint.origin);
-        let held_size = held.map_or(0, |l| l.size);
-        if s.old != held_size {
-            return Err(Refusal::StaleOldSize(held_size));
-        }
-        match held {
-            Some(h) if h.size == checkpoint.size => {
-                if h.root != checkpoint.root.to_hex() {
-                    return Err(Refusal::Fork(h.size));
-                }
-                if !s.proof.is_empty() {
-                    return Err(Refusal::BadProof(
-                        "between equal sizes the proof is empty".into(),
-                    ));
-                }
-            }
-            // Every tree grew from the empty one: from size 0 there is
-            // nothing to prove (below), whether or not it was cosigned.
-            Some(h) if h.size > 0 => {
-                let old_root = Digest::from_hex(&h.root)
-                    .ok_or_else(|| Refusal::Storage("a stored root is not hex".into()))?;
-                ledger::merkle::verify_consistency::<Blake3Merkle>(
-                    h.size,
-                    checkpoint.size,
-                    &s.proof,
-                    &old_root,
-                    &checkpoint.root,
-                )
-                .map_err(|e| Refusal::BadProof(e.to_string()))?;
-            }
-            _ if !s.proof.is_empty() => {
-                return Err(Refusal::BadProof("from size 0 the proof is empty".into()));
-            }
-            _ => {}
-        }
-        let mut next = latest.clone();
-        next.insert(
-            checkpoint.origin.clone(),
-            Latest {
-                size: checkpoint.size,
-                root: checkpoint.root.to_hex(),
-                checkpoint: s.note.to_string(),
-            },
-        );
-        let bytes = serde_json::to_vec_pretty(&next).expect("the state serialises");
-        ledger::durable::replace(&self.path, &bytes, ledger::durable::Mode::Shared)
-            .map_err(|e| Refusal::Storage(format!("{}: {e}", self.path.display())))?;
-        *latest = next;
+        self.commit(Pending {
+            origin: checkpoint.origin,
+            old: s.old,
+            size: checkpoint.size,
+            root: checkpoint.root,
+            proof: s.proof,
+            checkpoint: s.note.to_string(),
+        })?;
         let now_s = (self.clock.now_ms().max(0) / 1000) as u64;
         Ok(ledger::note::cosign(
             &note.text, &self.name, &self.key, now_s,
         ))
+    }
+}
+
+/// A submission whose signature checked, waiting to be checked against
+/// the state and made durable.
+struct Pending {
+    origin: String,
+    old: u64,
+    size: u64,
+    root: Digest,
+    proof: Vec<Digest>,
+    checkpoint: String,
+}
+
+/// Submissions queued for the next state write, and the answers of the
+/// writes done (by ticket), under one lock.
+#[derive(Default)]
+struct Commits {
+    queue: Vec<(u64, Pending)>,
+    answers: BTreeMap<u64, Result<(), Refusal>>,
+    next_ticket: u64,
+    /// A caller is checking and writing a batch now (the leader).
+    writing: bool,
+}
+
+/// Whether `p` may follow what `held` says of its log: the old size is the
+/// size held, and the checkpoint extends it (equal and the same root, or
+/// larger with a consistency proof that checks).
+fn follows(held: Option<&Latest>, p: &Pending) -> Result<(), Refusal> {
+    let held_size = held.map_or(0, |l| l.size);
+    if p.old != held_size {
+        return Err(Refusal::StaleOldSize(held_size));
+    }
+    match held {
+        Some(h) if h.size == p.size => {
+            if h.root != p.root.to_hex() {
+                return Err(Refusal::Fork(h.size));
+            }
+            if !p.proof.is_empty() {
+                return Err(Refusal::BadProof(
+                    "between equal sizes the proof is empty".into(),
+                ));
+            }
+        }
+        // Every tree grew from the empty one: from size 0 there is
+        // nothing to prove (below), whether or not it was cosigned.
+        Some(h) if h.size > 0 => {
+            let old_root = Digest::from_hex(&h.root)
+                .ok_or_else(|| Refusal::Storage("a stored root is not hex".into()))?;
+            ledger::merkle::verify_consistency::<Blake3Merkle>(
+                h.size, p.size, &p.proof, &old_root, &p.root,
+            )
+            .map_err(|e| Refusal::BadProof(e.to_string()))?;
+        }
+        _ if !p.proof.is_empty() => {
+            return Err(Refusal::BadProof("from size 0 the proof is empty".into()));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Witness {
+    /// Checks `p` against the state and makes it durable, in a group
+    /// commit: whoever finds no write in progress takes every submission
+    /// queued, checks them in queue order against the state as each one
+    /// leaves it, writes the state once and answers them all; the others
+    /// wait for their answer. One write at a time, and each submission is
+    /// checked against every one accepted before it, so no log is ever
+    /// rolled back; none is answered before the write that holds it.
+    fn commit(&self, p: Pending) -> Result<(), Refusal> {
+        let mut c = self.commits.lock().expect("witness commits lock");
+        let ticket = c.next_ticket;
+        c.next_ticket += 1;
+        c.queue.push((ticket, p));
+        loop {
+            if let Some(answer) = c.answers.remove(&ticket) {
+                return answer;
+            }
+            if c.writing {
+                c = self.written.wait(c).expect("witness commits lock");
+                continue;
+            }
+            c.writing = true;
+            let batch = std::mem::take(&mut c.queue);
+            drop(c);
+            let answers = self.write_batch(batch);
+            c = self.commits.lock().expect("witness commits lock");
+            c.writing = false;
+            c.answers.extend(answers);
+            self.written.notify_all();
+        }
+    }
+
+    /// The leader's part: every submission of `batch` checked in order, the
+    /// state written once if any was accepted (all of them refused with the
+    /// storage error if the write fails), the answers by ticket.
+    fn write_batch(&self, batch: Vec<(u64, Pending)>) -> Vec<(u64, Result<(), Refusal>)> {
+        let mut latest = self.latest.lock().expect("witness lock");
+        let mut next = latest.clone();
+        let mut answers = Vec::with_capacity(batch.len());
+        for (ticket, p) in batch {
+            let answer = follows(next.get(&p.origin), &p);
+            if answer.is_ok() {
+                next.insert(
+                    p.origin,
+                    Latest {
+                        size: p.size,
+                        root: p.root.to_hex(),
+                        checkpoint: p.checkpoint,
+                    },
+                );
+            }
+            answers.push((ticket, answer));
+        }
+        if next != *latest {
+            let bytes = serde_json::to_vec_pretty(&next).expect("the state serialises");
+            match ledger::durable::replace(&self.path, &bytes, ledger::durable::Mode::Shared) {
+                Ok(()) => *latest = next,
+                Err(e) => {
+                    let why = format!("{}: {e}", self.path.display());
+                    for (_, a) in &mut answers {
+                        if a.is_ok() {
+                            *a = Err(Refusal::Storage(why.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        answers
     }
 }
 
