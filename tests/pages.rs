@@ -296,20 +296,24 @@ fn the_resolver_follows_the_digital_link_standard() {
 
     // Refusals: a wrong check digit, a malformed path, an unknown lot.
     let bad_gtin = format!("{}{}", &gtin[..13], (gtin.as_bytes()[13] - b'0' + 1) % 10);
+    // A malformed Digital Link is a 400 (GS1-Conformant Resolver), saying
+    // what is wrong with it.
     let (status, _, body) = fetch(base, &format!("/01/{bad_gtin}/10/{lot}"), &[]);
-    assert_eq!(status, 422);
-    assert_eq!(
-        serde_json::from_slice::<Value>(&body).unwrap()["code"],
-        "invalid_gtin"
+    assert_eq!(status, 400);
+    let problem = serde_json::from_slice::<Value>(&body).unwrap();
+    assert_eq!(problem["code"], "invalid_digital_link");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("check digit"),
+        "{problem}"
     );
     let (status, html) = page(base, &format!("/01/{bad_gtin}/10/{lot}"), "en");
-    assert_eq!(status, 422);
+    assert_eq!(status, 400);
     assert!(html.contains("not a valid product code"), "{html}");
     let (status, _, body) = fetch(base, &format!("/01/{gtin}/21/S/10/{lot}"), &[]);
-    assert_eq!(status, 422);
+    assert_eq!(status, 400);
     assert_eq!(
         serde_json::from_slice::<Value>(&body).unwrap()["code"],
-        "invalid_identifier"
+        "invalid_digital_link"
     );
     let (status, html) = page(base, &format!("/01/{gtin}/10/NO-SUCH-LOT"), "de");
     assert_eq!(status, 404);
@@ -332,6 +336,188 @@ fn the_resolver_follows_the_digital_link_standard() {
     );
     // The API's own routes are not taken for links.
     assert_eq!(fetch(base, "/v1/shards/0/head", &[]).0, 200);
+}
+
+/// The GS1-Conformant Resolver standard's requirements this resolver
+/// meets, each checked over HTTP under its own heading.
+#[test]
+fn the_resolver_meets_the_gs1_conformant_resolver_requirements() {
+    let dir = tempfile::tempdir().unwrap();
+    support::tiny_demo(dir.path());
+    let server = Server::start(dir.path());
+    let base = &server.base;
+    let world = fixtures::generate(7, fixtures::Scale::Tiny, START_MS);
+    let link = gs1::from_epc_urn(&world.lots[0].id).unwrap().unwrap();
+    let canonical = link.path();
+    let gtin = link.gtin().unwrap().to_string();
+    let linkset_link = format!(
+        "<{base}{canonical}?linkType=linkset>; rel=\"linkset\"; type=\"application/linkset+json\""
+    );
+
+    // CORS on every answer: the page, the linkset, a redirect, a refusal.
+    let answers = [
+        (canonical.clone(), 200),
+        (format!("{canonical}?linkType=linkset"), 200),
+        (format!("{canonical}?linkType=gs1:epcis"), 307),
+        (format!("{canonical}/"), 301),
+        (format!("/01/{gtin}/10/NO-SUCH-LOT"), 404),
+        (
+            format!(
+                "/01/{gtin}/10/{}?linkType=gs1:nutritionalInfo",
+                link.get("10").unwrap()
+            ),
+            404,
+        ),
+        ("/01/123/10/X".to_string(), 400),
+    ];
+    for (path, status) in &answers {
+        let (got, hs, _) = fetch(base, path, &[]);
+        assert_eq!(got, *status, "{path}");
+        assert_eq!(
+            header(&hs, "access-control-allow-origin"),
+            Some("*"),
+            "{path}"
+        );
+        assert!(
+            header(&hs, "access-control-allow-methods").is_some_and(|m| m.contains("OPTIONS")),
+            "{path}"
+        );
+    }
+
+    // OPTIONS: a preflight from any origin.
+    for path in [canonical.as_str(), "/.well-known/gs1resolver"] {
+        let r = agent()
+            .options(format!("{base}{path}"))
+            .header("Origin", "https://shop.example")
+            .header("Access-Control-Request-Method", "GET")
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204, "{path}");
+        let h = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        assert_eq!(h("access-control-allow-origin").as_deref(), Some("*"));
+        assert_eq!(
+            h("access-control-allow-methods").as_deref(),
+            Some("GET, HEAD, OPTIONS")
+        );
+    }
+
+    // The Link header to the linkset, and the linkset's JSON-LD context, on
+    // every answer about a Digital Link, redirects included.
+    for (path, _) in &answers[..6] {
+        let (_, hs, _) = fetch(base, path, &[]);
+        let links = header(&hs, "link").unwrap_or_else(|| panic!("{path}: no Link"));
+        let expected = if path.starts_with(&format!("/01/{gtin}/10/NO-SUCH-LOT")) {
+            format!("<{base}/01/{gtin}/10/NO-SUCH-LOT?linkType=linkset>")
+        } else {
+            linkset_link.clone()
+        };
+        assert!(links.contains(&expected), "{path}: {links}");
+        assert!(
+            links.contains("rel=\"http://www.w3.org/ns/json-ld#context\""),
+            "{path}: {links}"
+        );
+    }
+
+    // The resolver description file.
+    let (status, hs, body) = fetch(base, "/.well-known/gs1resolver", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(header(&hs, "access-control-allow-origin"), Some("*"));
+    let d: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(d["resolverRoot"], base.as_str());
+    let keys: Vec<&str> = d["supportedPrimaryKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(
+        keys.contains(&"01") && keys.contains(&"00") && keys.contains(&"414"),
+        "{d}"
+    );
+    assert!(
+        !keys.contains(&"10"),
+        "a lot is a qualifier, not a primary key: {d}"
+    );
+    assert_eq!(d["supportedLinkType"][0]["prefix"], "gs1:");
+    assert_eq!(
+        d["supportedLinkType"][0]["namespace"],
+        "https://gs1.org/voc/"
+    );
+
+    // linkType=linkset gives the linkset; each link has a title, type and
+    // languages; a link type by its full URI is the same as its CURIE.
+    let (status, hs, body) = fetch(base, &format!("{canonical}?linkType=linkset"), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&hs, "content-type"),
+        Some("application/linkset+json")
+    );
+    let set: Value = serde_json::from_slice(&body).unwrap();
+    let item = set["linkset"][0].as_object().unwrap();
+    assert_eq!(item["anchor"], link.canonical());
+    for (rel, targets) in item.iter().filter(|(k, _)| *k != "anchor") {
+        assert!(rel.starts_with("https://gs1.org/voc/"), "{rel}");
+        for t in targets.as_array().unwrap() {
+            for field in ["href", "title", "type"] {
+                assert!(
+                    t[field].as_str().is_some_and(|v| !v.is_empty()),
+                    "{rel}: {t}"
+                );
+            }
+            assert!(!t["hreflang"].as_array().unwrap().is_empty(), "{rel}: {t}");
+        }
+    }
+    let (status, hs, _) = fetch(
+        base,
+        &format!("{canonical}?linkType=https%3A%2F%2Fgs1.org%2Fvoc%2Fepcis"),
+        &[],
+    );
+    assert_eq!(status, 307);
+    assert!(header(&hs, "location").unwrap().starts_with("/events?"));
+
+    // A link type this resolver does not have: 404, naming those it has.
+    let (status, _, body) = fetch(
+        base,
+        &format!("{canonical}?linkType=gs1:nutritionalInfo"),
+        &[],
+    );
+    assert_eq!(status, 404);
+    let problem: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gs1:traceability"),
+        "{problem}"
+    );
+
+    // HEAD answers as GET does, without a body.
+    for path in [canonical.clone(), format!("{canonical}?linkType=gs1:epcis")] {
+        let (get_status, get_hs, _) = fetch(base, &path, &[]);
+        let mut r = agent().head(format!("{base}{path}")).call().unwrap();
+        assert_eq!(r.status().as_u16(), get_status, "{path}");
+        let h = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        assert_eq!(h("link").as_deref(), header(&get_hs, "link"), "{path}");
+        assert_eq!(
+            h("location").as_deref(),
+            header(&get_hs, "location"),
+            "{path}"
+        );
+        assert!(
+            r.body_mut().read_to_vec().unwrap_or_default().is_empty(),
+            "{path}"
+        );
+    }
 }
 
 /// The text of the one QR code in a greyscale PNG.
@@ -443,10 +629,10 @@ fn qr_codes_decode_to_the_canonical_link() {
     let (status, _, _) = fetch(base, &format!("/qr{path}.gif"), &[]);
     assert_eq!(status, 400);
     let (status, _, body) = fetch(base, "/qr/01/09506000134353/10/L1.svg", &[]);
-    assert_eq!(status, 422);
+    assert_eq!(status, 400);
     assert_eq!(
         serde_json::from_slice::<Value>(&body).unwrap()["code"],
-        "invalid_gtin"
+        "invalid_digital_link"
     );
 }
 

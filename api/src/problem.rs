@@ -78,6 +78,10 @@ pub enum ApiError {
     UnknownEventType(String),
     #[error("invalid identifier {id:?}: {reason}")]
     InvalidIdentifier { id: String, reason: String },
+    /// A resolver request whose path is not a GS1 Digital Link URI: the
+    /// GS1-Conformant Resolver standard answers it 400.
+    #[error("{path:?} is not a GS1 Digital Link URI: {reason}")]
+    InvalidDigitalLink { path: String, reason: String },
     #[error("{0}")]
     InvalidEvent(String),
     #[error(
@@ -201,6 +205,10 @@ impl ApiError {
                 id: s(),
                 reason: s(),
             },
+            ApiError::InvalidDigitalLink {
+                path: s(),
+                reason: s(),
+            },
             ApiError::InvalidEvent(s()),
             ApiError::IdempotencyKeyReused(s()),
             ApiError::DuplicateEvent(s()),
@@ -265,6 +273,7 @@ impl ApiError {
             ApiError::InvalidGtin(_) => "invalid_gtin",
             ApiError::UnknownEventType(_) => "unknown_event_type",
             ApiError::InvalidIdentifier { .. } => "invalid_identifier",
+            ApiError::InvalidDigitalLink { .. } => "invalid_digital_link",
             ApiError::InvalidEvent(_) => "invalid_event",
             ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",
             ApiError::DuplicateEvent(_) => "duplicate_event",
@@ -314,6 +323,7 @@ impl ResponseError for ApiError {
             ApiError::MalformedJson(_)
             | ApiError::InvalidBody(_)
             | ApiError::InvalidParameter { .. }
+            | ApiError::InvalidDigitalLink { .. }
             | ApiError::InvalidQuery(_)
             | ApiError::QueryTooDeep { .. }
             | ApiError::QueryTooComplex { .. } => StatusCode::BAD_REQUEST,
@@ -531,8 +541,9 @@ mod kinds_tests {
             ApiError::Unavailable(_) => 37,
             ApiError::LocationNotYours { .. } => 38,
             ApiError::SequenceGap { .. } => 39,
+            ApiError::InvalidDigitalLink { .. } => 40,
         };
-        const VARIANTS: usize = 40;
+        const VARIANTS: usize = 41;
         let kinds = ApiError::kinds();
         let mut seen = [false; VARIANTS];
         for e in &kinds {

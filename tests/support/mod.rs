@@ -257,28 +257,44 @@ impl Held {
     pub fn start(dir: &Path) -> Held {
         let hold = dir.join("hold-open");
         std::fs::write(&hold, b"").unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = command(&["serve", "--data-dir", dir.to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("COLDTRAIL_TEST_HOLD_OPEN", &hold)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the server starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(30),
-                "no answer on {base}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        // A free port is picked, then released for the server to bind: a
+        // server another test starts meanwhile may take it first, and ours
+        // then exits. Then another port is tried.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = command(&["serve", "--data-dir", dir.to_str().unwrap()])
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .env("COLDTRAIL_TEST_HOLD_OPEN", &hold)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("the server starts");
+            let base = format!("http://127.0.0.1:{port}");
+            let started = std::time::Instant::now();
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // Connected: to ours, unless it is failing to bind.
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    if child.try_wait().unwrap().is_none() {
+                        return Held { child, base, hold };
+                    }
+                    break;
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(30),
+                    "no answer on {base}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
-        Held { child, base, hold }
+        panic!("the held server did not start on any of five ports");
     }
 
     /// Lets it open its logs; returns the line it prints once it serves.

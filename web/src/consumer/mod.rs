@@ -5,8 +5,10 @@
 //! other primary keys, short names, data attributes): a malformed one gets
 //! a 400 that says what is wrong; a non-canonical one a 301 to the
 //! canonical path; a known one the page (browsers), its RFC 9264 linkset
-//! (`?linkType=all`, `Accept: application/linkset+json`) or a redirect to
-//! the link type asked for (`gs1:epcis`, `gs1:traceability`).
+//! (`?linkType=linkset`, `Accept: application/linkset+json`) or a redirect to
+//! the link type asked for (`gs1:epcis`, `gs1:traceability`); a link type it
+//! does not have a 404. Every answer carries the GS1-Conformant Resolver's
+//! CORS and `Link` headers; `/.well-known/gs1resolver` describes it.
 
 pub mod facts;
 pub mod render;
@@ -14,6 +16,7 @@ pub mod render;
 use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::Method;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{guard, HttpRequest, HttpResponse};
 use api::ApiError;
@@ -32,12 +35,104 @@ fn is_link_path(path: &str) -> bool {
 }
 
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
-    cfg.route("/qr/{path:.*}", web::get().to(get_qr)).service(
-        web::resource("/{path:.*}")
-            .guard(guard::fn_guard(|ctx| is_link_path(ctx.head().uri.path())))
-            .route(web::get().to(resolve))
-            .route(web::head().to(resolve)),
+    cfg.route("/qr/{path:.*}", web::get().to(get_qr))
+        .service(
+            web::resource(DESCRIPTION_PATH)
+                .route(web::get().to(description))
+                .route(web::head().to(description))
+                .route(web::method(Method::OPTIONS).to(preflight)),
+        )
+        .service(
+            web::resource("/{path:.*}")
+                .guard(guard::fn_guard(|ctx| is_link_path(ctx.head().uri.path())))
+                .route(web::get().to(resolve))
+                .route(web::head().to(resolve))
+                .route(web::method(Method::OPTIONS).to(preflight)),
+        );
+}
+
+/// Where a GS1-Conformant resolver describes itself.
+pub const DESCRIPTION_PATH: &str = "/.well-known/gs1resolver";
+
+/// The GS1 Web Vocabulary's link types, as resolvers name them in full.
+const GS1_VOC: &str = "https://gs1.org/voc/";
+
+/// The JSON-LD context that turns a GS1 resolver's linkset into JSON-LD.
+const LINKSET_CONTEXT: &str = "https://ref.gs1.org/standards/resolver/linkset-context";
+
+/// The link types this resolver answers, besides the linkset itself: each
+/// with its title and media type (the provenance page is the default).
+const LINK_TYPES: &[(&str, &str, &str)] = &[
+    ("defaultLink", "Provenance page", "text/html"),
+    ("pip", "Provenance page", "text/html"),
+    (
+        "recallStatus",
+        "Recall status on the provenance page",
+        "text/html",
+    ),
+    (
+        "epcis",
+        "EPCIS events (token required)",
+        "application/ld+json",
+    ),
+    (
+        "traceability",
+        "Trace (investigator token required)",
+        "application/json",
+    ),
+];
+
+/// Headers every resolver answer carries (the standard's CORS): any origin
+/// may read them with GET, HEAD or OPTIONS, and see the links and redirects.
+fn cors(res: &mut HttpResponse) {
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
     );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Link, Location, Content-Language, ETag"),
+    );
+}
+
+/// `OPTIONS` on a Digital Link or the description file: a CORS preflight.
+async fn preflight() -> HttpResponse {
+    let mut res = HttpResponse::NoContent()
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Accept, Accept-Language",
+        ))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+        .insert_header((header::ALLOW, "GET, HEAD, OPTIONS"))
+        .finish();
+    cors(&mut res);
+    res
+}
+
+/// `GET /.well-known/gs1resolver`: the resolver description file (GS1-
+/// Conformant Resolver standard): its root, the primary keys and link types
+/// it resolves, and that `linkType=linkset` gives the linkset.
+async fn description(req: HttpRequest) -> HttpResponse {
+    let primary_keys: Vec<&str> = gs1::ai::TABLE
+        .iter()
+        .filter(|ai| ai.role == gs1::Role::PrimaryKey)
+        .map(|ai| ai.code)
+        .collect();
+    let mut res = HttpResponse::Ok().json(serde_json::json!({
+        "name": "coldtrail",
+        "resolverRoot": base_url(&req),
+        "supportedPrimaryKeys": primary_keys,
+        "supportedLinkType": [{ "namespace": GS1_VOC, "prefix": "gs1:" }],
+        "linkTypeDefaultCanBeLinkset": false,
+        "supportedContextValuesEnumerated": [],
+    }));
+    cors(&mut res);
+    res
 }
 
 /// The public base URL links and QR codes are written under: the
@@ -105,34 +200,54 @@ fn refuse(req: &HttpRequest, e: ApiError, heading: (&str, &str)) -> HttpResponse
     }
 }
 
-fn identifier_error(path: &str, e: gs1::Gs1Error) -> ApiError {
-    match e.check_digit_of() {
-        Some(("01", gtin)) => ApiError::InvalidGtin(gtin.to_string()),
-        _ => ApiError::InvalidIdentifier {
-            id: path.to_string(),
-            reason: e.to_string(),
-        },
+/// A path that is not a Digital Link: 400, as the resolver standard says
+/// (not the 422 the write API gives an invalid identifier in a body).
+fn link_error(path: &str, e: gs1::Gs1Error) -> ApiError {
+    ApiError::InvalidDigitalLink {
+        path: path.to_string(),
+        reason: e.to_string(),
     }
 }
 
-/// `GET /{digital link path}`.
+/// `GET /{digital link path}` (and `HEAD`): every answer, redirects and
+/// refusals included, carries CORS and, once the path is a Digital Link,
+/// the `Link` to its linkset and the linkset's JSON-LD context.
 async fn resolve(state: web::Data<ReadState>, req: HttpRequest) -> HttpResponse {
+    let (mut res, here) = answer(state, &req).await;
+    cors(&mut res);
+    if let Some(here) = here {
+        let links = format!(
+            "<{here}?linkType=linkset>; rel=\"linkset\"; type=\"application/linkset+json\", \
+             <{LINKSET_CONTEXT}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
+        );
+        if let Ok(v) = HeaderValue::from_str(&links) {
+            res.headers_mut().insert(header::LINK, v);
+        }
+    }
+    res
+}
+
+/// What `resolve` answers, and the thing's URI under this node (`None`
+/// when the path is not a Digital Link).
+async fn answer(state: web::Data<ReadState>, req: &HttpRequest) -> (HttpResponse, Option<String>) {
     let path = req.uri().path().to_string();
     let query = req.uri().query();
-    let base = base_url(&req);
+    let base = base_url(req);
     let link = match DigitalLink::from_parts(&base, &path, query) {
         Ok(l) => l,
         Err(e) => {
-            return refuse(
-                &req,
-                identifier_error(&path, e),
+            let refusal = refuse(
+                req,
+                link_error(&path, e),
                 (
                     "This code is not a valid product code",
                     "Dieser Code ist kein gültiger Produktcode",
                 ),
-            )
+            );
+            return (refusal, None);
         }
     };
+    let here = link.under(&base);
     // One URI per thing: other spellings are sent to the canonical one.
     // The query is compared decoded: `gs1:epcis` and `gs1%3Aepcis` are one.
     let canonical_query = link.query();
@@ -154,20 +269,27 @@ async fn resolve(state: web::Data<ReadState>, req: HttpRequest) -> HttpResponse 
             to.push('?');
             to.push_str(&canonical_query);
         }
-        return HttpResponse::MovedPermanently()
+        let moved = HttpResponse::MovedPermanently()
             .insert_header((header::LOCATION, to))
             .finish();
+        return (moved, Some(here));
     }
+    let res = resolved(state, req, &link, &here).await;
+    (res, Some(here))
+}
+
+/// A canonical Digital Link's answer: the linkset, a redirect to the link
+/// type asked for, the page, or why not.
+async fn resolved(
+    state: web::Data<ReadState>,
+    req: &HttpRequest,
+    link: &DigitalLink,
+    here: &str,
+) -> HttpResponse {
     if let Err(e) = state.fresh().await {
         return actix_web::ResponseError::error_response(&e);
     }
     let canonical = link.canonical();
-    let here = link.under(&base);
-    let link_type = link
-        .extensions
-        .iter()
-        .find(|(k, _)| k == "linkType")
-        .map(|(_, v)| v.as_str());
     let known = state
         .lineage
         .read()
@@ -175,7 +297,7 @@ async fn resolve(state: web::Data<ReadState>, req: HttpRequest) -> HttpResponse 
         .knows(&canonical);
     if !known {
         return refuse(
-            &req,
+            req,
             ApiError::NotFound(format!(
                 "nothing is recorded about {canonical}: no event names it on this node"
             )),
@@ -185,24 +307,51 @@ async fn resolve(state: web::Data<ReadState>, req: HttpRequest) -> HttpResponse 
             ),
         );
     }
-    if link_type == Some("all") || wants(&req, "application/linkset+json") {
+    let link_type = link
+        .extensions
+        .iter()
+        .find(|(k, _)| k == "linkType")
+        .map(|(_, v)| v.as_str());
+    // `all` is this node's older spelling of the standard's `linkset`.
+    if matches!(link_type, Some("linkset" | "all"))
+        || (link_type.is_none() && wants(req, "application/linkset+json"))
+    {
         return HttpResponse::Ok()
             .content_type("application/linkset+json")
-            .json(linkset(&here, &canonical));
+            .json(linkset(here, &canonical));
     }
-    match link_type {
-        Some("gs1:epcis") => {
-            return redirect(&format!(
-                "/events?MATCH_anything={}",
-                gs1::encode(&canonical)
-            ))
+    // A link type by its CURIE (`gs1:epcis`) or its full URI.
+    let named = link_type.map(|t| {
+        t.strip_prefix("gs1:")
+            .or_else(|| t.strip_prefix(GS1_VOC))
+            .or_else(|| t.strip_prefix("https://ref.gs1.org/voc/"))
+            .unwrap_or(t)
+    });
+    match named {
+        None | Some("defaultLink" | "pip" | "recallStatus") => {
+            page(&state.into_inner(), req, &canonical, here).await
         }
-        Some("gs1:traceability") => {
-            return redirect(&format!("/v1/trace?lot={}", gs1::encode(&canonical)))
-        }
-        _ => {}
+        Some("epcis") => redirect(&format!(
+            "/events?MATCH_anything={}",
+            gs1::encode(&canonical)
+        )),
+        Some("traceability") => redirect(&format!("/v1/trace?lot={}", gs1::encode(&canonical))),
+        Some(other) => refuse(
+            req,
+            ApiError::NotFound(format!(
+                "this resolver has no {other:?} link for {canonical}; it has {}, and the linkset (linkType=linkset)",
+                LINK_TYPES
+                    .iter()
+                    .map(|(t, _, _)| format!("gs1:{t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            (
+                "We have no such information about this product",
+                "Zu diesem Produkt liegen uns solche Angaben nicht vor",
+            ),
+        ),
     }
-    page(&state.into_inner(), &req, &canonical, &here).await
 }
 
 fn redirect(to: &str) -> HttpResponse {
@@ -211,27 +360,29 @@ fn redirect(to: &str) -> HttpResponse {
         .finish()
 }
 
-/// The RFC 9264 linkset of a thing: the provenance page (default), its
-/// EPCIS events and trace (for partners and investigators with a token).
+/// The RFC 9264 linkset of a thing: the provenance page (default, and as
+/// the product information and recall status links), its EPCIS events and
+/// trace (for partners and investigators with a token).
 fn linkset(here: &str, canonical: &str) -> serde_json::Value {
-    let link = |suffix: &str, title: &str, media: &str| {
-        serde_json::json!([{
-            "href": format!("{here}{suffix}"),
-            "title": title,
-            "type": media,
-            "hreflang": ["en", "de"],
-        }])
-    };
-    serde_json::json!({
-        "linkset": [{
-            "anchor": canonical,
-            "https://gs1.org/voc/defaultLink": link("", "Provenance page", "text/html"),
-            "https://gs1.org/voc/pip": link("?linkType=gs1:pip", "Provenance page", "text/html"),
-            "https://gs1.org/voc/epcis": link("?linkType=gs1:epcis", "EPCIS events (token required)", "application/ld+json"),
-            "https://gs1.org/voc/traceability": link("?linkType=gs1:traceability", "Trace (investigator token required)", "application/json"),
-            "https://gs1.org/voc/recallStatus": link("?linkType=gs1:pip#recall", "Recall status on the provenance page", "text/html"),
-        }]
-    })
+    let mut item = serde_json::Map::new();
+    item.insert("anchor".into(), canonical.into());
+    for (t, title, media) in LINK_TYPES {
+        let target = match *t {
+            "defaultLink" => here.to_string(),
+            "recallStatus" => format!("{here}?linkType=gs1:pip#recall"),
+            t => format!("{here}?linkType=gs1:{t}"),
+        };
+        item.insert(
+            format!("{GS1_VOC}{t}"),
+            serde_json::json!([{
+                "href": target,
+                "title": title,
+                "type": media,
+                "hreflang": ["en", "de"],
+            }]),
+        );
+    }
+    serde_json::json!({ "linkset": [item] })
 }
 
 /// The provenance page, with an ETag over its bytes.
@@ -272,7 +423,7 @@ async fn page(
         .is_some_and(|g| catalogue.as_deref().is_some_and(|c| c.discloses(g)));
     if !disclosed {
         let body = render::withheld_page(&facts, product.as_deref(), lang, here, &state.grant);
-        return respond(req, body, lang, here, started);
+        return respond(req, body, lang, started);
     }
     // Hourly buckets over the journey (and a day after its last step).
     let (from, to) = (facts.first_ms, facts.last_ms + 86_400_000);
@@ -299,7 +450,7 @@ async fn page(
         here,
         &state.grant,
     );
-    respond(req, body, lang, here, started)
+    respond(req, body, lang, started)
 }
 
 /// A page's answer: cached by its ETag, with the page's headers.
@@ -307,7 +458,6 @@ fn respond(
     req: &HttpRequest,
     body: String,
     lang: Lang,
-    here: &str,
     started: std::time::Instant,
 ) -> HttpResponse {
     let etag = crate::cache::etag(body.as_bytes());
@@ -327,13 +477,6 @@ fn respond(
         .insert_header((
             "Server-Timing",
             format!("page;dur={:.3}", started.elapsed().as_secs_f64() * 1e3),
-        ))
-        .insert_header((
-            header::LINK,
-            HeaderValue::from_str(&format!(
-                "<{here}?linkType=all>; rel=\"linkset\"; type=\"application/linkset+json\""
-            ))
-            .unwrap_or(HeaderValue::from_static("")),
         ));
     if matches {
         res.finish()
@@ -358,7 +501,7 @@ async fn get_qr(req: HttpRequest) -> HttpResponse {
     let base = base_url(&req);
     let link = match DigitalLink::from_parts(&base, path, None) {
         Ok(l) => l,
-        Err(e) => return actix_web::ResponseError::error_response(&identifier_error(path, e)),
+        Err(e) => return actix_web::ResponseError::error_response(&link_error(path, e)),
     };
     match qr(&link.under(&base), format) {
         Ok((media, bytes)) => HttpResponse::Ok()
