@@ -129,7 +129,6 @@ async fn description(req: HttpRequest) -> HttpResponse {
         "supportedPrimaryKeys": primary_keys,
         "supportedLinkType": [{ "namespace": GS1_VOC, "prefix": "gs1:" }],
         "linkTypeDefaultCanBeLinkset": false,
-        "supportedContextValuesEnumerated": [],
     }));
     cors(&mut res);
     res
