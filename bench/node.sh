@@ -2,6 +2,7 @@
 # free loopback port.
 #
 #   start_node BINARY NODE_DIR LOG    sets token, server (its pid) and base (its URL)
+#   serve_node BINARY NODE_DIR LOG [SERVE ARGS...]   serves an existing node; sets server and base
 #   trap stop_node_and_clean EXIT     on exit, stops the node and removes $work
 
 org=urn:epc:id:sgln:0614141.00001.0
@@ -10,7 +11,13 @@ start_node() {
   local bin=$1 node=$2 log=$3
   $bin org add --data-dir "$node" --gln $org --name Bench --role carrier >/dev/null
   token=$($bin token issue --data-dir "$node" --org $org 2>/dev/null)
-  RUST_LOG=warn $bin serve --data-dir "$node" --listen 127.0.0.1:0 >"$log" 2>&1 &
+  serve_node "$bin" "$node" "$log"
+}
+
+serve_node() {
+  local bin=$1 node=$2 log=$3
+  shift 3
+  RUST_LOG=warn $bin serve --data-dir "$node" --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
   server=$!
   for _ in $(seq 100); do grep -q http:// "$log" 2>/dev/null && break; sleep 0.1; done
   base=$(grep -o 'http://[0-9.:]*' "$log" | head -1)

@@ -50,10 +50,7 @@ done
 
 serve() { # NODE_DIR [ARGS...]: serve an existing node; sets server and base
   local node=$1; shift
-  RUST_LOG=warn $bin serve --data-dir "$node" --listen 127.0.0.1:0 "$@" >"$node.serve.log" 2>&1 &
-  server=$!
-  for _ in $(seq 100); do grep -q http:// "$node.serve.log" 2>/dev/null && break; sleep 0.1; done
-  base=$(grep -o 'http://[0-9.:]*' "$node.serve.log" | head -1)
+  serve_node "$bin" "$node" "$node.serve.log" "$@"
 }
 rate() { # TOKEN: readings/s at full binary load
   $bin loadgen --target "$base" --token "$1" --duration "${secs}s" --format binary --json |

@@ -586,17 +586,11 @@ async fn facts_are_verified_only_when_a_quorum_of_witnesses_vouches_for_them() {
     let dir = tempfile::tempdir().unwrap();
     support::tiny_demo(dir.path());
     let token = support::token(dir.path(), support::ORG, "investigator");
-    let keys: Vec<String> = {
+    let keys = {
         let server = Server::start(dir.path());
-        let doc = support::get(&server.base, "/.well-known/coldtrail/keys").json();
-        let newest = doc["key_sets"].as_array().unwrap().last().unwrap().clone();
+        let keys = support::witnesses::shard_keys(&server.base);
         server.stop();
-        newest["shards"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["public_key"].as_str().unwrap().to_string())
-            .collect()
+        keys
     };
     let witness_dirs: Vec<tempfile::TempDir> =
         (0..3).map(|_| tempfile::tempdir().unwrap()).collect();

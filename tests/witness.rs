@@ -9,7 +9,7 @@ mod support;
 use std::process::Command;
 
 use base64::Engine;
-use support::witnesses::{config, Witness};
+use support::witnesses::{config, shard_keys, Witness};
 use support::{get, post_json, provision, Server};
 
 const NAME: &str = "witness.example/w1";
@@ -17,19 +17,6 @@ const NAME: &str = "witness.example/w1";
 /// A witness named `NAME`.
 fn start_witness(dir: &std::path::Path, logs: &[String]) -> Witness {
     Witness::named(dir, logs, NAME)
-}
-
-/// The key document's shard keys, hex (the key set's, as a witness operator
-/// would copy them).
-fn shard_keys(base: &str) -> Vec<String> {
-    let doc = get(base, "/.well-known/coldtrail/keys").json();
-    let newest = doc["key_sets"].as_array().unwrap().last().unwrap().clone();
-    newest["shards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["public_key"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// Registers a device (an entry on the organisation's shard); that shard.

@@ -228,6 +228,20 @@ pub struct Reads {
     /// The witnesses' cosignatures the node collected, served with its
     /// checkpoints (none when no witness is configured).
     cosigned: Option<Arc<witness::cosigned::Cosigned>>,
+    /// Per log, the newest checkpoint found quorate, so the proofs of a
+    /// page's facts do not sign and verify it again each (see `witnessed`).
+    quorate: std::sync::Mutex<std::collections::HashMap<ledger::Digest, Quorate>>,
+}
+
+/// A checkpoint checked against a policy: valid while its size's lines and
+/// the policy are the ones it was checked with.
+#[derive(Clone)]
+struct Quorate {
+    size: u64,
+    lines: usize,
+    policy: ledger::keyset::WitnessPolicy,
+    text: String,
+    vouched: Vec<String>,
 }
 
 impl Reads {
@@ -235,6 +249,7 @@ impl Reads {
         Reads {
             node,
             cosigned: None,
+            quorate: Default::default(),
         }
     }
 
@@ -397,21 +412,46 @@ impl Reads {
             if size <= index {
                 break;
             }
-            let head = signed_at(s, size)?;
-            let mut text = s.signed_checkpoint(&head).map_err(crate::shard_refusal)?;
-            lines.iter().for_each(|l| text.push_str(l));
-            let Ok((_, vouched)) = ledger::note::check_cosigned(&text, &key, &witnesses) else {
-                continue;
+            let held = self
+                .quorate
+                .lock()
+                .expect("quorate lock")
+                .get(&log_id)
+                .cloned();
+            let q = match held {
+                Some(q) if q.size == size && q.lines == lines.len() && q.policy == policy => q,
+                _ => {
+                    let head = signed_at(s, size)?;
+                    let mut text = s.signed_checkpoint(&head).map_err(crate::shard_refusal)?;
+                    lines.iter().for_each(|l| text.push_str(l));
+                    let Ok((_, vouched)) = ledger::note::check_cosigned(&text, &key, &witnesses)
+                    else {
+                        continue;
+                    };
+                    if vouched.len() < policy.quorum as usize {
+                        continue;
+                    }
+                    let q = Quorate {
+                        size,
+                        lines: lines.len(),
+                        policy: policy.clone(),
+                        text,
+                        vouched,
+                    };
+                    self.quorate
+                        .lock()
+                        .expect("quorate lock")
+                        .insert(log_id, q.clone());
+                    q
+                }
             };
-            if vouched.len() >= policy.quorum as usize {
-                let proof = s.store().inclusion_proof(index, size)?;
-                return Ok(Some(WitnessedJson {
-                    checkpoint: text,
-                    size,
-                    proof: proof.iter().map(|d| d.to_hex()).collect(),
-                    witnesses: vouched,
-                }));
-            }
+            let proof = s.store().inclusion_proof(index, size)?;
+            return Ok(Some(WitnessedJson {
+                checkpoint: q.text,
+                size,
+                proof: proof.iter().map(|d| d.to_hex()).collect(),
+                witnesses: q.vouched,
+            }));
         }
         Ok(None)
     }

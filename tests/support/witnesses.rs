@@ -137,3 +137,16 @@ pub fn config(
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// The node's shard keys from its key document, hex (the newest key set's,
+/// as a witness operator would copy them).
+pub fn shard_keys(base: &str) -> Vec<String> {
+    let doc = super::get(base, "/.well-known/coldtrail/keys").json();
+    let newest = doc["key_sets"].as_array().unwrap().last().unwrap().clone();
+    newest["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["public_key"].as_str().unwrap().to_string())
+        .collect()
+}
