@@ -122,9 +122,9 @@ enum Cmd {
         scale: fixtures::Scale,
         #[arg(long, default_value_t = 7)]
         seed: u64,
-        /// The world's first day (UTC), as `demo --start`.
-        #[arg(long, default_value = "2026-11-01", value_parser = cmd::demo::parse_day)]
-        start: i64,
+        /// The world's first day (UTC); default as `demo --start`'s.
+        #[arg(long, value_parser = cmd::demo::parse_day)]
+        start: Option<i64>,
     },
     /// Drive a server with signed, realistic batches and report readings/s and ack latency.
     Loadgen(cmd::loadgen::Args),
@@ -351,7 +351,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seed,
             start,
         } => {
-            let world = fixtures::generate(seed, scale, start);
+            let world = match start {
+                Some(start) => fixtures::generate(seed, scale, start),
+                None => {
+                    fixtures::generate_in_past(seed, scale, chrono::Utc::now().timestamp_millis())
+                }
+            };
             world.write_to(&out)?;
             println!(
                 "wrote the {scale:?} world (seed {seed}) to {}: {} organisations, {} lots, {} loggers, {} events, {} readings (generated on demand)",

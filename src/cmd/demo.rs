@@ -41,10 +41,13 @@ pub struct Args {
     /// Stop once the world is loaded (for scripts), instead of serving until Ctrl-C.
     #[arg(long)]
     exit_after_load: bool,
-    /// The world's first day (UTC). The large world spans 60 days: start it
-    /// 60 days ago or more, or its later readings lie in the server's future.
-    #[arg(long, default_value = "2026-11-01", value_parser = parse_day)]
-    start: i64,
+    /// The world's first day (UTC), YYYY-MM-DD. Default: 2026-11-01, or, for
+    /// a world that would not have ended by yesterday from then, the day that
+    /// makes it end before yesterday. A node refuses readings from its
+    /// future, so a start that makes the world end after today is refused
+    /// before anything is loaded.
+    #[arg(long, value_parser = parse_day)]
+    start: Option<i64>,
     /// Local witnesses to start beside the node (`coldtrail witness`
     /// processes, data under DATA_DIR/witnesses), with a policy that a
     /// majority of them cosign each checkpoint.
@@ -86,6 +89,32 @@ fn start_witnesses(
         println!("  {}  key {}  at {}", c.peer.name, c.peer.key, c.peer.url);
     }
     Ok((children, Some(witnessing)))
+}
+
+/// The world to load: from `start` if given, which must let the whole world
+/// lie before `now_ms` (said now rather than after minutes of loading, when
+/// the node would refuse the first reading from its future), else from the
+/// default start ([`fixtures::generate_in_past`]).
+pub fn world_to_load(seed: u64, scale: Scale, start: Option<i64>, now_ms: i64) -> Result<World> {
+    let Some(start) = start else {
+        return Ok(fixtures::generate_in_past(seed, scale, now_ms));
+    };
+    let world = generate(seed, scale, start);
+    if world.end_ms() > now_ms {
+        let day = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d").to_string())
+        };
+        let latest = fixtures::generate_in_past(seed, scale, now_ms).start_ms;
+        bail!(
+            "the {scale:?} world from {} runs until {}, after now ({}): the node would refuse its later readings as from its future; start it on {} or earlier, or leave --start out",
+            day(start),
+            day(world.end_ms()),
+            day(now_ms),
+            day(latest),
+        );
+    }
+    Ok(world)
 }
 
 /// A day (YYYY-MM-DD, UTC) as Unix epoch milliseconds.
@@ -420,7 +449,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .keep(),
     };
     let new = fresh(&data_dir);
-    let world = generate(args.seed, args.scale, args.start);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let world = if new {
+        world_to_load(args.seed, args.scale, args.start, now_ms)?
+    } else {
+        // Nothing is loaded into an existing node; the world only names things.
+        generate(
+            args.seed,
+            args.scale,
+            args.start.unwrap_or(fixtures::DEFAULT_START_MS),
+        )
+    };
     actix_web::rt::System::new().block_on(async move {
         let node = open_node(&data_dir, args.shards)?;
         // Stopped (killed) when the demo ends.
@@ -453,7 +492,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 let result = (|| -> Result<()> {
                     match &tokens {
                         Some(tokens) => {
-                            println!("coldtrail demo: loading the {:?} world (seed {}) into {} through {base}", world.scale, world.seed, dir_for_print.display());
+                            println!(
+                                "coldtrail demo: loading the {:?} world (seed {}, from {}) into {} through {base}",
+                                world.scale,
+                                world.seed,
+                                chrono::DateTime::from_timestamp_millis(world.start_ms).map_or_else(String::new, |t| t.format("%Y-%m-%d").to_string()),
+                                dir_for_print.display()
+                            );
                             let (readings, example) = load(&base, &world, tokens)?;
                             // Let the relay carry every receipt home before saying "loaded".
                             while node.pending_receipts() > 0 {

@@ -466,6 +466,27 @@ pub fn get_with(base: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     reply(req.call().expect("the request completes"))
 }
 
+/// GET, HEAD or OPTIONS with extra headers, redirects not followed: what
+/// the server itself answered.
+pub fn ask(method: &str, base: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let url = format!("{base}{path}");
+    let mut req = match method {
+        "GET" => agent.get(url),
+        "HEAD" => agent.head(url),
+        "OPTIONS" => agent.options(url),
+        other => panic!("ask: {other} is not a method this helper sends"),
+    };
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    reply(req.call().expect("the request completes"))
+}
+
 pub fn get(base: &str, path: &str) -> Reply {
     reply(
         agent()

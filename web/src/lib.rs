@@ -17,9 +17,11 @@
 //! lots, EPCIS `MATCH_`/`EQ_` parameters, recalls) finds it however it is written, and answers
 //! name it as events first did.
 //!
-//! The resolver is the last route `web` registers, guarded to paths whose first segment is a
-//! primary key's AI or short name. It parses (4xx with the reason), redirects non-canonical
-//! spellings (301), then answers from `readstate`: the linkset, a link-type redirect, or the page.
+//! The resolver (`consumer::resolver`) is the last route `web` registers, guarded to paths whose
+//! first segment is a primary key's AI or short name. It parses (400 with the reason), redirects
+//! non-canonical spellings (301), walks up to what this node knows (an unknown lot to its
+//! product), then answers from `readstate` as a GS1-Conformant resolver: the linkset, or a 307 to
+//! the link asked for, by default the provenance page (`/provenance/{digital link path}`).
 //! `consumer::facts::lot_facts` gathers what the page says from the graph (lot view, events,
 //! breach verdicts, open recalls, the product profile's temperature limits), each fact with its
 //! entry; `ReadState::lot_series` reads the loggers' readings (shared with GraphQL);

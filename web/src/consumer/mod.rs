@@ -1,21 +1,14 @@
-//! What a shopper's phone reaches: the GS1 Digital Link resolver, the
-//! provenance page it serves, and the QR codes that point at it.
-//!
-//! The resolver answers any GS1 Digital Link path (`/01/{gtin}/10/{lot}`,
-//! other primary keys, short names, data attributes): a malformed one gets
-//! a 400 that says what is wrong; a non-canonical one a 301 to the
-//! canonical path; a known one the page (browsers), its RFC 9264 linkset
-//! (`?linkType=linkset`, `Accept: application/linkset+json`) or a redirect to
-//! the link type asked for (`gs1:epcis`, `gs1:traceability`); a link type it
-//! does not have a 404. Every answer carries the GS1-Conformant Resolver's
-//! CORS and `Link` headers; `/.well-known/gs1resolver` describes it.
+//! What a shopper's phone reaches: the GS1 Digital Link resolver
+//! ([`resolver`]), the provenance page it redirects to (its default link,
+//! under [`PAGE_PREFIX`]), and the QR codes that point at it.
 
 pub mod facts;
 pub mod render;
+mod resolver;
 
 use std::sync::Arc;
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::http::Method;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{guard, HttpRequest, HttpResponse};
@@ -24,6 +17,14 @@ use gs1::DigitalLink;
 use readstate::ReadState;
 
 use render::Lang;
+use resolver::Subject;
+pub use resolver::DESCRIPTION_PATH;
+
+/// Where the provenance page of a Digital Link path is served
+/// (`/provenance/01/{gtin}/10/{lot}`): the resolver's default link. The
+/// page is a resource of its own, not a resolver answer, so the resolver
+/// can redirect to it as the standard asks.
+pub const PAGE_PREFIX: &str = "/provenance";
 
 /// Whether `path` starts like a Digital Link path: its first segment is the
 /// AI (or short name) of a primary key.
@@ -37,101 +38,23 @@ fn is_link_path(path: &str) -> bool {
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
     cfg.route("/qr/{path:.*}", web::get().to(get_qr))
         .service(
+            web::resource(format!("{PAGE_PREFIX}/{{path:.*}}"))
+                .route(web::get().to(get_page))
+                .route(web::head().to(get_page)),
+        )
+        .service(
             web::resource(DESCRIPTION_PATH)
-                .route(web::get().to(description))
-                .route(web::head().to(description))
-                .route(web::method(Method::OPTIONS).to(preflight)),
+                .route(web::get().to(resolver::description))
+                .route(web::head().to(resolver::description))
+                .route(web::method(Method::OPTIONS).to(resolver::preflight)),
         )
         .service(
             web::resource("/{path:.*}")
                 .guard(guard::fn_guard(|ctx| is_link_path(ctx.head().uri.path())))
-                .route(web::get().to(resolve))
-                .route(web::head().to(resolve))
-                .route(web::method(Method::OPTIONS).to(preflight)),
+                .route(web::get().to(resolver::resolve))
+                .route(web::head().to(resolver::resolve))
+                .route(web::method(Method::OPTIONS).to(resolver::preflight)),
         );
-}
-
-/// Where a GS1-Conformant resolver describes itself.
-pub const DESCRIPTION_PATH: &str = "/.well-known/gs1resolver";
-
-/// The GS1 Web Vocabulary's link types, as resolvers name them in full.
-const GS1_VOC: &str = "https://gs1.org/voc/";
-
-/// The JSON-LD context that turns a GS1 resolver's linkset into JSON-LD.
-const LINKSET_CONTEXT: &str = "https://ref.gs1.org/standards/resolver/linkset-context";
-
-/// The link types this resolver answers, besides the linkset itself: each
-/// with its title and media type (the provenance page is the default).
-const LINK_TYPES: &[(&str, &str, &str)] = &[
-    ("defaultLink", "Provenance page", "text/html"),
-    ("pip", "Provenance page", "text/html"),
-    (
-        "recallStatus",
-        "Recall status on the provenance page",
-        "text/html",
-    ),
-    (
-        "epcis",
-        "EPCIS events (token required)",
-        "application/ld+json",
-    ),
-    (
-        "traceability",
-        "Trace (investigator token required)",
-        "application/json",
-    ),
-];
-
-/// Headers every resolver answer carries (the standard's CORS): any origin
-/// may read them with GET, HEAD or OPTIONS, and see the links and redirects.
-fn cors(res: &mut HttpResponse) {
-    let h = res.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Link, Location, Content-Language, ETag"),
-    );
-}
-
-/// `OPTIONS` on a Digital Link or the description file: a CORS preflight.
-async fn preflight() -> HttpResponse {
-    let mut res = HttpResponse::NoContent()
-        .insert_header((
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            "Accept, Accept-Language",
-        ))
-        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
-        .insert_header((header::ALLOW, "GET, HEAD, OPTIONS"))
-        .finish();
-    cors(&mut res);
-    res
-}
-
-/// `GET /.well-known/gs1resolver`: the resolver description file (GS1-
-/// Conformant Resolver standard): its root, the primary keys and link types
-/// it resolves, and that `linkType=linkset` gives the linkset.
-async fn description(req: HttpRequest) -> HttpResponse {
-    let primary_keys: Vec<&str> = gs1::ai::TABLE
-        .iter()
-        .filter(|ai| ai.role == gs1::Role::PrimaryKey)
-        .map(|ai| ai.code)
-        .collect();
-    let mut res = HttpResponse::Ok().json(serde_json::json!({
-        "name": "coldtrail",
-        "resolverRoot": base_url(&req),
-        "supportedPrimaryKeys": primary_keys,
-        "supportedLinkType": [{ "namespace": GS1_VOC, "prefix": "gs1:" }],
-        "linkTypeDefaultCanBeLinkset": false,
-    }));
-    cors(&mut res);
-    res
 }
 
 /// The public base URL links and QR codes are written under: the
@@ -208,191 +131,114 @@ fn link_error(path: &str, e: gs1::Gs1Error) -> ApiError {
     }
 }
 
-/// `GET /{digital link path}` (and `HEAD`): every answer, redirects and
-/// refusals included, carries CORS and, once the path is a Digital Link,
-/// the `Link` to its linkset and the linkset's JSON-LD context.
-async fn resolve(state: web::Data<ReadState>, req: HttpRequest) -> HttpResponse {
-    let (mut res, here) = answer(state, &req).await;
-    cors(&mut res);
-    if let Some(here) = here {
-        let links = format!(
-            "<{here}?linkType=linkset>; rel=\"linkset\"; type=\"application/linkset+json\", \
-             <{LINKSET_CONTEXT}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
-        );
-        if let Ok(v) = HeaderValue::from_str(&links) {
-            res.headers_mut().insert(header::LINK, v);
-        }
-    }
-    res
-}
-
-/// What `resolve` answers, and the thing's URI under this node (`None`
-/// when the path is not a Digital Link).
-async fn answer(state: web::Data<ReadState>, req: &HttpRequest) -> (HttpResponse, Option<String>) {
-    let path = req.uri().path().to_string();
-    let query = req.uri().query();
-    let base = base_url(req);
-    let link = match DigitalLink::from_parts(&base, &path, query) {
+/// `GET /provenance/{digital link path}` (and `HEAD`): the provenance page
+/// of what the path names, walking up as the resolver does (an unknown lot
+/// shows its product); `?lang=en|de` picks the language over
+/// `Accept-Language` (the pages' `hreflang` alternates).
+async fn get_page(state: web::Data<ReadState>, req: HttpRequest) -> HttpResponse {
+    let full = req.uri().path();
+    let path = full.strip_prefix(PAGE_PREFIX).unwrap_or(full);
+    let base = base_url(&req);
+    let link = match DigitalLink::from_parts(&base, path, req.uri().query()) {
         Ok(l) => l,
         Err(e) => {
-            let refusal = refuse(
-                req,
-                link_error(&path, e),
+            return refuse(
+                &req,
+                link_error(path, e),
                 (
                     "This code is not a valid product code",
                     "Dieser Code ist kein gültiger Produktcode",
                 ),
-            );
-            return (refusal, None);
+            )
         }
     };
-    let here = link.under(&base);
-    // One URI per thing: other spellings are sent to the canonical one.
-    // The query is compared decoded: `gs1:epcis` and `gs1%3Aepcis` are one.
-    let canonical_query = link.query();
-    let decoded = |q: &str| -> Vec<(String, String)> {
-        q.split(['&', ';'])
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (
-                    gs1::decode(k).unwrap_or_default(),
-                    gs1::decode(v).unwrap_or_default(),
-                )
-            })
-            .collect()
-    };
-    if link.path() != path || decoded(query.unwrap_or("")) != decoded(&canonical_query) {
-        let mut to = link.path();
-        if !canonical_query.is_empty() {
+    if link.path() != path && format!("{}/", link.path()) != path {
+        let mut to = format!("{PAGE_PREFIX}{}", link.path());
+        if let Some(q) = req.uri().query() {
             to.push('?');
-            to.push_str(&canonical_query);
+            to.push_str(q);
         }
-        let moved = HttpResponse::MovedPermanently()
+        return HttpResponse::MovedPermanently()
             .insert_header((header::LOCATION, to))
             .finish();
-        return (moved, Some(here));
     }
-    let res = resolved(state, req, &link, &here).await;
-    (res, Some(here))
-}
-
-/// A canonical Digital Link's answer: the linkset, a redirect to the link
-/// type asked for, the page, or why not.
-async fn resolved(
-    state: web::Data<ReadState>,
-    req: &HttpRequest,
-    link: &DigitalLink,
-    here: &str,
-) -> HttpResponse {
     if let Err(e) = state.fresh().await {
         return actix_web::ResponseError::error_response(&e);
     }
-    let canonical = link.canonical();
-    let known = state
-        .lineage
-        .read()
-        .expect("lineage lock")
-        .knows(&canonical);
-    if !known {
-        return refuse(
-            req,
+    let lang = link
+        .extensions
+        .iter()
+        .find(|(k, _)| k == "lang")
+        .and_then(|(_, v)| Lang::from_code(v))
+        .unwrap_or_else(|| lang_of(&req));
+    let catalogue = req
+        .app_data::<web::Data<crate::Options>>()
+        .map(|o| Arc::clone(&o.catalogue));
+    let nothing = || {
+        refuse(
+            &req,
             ApiError::NotFound(format!(
-                "nothing is recorded about {canonical}: no event names it on this node"
+                "nothing is recorded about {}: no event names it, nor its product, on this node",
+                link.canonical()
             )),
             (
                 "We have no record of this product",
                 "Zu diesem Produkt liegen uns keine Angaben vor",
             ),
-        );
-    }
-    let link_type = link
-        .extensions
-        .iter()
-        .find(|(k, _)| k == "linkType")
-        .map(|(_, v)| v.as_str());
-    // `all` is this node's older spelling of the standard's `linkset`.
-    if matches!(link_type, Some("linkset" | "all"))
-        || (link_type.is_none() && wants(req, "application/linkset+json"))
-    {
-        return HttpResponse::Ok()
-            .content_type("application/linkset+json")
-            .json(linkset(here, &canonical));
-    }
-    // A link type by its CURIE (`gs1:epcis`) or its full URI.
-    let named = link_type.map(|t| {
-        t.strip_prefix("gs1:")
-            .or_else(|| t.strip_prefix(GS1_VOC))
-            .or_else(|| t.strip_prefix("https://ref.gs1.org/voc/"))
-            .unwrap_or(t)
-    });
-    match named {
-        None | Some("defaultLink" | "pip" | "recallStatus") => {
-            page(&state.into_inner(), req, &canonical, here).await
+        )
+    };
+    let Some(subject) = resolver::subject_of(&state, catalogue.as_deref(), &link) else {
+        return nothing();
+    };
+    let urls = render::Urls {
+        page: resolver::page_url(&base, subject.link()),
+        linkset: format!("{}?linkType=linkset", subject.link().under(&base)),
+    };
+    let product_name = |gtin: Option<&str>| {
+        gtin.and_then(|g| {
+            catalogue
+                .as_deref()
+                .and_then(|c| c.name(g, lang.code()))
+                .map(str::to_string)
+        })
+    };
+    match subject {
+        Subject::Recorded(l) => {
+            page(
+                &state.into_inner(),
+                &req,
+                &l.canonical(),
+                &urls,
+                lang,
+                catalogue.as_deref(),
+            )
+            .await
         }
-        Some("epcis") => redirect(&format!(
-            "/events?MATCH_anything={}",
-            gs1::encode(&canonical)
-        )),
-        Some("traceability") => redirect(&format!("/v1/trace?lot={}", gs1::encode(&canonical))),
-        Some(other) => refuse(
-            req,
-            ApiError::NotFound(format!(
-                "this resolver has no {other:?} link for {canonical}; it has {}, and the linkset (linkType=linkset)",
-                LINK_TYPES
-                    .iter()
-                    .map(|(t, _, _)| format!("gs1:{t}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            (
-                "We have no such information about this product",
-                "Zu diesem Produkt liegen uns solche Angaben nicht vor",
-            ),
-        ),
+        Subject::Product(l) => {
+            let started = std::time::Instant::now();
+            let gtin = l.gtin().unwrap_or_default();
+            let body = render::product_page(
+                gtin,
+                product_name(Some(gtin)).as_deref(),
+                link.get("10"),
+                lang,
+                &urls,
+            );
+            respond(&req, body, lang, started)
+        }
     }
 }
 
-fn redirect(to: &str) -> HttpResponse {
-    HttpResponse::TemporaryRedirect()
-        .insert_header((header::LOCATION, to))
-        .finish()
-}
-
-/// The RFC 9264 linkset of a thing: the provenance page (default, and as
-/// the product information and recall status links), its EPCIS events and
-/// trace (for partners and investigators with a token).
-fn linkset(here: &str, canonical: &str) -> serde_json::Value {
-    let mut item = serde_json::Map::new();
-    item.insert("anchor".into(), canonical.into());
-    for (t, title, media) in LINK_TYPES {
-        let target = match *t {
-            "defaultLink" => here.to_string(),
-            "recallStatus" => format!("{here}?linkType=gs1:pip#recall"),
-            t => format!("{here}?linkType=gs1:{t}"),
-        };
-        item.insert(
-            format!("{GS1_VOC}{t}"),
-            serde_json::json!([{
-                "href": target,
-                "title": title,
-                "type": media,
-                "hreflang": ["en", "de"],
-            }]),
-        );
-    }
-    serde_json::json!({ "linkset": [item] })
-}
-
-/// The provenance page, with an ETag over its bytes.
+/// The provenance page of a recorded thing, with an ETag over its bytes.
 async fn page(
     state: &Arc<ReadState>,
     req: &HttpRequest,
     canonical: &str,
-    here: &str,
+    urls: &render::Urls,
+    lang: Lang,
+    catalogue: Option<&crate::catalogue::Catalogue>,
 ) -> HttpResponse {
     let started = std::time::Instant::now();
-    let lang = lang_of(req);
     let facts = {
         let g = state.lineage.read().expect("lineage lock");
         facts::lot_facts(&g, state.rules.as_deref(), canonical)
@@ -407,21 +253,17 @@ async fn page(
             ),
         );
     };
-    let catalogue = req
-        .app_data::<web::Data<crate::Options>>()
-        .map(|o| Arc::clone(&o.catalogue));
-    let product = facts.gtin.as_deref().and_then(|g| {
-        catalogue
-            .as_deref()
-            .and_then(|c| c.name(g, lang.code()))
-            .map(str::to_string)
-    });
+    let product = facts
+        .gtin
+        .as_deref()
+        .and_then(|g| catalogue.and_then(|c| c.name(g, lang.code())))
+        .map(str::to_string);
     let disclosed = facts
         .gtin
         .as_deref()
-        .is_some_and(|g| catalogue.as_deref().is_some_and(|c| c.discloses(g)));
+        .is_some_and(|g| catalogue.is_some_and(|c| c.discloses(g)));
     if !disclosed {
-        let body = render::withheld_page(&facts, product.as_deref(), lang, here, &state.grant);
+        let body = render::withheld_page(&facts, product.as_deref(), lang, urls, &state.grant);
         return respond(req, body, lang, started);
     }
     // Hourly buckets over the journey (and a day after its last step).
@@ -446,7 +288,7 @@ async fn page(
         product.as_deref(),
         &series,
         lang,
-        here,
+        urls,
         &state.grant,
     );
     respond(req, body, lang, started)

@@ -50,6 +50,16 @@ impl Lang {
         Lang::En
     }
 
+    /// Every language the pages speak.
+    pub const ALL: [Lang; 2] = [Lang::En, Lang::De];
+
+    /// The language a `lang` parameter names (`en`, `de`, any case).
+    pub fn from_code(code: &str) -> Option<Lang> {
+        Lang::ALL
+            .into_iter()
+            .find(|l| l.code().eq_ignore_ascii_case(code))
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Lang::En => "en",
@@ -398,8 +408,9 @@ fn chart(f: &LotFacts, series: &[Series], lang: Lang) -> Markup {
 
 /// Every page's `<head>`: mobile viewport, title, inline style, and (on
 /// pages with facts) the verifier, a module script: deferred, so it runs
-/// after the page is parsed and shown.
-fn head(title: &str, canonical: Option<&str>, verifier: bool) -> Markup {
+/// after the page is parsed and shown. A page at `urls` names itself
+/// canonical and its versions in each language as `hreflang` alternates.
+fn head(title: &str, urls: Option<&Urls>, verifier: bool) -> Markup {
     html! {
         head {
             meta charset="utf-8";
@@ -407,7 +418,14 @@ fn head(title: &str, canonical: Option<&str>, verifier: bool) -> Markup {
             title { (title) " · coldtrail" }
             // No icon to fetch (a 404 for /favicon.ico is a console error).
             link rel="icon" href="data:,";
-            @if let Some(c) = canonical { link rel="canonical" href=(c); }
+            @if let Some(u) = urls {
+                link rel="canonical" href=(u.page);
+                @for l in Lang::ALL {
+                    link rel="alternate" hreflang=(l.code()) href=(format!("{}?lang={}", u.page, l.code()));
+                }
+                link rel="alternate" hreflang="x-default" href=(u.page);
+                link rel="linkset" type="application/linkset+json" href=(u.linkset);
+            }
             style { (PreEscaped(CSS)) }
             @if verifier { script type="module" src=(format!("{}/verify.js", crate::assets::PREFIX)) {} }
         }
@@ -418,15 +436,70 @@ fn head(title: &str, canonical: Option<&str>, verifier: bool) -> Markup {
 /// public safety notice.
 fn recall_banners(f: &LotFacts, lang: Lang, grant: &Grant) -> Markup {
     html! {
-        @for r in &f.recalls {
-            section.recall role="alert" aria-labelledby="recall-h" {
-                h2 id="recall-h" { (lang.t("Recalled: do not eat or use this product", "Rückruf: Dieses Produkt nicht verzehren oder verwenden")) }
-                p { (lang.t("Reason", "Grund")) ": " (r.reason) }
-                p { (lang.t("Return it to the shop where you bought it for a refund, or throw it away.", "Bringen Sie es in das Geschäft zurück, in dem Sie es gekauft haben, oder werfen Sie es weg.")) }
-                p { small { (lang.t("Since", "Seit")) " " (lang.date(r.since_ms)) ". " (proof(&r.entry, "recall", lang, grant)) } }
+        @if !f.recalls.is_empty() {
+            // The target of the resolver's `gs1:recallStatus` link.
+            div #recall {
+                @for r in &f.recalls {
+                    section.recall role="alert" aria-labelledby="recall-h" {
+                        h2 id="recall-h" { (lang.t("Recalled: do not eat or use this product", "Rückruf: Dieses Produkt nicht verzehren oder verwenden")) }
+                        p { (lang.t("Reason", "Grund")) ": " (r.reason) }
+                        p { (lang.t("Return it to the shop where you bought it for a refund, or throw it away.", "Bringen Sie es in das Geschäft zurück, in dem Sie es gekauft haben, oder werfen Sie es weg.")) }
+                        p { small { (lang.t("Since", "Seit")) " " (lang.date(r.since_ms)) ". " (proof(&r.entry, "recall", lang, grant)) } }
+                    }
+                }
             }
         }
     }
+}
+
+/// Where a page is and where its thing's linkset is.
+#[derive(Debug, Clone)]
+pub struct Urls {
+    /// The page's own URL, without a query.
+    pub page: String,
+    /// The resolver's linkset of the thing the page is about.
+    pub linkset: String,
+}
+
+/// The page for a product none of whose lots was named (a bare GTIN) or
+/// whose lot nobody recorded here (`lot`): what it is, and where a lot's
+/// record is found. It states no ledger fact.
+pub fn product_page(
+    gtin: &str,
+    product: Option<&str>,
+    lot: Option<&str>,
+    lang: Lang,
+    urls: &Urls,
+) -> String {
+    let name = product.map_or_else(|| format!("GTIN {gtin}"), str::to_string);
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            (head(&name, Some(urls), false))
+            body {
+                main {
+                    header {
+                        h1 { (name) }
+                        p.sub { "GTIN " (gtin) }
+                    }
+                    section aria-labelledby="product-h" data-fact="product" {
+                        h2 id="product-h" { (lang.t("Supply-chain record", "Lieferkette")) }
+                        @if let Some(l) = lot {
+                            p data-fact="unknown-lot" {
+                                (lang.t("No record of lot", "Keine Angaben zur Charge")) " " strong { (l) } " "
+                                (lang.t("is held here. Check the lot code on the pack; this is what we know of the product.", "liegen hier vor. Prüfen Sie die Chargennummer auf der Packung; dies ist, was wir über das Produkt wissen."))
+                            }
+                        }
+                        p { (lang.t("Each lot of this product has its own record of where it comes from and how it was kept cold: scan the code on the pack, which names its lot.", "Jede Charge dieses Produkts hat ihre eigenen Angaben zu Herkunft und Kühlung: Scannen Sie den Code auf der Packung, der ihre Charge nennt.")) }
+                    }
+                    footer {
+                        p { a href=(urls.linkset) { (lang.t("All links for this product", "Alle Verweise zu diesem Produkt")) } }
+                    }
+                }
+            }
+        }
+    }
+    .into_string()
 }
 
 /// The product's name (else its GTIN), and the lot as the pack prints it.
@@ -463,14 +536,14 @@ pub fn withheld_page(
     f: &LotFacts,
     product: Option<&str>,
     lang: Lang,
-    canonical: &str,
+    urls: &Urls,
     grant: &Grant,
 ) -> String {
     let (product, title) = names(f, product, lang);
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
-            (head(&title, Some(canonical), !f.recalls.is_empty()))
+            (head(&title, Some(urls), !f.recalls.is_empty()))
             body {
                 main {
                     (recall_banners(f, lang, grant))
@@ -481,7 +554,7 @@ pub fn withheld_page(
                     }
                     footer {
                         p #proof-summary.proof aria-live="polite" hidden {}
-                        p { a href=(format!("{canonical}?linkType=all")) { (lang.t("All links for this product", "Alle Verweise zu diesem Produkt")) } }
+                        p { a href=(urls.linkset) { (lang.t("All links for this product", "Alle Verweise zu diesem Produkt")) } }
                     }
                 }
             }
@@ -496,7 +569,7 @@ pub fn lot_page(
     product: Option<&str>,
     series: &[Series],
     lang: Lang,
-    canonical: &str,
+    urls: &Urls,
     grant: &Grant,
 ) -> String {
     let (good, verdict_text) = verdict(f, lang);
@@ -513,7 +586,7 @@ pub fn lot_page(
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
-            (head(&title, Some(canonical), true))
+            (head(&title, Some(urls), true))
             body {
                 main {
                     (recall_banners(f, lang, grant))
@@ -565,7 +638,7 @@ pub fn lot_page(
                     footer {
                         p { (lang.t("Every fact above is recorded on a tamper-evident ledger; each links to its proof, which anyone can check against the node's published key.", "Jede Angabe oben steht in einem fälschungssicheren Register; jede verweist auf ihren Nachweis, den jeder mit dem veröffentlichten Schlüssel prüfen kann.")) }
                         p #proof-summary.proof aria-live="polite" hidden {}
-                        p { a href=(format!("{canonical}?linkType=all")) { (lang.t("All links for this product", "Alle Verweise zu diesem Produkt")) } }
+                        p { a href=(urls.linkset) { (lang.t("All links for this product", "Alle Verweise zu diesem Produkt")) } }
                     }
                 }
             }

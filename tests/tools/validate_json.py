@@ -1,8 +1,9 @@
-"""Validates EPCIS 2.0 JSON documents against GS1's JSON schema.
+"""Validates JSON documents against a JSON schema (draft 7).
 
-Usage: validate_epcis.py SCHEMA FILE...  Exits 1 naming each invalid file and
-the first error in it. A second-language check for the query answers our
-tests collect (tests/epcis.rs).
+Usage: validate_json.py SCHEMA FILE...  Exits 1 naming each invalid file and
+the first error in it. A second-language check for the answers our tests
+collect: EPCIS query answers against GS1's EPCIS 2.0 schema (tests/epcis.rs),
+resolver linksets against GS1's linkset schema (tests/resolver.rs).
 """
 import json
 import sys
