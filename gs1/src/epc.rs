@@ -51,7 +51,8 @@ pub fn from_epc_urn(urn: &str) -> Result<Option<DigitalLink>, Gs1Error> {
         attributes: Vec::new(),
         extensions: Vec::new(),
     };
-    link.validate()?;
+    // EPC URNs carry whole GTIN-14s: exact is what they must be.
+    link.validate(crate::Spelling::Exact)?;
     Ok(Some(link))
 }
 

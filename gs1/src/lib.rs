@@ -125,6 +125,97 @@ pub fn check_pair(data: &str) -> Option<[u8; 2]> {
     Some([CSET32[(sum >> 5) as usize], CSET32[(sum & 31) as usize]])
 }
 
+/// How closely a Digital Link must follow the standard's syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spelling {
+    /// As the standard writes it: what captured data must be.
+    Exact,
+    /// Also the spellings people type (short names, GTIN-8/12/13, an
+    /// upper-case scheme), which a resolver takes and redirects.
+    Lenient,
+}
+
+/// Checks a URI's authority against RFC 3986 (section 3.2):
+/// `[userinfo "@"] host [":" port]`, the host an IP literal in brackets, an
+/// IPv4 address or a registered name, the port digits.
+fn check_authority(authority: &str) -> Result<(), String> {
+    let unreserved_or_sub = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b);
+    let pct_ok = |s: &str| {
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                if i + 2 >= b.len()
+                    || !(b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit())
+                {
+                    return false;
+                }
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+        true
+    };
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    if let Some(u) = userinfo {
+        if !u
+            .bytes()
+            .all(|b| unreserved_or_sub(b) || b == b':' || b == b'%')
+            || !pct_ok(u)
+        {
+            return Err(format!(
+                "its user information {u:?} is not as RFC 3986 allows"
+            ));
+        }
+    }
+    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+        let (literal, after) = rest.split_once(']').ok_or_else(|| {
+            format!("its host {hostport:?} opens an IP literal with [ and does not close it")
+        })?;
+        let ok = !literal.is_empty()
+            && literal.bytes().all(|b| {
+                b.is_ascii_hexdigit()
+                    || b == b':'
+                    || b == b'.'
+                    || (literal.starts_with(['v', 'V']) && unreserved_or_sub(b))
+            });
+        if !ok {
+            return Err(format!("its host [{literal}] is not an IP literal"));
+        }
+        match after {
+            "" => (hostport, None),
+            p => (hostport, Some(p.strip_prefix(':').ok_or_else(|| {
+                format!("its authority {authority:?} has {p:?} after the IP literal; only :port may follow")
+            })?)),
+        }
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("it has no host".to_string());
+    }
+    if !host.starts_with('[')
+        && (!host.bytes().all(|b| unreserved_or_sub(b) || b == b'%') || !pct_ok(host))
+    {
+        return Err(format!(
+            "its host {host:?} has characters a host name cannot have (RFC 3986: letters, digits, -._~, sub-delimiters, %XX)"
+        ));
+    }
+    if let Some(p) = port {
+        if !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("its port {p:?} is not a number"));
+        }
+    }
+    Ok(())
+}
+
 /// One Application Identifier with its value (percent-decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
@@ -155,14 +246,23 @@ impl DigitalLink {
     /// case, any host, an optional path before the primary key, a query
     /// string and a fragment, which is dropped).
     pub fn parse(uri: &str) -> Result<DigitalLink, Gs1Error> {
+        Self::parse_as(uri, Spelling::Lenient)
+    }
+
+    fn parse_as(uri: &str, spelling: Spelling) -> Result<DigitalLink, Gs1Error> {
         let not = |why: &str| Gs1Error::NotDigitalLink(uri.to_string(), why.to_string());
         let uri_nofrag = uri.split_once('#').map_or(uri, |(u, _)| u);
-        let (scheme, rest) = uri_nofrag
+        let (written, rest) = uri_nofrag
             .split_once("://")
             .ok_or_else(|| not("it has no http:// or https:// scheme"))?;
-        let scheme = scheme.to_ascii_lowercase();
+        let scheme = written.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
             return Err(not("its scheme is neither http nor https"));
+        }
+        if spelling == Spelling::Exact && written != scheme {
+            return Err(not(&format!(
+                "write its scheme in lower case ({scheme}://, not {written}://)"
+            )));
         }
         let (before_query, query) = match rest.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -172,13 +272,24 @@ impl DigitalLink {
             Some(i) => before_query.split_at(i),
             None => (before_query, ""),
         };
-        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(not("it has no host"));
-        }
-        Self::from_parts(&format!("{scheme}://{host}"), path, query).map_err(|e| match e {
-            Gs1Error::NotDigitalLink(_, why) => Gs1Error::NotDigitalLink(uri.to_string(), why),
-            other => other,
+        check_authority(host).map_err(|why| not(&why))?;
+        Self::from_parts_as(&format!("{scheme}://{host}"), path, query, spelling).map_err(|e| {
+            match e {
+                Gs1Error::NotDigitalLink(_, why) => Gs1Error::NotDigitalLink(uri.to_string(), why),
+                other => other,
+            }
         })
+    }
+
+    /// Parses a GS1 Digital Link URI exactly as the GS1 Digital Link URI
+    /// Syntax standard writes one, as identifiers in captured data must be:
+    /// on top of what [`DigitalLink::parse`] checks, the scheme is `http`
+    /// or `https` in lower case, every AI is numeric (no short names such as
+    /// `gtin` or `lot`), and a GTIN has its 14 digits. The lenient spellings
+    /// people type are for the resolver, which redirects them to the
+    /// canonical URI; they are never stored.
+    pub fn parse_strict(uri: &str) -> Result<DigitalLink, Gs1Error> {
+        Self::parse_as(uri, Spelling::Exact)
     }
 
     /// Parses the path (from its first `/`) and query of a Digital Link URI
@@ -188,7 +299,28 @@ impl DigitalLink {
         path: &str,
         query: Option<&str>,
     ) -> Result<DigitalLink, Gs1Error> {
+        Self::from_parts_as(stem, path, query, Spelling::Lenient)
+    }
+
+    fn from_parts_as(
+        stem: &str,
+        path: &str,
+        query: Option<&str>,
+        spelling: Spelling,
+    ) -> Result<DigitalLink, Gs1Error> {
         let not = |why: String| Gs1Error::NotDigitalLink(format!("{stem}{path}"), why);
+        // The standard's AIs are numeric; short names are Digital Link 1.1's
+        // deprecated convenience, for people typing, not for stored data.
+        let exact_ai = |written: &str, ai: &'static Ai| {
+            if spelling == Spelling::Exact && ai.alpha == Some(written) {
+                Err(not(format!(
+                    "write the AI as its number: /{}/ or {}=, not {written:?}",
+                    ai.code, ai.code
+                )))
+            } else {
+                Ok(())
+            }
+        };
         let mut segments: Vec<&str> = match path.strip_prefix('/') {
             Some(p) => p.split('/').collect(),
             None if path.is_empty() => Vec::new(),
@@ -219,6 +351,7 @@ impl DigitalLink {
                     ))
                 }
             })?;
+            exact_ai(code, ai)?;
             let value = decode(segments[end - 1]).map_err(not)?;
             match ai.role {
                 Role::PrimaryKey => break end - 2,
@@ -263,33 +396,64 @@ impl DigitalLink {
             let k = decode(k).map_err(not)?;
             let v = decode(v).map_err(not)?;
             match ai::lookup(&k) {
-                Some(ai) => link.attributes.push(Element {
-                    code: if ai.alpha == Some(k.as_str()) {
-                        ai.code.to_string()
-                    } else {
-                        k
-                    },
-                    ai,
-                    value: v,
-                }),
+                Some(ai) if ai.role != Role::Attribute => {
+                    return Err(not(format!(
+                        "AI ({}) {} is a {} and belongs in the path, not the query string",
+                        ai.code,
+                        ai.title,
+                        if ai.role == Role::PrimaryKey {
+                            "primary key"
+                        } else {
+                            "key qualifier"
+                        }
+                    )))
+                }
+                Some(ai) => {
+                    exact_ai(&k, ai)?;
+                    link.attributes.push(Element {
+                        code: if ai.alpha == Some(k.as_str()) {
+                            ai.code.to_string()
+                        } else {
+                            k
+                        },
+                        ai,
+                        value: v,
+                    })
+                }
                 None if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => {
                     return Err(Gs1Error::UnknownAi(k))
                 }
                 None => link.extensions.push((k, v)),
             }
         }
-        link.validate()?;
+        link.validate(spelling)?;
         Ok(link)
     }
 
     /// Checks every value's syntax and check digit, the qualifiers' order
-    /// and that no AI appears twice; pads a GTIN to 14 digits.
-    fn validate(&mut self) -> Result<(), Gs1Error> {
+    /// and that no AI appears twice; pads a GTIN-8, -12 or -13 to 14 digits
+    /// where the spelling may be lenient.
+    fn validate(&mut self, spelling: Spelling) -> Result<(), Gs1Error> {
         for e in std::iter::once(&mut self.key)
             .chain(&mut self.qualifiers)
             .chain(&mut self.attributes)
         {
-            if e.ai.code == "01" && matches!(e.value.len(), 8 | 12 | 13) {
+            let short_gtin = e.ai.code == "01"
+                && matches!(e.value.len(), 8 | 12 | 13)
+                && e.value.bytes().all(|b| b.is_ascii_digit());
+            if short_gtin && spelling == Spelling::Exact {
+                return Err(Gs1Error::Syntax {
+                    ai: e.ai.code,
+                    title: e.ai.title,
+                    reason: format!(
+                        "has {} digits: a Digital Link writes a GTIN with all 14, as {:0>14}",
+                        e.value.len(),
+                        e.value
+                    ),
+                    value: e.value.clone(),
+                });
+            }
+            if short_gtin {
                 e.value = format!("{:0>14}", e.value);
             }
             check_value(e.ai, &e.value)?;
@@ -438,7 +602,7 @@ pub fn check_identifier(id: &str) -> Result<(), Gs1Error> {
     if is_epc_urn(id) {
         return from_epc_urn(id).map(|_| ());
     }
-    DigitalLink::parse(id).map(|_| ())
+    DigitalLink::parse_strict(id).map(|_| ())
 }
 
 /// Checks `value` against `ai`'s format.

@@ -210,7 +210,27 @@ fn what_the_standard_does_not_allow_is_refused_with_the_reason() {
             |e| *e == Gs1Error::Duplicate("17"),
         ),
         ("https://id.gs1.org/01/09506000134352/10/L1?10=L1", |e| {
-            *e == Gs1Error::Duplicate("10")
+            e.to_string().contains("belongs in the path")
+        }),
+        ("https://id.gs1.org/01/09506000134352?10=L1", |e| {
+            e.to_string()
+                .contains("key qualifier and belongs in the path")
+        }),
+        (
+            "https://id.gs1.org/01/09506000134352?414=9506000000008",
+            |e| {
+                e.to_string()
+                    .contains("primary key and belongs in the path")
+            },
+        ),
+        ("https://id.gs1.org:80x/01/09506000134352", |e| {
+            e.to_string().contains("port")
+        }),
+        ("https://id<gs1>.org/01/09506000134352", |e| {
+            e.to_string().contains("host")
+        }),
+        ("https://[zz::1]/01/09506000134352", |e| {
+            e.to_string().contains("IP literal")
         }),
         ("https://id.gs1.org/01/09506000134352?9999=1", |e| {
             *e == Gs1Error::UnknownAi("9999".into())
@@ -402,4 +422,39 @@ fn every_spelling_of_a_gln_location_or_party_names_one_gln() {
     assert_ne!(gln_of("urn:epc:id:sgln:0614141.00002.0"), gln);
     assert_eq!(gln_of("urn:epc:class:lgtin:0614141.012345.L1"), None);
     assert_eq!(gln_of("urn:example:somewhere"), None);
+}
+
+/// Captured data holds identifiers exactly as the GS1 Digital Link URI
+/// Syntax writes them; what people type (and the resolver takes, to
+/// redirect) is refused there, each with what to write instead.
+#[test]
+fn the_exact_syntax_refuses_the_spellings_only_a_resolver_takes() {
+    let exact = "https://id.gs1.org/01/09506000134352/10/ABC?17=261231";
+    assert_eq!(DigitalLink::parse_strict(exact).unwrap(), parse(exact));
+    for ok in [
+        "http://example.com/01/09506000134352",
+        "https://example.com/some/prefix/01/09506000134352/22/V1/10/ABC/21/S1",
+        "https://[2001:db8::1]:8443/00/106141412345678908",
+        "https://user@192.0.2.1:8080/414/9506000000008/254/A1?foo=bar#top",
+        "https://id.gs1.org/01/09506000134352?3103=000500",
+    ] {
+        DigitalLink::parse_strict(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        crate::check_identifier(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for (lenient, says) in [
+        ("HTTPS://id.gs1.org/01/09506000134352", "lower case"),
+        ("https://id.gs1.org/gtin/09506000134352", "/01/"),
+        ("https://id.gs1.org/01/09506000134352/lot/ABC", "/10/"),
+        ("https://id.gs1.org/01/09506000134352?exp=261231", "17="),
+        ("https://id.gs1.org/01/9506000134352", "all 14"),
+        ("https://id.gs1.org/01/95060002", "all 14"),
+    ] {
+        // The resolver takes it...
+        let link = parse(lenient);
+        // ... and names the canonical form, which is exact.
+        DigitalLink::parse_strict(&link.canonical()).unwrap();
+        let e = DigitalLink::parse_strict(lenient).unwrap_err();
+        assert!(e.to_string().contains(says), "{lenient}: {e}");
+        assert!(crate::check_identifier(lenient).is_err(), "{lenient}");
+    }
 }

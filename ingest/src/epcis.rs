@@ -573,13 +573,27 @@ mod tests {
             Err(ApiError::InvalidGtin(_))
         ));
         assert!(check_identifier("https://id.example.com/8003/00614141000012345").is_ok());
-        // Query strings, fragments and upper-case schemes are Digital Link too.
+        // Query strings, fragments and any host's case are Digital Link too.
         for ok in [
             "https://id.gs1.org/01/09520123456788?3103=000195",
             "https://id.gs1.org/01/09520123456788#frag",
-            "HTTPS://ID.GS1.ORG/01/09520123456788",
+            "https://ID.GS1.ORG/01/09520123456788",
         ] {
             assert!(check_identifier(ok).is_ok(), "{ok}");
+        }
+        // What people type is for the resolver, not for captured data: an
+        // upper-case scheme, short names, a GTIN-13, a qualifier in the query.
+        for typed in [
+            "HTTPS://id.gs1.org/01/09520123456788",
+            "https://id.gs1.org/gtin/09520123456788",
+            "https://id.gs1.org/01/9520123456788",
+            "https://id.gs1.org/01/09520123456788?10=L1",
+        ] {
+            let e = check_identifier(typed).unwrap_err();
+            assert!(
+                matches!(e, ApiError::InvalidIdentifier { .. }),
+                "{typed}: {e:?}"
+            );
         }
         // Keys other than the GTIN are checked too.
         for bad in [

@@ -167,7 +167,11 @@ impl Lineage {
             standing: Standing::Pending,
             subjects,
         };
+        let fields = self.index_fields(&rec);
         self.events.push(rec);
+        let events = &self.events;
+        self.index
+            .insert(n, &fields, |m| query::cursor_of(&events[m as usize]));
         // Indexed (by subject, by location, its watches) once it counts.
         self.settle(n, e);
     }

@@ -66,6 +66,7 @@ mod coexposure;
 pub mod custody;
 pub mod fsma204;
 mod graph;
+mod index;
 mod lots;
 mod parties;
 pub mod query;
@@ -199,6 +200,8 @@ pub struct Lineage {
     uncounted: HashMap<u32, Vec<u32>>,
     /// The time of the newest counted event (what pending events age by).
     newest_ms: i64,
+    /// Events by the fields EPCIS queries select on, in cursor order.
+    index: index::Index,
 }
 
 fn role_is(m: &Mention, role: SubjectRole) -> bool {

@@ -11,11 +11,11 @@
 //! EPC pattern URIs (`urn:epc:idpat:sgtin:0614141.*`). `WD_` (with
 //! descendants) matches like `EQ_`: no location hierarchy is recorded.
 
-use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 
 use ledger::entry::{Action, EventKind, SubjectRole};
 
+use super::index::Field;
 use super::{At, EventRec, Lineage, Mention};
 
 /// Why a query was refused; `parameter` names the one at fault.
@@ -274,6 +274,15 @@ pub struct Cursor {
     pub index: u64,
 }
 
+/// Where event `e` sorts: its eventTime, then its place on the ledger.
+pub(super) fn cursor_of(e: &EventRec) -> Cursor {
+    Cursor {
+        time_ms: e.time_ms,
+        shard: e.at.shard,
+        index: e.at.index,
+    }
+}
+
 /// The opaque `nextPageToken`: the cursor and the query it belongs to.
 pub fn page_token(q: &EventQuery, c: Cursor) -> String {
     format!("{:x}_{}_{}_{}", q.fingerprint, c.time_ms, c.shard, c.index)
@@ -441,8 +450,30 @@ impl Lineage {
         after: Option<Cursor>,
         per_page: usize,
     ) -> Result<Page, QueryError> {
-        let s = self.select(q, after, per_page)?;
-        Ok(Page {
+        let s = self.select(q, after, per_page, false)?;
+        Ok(self.page_of(s))
+    }
+
+    /// [`Lineage::query`] without the indexes: every event evaluated, the
+    /// matches sorted, the page cut, as queries were answered before the
+    /// indexes. The reference the indexed path is tested and measured
+    /// against (`bench --only lineage`).
+    pub fn query_by_scan(
+        &self,
+        q: &EventQuery,
+        after: Option<Cursor>,
+        per_page: usize,
+    ) -> Result<Page, QueryError> {
+        let mut hits: Vec<u32> = (0..self.events.len() as u32)
+            .filter(|&m| self.event_matches(&self.events[m as usize], q))
+            .collect();
+        hits.sort_by_key(|&m| cursor_of(&self.events[m as usize]));
+        let s = self.select_counted(q, &hits, after, per_page)?;
+        Ok(self.page_of(s))
+    }
+
+    fn page_of(&self, s: Selected) -> Page {
+        Page {
             next: if s.more {
                 s.page.last().map(|(c, _)| *c)
             } else {
@@ -453,7 +484,7 @@ impl Lineage {
                 .into_iter()
                 .map(|(_, e)| self.events[e as usize].at)
                 .collect(),
-        })
+        }
     }
 
     /// The same page as [`Lineage::query`], each event with its cursor and
@@ -464,7 +495,7 @@ impl Lineage {
         after: Option<Cursor>,
         per_page: usize,
     ) -> Result<ViewPage, QueryError> {
-        let s = self.select(q, after, per_page)?;
+        let s = self.select(q, after, per_page, true)?;
         Ok(ViewPage {
             events: s
                 .page
@@ -472,8 +503,120 @@ impl Lineage {
                 .map(|(c, e)| (c, self.view(&self.events[e as usize])))
                 .collect(),
             more: s.more,
-            total: s.total,
+            total: s.total.unwrap_or_default(),
         })
+    }
+
+    /// The index values of an event's single-valued fields.
+    pub(super) fn index_fields(&mut self, e: &EventRec) -> Vec<(Field, u32)> {
+        let mut fields = vec![(Field::Kind, e.kind as u32), (Field::EventId, e.event_id)];
+        if let Some(a) = e.action {
+            fields.push((Field::Action, a as u32));
+        }
+        for (field, value) in [
+            (Field::BizStep, e.biz_step),
+            (Field::Disposition, e.disposition),
+        ] {
+            if let Some(v) = value {
+                let bare = cbv_bare(&self.names[v as usize]).to_string();
+                fields.push((field, self.index.cbv_value(&bare)));
+            }
+        }
+        for (field, value) in [
+            (Field::ReadPoint, e.read_point),
+            (Field::BizLocation, e.biz_location),
+        ] {
+            if let Some(v) = value {
+                fields.push((field, v));
+            }
+        }
+        fields
+    }
+
+    /// The events `q` can only select among, in cursor order: the smallest
+    /// of what its exact identifiers name and of the index lists its
+    /// single-field parameters select; all events when it has none.
+    fn candidates(&self, q: &EventQuery) -> std::borrow::Cow<'_, [u32]> {
+        use std::borrow::Cow;
+        let ix = &self.index;
+        let cbv = |field: Field, names: &[String]| -> Vec<&[u32]> {
+            names
+                .iter()
+                .map(|n| ix.cbv_known(n).map_or(&[][..], |v| ix.list(field, v)))
+                .collect()
+        };
+        let node = |field: Field, names: &[String], exact: bool| -> Vec<&[u32]> {
+            names
+                .iter()
+                .map(|n| {
+                    let id = if exact {
+                        self.ids.get(n)
+                    } else {
+                        self.id_of(n)
+                    };
+                    id.map_or(&[][..], |&v| ix.list(field, v))
+                })
+                .collect()
+        };
+        let choices: Vec<Vec<&[u32]>> = [
+            (!q.event_types.is_empty()).then(|| {
+                q.event_types
+                    .iter()
+                    .map(|k| ix.list(Field::Kind, *k as u32))
+                    .collect()
+            }),
+            (!q.actions.is_empty()).then(|| {
+                q.actions
+                    .iter()
+                    .map(|a| ix.list(Field::Action, *a as u32))
+                    .collect()
+            }),
+            (!q.biz_steps.is_empty()).then(|| cbv(Field::BizStep, &q.biz_steps)),
+            (!q.dispositions.is_empty()).then(|| cbv(Field::Disposition, &q.dispositions)),
+            (!q.read_points.is_empty()).then(|| node(Field::ReadPoint, &q.read_points, false)),
+            (!q.biz_locations.is_empty())
+                .then(|| node(Field::BizLocation, &q.biz_locations, false)),
+            (!q.event_ids.is_empty()).then(|| node(Field::EventId, &q.event_ids, true)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        // Exact identifiers: the events that name them, counted or not (yet).
+        let named: Option<Vec<u32>> = q
+            .matches
+            .iter()
+            .find(|(_, ps)| ps.iter().all(|p| !p.starts_with("urn:epc:idpat:")))
+            .map(|(_, ps)| {
+                let mut events: Vec<u32> = ps
+                    .iter()
+                    .filter_map(|p| self.id_of(p.as_str()))
+                    .flat_map(|&id| {
+                        let waiting = self.uncounted.get(&id).map_or(&[][..], Vec::as_slice);
+                        self.mentions[id as usize].iter().chain(waiting).copied()
+                    })
+                    .collect();
+                events.sort_by_key(|&m| cursor_of(&self.events[m as usize]));
+                events.dedup();
+                events
+            });
+        let size = |lists: &Vec<&[u32]>| lists.iter().map(|l| l.len()).sum::<usize>();
+        let best = choices.into_iter().min_by_key(size);
+        match (named, best) {
+            (Some(n), Some(b)) if size(&b) < n.len() => Cow::Owned(self.merged(b)),
+            (Some(n), _) => Cow::Owned(n),
+            (None, Some(b)) if b.len() == 1 => Cow::Borrowed(b[0]),
+            (None, Some(b)) => Cow::Owned(self.merged(b)),
+            (None, None) => Cow::Borrowed(self.index.all()),
+        }
+    }
+
+    /// Lists of distinct events, each in cursor order, as one list in
+    /// cursor order.
+    fn merged(&self, lists: Vec<&[u32]>) -> Vec<u32> {
+        let mut all: Vec<u32> = lists.concat();
+        all.sort_by_key(|&m| cursor_of(&self.events[m as usize]));
+        all.dedup();
+        all
     }
 
     fn select(
@@ -481,42 +624,59 @@ impl Lineage {
         q: &EventQuery,
         after: Option<Cursor>,
         per_page: usize,
+        count_all: bool,
     ) -> Result<Selected, QueryError> {
-        // Exact identifiers narrow the scan to the events that name them.
-        let exact: Option<BTreeSet<u32>> = q
-            .matches
+        let candidates = self.candidates(q);
+        let key = |m: u32| cursor_of(&self.events[m as usize]);
+        // The candidates are in cursor order, which starts with eventTime:
+        // the time range is a slice of them.
+        let lo = q
+            .ge_time
+            .map_or(0, |t| candidates.partition_point(|&m| key(m).time_ms < t));
+        let hi = q.lt_time.map_or(candidates.len(), |t| {
+            candidates.partition_point(|&m| key(m).time_ms < t)
+        });
+        let range = &candidates[lo..hi.max(lo)];
+        let matches = |m: &&u32| self.event_matches(&self.events[**m as usize], q);
+        if count_all || q.event_count_limit.is_some() || q.max_event_count.is_some() {
+            return self.select_counted(q, range, after, per_page);
+        }
+        // A page: from where the last one ended, the first matches in order,
+        // and whether one more follows.
+        let (page, more) = if q.descending {
+            let end = after.map_or(range.len(), |c| range.partition_point(|&m| key(m) < c));
+            let mut it = range[..end].iter().rev().filter(matches);
+            let page: Vec<(Cursor, u32)> =
+                it.by_ref().take(per_page).map(|&m| (key(m), m)).collect();
+            (page, it.next().is_some())
+        } else {
+            let start = after.map_or(0, |c| range.partition_point(|&m| key(m) <= c));
+            let mut it = range[start..].iter().filter(matches);
+            let page: Vec<(Cursor, u32)> =
+                it.by_ref().take(per_page).map(|&m| (key(m), m)).collect();
+            (page, it.next().is_some())
+        };
+        Ok(Selected {
+            page,
+            more,
+            total: None,
+        })
+    }
+
+    /// [`Lineage::select`] when the whole answer counts: its size (GraphQL's
+    /// `totalCount`, `maxEventCount`) or its first events (`eventCountLimit`).
+    fn select_counted(
+        &self,
+        q: &EventQuery,
+        range: &[u32],
+        after: Option<Cursor>,
+        per_page: usize,
+    ) -> Result<Selected, QueryError> {
+        let mut hits: Vec<(Cursor, u32)> = range
             .iter()
-            .find(|(_, ps)| ps.iter().all(|p| !p.starts_with("urn:epc:idpat:")))
-            .map(|(_, ps)| {
-                ps.iter()
-                    .filter_map(|p| self.id_of(p.as_str()))
-                    .flat_map(|&id| {
-                        // Counted events, and those that do not count (yet).
-                        let waiting = self.uncounted.get(&id).map_or(&[][..], Vec::as_slice);
-                        self.mentions[id as usize].iter().chain(waiting).copied()
-                    })
-                    .collect()
-            });
-        let key = |e: &EventRec| Cursor {
-            time_ms: e.time_ms,
-            shard: e.at.shard,
-            index: e.at.index,
-        };
-        let mut hits: Vec<(Cursor, u32)> = match &exact {
-            Some(set) => set
-                .iter()
-                .map(|&i| (i, &self.events[i as usize]))
-                .filter(|(_, e)| self.event_matches(e, q))
-                .map(|(i, e)| (key(e), i))
-                .collect(),
-            None => self
-                .events
-                .iter()
-                .zip(0u32..)
-                .filter(|(e, _)| self.event_matches(e, q))
-                .map(|(e, i)| (key(e), i))
-                .collect(),
-        };
+            .filter(|&&m| self.event_matches(&self.events[m as usize], q))
+            .map(|&m| (cursor_of(&self.events[m as usize]), m))
+            .collect();
         if let Some(max) = q.max_event_count {
             if hits.len() > max {
                 return Err(QueryError {
@@ -529,7 +689,6 @@ impl Lineage {
                 });
             }
         }
-        hits.sort_by_key(|(c, _)| *c);
         if q.descending {
             hits.reverse();
         }
@@ -543,7 +702,7 @@ impl Lineage {
         let page: Vec<(Cursor, u32)> = hits[start..].iter().take(per_page).copied().collect();
         Ok(Selected {
             more: start + page.len() < hits.len(),
-            total: hits.len(),
+            total: Some(hits.len()),
             page,
         })
     }
@@ -562,7 +721,8 @@ pub struct ViewPage {
 struct Selected {
     page: Vec<(Cursor, u32)>,
     more: bool,
-    total: usize,
+    /// Counted when asked for (`select`'s `count_all`).
+    total: Option<usize>,
 }
 
 #[cfg(test)]
