@@ -596,6 +596,228 @@ fn epcis_queries_select_what_each_parameter_says_and_page_exactly_once() {
                 })
         }),
     );
+    // Lists are pipe-delimited, as the REST binding declares them.
+    let steps: Vec<String> = values(&|e| e["bizStep"].as_str().map(bare).into_iter().collect())
+        .into_iter()
+        .take(2)
+        .collect();
+    check(
+        format!("EQ_bizStep={}", encode(&steps.join("|"))),
+        ids_where(&events, |e| {
+            e["bizStep"]
+                .as_str()
+                .is_some_and(|s| steps.contains(&bare(s)))
+        }),
+    );
+    // What only the captured events answer, each against its own reading of
+    // the examples: typed sources, destinations and business transactions…
+    let typed = |list: &'static str, field: &'static str| {
+        values(&move |e: &Value| {
+            e[list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| {
+                    Some(format!(
+                        "{}\u{0}{}",
+                        i["type"].as_str()?,
+                        i[field].as_str()?
+                    ))
+                })
+                .collect()
+        })
+    };
+    for (param, list, field) in [
+        ("EQ_source_", "sourceList", "source"),
+        ("EQ_destination_", "destinationList", "destination"),
+        ("EQ_bizTransaction_", "bizTransactionList", "bizTransaction"),
+    ] {
+        let pairs = typed(list, field);
+        assert!(!pairs.is_empty(), "the examples have a {list}");
+        for pair in pairs.into_iter().take(4) {
+            let (kind, id) = pair.split_once('\u{0}').unwrap();
+            check(
+                format!("{}={}", encode(&format!("{param}{kind}")), encode(id)),
+                ids_where(&events, |e| {
+                    e[list].as_array().is_some_and(|items| {
+                        items.iter().any(|i| i["type"] == kind && i[field] == id)
+                    })
+                }),
+            );
+        }
+    }
+    // … error declarations, transformations, persistent dispositions …
+    for reason in values(&|e| {
+        e["errorDeclaration"]["reason"]
+            .as_str()
+            .map(str::to_string)
+            .into_iter()
+            .collect()
+    }) {
+        check(
+            format!("EQ_errorReason={}", encode(&reason)),
+            ids_where(&events, |e| {
+                e["errorDeclaration"]["reason"] == reason.as_str()
+            }),
+        );
+    }
+    for corrective in values(&|e| {
+        e["errorDeclaration"]["correctiveEventIDs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect()
+    }) {
+        check(
+            format!("EQ_correctiveEventID={}", encode(&corrective)),
+            ids_where(&events, |e| {
+                list_has(
+                    &e["errorDeclaration"],
+                    "correctiveEventIDs",
+                    None,
+                    &corrective,
+                )
+            }),
+        );
+    }
+    for t in values(&|e| {
+        e["transformationID"]
+            .as_str()
+            .map(str::to_string)
+            .into_iter()
+            .collect()
+    }) {
+        check(
+            format!("EQ_transformationID={}", encode(&t)),
+            ids_where(&events, |e| e["transformationID"] == t.as_str()),
+        );
+    }
+    for d in values(&|e| {
+        e["persistentDisposition"]["set"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(bare))
+            .collect()
+    }) {
+        check(
+            format!("EQ_persistentDisposition_set={}", encode(&d)),
+            ids_where(&events, |e| {
+                e["persistentDisposition"]["set"]
+                    .as_array()
+                    .is_some_and(|s| {
+                        s.iter()
+                            .any(|x| x.as_str().map(bare).as_deref() == Some(d.as_str()))
+                    })
+            }),
+        );
+    }
+    // … and sensors: one reading meets every sensor parameter together,
+    // values compared across temperature units.
+    let reports = |e: &Value| -> Vec<Value> {
+        e["sensorElementList"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|el| el["sensorReport"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    check(
+        "EXISTS_sensorElement".into(),
+        ids_where(&events, |e| {
+            e["sensorElementList"]
+                .as_array()
+                .is_some_and(|l| !l.is_empty())
+        }),
+    );
+    let kinds = values(&|e| {
+        reports(e)
+            .iter()
+            .filter_map(|r| {
+                r["type"]
+                    .as_str()
+                    .map(|t| t.trim_start_matches("gs1:").to_string())
+            })
+            .collect()
+    });
+    assert!(kinds.contains("Temperature"), "{kinds:?}");
+    for kind in kinds.iter().filter(|k| !k.contains(':')) {
+        check(
+            format!("EQ_type={kind}"),
+            ids_where(&events, |e| {
+                reports(e)
+                    .iter()
+                    .any(|r| r["type"].as_str().map(|t| t.trim_start_matches("gs1:")) == Some(kind))
+            }),
+        );
+    }
+    let celsius = |r: &Value| -> Option<f64> {
+        let v = r["value"].as_f64()?;
+        match r["uom"].as_str()? {
+            "CEL" => Some(v),
+            "KEL" => Some(v - 273.15),
+            "FAH" => Some((v - 32.0) * 5.0 / 9.0),
+            _ => None,
+        }
+    };
+    let mut temps: Vec<f64> = events
+        .iter()
+        .flat_map(|e| reports(e).iter().filter_map(celsius).collect::<Vec<_>>())
+        .collect();
+    temps.sort_by(f64::total_cmp);
+    let t = temps[temps.len() / 2];
+    for (param, limit) in [
+        ("GE_value_CEL", t),
+        ("GE_value_KEL", t + 273.15),
+        ("LT_value_FAH", t * 9.0 / 5.0 + 32.0),
+    ] {
+        let at_least = param.starts_with("GE");
+        check(
+            format!("EQ_type=Temperature&{param}={limit}"),
+            ids_where(&events, |e| {
+                reports(e).iter().any(|r| {
+                    r["type"].as_str().map(|x| x.trim_start_matches("gs1:")) == Some("Temperature")
+                        && celsius(r).is_some_and(|c| {
+                            if at_least {
+                                c >= t - 1e-9
+                            } else {
+                                c < t - 1e-9
+                            }
+                        })
+                })
+            }),
+        );
+    }
+    for device in values(&|e| {
+        e["sensorElementList"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|el| {
+                el["sensorMetadata"]["deviceID"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect()
+    })
+    .into_iter()
+    .take(3)
+    {
+        check(
+            format!("EQ_deviceID={}", encode(&device)),
+            ids_where(&events, |e| {
+                e["sensorElementList"].as_array().is_some_and(|l| {
+                    l.iter().any(|el| {
+                        el["sensorMetadata"]["deviceID"] == device.as_str()
+                            || el["sensorReport"].as_array().is_some_and(|rs| {
+                                rs.iter().any(|r| r["deviceID"] == device.as_str())
+                            })
+                    })
+                })
+            }),
+        );
+    }
     // Everything, paged by 3: each event exactly once, in eventTime order.
     let (_, paged) = query_all(base, &token, "perPage=3", &mut answers);
     let (_, whole) = query_all(base, &token, "perPage=10000", &mut answers);
@@ -633,6 +855,13 @@ fn epcis_queries_select_what_each_parameter_says_and_page_exactly_once() {
         ("nextPageToken=forged", "nextPageToken"),
         ("EQ_bizStp=shipping", "EQ_bizStp"),
         ("GT_quantity=many", "GT_quantity"),
+        ("GE_value_CEL=warm", "GE_value_CEL"),
+        ("EQ_booleanValue=yes", "EQ_booleanValue"),
+        ("GE_recordTime=2026-11-01T00:00:00Z", "GE_recordTime"),
+        (
+            "EQ_ILMD_https%3A%2F%2Fns.example.com%2Fepcis%2FbestBeforeDate=2026-12-01",
+            "EQ_ILMD_https://ns.example.com/epcis/bestBeforeDate",
+        ),
     ] {
         let r = get_auth(base, &format!("/events?{q}"), &token);
         r.assert_problem(400, "invalid_parameter");

@@ -12,6 +12,7 @@ use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use analytics::lineage::query::{page_token, parse_token, EventQuery, QueryError};
+use analytics::lineage::At;
 use api::params::{percent_encode, QueryParams};
 use api::{ApiError, Role};
 
@@ -148,11 +149,12 @@ async fn run(
         .map(|t| parse_token(&q, t))
         .transpose()
         .map_err(query_error)?;
+    let read = |at: &At| state.reads.event_document(at.shard, at.index).ok();
     let page = state
         .lineage
         .read()
         .expect("lineage lock")
-        .query(&q, after, per_page)
+        .query_reading(&q, after, per_page, Some(&read))
         .map_err(query_error)?;
     let events = documents(state, &page)?;
     let link = page.next.map(|c| {
@@ -171,30 +173,72 @@ async fn run(
     Ok(answer(query_document(events), link))
 }
 
-/// SimpleEventQuery over every captured event the caller may see: the
-/// REST binding's parameters (eventType, GE_/LT_eventTime, EQ_action,
-/// EQ_bizStep, EQ_disposition, EQ_/WD_readPoint, EQ_/WD_bizLocation,
-/// MATCH_epc, MATCH_parentID, MATCH_inputEPC, MATCH_outputEPC, MATCH_anyEPC,
-/// MATCH_epcClass, MATCH_inputEPCClass, MATCH_outputEPCClass,
-/// MATCH_anyEPCClass, EQ_/GT_/GE_/LT_/LE_quantity, EQ_eventID,
-/// EXISTS_errorDeclaration, orderBy=eventTime, orderDirection,
-/// eventCountLimit, maxEventCount), `perPage` and `nextPageToken`.
+/// SimpleEventQuery over every captured event the caller may see, with the
+/// REST binding's parameters: list values pipe-delimited (`EQ_bizStep=
+/// shipping|receiving`) or the parameter repeated. From the graph's indexes:
+/// eventType, GE_/LT_eventTime, EQ_action, EQ_bizStep, EQ_disposition,
+/// EQ_/WD_readPoint, EQ_/WD_bizLocation, the MATCH_ family, EQ_/GT_/GE_/
+/// LT_/LE_quantity, EQ_eventID, EXISTS_errorDeclaration. From the captured
+/// event: EQ_transformationID, EQ_persistentDisposition_set/_unset,
+/// EQ_errorReason, EQ_correctiveEventID, GE_/LT_errorDeclarationTime,
+/// `EQ_source_{type}`, `EQ_destination_{type}`, `EQ_bizTransaction_{type}`,
+/// and the sensor parameters, which one reading must meet together:
+/// EXISTS_sensorElement, GE_/LT_time, GE_/LT_startTime, GE_/LT_endTime,
+/// EQ_type, EQ_deviceID, EQ_dataProcessingMethod, EQ_microorganism,
+/// EQ_chemicalSubstance, EQ_bizRules, EQ_stringValue, EQ_hexBinaryValue,
+/// EQ_uriValue, EQ_booleanValue, and `{EQ|GT|GE|LT|LE}_{field}[_{uom}]` for
+/// value, minValue, maxValue, meanValue, sDev, percRank, percValue (compared
+/// across units of one dimension: `GE_value_KEL` matches a report in CEL).
+/// Ordering and limits: orderBy=eventTime, orderDirection, eventCountLimit,
+/// maxEventCount; paging: `perPage`, `nextPageToken`. Not evaluated, and
+/// refused by name: GE_/LT_recordTime (the ledger keeps no per-event capture
+/// time), ILMD, INNER_ and extension-field parameters.
 #[utoipa::path(get, path = "/events",
     params(
-        ("eventType" = Option<String>, Query, description = "Comma-separated event types"),
+        ("eventType" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false, description = "Event types, pipe-delimited"),
         ("GE_eventTime" = Option<String>, Query), ("LT_eventTime" = Option<String>, Query),
-        ("EQ_action" = Option<String>, Query), ("EQ_bizStep" = Option<String>, Query),
-        ("EQ_disposition" = Option<String>, Query), ("EQ_readPoint" = Option<String>, Query),
-        ("WD_readPoint" = Option<String>, Query), ("EQ_bizLocation" = Option<String>, Query),
-        ("WD_bizLocation" = Option<String>, Query), ("MATCH_epc" = Option<String>, Query),
-        ("MATCH_parentID" = Option<String>, Query), ("MATCH_inputEPC" = Option<String>, Query),
-        ("MATCH_outputEPC" = Option<String>, Query), ("MATCH_anyEPC" = Option<String>, Query),
-        ("MATCH_epcClass" = Option<String>, Query), ("MATCH_inputEPCClass" = Option<String>, Query),
-        ("MATCH_outputEPCClass" = Option<String>, Query), ("MATCH_anyEPCClass" = Option<String>, Query),
+        ("EQ_action" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_bizStep" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_disposition" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_persistentDisposition_set" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_persistentDisposition_unset" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_readPoint" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("WD_readPoint" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_bizLocation" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("WD_bizLocation" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_transformationID" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("MATCH_epc" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("MATCH_parentID" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("MATCH_inputEPC" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("MATCH_outputEPC" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("MATCH_anyEPC" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("MATCH_epcClass" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("MATCH_inputEPCClass" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("MATCH_outputEPCClass" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("MATCH_anyEPCClass" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
         ("EQ_quantity" = Option<f64>, Query), ("GT_quantity" = Option<f64>, Query),
         ("GE_quantity" = Option<f64>, Query), ("LT_quantity" = Option<f64>, Query),
-        ("LE_quantity" = Option<f64>, Query), ("EQ_eventID" = Option<String>, Query),
-        ("EXISTS_errorDeclaration" = Option<String>, Query), ("orderBy" = Option<String>, Query),
+        ("LE_quantity" = Option<f64>, Query),
+        ("EQ_eventID" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EXISTS_errorDeclaration" = Option<String>, Query),
+        ("GE_errorDeclarationTime" = Option<String>, Query), ("LT_errorDeclarationTime" = Option<String>, Query),
+        ("EQ_errorReason" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_correctiveEventID" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EXISTS_sensorElement" = Option<String>, Query),
+        ("GE_time" = Option<String>, Query), ("LT_time" = Option<String>, Query),
+        ("GE_startTime" = Option<String>, Query), ("LT_startTime" = Option<String>, Query),
+        ("GE_endTime" = Option<String>, Query), ("LT_endTime" = Option<String>, Query),
+        ("EQ_type" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_deviceID" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_dataProcessingMethod" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_microorganism" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_chemicalSubstance" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_bizRules" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_stringValue" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_hexBinaryValue" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_uriValue" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
+        ("EQ_booleanValue" = Option<bool>, Query),
+        ("orderBy" = Option<String>, Query),
         ("orderDirection" = Option<String>, Query), ("eventCountLimit" = Option<u64>, Query),
         ("maxEventCount" = Option<u64>, Query), ("perPage" = Option<u64>, Query),
         ("nextPageToken" = Option<String>, Query)),

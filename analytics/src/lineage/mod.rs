@@ -64,6 +64,7 @@ mod build;
 pub mod checkpoint;
 mod coexposure;
 pub mod custody;
+pub mod doc_query;
 pub mod fsma204;
 mod graph;
 mod index;

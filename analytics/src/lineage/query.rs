@@ -4,17 +4,21 @@
 //! graph's events, paged by a cursor that hands out every event exactly once.
 //!
 //! Semantics, as EPCIS 2.0 §8.2.7.1 defines them: list-valued parameters
-//! match any of their values (comma-separated, or the parameter repeated);
+//! match any of their values (pipe-delimited, as the REST binding's OpenAPI
+//! declares them, or the parameter repeated);
 //! different parameters must all match. CBV values match in any of their
 //! spellings (`shipping`, `urn:epcglobal:cbv:bizstep:shipping`,
 //! `https://ref.gs1.org/cbv/BizStep-shipping`). MATCH_ values are EPC URIs or
 //! EPC pattern URIs (`urn:epc:idpat:sgtin:0614141.*`). `WD_` (with
-//! descendants) matches like `EQ_`: no location hierarchy is recorded.
+//! descendants) matches like `EQ_`: no location hierarchy is recorded. The
+//! parameters only the captured event answers (errors, sensors, source and
+//! destination types…) are `doc_query`'s, checked on what the others leave.
 
 use std::hash::{Hash, Hasher};
 
 use ledger::entry::{Action, EventKind, SubjectRole};
 
+use super::doc_query::DocFilter;
 use super::index::Field;
 use super::{At, EventRec, Lineage, Mention};
 
@@ -28,7 +32,7 @@ pub struct QueryError {
     pub too_large: bool,
 }
 
-fn bad(parameter: &str, message: impl Into<String>) -> QueryError {
+pub(super) fn bad(parameter: &str, message: impl Into<String>) -> QueryError {
     QueryError {
         parameter: parameter.to_string(),
         message: message.into(),
@@ -37,7 +41,7 @@ fn bad(parameter: &str, message: impl Into<String>) -> QueryError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Cmp {
+pub(super) enum Cmp {
     Eq,
     Gt,
     Ge,
@@ -64,6 +68,8 @@ pub struct EventQuery {
     descending: bool,
     event_count_limit: Option<usize>,
     max_event_count: Option<usize>,
+    /// What only the captured event answers (`doc_query`).
+    pub doc: DocFilter,
     /// Only the events that concern this organisation (`Lineage::event_concerns`).
     pub visible_to: Option<String>,
     /// Identifies the query for paging tokens (its parameters, in order).
@@ -117,7 +123,7 @@ pub const PARAMETERS: &[&str] = &[
     "maxEventCount",
 ];
 
-fn time(parameter: &str, v: &str) -> Result<i64, QueryError> {
+pub(super) fn time(parameter: &str, v: &str) -> Result<i64, QueryError> {
     chrono::DateTime::parse_from_rfc3339(v)
         .map(|t| t.timestamp_millis())
         .map_err(|_| {
@@ -156,12 +162,17 @@ impl EventQuery {
         for (name, value) in params {
             (name, value).hash(&mut h);
             let values: Vec<String> = value
-                .split(',')
+                .split('|')
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
                 .map(str::to_string)
                 .collect();
-            if values.is_empty() && name != "EXISTS_errorDeclaration" {
+            if values.is_empty()
+                && !matches!(
+                    name.as_str(),
+                    "EXISTS_errorDeclaration" | "EXISTS_sensorElement"
+                )
+            {
                 return Err(bad(name, "give a value"));
             }
             let one = || -> Result<&str, QueryError> {
@@ -250,6 +261,7 @@ impl EventQuery {
                 other if other.starts_with("GE_recordTime") || other.starts_with("LT_recordTime") => {
                     return Err(bad(other, "recordTime is not supported: the ledger records when an entry was committed, not a capture time per event"))
                 }
+                other if q.doc.take(other, &values)? => {}
                 other => {
                     return Err(bad(other, "not a SimpleEventQuery parameter this node evaluates; see its OpenAPI document for the list"))
                 }
@@ -309,6 +321,9 @@ pub fn parse_token(q: &EventQuery, token: &str) -> Result<Cursor, QueryError> {
         index: index.parse().map_err(|_| err())?,
     })
 }
+
+/// Reads the captured event an entry holds (`None` if it cannot).
+pub type ReadEvent<'a> = &'a dyn Fn(&At) -> Option<serde_json::Value>;
 
 /// One page of a query's answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -450,8 +465,33 @@ impl Lineage {
         after: Option<Cursor>,
         per_page: usize,
     ) -> Result<Page, QueryError> {
-        let s = self.select(q, after, per_page, false)?;
+        self.query_reading(q, after, per_page, None)
+    }
+
+    /// [`Lineage::query`] with `read` giving the captured event an entry
+    /// holds, for the parameters only it answers (`doc_query`): they are
+    /// checked on the events the graph's parameters leave, so a document is
+    /// read only for those.
+    pub fn query_reading(
+        &self,
+        q: &EventQuery,
+        after: Option<Cursor>,
+        per_page: usize,
+        read: Option<ReadEvent<'_>>,
+    ) -> Result<Page, QueryError> {
+        let s = self.select(q, after, per_page, false, read)?;
         Ok(self.page_of(s))
+    }
+
+    /// Whether event `m` is one `q` selects: the graph's tests, then, only
+    /// for the events that pass them, the captured event's.
+    fn keeps(&self, q: &EventQuery, m: u32, read: Option<ReadEvent<'_>>) -> bool {
+        let e = &self.events[m as usize];
+        self.event_matches(e, q)
+            && (q.doc.is_empty()
+                || read
+                    .and_then(|r| r(&e.at))
+                    .is_some_and(|d| q.doc.matches(&d)))
     }
 
     /// [`Lineage::query`] without the indexes: every event evaluated, the
@@ -468,7 +508,7 @@ impl Lineage {
             .filter(|&m| self.event_matches(&self.events[m as usize], q))
             .collect();
         hits.sort_by_key(|&m| cursor_of(&self.events[m as usize]));
-        let s = self.select_counted(q, &hits, after, per_page)?;
+        let s = self.select_counted(q, &hits, after, per_page, None)?;
         Ok(self.page_of(s))
     }
 
@@ -495,7 +535,7 @@ impl Lineage {
         after: Option<Cursor>,
         per_page: usize,
     ) -> Result<ViewPage, QueryError> {
-        let s = self.select(q, after, per_page, true)?;
+        let s = self.select(q, after, per_page, true, None)?;
         Ok(ViewPage {
             events: s
                 .page
@@ -625,7 +665,14 @@ impl Lineage {
         after: Option<Cursor>,
         per_page: usize,
         count_all: bool,
+        read: Option<ReadEvent<'_>>,
     ) -> Result<Selected, QueryError> {
+        if !q.doc.is_empty() && read.is_none() {
+            return Err(bad(
+                "parameters",
+                "this query names parameters only the captured events answer (error declarations, sensors, source and destination types); ask GET /events",
+            ));
+        }
         let candidates = self.candidates(q);
         let key = |m: u32| cursor_of(&self.events[m as usize]);
         // The candidates are in cursor order, which starts with eventTime:
@@ -637,9 +684,9 @@ impl Lineage {
             candidates.partition_point(|&m| key(m).time_ms < t)
         });
         let range = &candidates[lo..hi.max(lo)];
-        let matches = |m: &&u32| self.event_matches(&self.events[**m as usize], q);
+        let matches = |m: &&u32| self.keeps(q, **m, read);
         if count_all || q.event_count_limit.is_some() || q.max_event_count.is_some() {
-            return self.select_counted(q, range, after, per_page);
+            return self.select_counted(q, range, after, per_page, read);
         }
         // A page: from where the last one ended, the first matches in order,
         // and whether one more follows.
@@ -671,10 +718,11 @@ impl Lineage {
         range: &[u32],
         after: Option<Cursor>,
         per_page: usize,
+        read: Option<ReadEvent<'_>>,
     ) -> Result<Selected, QueryError> {
         let mut hits: Vec<(Cursor, u32)> = range
             .iter()
-            .filter(|&&m| self.event_matches(&self.events[m as usize], q))
+            .filter(|&&m| self.keeps(q, m, read))
             .map(|&m| (cursor_of(&self.events[m as usize]), m))
             .collect();
         if let Some(max) = q.max_event_count {
