@@ -922,3 +922,137 @@ fn capture_jobs_survive_a_restart() {
     support::get_auth(&server.base, "/capture/0123456789abcdef01234567", &token)
         .assert_problem(404, "not_found");
 }
+
+/// Named queries (the REST binding's `/queries`): made once by name, run
+/// for whoever asks with what they may see, paged as `/events` is, kept
+/// across a restart, an organisation's own, removed with DELETE.
+#[test]
+fn named_queries_are_views_that_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, other) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let base = server.base.clone();
+    let epcs: Vec<String> = (0..12)
+        .map(|i| format!("https://id.gs1.org/01/09506000134352/21/Q{i}"))
+        .collect();
+    let events: Vec<Value> = epcs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let step = if i % 3 == 0 { "receiving" } else { "shipping" };
+            object_event(e, json!({"bizStep": step}))
+        })
+        .collect();
+    let r = post(
+        &base,
+        "/capture",
+        Some(&token),
+        "application/ld+json",
+        &document(events),
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let definition = json!({"name": "shipped", "query": {"EQ_bizStep": ["shipping"], "eventType": ["ObjectEvent"]}});
+    let make = |token: &str, body: &Value| {
+        post(
+            &base,
+            "/queries",
+            Some(token),
+            "application/json",
+            body.to_string().as_bytes(),
+            None,
+        )
+    };
+    let r = make(&token, &definition);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/queries/shipped"));
+    make(&token, &definition).assert_problem(409, "query_exists");
+    make(
+        &token,
+        &json!({"name": "bad", "query": {"EQ_bizStp": ["x"]}}),
+    )
+    .assert_problem(400, "invalid_parameter");
+    make(&token, &json!({"name": "a/b", "query": {}})).assert_problem(400, "invalid_parameter");
+    make(&token, &json!({"query": {}})).assert_problem(400, "invalid_body");
+
+    // Its events are /events' with the same parameters, paged the same way.
+    let mut answers = Vec::new();
+    let (direct, _) = query_all(
+        &base,
+        &token,
+        "EQ_bizStep=shipping&eventType=ObjectEvent",
+        &mut answers,
+    );
+    assert_eq!(direct.len(), 8);
+    let run = |token: &str, path: &str| {
+        let mut ids = std::collections::BTreeSet::new();
+        let mut next = Some(path.to_string());
+        while let Some(p) = next.take() {
+            let r = get_auth(&base, &p, token);
+            assert_eq!(r.status, 200, "{p}: {}", r.body);
+            for e in events_of(&r.json()) {
+                assert!(
+                    ids.insert(e["eventID"].as_str().unwrap().to_string()),
+                    "twice"
+                );
+            }
+            next = r.header("link").map(|l| {
+                l.trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            });
+        }
+        ids
+    };
+    assert_eq!(run(&token, "/queries/shipped/events?perPage=3"), direct);
+    get_auth(
+        &base,
+        "/queries/shipped/events?EQ_bizStep=receiving",
+        &token,
+    )
+    .assert_problem(400, "invalid_parameter");
+    // Another organisation neither sees it nor, through it, the events.
+    get_auth(&base, "/queries/shipped", &other).assert_problem(404, "not_found");
+    get_auth(&base, "/queries/shipped/events", &other).assert_problem(404, "not_found");
+    assert_eq!(get_auth(&base, "/queries", &other).json(), json!([]));
+    assert_eq!(
+        get_auth(&base, "/queries", &token).json(),
+        json!([definition])
+    );
+
+    // It survives a restart; DELETE removes it.
+    server.stop();
+    let server = Server::start(dir.path());
+    let base = server.base.clone();
+    assert_eq!(
+        get_auth(&base, "/queries/shipped", &token).json(),
+        definition
+    );
+    let auth = format!("Bearer {other}");
+    assert_eq!(
+        support::ask(
+            "DELETE",
+            &base,
+            "/queries/shipped",
+            &[("Authorization", &auth)]
+        )
+        .status,
+        404
+    );
+    let auth = format!("Bearer {token}");
+    assert_eq!(
+        support::ask(
+            "DELETE",
+            &base,
+            "/queries/shipped",
+            &[("Authorization", &auth)]
+        )
+        .status,
+        204
+    );
+    get_auth(&base, "/queries/shipped/events", &token).assert_problem(404, "not_found");
+    assert!(get(&base, "/queries").status == 401);
+    validate(&answers);
+}

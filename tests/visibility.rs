@@ -73,6 +73,9 @@ const ROUTES: &[(&str, bool, &str)] = &[
     ("/v1/recalls", false, "/v1/recalls"),
     ("/v1/recalls/{id}", false, "/v1/recalls/{recall}"),
     ("/events", false, "/events"),
+    ("/queries", false, "/queries"),
+    ("/queries/{name}", false, "/queries/any"),
+    ("/queries/{name}/events", false, "/queries/any/events"),
     ("/events/{eventID}", false, "/events/{event}"),
     ("/epcs/{epc}/events", false, "/epcs/{lot}/events"),
     (

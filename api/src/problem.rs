@@ -119,6 +119,8 @@ pub enum ApiError {
     QueryTimeout(u64),
     #[error("recall {0} is closed; open a new one")]
     RecallClosed(String),
+    #[error("a query named {0:?} exists already; delete it first or choose another name")]
+    QueryExists(String),
     #[error("parameter `{name}`: {message}")]
     InvalidParameter { name: String, message: String },
     #[error("no {0}; the API is described at /v1/openapi.json")]
@@ -234,6 +236,7 @@ impl ApiError {
             ApiError::InvalidQuery(s()),
             ApiError::QueryTimeout(0),
             ApiError::RecallClosed(s()),
+            ApiError::QueryExists(s()),
             ApiError::InvalidParameter {
                 name: s(),
                 message: s(),
@@ -284,6 +287,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::InvalidParameter { .. } => "invalid_parameter",
             ApiError::RecallClosed(_) => "recall_closed",
+            ApiError::QueryExists(_) => "query_exists",
             ApiError::QueryTooLarge(_) => "query_too_large",
             ApiError::QueryTooDeep { .. } => "query_too_deep",
             ApiError::QueryTooComplex { .. } => "query_too_complex",
@@ -345,7 +349,8 @@ impl ResponseError for ApiError {
             | ApiError::DuplicateEvent(_)
             | ApiError::NotSuspended(_)
             | ApiError::NotQuarantined(_)
-            | ApiError::RecallClosed(_) => StatusCode::CONFLICT,
+            | ApiError::RecallClosed(_)
+            | ApiError::QueryExists(_) => StatusCode::CONFLICT,
             ApiError::BadSignature { .. }
             | ApiError::RevokedKey { .. }
             | ApiError::BeforeActivation { .. }
@@ -542,8 +547,9 @@ mod kinds_tests {
             ApiError::LocationNotYours { .. } => 38,
             ApiError::SequenceGap { .. } => 39,
             ApiError::InvalidDigitalLink { .. } => 40,
+            ApiError::QueryExists(_) => 41,
         };
-        const VARIANTS: usize = 41;
+        const VARIANTS: usize = 42;
         let kinds = ApiError::kinds();
         let mut seen = [false; VARIANTS];
         for e in &kinds {

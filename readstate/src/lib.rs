@@ -20,6 +20,7 @@ use api::{ApiError, TokenStore, WriteResult};
 use shards::Node;
 
 pub mod access;
+pub mod queries;
 pub mod verifier;
 pub mod view;
 
@@ -54,6 +55,8 @@ pub struct ReadState {
     writes: Arc<dyn WritePort>,
     /// Kept up to date by `analytics::lineage::follow`.
     pub lineage: Arc<RwLock<Lineage>>,
+    /// The named EPCIS queries (`/queries`).
+    pub queries: queries::NamedQueries,
     /// Held from planning a recall change to recording it: two changes to
     /// recalls never plan against the same state.
     pub recall_lock: tokio::sync::Mutex<()>,
@@ -97,9 +100,11 @@ impl ReadState {
         writes: Arc<dyn WritePort>,
         lineage: Arc<RwLock<Lineage>>,
         grant: access::Grant,
+        queries: queries::NamedQueries,
     ) -> ReadState {
         ReadState {
             grant,
+            queries,
             reads: Reads::new(Arc::clone(&node)),
             node,
             tokens: Arc::clone(frame.tokens()),

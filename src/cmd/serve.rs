@@ -306,6 +306,7 @@ fn read_edges(
             graph,
             readstate::access::Grant::open(node.data_dir())
                 .context("opening the page grant key")?,
+            readstate::queries::NamedQueries::open(node.data_dir())?,
         )
         .with_rules(rules)
         .with_cosigned(cosigned),

@@ -466,8 +466,8 @@ pub fn get_with(base: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     reply(req.call().expect("the request completes"))
 }
 
-/// GET, HEAD or OPTIONS with extra headers, redirects not followed: what
-/// the server itself answered.
+/// GET, HEAD, OPTIONS or DELETE with extra headers, redirects not
+/// followed: what the server itself answered.
 pub fn ask(method: &str, base: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -479,6 +479,7 @@ pub fn ask(method: &str, base: &str, path: &str, headers: &[(&str, &str)]) -> Re
         "GET" => agent.get(url),
         "HEAD" => agent.head(url),
         "OPTIONS" => agent.options(url),
+        "DELETE" => agent.delete(url),
         other => panic!("ask: {other} is not a method this helper sends"),
     };
     for (k, v) in headers {

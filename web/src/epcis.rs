@@ -52,8 +52,126 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
             .route(
                 &format!("{prefix}/eventTypes/{{fixed:.+}}/events"),
                 web::get().to(by_event_type),
+            )
+            .route(&format!("{prefix}/queries"), web::get().to(list_queries))
+            .route(&format!("{prefix}/queries"), web::post().to(create_query))
+            .route(
+                &format!("{prefix}/queries/{{name}}"),
+                web::get().to(get_query),
+            )
+            .route(
+                &format!("{prefix}/queries/{{name}}"),
+                web::delete().to(delete_query),
+            )
+            .route(
+                &format!("{prefix}/queries/{{name}}/events"),
+                web::get().to(query_events),
             );
     }
+}
+
+/// The most a named query's definition may take.
+const MAX_QUERY_BYTES: usize = 64 * 1024;
+
+/// A named query as the REST binding writes one.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueryDefinition {
+    /// 1 to 64 letters, digits, '_', '-' or '.'.
+    name: String,
+    /// SimpleEventQuery parameters: name to a list of strings, a string, a
+    /// number or a boolean.
+    #[schema(value_type = Object)]
+    query: serde_json::Map<String, serde_json::Value>,
+}
+
+fn definition(q: &readstate::queries::NamedQuery) -> serde_json::Value {
+    serde_json::json!({ "name": q.name, "query": q.query })
+}
+
+/// Makes a named query: a view on the events, run at
+/// `/queries/{name}/events` for whoever asks, with what they may see. A
+/// partner's queries are its organisation's own.
+#[utoipa::path(post, path = "/queries", request_body = QueryDefinition,
+    responses((status = 201, description = "Made; `Location: /queries/{name}`"),
+        (status = 400, description = "A bad name or parameter, named"), (status = 401, description = "No token"),
+        (status = 409, description = "A query of that name exists")),
+    security(("bearer" = [])))]
+pub(crate) async fn create_query(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let who = state.tokens.authenticate_request(&req)?;
+    let body = api::body::read_body(&req, payload, MAX_QUERY_BYTES).await?;
+    let d: QueryDefinition = api::body::json_body(&body)?;
+    let q = state.queries.create(&who, &d.name, d.query)?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/queries/{}", q.name)))
+        .insert_header(("GS1-EPCIS-Version", "2.0.0"))
+        .json(definition(&q)))
+}
+
+/// The named queries the caller may see.
+#[utoipa::path(get, path = "/queries",
+    responses((status = 200, description = "A list of {name, query}"), (status = 401, description = "No token")),
+    security(("bearer" = [])))]
+pub(crate) async fn list_queries(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let who = state.tokens.authenticate_request(&req)?;
+    let list: Vec<serde_json::Value> = state.queries.list(&who).iter().map(definition).collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("GS1-EPCIS-Version", "2.0.0"))
+        .json(list))
+}
+
+/// A named query's definition.
+#[utoipa::path(get, path = "/queries/{name}", params(("name" = String, Path)),
+    responses((status = 200, description = "{name, query}"), (status = 404, description = "No such query the caller may see")),
+    security(("bearer" = [])))]
+pub(crate) async fn get_query(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let who = state.tokens.authenticate_request(&req)?;
+    let q = state.queries.get(&who, &path_id(&req, "name"))?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("GS1-EPCIS-Version", "2.0.0"))
+        .json(definition(&q)))
+}
+
+/// Removes a named query.
+#[utoipa::path(delete, path = "/queries/{name}", params(("name" = String, Path)),
+    responses((status = 204, description = "Removed"), (status = 404, description = "No such query the caller may see")),
+    security(("bearer" = [])))]
+pub(crate) async fn delete_query(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let who = state.tokens.authenticate_request(&req)?;
+    state.queries.delete(&who, &path_id(&req, "name"))?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// A named query's events, for the caller: what it may see of them, paged
+/// as `GET /events` pages.
+#[utoipa::path(get, path = "/queries/{name}/events", params(("name" = String, Path),
+        ("perPage" = Option<u64>, Query), ("nextPageToken" = Option<String>, Query)),
+    responses((status = 200, description = "EPCISQueryDocument; `Link: <…>; rel=\"next\"` when more pages follow"),
+        (status = 404, description = "No such query the caller may see")),
+    security(("bearer" = [])))]
+pub(crate) async fn query_events(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let who = state.tokens.authenticate_request(&req)?;
+    let q = state.queries.get(&who, &path_id(&req, "name"))?;
+    let params = readstate::queries::params_of(&q.query)?;
+    run(&state, &req, &params, true).await
 }
 
 fn query_error(e: QueryError) -> ApiError {
@@ -108,12 +226,14 @@ fn answer(doc: serde_json::Value, link: Option<String>) -> HttpResponse {
     r.json(doc)
 }
 
-/// Runs a query given as parameters (plus one a resource path fixes) and
-/// answers one page.
+/// Runs a query given as parameters (plus those a resource fixes: one its
+/// path names, or a named query's) and answers one page. With `fixed_only`
+/// the request may give only `perPage` and `nextPageToken`.
 async fn run(
     state: &ReadState,
     req: &HttpRequest,
-    fixed: Option<(&str, String)>,
+    fixed: &[(String, String)],
+    fixed_only: bool,
 ) -> Result<HttpResponse, ApiError> {
     let visible = visible_to(state, req)?;
     state.fresh().await?;
@@ -134,14 +254,18 @@ async fn run(
                     })?
             }
             "nextPageToken" => token = Some(value.clone()),
+            _ if fixed_only => {
+                return Err(ApiError::InvalidParameter {
+                    name: name.clone(),
+                    message: "a named query's parameters are its own; give only perPage and nextPageToken, or POST /queries a new one".into(),
+                })
+            }
             // The older single-event lookup.
             "eventID" => query_params.push(("EQ_eventID".into(), value.clone())),
             _ => query_params.push((name.clone(), value.clone())),
         }
     }
-    if let Some((name, value)) = &fixed {
-        query_params.push((name.to_string(), value.clone()));
-    }
+    query_params.extend(fixed.iter().cloned());
     let mut q = EventQuery::from_params(&query_params).map_err(query_error)?;
     q.visible_to = visible;
     let after = token
@@ -250,7 +374,7 @@ pub(crate) async fn get_events(
     state: web::Data<ReadState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    run(&state, &req, None).await
+    run(&state, &req, &[], false).await
 }
 
 /// One event by its eventID (and any corrections of it).
@@ -311,7 +435,7 @@ pub(crate) async fn by_epc(
     } else {
         "MATCH_anyEPC"
     };
-    run(&state, &req, Some((name, epc))).await
+    run(&state, &req, &[(name.to_string(), epc)], false).await
 }
 
 macro_rules! fixed_resource {
@@ -320,7 +444,7 @@ macro_rules! fixed_resource {
         #[utoipa::path(get, path = $path, params(("value" = String, Path)),
             responses((status = 200, description = "EPCISQueryDocument")), security(("bearer" = [])))]
         pub(crate) async fn $fn(state: web::Data<ReadState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-            run(&state, &req, Some(($param, fixed(&req)))).await
+            run(&state, &req, &[($param.to_string(), fixed(&req))], false).await
         }
     };
 }

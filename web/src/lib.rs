@@ -689,9 +689,15 @@ async fn get_device_readings(
         epcis::by_biz_location,
         epcis::by_read_point,
         epcis::by_disposition,
-        epcis::by_event_type
+        epcis::by_event_type,
+        epcis::create_query,
+        epcis::list_queries,
+        epcis::get_query,
+        epcis::delete_query,
+        epcis::query_events
     ),
     components(schemas(
+        epcis::QueryDefinition,
         OpenRecall,
         WidenRecall,
         CloseRecall,
