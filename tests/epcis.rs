@@ -413,7 +413,15 @@ fn epcis_queries_select_what_each_parameter_says_and_page_exactly_once() {
             None,
         );
         if r.status == 202 {
-            events.extend(events_of(&serde_json::from_slice(&body).unwrap()));
+            // Each event with its document's context, which names the
+            // prefixes of its extension fields.
+            let doc: Value = serde_json::from_slice(&body).unwrap();
+            events.extend(events_of(&doc).into_iter().map(|mut e| {
+                if e.get("@context").is_none() {
+                    e["@context"] = doc["@context"].clone();
+                }
+                e
+            }));
         }
     }
     assert!(events.len() >= 40, "{} events captured", events.len());
@@ -818,6 +826,61 @@ fn epcis_queries_select_what_each_parameter_says_and_page_exactly_once() {
             }),
         );
     }
+    // Extension fields, by namespace and name whatever prefix the document
+    // gave them: top level, and inside ILMD.
+    // A prefix is the event's context's, else EPCIS 2.0's own context's.
+    let standard: Value = serde_json::from_slice(
+        &std::fs::read(epcis_dir().join("JSON-LD-Context/epcis-context-root.jsonld")).unwrap(),
+    )
+    .unwrap();
+    let namespace = |e: &Value, prefix: &str| -> Option<String> {
+        e["@context"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|c| c[prefix].as_str())
+            .or_else(|| standard["@context"][prefix].as_str())
+            .map(str::to_string)
+    };
+    let mut extension_checks = 0;
+    for (scope, param) in [(None, "EQ_"), (Some("ilmd"), "EQ_ILMD_")] {
+        let fields = values(&|e: &Value| {
+            let o = match scope {
+                Some(s) => &e[s],
+                None => e,
+            };
+            o.as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, v)| k.contains(':') && !k.starts_with("coldtrail") && v.is_string())
+                .filter_map(|(k, v)| {
+                    let (prefix, local) = k.split_once(':')?;
+                    let ns = namespace(e, prefix)?;
+                    Some(format!("{ns}{local}\u{0}{}", v.as_str()?))
+                })
+                .collect()
+        });
+        for f in fields.into_iter().take(3) {
+            let (iri, value) = f.split_once('\u{0}').unwrap();
+            check(
+                format!("{}={}", encode(&format!("{param}{iri}")), encode(value)),
+                ids_where(&events, |e| {
+                    let o = match scope {
+                        Some(s) => &e[s],
+                        None => e,
+                    };
+                    o.as_object().into_iter().flatten().any(|(k, v)| {
+                        v == value
+                            && k.split_once(':').is_some_and(|(p, l)| {
+                                namespace(e, p).is_some_and(|ns| format!("{ns}{l}") == iri)
+                            })
+                    })
+                }),
+            );
+            extension_checks += 1;
+        }
+    }
+    assert!(extension_checks >= 2, "the examples have extension fields");
     // Everything, paged by 3: each event exactly once, in eventTime order.
     let (_, paged) = query_all(base, &token, "perPage=3", &mut answers);
     let (_, whole) = query_all(base, &token, "perPage=10000", &mut answers);
@@ -859,8 +922,8 @@ fn epcis_queries_select_what_each_parameter_says_and_page_exactly_once() {
         ("EQ_booleanValue=yes", "EQ_booleanValue"),
         ("GE_recordTime=2026-11-01T00:00:00Z", "GE_recordTime"),
         (
-            "EQ_ILMD_https%3A%2F%2Fns.example.com%2Fepcis%2FbestBeforeDate=2026-12-01",
-            "EQ_ILMD_https://ns.example.com/epcis/bestBeforeDate",
+            "GT_ILMD_https%3A%2F%2Fns.example.com%2Fepcis%2FbestBeforeDate=soon",
+            "GT_ILMD_https://ns.example.com/epcis/bestBeforeDate",
         ),
     ] {
         let r = get_auth(base, &format!("/events?{q}"), &token);

@@ -313,10 +313,14 @@ async fn run(
 /// EQ_uriValue, EQ_booleanValue, and `{EQ|GT|GE|LT|LE}_{field}[_{uom}]` for
 /// value, minValue, maxValue, meanValue, sDev, percRank, percValue (compared
 /// across units of one dimension: `GE_value_KEL` matches a report in CEL).
+/// Extension fields by their full IRI, whatever prefix the event's context
+/// gave them: `EQ_|GT_|GE_|LT_|LE_|EXISTS_` then `[INNER_]`, an optional
+/// element (`ILMD_`, `readPoint_`, `bizLocation_`, `ERROR_DECLARATION_`,
+/// `SENSORELEMENT_`, `SENSORMETADATA_`, `SENSORREPORT_`) and the IRI.
 /// Ordering and limits: orderBy=eventTime, orderDirection, eventCountLimit,
 /// maxEventCount; paging: `perPage`, `nextPageToken`. Not evaluated, and
 /// refused by name: GE_/LT_recordTime (the ledger keeps no per-event capture
-/// time), ILMD, INNER_ and extension-field parameters.
+/// time).
 #[utoipa::path(get, path = "/events",
     params(
         ("eventType" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false, description = "Event types, pipe-delimited"),

@@ -6,6 +6,16 @@
 //! parameters leave (`Lineage::query`'s document reader), so they narrow a
 //! query and never widen it.
 //!
+//! Extension fields are named by their full IRI, the namespace and the
+//! local name (`https://ns.example.com/epcis/temperatureBand`, or with `#`
+//! between them as EPCIS 1.x wrote it), whatever prefix an event's
+//! `@context` gave them: `EQ_{field}`, `GT_|GE_|LT_|LE_{field}` (numbers
+//! compared as numbers, times as times), `EXISTS_{field}`, each for a
+//! top-level extension field, with `ILMD_`, `readPoint_`, `bizLocation_`,
+//! `ERROR_DECLARATION_`, `SENSORELEMENT_`, `SENSORMETADATA_` or
+//! `SENSORREPORT_` before the field for one inside that element, and
+//! `INNER_` first for one nested at any depth inside an extension field.
+//!
 //! Sensor parameters hold of one reading: an event matches when one of its
 //! sensor reports (with its element's metadata) meets all of them, so
 //! `EQ_type=Temperature&GE_value_CEL=8` finds a temperature of 8 °C or more,
@@ -24,6 +34,39 @@ pub struct DocFilter {
     sensor: Vec<SensorTest>,
     /// `EXISTS_sensorElement`.
     sensor_exists: bool,
+    /// Extension fields.
+    fields: Vec<FieldTest>,
+}
+
+/// Where an extension field is looked for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scope {
+    Event,
+    Ilmd,
+    ReadPoint,
+    BizLocation,
+    ErrorDeclaration,
+    SensorElement,
+    SensorMetadata,
+    SensorReport,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct FieldTest {
+    scope: Scope,
+    /// Nested at any depth inside a top-level extension field.
+    inner: bool,
+    /// The field's full IRI, as the parameter names it.
+    field: String,
+    test: FieldCmp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum FieldCmp {
+    Exists,
+    OneOf(Vec<String>),
+    Number(Cmp, f64),
+    Time(Cmp, i64),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -245,7 +288,10 @@ const NUMBERS: &[&str] = &[
 impl DocFilter {
     /// Whether the query has no document tests.
     pub fn is_empty(&self) -> bool {
-        self.event.is_empty() && self.sensor.is_empty() && !self.sensor_exists
+        self.event.is_empty()
+            && self.sensor.is_empty()
+            && !self.sensor_exists
+            && self.fields.is_empty()
     }
 
     /// Takes parameter `name` with its `values` (pipe-split) if it is one
@@ -381,6 +427,34 @@ impl DocFilter {
         let Some((prefix, rest)) = name.split_once('_') else {
             return Ok(false);
         };
+        if let Some((scope, inner, field)) = extension_field(rest) {
+            let test = match (prefix, cmp_of(prefix)) {
+                ("EXISTS", _) if values.is_empty() => FieldCmp::Exists,
+                ("EXISTS", _) => return Err(bad(name, "takes no value")),
+                ("EQ", _) => FieldCmp::OneOf(values.to_vec()),
+                (_, Some(cmp)) => {
+                    let v = one()?;
+                    match (v.parse::<f64>(), date_or_time(v)) {
+                        (Ok(x), _) if x.is_finite() => FieldCmp::Number(cmp, x),
+                        (_, Some(ms)) => FieldCmp::Time(cmp, ms),
+                        _ => {
+                            return Err(bad(
+                                name,
+                                format!("{v:?}: compare with a number or a time (RFC 3339, or a date YYYY-MM-DD)"),
+                            ))
+                        }
+                    }
+                }
+                _ => return Ok(false),
+            };
+            self.fields.push(FieldTest {
+                scope,
+                inner,
+                field: field.to_string(),
+                test,
+            });
+            return Ok(true);
+        }
         let Some(cmp) = cmp_of(prefix) else {
             return Ok(false);
         };
@@ -427,7 +501,12 @@ impl DocFilter {
 
     /// Whether the captured `event` passes every test.
     pub fn matches(&self, event: &Value) -> bool {
-        self.event.iter().all(|t| event_test(t, event)) && self.sensor_matches(event)
+        self.event.iter().all(|t| event_test(t, event))
+            && self.sensor_matches(event)
+            && (self.fields.is_empty() || {
+                let ctx = prefixes(event);
+                self.fields.iter().all(|t| field_test(t, event, &ctx))
+            })
     }
 
     fn sensor_matches(&self, event: &Value) -> bool {
@@ -448,6 +527,185 @@ impl DocFilter {
                     .any(|r| self.sensor.iter().all(|t| sensor_test(t, meta, r)))
             })
         })
+    }
+}
+
+/// The scope, nesting and IRI an extension-field parameter names after its
+/// `EQ_`/`GT_`/…/`EXISTS_`; `None` if what follows is not one.
+fn extension_field(rest: &str) -> Option<(Scope, bool, &str)> {
+    let (inner, rest) = match rest.strip_prefix("INNER_") {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let (scope, field) = [
+        ("ILMD_", Scope::Ilmd),
+        ("readPoint_", Scope::ReadPoint),
+        ("bizLocation_", Scope::BizLocation),
+        ("ERROR_DECLARATION_", Scope::ErrorDeclaration),
+        ("SENSORELEMENT_", Scope::SensorElement),
+        ("SENSORMETADATA_", Scope::SensorMetadata),
+        ("SENSORREPORT_", Scope::SensorReport),
+    ]
+    .into_iter()
+    .find_map(|(p, scope)| rest.strip_prefix(p).map(|f| (scope, f)))
+    .unwrap_or((Scope::Event, rest));
+    let iri = field.contains("://") || field.starts_with("urn:");
+    (iri && field.len() > 8).then_some((scope, inner, field))
+}
+
+/// A time as RFC 3339, or a date (midnight UTC), in milliseconds.
+fn date_or_time(v: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.timestamp_millis())
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc().timestamp_millis())
+        })
+}
+
+/// The prefixes an event's `@context` (and EPCIS 2.0's own) defines.
+fn prefixes(event: &Value) -> std::collections::HashMap<String, String> {
+    // The prefixes EPCIS 2.0's own context defines, which an event's may
+    // redefine.
+    let mut out: std::collections::HashMap<String, String> = [
+        ("epcis", "https://ref.gs1.org/epcis/"),
+        ("cbv", "https://ref.gs1.org/cbv/"),
+        ("cbvmda", "urn:epcglobal:cbv:mda:"),
+        ("gs1", "https://gs1.org/voc/"),
+        ("rdfs", "http://www.w3.org/2000/01/rdf-schema#"),
+        ("owl", "http://www.w3.org/2002/07/owl#"),
+        ("xsd", "http://www.w3.org/2001/XMLSchema#"),
+        ("dcterms", "http://purl.org/dc/terms/"),
+    ]
+    .into_iter()
+    .map(|(p, n)| (p.to_string(), n.to_string()))
+    .collect();
+    let ctx = &event["@context"];
+    let objects: Vec<&Value> = match ctx {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    for o in objects.into_iter().filter_map(Value::as_object) {
+        for (p, n) in o {
+            if let Some(n) = n.as_str().or_else(|| n["@id"].as_str()) {
+                out.insert(p.clone(), n.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Whether key `key` (a compact `prefix:local`, or an IRI) names `field`:
+/// namespace and local name joined as they are, or with `#` between them.
+fn names(key: &str, ctx: &std::collections::HashMap<String, String>, field: &str) -> bool {
+    if key == field {
+        return true;
+    }
+    let Some((prefix, local)) = key.split_once(':') else {
+        return false;
+    };
+    let Some(ns) = ctx.get(prefix) else {
+        return false;
+    };
+    field.strip_prefix(ns.as_str()) == Some(local)
+        || field
+            .strip_prefix(ns.trim_end_matches(['/', '#', ':']))
+            .and_then(|r| r.strip_prefix('#'))
+            == Some(local)
+}
+
+/// The objects of `scope` in `event`.
+fn scope_objects(scope: Scope, event: &Value) -> Vec<&Value> {
+    let elements = || event["sensorElementList"].as_array().into_iter().flatten();
+    match scope {
+        Scope::Event => vec![event],
+        Scope::Ilmd => vec![&event["ilmd"]],
+        Scope::ReadPoint => vec![&event["readPoint"]],
+        Scope::BizLocation => vec![&event["bizLocation"]],
+        Scope::ErrorDeclaration => vec![&event["errorDeclaration"]],
+        Scope::SensorElement => elements().collect(),
+        Scope::SensorMetadata => elements().map(|e| &e["sensorMetadata"]).collect(),
+        Scope::SensorReport => elements()
+            .flat_map(|e| e["sensorReport"].as_array().into_iter().flatten())
+            .collect(),
+    }
+}
+
+/// The values of `t`'s field in `event`.
+fn field_values<'a>(
+    t: &FieldTest,
+    event: &'a Value,
+    ctx: &std::collections::HashMap<String, String>,
+) -> Vec<&'a Value> {
+    fn nested<'a>(
+        v: &'a Value,
+        ctx: &std::collections::HashMap<String, String>,
+        field: &str,
+        out: &mut Vec<&'a Value>,
+    ) {
+        match v {
+            Value::Object(o) => {
+                for (k, v) in o {
+                    if names(k, ctx, field) {
+                        out.push(v);
+                    }
+                    nested(v, ctx, field, out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| nested(i, ctx, field, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for o in scope_objects(t.scope, event) {
+        let Some(o) = o.as_object() else { continue };
+        // Extension fields are the ones with a namespace: `prefix:local` or an IRI.
+        for (k, v) in o.iter().filter(|(k, _)| k.contains(':')) {
+            if t.inner {
+                nested(v, ctx, &t.field, &mut out);
+            } else if names(k, ctx, &t.field) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+fn field_test(
+    t: &FieldTest,
+    event: &Value,
+    ctx: &std::collections::HashMap<String, String>,
+) -> bool {
+    let found = field_values(t, event, ctx);
+    let scalars = found.iter().flat_map(|v| match v {
+        Value::Array(items) => items.iter().collect::<Vec<_>>(),
+        other => vec![*other],
+    });
+    match &t.test {
+        FieldCmp::Exists => !found.is_empty(),
+        FieldCmp::OneOf(values) => scalars.into_iter().any(|v| match v {
+            Value::String(s) => values.contains(s),
+            Value::Number(n) => n.as_f64().is_some_and(|n| {
+                values
+                    .iter()
+                    .any(|w| w.parse::<f64>().is_ok_and(|w| compare(Cmp::Eq, n, w)))
+            }),
+            Value::Bool(b) => values.iter().any(|w| w == &b.to_string()),
+            _ => false,
+        }),
+        FieldCmp::Number(cmp, x) => scalars.into_iter().any(|v| {
+            v.as_f64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .is_some_and(|v| compare(*cmp, v, *x))
+        }),
+        FieldCmp::Time(cmp, ms) => scalars.into_iter().any(|v| {
+            v.as_str()
+                .and_then(date_or_time)
+                .is_some_and(|t| time_ok(*cmp, t, *ms))
+        }),
     }
 }
 
@@ -700,6 +958,57 @@ mod tests {
     }
 
     #[test]
+    fn extension_fields_are_found_by_their_full_name_whatever_their_prefix() {
+        let e = json!({
+            "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"ex": "https://ns.example.com/epcis/"}],
+            "type": "ObjectEvent",
+            "ex:band": "chilled",
+            "ex:pallets": 12,
+            "ex:inspected": "2026-11-02T10:00:00Z",
+            "ex:outer": {"ex:inner": {"ex:deep": 7}},
+            "ilmd": {"ex:bestBefore": "2026-12-01", "ex:grower": "Farm A"},
+            "readPoint": {"id": "urn:epc:id:sgln:0614141.00001.0", "ex:dock": "D4"},
+            "sensorElementList": [{"sensorMetadata": {"ex:calibrated": true}, "sensorReport": [{"type": "Temperature", "value": 3, "ex:probe": "P2"}]}]
+        });
+        let ns = "https://ns.example.com/epcis/";
+        for (params, expected) in [
+            (vec![(format!("EQ_{ns}band"), "chilled")], true),
+            (vec![(format!("EQ_{ns}band"), "frozen|ambient")], false),
+            (
+                vec![(
+                    "EQ_https://ns.example.com/epcis#band".to_string(),
+                    "chilled",
+                )],
+                true,
+            ),
+            (vec![(format!("EQ_{ns}pallets"), "12.0")], true),
+            (vec![(format!("GE_{ns}pallets"), "12")], true),
+            (vec![(format!("GT_{ns}pallets"), "12")], false),
+            (vec![(format!("LT_{ns}inspected"), "2026-11-03")], true),
+            (
+                vec![(format!("GE_ILMD_{ns}bestBefore"), "2026-11-30T00:00:00Z")],
+                true,
+            ),
+            (vec![(format!("EQ_ILMD_{ns}grower"), "Farm A")], true),
+            (vec![(format!("EQ_{ns}grower"), "Farm A")], false),
+            (vec![(format!("EXISTS_ILMD_{ns}grower"), "")], true),
+            (vec![(format!("EXISTS_{ns}missing"), "")], false),
+            (vec![(format!("EQ_INNER_{ns}deep"), "7")], true),
+            (vec![(format!("EQ_{ns}deep"), "7")], false),
+            (vec![(format!("EQ_readPoint_{ns}dock"), "D4")], true),
+            (
+                vec![(format!("EQ_SENSORMETADATA_{ns}calibrated"), "true")],
+                true,
+            ),
+            (vec![(format!("EQ_SENSORREPORT_{ns}probe"), "P2")], true),
+            (vec![(format!("EQ_SENSORREPORT_{ns}probe"), "P1")], false),
+        ] {
+            let p: Vec<(&str, &str)> = params.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+            assert_eq!(filter(&p).matches(&e), expected, "{params:?}");
+        }
+    }
+
+    #[test]
     fn malformed_document_parameters_are_named() {
         for (n, v) in [
             ("GE_value_CEL", "warm"),
@@ -708,6 +1017,8 @@ mod tests {
             ("GE_errorDeclarationTime", "today"),
             ("EQ_source_", "x"),
             ("GE_value", "1|2"),
+            ("GT_https://ns.example.com/epcis/pallets", "many"),
+            ("EXISTS_https://ns.example.com/epcis/pallets", "1"),
         ] {
             let mut f = DocFilter::default();
             let values: Vec<String> = v.split('|').map(str::to_string).collect();
