@@ -48,6 +48,11 @@
 //!   Events with their Key Data Elements; **EPCIS queries** (`lineage/query.rs`)
 //!   evaluate SimpleEventQuery parameters over the graph's events, ordered by (event
 //!   time, shard, index) so `nextPageToken` paging hands out every event exactly once.
+//!   A page is read from the most selective of the indexes (`lineage/index.rs`: the events
+//!   under each type, action, step, disposition, read point, business location and event
+//!   id, and all of them, each in that order) from where the last page ended; the
+//!   parameters only the captured event answers (`lineage/doc_query.rs`) are checked on
+//!   the stored event for the candidates that pass the rest.
 //! - **Search** indexes what the graph names in tantivy (in memory), rebuilt when the
 //!   graph has grown; derived like everything here.
 //!
