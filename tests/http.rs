@@ -887,6 +887,12 @@ fn the_openapi_document_describes_the_real_routes() {
                     b"{}",
                     None,
                 ),
+                "delete" => support::ask(
+                    "DELETE",
+                    &server.base,
+                    &url,
+                    &[("Authorization", &format!("Bearer {token}"))],
+                ),
                 other => panic!("{path}: undocumented method {other}"),
             };
             // Whatever the answer, it must come from the documented route,
