@@ -28,11 +28,172 @@ pub(super) enum Field {
     EventId,
 }
 
+/// Event numbers in cursor order, kept as a few sorted runs (a
+/// log-structured merge). An event later than the newest run's last is
+/// pushed onto it (events mostly come in time order); a late one starts a
+/// run of its own, and the newest runs are merged while the newest is at
+/// least half the size of the one before it. An insert costs O(log n)
+/// moves amortised, and there are O(log n) runs, which readers merge.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Runs {
+    runs: Vec<Vec<u32>>,
+}
+
+static EMPTY: Runs = Runs { runs: Vec::new() };
+
+impl Runs {
+    /// One run, already in cursor order.
+    pub(super) fn sorted(events: Vec<u32>) -> Runs {
+        Runs { runs: vec![events] }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.runs.iter().map(Vec::len).sum()
+    }
+
+    /// Every event, run by run (not in order).
+    pub(super) fn unordered(&self) -> impl Iterator<Item = u32> + '_ {
+        self.runs.iter().flatten().copied()
+    }
+
+    fn insert(&mut self, n: u32, key: &impl Fn(u32) -> Cursor) {
+        let k = key(n);
+        match self.runs.last_mut() {
+            Some(last) if last.last().is_none_or(|&m| key(m) < k) => last.push(n),
+            _ => self.runs.push(vec![n]),
+        }
+        while let [.., prev, last] = &self.runs[..] {
+            if last.len() * 2 < prev.len() {
+                break;
+            }
+            let last = self.runs.pop().expect("two runs");
+            let prev = self.runs.pop().expect("two runs");
+            let mut merged = Vec::with_capacity(prev.len() + last.len());
+            let (mut i, mut j) = (0, 0);
+            while i < prev.len() && j < last.len() {
+                if key(prev[i]) < key(last[j]) {
+                    merged.push(prev[i]);
+                    i += 1;
+                } else {
+                    merged.push(last[j]);
+                    j += 1;
+                }
+            }
+            merged.extend_from_slice(&prev[i..]);
+            merged.extend_from_slice(&last[j..]);
+            self.runs.push(merged);
+        }
+    }
+
+    /// The events in cursor order (reversed when `descending`), starting at
+    /// the first one `skip` does not hold of. `skip` must hold of a prefix
+    /// of the order the walk takes (a suffix of cursor order when
+    /// descending).
+    pub(super) fn ordered<'a, K: Fn(u32) -> Cursor + 'a>(
+        &'a self,
+        key: K,
+        skip: impl Fn(Cursor) -> bool,
+        descending: bool,
+    ) -> Ordered<'a, K> {
+        let mut next = Vec::with_capacity(self.runs.len());
+        let mut heap = std::collections::BinaryHeap::with_capacity(self.runs.len());
+        for (i, run) in self.runs.iter().enumerate() {
+            // Ascending: the index of the next event; descending: how many
+            // are left before it.
+            let at = if descending {
+                run.partition_point(|&m| !skip(key(m)))
+            } else {
+                run.partition_point(|&m| skip(key(m)))
+            };
+            let first = if descending {
+                at.checked_sub(1)
+            } else {
+                (at < run.len()).then_some(at)
+            };
+            if let Some(f) = first {
+                heap.push(Head {
+                    cursor: key(run[f]),
+                    run: i,
+                    descending,
+                });
+            }
+            next.push(at);
+        }
+        Ordered {
+            runs: &self.runs,
+            next,
+            heap,
+            key,
+            descending,
+        }
+    }
+}
+
+/// A run's next event in a merged walk. The heap is a max-heap: ascending
+/// walks order heads by reversed cursor.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    cursor: Cursor,
+    run: usize,
+    descending: bool,
+}
+
+impl Ord for Head {
+    fn cmp(&self, other: &Head) -> std::cmp::Ordering {
+        let c = self.cursor.cmp(&other.cursor);
+        if self.descending {
+            c
+        } else {
+            c.reverse()
+        }
+    }
+}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Head) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The merged walk [`Runs::ordered`] hands out.
+pub(super) struct Ordered<'a, K> {
+    runs: &'a [Vec<u32>],
+    next: Vec<usize>,
+    heap: std::collections::BinaryHeap<Head>,
+    key: K,
+    descending: bool,
+}
+
+impl<K: Fn(u32) -> Cursor> Iterator for Ordered<'_, K> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        let head = self.heap.pop()?;
+        let run = &self.runs[head.run];
+        let at = &mut self.next[head.run];
+        let (event, following) = if self.descending {
+            *at -= 1;
+            (run[*at], at.checked_sub(1))
+        } else {
+            *at += 1;
+            (run[*at - 1], (*at < run.len()).then_some(*at))
+        };
+        if let Some(f) = following {
+            self.heap.push(Head {
+                cursor: (self.key)(run[f]),
+                run: head.run,
+                descending: self.descending,
+            });
+        }
+        Some(event)
+    }
+}
+
 /// Event numbers by field value, and all of them, in cursor order.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Index {
-    all: Vec<u32>,
-    by: HashMap<(Field, u32), Vec<u32>>,
+    all: Runs,
+    by: HashMap<(Field, u32), Runs>,
     /// Bare CBV names (steps, dispositions) as index values: kept apart
     /// from the graph's nodes, which name things.
     cbv: HashMap<String, u32>,
@@ -51,31 +212,21 @@ impl Index {
     }
 
     /// Files event `n` under `fields`; `key` gives any event's cursor.
-    /// Events mostly come in time order, so an insert is mostly a push.
     pub(super) fn insert(&mut self, n: u32, fields: &[(Field, u32)], key: impl Fn(u32) -> Cursor) {
-        let k = key(n);
-        let put = |list: &mut Vec<u32>| {
-            if list.last().is_none_or(|&m| key(m) < k) {
-                list.push(n);
-            } else {
-                let at = list.partition_point(|&m| key(m) < k);
-                list.insert(at, n);
-            }
-        };
-        put(&mut self.all);
+        self.all.insert(n, &key);
         for f in fields {
-            put(self.by.entry(*f).or_default());
+            self.by.entry(*f).or_default().insert(n, &key);
         }
     }
 
-    /// Every event, in cursor order.
-    pub(super) fn all(&self) -> &[u32] {
+    /// Every event.
+    pub(super) fn all(&self) -> &Runs {
         &self.all
     }
 
-    /// The events with `value` in `field`, in cursor order.
-    pub(super) fn list(&self, field: Field, value: u32) -> &[u32] {
-        self.by.get(&(field, value)).map_or(&[], Vec::as_slice)
+    /// The events with `value` in `field`.
+    pub(super) fn list(&self, field: Field, value: u32) -> &Runs {
+        self.by.get(&(field, value)).unwrap_or(&EMPTY)
     }
 }
 
@@ -102,12 +253,43 @@ mod tests {
             };
             ix.insert(n, &fields, key);
         }
-        let sorted = |l: &[u32]| l.windows(2).all(|w| key(w[0]) < key(w[1]));
-        assert!(sorted(ix.all()));
-        assert_eq!(ix.all().len(), times.len());
-        assert_eq!(ix.list(Field::BizStep, step), [6, 4, 0, 2]);
-        assert!(sorted(ix.list(Field::BizStep, step)));
-        assert!(ix.list(Field::Disposition, step).is_empty());
+        let walk = |r: &Runs, desc: bool| r.ordered(key, |_| false, desc).collect::<Vec<_>>();
+        assert_eq!(walk(ix.all(), false), [6, 1, 4, 0, 3, 2, 5]);
+        assert_eq!(walk(ix.all(), true), [5, 2, 3, 0, 4, 1, 6]);
+        assert_eq!(walk(ix.list(Field::BizStep, step), false), [6, 4, 0, 2]);
+        assert_eq!(ix.list(Field::BizStep, step).len(), 4);
+        assert!(walk(ix.list(Field::Disposition, step), false).is_empty());
         assert_eq!(ix.cbv_known("receiving"), None);
+        // Starting places, either way.
+        let after = key(0);
+        let from = |desc: bool| {
+            ix.all()
+                .ordered(key, |c| if desc { c >= after } else { c <= after }, desc)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(from(false), [3, 2, 5]);
+        assert_eq!(from(true), [4, 1, 6]);
+    }
+
+    #[test]
+    fn many_late_events_keep_few_runs_and_one_order() {
+        // A hundred thousand events out of order, as interleaved lots give.
+        let n = 100_000u32;
+        let times: Vec<i64> = (0..n as i64).map(|i| (i * 7_919) % 100_003).collect();
+        let key = |m: u32| Cursor {
+            time_ms: times[m as usize],
+            shard: 0,
+            index: m as u64,
+        };
+        let mut runs = Runs::default();
+        for m in 0..n {
+            runs.insert(m, &key);
+            assert!(
+                runs.runs.len() <= 2 * (usize::BITS - (m as usize + 1).leading_zeros()) as usize
+            );
+        }
+        let walked: Vec<u32> = runs.ordered(key, |_| false, false).collect();
+        assert_eq!(walked.len(), n as usize);
+        assert!(walked.windows(2).all(|w| key(w[0]) < key(w[1])));
     }
 }

@@ -19,7 +19,7 @@ use std::hash::{Hash, Hasher};
 use ledger::entry::{Action, EventKind, SubjectRole};
 
 use super::doc_query::DocFilter;
-use super::index::Field;
+use super::index::{Field, Runs};
 use super::{At, EventRec, Lineage, Mention};
 
 /// Why a query was refused; `parameter` names the one at fault.
@@ -576,16 +576,16 @@ impl Lineage {
     /// The events `q` can only select among, in cursor order: the smallest
     /// of what its exact identifiers name and of the index lists its
     /// single-field parameters select; all events when it has none.
-    fn candidates(&self, q: &EventQuery) -> std::borrow::Cow<'_, [u32]> {
+    fn candidates(&self, q: &EventQuery) -> std::borrow::Cow<'_, Runs> {
         use std::borrow::Cow;
         let ix = &self.index;
-        let cbv = |field: Field, names: &[String]| -> Vec<&[u32]> {
+        let cbv = |field: Field, names: &[String]| -> Vec<&Runs> {
             names
                 .iter()
-                .map(|n| ix.cbv_known(n).map_or(&[][..], |v| ix.list(field, v)))
+                .map(|n| ix.list(field, ix.cbv_known(n).unwrap_or(u32::MAX)))
                 .collect()
         };
-        let node = |field: Field, names: &[String], exact: bool| -> Vec<&[u32]> {
+        let node = |field: Field, names: &[String], exact: bool| -> Vec<&Runs> {
             names
                 .iter()
                 .map(|n| {
@@ -594,11 +594,11 @@ impl Lineage {
                     } else {
                         self.id_of(n)
                     };
-                    id.map_or(&[][..], |&v| ix.list(field, v))
+                    ix.list(field, id.copied().unwrap_or(u32::MAX))
                 })
                 .collect()
         };
-        let choices: Vec<Vec<&[u32]>> = [
+        let choices: Vec<Vec<&Runs>> = [
             (!q.event_types.is_empty()).then(|| {
                 q.event_types
                     .iter()
@@ -627,36 +627,34 @@ impl Lineage {
             .iter()
             .find(|(_, ps)| ps.iter().all(|p| !p.starts_with("urn:epc:idpat:")))
             .map(|(_, ps)| {
-                let mut events: Vec<u32> = ps
-                    .iter()
+                ps.iter()
                     .filter_map(|p| self.id_of(p.as_str()))
                     .flat_map(|&id| {
                         let waiting = self.uncounted.get(&id).map_or(&[][..], Vec::as_slice);
                         self.mentions[id as usize].iter().chain(waiting).copied()
                     })
-                    .collect();
-                events.sort_by_key(|&m| cursor_of(&self.events[m as usize]));
-                events.dedup();
-                events
+                    .collect()
             });
-        let size = |lists: &Vec<&[u32]>| lists.iter().map(|l| l.len()).sum::<usize>();
+        let size = |lists: &Vec<&Runs>| lists.iter().map(|l| l.len()).sum::<usize>();
         let best = choices.into_iter().min_by_key(size);
         match (named, best) {
-            (Some(n), Some(b)) if size(&b) < n.len() => Cow::Owned(self.merged(b)),
-            (Some(n), _) => Cow::Owned(n),
+            (Some(n), Some(b)) if size(&b) < n.len() => {
+                Cow::Owned(self.sorted(b.iter().flat_map(|r| r.unordered()).collect()))
+            }
+            (Some(n), _) => Cow::Owned(self.sorted(n)),
             (None, Some(b)) if b.len() == 1 => Cow::Borrowed(b[0]),
-            (None, Some(b)) => Cow::Owned(self.merged(b)),
+            (None, Some(b)) => {
+                Cow::Owned(self.sorted(b.iter().flat_map(|r| r.unordered()).collect()))
+            }
             (None, None) => Cow::Borrowed(self.index.all()),
         }
     }
 
-    /// Lists of distinct events, each in cursor order, as one list in
-    /// cursor order.
-    fn merged(&self, lists: Vec<&[u32]>) -> Vec<u32> {
-        let mut all: Vec<u32> = lists.concat();
-        all.sort_by_key(|&m| cursor_of(&self.events[m as usize]));
-        all.dedup();
-        all
+    /// Events as one run in cursor order, each once.
+    fn sorted(&self, mut events: Vec<u32>) -> Runs {
+        events.sort_by_key(|&m| cursor_of(&self.events[m as usize]));
+        events.dedup();
+        Runs::sorted(events)
     }
 
     fn select(
@@ -675,33 +673,41 @@ impl Lineage {
         }
         let candidates = self.candidates(q);
         let key = |m: u32| cursor_of(&self.events[m as usize]);
-        // The candidates are in cursor order, which starts with eventTime:
-        // the time range is a slice of them.
-        let lo = q
-            .ge_time
-            .map_or(0, |t| candidates.partition_point(|&m| key(m).time_ms < t));
-        let hi = q.lt_time.map_or(candidates.len(), |t| {
-            candidates.partition_point(|&m| key(m).time_ms < t)
-        });
-        let range = &candidates[lo..hi.max(lo)];
-        let matches = |m: &&u32| self.keeps(q, **m, read);
+        let (ge, lt) = (q.ge_time, q.lt_time);
+        let before = move |c: Cursor| ge.is_some_and(|t| c.time_ms < t);
+        let past = move |c: Cursor| lt.is_some_and(|t| c.time_ms >= t);
+        let matches = |m: &u32| self.keeps(q, *m, read);
         if count_all || q.event_count_limit.is_some() || q.max_event_count.is_some() {
-            return self.select_counted(q, range, after, per_page, read);
+            let range: Vec<u32> = candidates
+                .ordered(key, before, false)
+                .take_while(|&m| !past(key(m)))
+                .collect();
+            return self.select_counted(q, &range, after, per_page, read);
         }
-        // A page: from where the last one ended, the first matches in order,
-        // and whether one more follows.
+        // A page: from where the last one ended (and the time range begins),
+        // the first matches in order, and whether one more follows. The
+        // candidates come in cursor order, which starts with eventTime.
+        let page_from = |it: &mut dyn Iterator<Item = u32>| {
+            let mut it = it.filter(matches);
+            let page: Vec<(Cursor, u32)> =
+                it.by_ref().take(per_page).map(|m| (key(m), m)).collect();
+            let more = it.next().is_some();
+            (page, more)
+        };
         let (page, more) = if q.descending {
-            let end = after.map_or(range.len(), |c| range.partition_point(|&m| key(m) < c));
-            let mut it = range[..end].iter().rev().filter(matches);
-            let page: Vec<(Cursor, u32)> =
-                it.by_ref().take(per_page).map(|&m| (key(m), m)).collect();
-            (page, it.next().is_some())
+            let skip = |c: Cursor| after.is_some_and(|a| c >= a) || past(c);
+            page_from(
+                &mut candidates
+                    .ordered(key, skip, true)
+                    .take_while(|&m| !before(key(m))),
+            )
         } else {
-            let start = after.map_or(0, |c| range.partition_point(|&m| key(m) <= c));
-            let mut it = range[start..].iter().filter(matches);
-            let page: Vec<(Cursor, u32)> =
-                it.by_ref().take(per_page).map(|&m| (key(m), m)).collect();
-            (page, it.next().is_some())
+            let skip = |c: Cursor| after.is_some_and(|a| c <= a) || before(c);
+            page_from(
+                &mut candidates
+                    .ordered(key, skip, false)
+                    .take_while(|&m| !past(key(m))),
+            )
         };
         Ok(Selected {
             page,
