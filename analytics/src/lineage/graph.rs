@@ -170,8 +170,10 @@ impl Lineage {
         let fields = self.index_fields(&rec);
         self.events.push(rec);
         let events = &self.events;
-        self.index
-            .insert(n, &fields, |m| query::cursor_of(&events[m as usize]));
+        let event_id = events[n as usize].event_id;
+        self.index.insert(n, event_id, &fields, |m| {
+            query::cursor_of(&events[m as usize])
+        });
         // Indexed (by subject, by location, its watches) once it counts.
         self.settle(n, e);
     }

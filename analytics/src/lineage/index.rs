@@ -24,8 +24,6 @@ pub(super) enum Field {
     /// By the graph's node of the location.
     ReadPoint,
     BizLocation,
-    /// By the graph's node of the event id.
-    EventId,
 }
 
 /// Event numbers in cursor order, kept as a few sorted runs (a
@@ -197,6 +195,11 @@ pub(super) struct Index {
     /// Bare CBV names (steps, dispositions) as index values: kept apart
     /// from the graph's nodes, which name things.
     cbv: HashMap<String, u32>,
+    /// By event id (the graph's node): the first event with it. Ids are
+    /// unique but for corrections, which reuse one (`more_ids`): a list per
+    /// id would cost two allocations per event.
+    by_id: HashMap<u32, u32>,
+    more_ids: HashMap<u32, Vec<u32>>,
 }
 
 impl Index {
@@ -211,12 +214,34 @@ impl Index {
         self.cbv.get(bare).copied()
     }
 
-    /// Files event `n` under `fields`; `key` gives any event's cursor.
-    pub(super) fn insert(&mut self, n: u32, fields: &[(Field, u32)], key: impl Fn(u32) -> Cursor) {
+    /// Files event `n`, whose id is the node `event_id`, under `fields`;
+    /// `key` gives any event's cursor.
+    pub(super) fn insert(
+        &mut self,
+        n: u32,
+        event_id: u32,
+        fields: &[(Field, u32)],
+        key: impl Fn(u32) -> Cursor,
+    ) {
+        if let Some(&first) = self.by_id.get(&event_id) {
+            self.more_ids.entry(first).or_default().push(n);
+        } else {
+            self.by_id.insert(event_id, n);
+        }
         self.all.insert(n, &key);
         for f in fields {
             self.by.entry(*f).or_default().insert(n, &key);
         }
+    }
+
+    /// The events with the id whose node is `event_id`, in no order.
+    pub(super) fn with_id(&self, event_id: u32) -> Vec<u32> {
+        let Some(&first) = self.by_id.get(&event_id) else {
+            return Vec::new();
+        };
+        let mut out = vec![first];
+        out.extend(self.more_ids.get(&first).into_iter().flatten());
+        out
     }
 
     /// Every event.
@@ -251,7 +276,7 @@ mod tests {
             } else {
                 vec![]
             };
-            ix.insert(n, &fields, key);
+            ix.insert(n, 1_000 + n % 3, &fields, key);
         }
         let walk = |r: &Runs, desc: bool| r.ordered(key, |_| false, desc).collect::<Vec<_>>();
         assert_eq!(walk(ix.all(), false), [6, 1, 4, 0, 3, 2, 5]);
@@ -260,6 +285,8 @@ mod tests {
         assert_eq!(ix.list(Field::BizStep, step).len(), 4);
         assert!(walk(ix.list(Field::Disposition, step), false).is_empty());
         assert_eq!(ix.cbv_known("receiving"), None);
+        assert_eq!(ix.with_id(1_000), [0, 3, 6]);
+        assert!(ix.with_id(7).is_empty());
         // Starting places, either way.
         let after = key(0);
         let from = |desc: bool| {

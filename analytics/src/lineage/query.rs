@@ -549,7 +549,7 @@ impl Lineage {
 
     /// The index values of an event's single-valued fields.
     pub(super) fn index_fields(&mut self, e: &EventRec) -> Vec<(Field, u32)> {
-        let mut fields = vec![(Field::Kind, e.kind as u32), (Field::EventId, e.event_id)];
+        let mut fields = vec![(Field::Kind, e.kind as u32)];
         if let Some(a) = e.action {
             fields.push((Field::Action, a as u32));
         }
@@ -585,17 +585,10 @@ impl Lineage {
                 .map(|n| ix.list(field, ix.cbv_known(n).unwrap_or(u32::MAX)))
                 .collect()
         };
-        let node = |field: Field, names: &[String], exact: bool| -> Vec<&Runs> {
+        let node = |field: Field, names: &[String]| -> Vec<&Runs> {
             names
                 .iter()
-                .map(|n| {
-                    let id = if exact {
-                        self.ids.get(n)
-                    } else {
-                        self.id_of(n)
-                    };
-                    ix.list(field, id.copied().unwrap_or(u32::MAX))
-                })
+                .map(|n| ix.list(field, self.id_of(n).copied().unwrap_or(u32::MAX)))
                 .collect()
         };
         let choices: Vec<Vec<&Runs>> = [
@@ -613,10 +606,8 @@ impl Lineage {
             }),
             (!q.biz_steps.is_empty()).then(|| cbv(Field::BizStep, &q.biz_steps)),
             (!q.dispositions.is_empty()).then(|| cbv(Field::Disposition, &q.dispositions)),
-            (!q.read_points.is_empty()).then(|| node(Field::ReadPoint, &q.read_points, false)),
-            (!q.biz_locations.is_empty())
-                .then(|| node(Field::BizLocation, &q.biz_locations, false)),
-            (!q.event_ids.is_empty()).then(|| node(Field::EventId, &q.event_ids, true)),
+            (!q.read_points.is_empty()).then(|| node(Field::ReadPoint, &q.read_points)),
+            (!q.biz_locations.is_empty()).then(|| node(Field::BizLocation, &q.biz_locations)),
         ]
         .into_iter()
         .flatten()
@@ -635,6 +626,19 @@ impl Lineage {
                     })
                     .collect()
             });
+        // Event ids: the events with them (exactly as written, as events name them).
+        let with_ids: Option<Vec<u32>> = (!q.event_ids.is_empty()).then(|| {
+            q.event_ids
+                .iter()
+                .filter_map(|i| self.ids.get(i))
+                .flat_map(|&i| ix.with_id(i))
+                .collect()
+        });
+        let named = match (named, with_ids) {
+            (Some(a), Some(b)) if b.len() < a.len() => Some(b),
+            (None, b) => b,
+            (a, _) => a,
+        };
         let size = |lists: &Vec<&Runs>| lists.iter().map(|l| l.len()).sum::<usize>();
         let best = choices.into_iter().min_by_key(size);
         match (named, best) {
