@@ -71,6 +71,57 @@ fn base_url(req: &HttpRequest) -> String {
     format!("{}://{}", c.scheme(), c.host())
 }
 
+/// The product master data pages and linksets name products from.
+fn catalogue(req: &HttpRequest) -> Option<Arc<crate::catalogue::Catalogue>> {
+    req.app_data::<web::Data<crate::Options>>()
+        .map(|o| Arc::clone(&o.catalogue))
+}
+
+/// The name of the product `gtin` in `lang`, as the catalogue has it.
+fn product_name(
+    catalogue: Option<&crate::catalogue::Catalogue>,
+    gtin: Option<&str>,
+    lang: Lang,
+) -> Option<String> {
+    gtin.and_then(|g| catalogue?.name(g, lang.code()))
+        .map(str::to_string)
+}
+
+/// Whether a request's `path` is `link`'s canonical path: exactly, or with
+/// one trailing slash (the same URI, as resolvers treat it).
+fn is_canonical_path(link: &DigitalLink, path: &str) -> bool {
+    let canonical = link.path();
+    path == canonical || path.strip_suffix('/') == Some(canonical.as_str())
+}
+
+/// The answer to a path that is not a Digital Link: 400, as a page or a
+/// problem.
+fn not_a_link(req: &HttpRequest, path: &str, e: gs1::Gs1Error) -> HttpResponse {
+    refuse(
+        req,
+        link_error(path, e),
+        (
+            "This code is not a valid product code",
+            "Dieser Code ist kein gültiger Produktcode",
+        ),
+    )
+}
+
+/// The answer when nothing is known of `link` at any level: 404.
+fn nothing_recorded(req: &HttpRequest, link: &DigitalLink) -> HttpResponse {
+    refuse(
+        req,
+        ApiError::NotFound(format!(
+            "nothing is recorded about {}: no event names it, nor its product, on this node",
+            link.canonical()
+        )),
+        (
+            "We have no record of this product",
+            "Zu diesem Produkt liegen uns keine Angaben vor",
+        ),
+    )
+}
+
 /// What a consumer page may load: its own inline style, its own scripts and
 /// answers from this node; nothing from elsewhere, no framing.
 const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
@@ -141,18 +192,9 @@ async fn get_page(state: web::Data<ReadState>, req: HttpRequest) -> HttpResponse
     let base = base_url(&req);
     let link = match DigitalLink::from_parts(&base, path, req.uri().query()) {
         Ok(l) => l,
-        Err(e) => {
-            return refuse(
-                &req,
-                link_error(path, e),
-                (
-                    "This code is not a valid product code",
-                    "Dieser Code ist kein gültiger Produktcode",
-                ),
-            )
-        }
+        Err(e) => return not_a_link(&req, path, e),
     };
-    if link.path() != path && format!("{}/", link.path()) != path {
+    if !is_canonical_path(&link, path) {
         let mut to = format!("{PAGE_PREFIX}{}", link.path());
         if let Some(q) = req.uri().query() {
             to.push('?');
@@ -171,36 +213,13 @@ async fn get_page(state: web::Data<ReadState>, req: HttpRequest) -> HttpResponse
         .find(|(k, _)| k == "lang")
         .and_then(|(_, v)| Lang::from_code(v))
         .unwrap_or_else(|| lang_of(&req));
-    let catalogue = req
-        .app_data::<web::Data<crate::Options>>()
-        .map(|o| Arc::clone(&o.catalogue));
-    let nothing = || {
-        refuse(
-            &req,
-            ApiError::NotFound(format!(
-                "nothing is recorded about {}: no event names it, nor its product, on this node",
-                link.canonical()
-            )),
-            (
-                "We have no record of this product",
-                "Zu diesem Produkt liegen uns keine Angaben vor",
-            ),
-        )
-    };
+    let catalogue = catalogue(&req);
     let Some(subject) = resolver::subject_of(&state, catalogue.as_deref(), &link) else {
-        return nothing();
+        return nothing_recorded(&req, &link);
     };
     let urls = render::Urls {
         page: resolver::page_url(&base, subject.link()),
         linkset: format!("{}?linkType=linkset", subject.link().under(&base)),
-    };
-    let product_name = |gtin: Option<&str>| {
-        gtin.and_then(|g| {
-            catalogue
-                .as_deref()
-                .and_then(|c| c.name(g, lang.code()))
-                .map(str::to_string)
-        })
     };
     match subject {
         Subject::Recorded(l) => {
@@ -219,7 +238,7 @@ async fn get_page(state: web::Data<ReadState>, req: HttpRequest) -> HttpResponse
             let gtin = l.gtin().unwrap_or_default();
             let body = render::product_page(
                 gtin,
-                product_name(Some(gtin)).as_deref(),
+                product_name(catalogue.as_deref(), Some(gtin), lang).as_deref(),
                 link.get("10"),
                 lang,
                 &urls,
@@ -253,11 +272,7 @@ async fn page(
             ),
         );
     };
-    let product = facts
-        .gtin
-        .as_deref()
-        .and_then(|g| catalogue.and_then(|c| c.name(g, lang.code())))
-        .map(str::to_string);
+    let product = product_name(catalogue, facts.gtin.as_deref(), lang);
     let disclosed = facts
         .gtin
         .as_deref()

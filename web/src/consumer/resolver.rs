@@ -25,7 +25,10 @@ use api::ApiError;
 use gs1::DigitalLink;
 use readstate::ReadState;
 
-use super::{base_url, lang_of, link_error, refuse, wants, PAGE_PREFIX};
+use super::{
+    base_url, catalogue, is_canonical_path, lang_of, not_a_link, nothing_recorded, product_name,
+    refuse, wants, PAGE_PREFIX,
+};
 
 /// Where a GS1-Conformant resolver describes itself.
 pub const DESCRIPTION_PATH: &str = "/.well-known/gs1resolver";
@@ -339,25 +342,15 @@ async fn answer(state: &ReadState, req: &HttpRequest) -> (HttpResponse, Option<S
     let base = base_url(req);
     let link = match DigitalLink::from_parts(&base, &path, query) {
         Ok(l) => l,
-        Err(e) => {
-            let refusal = refuse(
-                req,
-                link_error(&path, e),
-                (
-                    "This code is not a valid product code",
-                    "Dieser Code ist kein gültiger Produktcode",
-                ),
-            );
-            return (refusal, None);
-        }
+        Err(e) => return (not_a_link(req, &path, e), None),
     };
     let here = link.under(&base);
     // One URI per thing: other spellings are sent to the canonical one (a
     // trailing slash is the same URI). The query is compared decoded:
     // `gs1:epcis` and `gs1%3Aepcis` are one.
     let canonical_query = link.query();
-    let same_path = link.path() == path || format!("{}/", link.path()) == path;
-    if !same_path || decoded(query.unwrap_or("")) != decoded(&canonical_query) {
+    if !is_canonical_path(&link, &path) || decoded(query.unwrap_or("")) != decoded(&canonical_query)
+    {
         let mut to = link.path();
         if !canonical_query.is_empty() {
             to.push('?');
@@ -374,22 +367,8 @@ async fn answer(state: &ReadState, req: &HttpRequest) -> (HttpResponse, Option<S
             Some(link_header(&here, &[])),
         );
     }
-    let catalogue = req
-        .app_data::<web::Data<crate::Options>>()
-        .map(|o| std::sync::Arc::clone(&o.catalogue));
-    let Some(subject) = subject_of(state, catalogue.as_deref(), &link) else {
-        let refusal = refuse(
-            req,
-            ApiError::NotFound(format!(
-                "nothing is recorded about {}: no event names it, nor its product, on this node",
-                link.canonical()
-            )),
-            (
-                "We have no record of this product",
-                "Zu diesem Produkt liegen uns keine Angaben vor",
-            ),
-        );
-        return (refusal, Some(link_header(&here, &[])));
+    let Some(subject) = subject_of(state, catalogue(req).as_deref(), &link) else {
+        return (nothing_recorded(req, &link), Some(link_header(&here, &[])));
     };
     let links = links(&base, &subject);
     let header = link_header(&here, &links);
@@ -455,17 +434,9 @@ fn chosen(
 /// The linkset in the media type the client prefers: JSON-LD (the context
 /// embedded), plain JSON, or RFC 9264's `application/linkset+json`.
 fn linkset_answer(req: &HttpRequest, subject: &Subject, links: &[Link]) -> HttpResponse {
-    let catalogue = req
-        .app_data::<web::Data<crate::Options>>()
-        .map(|o| std::sync::Arc::clone(&o.catalogue));
     let lang = lang_of(req);
     let link = subject.link();
-    let product = link.gtin().and_then(|g| {
-        catalogue
-            .as_deref()
-            .and_then(|c| c.name(g, lang.code()))
-            .map(str::to_string)
-    });
+    let product = product_name(catalogue(req).as_deref(), link.gtin(), lang);
     let description = match (product, link.get("10")) {
         (Some(p), Some(lot)) => format!("{p}, lot {lot}"),
         (Some(p), None) => p,
