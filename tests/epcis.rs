@@ -356,9 +356,19 @@ fn query_all(
     query: &str,
     answers: &mut Vec<Value>,
 ) -> (std::collections::BTreeSet<String>, Vec<String>) {
+    all_pages(base, token, &format!("/events?{query}"), answers)
+}
+
+/// [`query_all`] from any first page (a named query's, say).
+fn all_pages(
+    base: &str,
+    token: &str,
+    first: &str,
+    answers: &mut Vec<Value>,
+) -> (std::collections::BTreeSet<String>, Vec<String>) {
     let mut ids = std::collections::BTreeSet::new();
     let mut entries = Vec::new();
-    let mut next = Some(format!("/events?{query}"));
+    let mut next = Some(first.to_string());
     while let Some(path) = next.take() {
         let r = get_auth(base, &path, token);
         assert_eq!(r.status, 200, "{path}: {}", r.body);
@@ -1047,29 +1057,15 @@ fn named_queries_are_views_that_survive_a_restart() {
         &mut answers,
     );
     assert_eq!(direct.len(), 8);
-    let run = |token: &str, path: &str| {
-        let mut ids = std::collections::BTreeSet::new();
-        let mut next = Some(path.to_string());
-        while let Some(p) = next.take() {
-            let r = get_auth(&base, &p, token);
-            assert_eq!(r.status, 200, "{p}: {}", r.body);
-            for e in events_of(&r.json()) {
-                assert!(
-                    ids.insert(e["eventID"].as_str().unwrap().to_string()),
-                    "twice"
-                );
-            }
-            next = r.header("link").map(|l| {
-                l.trim_start_matches('<')
-                    .split('>')
-                    .next()
-                    .unwrap()
-                    .to_string()
-            });
-        }
-        ids
-    };
-    assert_eq!(run(&token, "/queries/shipped/events?perPage=3"), direct);
+    let (named, entries) = all_pages(
+        &base,
+        &token,
+        "/queries/shipped/events?perPage=3",
+        &mut answers,
+    );
+    assert_eq!(named, direct);
+    let once: std::collections::BTreeSet<&String> = entries.iter().collect();
+    assert_eq!(once.len(), entries.len(), "each event once");
     get_auth(
         &base,
         "/queries/shipped/events?EQ_bizStep=receiving",

@@ -12,6 +12,25 @@ use analytics::lineage::{self, At, Direction, Limits};
 use fixtures::Scale;
 use ledger::entry::Entry;
 
+/// The world of seed 7 at `scale`, loaded into a new two-shard node in
+/// `dir`, and the graph a scan of its logs builds.
+async fn loaded(
+    dir: &std::path::Path,
+    scale: Scale,
+) -> (
+    fixtures::World,
+    std::sync::Arc<shards::Node>,
+    lineage::Lineage,
+) {
+    let world = fixtures::generate(7, scale, common::START_MS);
+    let node = common::open(dir, 2);
+    fixtures::load::events_into_node(&node, &world)
+        .await
+        .unwrap();
+    let (graph, _) = lineage::scan(&node).unwrap();
+    (world, node, graph)
+}
+
 /// The lots `lot` was made from, directly or not, per the world's own record.
 fn ancestors(world: &fixtures::World, lot: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -49,12 +68,7 @@ fn holds_event(node: &shards::Node, at: &At, event_id: &str) {
 
 async fn check(scale: Scale) {
     let dir = tempfile::tempdir().unwrap();
-    let world = fixtures::generate(7, scale, common::START_MS);
-    let node = common::open(dir.path(), 2);
-    fixtures::load::events_into_node(&node, &world)
-        .await
-        .unwrap();
-    let (graph, _) = lineage::scan(&node).unwrap();
+    let (world, node, graph) = loaded(dir.path(), scale).await;
 
     let truth = &world.truth;
     let forward = graph
@@ -121,12 +135,7 @@ async fn traces_match_the_ground_truth_in_the_large_world() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn co_exposure_finds_the_lots_that_shared_the_breached_reefer() {
     let dir = tempfile::tempdir().unwrap();
-    let world = fixtures::generate(7, Scale::Demo, common::START_MS);
-    let node = common::open(dir.path(), 2);
-    fixtures::load::events_into_node(&node, &world)
-        .await
-        .unwrap();
-    let (graph, _) = lineage::scan(&node).unwrap();
+    let (world, _node, graph) = loaded(dir.path(), Scale::Demo).await;
     // The breach the truth planted on a reefer, and the lots that reefer carried.
     let incident = world
         .truth
@@ -174,12 +183,7 @@ async fn co_exposure_finds_the_lots_that_shared_the_breached_reefer() {
 async fn fsma_204_lists_every_cte_of_the_contaminated_lots_chain_with_its_kdes() {
     use analytics::lineage::fsma204::{cells, required, Cte, CteRow, MasterData, Place, COLUMNS};
     let dir = tempfile::tempdir().unwrap();
-    let world = fixtures::generate(7, Scale::Demo, common::START_MS);
-    let node = common::open(dir.path(), 2);
-    fixtures::load::events_into_node(&node, &world)
-        .await
-        .unwrap();
-    let (graph, _) = lineage::scan(&node).unwrap();
+    let (world, node, graph) = loaded(dir.path(), Scale::Demo).await;
     let chain = graph.chain(&world.truth.contaminated_lot).unwrap();
     // The master data the demo publishes: products' names, sites' places.
     let master = MasterData {
@@ -397,12 +401,7 @@ async fn fsma_204_lists_every_cte_of_the_contaminated_lots_chain_with_its_kdes()
 async fn the_checkpoint_gives_the_same_graph_and_the_tail_follows_it() {
     use analytics::lineage::checkpoint;
     let dir = tempfile::tempdir().unwrap();
-    let world = fixtures::generate(7, Scale::Tiny, common::START_MS);
-    let node = common::open(dir.path(), 2);
-    fixtures::load::events_into_node(&node, &world)
-        .await
-        .unwrap();
-    let (scanned, _) = lineage::scan(&node).unwrap();
+    let (world, node, scanned) = loaded(dir.path(), Scale::Tiny).await;
     assert!(checkpoint::load(&node).is_none(), "no checkpoint yet");
     checkpoint::save(&node, &scanned).unwrap();
     let (loaded, positions) = checkpoint::load(&node).expect("the checkpoint matches the logs");
@@ -475,12 +474,7 @@ async fn indexed_epcis_queries_select_what_the_documents_say() {
     use serde_json::Value;
 
     let dir = tempfile::tempdir().unwrap();
-    let world = fixtures::generate(7, Scale::Demo, common::START_MS);
-    let node = common::open(dir.path(), 2);
-    fixtures::load::events_into_node(&node, &world)
-        .await
-        .unwrap();
-    let (graph, _) = lineage::scan(&node).unwrap();
+    let (world, node, graph) = loaded(dir.path(), Scale::Demo).await;
     let event_of = |at: &At| -> String {
         let bytes = node
             .shard(at.shard)
