@@ -504,11 +504,12 @@ impl Lineage {
         after: Option<Cursor>,
         per_page: usize,
     ) -> Result<Page, QueryError> {
-        let mut hits: Vec<u32> = (0..self.events.len() as u32)
+        let mut hits: Vec<(Cursor, u32)> = (0..self.events.len() as u32)
             .filter(|&m| self.event_matches(&self.events[m as usize], q))
+            .map(|m| (cursor_of(&self.events[m as usize]), m))
             .collect();
-        hits.sort_by_key(|&m| cursor_of(&self.events[m as usize]));
-        let s = self.select_counted(q, &hits, after, per_page, None)?;
+        hits.sort_by_key(|(c, _)| *c);
+        let s = self.select_counted(q, hits, after, per_page)?;
         Ok(self.page_of(s))
     }
 
@@ -682,11 +683,13 @@ impl Lineage {
         let past = move |c: Cursor| lt.is_some_and(|t| c.time_ms >= t);
         let matches = |m: &u32| self.keeps(q, *m, read);
         if count_all || q.event_count_limit.is_some() || q.max_event_count.is_some() {
-            let range: Vec<u32> = candidates
+            let hits: Vec<(Cursor, u32)> = candidates
                 .ordered(key, before, false)
                 .take_while(|&m| !past(key(m)))
+                .filter(matches)
+                .map(|m| (key(m), m))
                 .collect();
-            return self.select_counted(q, &range, after, per_page, read);
+            return self.select_counted(q, hits, after, per_page);
         }
         // A page: from where the last one ended (and the time range begins),
         // the first matches in order, and whether one more follows. The
@@ -722,19 +725,14 @@ impl Lineage {
 
     /// [`Lineage::select`] when the whole answer counts: its size (GraphQL's
     /// `totalCount`, `maxEventCount`) or its first events (`eventCountLimit`).
+    /// `hits` are every event `q` selects, in cursor order.
     fn select_counted(
         &self,
         q: &EventQuery,
-        range: &[u32],
+        mut hits: Vec<(Cursor, u32)>,
         after: Option<Cursor>,
         per_page: usize,
-        read: Option<ReadEvent<'_>>,
     ) -> Result<Selected, QueryError> {
-        let mut hits: Vec<(Cursor, u32)> = range
-            .iter()
-            .filter(|&&m| self.keeps(q, m, read))
-            .map(|&m| (cursor_of(&self.events[m as usize]), m))
-            .collect();
         if let Some(max) = q.max_event_count {
             if hits.len() > max {
                 return Err(QueryError {
