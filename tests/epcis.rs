@@ -101,6 +101,15 @@ fn every_gs1_example_is_captured_and_queried_back_unchanged() {
                     .unwrap()
                     .remove("coldtrail:entry")
                     .expect("every queried event names its entry");
+                // The repository sets recordTime (whatever the document said).
+                let recorded = b.as_object_mut().unwrap().remove("recordTime");
+                assert!(
+                    recorded
+                        .as_ref()
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.starts_with("20")),
+                    "{recorded:?}"
+                );
                 // The capturing partner reads its own event's entry.
                 let entry = get_auth(
                     &server.base,
@@ -111,9 +120,12 @@ fn every_gs1_example_is_captured_and_queried_back_unchanged() {
                 let entry = entry.json();
                 assert_eq!(entry["shard"], named["shard"]);
                 assert_eq!(entry["index"], named["index"]);
-                assert_eq!(&entry["entry"]["document"], b, "{}", file.display());
+                let mut stored = entry["entry"]["document"].clone();
+                stored.as_object_mut().unwrap().remove("recordTime");
+                assert_eq!(&stored, b, "{}", file.display());
             }
             let mut expected = event.as_object().unwrap().clone();
+            expected.remove("recordTime");
             if let (Some(ctx), false) = (doc.get("@context"), expected.contains_key("@context")) {
                 expected.insert("@context".into(), ctx.clone());
             }
@@ -930,7 +942,7 @@ fn epcis_queries_select_what_each_parameter_says_and_page_exactly_once() {
         ("GT_quantity=many", "GT_quantity"),
         ("GE_value_CEL=warm", "GE_value_CEL"),
         ("EQ_booleanValue=yes", "EQ_booleanValue"),
-        ("GE_recordTime=2026-11-01T00:00:00Z", "GE_recordTime"),
+        ("GE_recordTime=2026-11-01", "GE_recordTime"),
         (
             "GT_ILMD_https%3A%2F%2Fns.example.com%2Fepcis%2FbestBeforeDate=soon",
             "GT_ILMD_https://ns.example.com/epcis/bestBeforeDate",
@@ -1114,4 +1126,501 @@ fn named_queries_are_views_that_survive_a_restart() {
     get_auth(&base, "/queries/shipped/events", &token).assert_problem(404, "not_found");
     assert!(get(&base, "/queries").status == 401);
     validate(&answers);
+}
+
+/// Asserts `r` is the EPCIS refusal `exception` (GS1's REST binding), with
+/// the node's stable `code`.
+fn assert_epcis_problem(r: &support::Reply, status: u16, code: &str, exception: &str) {
+    r.assert_problem(status, code);
+    assert_eq!(
+        r.json()["type"],
+        format!("epcisException:{exception}"),
+        "{}",
+        r.body
+    );
+}
+
+fn capture(base: &str, token: &str, events: Vec<Value>) {
+    let r = post(
+        base,
+        "/capture",
+        Some(token),
+        "application/ld+json",
+        &document(events),
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+}
+
+fn event_by_id(base: &str, token: &str, id: &str) -> Value {
+    let r = get_auth(base, &format!("/events?EQ_eventID={}", encode(id)), token);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let events = events_of(&r.json());
+    assert_eq!(events.len(), 1, "{}", r.body);
+    events[0].clone()
+}
+
+/// recordTime is the time of the first signed head covering the event's
+/// entry: it is in every answer, between the capture and the answer, it
+/// grows with later captures, and GE_/LT_recordTime select by it.
+#[test]
+fn record_times_are_the_signed_heads_that_cover_each_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let base = server.base.clone();
+    let epc = |i: u32| format!("https://id.gs1.org/01/09506000134352/21/RT{i}");
+    let before = chrono::Utc::now().timestamp_millis();
+    capture(&base, &token, vec![object_event(&epc(1), json!({}))]);
+    // A head covers an entry within a head interval (250 ms) of its commit.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    capture(&base, &token, vec![object_event(&epc(2), json!({}))]);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let after = chrono::Utc::now().timestamp_millis();
+    let first = event_by_id(
+        &base,
+        &token,
+        &format!("urn:uuid:coldtrail-test-{}", epc(1)),
+    );
+    let second = event_by_id(
+        &base,
+        &token,
+        &format!("urn:uuid:coldtrail-test-{}", epc(2)),
+    );
+    let (t1, t2) = (
+        chrono_ms(first["recordTime"].as_str().expect("a recordTime")),
+        chrono_ms(second["recordTime"].as_str().expect("a recordTime")),
+    );
+    assert!(
+        before <= t1 && t1 < t2 && t2 <= after,
+        "{before} {t1} {t2} {after}"
+    );
+    let ids = |q: &str| -> std::collections::BTreeSet<String> {
+        let mut answers = Vec::new();
+        let (ids, _) = query_all(&base, &token, q, &mut answers);
+        validate(&answers);
+        ids.into_iter().filter(|i| i.contains("RT")).collect()
+    };
+    let stamp = |t: i64| {
+        encode(
+            &chrono::DateTime::from_timestamp_millis(t)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
+    };
+    let one =
+        |i: u32| std::collections::BTreeSet::from([format!("urn:uuid:coldtrail-test-{}", epc(i))]);
+    assert_eq!(ids(&format!("GE_recordTime={}", stamp(t2))), one(2));
+    assert_eq!(ids(&format!("LT_recordTime={}", stamp(t2))), one(1));
+    assert_eq!(
+        ids(&format!(
+            "GE_recordTime={}&LT_recordTime={}",
+            stamp(t1),
+            stamp(t2)
+        )),
+        one(1)
+    );
+    assert_eq!(ids(&format!("GE_recordTime={}", stamp(after + 1))).len(), 0);
+    // A refusal names its parameter and carries the REST binding's type.
+    assert_epcis_problem(
+        &get_auth(&base, "/events?LT_recordTime=soon", &token),
+        400,
+        "invalid_parameter",
+        "QueryParameterException",
+    );
+    assert_epcis_problem(
+        &get_auth(&base, "/events?orderBy=recordTime", &token),
+        400,
+        "invalid_parameter",
+        "QueryParameterException",
+    );
+}
+
+/// A request the webhook took: its headers (names lower-case) and body.
+type Received = (Vec<(String, String)>, Vec<u8>);
+
+/// A subscriber's webhook over loopback: records every POST (its headers
+/// and body) and answers 200, 503 while `down`, and 413 to a body of more
+/// than `max_events` events.
+struct Hook {
+    url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Hook {
+    fn start(max_events: usize) -> Hook {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, d) = (received.clone(), down.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let mut reader = BufReader::new(stream);
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim_end().split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                }
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                let events = serde_json::from_slice::<Value>(&body)
+                    .map(|d| events_of(&d).len())
+                    .unwrap_or(0);
+                let status = if d.load(std::sync::atomic::Ordering::SeqCst) {
+                    "503 Service Unavailable"
+                } else if events > max_events {
+                    "413 Payload Too Large"
+                } else {
+                    r.lock().unwrap().push((headers, body));
+                    "200 OK"
+                };
+                let _ = write!(
+                    reader.get_mut(),
+                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        Hook {
+            url,
+            received,
+            down,
+        }
+    }
+
+    /// The eventIDs delivered to subscription `id` so far, each time.
+    fn delivered(&self, id: &str) -> Vec<String> {
+        self.documents(id)
+            .iter()
+            .flat_map(events_of)
+            .map(|e| e["eventID"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn documents(&self, id: &str) -> Vec<Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| serde_json::from_slice::<Value>(b).unwrap())
+            .filter(|d| d["epcisBody"]["queryResults"]["subscriptionID"] == id)
+            .collect()
+    }
+
+    /// Waits until subscription `id` has been delivered `ids`.
+    fn wait_for(&self, id: &str, ids: &std::collections::BTreeSet<String>) {
+        for _ in 0..300 {
+            let got: std::collections::BTreeSet<String> = self.delivered(id).into_iter().collect();
+            if ids.is_subset(&got) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "subscription {id} was delivered {:?}, not all of {ids:?}",
+            self.delivered(id)
+        );
+    }
+}
+
+/// The REST binding's subscriptions: webhooks (signed, batched, retried,
+/// surviving a restart of the node, ended by unsubscribing or by deleting
+/// the query), scheduled ones that report when empty, WebSockets, and
+/// refusals of bad subscriptions as SubscriptionControlsException.
+#[test]
+fn subscriptions_deliver_new_events_to_webhooks_and_websockets_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, other) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let base = server.base.clone();
+    let hook = Hook::start(5);
+    let event = |i: u32, step: &str| {
+        object_event(
+            &format!("https://id.gs1.org/01/09506000134352/21/SUB{i}"),
+            json!({"bizStep": step}),
+        )
+    };
+    let id_of = |e: &Value| e["eventID"].as_str().unwrap().to_string();
+    let shipped = |events: &[Value]| -> std::collections::BTreeSet<String> {
+        events
+            .iter()
+            .filter(|e| e["bizStep"] == "shipping")
+            .map(id_of)
+            .collect()
+    };
+    let old: Vec<Value> = (0..3).map(|i| event(i, "shipping")).collect();
+    capture(&base, &token, old.clone());
+    let r = support::post_json(
+        &base,
+        "/queries",
+        &token,
+        &json!({"name": "shipped", "query": {"EQ_bizStep": ["shipping"]}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let subscribe = |base: &str, token: &str, body: Value| {
+        support::post_json(base, "/queries/shipped/subscriptions", token, &body)
+    };
+
+    // Bad subscriptions are SubscriptionControlsExceptions naming the field.
+    for (body, field) in [
+        (json!({"dest": hook.url}), "stream"),
+        (json!({"dest": hook.url, "stream": false}), "stream"),
+        (
+            json!({"dest": hook.url, "stream": true, "schedule": {"minute": "5"}}),
+            "schedule",
+        ),
+        (
+            json!({"dest": hook.url, "schedule": {"minute": "61"}}),
+            "schedule.minute",
+        ),
+        (
+            json!({"dest": hook.url, "schedule": {"dayOfWeek": "[5-1]"}}),
+            "schedule.dayOfWeek",
+        ),
+        (
+            json!({"dest": "ftp://example.com/x", "stream": true}),
+            "dest",
+        ),
+        (
+            json!({"dest": hook.url, "stream": true, "initialRecordTime": "yesterday"}),
+            "initialRecordTime",
+        ),
+        (
+            json!({"dest": hook.url, "stream": true, "reportIfEmpty": true}),
+            "reportIfEmpty",
+        ),
+        (
+            json!({"dest": hook.url, "stream": true, "colour": "red"}),
+            "body",
+        ),
+    ] {
+        let r = subscribe(&base, &token, body.clone());
+        assert_epcis_problem(
+            &r,
+            400,
+            "invalid_subscription",
+            "SubscriptionControlsException",
+        );
+        assert_eq!(r.json()["parameter"], field, "{body}");
+    }
+    assert_epcis_problem(
+        &support::post_json(
+            &base,
+            "/queries/nothing/subscriptions",
+            &token,
+            &json!({"dest": hook.url, "stream": true}),
+        ),
+        404,
+        "not_found",
+        "NoSuchNameException",
+    );
+    assert_epcis_problem(
+        &subscribe(&base, &other, json!({"dest": hook.url, "stream": true})),
+        404,
+        "not_found",
+        "NoSuchNameException",
+    );
+
+    // A stream from now (signed), and one from long ago (unsigned).
+    let r = subscribe(
+        &base,
+        &token,
+        json!({"dest": hook.url, "stream": true, "signatureToken": "s3cret"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let now_sub = r.json();
+    let now_id = now_sub["subscriptionID"].as_str().unwrap().to_string();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/queries/shipped/subscriptions/{now_id}").as_str())
+    );
+    assert!(now_sub.get("signatureToken").is_none(), "{now_sub}");
+    assert_eq!(now_sub["stream"], true);
+    let r = subscribe(
+        &base,
+        &token,
+        json!({"dest": hook.url, "stream": true, "initialRecordTime": "2000-01-01T00:00:00Z"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let all_id = r.json()["subscriptionID"].as_str().unwrap().to_string();
+
+    // A WebSocket streaming the same query.
+    let mut socket = {
+        use tungstenite::client::IntoClientRequest;
+        let url = format!(
+            "{}/queries/shipped/events?stream=true",
+            base.replace("http://", "ws://")
+        );
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        tungstenite::connect(req).expect("the WebSocket opens").0
+    };
+
+    let new: Vec<Value> = (10..22)
+        .map(|i| event(i, if i % 3 == 0 { "receiving" } else { "shipping" }))
+        .collect();
+    capture(&base, &token, new.clone());
+    hook.wait_for(&now_id, &shipped(&new));
+    let mut everything = shipped(&old);
+    everything.extend(shipped(&new));
+    hook.wait_for(&all_id, &everything);
+    let from_now: std::collections::BTreeSet<String> =
+        hook.delivered(&now_id).into_iter().collect();
+    assert_eq!(
+        from_now,
+        shipped(&new),
+        "only what was recorded since it subscribed"
+    );
+    // 8 events, the webhook takes 5 at most: the batches were halved.
+    assert!(hook
+        .documents(&now_id)
+        .iter()
+        .all(|d| events_of(d).len() <= 5));
+    let mut socket_ids = std::collections::BTreeSet::new();
+    while !shipped(&new).is_subset(&socket_ids) {
+        match socket.read().expect("a message") {
+            tungstenite::Message::Text(t) => {
+                let doc: Value = serde_json::from_str(&t).unwrap();
+                socket_ids.extend(events_of(&doc).iter().map(id_of));
+            }
+            tungstenite::Message::Close(c) => panic!("closed: {c:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(socket_ids, shipped(&new));
+
+    // Each delivery is signed: checked in Python, HMAC-SHA256 of the body.
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let received = hook.received.lock().unwrap();
+        let mut n = 0;
+        for (headers, body) in received.iter() {
+            let Some((_, sig)) = headers.iter().find(|(k, _)| k == "gs1-signature") else {
+                continue;
+            };
+            std::fs::write(tmp.path().join(format!("{n}.body")), body).unwrap();
+            std::fs::write(tmp.path().join(format!("{n}.sig")), sig).unwrap();
+            n += 1;
+        }
+        assert!(
+            n >= 2,
+            "the signed subscription's deliveries carry GS1-Signature"
+        );
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg("import hmac,hashlib,sys,pathlib\nfor b in pathlib.Path(sys.argv[1]).glob('*.body'):\n  want='sha256='+hmac.new(b's3cret',b.read_bytes(),hashlib.sha256).hexdigest()\n  got=b.with_suffix('.sig').read_text()\n  assert got==want,(b,got,want)\nprint('ok')")
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let unsigned = received
+            .iter()
+            .filter(|(h, _)| !h.iter().any(|(k, _)| k == "gs1-signature"));
+        assert!(
+            unsigned.count() >= 2,
+            "the unsigned subscription's are not signed"
+        );
+    }
+    validate(&hook.documents(&now_id));
+
+    // The webhook fails: nothing is lost; the node restarts meanwhile; the
+    // events arrive once it answers again.
+    hook.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let late: Vec<Value> = (30..33).map(|i| event(i, "shipping")).collect();
+    capture(&base, &token, late.clone());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(socket);
+    server.stop();
+    let server = Server::start(dir.path());
+    let base = server.base.clone();
+    hook.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    hook.wait_for(&now_id, &shipped(&late));
+    let view = get_auth(
+        &base,
+        &format!("/queries/shipped/subscriptions/{now_id}"),
+        &token,
+    );
+    assert_eq!(view.status, 200, "{}", view.body);
+    assert!(view.json()["lastNotifiedAt"].is_string(), "{}", view.body);
+    assert!(view.json().get("signatureToken").is_none());
+    let listed = get_auth(&base, "/queries/shipped/subscriptions", &token).json();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(
+        get_auth(&base, "/queries/shipped/subscriptions", &other).status,
+        404
+    );
+    assert_epcis_problem(
+        &get_auth(
+            &base,
+            &format!("/queries/shipped/subscriptions/{now_id}"),
+            &other,
+        ),
+        404,
+        "not_found",
+        "NoSuchNameException",
+    );
+
+    // A schedule (every second) with reportIfEmpty reports an empty run.
+    let r = subscribe(
+        &base,
+        &token,
+        json!({"dest": hook.url, "schedule": {"second": "[0-59]"}, "reportIfEmpty": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let scheduled = r.json()["subscriptionID"].as_str().unwrap().to_string();
+    for _ in 0..100 {
+        if !hook.documents(&scheduled).is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let docs = hook.documents(&scheduled);
+    assert!(!docs.is_empty(), "a scheduled run reports even when empty");
+    assert_eq!(events_of(&docs[0]).len(), 0);
+
+    // Unsubscribing ends one; deleting the query ends the rest.
+    let auth = format!("Bearer {token}");
+    let delete =
+        |path: &str| support::ask("DELETE", &base, path, &[("Authorization", &auth)]).status;
+    assert_eq!(
+        delete(&format!("/queries/shipped/subscriptions/{now_id}")),
+        204
+    );
+    assert_eq!(
+        delete(&format!("/queries/shipped/subscriptions/{now_id}")),
+        404
+    );
+    let delivered_before = hook.delivered(&all_id).len();
+    assert_eq!(delete("/queries/shipped"), 204);
+    capture(&base, &token, vec![event(40, "shipping")]);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert_eq!(hook.delivered(&all_id).len(), delivered_before);
+    let subs: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("subscriptions.json")).unwrap())
+            .unwrap();
+    assert!(subs.is_empty(), "{subs:?}");
 }

@@ -76,6 +76,16 @@ const ROUTES: &[(&str, bool, &str)] = &[
     ("/queries", false, "/queries"),
     ("/queries/{name}", false, "/queries/any"),
     ("/queries/{name}/events", false, "/queries/any/events"),
+    (
+        "/queries/{name}/subscriptions",
+        false,
+        "/queries/any/subscriptions",
+    ),
+    (
+        "/queries/{name}/subscriptions/{id}",
+        false,
+        "/queries/any/subscriptions/any",
+    ),
     ("/events/{eventID}", false, "/events/{event}"),
     ("/epcs/{epc}/events", false, "/epcs/{lot}/events"),
     (

@@ -32,5 +32,5 @@ pub mod tokens;
 pub mod wire;
 
 pub use answer::{EntryRefJson, WriteResult, Written};
-pub use problem::ApiError;
+pub use problem::{ApiError, Epcis};
 pub use tokens::{Principal, Role, TokenStore};

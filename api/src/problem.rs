@@ -123,6 +123,8 @@ pub enum ApiError {
     QueryExists(String),
     #[error("parameter `{name}`: {message}")]
     InvalidParameter { name: String, message: String },
+    #[error("subscription `{field}`: {message}")]
+    InvalidSubscription { field: String, message: String },
     #[error("no {0}; the API is described at /v1/openapi.json")]
     NoSuchRoute(String),
     #[error("shard {shard} has no head signed at size {size}{}", match .next { Some(n) => format!("; the next signed size is {n}"), None => " or above yet".to_string() })]
@@ -241,6 +243,10 @@ impl ApiError {
                 name: s(),
                 message: s(),
             },
+            ApiError::InvalidSubscription {
+                field: s(),
+                message: s(),
+            },
             ApiError::NoSuchRoute(s()),
             ApiError::NoSignedHead {
                 shard: 0,
@@ -288,6 +294,7 @@ impl ApiError {
             ApiError::InvalidParameter { .. } => "invalid_parameter",
             ApiError::RecallClosed(_) => "recall_closed",
             ApiError::QueryExists(_) => "query_exists",
+            ApiError::InvalidSubscription { .. } => "invalid_subscription",
             ApiError::QueryTooLarge(_) => "query_too_large",
             ApiError::QueryTooDeep { .. } => "query_too_deep",
             ApiError::QueryTooComplex { .. } => "query_too_complex",
@@ -327,6 +334,7 @@ impl ResponseError for ApiError {
             ApiError::MalformedJson(_)
             | ApiError::InvalidBody(_)
             | ApiError::InvalidParameter { .. }
+            | ApiError::InvalidSubscription { .. }
             | ApiError::InvalidDigitalLink { .. }
             | ApiError::InvalidQuery(_)
             | ApiError::QueryTooDeep { .. }
@@ -365,17 +373,58 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let body = Problem {
-            kind: format!("urn:coldtrail:problem:{}", self.code()),
+        self.problem(format!("urn:coldtrail:problem:{}", self.code()))
+    }
+}
+
+impl ApiError {
+    /// The EPCIS exception GS1's REST binding names for this refusal, as a
+    /// problem `type` (`epcisException:QueryParameterException`, …).
+    pub fn epcis_type(&self) -> String {
+        let exception = match self {
+            ApiError::InvalidSubscription { .. } => "SubscriptionControlsException",
+            ApiError::MalformedJson(_) | ApiError::InvalidBody(_) => "ValidationException",
+            ApiError::QueryTooLarge(_) => "QueryTooLargeException",
+            ApiError::QueryTooComplex { .. } | ApiError::QueryTooDeep { .. } => {
+                "QueryTooComplexException"
+            }
+            e => match e.status_code() {
+                StatusCode::BAD_REQUEST => "QueryParameterException",
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "SecurityException",
+                StatusCode::NOT_FOUND => "NoSuchNameException",
+                StatusCode::CONFLICT => "ResourceAlreadyExistsException",
+                StatusCode::NOT_ACCEPTABLE => "NotAcceptableException",
+                StatusCode::PAYLOAD_TOO_LARGE => "QueryTooLargeException",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaTypeException",
+                _ => "ImplementationException",
+            },
+        };
+        format!("epcisException:{exception}")
+    }
+
+    /// The problem+json body with `kind` as its `type`.
+    pub fn problem_body(&self, kind: String) -> serde_json::Value {
+        serde_json::to_value(self.problem_of(kind)).expect("a problem serialises")
+    }
+
+    fn problem_of(&self, kind: String) -> Problem<'_> {
+        Problem {
+            kind,
             title: self.title(),
             status: self.status_code().as_u16(),
             detail: self.to_string(),
             code: self.code(),
             parameter: match self {
                 ApiError::InvalidParameter { name, .. } => Some(name),
+                ApiError::InvalidSubscription { field, .. } => Some(field),
                 _ => None,
             },
-        };
+        }
+    }
+
+    /// The refusal as problem+json with `kind` as its `type`.
+    fn problem(&self, kind: String) -> HttpResponse {
+        let body = self.problem_of(kind);
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         if matches!(self, ApiError::Overloaded(_) | ApiError::Unavailable(_)) {
@@ -388,6 +437,25 @@ impl ResponseError for ApiError {
         let mut resp = resp.body(serde_json::to_vec(&body).expect("a problem serialises"));
         resp.extensions_mut().insert(Refusal(self.code()));
         resp
+    }
+}
+
+/// A refusal on the EPCIS query interface: the same problem (status,
+/// stable `code`, `detail`), its `type` the EPCIS exception GS1's REST
+/// binding names for it (`epcisException:QueryParameterException`, …), which
+/// EPCIS clients branch on. Handlers there return `Result<_, Epcis>`; `?`
+/// turns any `ApiError` into one.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Epcis(#[from] pub ApiError);
+
+impl ResponseError for Epcis {
+    fn status_code(&self) -> StatusCode {
+        self.0.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.0.problem(self.0.epcis_type())
     }
 }
 
@@ -415,7 +483,7 @@ pub fn document_problems(doc: &mut utoipa::openapi::OpenApi) {
         .description(Some(
             "A refusal (RFC 9457, application/problem+json). Branch on `code`; `detail` says what to fix.",
         ))
-        .property("type", text("`urn:coldtrail:problem:` and the code"))
+        .property("type", text("`urn:coldtrail:problem:` and the code; on the EPCIS query interface (`/events`, `/queries`, …) the exception GS1's REST binding names, such as `epcisException:QueryParameterException`"))
         .property("title", text("The HTTP status's reason phrase"))
         .property(
             "status",
@@ -548,8 +616,9 @@ mod kinds_tests {
             ApiError::SequenceGap { .. } => 39,
             ApiError::InvalidDigitalLink { .. } => 40,
             ApiError::QueryExists(_) => 41,
+            ApiError::InvalidSubscription { .. } => 42,
         };
-        const VARIANTS: usize = 42;
+        const VARIANTS: usize = 43;
         let kinds = ApiError::kinds();
         let mut seen = [false; VARIANTS];
         for e in &kinds {

@@ -21,6 +21,7 @@ use shards::Node;
 
 pub mod access;
 pub mod queries;
+pub mod subscriptions;
 pub mod verifier;
 pub mod view;
 
@@ -57,6 +58,8 @@ pub struct ReadState {
     pub lineage: Arc<RwLock<Lineage>>,
     /// The named EPCIS queries (`/queries`).
     pub queries: queries::NamedQueries,
+    /// Their subscriptions (`/queries/{name}/subscriptions`).
+    pub subscriptions: subscriptions::Subscriptions,
     /// Held from planning a recall change to recording it: two changes to
     /// recalls never plan against the same state.
     pub recall_lock: tokio::sync::Mutex<()>,
@@ -101,10 +104,12 @@ impl ReadState {
         lineage: Arc<RwLock<Lineage>>,
         grant: access::Grant,
         queries: queries::NamedQueries,
+        subscriptions: subscriptions::Subscriptions,
     ) -> ReadState {
         ReadState {
             grant,
             queries,
+            subscriptions,
             reads: Reads::new(Arc::clone(&node)),
             node,
             tokens: Arc::clone(frame.tokens()),

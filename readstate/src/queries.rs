@@ -14,7 +14,6 @@
 //! restart.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -206,24 +205,12 @@ impl NamedQueries {
         Ok(())
     }
 
-    /// Writes `queries` as the file: a temporary file, fsync'd, renamed
-    /// over the old one, the directory fsync'd.
+    /// Writes `queries` as the file, durably (`ledger::durable`).
     fn write(&self, queries: &BTreeMap<String, NamedQuery>) -> Result<(), ApiError> {
-        let unavailable =
-            |e: std::io::Error| ApiError::Unavailable(format!("{}: {e}", self.path.display()));
         let list: Vec<&NamedQuery> = queries.values().collect();
         let bytes = serde_json::to_vec_pretty(&list).expect("queries serialise");
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(unavailable)?;
-        f.write_all(&bytes).map_err(unavailable)?;
-        f.sync_all().map_err(unavailable)?;
-        std::fs::rename(&tmp, &self.path).map_err(unavailable)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(unavailable)?;
-        }
-        Ok(())
+        ledger::durable::replace(&self.path, &bytes, ledger::durable::Mode::Shared)
+            .map_err(|e| ApiError::Unavailable(format!("{}: {e}", self.path.display())))
     }
 }
 

@@ -564,9 +564,92 @@ impl Reads {
         )))
     }
 
+    /// When entry `index` of `shard` was recorded: the time of the first
+    /// head its log signed that covers it (the log's signed statement that
+    /// it holds the entry, made within a head interval of its commit, and
+    /// provable with that head). `None` while no head covers it yet.
+    pub fn record_time(&self, shard: u32, index: u64) -> Result<Option<i64>, ApiError> {
+        let s = self.shard_by_id(shard)?;
+        Ok(s.store()
+            .first_head_covering(index + 1)?
+            .map(|h| h.head.timestamp_ms))
+    }
+
+    /// Per shard, the size a head must cover so that each of `entries`
+    /// (shard, index) has a record time, where the newest head does not.
+    fn uncovered(
+        &self,
+        entries: &[(u32, u64)],
+    ) -> Result<Vec<(Arc<shards::Shard>, u64)>, ApiError> {
+        let mut need = std::collections::BTreeMap::new();
+        for &(shard, index) in entries {
+            let size = need.entry(shard).or_insert(0);
+            *size = (*size).max(index + 1);
+        }
+        let mut out = Vec::new();
+        for (shard, size) in need {
+            let s = self.shard_by_id(shard)?;
+            if s.store().latest_head().is_none_or(|h| h.head.size < size) {
+                out.push((s, size));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits until signed heads cover `entries` (each within the log's head
+    /// gap: the heads asked for are shared), so every one has its record
+    /// time: an answer never shows an event without one.
+    pub async fn cover(&self, entries: &[(u32, u64)]) -> Result<(), ApiError> {
+        for (s, size) in self.uncovered(entries)? {
+            s.head_covering(size).await.map_err(crate::shard_refusal)?;
+        }
+        Ok(())
+    }
+
+    /// [`Reads::cover`] for a thread outside the async runtime.
+    pub fn cover_blocking(&self, entries: &[(u32, u64)]) -> Result<(), ApiError> {
+        for (s, _) in self.uncovered(entries)? {
+            // Asked after the entries were committed: the head covers them.
+            s.store().request_head_soon()?.wait()?;
+        }
+        Ok(())
+    }
+
+    /// The entries recorded at or after `from_ms` and before `to_ms`, per
+    /// shard: record times never go back along a log (head times do not),
+    /// so each bound is one index, found by bisection. An entry no head
+    /// covers yet counts as recorded after every bound.
+    pub fn record_window(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<analytics::lineage::query::RecordWindow, ApiError> {
+        let mut w = analytics::lineage::query::RecordWindow::default();
+        for s in self.node.shards() {
+            // The first index recorded at or after `t`.
+            let first_at = |t: i64| -> Result<u64, ApiError> {
+                let (mut lo, mut hi) = (0, s.committed());
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    let at = s.store().first_head_covering(mid + 1)?;
+                    if at.is_some_and(|h| h.head.timestamp_ms < t) {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                Ok(lo)
+            };
+            w.from.push(from_ms.map(first_at).transpose()?.unwrap_or(0));
+            w.to.push(to_ms.map(first_at).transpose()?);
+        }
+        Ok(w)
+    }
+
     /// The captured event stored as entry `index` of `shard`, as received,
     /// with the entry it rests on (`coldtrail:entry`) so a reader can go on
-    /// to its proof.
+    /// to its proof, and its `recordTime` (see [`Reads::record_time`]) once
+    /// a head covers it.
     pub fn event_document(&self, shard: u32, index: u64) -> Result<serde_json::Value, ApiError> {
         let bytes = self.entry_bytes(shard, index)?;
         let Ok(Entry::Custody(c)) = Entry::from_bytes(&bytes) else {
@@ -576,7 +659,14 @@ impl Reads {
         };
         let mut event: serde_json::Value = serde_json::from_slice(&c.document)
             .map_err(|e| ApiError::Unavailable(format!("stored event {}: {e}", c.event_id)))?;
+        let recorded = self.record_time(shard, index)?;
         if let Some(fields) = event.as_object_mut() {
+            // The repository's to set (EPCIS 2.0 §7.4.1): whatever the
+            // capturing client wrote there is not the ledger's record time.
+            match recorded.and_then(analytics::lineage::query::rfc3339) {
+                Some(t) => fields.insert("recordTime".into(), t.into()),
+                None => fields.remove("recordTime"),
+            };
             fields.insert(
                 crate::view::ENTRY_EXTENSION.into(),
                 crate::view::entry_ref(&ledger::entry::EntryRef {

@@ -159,6 +159,8 @@ pub async fn run_server(
     };
     let (read, endpoint, notices_task) =
         read_edges(&node, &ingest, graph, rules, gql, Arc::clone(&cosigned))?;
+    let deliveries = ::web::subscriptions::Deliveries::spawn(Arc::clone(&read))
+        .context("starting the subscriptions' deliveries")?;
     let app_ingest = Arc::clone(&ingest);
     let server = HttpServer::new(move || {
         App::new()
@@ -194,6 +196,7 @@ pub async fn run_server(
     server.await?;
     // The witness threads finish their round and stop; nothing waits on them.
     stop_witnessing.store(true, std::sync::atomic::Ordering::Relaxed);
+    deliveries.stop();
     if let Some(c) = checkpoints {
         c.abort();
         let _ = c.await;
@@ -307,6 +310,7 @@ fn read_edges(
             readstate::access::Grant::open(node.data_dir())
                 .context("opening the page grant key")?,
             readstate::queries::NamedQueries::open(node.data_dir())?,
+            readstate::subscriptions::Subscriptions::open(node.data_dir())?,
         )
         .with_rules(rules)
         .with_cosigned(cosigned),

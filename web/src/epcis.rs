@@ -14,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use analytics::lineage::query::{page_token, parse_token, EventQuery, QueryError};
 use analytics::lineage::At;
 use api::params::{percent_encode, QueryParams};
-use api::{ApiError, Role};
+use api::{ApiError, Epcis, Role};
 
 use crate::ReadState;
 
@@ -101,7 +101,7 @@ pub(crate) async fn create_query(
     state: web::Data<ReadState>,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Epcis> {
     let who = state.tokens.authenticate_request(&req)?;
     let body = api::body::read_body(&req, payload, MAX_QUERY_BYTES).await?;
     let d: QueryDefinition = api::body::json_body(&body)?;
@@ -119,13 +119,11 @@ pub(crate) async fn create_query(
 pub(crate) async fn list_queries(
     state: web::Data<ReadState>,
     req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Epcis> {
     QueryParams::parse(&req, &[])?;
     let who = state.tokens.authenticate_request(&req)?;
     let list: Vec<serde_json::Value> = state.queries.list(&who).iter().map(definition).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header(("GS1-EPCIS-Version", "2.0.0"))
-        .json(list))
+    Ok(described(list))
 }
 
 /// A named query's definition.
@@ -135,46 +133,63 @@ pub(crate) async fn list_queries(
 pub(crate) async fn get_query(
     state: web::Data<ReadState>,
     req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Epcis> {
     QueryParams::parse(&req, &[])?;
     let who = state.tokens.authenticate_request(&req)?;
     let q = state.queries.get(&who, &path_id(&req, "name"))?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("GS1-EPCIS-Version", "2.0.0"))
-        .json(definition(&q)))
+    Ok(described(definition(&q)))
 }
 
-/// Removes a named query.
+/// Removes a named query, and every subscription to it.
 #[utoipa::path(delete, path = "/queries/{name}", params(("name" = String, Path)),
     responses((status = 204, description = "Removed"), (status = 404, description = "No such query the caller may see")),
     security(("bearer" = [])))]
 pub(crate) async fn delete_query(
     state: web::Data<ReadState>,
     req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Epcis> {
     let who = state.tokens.authenticate_request(&req)?;
-    state.queries.delete(&who, &path_id(&req, "name"))?;
+    let name = path_id(&req, "name");
+    state.queries.delete(&who, &name)?;
+    // The REST binding: deleting a query ends its subscriptions.
+    state.subscriptions.delete_query(&name)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// A named query's events, for the caller: what it may see of them, paged
-/// as `GET /events` pages.
+/// as `GET /events` pages. With `Upgrade: websocket` (and `stream=true`, or
+/// a schedule's `second`, `minute`, `hour`, `dayOfMonth`, `month`,
+/// `dayOfWeek`; `reportIfEmpty`, `initialRecordTime`), a subscription over
+/// the WebSocket: each run's events as EPCISQueryDocument messages.
 #[utoipa::path(get, path = "/queries/{name}/events", params(("name" = String, Path),
         ("perPage" = Option<u64>, Query), ("nextPageToken" = Option<String>, Query)),
     responses((status = 200, description = "EPCISQueryDocument; `Link: <…>; rel=\"next\"` when more pages follow"),
+        (status = 101, description = "A WebSocket subscription"),
         (status = 404, description = "No such query the caller may see")),
     security(("bearer" = [])))]
 pub(crate) async fn query_events(
     state: web::Data<ReadState>,
     req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+    payload: web::Payload,
+) -> Result<HttpResponse, Epcis> {
+    if crate::subscriptions::is_upgrade(&req) {
+        return crate::subscriptions::socket(state, req, payload).await;
+    }
     let who = state.tokens.authenticate_request(&req)?;
     let q = state.queries.get(&who, &path_id(&req, "name"))?;
     let params = readstate::queries::params_of(&q.query)?;
     run(&state, &req, &params, true).await
 }
 
-fn query_error(e: QueryError) -> ApiError {
+/// A 200 with a JSON description (of queries, of subscriptions), in the
+/// EPCIS version the interface speaks.
+pub(crate) fn described(body: impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("GS1-EPCIS-Version", "2.0.0"))
+        .json(body)
+}
+
+pub(crate) fn query_error(e: QueryError) -> ApiError {
     if e.too_large {
         ApiError::QueryTooLarge(e.message)
     } else {
@@ -194,7 +209,7 @@ fn visible_to(state: &ReadState, req: &HttpRequest) -> Result<Option<String>, Ap
     })
 }
 
-fn query_document(events: Vec<serde_json::Value>) -> serde_json::Value {
+pub(crate) fn query_document(events: Vec<serde_json::Value>) -> serde_json::Value {
     serde_json::json!({
         "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld", {"coldtrail": readstate::view::NAMESPACE}],
         "type": "EPCISQueryDocument",
@@ -204,13 +219,15 @@ fn query_document(events: Vec<serde_json::Value>) -> serde_json::Value {
     })
 }
 
-/// The page's events as captured, each naming its entry.
-fn documents(
+/// The events at `ats` as captured, each naming its entry, with its
+/// record time (a head covering it is waited for where none does yet).
+pub(crate) async fn documents(
     state: &ReadState,
-    page: &analytics::lineage::query::Page,
+    ats: &[At],
 ) -> Result<Vec<serde_json::Value>, ApiError> {
-    page.events
-        .iter()
+    let places: Vec<(u32, u64)> = ats.iter().map(|a| (a.shard, a.index)).collect();
+    state.reads.cover(&places).await?;
+    ats.iter()
         .map(|a| state.reads.event_document(a.shard, a.index))
         .collect()
 }
@@ -234,7 +251,7 @@ async fn run(
     req: &HttpRequest,
     fixed: &[(String, String)],
     fixed_only: bool,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Epcis> {
     let visible = visible_to(state, req)?;
     state.fresh().await?;
     let params = QueryParams::parse_any(req)?;
@@ -258,7 +275,8 @@ async fn run(
                 return Err(ApiError::InvalidParameter {
                     name: name.clone(),
                     message: "a named query's parameters are its own; give only perPage and nextPageToken, or POST /queries a new one".into(),
-                })
+                }
+                .into())
             }
             // The older single-event lookup.
             "eventID" => query_params.push(("EQ_eventID".into(), value.clone())),
@@ -268,6 +286,10 @@ async fn run(
     query_params.extend(fixed.iter().cloned());
     let mut q = EventQuery::from_params(&query_params).map_err(query_error)?;
     q.visible_to = visible;
+    let (from, to) = q.record_times();
+    if from.is_some() || to.is_some() {
+        q.record_window = Some(state.reads.record_window(from, to)?);
+    }
     let after = token
         .as_deref()
         .map(|t| parse_token(&q, t))
@@ -280,7 +302,7 @@ async fn run(
         .expect("lineage lock")
         .query_reading(&q, after, per_page, Some(&read))
         .map_err(query_error)?;
-    let events = documents(state, &page)?;
+    let events = documents(state, &page.events).await?;
     let link = page.next.map(|c| {
         let mut qs: Vec<String> = params
             .pairs()
@@ -317,14 +339,15 @@ async fn run(
 /// gave them: `EQ_|GT_|GE_|LT_|LE_|EXISTS_` then `[INNER_]`, an optional
 /// element (`ILMD_`, `readPoint_`, `bizLocation_`, `ERROR_DECLARATION_`,
 /// `SENSORELEMENT_`, `SENSORMETADATA_`, `SENSORREPORT_`) and the IRI.
-/// Ordering and limits: orderBy=eventTime, orderDirection, eventCountLimit,
-/// maxEventCount; paging: `perPage`, `nextPageToken`. Not evaluated, and
-/// refused by name: GE_/LT_recordTime (the ledger keeps no per-event capture
-/// time).
+/// Record times: GE_/LT_recordTime, an event's record time being the time
+/// of the first signed head of its log that covers its entry (each answer's
+/// `recordTime`). Ordering and limits: orderBy=eventTime, orderDirection,
+/// eventCountLimit, maxEventCount; paging: `perPage`, `nextPageToken`.
 #[utoipa::path(get, path = "/events",
     params(
         ("eventType" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false, description = "Event types, pipe-delimited"),
         ("GE_eventTime" = Option<String>, Query), ("LT_eventTime" = Option<String>, Query),
+        ("GE_recordTime" = Option<String>, Query), ("LT_recordTime" = Option<String>, Query),
         ("EQ_action" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
         ("EQ_bizStep" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
         ("EQ_disposition" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false),
@@ -377,7 +400,7 @@ async fn run(
 pub(crate) async fn get_events(
     state: web::Data<ReadState>,
     req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Epcis> {
     run(&state, &req, &[], false).await
 }
 
@@ -388,7 +411,7 @@ pub(crate) async fn get_events(
 pub(crate) async fn get_event(
     state: web::Data<ReadState>,
     req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Epcis> {
     QueryParams::parse(&req, &[])?;
     let id = path_id(&req, "eventID");
     let visible = visible_to(&state, &req)?;
@@ -405,9 +428,10 @@ pub(crate) async fn get_event(
     if page.events.is_empty() {
         return Err(ApiError::NotFound(format!(
             "no event with eventID {id:?} that you may see was captured"
-        )));
+        ))
+        .into());
     }
-    let events = documents(&state, &page)?;
+    let events = documents(&state, &page.events).await?;
     Ok(answer(query_document(events), None))
 }
 
@@ -430,7 +454,7 @@ fn fixed(req: &HttpRequest) -> String {
 pub(crate) async fn by_epc(
     state: web::Data<ReadState>,
     req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Epcis> {
     let epc = fixed(&req);
     let class =
         epc.starts_with("urn:epc:class:") || (epc.contains("/10/") && !epc.contains("/21/"));
@@ -447,7 +471,7 @@ macro_rules! fixed_resource {
         #[doc = concat!("Events with this ", $what, ".")]
         #[utoipa::path(get, path = $path, params(("value" = String, Path)),
             responses((status = 200, description = "EPCISQueryDocument")), security(("bearer" = [])))]
-        pub(crate) async fn $fn(state: web::Data<ReadState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+        pub(crate) async fn $fn(state: web::Data<ReadState>, req: HttpRequest) -> Result<HttpResponse, Epcis> {
             run(&state, &req, &[($param.to_string(), fixed(&req))], false).await
         }
     };

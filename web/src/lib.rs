@@ -52,6 +52,7 @@ pub mod catalogue;
 pub mod console;
 pub mod consumer;
 mod epcis;
+pub mod subscriptions;
 mod verifier;
 
 use actix_web::http::header;
@@ -125,6 +126,7 @@ pub fn configure(
             .route("/v1/openapi.json", web::get().to(get_openapi))
             .configure(assets::configure)
             .configure(epcis::configure)
+            .configure(subscriptions::configure)
             .configure(verifier::configure)
             // Last: its guard takes only Digital Link paths.
             .configure(consumer::configure);
@@ -694,10 +696,15 @@ async fn get_device_readings(
         epcis::list_queries,
         epcis::get_query,
         epcis::delete_query,
-        epcis::query_events
+        epcis::query_events,
+        subscriptions::subscribe,
+        subscriptions::list,
+        subscriptions::get,
+        subscriptions::unsubscribe
     ),
     components(schemas(
         epcis::QueryDefinition,
+        readstate::subscriptions::Request,
         OpenRecall,
         WidenRecall,
         CloseRecall,

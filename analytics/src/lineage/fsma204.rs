@@ -220,9 +220,7 @@ pub fn required(cte: Cte) -> &'static [&'static str] {
 }
 
 fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
+    super::query::rfc3339(ms).unwrap_or_default()
 }
 
 /// A quantity as the spreadsheet writes it: thousandths as a decimal.

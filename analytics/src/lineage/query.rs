@@ -68,6 +68,13 @@ pub struct EventQuery {
     descending: bool,
     event_count_limit: Option<usize>,
     max_event_count: Option<usize>,
+    /// `GE_recordTime` and `LT_recordTime`, as given; the graph knows no
+    /// record times, so the caller resolves them into `record_window`.
+    ge_record_time: Option<i64>,
+    lt_record_time: Option<i64>,
+    /// Which entries of each shard the query may select: the record times
+    /// resolved, or a subscription's new entries.
+    pub record_window: Option<RecordWindow>,
     /// What only the captured event answers (`doc_query`).
     pub doc: DocFilter,
     /// Only the events that concern this organisation (`Lineage::event_concerns`).
@@ -121,7 +128,57 @@ pub const PARAMETERS: &[&str] = &[
     "orderDirection",
     "eventCountLimit",
     "maxEventCount",
+    "GE_recordTime",
+    "LT_recordTime",
 ];
+
+/// Per shard, the entries a query may select: indices from `from[shard]`
+/// (0 where not given) up to, not including, `to[shard]` (no end where not
+/// given). A shard's entries are recorded in index order, so a span of
+/// record times, or what arrived since a subscription last ran, is one such
+/// window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordWindow {
+    pub from: Vec<u64>,
+    pub to: Vec<Option<u64>>,
+}
+
+impl RecordWindow {
+    /// The entries both windows hold.
+    pub fn intersect(&self, other: &RecordWindow) -> RecordWindow {
+        let shards = self
+            .from
+            .len()
+            .max(self.to.len())
+            .max(other.from.len())
+            .max(other.to.len());
+        let from = |w: &RecordWindow, s: usize| w.from.get(s).copied().unwrap_or(0);
+        let to = |w: &RecordWindow, s: usize| w.to.get(s).copied().flatten();
+        RecordWindow {
+            from: (0..shards)
+                .map(|s| from(self, s).max(from(other, s)))
+                .collect(),
+            to: (0..shards)
+                .map(|s| match (to(self, s), to(other, s)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether the window holds entry `at`.
+    pub fn holds(&self, at: &At) -> bool {
+        let s = at.shard as usize;
+        at.index >= self.from.get(s).copied().unwrap_or(0)
+            && self
+                .to
+                .get(s)
+                .copied()
+                .flatten()
+                .is_none_or(|end| at.index < end)
+    }
+}
 
 pub(super) fn time(parameter: &str, v: &str) -> Result<i64, QueryError> {
     chrono::DateTime::parse_from_rfc3339(v)
@@ -132,6 +189,13 @@ pub(super) fn time(parameter: &str, v: &str) -> Result<i64, QueryError> {
                 format!("{v:?} is not an RFC 3339 time like 2026-11-02T00:00:00Z"),
             )
         })
+}
+
+/// A time as EPCIS answers write one (RFC 3339, UTC, milliseconds);
+/// `None` beyond chrono's range.
+pub fn rfc3339(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// A CBV value in its bare form: `urn:epcglobal:cbv:bizstep:shipping` and
@@ -246,7 +310,7 @@ impl EventQuery {
                 "EXISTS_errorDeclaration" => q.exists_error_declaration = true,
                 "orderBy" => match one()? {
                     "eventTime" => {}
-                    "recordTime" => return Err(bad(name, "ordering by recordTime is not supported: the ledger orders events by eventTime (and by entry)")),
+                    "recordTime" => return Err(bad(name, "ordering by recordTime is not supported: answers are ordered by eventTime (then by entry); select by recordTime with GE_recordTime and LT_recordTime")),
                     other => return Err(bad(name, format!("{other:?}: give eventTime"))),
                 },
                 "orderDirection" => {
@@ -258,9 +322,8 @@ impl EventQuery {
                 }
                 "eventCountLimit" => q.event_count_limit = Some(count()?),
                 "maxEventCount" => q.max_event_count = Some(count()?),
-                other if other.starts_with("GE_recordTime") || other.starts_with("LT_recordTime") => {
-                    return Err(bad(other, "recordTime is not supported: the ledger records when an entry was committed, not a capture time per event"))
-                }
+                "GE_recordTime" => q.ge_record_time = Some(time(name, one()?)?),
+                "LT_recordTime" => q.lt_record_time = Some(time(name, one()?)?),
                 other if q.doc.take(other, &values)? => {}
                 other => {
                     return Err(bad(other, "not a SimpleEventQuery parameter this node evaluates; see its OpenAPI document for the list"))
@@ -275,6 +338,14 @@ impl EventQuery {
         }
         q.fingerprint = h.finish();
         Ok(q)
+    }
+}
+
+impl EventQuery {
+    /// `GE_recordTime` and `LT_recordTime` (ms), which the caller resolves
+    /// into [`EventQuery::record_window`] before the query runs.
+    pub fn record_times(&self) -> (Option<i64>, Option<i64>) {
+        (self.ge_record_time, self.lt_record_time)
     }
 }
 
@@ -405,6 +476,9 @@ impl Lineage {
             return false;
         }
         if q.ge_time.is_some_and(|t| e.time_ms < t) || q.lt_time.is_some_and(|t| e.time_ms >= t) {
+            return false;
+        }
+        if q.record_window.as_ref().is_some_and(|w| !w.holds(&e.at)) {
             return false;
         }
         if !q.actions.is_empty() && !e.action.is_some_and(|a| q.actions.contains(&a)) {
@@ -670,6 +744,12 @@ impl Lineage {
         count_all: bool,
         read: Option<ReadEvent<'_>>,
     ) -> Result<Selected, QueryError> {
+        if (q.ge_record_time.is_some() || q.lt_record_time.is_some()) && q.record_window.is_none() {
+            return Err(bad(
+                if q.ge_record_time.is_some() { "GE_recordTime" } else { "LT_recordTime" },
+                "record times are the ledger's (the heads that cover each entry); this path cannot resolve them, ask GET /events",
+            ));
+        }
         if !q.doc.is_empty() && read.is_none() {
             return Err(bad(
                 "parameters",
@@ -824,7 +904,8 @@ mod tests {
             ("orderDirection", "UP"),
             ("eventCountLimit", "0"),
             ("EQ_bizStp", "shipping"),
-            ("GE_recordTime", "2026-11-01T00:00:00Z"),
+            ("GE_recordTime", "2026-11-01"),
+            ("orderBy", "recordTime"),
         ] {
             let e = EventQuery::from_params(&p(n, v)).unwrap_err();
             assert_eq!(e.parameter, n, "{e}");
