@@ -514,6 +514,80 @@ fn language_negotiation_with_hreflang_alternates(w: &World) {
     assert_eq!(page.header("content-language"), Some("de"));
 }
 
+/// Compresses GS1 element strings as GS1 Digital Link: Compression writes
+/// them, in Python (a second, independent implementation): each AI as its
+/// digits' nibbles, fixed-length numbers as binary integers, alphanumeric
+/// values as 7-bit ASCII with their length, padded to whole base64
+/// characters.
+fn compress(elements: &[(&str, &str)]) -> String {
+    let script = r#"
+import math, sys
+A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+FIXED = {"00": 18, "01": 14, "414": 13, "8006": 18, "17": 6}
+MAX = {"10": 20, "21": 20, "22": 20}
+vbits = lambda n: math.ceil(n * math.log2(10) + 0.01)
+lbits = lambda m: math.ceil(math.log2(m) + 0.01)
+bits = ""
+args = sys.argv[1:]
+for ai, value in zip(args[0::2], args[1::2]):
+    bits += "".join(format(int(d), "04b") for d in ai)
+    if ai in FIXED:
+        bits += format(int(value), "0%db" % vbits(FIXED[ai]))
+    else:
+        bits += "100" + format(len(value), "0%db" % lbits(MAX[ai]))
+        bits += "".join(format(ord(c), "07b") for c in value)
+bits += "0" * (-len(bits) % 6)
+print("".join(A[int(bits[i:i + 6], 2)] for i in range(0, len(bits), 6)))
+"#;
+    let args: Vec<&str> = elements.iter().flat_map(|(a, v)| [*a, *v]).collect();
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(&args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn shall_decompress_and_expose_the_uncompressed_uri_as_owl_same_as(w: &World) {
+    // The compressor agrees with GS1's own example first.
+    assert_eq!(compress(&[("01", "05412345000013")]), "AQnYUc1gmg");
+    let lot = w.lot.rsplit('/').next().unwrap();
+    let lot = gs1::decode(lot).unwrap();
+    let uncompressed = w.get(&w.lot, &[]);
+    assert_eq!(uncompressed.status, 307);
+    for path in [
+        format!("/{}", compress(&[("01", &w.gtin), ("10", &lot)])),
+        format!("/01/{}/{}", w.gtin, compress(&[("10", &lot)])),
+    ] {
+        // Answered as the Digital Link it stands for, not redirected to it.
+        let r = w.get(&path, &[]);
+        assert_eq!(r.status, 307, "{path}: {}", r.body);
+        assert_eq!(
+            r.header("location"),
+            uncompressed.header("location"),
+            "{path}"
+        );
+        let same_as: Vec<String> = links_of(r.header("link").unwrap_or(""))
+            .into_iter()
+            .filter(|(_, params)| param(params, "rel") == ["owl:sameAs"])
+            .map(|(href, _)| href)
+            .collect();
+        assert_eq!(same_as, [format!("{}{}", w.base, w.lot)], "{path}");
+        let set = w.get(&format!("{path}?linkType=linkset"), &[]);
+        assert_eq!(set.status, 200, "{path}");
+        assert_eq!(set.json(), w.linkset(&w.lot), "{path}");
+    }
+    // A compressed GTIN with a wrong check digit is a malformed URI.
+    let bad = w.get(&format!("/{}", compress(&[("01", "05412345000014")])), &[]);
+    assert_eq!(bad.status, 400, "{}", bad.body);
+}
+
 #[test]
 fn the_resolver_meets_the_gs1_conformant_resolver_standard() {
     let dir = tempfile::tempdir().unwrap();
@@ -593,6 +667,10 @@ fn the_resolver_meets_the_gs1_conformant_resolver_standard() {
         (
             "SHOULD tolerate trailing slashes",
             should_tolerate_trailing_slashes,
+        ),
+        (
+            "SHALL decompress a compressed URI and expose the uncompressed one as owl:sameAs",
+            shall_decompress_and_expose_the_uncompressed_uri_as_owl_same_as,
         ),
         (
             "Language negotiation with hreflang alternates",

@@ -12,6 +12,7 @@
 //! canonical Digital Link URI.
 
 pub mod ai;
+pub mod compression;
 mod epc;
 
 use std::fmt::Write as _;

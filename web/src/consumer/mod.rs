@@ -33,6 +33,7 @@ fn is_link_path(path: &str) -> bool {
         .and_then(|p| p.split('/').next())
         .and_then(gs1::ai::lookup)
         .is_some_and(|ai| ai.role == gs1::Role::PrimaryKey)
+        || gs1::compression::uncompressed(path, path).is_some_and(|d| d.is_ok())
 }
 
 pub(crate) fn configure(cfg: &mut ServiceConfig) {

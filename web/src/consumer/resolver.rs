@@ -335,21 +335,69 @@ fn with_query(target: &str, pairs: &[&str]) -> String {
 }
 
 /// What `resolve` answers, and the `Link` header it carries (`None` when
-/// the path is not a Digital Link).
+/// the path is not a Digital Link). A compressed Digital Link (GS1 Digital
+/// Link: Compression, whole or after its primary key) is answered as the
+/// Digital Link it stands for, not redirected to it, and its `Link` header
+/// names that one as `owl:sameAs`, as the resolver standard asks.
 async fn answer(state: &ReadState, req: &HttpRequest) -> (HttpResponse, Option<String>) {
-    let path = req.uri().path().to_string();
-    let query = req.uri().query();
+    let raw = req.uri().path();
     let base = base_url(req);
-    let link = match DigitalLink::from_parts(&base, &path, query) {
+    match gs1::compression::uncompressed(raw, &format!("{base}{raw}")) {
+        None => answer_for(state, req, raw, req.uri().query(), false).await,
+        Some(Err(e)) => (not_a_link(req, raw, e), None),
+        Some(Ok((path, packed_query))) => {
+            let query: Vec<&str> = [packed_query.as_str(), req.uri().query().unwrap_or("")]
+                .into_iter()
+                .filter(|q| !q.is_empty())
+                .collect();
+            let query = query.join("&");
+            let query = (!query.is_empty()).then_some(query.as_str());
+            let (res, header) = answer_for(state, req, &path, query, true).await;
+            let same_as = match DigitalLink::from_parts(&base, &path, query) {
+                Ok(link) => {
+                    let q = link.query();
+                    let uri = link.under(&base);
+                    if q.is_empty() {
+                        uri
+                    } else {
+                        format!("{uri}?{q}")
+                    }
+                }
+                Err(_) => return (res, header),
+            };
+            let same_as = format!("<{same_as}>; rel=\"owl:sameAs\"");
+            let header = match header {
+                Some(h) => format!("{h}, {same_as}"),
+                None => same_as,
+            };
+            (res, Some(header))
+        }
+    }
+}
+
+/// [`answer`] for the Digital Link `path` and `query` (the request's, or
+/// what its compressed form stands for: then never redirected to a
+/// canonical spelling).
+async fn answer_for(
+    state: &ReadState,
+    req: &HttpRequest,
+    path: &str,
+    query: Option<&str>,
+    compressed: bool,
+) -> (HttpResponse, Option<String>) {
+    let base = base_url(req);
+    let link = match DigitalLink::from_parts(&base, path, query) {
         Ok(l) => l,
-        Err(e) => return (not_a_link(req, &path, e), None),
+        Err(e) => return (not_a_link(req, path, e), None),
     };
     let here = link.under(&base);
     // One URI per thing: other spellings are sent to the canonical one (a
     // trailing slash is the same URI). The query is compared decoded:
     // `gs1:epcis` and `gs1%3Aepcis` are one.
     let canonical_query = link.query();
-    if !is_canonical_path(&link, &path) || decoded(query.unwrap_or("")) != decoded(&canonical_query)
+    if !compressed
+        && (!is_canonical_path(&link, path)
+            || decoded(query.unwrap_or("")) != decoded(&canonical_query))
     {
         let mut to = link.path();
         if !canonical_query.is_empty() {
