@@ -590,6 +590,33 @@ async fn indexed_epcis_queries_select_what_the_documents_say() {
         vec![("GE_eventTime".into(), iso(t0))],
         Box::new(move |d: &Value| time(d) >= t0),
     ));
+    // Lists: several values of one field merge their index lists (a value
+    // named twice, or one no event has, changes nothing).
+    let steps: Vec<String> = distinct("bizStep")
+        .into_iter()
+        .map(|s| bare(&s))
+        .take(3)
+        .collect();
+    let wanted = steps.clone();
+    cases.push((
+        vec![(
+            "EQ_bizStep".into(),
+            format!("{}|{}|no_such_step", steps.join("|"), steps[0]),
+        )],
+        Box::new(move |d: &Value| field(d, "bizStep").is_some_and(|s| wanted.contains(&bare(&s)))),
+    ));
+    cases.push((
+        vec![
+            ("eventType".into(), "ObjectEvent|AggregationEvent".into()),
+            ("EQ_action".into(), "ADD|DELETE".into()),
+            ("GE_eventTime".into(), iso(t0)),
+        ],
+        Box::new(move |d: &Value| {
+            (d["type"] == "ObjectEvent" || d["type"] == "AggregationEvent")
+                && (d["action"] == "ADD" || d["action"] == "DELETE")
+                && time(d) >= t0
+        }),
+    ));
     assert!(cases.len() > 25, "{} cases", cases.len());
 
     let mut nonempty = 0;
@@ -600,6 +627,28 @@ async fn indexed_epcis_queries_select_what_the_documents_say() {
             .map(|d| d["eventID"].as_str().unwrap().to_string())
             .collect();
         nonempty += usize::from(!expected.is_empty());
+        // Counted forms: the first three in the query's order, and a
+        // maxEventCount the matches exceed (or not), as the scan has them.
+        for (extra, value) in [("eventCountLimit", "3"), ("maxEventCount", "4")] {
+            for descending in [false, true] {
+                let mut ps = params.clone();
+                ps.push((extra.into(), value.into()));
+                if descending {
+                    ps.push(("orderDirection".into(), "DESC".into()));
+                }
+                let q = EventQuery::from_params(&ps).unwrap();
+                let indexed = graph.query(&q, None, 2).map(|p| (p.events, p.next));
+                let scanned = graph.query_by_scan(&q, None, 2).map(|p| (p.events, p.next));
+                assert_eq!(indexed, scanned, "{ps:?}");
+                if let Ok((_, Some(after))) = indexed {
+                    assert_eq!(
+                        graph.query(&q, Some(after), 2).map(|p| p.events),
+                        graph.query_by_scan(&q, Some(after), 2).map(|p| p.events),
+                        "{ps:?}, second page"
+                    );
+                }
+            }
+        }
         for descending in [false, true] {
             let mut ps = params.clone();
             if descending {

@@ -212,6 +212,31 @@ fn epcis_queries(
                 ("orderDirection", "DESC".to_string()),
             ],
         ),
+        (
+            "EQ_bizStep=shipping|receiving (two large lists)",
+            vec![("EQ_bizStep", "shipping|receiving".to_string())],
+        ),
+        (
+            "eventType=ObjectEvent|TransformationEvent, EQ_action=ADD|OBSERVE",
+            vec![
+                ("eventType", "ObjectEvent|TransformationEvent".to_string()),
+                ("EQ_action", "ADD|OBSERVE".to_string()),
+            ],
+        ),
+        (
+            "EQ_bizStep=receiving, eventCountLimit=1000",
+            vec![
+                ("EQ_bizStep", "receiving".to_string()),
+                ("eventCountLimit", "1000".to_string()),
+            ],
+        ),
+        (
+            "EQ_bizStep=shipping, maxEventCount=1000 (refused)",
+            vec![
+                ("EQ_bizStep", "shipping".to_string()),
+                ("maxEventCount", "1000".to_string()),
+            ],
+        ),
     ] {
         let params: Vec<(String, String)> = params
             .into_iter()
@@ -229,11 +254,13 @@ fn epcis_queries(
                         } else {
                             graph.query(&q, after, 100)
                         }
-                    })
-                    .map_err(anyhow::Error::msg)?;
-                    after = page.next;
-                    if after.is_none() {
-                        break;
+                    });
+                    // A refusal (maxEventCount exceeded) is an answer too.
+                    match page {
+                        Ok(p) if p.next.is_some() => after = p.next,
+                        Ok(_) => break,
+                        Err(e) if e.too_large => break,
+                        Err(e) => return Err(anyhow::Error::msg(e)),
                     }
                 }
             }

@@ -49,11 +49,6 @@ impl Runs {
         self.runs.iter().map(Vec::len).sum()
     }
 
-    /// Every event, run by run (not in order).
-    pub(super) fn unordered(&self) -> impl Iterator<Item = u32> + '_ {
-        self.runs.iter().flatten().copied()
-    }
-
     fn insert(&mut self, n: u32, key: &impl Fn(u32) -> Cursor) {
         let k = key(n);
         match self.runs.last_mut() {
@@ -93,37 +88,52 @@ impl Runs {
         skip: impl Fn(Cursor) -> bool,
         descending: bool,
     ) -> Ordered<'a, K> {
-        let mut next = Vec::with_capacity(self.runs.len());
-        let mut heap = std::collections::BinaryHeap::with_capacity(self.runs.len());
-        for (i, run) in self.runs.iter().enumerate() {
-            // Ascending: the index of the next event; descending: how many
-            // are left before it.
-            let at = if descending {
-                run.partition_point(|&m| !skip(key(m)))
-            } else {
-                run.partition_point(|&m| skip(key(m)))
-            };
-            let first = if descending {
-                at.checked_sub(1)
-            } else {
-                (at < run.len()).then_some(at)
-            };
-            if let Some(f) = first {
-                heap.push(Head {
-                    cursor: key(run[f]),
-                    run: i,
-                    descending,
-                });
-            }
-            next.push(at);
+        ordered_union(&[self], key, skip, descending)
+    }
+}
+
+/// [`Runs::ordered`] over several lists at once, merged: the lists must
+/// not share an event (those of one single-valued field's values do not).
+pub(super) fn ordered_union<'a, K: Fn(u32) -> Cursor + 'a>(
+    lists: &[&'a Runs],
+    key: K,
+    skip: impl Fn(Cursor) -> bool,
+    descending: bool,
+) -> Ordered<'a, K> {
+    let runs: Vec<&'a [u32]> = lists
+        .iter()
+        .flat_map(|l| l.runs.iter().map(Vec::as_slice))
+        .collect();
+    let mut next = Vec::with_capacity(runs.len());
+    let mut heap = std::collections::BinaryHeap::with_capacity(runs.len());
+    for (i, run) in runs.iter().enumerate() {
+        // Ascending: the index of the next event; descending: how many
+        // are left before it.
+        let at = if descending {
+            run.partition_point(|&m| !skip(key(m)))
+        } else {
+            run.partition_point(|&m| skip(key(m)))
+        };
+        let first = if descending {
+            at.checked_sub(1)
+        } else {
+            (at < run.len()).then_some(at)
+        };
+        if let Some(f) = first {
+            heap.push(Head {
+                cursor: key(run[f]),
+                run: i,
+                descending,
+            });
         }
-        Ordered {
-            runs: &self.runs,
-            next,
-            heap,
-            key,
-            descending,
-        }
+        next.push(at);
+    }
+    Ordered {
+        runs,
+        next,
+        heap,
+        key,
+        descending,
     }
 }
 
@@ -155,7 +165,7 @@ impl PartialOrd for Head {
 
 /// The merged walk [`Runs::ordered`] hands out.
 pub(super) struct Ordered<'a, K> {
-    runs: &'a [Vec<u32>],
+    runs: Vec<&'a [u32]>,
     next: Vec<usize>,
     heap: std::collections::BinaryHeap<Head>,
     key: K,
@@ -167,7 +177,7 @@ impl<K: Fn(u32) -> Cursor> Iterator for Ordered<'_, K> {
 
     fn next(&mut self) -> Option<u32> {
         let head = self.heap.pop()?;
-        let run = &self.runs[head.run];
+        let run = self.runs[head.run];
         let at = &mut self.next[head.run];
         let (event, following) = if self.descending {
             *at -= 1;

@@ -349,6 +349,39 @@ impl EventQuery {
     }
 }
 
+/// Each list once: one field's values' lists share no event, so they
+/// merge without duplicates once a value named twice is taken once.
+fn distinct(lists: Vec<&Runs>) -> Vec<&Runs> {
+    let mut out: Vec<&Runs> = Vec::with_capacity(lists.len());
+    for l in lists {
+        if !out.iter().any(|o| std::ptr::eq(*o, l)) {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// The events a query can only select among: index lists merged as they
+/// are read (no copy, no sort), or a list made for the query.
+enum Candidates<'a> {
+    Lists(Vec<&'a Runs>),
+    Owned(Runs),
+}
+
+impl Candidates<'_> {
+    fn ordered<'s, K: Fn(u32) -> Cursor + 's>(
+        &'s self,
+        key: K,
+        skip: impl Fn(Cursor) -> bool,
+        descending: bool,
+    ) -> super::index::Ordered<'s, K> {
+        match self {
+            Candidates::Lists(lists) => super::index::ordered_union(lists, key, skip, descending),
+            Candidates::Owned(runs) => runs.ordered(key, skip, descending),
+        }
+    }
+}
+
 /// Where a page ended: the last event handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor {
@@ -651,33 +684,40 @@ impl Lineage {
     /// The events `q` can only select among, in cursor order: the smallest
     /// of what its exact identifiers name and of the index lists its
     /// single-field parameters select; all events when it has none.
-    fn candidates(&self, q: &EventQuery) -> std::borrow::Cow<'_, Runs> {
-        use std::borrow::Cow;
+    fn candidates(&self, q: &EventQuery) -> Candidates<'_> {
         let ix = &self.index;
         let cbv = |field: Field, names: &[String]| -> Vec<&Runs> {
-            names
-                .iter()
-                .map(|n| ix.list(field, ix.cbv_known(n).unwrap_or(u32::MAX)))
-                .collect()
+            distinct(
+                names
+                    .iter()
+                    .map(|n| ix.list(field, ix.cbv_known(n).unwrap_or(u32::MAX)))
+                    .collect(),
+            )
         };
         let node = |field: Field, names: &[String]| -> Vec<&Runs> {
-            names
-                .iter()
-                .map(|n| ix.list(field, self.id_of(n).copied().unwrap_or(u32::MAX)))
-                .collect()
+            distinct(
+                names
+                    .iter()
+                    .map(|n| ix.list(field, self.id_of(n).copied().unwrap_or(u32::MAX)))
+                    .collect(),
+            )
         };
         let choices: Vec<Vec<&Runs>> = [
             (!q.event_types.is_empty()).then(|| {
-                q.event_types
-                    .iter()
-                    .map(|k| ix.list(Field::Kind, *k as u32))
-                    .collect()
+                distinct(
+                    q.event_types
+                        .iter()
+                        .map(|k| ix.list(Field::Kind, *k as u32))
+                        .collect(),
+                )
             }),
             (!q.actions.is_empty()).then(|| {
-                q.actions
-                    .iter()
-                    .map(|a| ix.list(Field::Action, *a as u32))
-                    .collect()
+                distinct(
+                    q.actions
+                        .iter()
+                        .map(|a| ix.list(Field::Action, *a as u32))
+                        .collect(),
+                )
             }),
             (!q.biz_steps.is_empty()).then(|| cbv(Field::BizStep, &q.biz_steps)),
             (!q.dispositions.is_empty()).then(|| cbv(Field::Disposition, &q.dispositions)),
@@ -717,15 +757,10 @@ impl Lineage {
         let size = |lists: &Vec<&Runs>| lists.iter().map(|l| l.len()).sum::<usize>();
         let best = choices.into_iter().min_by_key(size);
         match (named, best) {
-            (Some(n), Some(b)) if size(&b) < n.len() => {
-                Cow::Owned(self.sorted(b.iter().flat_map(|r| r.unordered()).collect()))
-            }
-            (Some(n), _) => Cow::Owned(self.sorted(n)),
-            (None, Some(b)) if b.len() == 1 => Cow::Borrowed(b[0]),
-            (None, Some(b)) => {
-                Cow::Owned(self.sorted(b.iter().flat_map(|r| r.unordered()).collect()))
-            }
-            (None, None) => Cow::Borrowed(self.index.all()),
+            (Some(n), Some(b)) if size(&b) < n.len() => Candidates::Lists(b),
+            (Some(n), _) => Candidates::Owned(self.sorted(n)),
+            (None, Some(b)) => Candidates::Lists(b),
+            (None, None) => Candidates::Lists(vec![self.index.all()]),
         }
     }
 
@@ -762,13 +797,44 @@ impl Lineage {
         let before = move |c: Cursor| ge.is_some_and(|t| c.time_ms < t);
         let past = move |c: Cursor| lt.is_some_and(|t| c.time_ms >= t);
         let matches = |m: &u32| self.keeps(q, *m, read);
-        if count_all || q.event_count_limit.is_some() || q.max_event_count.is_some() {
+        if count_all {
             let hits: Vec<(Cursor, u32)> = candidates
                 .ordered(key, before, false)
                 .take_while(|&m| !past(key(m)))
                 .filter(matches)
                 .map(|m| (key(m), m))
                 .collect();
+            return self.select_counted(q, hits, after, per_page);
+        }
+        if q.event_count_limit.is_some() || q.max_event_count.is_some() {
+            // Only the first `limit` matches in the query's order count, and
+            // `max` + 1 matches are enough to refuse: the walk stops there.
+            let bound = match (q.event_count_limit, q.max_event_count) {
+                (Some(limit), _) => limit,
+                (None, Some(max)) => max.saturating_add(1),
+                (None, None) => usize::MAX,
+            };
+            let walk: Box<dyn Iterator<Item = u32>> = if q.descending {
+                Box::new(
+                    candidates
+                        .ordered(key, past, true)
+                        .take_while(|&m| !before(key(m))),
+                )
+            } else {
+                Box::new(
+                    candidates
+                        .ordered(key, before, false)
+                        .take_while(|&m| !past(key(m))),
+                )
+            };
+            let mut hits: Vec<(Cursor, u32)> = walk
+                .filter(matches)
+                .take(bound)
+                .map(|m| (key(m), m))
+                .collect();
+            if q.descending {
+                hits.reverse();
+            }
             return self.select_counted(q, hits, after, per_page);
         }
         // A page: from where the last one ended (and the time range begins),
@@ -817,10 +883,7 @@ impl Lineage {
             if hits.len() > max {
                 return Err(QueryError {
                     parameter: "maxEventCount".into(),
-                    message: format!(
-                        "{} events match, more than {max}; narrow the query",
-                        hits.len()
-                    ),
+                    message: format!("more than {max} events match; narrow the query"),
                     too_large: true,
                 });
             }
