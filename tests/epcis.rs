@@ -1624,3 +1624,67 @@ fn subscriptions_deliver_new_events_to_webhooks_and_websockets_and_survive_a_res
             .unwrap();
     assert!(subs.is_empty(), "{subs:?}");
 }
+
+/// GS1-EPC-Format: answers keep events as captured (and say so) unless a
+/// client asks for Digital Links; EPC URNs of a Digital Link are refused
+/// with 406, since a Digital Link does not carry its company prefix's length.
+#[test]
+fn epc_formats_are_as_captured_unless_a_client_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let base = server.base.clone();
+    let urn = "urn:epc:id:sgtin:0614141.107346.2018";
+    let dl = "https://id.gs1.org/01/09506000134352/21/FMT1";
+    capture(
+        &base,
+        &token,
+        vec![object_event(urn, json!({})), object_event(dl, json!({}))],
+    );
+    let ask = |id: &str, format: Option<&str>| {
+        let auth = format!("Bearer {token}");
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if let Some(f) = format {
+            headers.push(("GS1-EPC-Format", f));
+        }
+        support::get_with(
+            &base,
+            &format!(
+                "/events?EQ_eventID={}",
+                encode(&format!("urn:uuid:coldtrail-test-{id}"))
+            ),
+            &headers,
+        )
+    };
+    let r = ask(urn, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("gs1-epc-format"), Some("Never_Translates"));
+    let e = &events_of(&r.json())[0];
+    assert_eq!(e["epcList"], json!([urn]));
+    assert_eq!(e["readPoint"]["id"], "urn:epc:id:sgln:0614141.00001.0");
+
+    let r = ask(urn, Some("Always_GS1_Digital_Link"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("gs1-epc-format"), Some("Always_GS1_Digital_Link"));
+    let e = &events_of(&r.json())[0];
+    assert_eq!(
+        e["epcList"],
+        json!(["https://id.gs1.org/01/10614141073464/21/2018"])
+    );
+    assert_eq!(e["readPoint"]["id"], "https://id.gs1.org/414/0614141000012");
+    validate(&[r.json()]);
+
+    assert_eq!(ask(urn, Some("Always_EPC_URN")).status, 200);
+    assert_epcis_problem(
+        &ask(dl, Some("Always_EPC_URN")),
+        406,
+        "not_acceptable",
+        "NotAcceptableException",
+    );
+    assert_epcis_problem(
+        &ask(urn, Some("Sometimes")),
+        400,
+        "invalid_parameter",
+        "QueryParameterException",
+    );
+}

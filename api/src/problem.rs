@@ -125,6 +125,8 @@ pub enum ApiError {
     InvalidParameter { name: String, message: String },
     #[error("subscription `{field}`: {message}")]
     InvalidSubscription { field: String, message: String },
+    #[error("{0}")]
+    NotAcceptable(String),
     #[error("no {0}; the API is described at /v1/openapi.json")]
     NoSuchRoute(String),
     #[error("shard {shard} has no head signed at size {size}{}", match .next { Some(n) => format!("; the next signed size is {n}"), None => " or above yet".to_string() })]
@@ -247,6 +249,7 @@ impl ApiError {
                 field: s(),
                 message: s(),
             },
+            ApiError::NotAcceptable(s()),
             ApiError::NoSuchRoute(s()),
             ApiError::NoSignedHead {
                 shard: 0,
@@ -295,6 +298,7 @@ impl ApiError {
             ApiError::RecallClosed(_) => "recall_closed",
             ApiError::QueryExists(_) => "query_exists",
             ApiError::InvalidSubscription { .. } => "invalid_subscription",
+            ApiError::NotAcceptable(_) => "not_acceptable",
             ApiError::QueryTooLarge(_) => "query_too_large",
             ApiError::QueryTooDeep { .. } => "query_too_deep",
             ApiError::QueryTooComplex { .. } => "query_too_complex",
@@ -315,6 +319,7 @@ impl ApiError {
             StatusCode::CONFLICT => "Conflict",
             StatusCode::PAYLOAD_TOO_LARGE => "Payload Too Large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported Media Type",
+            StatusCode::NOT_ACCEPTABLE => "Not Acceptable",
             StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable Content",
             StatusCode::TOO_MANY_REQUESTS => "Too Many Requests",
             StatusCode::SERVICE_UNAVAILABLE => "Service Unavailable",
@@ -342,6 +347,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedContentEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::PayloadTooLarge { .. } | ApiError::QueryTooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -617,8 +623,9 @@ mod kinds_tests {
             ApiError::InvalidDigitalLink { .. } => 40,
             ApiError::QueryExists(_) => 41,
             ApiError::InvalidSubscription { .. } => 42,
+            ApiError::NotAcceptable(_) => 43,
         };
-        const VARIANTS: usize = 43;
+        const VARIANTS: usize = 44;
         let kinds = ApiError::kinds();
         let mut seen = [false; VARIANTS];
         for e in &kinds {

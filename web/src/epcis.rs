@@ -219,6 +219,119 @@ pub(crate) fn query_document(events: Vec<serde_json::Value>) -> serde_json::Valu
     })
 }
 
+/// How EPCs are written in an answer (the REST binding's `GS1-EPC-Format`
+/// request header).
+///
+/// Deliberately unlike the binding, an answer without the header keeps
+/// every event as captured (`Never_Translates`) rather than rewriting EPC
+/// URNs as Digital Links: an event is the ledger's signed record, and a
+/// client checks it against its entry (`coldtrail:entry`) byte for byte.
+/// `Always_GS1_Digital_Link` rewrites EPC URNs of GS1 keys as canonical
+/// Digital Links. `Always_EPC_URN` is served only when every EPC of the
+/// answer is a URN already: writing a Digital Link as a URN needs its GS1
+/// Company Prefix's length, which a Digital Link does not carry (406).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EpcFormat {
+    AsCaptured,
+    DigitalLink,
+    Urn,
+}
+
+/// The fields of an EPCIS 2.0 event that hold EPCs (or EPC classes and
+/// locations), as (list, field within each item; `None`: the list's items
+/// are the EPCs themselves).
+const EPC_FIELDS: &[(&str, Option<&str>)] = &[
+    ("epcList", None),
+    ("childEPCs", None),
+    ("inputEPCList", None),
+    ("outputEPCList", None),
+    ("quantityList", Some("epcClass")),
+    ("childQuantityList", Some("epcClass")),
+    ("inputQuantityList", Some("epcClass")),
+    ("outputQuantityList", Some("epcClass")),
+    ("sourceList", Some("source")),
+    ("destinationList", Some("destination")),
+];
+
+impl EpcFormat {
+    /// The format a request asks for.
+    pub(crate) fn of(req: &HttpRequest) -> Result<EpcFormat, ApiError> {
+        let Some(v) = req.headers().get("GS1-EPC-Format") else {
+            return Ok(EpcFormat::AsCaptured);
+        };
+        match v.to_str().unwrap_or("").trim() {
+            "Never_Translates" | "No_Preference" => Ok(EpcFormat::AsCaptured),
+            "Always_GS1_Digital_Link" => Ok(EpcFormat::DigitalLink),
+            "Always_EPC_URN" => Ok(EpcFormat::Urn),
+            other => Err(ApiError::InvalidParameter {
+                name: "GS1-EPC-Format".into(),
+                message: format!("{other:?}: give No_Preference, Always_GS1_Digital_Link, Always_EPC_URN or Never_Translates"),
+            }),
+        }
+    }
+
+    /// The value the answer's `GS1-EPC-Format` header announces.
+    fn header(self) -> &'static str {
+        match self {
+            EpcFormat::AsCaptured => "Never_Translates",
+            EpcFormat::DigitalLink => "Always_GS1_Digital_Link",
+            EpcFormat::Urn => "Always_EPC_URN",
+        }
+    }
+
+    /// Writes `event`'s EPCs in this format.
+    pub(crate) fn apply(self, event: &mut serde_json::Value) -> Result<(), ApiError> {
+        if self == EpcFormat::AsCaptured {
+            return Ok(());
+        }
+        let mut failed = None;
+        let mut rewrite = |v: &mut serde_json::Value| {
+            let Some(id) = v.as_str() else { return };
+            match self {
+                EpcFormat::DigitalLink => {
+                    if let Ok(Some(link)) = gs1::from_epc_urn(id) {
+                        *v = link.canonical().into();
+                    }
+                }
+                _ => {
+                    if !gs1::is_epc_urn(id) && gs1::DigitalLink::parse(id).is_ok() {
+                        failed.get_or_insert_with(|| id.to_string());
+                    }
+                }
+            }
+        };
+        for place in ["readPoint", "bizLocation"] {
+            if let Some(id) = event.get_mut(place).and_then(|p| p.get_mut("id")) {
+                rewrite(id);
+            }
+        }
+        if let Some(parent) = event.get_mut("parentID") {
+            rewrite(parent);
+        }
+        for (list, field) in EPC_FIELDS {
+            let Some(items) = event.get_mut(*list).and_then(|l| l.as_array_mut()) else {
+                continue;
+            };
+            for item in items {
+                match field {
+                    None => rewrite(item),
+                    Some(f) => {
+                        if let Some(v) = item.get_mut(*f) {
+                            rewrite(v)
+                        }
+                    }
+                }
+            }
+        }
+        match failed {
+            None => Ok(()),
+            Some(id) => Err(ApiError::NotAcceptable(format!(
+                "{id} was captured as a Digital Link, and writing it as an EPC URN needs its GS1 Company Prefix's length, which this node does not know; ask with GS1-EPC-Format: Never_Translates (as captured) or Always_GS1_Digital_Link"
+            ))),
+        }
+    }
+}
+
 /// The events at `ats` as captured, each naming its entry, with its
 /// record time (a head covering it is waited for where none does yet).
 pub(crate) async fn documents(
@@ -232,11 +345,12 @@ pub(crate) async fn documents(
         .collect()
 }
 
-fn answer(doc: serde_json::Value, link: Option<String>) -> HttpResponse {
+fn answer(doc: serde_json::Value, link: Option<String>, format: EpcFormat) -> HttpResponse {
     let mut r = HttpResponse::Ok();
     r.content_type("application/ld+json")
         .insert_header(("GS1-EPCIS-Version", "2.0.0"))
-        .insert_header(("GS1-CBV-Version", "2.0.0"));
+        .insert_header(("GS1-CBV-Version", "2.0.0"))
+        .insert_header(("GS1-EPC-Format", format.header()));
     if let Some(l) = link {
         r.insert_header((header::LINK, l));
     }
@@ -253,6 +367,7 @@ async fn run(
     fixed_only: bool,
 ) -> Result<HttpResponse, Epcis> {
     let visible = visible_to(state, req)?;
+    let format = EpcFormat::of(req)?;
     state.fresh().await?;
     let params = QueryParams::parse_any(req)?;
     let mut per_page = DEFAULT_PER_PAGE;
@@ -302,7 +417,10 @@ async fn run(
         .expect("lineage lock")
         .query_reading(&q, after, per_page, Some(&read))
         .map_err(query_error)?;
-    let events = documents(state, &page.events).await?;
+    let mut events = documents(state, &page.events).await?;
+    for e in &mut events {
+        format.apply(e)?;
+    }
     let link = page.next.map(|c| {
         let mut qs: Vec<String> = params
             .pairs()
@@ -316,7 +434,7 @@ async fn run(
         ));
         format!("<{}?{}>; rel=\"next\"", req.path(), qs.join("&"))
     });
-    Ok(answer(query_document(events), link))
+    Ok(answer(query_document(events), link, format))
 }
 
 /// SimpleEventQuery over every captured event the caller may see, with the
@@ -392,7 +510,8 @@ async fn run(
         ("orderBy" = Option<String>, Query),
         ("orderDirection" = Option<String>, Query), ("eventCountLimit" = Option<u64>, Query),
         ("maxEventCount" = Option<u64>, Query), ("perPage" = Option<u64>, Query),
-        ("nextPageToken" = Option<String>, Query)),
+        ("nextPageToken" = Option<String>, Query),
+        ("GS1-EPC-Format" = Option<String>, Header, description = "Never_Translates or No_Preference (the default here: as captured), Always_GS1_Digital_Link, or Always_EPC_URN (406 where an EPC was captured as a Digital Link)")),
     responses((status = 200, description = "EPCISQueryDocument; `Link: <…>; rel=\"next\"` when more pages follow"),
         (status = 400, description = "A bad parameter, named"), (status = 401, description = "No token"),
         (status = 413, description = "More events than maxEventCount")),
@@ -415,6 +534,7 @@ pub(crate) async fn get_event(
     QueryParams::parse(&req, &[])?;
     let id = path_id(&req, "eventID");
     let visible = visible_to(&state, &req)?;
+    let format = EpcFormat::of(&req)?;
     state.fresh().await?;
     let mut q =
         EventQuery::from_params(&[("EQ_eventID".into(), id.clone())]).map_err(query_error)?;
@@ -431,8 +551,11 @@ pub(crate) async fn get_event(
         ))
         .into());
     }
-    let events = documents(&state, &page.events).await?;
-    Ok(answer(query_document(events), None))
+    let mut events = documents(&state, &page.events).await?;
+    for e in &mut events {
+        format.apply(e)?;
+    }
+    Ok(answer(query_document(events), None, format))
 }
 
 /// A path segment holding an identifier, fully percent-decoded (the router
