@@ -1688,3 +1688,37 @@ fn epc_formats_are_as_captured_unless_a_client_asks() {
         "QueryParameterException",
     );
 }
+
+/// The binding's discovery: OPTIONS on every EPCIS resource answers 204
+/// with the methods it allows and the versions it speaks.
+#[test]
+fn every_epcis_resource_answers_discovery() {
+    let dir = tempfile::tempdir().unwrap();
+    provision(dir.path());
+    let server = Server::start(dir.path());
+    for (path, allow) in [
+        ("/events", "GET, OPTIONS"),
+        ("/v1/events", "GET, OPTIONS"),
+        ("/events/urn:uuid:x", "GET, OPTIONS"),
+        ("/bizSteps/shipping/events", "GET, OPTIONS"),
+        ("/queries", "GET, POST, OPTIONS"),
+        ("/queries/any/events", "GET, OPTIONS"),
+        ("/queries/any/subscriptions", "GET, POST, OPTIONS"),
+        ("/queries/any/subscriptions/any", "GET, DELETE, OPTIONS"),
+        ("/capture", "POST, OPTIONS"),
+    ] {
+        let r = support::ask("OPTIONS", &server.base, path, &[]);
+        assert_eq!(r.status, 204, "{path}: {}", r.body);
+        assert_eq!(r.header("allow"), Some(allow), "{path}");
+        assert_eq!(r.header("gs1-epcis-version"), Some("2.0.0"), "{path}");
+        assert_eq!(r.header("gs1-cbv-version"), Some("2.0.0"), "{path}");
+        assert_eq!(
+            r.header("gs1-epc-format"),
+            Some("Never_Translates"),
+            "{path}"
+        );
+        assert!(r
+            .header("gs1-vendor-version")
+            .is_some_and(|v| v.starts_with("coldtrail-")));
+    }
+}

@@ -21,6 +21,7 @@
 
 pub mod answer;
 pub mod body;
+pub mod discovery;
 pub mod frame;
 pub mod idempotency;
 pub mod journal;

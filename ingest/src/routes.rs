@@ -35,6 +35,16 @@ pub fn configure(ingest: Arc<Ingest>) -> impl FnOnce(&mut ServiceConfig) {
             )
             .route("/v1/capture", web::post().to(post_capture))
             .route("/capture", web::post().to(post_capture))
+            .route(
+                "/v1/capture",
+                web::method(actix_web::http::Method::OPTIONS)
+                    .to(|| async { api::discovery::discovery("POST, OPTIONS") }),
+            )
+            .route(
+                "/capture",
+                web::method(actix_web::http::Method::OPTIONS)
+                    .to(|| async { api::discovery::discovery("POST, OPTIONS") }),
+            )
             .route("/v1/capture/{id}", web::get().to(get_capture))
             .route("/capture/{id}", web::get().to(get_capture));
     }

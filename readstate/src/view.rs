@@ -18,7 +18,7 @@ use api::wire::ReadingJson;
 /// on (shard, index, id). Its prefix is declared in the answer's `@context`.
 pub const ENTRY_EXTENSION: &str = "coldtrail:entry";
 /// The namespace of coldtrail's EPCIS extension fields.
-pub const NAMESPACE: &str = "https://coldtrail.dev/ns/epcis#";
+pub const NAMESPACE: &str = api::discovery::NAMESPACE;
 
 /// An entry's fields as JSON: `{"kind": …, …}` with the kind's own fields.
 pub fn entry_view(entry: &Entry) -> Value {

@@ -22,8 +22,33 @@ use crate::ReadState;
 pub const DEFAULT_PER_PAGE: usize = 100;
 pub const MAX_PER_PAGE: usize = 10_000;
 
+/// Each EPCIS query resource and the methods it allows: `OPTIONS` answers
+/// with them (the binding's discovery).
+const RESOURCES: &[(&str, &str)] = &[
+    ("/events", "GET, OPTIONS"),
+    ("/events/{eventID:.+}", "GET, OPTIONS"),
+    ("/epcs/{fixed:.+}/events", "GET, OPTIONS"),
+    ("/bizSteps/{fixed:.+}/events", "GET, OPTIONS"),
+    ("/bizLocations/{fixed:.+}/events", "GET, OPTIONS"),
+    ("/readPoints/{fixed:.+}/events", "GET, OPTIONS"),
+    ("/dispositions/{fixed:.+}/events", "GET, OPTIONS"),
+    ("/eventTypes/{fixed:.+}/events", "GET, OPTIONS"),
+    ("/queries", "GET, POST, OPTIONS"),
+    ("/queries/{name}", "GET, DELETE, OPTIONS"),
+    ("/queries/{name}/events", "GET, OPTIONS"),
+    ("/queries/{name}/subscriptions", "GET, POST, OPTIONS"),
+    ("/queries/{name}/subscriptions/{id}", "GET, DELETE, OPTIONS"),
+];
+
 pub(crate) fn configure(cfg: &mut ServiceConfig) {
     for prefix in ["", "/v1"] {
+        for (path, allow) in RESOURCES {
+            cfg.route(
+                &format!("{prefix}{path}"),
+                web::method(actix_web::http::Method::OPTIONS)
+                    .to(move || async move { api::discovery::discovery(allow) }),
+            );
+        }
         cfg.route(&format!("{prefix}/events"), web::get().to(get_events))
             .route(
                 &format!("{prefix}/events/{{eventID:.+}}"),
@@ -108,7 +133,7 @@ pub(crate) async fn create_query(
     let q = state.queries.create(&who, &d.name, d.query)?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/queries/{}", q.name)))
-        .insert_header(("GS1-EPCIS-Version", "2.0.0"))
+        .insert_header(("GS1-EPCIS-Version", api::discovery::EPCIS_VERSION))
         .json(definition(&q)))
 }
 
@@ -185,7 +210,7 @@ pub(crate) async fn query_events(
 /// EPCIS version the interface speaks.
 pub(crate) fn described(body: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header(("GS1-EPCIS-Version", "2.0.0"))
+        .insert_header(("GS1-EPCIS-Version", api::discovery::EPCIS_VERSION))
         .json(body)
 }
 
@@ -348,8 +373,8 @@ pub(crate) async fn documents(
 fn answer(doc: serde_json::Value, link: Option<String>, format: EpcFormat) -> HttpResponse {
     let mut r = HttpResponse::Ok();
     r.content_type("application/ld+json")
-        .insert_header(("GS1-EPCIS-Version", "2.0.0"))
-        .insert_header(("GS1-CBV-Version", "2.0.0"))
+        .insert_header(("GS1-EPCIS-Version", api::discovery::EPCIS_VERSION))
+        .insert_header(("GS1-CBV-Version", api::discovery::EPCIS_VERSION))
         .insert_header(("GS1-EPC-Format", format.header()));
     if let Some(l) = link {
         r.insert_header((header::LINK, l));

@@ -204,7 +204,7 @@ pub(crate) async fn subscribe(
             header::LOCATION,
             format!("/queries/{name}/subscriptions/{}", s.subscription_id),
         ))
-        .insert_header(("GS1-EPCIS-Version", "2.0.0"))
+        .insert_header(("GS1-EPCIS-Version", api::discovery::EPCIS_VERSION))
         .json(s.view()))
 }
 
@@ -607,7 +607,7 @@ fn post(agent: &ureq::Agent, s: &Subscription, doc: &Value) -> Result<u16, Strin
     let mut request = agent
         .post(&s.dest)
         .header("Content-Type", "application/json")
-        .header("GS1-EPCIS-Version", "2.0.0");
+        .header("GS1-EPCIS-Version", api::discovery::EPCIS_VERSION);
     if let Some(token) = &s.signature_token {
         request = request.header("GS1-Signature", signature(token, &body));
     }
