@@ -619,6 +619,12 @@ async fn indexed_epcis_queries_select_what_the_documents_say() {
     ));
     assert!(cases.len() > 25, "{} cases", cases.len());
 
+    let lengths: Vec<u64> = node.shards().iter().map(|s| s.committed()).collect();
+    let window = analytics::lineage::query::RecordWindow {
+        from: lengths.iter().map(|l| l / 3).collect(),
+        to: lengths.iter().map(|l| Some(2 * l / 3)).collect(),
+    };
+    let mut windowed = 0;
     let mut nonempty = 0;
     for (params, keep) in &cases {
         let expected: BTreeSet<String> = docs
@@ -627,6 +633,31 @@ async fn indexed_epcis_queries_select_what_the_documents_say() {
             .map(|d| d["eventID"].as_str().unwrap().to_string())
             .collect();
         nonempty += usize::from(!expected.is_empty());
+        // Within a window of entries (a span of record times, or what a
+        // subscription has not seen yet): the middle third of each log.
+        {
+            let mut q = EventQuery::from_params(params).unwrap();
+            q.record_window = Some(window.clone());
+            let all = |scan: bool| {
+                let (mut out, mut after) = (Vec::new(), None);
+                loop {
+                    let page = if scan {
+                        graph.query_by_scan(&q, after, 5).unwrap()
+                    } else {
+                        graph.query(&q, after, 5).unwrap()
+                    };
+                    out.extend(page.events);
+                    after = page.next;
+                    if after.is_none() {
+                        return out;
+                    }
+                }
+            };
+            let indexed = all(false);
+            assert_eq!(indexed, all(true), "{params:?} in a window");
+            assert!(indexed.iter().all(|at| window.holds(at)));
+            windowed += indexed.len();
+        }
         // Counted forms: the first three in the query's order, and a
         // maxEventCount the matches exceed (or not), as the scan has them.
         for (extra, value) in [("eventCountLimit", "3"), ("maxEventCount", "4")] {
@@ -700,4 +731,5 @@ async fn indexed_epcis_queries_select_what_the_documents_say() {
         }
     }
     assert!(nonempty > 20, "{nonempty} queries selected something");
+    assert!(windowed > 0, "the windows held events");
 }

@@ -210,6 +210,9 @@ pub(super) struct Index {
     /// id would cost two allocations per event.
     by_id: HashMap<u32, u32>,
     more_ids: HashMap<u32, Vec<u32>>,
+    /// By shard, its events in entry order: what a span of record times
+    /// (a window of entry indices) holds.
+    by_shard: Vec<Vec<u32>>,
 }
 
 impl Index {
@@ -242,6 +245,55 @@ impl Index {
         for f in fields {
             self.by.entry(*f).or_default().insert(n, &key);
         }
+        let c = key(n);
+        let shard = c.shard as usize;
+        if self.by_shard.len() <= shard {
+            self.by_shard.resize_with(shard + 1, Vec::new);
+        }
+        // A shard's entries are read in order; should one come late, it
+        // still goes where its index puts it.
+        let list = &mut self.by_shard[shard];
+        if list.last().is_none_or(|&m| key(m).index < c.index) {
+            list.push(n);
+        } else {
+            let at = list.partition_point(|&m| key(m).index < c.index);
+            list.insert(at, n);
+        }
+    }
+
+    /// Per shard, the range of `by_shard` that window `w` holds.
+    fn window_ranges<'a>(
+        &'a self,
+        w: &'a super::query::RecordWindow,
+        key: &'a impl Fn(u32) -> Cursor,
+    ) -> impl Iterator<Item = &'a [u32]> + 'a {
+        self.by_shard.iter().enumerate().map(move |(s, list)| {
+            let from = w.from.get(s).copied().unwrap_or(0);
+            let lo = list.partition_point(|&m| key(m).index < from);
+            let hi = match w.to.get(s).copied().flatten() {
+                Some(to) => list.partition_point(|&m| key(m).index < to),
+                None => list.len(),
+            };
+            &list[lo..hi.max(lo)]
+        })
+    }
+
+    /// How many events window `w` holds.
+    pub(super) fn window_len(
+        &self,
+        w: &super::query::RecordWindow,
+        key: impl Fn(u32) -> Cursor,
+    ) -> usize {
+        self.window_ranges(w, &key).map(<[u32]>::len).sum()
+    }
+
+    /// The events window `w` holds (in no particular order).
+    pub(super) fn in_window(
+        &self,
+        w: &super::query::RecordWindow,
+        key: impl Fn(u32) -> Cursor,
+    ) -> Vec<u32> {
+        self.window_ranges(w, &key).flatten().copied().collect()
     }
 
     /// The events with the id whose node is `event_id`, in no order.

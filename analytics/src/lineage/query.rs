@@ -756,6 +756,20 @@ impl Lineage {
         };
         let size = |lists: &Vec<&Runs>| lists.iter().map(|l| l.len()).sum::<usize>();
         let best = choices.into_iter().min_by_key(size);
+        // A span of record times (a subscription's new entries, say) is
+        // often the most selective: its events are found by entry index.
+        if let Some(w) = &q.record_window {
+            let key = |m: u32| cursor_of(&self.events[m as usize]);
+            let chosen = match (&named, &best) {
+                (Some(n), Some(b)) => n.len().min(size(b)),
+                (Some(n), None) => n.len(),
+                (None, Some(b)) => size(b),
+                (None, None) => self.index.all().len(),
+            };
+            if ix.window_len(w, key) < chosen {
+                return Candidates::Owned(self.sorted(ix.in_window(w, key)));
+            }
+        }
         match (named, best) {
             (Some(n), Some(b)) if size(&b) < n.len() => Candidates::Lists(b),
             (Some(n), _) => Candidates::Owned(self.sorted(n)),
