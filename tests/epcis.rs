@@ -1229,11 +1229,72 @@ fn record_times_are_the_signed_heads_that_cover_each_event() {
         "QueryParameterException",
     );
     assert_epcis_problem(
-        &get_auth(&base, "/events?orderBy=recordTime", &token),
+        &get_auth(&base, "/events?orderBy=colour", &token),
         400,
         "invalid_parameter",
         "QueryParameterException",
     );
+
+    // orderBy: recordTime, or an extension field by its IRI (numbers as
+    // numbers), ascending or not, paged exactly.
+    let score = "https://ns.example.com/epcis/score";
+    for (i, value) in [(3, json!(10)), (4, json!(-2.5)), (5, json!(7))] {
+        capture(
+            &base,
+            &token,
+            vec![object_event(&epc(i), json!({ score: value }))],
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let ordered = |q: &str| -> Vec<String> {
+        let mut answers = Vec::new();
+        all_pages(
+            &base,
+            &token,
+            &format!("/events?{q}&perPage=1"),
+            &mut answers,
+        );
+        validate(&answers);
+        let ids: Vec<String> = answers
+            .iter()
+            .flat_map(events_of)
+            .map(|e| e["eventID"].as_str().unwrap().to_string())
+            .filter(|i| i.contains("RT"))
+            .collect();
+        ids.into_iter()
+            .map(|i| i.rsplit('/').next().unwrap().to_string())
+            .collect()
+    };
+    let mine = format!(
+        "MATCH_epc={}",
+        encode(&(1..=5).map(epc).collect::<Vec<_>>().join("|"))
+    );
+    assert_eq!(
+        ordered(&format!("{mine}&orderBy=recordTime")),
+        ["RT1", "RT2", "RT3", "RT4", "RT5"]
+    );
+    assert_eq!(
+        ordered(&format!("{mine}&orderBy=recordTime&orderDirection=DESC")),
+        ["RT5", "RT4", "RT3", "RT2", "RT1"]
+    );
+    // Events without the field come last (in entry order among themselves).
+    let by_score = ordered(&format!("{mine}&orderBy={}", encode(score)));
+    assert_eq!(by_score[..3], ["RT4", "RT5", "RT3"]);
+    let unscored = |ids: &[String]| {
+        ids.iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(
+        unscored(&by_score[3..]),
+        unscored(&["RT1".into(), "RT2".into()])
+    );
+    let top = ordered(&format!(
+        "{mine}&orderBy={}&orderDirection=DESC&eventCountLimit=4",
+        encode(score)
+    ));
+    assert_eq!(unscored(&top[..2]), unscored(&["RT1".into(), "RT2".into()]));
+    assert_eq!(top[2..], ["RT3", "RT5"]);
 }
 
 /// A request the webhook took: its headers (names lower-case) and body.

@@ -484,8 +484,10 @@ async fn run(
 /// `SENSORELEMENT_`, `SENSORMETADATA_`, `SENSORREPORT_`) and the IRI.
 /// Record times: GE_/LT_recordTime, an event's record time being the time
 /// of the first signed head of its log that covers its entry (each answer's
-/// `recordTime`). Ordering and limits: orderBy=eventTime, orderDirection,
-/// eventCountLimit, maxEventCount; paging: `perPage`, `nextPageToken`.
+/// `recordTime`). Ordering and limits: orderBy (eventTime from the
+/// indexes; recordTime or an extension field's full IRI by reading and
+/// sorting every match), orderDirection, eventCountLimit, maxEventCount;
+/// paging: `perPage`, `nextPageToken`.
 #[utoipa::path(get, path = "/events",
     params(
         ("eventType" = Option<Vec<String>>, Query, style = PipeDelimited, explode = false, description = "Event types, pipe-delimited"),

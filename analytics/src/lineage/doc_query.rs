@@ -553,6 +553,35 @@ fn extension_field(rest: &str) -> Option<(Scope, bool, &str)> {
     (iri && field.len() > 8).then_some((scope, inner, field))
 }
 
+/// Where event `event` sorts by `field` (`orderBy`): `recordTime`, or an
+/// extension field at the event's top level named by its full IRI. Times
+/// sort as their instants (milliseconds), numbers as numbers (an order-
+/// keeping map of the float onto `i64`); `None` for an event without the
+/// field or with another kind of value (such events sort last).
+pub fn sort_key(field: &str, event: &Value) -> Option<i64> {
+    let value = if field == "recordTime" {
+        &event["recordTime"]
+    } else {
+        let t = FieldTest {
+            scope: Scope::Event,
+            inner: false,
+            field: field.to_string(),
+            test: FieldCmp::Exists,
+        };
+        *field_values(&t, event, &prefixes(event)).first()?
+    };
+    match value {
+        Value::Number(n) => n.as_f64().map(|f| {
+            // IEEE 754's bits in two's complement order: negative floats
+            // have their magnitude bits flipped.
+            let b = f.to_bits() as i64;
+            b ^ (((b >> 63) as u64) >> 1) as i64
+        }),
+        Value::String(s) => date_or_time(s),
+        _ => None,
+    }
+}
+
 /// A time as RFC 3339, or a date (midnight UTC), in milliseconds.
 fn date_or_time(v: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(v)

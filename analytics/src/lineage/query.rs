@@ -66,6 +66,9 @@ pub struct EventQuery {
     event_ids: Vec<String>,
     exists_error_declaration: bool,
     descending: bool,
+    /// `orderBy` when it is not eventTime: `recordTime` or an extension
+    /// field's IRI, read from each captured event (`doc_query::sort_key`).
+    order_by: Option<String>,
     event_count_limit: Option<usize>,
     max_event_count: Option<usize>,
     /// `GE_recordTime` and `LT_recordTime`, as given; the graph knows no
@@ -309,9 +312,11 @@ impl EventQuery {
                 "EQ_eventID" => q.event_ids.extend(values),
                 "EXISTS_errorDeclaration" => q.exists_error_declaration = true,
                 "orderBy" => match one()? {
-                    "eventTime" => {}
-                    "recordTime" => return Err(bad(name, "ordering by recordTime is not supported: answers are ordered by eventTime (then by entry); select by recordTime with GE_recordTime and LT_recordTime")),
-                    other => return Err(bad(name, format!("{other:?}: give eventTime"))),
+                    "eventTime" => q.order_by = None,
+                    "recordTime" => q.order_by = Some("recordTime".into()),
+                    // An extension field, by its full IRI.
+                    iri if iri.contains(':') => q.order_by = Some(iri.to_string()),
+                    other => return Err(bad(name, format!("{other:?}: give eventTime, recordTime or an extension field's full IRI"))),
                 },
                 "orderDirection" => {
                     q.descending = match one()? {
@@ -811,6 +816,37 @@ impl Lineage {
         let before = move |c: Cursor| ge.is_some_and(|t| c.time_ms < t);
         let past = move |c: Cursor| lt.is_some_and(|t| c.time_ms >= t);
         let matches = |m: &u32| self.keeps(q, *m, read);
+        if let Some(field) = &q.order_by {
+            // Ordered by what only the captured event holds: every match is
+            // read and sorted (no index keeps this order). The cursor's time
+            // is the sort key, so paging is exact as for eventTime.
+            let Some(read) = read else {
+                return Err(bad(
+                    "orderBy",
+                    "ordering by recordTime or an extension field reads the captured events; ask GET /events",
+                ));
+            };
+            let mut hits: Vec<(Cursor, u32)> = candidates
+                .ordered(key, before, false)
+                .take_while(|&m| !past(key(m)))
+                .filter(matches)
+                .map(|m| {
+                    let e = &self.events[m as usize];
+                    let k = read(&e.at)
+                        .and_then(|d| super::doc_query::sort_key(field, &d))
+                        .unwrap_or(i64::MAX);
+                    (
+                        Cursor {
+                            time_ms: k,
+                            ..cursor_of(e)
+                        },
+                        m,
+                    )
+                })
+                .collect();
+            hits.sort_unstable_by_key(|(c, _)| *c);
+            return self.select_counted(q, hits, after, per_page);
+        }
         if count_all {
             let hits: Vec<(Cursor, u32)> = candidates
                 .ordered(key, before, false)
@@ -982,7 +1018,7 @@ mod tests {
             ("eventCountLimit", "0"),
             ("EQ_bizStp", "shipping"),
             ("GE_recordTime", "2026-11-01"),
-            ("orderBy", "recordTime"),
+            ("orderBy", "colour"),
         ] {
             let e = EventQuery::from_params(&p(n, v)).unwrap_err();
             assert_eq!(e.parameter, n, "{e}");
