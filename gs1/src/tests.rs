@@ -405,6 +405,25 @@ proptest! {
         let _ = DigitalLink::parse(&format!("https://x.org{path}"));
         let _ = from_epc_urn(&format!("urn:epc:id:sgtin:{s}"));
     }
+
+    /// Whatever a compressed path holds, decoding it never panics, and
+    /// what it decodes to parses or is refused by the URI syntax.
+    #[test]
+    fn no_compressed_path_panics(
+        packed in "[A-Za-z0-9_-]{1,120}",
+        key in "(01/09506000134352/)?",
+        query in proptest::option::of("[a-z0-9=&]{0,20}"),
+    ) {
+        let path = format!("/{key}{packed}");
+        if let Some(Ok((p, q))) = crate::compression::uncompressed(&path, &path) {
+            let q = [q.as_str(), query.as_deref().unwrap_or("")]
+                .into_iter()
+                .filter(|q| !q.is_empty())
+                .collect::<Vec<_>>()
+                .join("&");
+            let _ = DigitalLink::from_parts("https://x.org", &p, Some(&q));
+        }
+    }
 }
 
 #[test]
