@@ -104,10 +104,12 @@ pub enum Domain {
     CaptureJob,
     /// Checksum of a segment file's header.
     SegmentHeader,
+    /// A version of a network document: what its members sign.
+    Network,
 }
 
 impl Domain {
-    const ALL: [Domain; 17] = [
+    const ALL: [Domain; 18] = [
         Domain::Merkle,
         Domain::BlockChecksum,
         Domain::IndexRecord,
@@ -125,6 +127,7 @@ impl Domain {
         Domain::EventFingerprint,
         Domain::CaptureJob,
         Domain::SegmentHeader,
+        Domain::Network,
     ];
 
     /// BLAKE3 `derive_key` context: globally unique, hard-coded, application
@@ -148,6 +151,7 @@ impl Domain {
             Domain::EventFingerprint => "coldtrail 2026-11 epcis event fingerprint v1",
             Domain::CaptureJob => "coldtrail 2026-11 capture job id v1",
             Domain::SegmentHeader => "coldtrail 2026-11 store segment header v1",
+            Domain::Network => "coldtrail 2026-12 network document v1",
         }
     }
 

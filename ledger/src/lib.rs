@@ -6,7 +6,9 @@
 //! - [`hash`]: BLAKE3 with one domain per purpose.
 //! - [`merkle`]: RFC 9162-shaped Merkle proofs, generic over the hash, and the
 //!   small verifier clients reuse; [`head`]: signed tree heads;
-//!   [`keyset`]: a node's log keys, signed by its operator key.
+//!   [`keyset`]: a node's log keys, signed by its operator key;
+//!   [`network`]: a network's member nodes, each version signed by a
+//!   majority of the members before it.
 //! - [`durable`] (feature `store`): replacing a file durably, the one way it is done.
 //! - [`store`] (feature `store`): the `Store` boundary and the embedded,
 //!   append-only segment store with group commit, recovery and audit.
@@ -25,6 +27,7 @@ pub mod head;
 pub mod keys;
 pub mod keyset;
 pub mod merkle;
+pub mod network;
 pub mod note;
 pub mod reading;
 #[cfg(feature = "store")]

@@ -65,6 +65,7 @@ fn vectors() -> String {
         Domain::Idempotency,
         Domain::EventFingerprint,
         Domain::CaptureJob,
+        Domain::Network,
     ] {
         let key = blake3::derive_key(d.context(), b"");
         writeln!(
