@@ -137,6 +137,10 @@ enum Cmd {
     /// A witness: cosign the checkpoints logs send it (`POST /add-checkpoint`,
     /// C2SP tlog-witness), each only if consistent with the last it cosigned.
     Witness(cmd::witness::Args),
+    /// A network of member nodes: its membership document, versioned and
+    /// signed by its members (init, propose, sign, show).
+    #[command(subcommand)]
+    Network(cmd::network::Cmd),
     /// Print the GraphQL schema (SDL), as `graphql/schema.graphql` holds it.
     GraphqlSchema,
     /// The QR code a pack carries: the canonical GS1 Digital Link of a product,
@@ -373,6 +377,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Push(args) => cmd::push::run(args),
         Cmd::MqttBridge(args) => cmd::mqtt_bridge::run(args),
         Cmd::Witness(args) => cmd::witness::run(args),
+        Cmd::Network(c) => cmd::network::run(c),
         Cmd::Qr {
             id,
             public_url,

@@ -370,3 +370,120 @@ fn a_demo_whose_world_would_end_in_the_future_is_refused_before_loading() {
     );
     assert!(!t.contains("loading the"), "nothing was loaded: {t}");
 }
+
+/// `coldtrail network`: version 1 is adopted once every founder signed it;
+/// a later version once a majority of the members before it did; a
+/// non-member's key, a member's wrong key and a tampered file are refused.
+#[test]
+fn a_network_document_is_adopted_by_its_founders_then_by_a_majority() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let mut keys = Vec::new();
+    for name in ["alpha", "bravo", "charlie", "delta"] {
+        let out = support::run(&["keygen", "--out", &p(&format!("{name}.key"))]);
+        assert!(out.status.success(), "{}", text(&out));
+        let public = text(&out)
+            .lines()
+            .find_map(|l| l.strip_prefix("public key  "))
+            .unwrap()
+            .to_string();
+        keys.push(public);
+    }
+    let spec = |i: usize, name: &str, prefix: &str| {
+        format!(
+            "{name},{},http://127.0.0.1:{},{prefix},4",
+            keys[i],
+            8081 + i
+        )
+    };
+    let file = p("network.json");
+    let net = |args: &[&str]| {
+        let mut all = vec!["network"];
+        all.extend_from_slice(args);
+        support::run(&all)
+    };
+    let ok = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    let refused = |out: std::process::Output| {
+        assert!(!out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    ok(net(&[
+        "init",
+        "--file",
+        &file,
+        "--network",
+        "coldchain",
+        "--member",
+        &spec(0, "alpha", "0614141"),
+        "--member",
+        &spec(1, "bravo", "0614142"),
+        "--member",
+        &spec(2, "charlie", "4012345"),
+    ]));
+    // Two prefixes that overlap would give an identifier two homes.
+    refused(net(&[
+        "init",
+        "--file",
+        &p("bad.json"),
+        "--network",
+        "coldchain",
+        "--member",
+        &spec(0, "alpha", "0614141"),
+        "--member",
+        &spec(1, "bravo", "06141410"),
+    ]));
+    let sign = |member: &str, key: &str| {
+        net(&[
+            "sign",
+            "--file",
+            &file,
+            "--member",
+            member,
+            "--key",
+            &p(&format!("{key}.key")),
+        ])
+    };
+    assert!(ok(sign("alpha", "alpha")).contains("pending"));
+    assert!(ok(net(&["show", "--file", &file])).contains("version 1 pending (1 of 3"));
+    refused(sign("bravo", "alpha"));
+    assert!(ok(sign("bravo", "bravo")).contains("pending"));
+    assert!(ok(sign("charlie", "charlie")).contains("adopted"));
+    let shown = ok(net(&["show", "--file", &file]));
+    assert!(shown.contains("version 1 adopted"), "{shown}");
+    assert_eq!(
+        shown.lines().filter(|l| l.starts_with("member ")).count(),
+        3
+    );
+
+    // delta joins: it cannot sign itself in; two of three members can.
+    ok(net(&[
+        "propose",
+        "--file",
+        &file,
+        "--add",
+        &spec(3, "delta", "5012345"),
+    ]));
+    refused(sign("delta", "delta"));
+    assert!(ok(sign("alpha", "alpha")).contains("pending"));
+    refused(net(&["propose", "--file", &file, "--remove", "bravo"]));
+    assert!(ok(sign("charlie", "charlie")).contains("adopted"));
+    let shown = ok(net(&["show", "--file", &file]));
+    assert!(shown.contains("version 2 adopted"), "{shown}");
+    assert!(
+        shown.contains("member delta http://127.0.0.1:8084 prefixes 5012345"),
+        "{shown}"
+    );
+
+    // A signed version changed afterwards no longer verifies.
+    let text_of = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text_of.replacen("http://127.0.0.1:8082", "http://evil.example", 1),
+    )
+    .unwrap();
+    let why = refused(net(&["show", "--file", &file]));
+    assert!(why.contains("signature"), "{why}");
+}

@@ -29,25 +29,11 @@ pub struct Args {
     logs: Vec<String>,
 }
 
-fn log_key(s: &str) -> Result<VerifyingKey> {
-    if let Some(k) = ledger::keys::parse_did_key(s) {
-        return Ok(k);
-    }
-    let bytes: [u8; 32] = hex::decode(s)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| {
-            format!("--log {s}: give a log public key as 64 hex digits or a did:key")
-        })?;
-    VerifyingKey::from_bytes(&bytes)
-        .with_context(|| format!("--log {s}: not an ed25519 public key"))
-}
-
 pub fn run(args: Args) -> Result<ExitCode> {
     let logs = args
         .logs
         .iter()
-        .map(|l| log_key(l))
+        .map(|l| super::public_key("--log", l))
         .collect::<Result<Vec<_>>>()?;
     let witness =
         match witness::Witness::open(&args.data_dir, &args.name, &logs, ledger::clock::system()) {
