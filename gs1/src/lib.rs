@@ -580,6 +580,28 @@ pub fn canonical_id(id: &str) -> Option<String> {
     None
 }
 
+/// The digits of a GS1 key from where its GS1 Company Prefix starts, for an
+/// identifier in any spelling: a network's member whose prefix begins them
+/// owns the thing (its home). The keys that open with an indicator,
+/// extension or filler digit (GTIN, SSCC, GRAI, ITIP) skip it; a key whose
+/// value is not all digits (GIAI, GINC) gives its leading digits. `None` for
+/// an identifier that is not a GS1 key.
+pub fn company_digits(id: &str) -> Option<String> {
+    let link = DigitalLink::parse(&canonical_id(id)?).ok()?;
+    let skip = match link.key.ai.code {
+        "01" | "00" | "8003" | "8006" => 1,
+        _ => 0,
+    };
+    let digits: String = link
+        .key
+        .value
+        .chars()
+        .skip(skip)
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (!digits.is_empty()).then_some(digits)
+}
+
 /// The organisation-level GLN of a location or party identifier, as a
 /// canonical Digital Link (`https://id.gs1.org/414/{gln}`): an SGLN (any
 /// extension) or a PGLN in any spelling. `None` for anything not a GLN-based

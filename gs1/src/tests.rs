@@ -477,3 +477,27 @@ fn the_exact_syntax_refuses_the_spellings_only_a_resolver_takes() {
         assert!(crate::check_identifier(lenient).is_err(), "{lenient}");
     }
 }
+
+#[test]
+fn company_digits_start_where_the_company_prefix_does_in_every_spelling() {
+    for (id, digits) in [
+        ("urn:epc:id:sgtin:0614141.107346.2018", "0614141073464"),
+        (
+            "https://id.gs1.org/01/10614141073464/21/2018",
+            "0614141073464",
+        ),
+        ("urn:epc:class:lgtin:4012345.012345.998877", "4012345123456"),
+        ("urn:epc:id:sscc:0614141.1234567890", "06141412345678908"),
+        ("urn:epc:id:sgln:0614141.00001.0", "0614141000012"),
+        ("urn:epc:id:grai:0614141.12345.400", "0614141123452400"),
+        ("urn:epc:id:giai:0614141.12345ABC", "061414112345"),
+        (
+            "https://example.com/414/0614141000012/254/dock-3",
+            "0614141000012",
+        ),
+    ] {
+        assert_eq!(company_digits(id).as_deref(), Some(digits), "{id}");
+    }
+    assert_eq!(company_digits("urn:epc:id:gid:95100000.12345.400"), None);
+    assert_eq!(company_digits("https://example.com/page"), None);
+}
