@@ -145,6 +145,96 @@ enum Fold {
     Hex,
 }
 
+/// The event-level string fields equality tests select on, and how their
+/// values compare: indexed by value ([`doc_keys`]).
+const ONE_OF_PATHS: &[(&[&str], Bare)] = &[
+    (&["transformationID"], Bare::Exact),
+    (&["persistentDisposition", "set"], Bare::Cbv),
+    (&["persistentDisposition", "unset"], Bare::Cbv),
+    (&["errorDeclaration", "reason"], Bare::ErrorReason),
+    (&["errorDeclaration", "correctiveEventIDs"], Bare::Exact),
+];
+
+/// The typed lists (`EQ_source_{type}`…): list, field, how the type compares.
+const TYPED_LISTS: &[(&str, &str, Bare)] = &[
+    ("sourceList", "source", Bare::SourceDestType),
+    ("destinationList", "destination", Bare::SourceDestType),
+    (
+        "bizTransactionList",
+        "bizTransaction",
+        Bare::TransactionType,
+    ),
+];
+
+/// The sensor fields equality tests select on: field, whether the
+/// element's metadata may hold it, how values compare.
+const SENSOR_FIELDS: &[(&str, bool, Fold)] = &[
+    ("type", false, Fold::MeasurementType),
+    ("deviceID", true, Fold::Exact),
+    ("dataProcessingMethod", true, Fold::Exact),
+    ("microorganism", false, Fold::Exact),
+    ("chemicalSubstance", false, Fold::Exact),
+    ("bizRules", true, Fold::Exact),
+    ("stringValue", false, Fold::Exact),
+    ("hexBinaryValue", false, Fold::Hex),
+    ("uriValue", false, Fold::Exact),
+];
+
+fn one_of_key(path: &[&str], value: &str) -> String {
+    format!("{}\u{1f}{value}", path.join("/"))
+}
+
+fn typed_key(list: &str, kind: &str, value: &str) -> String {
+    format!("{list}\u{1f}{kind}\u{1f}{value}")
+}
+
+fn sensor_key(field: &str, value: &str) -> String {
+    format!("sensor/{field}\u{1f}{value}")
+}
+
+/// The key every event declaring an error is indexed under.
+pub(super) const DECLARES_ERROR: &str = "errorDeclaration";
+
+/// The keys a captured event is indexed under: one per value an equality
+/// test of a document parameter could match it by, normalised as the test
+/// compares (a superset: the test itself still decides).
+pub(super) fn doc_keys(doc: &Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (path, bare) in ONE_OF_PATHS {
+        for s in strings(at(doc, path)) {
+            keys.push(one_of_key(path, &bare.of(s)));
+        }
+    }
+    for (list, field, bare) in TYPED_LISTS {
+        for item in doc[*list].as_array().into_iter().flatten() {
+            if let (Some(kind), Some(value)) = (item["type"].as_str(), item[*field].as_str()) {
+                keys.push(typed_key(list, &bare.of(kind), value));
+            }
+        }
+    }
+    for element in doc["sensorElementList"].as_array().into_iter().flatten() {
+        let meta = &element["sensorMetadata"];
+        for (field, metadata_too, fold) in SENSOR_FIELDS {
+            if *metadata_too {
+                if let Some(v) = meta[*field].as_str() {
+                    keys.push(sensor_key(field, &fold.of(v)));
+                }
+            }
+            for report in element["sensorReport"].as_array().into_iter().flatten() {
+                if let Some(v) = report[*field].as_str() {
+                    keys.push(sensor_key(field, &fold.of(v)));
+                }
+            }
+        }
+    }
+    if doc.get("errorDeclaration").is_some() {
+        keys.push(DECLARES_ERROR.to_string());
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 fn strip<'a>(v: &'a str, prefixes: &[&str]) -> &'a str {
     prefixes.iter().find_map(|p| v.strip_prefix(p)).unwrap_or(v)
 }
@@ -500,6 +590,47 @@ impl DocFilter {
     }
 
     /// Whether the captured `event` passes every test.
+    /// For each equality test, the index keys an event it keeps must have
+    /// one of ([`doc_keys`]): the candidates a query can start from.
+    pub(super) fn candidate_keys(&self) -> Vec<Vec<String>> {
+        // Only what `doc_keys` indexes: a test of a field it does not
+        // index gives no candidates (the query walks the others').
+        let mut out = Vec::new();
+        for t in &self.event {
+            match t {
+                EventTest::OneOf { path, values, bare }
+                    if ONE_OF_PATHS.contains(&(*path, *bare)) =>
+                {
+                    out.push(values.iter().map(|v| one_of_key(path, v)).collect())
+                }
+                EventTest::Typed {
+                    list,
+                    field,
+                    kind,
+                    bare,
+                    values,
+                } if TYPED_LISTS.contains(&(*list, *field, *bare)) => {
+                    out.push(values.iter().map(|v| typed_key(list, kind, v)).collect())
+                }
+                _ => {}
+            }
+        }
+        for t in &self.sensor {
+            if let SensorTest::OneOf {
+                field,
+                metadata_too,
+                values,
+                fold,
+            } = t
+            {
+                if SENSOR_FIELDS.contains(&(*field, *metadata_too, *fold)) {
+                    out.push(values.iter().map(|v| sensor_key(field, v)).collect());
+                }
+            }
+        }
+        out
+    }
+
     pub fn matches(&self, event: &Value) -> bool {
         self.event.iter().all(|t| event_test(t, event))
             && self.sensor_matches(event)
@@ -1034,6 +1165,34 @@ mod tests {
         ] {
             let p: Vec<(&str, &str)> = params.iter().map(|(n, v)| (n.as_str(), *v)).collect();
             assert_eq!(filter(&p).matches(&e), expected, "{params:?}");
+        }
+    }
+
+    /// Every equality parameter's test is one the index keeps keys for
+    /// (else a query by it alone would walk every event).
+    #[test]
+    fn every_equality_parameter_has_index_keys() {
+        for name in [
+            "EQ_transformationID",
+            "EQ_persistentDisposition_set",
+            "EQ_persistentDisposition_unset",
+            "EQ_errorReason",
+            "EQ_correctiveEventID",
+            "EQ_source_owning_party",
+            "EQ_destination_location",
+            "EQ_bizTransaction_po",
+            "EQ_type",
+            "EQ_deviceID",
+            "EQ_dataProcessingMethod",
+            "EQ_microorganism",
+            "EQ_chemicalSubstance",
+            "EQ_bizRules",
+            "EQ_stringValue",
+            "EQ_hexBinaryValue",
+            "EQ_uriValue",
+        ] {
+            let f = filter(&[(name, "x")]);
+            assert_eq!(f.candidate_keys().len(), 1, "{name}");
         }
     }
 

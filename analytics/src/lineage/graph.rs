@@ -167,7 +167,10 @@ impl Lineage {
             standing: Standing::Pending,
             subjects,
         };
-        let fields = self.index_fields(&rec);
+        let mut fields = self.index_fields(&rec);
+        for key in super::doc_query::doc_keys(&doc) {
+            fields.push((index::Field::Doc, self.index.doc_value(&key)));
+        }
         self.events.push(rec);
         let events = &self.events;
         let event_id = events[n as usize].event_id;

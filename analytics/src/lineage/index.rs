@@ -24,6 +24,9 @@ pub(super) enum Field {
     /// By the graph's node of the location.
     ReadPoint,
     BizLocation,
+    /// By a document key (`doc_query::doc_keys`): what only the captured
+    /// event holds, by value.
+    Doc,
 }
 
 /// Event numbers in cursor order, kept as a few sorted runs (a
@@ -205,6 +208,8 @@ pub(super) struct Index {
     /// Bare CBV names (steps, dispositions) as index values: kept apart
     /// from the graph's nodes, which name things.
     cbv: HashMap<String, u32>,
+    /// Document keys as index values.
+    doc: HashMap<String, u32>,
     /// By event id (the graph's node): the first event with it. Ids are
     /// unique but for corrections, which reuse one (`more_ids`): a list per
     /// id would cost two allocations per event.
@@ -220,6 +225,17 @@ impl Index {
     pub(super) fn cbv_value(&mut self, bare: &str) -> u32 {
         let next = self.cbv.len() as u32;
         *self.cbv.entry(bare.to_string()).or_insert(next)
+    }
+
+    /// The index value of a document key, made on first sight.
+    pub(super) fn doc_value(&mut self, key: &str) -> u32 {
+        let next = self.doc.len() as u32;
+        *self.doc.entry(key.to_string()).or_insert(next)
+    }
+
+    /// The index value of a document key, if any event had it.
+    pub(super) fn doc_known(&self, key: &str) -> Option<u32> {
+        self.doc.get(key).copied()
     }
 
     /// The index value of a bare CBV name, if any event had it.

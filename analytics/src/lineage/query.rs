@@ -732,6 +732,29 @@ impl Lineage {
         .into_iter()
         .flatten()
         .collect();
+        // Document parameters by value: one key's list as a choice; several
+        // (a list of values, which one event can hold more than one of) as
+        // a set that is sorted and deduplicated, as identifiers' are.
+        let doc_list = |k: &str| ix.list(Field::Doc, ix.doc_known(k).unwrap_or(u32::MAX));
+        let mut doc_sets: Vec<Vec<u32>> = Vec::new();
+        let mut choices = choices;
+        let mut doc_keys = q.doc.candidate_keys();
+        if q.exists_error_declaration {
+            doc_keys.push(vec![super::doc_query::DECLARES_ERROR.to_string()]);
+        }
+        for keys in doc_keys {
+            match &keys[..] {
+                [one] => choices.push(vec![doc_list(one)]),
+                many => doc_sets.push(
+                    distinct(many.iter().map(|k| doc_list(k)).collect())
+                        .iter()
+                        .flat_map(|r| {
+                            r.ordered(|m| cursor_of(&self.events[m as usize]), |_| false, false)
+                        })
+                        .collect(),
+                ),
+            }
+        }
         // Exact identifiers: the events that name them, counted or not (yet).
         let named: Option<Vec<u32>> = q
             .matches
@@ -754,11 +777,11 @@ impl Lineage {
                 .flat_map(|&i| ix.with_id(i))
                 .collect()
         });
-        let named = match (named, with_ids) {
-            (Some(a), Some(b)) if b.len() < a.len() => Some(b),
-            (None, b) => b,
-            (a, _) => a,
-        };
+        let named = [named, with_ids]
+            .into_iter()
+            .flatten()
+            .chain(doc_sets)
+            .min_by_key(Vec::len);
         let size = |lists: &Vec<&Runs>| lists.iter().map(|l| l.len()).sum::<usize>();
         let best = choices.into_iter().min_by_key(size);
         // A span of record times (a subscription's new entries, say) is
