@@ -194,6 +194,10 @@ fn sensor_key(field: &str, value: &str) -> String {
 
 /// The key every event declaring an error is indexed under.
 pub(super) const DECLARES_ERROR: &str = "errorDeclaration";
+/// The key every event with sensor elements is indexed under.
+const HAS_SENSORS: &str = "sensorElementList";
+/// The key every event with ILMD is indexed under.
+const HAS_ILMD: &str = "ilmd";
 
 /// The keys a captured event is indexed under: one per value an equality
 /// test of a document parameter could match it by, normalised as the test
@@ -229,6 +233,15 @@ pub(super) fn doc_keys(doc: &Value) -> Vec<String> {
     }
     if doc.get("errorDeclaration").is_some() {
         keys.push(DECLARES_ERROR.to_string());
+    }
+    if doc["sensorElementList"]
+        .as_array()
+        .is_some_and(|l| !l.is_empty())
+    {
+        keys.push(HAS_SENSORS.to_string());
+    }
+    if doc.get("ilmd").is_some() {
+        keys.push(HAS_ILMD.to_string());
     }
     keys.sort();
     keys.dedup();
@@ -614,6 +627,31 @@ impl DocFilter {
                 }
                 _ => {}
             }
+        }
+        // Whatever a test asks of sensors, error declarations or ILMD, the
+        // event has them: their presence narrows what comparisons walk.
+        if self.sensor_exists
+            || !self.sensor.is_empty()
+            || self.fields.iter().any(|f| {
+                matches!(
+                    f.scope,
+                    Scope::SensorElement | Scope::SensorMetadata | Scope::SensorReport
+                )
+            })
+        {
+            out.push(vec![HAS_SENSORS.to_string()]);
+        }
+        if self.event.iter().any(|t| {
+            matches!(t, EventTest::Time { path, .. } if path.first() == Some(&"errorDeclaration"))
+        }) || self
+            .fields
+            .iter()
+            .any(|f| f.scope == Scope::ErrorDeclaration)
+        {
+            out.push(vec![DECLARES_ERROR.to_string()]);
+        }
+        if self.fields.iter().any(|f| f.scope == Scope::Ilmd) {
+            out.push(vec![HAS_ILMD.to_string()]);
         }
         for t in &self.sensor {
             if let SensorTest::OneOf {
@@ -1192,7 +1230,7 @@ mod tests {
             "EQ_uriValue",
         ] {
             let f = filter(&[(name, "x")]);
-            assert_eq!(f.candidate_keys().len(), 1, "{name}");
+            assert!(!f.candidate_keys().is_empty(), "{name}");
         }
     }
 
