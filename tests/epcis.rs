@@ -1783,3 +1783,66 @@ fn every_epcis_resource_answers_discovery() {
             .is_some_and(|v| v.starts_with("coldtrail-")));
     }
 }
+
+/// A subscription whose query refuses a run (more events than its
+/// maxEventCount) tells the subscriber once, as problem+json with the
+/// binding's type, and goes on with the entries after.
+#[test]
+fn a_refused_run_is_reported_once_and_the_subscription_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, _) = provision(dir.path());
+    let server = Server::start(dir.path());
+    let base = server.base.clone();
+    let hook = Hook::start(100);
+    let r = support::post_json(
+        &base,
+        "/queries",
+        &token,
+        &json!({"name": "few", "query": {"EQ_bizStep": ["shipping"], "maxEventCount": 1}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let event = |i: u32| {
+        object_event(
+            &format!("https://id.gs1.org/01/09506000134352/21/FEW{i}"),
+            json!({"bizStep": "shipping"}),
+        )
+    };
+    // Recorded before the subscription, and all in its first run.
+    capture(&base, &token, (0..3).map(event).collect());
+    let r = support::post_json(
+        &base,
+        "/queries/few/subscriptions",
+        &token,
+        &json!({"dest": hook.url, "stream": true, "initialRecordTime": "2000-01-01T00:00:00Z"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["subscriptionID"].as_str().unwrap().to_string();
+    let problems = || -> Vec<Value> {
+        hook.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| serde_json::from_slice::<Value>(b).unwrap())
+            .filter(|d| d["subscriptionID"] == id.as_str())
+            .collect()
+    };
+    for _ in 0..100 {
+        if !problems().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let got = problems();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["type"], "epcisException:QueryTooLargeException");
+    assert_eq!(got[0]["status"], 413);
+    // The next event alone is within the query's limit: delivered.
+    capture(&base, &token, vec![event(9)]);
+    hook.wait_for(
+        &id,
+        &std::collections::BTreeSet::from([
+            "urn:uuid:coldtrail-test-https://id.gs1.org/01/09506000134352/21/FEW9".to_string(),
+        ]),
+    );
+}

@@ -98,6 +98,19 @@ fn has_new(state: &ReadState, frontier: &[u64]) -> bool {
         .any(|(s, p)| *p > frontier.get(s).copied().unwrap_or(0))
 }
 
+/// Where a run from `frontier` ends, per shard: what the read model has
+/// read, at most [`RUN_ENTRIES`] past the frontier, never behind it.
+fn run_end(state: &ReadState, frontier: &[u64]) -> Vec<u64> {
+    positions(state)
+        .iter()
+        .enumerate()
+        .map(|(s, &p)| {
+            let f = frontier.get(s).copied().unwrap_or(0);
+            p.min(f + RUN_ENTRIES).max(f)
+        })
+        .collect()
+}
+
 /// The next run of `query` for `who` from `frontier`: at most
 /// [`RUN_ENTRIES`] entries of each shard, never behind the frontier.
 pub(crate) fn next_run(
@@ -106,14 +119,7 @@ pub(crate) fn next_run(
     who: &Principal,
     frontier: &[u64],
 ) -> Result<Run, ApiError> {
-    let upto: Vec<u64> = positions(state)
-        .iter()
-        .enumerate()
-        .map(|(s, &p)| {
-            let f = frontier.get(s).copied().unwrap_or(0);
-            p.min(f + RUN_ENTRIES).max(f)
-        })
-        .collect();
+    let upto = run_end(state, frontier);
     let params = readstate::queries::params_of(&query.query)?;
     let mut q = EventQuery::from_params(&params).map_err(query_error)?;
     q.visible_to = match who.role {
@@ -495,14 +501,16 @@ fn run_webhook(
                 delivered.map(|answered| (run, answered, empty))
             }
             Err(e) if actix_web::ResponseError::status_code(&e).is_client_error() => {
-                // The query itself is refused now (too many events for its
-                // maxEventCount): the subscriber is told, as the binding
-                // says, and the run is over.
+                // The query itself is refused for these entries (more events
+                // than its maxEventCount): the subscriber is told, as the
+                // binding says, and the run moves past them, so the refusal
+                // is sent once, not on every tick.
+                let upto = run_end(state, &frontier);
                 post_problem(agent, s, &e).map(|answered| {
                     (
                         Run {
                             events: Vec::new(),
-                            upto: frontier.clone(),
+                            upto,
                         },
                         Some(answered),
                         false,
