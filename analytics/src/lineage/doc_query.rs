@@ -145,39 +145,73 @@ enum Fold {
     Hex,
 }
 
-/// The event-level string fields equality tests select on, and how their
-/// values compare: indexed by value ([`doc_keys`]).
-const ONE_OF_PATHS: &[(&[&str], Bare)] = &[
-    (&["transformationID"], Bare::Exact),
-    (&["persistentDisposition", "set"], Bare::Cbv),
-    (&["persistentDisposition", "unset"], Bare::Cbv),
-    (&["errorDeclaration", "reason"], Bare::ErrorReason),
-    (&["errorDeclaration", "correctiveEventIDs"], Bare::Exact),
+/// The equality parameters on event-level string fields: parameter, path,
+/// how values compare. `take` parses them from here and `doc_keys` indexes
+/// the same paths, so every such test has its index lists.
+const ONE_OF_PATHS: &[(&str, &[&str], Bare)] = &[
+    ("EQ_transformationID", &["transformationID"], Bare::Exact),
+    (
+        "EQ_persistentDisposition_set",
+        &["persistentDisposition", "set"],
+        Bare::Cbv,
+    ),
+    (
+        "EQ_persistentDisposition_unset",
+        &["persistentDisposition", "unset"],
+        Bare::Cbv,
+    ),
+    (
+        "EQ_errorReason",
+        &["errorDeclaration", "reason"],
+        Bare::ErrorReason,
+    ),
+    (
+        "EQ_correctiveEventID",
+        &["errorDeclaration", "correctiveEventIDs"],
+        Bare::Exact,
+    ),
 ];
 
-/// The typed lists (`EQ_source_{type}`…): list, field, how the type compares.
-const TYPED_LISTS: &[(&str, &str, Bare)] = &[
-    ("sourceList", "source", Bare::SourceDestType),
-    ("destinationList", "destination", Bare::SourceDestType),
+/// The typed lists (`EQ_source_{type}`…): parameter prefix, list, field,
+/// how the type compares.
+const TYPED_LISTS: &[(&str, &str, &str, Bare)] = &[
+    ("EQ_source_", "sourceList", "source", Bare::SourceDestType),
     (
+        "EQ_destination_",
+        "destinationList",
+        "destination",
+        Bare::SourceDestType,
+    ),
+    (
+        "EQ_bizTransaction_",
         "bizTransactionList",
         "bizTransaction",
         Bare::TransactionType,
     ),
 ];
 
-/// The sensor fields equality tests select on: field, whether the
+/// The sensor equality parameters: parameter, field, whether the
 /// element's metadata may hold it, how values compare.
-const SENSOR_FIELDS: &[(&str, bool, Fold)] = &[
-    ("type", false, Fold::MeasurementType),
-    ("deviceID", true, Fold::Exact),
-    ("dataProcessingMethod", true, Fold::Exact),
-    ("microorganism", false, Fold::Exact),
-    ("chemicalSubstance", false, Fold::Exact),
-    ("bizRules", true, Fold::Exact),
-    ("stringValue", false, Fold::Exact),
-    ("hexBinaryValue", false, Fold::Hex),
-    ("uriValue", false, Fold::Exact),
+const SENSOR_FIELDS: &[(&str, &str, bool, Fold)] = &[
+    ("EQ_type", "type", false, Fold::MeasurementType),
+    ("EQ_deviceID", "deviceID", true, Fold::Exact),
+    (
+        "EQ_dataProcessingMethod",
+        "dataProcessingMethod",
+        true,
+        Fold::Exact,
+    ),
+    ("EQ_microorganism", "microorganism", false, Fold::Exact),
+    (
+        "EQ_chemicalSubstance",
+        "chemicalSubstance",
+        false,
+        Fold::Exact,
+    ),
+    ("EQ_bizRules", "bizRules", true, Fold::Exact),
+    ("EQ_stringValue", "stringValue", false, Fold::Exact),
+    ("EQ_hexBinaryValue", "hexBinaryValue", false, Fold::Hex),
+    ("EQ_uriValue", "uriValue", false, Fold::Exact),
 ];
 
 fn one_of_key(path: &[&str], value: &str) -> String {
@@ -204,12 +238,12 @@ const HAS_ILMD: &str = "ilmd";
 /// compares (a superset: the test itself still decides).
 pub(super) fn doc_keys(doc: &Value) -> Vec<String> {
     let mut keys = Vec::new();
-    for (path, bare) in ONE_OF_PATHS {
+    for (_, path, bare) in ONE_OF_PATHS {
         for s in strings(at(doc, path)) {
             keys.push(one_of_key(path, &bare.of(s)));
         }
     }
-    for (list, field, bare) in TYPED_LISTS {
+    for (_, list, field, bare) in TYPED_LISTS {
         for item in doc[*list].as_array().into_iter().flatten() {
             if let (Some(kind), Some(value)) = (item["type"].as_str(), item[*field].as_str()) {
                 keys.push(typed_key(list, &bare.of(kind), value));
@@ -218,7 +252,7 @@ pub(super) fn doc_keys(doc: &Value) -> Vec<String> {
     }
     for element in doc["sensorElementList"].as_array().into_iter().flatten() {
         let meta = &element["sensorMetadata"];
-        for (field, metadata_too, fold) in SENSOR_FIELDS {
+        for (_, field, metadata_too, fold) in SENSOR_FIELDS {
             if *metadata_too {
                 if let Some(v) = meta[*field].as_str() {
                     keys.push(sensor_key(field, &fold.of(v)));
@@ -411,40 +445,14 @@ impl DocFilter {
             self.event.push(t);
             Ok(true)
         };
+        if let Some((_, path, bare)) = ONE_OF_PATHS.iter().find(|(p, ..)| *p == name) {
+            return event(EventTest::OneOf {
+                path,
+                values: list(*bare),
+                bare: *bare,
+            });
+        }
         match name {
-            "EQ_transformationID" => {
-                return event(EventTest::OneOf {
-                    path: &["transformationID"],
-                    values: list(Bare::Exact),
-                    bare: Bare::Exact,
-                })
-            }
-            "EQ_persistentDisposition_set" | "EQ_persistentDisposition_unset" => {
-                let path: &'static [&'static str] = if name.ends_with("_set") {
-                    &["persistentDisposition", "set"]
-                } else {
-                    &["persistentDisposition", "unset"]
-                };
-                return event(EventTest::OneOf {
-                    path,
-                    values: list(Bare::Cbv),
-                    bare: Bare::Cbv,
-                });
-            }
-            "EQ_errorReason" => {
-                return event(EventTest::OneOf {
-                    path: &["errorDeclaration", "reason"],
-                    values: list(Bare::ErrorReason),
-                    bare: Bare::ErrorReason,
-                })
-            }
-            "EQ_correctiveEventID" => {
-                return event(EventTest::OneOf {
-                    path: &["errorDeclaration", "correctiveEventIDs"],
-                    values: list(Bare::Exact),
-                    bare: Bare::Exact,
-                })
-            }
             "GE_errorDeclarationTime" | "LT_errorDeclarationTime" => {
                 let cmp = if name.starts_with("GE") {
                     Cmp::Ge
@@ -466,21 +474,7 @@ impl DocFilter {
             }
             _ => {}
         }
-        for (prefix, list_name, field, bare) in [
-            ("EQ_source_", "sourceList", "source", Bare::SourceDestType),
-            (
-                "EQ_destination_",
-                "destinationList",
-                "destination",
-                Bare::SourceDestType,
-            ),
-            (
-                "EQ_bizTransaction_",
-                "bizTransactionList",
-                "bizTransaction",
-                Bare::TransactionType,
-            ),
-        ] {
+        for &(prefix, list_name, field, bare) in TYPED_LISTS {
             if let Some(kind) = name.strip_prefix(prefix) {
                 if kind.is_empty() {
                     return Err(bad(name, format!("name the type after {prefix}")));
@@ -498,34 +492,22 @@ impl DocFilter {
             self.sensor.push(t);
             Ok(true)
         };
-        let strings = |field: &'static str, metadata_too: bool, fold: Fold| SensorTest::OneOf {
-            field,
-            metadata_too,
-            values: values.iter().map(|v| fold.of(v)).collect(),
-            fold,
-        };
-        match name {
-            "EQ_type" => return sensor(strings("type", false, Fold::MeasurementType)),
-            "EQ_deviceID" => return sensor(strings("deviceID", true, Fold::Exact)),
-            "EQ_dataProcessingMethod" => {
-                return sensor(strings("dataProcessingMethod", true, Fold::Exact))
-            }
-            "EQ_microorganism" => return sensor(strings("microorganism", false, Fold::Exact)),
-            "EQ_chemicalSubstance" => {
-                return sensor(strings("chemicalSubstance", false, Fold::Exact))
-            }
-            "EQ_bizRules" => return sensor(strings("bizRules", true, Fold::Exact)),
-            "EQ_stringValue" => return sensor(strings("stringValue", false, Fold::Exact)),
-            "EQ_hexBinaryValue" => return sensor(strings("hexBinaryValue", false, Fold::Hex)),
-            "EQ_uriValue" => return sensor(strings("uriValue", false, Fold::Exact)),
-            "EQ_booleanValue" => {
-                return sensor(SensorTest::Boolean(match one()? {
-                    "true" => true,
-                    "false" => false,
-                    other => return Err(bad(name, format!("{other:?}: give true or false"))),
-                }))
-            }
-            _ => {}
+        if let Some(&(_, field, metadata_too, fold)) =
+            SENSOR_FIELDS.iter().find(|(p, ..)| *p == name)
+        {
+            return sensor(SensorTest::OneOf {
+                field,
+                metadata_too,
+                values: values.iter().map(|v| fold.of(v)).collect(),
+                fold,
+            });
+        }
+        if name == "EQ_booleanValue" {
+            return sensor(SensorTest::Boolean(match one()? {
+                "true" => true,
+                "false" => false,
+                other => return Err(bad(name, format!("{other:?}: give true or false"))),
+            }));
         }
         let Some((prefix, rest)) = name.split_once('_') else {
             return Ok(false);
@@ -606,26 +588,17 @@ impl DocFilter {
     /// For each equality test, the index keys an event it keeps must have
     /// one of ([`doc_keys`]): the candidates a query can start from.
     pub(super) fn candidate_keys(&self) -> Vec<Vec<String>> {
-        // Only what `doc_keys` indexes: a test of a field it does not
-        // index gives no candidates (the query walks the others').
+        // Every such test is made from the tables `doc_keys` indexes by.
         let mut out = Vec::new();
         for t in &self.event {
             match t {
-                EventTest::OneOf { path, values, bare }
-                    if ONE_OF_PATHS.contains(&(*path, *bare)) =>
-                {
+                EventTest::OneOf { path, values, .. } => {
                     out.push(values.iter().map(|v| one_of_key(path, v)).collect())
                 }
                 EventTest::Typed {
-                    list,
-                    field,
-                    kind,
-                    bare,
-                    values,
-                } if TYPED_LISTS.contains(&(*list, *field, *bare)) => {
-                    out.push(values.iter().map(|v| typed_key(list, kind, v)).collect())
-                }
-                _ => {}
+                    list, kind, values, ..
+                } => out.push(values.iter().map(|v| typed_key(list, kind, v)).collect()),
+                EventTest::Time { .. } => {}
             }
         }
         // Whatever a test asks of sensors, error declarations or ILMD, the
@@ -654,16 +627,8 @@ impl DocFilter {
             out.push(vec![HAS_ILMD.to_string()]);
         }
         for t in &self.sensor {
-            if let SensorTest::OneOf {
-                field,
-                metadata_too,
-                values,
-                fold,
-            } = t
-            {
-                if SENSOR_FIELDS.contains(&(*field, *metadata_too, *fold)) {
-                    out.push(values.iter().map(|v| sensor_key(field, v)).collect());
-                }
+            if let SensorTest::OneOf { field, values, .. } = t {
+                out.push(values.iter().map(|v| sensor_key(field, v)).collect());
             }
         }
         out
