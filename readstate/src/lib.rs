@@ -20,6 +20,7 @@ use api::{ApiError, TokenStore, WriteResult};
 use shards::Node;
 
 pub mod access;
+pub mod listfile;
 pub mod queries;
 pub mod subscriptions;
 pub mod verifier;

@@ -20,6 +20,8 @@ use std::sync::Mutex;
 use analytics::lineage::query::EventQuery;
 use api::{ApiError, Principal, Role};
 use serde::{Deserialize, Serialize};
+
+use crate::listfile::ListFileError;
 use serde_json::{Map, Value};
 
 /// The file the named queries are kept in.
@@ -41,18 +43,6 @@ pub struct NamedQuery {
 pub struct NamedQueries {
     path: PathBuf,
     queries: Mutex<BTreeMap<String, NamedQuery>>,
-}
-
-/// Why the file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum QueriesError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a list of named queries: {message}; fix or remove it")]
-    Invalid { path: PathBuf, message: String },
 }
 
 /// The parameters of a query object as `GET /events` pairs: a list's
@@ -118,20 +108,12 @@ fn sees(who: &Principal, q: &NamedQuery) -> bool {
 impl NamedQueries {
     /// The named queries of the node whose data directory is `dir` (none if
     /// it has no file yet).
-    pub fn open(dir: &Path) -> Result<NamedQueries, QueriesError> {
+    pub fn open(dir: &Path) -> Result<NamedQueries, ListFileError> {
         let path = dir.join(FILE);
-        let queries = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let list: Vec<NamedQuery> =
-                    serde_json::from_slice(&bytes).map_err(|e| QueriesError::Invalid {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
-                list.into_iter().map(|q| (q.name.clone(), q)).collect()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => return Err(QueriesError::Io { path, source }),
-        };
+        let queries = crate::listfile::read::<NamedQuery>(&path, "named queries")?
+            .into_iter()
+            .map(|q| (q.name.clone(), q))
+            .collect();
         Ok(NamedQueries {
             path,
             queries: Mutex::new(queries),
@@ -205,12 +187,10 @@ impl NamedQueries {
         Ok(())
     }
 
-    /// Writes `queries` as the file, durably (`ledger::durable`).
+    /// Writes `queries` as the file, durably.
     fn write(&self, queries: &BTreeMap<String, NamedQuery>) -> Result<(), ApiError> {
         let list: Vec<&NamedQuery> = queries.values().collect();
-        let bytes = serde_json::to_vec_pretty(&list).expect("queries serialise");
-        ledger::durable::replace(&self.path, &bytes, ledger::durable::Mode::Shared)
-            .map_err(|e| ApiError::Unavailable(format!("{}: {e}", self.path.display())))
+        crate::listfile::write(&self.path, &list, ledger::durable::Mode::Shared)
     }
 }
 
@@ -290,7 +270,7 @@ mod tests {
         std::fs::write(dir.path().join(FILE), b"{not json").unwrap();
         assert!(matches!(
             NamedQueries::open(dir.path()),
-            Err(QueriesError::Invalid { .. })
+            Err(ListFileError::Invalid { .. })
         ));
     }
 }

@@ -310,14 +310,7 @@ pub fn check_dest(dest: &str) -> Result<(), ApiError> {
 
 /// A time as RFC 3339, or the field at fault.
 pub fn time_of(field: &str, text: &str) -> Result<i64, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| {
-            invalid(
-                field,
-                format!("{text:?} is not an RFC 3339 time like 2026-11-02T00:00:00Z"),
-            )
-        })
+    analytics::lineage::query::time(field, text).map_err(|e| invalid(field, e.message))
 }
 
 fn rfc3339(ms: i64) -> Value {
@@ -372,18 +365,6 @@ pub struct Subscriptions {
     all: Mutex<BTreeMap<String, Subscription>>,
 }
 
-/// Why the file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum SubscriptionsError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a list of subscriptions: {message}; fix or remove it")]
-    Invalid { path: PathBuf, message: String },
-}
-
 /// Whether `who` may see `s`: its organisation's, or everything for
 /// investigators and the operator (as named queries).
 fn sees(who: &Principal, s: &Subscription) -> bool {
@@ -416,22 +397,12 @@ fn new_id() -> String {
 impl Subscriptions {
     /// The subscriptions of the node whose data directory is `dir` (none
     /// if it has no file yet).
-    pub fn open(dir: &Path) -> Result<Subscriptions, SubscriptionsError> {
+    pub fn open(dir: &Path) -> Result<Subscriptions, crate::listfile::ListFileError> {
         let path = dir.join(FILE);
-        let all = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let list: Vec<Subscription> =
-                    serde_json::from_slice(&bytes).map_err(|e| SubscriptionsError::Invalid {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
-                list.into_iter()
-                    .map(|s| (s.subscription_id.clone(), s))
-                    .collect()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => return Err(SubscriptionsError::Io { path, source }),
-        };
+        let all = crate::listfile::read::<Subscription>(&path, "subscriptions")?
+            .into_iter()
+            .map(|s| (s.subscription_id.clone(), s))
+            .collect();
         Ok(Subscriptions {
             path,
             all: Mutex::new(all),
@@ -579,9 +550,7 @@ impl Subscriptions {
     /// Writes `all` as the file, durably, readable by the node's user only.
     fn write(&self, all: &BTreeMap<String, Subscription>) -> Result<(), ApiError> {
         let list: Vec<&Subscription> = all.values().collect();
-        let bytes = serde_json::to_vec_pretty(&list).expect("subscriptions serialise");
-        ledger::durable::replace(&self.path, &bytes, ledger::durable::Mode::Private)
-            .map_err(|e| ApiError::Unavailable(format!("{}: {e}", self.path.display())))
+        crate::listfile::write(&self.path, &list, ledger::durable::Mode::Private)
     }
 }
 

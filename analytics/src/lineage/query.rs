@@ -183,7 +183,8 @@ impl RecordWindow {
     }
 }
 
-pub(super) fn time(parameter: &str, v: &str) -> Result<i64, QueryError> {
+/// An RFC 3339 time in milliseconds, or the refusal naming `parameter`.
+pub fn time(parameter: &str, v: &str) -> Result<i64, QueryError> {
     chrono::DateTime::parse_from_rfc3339(v)
         .map(|t| t.timestamp_millis())
         .map_err(|_| {
