@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use analytics::lineage::At;
+
 use base64::Engine;
 use ledger::entry::Entry;
 use ledger::{Digest, SignedTreeHead};
@@ -577,14 +579,11 @@ impl Reads {
 
     /// Per shard, the size a head must cover so that each of `entries`
     /// (shard, index) has a record time, where the newest head does not.
-    fn uncovered(
-        &self,
-        entries: &[(u32, u64)],
-    ) -> Result<Vec<(Arc<shards::Shard>, u64)>, ApiError> {
+    fn uncovered(&self, entries: &[At]) -> Result<Vec<(Arc<shards::Shard>, u64)>, ApiError> {
         let mut need = std::collections::BTreeMap::new();
-        for &(shard, index) in entries {
-            let size = need.entry(shard).or_insert(0);
-            *size = (*size).max(index + 1);
+        for at in entries {
+            let size = need.entry(at.shard).or_insert(0);
+            *size = (*size).max(at.index + 1);
         }
         let mut out = Vec::new();
         for (shard, size) in need {
@@ -599,7 +598,7 @@ impl Reads {
     /// Waits until signed heads cover `entries` (each within the log's head
     /// gap: the heads asked for are shared), so every one has its record
     /// time: an answer never shows an event without one.
-    pub async fn cover(&self, entries: &[(u32, u64)]) -> Result<(), ApiError> {
+    pub async fn cover(&self, entries: &[At]) -> Result<(), ApiError> {
         for (s, size) in self.uncovered(entries)? {
             s.head_covering(size).await.map_err(crate::shard_refusal)?;
         }
@@ -607,7 +606,7 @@ impl Reads {
     }
 
     /// [`Reads::cover`] for a thread outside the async runtime.
-    pub fn cover_blocking(&self, entries: &[(u32, u64)]) -> Result<(), ApiError> {
+    pub fn cover_blocking(&self, entries: &[At]) -> Result<(), ApiError> {
         for (s, _) in self.uncovered(entries)? {
             // Asked after the entries were committed: the head covers them.
             s.store().request_head_soon()?.wait()?;
@@ -644,6 +643,15 @@ impl Reads {
             w.to.push(to_ms.map(first_at).transpose()?);
         }
         Ok(w)
+    }
+
+    /// The captured events at `entries`, each as [`Reads::event_document`]
+    /// gives it (cover them first for their record times).
+    pub fn event_documents(&self, entries: &[At]) -> Result<Vec<serde_json::Value>, ApiError> {
+        entries
+            .iter()
+            .map(|a| self.event_document(a.shard, a.index))
+            .collect()
     }
 
     /// The captured event stored as entry `index` of `shard`, as received,

@@ -363,11 +363,8 @@ pub(crate) async fn documents(
     state: &ReadState,
     ats: &[At],
 ) -> Result<Vec<serde_json::Value>, ApiError> {
-    let places: Vec<(u32, u64)> = ats.iter().map(|a| (a.shard, a.index)).collect();
-    state.reads.cover(&places).await?;
-    ats.iter()
-        .map(|a| state.reads.event_document(a.shard, a.index))
-        .collect()
+    state.reads.cover(ats).await?;
+    state.reads.event_documents(ats)
 }
 
 fn answer(doc: serde_json::Value, link: Option<String>, format: EpcFormat) -> HttpResponse {

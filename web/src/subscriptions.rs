@@ -111,6 +111,26 @@ fn run_end(state: &ReadState, frontier: &[u64]) -> Vec<u64> {
         .collect()
 }
 
+/// Whether a subscription runs now: on a schedule (`cron`), when its next
+/// time (`next_fire`) has come, which then moves on; as a stream, when the
+/// read model has read entries past its frontier.
+fn due(
+    state: &ReadState,
+    cron: Option<&readstate::subscriptions::Cron>,
+    next_fire: &mut Option<i64>,
+    now: i64,
+    frontier: &[u64],
+) -> bool {
+    match (cron, *next_fire) {
+        (None, _) => has_new(state, frontier),
+        (Some(c), Some(at)) if now >= at => {
+            *next_fire = c.next_after(now);
+            true
+        }
+        (Some(_), _) => false,
+    }
+}
+
 /// The next run of `query` for `who` from `frontier`: at most
 /// [`RUN_ENTRIES`] entries of each shard, never behind the frontier.
 pub(crate) fn next_run(
@@ -321,15 +341,7 @@ pub(crate) async fn socket(
                 },
                 _ = tick.tick() => {
                     let now = state.node.clock().now_ms();
-                    let due = match (cron, next_fire) {
-                        (Some(c), Some(at)) if now >= at => {
-                            next_fire = c.next_after(now);
-                            true
-                        }
-                        (Some(_), _) => false,
-                        (None, _) => has_new(&state, &frontier),
-                    };
-                    if !due {
+                    if !due(&state, cron.as_ref(), &mut next_fire, now, &frontier) {
                         continue;
                     }
                     // A query deleted meanwhile ends the subscription.
@@ -440,23 +452,20 @@ fn deliver_until(state: &ReadState, stop: &AtomicBool) {
             if now < pace.retry_at {
                 continue;
             }
-            let due = match &s.trigger {
-                Trigger::Stream => has_new(state, &frontier),
+            let cron = match &s.trigger {
+                Trigger::Stream => None,
                 Trigger::Schedule(schedule) => {
                     let Ok(cron) = schedule.cron() else { continue };
-                    let at = *pace.next_fire.get_or_insert_with(|| {
+                    // From the last run, so a time missed while the node
+                    // was down is run at once.
+                    pace.next_fire.get_or_insert_with(|| {
                         cron.next_after(s.min_record_time_ms.max(s.created_at_ms))
                             .unwrap_or(i64::MAX)
                     });
-                    if now >= at {
-                        pace.next_fire = cron.next_after(now);
-                        true
-                    } else {
-                        false
-                    }
+                    Some(cron)
                 }
             };
-            if due {
+            if due(state, cron.as_ref(), &mut pace.next_fire, now, &frontier) {
                 run_webhook(state, &agent, &s, frontier, pace, now, stop);
             }
             if stop.load(Ordering::Relaxed) {
@@ -556,11 +565,8 @@ fn run_webhook(
 
 /// [`documents`] on the deliveries' thread.
 fn blocking_documents(state: &ReadState, ats: &[At]) -> Result<Vec<Value>, ApiError> {
-    let places: Vec<(u32, u64)> = ats.iter().map(|a| (a.shard, a.index)).collect();
-    state.reads.cover_blocking(&places)?;
-    ats.iter()
-        .map(|a| state.reads.event_document(a.shard, a.index))
-        .collect()
+    state.reads.cover_blocking(ats)?;
+    state.reads.event_documents(ats)
 }
 
 /// POSTs `events` to the subscriber in batches; the time the last batch
