@@ -819,6 +819,84 @@ fn epcis_queries_select_what_each_parameter_says_and_page_exactly_once() {
             }),
         );
     }
+    // A comparison alone (no type): every temperature reading counts, in
+    // whatever unit; it is answered from the axis of readings' values.
+    for (param, limit) in [
+        ("GE_value_CEL", t),
+        ("GT_value_KEL", t + 273.15),
+        ("LT_value_FAH", t * 9.0 / 5.0 + 32.0),
+        ("LE_value_CEL", t),
+    ] {
+        let keep = |c: f64| match &param[..2] {
+            "GE" => c >= t - 1e-9,
+            "GT" => c > t + 1e-9,
+            "LT" => c < t - 1e-9,
+            _ => c <= t + 1e-9,
+        };
+        check(
+            format!("{param}={limit}"),
+            ids_where(&events, |e| {
+                reports(e).iter().any(|r| celsius(r).is_some_and(keep))
+            }),
+        );
+    }
+    // Sensor times (a report's, else its element's metadata's) and error
+    // declaration times, at their medians.
+    let report_times = |e: &Value| -> Vec<i64> {
+        e["sensorElementList"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|el| {
+                let meta = el["sensorMetadata"]["time"].as_str();
+                el["sensorReport"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(move |r| r["time"].as_str().or(meta).map(chrono_ms))
+            })
+            .collect()
+    };
+    let mut times: Vec<i64> = events.iter().flat_map(report_times).collect();
+    times.sort();
+    assert!(!times.is_empty(), "the examples have sensor times");
+    let mid = times[times.len() / 2];
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339()
+    };
+    for ge in [true, false] {
+        check(
+            format!(
+                "{}_time={}",
+                if ge { "GE" } else { "LT" },
+                encode(&iso(mid))
+            ),
+            ids_where(&events, |e| {
+                report_times(e).iter().any(|&x| (x >= mid) == ge)
+            }),
+        );
+    }
+    let declared = |e: &Value| {
+        e["errorDeclaration"]["declarationTime"]
+            .as_str()
+            .map(chrono_ms)
+    };
+    let mut times: Vec<i64> = events.iter().filter_map(declared).collect();
+    times.sort();
+    assert!(!times.is_empty(), "the examples declare errors");
+    let mid = times[times.len() / 2];
+    for ge in [true, false] {
+        check(
+            format!(
+                "{}_errorDeclarationTime={}",
+                if ge { "GE" } else { "LT" },
+                encode(&iso(mid))
+            ),
+            ids_where(&events, |e| declared(e).is_some_and(|x| (x >= mid) == ge)),
+        );
+    }
     for device in values(&|e| {
         e["sensorElementList"]
             .as_array()

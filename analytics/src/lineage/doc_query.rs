@@ -226,6 +226,41 @@ fn sensor_key(field: &str, value: &str) -> String {
     format!("sensor/{field}\u{1f}{value}")
 }
 
+/// Where the events a document test could keep are listed.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Probe {
+    /// A document key's list.
+    Key(String),
+    /// An axis's buckets from `low` to `high`, both included.
+    Buckets { axis: String, low: i64, high: i64 },
+}
+
+/// The buckets of `axis` that can hold a number `cmp` keeps against `x`,
+/// where values within `within` × 10⁻⁹ of `x` count as equal to it
+/// (`compare`'s tolerance: `within` is the tolerance's scale, in the
+/// axis's unit) and the axis value may be off by rounding.
+fn number_probe(axis: String, cmp: Cmp, x: f64, within: f64) -> Probe {
+    let slack = 2e-9 * within + 1e-12 * x.abs();
+    let (low, high) = (number_bucket(x - slack), number_bucket(x + slack));
+    let (low, high) = match cmp {
+        Cmp::Eq => (low, high),
+        Cmp::Gt | Cmp::Ge => (low, i64::MAX),
+        Cmp::Lt | Cmp::Le => (i64::MIN, high),
+    };
+    Probe::Buckets { axis, low, high }
+}
+
+/// The buckets of `axis` that can hold a time `cmp` keeps against `ms`.
+fn time_probe(axis: String, cmp: Cmp, ms: i64) -> Probe {
+    let b = time_bucket(ms);
+    let (low, high) = match cmp {
+        Cmp::Eq => (b, b),
+        Cmp::Gt | Cmp::Ge => (b, i64::MAX),
+        Cmp::Lt | Cmp::Le => (i64::MIN, b),
+    };
+    Probe::Buckets { axis, low, high }
+}
+
 /// The key every event declaring an error is indexed under.
 pub(super) const DECLARES_ERROR: &str = "errorDeclaration";
 /// The key every event with sensor elements is indexed under.
@@ -233,11 +268,79 @@ const HAS_SENSORS: &str = "sensorElementList";
 /// The key every event with ILMD is indexed under.
 const HAS_ILMD: &str = "ilmd";
 
-/// The keys a captured event is indexed under: one per value an equality
-/// test of a document parameter could match it by, normalised as the test
-/// compares (a superset: the test itself still decides).
-pub(super) fn doc_keys(doc: &Value) -> Vec<String> {
+/// Where a captured event is filed in the index: the keys it is listed
+/// under (one per value an equality or presence test could match it by,
+/// normalised as the test compares) and the buckets of the axes its
+/// compared values fall on. A superset: the test itself still decides.
+#[derive(Debug, Default)]
+pub(super) struct DocIndex {
+    pub keys: Vec<String>,
+    /// (axis, bucket), as [`number_bucket`] and [`time_bucket`] cut them.
+    pub ranked: Vec<(String, i64)>,
+}
+
+/// A number's bucket: its IEEE 754 bits in order, cut to the sign, the
+/// exponent and 10 bits of mantissa. 1,024 buckets a power of two, each
+/// under 0.1 % wide; an axis has as many as it has such values.
+fn number_bucket(x: f64) -> i64 {
+    ordered_bits(x) >> 42
+}
+
+/// A time's bucket: 2^22 ms (70 minutes).
+fn time_bucket(ms: i64) -> i64 {
+    ms >> 22
+}
+
+/// The float's bits as an `i64` in the float's order (IEEE 754's bits in
+/// two's complement order: negative floats have their magnitude flipped).
+fn ordered_bits(f: f64) -> i64 {
+    let b = f.to_bits() as i64;
+    b ^ (((b >> 63) as u64) >> 1) as i64
+}
+
+/// The axis of sensor report field `field` whose values a query with unit
+/// `uom` compares: every value as written (no unit); those of a known
+/// unit's dimension in its base unit (`dimension_value`); those of another
+/// code as written, that code only.
+fn number_axis(field: &str, uom: Option<&str>) -> String {
+    match uom {
+        None => format!("n/{field}"),
+        Some(u) => match unit(u) {
+            Some((dim, ..)) => format!("n/{field}/{dim}"),
+            None => format!("n/{field}/={u}"),
+        },
+    }
+}
+
+/// `v` in unit `u` on its dimension's axis: the base unit, but Celsius for
+/// temperatures, where the float's buckets are fine around cold-chain
+/// thresholds (near 273 K they are a quarter of a kelvin wide).
+fn dimension_value(v: f64, u: &str) -> Option<f64> {
+    let (dim, factor, offset) = unit(u)?;
+    let base = v * factor + offset;
+    Some(if dim == "temperature" {
+        base - 273.15
+    } else {
+        base
+    })
+}
+
+fn time_axis(path: &[&str]) -> String {
+    format!("t/{}", path.join("/"))
+}
+
+/// The keys and axes of an extension field: `?` its presence, `=` its
+/// string (and boolean) values, `n` its numbers, `t` its times.
+fn extension_key(kind: char, scope: Scope, inner: bool, iri: &str) -> String {
+    format!(
+        "x{kind}/{scope:?}/{}/{iri}",
+        if inner { "inner" } else { "" }
+    )
+}
+
+pub(super) fn doc_index(doc: &Value) -> DocIndex {
     let mut keys = Vec::new();
+    let mut ranked = Vec::new();
     for (_, path, bare) in ONE_OF_PATHS {
         for s in strings(at(doc, path)) {
             keys.push(one_of_key(path, &bare.of(s)));
@@ -252,18 +355,43 @@ pub(super) fn doc_keys(doc: &Value) -> Vec<String> {
     }
     for element in doc["sensorElementList"].as_array().into_iter().flatten() {
         let meta = &element["sensorMetadata"];
+        let reports = || element["sensorReport"].as_array().into_iter().flatten();
         for (_, field, metadata_too, fold) in SENSOR_FIELDS {
             if *metadata_too {
                 if let Some(v) = meta[*field].as_str() {
                     keys.push(sensor_key(field, &fold.of(v)));
                 }
             }
-            for report in element["sensorReport"].as_array().into_iter().flatten() {
+            for report in reports() {
                 if let Some(v) = report[*field].as_str() {
                     keys.push(sensor_key(field, &fold.of(v)));
                 }
             }
         }
+        for field in ["startTime", "endTime"] {
+            if let Some(ms) = millis(&meta[field]) {
+                ranked.push((time_axis(&["sensor", field]), time_bucket(ms)));
+            }
+        }
+        for report in reports() {
+            if let Some(ms) = millis(&report["time"]).or_else(|| millis(&meta["time"])) {
+                ranked.push((time_axis(&["sensor", "time"]), time_bucket(ms)));
+            }
+            let uom = report["uom"].as_str();
+            for field in NUMBERS {
+                let Some(v) = report[*field].as_f64() else {
+                    continue;
+                };
+                ranked.push((number_axis(field, None), number_bucket(v)));
+                if let Some(u) = uom {
+                    let on_axis = dimension_value(v, u).unwrap_or(v);
+                    ranked.push((number_axis(field, Some(u)), number_bucket(on_axis)));
+                }
+            }
+        }
+    }
+    if let Some(ms) = millis(at(doc, ERROR_TIME)) {
+        ranked.push((time_axis(ERROR_TIME), time_bucket(ms)));
     }
     if doc.get("errorDeclaration").is_some() {
         keys.push(DECLARES_ERROR.to_string());
@@ -277,9 +405,117 @@ pub(super) fn doc_keys(doc: &Value) -> Vec<String> {
     if doc.get("ilmd").is_some() {
         keys.push(HAS_ILMD.to_string());
     }
+    index_extensions(doc, &mut keys, &mut ranked);
     keys.sort();
     keys.dedup();
-    keys
+    ranked.sort();
+    ranked.dedup();
+    DocIndex { keys, ranked }
+}
+
+const ERROR_TIME: &[&str] = &["errorDeclaration", "declarationTime"];
+
+const SCOPES: [Scope; 8] = [
+    Scope::Event,
+    Scope::Ilmd,
+    Scope::ReadPoint,
+    Scope::BizLocation,
+    Scope::ErrorDeclaration,
+    Scope::SensorElement,
+    Scope::SensorMetadata,
+    Scope::SensorReport,
+];
+
+/// Files the extension fields of `doc`, in every scope, at the top of the
+/// scope and (`INNER_`) nested inside a top-level one, under every full
+/// name a query could give them (`names`).
+fn index_extensions(doc: &Value, keys: &mut Vec<String>, ranked: &mut Vec<(String, i64)>) {
+    // (scope, top-level key, value): the extension fields, namespaced keys.
+    let mut found: Vec<(Scope, &str, &Value)> = Vec::new();
+    for scope in SCOPES {
+        for o in scope_objects(scope, doc) {
+            for (k, v) in o.as_object().into_iter().flatten() {
+                if k.contains(':') {
+                    found.push((scope, k, v));
+                }
+            }
+        }
+    }
+    if found.is_empty() {
+        return;
+    }
+    let ctx = prefixes(doc);
+    let mut file = |scope: Scope, inner: bool, key: &str, v: &Value| {
+        for iri in full_names(key, &ctx) {
+            keys.push(extension_key('?', scope, inner, &iri));
+            let scalars = match v {
+                Value::Array(items) => items.iter().collect::<Vec<_>>(),
+                other => vec![other],
+            };
+            for s in scalars {
+                let number = match s {
+                    Value::String(text) => {
+                        keys.push(format!(
+                            "{}\u{1f}{text}",
+                            extension_key('=', scope, inner, &iri)
+                        ));
+                        if let Some(ms) = date_or_time(text) {
+                            ranked.push((extension_key('t', scope, inner, &iri), time_bucket(ms)));
+                        }
+                        text.parse::<f64>().ok().filter(|x| x.is_finite())
+                    }
+                    Value::Bool(b) => {
+                        keys.push(format!(
+                            "{}\u{1f}{b}",
+                            extension_key('=', scope, inner, &iri)
+                        ));
+                        None
+                    }
+                    Value::Number(n) => n.as_f64(),
+                    _ => None,
+                };
+                if let Some(x) = number {
+                    ranked.push((extension_key('n', scope, inner, &iri), number_bucket(x)));
+                }
+            }
+        }
+    };
+    fn nested<'a>(v: &'a Value, out: &mut Vec<(&'a str, &'a Value)>) {
+        match v {
+            Value::Object(o) => {
+                for (k, v) in o {
+                    out.push((k, v));
+                    nested(v, out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| nested(i, out)),
+            _ => {}
+        }
+    }
+    for (scope, key, v) in found {
+        file(scope, false, key, v);
+        let mut inside = Vec::new();
+        nested(v, &mut inside);
+        for (k, v) in inside {
+            file(scope, true, k, v);
+        }
+    }
+}
+
+/// Every full name under which `names` takes key `key` to be the field: the
+/// key itself, and for `prefix:local` the namespace and local name joined
+/// as they are and with `#` between them.
+fn full_names(key: &str, ctx: &std::collections::HashMap<String, String>) -> Vec<String> {
+    let mut out = vec![key.to_string()];
+    if let Some((prefix, local)) = key.split_once(':') {
+        if let Some(ns) = ctx.get(prefix) {
+            out.push(format!("{ns}{local}"));
+            out.push(format!("{}#{local}", ns.trim_end_matches(['/', '#', ':'])));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn strip<'a>(v: &'a str, prefixes: &[&str]) -> &'a str {
@@ -460,7 +696,7 @@ impl DocFilter {
                     Cmp::Lt
                 };
                 return event(EventTest::Time {
-                    path: &["errorDeclaration", "declarationTime"],
+                    path: ERROR_TIME,
                     cmp,
                     ms: time(name, one()?)?,
                 });
@@ -584,25 +820,29 @@ impl DocFilter {
         })
     }
 
-    /// Whether the captured `event` passes every test.
-    /// For each equality test, the index keys an event it keeps must have
-    /// one of ([`doc_keys`]): the candidates a query can start from.
-    pub(super) fn candidate_keys(&self) -> Vec<Vec<String>> {
-        // Every such test is made from the tables `doc_keys` indexes by.
+    /// For each test, the index lists an event it keeps must be in one
+    /// of ([`doc_index`]): the candidates a query can start from.
+    pub(super) fn candidates(&self) -> Vec<Vec<Probe>> {
+        let key = |k: String| vec![Probe::Key(k)];
         let mut out = Vec::new();
         for t in &self.event {
-            match t {
-                EventTest::OneOf { path, values, .. } => {
-                    out.push(values.iter().map(|v| one_of_key(path, v)).collect())
-                }
+            out.push(match t {
+                EventTest::OneOf { path, values, .. } => values
+                    .iter()
+                    .map(|v| Probe::Key(one_of_key(path, v)))
+                    .collect(),
                 EventTest::Typed {
                     list, kind, values, ..
-                } => out.push(values.iter().map(|v| typed_key(list, kind, v)).collect()),
-                EventTest::Time { .. } => {}
-            }
+                } => values
+                    .iter()
+                    .map(|v| Probe::Key(typed_key(list, kind, v)))
+                    .collect(),
+                EventTest::Time { path, cmp, ms } => vec![time_probe(time_axis(path), *cmp, *ms)],
+            });
         }
         // Whatever a test asks of sensors, error declarations or ILMD, the
-        // event has them: their presence narrows what comparisons walk.
+        // event has them: a choice of its own when the tests' own lists are
+        // larger (a comparison most readings meet).
         if self.sensor_exists
             || !self.sensor.is_empty()
             || self.fields.iter().any(|f| {
@@ -612,28 +852,78 @@ impl DocFilter {
                 )
             })
         {
-            out.push(vec![HAS_SENSORS.to_string()]);
+            out.push(key(HAS_SENSORS.to_string()));
         }
-        if self.event.iter().any(|t| {
-            matches!(t, EventTest::Time { path, .. } if path.first() == Some(&"errorDeclaration"))
-        }) || self
-            .fields
+        if self
+            .event
             .iter()
-            .any(|f| f.scope == Scope::ErrorDeclaration)
+            .any(|t| matches!(t, EventTest::Time { path, .. } if *path == ERROR_TIME))
+            || self
+                .fields
+                .iter()
+                .any(|f| f.scope == Scope::ErrorDeclaration)
         {
-            out.push(vec![DECLARES_ERROR.to_string()]);
+            out.push(key(DECLARES_ERROR.to_string()));
         }
         if self.fields.iter().any(|f| f.scope == Scope::Ilmd) {
-            out.push(vec![HAS_ILMD.to_string()]);
+            out.push(key(HAS_ILMD.to_string()));
         }
         for t in &self.sensor {
-            if let SensorTest::OneOf { field, values, .. } = t {
-                out.push(values.iter().map(|v| sensor_key(field, v)).collect());
+            match t {
+                SensorTest::OneOf { field, values, .. } => out.push(
+                    values
+                        .iter()
+                        .map(|v| Probe::Key(sensor_key(field, v)))
+                        .collect(),
+                ),
+                SensorTest::Time { field, cmp, ms } => {
+                    out.push(vec![time_probe(time_axis(&["sensor", field]), *cmp, *ms)])
+                }
+                SensorTest::Number { field, uom, cmp, x } => {
+                    // The test converts the report's value into the query's
+                    // unit; the axis holds it in the dimension's.
+                    let (on_axis, scale) = match uom.as_deref() {
+                        None => (Some(*x), 1.0),
+                        Some(u) => match unit(u) {
+                            Some((_, factor, _)) => (dimension_value(*x, u), factor),
+                            None => (Some(*x), 1.0),
+                        },
+                    };
+                    if let Some(v) = on_axis {
+                        out.push(vec![number_probe(
+                            number_axis(field, uom.as_deref()),
+                            *cmp,
+                            v,
+                            x.abs().max(1.0) * scale,
+                        )]);
+                    }
+                }
+                SensorTest::Boolean(_) => {}
             }
+        }
+        for f in &self.fields {
+            let axis = |kind| extension_key(kind, f.scope, f.inner, &f.field);
+            out.push(match &f.test {
+                FieldCmp::Exists => key(axis('?')),
+                FieldCmp::OneOf(values) => values
+                    .iter()
+                    .flat_map(|v| {
+                        let number = v.parse::<f64>().ok().filter(|x| x.is_finite());
+                        std::iter::once(Probe::Key(format!("{}\u{1f}{v}", axis('=')))).chain(
+                            number.map(|x| number_probe(axis('n'), Cmp::Eq, x, x.abs().max(1.0))),
+                        )
+                    })
+                    .collect(),
+                FieldCmp::Number(cmp, x) => {
+                    vec![number_probe(axis('n'), *cmp, *x, x.abs().max(1.0))]
+                }
+                FieldCmp::Time(cmp, ms) => vec![time_probe(axis('t'), *cmp, *ms)],
+            });
         }
         out
     }
 
+    /// Whether the captured `event` passes every test.
     pub fn matches(&self, event: &Value) -> bool {
         self.event.iter().all(|t| event_test(t, event))
             && self.sensor_matches(event)
@@ -705,12 +995,7 @@ pub fn sort_key(field: &str, event: &Value) -> Option<i64> {
         *field_values(&t, event, &prefixes(event)).first()?
     };
     match value {
-        Value::Number(n) => n.as_f64().map(|f| {
-            // IEEE 754's bits in two's complement order: negative floats
-            // have their magnitude bits flipped.
-            let b = f.to_bits() as i64;
-            b ^ (((b >> 63) as u64) >> 1) as i64
-        }),
+        Value::Number(n) => n.as_f64().map(ordered_bits),
         Value::String(s) => date_or_time(s),
         _ => None,
     }
@@ -979,6 +1264,64 @@ mod tests {
         f
     }
 
+    /// Whether `filed` is in one of `choice`'s lists.
+    fn listed(choice: &[Probe], filed: &DocIndex) -> bool {
+        choice.iter().any(|p| match p {
+            Probe::Key(k) => filed.keys.contains(k),
+            Probe::Buckets { axis, low, high } => filed
+                .ranked
+                .iter()
+                .any(|(a, b)| a == axis && (low..=high).contains(&b)),
+        })
+    }
+
+    /// The index's promise: an event a filter keeps is in every one of
+    /// its candidate choices, so starting from any of them loses nothing.
+    fn assert_listed(f: &DocFilter, event: &Value) {
+        if f.matches(event) {
+            let filed = doc_index(event);
+            for choice in f.candidates() {
+                assert!(listed(&choice, &filed), "{choice:?} misses {filed:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Any reading, in any temperature unit, against any threshold near
+        /// it in any unit (or none), by every comparison: a match is in the
+        /// buckets the comparison starts from.
+        #[test]
+        fn a_reading_a_comparison_keeps_is_in_its_buckets(
+            v in -60.0f64..60.0,
+            digits in 0u32..4,
+            has in 0usize..3,
+            want in 0usize..4,
+            nudge in -2i32..=2,
+            cmp in 0usize..5,
+        ) {
+            let units = ["CEL", "FAH", "KEL"];
+            let scale = 10f64.powi(digits as i32);
+            let v = (v * scale).round() / scale;
+            let event = json!({"sensorElementList": [{"sensorReport": [
+                {"type": "Temperature", "value": v, "maxValue": v, "uom": units[has]}
+            ]}]});
+            // The threshold: the reading in the query's unit, nudged by a
+            // few ulps or by a hundredth either way.
+            let (name, x) = match units.get(want) {
+                Some(u) => (format!("_maxValue_{u}"), convert(v, units[has], u).unwrap()),
+                None => ("_value".to_string(), v),
+            };
+            let x = match nudge {
+                -2 => x - 0.01,
+                2 => x + 0.01,
+                n => f64::from_bits((x.to_bits() as i64 + i64::from(n)) as u64),
+            };
+            let prefix = ["EQ", "GT", "GE", "LT", "LE"][cmp];
+            let f = filter(&[(&format!("{prefix}{name}"), &x.to_string())]);
+            assert_listed(&f, &event);
+        }
+    }
+
     fn reefer() -> Value {
         json!({
             "type": "ObjectEvent",
@@ -1113,7 +1456,9 @@ mod tests {
                 false,
             ),
         ] {
-            assert_eq!(filter(&params).matches(&e), expected, "{params:?}");
+            let f = filter(&params);
+            assert_eq!(f.matches(&e), expected, "{params:?}");
+            assert_listed(&f, &e);
         }
         let bare = json!({"type": "ObjectEvent"});
         assert!(!filter(&[("EXISTS_sensorElement", "")]).matches(&bare));
@@ -1167,7 +1512,9 @@ mod tests {
             (vec![(format!("EQ_SENSORREPORT_{ns}probe"), "P1")], false),
         ] {
             let p: Vec<(&str, &str)> = params.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-            assert_eq!(filter(&p).matches(&e), expected, "{params:?}");
+            let f = filter(&p);
+            assert_eq!(f.matches(&e), expected, "{params:?}");
+            assert_listed(&f, &e);
         }
     }
 
@@ -1195,7 +1542,7 @@ mod tests {
             "EQ_uriValue",
         ] {
             let f = filter(&[(name, "x")]);
-            assert!(!f.candidate_keys().is_empty(), "{name}");
+            assert!(!f.candidates().is_empty(), "{name}");
         }
     }
 

@@ -168,13 +168,14 @@ impl Lineage {
             subjects,
         };
         let mut fields = self.index_fields(&rec);
-        for key in super::doc_query::doc_keys(&doc) {
-            fields.push((index::Field::Doc, self.index.doc_value(&key)));
+        let filed = super::doc_query::doc_index(&doc);
+        for key in &filed.keys {
+            fields.push((index::Field::Doc, self.index.doc_value(key)));
         }
         self.events.push(rec);
         let events = &self.events;
         let event_id = events[n as usize].event_id;
-        self.index.insert(n, event_id, &fields, |m| {
+        self.index.insert(n, event_id, &fields, &filed.ranked, |m| {
             query::cursor_of(&events[m as usize])
         });
         // Indexed (by subject, by location, its watches) once it counts.

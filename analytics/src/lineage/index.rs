@@ -5,10 +5,17 @@
 //! selective list, starting where the page starts, instead of scanning and
 //! sorting every event (`query.rs`).
 //!
+//! Values that are compared rather than matched (sensor readings, times,
+//! extension fields' numbers) are filed on *axes*: each axis cut into
+//! buckets of nearby values (`doc_query` decides the cut), a list per
+//! bucket, so a range of values is the union of a few lists.
+//!
 //! Invariant: every list holds each event at most once, ordered by
-//! [`Cursor`]; an event is in `all` and in one list per field it has.
+//! [`Cursor`]; an event is in `all` and in one list per field it has. An
+//! event may be in several lists a query merges (two readings in two
+//! buckets): the merged walk hands it out once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::query::Cursor;
 
@@ -24,7 +31,7 @@ pub(super) enum Field {
     /// By the graph's node of the location.
     ReadPoint,
     BizLocation,
-    /// By a document key (`doc_query::doc_keys`): what only the captured
+    /// By a document key (`doc_query::doc_index`): what only the captured
     /// event holds, by value.
     Doc,
 }
@@ -95,8 +102,8 @@ impl Runs {
     }
 }
 
-/// [`Runs::ordered`] over several lists at once, merged: the lists must
-/// not share an event (those of one single-valued field's values do not).
+/// [`Runs::ordered`] over several lists at once, merged; an event in more
+/// than one of them comes out once.
 pub(super) fn ordered_union<'a, K: Fn(u32) -> Cursor + 'a>(
     lists: &[&'a Runs],
     key: K,
@@ -137,6 +144,7 @@ pub(super) fn ordered_union<'a, K: Fn(u32) -> Cursor + 'a>(
         heap,
         key,
         descending,
+        given: None,
     }
 }
 
@@ -173,12 +181,35 @@ pub(super) struct Ordered<'a, K> {
     heap: std::collections::BinaryHeap<Head>,
     key: K,
     descending: bool,
+    /// The cursor last handed out, and the events handed out at it: an
+    /// event in several runs comes out of each at its cursor, one after
+    /// the other (events sharing a cursor may interleave with it).
+    given: Option<(Cursor, Vec<u32>)>,
 }
 
 impl<K: Fn(u32) -> Cursor> Iterator for Ordered<'_, K> {
     type Item = u32;
 
     fn next(&mut self) -> Option<u32> {
+        loop {
+            let (cursor, event) = self.step()?;
+            match &mut self.given {
+                Some((c, events)) if *c == cursor => {
+                    if events.contains(&event) {
+                        continue;
+                    }
+                    events.push(event);
+                }
+                given => *given = Some((cursor, vec![event])),
+            }
+            return Some(event);
+        }
+    }
+}
+
+impl<K: Fn(u32) -> Cursor> Ordered<'_, K> {
+    /// The next event of the merged runs, repeats included.
+    fn step(&mut self) -> Option<(Cursor, u32)> {
         let head = self.heap.pop()?;
         let run = self.runs[head.run];
         let at = &mut self.next[head.run];
@@ -196,7 +227,7 @@ impl<K: Fn(u32) -> Cursor> Iterator for Ordered<'_, K> {
                 descending: self.descending,
             });
         }
-        Some(event)
+        Some((head.cursor, event))
     }
 }
 
@@ -210,6 +241,8 @@ pub(super) struct Index {
     cbv: HashMap<String, u32>,
     /// Document keys as index values.
     doc: HashMap<String, u32>,
+    /// By axis, the events with a value in each bucket.
+    axes: HashMap<String, BTreeMap<i64, Runs>>,
     /// By event id (the graph's node): the first event with it. Ids are
     /// unique but for corrections, which reuse one (`more_ids`): a list per
     /// id would cost two allocations per event.
@@ -243,13 +276,15 @@ impl Index {
         self.cbv.get(bare).copied()
     }
 
-    /// Files event `n`, whose id is the node `event_id`, under `fields`;
-    /// `key` gives any event's cursor.
+    /// Files event `n`, whose id is the node `event_id`, under `fields`
+    /// and in the buckets `ranked` names (axis, bucket); `key` gives any
+    /// event's cursor.
     pub(super) fn insert(
         &mut self,
         n: u32,
         event_id: u32,
         fields: &[(Field, u32)],
+        ranked: &[(String, i64)],
         key: impl Fn(u32) -> Cursor,
     ) {
         if let Some(&first) = self.by_id.get(&event_id) {
@@ -260,6 +295,16 @@ impl Index {
         self.all.insert(n, &key);
         for f in fields {
             self.by.entry(*f).or_default().insert(n, &key);
+        }
+        let mut ranked: Vec<&(String, i64)> = ranked.iter().collect();
+        ranked.sort();
+        ranked.dedup();
+        for (axis, bucket) in ranked {
+            let buckets = match self.axes.get_mut(axis) {
+                Some(b) => b,
+                None => self.axes.entry(axis.clone()).or_default(),
+            };
+            buckets.entry(*bucket).or_default().insert(n, &key);
         }
         let c = key(n);
         let shard = c.shard as usize;
@@ -331,6 +376,15 @@ impl Index {
     pub(super) fn list(&self, field: Field, value: u32) -> &Runs {
         self.by.get(&(field, value)).unwrap_or(&EMPTY)
     }
+
+    /// The lists of `axis`'s buckets from `low` to `high`, both included;
+    /// an event can be in more than one.
+    pub(super) fn buckets(&self, axis: &str, low: i64, high: i64) -> Vec<&Runs> {
+        match self.axes.get(axis) {
+            Some(b) if low <= high => b.range(low..=high).map(|(_, r)| r).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -354,7 +408,7 @@ mod tests {
             } else {
                 vec![]
             };
-            ix.insert(n, 1_000 + n % 3, &fields, key);
+            ix.insert(n, 1_000 + n % 3, &fields, &[], key);
         }
         let walk = |r: &Runs, desc: bool| r.ordered(key, |_| false, desc).collect::<Vec<_>>();
         assert_eq!(walk(ix.all(), false), [6, 1, 4, 0, 3, 2, 5]);
@@ -374,6 +428,41 @@ mod tests {
         };
         assert_eq!(from(false), [3, 2, 5]);
         assert_eq!(from(true), [4, 1, 6]);
+    }
+
+    #[test]
+    fn a_range_of_buckets_gives_each_event_once_in_cursor_order() {
+        // Event n has readings in buckets n % 4 and (n + 1) % 4 of one axis,
+        // and event 3 twice in bucket 0 (filed once).
+        let times = [4_i64, 2, 8, 6, 0, 2];
+        let key = |n: u32| Cursor {
+            time_ms: times[n as usize],
+            shard: 0,
+            index: n as u64,
+        };
+        let mut ix = Index::default();
+        for n in 0..times.len() as u32 {
+            let mut ranked = vec![
+                ("value".to_string(), i64::from(n % 4)),
+                ("value".to_string(), i64::from((n + 1) % 4)),
+            ];
+            if n == 3 {
+                ranked.push(("value".to_string(), 0));
+            }
+            ix.insert(n, n, &[], &ranked, key);
+        }
+        let walk = |low: i64, high: i64, desc: bool| {
+            ordered_union(&ix.buckets("value", low, high), key, |_| false, desc).collect::<Vec<_>>()
+        };
+        // Buckets 1 and 2: events 0, 1, 2, 4 and 5 (0 in bucket 1, 1 in
+        // both, 2 in 2, 4 in 1, 5 in 1 and 2).
+        assert_eq!(walk(1, 2, false), [4, 1, 5, 0, 2]);
+        assert_eq!(walk(1, 2, true), [2, 0, 5, 1, 4]);
+        assert_eq!(walk(0, 0, false), [4, 0, 3]);
+        assert_eq!(ix.buckets("value", 0, 0)[0].len(), 3);
+        assert!(walk(5, 9, false).is_empty());
+        assert!(walk(2, 1, false).is_empty());
+        assert!(ix.buckets("other", 0, 9).is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::hash::{Hash, Hasher};
 
 use ledger::entry::{Action, EventKind, SubjectRole};
 
-use super::doc_query::DocFilter;
+use super::doc_query::{DocFilter, Probe};
 use super::index::{Field, Runs};
 use super::{At, EventRec, Lineage, Mention};
 
@@ -355,8 +355,8 @@ impl EventQuery {
     }
 }
 
-/// Each list once: one field's values' lists share no event, so they
-/// merge without duplicates once a value named twice is taken once.
+/// Each list once: a value named twice is one list, counted once in the
+/// choice's size (the merged walk would give its events once anyway).
 fn distinct(lists: Vec<&Runs>) -> Vec<&Runs> {
     let mut out: Vec<&Runs> = Vec::with_capacity(lists.len());
     for l in lists {
@@ -733,28 +733,28 @@ impl Lineage {
         .into_iter()
         .flatten()
         .collect();
-        // Document parameters by value: one key's list as a choice; several
-        // (a list of values, which one event can hold more than one of) as
-        // a set that is sorted and deduplicated, as identifiers' are.
-        let doc_list = |k: &str| ix.list(Field::Doc, ix.doc_known(k).unwrap_or(u32::MAX));
-        let mut doc_sets: Vec<Vec<u32>> = Vec::new();
+        // Document parameters: each test's lists (its values' keys, or the
+        // buckets of an axis its range covers) as a choice. An event can be
+        // in several of one choice's lists; the merged walk gives it once.
         let mut choices = choices;
-        let mut doc_keys = q.doc.candidate_keys();
+        let mut doc_choices = q.doc.candidates();
         if q.exists_error_declaration {
-            doc_keys.push(vec![super::doc_query::DECLARES_ERROR.to_string()]);
+            doc_choices.push(vec![Probe::Key(
+                super::doc_query::DECLARES_ERROR.to_string(),
+            )]);
         }
-        for keys in doc_keys {
-            match &keys[..] {
-                [one] => choices.push(vec![doc_list(one)]),
-                many => doc_sets.push(
-                    distinct(many.iter().map(|k| doc_list(k)).collect())
-                        .iter()
-                        .flat_map(|r| {
-                            r.ordered(|m| cursor_of(&self.events[m as usize]), |_| false, false)
-                        })
-                        .collect(),
-                ),
-            }
+        for probes in doc_choices {
+            choices.push(distinct(
+                probes
+                    .iter()
+                    .flat_map(|p| match p {
+                        Probe::Key(k) => {
+                            vec![ix.list(Field::Doc, ix.doc_known(k).unwrap_or(u32::MAX))]
+                        }
+                        Probe::Buckets { axis, low, high } => ix.buckets(axis, *low, *high),
+                    })
+                    .collect(),
+            ));
         }
         // Exact identifiers: the events that name them, counted or not (yet).
         let named: Option<Vec<u32>> = q
@@ -778,11 +778,7 @@ impl Lineage {
                 .flat_map(|&i| ix.with_id(i))
                 .collect()
         });
-        let named = [named, with_ids]
-            .into_iter()
-            .flatten()
-            .chain(doc_sets)
-            .min_by_key(Vec::len);
+        let named = [named, with_ids].into_iter().flatten().min_by_key(Vec::len);
         let size = |lists: &Vec<&Runs>| lists.iter().map(|l| l.len()).sum::<usize>();
         let best = choices.into_iter().min_by_key(size);
         // A span of record times (a subscription's new entries, say) is
