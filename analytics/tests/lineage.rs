@@ -642,7 +642,7 @@ async fn indexed_epcis_queries_select_what_the_documents_say() {
                 let (mut out, mut after) = (Vec::new(), None);
                 loop {
                     let page = if scan {
-                        graph.query_by_scan(&q, after, 5).unwrap()
+                        graph.query_by_scan(&q, after, 5, None).unwrap()
                     } else {
                         graph.query(&q, after, 5).unwrap()
                     };
@@ -669,12 +669,16 @@ async fn indexed_epcis_queries_select_what_the_documents_say() {
                 }
                 let q = EventQuery::from_params(&ps).unwrap();
                 let indexed = graph.query(&q, None, 2).map(|p| (p.events, p.next));
-                let scanned = graph.query_by_scan(&q, None, 2).map(|p| (p.events, p.next));
+                let scanned = graph
+                    .query_by_scan(&q, None, 2, None)
+                    .map(|p| (p.events, p.next));
                 assert_eq!(indexed, scanned, "{ps:?}");
                 if let Ok((_, Some(after))) = indexed {
                     assert_eq!(
                         graph.query(&q, Some(after), 2).map(|p| p.events),
-                        graph.query_by_scan(&q, Some(after), 2).map(|p| p.events),
+                        graph
+                            .query_by_scan(&q, Some(after), 2, None)
+                            .map(|p| p.events),
                         "{ps:?}, second page"
                     );
                 }
@@ -700,7 +704,7 @@ async fn indexed_epcis_queries_select_what_the_documents_say() {
             // The same pages as every event evaluated and sorted.
             let (mut scanned, mut after) = (Vec::new(), None);
             loop {
-                let page = graph.query_by_scan(&q, after, 7).unwrap();
+                let page = graph.query_by_scan(&q, after, 7, None).unwrap();
                 scanned.extend(page.events.iter().map(&event_of));
                 after = page.next;
                 if after.is_none() {

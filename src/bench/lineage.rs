@@ -5,8 +5,10 @@
 
 use std::time::Instant;
 
-use analytics::lineage::query::EventQuery;
-use analytics::lineage::{Direction, Limits, Lineage};
+use std::collections::HashMap;
+
+use analytics::lineage::query::{EventQuery, ReadEvent};
+use analytics::lineage::{At, Direction, Limits, Lineage};
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use rand::seq::SliceRandom;
@@ -50,7 +52,17 @@ fn timed<T>(h: &mut Histogram<u64>, f: impl FnOnce() -> T) -> T {
 pub fn run(lots: usize, pg: &str) -> Result<()> {
     let t = Instant::now();
     let mut graph = Lineage::new();
-    let world = fixtures::genealogy::generate(lots, 7, |at, e| graph.apply(&at, &e));
+    // The captured documents that say more than `{}` (shipments' destinations,
+    // receipts' sensor summaries), by entry, for the document parameters.
+    let mut documents: HashMap<(u32, u64), Vec<u8>> = HashMap::new();
+    let mut last_ms = 0;
+    let world = fixtures::genealogy::generate(lots, 7, |at, e| {
+        last_ms = last_ms.max(e.event_time_ms);
+        if e.document != b"{}" {
+            documents.insert((at.shard, at.index), e.document.clone());
+        }
+        graph.apply(&at, &e)
+    });
     row(
         "lineage world (fixtures::genealogy)",
         format!(
@@ -74,7 +86,13 @@ pub fn run(lots: usize, pg: &str) -> Result<()> {
     let [fwd, back] = traces(&graph, &raw, &finished);
     let [wf, wb] = walks(&graph, &raw, &finished);
     recalls(&graph, &raw)?;
-    epcis_queries(&graph, &world, &raw)?;
+    let read = |at: &At| -> Option<serde_json::Value> {
+        match documents.get(&(at.shard, at.index)) {
+            Some(bytes) => serde_json::from_slice(bytes).ok(),
+            None => Some(serde_json::json!({})),
+        }
+    };
+    epcis_queries(&graph, &world, &raw, &read, last_ms)?;
     search(&graph, &raw)?;
     postgres_baseline(pg, &world, &raw, &finished, [&fwd, &wf], [&back, &wb])
 }
@@ -164,18 +182,24 @@ fn recalls(graph: &Lineage, raw: &[u32]) -> Result<()> {
 /// (by the events that name it), single-field filters of every selectivity
 /// and a combination, from the indexes and, in the same run, by evaluating
 /// every event and sorting the matches (`Lineage::query_by_scan`, how
-/// queries were answered before the indexes: the baseline).
+/// queries were answered before the indexes: the baseline). Document
+/// parameters read the captured events through `read`; their scan reads
+/// every one, so it is timed for one round of its first page.
 fn epcis_queries(
     graph: &Lineage,
     world: &fixtures::genealogy::Genealogy,
     raw: &[u32],
+    read: ReadEvent<'_>,
+    last_ms: i64,
 ) -> Result<()> {
     let farm = "urn:epc:id:sgln:0614141.00001.0".to_string();
+    let start = 1_793_491_200_000;
     let day = |d: i64| {
-        chrono::DateTime::from_timestamp_millis(1_793_491_200_000 + d * 86_400_000)
+        chrono::DateTime::from_timestamp_millis(start + d * 86_400_000)
             .expect("in range")
             .to_rfc3339()
     };
+    let last_day = (last_ms - start) / 86_400_000;
     for (name, params) in [
         (
             "MATCH_anyEPCClass (one lot)",
@@ -237,22 +261,53 @@ fn epcis_queries(
                 ("maxEventCount", "1000".to_string()),
             ],
         ),
+        (
+            "GT_maxValue_CEL=8 (1 % of receipts)",
+            vec![("GT_maxValue_CEL", "8".to_string())],
+        ),
+        (
+            "GE_maxValue_FAH=41 (most receipts)",
+            vec![("GE_maxValue_FAH", "41".to_string())],
+        ),
+        (
+            "LT_minValue_KEL=275.15 (about 1 in 10)",
+            vec![("LT_minValue_KEL", "275.15".to_string())],
+        ),
+        (
+            "EQ_type=Temperature, GT_maxValue_CEL=8",
+            vec![
+                ("EQ_type", "Temperature".to_string()),
+                ("GT_maxValue_CEL", "8".to_string()),
+            ],
+        ),
+        (
+            "GE_endTime in the last day",
+            vec![("GE_endTime", day(last_day))],
+        ),
+        (
+            "EQ_deviceID (one logger)",
+            vec![(
+                "EQ_deviceID",
+                format!("urn:epc:id:giai:0614141.L{:08}", raw[0]),
+            )],
+        ),
     ] {
         let params: Vec<(String, String)> = params
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         let q = EventQuery::from_params(&params).map_err(anyhow::Error::msg)?;
-        let pages = |rounds: usize, scan: bool| -> Result<Histogram<u64>> {
+        let documents = !q.doc.is_empty();
+        let pages = |rounds: usize, pages: usize, scan: bool| -> Result<Histogram<u64>> {
             let mut h = hist();
             for _ in 0..rounds {
                 let mut after = None;
-                for _ in 0..5 {
+                for _ in 0..pages {
                     let page = timed(&mut h, || {
                         if scan {
-                            graph.query_by_scan(&q, after, 100)
+                            graph.query_by_scan(&q, after, 100, Some(read))
                         } else {
-                            graph.query(&q, after, 100)
+                            graph.query_reading(&q, after, 100, Some(read))
                         }
                     });
                     // A refusal (maxEventCount exceeded) is an answer too.
@@ -266,8 +321,12 @@ fn epcis_queries(
             }
             Ok(h)
         };
-        let indexed = pages(200, false)?;
-        let scanned = pages(2, true)?;
+        let indexed = pages(200, 5, false)?;
+        let scanned = if documents {
+            pages(1, 1, true)?
+        } else {
+            pages(2, 5, true)?
+        };
         let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64;
         row(
             &format!("EPCIS {name}, a page of 100"),

@@ -607,18 +607,23 @@ impl Lineage {
                     .is_some_and(|d| q.doc.matches(&d)))
     }
 
-    /// [`Lineage::query`] without the indexes: every event evaluated, the
-    /// matches sorted, the page cut, as queries were answered before the
-    /// indexes. The reference the indexed path is tested and measured
-    /// against (`bench --only lineage`).
+    /// [`Lineage::query_reading`] without the indexes: every event
+    /// evaluated (its captured document read where the query has document
+    /// tests), the matches sorted, the page cut, as queries were answered
+    /// before the indexes. The reference the indexed path is tested and
+    /// measured against (`bench --only lineage`).
     pub fn query_by_scan(
         &self,
         q: &EventQuery,
         after: Option<Cursor>,
         per_page: usize,
+        read: Option<ReadEvent<'_>>,
     ) -> Result<Page, QueryError> {
+        if !q.doc.is_empty() && read.is_none() {
+            return Err(bad("parameters", "document parameters need the documents"));
+        }
         let mut hits: Vec<(Cursor, u32)> = (0..self.events.len() as u32)
-            .filter(|&m| self.event_matches(&self.events[m as usize], q))
+            .filter(|&m| self.keeps(q, m, read))
             .map(|m| (cursor_of(&self.events[m as usize]), m))
             .collect();
         hits.sort_by_key(|(c, _)| *c);
