@@ -42,7 +42,8 @@
 //!   signature under the sender's key, each proof, and the channel order, then commits the
 //!   accepted `ReceiptIn` entries as one group. Already-committed receipts are refused as
 //!   replays (idempotent), a gap as skipped; a run with any forgery commits nothing. The
-//!   transport is a trait (`ReceiptTransport`): in-process now, HTTP between nodes later.
+//!   transport is a trait (`ReceiptTransport`): in-process, or over NATS JetStream
+//!   (`jetstream`: a durable stream, a consumer per destination shard).
 //!   `spawn_relay` runs it after every commit and on a retry timer.
 //! - **Feed.** `feed::Subscription` hands out committed entries per shard in order, reading
 //!   them from the store (no per-consumer buffer); `commit(batch, state)` replaces the
@@ -54,6 +55,7 @@
 
 pub mod checkpoint;
 pub mod feed;
+pub mod jetstream;
 pub mod keyset;
 mod node;
 mod router;
@@ -69,7 +71,7 @@ pub mod node_future {
     pub use crate::node::BoxFuture;
 }
 pub use router::Router;
-pub use shard::{Accepted, Committed, Opened, ReceiptError, Shard};
+pub use shard::{verify_delivery, Accepted, Committed, Opened, ReceiptError, Shard};
 
 /// Errors of the sharded ledger.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,9 @@ pub enum ShardError {
     Key(#[from] ledger::keys::KeyError),
     #[error("no shard {0} on this node")]
     NoSuchShard(u32),
+    /// Between nodes: NATS JetStream could not be reached or refused.
+    #[error("receipt transport: {0}")]
+    Transport(String),
 }
 
 impl ShardError {

@@ -49,7 +49,8 @@ impl NodeConfig {
 /// A future that the transport trait can return from any implementation.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// How receipts travel between shards: in-process now, HTTP between nodes later.
+/// How receipts travel between shards: in-process ([`LocalTransport`]), or
+/// through NATS JetStream (`crate::jetstream`).
 pub trait ReceiptTransport: Send + Sync {
     /// Hands a run of deliveries from one sender, in channel order, to their
     /// destination shard, which checks and commits them. Returns how many
@@ -456,6 +457,16 @@ impl Node {
     /// Runs the relay until the node is dropped: after every commit, and
     /// every `retry` in case a delivery failed.
     pub fn spawn_relay(self: &Arc<Self>, retry: Duration) -> tokio::task::JoinHandle<()> {
+        let transport: Arc<dyn ReceiptTransport> = Arc::new(self.local_transport());
+        self.spawn_relay_over(transport, retry)
+    }
+
+    /// [`Node::spawn_relay`] over another transport (JetStream's, between nodes).
+    pub fn spawn_relay_over(
+        self: &Arc<Self>,
+        transport: Arc<dyn ReceiptTransport>,
+        retry: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let node = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -464,9 +475,10 @@ impl Node {
                 let woken = notify.notified();
                 tokio::pin!(woken);
                 woken.as_mut().enable();
-                let transport = n.local_transport();
                 // A failed delivery is retried on the next round.
-                let _ = n.relay_once(&transport).await;
+                if let Err(e) = n.relay_once(&*transport).await {
+                    tracing::debug!(error = %e, "receipt relay round failed; retrying");
+                }
                 drop(n);
                 let _ = tokio::time::timeout(retry, woken).await;
             }

@@ -93,6 +93,33 @@ pub struct Committed {
     pub receipts: Vec<Receipt>,
 }
 
+/// Whether delivery `d` is what the sender whose log key is `key`
+/// committed: its head signed by that key (unless `head_checked`), and the
+/// receipt included in the log under that head.
+pub fn verify_delivery(
+    d: &ReceiptDelivery,
+    key: &VerifyingKey,
+    head_checked: bool,
+) -> Result<(), ReceiptError> {
+    if !head_checked {
+        d.head
+            .verify(key)
+            .map_err(|e| ReceiptError::BadHead(e.to_string()))?;
+    }
+    let leaf = entry_id(&Entry::ReceiptOut(d.receipt.clone()).to_bytes());
+    verify_inclusion::<Blake3Merkle>(
+        d.receipt_index,
+        d.head.head.size,
+        &leaf,
+        &d.proof,
+        &d.head.head.root,
+    )
+    .map_err(|e| ReceiptError::BadProof {
+        index: d.receipt_index,
+        reason: e.to_string(),
+    })
+}
+
 /// Why a delivered receipt was refused. Nothing refused is committed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiptError {
@@ -544,23 +571,7 @@ impl Shard {
         let key = sender_key
             .filter(|_| r.from_shard != self.id)
             .ok_or(ReceiptError::UnknownSender { from: r.from_shard })?;
-        if !head_checked {
-            d.head
-                .verify(&key)
-                .map_err(|e| ReceiptError::BadHead(e.to_string()))?;
-        }
-        let leaf = entry_id(&Entry::ReceiptOut(r.clone()).to_bytes());
-        verify_inclusion::<Blake3Merkle>(
-            d.receipt_index,
-            d.head.head.size,
-            &leaf,
-            &d.proof,
-            &d.head.head.root,
-        )
-        .map_err(|e| ReceiptError::BadProof {
-            index: d.receipt_index,
-            reason: e.to_string(),
-        })
+        verify_delivery(d, &key, head_checked)
     }
 
     /// Checks a delivered receipt and commits it (see [`ReceiptError`] for

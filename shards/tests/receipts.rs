@@ -239,14 +239,8 @@ async fn the_background_relay_delivers_everything_without_being_asked() {
         .collect();
     let mut about: std::collections::HashMap<String, usize> = Default::default();
     for i in 0..40u64 {
-        let out = &lots[(i % 8) as usize];
-        let inputs: Vec<&str> = lots
-            .iter()
-            .filter(|l| *l != out)
-            .take(3)
-            .map(String::as_str)
-            .collect();
-        for l in inputs.iter().copied().chain([out.as_str()]) {
+        let (inputs, out) = common::mixing(i, &lots);
+        for l in inputs.iter().copied().chain([out]) {
             *about.entry(l.to_string()).or_default() += 1;
         }
         node.append(out, vec![transformation(i, &inputs, out)])

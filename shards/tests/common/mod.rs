@@ -63,6 +63,19 @@ pub fn transformation(event: u64, inputs: &[&str], output: &str) -> Entry {
     })
 }
 
+/// Event `i` of a round of mixing among `lots`: lot `i % len` made of the
+/// first three others (their ids, and the output's).
+pub fn mixing(i: u64, lots: &[String]) -> (Vec<&str>, &str) {
+    let out = &lots[(i % lots.len() as u64) as usize];
+    let inputs = lots
+        .iter()
+        .filter(|l| *l != out)
+        .take(3)
+        .map(String::as_str)
+        .collect();
+    (inputs, out)
+}
+
 /// An observation of one lot.
 pub fn observe(event: u64, lot: &str) -> Entry {
     let Entry::Custody(mut e) = transformation(event, &[], lot) else {

@@ -1,0 +1,317 @@
+//! Receipts over NATS JetStream: a real three-server cluster (the machine's
+//! `nats-server`, on free loopback ports, a replicated stream), receipts
+//! committed exactly once and in order while a server is killed and
+//! restarted, and a forged message refused without stopping its channel.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{lot_on, node, transformation};
+use ledger::entry::Entry;
+use shards::jetstream::{
+    encode_run, JetStreamConfig, JetStreamInbox, JetStreamTransport, SenderKeys, Taken,
+};
+use shards::{Node, ReceiptTransport};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A NATS JetStream cluster of this machine's `nats-server`s, stopped (by
+/// their own PIDs) when dropped.
+struct Cluster {
+    dir: PathBuf,
+    client: Vec<u16>,
+    route: Vec<u16>,
+    servers: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    fn start(dir: &Path, n: usize) -> Cluster {
+        let mut c = Cluster {
+            dir: dir.to_path_buf(),
+            client: (0..n).map(|_| free_port()).collect(),
+            route: (0..n).map(|_| free_port()).collect(),
+            servers: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let routes: Vec<String> = self
+            .route
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect();
+        let log = std::fs::File::create(self.dir.join(format!("nats-{i}.log"))).unwrap();
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.client[i].to_string()])
+            .args(["-n", &format!("ct-{i}"), "-js", "-sd"])
+            .arg(self.dir.join(format!("js-{i}")))
+            .args(["--cluster_name", "coldtrail-test"])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", self.route[i])])
+            .args(["--routes", &routes.join(",")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nats-server is installed (.ci/run installs it)");
+        self.servers[i] = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.client[i])).is_err() {
+            assert!(Instant::now() < deadline, "nats-server {i} did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9.
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.servers[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn servers(&self) -> String {
+        self.client
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.servers.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn config(cluster: &Cluster) -> JetStreamConfig {
+    JetStreamConfig {
+        servers: cluster.servers(),
+        stream: "COLDTRAIL_RECEIPTS".into(),
+        prefix: "coldtrail".into(),
+        replicas: 3,
+    }
+}
+
+fn keys(node: &Node) -> SenderKeys {
+    let keys = node.keys().to_vec();
+    Arc::new(move |from| keys.get(from as usize).copied())
+}
+
+/// The transport, once the cluster has elected its leaders.
+async fn transport(config: &JetStreamConfig, node: &Node) -> JetStreamTransport {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match JetStreamTransport::connect(config.clone(), keys(node)).await {
+            Ok(t) => return t,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for the cluster: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("the cluster never took the stream: {e}"),
+        }
+    }
+}
+
+async fn inboxes(config: &JetStreamConfig, node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut out = Vec::new();
+    for shard in node.shards() {
+        let inbox = JetStreamInbox::open(config, Arc::clone(shard), keys(node))
+            .await
+            .unwrap();
+        out.push(tokio::spawn(inbox.run()));
+    }
+    out
+}
+
+/// Every receipt each shard committed, per sender, in log order.
+fn committed_receipts(node: &Node) -> Vec<((u32, u32), Vec<u64>)> {
+    let mut out = std::collections::BTreeMap::new();
+    for shard in node.shards() {
+        let store = shard.store();
+        for i in 0..store.len() {
+            if let Ok(Entry::ReceiptIn(d)) = Entry::from_bytes(&store.entry(i).unwrap()) {
+                assert!(!d.receipt.subject.contains("FORGED"), "a forgery committed");
+                out.entry((d.receipt.from_shard, d.receipt.to_shard))
+                    .or_insert_with(Vec::new)
+                    .push(d.receipt.channel_seq);
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_cross_a_jetstream_cluster_exactly_once_in_order_while_a_server_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3);
+    let config = config(&cluster);
+    let node = Arc::new(node(&dir.path().join("node"), 4));
+    let transport = Arc::new(transport(&config, &node).await);
+
+    // A forged run first on channel 3 -> 1: the right sequence, another
+    // subject (so the proof fails). It is refused and the genuine run
+    // behind it commits.
+    let lettuce = lot_on(&node, 1, "lettuce");
+    let salad = lot_on(&node, 3, "salad");
+    node.append(&salad, vec![transformation(0, &[&lettuce], &salad)])
+        .await
+        .unwrap();
+    let mut forged = node.shard(3).unwrap().deliveries(1, 0, 1).await.unwrap();
+    forged[0].receipt.subject = "urn:epc:class:lgtin:4012345.012345.FORGED".into();
+    let raw = async_nats::connect(format!("nats://127.0.0.1:{}", cluster.client[1]))
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(raw);
+    js.publish("coldtrail.receipts.1.3", encode_run(&forged).into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // And bytes that are no run at all.
+    js.publish(
+        "coldtrail.receipts.2.0",
+        b"\x09\x00\x00\x00junk".to_vec().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+
+    let relay = node.spawn_relay_over(
+        Arc::clone(&transport) as Arc<dyn ReceiptTransport>,
+        Duration::from_millis(20),
+    );
+    let readers = inboxes(&config, &node).await;
+
+    let lots: Vec<String> = (0..8)
+        .map(|i| format!("urn:epc:class:lgtin:4012345.012345.J{i}"))
+        .collect();
+    for i in 1..=60u64 {
+        let (inputs, out) = common::mixing(i, &lots);
+        node.append(out, vec![transformation(i, &inputs, out)])
+            .await
+            .unwrap();
+        // A server dies under load, and comes back with its store.
+        if i == 20 {
+            cluster.kill(0);
+        }
+        if i == 40 {
+            cluster.spawn(0);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while node.pending_receipts() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} receipts still pending: {:?}",
+            node.pending_receipts(),
+            committed_receipts(&node)
+                .iter()
+                .map(|(c, s)| (*c, s.len()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Each channel's receipts committed once each, in order, from 0.
+    let committed = committed_receipts(&node);
+    assert!(committed.len() >= 6, "{committed:?}");
+    for ((from, to), seqs) in &committed {
+        let expected: Vec<u64> = (0..node.shard(*from).unwrap().outbox_len(*to)).collect();
+        assert_eq!(seqs, &expected, "channel {from} -> {to}");
+    }
+    // Nothing more arrives later: the stream's copies are all replays.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(committed_receipts(&node), committed);
+    relay.abort();
+    for r in readers {
+        r.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_restarting_learns_each_channel_from_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3);
+    let config = config(&cluster);
+    let node = node(&dir.path().join("node"), 4);
+    let lettuce = lot_on(&node, 1, "lettuce");
+    let salad = lot_on(&node, 3, "salad");
+    for i in 0..5 {
+        node.append(&salad, vec![transformation(i, &[&lettuce], &salad)])
+            .await
+            .unwrap();
+    }
+    let first = transport(&config, &node).await;
+    assert_eq!(first.next_expected(3, 1).await.unwrap(), 0);
+    assert_eq!(node.relay_once(&first).await.unwrap(), 5);
+    drop(first);
+    // A new process: it reads where the channel stands, publishes nothing
+    // again, and a run published twice is one message in the stream.
+    let again = transport(&config, &node).await;
+    assert_eq!(again.next_expected(3, 1).await.unwrap(), 5);
+    assert_eq!(node.relay_once(&again).await.unwrap(), 0);
+    let run = node.shard(3).unwrap().deliveries(1, 0, 5).await.unwrap();
+    assert_eq!(again.deliver(run).await.unwrap(), 5);
+    let inbox = JetStreamInbox::open(&config, Arc::clone(node.shard(1).unwrap()), keys(&node))
+        .await
+        .unwrap();
+    let reader = tokio::spawn(inbox.run());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.pending_receipts() > 0 {
+        assert!(Instant::now() < deadline, "the inbox never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(committed_receipts(&node), vec![((3, 1), (0..5).collect())]);
+    reader.abort();
+
+    // What an inbox makes of messages by themselves.
+    let inbox = JetStreamInbox::open(&config, Arc::clone(node.shard(1).unwrap()), keys(&node))
+        .await
+        .unwrap();
+    let run = node.shard(3).unwrap().deliveries(1, 0, 5).await.unwrap();
+    assert_eq!(
+        inbox.take(&encode_run(&run)).await.unwrap(),
+        Taken::Committed(0)
+    );
+    assert!(matches!(
+        inbox.take(b"\x01").await.unwrap(),
+        Taken::Refused(_)
+    ));
+    for i in [9, 10] {
+        node.append(&salad, vec![transformation(i, &[&lettuce], &salad)])
+            .await
+            .unwrap();
+    }
+    let sixth = node.shard(3).unwrap().deliveries(1, 5, 6).await.unwrap();
+    let seventh = node.shard(3).unwrap().deliveries(1, 6, 7).await.unwrap();
+    assert_eq!(
+        inbox.take(&encode_run(&seventh)).await.unwrap(),
+        Taken::Early
+    );
+    assert_eq!(
+        inbox.take(&encode_run(&sixth)).await.unwrap(),
+        Taken::Committed(1)
+    );
+    assert_eq!(
+        inbox.take(&encode_run(&seventh)).await.unwrap(),
+        Taken::Committed(1)
+    );
+}
