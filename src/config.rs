@@ -35,6 +35,48 @@ pub struct Config {
     pub graphql: GraphqlSettings,
     pub store: StoreSettings,
     pub witnesses: WitnessSettings,
+    pub receipts: ReceiptSettings,
+}
+
+/// How receipts travel between shards: in-process (the default), or over
+/// NATS JetStream when `nats` names its servers (`[receipts]` in the TOML
+/// file; `COLDTRAIL_RECEIPTS_NATS`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiptSettings {
+    /// NATS servers, comma-separated (`nats://127.0.0.1:4222`).
+    pub nats: Option<String>,
+    /// The JetStream stream receipts are kept in.
+    pub stream: String,
+    /// The first token of the receipts' subjects.
+    pub prefix: String,
+    /// Copies the stream keeps (3 on a three-server cluster).
+    pub replicas: usize,
+}
+
+impl Default for ReceiptSettings {
+    fn default() -> Self {
+        ReceiptSettings {
+            nats: None,
+            stream: "COLDTRAIL_RECEIPTS".into(),
+            prefix: "coldtrail".into(),
+            replicas: 1,
+        }
+    }
+}
+
+impl ReceiptSettings {
+    /// What `serve` does with them: `None` for in-process receipts.
+    pub fn jetstream(&self) -> Option<shards::jetstream::JetStreamConfig> {
+        self.nats
+            .as_ref()
+            .map(|servers| shards::jetstream::JetStreamConfig {
+                servers: servers.clone(),
+                stream: self.stream.clone(),
+                prefix: self.prefix.clone(),
+                replicas: self.replicas,
+            })
+    }
 }
 
 /// The witnesses the node sends its checkpoints to, to cosign
@@ -137,6 +179,7 @@ impl Default for Config {
             graphql: GraphqlSettings::default(),
             store: StoreSettings::default(),
             witnesses: WitnessSettings::default(),
+            receipts: ReceiptSettings::default(),
         }
     }
 }
@@ -187,11 +230,12 @@ impl Default for StoreSettings {
 
 /// Settings that may be absent from a serialised config (`None`), so they
 /// cannot be discovered from the defaults' keys.
-const OPTIONAL: [&[&str]; 4] = [
+const OPTIONAL: [&[&str]; 5] = [
     &["data_dir"],
     &["public_url"],
     &["shards"],
     &["store", "url"],
+    &["receipts", "nats"],
 ];
 
 impl Config {
@@ -251,6 +295,16 @@ impl Config {
         // A timeout of 0 is allowed: every query stops at once (tests use it).
         if self.graphql.max_page == 0 {
             bail!("graphql.max_page must be at least 1");
+        }
+        if self.receipts.replicas == 0 || self.receipts.replicas > 5 {
+            bail!("receipts.replicas must be 1 to 5 (JetStream keeps at most 5 copies)");
+        }
+        if self.receipts.stream.is_empty()
+            || self.receipts.stream.contains(['.', ' ', '*', '>'])
+            || self.receipts.prefix.is_empty()
+            || self.receipts.prefix.contains([' ', '*', '>'])
+        {
+            bail!("receipts.stream must be a JetStream stream name (no '.', ' ', '*' or '>') and receipts.prefix a subject token");
         }
         if self.store.queue_depth == 0
             || self.store.max_block_entries == 0
@@ -471,6 +525,26 @@ mod tests {
     }
 
     #[test]
+    fn receipts_travel_in_process_unless_nats_is_named() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.receipts.jetstream(), None);
+        let c = Config::load(
+            None,
+            env(&[
+                (
+                    "COLDTRAIL_RECEIPTS_NATS",
+                    "nats://127.0.0.1:4222,nats://127.0.0.1:4223",
+                ),
+                ("COLDTRAIL_RECEIPTS_REPLICAS", "3"),
+            ]),
+        )
+        .unwrap();
+        let js = c.receipts.jetstream().expect("over JetStream");
+        assert_eq!(js.servers, "nats://127.0.0.1:4222,nats://127.0.0.1:4223");
+        assert_eq!((js.replicas, js.stream.as_str()), (3, "COLDTRAIL_RECEIPTS"));
+    }
+
+    #[test]
     fn mistakes_are_refused_naming_the_setting() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
@@ -479,6 +553,8 @@ mod tests {
             ("listen = 8080\n", "listen"),
             ("public_url = \"ftp://x\"\n", "https://"),
             ("[graphql]\nmax_page = 0\n", "max_page"),
+            ("[receipts]\nreplicas = 0\n", "receipts.replicas"),
+            ("[receipts]\nstream = \"a.b\"\n", "receipts.stream"),
             ("listen = \"a\"\n[[", "TOML"),
         ] {
             std::fs::write(&file, text).unwrap();

@@ -159,15 +159,7 @@ fn object_event(epc: &str, extra: Value) -> Value {
 }
 
 fn document(events: Vec<Value>) -> Vec<u8> {
-    json!({
-        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
-        "type": "EPCISDocument",
-        "schemaVersion": "2.0",
-        "creationDate": "2026-11-20T08:00:00.000+01:00",
-        "epcisBody": {"eventList": events}
-    })
-    .to_string()
-    .into_bytes()
+    support::epcis_document(events)
 }
 
 #[test]

@@ -36,7 +36,7 @@ const LAST_SEQ: &str = "Coldtrail-Last-Seq";
 pub type SenderKeys = Arc<dyn Fn(u32) -> Option<VerifyingKey> + Send + Sync>;
 
 /// Where receipts travel.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JetStreamConfig {
     /// NATS servers, comma-separated (`nats://127.0.0.1:4222,…`).
     pub servers: String,

@@ -44,6 +44,8 @@ pub struct Edge {
     /// The witnesses asked to cosign the shards' checkpoints, how often,
     /// and the quorum the node publishes.
     pub witnesses: Option<crate::witnessing::Witnessing>,
+    /// Receipts between shards over NATS JetStream (`None`: in-process).
+    pub receipts: Option<shards::jetstream::JetStreamConfig>,
 }
 
 impl Edge {
@@ -57,6 +59,7 @@ impl Edge {
             metrics: true,
             checkpoint_every: Some(Duration::from_secs(300)),
             witnesses: None,
+            receipts: None,
         }
     }
 }
@@ -86,6 +89,7 @@ pub async fn run_server(
         metrics,
         checkpoint_every,
         witnesses,
+        receipts,
     } = edge;
     if metrics {
         crate::ops::metrics()?;
@@ -110,7 +114,16 @@ pub async fn run_server(
         }
     };
     let policies = ingest.follow()?;
-    let relay = node.spawn_relay(Duration::from_millis(20));
+    let (relay, inboxes) = match receipts {
+        None => (node.spawn_relay(Duration::from_millis(20)), Vec::new()),
+        Some(config) => match relay_over_jetstream(&node, config).await {
+            Ok(r) => r,
+            Err(e) => {
+                starting_handle.stop(false).await;
+                return Err(e);
+            }
+        },
+    };
     let consumer = analytics::Running::spawn(
         Arc::clone(&node),
         rules.clone(),
@@ -203,6 +216,10 @@ pub async fn run_server(
     }
     relay.abort();
     let _ = relay.await;
+    for inbox in inboxes {
+        inbox.abort();
+        let _ = inbox.await;
+    }
     policies.abort();
     lineage.abort();
     notices_task.abort();
@@ -366,6 +383,33 @@ impl Derived {
     }
 }
 
+/// The relay over NATS JetStream, and an inbox task per shard reading its
+/// receipts from the stream.
+async fn relay_over_jetstream(
+    node: &Arc<shards::Node>,
+    config: shards::jetstream::JetStreamConfig,
+) -> Result<(
+    tokio::task::JoinHandle<()>,
+    Vec<tokio::task::JoinHandle<()>>,
+)> {
+    use shards::jetstream::{JetStreamInbox, JetStreamTransport, SenderKeys};
+    let own = node.keys().to_vec();
+    let keys: SenderKeys = Arc::new(move |from| own.get(from as usize).copied());
+    let transport = JetStreamTransport::connect(config.clone(), Arc::clone(&keys))
+        .await
+        .with_context(|| format!("receipts over NATS JetStream at {}", config.servers))?;
+    let mut inboxes = Vec::new();
+    for shard in node.shards() {
+        let inbox = JetStreamInbox::open(&config, Arc::clone(shard), Arc::clone(&keys)).await?;
+        inboxes.push(tokio::spawn(inbox.run()));
+    }
+    tracing::info!(servers = %config.servers, stream = %config.stream, "receipts travel over NATS JetStream");
+    Ok((
+        node.spawn_relay_over(Arc::new(transport), Duration::from_millis(20)),
+        inboxes,
+    ))
+}
+
 /// `coldtrail serve` with its settings (printed once it listens).
 pub fn serve(config: crate::config::Config) -> Result<ExitCode> {
     let data_dir = config.data_dir.clone().ok_or_else(|| {
@@ -376,6 +420,7 @@ pub fn serve(config: crate::config::Config) -> Result<ExitCode> {
         checkpoint_every: (config.checkpoint_interval_ms > 0)
             .then(|| Duration::from_millis(config.checkpoint_interval_ms)),
         witnesses: config.witnesses.witnessing(),
+        receipts: config.receipts.jetstream(),
         listen: config.listen.clone(),
         limits: config.ingest_limits(),
         gql: config.graphql_limits(),

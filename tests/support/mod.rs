@@ -613,3 +613,16 @@ pub fn lose_answer(dir: &Path, key: &str) {
     let kept: Vec<&str> = text.lines().filter(|l| !answer(l)).collect();
     std::fs::write(&journal, format!("{}\n", kept.join("\n"))).unwrap();
 }
+
+/// An EPCIS 2.0 document of `events`, as partners capture them.
+pub fn epcis_document(events: Vec<serde_json::Value>) -> Vec<u8> {
+    serde_json::json!({
+        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-11-20T08:00:00.000+01:00",
+        "epcisBody": {"eventList": events}
+    })
+    .to_string()
+    .into_bytes()
+}
