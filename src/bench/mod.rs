@@ -87,6 +87,9 @@ pub struct Args {
     /// Lots in the lineage world (about 7.4 events each).
     #[arg(long, default_value_t = 1_400_000)]
     lots: usize,
+    /// NATS JetStream for the receipts' second run in the shards figures.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
     /// PostgreSQL for the lineage baseline (a libpq connection string).
     #[arg(long, default_value = "host=127.0.0.1 user=postgres dbname=postgres")]
     pg: String,
@@ -173,7 +176,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         crate::bench::open::run(&root, args.readings, args.batch, args.devices)?;
     }
     if args.only == "all" || args.only == "shards" {
-        crate::bench::shards::run(&root.join("shards"), &signed_batches(&args, 20), args.batch)?;
+        crate::bench::shards::run(
+            &root.join("shards"),
+            &signed_batches(&args, 20),
+            args.batch,
+            &args.nats,
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -25,7 +25,8 @@ fn open(dir: &Path, shards: u32) -> Result<Arc<Node>> {
     })?))
 }
 
-pub fn run(dir: &Path, batches: &[SignedBatch], per_batch: usize) -> Result<()> {
+/// `nats`: the JetStream server the receipts' second run goes through.
+pub fn run(dir: &Path, batches: &[SignedBatch], per_batch: usize, nats: &str) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -48,7 +49,31 @@ pub fn run(dir: &Path, batches: &[SignedBatch], per_batch: usize) -> Result<()> 
                 format!("{:.2}x the 1-shard rate", rate / base),
             );
         }
-        receipts(&dir.join("receipts"), cores.max(2)).await
+        let shards = cores.max(2);
+        receipts(&dir.join("receipts"), shards, None).await?;
+        // The same load, the receipts through JetStream (a stream of this
+        // run's own, removed after).
+        let config = shards::jetstream::JetStreamConfig {
+            servers: nats.to_string(),
+            stream: format!("BENCH_RECEIPTS_{}", std::process::id()),
+            prefix: format!("bench{}", std::process::id()),
+            replicas: 1,
+        };
+        match async_nats::connect(nats).await {
+            Err(e) => row(
+                "receipts over JetStream",
+                "not measured".into(),
+                format!("no NATS at {nats}: {e}"),
+            ),
+            Ok(client) => {
+                let measured = receipts(&dir.join("receipts-js"), shards, Some(&config)).await;
+                let _ = async_nats::jetstream::new(client)
+                    .delete_stream(&config.stream)
+                    .await;
+                measured?;
+            }
+        }
+        Ok(())
     })
 }
 
@@ -115,11 +140,36 @@ fn transformation(i: u64, inputs: &[String], output: &str) -> Entry {
 type Times = HashMap<(u32, u32, u64), Instant>;
 
 /// Transformations whose three input lots live on other shards: each commit
-/// sends three receipts; the relay runs in the background; a feed consumer
-/// notes when each receipt is committed at its destination.
-async fn receipts(dir: &Path, shards: u32) -> Result<()> {
+/// sends three receipts; the relay runs in the background, in-process or
+/// (`jetstream`) through a JetStream stream and an inbox per shard; a feed
+/// consumer notes when each receipt is committed at its destination.
+async fn receipts(
+    dir: &Path,
+    shards: u32,
+    jetstream: Option<&shards::jetstream::JetStreamConfig>,
+) -> Result<()> {
     let node = open(dir, shards)?;
-    let relay = node.spawn_relay(Duration::from_millis(10));
+    let mut inboxes = Vec::new();
+    let relay = match jetstream {
+        None => node.spawn_relay(Duration::from_millis(10)),
+        Some(config) => {
+            use shards::jetstream::{JetStreamInbox, JetStreamTransport, SenderKeys};
+            let own = node.keys().to_vec();
+            let keys: SenderKeys = Arc::new(move |from| own.get(from as usize).copied());
+            let transport = JetStreamTransport::connect(config.clone(), Arc::clone(&keys)).await?;
+            for shard in node.shards() {
+                let inbox =
+                    JetStreamInbox::open(config, Arc::clone(shard), Arc::clone(&keys)).await?;
+                inboxes.push(tokio::spawn(inbox.run()));
+            }
+            node.spawn_relay_over(Arc::new(transport), Duration::from_millis(10))
+        }
+    };
+    let how = if jetstream.is_some() {
+        "relay over JetStream (loopback)"
+    } else {
+        "background relay, in-process"
+    };
     let lots: Vec<String> = (0..64)
         .map(|i| format!("urn:epc:class:lgtin:4012345.012345.B{i}"))
         .collect();
@@ -188,6 +238,9 @@ async fn receipts(dir: &Path, shards: u32) -> Result<()> {
     }
     watcher.abort();
     relay.abort();
+    for inbox in inboxes {
+        inbox.abort();
+    }
     let sent = sent.lock().expect("lock");
     let arrived = arrived.lock().expect("lock");
     let mut lat: Vec<Duration> = sent
@@ -197,12 +250,12 @@ async fn receipts(dir: &Path, shards: u32) -> Result<()> {
     lat.sort_unstable();
     let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
     row(
-        &format!("receipts, {shards} shards, background relay"),
+        &format!("receipts, {shards} shards, {how}"),
         format!("{}receipts/s", si(per_sec(total as f64, elapsed))),
         format!("{total} receipts from {events} transformations"),
     );
     row(
-        "receipt latency, commit on A to commit on B",
+        &format!("receipt latency, commit on A to commit on B, {how}"),
         format!(
             "p50 {:.2} ms, p99 {:.2} ms",
             pct(0.5).as_secs_f64() * 1e3,
