@@ -1305,8 +1305,8 @@ mod tests {
             let event = json!({"sensorElementList": [{"sensorReport": [
                 {"type": "Temperature", "value": v, "maxValue": v, "uom": units[has]}
             ]}]});
-            // The threshold: the reading in the query's unit, nudged by a
-            // few ulps or by a hundredth either way.
+            // The threshold: the reading in the query's unit, nudged by an
+            // ulp or by a hundredth either way.
             let (name, x) = match units.get(want) {
                 Some(u) => (format!("_maxValue_{u}"), convert(v, units[has], u).unwrap()),
                 None => ("_value".to_string(), v),
@@ -1314,7 +1314,9 @@ mod tests {
             let x = match nudge {
                 -2 => x - 0.01,
                 2 => x + 0.01,
-                n => f64::from_bits((x.to_bits() as i64 + i64::from(n)) as u64),
+                -1 => x.next_down(),
+                1 => x.next_up(),
+                _ => x,
             };
             let prefix = ["EQ", "GT", "GE", "LT", "LE"][cmp];
             let f = filter(&[(&format!("{prefix}{name}"), &x.to_string())]);
