@@ -625,7 +625,24 @@ async fn indexed_epcis_queries_select_what_the_documents_say() {
         to: lengths.iter().map(|l| Some(2 * l / 3)).collect(),
     };
     let mut windowed = 0;
+    // Every page of `q`, `per` a page, from the indexes or the scan.
+    let every_page = |q: &EventQuery, per: usize, scan: bool| {
+        let (mut out, mut after) = (Vec::new(), None);
+        loop {
+            let page = if scan {
+                graph.query_by_scan(q, after, per, None).unwrap()
+            } else {
+                graph.query(q, after, per).unwrap()
+            };
+            out.extend(page.events);
+            after = page.next;
+            if after.is_none() {
+                return out;
+            }
+        }
+    };
     let mut nonempty = 0;
+    let mut visible = 0;
     for (params, keep) in &cases {
         let expected: BTreeSet<String> = docs
             .iter()
@@ -633,28 +650,28 @@ async fn indexed_epcis_queries_select_what_the_documents_say() {
             .map(|d| d["eventID"].as_str().unwrap().to_string())
             .collect();
         nonempty += usize::from(!expected.is_empty());
+        // As each partner asks (their token's organisation): the pages of
+        // the indexed path, which starts from what names the partner's own
+        // places and parties, are the scan's.
+        for org in world
+            .orgs
+            .iter()
+            .map(|o| o.id.clone())
+            .chain(["urn:epc:id:sgln:9999999.00000.0".into()])
+        {
+            let mut q = EventQuery::from_params(params).unwrap();
+            q.visible_to = Some(org.clone());
+            let indexed = every_page(&q, 50, false);
+            visible += indexed.len();
+            assert_eq!(indexed, every_page(&q, 50, true), "{params:?} as {org}");
+        }
         // Within a window of entries (a span of record times, or what a
         // subscription has not seen yet): the middle third of each log.
         {
             let mut q = EventQuery::from_params(params).unwrap();
             q.record_window = Some(window.clone());
-            let all = |scan: bool| {
-                let (mut out, mut after) = (Vec::new(), None);
-                loop {
-                    let page = if scan {
-                        graph.query_by_scan(&q, after, 5, None).unwrap()
-                    } else {
-                        graph.query(&q, after, 5).unwrap()
-                    };
-                    out.extend(page.events);
-                    after = page.next;
-                    if after.is_none() {
-                        return out;
-                    }
-                }
-            };
-            let indexed = all(false);
-            assert_eq!(indexed, all(true), "{params:?} in a window");
+            let indexed = every_page(&q, 5, false);
+            assert_eq!(indexed, every_page(&q, 5, true), "{params:?} in a window");
             assert!(indexed.iter().all(|at| window.holds(at)));
             windowed += indexed.len();
         }
@@ -736,4 +753,5 @@ async fn indexed_epcis_queries_select_what_the_documents_say() {
     }
     assert!(nonempty > 20, "{nonempty} queries selected something");
     assert!(windowed > 0, "the windows held events");
+    assert!(visible > 0, "partners saw events");
 }

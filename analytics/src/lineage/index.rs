@@ -34,6 +34,10 @@ pub(super) enum Field {
     /// By a document key (`doc_query::doc_index`): what only the captured
     /// event holds, by value.
     Doc,
+    /// By every party and place an event names (who recorded it, its read
+    /// point and business location, its sources and destinations): what a
+    /// partner may read starts from the ones its organisation owns.
+    Party,
 }
 
 /// Event numbers in cursor order, kept as a few sorted runs (a

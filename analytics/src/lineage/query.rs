@@ -689,7 +689,33 @@ impl Lineage {
                 fields.push((field, v));
             }
         }
+        let mut parties: Vec<u32> = [Some(e.recorded_by), e.read_point, e.biz_location]
+            .into_iter()
+            .flatten()
+            .chain(e.sources.iter().chain(&e.destinations).copied())
+            .collect();
+        parties.sort_unstable();
+        parties.dedup();
+        fields.extend(parties.into_iter().map(|p| (Field::Party, p)));
         fields
+    }
+
+    /// The events organisation `org` may be concerned with (`rec_concerns`
+    /// decides): those naming it, or a place or party its GLN owns.
+    fn concerning(&self, org: &str) -> Vec<&Runs> {
+        let Some(&o) = self.id_of(org) else {
+            return Vec::new();
+        };
+        let owned = self
+            .gln_bases
+            .keys()
+            .copied()
+            .filter(|&l| l != o && self.owner_id(l) == Some(o));
+        std::iter::once(o)
+            .chain(owned)
+            .map(|p| self.index.list(Field::Party, p))
+            .filter(|l| l.len() > 0)
+            .collect()
     }
 
     /// The events `q` can only select among, in cursor order: the smallest
@@ -734,6 +760,7 @@ impl Lineage {
             (!q.dispositions.is_empty()).then(|| cbv(Field::Disposition, &q.dispositions)),
             (!q.read_points.is_empty()).then(|| node(Field::ReadPoint, &q.read_points)),
             (!q.biz_locations.is_empty()).then(|| node(Field::BizLocation, &q.biz_locations)),
+            q.visible_to.as_deref().map(|org| self.concerning(org)),
         ]
         .into_iter()
         .flatten()
