@@ -25,6 +25,7 @@ impl Lineage {
         self.ids.insert(s.to_string(), id);
         if let Some(c) = canonical {
             if let Some(base) = gs1::gln_of_canonical(&c) {
+                self.gln_locations.entry(base.clone()).or_default().push(id);
                 self.gln_bases.insert(id, base);
             }
             if crate::custody::is_container(&c) {

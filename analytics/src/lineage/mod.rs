@@ -181,6 +181,9 @@ pub struct Lineage {
     /// By location or party identifier: its organisation-level GLN in
     /// canonical form (`parties::gln_base`), computed once when interned.
     gln_bases: HashMap<u32, String>,
+    /// The other way: by GLN base, the identifiers interned with it (what
+    /// an organisation registered under that GLN owns).
+    gln_locations: HashMap<String, Vec<u32>>,
     /// Per shard, how many entries have been read into the graph.
     positions: Vec<u64>,
     /// Registered devices and their organisations.

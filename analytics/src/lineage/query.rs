@@ -707,8 +707,10 @@ impl Lineage {
             return Vec::new();
         };
         let owned = self
-            .gln_bases
-            .keys()
+            .gln_locations
+            .get(self.name(o))
+            .into_iter()
+            .flatten()
             .copied()
             .filter(|&l| l != o && self.owner_id(l) == Some(o));
         std::iter::once(o)
