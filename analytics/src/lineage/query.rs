@@ -706,9 +706,12 @@ impl Lineage {
         let Some(&o) = self.id_of(org) else {
             return Vec::new();
         };
+        // The organisation's own GLN base, which its places share (its
+        // node's name may be another spelling of that GLN).
         let owned = self
-            .gln_locations
-            .get(self.name(o))
+            .gln_bases
+            .get(&o)
+            .and_then(|base| self.gln_locations.get(base))
             .into_iter()
             .flatten()
             .copied()
