@@ -27,6 +27,7 @@ use ledger::entry::{Entry, ReceiptDelivery};
 
 use crate::node::{BoxFuture, ReceiptTransport};
 use crate::shard::{verify_delivery, ReceiptError, Shard};
+use crate::Node;
 use crate::ShardError;
 
 /// The header that names a message's last channel sequence.
@@ -372,5 +373,39 @@ impl JetStreamInbox {
                 }
             }
         }
+    }
+}
+
+/// A node's own shard keys, as the keys of its channels' senders.
+pub fn own_keys(node: &Node) -> SenderKeys {
+    let keys = node.keys().to_vec();
+    Arc::new(move |from| keys.get(from as usize).copied())
+}
+
+/// A node's receipts travelling over JetStream: its relay publishing, and
+/// an inbox task per shard committing.
+pub struct Relaying {
+    pub relay: tokio::task::JoinHandle<()>,
+    pub inboxes: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Relaying {
+    /// Starts them: the relay runs after every commit and every `retry`.
+    pub async fn spawn(
+        node: &Arc<Node>,
+        config: &JetStreamConfig,
+        retry: Duration,
+    ) -> Result<Relaying, ShardError> {
+        let keys = own_keys(node);
+        let transport = JetStreamTransport::connect(config.clone(), Arc::clone(&keys)).await?;
+        let mut inboxes = Vec::new();
+        for shard in node.shards() {
+            let inbox = JetStreamInbox::open(config, Arc::clone(shard), Arc::clone(&keys)).await?;
+            inboxes.push(tokio::spawn(inbox.run()));
+        }
+        Ok(Relaying {
+            relay: node.spawn_relay_over(Arc::new(transport), retry),
+            inboxes,
+        })
     }
 }

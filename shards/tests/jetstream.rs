@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{lot_on, node, transformation};
 use ledger::entry::Entry;
 use shards::jetstream::{
-    encode_run, JetStreamConfig, JetStreamInbox, JetStreamTransport, SenderKeys, Taken,
+    encode_run, own_keys, JetStreamConfig, JetStreamInbox, JetStreamTransport, Relaying, Taken,
 };
 use shards::{Node, ReceiptTransport};
 
@@ -109,16 +109,11 @@ fn config(cluster: &Cluster) -> JetStreamConfig {
     }
 }
 
-fn keys(node: &Node) -> SenderKeys {
-    let keys = node.keys().to_vec();
-    Arc::new(move |from| keys.get(from as usize).copied())
-}
-
 /// The transport, once the cluster has elected its leaders.
 async fn transport(config: &JetStreamConfig, node: &Node) -> JetStreamTransport {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match JetStreamTransport::connect(config.clone(), keys(node)).await {
+        match JetStreamTransport::connect(config.clone(), own_keys(node)).await {
             Ok(t) => return t,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("waiting for the cluster: {e}");
@@ -127,17 +122,6 @@ async fn transport(config: &JetStreamConfig, node: &Node) -> JetStreamTransport 
             Err(e) => panic!("the cluster never took the stream: {e}"),
         }
     }
-}
-
-async fn inboxes(config: &JetStreamConfig, node: &Node) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut out = Vec::new();
-    for shard in node.shards() {
-        let inbox = JetStreamInbox::open(config, Arc::clone(shard), keys(node))
-            .await
-            .unwrap();
-        out.push(tokio::spawn(inbox.run()));
-    }
-    out
 }
 
 /// Every receipt each shard committed, per sender, in log order.
@@ -163,7 +147,8 @@ async fn receipts_cross_a_jetstream_cluster_exactly_once_in_order_while_a_server
     let mut cluster = Cluster::start(dir.path(), 3);
     let config = config(&cluster);
     let node = Arc::new(node(&dir.path().join("node"), 4));
-    let transport = Arc::new(transport(&config, &node).await);
+    // Once the cluster has taken the stream.
+    drop(transport(&config, &node).await);
 
     // A forged run first on channel 3 -> 1: the right sequence, another
     // subject (so the proof fails). It is refused and the genuine run
@@ -194,11 +179,9 @@ async fn receipts_cross_a_jetstream_cluster_exactly_once_in_order_while_a_server
     .await
     .unwrap();
 
-    let relay = node.spawn_relay_over(
-        Arc::clone(&transport) as Arc<dyn ReceiptTransport>,
-        Duration::from_millis(20),
-    );
-    let readers = inboxes(&config, &node).await;
+    let relaying = Relaying::spawn(&node, &config, Duration::from_millis(20))
+        .await
+        .unwrap();
 
     let lots: Vec<String> = (0..8)
         .map(|i| format!("urn:epc:class:lgtin:4012345.012345.J{i}"))
@@ -239,8 +222,8 @@ async fn receipts_cross_a_jetstream_cluster_exactly_once_in_order_while_a_server
     // Nothing more arrives later: the stream's copies are all replays.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(committed_receipts(&node), committed);
-    relay.abort();
-    for r in readers {
+    relaying.relay.abort();
+    for r in relaying.inboxes {
         r.abort();
     }
 }
@@ -269,7 +252,7 @@ async fn a_sender_restarting_learns_each_channel_from_the_stream() {
     assert_eq!(node.relay_once(&again).await.unwrap(), 0);
     let run = node.shard(3).unwrap().deliveries(1, 0, 5).await.unwrap();
     assert_eq!(again.deliver(run).await.unwrap(), 5);
-    let inbox = JetStreamInbox::open(&config, Arc::clone(node.shard(1).unwrap()), keys(&node))
+    let inbox = JetStreamInbox::open(&config, Arc::clone(node.shard(1).unwrap()), own_keys(&node))
         .await
         .unwrap();
     let reader = tokio::spawn(inbox.run());
@@ -283,7 +266,7 @@ async fn a_sender_restarting_learns_each_channel_from_the_stream() {
     reader.abort();
 
     // What an inbox makes of messages by themselves.
-    let inbox = JetStreamInbox::open(&config, Arc::clone(node.shard(1).unwrap()), keys(&node))
+    let inbox = JetStreamInbox::open(&config, Arc::clone(node.shard(1).unwrap()), own_keys(&node))
         .await
         .unwrap();
     let run = node.shard(3).unwrap().deliveries(1, 0, 5).await.unwrap();

@@ -153,16 +153,10 @@ async fn receipts(
     let relay = match jetstream {
         None => node.spawn_relay(Duration::from_millis(10)),
         Some(config) => {
-            use shards::jetstream::{JetStreamInbox, JetStreamTransport, SenderKeys};
-            let own = node.keys().to_vec();
-            let keys: SenderKeys = Arc::new(move |from| own.get(from as usize).copied());
-            let transport = JetStreamTransport::connect(config.clone(), Arc::clone(&keys)).await?;
-            for shard in node.shards() {
-                let inbox =
-                    JetStreamInbox::open(config, Arc::clone(shard), Arc::clone(&keys)).await?;
-                inboxes.push(tokio::spawn(inbox.run()));
-            }
-            node.spawn_relay_over(Arc::new(transport), Duration::from_millis(10))
+            let r = shards::jetstream::Relaying::spawn(&node, config, Duration::from_millis(10))
+                .await?;
+            inboxes = r.inboxes;
+            r.relay
         }
     };
     let how = if jetstream.is_some() {

@@ -116,13 +116,23 @@ pub async fn run_server(
     let policies = ingest.follow()?;
     let (relay, inboxes) = match receipts {
         None => (node.spawn_relay(Duration::from_millis(20)), Vec::new()),
-        Some(config) => match relay_over_jetstream(&node, config).await {
-            Ok(r) => r,
-            Err(e) => {
-                starting_handle.stop(false).await;
-                return Err(e);
+        Some(config) => {
+            match shards::jetstream::Relaying::spawn(&node, &config, Duration::from_millis(20))
+                .await
+            {
+                Ok(r) => {
+                    tracing::info!(servers = %config.servers, stream = %config.stream, "receipts travel over NATS JetStream");
+                    (r.relay, r.inboxes)
+                }
+                Err(e) => {
+                    starting_handle.stop(false).await;
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "receipts over NATS JetStream at {}",
+                        config.servers
+                    )));
+                }
             }
-        },
+        }
     };
     let consumer = analytics::Running::spawn(
         Arc::clone(&node),
@@ -381,33 +391,6 @@ impl Derived {
         );
         Ok(())
     }
-}
-
-/// The relay over NATS JetStream, and an inbox task per shard reading its
-/// receipts from the stream.
-async fn relay_over_jetstream(
-    node: &Arc<shards::Node>,
-    config: shards::jetstream::JetStreamConfig,
-) -> Result<(
-    tokio::task::JoinHandle<()>,
-    Vec<tokio::task::JoinHandle<()>>,
-)> {
-    use shards::jetstream::{JetStreamInbox, JetStreamTransport, SenderKeys};
-    let own = node.keys().to_vec();
-    let keys: SenderKeys = Arc::new(move |from| own.get(from as usize).copied());
-    let transport = JetStreamTransport::connect(config.clone(), Arc::clone(&keys))
-        .await
-        .with_context(|| format!("receipts over NATS JetStream at {}", config.servers))?;
-    let mut inboxes = Vec::new();
-    for shard in node.shards() {
-        let inbox = JetStreamInbox::open(&config, Arc::clone(shard), Arc::clone(&keys)).await?;
-        inboxes.push(tokio::spawn(inbox.run()));
-    }
-    tracing::info!(servers = %config.servers, stream = %config.stream, "receipts travel over NATS JetStream");
-    Ok((
-        node.spawn_relay_over(Arc::new(transport), Duration::from_millis(20)),
-        inboxes,
-    ))
 }
 
 /// `coldtrail serve` with its settings (printed once it listens).
