@@ -408,8 +408,7 @@ pub(super) fn doc_index(doc: &Value) -> DocIndex {
     index_extensions(doc, &mut keys, &mut ranked);
     keys.sort();
     keys.dedup();
-    ranked.sort();
-    ranked.dedup();
+    // `Index::insert` files each (axis, bucket) once.
     DocIndex { keys, ranked }
 }
 
