@@ -28,7 +28,7 @@ pub trait MerkleHasher {
 const BLAKE3_CHUNK_LEN: usize = 1024;
 
 /// BLAKE3 in the [`Domain::Merkle`] domain: the hasher of every coldtrail log.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Blake3Merkle;
 
 impl MerkleHasher for Blake3Merkle {
@@ -604,6 +604,92 @@ pub fn push_completing<H: MerkleHasher>(levels: &mut Vec<Vec<Digest>>, node: Dig
     }
 }
 
+/// A tree folded to its right edge (a compact range): the roots of its
+/// perfect subtrees, largest first, one per bit set in its size. It is all
+/// a follower needs to extend a tree it has checked and compute the new
+/// root, without the tree's other nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frontier<H = Blake3Merkle> {
+    /// (level, root): the subtree of `2^level` leaves, levels decreasing.
+    nodes: Vec<(u32, Digest)>,
+    size: u64,
+    hasher: std::marker::PhantomData<H>,
+}
+
+impl<H> Default for Frontier<H> {
+    fn default() -> Self {
+        Frontier {
+            nodes: Vec::new(),
+            size: 0,
+            hasher: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<H: MerkleHasher> Frontier<H> {
+    /// The frontier of a tree of `size` leaves from its subtrees' roots,
+    /// largest first; `None` unless there is one per bit set in `size`.
+    pub fn from_parts(size: u64, roots: &[Digest]) -> Option<Self> {
+        if roots.len() != size.count_ones() as usize {
+            return None;
+        }
+        let levels = (0..64u32).rev().filter(|l| size >> l & 1 == 1);
+        Some(Frontier {
+            nodes: levels.zip(roots.iter().copied()).collect(),
+            size,
+            hasher: std::marker::PhantomData,
+        })
+    }
+
+    /// The leaves folded so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The perfect subtrees' roots, largest first (what [`Self::from_parts`]
+    /// takes back).
+    pub fn roots(&self) -> impl Iterator<Item = &Digest> {
+        self.nodes.iter().map(|(_, d)| d)
+    }
+
+    /// Adds a leaf hash.
+    pub fn push(&mut self, leaf: Digest) {
+        self.push_completing(leaf, u32::MAX);
+    }
+
+    /// Adds a leaf hash; returns the root of the subtree of `2^level` leaves
+    /// it completes, if any.
+    pub fn push_completing(&mut self, leaf: Digest, level: u32) -> Option<Digest> {
+        self.size += 1;
+        let mut node = (0u32, leaf);
+        let mut completed = None;
+        while let Some(&(l, left)) = self.nodes.last() {
+            if l != node.0 {
+                break;
+            }
+            self.nodes.pop();
+            node = (l + 1, H::hash_children(&left, &node.1));
+            if node.0 == level {
+                completed = Some(node.1);
+            }
+        }
+        self.nodes.push(node);
+        completed
+    }
+
+    /// The root of the tree folded so far.
+    pub fn root(&self) -> Digest {
+        let mut it = self.nodes.iter().rev();
+        let Some(&(_, mut acc)) = it.next() else {
+            return H::empty_root();
+        };
+        for (_, left) in it {
+            acc = H::hash_children(left, &acc);
+        }
+        acc
+    }
+}
+
 /// A whole tree held in memory, level by level: the simplest
 /// [`SubtreeSource`], used by tests, tools and small clients.
 #[derive(Debug, Clone, Default)]
@@ -682,6 +768,31 @@ mod tests {
                     &reference_root(&leaves[k..]),
                 )
             }
+        }
+    }
+
+    #[test]
+    fn a_frontier_folds_to_the_reference_root_and_round_trips_through_its_parts() {
+        let leaves: Vec<Digest> = (0..130u64)
+            .map(|i| Blake3Merkle::hash_leaf(&i.to_le_bytes()))
+            .collect();
+        let mut f = Frontier::<Blake3Merkle>::default();
+        assert_eq!(f.root(), Blake3Merkle::empty_root());
+        for (n, leaf) in leaves.iter().enumerate() {
+            f.push(*leaf);
+            assert_eq!(f.size(), n as u64 + 1);
+            assert_eq!(f.root(), reference_root(&leaves[..=n]), "size {}", n + 1);
+            let roots: Vec<Digest> = f.roots().copied().collect();
+            assert_eq!(roots.len(), f.size().count_ones() as usize);
+            assert_eq!(Frontier::from_parts(f.size(), &roots), Some(f.clone()));
+            // A part missing or too many is refused, not misread.
+            assert_eq!(
+                Frontier::<Blake3Merkle>::from_parts(f.size(), &roots[1..]),
+                None
+            );
+            let mut extra = roots.clone();
+            extra.push(roots[0]);
+            assert_eq!(Frontier::<Blake3Merkle>::from_parts(f.size(), &extra), None);
         }
     }
 

@@ -409,3 +409,434 @@ impl Relaying {
         })
     }
 }
+
+// ---------------------------------------------------------------------------
+// Logs over JetStream: each member publishes its shards' committed entries
+// and signed heads; every other member follows them into its mirrors
+// (`crate::mirror`, which checks everything; JetStream only carries).
+
+impl JetStreamConfig {
+    /// The stream that carries every member's logs and key sets.
+    fn log_stream_name(&self) -> String {
+        format!("{}-LOGS", self.stream)
+    }
+
+    fn log_subject(&self, member: &str, shard: u32) -> String {
+        format!("{}.log.{member}.{shard}", self.prefix)
+    }
+
+    fn member_log_subjects(&self, member: &str) -> String {
+        format!("{}.log.{member}.*", self.prefix)
+    }
+
+    fn keys_subject(&self, member: &str) -> String {
+        format!("{}.keys.{member}", self.prefix)
+    }
+}
+
+async fn log_stream(
+    js: &jetstream::Context,
+    config: &JetStreamConfig,
+) -> Result<jetstream::stream::Stream, ShardError> {
+    js.get_or_create_stream(stream::Config {
+        name: config.log_stream_name(),
+        subjects: vec![
+            format!("{}.log.>", config.prefix),
+            format!("{}.keys.>", config.prefix),
+        ],
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        // Logs stay: a member that joins later, or a mirror copied again,
+        // reads them from the start; a publisher learns where it stands
+        // from its last message.
+        retention: stream::RetentionPolicy::Limits,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| nats_error("the logs stream", e))
+}
+
+/// Bytes of entries one log message carries at most (NATS refuses
+/// messages over its `max_payload`, 1 MiB by default). An entry larger than
+/// that alone cannot be published (the node's entries are far smaller).
+const RUN_BYTES: usize = 512 << 10;
+/// Entries one log message carries at most.
+const RUN_ENTRIES: u64 = 4096;
+
+/// A key-set chain as one message.
+fn encode_chain(chain: &[ledger::keyset::SignedKeySet]) -> Vec<u8> {
+    let mut w = ledger::codec::Writer::new();
+    w.seq(chain, |w, s| w.bytes(&s.to_bytes()));
+    w.into_bytes()
+}
+
+fn decode_chain(bytes: &[u8]) -> Result<Vec<ledger::keyset::SignedKeySet>, String> {
+    let mut r = ledger::codec::Reader::new(bytes);
+    let chain = r
+        .seq("key sets", 1, |r| {
+            ledger::keyset::SignedKeySet::from_bytes(r.bytes("key set")?)
+        })
+        .map_err(|e| e.to_string())?;
+    r.finish().map_err(|e| e.to_string())?;
+    Ok(chain)
+}
+
+/// Where a publisher stands on one shard's subject.
+#[derive(Default)]
+struct Published {
+    /// The next entry to publish.
+    next: u64,
+    /// The newest head published.
+    head: Option<ledger::SignedTreeHead>,
+}
+
+/// Publishes a node's logs: every committed entry of each shard, in
+/// order, each run under one of the shard's signed heads, and a head alone
+/// when the log has a new one and nothing new to carry.
+pub struct LogPublisher {
+    js: jetstream::Context,
+    stream: jetstream::stream::Stream,
+    config: JetStreamConfig,
+    member: String,
+    node: Arc<Node>,
+    positions: Vec<Option<Published>>,
+}
+
+impl LogPublisher {
+    /// Connects and publishes the node's key sets (how followers learn its
+    /// shards' keys under its operator key).
+    pub async fn connect(
+        config: JetStreamConfig,
+        member: &str,
+        node: Arc<Node>,
+    ) -> Result<LogPublisher, ShardError> {
+        let js = connect(&config).await?;
+        let stream = log_stream(&js, &config).await?;
+        let ack = js
+            .publish(
+                config.keys_subject(member),
+                encode_chain(&node.key_sets()).into(),
+            )
+            .await
+            .map_err(|e| nats_error("publishing the key sets", e))?;
+        ack.await
+            .map_err(|e| nats_error("the stream's acknowledgement", e))?;
+        let positions = node.shards().iter().map(|_| None).collect();
+        Ok(LogPublisher {
+            js,
+            stream,
+            config,
+            member: member.to_string(),
+            node,
+            positions,
+        })
+    }
+
+    /// Where shard `shard` stands in the stream: after the last run on its
+    /// subject, if the shard's own key signed that run's head; else from 0
+    /// (mirrors keep what they hold once).
+    async fn learn(&self, shard: u32) -> Result<Published, ShardError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind as Kind;
+        let subject = self.config.log_subject(&self.member, shard);
+        let message = match self.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == Kind::NoMessageFound => return Ok(Published::default()),
+            Err(e) => return Err(nats_error("reading the logs stream", e)),
+        };
+        let key = self.node.keys()[shard as usize];
+        match crate::mirror::LogRun::from_bytes(&message.payload) {
+            Ok(run) if run.head.verify(&key).is_ok() => Ok(Published {
+                next: run.high(),
+                head: Some(run.head),
+            }),
+            _ => {
+                tracing::warn!(%subject, "the last log message is not this shard's; publishing the log again");
+                Ok(Published::default())
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        run: &crate::mirror::LogRun,
+        shard: u32,
+        id: String,
+    ) -> Result<(), ShardError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        let ack = self
+            .js
+            .publish_with_headers(
+                self.config.log_subject(&self.member, shard),
+                headers,
+                run.to_bytes().into(),
+            )
+            .await
+            .map_err(|e| nats_error("publishing a log run", e))?;
+        ack.await
+            .map_err(|e| nats_error("the stream's acknowledgement", e))?;
+        Ok(())
+    }
+
+    /// Publishes what each shard committed since the last call; returns
+    /// the entries published.
+    pub async fn publish_once(&mut self) -> Result<u64, ShardError> {
+        let mut sent = 0;
+        for shard in self.node.shards().to_vec() {
+            let id = shard.id();
+            if self.positions[id as usize].is_none() {
+                let learnt = self.learn(id).await?;
+                self.positions[id as usize] = Some(learnt);
+            }
+            let store = shard.store();
+            let len = store.len();
+            let mut head = store.latest_head();
+            if head.is_none_or(|h| h.head.size < len) {
+                head = Some(store.request_head_soon()?.await?);
+            }
+            let Some(head) = head else { continue };
+            let size = head.head.size;
+            let mut at = self.positions[id as usize].as_ref().map_or(0, |p| p.next);
+            if at > size {
+                tracing::error!(
+                    shard = id,
+                    published = at,
+                    size,
+                    "the log is shorter than what was published of it"
+                );
+                continue;
+            }
+            while at < size {
+                let mut entries = Vec::new();
+                let mut bytes = 0;
+                for e in store.entries(at, size.min(at + RUN_ENTRIES))? {
+                    if !entries.is_empty() && bytes + e.len() > RUN_BYTES {
+                        break;
+                    }
+                    bytes += e.len();
+                    entries.push(e);
+                }
+                let high = at + entries.len() as u64;
+                let proof = if high == size {
+                    Vec::new()
+                } else {
+                    store.consistency_proof(high, size)?
+                };
+                let run = crate::mirror::LogRun {
+                    low: at,
+                    entries,
+                    head,
+                    proof,
+                };
+                self.send(&run, id, format!("{}.{id}.{at}-{high}.{size}", self.member))
+                    .await?;
+                sent += high - at;
+                at = high;
+                self.positions[id as usize] = Some(Published {
+                    next: at,
+                    head: Some(head),
+                });
+            }
+            let published = self.positions[id as usize].as_ref().and_then(|p| p.head);
+            if published != Some(head) {
+                let run = crate::mirror::LogRun {
+                    low: size,
+                    entries: Vec::new(),
+                    head,
+                    proof: Vec::new(),
+                };
+                let ts = head.head.timestamp_ms;
+                self.send(&run, id, format!("{}.{id}.head.{size}.{ts}", self.member))
+                    .await?;
+                self.positions[id as usize] = Some(Published {
+                    next: size,
+                    head: Some(head),
+                });
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Publishes every `interval` until the task is dropped; a failure
+    /// (NATS away) is retried at the next tick from where it stood.
+    pub async fn run(mut self, interval: Duration) {
+        loop {
+            if let Err(e) = self.publish_once().await {
+                tracing::warn!(error = %e, "publishing the logs; retrying");
+                // Learn again: a publish may have landed before its ack was lost.
+                self.positions.iter_mut().for_each(|p| *p = None);
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+/// Follows one member's logs into this node's mirrors of them.
+pub struct MemberFollower {
+    member: String,
+    consumer: jetstream::consumer::Consumer<consumer::pull::Config>,
+    mirrors: Vec<Arc<crate::mirror::Mirror>>,
+}
+
+impl MemberFollower {
+    /// Opens this node's (`follower`'s) mirrors of `member`'s shards in
+    /// `dir` (one directory per shard) on `backend`, with the shard keys
+    /// of the member's key sets as published in the stream, checked as a
+    /// chain whose newest set the network document's operator key signed.
+    pub async fn open(
+        config: &JetStreamConfig,
+        follower: &str,
+        member: &ledger::network::Member,
+        dir: &std::path::Path,
+        backend: &ledger::store::Backend,
+        store_config: ledger::store::StoreConfig,
+    ) -> Result<MemberFollower, ShardError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind as Kind;
+        let js = connect(config).await?;
+        let stream = log_stream(&js, config).await?;
+        let message = match stream
+            .get_last_raw_message_by_subject(&config.keys_subject(&member.name))
+            .await
+        {
+            Ok(m) => m,
+            Err(e) if e.kind() == Kind::NoMessageFound => {
+                return Err(ShardError::Transport(format!(
+                    "member {} has published no key sets yet",
+                    member.name
+                )))
+            }
+            Err(e) => return Err(nats_error("reading the logs stream", e)),
+        };
+        let refused =
+            |why: String| ShardError::Config(format!("member {}'s key sets: {why}", member.name));
+        let chain = decode_chain(&message.payload).map_err(refused)?;
+        let newest = ledger::keyset::verify_chain(&chain, Some(&member.operator_key))
+            .map_err(|e| refused(e.to_string()))?;
+        if newest.set.operator_key != member.operator_key {
+            return Err(refused(
+                "the newest set is not signed by the operator key the network document names"
+                    .into(),
+            ));
+        }
+        let mut mirrors = Vec::new();
+        for shard in 0..member.shards {
+            let key = newest
+                .set
+                .shard_key(shard)
+                .ok_or_else(|| refused(format!("no key for shard {shard}")))?;
+            let mirror = crate::mirror::Mirror::open(
+                backend,
+                &dir.join(format!("shard-{shard:03}")),
+                (&member.name, shard),
+                key,
+                store_config.clone(),
+            )
+            .map_err(|e| ShardError::Config(e.to_string()))?;
+            mirrors.push(Arc::new(mirror));
+        }
+        let name = format!("mirror-{follower}-{}", member.name);
+        let consumer = stream
+            .get_or_create_consumer(
+                &name,
+                consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: config.member_log_subjects(&member.name),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    // One run at a time: a log's runs apply in order.
+                    max_ack_pending: 1,
+                    ack_wait: Duration::from_secs(30),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| nats_error("the mirror consumer", e))?;
+        Ok(MemberFollower {
+            member: member.name.clone(),
+            consumer,
+            mirrors,
+        })
+    }
+
+    /// The mirrors, by shard.
+    pub fn mirrors(&self) -> &[Arc<crate::mirror::Mirror>] {
+        &self.mirrors
+    }
+
+    /// Checks and keeps one message (on `subject`).
+    pub async fn take(
+        &self,
+        subject: &str,
+        payload: &[u8],
+    ) -> Result<crate::mirror::Applied, crate::mirror::MirrorError> {
+        let refused = |why: String| crate::mirror::MirrorError::Refused {
+            log: subject.to_string(),
+            low: 0,
+            high: 0,
+            why,
+        };
+        let mirror = subject
+            .rsplit('.')
+            .next()
+            .and_then(|s| s.parse::<usize>().ok())
+            .and_then(|s| self.mirrors.get(s))
+            .ok_or_else(|| refused(format!("member {} has no such shard", self.member)))?;
+        let run = crate::mirror::LogRun::from_bytes(payload)
+            .map_err(|e| refused(format!("does not decode: {e}")))?;
+        mirror.apply(&run).await
+    }
+
+    /// Follows until the task is dropped. A message is acknowledged once
+    /// kept, refused (named in the log) or past a fork; one that comes
+    /// early or could not be written comes again.
+    pub async fn run(self) {
+        use crate::mirror::{Applied, MirrorError};
+        loop {
+            let mut messages = match self
+                .consumer
+                .fetch()
+                .max_messages(16)
+                .expires(Duration::from_secs(1))
+                .messages()
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(error = %e, member = %self.member, "mirror fetch failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            while let Some(message) = messages.next().await {
+                let Ok(message) = message else { break };
+                let ack = match self.take(&message.subject, &message.payload).await {
+                    Ok(Applied::Kept(_)) => AckKind::Ack,
+                    Ok(Applied::Early { expected }) => {
+                        tracing::debug!(subject = %message.subject, expected, "a log run came early");
+                        AckKind::Nak(Some(Duration::from_millis(100)))
+                    }
+                    Ok(Applied::Forked(fork)) => {
+                        tracing::error!(
+                            subject = %message.subject,
+                            held_size = fork.held.head.size,
+                            conflicting_size = fork.conflicting.head.size,
+                            "FORK: the member signed two histories of this log; both heads are kept and the mirror follows it no further"
+                        );
+                        AckKind::Ack
+                    }
+                    Err(e @ (MirrorError::Refused { .. } | MirrorError::Stopped { .. })) => {
+                        tracing::error!(error = %e, "refused a log run");
+                        AckKind::Term
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not keep a log run; it comes again");
+                        AckKind::Nak(Some(Duration::from_millis(500)))
+                    }
+                };
+                if let Err(e) = message.ack_with(ack).await {
+                    tracing::debug!(error = %e, "acknowledging a log message");
+                }
+            }
+        }
+    }
+}

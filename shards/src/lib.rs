@@ -57,6 +57,7 @@ pub mod checkpoint;
 pub mod feed;
 pub mod jetstream;
 pub mod keyset;
+pub mod mirror;
 mod node;
 mod router;
 mod shard;

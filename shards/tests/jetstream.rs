@@ -1,7 +1,10 @@
 //! Receipts over NATS JetStream: a real three-server cluster (the machine's
 //! `nats-server`, on free loopback ports, a replicated stream), receipts
 //! committed exactly once and in order while a server is killed and
-//! restarted, and a forged message refused without stopping its channel.
+//! restarted, and a forged message refused without stopping its channel;
+//! a member's logs mirrored by another through the same (a server killed,
+//! the follower restarted), a forged log run refused and a rewritten
+//! history caught as a fork.
 
 mod common;
 
@@ -13,9 +16,12 @@ use std::time::{Duration, Instant};
 
 use common::{lot_on, node, transformation};
 use ledger::entry::Entry;
+use ledger::store::Store;
 use shards::jetstream::{
-    encode_run, own_keys, JetStreamConfig, JetStreamInbox, JetStreamTransport, Relaying, Taken,
+    encode_run, own_keys, JetStreamConfig, JetStreamInbox, JetStreamTransport, LogPublisher,
+    MemberFollower, Relaying, Taken,
 };
+use shards::mirror::{Applied, LogRun};
 use shards::{Node, ReceiptTransport};
 
 fn free_port() -> u16 {
@@ -297,4 +303,211 @@ async fn a_sender_restarting_learns_each_channel_from_the_stream() {
         inbox.take(&encode_run(&seventh)).await.unwrap(),
         Taken::Committed(1)
     );
+}
+
+/// acme's log publisher, once the cluster has taken the stream.
+async fn publisher(config: &JetStreamConfig, acme: &Arc<Node>) -> LogPublisher {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match LogPublisher::connect(config.clone(), "acme", Arc::clone(acme)).await {
+            Ok(p) => return p,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("waiting for the cluster: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("the cluster never took the stream: {e}"),
+        }
+    }
+}
+
+/// `node`'s member entry in a network document, as `name`.
+fn member(name: &str, node: &Node) -> ledger::network::Member {
+    ledger::network::Member {
+        name: name.into(),
+        operator_key: node.key_sets().last().unwrap().set.operator_key,
+        url: "http://127.0.0.1:1".into(),
+        prefixes: vec!["4012345".into()],
+        shards: node.shards().len() as u32,
+    }
+}
+
+/// Every entry of each shard of `node`, and each mirror of it, equal, with
+/// the mirror's head one of the shard's own.
+fn mirrored(node: &Node, follower: &MemberFollower) -> bool {
+    node.shards()
+        .iter()
+        .zip(follower.mirrors())
+        .all(|(shard, m)| {
+            let store = shard.store();
+            m.len() == store.len()
+                && m.head().is_some_and(|h| {
+                    h.head.size == store.len() && h.head.root == store.root(h.head.size).unwrap()
+                })
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_mirrors_another_members_logs_through_a_server_dying_and_its_own_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 3);
+    let config = config(&cluster);
+    let acme = Arc::new(node(&dir.path().join("acme"), 2));
+    let acme_member = member("acme", &acme);
+    let publisher = publisher(&config, &acme).await;
+    let publishing = tokio::spawn(publisher.run(Duration::from_millis(20)));
+    let mirrors = dir.path().join("bravo-mirrors").join("acme");
+    // Opening asks the cluster for the stream: retried while a server is
+    // away and the cluster elects.
+    let open = || async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match MemberFollower::open(
+                &config,
+                "bravo",
+                &acme_member,
+                &mirrors,
+                &ledger::store::Backend::Embedded,
+                ledger::store::StoreConfig::default(),
+            )
+            .await
+            {
+                Ok(f) => return f,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("opening the mirrors: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => panic!("the mirrors never opened: {e}"),
+            }
+        }
+    };
+    // A follower owns its mirrors' stores: they are looked at by stopping
+    // it and opening them again.
+    let mut following = tokio::spawn(open().await.run());
+    let lots: Vec<String> = (0..8)
+        .map(|i| format!("urn:epc:class:lgtin:4012345.012345.M{i}"))
+        .collect();
+    for i in 1..=60u64 {
+        let (inputs, out) = common::mixing(i, &lots);
+        acme.append(out, vec![transformation(i, &inputs, out)])
+            .await
+            .unwrap();
+        if i == 20 {
+            cluster.kill(0);
+        }
+        if i == 30 {
+            // The follower stops (its process dies) and starts again.
+            following.abort();
+            let _ = (&mut following).await;
+            let f = open().await;
+            following = tokio::spawn(f.run());
+        }
+        if i == 40 {
+            cluster.spawn(0);
+        }
+    }
+    // Caught up: stop the follower, then open its mirrors to look.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        following.abort();
+        let _ = (&mut following).await;
+        let f = open().await;
+        if mirrored(&acme, &f) {
+            // And the copies are the logs, entry by entry.
+            for (shard, m) in acme.shards().iter().zip(f.mirrors()) {
+                let store = shard.store();
+                assert_eq!(
+                    m.entries(0, m.len()).unwrap(),
+                    store.entries(0, store.len()).unwrap()
+                );
+                assert!(m.fork().is_none());
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "the mirrors never caught up");
+        following = tokio::spawn(f.run());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    publishing.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_log_run_is_refused_and_a_rewritten_history_is_caught_as_a_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(dir.path(), 3);
+    let config = config(&cluster);
+    let acme = Arc::new(node(&dir.path().join("acme"), 1));
+    let lot = lot_on(&acme, 0, "forge");
+    for i in 0..10 {
+        acme.append(&lot, vec![common::observe(i, &lot)])
+            .await
+            .unwrap();
+    }
+    let mut publisher = publisher(&config, &acme).await;
+    publisher.publish_once().await.unwrap();
+    let acme_member = member("acme", &acme);
+    let f = MemberFollower::open(
+        &config,
+        "bravo",
+        &acme_member,
+        &dir.path().join("mirrors"),
+        &ledger::store::Backend::Embedded,
+        ledger::store::StoreConfig::default(),
+    )
+    .await
+    .unwrap();
+    let store = acme.shard(0).unwrap().store();
+    let head = store.latest_head().unwrap();
+    let genuine = LogRun {
+        low: 0,
+        entries: store.entries(0, store.len()).unwrap(),
+        head,
+        proof: Vec::new(),
+    };
+    assert_eq!(
+        f.take("coldtrail.log.acme.0", &genuine.to_bytes())
+            .await
+            .unwrap(),
+        Applied::Kept(store.len())
+    );
+    // A stranger's run: an entry that is not acme's, under acme's head.
+    let mut forged = genuine.clone();
+    forged.entries[4] = common::observe(99, "urn:epc:class:lgtin:4012345.012345.FORGED").to_bytes();
+    let err = f
+        .take("coldtrail.log.acme.0", &forged.to_bytes())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("entry 4 differs"), "{err}");
+    assert!(f.take("coldtrail.log.acme.0", b"junk").await.is_err());
+    assert!(f
+        .take("coldtrail.log.acme.7", &genuine.to_bytes())
+        .await
+        .is_err());
+
+    // acme rewrites its log with its own key and signs the new history.
+    let shard_key =
+        ledger::keys::read_key_file(&dir.path().join("acme/keys/shard-000.key")).unwrap();
+    let rewritten = ledger::store::EmbeddedStore::open_or_create(
+        &dir.path().join("rewritten"),
+        shard_key,
+        ledger::store::StoreConfig::default(),
+    )
+    .unwrap();
+    let mut history = store.entries(0, store.len()).unwrap();
+    history[2] = common::observe(77, "urn:epc:class:lgtin:4012345.012345.REWRITTEN").to_bytes();
+    rewritten.submit(history).unwrap().await.unwrap();
+    let second = LogRun {
+        low: store.len(),
+        entries: Vec::new(),
+        head: rewritten.request_head().unwrap().await.unwrap(),
+        proof: Vec::new(),
+    };
+    let Applied::Forked(fork) = f
+        .take("coldtrail.log.acme.0", &second.to_bytes())
+        .await
+        .unwrap()
+    else {
+        panic!("a second history of the same size is a fork");
+    };
+    assert_eq!((fork.held, fork.conflicting), (head, second.head));
+    assert_eq!(f.mirrors()[0].fork().unwrap().conflicting, second.head);
 }

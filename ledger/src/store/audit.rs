@@ -30,7 +30,7 @@ use super::StoreError;
 use crate::entry::{kind_label, ENCODING_VERSION};
 use crate::hash::Digest;
 use crate::head::{log_id, SignedTreeHead};
-use crate::merkle::{Blake3Merkle, MerkleHasher};
+use crate::merkle::{Blake3Merkle, Frontier};
 
 /// Where and what the first problem is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,45 +354,6 @@ pub(crate) fn first_unverified(
     })
 }
 
-/// The tree folded as a compact range: perfect subtrees of decreasing size.
-#[derive(Default)]
-pub(super) struct Frontier {
-    nodes: Vec<(u32, Digest)>,
-    pub size: u64,
-}
-
-impl Frontier {
-    /// Adds a leaf; returns the 16-leaf subtree root it completes, if any.
-    pub fn push(&mut self, leaf: Digest) -> Option<Digest> {
-        self.size += 1;
-        let mut node = (0u32, leaf);
-        let mut chunk = None;
-        while let Some(&(level, left)) = self.nodes.last() {
-            if level != node.0 {
-                break;
-            }
-            self.nodes.pop();
-            node = (level + 1, Blake3Merkle::hash_children(&left, &node.1));
-            if node.0 == format::NODE_LEVEL {
-                chunk = Some(node.1);
-            }
-        }
-        self.nodes.push(node);
-        chunk
-    }
-
-    pub fn root(&self) -> Digest {
-        let mut it = self.nodes.iter().rev();
-        let Some(&(_, mut acc)) = it.next() else {
-            return Blake3Merkle::empty_root();
-        };
-        for (_, left) in it {
-            acc = Blake3Merkle::hash_children(left, &acc);
-        }
-        acc
-    }
-}
-
 struct Auditor<'a> {
     dir: &'a Path,
     key: VerifyingKey,
@@ -599,7 +560,7 @@ impl Auditor<'_> {
                         "segment is missing",
                     ));
                 }
-                let first = self.frontier.size;
+                let first = self.frontier.size();
                 let bytes = read.recv().expect("the reader sends every segment");
                 self.segment(n, i + 1 == segments.len(), bytes)?;
                 if i + 1 < segments.len() {
@@ -609,7 +570,7 @@ impl Auditor<'_> {
             }
             Ok(())
         })?;
-        let entries = self.frontier.size;
+        let entries = self.frontier.size();
         self.report.entries = entries;
         if !self.index_behind && self.index.read != self.index.len {
             // The index lists blocks the segments no longer hold: name the
@@ -812,10 +773,11 @@ impl Auditor<'_> {
                 "segment header names another log or number".into(),
             ));
         }
-        if header.first_index != self.frontier.size {
+        if header.first_index != self.frontier.size() {
             return Err(seg_problem(format!(
                 "segment starts at entry {}, expected {}",
-                header.first_index, self.frontier.size
+                header.first_index,
+                self.frontier.size()
             )));
         }
         self.progress.advance(SEGMENT_HEADER_LEN as u64);
@@ -863,7 +825,7 @@ impl Auditor<'_> {
         let mut stored_bytes = bytes.len();
         for (b, &(pos, parsed)) in pipe.frames.iter().enumerate() {
             let work = pipe.take(b, &mut self.raw);
-            let expect_first = self.frontier.size;
+            let expect_first = self.frontier.size();
             // A write that failed at the log's very end was never
             // acknowledged (nothing lists it, nothing valid follows it):
             // opening truncates it, as recovery does.
@@ -1030,7 +992,7 @@ impl Auditor<'_> {
                     );
                 }
             }
-            if let Some(chunk) = self.frontier.push(leaf) {
+            if let Some(chunk) = self.frontier.push_completing(leaf, format::NODE_LEVEL) {
                 let k = (index >> format::NODE_LEVEL) as usize;
                 let stored = if self.nodes_behind {
                     None
@@ -1088,7 +1050,7 @@ impl Auditor<'_> {
     /// A sealed segment's ids file must hold exactly its entries' ids, sorted.
     fn sealed_ids(&mut self, n: u64, first: u64) -> Check {
         let name = format::ids_name(n);
-        let count = self.frontier.size - first;
+        let count = self.frontier.size() - first;
         if self.leaves_behind {
             // Checked against the stored leaf hashes, which opening rebuilds first.
             return Ok(());

@@ -15,7 +15,8 @@ use super::{db_error, decode_body, Database, RUN};
 use crate::entry::{entry_id, kind_label, ENCODING_VERSION};
 use crate::hash::Digest;
 use crate::head::{log_id, SignedTreeHead};
-use crate::store::audit::Frontier;
+use crate::merkle::Frontier;
+use crate::store::format;
 use crate::store::{AuditProgress, StoreError};
 
 /// The first row that does not match.
@@ -173,12 +174,12 @@ async fn audit_rows(
     report.latest_head = heads.last().map(|(_, h)| *h);
     let roots = read_roots(tx, name, log).await?;
     let frontier = fold_entries(tx, name, log, &heads, &roots, report, progress).await?;
-    if roots.len() as u64 > frontier.size / RUN {
-        let row = format!("(log {name}, run {})", frontier.size / RUN);
+    if roots.len() as u64 > frontier.size() / RUN {
+        let row = format!("(log {name}, run {})", frontier.size() / RUN);
         let what = "a subtree root for entries the log does not have: rows were deleted";
         return Err(problem("coldtrail_nodes", row, None, what).into());
     }
-    report.unsigned = frontier.size - report.latest_head.map_or(0, |h| h.head.size);
+    report.unsigned = frontier.size() - report.latest_head.map_or(0, |h| h.head.size);
     Ok(())
 }
 
@@ -316,9 +317,9 @@ async fn fold_entries(
         for r in &page {
             let body: &[u8] = r.get(3);
             pending_bytes += body.len() as u64;
-            let leaf = check_entry(name, r, frontier.size, report)?;
-            if let Some(run_root) = frontier.push(leaf) {
-                check_run(name, roots, frontier.size - 1, run_root)?;
+            let leaf = check_entry(name, r, frontier.size(), report)?;
+            if let Some(run_root) = frontier.push_completing(leaf, format::NODE_LEVEL) {
+                check_run(name, roots, frontier.size() - 1, run_root)?;
             }
             next_head = check_heads_at(name, heads, next_head, &frontier)?;
             if pending_bytes >= 1 << 20 {
@@ -328,17 +329,17 @@ async fn fold_entries(
         }
     }
     let _ = progress.send(pending_bytes);
-    report.entries = frontier.size;
+    report.entries = frontier.size();
     if let Some((seq, h)) = heads.get(next_head) {
         let row = format!("(log {name}, seq {seq})");
         let what = format!(
             "a signed head commits to {} entries but the log has {}: acknowledged rows were deleted",
-            h.head.size, frontier.size
+            h.head.size, frontier.size()
         );
         return Err(problem(
             "coldtrail_heads",
             row,
-            Some((frontier.size, h.head.size)),
+            Some((frontier.size(), h.head.size)),
             what,
         )
         .into());
@@ -406,11 +407,11 @@ fn check_heads_at(
 ) -> Result<usize, PgProblem> {
     while let Some((seq, h)) = heads
         .get(next)
-        .filter(|(_, h)| h.head.size == frontier.size)
+        .filter(|(_, h)| h.head.size == frontier.size())
     {
         if h.head.root != frontier.root() {
             let row = format!("(log {name}, seq {seq})");
-            if frontier.size == 0 {
+            if frontier.size() == 0 {
                 let what = "the empty tree's root does not match";
                 return Err(problem("coldtrail_heads", row, None, what));
             }
