@@ -29,6 +29,16 @@ const QUERY: &str = "query($lot: String!, $from: DateTime!, $to: DateTime!) {
   }
 }";
 
+/// The same without the trace (traces cross organisations: investigators
+/// only), which a partner may ask about its own lot: the checked run.
+fn partner_query() -> String {
+    QUERY
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("trace("))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs `per_client` requests from each of 16 threads; latencies, requests
 /// per second, and what `check` returned summed (storage reads).
 fn load(
@@ -83,6 +93,8 @@ pub struct Served {
     pub base: String,
     /// An investigator's token.
     pub token: String,
+    /// A partner's token for each organisation of the world, by its index.
+    pub partner_tokens: Vec<String>,
     /// The world's first day, Unix ms.
     pub start: i64,
     handle: actix_web::dev::ServerHandle,
@@ -103,8 +115,14 @@ impl Served {
         let t = Instant::now();
         let node = crate::cmd::serve::open_node(dir, Some(2))?;
         crate::cmd::demo::write_rules(dir, &world)?;
-        let (token, _) = api::TokenStore::new(dir, ledger::clock::system())
-            .issue("urn:epc:id:sgln:0614141.00099.0", api::Role::Investigator)?;
+        let tokens = api::TokenStore::new(dir, ledger::clock::system());
+        let (token, _) =
+            tokens.issue("urn:epc:id:sgln:0614141.00099.0", api::Role::Investigator)?;
+        let partner_tokens = world
+            .orgs
+            .iter()
+            .map(|o| Ok(tokens.issue(&o.id, api::Role::Partner)?.0))
+            .collect::<Result<Vec<_>>>()?;
         let rt = tokio::runtime::Runtime::new()?;
         rt.block_on(fixtures::load::into_node(&node, &world, 720))
             .map_err(anyhow::Error::msg)
@@ -145,6 +163,7 @@ impl Served {
             world,
             base: format!("http://{addr}"),
             token,
+            partner_tokens,
             start,
             handle,
             server,
@@ -177,12 +196,19 @@ pub fn run(root: &std::path::Path, scale: fixtures::Scale, per_client: usize) ->
     };
     let (from, to) = (month(start), month(start + 30 * DAY));
 
-    let graphql = |agent: &ureq::Agent, lot: &str| -> Result<u64> {
+    // Each lot's maker, whose partner token asks for it in the checked run.
+    let maker: std::collections::HashMap<&str, &str> = world
+        .lots
+        .iter()
+        .map(|l| (l.id.as_str(), served.partner_tokens[l.origin].as_str()))
+        .collect();
+    let own = partner_query();
+    let ask_as = |agent: &ureq::Agent, lot: &str, query: &str, token: &str| -> Result<u64> {
         let mut r = agent
             .post(format!("{base}/graphql"))
             .header("Authorization", format!("Bearer {token}"))
             .send_json(serde_json::json!({
-                "query": QUERY,
+                "query": query,
                 "variables": {"lot": lot, "from": from, "to": to},
             }))?;
         let j: serde_json::Value = r.body_mut().read_json()?;
@@ -191,6 +217,9 @@ pub fn run(root: &std::path::Path, scale: fixtures::Scale, per_client: usize) ->
             .as_u64()
             .unwrap_or(0))
     };
+    let graphql = |agent: &ureq::Agent, lot: &str| ask_as(agent, lot, QUERY, token);
+    let own_unchecked = |agent: &ureq::Agent, lot: &str| ask_as(agent, lot, &own, token);
+    let own_as_maker = |agent: &ureq::Agent, lot: &str| ask_as(agent, lot, &own, maker[lot]);
     let rest = |agent: &ureq::Agent, lot: &str| -> Result<u64> {
         let r = agent
             .get(format!("{base}/v1/trace"))
@@ -204,6 +233,14 @@ pub fn run(root: &std::path::Path, scale: fixtures::Scale, per_client: usize) ->
     load(&lots, lots.len().div_ceil(CLIENTS), graphql)?;
     let (g, g_rate, reads) = load(&lots, per_client, graphql)?;
     let (b, b_rate, _) = load(&lots, per_client, rest)?;
+    // The access check's cost: the lot's own query asked by its maker (every
+    // field checked against the visibility model) and by the investigator
+    // (a role comparison), rounds interleaved.
+    let (mut p, mut u) = (hist(), hist());
+    for _ in 0..4 {
+        p.add(&load(&lots, per_client.div_ceil(4), own_as_maker)?.0)?;
+        u.add(&load(&lots, per_client.div_ceil(4), own_unchecked)?.0)?;
+    }
     let queries = (CLIENTS * per_client) as f64;
     row(
         "investigator query, 16 clients",
@@ -214,6 +251,16 @@ pub fn run(root: &std::path::Path, scale: fixtures::Scale, per_client: usize) ->
         "investigator query throughput",
         format!("{g_rate:.0} queries/s"),
         format!("REST /v1/trace: {b_rate:.0}/s ({:.2}×)", g_rate / b_rate),
+    );
+    let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64;
+    row(
+        "a lot's own query (no trace) as its maker, 16 clients",
+        ms(&p),
+        format!(
+            "as the investigator: {} ({:+.1} % at p99; the partner's every field is checked)",
+            ms(&u),
+            (p99(&p) / p99(&u) - 1.0) * 100.0
+        ),
     );
     row(
         "storage reads per query (warm)",

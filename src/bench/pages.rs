@@ -23,6 +23,8 @@ struct Figures {
     server: Histogram<u64>,
     bytes: u64,
     max_bytes: u64,
+    /// Proof links on the pages, each carrying its entry's grant.
+    grants: u64,
     sent: u64,
     elapsed: Duration,
 }
@@ -34,6 +36,7 @@ impl Figures {
             server: hist(),
             bytes: 0,
             max_bytes: 0,
+            grants: 0,
             sent: 0,
             elapsed,
         }
@@ -82,6 +85,7 @@ fn open_loop(base: &str, paths: &[String], rate: u32, seconds: u32) -> Result<Fi
                             f.server.record(((ms * 1e3) as u64).max(1))?;
                         }
                         f.bytes += body.len() as u64;
+                        f.grants += grants_on(&body);
                         f.max_bytes = f.max_bytes.max(body.len() as u64);
                         f.sent += 1;
                     }
@@ -101,19 +105,56 @@ fn open_loop(base: &str, paths: &[String], rate: u32, seconds: u32) -> Result<Fi
         all.server.add(&f.server)?;
         all.bytes += f.bytes;
         all.max_bytes = all.max_bytes.max(f.max_bytes);
+        all.grants += f.grants;
         all.sent += f.sent;
     }
     Ok(all)
 }
 
+/// How many entry grants a page hands out (one per proof link).
+fn grants_on(body: &[u8]) -> u64 {
+    let needle = b"data-grant=";
+    body.windows(needle.len()).filter(|w| w == needle).count() as u64
+}
+
+/// The access check's own work for one page, in the same process: whether
+/// the brand owner discloses the product (`Catalogue::discloses`) and a
+/// grant for each proof link (`Grant::for_entry`), timed over `pages`
+/// pages with the mean number of grants per page; µs per page. Without the
+/// check a page would name the same entries unkeyed and render the same.
+fn check_cost_per_page(
+    catalogue: &web::catalogue::Catalogue,
+    gtins: &[String],
+    grants_per_page: f64,
+) -> f64 {
+    let grant = readstate::access::Grant::new([7; 32]);
+    let pages = 200_000u64;
+    let t = Instant::now();
+    let mut kept = 0usize;
+    let mut owed = 0.0;
+    for i in 0..pages {
+        kept += catalogue.discloses(&gtins[i as usize % gtins.len()]) as usize;
+        owed += grants_per_page;
+        while owed >= 1.0 {
+            owed -= 1.0;
+            kept += grant.for_entry((i % 2) as u32, i).len();
+        }
+    }
+    std::hint::black_box(kept);
+    t.elapsed().as_secs_f64() * 1e6 / pages as f64
+}
+
 pub fn run(root: &std::path::Path, scale: fixtures::Scale, rate: u32, seconds: u32) -> Result<()> {
     let served = Served::start(&root.join("pages"), scale, "pages")?;
-    let paths: Vec<String> = served
+    let links: Vec<gs1::DigitalLink> = served
         .world
         .lots
         .iter()
         .filter_map(|l| gs1::from_epc_urn(&l.id).ok().flatten())
-        // The page itself, where the resolver's default link redirects.
+        .collect();
+    // The page itself, where the resolver's default link redirects.
+    let paths: Vec<String> = links
+        .iter()
         .map(|link| format!("{}{}", ::web::consumer::PAGE_PREFIX, link.path()))
         .collect();
     anyhow::ensure!(
@@ -167,6 +208,22 @@ pub fn run(root: &std::path::Path, scale: fixtures::Scale, rate: u32, seconds: u
         format!(
             "verifier scripts {:.1} KiB once, cached",
             web::assets::script_bytes() as f64 / 1024.0
+        ),
+    );
+    let catalogue = web::catalogue::Catalogue::load(&root.join("pages"))?;
+    let gtins: Vec<String> = links
+        .iter()
+        .filter_map(|l| l.gtin().map(str::to_string))
+        .collect();
+    let per_page = pages.grants as f64 / pages.sent.max(1) as f64;
+    let check_us = check_cost_per_page(&catalogue, &gtins, per_page);
+    let p99_us = pages.server.value_at_quantile(0.99) as f64;
+    row(
+        "consumer page: the access check's own work",
+        format!("{check_us:.2} µs a page"),
+        format!(
+            "disclosure lookup and {per_page:.1} entry grants a page; {:.2} % of the page's server time at p99",
+            check_us / p99_us * 100.0
         ),
     );
     served.stop()
