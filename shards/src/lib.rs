@@ -49,6 +49,11 @@
 //!   them from the store (no per-consumer buffer); `commit(batch, state)` replaces the
 //!   consumer's cursor file (cursors plus the consumer's own state) atomically and durably,
 //!   which makes delivery exactly-once for a consumer that keeps its state there.
+//! - **Mirrors.** In a network, each member publishes its shards' logs (`jetstream::LogPublisher`:
+//!   runs of entries, each under one of the shard's signed heads with the consistency proof from
+//!   the run's end) and follows every other member's into mirrors (`jetstream::MemberFollower`,
+//!   `mirror::Mirror`), which check each run before keeping it and catch a member that signs two
+//!   histories. Not yet wired into `serve`, nor read by the read side.
 //! - **History.** `Node::history(subject)` walks the subject's home shard's entries about it,
 //!   following each `ReceiptIn` to the entry it points at on the sender's shard; every item
 //!   carries its inclusion proof and signed head.
