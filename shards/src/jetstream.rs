@@ -259,6 +259,27 @@ impl ReceiptTransport for JetStreamTransport {
     }
 }
 
+/// The next batch of up to 16 messages of a pull consumer (an inbox's or
+/// a mirror's), waiting up to a second for them; a failed fetch (NATS
+/// away) is retried until one succeeds.
+async fn fetch(consumer: &consumer::Consumer<consumer::pull::Config>) -> consumer::pull::Batch {
+    loop {
+        match consumer
+            .fetch()
+            .max_messages(16)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+        {
+            Ok(m) => return m,
+            Err(e) => {
+                tracing::debug!(error = %e, "fetching from a JetStream consumer failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 /// What the inbox did with one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Taken {
@@ -334,23 +355,8 @@ impl JetStreamInbox {
     /// failure to commit leaves it to come again.
     pub async fn run(self) {
         loop {
-            let mut messages = match self
-                .consumer
-                .fetch()
-                .max_messages(16)
-                .expires(Duration::from_secs(1))
-                .messages()
-                .await
-            {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::debug!(error = %e, shard = self.shard.id(), "inbox fetch failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            while let Some(message) = messages.next().await {
-                let Ok(message) = message else { break };
+            let mut messages = fetch(&self.consumer).await;
+            while let Some(Ok(message)) = messages.next().await {
                 let ack = match self.take(&message.payload).await {
                     Ok(Taken::Committed(_)) => AckKind::Ack,
                     Ok(Taken::Early) => AckKind::Nak(Some(Duration::from_millis(100))),
@@ -792,23 +798,8 @@ impl MemberFollower {
     pub async fn run(self) {
         use crate::mirror::{Applied, MirrorError};
         loop {
-            let mut messages = match self
-                .consumer
-                .fetch()
-                .max_messages(16)
-                .expires(Duration::from_secs(1))
-                .messages()
-                .await
-            {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::debug!(error = %e, member = %self.member, "mirror fetch failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            while let Some(message) = messages.next().await {
-                let Ok(message) = message else { break };
+            let mut messages = fetch(&self.consumer).await;
+            while let Some(Ok(message)) = messages.next().await {
                 let ack = match self.take(&message.subject, &message.payload).await {
                     Ok(Applied::Kept(_)) => AckKind::Ack,
                     Ok(Applied::Early { expected }) => {
