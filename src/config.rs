@@ -36,6 +36,33 @@ pub struct Config {
     pub store: StoreSettings,
     pub witnesses: WitnessSettings,
     pub receipts: ReceiptSettings,
+    pub network: NetworkSettings,
+}
+
+/// The node as a member of a network (`[network]` in the TOML file): the
+/// network file (`coldtrail network`) and which of its members this node
+/// is. The node then publishes its logs over the NATS JetStream that
+/// `[receipts] nats` names, and keeps a verified mirror of every other
+/// member's. Unset: a node on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// The network file; its newest adopted version is the membership.
+    pub file: Option<PathBuf>,
+    /// This node's member name in it.
+    pub member: Option<String>,
+    /// How often the node publishes its logs' new entries and heads, ms.
+    pub publish_interval_ms: u64,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            file: None,
+            member: None,
+            publish_interval_ms: 200,
+        }
+    }
 }
 
 /// How receipts travel between shards: in-process (the default), or over
@@ -75,6 +102,7 @@ impl ReceiptSettings {
                 stream: self.stream.clone(),
                 prefix: self.prefix.clone(),
                 replicas: self.replicas,
+                member: None,
             })
     }
 }
@@ -180,6 +208,7 @@ impl Default for Config {
             store: StoreSettings::default(),
             witnesses: WitnessSettings::default(),
             receipts: ReceiptSettings::default(),
+            network: NetworkSettings::default(),
         }
     }
 }
@@ -230,12 +259,14 @@ impl Default for StoreSettings {
 
 /// Settings that may be absent from a serialised config (`None`), so they
 /// cannot be discovered from the defaults' keys.
-const OPTIONAL: [&[&str]; 5] = [
+const OPTIONAL: [&[&str]; 7] = [
     &["data_dir"],
     &["public_url"],
     &["shards"],
     &["store", "url"],
     &["receipts", "nats"],
+    &["network", "file"],
+    &["network", "member"],
 ];
 
 impl Config {
@@ -306,6 +337,17 @@ impl Config {
         {
             bail!("receipts.stream must be a JetStream stream name (no '.', ' ', '*' or '>') and receipts.prefix a subject token");
         }
+        match (&self.network.file, &self.network.member) {
+            (None, None) => {}
+            (Some(_), Some(_)) if self.receipts.nats.is_none() => bail!(
+                "network: a member publishes and follows logs over NATS JetStream; name its servers in receipts.nats"
+            ),
+            (Some(_), Some(m)) if m.is_empty() => bail!("network.member must name a member"),
+            (Some(_), Some(_)) => {}
+            _ => bail!(
+                "network.file and network.member go together: the network file, and which of its members this node is"
+            ),
+        }
         if self.store.queue_depth == 0
             || self.store.max_block_entries == 0
             || self.store.max_block_bytes == 0
@@ -313,6 +355,27 @@ impl Config {
             bail!("store.queue_depth, store.max_block_entries and store.max_block_bytes must be at least 1");
         }
         Ok(())
+    }
+
+    /// How `serve`'s receipts travel between its shards: `None` in-process.
+    /// A member's channels carry its name (members share the stream).
+    pub fn receipts_jetstream(&self) -> Option<shards::jetstream::JetStreamConfig> {
+        let mut js = self.receipts.jetstream()?;
+        if self.network.file.is_some() {
+            js.member = self.network.member.clone();
+        }
+        Some(js)
+    }
+
+    /// What `serve` does as a member of a network: `None` on its own.
+    pub fn networking(&self) -> Option<crate::networking::Networking> {
+        let (file, member) = (self.network.file.clone()?, self.network.member.clone()?);
+        Some(crate::networking::Networking {
+            file,
+            member,
+            jetstream: self.receipts.jetstream()?,
+            every: Duration::from_millis(self.network.publish_interval_ms.max(10)),
+        })
     }
 
     /// The settings as TOML, as a config file would hold them.
@@ -545,6 +608,34 @@ mod tests {
     }
 
     #[test]
+    fn a_member_of_a_network_is_named_with_its_file_and_publishes_over_jetstream() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert!(c.networking().is_none(), "on its own by default");
+        let c = Config::load(
+            None,
+            env(&[
+                ("COLDTRAIL_RECEIPTS_NATS", "nats://127.0.0.1:4222"),
+                ("COLDTRAIL_NETWORK_FILE", "/etc/coldtrail/network.json"),
+                ("COLDTRAIL_NETWORK_MEMBER", "acme"),
+                ("COLDTRAIL_NETWORK_PUBLISH_INTERVAL_MS", "50"),
+            ]),
+        )
+        .unwrap();
+        let n = c.networking().expect("a member");
+        assert_eq!(
+            (n.member.as_str(), n.file.as_path()),
+            ("acme", Path::new("/etc/coldtrail/network.json"))
+        );
+        assert_eq!(n.jetstream.servers, "nats://127.0.0.1:4222");
+        assert_eq!(n.every, Duration::from_millis(50));
+        assert_eq!(
+            c.receipts_jetstream().and_then(|j| j.member).as_deref(),
+            Some("acme"),
+            "a member's receipts are its own"
+        );
+    }
+
+    #[test]
     fn mistakes_are_refused_naming_the_setting() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
@@ -555,6 +646,11 @@ mod tests {
             ("[graphql]\nmax_page = 0\n", "max_page"),
             ("[receipts]\nreplicas = 0\n", "receipts.replicas"),
             ("[receipts]\nstream = \"a.b\"\n", "receipts.stream"),
+            ("[network]\nmember = \"a\"\n", "go together"),
+            (
+                "[network]\nmember = \"a\"\nfile = \"n.json\"\n",
+                "receipts.nats",
+            ),
             ("listen = \"a\"\n[[", "TOML"),
         ] {
             std::fs::write(&file, text).unwrap();

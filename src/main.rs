@@ -4,6 +4,7 @@ mod bench;
 mod cmd;
 mod config;
 mod logs;
+mod networking;
 mod ops;
 mod witnessing;
 

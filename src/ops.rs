@@ -134,6 +134,21 @@ fn describe() {
         Unit::Count,
         "Committed entries a consumer of the ledger has not yet taken in (rules: not yet judged)"
     );
+    describe_gauge!(
+        G.mirrored,
+        Unit::Count,
+        "Entries of another member's log this node holds, verified, by member and shard"
+    );
+    describe_gauge!(
+        G.mirror_head,
+        Unit::Count,
+        "Size of the newest signed head of another member's log this node verified, by member and shard"
+    );
+    describe_gauge!(
+        G.mirror_fork,
+        Unit::Count,
+        "1 once a member signed two contradicting histories of this log (both heads kept), by member and shard"
+    );
 }
 
 /// Gauges set when `/metrics` is scraped (from state read then).
@@ -142,6 +157,9 @@ struct Gauges {
     queued: &'static str,
     receipts: &'static str,
     lag: &'static str,
+    mirrored: &'static str,
+    mirror_head: &'static str,
+    mirror_fork: &'static str,
 }
 
 const GAUGES: Gauges = Gauges {
@@ -149,6 +167,9 @@ const GAUGES: Gauges = Gauges {
     queued: "coldtrail_store_queue_depth",
     receipts: "coldtrail_receipts_pending",
     lag: "coldtrail_feed_lag_entries",
+    mirrored: "coldtrail_mirror_entries",
+    mirror_head: "coldtrail_mirror_head_size",
+    mirror_fork: "coldtrail_mirror_fork",
 };
 
 /// What readiness and the scrape-time gauges read.
@@ -160,6 +181,8 @@ pub struct Running {
     pub lineage: Arc<RwLock<analytics::lineage::Lineage>>,
     /// A witness's sign that the log is not the one it cosigned.
     pub witness_alarm: crate::witnessing::Alarm,
+    /// The other members' logs the node mirrors (none on its own).
+    pub followed: crate::networking::Followed,
 }
 
 /// Entries committed on each shard that `positions` has not reached, summed.
@@ -222,6 +245,9 @@ impl Running {
                 detail: why,
             });
         }
+        if let Some(check) = self.mirrors_check() {
+            checks.push(check);
+        }
         if let Some(why) = self.rules.failed() {
             checks.push(Check {
                 name: "rules",
@@ -244,6 +270,58 @@ impl Running {
         checks
     }
 
+    /// The mirrors of the other members' logs, as one check (none for a node
+    /// on its own). A member not followed yet (not up, NATS away) leaves the
+    /// node ready; a fork does not: the network's history then holds two
+    /// signed versions of one log, and the answers the node gives from it
+    /// are in doubt until an operator looks.
+    fn mirrors_check(&self) -> Option<Check> {
+        use crate::networking::Following;
+        let members = self.followed.members();
+        if members.is_empty() {
+            return None;
+        }
+        let mut forks = Vec::new();
+        let mut waiting = Vec::new();
+        let (mut logs, mut entries) = (0, 0);
+        for (member, following) in &members {
+            match following {
+                Following::Waiting(why) => waiting.push(format!("{member} ({why})")),
+                Following::Mirrors(mirrors) => {
+                    for m in mirrors {
+                        logs += 1;
+                        entries += m.len();
+                        if let Some(fork) = m.fork() {
+                            forks.push(format!(
+                                "FORK in {}: its key signed heads of sizes {} and {} that contradict each other (both kept)",
+                                m.name(),
+                                fork.held.head.size,
+                                fork.conflicting.head.size
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let mut detail = format!(
+            "{} of {} members followed: {logs} logs, {entries} entries mirrored",
+            members.len() - waiting.len(),
+            members.len()
+        );
+        if !waiting.is_empty() {
+            detail.push_str(&format!("; not yet: {}", waiting.join(", ")));
+        }
+        for f in &forks {
+            detail.push_str("; ");
+            detail.push_str(f);
+        }
+        Some(Check {
+            name: "mirrors",
+            ok: forks.is_empty(),
+            detail,
+        })
+    }
+
     /// Sets the gauges read at scrape time.
     fn set_gauges(&self) {
         for shard in self.node.shards() {
@@ -254,6 +332,22 @@ impl Running {
         metrics::gauge!(GAUGES.receipts).set(self.node.pending_receipts() as f64);
         for (consumer, behind) in self.lags() {
             metrics::gauge!(GAUGES.lag, "consumer" => consumer).set(behind as f64);
+        }
+        for (member, following) in self.followed.members() {
+            let crate::networking::Following::Mirrors(mirrors) = following else {
+                continue;
+            };
+            for (shard, m) in mirrors.iter().enumerate() {
+                let labels = [("member", member.clone()), ("shard", shard.to_string())];
+                metrics::gauge!(GAUGES.mirrored, &labels).set(m.len() as f64);
+                metrics::gauge!(GAUGES.mirror_head, &labels)
+                    .set(m.head().map_or(0, |h| h.head.size) as f64);
+                metrics::gauge!(GAUGES.mirror_fork, &labels).set(if m.fork().is_some() {
+                    1.0
+                } else {
+                    0.0
+                });
+            }
         }
     }
 }

@@ -46,22 +46,35 @@ pub struct Witnessing {
     pub quorum: u32,
 }
 
-impl Witnessing {
-    /// The witness policy the node publishes, checked.
-    pub fn policy(&self) -> anyhow::Result<WitnessPolicy> {
-        let witnesses = self
-            .peers
-            .iter()
-            .map(|p| {
-                Ok(WitnessKey {
-                    name: p.name.clone(),
-                    public_key: p.public_key().map_err(anyhow::Error::msg)?.to_bytes(),
-                })
-            })
-            .collect::<anyhow::Result<_>>()?;
-        WitnessPolicy::new(self.quorum, witnesses)
-            .map_err(|e| anyhow::anyhow!("the witnesses configured: {e}"))
+/// The witness policy the node publishes, checked: the configured
+/// witnesses (their quorum) and its fellow network members, whose mirrors
+/// vouch for its heads (with no witness configured, a majority of the
+/// members); `None` with neither.
+pub fn policy(
+    configured: Option<&Witnessing>,
+    members: Vec<(String, VerifyingKey)>,
+) -> anyhow::Result<Option<WitnessPolicy>> {
+    let mut witnesses = Vec::new();
+    for p in configured.map_or(&[][..], |w| &w.peers) {
+        witnesses.push(WitnessKey {
+            name: p.name.clone(),
+            public_key: p.public_key().map_err(anyhow::Error::msg)?.to_bytes(),
+        });
     }
+    let quorum = match configured {
+        Some(w) => w.quorum,
+        None => members.len() as u32 / 2 + 1,
+    };
+    witnesses.extend(members.into_iter().map(|(name, key)| WitnessKey {
+        name,
+        public_key: key.to_bytes(),
+    }));
+    if witnesses.is_empty() {
+        return Ok(None);
+    }
+    WitnessPolicy::new(quorum, witnesses)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("the witnesses configured: {e}"))
 }
 
 /// Starts asking the witnesses until `stop` is set.

@@ -45,6 +45,7 @@ pub fn kind_label(kind: u8) -> Option<&'static str> {
         KIND_VERDICT => "verdict",
         KIND_CHECKPOINT => "checkpoint",
         KIND_RECALL => "recall",
+        KIND_NETWORK => "network",
         _ => return None,
     })
 }
@@ -85,6 +86,29 @@ pub enum Entry {
     Checkpoint(SignedTreeHead),
     /// A recall opened, widened or closed by an investigator.
     Recall(RecallChange),
+    /// What the node saw of the network it is a member of.
+    Network(NetworkRecord),
+}
+
+/// What a member node records of its network on its own log: each version
+/// of the network document it follows, and each fork it caught in another
+/// member's log. Neither carries a time of its own (the log's heads date
+/// them), so one version or one fork has one encoding and is recorded once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkRecord {
+    /// The node follows this version of the network document (checked as
+    /// a chain from version 1), its votes as it holds them.
+    Adopted(crate::network::SignedNetworkDoc),
+    /// The node's mirror of `member`'s log `shard` holds two heads that
+    /// log's key signed and that cannot both be true: the evidence.
+    Fork {
+        member: String,
+        shard: u32,
+        /// The head the mirror held.
+        held: SignedTreeHead,
+        /// The head that contradicts it.
+        conflicting: SignedTreeHead,
+    },
 }
 
 /// A change to a recall. A recall is named by the id of the entry that opened
@@ -465,6 +489,9 @@ const KIND_RECEIPT_IN: u8 = 4;
 const KIND_VERDICT: u8 = 5;
 const KIND_CHECKPOINT: u8 = 6;
 const KIND_RECALL: u8 = 7;
+const KIND_NETWORK: u8 = 8;
+/// How many entry kinds there are: their tags are `0..KINDS`.
+pub const KINDS: u8 = 9;
 
 fn id(r: &mut Reader<'_>, what: &'static str) -> Result<String, DecodeError> {
     let s = r.string(what)?;
@@ -623,6 +650,7 @@ impl Entry {
             Entry::Verdict(_) => KIND_VERDICT,
             Entry::Checkpoint(_) => KIND_CHECKPOINT,
             Entry::Recall(_) => KIND_RECALL,
+            Entry::Network(_) => KIND_NETWORK,
         }
     }
 
@@ -758,6 +786,22 @@ impl Entry {
                 h.encode(w);
             }
             Entry::Recall(c) => encode_recall(w, c),
+            Entry::Network(NetworkRecord::Adopted(doc)) => {
+                w.u8(0);
+                w.bytes(&doc.to_bytes());
+            }
+            Entry::Network(NetworkRecord::Fork {
+                member,
+                shard,
+                held,
+                conflicting,
+            }) => {
+                w.u8(1);
+                w.str(member);
+                w.varint(u64::from(*shard));
+                held.encode(w);
+                conflicting.encode(w);
+            }
         }
     }
 
@@ -791,7 +835,8 @@ impl Entry {
                     org, location, to, ..
                 } => vec![org.as_str(), location.as_str(), to.as_str()],
             },
-            Entry::ReceiptOut(_) | Entry::Checkpoint(_) => Vec::new(),
+            // The network's records are about no subject: they are the log's own.
+            Entry::ReceiptOut(_) | Entry::Checkpoint(_) | Entry::Network(_) => Vec::new(),
             Entry::ReceiptIn(d) => vec![d.receipt.subject.as_str()],
             // A recall is about every lot it names: each lot's history shows it.
             Entry::Recall(RecallChange::Opened { lot, affected, .. }) => {
@@ -945,6 +990,23 @@ impl Entry {
             }),
             KIND_CHECKPOINT => Entry::Checkpoint(SignedTreeHead::decode(&mut r)?),
             KIND_RECALL => Entry::Recall(decode_recall(&mut r)?),
+            KIND_NETWORK => Entry::Network(match r.u8("network record")? {
+                0 => NetworkRecord::Adopted(crate::network::SignedNetworkDoc::from_bytes(
+                    r.bytes("network document")?,
+                )?),
+                1 => NetworkRecord::Fork {
+                    member: id(&mut r, "forked member")?,
+                    shard: r.varint_as("forked shard")?,
+                    held: SignedTreeHead::decode(&mut r)?,
+                    conflicting: SignedTreeHead::decode(&mut r)?,
+                },
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "network record",
+                        tag: u64::from(tag),
+                    })
+                }
+            }),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "entry kind",
@@ -1203,7 +1265,51 @@ mod tests {
                         },
                     })
                 }),
+            (
+                any::<bool>(),
+                "[a-z0-9-]{1,20}",
+                any::<u32>(),
+                arb_head(),
+                arb_head(),
+                any::<[u8; 32]>(),
+                any::<i64>(),
+            )
+                .prop_map(|(fork, member, shard, held, conflicting, key, at_ms)| {
+                    Entry::Network(if fork {
+                        NetworkRecord::Fork {
+                            member,
+                            shard,
+                            held,
+                            conflicting,
+                        }
+                    } else {
+                        let mut signature = [0u8; 64];
+                        signature[..32].copy_from_slice(&key);
+                        NetworkRecord::Adopted(crate::network::SignedNetworkDoc {
+                            doc: crate::network::NetworkDoc {
+                                network: "cold-chain".into(),
+                                version: u64::from(shard) + 1,
+                                previous: (shard > 0).then_some(held.head.root),
+                                issued_at_ms: at_ms,
+                                members: vec![crate::network::Member {
+                                    name: member.clone(),
+                                    operator_key: key,
+                                    url: "https://node.example".into(),
+                                    prefixes: vec!["0614141".into()],
+                                    shards: shard % 64 + 1,
+                                }],
+                            },
+                            votes: vec![crate::network::Vote { member, signature }],
+                        })
+                    })
+                }),
         ]
+    }
+
+    #[test]
+    fn every_tag_below_kinds_is_a_kind_and_none_above() {
+        assert!((0..KINDS).all(|k| kind_label(k).is_some()));
+        assert!((KINDS..=u8::MAX).all(|k| kind_label(k).is_none()));
     }
 
     proptest! {

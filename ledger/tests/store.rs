@@ -353,3 +353,26 @@ fn a_log_in_an_earlier_format_is_refused_saying_so() {
     let report = common::audit(dir.path());
     assert!(report.problem.unwrap().what.contains("store format 1"));
 }
+
+#[test]
+fn the_audit_counts_entries_by_kind_and_unknown_kinds_apart() {
+    use ledger::entry::{kind_label, KINDS};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // One entry headed by each kind's tag (the audit reads only the two
+    // header bytes), then two of a kind no build knows.
+    let mut entries: Vec<Vec<u8>> = (0..KINDS)
+        .map(|k| vec![ledger::entry::ENCODING_VERSION, k, 0])
+        .collect();
+    entries.push(vec![ledger::entry::ENCODING_VERSION, KINDS, 0]);
+    entries.push(vec![ledger::entry::ENCODING_VERSION, 200, 0]);
+    store.append(entries).unwrap();
+    store.sign_head().unwrap();
+    drop(store);
+    let report = audit(dir.path());
+    for k in 0..KINDS {
+        let label = kind_label(k).unwrap();
+        assert_eq!(report.kinds.get(label), Some(&1), "{label}");
+    }
+    assert_eq!(report.kinds.get("unknown"), Some(&2));
+}

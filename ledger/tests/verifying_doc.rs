@@ -8,8 +8,8 @@ use std::path::Path;
 
 use ed25519_dalek::SigningKey;
 use ledger::entry::{
-    Entry, EntryRef, IdentityChange, OrgRole, RecallChange, Receipt, RuleVerdict, SignedBatch,
-    VerdictKind,
+    Entry, EntryRef, IdentityChange, NetworkRecord, OrgRole, RecallChange, Receipt, RuleVerdict,
+    SignedBatch, VerdictKind,
 };
 use ledger::head::log_id;
 use ledger::keyset::{KeySet, ShardKey, WitnessKey, WitnessPolicy};
@@ -184,6 +184,10 @@ fn vectors() -> String {
                     id: Domain::Merkle.hash(b"evidence"),
                 }],
             }),
+        ),
+        (
+            "network (adopted: version 1 of a network of one member, operator key seed `0909…09`, signed by it)",
+            Entry::Network(NetworkRecord::Adopted(founded())),
         ),
     ];
     for (what, e) in &entries {
@@ -370,4 +374,34 @@ fn verifying_md_holds_the_vectors_the_code_produces() {
         "VERIFYING.md's vectors differ from what the code produces; if the format changed on purpose, run \
          COLDTRAIL_UPDATE_VECTORS=1 cargo test -p ledger --test verifying_doc and review the diff"
     );
+}
+
+/// Version 1 of a network of one member, signed by its operator key (seed
+/// 9s): the network record's vector.
+fn founded() -> ledger::network::SignedNetworkDoc {
+    use ledger::network::{Member, NetworkDoc, SignedNetworkDoc};
+    let operator = SigningKey::from_bytes(&[9; 32]);
+    let doc = NetworkDoc {
+        network: "cold-chain".into(),
+        version: 1,
+        previous: None,
+        issued_at_ms: 1_764_000_000_000,
+        members: vec![Member {
+            name: "acme".into(),
+            operator_key: operator.verifying_key().to_bytes(),
+            url: "https://acme.example".into(),
+            prefixes: vec!["0614141".into()],
+            shards: 2,
+        }],
+    };
+    let vote = doc.vote("acme", &operator);
+    let mut signed = SignedNetworkDoc {
+        doc,
+        votes: Vec::new(),
+    };
+    signed.add_vote(vote);
+    signed
+        .verify_first()
+        .expect("the vector's network verifies");
+    signed
 }

@@ -4,7 +4,10 @@
 //!
 //! Public to anyone, with or without a token: entry ids, signed heads,
 //! checkpoints, inclusion and consistency proofs and the key document, so a
-//! stranger can prove that an id is in a log and that the log only grew.
+//! stranger can prove that an id is in a log and that the log only grew;
+//! and the network records (the membership a node follows, which names
+//! keys, URLs and prefixes every member publishes anyway, and a fork's
+//! evidence, two signed heads).
 //! Content is readable by:
 //!
 //! - investigators and regulators (the investigator role) and the operator:
@@ -36,7 +39,7 @@ use ledger::entry::{Entry, IdentityChange, SignedBatch};
 /// Whether `who` (no token: `None`) may read `entry`'s content. `graph` is the
 /// read model the answer is given from.
 pub fn may_read(graph: &Lineage, who: Option<&Principal>, entry: &Entry) -> bool {
-    if let Entry::Checkpoint(_) = entry {
+    if let Entry::Checkpoint(_) | Entry::Network(_) = entry {
         return true;
     }
     let Some(who) = who else {
@@ -73,7 +76,7 @@ pub fn may_read(graph: &Lineage, who: Option<&Principal>, entry: &Entry) -> bool
         Entry::Recall(c) => graph.recall_concerns(c, org),
         Entry::ReceiptOut(r) => graph.about_concerns(&r.subject, ALWAYS.0, ALWAYS.1, org),
         Entry::ReceiptIn(d) => graph.about_concerns(&d.receipt.subject, ALWAYS.0, ALWAYS.1, org),
-        Entry::Checkpoint(_) => true,
+        Entry::Checkpoint(_) | Entry::Network(_) => true,
     }
 }
 

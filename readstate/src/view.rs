@@ -6,7 +6,8 @@
 //! view that disagrees with its bytes is a bug here, never a second truth.
 
 use ledger::entry::{
-    CustodyEvent, Entry, EntryRef, IdentityChange, RecallChange, Receipt, RuleVerdict, SignedBatch,
+    CustodyEvent, Entry, EntryRef, IdentityChange, NetworkRecord, RecallChange, Receipt,
+    RuleVerdict, SignedBatch,
 };
 use ledger::SignedTreeHead;
 use serde_json::{json, Value};
@@ -36,6 +37,7 @@ pub fn entry_view(entry: &Entry) -> Value {
         Entry::Verdict(v) => verdict(v),
         Entry::Checkpoint(h) => json!({ "head": head(h) }),
         Entry::Recall(c) => recall(c),
+        Entry::Network(r) => network(r),
     };
     v.as_object_mut()
         .expect("every view is an object")
@@ -194,6 +196,42 @@ fn recall(c: &RecallChange) -> Value {
 /// An entry's place in the ledger, as every read answer names it.
 pub fn entry_ref(r: &EntryRef) -> Value {
     serde_json::to_value(EntryRefJson::from(r)).expect("plain fields serialise")
+}
+
+fn network(r: &NetworkRecord) -> Value {
+    match r {
+        NetworkRecord::Adopted(s) => json!({
+            "record": "adopted",
+            "network": s.doc.network,
+            "version": s.doc.version,
+            "digest": s.doc.digest().to_hex(),
+            "previous": s.doc.previous.map(|d| d.to_hex()),
+            "issued_at_ms": s.doc.issued_at_ms,
+            "members": s.doc.members.iter().map(|m| json!({
+                "name": m.name,
+                "operator_key": hex::encode(m.operator_key),
+                "url": m.url,
+                "prefixes": m.prefixes,
+                "shards": m.shards,
+            })).collect::<Vec<_>>(),
+            "votes": s.votes.iter().map(|v| json!({
+                "member": v.member,
+                "signature": hex::encode(v.signature),
+            })).collect::<Vec<_>>(),
+        }),
+        NetworkRecord::Fork {
+            member,
+            shard,
+            held,
+            conflicting,
+        } => json!({
+            "record": "fork",
+            "member": member,
+            "shard": shard,
+            "held": head(held),
+            "conflicting": head(conflicting),
+        }),
+    }
 }
 
 fn head(h: &SignedTreeHead) -> Value {

@@ -154,6 +154,17 @@ impl KeySets {
         self.issue(&operator, None, shards, policy).map(Some)
     }
 
+    /// The operator's cosignature line (C2SP `cosignature/v1`) of the
+    /// checkpoint of `head`, as witness `name`, at `timestamp_s`.
+    pub(crate) fn cosign(&self, head: &ledger::TreeHead, name: &str, timestamp_s: u64) -> String {
+        ledger::note::cosign(
+            &ledger::note::checkpoint_text(head),
+            name,
+            &self.operator,
+            timestamp_s,
+        )
+    }
+
     fn shards(&self) -> Vec<ShardKey> {
         self.chain
             .last()

@@ -53,7 +53,10 @@
 //!   runs of entries, each under one of the shard's signed heads with the consistency proof from
 //!   the run's end) and follows every other member's into mirrors (`jetstream::MemberFollower`,
 //!   `mirror::Mirror`), which check each run before keeping it and catch a member that signs two
-//!   histories. Not yet wired into `serve`, nor read by the read side.
+//!   histories. A follower vouches for each head its mirror verified with a cosignature
+//!   (`Node::cosign`, the operator key), which the member keeps (`jetstream::CosignatureInbox`)
+//!   and serves with its checkpoints. `serve` wires them (`src/networking.rs`); the read side
+//!   does not read mirrors yet.
 //! - **History.** `Node::history(subject)` walks the subject's home shard's entries about it,
 //!   following each `ReceiptIn` to the entry it points at on the sender's shard; every item
 //!   carries its inclusion proof and signed head.

@@ -13,7 +13,11 @@
 //!   the size of one kept ahead has its root. Otherwise the origin signed
 //!   two histories: a **fork**. The mirror keeps both heads as evidence and
 //!   follows that log no further;
-//! - entries the mirror already holds are the same bytes (ids compared);
+//! - entries the mirror already holds are the same bytes (ids compared). A
+//!   larger head over a run that differs from the copy is a fork too, once
+//!   the run, after the copy's entries before the first that differs, is
+//!   carried by its proof to that head: the key signed a tree that does not
+//!   extend the one the held head names;
 //! - the new entries, folded onto the mirror's tree (a [`Frontier`]), give
 //!   a root the consistency proof carries to the head's root.
 //!
@@ -397,6 +401,20 @@ impl Mirror {
         for (k, bytes) in run.entries[..overlap].iter().enumerate() {
             let index = run.low + k as u64;
             if entry_id(bytes) != self.store.entry_id(index)? {
+                // Signed over a tree whose entry differs from the one held
+                // (the held head covers it): a fork, if the run is truly
+                // carried to its head from the copy's entries before it.
+                if self.carried_from(run, index)? {
+                    let fork = Fork {
+                        held: *state
+                            .newest()
+                            .expect("a copy that holds entries was checked under a head"),
+                        conflicting: run.head,
+                    };
+                    state.fork = Some(fork.clone());
+                    self.save(state)?;
+                    return Ok(Applied::Forked(Box::new(fork)));
+                }
                 return Err(self.refused(run, format!("entry {index} differs from the one held")));
             }
         }
@@ -457,6 +475,28 @@ impl Mirror {
         }
         self.save(state)?;
         Ok(Applied::Kept(new.len() as u64))
+    }
+
+    /// Whether `run`'s entries from `index` on, after the copy's first
+    /// `index` entries, lead by its proof to its (signature-checked) head's
+    /// root: then the log's key signed that tree. Reads the copy's ids up
+    /// to `index`; asked only when a run contradicts the copy.
+    fn carried_from(&self, run: &LogRun, index: u64) -> Result<bool, MirrorError> {
+        let mut frontier = Frontier::<ledger::merkle::Blake3Merkle>::default();
+        for i in 0..index {
+            frontier.push(self.store.entry_id(i)?);
+        }
+        for bytes in &run.entries[(index - run.low) as usize..] {
+            frontier.push(entry_id(bytes));
+        }
+        Ok(verify_consistency::<ledger::merkle::Blake3Merkle>(
+            frontier.size(),
+            run.head.head.size,
+            &run.proof,
+            &frontier.root(),
+            &run.head.head.root,
+        )
+        .is_ok())
     }
 
     fn save(&self, state: State) -> Result<(), MirrorError> {

@@ -132,6 +132,10 @@ pub struct Node {
     data_dir: PathBuf,
     /// The node's clock (its stores' too): where time decides something.
     clock: ledger::clock::SharedClock,
+    /// Where its logs live, and the settings they were opened with: its
+    /// mirrors of other members' logs live beside them.
+    backend: Backend,
+    store_config: StoreConfig,
 }
 
 /// What the `NODE` file pins: the shard count, and the store kind
@@ -278,7 +282,15 @@ impl Node {
             notify,
             data_dir: dir.clone(),
             clock,
+            backend: config.backend.clone(),
+            store_config: config.store.clone(),
         })
+    }
+
+    /// Where the node's logs live (embedded or PostgreSQL), and the settings
+    /// they were opened with.
+    pub fn storage(&self) -> (&Backend, &StoreConfig) {
+        (&self.backend, &self.store_config)
     }
 
     /// The node's clock: what ingest, tokens and the read side ask for now.
@@ -349,6 +361,19 @@ impl Node {
             .write()
             .expect("key sets lock")
             .publish_witnesses(policy)
+    }
+
+    /// The node's operator, as witness `name`, vouches for another log's
+    /// head it checked (a mirror's cosignature): the C2SP cosignature line
+    /// of `head`'s checkpoint, timed now. The operator key signs key sets,
+    /// network votes and these; each message has its own form, so none can
+    /// pass for another.
+    pub fn cosign(&self, head: &ledger::TreeHead, name: &str) -> String {
+        let now_s = (self.clock.now_ms().max(0) / 1000) as u64;
+        self.key_sets
+            .read()
+            .expect("key sets lock")
+            .cosign(head, name, now_s)
     }
 
     /// The witness policy of the node's newest key set.

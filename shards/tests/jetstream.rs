@@ -112,6 +112,7 @@ fn config(cluster: &Cluster) -> JetStreamConfig {
         stream: "COLDTRAIL_RECEIPTS".into(),
         prefix: "coldtrail".into(),
         replicas: 3,
+        member: None,
     }
 }
 

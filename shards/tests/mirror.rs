@@ -266,6 +266,28 @@ fn an_origin_that_signs_two_histories_is_a_fork_kept_with_both_heads_across_a_re
         rt.block_on(m2.apply(&forged60)).unwrap(),
         Applied::Forked(_)
     ));
+
+    // A longer rewritten history, its run starting inside the copy (an
+    // origin restored from an older copy publishes from where it stands):
+    // entry 20 differs from the one held, and the run is carried to its
+    // head from the copy's first 20 entries, so the key signed a tree that
+    // does not extend the held head's: a fork. A run whose entries do not
+    // lead to its head is only refused.
+    let m3 = open(&tmp.path().join("mirror3"), &k);
+    let head60 = src.sign_head().unwrap();
+    rt.block_on(m3.apply(&run(&src, 0, 60, head60))).unwrap();
+    append(&rewritten, 60..70, "forged");
+    let head70 = rewritten.sign_head().unwrap();
+    let mut garbled = run(&rewritten, 20, 70, head70);
+    garbled.entries[5] = garbled.entries[6].clone();
+    assert!(refused(rt.block_on(m3.apply(&garbled))).contains("entry 20 differs"));
+    assert!(m3.fork().is_none());
+    let longer = run(&rewritten, 20, 70, head70);
+    let Applied::Forked(fork) = rt.block_on(m3.apply(&longer)).unwrap() else {
+        panic!("a longer history over other entries is a fork");
+    };
+    assert_eq!((fork.held, fork.conflicting), (head60, head70));
+    assert_eq!(m3.len(), 60, "the copy is the first history, untouched");
 }
 
 #[test]

@@ -58,6 +58,7 @@ pub fn run(dir: &Path, batches: &[SignedBatch], per_batch: usize, nats: &str) ->
             stream: format!("BENCH_RECEIPTS_{}", std::process::id()),
             prefix: format!("bench{}", std::process::id()),
             replicas: 1,
+            member: None,
         };
         match async_nats::connect(nats).await {
             Err(e) => row(

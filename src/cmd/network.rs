@@ -242,6 +242,29 @@ fn adopted(chain: &[SignedNetworkDoc]) -> Result<bool, NetworkError> {
     }
 }
 
+/// The membership in force: the newest adopted version of the network
+/// file with its votes, its whole chain verified (a version still
+/// collecting signatures is not yet in force).
+pub fn membership(path: &Path) -> Result<SignedNetworkDoc> {
+    let chain = read(path)?;
+    if chain.is_empty() {
+        bail!("{} has no versions", path.display());
+    }
+    let adopted_len = if adopted(&chain)? {
+        chain.len()
+    } else {
+        chain.len() - 1
+    };
+    if adopted_len == 0 {
+        bail!(
+            "{}: version 1 is not adopted yet: each founding member signs it first (`coldtrail network sign`)",
+            path.display()
+        );
+    }
+    ledger::network::verify_chain(&chain[..adopted_len])?;
+    Ok(chain[adopted_len - 1].clone())
+}
+
 fn now_ms() -> i64 {
     ledger::clock::system().now_ms()
 }

@@ -46,6 +46,8 @@ pub struct Edge {
     pub witnesses: Option<crate::witnessing::Witnessing>,
     /// Receipts between shards over NATS JetStream (`None`: in-process).
     pub receipts: Option<shards::jetstream::JetStreamConfig>,
+    /// The node as a member of a network (`None`: on its own).
+    pub network: Option<crate::networking::Networking>,
 }
 
 impl Edge {
@@ -60,6 +62,7 @@ impl Edge {
             checkpoint_every: Some(Duration::from_secs(300)),
             witnesses: None,
             receipts: None,
+            network: None,
         }
     }
 }
@@ -90,6 +93,7 @@ pub async fn run_server(
         checkpoint_every,
         witnesses,
         receipts,
+        network,
     } = edge;
     if metrics {
         crate::ops::metrics()?;
@@ -155,9 +159,23 @@ pub async fn run_server(
     );
     let stop_witnessing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let witness_alarm = crate::witnessing::Alarm::default();
+    // A member's fellow members vouch for its heads: they join the policy.
+    let joined = match &network {
+        None => None,
+        Some(n) => match crate::networking::Joined::check(&node, n) {
+            Ok(j) => Some(j),
+            Err(e) => {
+                starting_handle.stop(false).await;
+                return Err(e);
+            }
+        },
+    };
     // The policy clients check is the one configured: a change (or its
     // removal) is published in a new key set before anyone is answered.
-    let policy = witnesses.as_ref().map(|w| w.policy()).transpose()?;
+    let policy = crate::witnessing::policy(
+        witnesses.as_ref(),
+        joined.as_ref().map(|j| j.witnesses()).unwrap_or_default(),
+    )?;
     if let Some(set) = node.publish_witnesses(policy)? {
         tracing::info!(
             sequence = set.set.sequence,
@@ -173,12 +191,27 @@ pub async fn run_server(
             &witness_alarm,
         )?;
     }
+    // After the witness policy: the key sets it publishes are the newest.
+    let followed = crate::networking::Followed::default();
+    let networking = match (&network, joined) {
+        (Some(n), Some(joined)) => {
+            match crate::networking::start(&node, n, joined, &followed, &cosigned).await {
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    starting_handle.stop(false).await;
+                    return Err(e);
+                }
+            }
+        }
+        _ => Vec::new(),
+    };
     let running = crate::ops::Running {
         node: Arc::clone(&node),
         relay: relay.abort_handle(),
         rules: Arc::clone(&consumer.status),
         lineage: Arc::clone(&graph),
         witness_alarm: Arc::clone(&witness_alarm),
+        followed,
     };
     let (read, endpoint, notices_task) =
         read_edges(&node, &ingest, graph, rules, gql, Arc::clone(&cosigned))?;
@@ -226,9 +259,9 @@ pub async fn run_server(
     }
     relay.abort();
     let _ = relay.await;
-    for inbox in inboxes {
-        inbox.abort();
-        let _ = inbox.await;
+    for task in inboxes.into_iter().chain(networking) {
+        task.abort();
+        let _ = task.await;
     }
     policies.abort();
     lineage.abort();
@@ -403,7 +436,8 @@ pub fn serve(config: crate::config::Config) -> Result<ExitCode> {
         checkpoint_every: (config.checkpoint_interval_ms > 0)
             .then(|| Duration::from_millis(config.checkpoint_interval_ms)),
         witnesses: config.witnesses.witnessing(),
-        receipts: config.receipts.jetstream(),
+        receipts: config.receipts_jetstream(),
+        network: config.networking(),
         listen: config.listen.clone(),
         limits: config.ingest_limits(),
         gql: config.graphql_limits(),

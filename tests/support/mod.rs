@@ -1,6 +1,7 @@
 //! A real `coldtrail serve` on loopback, for end-to-end tests.
 #![allow(dead_code)]
 
+pub mod nats;
 pub mod witnesses;
 
 use std::io::{BufRead, BufReader};
@@ -625,4 +626,31 @@ pub fn epcis_document(events: Vec<serde_json::Value>) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+}
+
+/// One observation of six lots (`tag` tells them and the event apart): on
+/// two shards, some are homed away from the entry, so it sends receipts.
+pub fn observe_six(base: &str, token: &str, tag: &str) {
+    let epcs: Vec<String> = (0..6)
+        .map(|i| format!("urn:epc:id:sgtin:0614141.107346.{tag}{i}"))
+        .collect();
+    let event = serde_json::json!({
+        "type": "ObjectEvent",
+        "eventID": format!("urn:uuid:coldtrail-nats-{tag}"),
+        "eventTime": "2026-11-20T08:00:00.000+01:00",
+        "eventTimeZoneOffset": "+01:00",
+        "action": "OBSERVE",
+        "bizStep": "receiving",
+        "epcList": epcs,
+        "readPoint": {"id": "urn:epc:id:sgln:0614141.00001.0"}
+    });
+    let r = post(
+        base,
+        "/capture",
+        Some(token),
+        "application/ld+json",
+        &epcis_document(vec![event]),
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
 }

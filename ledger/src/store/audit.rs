@@ -158,8 +158,9 @@ impl Records {
     }
 }
 
-/// Entry kinds counted per block: the seven known kinds, then "unknown".
-const KIND_SLOTS: usize = 8;
+/// Entry kinds counted per block: each known kind by its tag, then
+/// "unknown" (slot `KINDS`).
+const KIND_SLOTS: usize = crate::entry::KINDS as usize + 1;
 
 /// What the parallel pass learnt about one block.
 enum BlockWork {
@@ -217,7 +218,7 @@ fn hash_block(
     for span in spans {
         let slot = match raw[span.clone()] {
             [ENCODING_VERSION, k, ..] if kind_label(k).is_some() => k as usize,
-            _ => KIND_SLOTS - 1,
+            _ => crate::entry::KINDS as usize,
         };
         kinds[slot] += 1;
         // Every entry follows its length, so there is room for the prefix.
