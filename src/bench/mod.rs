@@ -6,6 +6,7 @@
 
 pub mod graphql;
 pub mod lineage;
+pub mod mirrors;
 pub mod open;
 pub mod pages;
 pub mod rules;
@@ -51,8 +52,9 @@ pub struct Args {
     /// Which figures: `ledger`, `shards`, `fixtures`, `rules`, `lineage`, `graphql`, `pages`,
     /// `store` (PostgreSQL beside embedded; not part of `all`), `open` (start-up time at
     /// `--readings`; not part of `all`), `verify` (the audit of `--data-dir` against its
-    /// floor; not part of `all`), `witness` (cosignatures per second), or `all`.
-    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql", "pages", "store", "open", "verify", "witness"])]
+    /// floor; not part of `all`), `witness` (cosignatures per second), `mirrors` (ingest
+    /// with four mirrors following, mirror lag; through `--nats`), or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "ledger", "shards", "fixtures", "rules", "lineage", "graphql", "pages", "store", "open", "verify", "witness", "mirrors"])]
     only: String,
     /// The node whose logs `--only verify` audits (left unchanged).
     #[arg(long, value_name = "DIR", required_if_eq("only", "verify"))]
@@ -87,7 +89,8 @@ pub struct Args {
     /// Lots in the lineage world (about 7.4 events each).
     #[arg(long, default_value_t = 1_400_000)]
     lots: usize,
-    /// NATS JetStream for the receipts' second run in the shards figures.
+    /// NATS JetStream for the receipts' second run in the shards figures,
+    /// and for the mirrors figures.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     nats: String,
     /// PostgreSQL for the lineage baseline (a libpq connection string).
@@ -174,6 +177,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     if args.only == "open" {
         crate::bench::open::run(&root, args.readings, args.batch, args.devices)?;
+    }
+    if args.only == "all" || args.only == "mirrors" {
+        crate::bench::mirrors::run(
+            &root.join("mirrors"),
+            &signed_batches(&args, 20),
+            args.batch,
+            &args.nats,
+        )?;
     }
     if args.only == "all" || args.only == "shards" {
         crate::bench::shards::run(

@@ -13,7 +13,7 @@ use shards::{Node, NodeConfig};
 
 use crate::bench::{per_sec, row, si};
 
-fn open(dir: &Path, shards: u32) -> Result<Arc<Node>> {
+pub(crate) fn open(dir: &Path, shards: u32) -> Result<Arc<Node>> {
     let _ = std::fs::remove_dir_all(dir);
     // The store settings a server would use here (`COLDTRAIL_STORE_*`), so
     // that one binary compares them.
@@ -78,18 +78,27 @@ pub fn run(dir: &Path, batches: &[SignedBatch], per_batch: usize, nats: &str) ->
     })
 }
 
-async fn append_rate(
+pub(crate) async fn append_rate(
     dir: &Path,
     shards: u32,
     batches: &[SignedBatch],
     per_batch: usize,
 ) -> Result<f64> {
-    let node = open(dir, shards)?;
+    append_to(&open(dir, shards)?, batches, per_batch).await
+}
+
+/// Readings per second `batches` are appended to `node` at, by 64
+/// concurrent writers.
+pub(crate) async fn append_to(
+    node: &Arc<Node>,
+    batches: &[SignedBatch],
+    per_batch: usize,
+) -> Result<f64> {
     let queue = Arc::new(Mutex::new(batches.to_vec()));
     let t = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..64 {
-        let (node, queue) = (Arc::clone(&node), Arc::clone(&queue));
+        let (node, queue) = (Arc::clone(node), Arc::clone(&queue));
         tasks.spawn(async move {
             loop {
                 let Some(b) = queue.lock().expect("queue lock").pop() else {
