@@ -10,10 +10,12 @@
 mod support;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::nats::{free_port, nats};
-use support::{coldtrail, get, provision, run, shard_sizes, text, Server};
+use support::{coldtrail, get, get_auth, provision, run, shard_sizes, text, Server};
 
 /// The node's operator public key, hex (what the network file names).
 fn operator_key(dir: &Path) -> String {
@@ -92,79 +94,142 @@ fn mirrors_check(base: &str) -> (u16, serde_json::Value) {
     (r.status, check)
 }
 
-#[test]
-fn members_mirror_each_others_logs_and_a_rewritten_history_is_a_fork() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    for d in [&a, &b] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    let (token_a, _) = provision(&a);
-    provision(&b);
-    let port = free_port();
-    let mut server_nats = nats(port, &dir.path().join("jetstream"));
-    let url = format!("nats://127.0.0.1:{port}");
+/// Two member nodes, `a` and `b` (two shards each, both organisations
+/// registered on each), a NATS JetStream server, and version 1 of their
+/// network, signed by both.
+struct Pair {
+    dir: tempfile::TempDir,
+    a: std::path::PathBuf,
+    b: std::path::PathBuf,
+    /// A partner token of a's carrier.
+    token_a: String,
+    url: String,
+    nats_port: u16,
+    nats: std::process::Child,
+    net: String,
+}
 
-    // Version 1 of the network, signed by both founders.
-    let net = dir.path().join("network.json");
-    let netf = net.to_str().unwrap();
-    coldtrail(&[
-        "network",
-        "init",
-        "--file",
-        netf,
-        "--network",
-        "coldtrail-test",
-        "--member",
-        &format!("a,{},http://a.example,0614141,2", operator_key(&a)),
-        "--member",
-        &format!("b,{},http://b.example,0614142,2", operator_key(&b)),
-    ]);
-    for (m, d) in [("a", &a), ("b", &b)] {
-        let key = d.join("keys/operator.key");
+impl Pair {
+    fn new() -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let (token_a, _) = provision(&a);
+        provision(&b);
+        let nats_port = free_port();
+        let nats = nats(nats_port, &dir.path().join("jetstream"));
+        let url = format!("nats://127.0.0.1:{nats_port}");
+        let net = dir
+            .path()
+            .join("network.json")
+            .to_str()
+            .unwrap()
+            .to_string();
         coldtrail(&[
             "network",
-            "sign",
+            "init",
             "--file",
-            netf,
+            &net,
+            "--network",
+            "coldtrail-test",
             "--member",
-            m,
-            "--key",
-            key.to_str().unwrap(),
+            &format!("a,{},http://a.example,0614141,2", operator_key(&a)),
+            "--member",
+            &format!("b,{},http://b.example,0614142,2", operator_key(&b)),
         ]);
+        for (m, d) in [("a", &a), ("b", &b)] {
+            let key = d.join("keys/operator.key");
+            coldtrail(&[
+                "network",
+                "sign",
+                "--file",
+                &net,
+                "--member",
+                m,
+                "--key",
+                key.to_str().unwrap(),
+            ]);
+        }
+        Pair {
+            dir,
+            a,
+            b,
+            token_a,
+            url,
+            nats_port,
+            nats,
+            net,
+        }
     }
-    let env = |member: &'static str| {
-        vec![
-            ("COLDTRAIL_RECEIPTS_NATS", url.clone()),
-            ("COLDTRAIL_NETWORK_FILE", netf.to_string()),
-            ("COLDTRAIL_NETWORK_MEMBER", member.to_string()),
-            ("COLDTRAIL_NETWORK_PUBLISH_INTERVAL_MS", "50".to_string()),
-        ]
-    };
-    let start = |d: &Path, member: &'static str| {
-        let env = env(member);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    /// `serve` of the node in `d` as `member`, publishing every 50 ms.
+    fn start(&self, d: &Path, member: &str) -> Server {
+        let env = [
+            ("COLDTRAIL_RECEIPTS_NATS", self.url.as_str()),
+            ("COLDTRAIL_NETWORK_FILE", self.net.as_str()),
+            ("COLDTRAIL_NETWORK_MEMBER", member),
+            ("COLDTRAIL_NETWORK_PUBLISH_INTERVAL_MS", "50"),
+        ];
         Server::start_logged_env(d, &d.with_extension("log"), &env)
-    };
+    }
+
+    /// SIGKILLs the NATS server and starts it again on its port and store.
+    fn kill_nats(&mut self) {
+        self.nats.kill().unwrap();
+        self.nats.wait().unwrap();
+        self.nats = nats(self.nats_port, &self.dir.path().join("jetstream"));
+    }
+
+    /// Both nodes' logs verify, and each mirror's.
+    fn verify_all(&self) {
+        for d in [&self.a, &self.b] {
+            let out = run(&["verify", "--data-dir", d.to_str().unwrap()]);
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        for mirror in ["a/mirrors/b", "b/mirrors/a"] {
+            for shard in ["shard-000", "shard-001"] {
+                let log = self.dir.path().join(mirror).join(shard);
+                let out = run(&["verify", "--data-dir", log.to_str().unwrap()]);
+                assert!(out.status.success(), "{}: {}", log.display(), text(&out));
+            }
+        }
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = self.nats.kill();
+        let _ = self.nats.wait();
+    }
+}
+
+#[test]
+fn members_mirror_each_others_logs_and_a_rewritten_history_is_a_fork() {
+    let pair = Pair::new();
+    let (a, b, token_a) = (&pair.a, &pair.b, &pair.token_a);
+    let dir = &pair.dir;
+    let start = |d: &Path, member: &str| pair.start(d, member);
 
     // A node is the member whose operator key it holds, or it does not start.
     let refused = |d: &Path, member: &str, says: &str| {
         let out = support::command(&["serve", "--data-dir", d.to_str().unwrap()])
             .args(["--listen", "127.0.0.1:0"])
-            .env("COLDTRAIL_RECEIPTS_NATS", &url)
-            .env("COLDTRAIL_NETWORK_FILE", netf)
+            .env("COLDTRAIL_RECEIPTS_NATS", &pair.url)
+            .env("COLDTRAIL_NETWORK_FILE", &pair.net)
             .env("COLDTRAIL_NETWORK_MEMBER", member)
             .output()
             .unwrap();
         assert!(!out.status.success(), "{member} on {}", d.display());
         assert!(text(&out).contains(says), "{}", text(&out));
     };
-    refused(&b, "a", "operator key is not member a's");
-    refused(&a, "zz", "has no member \"zz\"");
+    refused(b, "a", "operator key is not member a's");
+    refused(a, "zz", "has no member \"zz\"");
 
-    let server_a = start(&a, "a");
-    let server_b = start(&b, "b");
-    support::observe_six(&server_a.base, &token_a, "N1");
+    let server_a = start(a, "a");
+    let server_b = start(b, "b");
+    support::observe_six(&server_a.base, token_a, "N1");
     // Each mirrors the other, entry for entry, up to the newest head.
     let within = Duration::from_secs(30);
     // A's receipts between its own shards arrive (members share the
@@ -234,20 +299,20 @@ fn members_mirror_each_others_logs_and_a_rewritten_history_is_a_fork() {
             .unwrap();
         assert!(status.success());
     };
-    cp(&a, &old);
-    let server_a = start(&a, "a");
+    cp(a, &old);
+    let server_a = start(a, "a");
     for tag in ["N2", "N3"] {
-        support::observe_six(&server_a.base, &token_a, tag);
+        support::observe_six(&server_a.base, token_a, tag);
     }
     mirrored(&server_b.base, "a", &shard_sizes(&server_a.base), within);
     server_a.stop();
 
     // A restored from the copy signs a different history over the same
     // indices: B's mirror holds the first, so the new heads contradict it.
-    std::fs::remove_dir_all(&a).unwrap();
-    cp(&old, &a);
-    let server_a = start(&a, "a");
-    support::observe_six(&server_a.base, &token_a, "R1");
+    std::fs::remove_dir_all(a).unwrap();
+    cp(&old, a);
+    let server_a = start(a, "a");
+    support::observe_six(&server_a.base, token_a, "R1");
     let deadline = Instant::now() + within;
     let (status, check) = loop {
         let (status, check) = mirrors_check(&server_b.base);
@@ -302,7 +367,7 @@ fn members_mirror_each_others_logs_and_a_rewritten_history_is_a_fork() {
     );
     // The fork stays across B's restart (the evidence is in its state).
     server_b.stop();
-    let server_b = start(&b, "b");
+    let server_b = start(b, "b");
     let deadline = Instant::now() + within;
     while mirrors_check(&server_b.base).1["ok"] != false {
         assert!(Instant::now() < deadline, "the fork is forgotten");
@@ -311,21 +376,9 @@ fn members_mirror_each_others_logs_and_a_rewritten_history_is_a_fork() {
 
     server_a.stop();
     server_b.stop();
-    server_nats.kill().unwrap();
-    server_nats.wait().unwrap();
     // Each node's logs and each mirror verify; each node recorded the
     // network version it follows once, and B the fork it caught.
-    for d in [&a, &b] {
-        let out = run(&["verify", "--data-dir", d.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", text(&out));
-    }
-    for mirror in ["a/mirrors/b", "b/mirrors/a"] {
-        for shard in ["shard-000", "shard-001"] {
-            let log = dir.path().join(mirror).join(shard);
-            let out = run(&["verify", "--data-dir", log.to_str().unwrap()]);
-            assert!(out.status.success(), "{}: {}", log.display(), text(&out));
-        }
-    }
+    pair.verify_all();
     let network_records = |d: &Path| -> u64 {
         let out = coldtrail(&["inspect", "--data-dir", d.to_str().unwrap()]);
         String::from_utf8_lossy(&out.stdout)
@@ -336,10 +389,149 @@ fn members_mirror_each_others_logs_and_a_rewritten_history_is_a_fork() {
             .map(|n| n.parse::<u64>().unwrap())
             .sum()
     };
-    assert_eq!(network_records(&a), 1, "A recorded the version it follows");
-    let on_b = network_records(&b);
+    assert_eq!(network_records(a), 1, "A recorded the version it follows");
+    let on_b = network_records(b);
     assert!(
         (2..=3).contains(&on_b),
         "B recorded the version once and each forked shard once: {on_b}"
     );
+}
+
+/// The custody events on the log of the node at `base`, by eventID, as
+/// `token` (their recorder) reads them.
+fn event_ids_on_log(base: &str, token: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for shard in 0..2 {
+        let size = get(base, &format!("/v1/shards/{shard}/head")).json()["size"]
+            .as_u64()
+            .unwrap();
+        for i in 0..size {
+            let e = get_auth(base, &format!("/v1/shards/{shard}/entries/{i}"), token).json();
+            if let Some(id) = e["entry"]["event_id"].as_str() {
+                out.insert(id.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// `COLDTRAIL_NETWORK_KILL_CYCLES` cycles (default 3; the campaign's figures
+/// are in README.md): a writer captures events on member a as fast as a
+/// answers while, at a random moment each cycle, a is SIGKILLed and started
+/// again (every third cycle, the NATS server instead); then b is stopped
+/// (SIGSTOP) for three seconds while a goes on. After: every capture
+/// a acknowledged is on its log, its receipts all arrived, b's mirror holds
+/// a's log entry for entry up to its newest head with no fork, and every
+/// log and mirror verifies.
+#[test]
+fn members_killed_under_load_lose_nothing_acknowledged_and_mirrors_catch_up() {
+    let cycles: u64 = std::env::var("COLDTRAIL_NETWORK_KILL_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut pair = Pair::new();
+    let server_b = pair.start(&pair.b, "b");
+    let mut server_a = pair.start(&pair.a, "a");
+    let base = Arc::new(Mutex::new(server_a.base.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let writer = {
+        let (base, stop, acked, token) = (
+            Arc::clone(&base),
+            Arc::clone(&stop),
+            Arc::clone(&acked),
+            pair.token_a.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let tag = format!("K{n}");
+                let at = base.lock().unwrap().clone();
+                let r = support::try_post(
+                    &at,
+                    "/capture",
+                    Some(&token),
+                    "application/ld+json",
+                    &support::six_lots_document(&tag),
+                    None,
+                );
+                match r {
+                    Some(r) if r.status == 202 => acked
+                        .lock()
+                        .unwrap()
+                        .push(format!("urn:uuid:coldtrail-nats-{tag}")),
+                    // Refused while starting, or cut off by the kill: not
+                    // acknowledged, so owed nothing.
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        })
+    };
+    // A small xorshift on the clock: each run kills at other moments.
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    for cycle in 0..cycles {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        std::thread::sleep(Duration::from_millis(200 + x % 1000));
+        if cycle % 3 == 2 {
+            pair.kill_nats();
+        } else {
+            server_a.kill9();
+            server_a = pair.start(&pair.a, "a");
+            *base.lock().unwrap() = server_a.base.clone();
+        }
+    }
+    // b stopped (SIGSTOP) for a while: a goes on taking writes, and b's
+    // mirror catches up once it resumes.
+    let signal = |sig: &str| {
+        let pid = server_b.child.id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    signal("-STOP");
+    let before = acked.lock().unwrap().len();
+    std::thread::sleep(Duration::from_secs(3));
+    signal("-CONT");
+    assert!(
+        acked.lock().unwrap().len() > before,
+        "a took writes while b was stopped"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() as u64 > cycles,
+        "the writer got through: {}",
+        acked.len()
+    );
+
+    let within = Duration::from_secs(60);
+    support::nats::settle(&server_a.base, within);
+    let on_log = event_ids_on_log(&server_a.base, &pair.token_a);
+    let lost: Vec<_> = acked.iter().filter(|id| !on_log.contains(*id)).collect();
+    assert!(lost.is_empty(), "acknowledged and not on a's log: {lost:?}");
+    mirrored(&server_b.base, "a", &shard_sizes(&server_a.base), within);
+    let (status, check) = mirrors_check(&server_b.base);
+    assert_eq!(
+        (status, &check["ok"]),
+        (200, &serde_json::json!(true)),
+        "{check}"
+    );
+    eprintln!(
+        "{cycles} kill cycles: {} captures acknowledged, all on a's log and in b's mirror",
+        acked.len()
+    );
+    server_a.stop();
+    server_b.stop();
+    pair.verify_all();
 }

@@ -628,9 +628,10 @@ pub fn epcis_document(events: Vec<serde_json::Value>) -> Vec<u8> {
     .into_bytes()
 }
 
-/// One observation of six lots (`tag` tells them and the event apart): on
+/// One observation of six lots (`tag` tells them and the event apart,
+/// whose id is `urn:uuid:coldtrail-nats-{tag}`), as an EPCIS document: on
 /// two shards, some are homed away from the entry, so it sends receipts.
-pub fn observe_six(base: &str, token: &str, tag: &str) {
+pub fn six_lots_document(tag: &str) -> Vec<u8> {
     let epcs: Vec<String> = (0..6)
         .map(|i| format!("urn:epc:id:sgtin:0614141.107346.{tag}{i}"))
         .collect();
@@ -644,12 +645,17 @@ pub fn observe_six(base: &str, token: &str, tag: &str) {
         "epcList": epcs,
         "readPoint": {"id": "urn:epc:id:sgln:0614141.00001.0"}
     });
+    epcis_document(vec![event])
+}
+
+/// Captures [`six_lots_document`] as the carrier (`token`); it must be taken.
+pub fn observe_six(base: &str, token: &str, tag: &str) {
     let r = post(
         base,
         "/capture",
         Some(token),
         "application/ld+json",
-        &epcis_document(vec![event]),
+        &six_lots_document(tag),
         None,
     );
     assert_eq!(r.status, 202, "{}", r.body);
