@@ -19,7 +19,7 @@ use ledger::network::Member;
 use shards::jetstream::{
     Cosign, CosignatureInbox, JetStreamConfig, LogPublisher, MemberFollower, NotKept,
 };
-use shards::mirror::Mirror;
+use shards::mirror::{Mirror, Mirrors};
 use shards::Node;
 
 /// How often a follower that could not open (the member has published no
@@ -57,10 +57,20 @@ pub struct Followed {
     /// Told when a member's mirrors open or one catches a fork: the fork
     /// recorder looks then (and every second).
     changed: Arc<tokio::sync::Notify>,
+    /// The mirrors opened, for the read side.
+    mirrors: Mirrors,
 }
 
 impl Followed {
+    /// The mirrors opened so far (and later), as the read side reads them.
+    pub fn mirrors(&self) -> &Mirrors {
+        &self.mirrors
+    }
+
     fn set(&self, member: &str, following: Following) {
+        if let Following::Mirrors(m) = &following {
+            self.mirrors.insert(member, m.clone());
+        }
         self.members
             .write()
             .expect("followed lock")

@@ -81,6 +81,48 @@ fn network_records_served(base: &str) -> Vec<serde_json::Value> {
     out
 }
 
+/// `base` serves member a's log (`sizes` by shard) from its mirror: each
+/// shard's head, signed by a's shard key; every entry's inclusion proof
+/// under it (public); every entry's content to `investigator`, none of its
+/// custody events to a stranger (the one visibility model).
+fn served_from_mirror(base: &str, a: &Path, sizes: &[u64], investigator: &str) {
+    for (shard, &size) in sizes.iter().enumerate() {
+        let key = ledger::keys::read_key_file(&a.join(format!("keys/shard-{shard:03}.key")))
+            .unwrap()
+            .verifying_key();
+        let r = get(base, &format!("/v1/members/a/shards/{shard}/head"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let head = support::head_of(&r.json());
+        head.verify(&key).unwrap();
+        assert_eq!(head.head.size, size);
+        for i in 0..size {
+            let path = format!("/v1/members/a/shards/{shard}/entries/{i}");
+            let p = get(base, &format!("{path}/proof")).json();
+            assert_eq!(support::head_of(&p["head"]), head, "{p}");
+            support::verify_proof_answer(&p);
+            let e = get_auth(base, &path, investigator);
+            assert_eq!(e.status, 200, "{}", e.body);
+            let e = e.json();
+            let bytes = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                e["bytes"].as_str().unwrap(),
+            )
+            .unwrap();
+            assert_eq!(ledger::entry_id(&bytes).to_hex(), p["id"].as_str().unwrap());
+            assert_eq!(e["proof_url"], format!("{path}/proof"));
+            if e["kind"] == "custody" {
+                assert_eq!(get(base, &path).status, 401, "a stranger reads {path}");
+            }
+        }
+        let beyond = get(
+            base,
+            &format!("/v1/members/a/shards/{shard}/entries/{size}"),
+        );
+        assert_eq!(beyond.status, 404, "{}", beyond.body);
+    }
+    assert_eq!(get(base, "/v1/members/zz/shards/0/head").status, 404);
+}
+
 /// The `mirrors` check of `/readyz`, with the status.
 fn mirrors_check(base: &str) -> (u16, serde_json::Value) {
     let r = get(base, "/readyz");
@@ -227,6 +269,7 @@ fn members_mirror_each_others_logs_and_a_rewritten_history_is_a_fork() {
     refused(b, "a", "operator key is not member a's");
     refused(a, "zz", "has no member \"zz\"");
 
+    let investigator_b = support::token(b, support::ORG, "investigator");
     let server_a = start(a, "a");
     let server_b = start(b, "b");
     support::observe_six(&server_a.base, token_a, "N1");
@@ -289,7 +332,10 @@ fn members_mirror_each_others_logs_and_a_rewritten_history_is_a_fork() {
     assert_eq!(proof["witnessed"]["witnesses"], serde_json::json!(vouched));
 
     // A copy of A taken now, while it is stopped; A goes on (and B follows).
+    let sizes_a = shard_sizes(&server_a.base);
     server_a.stop();
+    // A down: B answers for A's log from its mirror, under A's own heads.
+    served_from_mirror(&server_b.base, a, &sizes_a, &investigator_b);
     let old = dir.path().join("a-old");
     let cp = |from: &Path, to: &Path| {
         let status = std::process::Command::new("cp")

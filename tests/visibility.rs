@@ -17,6 +17,18 @@ use api::params::percent_encode;
 use serde_json::Value;
 use support::{get, get_auth, Server};
 
+/// The GET routes a node serves from its mirrors of other network members'
+/// logs, whether a stranger may read them: probed by `tests/network.rs`
+/// (a node on its own keeps no mirror).
+const MEMBER_ROUTES: &[(&str, bool)] = &[
+    ("/v1/members/{member}/shards/{shard}/head", true),
+    ("/v1/members/{member}/shards/{shard}/entries/{index}", false),
+    (
+        "/v1/members/{member}/shards/{shard}/entries/{index}/proof",
+        true,
+    ),
+];
+
 /// The GET routes of the OpenAPI document: whether a stranger may read
 /// them, and a concrete request to probe each with.
 const ROUTES: &[(&str, bool, &str)] = &[
@@ -251,7 +263,11 @@ fn every_read_route_and_every_kind_of_entry_answers_as_the_model_says() {
         .map(|(p, _)| p.clone())
         .collect();
     gets.sort();
-    let listed: Vec<&str> = ROUTES.iter().map(|r| r.0).collect();
+    let listed: Vec<&str> = ROUTES
+        .iter()
+        .map(|r| r.0)
+        .chain(MEMBER_ROUTES.iter().map(|r| r.0))
+        .collect();
     for p in &gets {
         assert!(
             listed.contains(&p.as_str()),

@@ -144,6 +144,20 @@ impl ReadState {
         if grant.is_some_and(|g| self.grant.allows(g, shard, index)) {
             return Ok((entry, bytes));
         }
+        self.checked(who, entry, bytes, &format!("{shard}/{index}"))
+            .await
+    }
+
+    /// `entry` (at `place`) if `who` may read it, else the refusal that
+    /// names the place. A caller with a token is answered from a read model
+    /// that has seen the ledger up to now.
+    async fn checked(
+        &self,
+        who: Option<&api::Principal>,
+        entry: ledger::entry::Entry,
+        bytes: Vec<u8>,
+        place: &str,
+    ) -> Result<(ledger::entry::Entry, Vec<u8>), ApiError> {
         if who.is_some() {
             self.fresh().await?;
         }
@@ -151,7 +165,7 @@ impl ReadState {
         if access::may_read(&graph, who, &entry) {
             Ok((entry, bytes))
         } else {
-            Err(access::refusal(who, &format!("{shard}/{index}")))
+            Err(access::refusal(who, place))
         }
     }
 
@@ -160,6 +174,27 @@ impl ReadState {
     pub fn with_cosigned(mut self, c: Arc<witness::cosigned::Cosigned>) -> ReadState {
         self.reads = self.reads.with_cosigned(c);
         self
+    }
+
+    /// The same state, answering for other members' logs from `mirrors`.
+    pub fn with_mirrors(mut self, mirrors: shards::mirror::Mirrors) -> ReadState {
+        self.reads = self.reads.with_mirrors(mirrors);
+        self
+    }
+
+    /// Entry `index` of `member`'s log `shard`, from this node's mirror,
+    /// decoded and as bytes, if `who` may read it (the one visibility model,
+    /// over what this node's read model knows).
+    pub async fn readable_member_entry(
+        &self,
+        who: Option<&api::Principal>,
+        member: &str,
+        shard: u32,
+        index: u64,
+    ) -> Result<(ledger::entry::Entry, Vec<u8>), ApiError> {
+        let (entry, bytes) = self.reads.member_entry_with_bytes(member, shard, index)?;
+        self.checked(who, entry, bytes, &format!("{member}/{shard}/{index}"))
+            .await
     }
 
     /// The same state, with the rules' configuration pages read ranges from.

@@ -233,6 +233,9 @@ pub struct Reads {
     /// Per log, the newest checkpoint found quorate, so the proofs of a
     /// page's facts do not sign and verify it again each (see `witnessed`).
     quorate: std::sync::Mutex<std::collections::HashMap<ledger::Digest, Quorate>>,
+    /// The node's verified mirrors of other members' logs (none for a node
+    /// on its own).
+    mirrors: shards::mirror::Mirrors,
 }
 
 /// A checkpoint checked against a policy: valid while its size's lines and
@@ -252,7 +255,101 @@ impl Reads {
             node,
             cosigned: None,
             quorate: Default::default(),
+            mirrors: Default::default(),
         }
+    }
+
+    /// The same reads, answering for other members' logs from `mirrors`.
+    pub fn with_mirrors(mut self, mirrors: shards::mirror::Mirrors) -> Reads {
+        self.mirrors = mirrors;
+        self
+    }
+
+    /// The node's mirror of `member`'s log `shard`.
+    fn mirror(&self, member: &str, shard: u32) -> Result<Arc<shards::mirror::Mirror>, ApiError> {
+        self.mirrors.get(member, shard).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "this node keeps no mirror of member {member:?}'s shard {shard}"
+            ))
+        })
+    }
+
+    /// The newest head of `member`'s log `shard` that this node's mirror
+    /// verified: signed by that member's log key (named in the member's key
+    /// sets, whose operator key the network document names), not by this node.
+    pub fn member_head(&self, member: &str, shard: u32) -> Result<HeadJson, ApiError> {
+        let m = self.mirror(member, shard)?;
+        let head = m.head().ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no head of member {member:?}'s shard {shard} verified yet"
+            ))
+        })?;
+        Ok(HeadJson::new(shard, &m.key(), &head))
+    }
+
+    /// Entry `index` of `member`'s log `shard`, from this node's mirror of
+    /// it, decoded, and its canonical bytes.
+    pub fn member_entry_with_bytes(
+        &self,
+        member: &str,
+        shard: u32,
+        index: u64,
+    ) -> Result<(Entry, Vec<u8>), ApiError> {
+        let m = self.mirror(member, shard)?;
+        let held = m.len();
+        if index >= held {
+            return Err(ApiError::NotFound(format!(
+                "this node's mirror of member {member:?}'s shard {shard} holds {held} entries, not entry {index}"
+            )));
+        }
+        let bytes = m.entry(index)?;
+        let entry = Entry::from_bytes(&bytes).map_err(|e| {
+            ApiError::Unavailable(format!(
+                "entry {index} of the mirror of member {member:?}'s shard {shard} does not decode ({e}); run `coldtrail verify` on it"
+            ))
+        })?;
+        Ok((entry, bytes))
+    }
+
+    /// [`Reads::entry_json`] for an entry of `member`'s log `shard`.
+    pub fn member_entry_json(
+        &self,
+        member: &str,
+        shard: u32,
+        index: u64,
+        entry: &Entry,
+        bytes: &[u8],
+    ) -> EntryJson {
+        EntryJson {
+            proof_url: format!("/v1/members/{member}/shards/{shard}/entries/{index}/proof"),
+            ..self.entry_json(shard, index, entry, bytes)
+        }
+    }
+
+    /// Inclusion proof of entry `index` of `member`'s log `shard` under the
+    /// newest head of it this node's mirror verified: provable here while
+    /// that member's node is down.
+    pub fn member_proof(
+        &self,
+        member: &str,
+        shard: u32,
+        index: u64,
+    ) -> Result<ProofJson, ApiError> {
+        let m = self.mirror(member, shard)?;
+        let head = m.head().filter(|h| h.head.size > index).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no verified head of member {member:?}'s shard {shard} holds entry {index} yet"
+            ))
+        })?;
+        let proof = m.inclusion_proof(index, head.head.size)?;
+        Ok(ProofJson {
+            shard,
+            index,
+            id: ledger::entry_id(&m.entry(index)?).to_hex(),
+            proof: proof.iter().map(|d| d.to_hex()).collect(),
+            head: HeadJson::new(shard, &m.key(), &head),
+            witnessed: None,
+        })
     }
 
     /// The same reads, serving checkpoints with the cosignatures in `c`.

@@ -55,8 +55,9 @@
 //!   `mirror::Mirror`), which check each run before keeping it and catch a member that signs two
 //!   histories. A follower vouches for each head its mirror verified with a cosignature
 //!   (`Node::cosign`, the operator key), which the member keeps (`jetstream::CosignatureInbox`)
-//!   and serves with its checkpoints. `serve` wires them (`src/networking.rs`); the read side
-//!   does not read mirrors yet.
+//!   and serves with its checkpoints. `serve` wires them (`src/networking.rs`); the verifier's
+//!   routes serve other members' entries and proofs from them (`mirror::Mirrors`); the rest of
+//!   the read side (lineage, rules, search) does not read mirrors yet.
 //! - **History.** `Node::history(subject)` walks the subject's home shard's entries about it,
 //!   following each `ReceiptIn` to the entry it points at on the sender's shard; every item
 //!   carries its inclusion proof and signed head.

@@ -34,8 +34,9 @@
 //! with the mirror's private key, are bookkeeping and are never served: the
 //! origin's heads are.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use ed25519_dalek::VerifyingKey;
 use ledger::codec::{Reader, Writer};
@@ -511,5 +512,43 @@ impl Mirror {
         })?;
         *self.state.lock().expect("mirror state") = state;
         Ok(())
+    }
+}
+
+/// The mirrors a node keeps, by member and shard: what its read side
+/// answers for other members' logs from. Filled as each member's mirrors
+/// open; shared by whoever reads them.
+#[derive(Clone, Default)]
+pub struct Mirrors {
+    by_member: Arc<RwLock<BTreeMap<String, Vec<Arc<Mirror>>>>>,
+}
+
+impl Mirrors {
+    /// `member`'s mirrors, by shard (replacing any held).
+    pub fn insert(&self, member: &str, mirrors: Vec<Arc<Mirror>>) {
+        self.by_member
+            .write()
+            .expect("mirrors lock")
+            .insert(member.to_string(), mirrors);
+    }
+
+    /// The mirror of `member`'s log `shard`, if the node keeps one.
+    pub fn get(&self, member: &str, shard: u32) -> Option<Arc<Mirror>> {
+        self.by_member
+            .read()
+            .expect("mirrors lock")
+            .get(member)?
+            .get(shard as usize)
+            .cloned()
+    }
+
+    /// Every member followed, by name, with its mirrors by shard.
+    pub fn members(&self) -> Vec<(String, Vec<Arc<Mirror>>)> {
+        self.by_member
+            .read()
+            .expect("mirrors lock")
+            .iter()
+            .map(|(m, v)| (m.clone(), v.clone()))
+            .collect()
     }
 }

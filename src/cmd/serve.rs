@@ -213,8 +213,15 @@ pub async fn run_server(
         witness_alarm: Arc::clone(&witness_alarm),
         followed,
     };
-    let (read, endpoint, notices_task) =
-        read_edges(&node, &ingest, graph, rules, gql, Arc::clone(&cosigned))?;
+    let (read, endpoint, notices_task) = read_edges(
+        &node,
+        &ingest,
+        graph,
+        rules,
+        gql,
+        Arc::clone(&cosigned),
+        running.followed.mirrors().clone(),
+    )?;
     let deliveries = ::web::subscriptions::Deliveries::spawn(Arc::clone(&read))
         .context("starting the subscriptions' deliveries")?;
     let app_ingest = Arc::clone(&ingest);
@@ -356,6 +363,7 @@ fn read_edges(
     rules: analytics::RulesConfig,
     gql: graphql::Limits,
     cosigned: Arc<witness::cosigned::Cosigned>,
+    mirrors: shards::mirror::Mirrors,
 ) -> Result<(
     Arc<readstate::ReadState>,
     graphql::Endpoint,
@@ -373,7 +381,8 @@ fn read_edges(
             readstate::subscriptions::Subscriptions::open(node.data_dir())?,
         )
         .with_rules(rules)
-        .with_cosigned(cosigned),
+        .with_cosigned(cosigned)
+        .with_mirrors(mirrors),
     );
     let (notices, notices_task) = graphql::Notices::follow(Arc::clone(node))?;
     let endpoint = graphql::Endpoint {

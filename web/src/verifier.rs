@@ -44,7 +44,19 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
             "/v1/shards/{shard}/consistency",
             web::get().to(get_consistency),
         )
-        .route(KEYS_PATH, web::get().to(get_keys));
+        .route(KEYS_PATH, web::get().to(get_keys))
+        .route(
+            "/v1/members/{member}/shards/{shard}/head",
+            web::get().to(get_member_head),
+        )
+        .route(
+            "/v1/members/{member}/shards/{shard}/entries/{index}",
+            web::get().to(get_member_entry),
+        )
+        .route(
+            "/v1/members/{member}/shards/{shard}/entries/{index}/proof",
+            web::get().to(get_member_proof),
+        );
 }
 
 /// Where the node's key document is served.
@@ -236,6 +248,67 @@ async fn get_consistency(
     )?))
 }
 
+/// The network member the path names.
+fn path_member(req: &HttpRequest) -> &str {
+    req.match_info().get("member").unwrap_or("")
+}
+
+/// The newest head of another network member's shard log that this node's
+/// mirror of it verified (signed by that member's log key: check it under
+/// the key that member's key document names).
+#[utoipa::path(get, path = "/v1/members/{member}/shards/{shard}/head",
+    params(("member" = String, Path), ("shard" = u32, Path)),
+    responses((status = 200, body = HeadJson), (status = 404, description = "No mirror of that member's shard here, or no head of it verified yet")))]
+async fn get_member_head(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let shard = path_number(&req, "shard")?;
+    Ok(HttpResponse::Ok().json(state.reads.member_head(path_member(&req), shard)?))
+}
+
+/// Entry `index` of another network member's shard log, from this node's
+/// verified mirror of it: readable here while that member's node is down.
+#[utoipa::path(get, path = "/v1/members/{member}/shards/{shard}/entries/{index}",
+    params(("member" = String, Path), ("shard" = u32, Path), ("index" = u64, Path)),
+    responses((status = 200, body = EntryJson), (status = 401, description = "No token (the content is not public)"),
+        (status = 403, description = "The entry concerns other organisations"), (status = 404, description = "No such entry in this node's mirror")),
+    security((), ("bearer" = [])))]
+async fn get_member_entry(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let member = path_member(&req);
+    let shard = path_number(&req, "shard")?;
+    let index = path_number(&req, "index")?;
+    let who = state.tokens.caller(&req)?;
+    let (entry, bytes) = state
+        .readable_member_entry(who.as_ref(), member, shard, index)
+        .await?;
+    Ok(HttpResponse::Ok().json(
+        state
+            .reads
+            .member_entry_json(member, shard, index, &entry, &bytes),
+    ))
+}
+
+/// Inclusion proof of entry `index` of another network member's shard log
+/// under the newest head of it this node's mirror verified.
+#[utoipa::path(get, path = "/v1/members/{member}/shards/{shard}/entries/{index}/proof",
+    params(("member" = String, Path), ("shard" = u32, Path), ("index" = u64, Path)),
+    responses((status = 200, body = ProofJson), (status = 404, description = "No such entry in this node's mirror, or no verified head holds it yet")))]
+async fn get_member_proof(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    let shard = path_number(&req, "shard")?;
+    let index = path_number(&req, "index")?;
+    Ok(HttpResponse::Ok().json(state.reads.member_proof(path_member(&req), shard, index)?))
+}
+
 /// The verifier routes' part of the node's OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
@@ -249,7 +322,10 @@ async fn get_consistency(
         get_entry_raw,
         get_entry_by_id,
         get_proof,
-        get_consistency
+        get_consistency,
+        get_member_head,
+        get_member_entry,
+        get_member_proof
     ),
     components(schemas(
         HeadJson,
