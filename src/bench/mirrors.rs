@@ -44,13 +44,14 @@ impl Drop for Followed {
     }
 }
 
-/// A node followed as member `name` (each run's own: the stream keeps what
-/// an earlier one published).
+/// A node publishing its logs as member `name` (each run's own: the stream
+/// keeps what an earlier one published), with `followers` mirroring them.
 async fn followed(
     dir: &Path,
     name: &str,
     shards: u32,
     config: &JetStreamConfig,
+    followers: usize,
 ) -> Result<Followed> {
     let node = open(&dir.join("node"), shards)?;
     let member = ledger::network::Member {
@@ -69,7 +70,7 @@ async fn followed(
     let mut tasks = vec![tokio::spawn(publisher.run(PUBLISH_EVERY))];
     let (backend, store_config) = node.storage();
     let mut mirrors = Vec::new();
-    for f in 0..FOLLOWERS {
+    for f in 0..followers {
         let follower = MemberFollower::open(
             config,
             &format!("follower{f}"),
@@ -133,8 +134,13 @@ async fn figures(
     config: &JetStreamConfig,
 ) -> Result<()> {
     let shards = 2;
-    // Interleaved rounds: the machine's drift falls on both columns.
-    let (mut alone, mut with) = (Vec::new(), Vec::new());
+    // Interleaved rounds: the machine's drift falls on every column. The
+    // node publishing with no follower is its own share of a network's
+    // cost (followers run on other members' machines); with followers in
+    // this process, theirs comes on top.
+    let configurations = [0, 1, FOLLOWERS];
+    let mut alone = Vec::new();
+    let mut with: Vec<Vec<f64>> = vec![Vec::new(); configurations.len()];
     for round in 0..3 {
         alone.push(
             append_rate(
@@ -145,27 +151,37 @@ async fn figures(
             )
             .await?,
         );
-        let f = followed(
-            &dir.join(format!("followed-{round}")),
-            &format!("origin{round}"),
-            shards,
-            config,
-        )
-        .await?;
-        with.push(append_to(&f.node, batches, per_batch).await?);
-        // The mirrors catch up before the next round measures.
-        caught_up(&f, Duration::from_secs(120)).await?;
+        for (c, &followers) in configurations.iter().enumerate() {
+            let f = followed(
+                &dir.join(format!("followed-{followers}-{round}")),
+                &format!("origin{followers}x{round}"),
+                shards,
+                config,
+                followers,
+            )
+            .await?;
+            with[c].push(append_to(&f.node, batches, per_batch).await?);
+            // The mirrors catch up before the next round measures.
+            caught_up(&f, Duration::from_secs(120)).await?;
+        }
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (a, w) = (median(&mut alone), median(&mut with));
-    row(
-        &format!("durable ingest, {FOLLOWERS} mirrors following"),
-        format!("{}readings/s", si(w)),
-        format!("{:.2}x the node alone ({}readings/s)", w / a, si(a)),
-    );
+    let a = median(&mut alone);
+    for (&followers, rates) in configurations.iter().zip(&mut with) {
+        let w = median(rates);
+        row(
+            &match followers {
+                0 => "durable ingest, publishing, no follower".to_string(),
+                1 => "durable ingest, 1 mirror following".to_string(),
+                n => format!("durable ingest, {n} mirrors following"),
+            },
+            format!("{}readings/s", si(w)),
+            format!("{:.2}x the node alone ({}readings/s)", w / a, si(a)),
+        );
+    }
     lag(dir, batches, config, shards).await
 }
 
@@ -197,7 +213,7 @@ async fn lag(
     config: &JetStreamConfig,
     shards: u32,
 ) -> Result<()> {
-    let f = followed(&dir.join("lag"), "origin-lag", shards, config).await?;
+    let f = followed(&dir.join("lag"), "origin-lag", shards, config, FOLLOWERS).await?;
     let rate = 100u32;
     let count = (rate as usize * 20).min(batches.len());
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
