@@ -348,7 +348,8 @@ fn mirrored(node: &Node, follower: &MemberFollower) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_mirrors_another_members_logs_through_a_server_dying_and_its_own_restart() {
+async fn a_member_mirrors_another_members_logs_through_a_server_dying_and_its_own_restart_and_a_copy_started_over(
+) {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path(), 3);
     let config = config(&cluster);
@@ -427,6 +428,23 @@ async fn a_member_mirrors_another_members_logs_through_a_server_dying_and_its_ow
         assert!(Instant::now() < deadline, "the mirrors never caught up");
         following = tokio::spawn(f.run());
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The mirrors' directory deleted (a copy started over): the follower
+    // reads the member's logs from the stream's start again, though its
+    // durable consumer had delivered them all.
+    std::fs::remove_dir_all(&mirrors).unwrap();
+    let mut following = tokio::spawn(open().await.run());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        following.abort();
+        let _ = (&mut following).await;
+        let f = open().await;
+        if mirrored(&acme, &f) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the copy never started over");
+        following = tokio::spawn(f.run());
     }
     publishing.abort();
 }

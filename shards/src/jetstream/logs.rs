@@ -311,6 +311,10 @@ impl LogPublisher {
 pub struct MemberFollower {
     member: String,
     consumer: jetstream::consumer::Consumer<consumer::pull::Config>,
+    /// The logs' stream and the consumer's name, to read from the start
+    /// again (see [`MemberFollower::run`]).
+    stream: jetstream::stream::Stream,
+    consumer_name: String,
     mirrors: Vec<Arc<crate::mirror::Mirror>>,
     /// Publishes cosignatures (when `cosign` is set).
     js: jetstream::Context,
@@ -377,19 +381,27 @@ impl MemberFollower {
             mirrors.push(Arc::new(mirror));
         }
         let name = format!("mirror-{follower}-{}", member.name);
-        // One run at a time: a log's runs apply in order.
-        let consumer = durable_consumer(
-            &stream,
-            name,
-            config.member_subject("log", &member.name, None),
-            Some(1),
-            "the mirror consumer",
-        )
-        .await?;
+        // A mirror copied again (its directory deleted) holds no head while
+        // the durable consumer remembers having delivered its runs: read
+        // the member's logs from the stream's start again.
+        if mirrors.iter().any(|m| m.head().is_none()) {
+            if let Ok(info) = stream.consumer_info(&name).await {
+                if info.ack_floor.stream_sequence > 0 {
+                    tracing::info!(member = %member.name, "a mirror starts over: reading the member's logs from the start");
+                    stream
+                        .delete_consumer(&name)
+                        .await
+                        .map_err(|e| nats_error("restarting the mirror consumer", e))?;
+                }
+            }
+        }
+        let consumer = mirror_consumer(&stream, &name, config, &member.name).await?;
         cosig_stream(&js, config).await?;
         Ok(MemberFollower {
             member: member.name.clone(),
             consumer,
+            stream,
+            consumer_name: name,
             mirrors,
             js,
             config: config.clone(),
@@ -498,15 +510,29 @@ impl MemberFollower {
 
     /// Follows until the task is dropped. A message is acknowledged once
     /// kept, refused (named in the log) or past a fork; one that comes
-    /// early or could not be written comes again.
-    pub async fn run(self) {
+    /// early or could not be written comes again. Runs that keep coming
+    /// early for [`EARLY_FOR`] (what a mirror is missing is behind the
+    /// consumer: a mirror restored from an older copy) make the follower
+    /// read the member's logs from the stream's start again; runs held
+    /// already are checked and skipped.
+    pub async fn run(mut self) {
         use crate::mirror::{Applied, MirrorError};
         let mut vouched = vec![None; self.mirrors.len()];
+        let mut early_since: Option<std::time::Instant> = None;
         loop {
+            if early_since.is_some_and(|t| t.elapsed() > EARLY_FOR) {
+                match self.read_again().await {
+                    Ok(()) => early_since = None,
+                    Err(e) => {
+                        tracing::warn!(member = %self.member, error = %e, "could not read the member's logs again; retrying")
+                    }
+                }
+            }
             let mut messages = fetch(&self.consumer).await;
             while let Some(Ok(message)) = messages.next().await {
                 let ack = match self.take(&message.subject, &message.payload).await {
                     Ok(Applied::Kept(_)) => {
+                        early_since = None;
                         if let Some((shard, _)) = self.mirror_of(&message.subject) {
                             let last = vouched[shard as usize];
                             vouched[shard as usize] = self.vouch(shard, last).await;
@@ -514,6 +540,7 @@ impl MemberFollower {
                         AckKind::Ack
                     }
                     Ok(Applied::Early { expected }) => {
+                        early_since.get_or_insert_with(std::time::Instant::now);
                         tracing::debug!(subject = %message.subject, expected, "a log run came early");
                         AckKind::Nak(Some(Duration::from_millis(100)))
                     }
@@ -543,6 +570,47 @@ impl MemberFollower {
                 }
             }
         }
+    }
+}
+
+/// How long runs may keep coming early before a follower reads the
+/// member's logs from the stream's start again.
+const EARLY_FOR: Duration = Duration::from_secs(30);
+
+/// The durable consumer `name` of `member`'s log subjects, one run in
+/// flight at a time (a log's runs apply in order).
+async fn mirror_consumer(
+    stream: &jetstream::stream::Stream,
+    name: &str,
+    config: &JetStreamConfig,
+    member: &str,
+) -> Result<jetstream::consumer::Consumer<consumer::pull::Config>, ShardError> {
+    durable_consumer(
+        stream,
+        name.to_string(),
+        config.member_subject("log", member, None),
+        Some(1),
+        "the mirror consumer",
+    )
+    .await
+}
+
+impl MemberFollower {
+    /// Replaces the consumer with a new one from the stream's start.
+    async fn read_again(&mut self) -> Result<(), ShardError> {
+        tracing::warn!(member = %self.member, "log runs keep coming early: reading the member's logs from the start again");
+        self.stream
+            .delete_consumer(&self.consumer_name)
+            .await
+            .map_err(|e| nats_error("restarting the mirror consumer", e))?;
+        self.consumer = mirror_consumer(
+            &self.stream,
+            &self.consumer_name,
+            &self.config,
+            &self.member,
+        )
+        .await?;
+        Ok(())
     }
 }
 
