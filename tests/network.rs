@@ -121,6 +121,16 @@ fn served_from_mirror(base: &str, a: &Path, sizes: &[u64], investigator: &str) {
         assert_eq!(beyond.status, 404, "{}", beyond.body);
     }
     assert_eq!(get(base, "/v1/members/zz/shards/0/head").status, 404);
+    let listed = get(base, "/v1/members").json();
+    let shards = listed["members"][0]["shards"].as_array().unwrap();
+    assert_eq!(listed["members"][0]["member"], "a", "{listed}");
+    for (s, &size) in shards.iter().zip(sizes) {
+        assert_eq!(
+            (s["entries"].as_u64(), s["head"]["size"].as_u64()),
+            (Some(size), Some(size))
+        );
+        assert!(s["fork"].is_null(), "{listed}");
+    }
 }
 
 /// The `mirrors` check of `/readyz`, with the status.
@@ -373,6 +383,19 @@ fn members_mirror_each_others_logs_and_a_rewritten_history_is_a_fork() {
         check["detail"].as_str().unwrap().contains("FORK in a/"),
         "{check}"
     );
+    // Anyone may see which logs b mirrors, how far, and the fork's heads.
+    let listed = get(&server_b.base, "/v1/members").json();
+    assert_eq!(listed["members"][0]["member"], "a", "{listed}");
+    let forked: Vec<&serde_json::Value> = listed["members"][0]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| !s["fork"].is_null())
+        .collect();
+    assert!(!forked.is_empty(), "{listed}");
+    for s in forked {
+        assert_ne!(s["fork"]["held"]["root"], s["fork"]["conflicting"]["root"]);
+    }
     let forked: Vec<_> = (0..2)
         .filter_map(|s| {
             gauge(

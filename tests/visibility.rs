@@ -38,6 +38,7 @@ const ROUTES: &[(&str, bool, &str)] = &[
         "/.well-known/coldtrail/keys",
     ),
     ("/v1/shards/{shard}/head", true, "/v1/shards/0/head"),
+    ("/v1/members", true, "/v1/members"),
     (
         "/v1/shards/{shard}/checkpoint",
         true,

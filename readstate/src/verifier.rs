@@ -102,6 +102,42 @@ pub struct ConsistencyJson {
     pub second_head: Option<HeadJson>,
 }
 
+/// The other network members whose logs this node mirrors.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MembersJson {
+    /// By name; empty on a node that is not a member of a network.
+    pub members: Vec<MemberJson>,
+}
+
+/// One member's logs as this node's mirrors hold them.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MemberJson {
+    pub member: String,
+    pub shards: Vec<MirroredJson>,
+}
+
+/// One shard log of a member, as this node's mirror holds it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MirroredJson {
+    pub shard: u32,
+    /// Entries held, each checked under a head the member's log key signed.
+    pub entries: u64,
+    /// The newest head of it verified (under the member's log key).
+    pub head: Option<HeadJson>,
+    /// Set once the member's log key signed two histories of this log:
+    /// the mirror follows it no further.
+    pub fork: Option<ForkJson>,
+}
+
+/// Two heads one log key signed that cannot both be true.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ForkJson {
+    /// The head the mirror held.
+    pub held: HeadJson,
+    /// The head that contradicts it.
+    pub conflicting: HeadJson,
+}
+
 /// One ledger entry: its canonical bytes (what its id hashes), and a decoded view.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EntryJson {
@@ -263,6 +299,37 @@ impl Reads {
     pub fn with_mirrors(mut self, mirrors: shards::mirror::Mirrors) -> Reads {
         self.mirrors = mirrors;
         self
+    }
+
+    /// Every member this node mirrors, each shard's copy: its size, the
+    /// newest head verified, any fork.
+    pub fn members(&self) -> MembersJson {
+        MembersJson {
+            members: self
+                .mirrors
+                .members()
+                .into_iter()
+                .map(|(member, mirrors)| MemberJson {
+                    member,
+                    shards: mirrors
+                        .iter()
+                        .zip(0u32..)
+                        .map(|(m, shard)| {
+                            let key = m.key();
+                            MirroredJson {
+                                shard,
+                                entries: m.len(),
+                                head: m.head().map(|h| HeadJson::new(shard, &key, &h)),
+                                fork: m.fork().map(|f| ForkJson {
+                                    held: HeadJson::new(shard, &key, &f.held),
+                                    conflicting: HeadJson::new(shard, &key, &f.conflicting),
+                                }),
+                            }
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
     }
 
     /// The node's mirror of `member`'s log `shard`.

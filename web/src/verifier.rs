@@ -9,8 +9,9 @@ use api::params::{path_number, QueryParams};
 use api::ApiError;
 use ledger::entry::Entry;
 use readstate::verifier::{
-    ConsistencyJson, EntryJson, HeadJson, KeySetJson, KeysDocument, ProofJson, ShardKeyJson,
-    SignedSizesJson, WitnessKeyJson, WitnessPolicyJson, WitnessedJson,
+    ConsistencyJson, EntryJson, ForkJson, HeadJson, KeySetJson, KeysDocument, MemberJson,
+    MembersJson, MirroredJson, ProofJson, ShardKeyJson, SignedSizesJson, WitnessKeyJson,
+    WitnessPolicyJson, WitnessedJson,
 };
 use readstate::ReadState;
 use utoipa::OpenApi;
@@ -45,6 +46,7 @@ pub(crate) fn configure(cfg: &mut ServiceConfig) {
             web::get().to(get_consistency),
         )
         .route(KEYS_PATH, web::get().to(get_keys))
+        .route("/v1/members", web::get().to(get_members))
         .route(
             "/v1/members/{member}/shards/{shard}/head",
             web::get().to(get_member_head),
@@ -253,6 +255,18 @@ fn path_member(req: &HttpRequest) -> &str {
     req.match_info().get("member").unwrap_or("")
 }
 
+/// The other network members whose logs this node mirrors: per shard, the
+/// entries held, the newest head verified and any fork caught (empty on a
+/// node on its own).
+#[utoipa::path(get, path = "/v1/members", responses((status = 200, body = MembersJson)))]
+async fn get_members(
+    state: web::Data<ReadState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryParams::parse(&req, &[])?;
+    Ok(HttpResponse::Ok().json(state.reads.members()))
+}
+
 /// The newest head of another network member's shard log that this node's
 /// mirror of it verified (signed by that member's log key: check it under
 /// the key that member's key document names).
@@ -323,6 +337,7 @@ async fn get_member_proof(
         get_entry_by_id,
         get_proof,
         get_consistency,
+        get_members,
         get_member_head,
         get_member_entry,
         get_member_proof
@@ -338,7 +353,11 @@ async fn get_member_proof(
         ShardKeyJson,
         WitnessedJson,
         WitnessPolicyJson,
-        WitnessKeyJson
+        WitnessKeyJson,
+        MembersJson,
+        MemberJson,
+        MirroredJson,
+        ForkJson
     ))
 )]
 pub(crate) struct VerifierApi;
