@@ -50,14 +50,17 @@ pub enum Following {
     Mirrors(Vec<Arc<Mirror>>),
 }
 
-/// Every other member, and where the node stands with its logs.
+/// Every other member, and where the node stands with its logs: the
+/// members whose mirrors are open are the ones in `mirrors`, the others
+/// wait.
 #[derive(Clone, Default)]
 pub struct Followed {
-    members: Arc<RwLock<BTreeMap<String, Following>>>,
+    /// Members not followed yet, and why.
+    waiting: Arc<RwLock<BTreeMap<String, String>>>,
     /// Told when a member's mirrors open or one catches a fork: the fork
     /// recorder looks then (and every second).
     changed: Arc<tokio::sync::Notify>,
-    /// The mirrors opened, for the read side.
+    /// The mirrors opened, as the read side reads them too.
     mirrors: Mirrors,
 }
 
@@ -67,25 +70,35 @@ impl Followed {
         &self.mirrors
     }
 
-    fn set(&self, member: &str, following: Following) {
-        if let Following::Mirrors(m) = &following {
-            self.mirrors.insert(member, m.clone());
-        }
-        self.members
+    /// `member` is not followed yet, because of `why`.
+    fn waiting(&self, member: &str, why: String) {
+        self.waiting
             .write()
             .expect("followed lock")
-            .insert(member.to_string(), following);
+            .insert(member.to_string(), why);
+        self.changed.notify_one();
+    }
+
+    /// `member`'s mirrors are open.
+    fn following(&self, member: &str, mirrors: Vec<Arc<Mirror>>) {
+        self.mirrors.insert(member, mirrors);
+        self.waiting.write().expect("followed lock").remove(member);
         self.changed.notify_one();
     }
 
     /// Each member, by name.
     pub fn members(&self) -> Vec<(String, Following)> {
-        self.members
+        let mut all: BTreeMap<String, Following> = self
+            .waiting
             .read()
             .expect("followed lock")
             .iter()
-            .map(|(m, f)| (m.clone(), f.clone()))
-            .collect()
+            .map(|(m, why)| (m.clone(), Following::Waiting(why.clone())))
+            .collect();
+        for (m, mirrors) in self.mirrors.members() {
+            all.insert(m, Following::Mirrors(mirrors));
+        }
+        all.into_iter().collect()
     }
 }
 
@@ -222,10 +235,7 @@ pub async fn start(
         ];
     let (backend, store_config) = node.storage();
     for member in doc.members.iter().filter(|m| m.name != me.name) {
-        followed.set(
-            &member.name,
-            Following::Waiting("not opened yet".to_string()),
-        );
+        followed.waiting(&member.name, "not opened yet".to_string());
         tasks.push(tokio::spawn(follow(
             FollowTask {
                 config: networking.jetstream.clone(),
@@ -287,10 +297,7 @@ async fn follow(f: FollowTask, followed: Followed) {
                 let follower = follower
                     .vouching(Arc::clone(&f.cosign))
                     .telling_forks(Arc::clone(&followed.changed));
-                followed.set(
-                    &f.member.name,
-                    Following::Mirrors(follower.mirrors().to_vec()),
-                );
+                followed.following(&f.member.name, follower.mirrors().to_vec());
                 tracing::info!(member = %f.member.name, shards = f.member.shards, "following a member's logs");
                 follower.run().await;
                 return;
@@ -302,7 +309,7 @@ async fn follow(f: FollowTask, followed: Followed) {
                     tracing::info!(member = %f.member.name, why = %why, "cannot follow a member's logs yet; retrying");
                     said = Some(why.clone());
                 }
-                followed.set(&f.member.name, Following::Waiting(why));
+                followed.waiting(&f.member.name, why);
                 tokio::time::sleep(RETRY).await;
             }
         }
@@ -330,10 +337,7 @@ async fn record_once(node: &Node, network: &str, entry: Entry) -> Result<bool> {
 async fn record_forks(node: Arc<Node>, network: String, followed: Followed) {
     let mut recorded = std::collections::HashSet::new();
     loop {
-        for (member, following) in followed.members() {
-            let Following::Mirrors(mirrors) = following else {
-                continue;
-            };
+        for (member, mirrors) in followed.mirrors.members() {
             for (shard, mirror) in mirrors.iter().enumerate() {
                 let Some(fork) = mirror.fork() else { continue };
                 if recorded.contains(mirror.name()) {

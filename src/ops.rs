@@ -333,10 +333,7 @@ impl Running {
         for (consumer, behind) in self.lags() {
             metrics::gauge!(GAUGES.lag, "consumer" => consumer).set(behind as f64);
         }
-        for (member, following) in self.followed.members() {
-            let crate::networking::Following::Mirrors(mirrors) = following else {
-                continue;
-            };
+        for (member, mirrors) in self.followed.mirrors().members() {
             for (shard, m) in mirrors.iter().enumerate() {
                 let labels = [("member", member.clone()), ("shard", shard.to_string())];
                 metrics::gauge!(GAUGES.mirrored, &labels).set(m.len() as f64);

@@ -66,16 +66,28 @@ fn mirrored(base: &str, member: &str, sizes: &[u64], within: Duration) {
 /// The network records `base` serves (each entry's decoded view), read
 /// entry by entry: they are public.
 fn network_records_served(base: &str) -> Vec<serde_json::Value> {
+    served_entries(base, None)
+        .into_iter()
+        .filter(|e| e["kind"] == "network")
+        .map(|e| e["entry"].clone())
+        .collect()
+}
+
+/// Every entry of the node at `base` (two shards) as it answers `token`
+/// (or a stranger): the entry, or the refusal.
+fn served_entries(base: &str, token: Option<&str>) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for shard in 0..2 {
         let size = get(base, &format!("/v1/shards/{shard}/head")).json()["size"]
             .as_u64()
             .unwrap();
         for i in 0..size {
-            let e = get(base, &format!("/v1/shards/{shard}/entries/{i}")).json();
-            if e["kind"] == "network" {
-                out.push(e["entry"].clone());
-            }
+            let path = format!("/v1/shards/{shard}/entries/{i}");
+            let r = match token {
+                Some(t) => get_auth(base, &path, t),
+                None => get(base, &path),
+            };
+            out.push(r.json());
         }
     }
     out
@@ -483,19 +495,10 @@ fn members_mirror_each_others_logs_and_a_rewritten_history_is_a_fork() {
 /// The custody events on the log of the node at `base`, by eventID, as
 /// `token` (their recorder) reads them.
 fn event_ids_on_log(base: &str, token: &str) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
-    for shard in 0..2 {
-        let size = get(base, &format!("/v1/shards/{shard}/head")).json()["size"]
-            .as_u64()
-            .unwrap();
-        for i in 0..size {
-            let e = get_auth(base, &format!("/v1/shards/{shard}/entries/{i}"), token).json();
-            if let Some(id) = e["entry"]["event_id"].as_str() {
-                out.insert(id.to_string());
-            }
-        }
-    }
-    out
+    served_entries(base, Some(token))
+        .iter()
+        .filter_map(|e| e["entry"]["event_id"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// `COLDTRAIL_NETWORK_KILL_CYCLES` cycles (default 3; the campaign's figures
