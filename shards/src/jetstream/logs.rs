@@ -430,7 +430,7 @@ impl MemberFollower {
 
     /// The shard a log subject names, and its mirror.
     fn mirror_of(&self, subject: &str) -> Option<(u32, &Arc<crate::mirror::Mirror>)> {
-        let shard = subject.rsplit('.').next()?.parse::<u32>().ok()?;
+        let shard = subject_shard(subject)?;
         Some((shard, self.mirrors.get(shard as usize)?))
     }
 
@@ -573,6 +573,11 @@ impl MemberFollower {
     }
 }
 
+/// The shard a `{prefix}.{what}.{member}.{shard}` subject names.
+fn subject_shard(subject: &str) -> Option<u32> {
+    subject.rsplit('.').next()?.parse().ok()
+}
+
 /// How long runs may keep coming early before a follower reads the
 /// member's logs from the stream's start again.
 const EARLY_FOR: Duration = Duration::from_secs(30);
@@ -655,11 +660,7 @@ impl CosignatureInbox {
         loop {
             let mut messages = fetch(&self.consumer).await;
             while let Some(Ok(message)) = messages.next().await {
-                let shard = message
-                    .subject
-                    .rsplit('.')
-                    .next()
-                    .and_then(|s| s.parse::<u32>().ok());
+                let shard = subject_shard(&message.subject);
                 let kept = match (shard, std::str::from_utf8(&message.payload)) {
                     (Some(shard), Ok(note)) => keep(shard, note),
                     _ => Err(NotKept::Refused("not a shard's cosignature note".into())),
